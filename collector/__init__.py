@@ -1,0 +1,1 @@
+"""Collector: wearables (real and simulated) to MQTT sample frames."""

@@ -1,0 +1,1 @@
+"""Dashboard: the Streamlit app over the processing store's read API."""

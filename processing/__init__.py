@@ -1,0 +1,1 @@
+"""Processing: the streaming twitch detector, the worker, and the event stores."""

@@ -1,0 +1,94 @@
+"""Values the worker produces and the stores keep."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Source = Literal["live", "replay"]
+SOURCES: tuple[Source, ...] = ("live", "replay")
+
+
+class EventKind(enum.StrEnum):
+    FASCICULATION = "fasciculation"
+    MYOCLONIC_JERK = "myoclonic_jerk"
+    SUSTAINED = "sustained"
+    ARTIFACT = "artifact"
+
+    @property
+    def is_twitch(self) -> bool:
+        """Only brief involuntary events count as twitches; sustained activity and artifacts do not."""
+        return self in (EventKind.FASCICULATION, EventKind.MYOCLONIC_JERK)
+
+
+TWITCH_KINDS: tuple[EventKind, ...] = tuple(k for k in EventKind if k.is_twitch)
+
+
+@dataclass(frozen=True)
+class TwitchEvent:
+    """One detected event on one muscle. Times are ns since the Unix epoch (device clock)."""
+
+    user: str
+    muscle: str
+    device: str
+    stream: str
+    channel: int
+    kind: EventKind
+    start_ns: int
+    end_ns: int
+    amplitude: float  # peak, in ``unit``
+    unit: str
+    confidence: float
+    source: Source = "live"
+    session_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.end_ns < self.start_ns:
+            raise ValueError(f"event ends ({self.end_ns}) before it starts ({self.start_ns})")
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"confidence {self.confidence} outside 0..1")
+        if not math.isfinite(self.amplitude):
+            raise ValueError("amplitude must be finite")
+        if not self.muscle:
+            raise ValueError("muscle must not be empty")
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {
+            "user": self.user,
+            "muscle": self.muscle,
+            "device": self.device,
+            "stream": self.stream,
+            "channel": self.channel,
+            "kind": self.kind.value,
+            "start": self.start_ns / 1e9,
+            "end": self.end_ns / 1e9,
+            "duration_ms": round(self.duration_ms, 3),
+            "amplitude": self.amplitude,
+            "unit": self.unit,
+            "confidence": self.confidence,
+            "source": self.source,
+            "session_id": self.session_id,
+        }
+
+
+@dataclass(frozen=True)
+class MinuteRate:
+    """Twitches on one muscle in one wall-clock minute, with how much of it was monitored."""
+
+    user: str
+    muscle: str
+    device: str
+    source: Source
+    minute_ns: int  # start of the minute
+    twitches: int
+    monitored_s: float
+
+    @property
+    def per_minute(self) -> float:
+        return self.twitches * 60.0 / self.monitored_s if self.monitored_s > 0 else 0.0

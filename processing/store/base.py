@@ -1,0 +1,88 @@
+"""The ``EventStore`` contract every backend meets (checked by ``tests/test_store_contract.py``)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from processing.events import EventKind, MinuteRate, Source, TwitchEvent
+
+
+class StoreError(RuntimeError):
+    """A store rejected a request or could not be reached; the message says what to do next."""
+
+
+class QueryError(StoreError, ValueError):
+    """A query was malformed (e.g. an inverted time range); ``key`` names the offending field."""
+
+    def __init__(self, reason: str, key: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Half-open time range [since_ns, until_ns) plus optional filters."""
+
+    since_ns: int = 0
+    until_ns: int | None = None
+    user: str | None = None
+    muscle: str | None = None
+    source: Source | None = None
+    kinds: tuple[EventKind, ...] | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.until_ns is not None and self.until_ns < self.since_ns:
+            raise QueryError(f"until ({self.until_ns}) is before since ({self.since_ns})", "until_ns")
+        if self.limit is not None and self.limit <= 0:
+            raise QueryError("must be positive", "limit")
+        if self.kinds is not None and not self.kinds:
+            raise QueryError("must name at least one kind, or be None for all", "kinds")
+
+
+@dataclass(frozen=True)
+class HourCount:
+    muscle: str
+    hour_ns: int
+    twitches: int
+
+
+class EventStore(abc.ABC):
+    """Writes are idempotent: the same event (user, muscle, device, source, start) or minute rate
+    written twice is stored once, the later write winning."""
+
+    url: str
+
+    @abc.abstractmethod
+    def write_events(self, events: Sequence[TwitchEvent]) -> None: ...
+
+    @abc.abstractmethod
+    def write_rates(self, rates: Sequence[MinuteRate]) -> None: ...
+
+    @abc.abstractmethod
+    def events(self, query: EventQuery) -> list[TwitchEvent]:
+        """Matching events ordered by start time (then muscle)."""
+
+    @abc.abstractmethod
+    def rates(self, query: EventQuery) -> list[MinuteRate]:
+        """Matching minute rates ordered by minute (then muscle); ``kinds`` is ignored."""
+
+    @abc.abstractmethod
+    def hourly_twitch_counts(self, query: EventQuery) -> list[HourCount]:
+        """Twitch events (``EventKind.is_twitch`` unless ``query.kinds`` says otherwise) per muscle per
+        UTC hour, only hours with at least one event, ordered by hour then muscle."""
+
+    @abc.abstractmethod
+    def muscles(self, user: str | None = None) -> list[str]:
+        """Every muscle with at least one stored event or rate, sorted."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,152 @@
+"""SQLite backend (stdlib ``sqlite3``, WAL): the embedded default store."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
+from processing.store.base import EventQuery, EventStore, HourCount, StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL,
+    start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, stream TEXT NOT NULL, channel INTEGER NOT NULL,
+    kind TEXT NOT NULL, amplitude REAL NOT NULL, unit TEXT NOT NULL, confidence REAL NOT NULL,
+    session_id TEXT NOT NULL,
+    PRIMARY KEY (user, muscle, device, source, start_ns)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_time ON events (start_ns);
+CREATE TABLE IF NOT EXISTS rates (
+    user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL,
+    minute_ns INTEGER NOT NULL, twitches INTEGER NOT NULL, monitored_s REAL NOT NULL,
+    PRIMARY KEY (user, muscle, device, source, minute_ns)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rates_by_time ON rates (minute_ns);
+PRAGMA user_version = 1;
+"""
+_HOUR_NS = 3_600_000_000_000
+_EVENT_COLUMNS = (
+    "user, muscle, device, stream, channel, kind, start_ns, end_ns, amplitude, unit, confidence, "
+    "source, session_id"
+)
+
+
+class SQLiteStore(EventStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection shared across threads (the worker writes from a thread, Streamlit reads
+            # from its script threads); the lock serialises use of it.
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}; check the path and permissions") from exc
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite query failed on {self.path}: {exc}") from exc
+
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.executemany(sql, rows)
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite write failed on {self.path}: {exc}") from exc
+
+    def write_events(self, events: Sequence[TwitchEvent]) -> None:
+        self._write(
+            f"INSERT OR REPLACE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (e.user, e.muscle, e.device, e.stream, e.channel, e.kind.value, e.start_ns, e.end_ns,
+                 e.amplitude, e.unit, e.confidence, e.source, e.session_id)
+                for e in events
+            ],
+        )
+
+    def write_rates(self, rates: Sequence[MinuteRate]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO rates (user, muscle, device, source, minute_ns, twitches, monitored_s) "
+            "VALUES (?,?,?,?,?,?,?)",
+            [(r.user, r.muscle, r.device, r.source, r.minute_ns, r.twitches, r.monitored_s) for r in rates],
+        )
+
+    @staticmethod
+    def _where(query: EventQuery, time_col: str, kinds: bool) -> tuple[str, list[Any]]:
+        clauses, params = [f"{time_col} >= ?"], [query.since_ns]
+        if query.until_ns is not None:
+            clauses.append(f"{time_col} < ?")
+            params.append(query.until_ns)
+        for col in ("user", "muscle", "source"):
+            value = getattr(query, col)
+            if value is not None:
+                clauses.append(f"{col} = ?")
+                params.append(value)
+        if kinds and query.kinds is not None:
+            clauses.append(f"kind IN ({','.join('?' * len(query.kinds))})")
+            params.extend(k.value for k in query.kinds)
+        return " AND ".join(clauses), params
+
+    @staticmethod
+    def _limit(query: EventQuery) -> str:
+        return f" LIMIT {int(query.limit)}" if query.limit is not None else ""
+
+    def events(self, query: EventQuery) -> list[TwitchEvent]:
+        where, params = self._where(query, "start_ns", kinds=True)
+        rows = self._run(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY start_ns, muscle{self._limit(query)}",
+            params,
+        )
+        return [
+            TwitchEvent(r[0], r[1], r[2], r[3], r[4], EventKind(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
+            for r in rows
+        ]
+
+    def rates(self, query: EventQuery) -> list[MinuteRate]:
+        where, params = self._where(query, "minute_ns", kinds=False)
+        rows = self._run(
+            "SELECT user, muscle, device, source, minute_ns, twitches, monitored_s FROM rates "
+            f"WHERE {where} ORDER BY minute_ns, muscle{self._limit(query)}",
+            params,
+        )
+        return [MinuteRate(*r) for r in rows]
+
+    def hourly_twitch_counts(self, query: EventQuery) -> list[HourCount]:
+        kinds = query.kinds if query.kinds is not None else TWITCH_KINDS
+        where, params = self._where(
+            EventQuery(query.since_ns, query.until_ns, query.user, query.muscle, query.source, kinds),
+            "start_ns",
+            kinds=True,
+        )
+        rows = self._run(
+            f"SELECT muscle, (start_ns / {_HOUR_NS}) * {_HOUR_NS} AS hour, COUNT(*) FROM events "
+            f"WHERE {where} GROUP BY hour, muscle ORDER BY hour, muscle",
+            params,
+        )
+        return [HourCount(r[0], r[1], r[2]) for r in rows]
+
+    def muscles(self, user: str | None = None) -> list[str]:
+        cond, params = ("WHERE user = ?", [user]) if user is not None else ("", [])
+        rows = self._run(
+            f"SELECT muscle FROM events {cond} UNION SELECT muscle FROM rates {cond} ORDER BY muscle",
+            params * 2,
+        )
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

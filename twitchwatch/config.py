@@ -1,0 +1,256 @@
+"""One validated configuration: environment (``TWITCHWATCH_*``) plus a TOML device map.
+
+Environment:
+  TWITCHWATCH_MQTT_URL     mqtt://[user[:password]@]host[:port]  (mqtts:// for TLS)
+  TWITCHWATCH_STORE_URL    sqlite:///path | influxdb://host:port/database
+  TWITCHWATCH_INFLUX_TOKEN / TWITCHWATCH_INFLUX_USERNAME / TWITCHWATCH_INFLUX_PASSWORD
+                           each also as *_FILE (a path, for Docker secrets)
+  TWITCHWATCH_USER         whose data this is (a topic segment)
+  TWITCHWATCH_CONFIG       path of the TOML device map (optional)
+
+TOML device map (unknown keys are rejected)::
+
+    user = "alice"                     # optional; the environment wins
+    [devices.polar1]
+    profile = "polar-h10"
+    address = "A0:9E:1A:00:00:01"      # optional
+    [devices.polar1.streams.acc]
+    muscle = "calf_left"               # every channel of the stream
+    [devices.myo1.streams.emg.channels]
+    "0" = "forearm_flexor_left"        # or channel by channel
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Self
+from urllib.parse import unquote, urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from collector.topics import TopicError, check_segment
+from processing.store import InfluxAuth, StoreUrlError, parse_store_url
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "twitchwatch"
+
+
+def default_store_url() -> str:
+    return f"sqlite:///{default_data_dir() / 'twitchwatch.db'}"
+
+
+class ConfigError(ValueError):
+    """Configuration is invalid. ``problems`` are (key path, reason) pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {key}: {reason}" for key, reason in problems)
+        super().__init__(f"invalid configuration in {source}:\n{lines}")
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    def __repr__(self) -> str:
+        return f"MqttTarget({self.host}:{self.port}, user={self.username!r}, tls={self.tls})"
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"expected mqtt://[user[:password]@]host[:port] or mqtts://…, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port in MQTT URL: {exc}") from None
+    tls = parts.scheme == "mqtts"
+    return MqttTarget(
+        parts.hostname,
+        port or (8883 if tls else 1883),
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        tls,
+    )
+
+
+Segment = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _segment(value: str, what: str) -> str:
+    try:
+        return check_segment(value, what)
+    except TopicError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamMap(_Strict):
+    muscle: Segment | None = None
+    channels: dict[int, Segment] = Field(default_factory=dict)
+
+    @field_validator("muscle")
+    @classmethod
+    def _muscle(cls, v: str | None) -> str | None:
+        return None if v is None else _segment(v, "muscle")
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: dict[int, str]) -> dict[int, str]:
+        for ch, muscle in v.items():
+            if not 0 <= ch <= 254:
+                raise ValueError(f"channel {ch} outside 0..254")
+            _segment(muscle, "muscle")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if self.muscle is None and not self.channels:
+            raise ValueError("give either 'muscle' (whole stream) or 'channels' (one muscle per channel)")
+        return self
+
+    def muscle_for(self, channel: int) -> str | None:
+        return self.channels.get(channel, self.muscle)
+
+
+class DeviceMap(_Strict):
+    profile: str = "sim"
+    address: str | None = None
+    streams: dict[str, StreamMap] = Field(default_factory=dict)
+
+
+class DeviceFile(_Strict):
+    user: Segment | None = None
+    devices: dict[str, DeviceMap] = Field(default_factory=dict)
+
+    @field_validator("devices")
+    @classmethod
+    def _names(cls, v: dict[str, DeviceMap]) -> dict[str, DeviceMap]:
+        for name in v:
+            _segment(name, "device name")
+        return v
+
+    def muscle_for(self, device: str, stream: str, channel: int) -> str | None:
+        dev = self.devices.get(device)
+        smap = dev.streams.get(stream) if dev else None
+        return smap.muscle_for(channel) if smap else None
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    return [(".".join(str(p) for p in err["loc"]) or "(top level)", err["msg"]) for err in exc.errors()]
+
+
+def load_device_file(path: str | Path) -> DeviceFile:
+    """Read and validate a TOML device map; raise ``ConfigError`` with key paths."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(p), [("(file)", f"cannot read: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), [("(file)", f"not UTF-8 text at byte {exc.start}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), [("(syntax)", str(exc))]) from None
+    try:
+        return DeviceFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(str(p), _problems(exc)) from None
+
+
+def _from_file_env(values: dict[str, Any], name: str) -> None:
+    """Docker-secrets style: TWITCHWATCH_<NAME>_FILE holds a path whose content is the value."""
+    file_var = f"TWITCHWATCH_{name.upper()}_FILE"
+    path = os.environ.get(file_var)
+    if path and values.get(name) is None:
+        try:
+            values[name] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{file_var}={path}: cannot read ({exc.strerror or exc})") from None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWITCHWATCH_", extra="forbid", frozen=True)
+
+    mqtt_url: str = "mqtt://localhost:1883"
+    store_url: str = Field(default_factory=default_store_url)
+    influx_token: SecretStr | None = None
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    user: Segment = "me"
+    config: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in ("influx_token", "influx_username", "influx_password"):
+                _from_file_env(data, name)
+        return data
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt(cls, v: str) -> str:
+        parse_mqtt_url(v)
+        return v
+
+    @field_validator("store_url")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        try:
+            parse_store_url(v)
+        except StoreUrlError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        return _segment(v, "user")
+
+    @property
+    def mqtt(self) -> MqttTarget:
+        return parse_mqtt_url(self.mqtt_url)
+
+    @property
+    def influx_auth(self) -> InfluxAuth:
+        return InfluxAuth(
+            self.influx_token.get_secret_value() if self.influx_token else None,
+            self.influx_username,
+            self.influx_password.get_secret_value() if self.influx_password else None,
+        )
+
+    def device_file(self) -> DeviceFile:
+        return load_device_file(self.config) if self.config else DeviceFile()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and overrides); raise ``ConfigError`` naming the variable."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = [(f"TWITCHWATCH_{key.upper()}", reason) for key, reason in _problems(exc)]
+        raise ConfigError("the environment", problems) from None
+    except ValueError as exc:  # a *_FILE that cannot be read
+        raise ConfigError("the environment", [("(secret file)", str(exc))]) from None
