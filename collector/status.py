@@ -32,6 +32,8 @@ class StreamInfo:
 class DeviceStatus:
     state: State
     profile: str = ""
+    source: str = "live"  # "replay" when a recording is played back; the worker stores it with each event
+    session_id: str = ""
     battery_percent: int | None = None
     streams: dict[str, StreamInfo] = field(default_factory=dict)
 
@@ -39,8 +41,8 @@ class DeviceStatus:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def offline(cls, profile: str = "") -> DeviceStatus:
-        return cls(state="offline", profile=profile)
+    def offline(cls, profile: str = "", source: str = "live", session_id: str = "") -> DeviceStatus:
+        return cls(state="offline", profile=profile, source=source, session_id=session_id)
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> DeviceStatus:
@@ -60,7 +62,12 @@ class DeviceStatus:
         battery = obj.get("battery_percent")
         if battery is not None and not isinstance(battery, int):
             raise StatusError("must be an integer or null", "battery_percent")
-        return cls(state, str(obj.get("profile", "")), battery, streams)
+        source = obj.get("source", "live")
+        if source not in ("live", "replay"):
+            raise StatusError(f"must be 'live' or 'replay', got {source!r}", "source")
+        return cls(
+            state, str(obj.get("profile", "")), source, str(obj.get("session_id", "")), battery, streams
+        )
 
 
 def _stream(name: str, value: Any) -> StreamInfo:
@@ -69,7 +76,9 @@ def _stream(name: str, value: Any) -> StreamInfo:
         raise StatusError("must be an object", key)
     try:
         channels = tuple(str(c) for c in value["channels"])
-        return StreamInfo(int(value["stream_id"]), str(value["signal"]), float(value["sample_rate"]), channels)
+        return StreamInfo(
+            int(value["stream_id"]), str(value["signal"]), float(value["sample_rate"]), channels
+        )
     except KeyError as exc:
         raise StatusError("missing", f"{key}.{exc.args[0]}") from None
     except (TypeError, ValueError) as exc:

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Self
-from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -40,6 +38,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from collector.topics import TopicError, check_segment
 from processing.store import InfluxAuth, StoreUrlError, parse_store_url
 
@@ -61,36 +60,6 @@ class ConfigError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  {key}: {reason}" for key, reason in problems)
         super().__init__(f"invalid configuration in {source}:\n{lines}")
-
-
-@dataclass(frozen=True)
-class MqttTarget:
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-    def __repr__(self) -> str:
-        return f"MqttTarget({self.host}:{self.port}, user={self.username!r}, tls={self.tls})"
-
-
-def parse_mqtt_url(url: str) -> MqttTarget:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"expected mqtt://[user[:password]@]host[:port] or mqtts://…, got {url!r}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"bad port in MQTT URL: {exc}") from None
-    tls = parts.scheme == "mqtts"
-    return MqttTarget(
-        parts.hostname,
-        port or (8883 if tls else 1883),
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-        tls,
-    )
 
 
 Segment = Annotated[str, Field(min_length=1, max_length=64)]
@@ -205,14 +174,17 @@ class Settings(BaseSettings):
     @classmethod
     def _secret_files(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for name in ("influx_token", "influx_username", "influx_password"):
+            for name in _SECRET_FILES:
                 _from_file_env(data, name)
         return data
 
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt(cls, v: str) -> str:
-        parse_mqtt_url(v)
+        try:
+            parse_mqtt_url(v)
+        except MqttUrlError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
     @field_validator("store_url")
@@ -245,8 +217,25 @@ class Settings(BaseSettings):
         return load_device_file(self.config) if self.config else DeviceFile()
 
 
+_SECRET_FILES = ("influx_token", "influx_username", "influx_password")
+
+
+def _unknown_env() -> list[tuple[str, str]]:
+    """A mistyped variable would otherwise be ignored silently and a default used in its place."""
+    known = {f"TWITCHWATCH_{name.upper()}" for name in Settings.model_fields}
+    known |= {f"TWITCHWATCH_{name.upper()}_FILE" for name in _SECRET_FILES}
+    return [
+        (key, f"unknown variable; known: {', '.join(sorted(known))}")
+        for key in sorted(os.environ)
+        if key.startswith("TWITCHWATCH_") and key not in known
+    ]
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment (and overrides); raise ``ConfigError`` naming the variable."""
+    unknown = _unknown_env()
+    if unknown:
+        raise ConfigError("the environment", unknown)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
