@@ -1,0 +1,97 @@
+"""Publishes one device's frames over MQTT, with a retained status topic backed by a last-will."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+import aiomqtt
+
+from collector.frames import Frame, encode
+from collector.mqtt import MqttTarget
+from collector.status import DeviceStatus
+from collector.topics import Topic
+
+log = logging.getLogger(__name__)
+
+# QoS-1 publishes kept in flight at once: enough to hide the broker round trip at replay speed.
+IN_FLIGHT = 64
+
+
+class PublishError(RuntimeError):
+    """The broker could not be reached or refused a publish; the message names the broker."""
+
+
+class FramePublisher:
+    """``async with FramePublisher(...) as pub: await pub.publish("emg", frame)``.
+
+    The broker learns the offline status as this client's will, so a crash still marks the device offline.
+    """
+
+    def __init__(self, target: MqttTarget, user: str, device: str, status: DeviceStatus) -> None:
+        self._target = target
+        self._status_topic = str(Topic(user, device, "status"))
+        self._user, self._device = user, device
+        self._status = status
+        self._offline = DeviceStatus.offline(status.profile, status.source, status.session_id).to_json()
+        self._client: aiomqtt.Client | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.frames_sent = 0
+
+    async def __aenter__(self) -> FramePublisher:
+        will = aiomqtt.Will(self._status_topic, self._offline, qos=1, retain=True)
+        client = self._target.client(will=will, max_inflight=IN_FLIGHT * 2)
+        client.pending_calls_threshold = IN_FLIGHT + 8  # our window is deliberate, not a backlog
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise PublishError(
+                f"cannot connect to MQTT broker {self._target.display}: {exc}; is it running, "
+                "and are TWITCHWATCH_MQTT_URL's credentials right?"
+            ) from exc
+        self._client = client
+        await client.publish(self._status_topic, self._status.to_json(), qos=1, retain=True)
+        return self
+
+    async def publish(self, stream: str, frame: Frame) -> None:
+        client = self._require()
+        topic = str(Topic(self._user, self._device, "raw", stream))
+        while len(self._in_flight) >= IN_FLIGHT:
+            done, self._in_flight = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a failed publish surfaces here rather than vanishing
+        # Tasks start in creation order, so paho queues the frames in sequence order.
+        task = asyncio.create_task(client.publish(topic, encode(frame), qos=1))
+        self._in_flight.add(task)
+        self.frames_sent += 1
+
+    async def drain(self) -> None:
+        """Wait until every frame published so far is acknowledged by the broker."""
+        if self._in_flight:
+            done, _ = await asyncio.wait(self._in_flight)
+            self._in_flight.clear()
+            for task in done:
+                task.result()
+
+    def _require(self) -> aiomqtt.Client:
+        if self._client is None:
+            raise RuntimeError("FramePublisher used outside 'async with'")
+        return self._client
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        client = self._require()
+        try:
+            if exc_type is None:
+                await self.drain()
+            else:
+                for task in self._in_flight:
+                    task.cancel()
+            await client.publish(self._status_topic, self._offline, qos=1, retain=True)
+        except aiomqtt.MqttError as err:
+            log.warning("could not mark %s offline on %s: %s", self._device, self._target.display, err)
+        finally:
+            self._client = None
+            await client.__aexit__(exc_type, exc, tb)
