@@ -1,0 +1,418 @@
+"""The processing worker: raw frames from MQTT → streaming detectors → events and minute rates in a store.
+
+Tasks and ownership: ``Worker.run`` owns two tasks in a TaskGroup — the MQTT loop (reconnects with
+backoff, persistent QoS-1 session so the broker keeps frames while the worker is away) and the writer
+(batches events to the store off the event loop, retries on failure, never drops). ``Worker.stop`` asks
+both to finish: detectors release their last events, everything pending is written, then the tasks end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
+from collector.mqtt import MqttTarget
+from collector.status import DeviceStatus, StatusError
+from collector.topics import Topic, TopicError, raw_filter, status_filter
+from processing.detector import Detection, SignalKind, StreamingDetector
+from processing.events import EventKind, MinuteRate, Source, TwitchEvent
+from processing.store import EventStore, StoreError
+
+log = logging.getLogger(__name__)
+
+MINUTE_NS = 60_000_000_000
+# A forward jump in device time larger than this starts a new segment (sensor taken off, link down).
+MAX_TIME_JUMP_NS = 1_000_000_000
+# Minutes are final this long (device time) after they end, so events released late still count.
+RATE_GRACE_NS = 5_000_000_000
+
+MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
+
+
+class RateLimitedLog:
+    """At most one line per ``every`` seconds per key, with the number suppressed in between."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = defaultdict(int)
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self.every:
+            self._suppressed[key] += 1
+            return
+        self._last[key] = now
+        n = self._suppressed.pop(key, 0)
+        log.warning(msg + (f" ({n} more like this suppressed)" if n else ""), *args)
+
+
+@dataclass
+class WorkerStats:
+    frames: int = 0
+    samples: int = 0
+    bad_frames: int = 0
+    bad_topics: int = 0
+    bad_status: int = 0
+    gaps: int = 0
+    missing_frames: int = 0
+    duplicates: int = 0
+    events_detected: int = 0
+    events_stored: int = 0
+    rates_stored: int = 0
+    store_errors: int = 0
+
+
+@dataclass
+class _Stream:
+    user: str
+    device: str
+    stream: str
+    kind: SignalKind
+    rate: float
+    channels: int
+    unit: Unit
+    detector: StreamingDetector
+    seg_t0_ns: int
+    last_seq: int
+    next_t_ns: int
+
+    def matches(self, frame: Frame) -> bool:
+        return (self.rate, self.channels, self.unit) == (frame.sample_rate, frame.channels, frame.unit)
+
+    def time_of(self, index: int) -> int:
+        return self.seg_t0_ns + round(index * 1e9 / self.rate)
+
+
+def signal_of(unit: Unit) -> SignalKind | None:
+    return {Unit.MICROVOLT: "emg", Unit.G: "acc"}.get(unit)  # type: ignore[return-value]
+
+
+@dataclass
+class _MinuteTally:
+    twitches: int = 0
+    monitored_s: float = 0.0
+
+
+@dataclass
+class RateBook:
+    """Per-minute twitch counts and monitored seconds per (user, muscle, device, source)."""
+
+    minutes: dict[tuple[str, str, str, Source], dict[int, _MinuteTally]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+
+    def cover(self, key: tuple[str, str, str, Source], start_ns: int, end_ns: int) -> None:
+        t = start_ns
+        while t < end_ns:
+            minute = t - t % MINUTE_NS
+            stop = min(end_ns, minute + MINUTE_NS)
+            self.minutes[key].setdefault(minute, _MinuteTally()).monitored_s += (stop - t) / 1e9
+            t = stop
+
+    def count(self, key: tuple[str, str, str, Source], at_ns: int) -> None:
+        minute = at_ns - at_ns % MINUTE_NS
+        self.minutes[key].setdefault(minute, _MinuteTally()).twitches += 1
+
+    def take(self, watermarks: dict[tuple[str, str], int] | None) -> list[MinuteRate]:
+        """Minutes that ended ``RATE_GRACE_NS`` before their device's latest data (all when None)."""
+        out = []
+        for key, minutes in self.minutes.items():
+            if watermarks is None:
+                done = list(minutes)
+            else:
+                horizon = watermarks.get((key[0], key[2]), 0) - RATE_GRACE_NS
+                done = [m for m in minutes if m + MINUTE_NS <= horizon]
+            for m in sorted(done):
+                tally = minutes.pop(m)
+                out.append(MinuteRate(*key, m, tally.twitches, round(min(tally.monitored_s, 60.0), 6)))
+        return out
+
+
+class Worker:
+    def __init__(
+        self,
+        target: MqttTarget,
+        store: EventStore,
+        *,
+        user: str = "+",
+        muscle_map: MuscleMap | None = None,
+        client_id: str = "twitchwatch-worker",
+        flush_interval: float = 0.5,
+        batch_size: int = 1000,
+    ) -> None:
+        self.target = target
+        self.store = store
+        self.user = user
+        self.muscle_map = muscle_map or (lambda _d, _s, _c: None)
+        self.client_id = client_id
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.stats = WorkerStats()
+        self._streams: dict[tuple[str, str, str], _Stream] = {}
+        self._status: dict[tuple[str, str], DeviceStatus] = {}
+        self._pending: list[TwitchEvent] = []
+        self._rates = RateBook()
+        self._watermark_ns: dict[tuple[str, str], int] = {}
+        self._client: aiomqtt.Client | None = None
+        self._stop = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._rlog = RateLimitedLog()
+        self.connected = asyncio.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._mqtt_loop(), name="worker-mqtt")
+            tg.create_task(self._writer_loop(), name="worker-writer")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _mqtt_loop(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                async with self.target.client(self.client_id, clean_session=False) as client:
+                    self._client = client
+                    await client.subscribe(status_filter(self.user), qos=1)
+                    await client.subscribe(raw_filter(self.user), qos=1)
+                    self.connected.set()
+                    backoff = 1.0
+                    log.info("worker connected to %s", self.target.display)
+                    await self._read_until_stopped(client)
+                    await self._finish()
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                self._client = None
+                if self._stop.is_set():
+                    break
+                log.warning("MQTT %s: %s; reconnecting in %.0f s", self.target.display, exc, backoff)
+                await self._sleep_or_stop(backoff)
+                backoff = min(backoff * 2, 30.0)
+            finally:
+                self._client = None
+        if self._pending or self._rates.minutes:  # stopped while disconnected: still store what we have
+            await self._finish()
+
+    async def _read_until_stopped(self, client: aiomqtt.Client) -> None:
+        reader = asyncio.create_task(self._read(client))
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, stopper):
+                task.cancel()
+            await asyncio.gather(reader, stopper, return_exceptions=True)
+        if reader in done:
+            reader.result()  # re-raise MqttError so the outer loop reconnects
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self.handle(
+                str(message.topic),
+                bytes(message.payload)
+                if isinstance(message.payload, bytes | bytearray)
+                else str(message.payload).encode(),
+            )
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _finish(self) -> None:
+        for st in self._streams.values():
+            self._emit(st, st.detector.finish())
+        await self._flush(final=True)
+
+    # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
+    def handle(self, topic: str, payload: bytes) -> None:
+        try:
+            t = Topic.parse(topic)
+        except TopicError as exc:
+            self.stats.bad_topics += 1
+            self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
+            return
+        if t.kind == "status":
+            self._on_status(t, payload)
+        elif t.kind == "raw" and t.stream is not None:
+            self._on_frame(t.user, t.device, t.stream, payload)
+
+    def _on_status(self, t: Topic, payload: bytes) -> None:
+        if not payload:  # a cleared retained status
+            self._status.pop((t.user, t.device), None)
+            return
+        try:
+            self._status[(t.user, t.device)] = DeviceStatus.from_json(payload)
+        except StatusError as exc:
+            self.stats.bad_status += 1
+            self._rlog.warning("status", "bad status from %s/%s: %s", t.user, t.device, exc)
+
+    def _on_frame(self, user: str, device: str, stream: str, payload: bytes) -> None:
+        try:
+            frame = decode(payload)
+        except FrameError as exc:
+            self.stats.bad_frames += 1
+            self._rlog.warning("frame", "bad frame on %s/%s/%s: %s", user, device, stream, exc)
+            return
+        kind = signal_of(frame.unit)
+        if kind is None:
+            return  # gyroscope and other streams carry no twitch detector yet
+        st = self._stream_for(user, device, stream, frame, kind)
+        if st is None:
+            return
+        self.stats.frames += 1
+        self.stats.samples += frame.samples * frame.channels
+        detections = st.detector.process(frame.values())
+        st.next_t_ns = frame.t0_ns + frame.duration_ns
+        st.last_seq = frame.sequence
+        self._cover(st, frame.t0_ns, st.next_t_ns)
+        self._emit(st, detections)
+        self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
+
+    def _stream_for(
+        self, user: str, device: str, stream: str, frame: Frame, kind: SignalKind
+    ) -> _Stream | None:
+        key = (user, device, stream)
+        st = self._streams.get(key)
+        if st is not None and st.matches(frame):
+            gap = sequence_gap(st.last_seq, frame.sequence)
+            if gap < 0:
+                self.stats.duplicates += 1  # a QoS-1 redelivery or a reordered frame: already processed
+                return None
+            jump = frame.t0_ns - st.next_t_ns
+            if gap == 0 and abs(jump) <= MAX_TIME_JUMP_NS:
+                return st
+            if gap > 0:
+                self.stats.gaps += 1
+                self.stats.missing_frames += gap
+                self._rlog.warning(
+                    "gap", "%s/%s/%s lost %d frame(s) before #%d", user, device, stream, gap, frame.sequence
+                )
+            self._emit(st, st.detector.finish())  # the filters' state is meaningless across a gap
+        st = _Stream(
+            user,
+            device,
+            stream,
+            kind,
+            frame.sample_rate,
+            frame.channels,
+            frame.unit,
+            StreamingDetector(kind, frame.sample_rate, frame.channels),
+            frame.t0_ns,
+            frame.sequence,
+            frame.t0_ns,
+        )
+        self._streams[key] = st
+        return st
+
+    def _source(self, st: _Stream) -> tuple[Source, str]:
+        status = self._status.get((st.user, st.device))
+        if status is None:
+            return "live", ""
+        return ("replay" if status.source == "replay" else "live"), status.session_id
+
+    def muscle(self, st: _Stream, channel: int) -> str:
+        configured = self.muscle_map(st.device, st.stream, channel)
+        if configured:
+            return configured
+        status = self._status.get((st.user, st.device))
+        info = status.streams.get(st.stream) if status else None
+        if info and channel < len(info.channels) and info.channels[channel]:
+            return info.channels[channel]
+        return f"{st.device}.{st.stream}.ch{channel}"
+
+    def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:
+        source, _ = self._source(st)
+        for lane in range(st.detector.lanes):
+            self._rates.cover((st.user, self.muscle(st, lane), st.device, source), start_ns, end_ns)
+
+    def _emit(self, st: _Stream, detections: list[Detection]) -> None:
+        source, session = self._source(st)
+        for d in detections:
+            event = TwitchEvent(
+                st.user,
+                self.muscle(st, d.lane),
+                st.device,
+                st.stream,
+                d.lane,
+                d.kind,
+                st.time_of(d.start),
+                st.time_of(d.end),
+                round(d.peak, 6),
+                st.unit.symbol,
+                d.confidence,
+                source,
+                session,
+            )
+            self._pending.append(event)
+            self.stats.events_detected += 1
+            if d.kind in (EventKind.FASCICULATION, EventKind.MYOCLONIC_JERK):
+                self._rates.count((event.user, event.muscle, event.device, source), event.start_ns)
+
+    # ---- output ----------------------------------------------------------------------------------
+    async def _writer_loop(self) -> None:
+        while not self._stop.is_set():
+            await self._sleep_or_stop(self.flush_interval)
+            if not self._stop.is_set():
+                await self._flush(final=False)
+
+    async def _flush(self, final: bool) -> None:
+        async with self._flush_lock:
+            watermarks = None if final else self._watermark_ns
+            while True:
+                events, rates = self._pending[: self.batch_size], self._rates.take(watermarks)
+                if not events and not rates:
+                    return
+                try:
+                    await asyncio.to_thread(self._write, events, rates)
+                except StoreError as exc:
+                    self._requeue(rates)
+                    self.stats.store_errors += 1
+                    self._rlog.warning(
+                        "store", "store write failed, keeping %d events to retry: %s", len(self._pending), exc
+                    )
+                    if final and self._stop.is_set() and self.stats.store_errors > 5:
+                        log.error("giving up on %d unstored events at shutdown: %s", len(self._pending), exc)
+                        return
+                    await asyncio.sleep(1.0)
+                    continue
+                del self._pending[: len(events)]
+                self.stats.events_stored += len(events)
+                self.stats.rates_stored += len(rates)
+                await self._publish(events)
+
+    def _write(self, events: list[TwitchEvent], rates: list[MinuteRate]) -> None:
+        self.store.write_events(events)
+        self.store.write_rates(rates)
+
+    def _requeue(self, rates: list[MinuteRate]) -> None:
+        for r in rates:
+            tally = self._rates.minutes[(r.user, r.muscle, r.device, r.source)].setdefault(
+                r.minute_ns, _MinuteTally()
+            )
+            tally.twitches += r.twitches
+            tally.monitored_s += r.monitored_s
+
+    async def _publish(self, events: list[TwitchEvent]) -> None:
+        client = self._client
+        if client is None or not events:
+            return
+        by_device: dict[tuple[str, str], list[dict[str, object]]] = defaultdict(list)
+        for e in events:
+            by_device[(e.user, e.device)].append(e.to_json_dict())
+        try:
+            for (user, device), items in by_device.items():
+                await client.publish(str(Topic(user, device, "events")), json.dumps(items), qos=1)
+        except aiomqtt.MqttError as exc:
+            # Events are already stored; the topic is a notification, so a missed one is only logged.
+            self._rlog.warning("publish", "could not publish events: %s", exc)
