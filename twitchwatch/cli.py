@@ -1,0 +1,387 @@
+"""The ``twitchwatch`` command line.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from collector.publisher import PublishError
+from collector.simulate import (
+    SimulationError,
+    SimulationPlan,
+    WearWindow,
+    parse_duration,
+    parse_start,
+    run_simulation,
+    truth_file,
+)
+from processing.events import EventKind
+from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store
+from processing.worker import Worker
+from twitchwatch.config import ConfigError, Settings, load_device_file, load_settings
+
+log = logging.getLogger("twitchwatch")
+T = TypeVar("T")
+
+NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
+
+
+class CliError(Exception):
+    """A failure the user can act on: printed without a traceback, exit code 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="twitchwatch", description=f"Muscle-twitch tracking. {NOTICE}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_simulate(sub)
+    p = sub.add_parser("process", help="run the worker: MQTT frames → twitch events → store")
+    p.add_argument("--client-id", default=None, help="MQTT client id (default twitchwatch-worker-<user>)")
+    p = sub.add_parser("dashboard", help="start the Streamlit dashboard")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default localhost only)")
+    p.add_argument("--port", type=int, default=8501)
+    p = sub.add_parser("demo", help="everything in one process on embedded defaults")
+    p.add_argument("--port", type=int, default=8501, help="dashboard port")
+    p.add_argument("--rate", type=float, default=12.0, help="simulated twitches per minute per muscle")
+    p.add_argument("--signal", choices=["emg", "acc"], default="emg")
+    _add_events(sub)
+    config = sub.add_parser("config", help="configuration tools").add_subparsers(
+        dest="config_command", required=True
+    )
+    check = config.add_parser("check", help="validate the environment and a TOML device map")
+    check.add_argument("path", nargs="?", type=Path, help="TOML file (default: TWITCHWATCH_CONFIG)")
+    return parser
+
+
+def _add_simulate(sub: Any) -> None:
+    p = sub.add_parser("simulate", help="a simulated wearable publishing synthetic frames with ground truth")
+    p.add_argument("--muscle", action="append", required=True, help="muscle name; repeat for several")
+    p.add_argument("--signal", choices=["emg", "acc"], default="emg")
+    p.add_argument("--duration", default="60", help="SECONDS or 15m, 6h, 21d (default 60 s)")
+    p.add_argument("--speed", default="1", help="1 (real time), N (N× faster) or max")
+    p.add_argument("--start", default=None, help="ISO 8601 time or relative like -21d (default now)")
+    p.add_argument("--wear", default=None, help="daily wear window HH:MM-HH:MM (local time)")
+    p.add_argument("--rate", type=float, default=10.0, help="twitches per minute per muscle (0 allowed)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truth", type=Path, default=None, help="write ground truth here as JSON lines")
+    p.add_argument("--sample-rate", type=float, default=None, help="Hz (default EMG 1000, ACC 100)")
+    p.add_argument("--chunk", type=int, default=50, help="samples per frame (default 50)")
+
+
+def _add_events(sub: Any) -> None:
+    p = sub.add_parser("events", help="list stored events")
+    p.add_argument("--since", default="1h", help="relative (1h, 7d) or ISO 8601 (default 1h)")
+    p.add_argument("--until", default=None, help="relative or ISO 8601 (default now)")
+    p.add_argument("--muscle", default=None)
+    p.add_argument("--kind", action="append", choices=[k.value for k in EventKind], default=None)
+    p.add_argument("--source", choices=["live", "replay"], default=None)
+    p.add_argument("--limit", type=int, default=None)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON lines")
+    fmt.add_argument("--csv", action="store_true")
+
+
+# Options whose values may start with a dash (``--start -21d``), which argparse would take for an option.
+_DASH_VALUES = ("--start", "--since", "--until")
+
+
+def join_dash_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg in _DASH_VALUES:
+            value = next(it, None)
+            out.append(f"{arg}={value}" if value is not None else arg)
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("amqtt", "transitions", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "simulate": cmd_simulate,
+        "process": cmd_process,
+        "dashboard": cmd_dashboard,
+        "demo": cmd_demo,
+        "events": cmd_events,
+        "config": cmd_config_check,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (SimulationError, StoreUrlError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (CliError, StoreError, PublishError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; SIGINT/SIGTERM set the stop event it was given, so it can shut down cleanly."""
+
+    async def runner() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await make(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(runner())
+
+
+# ---- simulate --------------------------------------------------------------------------------------
+def plan_from_args(args: argparse.Namespace, user: str) -> SimulationPlan:
+    now = dt.datetime.now().astimezone()
+    speed = None if args.speed == "max" else _positive_float(args.speed, "--speed")
+    return SimulationPlan(
+        muscles=tuple(args.muscle),
+        signal=args.signal,
+        start=parse_start(args.start, now),
+        duration_s=parse_duration(args.duration),
+        speed=speed,
+        per_minute=args.rate,
+        seed=args.seed,
+        user=user,
+        wear=WearWindow.parse(args.wear) if args.wear else None,
+        sample_rate=args.sample_rate,
+        chunk=args.chunk,
+    )
+
+
+def _positive_float(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SimulationError(f"{option}: {text!r} is not a number (or 'max')") from None
+    if value <= 0:
+        raise SimulationError(f"{option}: must be > 0")
+    return value
+
+
+class ProgressLine:
+    """One self-overwriting progress line on stderr, at most a few times a second."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label, self.enabled = label, enabled
+        self._last = 0.0
+        self._t0 = time.monotonic()
+
+    def __call__(self, done: float, total: float) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.5 and done < total):
+            return
+        self._last = now
+        pct = 100.0 * done / total if total else 100.0
+        rate = done / max(now - self._t0, 1e-9)
+        print(
+            f"\r{self.label}: {pct:5.1f}% ({_hms(done)} of {_hms(total)} signal, {rate:,.0f}× real time)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            print(file=sys.stderr)
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return (
+        f"{s // 86400}d {s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+        if s >= 86400
+        else (f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}")
+    )
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    plan = plan_from_args(args, settings.user)
+    progress = ProgressLine("simulate", enabled=plan.speed is None or plan.speed > 1)
+    out = truth_file(args.truth)
+
+    async def go(stop: asyncio.Event) -> int:
+        task = asyncio.create_task(run_simulation(plan, settings.mqtt, out, progress))
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+        try:
+            stats = await task
+        except asyncio.CancelledError:
+            print("\nstopped", file=sys.stderr)
+            return 0
+        progress.close()
+        print(
+            f"published {stats.frames} frames ({stats.samples} samples, "
+            f"{stats.signal_seconds:.0f} s of signal per muscle), {stats.truth_events} twitches injected",
+            file=sys.stderr,
+        )
+        return 0
+
+    try:
+        return run_until_signal(go)
+    finally:
+        if out:
+            out.close()
+
+
+# ---- process ---------------------------------------------------------------------------------------
+def muscle_map_from(settings: Settings) -> Callable[[str, str, int], str | None]:
+    return settings.device_file().muscle_for
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = open_store(settings.store_url, settings.influx_auth)
+    worker = Worker(
+        settings.mqtt,
+        store,
+        user=settings.user,
+        muscle_map=muscle_map_from(settings),
+        client_id=args.client_id or f"twitchwatch-worker-{settings.user}",
+    )
+    log.info("worker: %s → %s (user %s)", settings.mqtt.display, store.url, settings.user)
+    try:
+        run_until_signal(lambda stop: _run_worker(worker, stop))
+    finally:
+        store.close()
+        log.info("worker stopped: %s", worker.stats)
+    return 0
+
+
+async def _run_worker(worker: Worker, stop: asyncio.Event) -> None:
+    async def stopper() -> None:
+        await stop.wait()
+        worker.stop()
+
+    async with asyncio.TaskGroup() as tg:
+        stop_task = tg.create_task(stopper())
+        await worker.run()
+        stop_task.cancel()
+
+
+# ---- dashboard / demo ------------------------------------------------------------------------------
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    load_settings()  # fail fast, with a clear message, before Streamlit starts
+    from twitchwatch.dashboard_launch import run_dashboard
+
+    return run_dashboard(args.host, args.port)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from twitchwatch.demo import run_demo
+
+    settings = load_settings()
+    return run_until_signal(lambda stop: run_demo(settings, stop, args.port, args.rate, args.signal))
+
+
+# ---- events ----------------------------------------------------------------------------------------
+def parse_when(text: str, now: dt.datetime, option: str) -> dt.datetime:
+    if text == "now":
+        return now
+    try:
+        return now - dt.timedelta(seconds=parse_duration(text, option))
+    except SimulationError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"{option}: {text!r} is neither a duration like 1h / 7d nor an ISO 8601 time"
+        ) from None
+    return when if when.tzinfo else when.astimezone()
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    now = dt.datetime.now().astimezone()
+    since = parse_when(args.since, now, "--since")
+    until = parse_when(args.until, now, "--until") if args.until else None
+    query = EventQuery(
+        since_ns=round(since.timestamp() * 1e9),
+        until_ns=round(until.timestamp() * 1e9) if until else None,
+        user=settings.user,
+        muscle=args.muscle,
+        source=args.source,
+        kinds=tuple(EventKind(k) for k in args.kind) if args.kind else None,
+        limit=args.limit,
+    )
+    with open_store(settings.store_url, settings.influx_auth) as store:
+        print_events(store, query, "json" if args.json else "csv" if args.csv else "table")
+    return 0
+
+
+_COLUMNS = [
+    "start",
+    "end",
+    "muscle",
+    "kind",
+    "duration_ms",
+    "amplitude",
+    "unit",
+    "confidence",
+    "device",
+    "source",
+]
+
+
+def print_events(store: EventStore, query: EventQuery, fmt: str) -> None:
+    events = store.events(query)
+    rows = [e.to_json_dict() for e in events]
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps(row))
+        return
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    for e in events:
+        when = dt.datetime.fromtimestamp(e.start_ns / 1e9).astimezone().isoformat(timespec="milliseconds")
+        print(
+            f"{when}  {e.muscle:<20} {e.kind.value:<15} {e.duration_ms:7.1f} ms  {e.amplitude:10.3f} {e.unit}"
+        )
+    print(f"{len(events)} events", file=sys.stderr)
+
+
+# ---- config check ----------------------------------------------------------------------------------
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    path = args.path or settings.config
+    print(f"environment: OK (MQTT {settings.mqtt.display}, store {settings.store_url}, user {settings.user})")
+    if path is None:
+        print("no device map given (pass PATH or set TWITCHWATCH_CONFIG)")
+        return 0
+    devices = load_device_file(path)
+    streams = sum(len(d.streams) for d in devices.devices.values())
+    print(f"{path}: OK ({len(devices.devices)} devices, {streams} streams)")
+    return 0
