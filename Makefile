@@ -1,0 +1,36 @@
+# twitchwatch — `make demo` runs the product on embedded defaults; `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint system-deps bench clean
+
+install: $(STAMP)
+
+# Reinstall only when the project's dependency list changes; `make install` is a no-op otherwise.
+$(STAMP): pyproject.toml scripts/bootstrap-venv.sh
+	@scripts/bootstrap-venv.sh $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+	@echo "installed into $(VENV)"
+
+demo: install
+	@$(VENV)/bin/twitchwatch demo
+
+system-deps:
+	@scripts/ensure-system-deps.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install system-deps lint
+	$(VENV)/bin/pytest
+
+bench: install
+	$(PY) bench/detector_speed.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts
