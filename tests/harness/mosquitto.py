@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ class MosquittoServer:
         return f"mqtt://{self.username}:{self.password}@127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, workdir: Path, username: str = "twitchwatch", password: str = "s3cret-pw") -> MosquittoServer:
+    def start(
+        cls, workdir: Path, username: str = "twitchwatch", password: str = "s3cret-pw"
+    ) -> MosquittoServer:
         binary = require_binary("mosquitto", "mosquitto")
         passwd = require_binary("mosquitto_passwd", "mosquitto")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -36,6 +39,8 @@ class MosquittoServer:
             f"listener {port} 127.0.0.1\n"
             "allow_anonymous false\n"
             f"password_file {pwfile}\n"
+            # Started as root, mosquitto would switch to its own user, which cannot read our temp dir.
+            f"user {getpass.getuser()}\n"
             "persistence false\n"
             # The worker's persistent session must not lose frames queued while it reconnects.
             "max_queued_messages 0\n"
@@ -43,7 +48,9 @@ class MosquittoServer:
             f"log_dest file {log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         try:
             wait_for_port(port, 10, "mosquitto", log)
         except Exception:
