@@ -1,0 +1,12 @@
+# One image for the worker, the dashboard and the simulator (the command picks which).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY collector ./collector
+COPY processing ./processing
+COPY dashboard ./dashboard
+COPY twitchwatch ./twitchwatch
+RUN pip install . && useradd --create-home --uid 10001 twitchwatch
+USER twitchwatch
+CMD ["twitchwatch", "--help"]
