@@ -2,6 +2,7 @@
 
 Environment:
   TWITCHWATCH_MQTT_URL     mqtt://[user[:password]@]host[:port]  (mqtts:// for TLS)
+  TWITCHWATCH_MQTT_PASSWORD  overrides the URL's password (also as *_FILE)
   TWITCHWATCH_STORE_URL    sqlite:///path | influxdb://host:port/database
   TWITCHWATCH_INFLUX_TOKEN / TWITCHWATCH_INFLUX_USERNAME / TWITCHWATCH_INFLUX_PASSWORD
                            each also as *_FILE (a path, for Docker secrets)
@@ -22,6 +23,7 @@ TOML device map (unknown keys are rejected)::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from pathlib import Path
@@ -163,6 +165,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TWITCHWATCH_", extra="forbid", frozen=True)
 
     mqtt_url: str = "mqtt://localhost:1883"
+    mqtt_password: SecretStr | None = None  # overrides the URL's password; for Docker secrets
     store_url: str = Field(default_factory=default_store_url)
     influx_token: SecretStr | None = None
     influx_username: str | None = None
@@ -203,7 +206,10 @@ class Settings(BaseSettings):
 
     @property
     def mqtt(self) -> MqttTarget:
-        return parse_mqtt_url(self.mqtt_url)
+        target = parse_mqtt_url(self.mqtt_url)
+        if self.mqtt_password is not None:
+            return dataclasses.replace(target, password=self.mqtt_password.get_secret_value())
+        return target
 
     @property
     def influx_auth(self) -> InfluxAuth:
@@ -217,7 +223,7 @@ class Settings(BaseSettings):
         return load_device_file(self.config) if self.config else DeviceFile()
 
 
-_SECRET_FILES = ("influx_token", "influx_username", "influx_password")
+_SECRET_FILES = ("mqtt_password", "influx_token", "influx_username", "influx_password")
 
 
 def _unknown_env() -> list[tuple[str, str]]:
