@@ -252,3 +252,32 @@ def _wait_for_monitoring(store: EventStore, user: str, seconds: float, timeout: 
             return
         time.sleep(0.2)
     raise AssertionError(f"worker did not catch up within {timeout} s: monitored {per_muscle}")
+
+
+@pytest.mark.mosquitto
+async def test_frames_sent_while_worker_is_down_are_processed_on_return(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    target = parse_mqtt_url(mosquitto.url)
+    store = SQLiteStore(tmp_path / "resume.db")
+    plan = SimulationPlan(
+        ("calf_left",), "emg", dt.datetime.now().astimezone(), 30, None, 30, 3, "resume", chunk=100
+    )
+
+    first = Worker(target, store, user="resume", client_id="resume-worker")
+    task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.connected.wait(), 15)
+    first.stop()
+    await task  # the broker now holds a persistent session with the subscriptions
+
+    truth = io.StringIO()
+    stats = await run_simulation(plan, target, truth)  # nobody is listening right now
+
+    second = Worker(target, store, user="resume", client_id="resume-worker", flush_interval=0.1)
+    task = asyncio.create_task(second.run())
+    await until(lambda: second.stats.frames >= stats.frames, 60)
+    second.stop()
+    await task
+    store.close()
+    assert second.stats.frames == stats.frames == 300
+    assert second.stats.gaps == 0
