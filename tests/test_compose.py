@@ -1,4 +1,4 @@
-"""docker-compose.yml: no Docker engine runs here, so the file is checked as data against the real CLI parser."""
+"""docker-compose.yml: no Docker engine runs here, so the file is checked as data against the CLI parser."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def check_against_truth(
 
 
 async def until(condition: Callable[[], bool], seconds: float) -> None:
-    """Poll a condition on the worker's counters; past ``seconds`` the asserts that follow say what is amiss."""
+    """Poll the worker's counters; past ``seconds`` the asserts that follow say what is amiss."""
     deadline = time.monotonic() + seconds
     while True:
         if condition() or time.monotonic() > deadline:
