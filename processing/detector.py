@@ -101,7 +101,8 @@ class StreamingDetector:
         a = float(np.exp(-1.0 / (p.envelope_ms * 1e-3 * sample_rate)))
         self._env_b, self._env_a = np.array([1.0 - a]), np.array([1.0, -a])
         self._env_zi = np.zeros((1, self.lanes))
-        self._block = max(1, round(p.block_ms * 1e-3 * sample_rate))
+        # At least 8 samples a block, so low-rate streams (25-Hz accelerometers) amortise per-block work.
+        self._block = max(8, round(p.block_ms * 1e-3 * sample_rate))
         self._warmup_blocks = max(1, round(p.warmup_s * sample_rate / self._block))
         self._refractory = round(p.refractory_ms * 1e-3 * sample_rate)
         self._floor = np.zeros(self.lanes)
@@ -130,19 +131,10 @@ class StreamingDetector:
         env, self._env_zi = sps.lfilter(self._env_b, self._env_a, mag, axis=0, zi=self._env_zi)
         self._buf_env = np.concatenate([self._buf_env, env])
         self._buf_mag = np.concatenate([self._buf_mag, mag])
-        out: list[Detection] = []
         whole = (self._buf_env.shape[0] // self._block) * self._block
-        for b0 in range(0, whole, self._block):
-            out.extend(
-                self._run_block(
-                    self._buf_env[b0 : b0 + self._block],
-                    self._buf_mag[b0 : b0 + self._block],
-                    self._consumed + b0,
-                )
-            )
+        out = self._run_blocks(self._buf_env[:whole], self._buf_mag[:whole]) if whole else []
         self._buf_env = self._buf_env[whole:]
         self._buf_mag = self._buf_mag[whole:]
-        self._consumed += whole
         return out
 
     def finish(self) -> list[Detection]:
@@ -158,28 +150,85 @@ class StreamingDetector:
                 st.pending = None
         return out
 
-    def _run_block(self, env: FloatArray, mag: FloatArray, offset: int) -> list[Detection]:
+    def _run_blocks(self, env: FloatArray, mag: FloatArray) -> list[Detection]:
+        """Whole blocks. Statistics per block come at once; the floor recurrence runs vectorised over
+        stretches where every lane is idle, and block by block only where something happens."""
+        n = env.shape[0] // self._block
+        blocks = env.reshape(n, self._block, self.lanes)
+        peaks, medians = blocks.max(axis=1), np.median(blocks, axis=1)
+        out: list[Detection] = []
+        b = 0
+        while b < n:
+            if self._blocks_seen < self._warmup_blocks:
+                self._warm_up(medians[b])
+                b += 1
+            elif self._idle:
+                b += self._skip_quiet(peaks[b:], medians[b:])
+                if b < n:
+                    out.extend(self._busy_block(b, env, mag, peaks[b], medians[b]))
+                    b += 1
+            else:
+                out.extend(self._busy_block(b, env, mag, peaks[b], medians[b]))
+                b += 1
+        self._consumed += n * self._block
+        return out
+
+    def _warm_up(self, median: FloatArray) -> None:
+        # Learn the floor fast; nothing is detected while it settles.
+        self._floor = median.copy() if self._blocks_seen == 0 else 0.7 * self._floor + 0.3 * median
         self._blocks_seen += 1
-        if self._blocks_seen <= self._warmup_blocks:
-            # Learn the floor fast from the median; nothing is detected while it settles.
-            med = np.median(env, axis=0)
-            self._floor = med if self._blocks_seen == 1 else 0.7 * self._floor + 0.3 * med
-            return []
+
+    def _skip_quiet(self, peaks: FloatArray, medians: FloatArray) -> int:
+        """Advance the floor over the leading blocks in which no lane crosses its threshold; return how many.
+
+        The quiet-block update ``floor ← α·median + (1−α)·floor`` is exactly what ``lfilter`` computes for
+        b=[α], a=[1, −(1−α)] (same operations, same rounding), so this agrees with the block-by-block path
+        to the bit, and the events stay independent of chunking."""
+        alpha = self.params.floor_alpha
+        traj, _ = sps.lfilter(
+            [alpha], [1.0, -(1.0 - alpha)], medians, axis=0, zi=((1.0 - alpha) * self._floor)[None, :]
+        )
+        before = np.vstack([self._floor[None, :], traj[:-1]])
+        crossing = np.flatnonzero((peaks > self.params.on_factor * before).any(axis=1))
+        k = int(crossing[0]) if crossing.size else peaks.shape[0]
+        if k:
+            self._floor = traj[k - 1].copy()
+            self._blocks_seen += k
+        return k
+
+    def _busy_block(
+        self, b: int, env: FloatArray, mag: FloatArray, peak: FloatArray, median: FloatArray
+    ) -> list[Detection]:
         p = self.params
-        on, off = p.on_factor * self._floor, p.off_factor * self._floor
+        offset = self._consumed + b * self._block
+        self._blocks_seen += 1
+        on = p.on_factor * self._floor
+        busy = (peak > on) | self._active
+        lo, hi = b * self._block, (b + 1) * self._block
+        for lane in np.flatnonzero(busy):
+            off = p.off_factor * self._floor[lane]
+            self._scan(int(lane), env[lo:hi, lane], mag[lo:hi, lane], on[lane], off, offset)
         out, self._emitted = self._emitted, []
-        quiet = np.ones(self.lanes, dtype=bool)
+        out.extend(self._release_all(offset + self._block))
+        quiet = ~busy
+        alpha = p.floor_alpha
+        self._floor[quiet] = alpha * median[quiet] + (1.0 - alpha) * self._floor[quiet]
+        return out
+
+    @property
+    def _idle(self) -> bool:
+        return not any(st.active or st.pending is not None for st in self._state)
+
+    @property
+    def _active(self) -> npt.NDArray[np.bool_]:
+        return np.array([st.active for st in self._state])
+
+    def _release_all(self, now: int) -> list[Detection]:
+        out = []
         for lane in range(self.lanes):
-            e = env[:, lane]
-            if self._state[lane].active or bool((e > on[lane]).any()):
-                quiet[lane] = False
-                self._scan(lane, e, mag[:, lane], on[lane], off[lane], offset)
-            released = self._release(lane, offset + env.shape[0])
+            released = self._release(lane, now)
             if released is not None:
                 out.append(released)
-        if quiet.any():
-            med = np.median(env[:, quiet], axis=0)
-            self._floor[quiet] += p.floor_alpha * (med - self._floor[quiet])
         return out
 
     def _scan(self, lane: int, e: FloatArray, m: FloatArray, on: float, off: float, offset: int) -> None:
