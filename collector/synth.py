@@ -133,9 +133,10 @@ class MuscleSegment:
                 float(self._rng.choice([2, 3])),
                 (1.0, 0.0, 0.0),
             )
-        return _Shape(
-            onset, float(self._rng.uniform(0.04, 0.09)), amp, float(self._rng.uniform(15, 30)), direction
-        )
+        # A stream carries only oscillations well below its Nyquist frequency (25-Hz devices exist).
+        hi = min(30.0, 0.35 * self.spec.sample_rate)
+        freq = float(self._rng.uniform(min(15.0, 0.6 * hi), hi))
+        return _Shape(onset, float(self._rng.uniform(0.04, 0.09)), amp, freq, direction)
 
     def truth(self) -> list[TruthEvent]:
         ns = 1e9
