@@ -1,0 +1,325 @@
+"""The Streamlit page. ``render(store, user)`` draws everything; the composition root
+(``twitchwatch/dashboard_entry.py``) opens the store and calls it.
+
+Data shaping lives in ``dashboard.data`` (pure, unit-tested); this module only queries the store,
+calls those functions and lays out the results. Headings and captions are fixed strings (the
+constants below) because the AppTest and browser tests look for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source
+from processing.store import EventQuery, EventStore, HourCount, StoreError
+
+TITLE = "twitchwatch"
+NOTICE = (
+    "twitchwatch is not a medical device and does not diagnose anything. "
+    "If twitching is persistent, spreading or comes with weakness, see a doctor."
+)
+EMPTY_MESSAGE = (
+    "No data yet. Run `make demo` (or `twitchwatch demo`) to watch simulated twitches flow through "
+    "the whole pipeline, or start the worker with `twitchwatch process` and feed it with "
+    "`twitchwatch simulate --muscle calf_left --duration 10m` or a real sensor. "
+    "This page looks for data every few seconds and shows it as soon as it arrives."
+)
+HEADING_FREQUENCY = "Twitch frequency by muscle"
+HEADING_TIMELINE = "Timeline"
+HEADING_HOURLY = "Twitches per hour over time"
+HEADING_EVENTS = "Individual events"
+HEADING_LIVE = "Live"
+SUSTAINED_NOTE = (
+    "Sustained activity (longer contractions, e.g. voluntary movement) is shown apart "
+    "and not counted as twitching."
+)
+
+LIVE_REFRESH_S = 2.0
+EMPTY_POLL_S = 5.0
+MAX_SCATTER_EVENTS = 5000
+
+
+@dataclass(frozen=True)
+class Controls:
+    range_label: str
+    time_range: data.TimeRange
+    source_label: str
+    source: Source | None
+
+
+@dataclass(frozen=True)
+class RangeData:
+    """Everything the range-dependent sections need, queried once per run."""
+
+    query: EventQuery
+    twitch_counts: list[HourCount]
+    sustained_counts: list[HourCount]
+    rates: list[MinuteRate]
+
+
+def local_tz() -> dt.tzinfo:
+    # The server's zone: the dashboard is meant to run on the user's own machine, next to the browser.
+    tz = dt.datetime.now().astimezone().tzinfo
+    return tz if tz is not None else dt.UTC
+
+
+def render(store: EventStore, user: str) -> None:
+    st.title(TITLE)
+    st.warning(NOTICE, icon="⚕️")
+    tz = local_tz()
+    controls = sidebar_controls(time.time_ns(), tz)
+    try:
+        muscles = store.muscles(user)
+    except StoreError as exc:
+        st.error(f"Cannot read the event store: {exc}")
+        return
+    if not muscles:
+        wait_for_data(store, user)
+        return
+    live_section(store, user, controls.source)
+    try:
+        range_data = load_range(store, user, controls)
+    except StoreError as exc:
+        st.error(f"Cannot read the event store: {exc}")
+        return
+    frequency_section(range_data, controls, tz)
+    timeline_section(store, range_data, controls)
+
+
+# ---- controls ----------------------------------------------------------------------------------------
+def sidebar_controls(now_ns: int, tz: dt.tzinfo) -> Controls:
+    st.sidebar.header("Show")
+    label = str(
+        st.sidebar.radio(
+            "Time range", data.RANGE_CHOICES, index=data.RANGE_CHOICES.index("Last 24 h"), key="range"
+        )
+    )
+    if label == data.CUSTOM_RANGE:
+        today = dt.datetime.fromtimestamp(now_ns / data.NS_PER_S, tz).date()
+        picked = st.sidebar.date_input(
+            "Dates", value=(today - dt.timedelta(days=6), today), max_value=today, key="dates"
+        )
+        first, last = date_pair(picked, today)
+        time_range = data.dates_range(first, last, tz, now_ns)
+    else:
+        time_range = data.preset_range(label, now_ns)
+    source_label = str(
+        st.sidebar.radio(
+            "Source",
+            tuple(data.SOURCE_CHOICES),
+            key="source",
+            horizontal=True,
+            help="live: recorded as it happened; replay: recordings fed through the worker again",
+        )
+    )
+    return Controls(label, time_range, source_label, data.SOURCE_CHOICES[source_label])
+
+
+def date_pair(picked: object, today: dt.date) -> tuple[dt.date, dt.date]:
+    """``st.date_input`` with a range gives a 2-tuple, but a 1-tuple while the second date is being
+    picked (and the app reruns then): treat that as a single day rather than failing."""
+    if isinstance(picked, dt.date):
+        return picked, picked
+    if isinstance(picked, Sequence):
+        days = [d for d in picked if isinstance(d, dt.date)]
+        if days:
+            return days[0], days[-1]
+    return today, today
+
+
+def describe_range(controls: Controls, tz: dt.tzinfo) -> str:
+    tr = controls.time_range
+    since = data.format_time(tr.since_ns, tz, with_date=True)
+    until = data.format_time(tr.until_ns, tz, with_date=True)
+    return f"{controls.range_label}: {since} to {until} · source: {controls.source_label}"
+
+
+# ---- data ---------------------------------------------------------------------------------------------
+def load_range(store: EventStore, user: str, controls: Controls) -> RangeData:
+    tr = controls.time_range
+    query = EventQuery(tr.since_ns, tr.until_ns, user=user, source=controls.source)
+    return RangeData(
+        query=query,
+        # Counting in the store (per hour) instead of loading every event keeps 30-day ranges cheap.
+        twitch_counts=store.hourly_twitch_counts(dataclasses.replace(query, kinds=TWITCH_KINDS)),
+        sustained_counts=store.hourly_twitch_counts(dataclasses.replace(query, kinds=(EventKind.SUSTAINED,))),
+        rates=store.rates(query),
+    )
+
+
+# ---- sections -----------------------------------------------------------------------------------------
+def wait_for_data(store: EventStore, user: str) -> None:
+    st.info(EMPTY_MESSAGE)
+    _poll_for_first_data(store, user)
+
+
+@st.fragment(run_every=EMPTY_POLL_S)
+def _poll_for_first_data(store: EventStore, user: str) -> None:
+    # Rerun the whole page once data shows up, so `make demo` users need not reload by hand.
+    try:
+        if store.muscles(user):
+            st.rerun(scope="app")
+    except StoreError:
+        pass  # the full run already reported how the store failed; keep polling
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def live_section(store: EventStore, user: str, source: Source | None) -> None:
+    st.header(HEADING_LIVE)
+    now_ns = time.time_ns()
+    tz = local_tz()
+    since_ns = now_ns - data.LIVE_LONG_S * data.NS_PER_S
+    try:
+        events = store.events(EventQuery(since_ns, user=user, source=source, kinds=TWITCH_KINDS))
+        muscles = store.muscles(user)
+    except StoreError as exc:
+        st.error(f"Cannot read the event store: {exc}")
+        return
+    table = data.live_table(events, muscles, now_ns, tz)
+    st.markdown(f"**{data.live_summary(table)}**")
+    st.table(table, hide_index=True)
+    st.caption(
+        f"Updates every {LIVE_REFRESH_S:g} s · last update {data.format_time(now_ns, tz)} · "
+        f"source: {source or 'all'} (the sidebar's time range does not apply here)"
+    )
+
+
+def frequency_section(range_data: RangeData, controls: Controls, tz: dt.tzinfo) -> None:
+    st.header(HEADING_FREQUENCY)
+    st.caption(describe_range(controls, tz))
+    table = data.frequency_table(
+        range_data.twitch_counts,
+        range_data.sustained_counts,
+        range_data.rates,
+        controls.time_range.hours,
+    )
+    if table.empty:
+        st.info(
+            f"Nothing recorded in this range (source: {controls.source_label}). "
+            "Pick a longer time range or another source in the sidebar."
+        )
+        return
+    st.altair_chart(frequency_chart(table), width="stretch")
+    st.table(data.frequency_display(table), hide_index=True)
+    st.caption(data.basis_caption(table))
+    st.caption(SUSTAINED_NOTE)
+
+
+def frequency_chart(table: pd.DataFrame) -> alt.Chart:
+    chart: alt.Chart = (  # altair's fluent methods are untyped (Any); this keeps the return typed
+        alt.Chart(table, height=260)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{data.COL_MUSCLE}:N", title="muscle", sort=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(f"{data.COL_PER_HOUR}:Q", title="twitches per hour"),
+            tooltip=[
+                alt.Tooltip(f"{data.COL_MUSCLE}:N"),
+                alt.Tooltip(f"{data.COL_TWITCHES}:Q"),
+                alt.Tooltip(f"{data.COL_PER_HOUR}:Q", format=".2f"),
+                alt.Tooltip(f"{data.COL_BASIS}:N"),
+            ],
+        )
+    )
+    return chart
+
+
+def timeline_section(store: EventStore, range_data: RangeData, controls: Controls) -> None:
+    st.header(HEADING_TIMELINE)
+    st.subheader(HEADING_HOURLY)
+    muscles = sorted({c.muscle for c in range_data.twitch_counts})
+    if not muscles:
+        st.info("No twitches in this range.")
+    else:
+        frame = data.timeline_frame(range_data.twitch_counts, controls.time_range, muscles)
+        st.altair_chart(hourly_chart(frame, controls.time_range.hours), width="stretch")
+        st.caption("Twitches (fasciculations and myoclonic jerks) per clock hour, stacked by muscle.")
+    st.subheader(HEADING_EVENTS)
+    scatter_section(store, range_data.query)
+
+
+def time_axis(range_hours: float) -> alt.Axis:
+    """Ticks on whole hours/days suited to the range. Vega's automatic ticks fall on half hours
+    too, which the hour-binned bars then label twice with the same hour. (Only plain interval names
+    here: the Vega in Streamlit's frontend fails on {"interval": ..., "step": ...} tick counts.)"""
+    if range_hours <= 12:
+        return alt.Axis(title="time", tickCount="hour", format="%H:%M")
+    if range_hours <= 48:
+        # Label overlap removal thins the 24-48 hourly labels to what fits.
+        return alt.Axis(title="time", tickCount="hour", format="%a %H:%M", labelOverlap=True)
+    if range_hours <= 24 * 10:
+        return alt.Axis(title="time", tickCount="day", format="%a %d %b")
+    return alt.Axis(title="time", tickCount="week", format="%d %b")
+
+
+def hourly_chart(frame: pd.DataFrame, range_hours: float) -> alt.Chart:
+    # Stacked bars, one per clock hour: a count belongs to the whole hour, which a line between
+    # hourly points would misstate. The hours timeUnit makes each bar as wide as its hour.
+    chart: alt.Chart = (  # altair's fluent methods are untyped (Any); this keeps the return typed
+        alt.Chart(frame, height=300)
+        .mark_bar()
+        .encode(
+            x=alt.X("yearmonthdatehours(hour):T", axis=time_axis(range_hours)),
+            y=alt.Y(f"sum({data.COL_TWITCHES}):Q", title="twitches in the hour"),
+            color=alt.Color(f"{data.COL_MUSCLE}:N", title="muscle"),
+            tooltip=[
+                alt.Tooltip("yearmonthdatehours(hour):T", title="hour", format="%Y-%m-%d %H:00"),
+                alt.Tooltip(f"{data.COL_MUSCLE}:N"),
+                alt.Tooltip(f"sum({data.COL_TWITCHES}):Q", title="twitches"),
+            ],
+        )
+    )
+    return chart
+
+
+def scatter_section(store: EventStore, query: EventQuery) -> None:
+    kinds = (*TWITCH_KINDS, EventKind.SUSTAINED)
+    try:
+        # One more than the cap tells "too many" apart from "exactly the cap" without counting them all.
+        events = store.events(dataclasses.replace(query, kinds=kinds, limit=MAX_SCATTER_EVENTS + 1))
+    except StoreError as exc:
+        st.error(f"Cannot read the event store: {exc}")
+        return
+    if not events:
+        st.info("No events in this range.")
+    elif len(events) > MAX_SCATTER_EVENTS:
+        st.caption(
+            f"More than {MAX_SCATTER_EVENTS} events in this range: "
+            "pick a shorter time range to see them one by one."
+        )
+    else:
+        st.altair_chart(events_chart(data.events_frame(events)), width="stretch")
+        st.caption(
+            f"{len(events)} events. Dot size is the event's peak amplitude in its sensor's unit "
+            "(not comparable across sensor types)."
+        )
+
+
+def events_chart(frame: pd.DataFrame) -> alt.Chart:
+    chart: alt.Chart = (  # altair's fluent methods are untyped (Any); this keeps the return typed
+        alt.Chart(frame)
+        .mark_circle(opacity=0.6)
+        .encode(
+            x=alt.X("time:T", title="time"),
+            y=alt.Y(f"{data.COL_MUSCLE}:N", title="muscle"),
+            size=alt.Size("amplitude:Q", title="amplitude", legend=alt.Legend(format=".3g")),
+            color=alt.Color("kind:N", title="kind"),
+            tooltip=[
+                alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S"),
+                alt.Tooltip(f"{data.COL_MUSCLE}:N"),
+                alt.Tooltip("kind:N"),
+                alt.Tooltip("amplitude:Q", format=".3g"),
+                alt.Tooltip("unit:N"),
+                alt.Tooltip("duration_ms:Q", format=".0f"),
+            ],
+        )
+    )
+    return chart

@@ -1,0 +1,268 @@
+"""``dashboard.data``: known inputs in, exact numbers out."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from dashboard import data
+from processing.events import EventKind, MinuteRate
+from processing.store import HourCount
+from tests.harness.dashboard import NS, event
+
+H = data.HOUR_NS
+T0 = 1_700_000_000 * NS // H * H  # an exact UTC hour (2023-11-14 22:00 UTC)
+UTC = dt.UTC
+PLUS2 = dt.timezone(dt.timedelta(hours=2))
+
+
+def rate(muscle: str, minute: int, monitored_s: float) -> MinuteRate:
+    return MinuteRate("me", muscle, "dev", "live", T0 + minute * 60 * NS, 0, monitored_s)
+
+
+# ---- ranges ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("label", "hours"),
+    [("Last 1 h", 1), ("Last 6 h", 6), ("Last 24 h", 24), ("Last 7 d", 168), ("Last 30 d", 720)],
+)
+def test_preset_range_ends_now_and_spans_the_label(label: str, hours: int) -> None:
+    now = T0 + 123_456_789
+    tr = data.preset_range(label, now)
+    assert tr == data.TimeRange(now - hours * H, now)
+    assert tr.hours == hours
+
+
+def test_range_choices_offer_every_preset_then_custom() -> None:
+    assert data.RANGE_CHOICES == (
+        "Last 1 h",
+        "Last 6 h",
+        "Last 24 h",
+        "Last 7 d",
+        "Last 30 d",
+        "Custom dates",
+    )
+
+
+def test_dates_range_covers_whole_local_days() -> None:
+    far_future = T0 + 10_000 * H
+    tr = data.dates_range(dt.date(2024, 3, 1), dt.date(2024, 3, 2), PLUS2, far_future)
+    since = dt.datetime(2024, 2, 29, 22, tzinfo=UTC)  # midnight at UTC+2
+    assert tr.since_ns == int(since.timestamp()) * NS
+    assert tr.until_ns == tr.since_ns + 48 * H
+    assert tr.hours == 48
+
+
+def test_dates_range_stops_at_now() -> None:
+    since = int(dt.datetime(2024, 3, 1, tzinfo=UTC).timestamp()) * NS
+    now = since + 5 * H + 7
+    tr = data.dates_range(dt.date(2024, 3, 1), dt.date(2024, 3, 1), UTC, now)
+    assert tr == data.TimeRange(since, now)
+
+
+def test_dates_range_swaps_reversed_dates() -> None:
+    now = T0 + 10_000 * H
+    forward = data.dates_range(dt.date(2024, 3, 1), dt.date(2024, 3, 3), UTC, now)
+    assert data.dates_range(dt.date(2024, 3, 3), dt.date(2024, 3, 1), UTC, now) == forward
+
+
+def test_dates_range_in_the_future_is_empty_not_inverted() -> None:
+    now = int(dt.datetime(2024, 3, 1, 12, tzinfo=UTC).timestamp()) * NS
+    tr = data.dates_range(dt.date(2024, 3, 5), dt.date(2024, 3, 6), UTC, now)
+    assert tr.until_ns == tr.since_ns
+    assert tr.hours == 0
+
+
+# ---- frequency ------------------------------------------------------------------------------------
+def test_frequency_uses_monitored_time_when_recorded_else_the_range() -> None:
+    twitches = [
+        HourCount("calf_left", T0, 3),
+        HourCount("calf_right", T0, 1),
+        HourCount("calf_left", T0 + H, 2),
+        HourCount("calf_right", T0 + H, 3),
+    ]
+    sustained = [HourCount("calf_right", T0, 2)]
+    # calf_left: 30 minutes of 60 s = 0.5 h monitored; biceps: monitored 45 s × 40 = 0.5 h, no twitches.
+    rates = [rate("calf_left", m, 60.0) for m in range(30)] + [rate("biceps", m, 45.0) for m in range(40)]
+    table = data.frequency_table(twitches, sustained, rates, range_hours=2.0)
+    assert table.to_dict("records") == [
+        {
+            "muscle": "biceps",
+            "twitches": 0,
+            "twitches per hour": 0.0,
+            "hours": 0.5,
+            "per-hour basis": "monitored time",
+            "sustained activity": 0,
+        },
+        {
+            "muscle": "calf_left",
+            "twitches": 5,
+            "twitches per hour": 10.0,
+            "hours": 0.5,
+            "per-hour basis": "monitored time",
+            "sustained activity": 0,
+        },
+        {
+            "muscle": "calf_right",
+            "twitches": 4,
+            "twitches per hour": 2.0,
+            "hours": 2.0,
+            "per-hour basis": "range length",
+            "sustained activity": 2,
+        },
+    ]
+
+
+def test_frequency_ignores_rates_without_monitored_time() -> None:
+    # A muscle whose only rates say "0 s monitored" neither appears nor switches to monitored time.
+    table = data.frequency_table(
+        [HourCount("calf_left", T0, 6)], [], [rate("calf_left", 0, 0.0), rate("ghost", 0, 0.0)], 3.0
+    )
+    assert list(table["muscle"]) == ["calf_left"]
+    assert table.loc[0, "twitches per hour"] == 2.0
+    assert table.loc[0, "per-hour basis"] == "range length"
+
+
+def test_sustained_only_muscle_has_zero_twitches() -> None:
+    table = data.frequency_table([], [HourCount("neck", T0, 4)], [], 1.0)
+    assert table.to_dict("records") == [
+        {
+            "muscle": "neck",
+            "twitches": 0,
+            "twitches per hour": 0.0,
+            "hours": 1.0,
+            "per-hour basis": "range length",
+            "sustained activity": 4,
+        }
+    ]
+
+
+def test_frequency_of_an_empty_range_is_empty_and_zero_hours_do_not_divide() -> None:
+    assert data.frequency_table([], [], [], 24.0).empty
+    table = data.frequency_table([HourCount("calf_left", T0, 2)], [], [], 0.0)
+    assert table.loc[0, "twitches per hour"] == 0.0
+
+
+def test_frequency_display_shows_two_decimals() -> None:
+    table = data.frequency_table([HourCount("calf_left", T0, 7)], [HourCount("calf_left", T0, 1)], [], 3.0)
+    shown = data.frequency_display(table)
+    assert shown.to_dict("records") == [
+        {
+            "muscle": "calf_left",
+            "twitches": "7",
+            "twitches per hour": "2.33",
+            "hours": "3.00",
+            "per-hour basis": "range length",
+            "sustained activity": "1",
+        }
+    ]
+
+
+def test_basis_caption_names_the_divisor() -> None:
+    monitored = data.frequency_table([HourCount("a", T0, 1)], [], [rate("a", 0, 60.0)], 1.0)
+    by_range = data.frequency_table([HourCount("a", T0, 1)], [], [], 1.0)
+    mixed = data.frequency_table([HourCount("a", T0, 1), HourCount("b", T0, 1)], [], [rate("a", 0, 60)], 1)
+    assert "monitored time" in data.basis_caption(monitored)
+    assert "range" not in data.basis_caption(monitored)
+    assert "length of the selected range" in data.basis_caption(by_range)
+    assert "monitored time where it was recorded" in data.basis_caption(mixed)
+
+
+# ---- timeline -------------------------------------------------------------------------------------
+def test_timeline_fills_quiet_hours_with_zero() -> None:
+    tr = data.TimeRange(T0 + 10 * NS, T0 + 2 * H + 5 * NS)  # touches hours T0, T0+H, T0+2H
+    counts = [HourCount("calf_left", T0, 4), HourCount("calf_right", T0 + 2 * H, 1)]
+    frame = data.timeline_frame(counts, tr, ["calf_left", "calf_right"])
+    hours = [pd.Timestamp(T0 + i * H, unit="ns", tz="UTC") for i in range(3)]
+    assert list(frame.columns) == ["hour", "muscle", "twitches"]
+    assert str(frame["hour"].dtype) == "datetime64[ns, UTC]"
+    assert list(frame.itertuples(index=False, name=None)) == [
+        (hours[0], "calf_left", 4),
+        (hours[0], "calf_right", 0),
+        (hours[1], "calf_left", 0),
+        (hours[1], "calf_right", 0),
+        (hours[2], "calf_left", 0),
+        (hours[2], "calf_right", 1),
+    ]
+
+
+def test_timeline_range_ending_on_the_hour_excludes_that_hour() -> None:
+    frame = data.timeline_frame([], data.TimeRange(T0, T0 + 2 * H), ["m"])
+    assert list(frame["twitches"]) == [0, 0]
+
+
+def test_timeline_too_long_to_fill_keeps_only_observed_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "MAX_TIMELINE_CELLS", 5)
+    counts = [HourCount("a", T0, 2), HourCount("a", T0 + 5 * H, 3)]
+    frame = data.timeline_frame(counts, data.TimeRange(T0, T0 + 10 * H), ["a"])
+    assert list(frame["twitches"]) == [2, 3]
+
+
+# ---- events ---------------------------------------------------------------------------------------
+def test_events_frame_keeps_one_row_per_event() -> None:
+    events = [
+        event("calf_left", T0, amplitude=0.5),
+        event("calf_right", T0 + NS, EventKind.SUSTAINED, amplitude=1.5),
+    ]
+    frame = data.events_frame(events)
+    assert list(frame.columns) == ["time", "muscle", "kind", "amplitude", "unit", "duration_ms"]
+    assert list(frame["time"]) == [
+        pd.Timestamp(T0, unit="ns", tz="UTC"),
+        pd.Timestamp(T0 + NS, unit="ns", tz="UTC"),
+    ]
+    assert list(frame["kind"]) == ["fasciculation", "sustained"]
+    assert list(frame["amplitude"]) == [0.5, 1.5]
+    assert list(frame["duration_ms"]) == [30.0, 30.0]
+
+
+def test_events_frame_of_nothing_has_the_columns() -> None:
+    frame = data.events_frame([])
+    assert frame.empty
+    assert list(frame.columns) == ["time", "muscle", "kind", "amplitude", "unit", "duration_ms"]
+
+
+# ---- live -----------------------------------------------------------------------------------------
+def test_live_table_counts_both_windows_and_the_latest_time() -> None:
+    now = T0 + 30 * 60 * NS  # 22:30:00 UTC
+    events = [
+        event("calf_left", now - 601 * NS),  # outside both windows
+        event("calf_left", now - 599 * NS),
+        event("calf_left", now - 61 * NS),
+        event("calf_left", now - 60 * NS),  # the 60 s window is [now-60 s, ...)
+        event("calf_left", now - 10 * NS),
+        event("calf_right", now - 300 * NS),
+    ]
+    table = data.live_table(events, ["calf_left", "calf_right", "neck"], now, UTC)
+    assert table.to_dict("records") == [
+        {
+            "muscle": "calf_left",
+            "twitches, last 60 s": 2,
+            "twitches, last 10 min": 4,
+            "latest twitch": "22:29:50",
+        },
+        {
+            "muscle": "calf_right",
+            "twitches, last 60 s": 0,
+            "twitches, last 10 min": 1,
+            "latest twitch": "22:25:00",
+        },
+        {"muscle": "neck", "twitches, last 60 s": 0, "twitches, last 10 min": 0, "latest twitch": "—"},
+    ]
+    assert data.live_summary(table) == "Last 60 s: 2 twitches · last 10 min: 5 twitches"
+
+
+def test_live_table_latest_time_is_local() -> None:
+    table = data.live_table([event("a", T0)], ["a"], T0 + NS, PLUS2)
+    assert table.loc[0, "latest twitch"] == "00:00:00"  # 22:00 UTC
+
+
+def test_live_summary_singular() -> None:
+    table = data.live_table([event("a", T0)], [], T0 + NS, UTC)
+    assert data.live_summary(table) == "Last 60 s: 1 twitch · last 10 min: 1 twitch"
+
+
+def test_live_table_with_no_muscles_is_empty() -> None:
+    table = data.live_table([], [], T0, UTC)
+    assert table.empty
+    assert data.live_summary(table) == "Last 60 s: 0 twitches · last 10 min: 0 twitches"

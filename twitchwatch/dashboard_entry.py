@@ -1,0 +1,45 @@
+"""The script ``streamlit run`` executes (see ``twitchwatch.dashboard_launch``).
+
+It is the dashboard's composition root: settings and store come from here, so the ``dashboard``
+package itself never imports ``twitchwatch``. Streamlit reruns this file on every interaction;
+the store is opened once per process and shared by all sessions (``st.cache_resource``).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.app import render
+from processing.store import EventStore, InfluxAuth, StoreError, open_store
+from twitchwatch.config import ConfigError, load_settings
+
+
+def _close(store: EventStore) -> None:
+    store.close()
+
+
+# ``on_release`` closes the store when the cache drops it (``st.cache_resource.clear()``, as the
+# tests do between runs), so connections do not pile up.
+@st.cache_resource(show_spinner=False, on_release=_close)
+def cached_store(url: str, _auth: InfluxAuth) -> EventStore:
+    # ``_auth`` is left out of the cache key (leading underscore): it holds secrets, and it is
+    # fixed for the process anyway, since it comes from the same environment as ``url``.
+    return open_store(url, _auth)
+
+
+def main() -> None:
+    st.set_page_config(page_title="twitchwatch", layout="wide")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        st.error(f"twitchwatch cannot start: {exc}")
+        return
+    try:
+        store = cached_store(settings.store_url, settings.influx_auth)
+    except StoreError as exc:
+        st.error(f"twitchwatch cannot open its event store: {exc}")
+        return
+    render(store, settings.user)
+
+
+main()
