@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiomqtt
 import numpy as np
 import pytest
 
@@ -83,16 +84,32 @@ async def until(condition: Callable[[], bool], seconds: float) -> None:
 
 async def _pipeline(target: MqttTarget, store: EventStore, plan: SimulationPlan, client_id: str) -> str:
     worker = Worker(target, store, user=plan.user, client_id=client_id, flush_interval=0.2)
-    task = asyncio.create_task(worker.run())
-    await asyncio.wait_for(worker.connected.wait(), 15)
-    truth = io.StringIO()
-    stats = await run_simulation(plan, target, truth)
-    await until(lambda: worker.stats.frames >= stats.frames, 120)
-    worker.stop()
-    await asyncio.wait_for(task, 30)
+    published: list[dict[str, object]] = []
+    async with target.client() as listener:
+        await listener.subscribe(f"twitchwatch/{plan.user}/+/events", qos=1)
+        collect = asyncio.create_task(_collect_events(listener, published))
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.connected.wait(), 15)
+        truth = io.StringIO()
+        stats = await run_simulation(plan, target, truth)
+        await until(lambda: worker.stats.frames >= stats.frames, 120)
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+        await until(lambda: len(published) >= worker.stats.events_stored, 10)
+        collect.cancel()
     assert worker.stats.frames == stats.frames
     assert (worker.stats.bad_frames, worker.stats.gaps, worker.stats.store_errors) == (0, 0, 0)
+    stored = store.events(EventQuery(user=plan.user))
+    assert sorted((e["muscle"], e["start"]) for e in published) == sorted(
+        (e.muscle, e.start_ns / 1e9) for e in stored
+    )
     return truth.getvalue()
+
+
+async def _collect_events(client: aiomqtt.Client, into: list[dict[str, object]]) -> None:
+    async for message in client.messages:
+        assert isinstance(message.payload, bytes | bytearray)
+        into.extend(json.loads(message.payload))
 
 
 @pytest.mark.mosquitto
