@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ServiceMissing, in_ci
+from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -36,3 +37,14 @@ def shared_dir() -> Path:
         exc = ServiceMissing(f"../shared not found at {SHARED}: the tests read real recordings from it")
         _unavailable(exc)
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    try:
+        server = InfluxServer.start(tmp_path_factory.mktemp("influxdb"))
+    except ServiceMissing as exc:
+        _unavailable(exc)
+        raise
+    yield server
+    server.stop()
