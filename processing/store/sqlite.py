@@ -48,7 +48,9 @@ class SQLiteStore(EventStore):
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open SQLite store {self.path}: {exc}; check the path and permissions") from exc
+            raise StoreError(
+                f"cannot open SQLite store {self.path}: {exc}; check the path and permissions"
+            ) from exc
         self._lock = threading.Lock()
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -72,8 +74,21 @@ class SQLiteStore(EventStore):
         self._write(
             f"INSERT OR REPLACE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
-                (e.user, e.muscle, e.device, e.stream, e.channel, e.kind.value, e.start_ns, e.end_ns,
-                 e.amplitude, e.unit, e.confidence, e.source, e.session_id)
+                (
+                    e.user,
+                    e.muscle,
+                    e.device,
+                    e.stream,
+                    e.channel,
+                    e.kind.value,
+                    e.start_ns,
+                    e.end_ns,
+                    e.amplitude,
+                    e.unit,
+                    e.confidence,
+                    e.source,
+                    e.session_id,
+                )
                 for e in events
             ],
         )
@@ -87,7 +102,7 @@ class SQLiteStore(EventStore):
 
     @staticmethod
     def _where(query: EventQuery, time_col: str, kinds: bool) -> tuple[str, list[Any]]:
-        clauses, params = [f"{time_col} >= ?"], [query.since_ns]
+        clauses, params = [f"{time_col} >= ?"], list[Any]([query.since_ns])
         if query.until_ns is not None:
             clauses.append(f"{time_col} < ?")
             params.append(query.until_ns)
@@ -108,11 +123,14 @@ class SQLiteStore(EventStore):
     def events(self, query: EventQuery) -> list[TwitchEvent]:
         where, params = self._where(query, "start_ns", kinds=True)
         rows = self._run(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY start_ns, muscle{self._limit(query)}",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} "
+            f"ORDER BY start_ns, muscle{self._limit(query)}",
             params,
         )
         return [
-            TwitchEvent(r[0], r[1], r[2], r[3], r[4], EventKind(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
+            TwitchEvent(
+                r[0], r[1], r[2], r[3], r[4], EventKind(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12]
+            )
             for r in rows
         ]
 
