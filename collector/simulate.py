@@ -50,12 +50,15 @@ def parse_start(text: str | None, now: dt.datetime) -> dt.datetime:
         return now
     if text.startswith("-"):
         return now - dt.timedelta(seconds=parse_duration(text[1:], "--start"))
+    return parse_iso_time(text, "--start", "a relative time like -21d")
+
+
+def parse_iso_time(text: str, option: str, alternative: str) -> dt.datetime:
+    """An ISO 8601 time, local when it has no offset; the error names the option and what else it takes."""
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise SimulationError(
-            f"--start: {text!r} is neither ISO 8601 nor a relative time like -21d"
-        ) from None
+        raise SimulationError(f"{option}: {text!r} is neither ISO 8601 nor {alternative}") from None
     return when if when.tzinfo else when.astimezone()
 
 

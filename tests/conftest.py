@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
 from tests.harness import ServiceMissing, in_ci
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def _unavailable(exc: ServiceMissing) -> None:
@@ -20,10 +19,16 @@ def _unavailable(exc: ServiceMissing) -> None:
     pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+class _Service(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
+def _serve(start: Callable[[Path], S], workdir: Path) -> Iterator[S]:
     try:
-        server = MosquittoServer.start(tmp_path_factory.mktemp("mosquitto"))
+        server = start(workdir)
     except ServiceMissing as exc:
         _unavailable(exc)
         raise
@@ -32,19 +37,10 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        exc = ServiceMissing(f"../shared not found at {SHARED}: the tests read real recordings from it")
-        _unavailable(exc)
-    return SHARED
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    yield from _serve(MosquittoServer.start, tmp_path_factory.mktemp("mosquitto"))
 
 
 @pytest.fixture(scope="session")
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
-    try:
-        server = InfluxServer.start(tmp_path_factory.mktemp("influxdb"))
-    except ServiceMissing as exc:
-        _unavailable(exc)
-        raise
-    yield server
-    server.stop()
+    yield from _serve(InfluxServer.start, tmp_path_factory.mktemp("influxdb"))

@@ -24,6 +24,7 @@ from collector.simulate import (
     SimulationPlan,
     WearWindow,
     parse_duration,
+    parse_iso_time,
     parse_start,
     run_simulation,
     truth_file,
@@ -310,14 +311,7 @@ def parse_when(text: str, now: dt.datetime, option: str) -> dt.datetime:
     try:
         return now - dt.timedelta(seconds=parse_duration(text, option))
     except SimulationError:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise CliError(
-            f"{option}: {text!r} is neither a duration like 1h / 7d nor an ISO 8601 time"
-        ) from None
-    return when if when.tzinfo else when.astimezone()
+        return parse_iso_time(text, option, "a duration like 1h or 7d")
 
 
 def cmd_events(args: argparse.Namespace) -> int:
