@@ -1,12 +1,15 @@
 """The real dashboard script (``twitchwatch/dashboard_entry.py``) under Streamlit's AppTest, reading a
-real SQLite store seeded in tmp_path. Expected numbers are computed from what each test seeds."""
+real store seeded by each test: SQLite in tmp_path, and a fresh database on the harness's InfluxDB
+(auth on). Every test runs on both. Expected numbers are computed from what each test seeds."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import time
+import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -17,30 +20,55 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import app, data
 from processing.events import EventKind, MinuteRate, TwitchEvent
-from processing.store import EventStore, open_store
+from processing.store import EventStore, InfluxAuth, open_store
 from tests.harness.dashboard import NS, USER, event, minute_floor, minute_rates, spread
+from tests.harness.influx import InfluxServer
 
 ENTRY = Path(__file__).resolve().parents[1] / "twitchwatch" / "dashboard_entry.py"
 MIN = 60 * NS
 
 
-@pytest.fixture
-def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@dataclass(frozen=True)
+class StoreTarget:
+    """Where the dashboard reads from, as the environment tells it: URL plus InfluxDB credentials."""
+
+    url: str
+    auth: InfluxAuth | None = None  # None: no credentials (SQLite)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StoreTarget]:
     for name in list(os.environ):
         if name.startswith("TWITCHWATCH_"):  # the developer's own settings must not leak in
             monkeypatch.delenv(name)
-    url = f"sqlite:///{tmp_path / 'events.db'}"
-    monkeypatch.setenv("TWITCHWATCH_STORE_URL", url)
     monkeypatch.setenv("TWITCHWATCH_USER", USER)
+    database: str | None = None
+    server: InfluxServer | None = None
+    if request.param == "sqlite":
+        target = StoreTarget(f"sqlite:///{tmp_path / 'events.db'}")
+    else:
+        server = request.getfixturevalue("influxdb")
+        assert isinstance(server, InfluxServer)
+        database = f"apptest_{uuid.uuid4().hex[:12]}"  # the store creates it on open
+        target = StoreTarget(f"influxdb://127.0.0.1:{server.port}/{database}", server.auth)
+        monkeypatch.setenv("TWITCHWATCH_INFLUX_USERNAME", server.username)
+        monkeypatch.setenv("TWITCHWATCH_INFLUX_PASSWORD", server.password)
+    monkeypatch.setenv("TWITCHWATCH_STORE_URL", target.url)
     # The entry script caches the open store per URL for the whole process; start and end clean
     # (clearing also closes the cached stores, via the cache's on_release).
     st.cache_resource.clear()
-    yield url
-    st.cache_resource.clear()
+    try:
+        yield target
+    finally:
+        st.cache_resource.clear()
+        if server is not None and database is not None:
+            server.drop_database(database)
 
 
-def seed(url: str, events: Sequence[TwitchEvent] = (), rates: Sequence[MinuteRate] = ()) -> None:
-    store: EventStore = open_store(url)
+def seed(target: StoreTarget, events: Sequence[TwitchEvent] = (), rates: Sequence[MinuteRate] = ()) -> None:
+    store: EventStore = open_store(target.url, target.auth)
     try:
         store.write_events(events)
         store.write_rates(rates)
@@ -114,7 +142,7 @@ def page_text(at: AppTest) -> str:
 
 
 # ---- tests -----------------------------------------------------------------------------------------
-def test_empty_store_says_how_to_get_data(store_url: str) -> None:
+def test_empty_store_says_how_to_get_data(store: StoreTarget) -> None:
     at = run_app()
     assert at.title[0].value == "twitchwatch"
     assert at.warning[0].value == app.NOTICE
@@ -125,9 +153,9 @@ def test_empty_store_says_how_to_get_data(store_url: str) -> None:
     assert not at.table
 
 
-def test_one_muscle_without_monitored_time_uses_the_range_length(store_url: str) -> None:
+def test_one_muscle_without_monitored_time_uses_the_range_length(store: StoreTarget) -> None:
     now = time.time_ns()
-    seed(store_url, spread("calf_left", 7, now - 50 * MIN, step_s=300))
+    seed(store, spread("calf_left", 7, now - 50 * MIN, step_s=300))
     at = run_app()
     assert at.warning[0].value == app.NOTICE
     for heading in (app.HEADING_LIVE, app.HEADING_FREQUENCY, app.HEADING_TIMELINE, app.HEADING_EVENTS):
@@ -149,7 +177,7 @@ def test_one_muscle_without_monitored_time_uses_the_range_length(store_url: str)
     assert len(chart_with(at, "time")) == 7
 
 
-def test_several_muscles_show_their_names_and_exact_rates(store_url: str) -> None:
+def test_several_muscles_show_their_names_and_exact_rates(store: StoreTarget) -> None:
     now = time.time_ns()
     this_minute = minute_floor(now)
     left = spread("calf_left", 12, now - 55 * MIN, step_s=240)
@@ -161,7 +189,7 @@ def test_several_muscles_show_their_names_and_exact_rates(store_url: str) -> Non
     rates = minute_rates("calf_left", this_minute - 30 * MIN, 30, 60.0) + minute_rates(
         "calf_right", this_minute - 20 * MIN, 20, 45.0
     )
-    seed(store_url, left + right + neck + recent, rates)
+    seed(store, left + right + neck + recent, rates)
     at = run_app()
 
     shown = frequency(at)
@@ -192,13 +220,13 @@ def test_several_muscles_show_their_names_and_exact_rates(store_url: str) -> Non
     assert "Last 60 s: 1 twitch · last 10 min: 2 twitches" in page_text(at)
 
 
-def test_sustained_activity_and_artifacts_are_not_twitches(store_url: str) -> None:
+def test_sustained_activity_and_artifacts_are_not_twitches(store: StoreTarget) -> None:
     now = time.time_ns()
     twitches = spread("calf_left", 4, now - 40 * MIN, step_s=120)
     sustained = spread("calf_left", 3, now - 30 * MIN, step_s=300, kind=EventKind.SUSTAINED)
     artifacts = spread("calf_left", 2, now - 18 * MIN, step_s=60, kind=EventKind.ARTIFACT)
     fresh_sustained = [event("calf_left", now - 10 * NS, EventKind.SUSTAINED)]
-    seed(store_url, twitches + sustained + artifacts + fresh_sustained)
+    seed(store, twitches + sustained + artifacts + fresh_sustained)
     at = run_app()
 
     row = frequency(at)["calf_left"]
@@ -215,13 +243,13 @@ def test_sustained_activity_and_artifacts_are_not_twitches(store_url: str) -> No
     ]
 
 
-def test_source_filter(store_url: str) -> None:
+def test_source_filter(store: StoreTarget) -> None:
     now = time.time_ns()
     live_events = spread("calf_left", 5, now - 50 * MIN, step_s=60)
     replay_events = spread("calf_left", 3, now - 45 * MIN, step_s=30, source="replay") + spread(
         "calf_right", 2, now - 30 * NS, step_s=10, source="replay"
     )
-    seed(store_url, live_events + replay_events)
+    seed(store, live_events + replay_events)
     at = run_app()
 
     def counts() -> dict[str, str]:
@@ -242,10 +270,10 @@ def test_source_filter(store_url: str) -> None:
     assert frequency(at)["calf_right"]["twitches per hour"] == per_hour(2, 24)
 
 
-def test_time_range_selector(store_url: str) -> None:
+def test_time_range_selector(store: StoreTarget) -> None:
     now = time.time_ns()
     seed(
-        store_url,
+        store,
         spread("calf_left", 4, now - 3 * 60 * MIN, step_s=60)
         + spread("calf_left", 2, now - 30 * MIN, step_s=60),
     )
@@ -270,23 +298,25 @@ def test_time_range_selector(store_url: str) -> None:
     assert "Nothing recorded in this range" in page_text(at)
 
 
-def test_data_outside_the_range_gets_a_message_not_an_error(store_url: str) -> None:
-    seed(store_url, spread("calf_left", 3, time.time_ns() - 3 * 24 * 60 * MIN, step_s=60))
+def test_data_outside_the_range_gets_a_message_not_an_error(store: StoreTarget) -> None:
+    seed(store, spread("calf_left", 3, time.time_ns() - 3 * 24 * 60 * MIN, step_s=60))
     at = run_app()
     assert "Nothing recorded in this range" in page_text(at)
     assert app.HEADING_LIVE in headings(at)
     assert live(at) == {"calf_left": (0, 0, "—")}
 
 
-def test_scatter_is_hidden_above_its_cap(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scatter_is_hidden_above_its_cap(store: StoreTarget, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app, "MAX_SCATTER_EVENTS", 3)
-    seed(store_url, spread("calf_left", 4, time.time_ns() - 30 * MIN, step_s=60))
+    seed(store, spread("calf_left", 4, time.time_ns() - 30 * MIN, step_s=60))
     at = run_app()
     assert "More than 3 events in this range" in page_text(at)
     assert all("time" not in frame.columns for frame in charts(at))
 
 
-def test_bad_configuration_is_reported_on_the_page(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_configuration_is_reported_on_the_page(
+    store: StoreTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TWITCHWATCH_STORE_URL", "postgres://nope/db")
     at = run_app()
     [error] = at.error
