@@ -30,7 +30,8 @@ test: install system-deps lint
 	$(VENV)/bin/pytest
 
 bench: install
-	$(PY) bench/detector_speed.py
+	$(PY) -m bench.detector_speed
+	$(PY) -m bench.history_build
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts

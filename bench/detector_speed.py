@@ -1,6 +1,6 @@
 """Throughput of the streaming detector and the frame codec, as ratios to baselines measured in the same run.
 
-Run: ``make bench`` (or ``.venv/bin/python bench/detector_speed.py [--seconds 60] [--channels 1 8 32]``).
+Run: ``make bench`` (or ``.venv/bin/python -m bench.detector_speed [--seconds 60] [--channels 1 8 32]``).
 Baselines: one ``scipy.signal.sosfilt`` pass (the detector's band-pass alone, whole array at once) for the
 detector; ``numpy.frombuffer`` of the same bytes for the frame decoder.
 """
