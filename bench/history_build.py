@@ -22,21 +22,12 @@ MUSCLES = ("calf_left", "calf_right")
 
 
 def simulate_argv(days: int, rate_hz: float) -> list[str]:
-    argv = [sys.executable, "-m", "twitchwatch", "simulate", "--signal", "acc", "--sample-rate", str(rate_hz)]
-    argv.extend(arg for m in MUSCLES for arg in ("--muscle", m))
-    return argv + [
-        "--chunk",
-        "500",
-        "--start",
-        f"-{days + 1}d",
-        "--duration",
-        f"{days}d",
-        "--wear",
-        "08:00-22:00",
-        "--speed",
-        "max",
-        "--rate",
-        "6",
+    muscles = [arg for m in MUSCLES for arg in ("--muscle", m)]
+    return [
+        *(sys.executable, "-m", "twitchwatch", "simulate", "--signal", "acc", "--sample-rate", str(rate_hz)),
+        *muscles,
+        *("--chunk", "500", "--start", f"-{days + 1}d", "--duration", f"{days}d"),
+        *("--wear", "08:00-22:00", "--speed", "max", "--rate", "6"),
     ]
 
 
