@@ -101,6 +101,10 @@ def signal_of(unit: Unit) -> SignalKind | None:
 class _MinuteTally:
     twitches: int = 0
     monitored_s: float = 0.0
+    dirty: bool = True  # changed since last written
+
+    def rate(self, key: tuple[str, str, str, Source], minute_ns: int) -> MinuteRate:
+        return MinuteRate(*key, minute_ns, self.twitches, round(min(self.monitored_s, 60.0), 6))
 
 
 @dataclass
@@ -116,26 +120,45 @@ class RateBook:
         while t < end_ns:
             minute = t - t % MINUTE_NS
             stop = min(end_ns, minute + MINUTE_NS)
-            self.minutes[key].setdefault(minute, _MinuteTally()).monitored_s += (stop - t) / 1e9
+            tally = self.minutes[key].setdefault(minute, _MinuteTally())
+            tally.monitored_s += (stop - t) / 1e9
+            tally.dirty = True
             t = stop
 
     def count(self, key: tuple[str, str, str, Source], at_ns: int) -> None:
         minute = at_ns - at_ns % MINUTE_NS
-        self.minutes[key].setdefault(minute, _MinuteTally()).twitches += 1
+        tally = self.minutes[key].setdefault(minute, _MinuteTally())
+        tally.twitches += 1
+        tally.dirty = True
 
     def take(self, watermarks: dict[tuple[str, str], int] | None) -> list[MinuteRate]:
         """Minutes that ended ``RATE_GRACE_NS`` before their device's latest data (all when None)."""
-        out = []
+        out: list[MinuteRate] = []
         for key, minutes in self.minutes.items():
             if watermarks is None:
                 done = list(minutes)
             else:
                 horizon = watermarks.get((key[0], key[2]), 0) - RATE_GRACE_NS
                 done = [m for m in minutes if m + MINUTE_NS <= horizon]
-            for m in sorted(done):
-                tally = minutes.pop(m)
-                out.append(MinuteRate(*key, m, tally.twitches, round(min(tally.monitored_s, 60.0), 6)))
+            out.extend(minutes.pop(m).rate(key, m) for m in sorted(done))
         return out
+
+    def changed_open(self) -> list[MinuteRate]:
+        """Running tallies of minutes still open, changed since last asked: written as they grow, so the
+        dashboard divides by monitored time from the first seconds on; the final value overwrites them."""
+        out = []
+        for key, minutes in self.minutes.items():
+            for m, tally in sorted(minutes.items()):
+                if tally.dirty:
+                    tally.dirty = False
+                    out.append(tally.rate(key, m))
+        return out
+
+    def mark_dirty(self, rates: list[MinuteRate]) -> None:
+        for r in rates:
+            tally = self.minutes.get((r.user, r.muscle, r.device, r.source), {}).get(r.minute_ns)
+            if tally is not None:
+                tally.dirty = True
 
 
 class Worker:
@@ -370,13 +393,16 @@ class Worker:
         async with self._flush_lock:
             watermarks = None if final else self._watermark_ns
             while True:
-                events, rates = self._pending[: self.batch_size], self._rates.take(watermarks)
+                events, done = self._pending[: self.batch_size], self._rates.take(watermarks)
+                running = self._rates.changed_open()
+                rates = done + running
                 if not events and not rates:
                     return
                 try:
                     await asyncio.to_thread(self._write, events, rates)
                 except StoreError as exc:
-                    self._requeue(rates)
+                    self._requeue(done)
+                    self._rates.mark_dirty(running)
                     self.stats.store_errors += 1
                     self._rlog.warning(
                         "store", "store write failed, keeping %d events to retry: %s", len(self._pending), exc
@@ -388,7 +414,7 @@ class Worker:
                     continue
                 del self._pending[: len(events)]
                 self.stats.events_stored += len(events)
-                self.stats.rates_stored += len(rates)
+                self.stats.rates_stored += len(done)
                 await self._publish(events)
 
     def _write(self, events: list[TwitchEvent], rates: list[MinuteRate]) -> None:
