@@ -44,6 +44,7 @@ SUSTAINED_NOTE = (
 )
 
 LIVE_REFRESH_S = 2.0
+RANGE_REFRESH_S = 10.0
 EMPTY_POLL_S = 5.0
 MAX_SCATTER_EVENTS = 5000
 
@@ -86,6 +87,14 @@ def render(store: EventStore, user: str) -> None:
         wait_for_data(store, user)
         return
     live_section(store, user, controls.source)
+    range_sections(store, user, controls, tz)
+
+
+@st.fragment(run_every=RANGE_REFRESH_S)
+def range_sections(store: EventStore, user: str, controls: Controls, tz: dt.tzinfo) -> None:
+    """Frequency and timeline, rerun on their own so "Last 24 h" keeps meaning the last 24 hours and a
+    muscle's first twitches show up without a reload."""
+    controls = anchored_to_now(controls, time.time_ns())
     try:
         range_data = load_range(store, user, controls)
     except StoreError as exc:
@@ -93,6 +102,12 @@ def render(store: EventStore, user: str) -> None:
         return
     frequency_section(range_data, controls, tz)
     timeline_section(store, range_data, controls)
+
+
+def anchored_to_now(controls: Controls, now_ns: int) -> Controls:
+    if controls.range_label == data.CUSTOM_RANGE:
+        return controls  # chosen dates stay as chosen
+    return dataclasses.replace(controls, time_range=data.preset_range(controls.range_label, now_ns))
 
 
 # ---- controls ----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 MUSCLES = ("calf_left", "calf_right")
 RENDER_TIMEOUT_MS = 60_000
 LIVE_TIMEOUT_MS = 20_000  # the live section refreshes every 2 s; allow for a slow 2-core machine
+RANGE_TIMEOUT_MS = 40_000  # frequency and timeline refresh every 10 s
 MIN = 60 * NS
 
 
@@ -131,3 +132,8 @@ def test_dashboard_in_a_real_browser(dashboard: DashboardProcess, store_url: str
     live_table = page.locator("[data-testid='stTable']").filter(has_text="twitches, last 60 s")
     expect(live_table.locator("tr", has_text="calf_left")).to_contain_text("2")
     screenshot(page, "dashboard-live-updated.png")
+
+    # The frequency section reruns on its own too: a muscle's first twitch appears without a reload.
+    with open_store(store_url) as store:
+        store.write_events([event("neck_left", time.time_ns())])
+    expect(frequency_table.get_by_text("neck_left", exact=True)).to_be_visible(timeout=RANGE_TIMEOUT_MS)
