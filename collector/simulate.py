@@ -188,7 +188,6 @@ async def run_simulation(
                 )
                 for i, m in enumerate(plan.muscles)
             ]
-            _write_truth(truth, [e for g in gens for e in g.truth()], stats)
             await pace.jump_to(_to_ns(a))
             while gens[0].remaining:
                 for gen in gens:
@@ -197,6 +196,7 @@ async def run_simulation(
                     await pubs[gen.muscle].publish(plan.spec.signal, frame)
                     stats.frames += 1
                     stats.samples += frame.samples * frame.channels
+                _write_truth(truth, [e for g in gens for e in g.take_truth()], stats)
                 stats.signal_seconds += frame.samples / plan.spec.sample_rate
                 await pace.wait_until(frame.t0_ns + frame.duration_ns)
                 if progress:

@@ -14,6 +14,7 @@ front, so a chunk's content never depends on how the stream is cut into chunks.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,20 +79,30 @@ class _Shape:
     direction: tuple[float, float, float]
 
 
-def _schedule(rng: np.random.Generator, duration_s: float, per_minute: float) -> FloatArray:
-    """Poisson-like twitch onsets with a minimum spacing (a dead-time renewal process)."""
-    if per_minute <= 0 or duration_s <= 0:
-        return np.empty(0)
-    mean_gap = 60.0 / per_minute
-    extra = max(mean_gap - MIN_SPACING_S, 1e-3)
-    expected = int(duration_s / mean_gap * 1.3) + 16
-    gaps = MIN_SPACING_S + rng.exponential(extra, expected)
-    onsets = 0.5 + np.cumsum(gaps) - gaps[0]
-    while onsets[-1] < duration_s:  # rare: draw more
-        more = MIN_SPACING_S + rng.exponential(extra, expected)
-        onsets = np.concatenate([onsets, onsets[-1] + np.cumsum(more)])
-    kept: FloatArray = onsets[onsets < duration_s - 0.2]
-    return kept
+class _Schedule:
+    """Twitch onsets as a dead-time renewal process (Poisson-like, never closer than ``MIN_SPACING_S``),
+    drawn lazily in fixed batches from its own random stream: a month-long segment costs nothing up
+    front, and the schedule is the same however the signal is chunked."""
+
+    BATCH = 64
+
+    def __init__(self, rng: np.random.Generator, duration_s: float, per_minute: float) -> None:
+        self._rng = rng
+        self._end = duration_s - 0.2  # an event must fit before the segment ends
+        self._extra = max(60.0 / per_minute - MIN_SPACING_S, 1e-3) if per_minute > 0 else 0.0
+        self._last = 0.5 - MIN_SPACING_S  # the first twitch comes after half a second at the earliest
+        self.exhausted = per_minute <= 0 or duration_s <= 0
+
+    def draw_until(self, t_s: float) -> FloatArray:
+        """Onsets up to at least ``t_s`` not drawn before (sorted)."""
+        out: list[FloatArray] = []
+        while not self.exhausted and self._last < t_s:
+            onsets = self._last + np.cumsum(MIN_SPACING_S + self._rng.exponential(self._extra, self.BATCH))
+            self._last = float(onsets[-1])
+            if self._last >= self._end:
+                self.exhausted = True
+            out.append(onsets[onsets < self._end])
+        return np.concatenate(out) if out else np.empty(0)
 
 
 class MuscleSegment:
@@ -110,47 +121,69 @@ class MuscleSegment:
         self.muscle = muscle
         self.spec = spec
         self.start_ns = start_ns
+        self.duration_s = duration_s
         self.total = int(duration_s * spec.sample_rate)
-        self._rng = np.random.default_rng(seed)
-        onsets = _schedule(self._rng, duration_s, per_minute)
-        self._shapes = [self._draw_shape(float(t), amplitude_snr) for t in onsets]
-        self._onsets = onsets
+        noise_seed, schedule_seed = np.random.SeedSequence(seed).spawn(2)
+        self._rng = np.random.default_rng(noise_seed)
+        self._shape_rng = np.random.default_rng(schedule_seed)
+        self._schedule = _Schedule(self._shape_rng, duration_s, per_minute)
+        self._snr = amplitude_snr
+        self._shapes: list[_Shape] = []  # drawn so far, sorted by onset
+        self._onsets: list[float] = []
+        self._new: list[_Shape] = []  # drawn since the last ``take_truth``
         self._next = 0
         self._gravity = self._rng.normal(size=3)
         self._gravity /= np.linalg.norm(self._gravity)
         self._wander_phase = float(self._rng.uniform(0, 2 * np.pi))
 
+    def _draw(self, until_s: float) -> None:
+        shapes = [self._draw_shape(float(t), self._snr) for t in self._schedule.draw_until(until_s)]
+        self._shapes.extend(shapes)
+        self._onsets.extend(s.onset_s for s in shapes)
+        self._new.extend(shapes)
+
     def _draw_shape(self, onset: float, snr: tuple[float, float]) -> _Shape:
-        amp = float(self._rng.uniform(*snr)) * self.spec.noise_rms
-        d = self._rng.normal(size=3)
+        rng = self._shape_rng
+        amp = float(rng.uniform(*snr)) * self.spec.noise_rms
+        d = rng.normal(size=3)
         u = d / np.linalg.norm(d)
         direction = (float(u[0]), float(u[1]), float(u[2]))
         if self.spec.signal == "emg":
             return _Shape(
                 onset,
-                float(self._rng.uniform(0.006, 0.014)),
+                float(rng.uniform(0.006, 0.014)),
                 amp,
-                float(self._rng.choice([2, 3])),
+                float(rng.choice([2, 3])),
                 (1.0, 0.0, 0.0),
             )
         # A stream carries only oscillations well below its Nyquist frequency (25-Hz devices exist).
         hi = min(30.0, 0.35 * self.spec.sample_rate)
-        freq = float(self._rng.uniform(min(15.0, 0.6 * hi), hi))
-        return _Shape(onset, float(self._rng.uniform(0.04, 0.09)), amp, freq, direction)
+        freq = float(rng.uniform(min(15.0, 0.6 * hi), hi))
+        return _Shape(onset, float(rng.uniform(0.04, 0.09)), amp, freq, direction)
 
     def truth(self) -> list[TruthEvent]:
+        """Every twitch of the whole segment (draws the rest of the schedule; for offline use)."""
+        self._draw(self.duration_s)
+        return [self._truth(s) for s in self._shapes]
+
+    def take_truth(self) -> list[TruthEvent]:
+        """Twitches streamed since the last call (those that began in the samples generated so far):
+        the simulator writes them as it goes, so a stopped run's truth holds only what was sent."""
+        now_s = self._next / self.spec.sample_rate
+        cut = bisect.bisect_left([s.onset_s for s in self._new], now_s)
+        done, self._new = self._new[:cut], self._new[cut:]
+        return [self._truth(s) for s in done]
+
+    def _truth(self, s: _Shape) -> TruthEvent:
         ns = 1e9
-        return [
-            TruthEvent(
-                self.muscle,
-                self.start_ns + round(s.onset_s * ns),
-                self.start_ns + round((s.onset_s + s.duration_s) * ns),
-                "fasciculation",
-                s.amplitude,
-                self.spec.unit.symbol,
-            )
-            for s in self._shapes
-        ]
+        return TruthEvent(
+            self.muscle,
+            self.start_ns + round(s.onset_s * ns),
+            self.start_ns + round((s.onset_s + s.duration_s) * ns),
+            "fasciculation",
+            s.amplitude,
+            self.spec.unit.symbol,
+        )
 
     @property
     def remaining(self) -> int:
@@ -162,6 +195,8 @@ class MuscleSegment:
         n = min(n, self.total - first)
         t = (first + np.arange(n)) / self.spec.sample_rate
         x = self._background(t)
+        if n:
+            self._draw(float(t[-1]))
         for shape in self._shapes_in(t[0], t[-1]) if n else ():
             self._add(x, t, shape)
         self._next += n
@@ -169,8 +204,8 @@ class MuscleSegment:
 
     def _shapes_in(self, t_lo: float, t_hi: float) -> list[_Shape]:
         # Shapes are sorted by onset and last < 0.2 s, so two bisections find those touching the chunk.
-        lo = int(np.searchsorted(self._onsets, t_lo - 0.2))
-        hi = int(np.searchsorted(self._onsets, t_hi, side="right"))
+        lo = bisect.bisect_left(self._onsets, t_lo - 0.2)
+        hi = bisect.bisect_right(self._onsets, t_hi)
         return self._shapes[lo:hi]
 
     def _background(self, t: FloatArray) -> FloatArray:

@@ -73,3 +73,14 @@ def test_rate_and_spacing_of_injected_twitches() -> None:
     starts = np.array([t.start_ns for t in seg.truth()]) / 1e9
     assert 12 * 60 * 0.85 < starts.size < 12 * 60 * 1.15
     assert np.diff(starts).min() >= MIN_SPACING_S - 1e-9
+
+
+def test_long_segments_draw_their_schedule_as_they_stream() -> None:
+    month = MuscleSegment("m", spec_for("acc"), 0, 30 * 86400, 12, seed=6)
+    month.next_chunk(1000)  # the first 10 s
+    streamed = month.take_truth()
+    assert streamed, "12 a minute should give a twitch within 10 s"
+    assert all(e.start_ns < 10 * 10**9 for e in streamed)
+    assert month.take_truth() == []  # each twitch is handed out once
+    minute = MuscleSegment("m", spec_for("acc"), 0, 60, 12, seed=6)
+    assert minute.truth()[: len(streamed)] == streamed  # the schedule does not depend on the length
