@@ -30,6 +30,7 @@ test: install system-deps lint
 	$(VENV)/bin/pytest
 
 bench: install
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench.detector_speed
 	$(PY) -m bench.history_build
 
