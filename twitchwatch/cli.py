@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -30,6 +31,14 @@ from collector.simulate import (
     truth_file,
 )
 from processing.events import EventKind
+from processing.recordings import (
+    MAX_CHUNK_S,
+    DetectionRun,
+    Plan,
+    RecordingEvent,
+    open_recording,
+    plan_detection,
+)
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store
 from processing.worker import Worker
 from twitchwatch.config import ConfigError, Settings, load_device_file, load_settings
@@ -59,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=12.0, help="simulated twitches per minute per muscle")
     p.add_argument("--signal", choices=["emg", "acc"], default="emg")
     _add_events(sub)
+    _add_detect(sub)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )
@@ -122,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dashboard": cmd_dashboard,
         "demo": cmd_demo,
         "events": cmd_events,
+        "detect": cmd_detect,
         "config": cmd_config_check,
     }
     try:
@@ -210,6 +221,12 @@ class ProgressLine:
     def close(self) -> None:
         if self.enabled and self._last:
             print(file=sys.stderr)
+
+    def clear(self) -> None:
+        """Blank the line (before other output to the same terminal); the next call redraws it."""
+        if self.enabled and self._last:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+            self._last = 0.0
 
 
 def _hms(seconds: float) -> str:
@@ -365,6 +382,148 @@ def print_events(store: EventStore, query: EventQuery, fmt: str) -> None:
             f"{when}  {e.muscle:<20} {e.kind.value:<15} {e.duration_ms:7.1f} ms  {e.amplitude:10.3f} {e.unit}"
         )
     print(f"{len(events)} events", file=sys.stderr)
+
+
+# ---- detect ----------------------------------------------------------------------------------------
+# Progress on stderr only where someone watches it (a terminal) and only when there is time to watch:
+# redirected stderr stays free of carriage-return lines, and short files finish before a bar would help.
+DETECT_PROGRESS_MIN_S = 600.0
+
+
+def _add_detect(sub: Any) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="run the twitch detectors over a recording file (EDF/EDF+/BDF+, CSV)",
+        description="Stream a recording through the worker's twitch detectors; events on stdout, a "
+        f"per-channel summary on stderr. {NOTICE}",
+    )
+    p.add_argument("path", type=Path, metavar="PATH", help=".edf, .bdf, .csv, .tsv or .txt")
+    p.add_argument("--json", action="store_true", help="events as JSON lines (default: a table)")
+    p.add_argument(
+        "--channels",
+        nargs="+",
+        action="extend",
+        metavar="LABEL|INDEX",
+        help="only these channels (label, or number from 0 as in the summary); put PATH first",
+    )
+    p.add_argument("--muscle", default=None, help="muscle name for every selected channel")
+    p.add_argument("--signal", choices=["emg", "acc"], default=None, help="override the inferred signal type")
+    p.add_argument("--rate", type=_hz, default=None, help="sample rate in Hz (CSV only, required there)")
+    p.add_argument(
+        "--chunk-seconds", type=_chunk_seconds, default=1.0, help="signal per detector call (default 1 s)"
+    )
+
+
+def _hz(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of Hz") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+    return value
+
+
+def _chunk_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_CHUNK_S:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0 and at most {MAX_CHUNK_S:g}")
+    return value
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    # Malformed files raise RecordingError (a ValueError): main prints it and exits 2.
+    with open_recording(args.path, rate=args.rate) as reader:
+        rec = reader.recording
+        plan = plan_detection(rec, select=args.channels, signal=args.signal, muscle=args.muscle)
+        run = DetectionRun(plan)
+        progress = ProgressLine(
+            f"detect {rec.path.name}",
+            enabled=sys.stderr.isatty() and rec.duration_s >= DETECT_PROGRESS_MIN_S,
+        )
+        shares_terminal = progress.enabled and sys.stdout.isatty()
+        out = _DetectOutput(args.json)
+        try:
+            for chunk in reader.chunks(plan.groups, args.chunk_seconds):
+                events = run.feed(chunk)
+                if events and shares_terminal:
+                    progress.clear()
+                out.write(events)
+                progress(min(chunk.end_s, rec.duration_s), rec.duration_s)
+            out.write(run.finish())
+            sys.stdout.flush()
+        except BrokenPipeError:  # `detect ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        finally:
+            progress.close()
+    _print_detect_summary(plan, run)
+    return 0
+
+
+class _DetectOutput:
+    _HEADER = (
+        f"{'start_s':>10} {'end_s':>10}  {'channel':<18} {'muscle':<16} {'kind':<15} "
+        f"{'dur_ms':>7} {'amplitude':>11} {'unit':<4} {'conf':>5} {'dom_Hz':>6}"
+    )
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self._header_done = False
+
+    def write(self, events: Sequence[RecordingEvent]) -> None:
+        for e in events:
+            if self.as_json:
+                print(json.dumps(e.to_json_dict()))
+                continue
+            if not self._header_done:
+                print(self._HEADER)
+                self._header_done = True
+            hz = "-" if e.dominant_hz is None else f"{e.dominant_hz:.1f}"
+            print(
+                f"{e.start:10.3f} {e.end:10.3f}  {e.channel:<18} {e.muscle:<16} {e.kind.value:<15} "
+                f"{e.duration_ms:7.1f} {e.amplitude:11.3f} {e.unit:<4} {e.confidence:5.2f} {hz:>6}"
+            )
+
+
+def _print_detect_summary(plan: Plan, run: DetectionRun) -> None:
+    rec = plan.recording
+    lanes = run.lane_summaries
+    kinds = list(EventKind)
+    err = sys.stderr
+    print(
+        f"{rec.path.name}: {rec.format}, {len(lanes)} detector lane(s) from "
+        f"{sum(len(g.channels) for g in plan.groups)} channel(s)",
+        file=err,
+    )
+    print(
+        f"  {'channel':<18} {'muscle':<16} {'signal':<6} {'rate_Hz':>8} {'duration':>11} "
+        + " ".join(f"{k.value:>14}" for k in kinds)
+        + f" {'twitches/min':>12}",
+        file=err,
+    )
+    for s in lanes:
+        print(
+            f"  {s.lane.label:<18} {s.lane.muscle:<16} {s.lane.signal:<6} {s.lane.rate:>8g} "
+            f"{_hms(s.seconds):>11} "
+            + " ".join(f"{s.counts.get(k, 0):>14}" for k in kinds)
+            + f" {s.per_minute:>12.2f}",
+            file=err,
+        )
+    for c in plan.skipped:
+        print(f"  skipped {c.display}: {c.note}", file=err)
+    for g in plan.groups:
+        for c in g.channels:
+            if c.note:
+                print(f"  note {c.display}: {c.note}", file=err)
+    if plan.unselected:
+        print(f"  {plan.unselected} channel(s) not selected", file=err)
+    for note in rec.notes:
+        print(f"  note: {note}", file=err)
+    print(NOTICE, file=err)
 
 
 # ---- config check ----------------------------------------------------------------------------------
