@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=12.0, help="simulated twitches per minute per muscle")
     p.add_argument("--signal", choices=["emg", "acc"], default="emg")
     _add_events(sub)
+    _add_devices(sub)
     _add_detect(sub)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
@@ -90,6 +91,26 @@ def _add_simulate(sub: Any) -> None:
     p.add_argument("--truth", type=Path, default=None, help="write ground truth here as JSON lines")
     p.add_argument("--sample-rate", type=float, default=None, help="Hz (default EMG 1000, ACC 100)")
     p.add_argument("--chunk", type=int, default=50, help="samples per frame (default 50)")
+
+
+def _add_devices(sub: Any) -> None:
+    devices = sub.add_parser("devices", help="supported wearables").add_subparsers(
+        dest="devices_command", required=True
+    )
+    devices.add_parser("list", help="the device profiles twitchwatch can decode")
+    p = devices.add_parser("decode", help="decode one BLE notification given as hex; prints JSON")
+    p.add_argument("--profile", required=True, help="profile name (see 'twitchwatch devices list')")
+    p.add_argument(
+        "--stream", default=None, help="stream or message kind (default: the profile's main stream)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a value the notification does not carry (Polar factor, MetaWear range_g, …)",
+    )
+    p.add_argument("hex", help="the notification's bytes in hex")
 
 
 def _add_events(sub: Any) -> None:
@@ -134,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events": cmd_events,
         "detect": cmd_detect,
         "config": cmd_config_check,
+        "devices": cmd_devices,
     }
     try:
         return handlers[args.command](args)
@@ -538,3 +560,26 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     streams = sum(len(d.streams) for d in devices.devices.values())
     print(f"{path}: OK ({len(devices.devices)} devices, {streams} streams)")
     return 0
+
+
+# ---- devices ---------------------------------------------------------------------------------------
+def cmd_devices(args: argparse.Namespace) -> int:
+    from collector import devices
+
+    if args.devices_command == "list":
+        for name, profile in sorted(devices.profiles().items()):
+            streams = ", ".join(s.name for s in profile.STREAMS)
+            print(f"{name:<14} {streams}")
+        return 0
+    print(json.dumps(devices.decode_hex(args.profile, args.hex, args.stream, parse_params(args.param))))
+    return 0
+
+
+def parse_params(items: Sequence[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param {item!r}: expected KEY=VALUE")
+        params[key] = value
+    return params
