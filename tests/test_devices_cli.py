@@ -38,7 +38,7 @@ def test_every_vector_passes_through_the_command(
     cases = [c for c in vectors._vector_params() if c.values[2] is not None]
     for case in cases:
         profile, file, vector = case.values
-        vectors.test_vector(profile, file, vector)  # type: ignore[arg-type]
+        vectors.test_vector(profile, file, vector)
     # Control-point requests and settings TLVs are built, not decoded; notifications all go through the CLI.
     assert len(cases) == 127
     assert len(calls) == 91
