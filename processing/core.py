@@ -1,0 +1,925 @@
+"""The streaming machinery both detectors share: filters, blocks, noise floor, hysteresis, clusters.
+
+Per lane (an EMG channel, or an accelerometer's three axes together); docs/detection.md explains each step
+and every parameter:
+
+1. **Whole blocks only.** Input waits until a whole number of blocks (``block_ms``, aligned to the
+   absolute sample index, never to chunk edges) is there; the rest waits for the next chunk.
+2. **Band-pass** (Butterworth, 4th order per edge, optional mains notch) with its state carried across
+   chunks and started in steady state on the first sample, so a DC offset (raw ADC counts, gravity)
+   gives no start-up transient. The lane's **power** ``p`` is the squared band-passed signal (axes summed).
+3. **Blocks**: per block the power sum, the largest smoothed power, and the signal's *slow statistic*
+   (EMG: step of the raw block means; accelerometer: movement-band RMS).
+4. **Epochs** of ``epoch_blocks`` blocks: thresholds are constant within an epoch; at its end the
+   **noise floor** moves towards the mean power of the epoch's *quiet* blocks — no sample above the onset
+   threshold, no event, no slow activity — quickly while they look like noise, slowly when louder, so it
+   adapts only in quiet periods and neither a burst nor weak activity drags it up. The first ``warmup_s``
+   learn it (a trimmed mean of the block powers) and detect nothing.
+5. **Candidates**: only lanes with a sample above the onset threshold, an event in progress or slow
+   activity are examined further, so quiet lanes cost a few vectorised operations per chunk.
+6. **Hysteresis** on the power's moving sum over ``smooth_ms``: a *piece* starts above ``on_factor`` ×
+   floor and ends below ``off_factor`` × floor; slow activity keeps a lane active block-wise.
+7. **Clusters**: pieces closer than a gap join one event. The gap is ``hold_ms`` for twitch candidates;
+   a cluster whose core passed ``jerk_max_ms`` bridges ``activity_gap_ms`` (and grows vectorised with the
+   other such lanes), one with artifact-like slow activity ``slow_gap_ms`` — activity and artifacts are
+   never counted, so they may wait longer to gather their fragments. A cluster is **released** at the
+   first block boundary past its end + gap, so a twitch leaves the detector at most ``hold_ms +
+   block_ms`` of signal time after it ended; then the subclass classifies it from its core, fill,
+   context, train and slow features.
+
+Everything a detection carries is computed from the same samples in the same order whatever the chunking
+(maxima, integer counts, sums over a piece's samples taken in one call, context from block statistics
+fixed when the block is first seen), so the events are identical to the bit for any chunking;
+``tests/test_detector.py`` proves it with hypothesis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal as sps
+
+from processing.events import EventKind
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+SignalKind = Literal["emg", "acc"]
+
+_NEVER = np.iinfo(np.int64).max
+_RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
+
+
+def _public_sosfilt(sos: FloatArray, y: FloatArray, zi: FloatArray) -> None:
+    """Filter ``y`` (lanes × samples, C-contiguous) in place, carrying ``zi`` (lanes × sections × 2)."""
+    out, zf = sps.sosfilt(sos, y, axis=1, zi=np.moveaxis(zi, 0, 1).copy())
+    y[...] = out
+    zi[...] = np.moveaxis(zf, 1, 0)
+
+
+def _kernel() -> Callable[[FloatArray, FloatArray, FloatArray], None]:
+    """scipy's compiled SOS kernel without the ~30 µs of argument handling ``sosfilt`` adds per call
+    (which would otherwise dominate 100-ms chunks). It is private API, so it is used only if it is there
+    and gives exactly what the public ``sosfilt`` gives; otherwise the public function is used."""
+    try:
+        from scipy.signal._sosfilt import _sosfilt
+    except ImportError:  # pragma: no cover - depends on the scipy build
+        return _public_sosfilt
+    sos = sps.butter(2, (0.1, 0.3), btype="bandpass", output="sos")
+    x = np.random.default_rng(0).normal(size=(2, 50))
+    a, b = x.copy(), x.copy()
+    za, zb = np.ones((2, 2, 2)), np.ones((2, 2, 2))
+    try:
+        _sosfilt(sos, a, za)
+    except Exception:  # pragma: no cover - a changed private signature
+        return _public_sosfilt
+    _public_sosfilt(sos, b, zb)
+    if np.array_equal(a, b) and np.array_equal(za, zb):
+        return _sosfilt  # type: ignore[no-any-return]
+    return _public_sosfilt  # pragma: no cover
+
+
+sosfilt_inplace = _kernel()
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Every tunable of a detector; ``for_signal`` gives the defaults documented in docs/detection.md."""
+
+    band_hz: tuple[float, float]  # detection band (Butterworth band-pass, 4th order per edge)
+    smooth_ms: float  # moving-sum window of the power (matched to the shortest events)
+    on_factor: float  # piece onset: moving mean of the power > on_factor × floor
+    off_factor: float  # piece offset: moving mean of the power < off_factor × floor
+    report_margin: float = 1.5  # a brief event is reported only if its peak power reaches this × onset
+    notch_hz: float | None = None  # optional mains notch (50 or 60 Hz)
+    notch_q: float = 5.0  # its quality factor: 10-Hz wide, so it rings for ~30 ms, not ~200 ms (Q = 30)
+    block_ms: float = 20.0  # granularity of block statistics and of event release
+    epoch_blocks: int = 5  # thresholds constant over an epoch; the floor updates at its end
+    warmup_s: float = 1.0  # learn the floor before detecting
+    floor_tau_s: float = 2.0  # time constant of the floor's adaptation in quiet periods
+    floor_rise_tau_s: float = 30.0  # ... towards epochs > 1.5 × floor (weak activity must not become it)
+    relearn_s: float = 20.0  # no quiet block for this long: the floor creeps up (noise really rose)
+    hold_ms: float = 120.0  # twitch candidates: merge window and release delay after the end
+    activity_gap_ms: float = 300.0  # clusters already longer than jerk_max_ms bridge dips this long
+    slow_gap_ms: float = 400.0  # clusters with slow activity (artifact, movement) bridge this long
+    context_ms: float = 1000.0  # sub-threshold activity is measured this long before a cluster
+    context_factor: float = 1.5  # ... and counts as activity above this × floor (power)
+    post_context_factor: float = 2.0  # the hold after it (a short window) counts above this × floor
+    busy_count: int = 3  # this many clusters began on the lane within context_ms before: activity
+    context_guard_ms: float = 40.0  # ... clear of the event's own rise and tail through the filter
+    isolation_ms: float = 300.0  # a cluster starting this soon after the last one continues activity
+    core_db: float = 10.0  # a piece's core: samples within this of its peak power (and above onset)
+    fasc_max_ms: float = 35.0  # a fasciculation's core lasts at most this
+    jerk_max_ms: float = 250.0  # a myoclonic jerk's core lasts at most this; longer is activity
+    jerk_fill: float = 0.25  # a jerk is a dense burst: at least this fraction of its core above onset
+    slow_on: float = 15.0  # EMG: the slow statistic above slow_on × its floor marks slow activity
+    slow_ratio: float = 0.6  # EMG: artifact when the slow excursion exceeds this × band peak ...
+    slow_min: float = 8.0  # ... and this × the noise RMS
+    lowpass_ms: float = 40.0  # EMG: the slow excursion is the raw signal's moving mean over this
+    artifact_amplitude: float = float("inf")  # peaks above this (physical units) are artifacts
+    saturation_ms: float = 5.0  # flat run at the extreme at least this long (≥ 3 samples): saturation
+    saturation_excursion: float = 50.0  # ... this far from the baseline (EMG: × noise RMS; acc: g)
+    movement_band_hz: tuple[float, float] = (0.3, 5.0)  # acc: gross movement band
+    movement_g: float = 0.05  # acc: movement when the movement-band RMS exceeds this (g)
+    movement_min_ms: float = 400.0  # acc: movement this long is activity (shorter: part of a jerk)
+    store_s: float = 2.0  # a piece's first store_s seconds give its frequency and saturation
+
+    @classmethod
+    def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
+        if kind == "emg":
+            from processing.emg import emg_params
+
+            return emg_params(sample_rate)
+        from processing.acc import acc_params
+
+        return acc_params(sample_rate)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.band_hz
+        if not 0 < lo < hi:
+            raise ValueError(f"band_hz must be 0 < low < high, got {self.band_hz}")
+        if self.on_factor <= self.off_factor or self.off_factor <= 0:
+            raise ValueError("need on_factor > off_factor > 0")
+        if self.epoch_blocks < 1 or self.block_ms <= 0 or self.smooth_ms <= 0:
+            raise ValueError("block_ms, smooth_ms and epoch_blocks must be positive")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """An event in sample indices from the detector's first sample (``end`` exclusive)."""
+
+    lane: int
+    start: int
+    end: int
+    peak: float  # physical units (largest |band-passed| sample; accelerometer: vector magnitude)
+    kind: EventKind
+    confidence: float  # 0..1
+    dominant_hz: float = 0.0  # power-weighted RMS frequency of the band-passed event
+
+    @property
+    def duration(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(slots=True)
+class Cluster:
+    """An event being assembled on one lane (absolute sample indices)."""
+
+    start: int
+    end: int
+    context_pre: float  # sub-threshold power before it, × floor
+    baseline: FloatArray  # raw block mean before it (per channel of the lane)
+    floor: float  # the floor when it began (power per sample)
+    gap: int  # samples a following piece may wait and still join
+    active: int = 0  # samples in pieces
+    pieces: int = 0
+    first_on: int = -1  # first and last core sample (``settle``)
+    last_on: int = -1
+    n_on: int = 0  # core samples
+    core_idx: list[npt.NDArray[np.intp]] = field(default_factory=list)  # samples above onset, per piece
+    core_env: list[FloatArray] = field(default_factory=list)  # ... and their moving sums
+    peak: float = 0.0
+    peak_env: float = 0.0  # moving sum of the power, for the margin over the threshold
+    slow_blocks: int = 0  # blocks with slow activity
+    slow_excursion: float = 0.0  # EMG: largest |moving mean of raw − baseline|
+    saturated: bool = False
+    recent: int = 0  # clusters that began on its lane within context_ms before it
+    long: bool = False  # its core has passed jerk_max_ms: activity, whatever comes
+    piece_slow: bool = False  # the open piece has slow activity
+    slow_upto: int = -1  # the last block counted in slow_blocks (each block counts once)
+    num: float = 0.0  # Σ(Δy)² and Σy² over its pieces, for the dominant frequency
+    den: float = 0.0
+    piece_start: int = 0  # the open piece: where it began, its onset level, its samples so far
+    piece_on: float = 0.0
+    parts_y: list[FloatArray] = field(default_factory=list)
+    parts_x: list[FloatArray] = field(default_factory=list)
+    parts_env: list[FloatArray] = field(default_factory=list)
+    stored: int = 0
+
+    def duration_ms(self, rate: float) -> float:
+        return (self.end - self.start) * 1e3 / rate
+
+    def settle(self, core_db: float) -> None:
+        """The core: samples above onset and within ``core_db`` of the cluster's peak power — the
+        potentials' main phases, not the band-pass's ringing, whose length grows with the amplitude."""
+        if not self.core_idx:
+            return
+        if len(self.core_idx) == 1:
+            idx, env = self.core_idx[0], self.core_env[0]
+        else:
+            idx, env = np.concatenate(self.core_idx), np.concatenate(self.core_env)
+        sel = idx[env > self.peak_env * 10 ** (-core_db / 10)]
+        if sel.size:
+            self.first_on, self.last_on, self.n_on = int(sel[0]), int(sel[-1]), int(sel.size)
+
+    def core_ms(self, rate: float) -> float:
+        """From the first to the last core sample of its pieces: the potentials' main phases, not the
+        filter's tail (slow-only clusters: their whole span)."""
+        if self.first_on < 0:
+            return self.duration_ms(rate)
+        return (self.last_on - self.first_on + 1) * 1e3 / rate
+
+    def fill(self) -> float:
+        """Fraction of the core span that is core: dense bursts near 1, sparse trains low."""
+        return self.n_on / max(self.last_on - self.first_on + 1, 1) if self.first_on >= 0 else 0.0
+
+    def dominant_hz(self, rate: float) -> float:
+        """Power-weighted RMS frequency (Rice's second spectral moment): for a sinusoid of frequency f,
+        Σ(Δy)²/Σy² = 4 sin²(πf/fs), inverted exactly."""
+        if self.den <= 0:
+            return 0.0
+        return float(rate / math.pi * math.asin(math.sqrt(min(self.num / self.den, 4.0)) / 2))
+
+
+@dataclass(slots=True)
+class Features:
+    """What classification sees when a cluster is released."""
+
+    cluster: Cluster
+    context_post: float  # sub-threshold power after it, × floor
+    context: float  # the larger of before/after over its threshold: above 1 is activity around it
+    since_previous_ms: float  # from the previous cluster's end on this lane (inf if none)
+    previous_kind: EventKind | None
+    previous_peak: float  # the previous cluster's peak (0 if none, -1 right after the warm-up)
+
+    def in_train(self, isolation_ms: float) -> bool:
+        """Soon after a cluster of similar size (within 6 dB): the same motor unit firing again, i.e. a
+        train of voluntary (or cramp) activity rather than an isolated twitch."""
+        if self.since_previous_ms >= isolation_ms:
+            return False
+        ratio = self.previous_peak / max(self.cluster.peak, 1e-300)
+        return self.previous_peak < 0 or 0.5 <= ratio <= 2.0  # < 0: the stream's start, nothing known
+
+
+@dataclass(slots=True)
+class _Seg:
+    """One segment's arrays (samples × lanes or channels; block rows × lanes) and its offsets."""
+
+    base: int  # absolute sample index of row r0
+    r0: int
+    m: int
+    x: FloatArray
+    y: FloatArray
+    p: FloatArray
+    env: FloatArray  # moving sum of p over w samples
+    slow_on: BoolArray  # blocks of the segment × lanes
+    quiet: BoolArray  # blocks of the segment × lanes (pieces clear it)
+
+
+class LaneEngine:
+    """Shared streaming core; subclasses supply lane power, the slow statistic and classification."""
+
+    lanes: int
+    dof_per_sample = 1  # squared signals summed into one lane's power (accelerometer: 3 axes)
+
+    def __init__(self, sample_rate: float, channels: int, lanes: int, params: DetectorParams) -> None:
+        if not sample_rate > 0:
+            raise ValueError("sample_rate must be > 0")
+        if channels < 1:
+            raise ValueError("channels must be ≥ 1")
+        self.rate = sample_rate
+        self.channels = channels
+        self.lanes = lanes
+        self.params = p = params
+        nyq = sample_rate / 2
+        if p.band_hz[1] > nyq:
+            raise ValueError(f"band {p.band_hz} Hz goes past Nyquist ({nyq} Hz)")
+        if p.band_hz[1] >= nyq:  # no low-pass edge: the device's anti-aliasing filter is the upper edge
+            sos = sps.butter(4, p.band_hz[0], btype="highpass", fs=sample_rate, output="sos")
+        else:
+            sos = sps.butter(4, p.band_hz, btype="bandpass", fs=sample_rate, output="sos")
+        if p.notch_hz is not None and p.notch_hz < 0.95 * nyq:
+            b, a = sps.iirnotch(p.notch_hz, p.notch_q, fs=sample_rate)
+            sos = np.vstack([sos, sps.tf2sos(b, a)])
+        self._sos: FloatArray = np.ascontiguousarray(sos, dtype=np.float64)
+        # Group delay at the band's (geometric) centre, in samples: subtracted from reported times.
+        centre = math.sqrt(p.band_hz[0] * min(p.band_hz[1], 0.45 * sample_rate))
+        _, h = sps.sosfreqz(sos, worN=[centre * 0.99, centre * 1.01], fs=sample_rate)
+        phase = np.unwrap(np.angle(h))
+        self.delay: int = max(0, round(-(phase[1] - phase[0]) / (2 * math.pi * 0.02 * centre) * sample_rate))
+        self._zi: FloatArray | None = None
+        self.w = max(1, round(p.smooth_ms * 1e-3 * sample_rate))
+        self.blk = max(1, round(p.block_ms * 1e-3 * sample_rate))
+        self.epoch = p.epoch_blocks
+        self._warm_blocks = self.epoch * max(1, math.ceil(p.warmup_s * sample_rate / self.blk / self.epoch))
+        epoch_s = self.epoch * self.blk / sample_rate
+        self._alpha = 1.0 - math.exp(-epoch_s / p.floor_tau_s)
+        self._alpha_up = 1.0 - math.exp(-epoch_s / p.floor_rise_tau_s)
+        self._relearn_epochs = max(1, round(p.relearn_s / epoch_s))
+        self.hold = round(p.hold_ms * 1e-3 * sample_rate)
+        self.activity_gap = max(self.hold, round(p.activity_gap_ms * 1e-3 * sample_rate))
+        self.slow_gap = max(self.hold, round(p.slow_gap_ms * 1e-3 * sample_rate))
+        self._ctx_blocks = max(1, round(p.context_ms * 1e-3 * sample_rate / self.blk))
+        self._ctx_guard = round(p.context_guard_ms * 1e-3 * sample_rate)
+        self._busy_window = round(p.context_ms * 1e-3 * sample_rate)
+        self._off_ratio = p.off_factor / p.on_factor
+        # Independent samples per sample of power (band-limited noise is correlated; axes add).
+        self._dof = self.dof_per_sample * min(1.0, (min(p.band_hz[1], nyq) - p.band_hz[0]) / nyq)
+        self._rise = max(1.5, 1.0 + 4.0 * math.sqrt(2.0 / (self.epoch * self.blk * self._dof)))
+        self._jerk_max = round(p.jerk_max_ms * 1e-3 * sample_rate)
+        self._store_cap = max(2, round(p.store_s * sample_rate))
+        self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
+        # running state
+        self._left: FloatArray | None = None  # raw rows short of a whole block
+        self._work: _Work | None = None
+        self._ptail = np.zeros((self.w - 1, lanes))  # last w-1 power samples (moving sum)
+        self._block = 0  # absolute index of the next block
+        self._written = 0  # blocks whose statistics are in the ring
+        self._warm_bm: list[FloatArray] = []
+        self._warm_slow: list[FloatArray] = []
+        self.floor = np.zeros(lanes)  # mean power per sample
+        self._on_w = np.zeros(lanes)  # onset threshold on the moving sum
+        self.slow_floor = np.zeros(lanes)
+        self._epoch_bm = np.zeros((self.epoch, lanes))
+        self._epoch_slow = np.zeros((self.epoch, lanes))
+        self._epoch_quiet = np.zeros((self.epoch, lanes), dtype=bool)
+        self._loud_epochs = np.zeros(lanes, dtype=np.int64)
+        self._ring_bm = np.zeros((_RING, lanes))  # block power sums of quiet blocks (0 when loud)
+        self._ring_q = np.zeros((_RING, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
+        self._ring_bx = np.zeros((_RING, channels))  # raw block means (baselines)
+        self._env_state = np.zeros(lanes, dtype=bool)  # hysteresis on the smoothed power
+        self._in_piece = np.zeros(lanes, dtype=bool)  # hysteresis or slow activity
+        self._open: list[Cluster | None] = [None] * lanes
+        self._release_at = np.full(lanes, _NEVER, dtype=np.int64)  # block index
+        self._prev_end = [-(10**18)] * lanes
+        self._prev_kind: list[EventKind | None] = [None] * lanes
+        self._prev_peak = [0.0] * lanes
+        self._recent: list[deque[int]] = [deque() for _ in range(lanes)]
+        self._out: list[Detection] = []
+
+    # ---- hooks ------------------------------------------------------------------------------------
+    def lane_power(self, y: FloatArray, out: FloatArray) -> None:
+        """Write the (samples × lanes) power of the band-passed (samples × channels) signal to ``out``."""
+        raise NotImplementedError
+
+    def slow_stat(self, x: FloatArray, bx: FloatArray) -> FloatArray:
+        """(blocks × lanes) slow statistic from raw samples (samples × channels) and block means."""
+        raise NotImplementedError
+
+    def slow_threshold(self) -> FloatArray:
+        raise NotImplementedError
+
+    def lane_peak(self, y: FloatArray, p: FloatArray) -> float:
+        """Peak of one lane's piece: ``y`` its samples × channels, ``p`` its power."""
+        raise NotImplementedError
+
+    def lane_channels(self, lane: int) -> slice:
+        raise NotImplementedError
+
+    def segment_raw(self, x: FloatArray, base: int) -> None:
+        """The raw samples (samples × channels) of a segment starting at absolute index ``base``."""
+
+    def release_features(self, lane: int, c: Cluster) -> None:
+        """Last look at a cluster before it is classified (e.g. the raw signal around it)."""
+
+    def artifact_like(self, lane: int, c: Cluster) -> bool:
+        """A piece with slow activity just ended: does the cluster look like an artifact or movement
+        (then it waits ``slow_gap_ms`` to gather its fragments) rather than a twitch (``hold_ms``)?"""
+        return True
+
+    def saturation_limit(self, floor: float) -> float:
+        raise NotImplementedError
+
+    def classify(self, f: Features) -> tuple[EventKind, float]:
+        raise NotImplementedError
+
+    def start_filters(self, x0: FloatArray) -> None:
+        """First sample seen: start any extra filter in steady state for it."""
+
+    # ---- streaming --------------------------------------------------------------------------------
+    def process(self, chunk: FloatArray) -> list[Detection]:
+        if chunk.ndim != 2 or chunk.shape[1] != self.channels:
+            raise ValueError(f"expected (samples, {self.channels}) array, got shape {chunk.shape}")
+        if chunk.shape[0] == 0:
+            return []
+        x = np.asarray(chunk, dtype=np.float64)
+        if self._left is not None:
+            x = np.concatenate([self._left, x])
+            self._left = None
+        whole = (x.shape[0] // self.blk) * self.blk
+        if whole < x.shape[0]:
+            self._left = x[whole:].copy()
+        if whole:
+            self._run(x[:whole])
+        out, self._out = self._out, []
+        return out
+
+    def finish(self) -> list[Detection]:
+        """End of stream: close what is open and release everything (a last partial block is dropped)."""
+        now = self._block * self.blk
+        for lane in range(self.lanes):
+            c = self._open[lane]
+            if c is not None:
+                if self._in_piece[lane]:
+                    c.end = now
+                    self._end_piece(lane, c)
+                self._release(lane, c)
+        self._in_piece[:] = False
+        self._env_state[:] = False
+        self._release_at[:] = _NEVER
+        out, self._out = self._out, []
+        return out
+
+    def _run(self, x: FloatArray) -> None:
+        blk, nl, w, n = self.blk, self.lanes, self.w, x.shape[0]
+        if self._zi is None:
+            zi = sps.sosfilt_zi(self._sos)
+            self._zi = np.ascontiguousarray(zi[None, :, :] * x[0][:, None, None])
+            self.start_filters(x[0])
+        wk = self._work
+        if wk is None or wk.n != n:  # buffers reused from chunk to chunk: no page faults on big arrays
+            wk = self._work = _Work(n, self.channels, nl, w)
+        np.copyto(wk.yt, x.T)  # channels × samples: the filter runs along contiguous rows, in place
+        sosfilt_inplace(self._sos, wk.yt, self._zi)
+        y = wk.y
+        np.copyto(y, wk.yt.T)  # samples × channels, like everything else
+        pext = wk.pext  # the power with the previous w-1 samples in front, for the moving sum
+        pext[: w - 1] = self._ptail
+        p = pext[w - 1 :]
+        self.lane_power(y, p)
+        self._ptail[...] = pext[n:]
+        env = wk.moving_sum(pext)
+        nb = n // blk
+        bm = p.reshape(nb, blk, nl).sum(axis=1)
+        bmax = env.reshape(nb, blk, nl).max(axis=1)
+        bx = x.reshape(nb, blk, self.channels).sum(axis=1) / blk
+        slow = self.slow_stat(x, bx)
+        b = 0
+        while b < nb:
+            k = self._block
+            if k < self._warm_blocks:
+                stop = min(nb, b + self._warm_blocks - k)
+                self._warm(bm[b:stop], slow[b:stop], bx[b:stop])
+            else:
+                stop = min(nb, b + self.epoch - k % self.epoch)  # segments never cross an epoch boundary
+                self._segment(b, stop, x, y, p, env, bm, bmax, bx, slow)
+            b = stop
+
+    def _write_ring(self, bm: FloatArray, bx: FloatArray, quiet: BoolArray | None) -> None:
+        """Block powers (zeroed where the block is loud: an event's core or slow activity), their quiet
+        flags and the raw block means go into the history ring."""
+        k, n = self._block % _RING, bm.shape[0]
+        q = np.ones(bm.shape, dtype=bool) if quiet is None else quiet
+        rows = slice(k, k + n) if k + n <= _RING else (k + np.arange(n)) % _RING
+        self._ring_bm[rows] = bm * q
+        self._ring_q[rows] = q
+        self._ring_bx[rows] = bx
+        self._written = self._block + n
+
+    def _warm(self, bm: FloatArray, slow: FloatArray, bx: FloatArray) -> None:
+        self._write_ring(bm, bx, None)
+        self._warm_bm.append(bm)
+        self._warm_slow.append(slow)
+        self._block += bm.shape[0]
+        if self._block >= self._warm_blocks:
+            blocks = np.concatenate(self._warm_bm) / self.blk
+            med = np.median(blocks, axis=0)
+            keep = blocks <= 3.0 * med  # trimmed mean: bursts in the first second do not count
+            self.floor = (blocks * keep).sum(axis=0) / np.maximum(keep.sum(axis=0), 1)
+            self.slow_floor = np.median(np.concatenate(self._warm_slow), axis=0)
+            self._on_w = self.params.on_factor * self.w * self.floor
+            self._warm_bm, self._warm_slow = [], []
+            # Nothing is known of the time before: treat it as activity until isolation_ms have passed
+            # (a stream that starts mid-contraction would otherwise count its first potential).
+            self._prev_end = [self._block * self.blk] * self.lanes
+            self._prev_peak = [-1.0] * self.lanes  # unknown: any size
+
+    def _segment(
+        self,
+        b0: int,
+        b1: int,
+        x: FloatArray,
+        y: FloatArray,
+        p: FloatArray,
+        env: FloatArray,
+        bm: FloatArray,
+        bmax: FloatArray,
+        bx: FloatArray,
+        slow: FloatArray,
+    ) -> None:
+        k0, blk = self._block, self.blk
+        slow_on = slow[b0:b1] > self.slow_threshold()
+        quiet = (bmax[b0:b1] < self._on_w) & ~slow_on
+        self._write_ring(bm[b0:b1], bx[b0:b1], quiet)  # before pieces clear ``quiet``: chunking-proof
+        self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
+        cand = (self._in_piece | ~quiet.all(axis=0)).nonzero()[0]
+        if cand.size:
+            seg = _Seg(k0 * blk, b0 * blk, (b1 - b0) * blk, x, y, p, env, slow_on, quiet)
+            lanes = cand.tolist()
+            long = [i for i in lanes if (c := self._open[i]) is not None and c.long and c.gap >= seg.m]
+            done = self._scan_long(long, seg) if long else set()
+            for lane in lanes:
+                if lane not in done:
+                    self._scan(lane, seg)
+        e0 = k0 % self.epoch
+        self._epoch_bm[e0 : e0 + b1 - b0] = bm[b0:b1]
+        self._epoch_slow[e0 : e0 + b1 - b0] = slow[b0:b1]
+        self._epoch_quiet[e0 : e0 + b1 - b0] = quiet
+        self._block = k0 + b1 - b0
+        if self._block % self.epoch == 0:
+            self._update_floor()
+        if self._pending:
+            for lane in (self._release_at <= self._block).nonzero()[0].tolist():
+                c = self._open[lane]
+                if c is not None:
+                    self._release(lane, c)
+
+    @property
+    def _pending(self) -> bool:
+        return any(c is not None for c in self._open)
+
+    def _update_floor(self) -> None:
+        q = self._epoch_quiet
+        nq = q.sum(axis=0)
+        mostly_quiet = (2 * nq >= self.epoch) / np.maximum(nq, 1)  # learn only from mostly quiet epochs
+        target = (self._epoch_bm * q).sum(axis=0) * (mostly_quiet / self.blk)
+        # Symmetric while the epoch looks like noise; up slowly when it is clearly louder (beyond four
+        # standard deviations of an epoch of noise), so weak activity does not become the floor.
+        a = np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * (mostly_quiet > 0)
+        self.floor += a * (target - self.floor)
+        slow_target = (self._epoch_slow * q).sum(axis=0) * mostly_quiet
+        self.slow_floor += self._alpha * (mostly_quiet > 0) * (slow_target - self.slow_floor)
+        self._loud_epochs = (self._loud_epochs + 1) * (nq == 0)
+        if self._loud_epochs.max() >= self._relearn_epochs:  # never quiet: creep to the quietest block
+            stuck = self._loud_epochs >= self._relearn_epochs
+            low = self._epoch_bm.min(axis=0) / self.blk
+            self.floor = np.where(stuck, self.floor + self._alpha_up * (low - self.floor), self.floor)
+        self._on_w = self.params.on_factor * self.w * self.floor
+
+    def _scan(self, lane: int, seg: _Seg) -> None:
+        """Hysteresis over one lane's samples of the segment, then its pieces."""
+        m, r0 = seg.m, seg.r0
+        on = float(self._on_w[lane])
+        off = on * self._off_ratio
+        env = seg.env[r0 : r0 + m, lane]
+        slow_rows = seg.slow_on[:, lane]
+        was = bool(self._in_piece[lane])
+        c = self._open[lane]
+        if slow_rows.any():
+            self._scan_slow(lane, seg, env, on, off, slow_rows, was)
+            return
+        above = (env > on).nonzero()[0]
+        if was and not self._env_state[lane]:  # slow activity ended with the previous segment
+            self._in_piece[lane] = False
+            if c is not None:
+                self._end_piece(lane, c)
+            was = False
+        i = 0 if was else (int(above[0]) if above.size else m)
+        cont = False
+        while i < m:  # a piece from i (continuing one if i == 0 and was) to the first sample below off
+            below = (env[i:] < off).nonzero()[0]
+            stop = i + int(below[0]) if below.size else m
+            cont = stop == m
+            if stop > i:
+                self._piece(lane, seg, i, stop, env, starts=i > 0 or not was, ends=not cont, slow=False)
+            elif was:  # the open piece ended with the previous segment
+                c = self._open[lane]
+                if c is not None:
+                    self._end_piece(lane, c)
+            k = int(np.searchsorted(above, stop))
+            i = int(above[k]) if k < above.size else m
+            was = False
+        self._env_state[lane] = self._in_piece[lane] = cont
+
+    def _states(
+        self, lane: int, env: FloatArray, on: float, off: float, slow_rows: BoolArray
+    ) -> tuple[BoolArray, bool]:
+        """Per-sample activity (hysteresis on the power, or'ed with slow activity block-wise) and the
+        power hysteresis's own state at the end."""
+        hi = env > on
+        idx = np.where(hi | (env < off), np.arange(env.size), -1)
+        np.maximum.accumulate(idx, out=idx)  # the state is that of the last decisive sample
+        st = np.where(idx >= 0, hi[idx], self._env_state[lane])
+        env_end = bool(st[-1])
+        if slow_rows.any():
+            st |= np.repeat(slow_rows, self.blk)
+        return st, env_end
+
+    def _scan_slow(
+        self, lane: int, seg: _Seg, env: FloatArray, on: float, off: float, slow_rows: BoolArray, was: bool
+    ) -> None:
+        """The general case: hysteresis on the power or'ed with slow activity block-wise."""
+        m = seg.m
+        st, self._env_state[lane] = self._states(lane, env, on, off, slow_rows)
+        self._in_piece[lane] = st[-1]
+        active = bool(st[0])
+        if was and not active:  # the open piece ended with the previous segment
+            c = self._open[lane]
+            if c is not None:
+                self._end_piece(lane, c)
+        edges = [0, *(np.flatnonzero(st[1:] != st[:-1]) + 1).tolist(), m]
+        for i in range(0 if active else 1, len(edges) - 1, 2):
+            a, b = edges[i], edges[i + 1]
+            self._piece(lane, seg, a, b, env, starts=a > 0 or not was, ends=b < m)
+
+    def _scan_long(self, lanes: list[int], seg: _Seg) -> set[int]:
+        """Clusters already known to be activity grow by everything active in this segment at once,
+        vectorised over their lanes, with the same result as piece by piece (their dips, shorter than a
+        segment, are shorter than their gaps). Returns the lanes done; the others (a segment that may start
+        a new cluster, or nothing active) take the general path."""
+        blk, m, r0 = self.blk, seg.m, seg.r0
+        ln = np.asarray(lanes)
+        e = seg.env[r0 : r0 + m, ln]
+        on = self._on_w[ln]
+        hi = e > on
+        idx = np.where(hi | (e < on * self._off_ratio), np.arange(m)[:, None], -1)
+        np.maximum.accumulate(idx, axis=0, out=idx)  # the state is that of the last decisive sample
+        st = np.where(idx >= 0, np.take_along_axis(hi, np.maximum(idx, 0), axis=0), self._env_state[ln])
+        env_end = st[-1].copy()
+        slow = seg.slow_on[:, ln]
+        st |= np.repeat(slow, blk, axis=0)
+        first: npt.NDArray[np.intp] = st.argmax(axis=0)
+        last: npt.NDArray[np.intp] = m - 1 - st[::-1].argmax(axis=0)
+        any_act = np.asarray(st.any(axis=0), dtype=bool)
+        was: BoolArray = self._in_piece[ln]
+        ok = []
+        for j, lane in enumerate(lanes):
+            c = self._open[lane]
+            assert c is not None
+            if any_act[j] and (was[j] or seg.base + int(first[j]) - c.end <= c.gap):
+                ok.append(j)
+        if not ok:
+            return set()
+        cols = np.asarray(ok)
+        sub, lns = st[:, cols], ln[cols]
+        pk = np.where(sub, seg.p[r0 : r0 + m, lns], -np.inf).max(axis=0)
+        pe = np.where(sub, e[:, cols], -np.inf).max(axis=0)
+        count = sub.sum(axis=0)
+        rises = (sub[1:] & ~sub[:-1]).sum(axis=0) + (sub[0] & ~was[cols])
+        busy = sub.reshape(-1, blk, cols.size).any(axis=1)
+        seg.quiet[:, lns] &= ~busy
+        busy_slow = busy & slow[:, cols]
+        block0 = seg.base // blk
+        done: set[int] = set()
+        for i, j in enumerate(ok):
+            lane = lanes[j]
+            c = self._open[lane]
+            assert c is not None
+            if was[j] and not sub[0, i]:  # the open piece ended with the previous segment
+                self._end_piece(lane, c)
+            c.pieces += int(rises[i])
+            c.active += int(count[i])
+            c.peak = max(c.peak, math.sqrt(float(pk[i])))
+            c.peak_env = max(c.peak_env, float(pe[i]))
+            if busy_slow[:, i].any():
+                self._count_slow(c, block0, busy_slow[:, i])
+                c.gap = max(c.gap, self.slow_gap)
+            c.end = seg.base + int(last[j]) + 1
+            self._env_state[lane] = env_end[j]
+            self._in_piece[lane] = end_active = bool(sub[-1, i])
+            self._release_at[lane] = _NEVER if end_active else -(-(c.end + c.gap + 1) // blk)
+            done.add(lane)
+        return done
+
+    def _count_slow(self, c: Cluster, block0: int, slow: BoolArray) -> int:
+        """Count the slow blocks (flags from absolute block ``block0``) not counted before."""
+        idx = slow.nonzero()[0] + block0
+        new = idx[idx > c.slow_upto]
+        if new.size:
+            c.slow_blocks += new.size
+            c.slow_upto = int(new[-1])
+        return int(new.size)
+
+    def _piece(
+        self,
+        lane: int,
+        seg: _Seg,
+        a: int,
+        b: int,
+        env: FloatArray,
+        *,
+        starts: bool,
+        ends: bool,
+        slow: bool = True,
+    ) -> None:
+        """Rows [a, b) of the segment are active on ``lane``: start, extend or join its cluster."""
+        blk = self.blk
+        start, stop = seg.base + a, seg.base + b
+        c = self._open[lane]
+        if starts or c is None:
+            if c is not None and start - c.end > c.gap:
+                self._release(lane, c)
+                c = None
+            if c is None:
+                c = self._new_cluster(lane, start)
+            c.pieces += 1
+            c.piece_start = start
+            c.piece_slow = False
+            c.piece_on = float(self._on_w[lane])
+            self._release_at[lane] = _NEVER
+        ra, rb = seg.r0 + a, seg.r0 + b
+        c.active += b - a
+        ch = self.lane_channels(lane)
+        peak = self.lane_peak(seg.y[ra:rb, ch], seg.p[ra:rb, lane])
+        if peak > c.peak:
+            c.peak = peak
+        e = float(env[a:b].max())
+        if e > c.peak_env:
+            c.peak_env = e
+        kb0, kb1 = a // blk, (b - 1) // blk + 1
+        if slow:
+            n_slow = self._count_slow(c, seg.base // blk + kb0, seg.slow_on[kb0:kb1, lane])
+            c.piece_slow = c.piece_slow or n_slow > 0
+        seg.quiet[kb0:kb1, lane] = False
+        c.end = stop
+        if c.long:  # known activity: its features are settled, only its extent and peak grow
+            if ends:
+                self._end_piece(lane, c)
+            return
+        keep = min(rb - ra, self._store_cap - c.stored)
+        if starts and ends:  # the whole piece is here: its features from views, now
+            if keep > 0:
+                self._piece_features(
+                    c, seg.y[ra : ra + keep, ch], seg.x[ra : ra + keep, ch], env[a : a + keep]
+                )
+            self._settle_piece(lane, c)
+            return
+        if keep > 0:  # a piece spanning segments: copies until it ends, then the same computation
+            c.parts_y.append(seg.y[ra : ra + keep, ch].copy())
+            c.parts_x.append(seg.x[ra : ra + keep, ch].copy())
+            c.parts_env.append(env[a : a + keep].copy())
+            c.stored += keep
+        if ends:
+            self._end_piece(lane, c)
+
+    def _end_piece(self, lane: int, c: Cluster) -> None:
+        if c.parts_y:
+            one = len(c.parts_y) == 1
+            y = c.parts_y[0] if one else np.concatenate(c.parts_y)
+            raw = c.parts_x[0] if one else np.concatenate(c.parts_x)
+            env = c.parts_env[0] if one else np.concatenate(c.parts_env)
+            self._piece_features(c, y, raw, env)
+            c.parts_y, c.parts_x, c.parts_env, c.stored = [], [], [], 0
+        self._settle_piece(lane, c)
+
+    def _settle_piece(self, lane: int, c: Cluster) -> None:
+        if c.long:  # known activity: only the gap may still widen
+            if c.piece_slow:
+                c.gap = max(c.gap, self.slow_gap)
+        elif c.piece_slow and self.artifact_like(lane, c):
+            c.gap = self.slow_gap
+        elif c.end - c.start > self._jerk_max:
+            c.settle(self.params.core_db)
+            if c.core_ms(self.rate) > self.params.jerk_max_ms:
+                c.gap = max(c.gap, self.activity_gap)
+                c.long = True  # its core only grows: no need to keep core samples any more
+        # The first block boundary past end + gap: a piece starting at end + gap still joins.
+        self._release_at[lane] = -(-(c.end + c.gap + 1) // self.blk)
+
+    def _piece_features(self, c: Cluster, y: FloatArray, raw: FloatArray, env: FloatArray) -> None:
+        """Core samples, frequency sums and saturation of one piece (``y`` and ``raw`` samples × the
+        lane's channels, ``env`` its moving sum), always from the same samples in one call whatever the
+        chunking. Samples above onset are kept for the core (``Cluster.settle``)."""
+        idx = (env > c.piece_on).nonzero()[0]
+        if idx.size and not c.long:
+            c.core_idx.append(idx + c.piece_start)
+            c.core_env.append(env[idx])
+        if y.shape[0] >= 2:
+            dy = y[1:] - y[:-1]
+            c.num += float(np.vdot(dy, dy))
+            y0, y1 = y[0], y[-1]
+            c.den += float(np.vdot(y, y)) - 0.5 * float(y0 @ y0 + y1 @ y1)
+        if c.piece_slow and not c.saturated and raw.shape[0] >= self._sat_run:  # a rail comes with a step
+            c.saturated = self._saturated(raw, c.baseline, self.saturation_limit(c.floor))
+
+    def _saturated(self, raw: FloatArray, baseline: FloatArray, limit: float) -> bool:
+        """A run of identical samples at the piece's extreme, far from the baseline: the ADC or the
+        amplifier sat at a rail."""
+        hi, lo = raw.max(axis=0), raw.min(axis=0)
+        if not ((hi - baseline >= limit) | (baseline - lo >= limit)).any():
+            return False
+        for col in range(raw.shape[1]):
+            v = raw[:, col]
+            for extreme in (hi[col], lo[col]):
+                if abs(extreme - baseline[col]) >= limit and _longest_run(v == extreme) >= self._sat_run:
+                    return True
+        return False
+
+    def _new_cluster(self, lane: int, start: int) -> Cluster:
+        kb = start // self.blk
+        floor = float(self.floor[lane])
+        ke = (start - self._ctx_guard) // self.blk  # clear of the event's own rise through the filter
+        ctx = self._context(lane, ke - self._ctx_blocks, ke, floor)
+        baseline = self._ring_bx[(kb - 1) % _RING, self.lane_channels(lane)].copy()
+        self._open[lane] = c = Cluster(start, start, ctx, baseline, floor, self.hold)
+        recent = self._recent[lane]
+        while recent and recent[0] < start - self._busy_window:
+            recent.popleft()
+        c.recent = len(recent)  # clusters that began on this lane in the last busy_window
+        recent.append(start)
+        return c
+
+    def _blip(self, c: Cluster, kind: EventKind) -> bool:
+        """Brief, not an artifact, and never more than ``report_margin`` × the onset threshold."""
+        brief = kind.is_twitch or (kind is EventKind.SUSTAINED and c.end - c.start <= self._jerk_max)
+        return brief and c.peak_env < self.params.report_margin * c.piece_on
+
+    def _ctx_threshold(self, n: int, factor: float | None = None) -> float:
+        """Power ratio above which a window of n samples is activity: ``context_factor``, or four standard
+        deviations of noise's window mean when the window holds few independent samples (low rates)."""
+        floor = self.params.context_factor if factor is None else factor
+        return max(floor, 1.0 + 4.0 * math.sqrt(2.0 / max(n * self._dof, 1.0)))
+
+    def _context(self, lane: int, k0: int, k1: int, floor: float) -> float:
+        """Mean power of the quiet blocks in [k0, k1) on ``lane``, × floor: the activity below the onset
+        threshold around an event, other events excluded. Mostly loud windows are activity (``inf``)."""
+        if k1 <= k0:
+            return 0.0
+        a, b = k0 % _RING, k1 % _RING
+        if a < b:
+            power, n = float(self._ring_bm[a:b, lane].sum()), int(np.count_nonzero(self._ring_q[a:b, lane]))
+        else:
+            power = float(self._ring_bm[a:, lane].sum()) + float(self._ring_bm[:b, lane].sum())
+            n = int(np.count_nonzero(self._ring_q[a:, lane])) + int(np.count_nonzero(self._ring_q[:b, lane]))
+        if 2 * n < k1 - k0:
+            return math.inf
+        return power / (n * self.blk * max(floor, 1e-300))
+
+    def _release(self, lane: int, c: Cluster) -> None:
+        self._open[lane] = None
+        self._release_at[lane] = _NEVER
+        blk = self.blk
+        first = -(-(c.end + self._ctx_guard) // blk)  # whole blocks after the end's tail, in the hold
+        last = min(self._written, -(-(c.end + self.hold) // blk))
+        ctx_post = self._context(lane, first, last, c.floor)
+        context = max(
+            c.context_pre / self._ctx_threshold(self._ctx_blocks * blk),
+            ctx_post / self._ctx_threshold((last - first) * blk, self.params.post_context_factor)
+            if last > first
+            else 0.0,
+        )
+        c.settle(self.params.core_db)
+        if c.slow_blocks:
+            self.release_features(lane, c)
+        since = (c.start - self._prev_end[lane]) * 1e3 / self.rate
+        f = Features(c, ctx_post, context, since, self._prev_kind[lane], self._prev_peak[lane])
+        kind, confidence = self.classify(f)
+        self._prev_end[lane] = c.end  # even a blip tells that something went on here
+        self._prev_kind[lane] = kind
+        self._prev_peak[lane] = c.peak
+        if self._blip(c, kind):
+            return  # barely over the onset threshold, brief: noise's tail more often than an event
+        conf = round(min(max(confidence, 0.01), 0.99), 3)
+        d = self.delay  # report when it happened, not when it came out of the band-pass
+        hz = round(c.dominant_hz(self.rate), 1)
+        self._out.append(Detection(lane, max(c.start - d, 0), max(c.end - d, 1), c.peak, kind, conf, hz))
+
+
+class _Work:
+    """Per-chunk-size work buffers (allocating big arrays anew every chunk costs page faults)."""
+
+    def __init__(self, n: int, channels: int, lanes: int, w: int) -> None:
+        self.n, self.w = n, w
+        self.yt = np.empty((channels, n))
+        self.y = np.empty((n, channels))
+        self.pext = np.empty((n + w - 1, lanes))
+        self.env = np.empty((n, lanes)) if w > 1 else self.pext
+        self._levels: list[FloatArray] = []
+        length, span = n + w - 1, 1
+        while span * 2 <= w:
+            length -= span
+            self._levels.append(np.empty((length, lanes)))
+            span *= 2
+
+    def moving_sum(self, ext: FloatArray) -> FloatArray:
+        """Sums over w consecutive rows of ``ext`` ((n + w − 1) × lanes) → n × lanes, by binary
+        decomposition (O(log w) array operations, into the buffers). Each output adds the same inputs in
+        the same order wherever the chunk boundaries fall, so it is exact across chunkings."""
+        w, n = self.w, self.n
+        if w == 1:
+            return ext
+        out, first = self.env, True
+        s, span, pos, rem, level = ext, 1, 0, w, 0
+        while True:
+            if rem & 1:
+                part = s[pos : pos + n]
+                if first:
+                    np.copyto(out, part)
+                    first = False
+                else:
+                    np.add(out, part, out=out)
+                pos += span
+            rem >>= 1
+            if not rem:
+                return out
+            nxt = self._levels[level]
+            np.add(s[:-span], s[span:], out=nxt)
+            s, span, level = nxt, span * 2, level + 1
+
+
+def moving_sum(ext: FloatArray, w: int) -> FloatArray:
+    """Sums over w consecutive rows of ``ext`` ((n + w − 1) × lanes) → n × lanes (see ``_Work``)."""
+    return _Work(ext.shape[0] - w + 1, 1, ext.shape[1], w).moving_sum(ext).copy()
+
+
+def _longest_run(mask: BoolArray) -> int:
+    """Length of the longest run of True."""
+    if not mask.any():
+        return 0
+    d = np.diff(np.concatenate([[0], mask.view(np.int8), [0]]))
+    return int((np.flatnonzero(d == -1) - np.flatnonzero(d == 1)).max())

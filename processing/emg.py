@@ -1,0 +1,140 @@
+"""Surface EMG specifics: defaults per sample rate, the slow (artifact) statistic, classification.
+
+The band-passed power finds motor-unit activity; what it cannot tell apart is decided here from the
+event's core duration and fill, the activity around it, and what the raw signal did (saturation, slow
+swings). docs/detection.md gives every number with its source.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from processing.core import Cluster, DetectorParams, Features, FloatArray, LaneEngine
+from processing.events import EventKind
+
+
+def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorParams:
+    """Surface EMG, 200 Hz (Myo class) to 2 kHz: 20 Hz to min(450 Hz, 0.45·fs)."""
+    smooth_ms = max(5.0, 2e3 / sample_rate)  # 5 ms, at least two samples
+    return DetectorParams(
+        # Below 1 kHz the upper edge would sit near Nyquist, where a Butterworth edge rings for several
+        # of its (long) periods and smears a potential over 40 ms at 200 Hz: keep the high-pass only.
+        band_hz=(20.0, 450.0 if sample_rate >= 1000.0 else sample_rate / 2),
+        smooth_ms=smooth_ms,
+        on_factor=on_factor(max(1, round(smooth_ms * 1e-3 * sample_rate))),
+        off_factor=3.0,
+        notch_hz=notch_hz,
+        artifact_amplitude=5000.0,  # µV: far beyond any surface motor-unit potential
+    )
+
+
+def on_factor(w: int) -> float:
+    """Onset threshold (× floor, power) for a w-sample moving mean of band-passed noise. The mean of a few
+    χ²₁ samples has a heavy right tail, so the threshold rises as w falls. Measured on two hours of
+    Gaussian noise through the detector's band-pass: ≤ 1 upward crossing per hour at 13–14 (w = 2),
+    11–12 (w = 3), 9–10 (w = 4), 8 (w = 5) and 8–9 (w = 10); this adds a margin for real noise's
+    heavier tails: 15, 11.3, 10, 10, 10."""
+    return max(10.0, 4.0 + 22.0 / w)
+
+
+class EmgEngine(LaneEngine):
+    def __init__(self, sample_rate: float, channels: int, params: DetectorParams) -> None:
+        super().__init__(sample_rate, channels, channels, params)
+        self._prev_bx: FloatArray | None = None  # the last raw block mean
+        self._lowpass = max(3, round(params.lowpass_ms * 1e-3 * sample_rate))
+        # Raw history for the slow excursion: an event of up to store_s, its margins and release delay.
+        self._ring = np.zeros((self._store_cap + round(1.5 * sample_rate) + 4 * self._lowpass, channels))
+        self._ring_end = 0
+
+    def lane_power(self, y: FloatArray, out: FloatArray) -> None:
+        np.multiply(y, y, out=out)
+
+    def slow_stat(self, x: FloatArray, bx: FloatArray) -> FloatArray:
+        # Step of the raw block means: electrode pops, motion and saturation move the baseline within a
+        # block or two; slow wander and zero-mean motor-unit potentials barely do.
+        prev = self._prev_bx if self._prev_bx is not None else bx[:1]
+        ext = np.concatenate([prev, bx])
+        self._prev_bx = ext[-1:].copy()
+        return np.asarray(np.abs(ext[1:] - ext[:-1]), dtype=np.float64)
+
+    def slow_threshold(self) -> FloatArray:
+        return self.params.slow_on * self.slow_floor
+
+    def lane_peak(self, y: FloatArray, p: FloatArray) -> float:
+        return math.sqrt(float(p.max()))
+
+    def lane_channels(self, lane: int) -> slice:
+        return slice(lane, lane + 1)
+
+    def segment_raw(self, x: FloatArray, base: int) -> None:
+        n, size = x.shape[0], self._ring.shape[0]
+        k = base % size
+        if k + n <= size:
+            self._ring[k : k + n] = x
+        else:
+            self._ring[(k + np.arange(n)) % size] = x
+        self._ring_end = base + n
+
+    def artifact_like(self, lane: int, c: Cluster) -> bool:
+        # Only the raw signal up to the piece's end is used, so the answer does not depend on chunking;
+        # a step or swing is already there, a potential averages out.
+        self._excursion(lane, c, c.end)
+        return self.is_slow(c)
+
+    def release_features(self, lane: int, c: Cluster) -> None:
+        self._excursion(lane, c, c.end + self._lowpass)
+
+    def _excursion(self, lane: int, c: Cluster, stop: int) -> None:
+        """The slow excursion: largest |moving mean over lowpass_ms of the raw signal − its mean before
+        the event|, over the event and lowpass_ms either side. A zero-area motor-unit potential averages
+        out; a pop's step, a motion swing or a rail does not. Events longer than store_s keep 0 (they are
+        activity or artifacts on other grounds)."""
+        k = self._lowpass
+        if c.end - c.start > self._store_cap:
+            return
+        lo = max(c.start - 3 * k, 0)
+        if c.start - k - lo < k // 2:
+            return  # too close to the stream's start for a baseline
+        hi = min(stop, self._ring_end)
+        v = self._ring[np.arange(lo, hi) % self._ring.shape[0], lane]
+        base = float(v[: c.start - k - lo].mean())
+        csum = np.cumsum(v[c.start - k - lo :] - base)
+        if csum.size <= k:
+            c.slow_excursion = abs(float(csum[-1])) / csum.size
+            return
+        c.slow_excursion = float(np.abs(np.concatenate([csum[k - 1 : k], csum[k:] - csum[:-k]])).max()) / k
+
+    def is_slow(self, c: Cluster) -> bool:
+        prm = self.params
+        return c.slow_excursion > max(prm.slow_ratio * c.peak, prm.slow_min * math.sqrt(c.floor))
+
+    def saturation_limit(self, floor: float) -> float:
+        return self.params.saturation_excursion * math.sqrt(floor)
+
+    def classify(self, f: Features) -> tuple[EventKind, float]:
+        c, prm = f.cluster, self.params
+        ms = c.core_ms(self.rate)
+        margin = c.peak_env / max(prm.on_factor * self.w * c.floor, 1e-300)
+        sure = 1.0 - 0.5 / max(margin, 1.0) ** 2  # 0.5 at the threshold, 0.97 at 4×
+        if c.saturated:
+            return EventKind.ARTIFACT, 0.95
+        if c.peak > prm.artifact_amplitude:
+            return EventKind.ARTIFACT, 0.9
+        if self.is_slow(c) or (c.slow_blocks and c.first_on < 0):
+            return EventKind.ARTIFACT, 0.8
+        if c.long or ms > prm.jerk_max_ms:
+            return EventKind.SUSTAINED, min(0.6 + ms / 5000.0, 0.95)
+        if f.in_train(prm.isolation_ms) or c.recent >= prm.busy_count:
+            return EventKind.SUSTAINED, 0.6  # a train of potentials: ongoing activity
+        if f.context > 1.0:
+            return EventKind.SUSTAINED, 0.5 + 0.4 * min(f.context - 1.0, 1.0)
+        quiet = 1.0 - 0.3 * f.context  # busier surroundings → less sure
+        if ms > prm.fasc_max_ms:
+            if c.fill() < prm.jerk_fill:
+                return EventKind.SUSTAINED, 0.5  # sparse potentials over tens of ms: low-level activity
+            edge = min((ms - prm.fasc_max_ms) / prm.fasc_max_ms, 1.0)
+            return EventKind.MYOCLONIC_JERK, sure * quiet * (0.7 + 0.3 * edge)
+        edge = min((prm.fasc_max_ms - ms) / (0.5 * prm.fasc_max_ms), 1.0)
+        return EventKind.FASCICULATION, sure * quiet * (0.7 + 0.3 * edge)
