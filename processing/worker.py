@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -24,7 +25,8 @@ from collector.mqtt import MqttTarget
 from collector.status import DeviceStatus, StatusError
 from collector.topics import Topic, TopicError, raw_filter, status_filter
 from processing.detector import Detection, SignalKind, StreamingDetector
-from processing.events import EventKind, MinuteRate, Source, TwitchEvent
+from processing.events import MinuteRate, Source, TwitchEvent
+from processing.fusion import Fuser
 from processing.store import EventStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class WorkerStats:
     missing_frames: int = 0
     duplicates: int = 0
     events_detected: int = 0
+    events_merged: int = 0  # detections that joined another stream's event of the same twitch
     events_stored: int = 0
     rates_stored: int = 0
     store_errors: int = 0
@@ -91,6 +94,10 @@ class _Stream:
 
     def time_of(self, index: int) -> int:
         return self.seg_t0_ns + round(index * 1e9 / self.rate)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.user, self.device, self.stream)
 
 
 def signal_of(unit: Unit) -> SignalKind | None:
@@ -184,6 +191,7 @@ class Worker:
         self._streams: dict[tuple[str, str, str], _Stream] = {}
         self._status: dict[tuple[str, str], DeviceStatus] = {}
         self._pending: list[TwitchEvent] = []
+        self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
         self._rates = RateBook()
         self._watermark_ns: dict[tuple[str, str], int] = {}
         self._client: aiomqtt.Client | None = None
@@ -255,6 +263,7 @@ class Worker:
     async def _finish(self) -> None:
         for st in self._streams.values():
             self._emit(st, st.detector.finish())
+        self._store_events(self._fuser.flush())
         await self._flush(final=True)
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
@@ -275,10 +284,25 @@ class Worker:
             self._status.pop((t.user, t.device), None)
             return
         try:
-            self._status[(t.user, t.device)] = DeviceStatus.from_json(payload)
+            status = DeviceStatus.from_json(payload)
         except StatusError as exc:
             self.stats.bad_status += 1
             self._rlog.warning("status", "bad status from %s/%s: %s", t.user, t.device, exc)
+            return
+        key = (t.user, t.device)
+        previous = self._status.get(key)
+        if previous is not None and status.session_id != previous.session_id:
+            self._restart_device(t.user, t.device)  # a new run: its sequence numbers start over
+        elif previous is not None and not status.streams:
+            # An offline status lists no streams, but events the detectors release at the end of the
+            # stream still need the channels' muscles.
+            status = dataclasses.replace(status, streams=previous.streams)
+        self._status[key] = status
+
+    def _restart_device(self, user: str, device: str) -> None:
+        for key in [k for k in self._streams if k[:2] == (user, device)]:
+            st = self._streams.pop(key)
+            self._emit(st, st.detector.finish())
 
     def _on_frame(self, user: str, device: str, stream: str, payload: bytes) -> None:
         try:
@@ -300,6 +324,8 @@ class Worker:
         st.last_seq = frame.sequence
         self._cover(st, frame.t0_ns, st.next_t_ns)
         self._emit(st, detections)
+        self._fuser.advance(st.key, st.next_t_ns)
+        self._store_events(self._fuser.release())
         self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
 
     def _stream_for(
@@ -309,9 +335,11 @@ class Worker:
         st = self._streams.get(key)
         if st is not None and st.matches(frame):
             gap = sequence_gap(st.last_seq, frame.sequence)
-            if gap < 0:
+            if gap < 0 and frame.t0_ns < st.next_t_ns:
                 self.stats.duplicates += 1  # a QoS-1 redelivery or a reordered frame: already processed
                 return None
+            if gap < 0:
+                gap = 0  # sequence went back but time went on: the device restarted, nothing was lost
             jump = frame.t0_ns - st.next_t_ns
             if gap == 0 and abs(jump) <= MAX_TIME_JUMP_NS:
                 return st
@@ -357,9 +385,12 @@ class Worker:
     def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:
         source, _ = self._source(st)
         for lane in range(st.detector.lanes):
-            self._rates.cover((st.user, self.muscle(st, lane), st.device, source), start_ns, end_ns)
+            muscle = self.muscle(st, lane)
+            self._fuser.register((st.user, muscle), st.key, st.kind)
+            self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns)
 
     def _emit(self, st: _Stream, detections: list[Detection]) -> None:
+        """Detections become events and wait in the fuser for their muscle's other streams."""
         source, session = self._source(st)
         for d in detections:
             event = TwitchEvent(
@@ -377,10 +408,16 @@ class Worker:
                 source,
                 session,
             )
-            self._pending.append(event)
             self.stats.events_detected += 1
-            if d.kind in (EventKind.FASCICULATION, EventKind.MYOCLONIC_JERK):
-                self._rates.count((event.user, event.muscle, event.device, source), event.start_ns)
+            self._fuser.add(st.key, st.kind, event)
+        self.stats.events_merged = self._fuser.merged
+
+    def _store_events(self, events: list[TwitchEvent]) -> None:
+        """Fused events, in order: queued for the store; twitches counted in their minute."""
+        for event in events:
+            self._pending.append(event)
+            if event.kind.is_twitch:
+                self._rates.count((event.user, event.muscle, event.device, event.source), event.start_ns)
 
     # ---- output ----------------------------------------------------------------------------------
     async def _writer_loop(self) -> None:

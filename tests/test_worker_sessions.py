@@ -1,0 +1,76 @@
+"""The worker across device runs: restarts are not duplicates, and muscles outlive the offline status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from collector.frames import Frame, SampleType, Unit, encode
+from collector.mqtt import MqttTarget
+from collector.status import DeviceStatus, StreamInfo
+from processing.store import EventQuery
+from processing.store.sqlite import SQLiteStore
+from processing.worker import Worker
+
+T0 = 1_700_000_000_000_000_000
+RAW = "twitchwatch/u/dev/raw/emg"
+STATUS = "twitchwatch/u/dev/status"
+
+
+def _worker(tmp_path: Path) -> tuple[Worker, SQLiteStore]:
+    store = SQLiteStore(tmp_path / "w.db")
+    return Worker(MqttTarget("127.0.0.1", 1), store, user="u"), store  # never connects: fed by handle()
+
+
+def _status(session: str, state: str = "online", streams: bool = True) -> bytes:
+    info = {"emg": StreamInfo(0, "emg", 1000.0, ("calf_left",))} if streams else {}
+    return DeviceStatus(state, "sim", "live", session, None, info).to_json()  # type: ignore[arg-type]
+
+
+def _frames(x: np.ndarray, t0_ns: int, first_seq: int = 0) -> list[bytes]:
+    out = []
+    for i in range(x.shape[0] // 100):
+        raw = np.round(x[i * 100 : (i + 1) * 100] / 0.5).astype(np.int16)
+        frame = Frame(
+            0, first_seq + i, t0_ns + i * 100_000_000, 1000.0, 0.5, Unit.MICROVOLT, SampleType.INT16, raw
+        )
+        out.append(encode(frame))
+    return out
+
+
+def _noise(seconds: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 3.0, (int(seconds * 1000), 1))
+
+
+def test_a_new_run_restarting_its_sequence_is_not_taken_for_duplicates(tmp_path: Path) -> None:
+    worker, store = _worker(tmp_path)
+    worker.handle(STATUS, _status("run-a"))
+    first = _frames(_noise(3, 1), T0)
+    for payload in first:
+        worker.handle(RAW, payload)
+    worker.handle(RAW, first[-1])  # a QoS-1 redelivery: a real duplicate
+    worker.handle(STATUS, _status("run-b"))
+    for payload in _frames(_noise(3, 2), T0 + 60 * 10**9):  # sequence 0 again, a minute later
+        worker.handle(RAW, payload)
+    # Without a new status too: sequence back to 0 while time goes on is a restart, not a repeat.
+    for payload in _frames(_noise(3, 3), T0 + 120 * 10**9):
+        worker.handle(RAW, payload)
+    store.close()
+    assert worker.stats.frames == 90
+    assert worker.stats.duplicates == 1
+    assert worker.stats.gaps == 0
+
+
+async def test_events_released_after_the_offline_status_keep_their_muscle(tmp_path: Path) -> None:
+    worker, store = _worker(tmp_path)
+    x = _noise(3, 4)
+    x[2950:2960, 0] += 150 * np.hanning(10)  # a twitch in the last 50 ms: released only at the end
+    worker.handle(STATUS, _status("run-a"))
+    for payload in _frames(x, T0):
+        worker.handle(RAW, payload)
+    worker.handle(STATUS, _status("run-a", "offline", streams=False))
+    await worker._finish()  # what a clean stop does: release and write everything
+    events = store.events(EventQuery())
+    store.close()
+    assert [e.muscle for e in events] == ["calf_left"]
