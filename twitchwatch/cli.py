@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_events(sub)
     _add_devices(sub)
     _add_detect(sub)
+    _add_record(sub)
+    _add_export(sub)
+    _add_replay(sub)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )
@@ -156,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "detect": cmd_detect,
         "config": cmd_config_check,
         "devices": cmd_devices,
+        "record": cmd_record,
+        "export": cmd_export,
+        "replay": cmd_replay,
     }
     try:
         return handlers[args.command](args)
@@ -583,3 +589,236 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
             raise CliError(f"--param {item!r}: expected KEY=VALUE")
         params[key] = value
     return params
+
+
+# ---- record / export / replay (sessions: docs/sessions.md) ----------------------------------------
+def _add_record(sub: Any) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record raw frames, device metadata and annotations from MQTT to an HDF5 session",
+        description="Subscribe to the user's raw frames and device statuses and write them, exactly as they "
+        "arrive, to an HDF5 session (docs/sessions.md). Ctrl-C or SIGTERM closes the file cleanly.",
+    )
+    p.add_argument("out", type=Path, metavar="OUT.h5", help="session file to create (must not exist)")
+    p.add_argument("--duration", default=None, help="stop after SECONDS or 15m, 6h (default: until Ctrl-C)")
+    p.add_argument("--device", action="append", default=None, help="only this device; repeat for several")
+    p.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="ground truth written by 'simulate --truth', stored as annotations when the recording ends",
+    )
+    p.add_argument(
+        "--markers", action="store_true", help="each line typed on stdin is a marker at the time it arrives"
+    )
+    p.add_argument(
+        "--stop-when-offline",
+        action="store_true",
+        help="stop once every device that streamed has gone offline (e.g. a simulation ended)",
+    )
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from collector.record import Recorder, RecordError, TruthError, read_truth, select_truth
+    from collector.session import SessionWriter
+
+    settings = load_settings()
+    duration = parse_duration(args.duration) if args.duration else None
+    if args.truth is not None and args.truth.exists():
+        read_truth(args.truth)  # a broken truth file fails now (exit 2), not after a long recording
+    writer = SessionWriter(args.out, user=settings.user, broker=settings.mqtt.display)
+    try:
+        recorder = Recorder(settings.mqtt, writer, user=settings.user, devices=args.device)
+    except BaseException:
+        writer.close()
+        args.out.unlink()
+        raise
+
+    async def go(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        reading = args.markers and _read_markers(loop, recorder.marker)
+        try:
+            await recorder.run(stop, duration, args.stop_when_offline)
+        finally:
+            if reading:
+                loop.remove_reader(sys.stdin.fileno())
+
+    status = 0
+    try:
+        run_until_signal(go)
+    except RecordError as exc:
+        writer.close()
+        args.out.unlink()  # nothing was recorded
+        raise CliError(str(exc)) from None
+    except BaseException:
+        writer.close()
+        raise
+    try:
+        if args.truth is not None:
+            try:
+                truth, dropped = select_truth(
+                    read_truth(args.truth), writer.start_ns, writer.end_ns, writer.muscles
+                )
+            except TruthError as exc:
+                print(f"error: {exc}; the session is saved without ground truth", file=sys.stderr)
+                status = 1
+            else:
+                for a in truth:
+                    writer.add_annotation(a)
+                print(
+                    f"{len(truth)} truth annotations ({dropped} on other muscles or times left out)",
+                    file=sys.stderr,
+                )
+    finally:
+        writer.close()
+    s = recorder.stats
+    print(
+        f"recorded {s.frames} frames of {len(s.streams)} stream(s) from {len(s.devices)} device(s) to "
+        f"{args.out}: {s.gaps} gap(s) ({s.missing_frames} frames lost), {s.duplicates} duplicates and "
+        f"{s.bad_frames} malformed frames skipped, {s.markers} marker(s)",
+        file=sys.stderr,
+    )
+    return status
+
+
+def _read_markers(loop: asyncio.AbstractEventLoop, marker: Callable[[str], None]) -> bool:
+    """Each line on stdin becomes a marker when it arrives; False when stdin cannot be watched (a file)."""
+    fd = sys.stdin.fileno()
+    buffer = b""
+
+    def readable() -> None:
+        nonlocal buffer
+        data = os.read(fd, 4096)
+        if not data:
+            loop.remove_reader(fd)
+            return
+        *lines, buffer = (buffer + data).split(b"\n")
+        for line in lines:
+            if text := line.decode("utf-8", "replace").strip():
+                marker(text)
+                log.info("marker: %s", text)
+
+    try:
+        loop.add_reader(fd, readable)
+    except (OSError, ValueError) as exc:
+        log.warning("--markers: cannot watch stdin (%s); no markers", exc)
+        return False
+    print("type a note and press Enter to mark this moment", file=sys.stderr)
+    return True
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="convert a recorded session to EDF+ (BDF+ for 24-bit streams) with annotations",
+        description="Write a session as EDF+ — or BDF+ when a stream needs 24 bits — with labels such as "
+        "'EMG calf_left' and 'ACC calf_left X' that 'twitchwatch detect' understands, and ground truth, "
+        "markers and gaps as annotations (docs/sessions.md).",
+    )
+    p.add_argument("session", type=Path, metavar="SESSION", help="an HDF5 session from 'twitchwatch record'")
+    p.add_argument(
+        "--edf", type=Path, required=True, metavar="OUT", help="file to write (.edf; .bdf if needed)"
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from collector.session import Session, export_edf
+
+    with Session(args.session) as session:
+        if not session.complete:
+            print(f"note: {args.session} was not closed cleanly; exporting what it holds", file=sys.stderr)
+        result = export_edf(session, args.edf)
+    print(
+        f"{result.path}: {result.filetype}, {len(result.labels)} signal(s) ({', '.join(result.labels)}), "
+        f"{result.records} × {result.record_s:g} s records, {result.annotations} annotation(s)",
+        file=sys.stderr,
+    )
+    for note in result.notes:
+        print(f"  note: {note}", file=sys.stderr)
+    return 0
+
+
+def _add_replay(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="play an HDF5 session or an EDF+/BDF+ file through a simulated device (events: source=replay)",
+        description="Publish a recording's frames as a device would, with a retained status saying "
+        "source=replay. Time: --speed max keeps the recording's timestamps; a paced replay shifts them so "
+        "the replay starts now (--clock overrides). docs/sessions.md has the details.",
+    )
+    p.add_argument(
+        "path", type=Path, metavar="PATH", help="HDF5 session, .edf or .bdf (told apart by content)"
+    )
+    p.add_argument("--speed", default="1", help="1 (real time), N (N× faster) or max")
+    p.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
+    p.add_argument(
+        "--start", type=_start_seconds, default=0.0, help="skip SECONDS (or 90s, 15m) into the file"
+    )
+    p.add_argument(
+        "--muscle-map",
+        action="append",
+        default=[],
+        metavar="CH=MUSCLE",
+        help="muscle for a channel: EDF label or number, DEVICE.STREAM.N / STREAM.N of a session, or the "
+        "channel's current muscle; repeat for several",
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="EDF: the device name (default edf-<file>); session: replay only this recorded device, or "
+        "OLD=NEW to rename it; repeat for several",
+    )
+    p.add_argument("--clock", choices=["recorded", "now"], default=None, help="override the time rule above")
+
+
+def _start_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            return parse_duration(text, "--start")
+        except SimulationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds into the file, ≥ 0")
+    return value
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from collector.replay import ReplayOptions, run_replay
+    from twitchwatch.replay_sources import open_source
+
+    settings = load_settings()
+    speed = None if args.speed == "max" else _positive_float(args.speed, "--speed")
+    options = ReplayOptions(settings.user, speed, args.loop, args.start, args.clock)
+    source = open_source(args.path, args.device, args.muscle_map)  # before connecting: bad files exit 2
+    progress = ProgressLine(f"replay {args.path.name}", enabled=True)
+
+    async def go(stop: asyncio.Event) -> int:
+        task = asyncio.create_task(run_replay(source, settings.mqtt, options, progress))
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+        try:
+            stats = await task
+        except asyncio.CancelledError:
+            progress.close()
+            print("stopped", file=sys.stderr)
+            return 0
+        progress.close()
+        print(
+            f"replayed {stats.frames} frames ({stats.signal_seconds:.1f} s of signal, "
+            f"{stats.passes} pass(es))"
+            f" as session {stats.session_id}, source=replay, {options.effective_clock} time",
+            file=sys.stderr,
+        )
+        return 0
+
+    try:
+        return run_until_signal(go)
+    finally:
+        source.close()
