@@ -1,22 +1,34 @@
 """Throughput of the streaming detector and the frame codec, as ratios to baselines measured in the same run.
 
-Run: ``make bench`` (or ``.venv/bin/python -m bench.detector_speed [--seconds 60] [--channels 1 8 32]``).
-Baselines: one ``scipy.signal.sosfilt`` pass (the detector's band-pass alone, whole array at once) for the
-detector; ``numpy.frombuffer`` of the same bytes for the frame decoder.
+Run: ``make bench`` (or ``.venv/bin/python -m bench.detector_speed [--seconds 60] [--channels 1 8 64 256]``).
+Baselines for the detector, on the same (samples × channels) array of 1-kHz EMG:
+
+- one ``scipy.signal.sosfilt`` pass (the detector's band-pass alone, whole array at once);
+- NeuroKit2 ``emg_process`` and BioSPPy ``emg.emg(show=False)``, one channel at a time (they take one
+  channel; their throughput does not depend on how many there are, so they are timed on
+  ``--baseline-channels`` channels and compared with every row). Skipped with ``--no-baselines`` or when
+  the bench extra is not installed.
+
+Single-threaded throughout (one core): samples/s here are samples/s per core.
+``numpy.frombuffer`` of the same bytes is the baseline for the frame decoder.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 from scipy import signal as sps
 
+from bench import data
+from bench.accuracy import DECENT_SNR_DB
 from collector.frames import Frame, SampleType, Unit, decode, encode
-from collector.synth import MuscleSegment, quantise, spec_for
-from processing.detector import DetectorParams, StreamingDetector
+from processing.detector import StreamingDetector
 
 RATE = 1000.0
 CHUNK = 100  # 100 ms at 1 kHz
@@ -31,13 +43,20 @@ def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
     return min(times)
 
 
-def emg(seconds: float, channels: int) -> np.ndarray:
-    spec = spec_for("emg", RATE)
-    cols = []
-    for ch in range(channels):
-        seg = MuscleSegment(f"m{ch}", spec, 0, seconds, 20, seed=ch)
-        cols.append(quantise(seg.next_chunk(seg.total)[1], spec)[:, 0] * spec.scale)
-    return np.stack(cols, axis=1)
+def emg(seconds: float, channels: int, distinct: int = 16) -> np.ndarray:
+    """Generated rest EMG with fasciculations; ``distinct`` channels generated, tiled to ``channels``."""
+    phys = data.physiology(DECENT_SNR_DB, fasciculation=20.0, myoclonic_jerk=2.0, sustained=1.0, artifact=0.0)
+    cols = [
+        data.generate("emg", RATE, seconds, phys, seed=ch)[0][:, 0] for ch in range(min(channels, distinct))
+    ]
+    base = np.stack(cols, axis=1)
+    return np.ascontiguousarray(np.tile(base, (1, -(-channels // base.shape[1])))[:, :channels])
+
+
+def band_hz() -> tuple[float, float]:
+    params = StreamingDetector("emg", RATE, 1).params
+    lo, hi = getattr(params, "band_hz", (20.0, 450.0))
+    return float(lo), float(hi)
 
 
 def detector_row(x: np.ndarray) -> tuple[float, float]:
@@ -45,10 +64,40 @@ def detector_row(x: np.ndarray) -> tuple[float, float]:
         det = StreamingDetector("emg", RATE, x.shape[1])
         for i in range(0, x.shape[0], CHUNK):
             det.process(x[i : i + CHUNK])
+        det.finish()
 
-    band = DetectorParams.for_signal("emg", RATE).band_hz
-    sos = sps.butter(4, band, btype="bandpass", fs=RATE, output="sos")
+    sos = sps.butter(4, band_hz(), btype="bandpass", fs=RATE, output="sos")
     return best_of(run), best_of(lambda: sps.sosfilt(sos, x, axis=0))
+
+
+def baseline_rates(x: np.ndarray) -> dict[str, float]:
+    """Samples/s of NeuroKit2 and BioSPPy, channel by channel over ``x`` (best of 2)."""
+    out: dict[str, float] = {}
+    if importlib.util.find_spec("neurokit2") is not None:
+        import neurokit2 as nk
+
+        def nk_run() -> None:
+            for c in range(x.shape[1]):
+                nk.emg_process(x[:, c], sampling_rate=RATE)
+
+        out["NeuroKit2"] = x.size / _quietly(nk_run)
+    if importlib.util.find_spec("biosppy") is not None:
+        from biosppy.signals import emg as bio
+
+        def bio_run() -> None:
+            for c in range(x.shape[1]):
+                bio.emg(signal=x[:, c], sampling_rate=RATE, show=False)
+
+        out["BioSPPy"] = x.size / _quietly(bio_run)
+    return out
+
+
+def _quietly(fn: Callable[[], object]) -> float:
+    with warnings.catch_warnings():  # deprecation chatter from inside the libraries
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="No events found")  # NeuroKit2 on a quiet channel
+        return best_of(fn, repeats=2)
 
 
 def codec_row(channels: int, n_frames: int = 20000) -> tuple[float, float]:
@@ -67,17 +116,36 @@ def codec_row(channels: int, n_frames: int = 20000) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="signal length per channel")
-    parser.add_argument("--channels", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--channels", type=int, nargs="+", default=[1, 8, 64, 256])
+    parser.add_argument(
+        "--baseline-channels", type=int, default=4, help="channels NeuroKit2/BioSPPy are timed on"
+    )
+    parser.add_argument("--no-baselines", action="store_true", help="skip NeuroKit2 and BioSPPy")
     args = parser.parse_args()
-    print(f"detector: 1-kHz EMG, {CHUNK}-sample chunks, {args.seconds:.0f} s per channel")
-    header = ("channels", "detector Msamples/s", "sosfilt Msamples/s", "detector/sosfilt time")
-    print(f"{header[0]:>8} {header[1]:>20} {header[2]:>19} {header[3]:>22}")
+    rates: dict[str, float] = {}
+    if not args.no_baselines:
+        print("  timing NeuroKit2 and BioSPPy …", file=sys.stderr, flush=True)
+        rates = baseline_rates(emg(args.seconds, args.baseline_channels))
+    print(f"detector: 1-kHz EMG, {CHUNK}-sample chunks, {args.seconds:.0f} s per channel, one core")
+    for name, r in rates.items():
+        print(
+            f"  {name}: {r / 1e6:.3f} Msamples/s (one channel at a time; timed on {args.baseline_channels})"
+        )
+    header = ["channels", "detector Msamples/s", "sosfilt Msamples/s", "detector/sosfilt time"]
+    header += [f"speed-up vs {name}" for name in rates]
+    print(" ".join(f"{h:>{max(8, len(h))}}" for h in header))
     for c in args.channels:
+        print(f"  {c} channels …", file=sys.stderr, flush=True)
         x = emg(args.seconds, c)
         t_det, t_sos = detector_row(x)
-        print(f"{c:>8} {x.size / t_det / 1e6:>20.2f} {x.size / t_sos / 1e6:>19.2f} {t_det / t_sos:>22.1f}")
+        cells = [f"{c:>8}", f"{x.size / t_det / 1e6:>19.2f}", f"{x.size / t_sos / 1e6:>18.2f}"]
+        cells.append(f"{t_det / t_sos:>21.1f}")
+        cells += [f"{x.size / t_det / r:>{len(f'speed-up vs {name}')}.1f}×" for name, r in rates.items()]
+        print(" ".join(cells))
     print("\nframe decode: 50 int16 samples per frame")
     print(f"{'channels':>8} {'decode µs/frame':>16} {'frombuffer µs/frame':>20} {'ratio':>6}")
     for c in (1, 3, 8):

@@ -1,0 +1,349 @@
+"""Detection accuracy: twitchwatch beside NeuroKit2 and BioSPPy on the same data, scored the same way.
+
+Run: ``.venv/bin/python -m bench.accuracy`` (a minute or two; ``--quick`` for a ~30-s run).
+
+(a) generated signals over a range of SNRs, every event class (``bench.data.generate``);
+(b) the real recordings in ``../shared/data`` with twitches injected on their rest spans
+    (``bench.data.inject``), scored on the rest spans;
+(c) false twitches per lane-minute during the recordings' real voluntary activity (nothing injected);
+(d) every part runs each method of ``bench.baselines.METHODS`` on the same arrays.
+
+Scoring: ``bench.scoring`` (one-to-one matching, ±50 ms tolerance; offline tools' activations count as
+``twitch`` events). Targets: F1 ≥ 0.95 for fasciculations at ``DECENT_SNR_DB``; ≤ 1 false twitch a minute
+during voluntary activity. Progress goes to stderr, tables to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench import data
+from bench.baselines import LABELS, METHODS, NotApplicable
+from bench.data import Recording, SignalKind
+from bench.scoring import (
+    CLASSES,
+    TOLERANCE_S,
+    TWITCH,
+    Counts,
+    Event,
+    Span,
+    false_twitches,
+    merge,
+    score,
+    span_seconds,
+    within,
+)
+from collector import synth
+
+# A decent surface electrode: the detector work's reference SNR, Physiology's default (collector/synth.py; the
+# SNR is 20·log10(fasciculation peak / band-limited robust noise RMS)).
+DECENT_SNR_DB = float(synth.Physiology().snr_db)
+F1_TARGET = 0.95
+FALSE_PER_MIN_TARGET = 1.0
+
+GENERATED_RATES = {"fasciculation": 30.0, "myoclonic_jerk": 4.0, "sustained": 2.0, "artifact": 1.0}
+ACC_EXTRA_RATES = {"posture_changes": 0.5, "walking": 0.5}  # truth class "sustained" (gross movement)
+INJECTED_RATES = {"fasciculation": 30.0, "myoclonic_jerk": 4.0, "sustained": 0.0, "artifact": 0.0}
+WARMUP_S = 2.0  # nothing is injected in a recording's first seconds: every detector learns its noise there
+
+
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Outcome:
+    """A method's result on one piece of data: scores, or why it could not run."""
+
+    counts: dict[str, Counts] = field(default_factory=dict)
+    false: int = 0
+    lane_minutes: float = 0.0
+    seconds: float = 0.0
+    error: str = ""
+
+    def add(self, other: Outcome) -> Outcome:
+        return Outcome(
+            merge(self.counts, other.counts),
+            self.false + other.false,
+            self.lane_minutes + other.lane_minutes,
+            self.seconds + other.seconds,
+            self.error or other.error,
+        )
+
+    @property
+    def per_minute(self) -> float:
+        return self.false / self.lane_minutes if self.lane_minutes else float("nan")
+
+
+def run(
+    method: str, x: np.ndarray, rate: float, signal: SignalKind, rest_ref: Span
+) -> tuple[list[Event], float, str]:
+    t0 = time.perf_counter()
+    try:
+        events = METHODS[method](x, rate, signal, rest_ref)
+    except NotApplicable as exc:
+        return [], 0.0, str(exc)
+    return events, time.perf_counter() - t0, ""
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def f(v: float, width: int = 5) -> str:
+    return f"{'—':>{width}}" if np.isnan(v) else f"{v:>{width}.2f}"
+
+
+CELL = 17  # "0.98  0.91  0.94"
+SUB = f"{'Se':>5} {'P':>5} {'F1':>5}"
+
+
+def triple(c: Counts | None) -> str:
+    if c is None or (c.n_true == 0 and c.n_detected == 0):
+        return f"{'—':>{CELL}}"
+    return f"{f(c.sensitivity)} {f(c.precision)} {f(c.f1)}"
+
+
+# --- (a) generated data ----------------------------------------------------------------------------------
+
+
+def generated(
+    snrs: Sequence[float], seconds: float, methods: Sequence[str], seed: int, signal: SignalKind, rate: float
+) -> dict[float, dict[str, Outcome]]:
+    out: dict[float, dict[str, Outcome]] = {}
+    for i, snr in enumerate(snrs):
+        extra = ACC_EXTRA_RATES if signal == "acc" else {}
+        phys = data.physiology(snr, **GENERATED_RATES, **extra)
+        x, truth = data.generate(signal, rate, seconds, phys, seed + i, muscle="m")
+        true_events = [e for e in data.truth_events(truth) if e.start >= 1.0]  # after the detector's warm-up
+        out[snr] = {}
+        for m in methods:
+            events, secs, err = run(m, x, rate, signal, (0.0, 0.5))
+            events = [e for e in events if e.start >= 1.0 - TOLERANCE_S]
+            out[snr][m] = Outcome(score(true_events, events), seconds=secs, error=err)
+        progress(f"  generated {signal} {snr:g} dB: {len(true_events)} true events")
+    return out
+
+
+def print_generated_classes(res: dict[float, dict[str, Outcome]], title: str) -> None:
+    print(f"\n{title}: twitchwatch per class (Se sensitivity, P precision; n true events)")
+    print(f"{'':>6}" + "".join(f"  {c:>{CELL + 6}}" for c in CLASSES))
+    print(f"{'SNR dB':>6}" + "".join(f"  {SUB} {'n':>5}" for _ in CLASSES))
+    for snr, by in res.items():
+        tw = by["twitchwatch"].counts
+        cells = "".join(f"  {triple(tw.get(c))} {tw[c].n_true if c in tw else 0:>5}" for c in CLASSES)
+        print(f"{snr:>6g}{cells}")
+
+
+def print_side_by_side(
+    res: dict[str, dict[str, Outcome]], methods: Sequence[str], row: str, title: str
+) -> None:
+    print(f"\n{title}: twitches (fasciculation or jerk; offline tools: every activation)")
+    print(f"{'':>22}" + "".join(f"  {LABELS[m]:>{CELL}}" for m in methods))
+    print(f"{row:>22}" + "".join(f"  {SUB}" for _ in methods))
+    for key, by in res.items():
+        cells = []
+        for m in methods:
+            o = by.get(m)
+            cells.append(f"{'n/a':>{CELL}}" if o is None or o.error else triple(o.counts.get(TWITCH)))
+        print(f"{key:>22}" + "".join(f"  {c}" for c in cells))
+
+
+# --- (b) injected on real rest ---------------------------------------------------------------------------
+
+
+def reference(rec: Recording) -> Span:
+    """The offline tools' rest reference: the first second of the first rest span (else of the recording)."""
+    a = rec.rest[0][0] if rec.rest else 0.0
+    return (a, a + 1.0)
+
+
+def injected(
+    recs: Sequence[Recording], snr: float, methods: Sequence[str], seed: int
+) -> dict[str, dict[str, Outcome]]:
+    out: dict[str, dict[str, Outcome]] = {}
+    phys = data.physiology(snr, **INJECTED_RATES)
+    for rec in recs:
+        ref = reference(rec)
+        allowed = data.spans_to_mask(
+            [(max(a, WARMUP_S), b) for a, b in rec.rest if b > WARMUP_S], rec.x.shape[0], rec.rate
+        ) & ~data.spans_to_mask([ref], rec.x.shape[0], rec.rate)
+        cols, truth = [], []
+        for lane in range(rec.channels):
+            x, t = data.inject(
+                rec.x[:, lane : lane + 1],
+                rec.signal,
+                rec.rate,
+                phys,
+                seed + lane,
+                muscle=f"ch{lane}",
+                rest_mask=allowed,
+            )
+            cols.append(x[:, 0])
+            truth += data.truth_events(t, lane)
+        x_all = np.stack(cols, axis=1)
+        rest = data.mask_to_spans(allowed, rec.rate)
+        if not truth:
+            progress(
+                f"  injected {rec.name}: no rest span long enough for an event with its margins; skipped"
+            )
+            continue
+        out[rec.name] = {}
+        for m in methods:
+            events, secs, err = run(m, x_all, rec.rate, rec.signal, ref)
+            out[rec.name][m] = Outcome(score(truth, within(events, rest)), seconds=secs, error=err)
+        lane_s = span_seconds(rest) * rec.channels
+        progress(f"  injected {rec.name}: {len(truth)} events on {lane_s:.0f} lane-s of rest")
+    return out
+
+
+# --- (c) false twitches during voluntary activity --------------------------------------------------------
+
+
+def activity(recs: Sequence[Recording], methods: Sequence[str]) -> dict[str, dict[str, Outcome]]:
+    out: dict[str, dict[str, Outcome]] = {}
+    for rec in recs:
+        out[rec.name] = {}
+        lane_minutes = span_seconds(rec.active) * (1 if rec.signal == "acc" else rec.channels) / 60.0
+        for m in methods:
+            events, secs, err = run(m, rec.x, rec.rate, rec.signal, reference(rec))
+            out[rec.name][m] = Outcome(
+                false=false_twitches(events, rec.active), lane_minutes=lane_minutes, seconds=secs, error=err
+            )
+        progress(f"  activity {rec.name}: {lane_minutes:.1f} lane-minutes")
+    return out
+
+
+def group(rec: Recording) -> str:
+    if rec.signal == "acc":
+        return "accelerometer"
+    return "surface EMG" if rec.surface else "needle EMG"
+
+
+def print_activity(
+    res: dict[str, dict[str, Outcome]], methods: Sequence[str], recs: Sequence[Recording]
+) -> None:
+    print("\n(c) false twitches per lane-minute during real voluntary activity (count)")
+    print(f"{'recording':>22} {'lane-min':>8}" + "".join(f"  {LABELS[m]:>{CELL}}" for m in methods))
+    for name in dict.fromkeys(group(r) for r in recs):
+        total: dict[str, Outcome] = {m: Outcome() for m in methods}
+        members = [r for r in recs if group(r) == name]
+        for rec in members:
+            by = res[rec.name]
+            for m in methods:
+                if not by[m].error:
+                    total[m] = total[m].add(by[m])
+            print(
+                f"{rec.name:>22} {by[methods[0]].lane_minutes:>8.1f}"
+                + "".join(f"  {rate_cell(by[m])}" for m in methods)
+            )
+        if len(members) > 1:
+            label = f"all {name}"
+            lane_min = total[methods[0]].lane_minutes
+            print(f"{label:>22} {lane_min:>8.1f}" + "".join(f"  {rate_cell(total[m])}" for m in methods))
+
+
+def rate_cell(o: Outcome) -> str:
+    if o.error or not o.lane_minutes:
+        return f"{'n/a':>{CELL}}"
+    return f"{o.per_minute:>10.2f} ({o.false:>4})"
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer SNRs and shorter signals (~30 s)")
+    parser.add_argument("--snr", type=float, nargs="+", help="SNRs in dB (default 0 5 … 30)")
+    parser.add_argument("--seconds", type=float, help="length of each generated signal (default 180)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument(
+        "--real-snr", type=float, nargs="+", help=f"SNRs injected on real rest (default {DECENT_SNR_DB:g})"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    snrs = args.snr or ([0.0, 10.0, 20.0, 30.0] if args.quick else [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0])
+    seconds = args.seconds or (40.0 if args.quick else 180.0)
+    methods = ["twitchwatch", *[m for m in args.methods if m != "twitchwatch"]]
+    t0 = time.perf_counter()
+
+    print(f"accuracy: tolerance ±{TOLERANCE_S * 1e3:.0f} ms, one-to-one; synthetic data: collector.synth")
+    print(
+        f"decent surface electrode: {DECENT_SNR_DB:g} dB; targets F1 ≥ {F1_TARGET} (fasciculations), "
+        f"≤ {FALSE_PER_MIN_TARGET:g} false twitch/min in activity"
+    )
+
+    progress("(a) generated data")
+    emg = generated(snrs, seconds, methods, args.seed, "emg", 1000.0)
+    acc = generated(snrs, seconds / 2, ["twitchwatch"], args.seed + 100, "acc", 100.0)
+    print_generated_classes(emg, f"(a) generated EMG, 1 kHz, {seconds:g} s per SNR")
+    print_side_by_side(
+        {f"{s:g} dB": by for s, by in emg.items()}, methods, "SNR", "(a) generated EMG, side by side"
+    )
+    print_generated_classes(acc, f"(a) generated accelerometer, 100 Hz, {seconds / 2:g} s per SNR")
+
+    progress("(b) real recordings, events injected on rest")
+    recs = data.recordings()
+    with_rest = [r for r in recs if r.signal == "emg" and span_seconds(r.rest) > 0]
+    if args.quick:
+        with_rest = with_rest[:3]
+    real_snrs = args.real_snr or [DECENT_SNR_DB]
+    inj: dict[str, dict[str, Outcome]] = {}
+    for snr in real_snrs:
+        by_rec = injected(with_rest, snr, methods, args.seed)
+        if snr == DECENT_SNR_DB:
+            inj = by_rec
+        title = f"(b) real rest + injected twitches at {snr:g} dB"
+        print_side_by_side(by_rec, methods, "recording", title)
+        print("    twitchwatch per class:")
+        for name, by in by_rec.items():
+            c = by["twitchwatch"].counts
+            cells = "  ".join(
+                f"{k} {triple(c.get(k))} {c[k].n_true:>4}" for k in ("fasciculation", "myoclonic_jerk")
+            )
+            print(f"{name:>22}  {cells}")
+
+    progress("(c) false twitches during voluntary activity")
+    active = [r for r in recs if span_seconds(r.active) > 0]
+    act = activity(active, methods)
+    print_activity(act, methods, active)
+
+    print("\ntargets:")
+    decent = min(emg, key=lambda s: abs(s - DECENT_SNR_DB))
+    f1 = emg[decent]["twitchwatch"].counts["fasciculation"].f1
+    print(f"  fasciculation F1 at {decent:g} dB, generated: {f1:.3f} ({verdict(f1 >= F1_TARGET)})")
+    real = Outcome()
+    for by in inj.values():
+        real = real.add(by["twitchwatch"])
+    if inj:
+        f1r = real.counts.get("fasciculation", Counts()).f1
+        print(
+            f"  fasciculation F1 at {DECENT_SNR_DB:g} dB, real rest: {f1r:.3f} ({verdict(f1r >= F1_TARGET)})"
+        )
+    surface = Outcome()
+    for r in active:
+        if r.surface and r.signal == "emg":
+            surface = surface.add(act[r.name]["twitchwatch"])
+    pm = surface.per_minute
+    print(f"  false twitches/min in surface-EMG activity: {pm:.2f} ({verdict(pm <= FALSE_PER_MIN_TARGET)})")
+    spent = {m: 0.0 for m in methods}
+    for by in [*emg.values(), *inj.values(), *act.values()]:
+        for m, o in by.items():
+            spent[m] += o.seconds
+    cells = ", ".join(f"{LABELS[m]} {spent[m]:.1f} s" for m in methods)
+    print(
+        f"\ntime inside each method, (a) EMG + (b) + (c): {cells}; whole run {time.perf_counter() - t0:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
