@@ -100,6 +100,23 @@ def _quietly(fn: Callable[[], object]) -> float:
         return best_of(fn, repeats=2)
 
 
+def acc_row(rate: float, seconds: float) -> tuple[float, float, int]:
+    """(detector time, one sosfilt pass of its band over the 3 axes, samples per axis) for one stream."""
+    phys = data.physiology(DECENT_SNR_DB, fasciculation=6.0, myoclonic_jerk=1.0, sustained=0.5, artifact=0.2)
+    x, _ = data.generate("acc", rate, seconds, phys, seed=1)
+    chunk = round(10 * rate)
+
+    def run() -> None:
+        det = StreamingDetector("acc", rate, 3)
+        for i in range(0, x.shape[0], chunk):
+            det.process(x[i : i + chunk])
+        det.finish()
+
+    band = getattr(StreamingDetector("acc", rate, 3).params, "band_hz", (5.0, 0.45 * rate))
+    sos = sps.butter(4, band, btype="bandpass", fs=rate, output="sos")
+    return best_of(run), best_of(lambda: sps.sosfilt(sos, x, axis=0)), x.shape[0]
+
+
 def codec_row(channels: int, n_frames: int = 20000) -> tuple[float, float]:
     raw = np.arange(50 * channels, dtype=np.int16).reshape(50, channels)
     data = encode(Frame(0, 1, 0, RATE, 0.5, Unit.MICROVOLT, SampleType.INT16, raw))
@@ -146,6 +163,12 @@ def main() -> None:
         cells.append(f"{t_det / t_sos:>21.1f}")
         cells += [f"{x.size / t_det / r:>{len(f'speed-up vs {name}')}.1f}×" for name, r in rates.items()]
         print(" ".join(cells))
+    print("\naccelerometer (3 axes, one lane), 10-s chunks as the simulator sends them")
+    head = f"{'rate Hz':>8} {'detector samples/s (×3 axes)':>29} {'× real time':>12}"
+    print(f"{head} {'detector/sosfilt time':>21}")
+    for rate in (50.0, 100.0):
+        t_det, t_sos, n = acc_row(rate, args.seconds * 10)
+        print(f"{rate:>8g} {n / t_det:>29,.0f} {n / rate / t_det:>12,.0f} {t_det / t_sos:>21.1f}")
     print("\nframe decode: 50 int16 samples per frame")
     print(f"{'channels':>8} {'decode µs/frame':>16} {'frombuffer µs/frame':>20} {'ratio':>6}")
     for c in (1, 3, 8):
