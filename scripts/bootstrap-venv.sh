@@ -5,7 +5,7 @@ venv=${1:-.venv}
 [ -x "$venv/bin/python" ] && exit 0
 py=""
 for candidate in python3.13 python3.12 python3.11 python3; do
-  if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     py=$candidate; break
   fi
 done
