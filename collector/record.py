@@ -20,7 +20,6 @@ import logging
 import math
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import aiomqtt
 
 from collector.frames import FrameError, decode
 from collector.mqtt import MqttTarget
+from collector.ratelog import RateLimitedLog
 from collector.session import Annotation, SessionWriter
 from collector.status import DeviceStatus, StatusError
 from collector.topics import ROOT, Topic, TopicError, check_segment
@@ -43,24 +43,6 @@ class RecordError(RuntimeError):
 class TruthError(ValueError):
     """A ground-truth file is not the JSON lines ``twitchwatch simulate --truth`` writes; names file and
     line."""
-
-
-class _RateLimitedLog:
-    """At most one line per ``every`` seconds per key, with the number suppressed in between."""
-
-    def __init__(self, every: float = 10.0) -> None:
-        self.every = every
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = defaultdict(int)
-
-    def warning(self, key: str, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -math.inf) < self.every:
-            self._suppressed[key] += 1
-            return
-        self._last[key] = now
-        n = self._suppressed.pop(key, 0)
-        log.warning(msg + (f" ({n} more like this suppressed)" if n else ""), *args)
 
 
 @dataclass
@@ -104,7 +86,7 @@ class Recorder:
         self.subscribed = asyncio.Event()
         self._online: dict[str, bool] = {}
         self._all_offline = asyncio.Event()
-        self._rlog = _RateLimitedLog()
+        self._rlog = RateLimitedLog(log)
 
     @property
     def filters(self) -> list[str]:

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import aiomqtt
 
 from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
 from collector.mqtt import MqttTarget
+from collector.ratelog import RateLimitedLog
 from collector.status import DeviceStatus, StatusError
 from collector.topics import Topic, TopicError, raw_filter, status_filter
 from processing.detector import Detection, SignalKind, StreamingDetector
@@ -38,24 +38,6 @@ MAX_TIME_JUMP_NS = 1_000_000_000
 RATE_GRACE_NS = 5_000_000_000
 
 MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
-
-
-class RateLimitedLog:
-    """At most one line per ``every`` seconds per key, with the number suppressed in between."""
-
-    def __init__(self, every: float = 10.0) -> None:
-        self.every = every
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = defaultdict(int)
-
-    def warning(self, key: str, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) < self.every:
-            self._suppressed[key] += 1
-            return
-        self._last[key] = now
-        n = self._suppressed.pop(key, 0)
-        log.warning(msg + (f" ({n} more like this suppressed)" if n else ""), *args)
 
 
 @dataclass
@@ -197,7 +179,7 @@ class Worker:
         self._client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        self._rlog = RateLimitedLog()
+        self._rlog = RateLimitedLog(log)
         self.connected = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------------
