@@ -32,6 +32,8 @@ test: install system-deps lint
 bench: install
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench.detector_speed
+	$(PY) -m bench.accuracy
+	$(PY) -m bench.latency
 	$(PY) -m bench.history_build
 
 clean:
