@@ -7,6 +7,9 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 
 class ServiceMissing(RuntimeError):
@@ -15,6 +18,13 @@ class ServiceMissing(RuntimeError):
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A prerequisite is missing: skip on a developer's machine, fail under CI (where nothing may skip)."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: it must be present, nothing skips)")
+    pytest.skip(reason)
 
 
 def free_port() -> int:
