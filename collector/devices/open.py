@@ -47,7 +47,7 @@ from collector.devices import (
     need,
     uniform_times,
 )
-from collector.frames import Unit
+from collector.frames import SampleType, Unit
 
 SERVICE: Final = "2ea10001-c8c6-4f65-b0fd-1e2a1953559d"
 CONTROL_POINT: Final = "2ea10002-c8c6-4f65-b0fd-1e2a1953559d"  # write with response, indicate
@@ -81,7 +81,14 @@ class SampleFormat(enum.IntEnum):
 
     @property
     def size(self) -> int:
-        return {1: 1, 2: 2, 3: 4, 4: 4, 5: 3}[self.value]
+        return 3 if self is SampleFormat.INT24 else self.dtype.itemsize
+
+    @property
+    def dtype(self) -> np.dtype[np.generic]:
+        """Codes 1-4 are the wire frame's own sample types (INT24 has no numpy type: it is unpacked)."""
+        if self is SampleFormat.INT24:
+            raise ValueError("int24 has no numpy dtype")
+        return SampleType(self.value).dtype
 
 
 class OpCode(enum.IntEnum):
@@ -97,14 +104,6 @@ class Status(enum.IntEnum):
     INVALID_PARAMETER = 3
     ALREADY_IN_STATE = 4
     BUSY = 5
-
-
-_NUMPY: Final[Mapping[SampleFormat, str]] = {
-    SampleFormat.INT8: "<i1",
-    SampleFormat.INT16: "<i2",
-    SampleFormat.INT32: "<i4",
-    SampleFormat.FLOAT32: "<f4",
-}
 
 
 # ------------------------------------------------------------------------------------------- frames
@@ -168,7 +167,7 @@ def parse_frame(data: bytes) -> OpenFrame:
         values = octets[:, 0] | (octets[:, 1] << 8) | (octets[:, 2] << 16)
         raw = np.where(values >= 1 << 23, values - (1 << 24), values).astype(np.int32).reshape(-1, channels)
     else:
-        raw = np.frombuffer(data, dtype=_NUMPY[sample_format], offset=HEADER_SIZE).reshape(-1, channels)
+        raw = np.frombuffer(data, dtype=sample_format.dtype, offset=HEADER_SIZE).reshape(-1, channels)
         raw = raw.astype(raw.dtype.newbyteorder("="))
         if sample_format is SampleFormat.FLOAT32:
             finite = np.isfinite(raw.reshape(-1))
@@ -214,7 +213,7 @@ def encode_frame(
             .tobytes()
         )
     else:
-        body = np.ascontiguousarray(values, dtype=_NUMPY[sample_format]).tobytes()
+        body = np.ascontiguousarray(values, dtype=sample_format.dtype).tobytes()
     return header + body
 
 
