@@ -195,6 +195,20 @@ def run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) ->
     return asyncio.run(runner())
 
 
+async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """Run ``work`` until it finishes or ``stop`` is set; on stop it is cancelled and None is returned."""
+    task = asyncio.create_task(work)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if not task.done():
+        task.cancel()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return None
+
+
 # ---- simulate --------------------------------------------------------------------------------------
 def plan_from_args(args: argparse.Namespace, user: str) -> SimulationPlan:
     now = dt.datetime.now().astimezone()
@@ -273,18 +287,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = truth_file(args.truth)
 
     async def go(stop: asyncio.Event) -> int:
-        task = asyncio.create_task(run_simulation(plan, settings.mqtt, out, progress))
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if not task.done():
-            task.cancel()
-        try:
-            stats = await task
-        except asyncio.CancelledError:
-            print("\nstopped", file=sys.stderr)
-            return 0
+        stats = await until_stopped(run_simulation(plan, settings.mqtt, out, progress), stop)
         progress.close()
+        if stats is None:
+            print("stopped", file=sys.stderr)
+            return 0
         print(
             f"published {stats.frames} frames ({stats.samples} samples, "
             f"{stats.signal_seconds:.0f} s of signal per muscle), {stats.truth_events} twitches injected",
@@ -797,19 +804,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress = ProgressLine(f"replay {args.path.name}", enabled=True)
 
     async def go(stop: asyncio.Event) -> int:
-        task = asyncio.create_task(run_replay(source, settings.mqtt, options, progress))
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if not task.done():
-            task.cancel()
-        try:
-            stats = await task
-        except asyncio.CancelledError:
-            progress.close()
+        stats = await until_stopped(run_replay(source, settings.mqtt, options, progress), stop)
+        progress.close()
+        if stats is None:
             print("stopped", file=sys.stderr)
             return 0
-        progress.close()
         print(
             f"replayed {stats.frames} frames ({stats.signal_seconds:.1f} s of signal, "
             f"{stats.passes} pass(es))"
