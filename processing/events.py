@@ -43,6 +43,9 @@ class TwitchEvent:
     confidence: float
     source: Source = "live"
     session_id: str = ""
+    # Power-weighted RMS frequency of the band-passed event, Hz; None where it was not measured (events
+    # stored before it was kept). A surface fasciculation sits in roughly 50-250 Hz, movement far lower.
+    dominant_hz: float | None = None
 
     def __post_init__(self) -> None:
         if self.end_ns < self.start_ns:
@@ -53,6 +56,8 @@ class TwitchEvent:
             raise ValueError("amplitude must be finite")
         if not self.muscle:
             raise ValueError("muscle must not be empty")
+        if self.dominant_hz is not None and not (math.isfinite(self.dominant_hz) and self.dominant_hz >= 0):
+            raise ValueError(f"dominant_hz {self.dominant_hz} must be a finite, non-negative frequency")
 
     @property
     def duration_ms(self) -> float:
@@ -74,6 +79,7 @@ class TwitchEvent:
             "confidence": self.confidence,
             "source": self.source,
             "session_id": self.session_id,
+            "dominant_hz": self.dominant_hz,
         }
 
 

@@ -389,6 +389,7 @@ class Worker:
                 d.confidence,
                 source,
                 session,
+                round(d.dominant_hz, 1),
             )
             self.stats.events_detected += 1
             self._fuser.add(st.key, st.kind, event)

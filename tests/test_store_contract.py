@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -106,10 +107,54 @@ def test_empty_store(store: EventStore) -> None:
     assert store.muscles("alice") == []
 
 
+def test_sqlite_store_from_before_dominant_hz_is_migrated_in_place(tmp_path: Path) -> None:
+    """A version-1 file (no dominant_hz column) opens, keeps its events with the frequency unknown, and
+    takes new events with one."""
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE events (user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL,"
+        " source TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, stream TEXT NOT NULL,"
+        " channel INTEGER NOT NULL, kind TEXT NOT NULL, amplitude REAL NOT NULL, unit TEXT NOT NULL,"
+        " confidence REAL NOT NULL, session_id TEXT NOT NULL,"
+        " PRIMARY KEY (user, muscle, device, source, start_ns)) WITHOUT ROWID;"
+        "PRAGMA user_version = 1;"
+    )
+    old = event(T0)
+    db.execute(
+        "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            old.user,
+            old.muscle,
+            old.device,
+            old.source,
+            old.start_ns,
+            old.end_ns,
+            old.stream,
+            old.channel,
+            old.kind.value,
+            old.amplitude,
+            old.unit,
+            old.confidence,
+            old.session_id,
+        ),
+    )
+    db.commit()
+    db.close()
+    new = replace(old, start_ns=T0 + MINUTE, end_ns=T0 + MINUTE + 1, dominant_hz=120.0)
+    with SQLiteStore(path) as migrated:
+        migrated.write_events([new])
+        assert migrated.events(EventQuery()) == [old, new]
+        assert old.dominant_hz is None
+    with SQLiteStore(path) as reopened:  # migrating twice is a no-op
+        assert reopened.events(EventQuery()) == [old, new]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+
+
 def test_events_round_trip_every_field(store: EventStore) -> None:
     alice = event(T0, amplitude=0.1 + 0.2, session_id="sess-1")
     events = [
-        replace(alice, channel=2, end_ns=T0 + 1, confidence=1.0),
+        replace(alice, channel=2, end_ns=T0 + 1, confidence=1.0, dominant_hz=0.1 + 0.2),
         replace(
             alice,
             user="",
@@ -125,6 +170,7 @@ def test_events_round_trip_every_field(store: EventStore) -> None:
             confidence=0.0,
             source="replay",
             session_id="",
+            dominant_hz=187.5,
         ),
         replace(
             alice,

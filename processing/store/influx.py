@@ -4,7 +4,7 @@ The same two endpoints exist on InfluxDB 1.x, on 2.x (2.4+ maps a database to a 
 and on 3.x Core, so one client serves all three. Schema:
 
 - ``twitch_events``: tags user, muscle, device, source; fields kind, amplitude, duration_ms, confidence,
-  end_ns, stream, channel, unit, session_id; timestamp = start_ns.
+  end_ns, stream, channel, unit, session_id, dominant_hz (absent where not measured); timestamp = start_ns.
 - ``twitch_rates``: tags user, muscle, device, source; fields twitches, monitored_s; timestamp = minute_ns.
 
 A point is identified by measurement + tag set + timestamp, which is exactly the ABC's identity
@@ -41,7 +41,17 @@ MIN_TIME_NS = -9_223_372_036_854_775_806
 MAX_TIME_NS = 9_223_372_036_854_775_806
 _INT64 = (-(2**63), 2**63 - 1)
 
-_EVENT_FIELDS = ("kind", "amplitude", "confidence", "end_ns", "stream", "channel", "unit", "session_id")
+_EVENT_FIELDS = (
+    "kind",
+    "amplitude",
+    "confidence",
+    "end_ns",
+    "stream",
+    "channel",
+    "unit",
+    "session_id",
+    "dominant_hz",
+)
 _RATE_FIELDS = ("twitches", "monitored_s")
 _SOURCES: dict[str, Source] = {s: s for s in SOURCES}
 _CREDENTIALS_HINT = (
@@ -182,6 +192,10 @@ def event_line(e: TwitchEvent, dialect: Dialect) -> Line:
         "unit": quote_field_string(e.unit),
         "session_id": quote_field_string(e.session_id),
     }
+    # A point rewritten without the field keeps the earlier value (InfluxDB merges a point's fields):
+    # acceptable, as an unmeasured frequency never replaces a measured one for the same event.
+    if e.dominant_hz is not None:
+        fields["dominant_hz"] = format_float(e.dominant_hz, "dominant_hz")
     tags = _tags(e.user, e.muscle, e.device, e.source)
     return _line(EVENTS, tags, fields, _check_time(e.start_ns, "start_ns"), dialect)
 
@@ -334,6 +348,7 @@ def _event(row: Row) -> TwitchEvent:
             confidence=_float(row, "confidence"),
             source=_source(row),
             session_id=_text(row, "session_id"),
+            dominant_hz=None if row.get("dominant_hz") is None else _float(row, "dominant_hz"),
         )
     except ValueError as exc:
         raise StoreError(f"a point in {EVENTS} is not a valid event ({exc}): {dict(row)!r}") from exc

@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS events (
     user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL,
     start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, stream TEXT NOT NULL, channel INTEGER NOT NULL,
     kind TEXT NOT NULL, amplitude REAL NOT NULL, unit TEXT NOT NULL, confidence REAL NOT NULL,
-    session_id TEXT NOT NULL,
+    session_id TEXT NOT NULL, dominant_hz REAL,
     PRIMARY KEY (user, muscle, device, source, start_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_time ON events (start_ns);
@@ -26,13 +26,27 @@ CREATE TABLE IF NOT EXISTS rates (
     PRIMARY KEY (user, muscle, device, source, minute_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rates_by_time ON rates (minute_ns);
-PRAGMA user_version = 1;
 """
+_SCHEMA_VERSION = 2
 _HOUR_NS = 3_600_000_000_000
 _EVENT_COLUMNS = (
     "user, muscle, device, stream, channel, kind, start_ns, end_ns, amplitude, unit, confidence, "
-    "source, session_id"
+    "source, session_id, dominant_hz"
 )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a store written by an older twitchwatch up to this schema, in place and losslessly.
+
+    Version 1 had no ``dominant_hz``; its events keep NULL there (not measured) rather than a made-up 0.
+    """
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    with db:
+        if "dominant_hz" not in columns:
+            db.execute("ALTER TABLE events ADD COLUMN dominant_hz REAL")
+        if version < _SCHEMA_VERSION:
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
 
 class SQLiteStore(EventStore):
@@ -47,6 +61,7 @@ class SQLiteStore(EventStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot open SQLite store {self.path}: {exc}; check the path and permissions"
@@ -72,7 +87,7 @@ class SQLiteStore(EventStore):
 
     def write_events(self, events: Sequence[TwitchEvent]) -> None:
         self._write(
-            f"INSERT OR REPLACE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     e.user,
@@ -88,6 +103,7 @@ class SQLiteStore(EventStore):
                     e.confidence,
                     e.source,
                     e.session_id,
+                    e.dominant_hz,
                 )
                 for e in events
             ],
@@ -129,7 +145,20 @@ class SQLiteStore(EventStore):
         )
         return [
             TwitchEvent(
-                r[0], r[1], r[2], r[3], r[4], EventKind(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12]
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                EventKind(r[5]),
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+                r[13],
             )
             for r in rows
         ]
