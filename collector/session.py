@@ -917,7 +917,7 @@ def _truncate_utf8(text: str, limit: int) -> str:
     return data.decode("utf-8", "ignore")
 
 
-def _labels(s: StreamRecord) -> list[str]:
+def channel_labels(s: StreamRecord) -> list[str]:
     """``EMG calf_left``, ``ACC calf_left X``: what ``twitchwatch detect`` reads type, muscle and axis
     from."""
     word = _TYPE_WORDS.get(s.signal, (s.signal or s.stream).upper()[:3])
@@ -1011,7 +1011,7 @@ def export_edf(session: Session, out: Path) -> ExportResult:
     headers: list[dict[str, Any]] = []
     marks: list[tuple[int, int, str]] = []  # (onset ns, duration ns, text)
     for s in session.streams:
-        labels = _labels(s)
+        labels = channel_labels(s)
         name = labels[0].removesuffix(" X") if s.signal == "acc" else labels[0]
         offset = round((s.first_t0_ns - start_ns) * s.sample_rate / 1e9)
         fills: list[tuple[int, int]] = []
@@ -1066,7 +1066,11 @@ def export_edf(session: Session, out: Path) -> ExportResult:
         for f, n in zip(feeds, spr, strict=True):
             if records * n > f.length:
                 tail = start_ns + round(f.length * 1e9 / f.s.sample_rate)
-                name = _labels(f.s)[0].removesuffix(" X") if f.s.signal == "acc" else _labels(f.s)[0]
+                name = (
+                    channel_labels(f.s)[0].removesuffix(" X")
+                    if f.s.signal == "acc"
+                    else channel_labels(f.s)[0]
+                )
                 marks.append((tail, end_ns - tail, f"BAD_no_data {name}"))
             f.start(records * n)
         kept = sorted(m for m in marks if start_ns <= m[0] < end_ns)

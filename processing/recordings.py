@@ -3,7 +3,8 @@
 A reader opens a file, describes it (a :class:`Recording`: each channel's label, physical dimension, rate,
 inferred signal type and muscle) and yields about a second of signal at a time per detector group, so a
 day-long file needs no more memory than a short one. Readers are found by file extension: a subclass of
-:class:`RecordingReader` that names its ``EXTENSIONS`` registers itself (the HDF5 session reader will be one).
+:class:`RecordingReader` that names its ``EXTENSIONS`` registers itself (EDF/BDF, CSV and the project's own
+HDF5 session files, :class:`SessionReader`).
 
 Signal type per channel, from its physical dimension (µV, uV, mV, V → EMG, converted to µV; g, m/s² →
 accelerometer, converted to g) or, where the file gives none (CSV), from a label that starts with ``EMG`` or
@@ -22,7 +23,7 @@ import abc
 import csv
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,7 @@ import numpy.typing as npt
 import pyedflib
 
 from collector.frames import Unit
+from collector.session import Session, SessionError, StreamRecord, channel_labels
 from collector.topics import check_segment
 from processing.detector import Detection, SignalKind, StreamingDetector
 from processing.events import EventKind
@@ -83,6 +85,7 @@ class Channel:
     sensor: str = ""  # accelerometer axes with the same sensor share one detector
     axis: str = ""  # X, Y or Z for an accelerometer axis
     note: str = ""
+    block: str = ""  # channels of different blocks never share a detector (a session's stream parts)
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.rate) and self.rate > 0):
@@ -280,14 +283,14 @@ def _select(recording: Recording, select: Sequence[str]) -> list[Channel]:
 
 
 def _group(channels: list[Channel]) -> tuple[Group, ...]:
-    keyed: dict[tuple[SignalKind, float, str], list[Channel]] = {}
+    keyed: dict[tuple[SignalKind, float, str, str], list[Channel]] = {}
     for c in channels:
         assert c.signal is not None
         # All EMG channels of one rate share a vectorised detector; each accelerometer gets its own.
-        key = (c.signal, c.rate, "" if c.signal == "emg" else c.sensor)
+        key = (c.signal, c.rate, "" if c.signal == "emg" else c.sensor, c.block)
         keyed.setdefault(key, []).append(c)
     groups = []
-    for (signal, rate, _), members in keyed.items():
+    for (signal, rate, _, _), members in keyed.items():
         if signal == "acc":
             members.sort(key=lambda c: (c.axis or "~", c.index))
         groups.append(Group(signal, rate, tuple(members)))
@@ -345,6 +348,12 @@ class RecordingReader(abc.ABC):
     def chunks(self, groups: Sequence[Group], chunk_seconds: float = DEFAULT_CHUNK_S) -> Iterator[Chunk]:
         """Every sample of every group, at most ``group.chunk_samples(chunk_seconds)`` per chunk, the groups
         interleaved so they advance through the file together."""
+
+    def seconds(self, group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
+        """Seconds from the file's start of sample indices of ``group`` (from its first sample). Formats
+        whose samples follow one another at the rate need nothing more; a session maps them through its
+        frames' device times, so events after a gap land at the time they happened."""
+        return samples / group.rate
 
     def close(self) -> None:  # noqa: B027 (readers without resources need nothing)
         pass
@@ -784,6 +793,111 @@ def _is_number(text: str) -> bool:
     return True
 
 
+# ---- twitchwatch sessions (HDF5) ---------------------------------------------------------------------
+_SESSION_DIMENSIONS: Final[dict[Unit, str]] = {Unit.MICROVOLT: "µV", Unit.G: "g"}
+
+
+class SessionReader(RecordingReader):
+    """The project's own HDF5 session files (``twitchwatch record``; collector/session.py). Each stream
+    part is its own detector block, labelled as ``twitchwatch export`` labels it (``EMG calf_left``,
+    ``ACC calf_left X``), so detecting on a session and on its EDF+ export name the same lanes. Times
+    come from the frames' device clocks: an event after a lost frame or a clock jump is reported when it
+    happened, not shifted by the missing span (the detector itself sees the samples back to back, as the
+    worker does live)."""
+
+    EXTENSIONS: ClassVar[tuple[str, ...]] = (".h5", ".hdf5")
+
+    def __init__(self, path: Path, rate: float | None = None) -> None:
+        if rate is not None:
+            raise RecordingError(f"{path}: a session carries each stream's rate (--rate is for CSV)")
+        try:
+            self._session = Session(path)
+        except SessionError as exc:
+            raise RecordingError(str(exc)) from None
+        try:
+            self.recording = self._describe(path)
+        except BaseException:
+            self._session.close()
+            raise
+
+    def _describe(self, path: Path) -> Recording:
+        s = self._session
+        channels: list[Channel] = []
+        self._parts: dict[int, StreamRecord] = {}
+        notes: list[str] = []
+        for part in s.streams:
+            for label in channel_labels(part):
+                index = len(channels)
+                self._parts[index] = part
+                channels.append(self._channel(index, label, part))
+            lost = sum(g.missing_frames for g in s.gaps(part))
+            jumps = sum(1 for g in s.gaps(part) if g.kind != "lost")
+            if lost or jumps:
+                notes.append(
+                    f"{part.label}: {lost} frame(s) lost, {jumps} clock jump(s) or restart(s); "
+                    "event times follow the device clock across them"
+                )
+        return Recording(path, "twitchwatch session", tuple(channels), s.duration_s, tuple(notes))
+
+    @staticmethod
+    def _channel(index: int, label: str, part: StreamRecord) -> Channel:
+        rate = part.sample_rate
+        dimension = _SESSION_DIMENSIONS.get(part.unit)
+        if dimension is not None:
+            ch = infer_channel(index, label, dimension, rate)
+        elif part.unit is Unit.UNITLESS and (kind := _TYPE_WORDS.get(part.signal.upper())) is not None:
+            # Myo-class EMG arrives in device units: the detector's thresholds are relative to the
+            # noise floor it learns, so it runs; absolute limits (artifacts) do not apply as designed.
+            ch = force_signal(infer_channel(index, label, "", rate), kind, named=True)
+            ch = replace(ch, note=f"{part.label}: no physical unit (device counts): values used as they are")
+        else:
+            ch = replace(
+                infer_channel(index, label, part.unit.symbol, rate),
+                signal=None,
+                note=f"{part.label}: a {part.signal or part.unit.symbol} stream, not EMG or acceleration",
+            )
+        return replace(ch, block=part.path)
+
+    def seconds(self, group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
+        part = self._parts[group.channels[0].index]
+        frames = self._session.frame_table(part)
+        first = frames["first_sample"].astype(np.int64)
+        t0 = frames["t0_ns"].astype(np.int64)
+        k = np.clip(np.searchsorted(first, samples, side="right") - 1, 0, len(first) - 1)
+        offset_ns = (samples - first[k]) * (1e9 / part.sample_rate)
+        return ((t0[k] - self._session.start_ns) + offset_ns) / 1e9
+
+    def chunks(self, groups: Sequence[Group], chunk_seconds: float = DEFAULT_CHUNK_S) -> Iterator[Chunk]:
+        _check_chunk_seconds(chunk_seconds)
+        sizes = [g.chunk_samples(chunk_seconds) for g in groups]
+        parts = [self._parts[g.channels[0].index] for g in groups]
+        columns = [self._columns(g) for g in groups]
+        step = 0
+        while any(step * n < part.samples for n, part in zip(sizes, parts, strict=True)):
+            for gi, group in enumerate(groups):
+                start = step * sizes[gi]
+                stop = min(start + sizes[gi], parts[gi].samples)
+                if stop <= start:
+                    continue
+                try:
+                    raw = self._session.samples(parts[gi], start, stop)
+                except SessionError as exc:
+                    raise RecordingError(str(exc)) from None
+                data = raw[:, columns[gi]].astype(np.float64) * float(np.float32(parts[gi].scale))
+                data *= np.array([c.scale for c in group.channels])
+                yield Chunk(gi, start, data, group.rate)
+            step += 1
+
+    def _columns(self, group: Group) -> list[int]:
+        """Each channel's column in its part's sample table (channels were numbered part by part)."""
+        part = self._parts[group.channels[0].index]
+        first = min(i for i, p in self._parts.items() if p is part)
+        return [c.index - first for c in group.channels]
+
+    def close(self) -> None:
+        self._session.close()
+
+
 # ---- detection over a recording ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class RecordingEvent:
@@ -837,11 +951,21 @@ class LaneSummary:
         return self.twitches * 60.0 / self.seconds if self.seconds > 0 else 0.0
 
 
-class DetectionRun:
-    """The worker's streaming detectors over a plan's groups: feed chunks, get events in file time."""
+Clock = Callable[[Group, npt.NDArray[np.int64]], FloatArray]
 
-    def __init__(self, plan: Plan) -> None:
+
+def _steady_clock(group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
+    return samples / group.rate
+
+
+class DetectionRun:
+    """The worker's streaming detectors over a plan's groups: feed chunks, get events in file time.
+    ``clock`` turns a group's sample indices into seconds from the file's start (the reader's
+    :meth:`RecordingReader.seconds`); by default, index / rate."""
+
+    def __init__(self, plan: Plan, clock: Clock | None = None) -> None:
         self.plan = plan
+        self._clock = clock or _steady_clock
         self._detectors: list[StreamingDetector] = []
         for g in plan.groups:
             try:
@@ -868,22 +992,28 @@ class DetectionRun:
     def _events(self, gi: int, detections: list[Detection]) -> list[RecordingEvent]:
         group = self.plan.groups[gi]
         lanes = group.lanes
+        if not detections:
+            return []
+        # An event's end is exclusive: its time is the last sample's plus one period, so it stays on the
+        # right side of a gap that follows it.
+        bounds = np.array([(d.start, d.end - 1) for d in detections], dtype=np.int64)
+        times = self._clock(group, bounds.ravel()).reshape(bounds.shape)
+        times[:, 1] += 1.0 / group.rate
         out = []
-        for d in detections:
+        for d, (start_s, end_s) in zip(detections, times, strict=True):
             lane = lanes[d.lane]
             self.summaries[gi][d.lane].counts[d.kind] += 1
-            hz = getattr(d, "dominant_hz", None)
             out.append(
                 RecordingEvent(
-                    round(d.start / group.rate, 6),
-                    round(d.end / group.rate, 6),
+                    round(float(start_s), 6),
+                    round(float(end_s), 6),
                     d.kind,
                     lane.label,
                     lane.muscle,
                     round(float(d.peak), 6),
                     lane.unit,
                     d.confidence,
-                    None if hz is None else round(float(hz), 2),
+                    round(float(d.dominant_hz), 2),
                 )
             )
         return sorted(out, key=lambda e: (e.start, e.channel))

@@ -29,6 +29,7 @@ from processing.recordings import (
     Recording,
     RecordingError,
     RecordingReader,
+    SessionReader,
     check_edf_header,
     infer_channel,
     open_recording,
@@ -544,19 +545,20 @@ def test_readers_are_found_by_extension(tmp_path: Path, monkeypatch: pytest.Monk
     assert RecordingReader.reader_for(Path("a.EDF")) is EdfReader
     assert RecordingReader.reader_for(Path("a.bdf")) is EdfReader
     assert RecordingReader.reader_for(Path("a.csv")) is CsvReader
-    with pytest.raises(RecordingError, match=r"unsupported file type '.h5' \(supported: .bdf, .csv"):
-        RecordingReader.reader_for(Path("session.h5"))
+    assert RecordingReader.reader_for(Path("night.h5")) is SessionReader
+    with pytest.raises(RecordingError, match=r"unsupported file type '.wav' \(supported: .bdf, .csv"):
+        RecordingReader.reader_for(Path("night.wav"))
     monkeypatch.setattr(RecordingReader, "_registry", dict(RecordingReader._registry))
 
-    class FakeSessionReader(CsvReader):
-        EXTENSIONS = (".h5",)
+    class WavReader(CsvReader):  # a reader for a new format registers itself by naming its extension
+        EXTENSIONS = (".wav",)
 
-    assert RecordingReader.reader_for(Path("session.h5")) is FakeSessionReader
+    assert RecordingReader.reader_for(Path("night.wav")) is WavReader
 
-    class Subclass(FakeSessionReader):  # inherits no registration
+    class Subclass(WavReader):  # inherits no registration
         pass
 
-    assert RecordingReader.reader_for(Path("session.h5")) is FakeSessionReader
+    assert RecordingReader.reader_for(Path("night.wav")) is WavReader
     with pytest.raises(TypeError, match="both claim"):
 
         class Clash(CsvReader):
