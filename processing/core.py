@@ -104,7 +104,7 @@ class DetectorParams:
     floor_tau_s: float = 2.0  # time constant of the floor's adaptation in quiet periods
     floor_rise_tau_s: float = 30.0  # ... towards epochs > 1.5 × floor (weak activity must not become it)
     relearn_s: float = 20.0  # no quiet block for this long: the floor creeps up (noise really rose)
-    hold_ms: float = 120.0  # twitch candidates: merge window and release delay after the end
+    hold_ms: float = 80.0  # twitch candidates: merge window and release delay after the end
     activity_gap_ms: float = 300.0  # clusters already longer than jerk_max_ms bridge dips this long
     slow_gap_ms: float = 400.0  # clusters with slow activity (artifact, movement) bridge this long
     context_ms: float = 1000.0  # sub-threshold activity is measured this long before a cluster
