@@ -1,6 +1,6 @@
 """Latency of the streaming detector: signal time from a true event's end to the detection's emission.
 
-Run: ``.venv/bin/python -m bench.latency [--seconds 300] [--chunks-ms 100 20]``.
+Run: ``.venv/bin/python -m bench.latency [--seconds 300] [--chunks-ms 100 50 20]``.
 
 A detection is *emitted* when ``process()`` returns it; the chunk it came back with ends at sample k, so the
 detection could not reach anyone before signal time k / rate. Latency = k / rate − true end. It is signal
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=300.0)
-    parser.add_argument("--chunks-ms", type=float, nargs="+", default=[100.0, 20.0])
+    parser.add_argument("--chunks-ms", type=float, nargs="+", default=[100.0, 50.0, 20.0])
     parser.add_argument("--snr", type=float, default=DECENT_SNR_DB)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
