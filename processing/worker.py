@@ -86,6 +86,10 @@ def signal_of(unit: Unit) -> SignalKind | None:
     return {Unit.MICROVOLT: "emg", Unit.G: "acc"}.get(unit)  # type: ignore[return-value]
 
 
+def signal_of_name(signal: str) -> SignalKind | None:
+    return {"emg": "emg", "acc": "acc"}.get(signal)  # type: ignore[return-value]
+
+
 @dataclass
 class _MinuteTally:
     twitches: int = 0
@@ -293,7 +297,7 @@ class Worker:
             self.stats.bad_frames += 1
             self._rlog.warning("frame", "bad frame on %s/%s/%s: %s", user, device, stream, exc)
             return
-        kind = signal_of(frame.unit)
+        kind = self._signal(user, device, stream, frame.unit)
         if kind is None:
             return  # gyroscope and other streams carry no twitch detector yet
         st = self._stream_for(user, device, stream, frame, kind)
@@ -309,6 +313,16 @@ class Worker:
         self._fuser.advance(st.key, st.next_t_ns)
         self._store_events(self._fuser.release())
         self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
+
+    def _signal(self, user: str, device: str, stream: str, unit: Unit) -> SignalKind | None:
+        """The detector a stream needs: from its unit, or for a unitless stream (the Myo's raw EMG comes
+        in device counts) from what the device's status says the stream carries."""
+        kind = signal_of(unit)
+        if kind is not None or unit is not Unit.UNITLESS:
+            return kind
+        status = self._status.get((user, device))
+        info = status.streams.get(stream) if status is not None else None
+        return signal_of_name(info.signal) if info is not None else None
 
     def _stream_for(
         self, user: str, device: str, stream: str, frame: Frame, kind: SignalKind

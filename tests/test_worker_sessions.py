@@ -74,3 +74,42 @@ async def test_events_released_after_the_offline_status_keep_their_muscle(tmp_pa
     events = store.events(EventQuery())
     store.close()
     assert [e.muscle for e in events] == ["calf_left"]
+
+
+async def test_unitless_emg_is_routed_by_the_status_signal(tmp_path: Path) -> None:
+    """The Myo sends raw EMG in device counts (unit 1): the status's ``signal`` says it is EMG."""
+    worker, store = _worker(tmp_path)
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 2.0, (200 * 6, 8))  # 6 s at 200 Hz, 8 channels
+    for start in (600, 900):  # two potentials on channel 3, 1.5 s apart
+        x[start : start + 3, 3] += [40.0, -60.0, 25.0]
+    raw = np.clip(np.round(x), -128, 127).astype(np.int8)
+    frames = [
+        encode(
+            Frame(
+                0,
+                i,
+                T0 + i * 250_000_000,
+                200.0,
+                1.0,
+                Unit.UNITLESS,
+                SampleType.INT8,
+                raw[i * 50 : (i + 1) * 50],
+            )
+        )
+        for i in range(raw.shape[0] // 50)
+    ]
+    for payload in frames:  # no status yet: nothing says what the counts are
+        worker.handle("twitchwatch/u/myo/raw/emg", payload)
+    assert worker.stats.frames == 0
+    muscles = tuple(f"forearm_{i}" for i in range(8))
+    status = DeviceStatus("online", "myo", "live", "s", 90, {"emg": StreamInfo(0, "emg", 200.0, muscles)})
+    worker.handle("twitchwatch/u/myo/status", status.to_json())
+    for payload in frames:
+        worker.handle("twitchwatch/u/myo/raw/emg", payload)
+    await worker._finish()
+    events = store.events(EventQuery())
+    store.close()
+    assert worker.stats.frames == len(frames)
+    assert [(e.muscle, e.kind.value, e.unit) for e in events] == [("forearm_3", "fasciculation", "1")] * 2
+    assert [round((e.start_ns - T0) / 1e9, 1) for e in events] == [3.0, 4.5]
