@@ -27,7 +27,7 @@ from collector.topics import Topic, TopicError, raw_filter, status_filter
 from processing.detector import Detection, SignalKind, StreamingDetector
 from processing.events import MinuteRate, Source, TwitchEvent
 from processing.fusion import Fuser
-from processing.store import EventStore, StoreError
+from processing.store import EventQuery, EventStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -100,27 +100,49 @@ class _MinuteTally:
         return MinuteRate(*key, minute_ns, self.twitches, round(min(self.monitored_s, 60.0), 6))
 
 
+RateKey = tuple[str, str, str, Source]
+PriorRate = Callable[[RateKey, int], MinuteRate | None]
+
+
 @dataclass
 class RateBook:
-    """Per-minute twitch counts and monitored seconds per (user, muscle, device, source)."""
+    """Per-minute twitch counts and monitored seconds per (user, muscle, device, source).
 
-    minutes: dict[tuple[str, str, str, Source], dict[int, _MinuteTally]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
+    ``prior`` looks up what the store already holds for a minute. It is asked once per key, for the first
+    minute this process sees: a worker restarted in the middle of a minute then adds to the tally its
+    predecessor wrote instead of overwriting it with its own partial one. If the new data starts before
+    the stored monitored time could have ended, it is the same data again (a replay) and the stored row is
+    replaced, as every other write is.
+    """
 
-    def cover(self, key: tuple[str, str, str, Source], start_ns: int, end_ns: int) -> None:
+    prior: PriorRate | None = None
+    minutes: dict[RateKey, dict[int, _MinuteTally]] = field(default_factory=lambda: defaultdict(dict))
+    _asked: set[RateKey] = field(default_factory=set)
+
+    def _tally(self, key: RateKey, minute: int, at_ns: int) -> _MinuteTally:
+        tally = self.minutes[key].get(minute)
+        if tally is None:
+            tally = self.minutes[key][minute] = _MinuteTally()
+            if self.prior is not None and key not in self._asked:
+                self._asked.add(key)
+                stored = self.prior(key, minute)
+                # 1 s of slack for clock jitter between the end of the old run and the start of the new
+                if stored is not None and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0:
+                    tally.twitches, tally.monitored_s = stored.twitches, stored.monitored_s
+        return tally
+
+    def cover(self, key: RateKey, start_ns: int, end_ns: int) -> None:
         t = start_ns
         while t < end_ns:
             minute = t - t % MINUTE_NS
             stop = min(end_ns, minute + MINUTE_NS)
-            tally = self.minutes[key].setdefault(minute, _MinuteTally())
+            tally = self._tally(key, minute, t)
             tally.monitored_s += (stop - t) / 1e9
             tally.dirty = True
             t = stop
 
-    def count(self, key: tuple[str, str, str, Source], at_ns: int) -> None:
-        minute = at_ns - at_ns % MINUTE_NS
-        tally = self.minutes[key].setdefault(minute, _MinuteTally())
+    def count(self, key: RateKey, at_ns: int) -> None:
+        tally = self._tally(key, at_ns - at_ns % MINUTE_NS, at_ns)
         tally.twitches += 1
         tally.dirty = True
 
@@ -178,7 +200,7 @@ class Worker:
         self._status: dict[tuple[str, str], DeviceStatus] = {}
         self._pending: list[TwitchEvent] = []
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
-        self._rates = RateBook()
+        self._rates = RateBook(prior=self._stored_rate)
         self._watermark_ns: dict[tuple[str, str], int] = {}
         self._client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
@@ -377,6 +399,16 @@ class Worker:
         if info and channel < len(info.channels) and info.channels[channel]:
             return info.channels[channel]
         return f"{st.device}.{st.stream}.ch{channel}"
+
+    def _stored_rate(self, key: RateKey, minute_ns: int) -> MinuteRate | None:
+        user, muscle, device, source = key
+        query = EventQuery(minute_ns, minute_ns + MINUTE_NS, user, muscle, source)
+        try:
+            rows = self.store.rates(query)
+        except StoreError as exc:  # no base: the minute is written from this run's tally alone
+            self._rlog.warning("prior", "cannot read the stored rate of %s: %s", key, exc)
+            return None
+        return next((r for r in rows if r.device == device and r.minute_ns == minute_ns), None)
 
     def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:
         source, _ = self._source(st)

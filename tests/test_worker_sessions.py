@@ -113,3 +113,28 @@ async def test_unitless_emg_is_routed_by_the_status_signal(tmp_path: Path) -> No
     assert worker.stats.frames == len(frames)
     assert [(e.muscle, e.kind.value, e.unit) for e in events] == [("forearm_3", "fasciculation", "1")] * 2
     assert [round((e.start_ns - T0) / 1e9, 1) for e in events] == [3.0, 4.5]
+
+
+async def _run_worker(tmp_path: Path, frames: list[bytes]) -> list[tuple[int, int, float]]:
+    """A fresh worker (a restart) over ``frames``, stopped cleanly; the stored minute rows after it."""
+    worker, store = _worker(tmp_path)
+    worker.handle(STATUS, _status("run-a"))
+    for payload in frames:
+        worker.handle(RAW, payload)
+    await worker._finish()
+    rows = [(r.minute_ns, r.twitches, r.monitored_s) for r in store.rates(EventQuery())]
+    store.close()
+    return rows
+
+
+async def test_a_worker_restarted_mid_minute_adds_to_the_stored_minute(tmp_path: Path) -> None:
+    minute = T0 - T0 % 60_000_000_000
+    x = _noise(40, 6)
+    for second in (5, 15, 25, 35):  # one twitch every 10 s, two before the restart, two after
+        x[second * 1000 : second * 1000 + 10, 0] += 150 * np.hanning(10)
+    frames = _frames(x, minute)
+    before, after = frames[:200], frames[200:]  # the first worker stops 20 s into the minute
+    assert await _run_worker(tmp_path, before) == [(minute, 2, 20.0)]
+    assert await _run_worker(tmp_path, after) == [(minute, 4, 40.0)]
+    # The same data again (a replay): the stored row is replaced, not added to.
+    assert await _run_worker(tmp_path, before + after) == [(minute, 4, 40.0)]
