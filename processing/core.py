@@ -109,7 +109,7 @@ class DetectorParams:
     slow_gap_ms: float = 400.0  # clusters with slow activity (artifact, movement) bridge this long
     context_ms: float = 1000.0  # sub-threshold activity is measured this long before a cluster
     context_factor: float = 1.5  # ... and counts as activity above this × floor (power)
-    post_context_factor: float = 2.5  # the hold after it (40 ms past the guard: noisy) counts above this × floor
+    post_context_factor: float = 2.5  # the hold after it (only 40 ms: noisy) counts above this × floor
     busy_count: int = 3  # this many clusters began on the lane within context_ms before: activity
     context_guard_ms: float = 40.0  # ... clear of the event's own rise and tail through the filter
     isolation_ms: float = 300.0  # a cluster starting this soon after the last one continues activity
