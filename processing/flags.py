@@ -35,12 +35,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from scipy import stats
 
+from collector.topics import ROOT, check_segment
 from processing.events import MinuteRate
 
 if TYPE_CHECKING:  # the store imports these values; only type checking needs the store here
     from processing.store import EventStore
 
 ComputedBy = Literal["worker", "cli", "dashboard", "test"]
+
+
+def flags_topic(user: str) -> str:
+    """``twitchwatch/<user>/flags``: the user's current ``FlagSet`` as JSON, retained."""
+    return f"{ROOT}/{check_segment(user, 'user')}/flags"
 
 
 class FlagError(ValueError):
