@@ -96,7 +96,8 @@ def flag_display_args(settings: Settings) -> dict[str, Any]:
 # ---- flags -----------------------------------------------------------------------------------------
 
 
-def cmd_flags(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_flags(args: argparse.Namespace) -> int:
+    out = sys.stdout
     settings = load_settings()
     with _open(settings) as store:
         flag_set = flags_for_display(store, computed_by="cli", **flag_display_args(settings))
@@ -128,7 +129,8 @@ def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO) -> None:
 # ---- journal ---------------------------------------------------------------------------------------
 
 
-def cmd_journal(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+def cmd_journal(args: argparse.Namespace) -> int:
+    stdin, out = sys.stdin, sys.stdout
     settings = load_settings()
     now = dt.datetime.now().astimezone()
     with _open(settings) as store:
@@ -187,7 +189,8 @@ def _delete(store: EventStore, entry_id: str, user: str, yes: bool, stdin: TextI
 # ---- report ----------------------------------------------------------------------------------------
 
 
-def cmd_report(args: argparse.Namespace, err: TextIO = sys.stderr) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
+    err = sys.stderr
     from processing.report import build_report, render_csv, render_pdf
 
     if args.pdf is None and args.csv is None:
