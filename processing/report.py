@@ -36,7 +36,7 @@ from processing.flags import (
     compute_flag_set,
     day_of,
 )
-from processing.journal import FactorEffect, JournalEntry, factor_effects
+from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
 from processing.report_render import render_csv, render_pdf
 from processing.store import EventQuery, EventStore, QueryError
 
@@ -197,10 +197,12 @@ def build_report(
     flag_set: FlagSet | None = None,
     progress: Progress | None = None,
     now_ns: int | None = None,
+    journal_windows_ns: Mapping[Factor, int] | None = None,
 ) -> ReportData:
     """Everything the report shows for ``user`` in [since_ns, until_ns).
 
-    ``flag_set``: the flags to show; by default they are computed as of ``until_ns`` with ``rules``."""
+    ``flag_set``: the flags to show; by default they are computed as of ``until_ns`` with ``rules``.
+    ``journal_windows_ns``: hours after each factor compared with the baseline (default 6 h each)."""
     if until_ns <= since_ns:
         raise QueryError(f"until ({until_ns}) must be after since ({since_ns})", "until_ns")
     say = progress or (lambda _step: None)
@@ -281,7 +283,7 @@ def build_report(
     )
 
     say("journal effects and flags")
-    effects = factor_effects(journal, rates)
+    effects = factor_effects(journal, rates, journal_windows_ns)
     if flag_set is None:
         flag_set = compute_flag_set(store, user=user, now_ns=until_ns, rules=rules, computed_by="report")
     return ReportData(
@@ -297,7 +299,7 @@ def build_report(
         durations_ms={m: tuple(v) for m, v in durations.items()},
         episodes=tuple(episodes),
         journal=tuple(journal),
-        symptoms=tuple(e for e in journal if e.factor.value == "symptom"),
+        symptoms=tuple(e for e in journal if e.factor is Factor.SYMPTOM),
         effects=tuple(effects),
         flags=flag_set,
         coverage=coverage,

@@ -202,7 +202,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     progress: Callable[[str], None] = lambda step: print(f"report: {step}", file=err, flush=True)  # noqa: E731
     with _open(settings) as store:
         report = build_report(
-            store, _ns(since), _ns(until), settings.user, rules=settings.flag_rules, progress=progress
+            store,
+            _ns(since),
+            _ns(until),
+            settings.user,
+            rules=settings.flag_rules,
+            progress=progress,
+            journal_windows_ns=settings.journal_windows_ns,
         )
     if args.pdf is not None:
         progress(f"rendering the PDF to {args.pdf}")
