@@ -53,7 +53,7 @@ def test_journal_windows_per_factor(monkeypatch: pytest.MonkeyPatch) -> None:
         (
             "TWITCHWATCH_JOURNAL_WINDOWS_H",
             '{"coffee": 2}',
-            "TWITCHWATCH_JOURNAL_WINDOWS_H.coffee",
+            "TWITCHWATCH_JOURNAL_WINDOWS_H.coffee.[key]",
             "caffeine",
         ),
         (
