@@ -93,6 +93,16 @@ def flag_display_args(settings: Settings) -> dict[str, Any]:
     }
 
 
+def report_args(settings: Settings) -> dict[str, Any]:
+    """The settings-derived arguments of ``build_report`` (besides store and period); the dashboard's
+    composition root passes the same, so its download equals ``twitchwatch report``."""
+    return {
+        "user": settings.user,
+        "rules": settings.flag_rules,
+        "journal_windows_ns": settings.journal_windows_ns,
+    }
+
+
 # ---- flags -----------------------------------------------------------------------------------------
 
 
@@ -201,15 +211,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     until = when(args.until, now, "--until") if args.until else now
     progress: Callable[[str], None] = lambda step: print(f"report: {step}", file=err, flush=True)  # noqa: E731
     with _open(settings) as store:
-        report = build_report(
-            store,
-            _ns(since),
-            _ns(until),
-            settings.user,
-            rules=settings.flag_rules,
-            progress=progress,
-            journal_windows_ns=settings.journal_windows_ns,
-        )
+        report = build_report(store, _ns(since), _ns(until), progress=progress, **report_args(settings))
     if args.pdf is not None:
         progress(f"rendering the PDF to {args.pdf}")
         render_pdf(report, args.pdf)
