@@ -151,3 +151,29 @@ def test_flag_users_include_the_configured_and_the_seen(tmp_path: Path) -> None:
         assert worker.flag_users() == ["bob"]
         worker._last_frame_wall[("carol", "dev9")] = 1
         assert worker.flag_users() == ["bob", "carol"]
+
+
+@pytest.mark.mosquitto
+async def test_a_muscle_that_appears_later_gets_its_discovery_config(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    target = parse_mqtt_url(mosquitto.url)
+    store = SQLiteStore(tmp_path / "events.db")
+    task_config = FlagTask(FlagRules(), interval_s=3600, ha=HaDiscovery(prefix="hanew", interval_s=0.2))
+    worker = Worker(target, store, user="bob", client_id="flags-worker-ha", flags=task_config)
+    run = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.flags_computed.wait(), 60)
+        first = await collect_retained(target, ["hanew/binary_sensor/twitchwatch_bob/rising/config"], 30)
+        assert "hanew/binary_sensor/twitchwatch_bob/rising/config" in first  # no muscle yet, flags already
+        now = time.time_ns()
+        minute = now - now % MINUTE - MINUTE
+        store.write_rates([MinuteRate("bob", "neck", "dev7", "live", minute, 3, 60.0)])
+        topics = ["hanew/sensor/twitchwatch_bob/neck_rate/config", rate_state_topic("bob", "neck")]
+        got = await collect_retained(target, topics, 60)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 60)
+        store.close()
+    assert json.loads(got[topics[0]])["name"] == "neck twitch rate"
+    assert got[topics[1]] == "180.0"  # 3 twitches in one monitored minute
