@@ -6,6 +6,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from processing.events import EventKind, MinuteRate, Source, TwitchEvent
+from processing.flags import Flag, FlagKind, FlagSet
+from processing.journal import Factor, JournalEntry
 from processing.store import (
     EventQuery,
     EventStore,
@@ -573,3 +576,96 @@ def test_parse_store_url_rejects(url: str) -> None:
     with pytest.raises(StoreUrlError) as err:
         parse_store_url(url)
     assert "hunter2" not in str(err.value)
+
+
+# --- journal and flags ------------------------------------------------------------------------------
+
+
+def test_journal_round_trip_order_filters_and_delete(store: EventStore) -> None:
+    coffee = JournalEntry("alice", T0 + HOUR, Factor.CAFFEINE, "2 cups", 'espresso, "double"', entry_id="a1")
+    cramp = JournalEntry("alice", T0, Factor.SYMPTOM, "", "cramp\nat night", "calf_left", entry_id="b2")
+    same_time = JournalEntry("alice", T0, Factor.STRESS, "high", entry_id="a0")
+    bob = JournalEntry("bob", T0 + 2 * HOUR, Factor.SLEEP, "5 h", entry_id="c3")
+    for entry in (coffee, cramp, same_time, bob):
+        store.add_journal_entry(entry)
+    assert store.journal_entries() == [same_time, cramp, coffee, bob]
+    assert store.journal_entries(user="alice") == [same_time, cramp, coffee]
+    assert store.journal_entries(T0 + 1, T0 + 2 * HOUR) == [coffee]
+    assert store.journal_entries(T0 + 3 * HOUR) == []
+    with pytest.raises(QueryError) as info:
+        store.journal_entries(T0, T0 - 1)
+    assert info.value.key == "until_ns"
+
+    assert store.delete_journal_entry("b2") is True
+    assert store.delete_journal_entry("b2") is False
+    assert store.delete_journal_entry("nonexistent") is False
+    assert store.journal_entries(user="alice") == [same_time, coffee]
+    assert store.events(EventQuery()) == []  # the journal is apart from events
+
+
+def test_journal_entry_with_an_existing_id_is_replaced_even_when_moved(store: EventStore) -> None:
+    first = JournalEntry("alice", T0, Factor.EXERCISE, "30 min", entry_id="x1")
+    store.add_journal_entry(first)
+    moved = replace(first, time_ns=T0 + HOUR, amount="45 min")
+    store.add_journal_entry(moved)
+    assert store.journal_entries() == [moved]
+
+
+def _flag(kind: FlagKind, muscle: str, at: int, device: str = "") -> Flag:
+    day = date(2026, 11, 1)
+    return Flag(
+        user="alice",
+        kind=kind,
+        muscle=muscle,
+        rule="a rule with thresholds",
+        summary="numbers in words",
+        numbers={"days": 14.0, "rate_per_h": 12.5},
+        first_day=day,
+        last_day=day + timedelta(days=13),
+        days=(day, day + timedelta(days=13)),
+        raised_at_ns=at,
+        device=device,
+    )
+
+
+def test_flags_are_replaced_per_user(store: EventStore) -> None:
+    assert store.current_flags("alice") is None
+    first = FlagSet("alice", T0, "worker", (_flag(FlagKind.PERSISTENT, "calf_left", T0),))
+    bob = FlagSet("bob", T0, "cli", ())
+    store.replace_flags(first)
+    store.replace_flags(bob)
+    assert store.current_flags("alice") == first
+    assert store.current_flags("bob") == bob
+    second = FlagSet(
+        "alice",
+        T0 + MINUTE,
+        "worker",
+        (
+            _flag(FlagKind.RISING, "calf_right", T0 + MINUTE),
+            _flag(FlagKind.STALE_SENSOR, "", T0 + MINUTE, device="polar1"),
+        ),
+    )
+    store.replace_flags(second)
+    assert store.current_flags("alice") == second
+    assert store.current_flags("bob") == bob
+    assert store.current_flags("carol") is None
+
+
+@pytest.mark.influx
+def test_influx_keeps_one_flag_set_point_per_user(influxdb: InfluxServer, influx_store: InfluxStore) -> None:
+    for k in range(3):
+        influx_store.replace_flags(FlagSet("alice", T0 + k * MINUTE, "worker", ()))
+    influx_store.replace_flags(FlagSet("bob", T0, "worker", ()))
+    response = httpx.get(
+        f"{influxdb.base_url}/query",
+        params={
+            "db": influx_store.database,
+            "q": 'SELECT count("document") FROM "flag_sets" GROUP BY "user"',
+        },
+        auth=(influxdb.username, influxdb.password),
+    )
+    series = response.json()["results"][0]["series"]
+    assert {s["tags"]["user"]: s["values"][0][1] for s in series} == {"alice": 1, "bob": 1}
+    current = influx_store.current_flags("alice")
+    assert current is not None
+    assert current.computed_at_ns == T0 + 2 * MINUTE

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Self
 
 from processing.events import EventKind, MinuteRate, Source, TwitchEvent
+from processing.flags import FlagSet
+from processing.journal import JournalEntry
 
 
 class StoreError(RuntimeError):
@@ -43,6 +45,11 @@ class EventQuery:
             raise QueryError("must name at least one kind, or be None for all", "kinds")
 
 
+def check_range(since_ns: int, until_ns: int | None) -> None:
+    if until_ns is not None and until_ns < since_ns:
+        raise QueryError(f"until ({until_ns}) is before since ({since_ns})", "until_ns")
+
+
 @dataclass(frozen=True)
 class HourCount:
     muscle: str
@@ -52,7 +59,15 @@ class HourCount:
 
 class EventStore(abc.ABC):
     """Writes are idempotent: the same event (user, muscle, device, source, start) or minute rate
-    written twice is stored once, the later write winning."""
+    written twice is stored once, the later write winning.
+
+    Besides events and rates a store keeps, per user:
+
+    - the journal (``JournalEntry``): ``add_journal_entry`` (an existing ``entry_id`` is replaced),
+      ``journal_entries(since_ns, until_ns, user)`` ordered by time then id, ``delete_journal_entry(id)``;
+    - the current flags (``FlagSet``): ``replace_flags`` swaps the whole set of that user for a new one,
+      ``current_flags(user)`` returns it, or None when flags were never computed for that user.
+    """
 
     url: str
 
@@ -78,6 +93,32 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def muscles(self, user: str | None = None) -> list[str]:
         """Every muscle with at least one stored event or rate, sorted."""
+
+    # -- journal ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_journal_entry(self, entry: JournalEntry) -> None:
+        """Store one entry; an entry with the same ``entry_id`` is replaced."""
+
+    @abc.abstractmethod
+    def journal_entries(
+        self, since_ns: int = 0, until_ns: int | None = None, user: str | None = None
+    ) -> list[JournalEntry]:
+        """Entries with ``since_ns <= time_ns < until_ns`` (of ``user`` if given), by time then id."""
+
+    @abc.abstractmethod
+    def delete_journal_entry(self, entry_id: str) -> bool:
+        """Delete the entry with this id; False when there was none."""
+
+    # -- flags --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def replace_flags(self, flag_set: FlagSet) -> None:
+        """Make ``flag_set`` the current flags of ``flag_set.user`` (the previous set is gone)."""
+
+    @abc.abstractmethod
+    def current_flags(self, user: str) -> FlagSet | None:
+        """The last set stored by ``replace_flags`` for ``user``; None if there was never one."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -6,6 +6,11 @@ and on 3.x Core, so one client serves all three. Schema:
 - ``twitch_events``: tags user, muscle, device, source; fields kind, amplitude, duration_ms, confidence,
   end_ns, stream, channel, unit, session_id, dominant_hz (absent where not measured); timestamp = start_ns.
 - ``twitch_rates``: tags user, muscle, device, source; fields twitches, monitored_s; timestamp = minute_ns.
+- ``journal``: tags user, entry_id; fields factor, amount, note, muscle; timestamp = time_ns. Replacing or
+  deleting an entry uses InfluxQL ``DELETE`` (1.x; 2.x/3.x refuse it through this API).
+- ``flag_sets``: tag user; fields document (the ``FlagSet`` JSON), computed_at_ns; timestamp =
+  computed_at_ns. The newest point is the current set; older ones are deleted after each write (best
+  effort: where ``DELETE`` is refused they stay, and the newest still wins).
 
 A point is identified by measurement + tag set + timestamp, which is exactly the ABC's identity
 (user, muscle, device, source, start), so rewriting a point replaces it: writes are idempotent.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import math
 import re
 import unicodedata
@@ -26,11 +32,17 @@ from urllib.parse import urlsplit
 import httpx
 
 from processing.events import SOURCES, TWITCH_KINDS, EventKind, MinuteRate, Source, TwitchEvent
+from processing.flags import FlagError, FlagSet
+from processing.journal import Factor, JournalEntry
 from processing.store import InfluxAuth
-from processing.store.base import EventQuery, EventStore, HourCount, StoreError
+from processing.store.base import EventQuery, EventStore, HourCount, StoreError, check_range
+
+log = logging.getLogger(__name__)
 
 EVENTS = "twitch_events"
 RATES = "twitch_rates"
+JOURNAL = "journal"
+FLAG_SETS = "flag_sets"
 TAG_KEYS = ("device", "muscle", "source", "user")  # sorted: InfluxDB indexes tags in this order
 WRITE_BATCH = 5000  # lines per POST: well under 1.x's default 25 MB body limit
 CHUNK_SIZE = 10_000  # rows per chunk of a chunked query answer
@@ -207,6 +219,26 @@ def rate_line(r: MinuteRate, dialect: Dialect) -> Line:
     }
     tags = _tags(r.user, r.muscle, r.device, r.source)
     return _line(RATES, tags, fields, _check_time(r.minute_ns, "minute_ns"), dialect)
+
+
+def journal_line(entry: JournalEntry, dialect: Dialect) -> Line:
+    fields = {
+        "factor": quote_field_string(entry.factor.value),
+        "amount": quote_field_string(entry.amount),
+        "note": quote_field_string(entry.note),
+        "muscle": quote_field_string(entry.muscle),
+    }
+    tags = {"user": entry.user, "entry_id": entry.entry_id}
+    return _line(JOURNAL, tags, fields, _check_time(entry.time_ns, "time_ns"), dialect)
+
+
+def flag_set_line(flag_set: FlagSet, dialect: Dialect) -> Line:
+    fields = {
+        "document": quote_field_string(flag_set.to_json()),
+        "computed_at_ns": format_int(flag_set.computed_at_ns, "computed_at_ns"),
+    }
+    ns = _check_time(flag_set.computed_at_ns, "computed_at_ns")
+    return _line(FLAG_SETS, {"user": flag_set.user}, fields, ns, dialect)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -625,6 +657,79 @@ class InfluxStore(EventStore):
             statement = f'SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = "muscle" WHERE {where}'
             found.update(_text(row, "value") for row in _rows(self._query(statement)))
         return sorted(found)
+
+    # -- journal and flags ----------------------------------------------------------------------
+
+    def _statement(self, statement: str) -> None:
+        """A statement that changes data (DELETE): sent as POST, as InfluxDB requires."""
+        response = self._send("POST", "/query", data={"db": self.database, "q": statement})
+        if not response.is_success:
+            raise self._fail(response, f"statement {statement!r}")
+        parse_query_answer(response.text, statement)
+
+    def _journal_ids(self, entry_id: str) -> list[Row]:
+        where = f'{_time_range(MIN_TIME_NS, None)} AND "entry_id" = {quote_literal(entry_id)}'
+        return _rows(self._query(_select(("factor",), JOURNAL, where)))
+
+    def add_journal_entry(self, entry: JournalEntry) -> None:
+        line = journal_line(entry, self.dialect)  # fails before anything changes if it cannot be stored
+        if self._journal_ids(entry.entry_id):
+            self.delete_journal_entry(entry.entry_id)  # it may have moved in time: one point per id
+        self._write_lines([line])
+
+    def journal_entries(
+        self, since_ns: int = 0, until_ns: int | None = None, user: str | None = None
+    ) -> list[JournalEntry]:
+        check_range(since_ns, until_ns)
+        where = _time_range(since_ns, until_ns)
+        if user is not None:
+            where += f' AND "user" = {quote_literal(user)}'
+        columns = ("factor", "amount", "note", "muscle", "user", "entry_id")
+        entries = []
+        for row in _rows(self._query(_select(columns, JOURNAL, where))):
+            try:
+                entries.append(
+                    JournalEntry(
+                        user=_text(row, "user"),
+                        time_ns=_int(row, "time"),
+                        factor=Factor(_text(row, "factor")),
+                        amount=_text(row, "amount"),
+                        note=_text(row, "note"),
+                        muscle=_text(row, "muscle"),
+                        entry_id=_text(row, "entry_id"),
+                    )
+                )
+            except ValueError as exc:
+                raise StoreError(f"a point in {JOURNAL} is not a valid entry ({exc}): {dict(row)!r}") from exc
+        return sorted(entries, key=lambda e: (e.time_ns, e.entry_id))
+
+    def delete_journal_entry(self, entry_id: str) -> bool:
+        if not self._journal_ids(entry_id):
+            return False
+        self._statement(f'DELETE FROM {quote_ident(JOURNAL)} WHERE "entry_id" = {quote_literal(entry_id)}')
+        return True
+
+    def replace_flags(self, flag_set: FlagSet) -> None:
+        self._write_lines([flag_set_line(flag_set, self.dialect)])
+        older = (
+            f'DELETE FROM {quote_ident(FLAG_SETS)} WHERE "user" = {quote_literal(flag_set.user)} '
+            f"AND time < {flag_set.computed_at_ns}"
+        )
+        try:
+            self._statement(older)
+        except StoreError as exc:
+            # The newest point is the current set whatever stays behind; only housekeeping failed.
+            log.debug("could not delete older flag sets of %r: %s", flag_set.user, exc)
+
+    def current_flags(self, user: str) -> FlagSet | None:
+        where = f'{_time_range(MIN_TIME_NS, None)} AND "user" = {quote_literal(user)}'
+        rows = _rows(self._query(_select(("document",), FLAG_SETS, where, " ORDER BY time DESC LIMIT 1")))
+        if not rows:
+            return None
+        try:
+            return FlagSet.from_json(_text(rows[0], "document"))
+        except FlagError as exc:
+            raise StoreError(f"the stored flags of {user!r} in {self.database!r} are invalid: {exc}") from exc
 
     def close(self) -> None:
         self._client.close()

@@ -9,8 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
-from processing.store.base import EventQuery, EventStore, HourCount, StoreError
+from processing.flags import FlagError, FlagSet
+from processing.journal import Factor, JournalEntry
+from processing.store.base import EventQuery, EventStore, HourCount, StoreError, check_range
 
+# Journal and flags: separate tables, created on open of an existing file too (additive schema).
+_PERSON_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    entry_id TEXT PRIMARY KEY, user TEXT NOT NULL, time_ns INTEGER NOT NULL, factor TEXT NOT NULL,
+    amount TEXT NOT NULL, note TEXT NOT NULL, muscle TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_time ON journal (time_ns);
+CREATE TABLE IF NOT EXISTS flag_sets (
+    user TEXT PRIMARY KEY, computed_at_ns INTEGER NOT NULL, document TEXT NOT NULL
+);
+"""
+_JOURNAL_COLUMNS = "user, time_ns, factor, amount, note, muscle, entry_id"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL,
@@ -67,6 +81,13 @@ class SQLiteStore(EventStore):
                 f"cannot open SQLite store {self.path}: {exc}; check the path and permissions"
             ) from exc
         self._lock = threading.Lock()
+        self._create_person_tables()
+
+    def _create_person_tables(self) -> None:
+        try:
+            self._db.executescript(_PERSON_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot add the journal and flag tables to {self.path}: {exc}") from exc
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -193,6 +214,67 @@ class SQLiteStore(EventStore):
             params * 2,
         )
         return [r[0] for r in rows]
+
+    def add_journal_entry(self, entry: JournalEntry) -> None:
+        self._write(
+            f"INSERT OR REPLACE INTO journal ({_JOURNAL_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+            [
+                (
+                    entry.user,
+                    entry.time_ns,
+                    entry.factor.value,
+                    entry.amount,
+                    entry.note,
+                    entry.muscle,
+                    entry.entry_id,
+                )
+            ],
+        )
+
+    def journal_entries(
+        self, since_ns: int = 0, until_ns: int | None = None, user: str | None = None
+    ) -> list[JournalEntry]:
+        check_range(since_ns, until_ns)
+        clauses, params = ["time_ns >= ?"], list[Any]([since_ns])
+        if until_ns is not None:
+            clauses.append("time_ns < ?")
+            params.append(until_ns)
+        if user is not None:
+            clauses.append("user = ?")
+            params.append(user)
+        rows = self._run(
+            f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE {' AND '.join(clauses)} "
+            "ORDER BY time_ns, entry_id",
+            params,
+        )
+        try:
+            return [JournalEntry(r[0], r[1], Factor(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        except ValueError as exc:
+            raise StoreError(f"a journal row in {self.path} is invalid: {exc}") from exc
+
+    def delete_journal_entry(self, entry_id: str) -> bool:
+        with self._lock:
+            try:
+                with self._db:
+                    cursor = self._db.execute("DELETE FROM journal WHERE entry_id = ?", (entry_id,))
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite delete failed on {self.path}: {exc}") from exc
+        return cursor.rowcount > 0
+
+    def replace_flags(self, flag_set: FlagSet) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO flag_sets (user, computed_at_ns, document) VALUES (?,?,?)",
+            [(flag_set.user, flag_set.computed_at_ns, flag_set.to_json())],
+        )
+
+    def current_flags(self, user: str) -> FlagSet | None:
+        rows = self._run("SELECT document FROM flag_sets WHERE user = ?", (user,))
+        if not rows:
+            return None
+        try:
+            return FlagSet.from_json(rows[0][0])
+        except FlagError as exc:
+            raise StoreError(f"the stored flags of {user!r} in {self.path} are invalid: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
