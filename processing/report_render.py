@@ -106,11 +106,11 @@ def _summary_rows(report: ReportData) -> list[list[str]]:
             m.muscle,
             _day(m.first_recorded),
             str(m.twitches),
-            _num(m.per_hour),
+            _num(m.per_hour, "{:.2f}"),  # a few a day is ~0.1/h: one decimal would read as none
             f"{m.twitching_days}/{m.monitored_days}",
             _num(m.median_duration_ms, "{:.0f}"),
             str(m.episodes),
-            _num(m.longest_episode_min),
+            "—" if m.longest_episode_min is None else f"{m.longest_episode_min:.1f} min",
             str(m.sustained),
         ]
         for m in report.muscles
@@ -125,7 +125,7 @@ SUMMARY_HEADER = (
     "Days tw./mon.",
     "Median ms",
     "Episodes",
-    "Longest ep. min",
+    "Longest ep.",
     "Sustained",
 )
 
