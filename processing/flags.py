@@ -26,11 +26,27 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-from collections.abc import Mapping
+import statistics
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from scipy import stats
+
+from collector.topics import ROOT, check_segment
+from processing.events import MinuteRate
+
+if TYPE_CHECKING:  # the store imports these values; only type checking needs the store here
+    from processing.store import EventStore
 
 ComputedBy = Literal["worker", "cli", "dashboard", "test"]
+
+
+def flags_topic(user: str) -> str:
+    """``twitchwatch/<user>/flags``: the user's current ``FlagSet`` as JSON, retained."""
+    return f"{ROOT}/{check_segment(user, 'user')}/flags"
 
 
 class FlagError(ValueError):
@@ -111,12 +127,18 @@ class Flag:
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Flag:
         try:
+            kind = FlagKind(data["kind"])
+        except KeyError:
+            raise FlagError("missing", "kind") from None
+        except ValueError:
+            raise FlagError(f"{data['kind']!r} is not one of {', '.join(FlagKind)}", "kind") from None
+        try:
             numbers = data["numbers"]
             if not isinstance(numbers, Mapping):
                 raise FlagError("must be an object", "numbers")
             return cls(
                 user=str(data["user"]),
-                kind=FlagKind(data["kind"]),
+                kind=kind,
                 muscle=str(data["muscle"]),
                 rule=str(data["rule"]),
                 summary=str(data["summary"]),
@@ -179,3 +201,596 @@ class FlagSet:
             )
         except KeyError as exc:
             raise FlagError("missing", str(exc.args[0])) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rules
+
+DAY_NS = 86_400_000_000_000
+HOUR_NS = 3_600_000_000_000
+MINUTE_NS = 60_000_000_000
+
+
+@dataclass(frozen=True)
+class FlagRules:
+    """Thresholds of every rule (defaults and reasons in docs/flags-and-report.md)."""
+
+    lookback_days: int = 42
+    twitch_day_min_twitches: int = 5
+    min_monitored_hours: float = 2.0
+    min_hour_monitored_s: float = 1800.0
+    elevated_factor: float = 2.0
+    elevated_hours: int = 3
+    elevated_min_rate_per_h: float = 10.0
+    elevated_recent_days: int = 7
+    baseline_days: int = 14
+    baseline_min_hours: float = 24.0
+    persistent_days_per_week: int = 5
+    persistent_min_days: int = 14
+    spreading_recent_days: int = 7
+    spreading_other_days: int = 7
+    spreading_prior_quiet_days: int = 3
+    rising_min_days: int = 21
+    rising_min_monitored_days: int = 14
+    rising_p_value: float = 0.05
+    stale_after_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "lookback_days",
+            "twitch_day_min_twitches",
+            "min_hour_monitored_s",
+            "elevated_factor",
+            "elevated_hours",
+            "baseline_days",
+            "persistent_min_days",
+            "spreading_recent_days",
+            "spreading_other_days",
+            "rising_min_days",
+            "rising_min_monitored_days",
+            "stale_after_s",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise FlagError(f"must be positive, got {getattr(self, name)}", name)
+        for name in ("min_monitored_hours", "elevated_min_rate_per_h", "baseline_min_hours"):
+            if getattr(self, name) < 0:
+                raise FlagError(f"must not be negative, got {getattr(self, name)}", name)
+        if not 1 <= self.persistent_days_per_week <= 7:
+            raise FlagError("must be 1..7", "persistent_days_per_week")
+        if not 0 < self.rising_p_value < 1:
+            raise FlagError("must be between 0 and 1", "rising_p_value")
+        if self.min_monitored_hours > 24:
+            raise FlagError("a day has 24 hours", "min_monitored_hours")
+        if self.min_hour_monitored_s > 3600:
+            raise FlagError("an hour has 3600 s", "min_hour_monitored_s")
+        if self.persistent_min_days < 7:
+            raise FlagError("must be at least 7 (one week window)", "persistent_min_days")
+
+
+@dataclass(frozen=True)
+class Tally:
+    twitches: int = 0
+    monitored_s: float = 0.0
+
+    @property
+    def per_hour(self) -> float:
+        return self.twitches * 3600.0 / self.monitored_s if self.monitored_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class MuscleHistory:
+    """One muscle's twitches and monitored seconds per UTC hour and per UTC day.
+
+    Several devices on one muscle are one muscle: their twitches add (the worker fuses a twitch seen by
+    two streams into one event), their monitored time does not (a minute is monitored or it is not).
+    """
+
+    muscle: str
+    hours: Mapping[int, Tally]  # hour start ns → tally
+    days: Mapping[dt.date, Tally]
+
+
+def day_of(ns: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).date()
+
+
+def day_start_ns(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
+
+
+def histories(rates: Sequence[MinuteRate]) -> dict[str, MuscleHistory]:
+    """Per muscle: hourly and daily tallies of minute rates (any device and source)."""
+    minutes: dict[tuple[str, int], list[float]] = {}
+    for r in rates:
+        slot = minutes.setdefault((r.muscle, r.minute_ns), [0, 0.0])
+        slot[0] += r.twitches
+        slot[1] = max(slot[1], min(r.monitored_s, 60.0))
+    hours: dict[str, dict[int, list[float]]] = {}
+    for (muscle, minute_ns), (twitches, monitored) in minutes.items():
+        hour = minute_ns - minute_ns % HOUR_NS
+        slot = hours.setdefault(muscle, {}).setdefault(hour, [0, 0.0])
+        slot[0] += twitches
+        slot[1] += monitored
+    out: dict[str, MuscleHistory] = {}
+    for muscle, by_hour in hours.items():
+        days: dict[dt.date, list[float]] = {}
+        for hour, (twitches, monitored) in by_hour.items():
+            slot = days.setdefault(day_of(hour), [0, 0.0])
+            slot[0] += twitches
+            slot[1] += monitored
+        out[muscle] = MuscleHistory(
+            muscle,
+            {h: Tally(int(t), m) for h, (t, m) in sorted(by_hour.items())},
+            {d: Tally(int(t), m) for d, (t, m) in sorted(days.items())},
+        )
+    return out
+
+
+def is_twitching_day(tally: Tally | None, rules: FlagRules) -> bool:
+    return (
+        tally is not None
+        and tally.twitches >= rules.twitch_day_min_twitches
+        and tally.monitored_s >= rules.min_monitored_hours * 3600.0
+    )
+
+
+def is_monitored_day(tally: Tally | None, rules: FlagRules) -> bool:
+    return tally is not None and tally.monitored_s >= rules.min_monitored_hours * 3600.0
+
+
+def _day_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}".rstrip("0").rstrip(".") if x != int(x) else str(int(x))
+
+
+def twitching_day_words(rules: FlagRules) -> str:
+    return (
+        f"a twitching day has ≥ {rules.twitch_day_min_twitches} twitches and "
+        f"≥ {_fmt(rules.min_monitored_hours)} h monitored"
+    )
+
+
+# -- persistent --------------------------------------------------------------------------------------
+
+
+def persistent_rule(rules: FlagRules) -> str:
+    return (
+        f"persistent: twitching on ≥ {rules.persistent_days_per_week} of every 7 consecutive days for "
+        f"≥ {rules.persistent_min_days} days ({twitching_day_words(rules)}; unmonitored days count as "
+        "not twitching)"
+    )
+
+
+def check_persistent(
+    history: MuscleHistory, user: str, today: dt.date, rules: FlagRules, raised_at_ns: int
+) -> Flag | None:
+    """The latest run of 7-day windows each holding ≥ ``persistent_days_per_week`` twitching days,
+    if the run spans ≥ ``persistent_min_days`` days."""
+    if not history.days:
+        return None
+    days = _day_range(min(history.days), today)
+    twitching = [is_twitching_day(history.days.get(d), rules) for d in days]
+    good = [sum(twitching[i : i + 7]) >= rules.persistent_days_per_week for i in range(max(0, len(days) - 6))]
+    best: tuple[int, int] | None = None  # (first window, last window) of the latest run
+    i = 0
+    while i < len(good):
+        if not good[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(good) and good[j + 1]:
+            j += 1
+        if j - i + 7 >= rules.persistent_min_days:
+            best = (i, j)
+        i = j + 1
+    if best is None:
+        return None
+    span = range(best[0], best[1] + 7)
+    qualifying = tuple(days[k] for k in span if twitching[k])
+    first, last = qualifying[0], qualifying[-1]
+    n_days = (last - first).days + 1
+    return Flag(
+        user=user,
+        kind=FlagKind.PERSISTENT,
+        muscle=history.muscle,
+        rule=persistent_rule(rules),
+        summary=(
+            f"twitching on {len(qualifying)} of {n_days} days from {first.isoformat()} to {last.isoformat()}"
+        ),
+        numbers={"twitching_days": float(len(qualifying)), "span_days": float(n_days)},
+        first_day=first,
+        last_day=last,
+        days=qualifying,
+        raised_at_ns=raised_at_ns,
+    )
+
+
+# -- elevated ----------------------------------------------------------------------------------------
+
+
+def elevated_rule(rules: FlagRules) -> str:
+    return (
+        f"elevated: hourly rate ≥ {_fmt(rules.elevated_factor)}× the muscle's own baseline (median hourly "
+        f"rate of the previous {rules.baseline_days} days, from ≥ {_fmt(rules.baseline_min_hours)} "
+        f"monitored hours) and ≥ {_fmt(rules.elevated_min_rate_per_h)}/h, for ≥ {rules.elevated_hours} "
+        f"consecutive hours (each ≥ {_fmt(rules.min_hour_monitored_s / 60)} min monitored) within the "
+        f"last {rules.elevated_recent_days} days"
+    )
+
+
+@dataclass(frozen=True)
+class _Run:
+    start_ns: int
+    hours: int
+    peak_per_h: float
+    baseline_per_h: float
+
+
+def _baseline(history: MuscleHistory, hour_ns: int, rules: FlagRules) -> float | None:
+    """Median hourly rate over the ``baseline_days`` days before the day of ``hour_ns``."""
+    day0 = day_start_ns(day_of(hour_ns))
+    since = day0 - rules.baseline_days * DAY_NS
+    rates = [
+        t.per_hour
+        for h, t in history.hours.items()
+        if since <= h < day0 and t.monitored_s >= rules.min_hour_monitored_s
+    ]
+    if len(rates) < max(1.0, rules.baseline_min_hours):
+        return None
+    return float(statistics.median(rates))
+
+
+def check_elevated(
+    history: MuscleHistory, user: str, now_ns: int, rules: FlagRules, raised_at_ns: int
+) -> Flag | None:
+    since = day_start_ns(day_of(now_ns)) - (rules.elevated_recent_days - 1) * DAY_NS
+    baselines: dict[dt.date, float | None] = {}
+    runs: list[_Run] = []
+    current: list[tuple[int, float, float]] = []  # (hour, rate, baseline)
+
+    def close_run() -> None:
+        if len(current) >= rules.elevated_hours:
+            runs.append(_Run(current[0][0], len(current), max(r for _, r, _ in current), current[0][2]))
+        current.clear()
+
+    for hour, tally in history.hours.items():
+        if hour < since or hour >= now_ns:
+            continue
+        day = day_of(hour)
+        if day not in baselines:
+            baselines[day] = _baseline(history, hour, rules)
+        base = baselines[day]
+        rate = tally.per_hour
+        elevated = (
+            base is not None
+            and tally.monitored_s >= rules.min_hour_monitored_s
+            and rate >= rules.elevated_factor * base
+            and rate >= rules.elevated_min_rate_per_h
+        )
+        if current and hour != current[-1][0] + HOUR_NS:
+            close_run()
+        if elevated and base is not None:
+            current.append((hour, rate, base))
+        else:
+            close_run()
+    close_run()
+    if not runs:
+        return None
+    longest = max(runs, key=lambda r: (r.hours, r.start_ns))
+    days = tuple(sorted({day_of(r.start_ns + k * HOUR_NS) for r in runs for k in range(r.hours)}))
+    start = dt.datetime.fromtimestamp(longest.start_ns // 1_000_000_000, dt.UTC)
+    return Flag(
+        user=user,
+        kind=FlagKind.ELEVATED,
+        muscle=history.muscle,
+        rule=elevated_rule(rules),
+        summary=(
+            f"{len(runs)} elevated period(s); longest {longest.hours} h from "
+            f"{start:%Y-%m-%d %H:%M} UTC, peak {longest.peak_per_h:.0f}/h vs baseline "
+            f"{longest.baseline_per_h:.1f}/h"
+        ),
+        numbers={
+            "periods": float(len(runs)),
+            "longest_hours": float(longest.hours),
+            "peak_per_h": round(longest.peak_per_h, 3),
+            "baseline_per_h": round(longest.baseline_per_h, 3),
+        },
+        first_day=days[0],
+        last_day=days[-1],
+        days=days,
+        raised_at_ns=raised_at_ns,
+    )
+
+
+# -- spreading ---------------------------------------------------------------------------------------
+
+
+def spreading_rule(rules: FlagRules) -> str:
+    return (
+        f"spreading: a muscle's first twitching day is within the last {rules.spreading_recent_days} days, "
+        f"after ≥ {rules.spreading_prior_quiet_days} monitored days without twitching, while another "
+        f"muscle already had ≥ {rules.spreading_other_days} twitching days ({twitching_day_words(rules)})"
+    )
+
+
+def check_spreading(
+    all_histories: Mapping[str, MuscleHistory], user: str, today: dt.date, rules: FlagRules, raised_at_ns: int
+) -> list[Flag]:
+    twitch_days = {
+        m: sorted(d for d, t in h.days.items() if is_twitching_day(t, rules))
+        for m, h in all_histories.items()
+    }
+    recent_from = today - dt.timedelta(days=rules.spreading_recent_days - 1)
+    flags = []
+    for muscle, days in sorted(twitch_days.items()):
+        if not days or days[0] < recent_from:
+            continue
+        onset = days[0]
+        quiet = [d for d, t in all_histories[muscle].days.items() if d < onset and is_monitored_day(t, rules)]
+        if len(quiet) < rules.spreading_prior_quiet_days:
+            continue  # a new sensor placement has no history to compare with: not spreading
+        others = {
+            other: [d for d in odays if d < onset] for other, odays in twitch_days.items() if other != muscle
+        }
+        earlier = {o: ds for o, ds in others.items() if len(ds) >= rules.spreading_other_days}
+        if not earlier:
+            continue
+        lead, lead_days = max(sorted(earlier.items()), key=lambda kv: len(kv[1]))
+        flags.append(
+            Flag(
+                user=user,
+                kind=FlagKind.SPREADING,
+                muscle=muscle,
+                rule=spreading_rule(rules),
+                summary=(
+                    f"first twitching day {onset.isoformat()} after {len(quiet)} quiet monitored days; "
+                    f"{lead} had {len(lead_days)} twitching days before it (since "
+                    f"{lead_days[0].isoformat()})"
+                    + (
+                        f"; also {', '.join(sorted(o for o in earlier if o != lead))}"
+                        if len(earlier) > 1
+                        else ""
+                    )
+                ),
+                numbers={
+                    "quiet_days_before": float(len(quiet)),
+                    "other_muscles": float(len(earlier)),
+                    "other_twitching_days": float(len(lead_days)),
+                    "twitching_days_since_onset": float(len(days)),
+                },
+                first_day=onset,
+                last_day=days[-1],
+                days=tuple(days),
+                raised_at_ns=raised_at_ns,
+            )
+        )
+    return flags
+
+
+# -- rising ------------------------------------------------------------------------------------------
+
+
+def rising_rule(rules: FlagRules) -> str:
+    return (
+        "rising: the daily rate (twitches per monitored hour, days with ≥ "
+        f"{_fmt(rules.min_monitored_hours)} h monitored) trends upward over ≥ {rules.rising_min_days} "
+        f"days with ≥ {rules.rising_min_monitored_days} monitored days (Mann–Kendall one-sided p < "
+        f"{rules.rising_p_value:g}; Theil–Sen slope > 0)"
+    )
+
+
+def check_rising(history: MuscleHistory, user: str, rules: FlagRules, raised_at_ns: int) -> Flag | None:
+    days = [d for d, t in history.days.items() if is_monitored_day(t, rules)]
+    if len(days) < rules.rising_min_monitored_days:
+        return None
+    if (days[-1] - days[0]).days + 1 < rules.rising_min_days:
+        return None
+    x = np.array([(d - days[0]).days for d in days], dtype=float)
+    y = np.array([history.days[d].per_hour for d in days], dtype=float)
+    if np.all(y == y[0]):
+        return None  # no variation, no trend (kendalltau would answer NaN)
+    tau = stats.kendalltau(x, y, alternative="greater")
+    p = float(tau.pvalue)
+    slope = float(stats.theilslopes(y, x).slope)
+    if not (p < rules.rising_p_value and slope > 0):
+        return None
+    first, last = days[0], days[-1]
+    span = (last - first).days
+    start_rate = float(np.median(y[: max(1, len(y) // 4)]))
+    end_rate = float(np.median(y[-max(1, len(y) // 4) :]))
+    return Flag(
+        user=user,
+        kind=FlagKind.RISING,
+        muscle=history.muscle,
+        rule=rising_rule(rules),
+        summary=(
+            f"daily rate rose by {slope:.2f}/h per day from {first.isoformat()} to {last.isoformat()} "
+            f"({len(days)} monitored days; about {start_rate:.1f}/h at the start, {end_rate:.1f}/h at the "
+            f"end; p = {p:.3g})"
+        ),
+        numbers={
+            "slope_per_h_per_day": round(slope, 4),
+            "p_value": p,
+            "kendall_tau": round(float(tau.statistic), 4),
+            "monitored_days": float(len(days)),
+            "span_days": float(span + 1),
+            "start_per_h": round(start_rate, 3),
+            "end_per_h": round(end_rate, 3),
+        },
+        first_day=first,
+        last_day=last,
+        days=tuple(days),
+        raised_at_ns=raised_at_ns,
+    )
+
+
+# -- stale_sensor ------------------------------------------------------------------------------------
+
+
+def stale_rule(rules: FlagRules) -> str:
+    return f"stale_sensor: a configured device sent no frame for > {_fmt(rules.stale_after_s / 60)} min"
+
+
+def check_stale(
+    last_frame_ns: Mapping[str, int | None],
+    user: str,
+    now_ns: int,
+    rules: FlagRules,
+    raised_at_ns: int,
+    watched_since_ns: int,
+) -> list[Flag]:
+    """``last_frame_ns``: every configured device → wall time of its last frame (None: none seen since
+    ``watched_since_ns``, when watching began)."""
+    flags = []
+    for device, last in sorted(last_frame_ns.items()):
+        reference = last if last is not None else watched_since_ns
+        silent_s = (now_ns - reference) / 1e9
+        if silent_s <= rules.stale_after_s:
+            continue
+        since = day_of(reference)
+        today = day_of(now_ns)
+        if last is None:
+            seen = f"no frame seen since watching began {_clock(reference)}"
+        else:
+            seen = f"last frame {_clock(last)}"
+        flags.append(
+            Flag(
+                user=user,
+                kind=FlagKind.STALE_SENSOR,
+                muscle="",
+                device=device,
+                rule=stale_rule(rules),
+                summary=f"silent for {_duration(silent_s)} ({seen}); check its battery, strap and link",
+                numbers={"silent_s": round(silent_s, 1), "never_seen": float(last is None)},
+                first_day=since,
+                last_day=max(since, today),
+                days=tuple(_day_range(since, max(since, today))),
+                raised_at_ns=raised_at_ns,
+            )
+        )
+    return flags
+
+
+def _clock(ns: int) -> str:
+    return f"{dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+# -- all rules ---------------------------------------------------------------------------------------
+
+KIND_ORDER = {k: i for i, k in enumerate(FlagKind)}
+
+
+def evaluate(
+    rates: Sequence[MinuteRate],
+    *,
+    user: str,
+    now_ns: int,
+    rules: FlagRules,
+    last_frame_ns: Mapping[str, int | None] | None = None,
+    watched_since_ns: int | None = None,
+) -> list[Flag]:
+    """Every rule over ``rates`` (minute rates of ``user``; only those before ``now_ns`` are used).
+
+    Flags come ordered by muscle (device for stale sensors last), then by kind."""
+    today = day_of(now_ns)
+    hist = histories([r for r in rates if r.minute_ns < now_ns and r.user == user])
+    flags: list[Flag] = []
+    for muscle in sorted(hist):
+        h = hist[muscle]
+        for found in (
+            check_elevated(h, user, now_ns, rules, now_ns),
+            check_persistent(h, user, today, rules, now_ns),
+            check_rising(h, user, rules, now_ns),
+        ):
+            if found is not None:
+                flags.append(found)
+    flags.extend(check_spreading(hist, user, today, rules, now_ns))
+    flags.extend(
+        check_stale(
+            last_frame_ns or {},
+            user,
+            now_ns,
+            rules,
+            now_ns,
+            now_ns if watched_since_ns is None else watched_since_ns,
+        )
+    )
+    return sorted(
+        flags, key=lambda f: (f.kind is FlagKind.STALE_SENSOR, f.muscle, f.device, KIND_ORDER[f.kind])
+    )
+
+
+def compute_flag_set(
+    store: EventStore,
+    *,
+    user: str,
+    now_ns: int,
+    rules: FlagRules,
+    computed_by: ComputedBy,
+    last_frame_ns: Mapping[str, int | None] | None = None,
+    watched_since_ns: int | None = None,
+    devices: Sequence[str] = (),
+) -> FlagSet:
+    """Read the lookback window of ``user``'s rates from ``store`` and evaluate every rule.
+
+    Without ``last_frame_ns`` (no worker watching), a configured device's last frame is taken from the
+    store: the end of its latest minute rate, or None when it has none within the lookback."""
+    from processing.store import EventQuery  # at call time: the store package imports this module
+
+    since = day_start_ns(day_of(now_ns)) - rules.lookback_days * DAY_NS
+    rates = store.rates(EventQuery(since_ns=since, until_ns=now_ns, user=user))
+    if last_frame_ns is None:
+        last_frame_ns = last_frames_from_rates(rates, devices)
+        watched_since_ns = since if watched_since_ns is None else watched_since_ns
+    flags = evaluate(
+        rates,
+        user=user,
+        now_ns=now_ns,
+        rules=rules,
+        last_frame_ns=last_frame_ns,
+        watched_since_ns=watched_since_ns,
+    )
+    return FlagSet(user, now_ns, computed_by, tuple(flags))
+
+
+def last_frames_from_rates(rates: Sequence[MinuteRate], devices: Sequence[str]) -> dict[str, int | None]:
+    last: dict[str, int | None] = dict.fromkeys(devices)
+    for r in rates:
+        if r.device in last and r.monitored_s > 0:
+            end = r.minute_ns + round(min(r.monitored_s, 60.0) * 1e9)
+            previous = last[r.device]
+            last[r.device] = end if previous is None else max(previous, end)
+    return last
+
+
+def flags_for_display(
+    store: EventStore,
+    *,
+    user: str,
+    rules: FlagRules,
+    devices: Sequence[str] = (),
+    max_age_s: float = 900.0,
+    now_ns: int | None = None,
+    computed_by: ComputedBy = "cli",
+) -> FlagSet:
+    """What ``twitchwatch flags`` and the dashboard show: the set the worker stored, if it is at most
+    ``max_age_s`` old; otherwise a fresh computation from the store (``computed_by`` says which)."""
+    now = time.time_ns() if now_ns is None else now_ns
+    stored = store.current_flags(user)
+    if stored is not None and 0 <= now - stored.computed_at_ns <= max_age_s * 1e9:
+        return stored
+    return compute_flag_set(
+        store, user=user, now_ns=now, rules=rules, computed_by=computed_by, devices=devices
+    )

@@ -8,6 +8,7 @@ rates, so unworn time never counts as "no twitching".
 
 from __future__ import annotations
 
+import bisect
 import enum
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ from processing.events import MinuteRate
 
 MINUTE_NS = 60_000_000_000
 HOUR_NS = 60 * MINUTE_NS
+_FAR = 2**63  # sorts after any end time
 NOTE_MAX = 2000  # characters: a journal note, not a document
 
 
@@ -159,8 +161,10 @@ def _merge(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _inside(minute_ns: int, intervals: Sequence[tuple[int, int]]) -> bool:
-    # A minute belongs to a window when it starts inside it: minutes are the rates' resolution.
-    return any(start <= minute_ns < end for start, end in intervals)
+    """``intervals`` merged and sorted. A minute belongs to a window when it starts inside it: minutes
+    are the rates' resolution."""
+    i = bisect.bisect_right(intervals, (minute_ns, _FAR)) - 1
+    return i >= 0 and intervals[i][0] <= minute_ns < intervals[i][1]
 
 
 def factor_effects(

@@ -8,6 +8,12 @@ Environment:
                            each also as *_FILE (a path, for Docker secrets)
   TWITCHWATCH_USER         whose data this is (a topic segment)
   TWITCHWATCH_CONFIG       path of the TOML device map (optional)
+  TWITCHWATCH_FLAG_RULES   flag thresholds as JSON, e.g. '{"elevated_factor": 3, "stale_after_s": 900}'
+                           (keys: processing.flags.FlagRules; unknown keys are rejected)
+  TWITCHWATCH_FLAGS_INTERVAL_S  seconds between the worker's flag computations (default 300)
+  TWITCHWATCH_HA_DISCOVERY  true: publish Home Assistant MQTT discovery for rates and flags (default false)
+  TWITCHWATCH_HA_PREFIX    Home Assistant's discovery prefix (default homeassistant)
+  TWITCHWATCH_HA_INTERVAL_S  seconds between Home Assistant state updates (default 60, at least 5)
 
 TOML device map (unknown keys are rejected)::
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -38,10 +45,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from collector.topics import TopicError, check_segment
+from processing.flags import FlagRules
 from processing.store import InfluxAuth, StoreUrlError, parse_store_url
 
 
@@ -172,6 +180,11 @@ class Settings(BaseSettings):
     influx_password: SecretStr | None = None
     user: Segment = "me"
     config: Path | None = None
+    flag_rules: FlagRules = Field(default_factory=FlagRules)
+    flags_interval_s: float = Field(default=300.0, gt=0)
+    ha_discovery: bool = False
+    ha_prefix: Segment = "homeassistant"
+    ha_interval_s: float = Field(default=60.0, ge=5.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -203,6 +216,11 @@ class Settings(BaseSettings):
     @classmethod
     def _user(cls, v: str) -> str:
         return _segment(v, "user")
+
+    @field_validator("ha_prefix")
+    @classmethod
+    def _ha_prefix(cls, v: str) -> str:
+        return _segment(v, "Home Assistant discovery prefix")
 
     @property
     def mqtt(self) -> MqttTarget:
@@ -237,6 +255,13 @@ def _unknown_env() -> list[tuple[str, str]]:
     ]
 
 
+def _env_key(path: str) -> str:
+    """``flag_rules.elevated_factor`` → ``TWITCHWATCH_FLAG_RULES.elevated_factor`` (keys inside a JSON
+    value keep their spelling)."""
+    head, _, rest = path.partition(".")
+    return f"TWITCHWATCH_{head.upper()}" + (f".{rest}" if rest else "")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment (and overrides); raise ``ConfigError`` naming the variable."""
     unknown = _unknown_env()
@@ -245,7 +270,11 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = [(f"TWITCHWATCH_{key.upper()}", reason) for key, reason in _problems(exc)]
+        problems = [(_env_key(key), reason) for key, reason in _problems(exc)]
         raise ConfigError("the environment", problems) from None
+    except SettingsError as exc:  # a JSON-valued variable that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        key = _env_key(field.group(1)) if field else "the environment"
+        raise ConfigError("the environment", [(key, f"not valid JSON: {exc.__cause__ or exc}")]) from None
     except ValueError as exc:  # a *_FILE that cannot be read
         raise ConfigError("the environment", [("(secret file)", str(exc))]) from None

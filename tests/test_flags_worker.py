@@ -1,0 +1,153 @@
+"""The worker's periodic flag task and Home Assistant discovery, against the harness's real Mosquitto
+and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.mqtt import MqttTarget, parse_mqtt_url
+from processing.events import MinuteRate
+from processing.flags import FlagKind, FlagRules, FlagSet, day_of, day_start_ns, flags_topic
+from processing.homeassistant import flag_state_topic, rate_state_topic
+from processing.store.sqlite import SQLiteStore
+from processing.worker import FlagTask, HaDiscovery, Worker
+from tests.harness import free_port
+from tests.harness.mosquitto import MosquittoServer
+
+MINUTE = 60_000_000_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+def seed(store: SQLiteStore, now_ns: int) -> None:
+    """21 days, worn 00-24 UTC: calf_left twitching 4/h every day, control_arm never; then the last
+    30 minutes of calf_left at one twitch a minute (60/h) for the Home Assistant rate."""
+    today = day_of(now_ns)
+    rates = []
+    for back in range(20, 0, -1):
+        start = day_start_ns(today - dt.timedelta(days=back))
+        for minute in range(24 * 60):
+            t = start + minute * MINUTE
+            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, int(minute % 15 == 0), 60.0))
+            rates.append(MinuteRate("alice", "control_arm", "dev2", "live", t, 0, 60.0))
+    last_minute = now_ns - now_ns % MINUTE
+    for k in range(1, 31):
+        rates.append(MinuteRate("alice", "calf_left", "dev1", "live", last_minute - k * MINUTE, 1, 60.0))
+    store.write_rates(rates)
+
+
+async def collect_retained(target: MqttTarget, topics: list[str], seconds: float) -> dict[str, str]:
+    """The retained payload of every topic in ``topics``; waits up to ``seconds`` for all of them."""
+    got: dict[str, str] = {}
+    async with target.client() as client:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+
+        async def read() -> None:
+            async for message in client.messages:
+                payload = message.payload
+                assert isinstance(payload, bytes | bytearray)
+                got[str(message.topic)] = payload.decode()
+                if all(t in got for t in topics):
+                    return
+
+        with contextlib.suppress(TimeoutError):  # the asserts that follow say which topic is missing
+            await asyncio.wait_for(read(), seconds)
+    return got
+
+
+@pytest.mark.mosquitto
+async def test_worker_computes_stores_and_publishes_retained_flags_and_ha_discovery(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    target = parse_mqtt_url(mosquitto.url)
+    store = SQLiteStore(tmp_path / "events.db")
+    seed(store, time.time_ns())
+    task_config = FlagTask(
+        FlagRules(stale_after_s=0.001),  # every configured device without frames is stale at once
+        interval_s=3600,
+        devices=("dev1",),
+        ha=HaDiscovery(prefix="hatest", interval_s=3600),
+    )
+    worker = Worker(target, store, user="alice", client_id="flags-worker", flags=task_config)
+    run = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.connected.wait(), 30)
+        await asyncio.wait_for(worker.flags_computed.wait(), 120)
+        stored = store.current_flags("alice")
+        assert stored is not None
+        assert stored.computed_by == "worker"
+        assert [(f.kind, f.muscle or f.device) for f in stored.flags] == [
+            (FlagKind.PERSISTENT, "calf_left"),
+            (FlagKind.STALE_SENSOR, "dev1"),
+        ]
+        ha_topics = [
+            "hatest/sensor/twitchwatch_alice/calf_left_rate/config",
+            "hatest/sensor/twitchwatch_alice/control_arm_rate/config",
+            *(f"hatest/binary_sensor/twitchwatch_alice/{k.value}/config" for k in FlagKind),
+            rate_state_topic("alice", "calf_left"),
+            rate_state_topic("alice", "control_arm"),
+            flag_state_topic("alice", FlagKind.PERSISTENT),
+            flag_state_topic("alice", FlagKind.RISING),
+            f"{flag_state_topic('alice', FlagKind.PERSISTENT)}/attributes",
+        ]
+        # A client that connects after the fact still gets everything: it is all retained.
+        got = await collect_retained(target, [flags_topic("alice"), *ha_topics], 60)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 60)
+        store.close()
+    assert FlagSet.from_json(got[flags_topic("alice")]) == stored
+    for topic in ha_topics:
+        assert topic in got, topic
+    rate_cfg = json.loads(got["hatest/sensor/twitchwatch_alice/calf_left_rate/config"])
+    assert rate_cfg["state_topic"] == rate_state_topic("alice", "calf_left")
+    assert rate_cfg["unit_of_measurement"] == "twitches/h"
+    flag_cfg = json.loads(got["hatest/binary_sensor/twitchwatch_alice/persistent/config"])
+    assert flag_cfg["state_topic"] == flag_state_topic("alice", FlagKind.PERSISTENT)
+    assert got[rate_state_topic("alice", "calf_left")] == "60.0"
+    assert got[rate_state_topic("alice", "control_arm")] == "None"  # not worn in the last hour
+    assert got[flag_state_topic("alice", FlagKind.PERSISTENT)] == "ON"
+    assert got[flag_state_topic("alice", FlagKind.RISING)] == "OFF"
+    attributes = json.loads(got[f"{flag_state_topic('alice', FlagKind.PERSISTENT)}/attributes"])
+    assert attributes["where"] == ["calf_left"]
+    assert "persistent" in attributes["details"][0]
+    assert worker.stats.flag_errors == 0
+    assert worker.stats.flags_published >= 1
+
+
+async def test_flags_computed_while_the_broker_is_unreachable_are_stored_and_the_worker_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    target = MqttTarget("127.0.0.1", free_port())  # nothing listens there
+    store = SQLiteStore(tmp_path / "events.db")
+    seed(store, time.time_ns())
+    worker = Worker(target, store, user="alice", flags=FlagTask(FlagRules(), interval_s=3600))
+    run = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.flags_computed.wait(), 120)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 60)
+    stored = store.current_flags("alice")
+    store.close()
+    assert stored is not None
+    assert [f.kind for f in stored.flags] == [FlagKind.PERSISTENT]
+    assert worker.stats.flags_published == 0
+
+
+def test_flag_users_include_the_configured_and_the_seen(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "e.db") as store:
+        worker = Worker(
+            MqttTarget("127.0.0.1", 1), store, user="+", flags=FlagTask(FlagRules(), users=("bob",))
+        )
+        assert worker.flag_users() == ["bob"]
+        worker._last_frame_wall[("carol", "dev9")] = 1
+        assert worker.flag_users() == ["bob", "carol"]
