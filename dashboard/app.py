@@ -51,9 +51,6 @@ HEADING_BODY_MAP = "Body map"
 HEADING_HEATMAP = "Twitches by hour of day"
 HEADING_FLAGS = "Persistent-activity flags"
 NO_FLAGS = "No persistent-activity flags are raised."
-FLAGS_NEVER_COMPUTED = (
-    "Flags have not been computed yet: the worker (`twitchwatch process`) computes them periodically."
-)
 FLAGS_NOTE = (
     "Flags compare you with your own history; they are a reason to look closer or talk to a doctor, "
     "not a diagnosis."
@@ -77,6 +74,9 @@ class Context:
     user: str
     # Started on first use by the Live page only, so the other pages never touch the broker.
     feed: Callable[[], LiveFeed]
+    # The current flags exactly as ``twitchwatch flags`` gets them (the worker's stored set while it
+    # is fresh, else computed now), with the configured thresholds and devices.
+    flags: Callable[[], FlagSet]
 
 
 def set_context(ctx: Context) -> None:
@@ -153,7 +153,7 @@ def render_overview(ctx: Context) -> None:
         wait_for_data(ctx.store, ctx.user)
         return
     range_sections(ctx.store, ctx.user, controls, tz)
-    flags_section(ctx.store, ctx.user, tz)
+    flags_section(ctx, tz)
 
 
 @st.fragment(run_every=RANGE_REFRESH_S)
@@ -329,20 +329,17 @@ def heatmap_chart(frame: pd.DataFrame) -> alt.Chart:
     return chart
 
 
-def flags_section(store: EventStore, user: str, tz: dt.tzinfo) -> None:
+def flags_section(ctx: Context, tz: dt.tzinfo) -> None:
     st.header(HEADING_FLAGS)
     try:
-        flag_set = store.current_flags(user)
+        flag_set = ctx.flags()
     except StoreError as exc:
-        st.error(f"Cannot read the flags: {exc}")
+        st.error(f"Cannot read or compute the flags: {exc}")
         return
     show_flags(flag_set, tz)
 
 
-def show_flags(flag_set: FlagSet | None, tz: dt.tzinfo) -> None:
-    if flag_set is None:
-        st.info(FLAGS_NEVER_COMPUTED)
-        return
+def show_flags(flag_set: FlagSet, tz: dt.tzinfo) -> None:
     computed = data.format_time(flag_set.computed_at_ns, tz, with_date=True)
     if not flag_set.flags:
         st.success(NO_FLAGS)

@@ -13,8 +13,9 @@ import streamlit as st
 from collector.mqtt import MqttTarget
 from dashboard import app
 from dashboard.livefeed import LiveFeed
+from processing.flags import FlagSet, flags_for_display
 from processing.store import EventStore, InfluxAuth, StoreError, open_store
-from twitchwatch.config import ConfigError, load_settings
+from twitchwatch.config import ConfigError, Settings, load_settings
 
 
 def _close(store: EventStore) -> None:
@@ -40,11 +41,19 @@ def cached_feed(broker: str, user: str, _target: MqttTarget) -> LiveFeed:
     return LiveFeed(_target, user).start()
 
 
+def current_flags(store: EventStore, settings: Settings, devices: tuple[str, ...]) -> FlagSet:
+    # The same call as ``twitchwatch flags``, so the page and the command agree.
+    return flags_for_display(
+        store, user=settings.user, rules=settings.flag_rules, devices=devices, computed_by="dashboard"
+    )
+
+
 def main() -> None:
     st.set_page_config(page_title="twitchwatch", layout="wide")
     navigation = st.navigation(app.pages())
     try:
         settings = load_settings()
+        devices = tuple(settings.device_file().devices)
     except ConfigError as exc:
         st.warning(app.NOTICE, icon="⚕️")
         st.error(f"twitchwatch cannot start: {exc}")
@@ -56,7 +65,14 @@ def main() -> None:
         st.error(f"twitchwatch cannot open its event store: {exc}")
         return
     mqtt, user = settings.mqtt, settings.user
-    app.set_context(app.Context(store, user, lambda: cached_feed(mqtt.display, user, mqtt)))
+    app.set_context(
+        app.Context(
+            store,
+            user,
+            feed=lambda: cached_feed(mqtt.display, user, mqtt),
+            flags=lambda: current_flags(store, settings, devices),
+        )
+    )
     navigation.run()
 
 
