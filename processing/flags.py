@@ -41,7 +41,8 @@ from processing.events import MinuteRate
 if TYPE_CHECKING:  # the store imports these values; only type checking needs the store here
     from processing.store import EventStore
 
-ComputedBy = Literal["worker", "cli", "dashboard", "test"]
+ComputedBy = Literal["worker", "cli", "dashboard", "report", "test"]
+COMPUTED_BY: tuple[ComputedBy, ...] = ("worker", "cli", "dashboard", "report", "test")
 
 
 def flags_topic(user: str) -> str:
@@ -187,8 +188,8 @@ class FlagSet:
         if not isinstance(data, dict):
             raise FlagError("must be a JSON object", "(document)")
         by = data.get("computed_by")
-        if by not in ("worker", "cli", "dashboard", "test"):
-            raise FlagError(f"{by!r} is not worker, cli, dashboard or test", "computed_by")
+        if by not in COMPUTED_BY:
+            raise FlagError(f"{by!r} is not one of {', '.join(COMPUTED_BY)}", "computed_by")
         raw_flags = data.get("flags")
         if not isinstance(raw_flags, list):
             raise FlagError("must be a list", "flags")

@@ -40,7 +40,8 @@ from processing.recordings import (
     plan_detection,
 )
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store
-from processing.worker import Worker
+from processing.worker import FlagTask, HaDiscovery, Worker
+from twitchwatch import person_cli
 from twitchwatch.config import ConfigError, Settings, load_device_file, load_settings
 
 log = logging.getLogger("twitchwatch")
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_record(sub)
     _add_export(sub)
     _add_replay(sub)
+    person_cli.add_parsers(sub)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )
@@ -162,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "record": cmd_record,
         "export": cmd_export,
         "replay": cmd_replay,
+        **person_cli.HANDLERS,
     }
     try:
         return handlers[args.command](args)
@@ -171,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SimulationError, StoreUrlError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (CliError, StoreError, PublishError) as exc:
+    except (CliError, StoreError, PublishError, person_cli.PersonCliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -311,6 +314,13 @@ def muscle_map_from(settings: Settings) -> Callable[[str, str, int], str | None]
     return settings.device_file().muscle_for
 
 
+def flag_task_from(settings: Settings) -> FlagTask:
+    ha = HaDiscovery(settings.ha_prefix, settings.ha_interval_s) if settings.ha_discovery else None
+    return FlagTask(
+        settings.flag_rules, settings.flags_interval_s, settings.flag_devices, (settings.user,), ha
+    )
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = open_store(settings.store_url, settings.influx_auth)
@@ -320,6 +330,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         user=settings.user,
         muscle_map=muscle_map_from(settings),
         client_id=args.client_id or f"twitchwatch-worker-{settings.user}",
+        flags=flag_task_from(settings),
     )
     log.info("worker: %s → %s (user %s)", settings.mqtt.display, store.url, settings.user)
     try:

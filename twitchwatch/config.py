@@ -240,6 +240,16 @@ class Settings(BaseSettings):
     def device_file(self) -> DeviceFile:
         return load_device_file(self.config) if self.config else DeviceFile()
 
+    @property
+    def flag_devices(self) -> tuple[str, ...]:
+        """Configured devices: the ones ``stale_sensor`` watches."""
+        return tuple(self.device_file().devices)
+
+    @property
+    def flags_max_age_s(self) -> float:
+        """A stored flag set older than this is stale (the worker is not running): recompute it."""
+        return 3 * self.flags_interval_s
+
 
 _SECRET_FILES = ("mqtt_password", "influx_token", "influx_username", "influx_password")
 

@@ -1,0 +1,319 @@
+"""The doctor-visit report: what a physician asks, answered from the store.
+
+``build_report(store, since_ns, until_ns, user)`` gathers a ``ReportData`` (pure values); rendering is
+in ``processing.report_render`` (``render_pdf``, ``render_csv``, re-exported here).
+
+Definitions used throughout (docs/flags-and-report.md):
+
+- a *twitch* is an event whose kind ``is_twitch`` (fasciculation, myoclonic jerk); sustained activity
+  is counted apart; artifacts are left out;
+- *first recorded* is the day of a muscle's first stored twitch, whenever that was (not only in the
+  report's period);
+- an *episode* is a cluster of twitches on one muscle, each within ``EPISODE_GAP_S`` of the previous,
+  with at least ``EPISODE_MIN_TWITCHES`` twitches; it lasts from the first twitch's start to the last
+  one's end;
+- *monitored* time comes from the minute rates: a minute counts when any sensor watched the muscle
+  (for coverage: any muscle), so unworn time is never read as "no twitching"; a *gap* is a stretch of
+  at least ``GAP_MIN_S`` without any monitoring between the period's first and last monitored minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
+from processing.flags import (
+    DAY_NS,
+    HOUR_NS,
+    MINUTE_NS,
+    FlagRules,
+    FlagSet,
+    compute_flag_set,
+    day_of,
+)
+from processing.journal import FactorEffect, JournalEntry, factor_effects
+from processing.report_render import render_csv, render_pdf
+from processing.store import EventQuery, EventStore, QueryError
+
+NOTICE = (
+    "twitchwatch is not a medical device. This report summarises what its sensors recorded; it does not "
+    "diagnose anything. Discuss it with a physician."
+)
+EPISODE_GAP_S = 300.0
+EPISODE_MIN_TWITCHES = 3
+GAP_MIN_S = 3600.0
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MuscleSummary:
+    """One muscle over the report's period. Rates are per *monitored* hour."""
+
+    muscle: str
+    first_recorded: dt.date | None  # first stored twitch, any time
+    twitches: int
+    sustained: int
+    monitored_h: float
+    twitching_days: int  # days with ≥ 1 twitch
+    monitored_days: int  # days with any monitoring
+    median_duration_ms: float | None
+    p90_duration_ms: float | None
+    episodes: int
+    median_episode_min: float | None
+    longest_episode_min: float | None
+
+    @property
+    def per_hour(self) -> float | None:
+        return self.twitches / self.monitored_h if self.monitored_h > 0 else None
+
+
+@dataclass(frozen=True)
+class Episode:
+    muscle: str
+    start_ns: int
+    end_ns: int
+    twitches: int
+
+    @property
+    def minutes(self) -> float:
+        return (self.end_ns - self.start_ns) / MINUTE_NS
+
+
+@dataclass(frozen=True)
+class Gap:
+    start_ns: int
+    end_ns: int
+
+    @property
+    def hours(self) -> float:
+        return (self.end_ns - self.start_ns) / HOUR_NS
+
+
+@dataclass(frozen=True)
+class Coverage:
+    monitored_h: float  # minutes in which any muscle was monitored
+    days_with_data: int
+    days_in_period: int
+    first_ns: int | None
+    last_ns: int | None
+    gaps: tuple[Gap, ...]
+    daily_monitored_h: tuple[float, ...]  # aligned with ReportData.days
+
+
+@dataclass(frozen=True)
+class ReportData:
+    user: str
+    since_ns: int
+    until_ns: int
+    generated_at_ns: int
+    days: tuple[dt.date, ...]  # every UTC day of the period
+    muscles: tuple[MuscleSummary, ...]
+    daily_twitches: Mapping[str, tuple[int, ...]]  # muscle → twitches per day, aligned with days
+    daily_monitored_h: Mapping[str, tuple[float, ...]]  # muscle → monitored hours per day
+    hour_of_day: Mapping[str, tuple[int, ...]]  # muscle → twitches per UTC hour of day (24)
+    durations_ms: Mapping[str, tuple[float, ...]]  # muscle → every twitch's duration
+    episodes: tuple[Episode, ...]
+    journal: tuple[JournalEntry, ...]
+    symptoms: tuple[JournalEntry, ...]  # the journal's symptom entries
+    effects: tuple[FactorEffect, ...]
+    flags: FlagSet
+    coverage: Coverage
+    notice: str = NOTICE
+
+    @property
+    def total_twitches(self) -> int:
+        return sum(m.twitches for m in self.muscles)
+
+    def summary(self, muscle: str) -> MuscleSummary:
+        return next(m for m in self.muscles if m.muscle == muscle)
+
+
+def episodes_of(
+    events: Sequence[TwitchEvent], gap_s: float = EPISODE_GAP_S, min_twitches: int = EPISODE_MIN_TWITCHES
+) -> list[Episode]:
+    """Clusters of twitches per muscle (``events`` sorted by start)."""
+    clusters: dict[str, list[list[TwitchEvent]]] = {}
+    gap_ns = round(gap_s * 1e9)
+    for e in events:
+        if not e.kind.is_twitch:
+            continue
+        runs = clusters.setdefault(e.muscle, [])
+        if runs and e.start_ns - runs[-1][-1].start_ns <= gap_ns:
+            runs[-1].append(e)
+        else:
+            runs.append([e])
+    out = [
+        Episode(muscle, run[0].start_ns, max(e.end_ns for e in run), len(run))
+        for muscle, runs in clusters.items()
+        for run in runs
+        if len(run) >= min_twitches
+    ]
+    return sorted(out, key=lambda ep: (ep.start_ns, ep.muscle))
+
+
+def _minutes_by_muscle(rates: Sequence[MinuteRate]) -> dict[str, dict[int, float]]:
+    """Monitored seconds per muscle per minute; several devices on one muscle count once."""
+    out: dict[str, dict[int, float]] = {}
+    for r in rates:
+        minutes = out.setdefault(r.muscle, {})
+        minutes[r.minute_ns] = max(minutes.get(r.minute_ns, 0.0), min(r.monitored_s, 60.0))
+    return out
+
+
+def gaps_of(monitored_minutes: Sequence[int], min_gap_s: float = GAP_MIN_S) -> list[Gap]:
+    """Stretches of ≥ ``min_gap_s`` between monitored minutes (sorted minute starts)."""
+    out = []
+    for a, b in itertools.pairwise(monitored_minutes):
+        if b - (a + MINUTE_NS) >= min_gap_s * 1e9:
+            out.append(Gap(a + MINUTE_NS, b))
+    return out
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _first_recorded(store: EventStore, user: str, muscle: str, until_ns: int) -> dt.date | None:
+    first = store.events(EventQuery(0, until_ns, user, muscle, kinds=TWITCH_KINDS, limit=1))
+    return day_of(first[0].start_ns) if first else None
+
+
+def build_report(
+    store: EventStore,
+    since_ns: int,
+    until_ns: int,
+    user: str,
+    *,
+    rules: FlagRules | None = None,
+    flag_set: FlagSet | None = None,
+    progress: Progress | None = None,
+    now_ns: int | None = None,
+) -> ReportData:
+    """Everything the report shows for ``user`` in [since_ns, until_ns).
+
+    ``flag_set``: the flags to show; by default they are computed as of ``until_ns`` with ``rules``."""
+    if until_ns <= since_ns:
+        raise QueryError(f"until ({until_ns}) must be after since ({since_ns})", "until_ns")
+    say = progress or (lambda _step: None)
+    rules = rules or FlagRules()
+    first_day, last_day = day_of(since_ns), day_of(until_ns - 1)
+    days = tuple(first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1))
+    index = {d: i for i, d in enumerate(days)}
+
+    say("reading events")
+    events = [
+        e for e in store.events(EventQuery(since_ns, until_ns, user)) if e.kind is not EventKind.ARTIFACT
+    ]
+    say(f"reading minute rates ({len(events)} events)")
+    rates = store.rates(EventQuery(since_ns, until_ns, user))
+    say(f"reading the journal ({len(rates)} minute rates)")
+    journal = store.journal_entries(since_ns, until_ns, user)
+
+    minutes = _minutes_by_muscle(rates)
+    muscle_names = sorted(set(minutes) | {e.muscle for e in events})
+    daily_twitches = {m: [0] * len(days) for m in muscle_names}
+    daily_monitored = {m: [0.0] * len(days) for m in muscle_names}
+    hour_of_day = {m: [0] * 24 for m in muscle_names}
+    durations: dict[str, list[float]] = {m: [] for m in muscle_names}
+    sustained = dict.fromkeys(muscle_names, 0)
+    for e in events:
+        if not e.kind.is_twitch:
+            sustained[e.muscle] += 1
+            continue
+        daily_twitches[e.muscle][index[day_of(e.start_ns)]] += 1
+        hour_of_day[e.muscle][(e.start_ns % DAY_NS) // HOUR_NS] += 1
+        durations[e.muscle].append(e.duration_ms)
+    for m, by_minute in minutes.items():
+        for minute_ns, seconds in by_minute.items():
+            daily_monitored[m][index[day_of(minute_ns)]] += seconds  # hours below: sums stay exact
+    daily_monitored = {m: [s / 3600.0 for s in v] for m, v in daily_monitored.items()}
+
+    say("finding episodes")
+    episodes = episodes_of(events)
+    say("first recorded days")
+    summaries = []
+    for m in muscle_names:
+        eps = [ep.minutes for ep in episodes if ep.muscle == m]
+        summaries.append(
+            MuscleSummary(
+                muscle=m,
+                first_recorded=_first_recorded(store, user, m, until_ns),
+                twitches=sum(daily_twitches[m]),
+                sustained=sustained[m],
+                monitored_h=sum(minutes.get(m, {}).values()) / 3600.0,
+                twitching_days=sum(1 for n in daily_twitches[m] if n > 0),
+                monitored_days=sum(1 for h in daily_monitored[m] if h > 0),
+                median_duration_ms=statistics.median(durations[m]) if durations[m] else None,
+                p90_duration_ms=_percentile(durations[m], 0.9),
+                episodes=len(eps),
+                median_episode_min=statistics.median(eps) if eps else None,
+                longest_episode_min=max(eps) if eps else None,
+            )
+        )
+
+    say("coverage")
+    any_minute: dict[int, float] = {}
+    for by_minute in minutes.values():
+        for minute_ns, seconds in by_minute.items():
+            any_minute[minute_ns] = max(any_minute.get(minute_ns, 0.0), seconds)
+    monitored = sorted(t for t, s in any_minute.items() if s > 0)
+    daily_any = [0.0] * len(days)
+    for minute_ns, seconds in any_minute.items():
+        daily_any[index[day_of(minute_ns)]] += seconds
+    daily_any = [s / 3600.0 for s in daily_any]
+    coverage = Coverage(
+        monitored_h=sum(any_minute.values()) / 3600.0,
+        days_with_data=sum(1 for h in daily_any if h > 0),
+        days_in_period=len(days),
+        first_ns=monitored[0] if monitored else None,
+        last_ns=monitored[-1] + MINUTE_NS if monitored else None,
+        gaps=tuple(gaps_of(monitored)),
+        daily_monitored_h=tuple(daily_any),
+    )
+
+    say("journal effects and flags")
+    effects = factor_effects(journal, rates)
+    if flag_set is None:
+        flag_set = compute_flag_set(store, user=user, now_ns=until_ns, rules=rules, computed_by="report")
+    return ReportData(
+        user=user,
+        since_ns=since_ns,
+        until_ns=until_ns,
+        generated_at_ns=time.time_ns() if now_ns is None else now_ns,
+        days=days,
+        muscles=tuple(summaries),
+        daily_twitches={m: tuple(v) for m, v in daily_twitches.items()},
+        daily_monitored_h={m: tuple(v) for m, v in daily_monitored.items()},
+        hour_of_day={m: tuple(v) for m, v in hour_of_day.items()},
+        durations_ms={m: tuple(v) for m, v in durations.items()},
+        episodes=tuple(episodes),
+        journal=tuple(journal),
+        symptoms=tuple(e for e in journal if e.factor.value == "symptom"),
+        effects=tuple(effects),
+        flags=flag_set,
+        coverage=coverage,
+    )
+
+
+__all__ = [
+    "NOTICE",
+    "Coverage",
+    "Episode",
+    "Gap",
+    "MuscleSummary",
+    "ReportData",
+    "build_report",
+    "episodes_of",
+    "gaps_of",
+    "render_csv",
+    "render_pdf",
+]

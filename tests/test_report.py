@@ -1,0 +1,214 @@
+"""The doctor-visit report: ReportData from both real stores, a PDF parsed back, the CSV against the
+store's own counts, and the building blocks on known inputs."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pypdf
+import pytest
+
+from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
+from processing.flags import FlagKind, day_of, day_start_ns
+from processing.journal import Factor, JournalEntry
+from processing.report import NOTICE, Episode, Gap, build_report, episodes_of, gaps_of, render_csv, render_pdf
+from processing.report_render import body_position
+from processing.store import EventQuery, EventStore, QueryError
+from processing.store.influx import InfluxStore
+from processing.store.sqlite import SQLiteStore
+from tests.harness.influx import InfluxServer
+
+SECOND = 1_000_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+DAY0 = dt.date(2026, 10, 1)
+START = day_start_ns(DAY0)
+
+
+def twitch(muscle: str, t: int, kind: EventKind = EventKind.FASCICULATION, ms: int = 80) -> TwitchEvent:
+    return TwitchEvent("alice", muscle, "dev1", "acc", 0, kind, t, t + ms * 1_000_000, 0.1, "g", 0.9)
+
+
+def history() -> tuple[list[TwitchEvent], list[MinuteRate]]:
+    """16 days worn 08-20 UTC. calf_left: at 10:00 an episode of 6 twitches 1 min apart, and 3 lone
+    twitches at 15:00, 17:00, 19:00, every day; thigh_right from day 10 only, one twitch at 09:30;
+    forearm_left worn, never twitching; one sustained event and one artifact on calf_left; and one
+    calf_left twitch 40 days before the period (first recorded)."""
+    events = []
+    for i in range(16):
+        day = START + i * DAY
+        events += [twitch("calf_left", day + 10 * HOUR + k * MINUTE) for k in range(6)]
+        events += [twitch("calf_left", day + h * HOUR, ms=150) for h in (15, 17, 19)]
+        if i >= 10:
+            events.append(twitch("thigh_right", day + 9 * HOUR + 30 * MINUTE))
+    events.append(twitch("calf_left", START + 12 * HOUR, EventKind.SUSTAINED, ms=4000))
+    events.append(twitch("calf_left", START + 13 * HOUR, EventKind.ARTIFACT))
+    per_minute = Counter((e.muscle, e.start_ns - e.start_ns % MINUTE) for e in events if e.kind.is_twitch)
+    rates = [
+        MinuteRate("alice", muscle, "dev1", "live", t, per_minute[(muscle, t)], 60.0)
+        for i in range(16)
+        for t in range(START + i * DAY + 8 * HOUR, START + i * DAY + 20 * HOUR, MINUTE)
+        for muscle in ("calf_left", "thigh_right", "forearm_left")
+    ]
+    events.append(twitch("calf_left", START - 40 * DAY + 12 * HOUR))
+    return events, rates
+
+
+@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    if request.param == "sqlite":
+        with SQLiteStore(tmp_path / "events.db") as sqlite_store:
+            yield sqlite_store
+        return
+    server: InfluxServer = request.getfixturevalue("influxdb")
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        with InfluxStore(server.base_url, database, server.auth) as influx_store:
+            yield influx_store
+    finally:
+        server.drop_database(database)
+
+
+def seed(store: EventStore) -> None:
+    events, rates = history()
+    store.write_events(events)
+    store.write_rates(rates)
+    store.add_journal_entry(JournalEntry("alice", START + 2 * DAY + 8 * HOUR, Factor.CAFFEINE, "3 espressos"))
+    store.add_journal_entry(
+        JournalEntry("alice", START + 11 * DAY + 9 * HOUR, Factor.SYMPTOM, "", "thigh cramp", "thigh_right")
+    )
+
+
+def test_report_data_from_the_store(store: EventStore) -> None:
+    seed(store)
+    steps: list[str] = []
+    report = build_report(store, START, START + 16 * DAY, "alice", progress=steps.append)
+    assert steps[0] == "reading events"
+    assert [m.muscle for m in report.muscles] == ["calf_left", "forearm_left", "thigh_right"]
+    calf, forearm, thigh = report.muscles
+    assert calf.first_recorded == DAY0 - dt.timedelta(days=40)
+    assert thigh.first_recorded == DAY0 + dt.timedelta(days=10)
+    assert forearm.first_recorded is None
+    assert (calf.twitches, thigh.twitches, forearm.twitches) == (16 * 9, 6, 0)
+    assert calf.sustained == 1
+    assert calf.monitored_h == 16 * 12
+    assert calf.per_hour == pytest.approx(9 / 12)
+    assert (calf.twitching_days, calf.monitored_days) == (16, 16)
+    assert calf.episodes == 16
+    assert calf.longest_episode_min == pytest.approx(5 + 0.08 / 60)
+    assert calf.median_duration_ms == 80.0
+    assert calf.p90_duration_ms == 150.0
+    assert thigh.episodes == 0
+    assert report.hour_of_day["calf_left"][10] == 16 * 6
+    assert report.hour_of_day["thigh_right"][9] == 6
+    assert report.daily_twitches["thigh_right"] == (0,) * 10 + (1,) * 6
+    assert report.coverage.monitored_h == 16 * 12
+    assert report.coverage.days_with_data == 16
+    assert len(report.coverage.gaps) == 15  # every night
+    assert report.coverage.gaps[0] == Gap(START + 20 * HOUR, START + DAY + 8 * HOUR)
+    assert [e.factor for e in report.journal] == [Factor.CAFFEINE, Factor.SYMPTOM]
+    assert [e.note for e in report.symptoms] == ["thigh cramp"]
+    assert [(f.kind, f.muscle) for f in report.flags.flags] == [(FlagKind.PERSISTENT, "calf_left")]
+    assert report.flags.computed_by == "report"
+
+
+def test_pdf_is_valid_and_holds_the_key_text(store: EventStore) -> None:
+    seed(store)
+    report = build_report(store, START, START + 16 * DAY, "alice")
+    buffer = io.BytesIO()
+    render_pdf(report, buffer)
+    reader = pypdf.PdfReader(io.BytesIO(buffer.getvalue()))
+    assert len(reader.pages) == 4
+    first = reader.pages[0].extract_text()
+    for needle in ("calf_left", "thigh_right", "forearm_left", "2026-08-22", "2026-10-11", "persistent"):
+        assert needle in first, needle
+    everything = " ".join(" ".join(page.extract_text().split()) for page in reader.pages)
+    assert " ".join(NOTICE.split()) in everything
+    assert "thigh cramp" in everything
+    assert "twitching on ≥ 5 of every 7 consecutive days" in everything
+
+
+def test_csv_numbers_equal_the_stores_counts(store: EventStore, tmp_path: Path) -> None:
+    seed(store)
+    report = build_report(store, START, START + 16 * DAY, "alice")
+    out = io.StringIO()
+    render_csv(report, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert len(rows) == 3 * 16
+    counted = Counter(
+        (day_of(e.start_ns).isoformat(), e.muscle)
+        for e in store.events(EventQuery(START, START + 16 * DAY, "alice", kinds=TWITCH_KINDS))
+    )
+    monitored = Counter[tuple[str, str]]()
+    for r in store.rates(EventQuery(START, START + 16 * DAY, "alice")):
+        monitored[(day_of(r.minute_ns).isoformat(), r.muscle)] += int(r.monitored_s)
+    for row in rows:
+        key = (row["date"], row["muscle"])
+        assert int(row["twitches"]) == counted.get(key, 0), key
+        assert float(row["monitored_h"]) == pytest.approx(monitored[key] / 3600)
+    assert sum(int(r["twitches"]) for r in rows) == sum(counted.values())
+
+
+def test_an_empty_period_still_renders(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "empty.db") as store:
+        report = build_report(store, START, START + 3 * DAY, "alice")
+        assert report.muscles == ()
+        assert report.coverage.monitored_h == 0
+        buffer = io.BytesIO()
+        render_pdf(report, buffer)
+        reader = pypdf.PdfReader(io.BytesIO(buffer.getvalue()))
+        assert "nothing recorded" in reader.pages[0].extract_text()
+        with pytest.raises(QueryError):
+            build_report(store, START, START, "alice")
+
+
+def test_episodes_are_clusters_of_three_or_more_within_five_minutes() -> None:
+    t = START
+    events = [
+        twitch("calf", t),
+        twitch("calf", t + 4 * MINUTE),
+        twitch("calf", t + 8 * MINUTE),  # 3 within 5 min of each previous: an episode of 8 min
+        twitch("calf", t + 20 * MINUTE),
+        twitch("calf", t + 21 * MINUTE),  # only 2: not an episode
+        twitch("calf", t + 22 * MINUTE, EventKind.SUSTAINED),  # not a twitch: does not extend it
+        twitch("arm", t + MINUTE),
+        twitch("arm", t + 2 * MINUTE),
+        twitch("arm", t + 3 * MINUTE, ms=500),
+    ]
+    events.sort(key=lambda e: e.start_ns)
+    assert episodes_of(events) == [
+        Episode("calf", t, t + 8 * MINUTE + 80_000_000, 3),
+        Episode("arm", t + MINUTE, t + 3 * MINUTE + 500_000_000, 3),
+    ]
+
+
+def test_gaps_between_monitored_minutes() -> None:
+    minutes = [START, START + MINUTE, START + 2 * HOUR, START + 2 * HOUR + 30 * MINUTE]
+    assert gaps_of(minutes) == [Gap(START + 2 * MINUTE, START + 2 * HOUR)]
+    assert gaps_of(minutes, min_gap_s=1700) == [
+        Gap(START + 2 * MINUTE, START + 2 * HOUR),
+        Gap(START + 2 * HOUR + MINUTE, START + 2 * HOUR + 30 * MINUTE),
+    ]
+    assert gaps_of([]) == []
+
+
+@pytest.mark.parametrize(
+    ("muscle", "expected"),
+    [
+        ("calf_left", ("back", -0.08, 0.2)),  # from behind, the person's left is on the viewer's left
+        ("calf_right", ("back", 0.08, 0.2)),
+        ("forearm_flexor_left", ("front", 0.24, 0.6)),  # facing us, their left is on our right
+        ("quadriceps_r", ("front", -0.08, 0.38)),
+        ("neck", ("back", 0.0, 0.86)),
+        ("polar1.acc.ch0", None),
+    ],
+)
+def test_body_map_positions(muscle: str, expected: tuple[str, float, float] | None) -> None:
+    assert body_position(muscle) == expected
