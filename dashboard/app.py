@@ -27,6 +27,7 @@ from dashboard import bodymap, data
 from dashboard.livefeed import LiveFeed
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source
 from processing.flags import FlagSet
+from processing.report import ReportData
 from processing.store import EventQuery, EventStore, HourCount, StoreError
 
 TITLE = "twitchwatch"
@@ -77,6 +78,8 @@ class Context:
     # The current flags exactly as ``twitchwatch flags`` gets them (the worker's stored set while it
     # is fresh, else computed now), with the configured thresholds and devices.
     flags: Callable[[], FlagSet]
+    # The doctor-visit report of [since_ns, until_ns), built as ``twitchwatch report`` builds it.
+    report: Callable[[int, int], ReportData]
 
 
 def set_context(ctx: Context) -> None:
@@ -106,6 +109,7 @@ PAGE_SCRIPTS: tuple[tuple[str, str], ...] = (
     ("live.py", "Live"),
     ("history.py", "History"),
     ("journal.py", "Journal"),
+    ("report.py", "Report"),
 )
 
 

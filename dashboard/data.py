@@ -19,6 +19,7 @@ import pandas as pd
 from processing.events import MinuteRate, Source, TwitchEvent
 from processing.flags import Flag
 from processing.journal import FactorEffect, JournalEntry
+from processing.report import ReportData
 from processing.store import HourCount
 
 NS_PER_S = 1_000_000_000
@@ -523,3 +524,58 @@ def body_map_display(
         if m in placed or m in unplaced
     ]
     return pd.DataFrame(rows, columns=[COL_MUSCLE, COL_PER_HOUR, COL_ON_MAP])
+
+
+# ---- report -------------------------------------------------------------------------------------------
+REPORT_PERIODS: dict[str, int] = {"Last 7 d": 7, "Last 30 d": 30, "Last 90 d": 90}
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return NO_TIME if value is None else fmt.format(value)
+
+
+def report_muscles(report: ReportData) -> pd.DataFrame:
+    """The report's per-muscle summary as the page shows it."""
+    rows = [
+        {
+            COL_MUSCLE: m.muscle,
+            "first recorded": m.first_recorded.isoformat() if m.first_recorded else NO_TIME,
+            COL_TWITCHES: str(m.twitches),
+            "per monitored hour": _opt(m.per_hour, "{:.2f}"),
+            "monitored": f"{m.monitored_h:.1f} h",
+            "days with twitches / monitored": f"{m.twitching_days} / {m.monitored_days}",
+            "median duration": _opt(m.median_duration_ms, "{:.0f} ms"),
+            "episodes": str(m.episodes),
+            "longest episode": _opt(m.longest_episode_min, "{:.0f} min"),
+            COL_SUSTAINED: str(m.sustained),
+        }
+        for m in report.muscles
+    ]
+    columns = [
+        COL_MUSCLE,
+        "first recorded",
+        COL_TWITCHES,
+        "per monitored hour",
+        "monitored",
+        "days with twitches / monitored",
+        "median duration",
+        "episodes",
+        "longest episode",
+        COL_SUSTAINED,
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def report_coverage(report: ReportData) -> str:
+    c = report.coverage
+    gaps = len(c.gaps)
+    return (
+        f"Monitored {c.monitored_h:.1f} h on {c.days_with_data} of {c.days_in_period} days; "
+        f"{gaps} gap{'' if gaps == 1 else 's'} in the recording."
+    )
+
+
+def report_file_stem(report: ReportData) -> str:
+    first = dt.datetime.fromtimestamp(report.since_ns / NS_PER_S, dt.UTC).date()
+    last = dt.datetime.fromtimestamp((report.until_ns - 1) / NS_PER_S, dt.UTC).date()
+    return f"twitchwatch-report-{report.user}-{first.isoformat()}-to-{last.isoformat()}"

@@ -9,8 +9,10 @@ which also checks that every page works without a broker."""
 from __future__ import annotations
 
 import base64
+import csv
 import dataclasses
 import datetime as dt
+import io
 import os
 import re
 import time
@@ -29,10 +31,11 @@ from streamlit.testing.v1 import AppTest
 
 from collector.frames import Frame, SampleType, Unit, encode
 from collector.status import DeviceStatus, StreamInfo
-from dashboard import app, bodymap, data, history_view, live_view
+from dashboard import app, bodymap, data, history_view, live_view, report_view
 from processing.events import EventKind, MinuteRate, TwitchEvent
 from processing.flags import Flag, FlagKind, FlagSet
 from processing.journal import Factor, JournalEntry
+from processing.report import build_report
 from processing.store import EventStore, InfluxAuth, open_store
 from tests.harness import free_port
 from tests.harness.dashboard import NS, USER, MqttSender, event, minute_floor, minute_rates, spread
@@ -196,6 +199,9 @@ def test_empty_store_every_page_says_how_to_get_data(store: StoreTarget) -> None
     assert "No twitches on these days" in page_text(at)
     at = open_page("journal", at)
     assert "No journal entries" in page_text(at)
+    at = open_page("report", at)
+    assert report_view.EMPTY in page_text(at)
+    assert "Last 30 d: 0 twitches on 0 muscles." in page_text(at)
 
 
 def test_one_muscle_without_monitored_time_uses_the_range_length(store: StoreTarget) -> None:
@@ -680,3 +686,46 @@ def test_journal_rate_after_each_factor_vs_baseline(store: StoreTarget) -> None:
     assert row["per hour baseline"] == "60.00"
     assert row["after ÷ baseline"] == "×2.00"
     assert row["monitored after / baseline"] == "6.0 h / 3.0 h"
+
+
+# ---- Report -----------------------------------------------------------------------------------------------
+def test_report_page_summary_and_downloads(store: StoreTarget) -> None:
+    now = time.time_ns()
+    day = 24 * 60 * MIN
+    seed(
+        store,
+        spread("calf_left", 4, now - 10 * day, step_s=60)
+        + spread("calf_left", 6, now - 3 * day, step_s=60)
+        + spread("calf_right", 2, now - 60 * MIN, step_s=60)
+        + spread("calf_left", 3, now - 50 * MIN, step_s=60, kind=EventKind.SUSTAINED),
+        minute_rates("calf_left", minute_floor(now) - 120 * MIN, 90, 60.0),
+    )
+    at = open_page("report")
+    assert "Last 30 d: 12 twitches on 2 muscles." in page_text(at)
+    shown = {r["muscle"]: r for r in table_with(at, "first recorded").to_dict("records")}
+    assert set(shown) == {"calf_left", "calf_right"}
+    assert (shown["calf_left"]["twitches"], shown["calf_left"]["sustained activity"]) == ("10", "3")
+    assert shown["calf_left"]["monitored"] == "1.5 h"
+    assert shown["calf_right"]["twitches"] == "2"
+    first_left = dt.datetime.fromtimestamp((now - 10 * day) / NS, dt.UTC).date()
+    assert shown["calf_left"]["first recorded"] == first_left.isoformat()
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    assert set(buttons) == {"Download PDF", "Download CSV (daily counts)"}
+
+    at.radio(key="report_period").set_value("Last 7 d").run()
+    assert "Last 7 d: 8 twitches on 2 muscles." in page_text(at)
+    shown = {r["muscle"]: r for r in table_with(at, "first recorded").to_dict("records")}
+    assert shown["calf_left"]["twitches"] == "6"
+
+
+def test_report_files_are_a_pdf_and_the_daily_csv(store: StoreTarget) -> None:
+    now = time.time_ns()
+    seed(store, spread("calf_left", 5, now - 30 * MIN, step_s=60))
+    s = open_store(store.url, store.auth)
+    try:
+        report = build_report(s, now - 7 * 24 * 60 * MIN, now + NS, USER)
+    finally:
+        s.close()
+    assert report_view.pdf_bytes(report).startswith(b"%PDF-")
+    rows = list(csv.DictReader(io.StringIO(report_view.csv_text(report))))
+    assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "calf_left") == 5

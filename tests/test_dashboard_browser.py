@@ -194,7 +194,7 @@ def test_live_page_updates_by_itself(
     assert simulator.poll() is None, "the simulator stopped early; see simulate.log"
 
 
-def test_history_and_journal_pages(dashboard: DashboardProcess, page: Page) -> None:
+def test_history_journal_and_report_pages(dashboard: DashboardProcess, page: Page) -> None:
     open_page(page, dashboard, "History")
     expect(page.get_by_role("heading", name="Twitches per day")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     daily = table(page, "calf_right").filter(has_not_text="change per week")
@@ -212,3 +212,15 @@ def test_history_and_journal_pages(dashboard: DashboardProcess, page: Page) -> N
     expect(entries.get_by_text("2 cups of coffee", exact=True)).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     expect(entries.get_by_text("caffeine", exact=True)).to_be_visible()
     screenshot(page, "journal.png")
+
+    open_page(page, dashboard, "Report")
+    expect(page.get_by_role("heading", name="By muscle")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_text("Last 30 d: 16 twitches on 2 muscles.", exact=False)).to_be_visible()
+    screenshot(page, "report.png")
+    with page.expect_download(timeout=RENDER_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Download PDF").click()
+    ARTIFACTS.mkdir(exist_ok=True)
+    pdf = ARTIFACTS / "report.pdf"
+    download.value.save_as(pdf)
+    assert download.value.suggested_filename.endswith(".pdf")
+    assert pdf.read_bytes().startswith(b"%PDF-")

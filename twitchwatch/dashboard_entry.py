@@ -14,8 +14,10 @@ from collector.mqtt import MqttTarget
 from dashboard import app
 from dashboard.livefeed import LiveFeed
 from processing.flags import FlagSet, flags_for_display
+from processing.report import ReportData, build_report
 from processing.store import EventStore, InfluxAuth, StoreError, open_store
 from twitchwatch.config import ConfigError, Settings, load_settings
+from twitchwatch.person_cli import flag_display_args
 
 
 def _close(store: EventStore) -> None:
@@ -41,11 +43,14 @@ def cached_feed(broker: str, user: str, _target: MqttTarget) -> LiveFeed:
     return LiveFeed(_target, user).start()
 
 
-def current_flags(store: EventStore, settings: Settings, devices: tuple[str, ...]) -> FlagSet:
+def current_flags(store: EventStore, settings: Settings) -> FlagSet:
     # The same call as ``twitchwatch flags``, so the page and the command agree.
-    return flags_for_display(
-        store, user=settings.user, rules=settings.flag_rules, devices=devices, computed_by="dashboard"
-    )
+    return flags_for_display(store, computed_by="dashboard", **flag_display_args(settings))
+
+
+def report(store: EventStore, settings: Settings, since_ns: int, until_ns: int) -> ReportData:
+    # The same call as ``twitchwatch report``.
+    return build_report(store, since_ns, until_ns, settings.user, rules=settings.flag_rules)
 
 
 def main() -> None:
@@ -53,7 +58,6 @@ def main() -> None:
     navigation = st.navigation(app.pages())
     try:
         settings = load_settings()
-        devices = tuple(settings.device_file().devices)
     except ConfigError as exc:
         st.warning(app.NOTICE, icon="⚕️")
         st.error(f"twitchwatch cannot start: {exc}")
@@ -70,7 +74,8 @@ def main() -> None:
             store,
             user,
             feed=lambda: cached_feed(mqtt.display, user, mqtt),
-            flags=lambda: current_flags(store, settings, devices),
+            flags=lambda: current_flags(store, settings),
+            report=lambda since_ns, until_ns: report(store, settings, since_ns, until_ns),
         )
     )
     navigation.run()
