@@ -729,3 +729,42 @@ def test_report_files_are_a_pdf_and_the_daily_csv(store: StoreTarget) -> None:
     assert report_view.pdf_bytes(report).startswith(b"%PDF-")
     rows = list(csv.DictReader(io.StringIO(report_view.csv_text(report))))
     assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "calf_left") == 5
+
+
+# ---- every page, one muscle and many --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "counts",
+    [
+        pytest.param({"calf_left": 5}, id="one-muscle"),
+        pytest.param(
+            {"calf_left": 7, "calf_right": 3, "thigh_left": 1, "biceps_right": 4, "neck": 2, "sensor_b": 6},
+            id="many-muscles",
+        ),
+    ],
+)
+def test_every_page_counts_every_muscle(store: StoreTarget, counts: dict[str, int]) -> None:
+    now = time.time_ns()
+    # Each muscle: its twitches 30-90 min ago, plus one 2 min ago (inside the Live page's 10 min only).
+    seeded = [
+        e for i, (m, n) in enumerate(counts.items()) for e in spread(m, n, now - (90 - i) * MIN, step_s=60)
+    ]
+    seeded += [event(m, now - 2 * MIN) for m in counts]
+    seed(store, seeded)
+    total = {m: n + 1 for m, n in counts.items()}
+
+    at = run_app()
+    assert {m: int(r["twitches"]) for m, r in frequency(at).items()} == total
+    assert set(fills(body_map_svg(at))) == {m for m in counts if bodymap.place(m) is not None}
+
+    at = open_page("live", at)
+    assert {m: c[:2] for m, c in live(at).items()} == {m: (0, 1) for m in counts}
+
+    at = open_page("history", at)
+    daily = table_with(at, "day")
+    assert {m: int(daily[m].astype(int).sum()) for m in counts} == total
+
+    at = open_page("report", at)
+    shown = {r["muscle"]: int(r["twitches"]) for r in table_with(at, "first recorded").to_dict("records")}
+    assert shown == total
+    at = open_page("journal", at)
+    assert "No journal entries" in page_text(at)
