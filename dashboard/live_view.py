@@ -63,6 +63,8 @@ def twitches_section(store: EventStore, user: str, now_ns: int) -> list[TwitchEv
 def broker_line(snapshot: FeedSnapshot) -> None:
     if snapshot.state == "connected":
         st.caption(f"Raw signal from the MQTT broker {snapshot.broker}.")
+    elif snapshot.state == "connecting":
+        st.info(f"Connecting to the MQTT broker {snapshot.broker} for the raw signal …")
     else:
         st.warning(
             f"No live signal: the MQTT broker {snapshot.broker} is not reachable ({snapshot.problem}). "
