@@ -283,7 +283,13 @@ def frequency_section(range_data: RangeData, controls: Controls, tz: dt.tzinfo) 
 
 def body_map_section(table: pd.DataFrame) -> None:
     st.header(HEADING_BODY_MAP)
-    rates = {str(m): float(r) for m, r in zip(table[data.COL_MUSCLE], table[data.COL_PER_HOUR], strict=True)}
+    show_body_map(
+        {str(m): float(r) for m, r in zip(table[data.COL_MUSCLE], table[data.COL_PER_HOUR], strict=True)}
+    )
+
+
+def show_body_map(rates: dict[str, float]) -> None:
+    """The figure with its numbers beside it; ``rates`` are twitches per hour by muscle."""
     figure = bodymap.body_map(rates)
     left, right = st.columns([3, 2])
     with left:

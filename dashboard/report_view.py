@@ -13,13 +13,14 @@ import time
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, local_tz, page_header, show_flags
+from dashboard.app import Context, local_tz, page_header, show_body_map, show_flags
 from processing.report import ReportData
 from processing.report_render import render_csv, render_pdf
 from processing.store import StoreError
 
 HEADING_SUMMARY = "Summary"
 HEADING_MUSCLES = "By muscle"
+HEADING_WHERE = "Where"
 HEADING_FLAGS = "Flags raised"
 HEADING_SYMPTOMS = "Other symptoms (journal)"
 HEADING_DOWNLOADS = "Downloads"
@@ -95,6 +96,8 @@ def summary(report: ReportData, period: str) -> None:
         "Twitches are fasciculations and myoclonic jerks; sustained activity is counted apart. An "
         "episode is a run of twitches close together on one muscle."
     )
+    st.header(HEADING_WHERE)
+    show_body_map({m.muscle: m.per_hour or 0.0 for m in report.muscles})
     st.header(HEADING_FLAGS)
     show_flags(report.flags, tz)
     st.header(HEADING_SYMPTOMS)

@@ -707,6 +707,8 @@ def test_report_page_summary_and_downloads(store: StoreTarget) -> None:
     assert set(shown) == {"calf_left", "calf_right"}
     assert (shown["calf_left"]["twitches"], shown["calf_left"]["sustained activity"]) == ("10", "3")
     assert shown["calf_left"]["monitored"] == "1.5 h"
+    # The body map colours by twitches per monitored hour; calf_right was never monitored (0).
+    assert fills(body_map_svg(at)) == {"calf_left": {"#bd0026"}, "calf_right": {bodymap.colour(0, 1)}}
     assert shown["calf_right"]["twitches"] == "2"
     first_left = dt.datetime.fromtimestamp((now - 10 * day) / NS, dt.UTC).date()
     assert shown["calf_left"]["first recorded"] == first_left.isoformat()
