@@ -228,6 +228,7 @@ class FlagRules:
     baseline_min_hours: float = 24.0
     persistent_days_per_week: int = 5
     persistent_min_days: int = 14
+    persistent_recent_days: int = 7
     spreading_recent_days: int = 7
     spreading_other_days: int = 7
     spreading_prior_quiet_days: int = 3
@@ -245,6 +246,7 @@ class FlagRules:
             "elevated_hours",
             "baseline_days",
             "persistent_min_days",
+            "persistent_recent_days",
             "spreading_recent_days",
             "spreading_other_days",
             "rising_min_days",
@@ -361,8 +363,8 @@ def twitching_day_words(rules: FlagRules) -> str:
 def persistent_rule(rules: FlagRules) -> str:
     return (
         f"persistent: twitching on ≥ {rules.persistent_days_per_week} of every 7 consecutive days for "
-        f"≥ {rules.persistent_min_days} days ({twitching_day_words(rules)}; unmonitored days count as "
-        "not twitching)"
+        f"≥ {rules.persistent_min_days} days, the last within the past {rules.persistent_recent_days} days "
+        f"({twitching_day_words(rules)}; unmonitored days count as not twitching)"
     )
 
 
@@ -393,6 +395,8 @@ def check_persistent(
     span = range(best[0], best[1] + 7)
     qualifying = tuple(days[k] for k in span if twitching[k])
     first, last = qualifying[0], qualifying[-1]
+    if (today - last).days >= rules.persistent_recent_days:
+        return None  # it was persistent once, but has stopped: not a current flag
     n_days = (last - first).days + 1
     return Flag(
         user=user,

@@ -36,7 +36,7 @@ from processing.flags import (
     compute_flag_set,
     day_of,
 )
-from processing.journal import FactorEffect, JournalEntry, factor_effects
+from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
 from processing.report_render import render_csv, render_pdf
 from processing.store import EventQuery, EventStore, QueryError
 
@@ -187,6 +187,91 @@ def _first_recorded(store: EventStore, user: str, muscle: str, until_ns: int) ->
     return day_of(first[0].start_ns) if first else None
 
 
+@dataclass
+class _Tallies:
+    """Per-muscle counters over the period's days (built once, then frozen into ``ReportData``)."""
+
+    daily_twitches: dict[str, list[int]]
+    daily_monitored_h: dict[str, list[float]]
+    hour_of_day: dict[str, list[int]]
+    durations_ms: dict[str, list[float]]
+    sustained: dict[str, int]
+
+
+def _tally(
+    events: Sequence[TwitchEvent], minutes: Mapping[str, Mapping[int, float]], days: Sequence[dt.date]
+) -> _Tallies:
+    index = {d: i for i, d in enumerate(days)}
+    names = sorted(set(minutes) | {e.muscle for e in events})
+    t = _Tallies(
+        {m: [0] * len(days) for m in names},
+        {m: [0.0] * len(days) for m in names},
+        {m: [0] * 24 for m in names},
+        {m: [] for m in names},
+        dict.fromkeys(names, 0),
+    )
+    for e in events:
+        if not e.kind.is_twitch:
+            t.sustained[e.muscle] += 1
+            continue
+        t.daily_twitches[e.muscle][index[day_of(e.start_ns)]] += 1
+        t.hour_of_day[e.muscle][(e.start_ns % DAY_NS) // HOUR_NS] += 1
+        t.durations_ms[e.muscle].append(e.duration_ms)
+    for m, by_minute in minutes.items():
+        seconds = [0.0] * len(days)  # summed in seconds, divided once: sums of whole hours stay exact
+        for minute_ns, s in by_minute.items():
+            seconds[index[day_of(minute_ns)]] += s
+        t.daily_monitored_h[m] = [x / 3600.0 for x in seconds]
+    return t
+
+
+def _summary(
+    muscle: str,
+    t: _Tallies,
+    monitored_s: float,
+    episodes: Sequence[Episode],
+    first_recorded: dt.date | None,
+) -> MuscleSummary:
+    lengths = [ep.minutes for ep in episodes if ep.muscle == muscle]
+    durations = t.durations_ms[muscle]
+    return MuscleSummary(
+        muscle=muscle,
+        first_recorded=first_recorded,
+        twitches=sum(t.daily_twitches[muscle]),
+        sustained=t.sustained[muscle],
+        monitored_h=monitored_s / 3600.0,
+        twitching_days=sum(1 for n in t.daily_twitches[muscle] if n > 0),
+        monitored_days=sum(1 for h in t.daily_monitored_h[muscle] if h > 0),
+        median_duration_ms=statistics.median(durations) if durations else None,
+        p90_duration_ms=_percentile(durations, 0.9),
+        episodes=len(lengths),
+        median_episode_min=statistics.median(lengths) if lengths else None,
+        longest_episode_min=max(lengths) if lengths else None,
+    )
+
+
+def _coverage(minutes: Mapping[str, Mapping[int, float]], days: Sequence[dt.date]) -> Coverage:
+    any_minute: dict[int, float] = {}
+    for by_minute in minutes.values():
+        for minute_ns, seconds in by_minute.items():
+            any_minute[minute_ns] = max(any_minute.get(minute_ns, 0.0), seconds)
+    monitored = sorted(t for t, s in any_minute.items() if s > 0)
+    index = {d: i for i, d in enumerate(days)}
+    daily = [0.0] * len(days)
+    for minute_ns, seconds in any_minute.items():
+        daily[index[day_of(minute_ns)]] += seconds
+    daily_h = [s / 3600.0 for s in daily]
+    return Coverage(
+        monitored_h=sum(any_minute.values()) / 3600.0,
+        days_with_data=sum(1 for h in daily_h if h > 0),
+        days_in_period=len(days),
+        first_ns=monitored[0] if monitored else None,
+        last_ns=monitored[-1] + MINUTE_NS if monitored else None,
+        gaps=tuple(gaps_of(monitored)),
+        daily_monitored_h=tuple(daily_h),
+    )
+
+
 def build_report(
     store: EventStore,
     since_ns: int,
@@ -197,110 +282,63 @@ def build_report(
     flag_set: FlagSet | None = None,
     progress: Progress | None = None,
     now_ns: int | None = None,
+    journal_windows_ns: Mapping[Factor, int] | None = None,
 ) -> ReportData:
     """Everything the report shows for ``user`` in [since_ns, until_ns).
 
-    ``flag_set``: the flags to show; by default they are computed as of ``until_ns`` with ``rules``."""
+    ``flag_set``: the flags to show; by default they are computed as of ``until_ns`` with ``rules``.
+    ``journal_windows_ns``: hours after each factor compared with the baseline (default 6 h each)."""
     if until_ns <= since_ns:
         raise QueryError(f"until ({until_ns}) must be after since ({since_ns})", "until_ns")
     say = progress or (lambda _step: None)
-    rules = rules or FlagRules()
     first_day, last_day = day_of(since_ns), day_of(until_ns - 1)
     days = tuple(first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1))
-    index = {d: i for i, d in enumerate(days)}
 
     say("reading events")
-    events = [
-        e for e in store.events(EventQuery(since_ns, until_ns, user)) if e.kind is not EventKind.ARTIFACT
-    ]
+    query = EventQuery(since_ns, until_ns, user)
+    events = [e for e in store.events(query) if e.kind is not EventKind.ARTIFACT]
     say(f"reading minute rates ({len(events)} events)")
-    rates = store.rates(EventQuery(since_ns, until_ns, user))
+    rates = store.rates(query)
     say(f"reading the journal ({len(rates)} minute rates)")
     journal = store.journal_entries(since_ns, until_ns, user)
 
     minutes = _minutes_by_muscle(rates)
-    muscle_names = sorted(set(minutes) | {e.muscle for e in events})
-    daily_twitches = {m: [0] * len(days) for m in muscle_names}
-    daily_monitored = {m: [0.0] * len(days) for m in muscle_names}
-    hour_of_day = {m: [0] * 24 for m in muscle_names}
-    durations: dict[str, list[float]] = {m: [] for m in muscle_names}
-    sustained = dict.fromkeys(muscle_names, 0)
-    for e in events:
-        if not e.kind.is_twitch:
-            sustained[e.muscle] += 1
-            continue
-        daily_twitches[e.muscle][index[day_of(e.start_ns)]] += 1
-        hour_of_day[e.muscle][(e.start_ns % DAY_NS) // HOUR_NS] += 1
-        durations[e.muscle].append(e.duration_ms)
-    for m, by_minute in minutes.items():
-        for minute_ns, seconds in by_minute.items():
-            daily_monitored[m][index[day_of(minute_ns)]] += seconds  # hours below: sums stay exact
-    daily_monitored = {m: [s / 3600.0 for s in v] for m, v in daily_monitored.items()}
-
+    tallies = _tally(events, minutes, days)
     say("finding episodes")
     episodes = episodes_of(events)
     say("first recorded days")
-    summaries = []
-    for m in muscle_names:
-        eps = [ep.minutes for ep in episodes if ep.muscle == m]
-        summaries.append(
-            MuscleSummary(
-                muscle=m,
-                first_recorded=_first_recorded(store, user, m, until_ns),
-                twitches=sum(daily_twitches[m]),
-                sustained=sustained[m],
-                monitored_h=sum(minutes.get(m, {}).values()) / 3600.0,
-                twitching_days=sum(1 for n in daily_twitches[m] if n > 0),
-                monitored_days=sum(1 for h in daily_monitored[m] if h > 0),
-                median_duration_ms=statistics.median(durations[m]) if durations[m] else None,
-                p90_duration_ms=_percentile(durations[m], 0.9),
-                episodes=len(eps),
-                median_episode_min=statistics.median(eps) if eps else None,
-                longest_episode_min=max(eps) if eps else None,
-            )
+    summaries = tuple(
+        _summary(
+            m,
+            tallies,
+            sum(minutes.get(m, {}).values()),
+            episodes,
+            _first_recorded(store, user, m, until_ns),
         )
-
-    say("coverage")
-    any_minute: dict[int, float] = {}
-    for by_minute in minutes.values():
-        for minute_ns, seconds in by_minute.items():
-            any_minute[minute_ns] = max(any_minute.get(minute_ns, 0.0), seconds)
-    monitored = sorted(t for t, s in any_minute.items() if s > 0)
-    daily_any = [0.0] * len(days)
-    for minute_ns, seconds in any_minute.items():
-        daily_any[index[day_of(minute_ns)]] += seconds
-    daily_any = [s / 3600.0 for s in daily_any]
-    coverage = Coverage(
-        monitored_h=sum(any_minute.values()) / 3600.0,
-        days_with_data=sum(1 for h in daily_any if h > 0),
-        days_in_period=len(days),
-        first_ns=monitored[0] if monitored else None,
-        last_ns=monitored[-1] + MINUTE_NS if monitored else None,
-        gaps=tuple(gaps_of(monitored)),
-        daily_monitored_h=tuple(daily_any),
+        for m in sorted(tallies.sustained)
     )
-
     say("journal effects and flags")
-    effects = factor_effects(journal, rates)
     if flag_set is None:
-        flag_set = compute_flag_set(store, user=user, now_ns=until_ns, rules=rules, computed_by="report")
+        flag_set = compute_flag_set(
+            store, user=user, now_ns=until_ns, rules=rules or FlagRules(), computed_by="report"
+        )
     return ReportData(
         user=user,
         since_ns=since_ns,
         until_ns=until_ns,
         generated_at_ns=time.time_ns() if now_ns is None else now_ns,
         days=days,
-        muscles=tuple(summaries),
-        daily_twitches={m: tuple(v) for m, v in daily_twitches.items()},
-        daily_monitored_h={m: tuple(v) for m, v in daily_monitored.items()},
-        hour_of_day={m: tuple(v) for m, v in hour_of_day.items()},
-        durations_ms={m: tuple(v) for m, v in durations.items()},
+        muscles=summaries,
+        daily_twitches={m: tuple(v) for m, v in tallies.daily_twitches.items()},
+        daily_monitored_h={m: tuple(v) for m, v in tallies.daily_monitored_h.items()},
+        hour_of_day={m: tuple(v) for m, v in tallies.hour_of_day.items()},
+        durations_ms={m: tuple(v) for m, v in tallies.durations_ms.items()},
         episodes=tuple(episodes),
         journal=tuple(journal),
-        symptoms=tuple(e for e in journal if e.factor.value == "symptom"),
-        effects=tuple(effects),
+        symptoms=tuple(e for e in journal if e.factor is Factor.SYMPTOM),
+        effects=tuple(factor_effects(journal, rates, journal_windows_ns)),
         flags=flag_set,
-        coverage=coverage,
+        coverage=_coverage(minutes, days),
     )
 
 

@@ -216,7 +216,7 @@ class Worker:
         self.flag_sets: dict[str, FlagSet] = {}  # latest computed per user, re-published on reconnect
         self.flags_computed = asyncio.Event()  # set after each round of flag computation
         self._last_frame_wall: dict[tuple[str, str], int] = {}
-        self._started_ns = time.time_ns()
+        self.started_ns = time.time_ns()  # when watching began: the reference for devices never heard from
         self._ha_muscles: dict[str, frozenset[str]] = {}  # discovery configs already published
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -513,8 +513,11 @@ class Worker:
         users.update(u for u, _ in self._last_frame_wall)
         return sorted(users)
 
-    def _last_frames(self, user: str, devices: tuple[str, ...]) -> dict[str, int | None]:
-        return {d: self._last_frame_wall.get((user, d)) for d in devices}
+    def _last_frames(self, user: str, task: FlagTask) -> dict[str, int | None]:
+        """Configured devices belong to the configured users; another user seen on the bus has none."""
+        if user not in task.users and user != self.user:
+            return {}
+        return {d: self._last_frame_wall.get((user, d)) for d in task.devices}
 
     async def _flags_loop(self, task: FlagTask) -> None:
         while not self._stop.is_set():
@@ -544,8 +547,8 @@ class Worker:
             now_ns=now_ns,
             rules=task.rules,
             computed_by="worker",
-            last_frame_ns=self._last_frames(user, task.devices),
-            watched_since_ns=self._started_ns,
+            last_frame_ns=self._last_frames(user, task),
+            watched_since_ns=self.started_ns,
         )
         self.store.replace_flags(flag_set)
         return flag_set

@@ -103,6 +103,14 @@ def test_four_days_a_week_is_not_persistent() -> None:
     assert FlagKind.PERSISTENT not in kinds(flags, "calf_left")
 
 
+def test_persistent_that_stopped_a_week_ago_is_no_longer_raised() -> None:
+    rates = three_weeks()
+    for back in (6, 7):
+        now = at(DAY0 + dt.timedelta(days=20 + back))
+        flags = evaluate(rates, user="alice", now_ns=now, rules=RULES)
+        assert (FlagKind.PERSISTENT in kinds(flags, "calf_left")) == (back < 7), back
+
+
 def test_persistent_needs_two_weeks_and_monitored_days() -> None:
     short = [r for d in days(12) for r in day_rates("calf_left", d, 4)]
     assert not evaluate(short, user="alice", now_ns=at(DAY0 + dt.timedelta(days=11)), rules=RULES)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from processing.flags import FlagRules
+from processing.journal import Factor
 from twitchwatch.config import ConfigError, load_settings
 
 
@@ -37,9 +38,30 @@ def test_thresholds_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.ha_discovery is True
 
 
+def test_journal_windows_per_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(load_settings().journal_windows_ns.values()) == {6 * 3600 * 10**9}
+    monkeypatch.setenv("TWITCHWATCH_JOURNAL_WINDOWS_H", '{"exercise": 12, "caffeine": 1.5}')
+    windows = load_settings().journal_windows_ns
+    assert windows[Factor.EXERCISE] == 12 * 3600 * 10**9
+    assert windows[Factor.CAFFEINE] == 5400 * 10**9
+    assert windows[Factor.SLEEP] == 6 * 3600 * 10**9
+
+
 @pytest.mark.parametrize(
     ("name", "value", "key", "reason"),
     [
+        (
+            "TWITCHWATCH_JOURNAL_WINDOWS_H",
+            '{"coffee": 2}',
+            "TWITCHWATCH_JOURNAL_WINDOWS_H.coffee.[key]",
+            "caffeine",
+        ),
+        (
+            "TWITCHWATCH_JOURNAL_WINDOWS_H",
+            '{"sleep": 0}',
+            "TWITCHWATCH_JOURNAL_WINDOWS_H.sleep",
+            "greater than 0",
+        ),
         (
             "TWITCHWATCH_FLAG_RULES",
             '{"elevated_factr": 3}',

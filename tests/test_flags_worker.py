@@ -71,12 +71,13 @@ async def test_worker_computes_stores_and_publishes_retained_flags_and_ha_discov
     store = SQLiteStore(tmp_path / "events.db")
     seed(store, time.time_ns())
     task_config = FlagTask(
-        FlagRules(stale_after_s=0.001),  # every configured device without frames is stale at once
+        FlagRules(stale_after_s=30),
         interval_s=3600,
         devices=("dev1",),
         ha=HaDiscovery(prefix="hatest", interval_s=3600),
     )
     worker = Worker(target, store, user="alice", client_id="flags-worker", flags=task_config)
+    worker.started_ns -= 60 * 1_000_000_000  # watching for a minute, and dev1 has said nothing
     run = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(worker.connected.wait(), 30)
@@ -151,3 +152,43 @@ def test_flag_users_include_the_configured_and_the_seen(tmp_path: Path) -> None:
         assert worker.flag_users() == ["bob"]
         worker._last_frame_wall[("carol", "dev9")] = 1
         assert worker.flag_users() == ["bob", "carol"]
+
+
+async def test_configured_devices_are_watched_for_the_configured_user_only(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "e.db") as store:
+        task = FlagTask(FlagRules(stale_after_s=30), devices=("polar1",), users=("bob",))
+        worker = Worker(MqttTarget("127.0.0.1", 1), store, user="+", flags=task)
+        worker.started_ns -= 60 * 1_000_000_000  # watching for a minute, and polar1 has said nothing
+        worker._last_frame_wall[("carol", "dev9")] = time.time_ns()
+        await worker.compute_flags_once(task)
+        bob, carol = store.current_flags("bob"), store.current_flags("carol")
+    assert bob is not None
+    assert carol is not None
+    assert [(f.kind, f.device) for f in bob.flags] == [(FlagKind.STALE_SENSOR, "polar1")]
+    assert carol.flags == ()
+
+
+@pytest.mark.mosquitto
+async def test_a_muscle_that_appears_later_gets_its_discovery_config(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    target = parse_mqtt_url(mosquitto.url)
+    store = SQLiteStore(tmp_path / "events.db")
+    task_config = FlagTask(FlagRules(), interval_s=3600, ha=HaDiscovery(prefix="hanew", interval_s=0.2))
+    worker = Worker(target, store, user="bob", client_id="flags-worker-ha", flags=task_config)
+    run = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.flags_computed.wait(), 60)
+        first = await collect_retained(target, ["hanew/binary_sensor/twitchwatch_bob/rising/config"], 30)
+        assert "hanew/binary_sensor/twitchwatch_bob/rising/config" in first  # no muscle yet, flags already
+        now = time.time_ns()
+        minute = now - now % MINUTE - MINUTE
+        store.write_rates([MinuteRate("bob", "neck", "dev7", "live", minute, 3, 60.0)])
+        topics = ["hanew/sensor/twitchwatch_bob/neck_rate/config", rate_state_topic("bob", "neck")]
+        got = await collect_retained(target, topics, 60)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 60)
+        store.close()
+    assert json.loads(got[topics[0]])["name"] == "neck twitch rate"
+    assert got[topics[1]] == "180.0"  # 3 twitches in one monitored minute

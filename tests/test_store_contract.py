@@ -603,3 +603,23 @@ def test_flags_are_replaced_per_user(store: EventStore) -> None:
     assert store.current_flags("alice") == second
     assert store.current_flags("bob") == bob
     assert store.current_flags("carol") is None
+
+
+@pytest.mark.influx
+def test_influx_keeps_one_flag_set_point_per_user(influxdb: InfluxServer, influx_store: InfluxStore) -> None:
+    for k in range(3):
+        influx_store.replace_flags(FlagSet("alice", T0 + k * MINUTE, "worker", ()))
+    influx_store.replace_flags(FlagSet("bob", T0, "worker", ()))
+    response = httpx.get(
+        f"{influxdb.base_url}/query",
+        params={
+            "db": influx_store.database,
+            "q": 'SELECT count("document") FROM "flag_sets" GROUP BY "user"',
+        },
+        auth=(influxdb.username, influxdb.password),
+    )
+    series = response.json()["results"][0]["series"]
+    assert {s["tags"]["user"]: s["values"][0][1] for s in series} == {"alice": 1, "bob": 1}
+    current = influx_store.current_flags("alice")
+    assert current is not None
+    assert current.computed_at_ns == T0 + 2 * MINUTE

@@ -10,6 +10,8 @@ Environment:
   TWITCHWATCH_CONFIG       path of the TOML device map (optional)
   TWITCHWATCH_FLAG_RULES   flag thresholds as JSON, e.g. '{"elevated_factor": 3, "stale_after_s": 900}'
                            (keys: processing.flags.FlagRules; unknown keys are rejected)
+  TWITCHWATCH_JOURNAL_WINDOWS_H  hours after a journal entry compared with the baseline, per factor, as
+                           JSON, e.g. '{"caffeine": 6, "exercise": 12}' (default 6 h for every factor)
   TWITCHWATCH_FLAGS_INTERVAL_S  seconds between the worker's flag computations (default 300)
   TWITCHWATCH_HA_DISCOVERY  true: publish Home Assistant MQTT discovery for rates and flags (default false)
   TWITCHWATCH_HA_PREFIX    Home Assistant's discovery prefix (default homeassistant)
@@ -50,6 +52,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from collector.topics import TopicError, check_segment
 from processing.flags import FlagRules
+from processing.journal import DEFAULT_WINDOW_NS, HOUR_NS, Factor
 from processing.store import InfluxAuth, StoreUrlError, parse_store_url
 
 
@@ -181,6 +184,7 @@ class Settings(BaseSettings):
     user: Segment = "me"
     config: Path | None = None
     flag_rules: FlagRules = Field(default_factory=FlagRules)
+    journal_windows_h: dict[Factor, Annotated[float, Field(gt=0, le=72)]] = Field(default_factory=dict)
     flags_interval_s: float = Field(default=300.0, gt=0)
     ha_discovery: bool = False
     ha_prefix: Segment = "homeassistant"
@@ -244,6 +248,16 @@ class Settings(BaseSettings):
     def flag_devices(self) -> tuple[str, ...]:
         """Configured devices: the ones ``stale_sensor`` watches."""
         return tuple(self.device_file().devices)
+
+    @property
+    def journal_windows_ns(self) -> dict[Factor, int]:
+        """Every factor's window after an entry (the configured ones, else 6 h)."""
+        return {
+            f: round(self.journal_windows_h[f] * HOUR_NS)
+            if f in self.journal_windows_h
+            else DEFAULT_WINDOW_NS
+            for f in Factor
+        }
 
     @property
     def flags_max_age_s(self) -> float:

@@ -93,10 +93,21 @@ def flag_display_args(settings: Settings) -> dict[str, Any]:
     }
 
 
+def report_args(settings: Settings) -> dict[str, Any]:
+    """The settings-derived arguments of ``build_report`` (besides store and period); the dashboard's
+    composition root passes the same, so its download equals ``twitchwatch report``."""
+    return {
+        "user": settings.user,
+        "rules": settings.flag_rules,
+        "journal_windows_ns": settings.journal_windows_ns,
+    }
+
+
 # ---- flags -----------------------------------------------------------------------------------------
 
 
-def cmd_flags(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_flags(args: argparse.Namespace) -> int:
+    out = sys.stdout
     settings = load_settings()
     with _open(settings) as store:
         flag_set = flags_for_display(store, computed_by="cli", **flag_display_args(settings))
@@ -128,7 +139,8 @@ def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO) -> None:
 # ---- journal ---------------------------------------------------------------------------------------
 
 
-def cmd_journal(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+def cmd_journal(args: argparse.Namespace) -> int:
+    stdin, out = sys.stdin, sys.stdout
     settings = load_settings()
     now = dt.datetime.now().astimezone()
     with _open(settings) as store:
@@ -187,7 +199,8 @@ def _delete(store: EventStore, entry_id: str, user: str, yes: bool, stdin: TextI
 # ---- report ----------------------------------------------------------------------------------------
 
 
-def cmd_report(args: argparse.Namespace, err: TextIO = sys.stderr) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
+    err = sys.stderr
     from processing.report import build_report, render_csv, render_pdf
 
     if args.pdf is None and args.csv is None:
@@ -198,9 +211,7 @@ def cmd_report(args: argparse.Namespace, err: TextIO = sys.stderr) -> int:
     until = when(args.until, now, "--until") if args.until else now
     progress: Callable[[str], None] = lambda step: print(f"report: {step}", file=err, flush=True)  # noqa: E731
     with _open(settings) as store:
-        report = build_report(
-            store, _ns(since), _ns(until), settings.user, rules=settings.flag_rules, progress=progress
-        )
+        report = build_report(store, _ns(since), _ns(until), progress=progress, **report_args(settings))
     if args.pdf is not None:
         progress(f"rendering the PDF to {args.pdf}")
         render_pdf(report, args.pdf)

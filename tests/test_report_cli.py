@@ -1,0 +1,169 @@
+"""``twitchwatch flags``, ``journal`` and ``report`` through ``main()`` on a real SQLite file."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import pypdf
+import pytest
+
+from processing.events import EventKind, MinuteRate, TwitchEvent
+from processing.flags import FlagRules, FlagSet, compute_flag_set, day_of, day_start_ns, flags_for_display
+from processing.journal import Factor, JournalEntry
+from processing.store.sqlite import SQLiteStore
+from twitchwatch.cli import main
+
+MINUTE = 60_000_000_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+@pytest.fixture
+def db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for key in list(os.environ):
+        if key.startswith("TWITCHWATCH_"):
+            monkeypatch.delenv(key)
+    path = tmp_path / "tw.db"
+    monkeypatch.setenv("TWITCHWATCH_STORE_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("TWITCHWATCH_USER", "alice")
+    return path
+
+
+def seed_recent(path: Path, days: int = 20) -> None:
+    """The last ``days`` full UTC days, worn 08-20: calf_left one twitch every 10 min, arm none."""
+    today = day_of(time.time_ns())
+    rates, events = [], []
+    with SQLiteStore(path) as store:
+        for back in range(days, 0, -1):
+            start = day_start_ns(today - dt.timedelta(days=back))
+            for t in range(start + 8 * HOUR, start + 20 * HOUR, MINUTE):
+                n = int((t // MINUTE) % 10 == 0)
+                rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, n, 60.0))
+                rates.append(MinuteRate("alice", "arm", "d2", "live", t, 0, 60.0))
+                if n:
+                    end = t + 90_000_000
+                    kind = EventKind.FASCICULATION
+                    events.append(
+                        TwitchEvent("alice", "calf_left", "d1", "acc", 0, kind, t, end, 0.1, "g", 0.9)
+                    )
+        store.write_rates(rates)
+        store.write_events(events)
+
+
+def test_flags_json_is_what_the_display_function_gives(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_recent(db)
+    assert main(["flags", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    with SQLiteStore(db) as store:
+        expected = flags_for_display(store, user="alice", rules=FlagRules(), computed_by="cli")
+    assert shown["computed_by"] == "cli"
+    del shown["computed_at"], shown["computed_at_ns"]
+    for flag in shown["flags"]:
+        del flag["raised_at_ns"]
+    want = expected.to_json_dict()
+    del want["computed_at"], want["computed_at_ns"]
+    for flag in want["flags"]:
+        del flag["raised_at_ns"]
+    assert shown == want
+    assert [f["kind"] for f in shown["flags"]] == ["persistent"]
+
+
+def test_flags_text_says_where_they_come_from(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_recent(db)
+    assert main(["flags"]) == 0
+    out = capsys.readouterr().out
+    assert "computed now from the store" in out
+    assert "[persistent] calf_left" in out
+    assert "rule: persistent: twitching on ≥ 5 of every 7" in out
+    assert "not a medical device" in out
+    with SQLiteStore(db) as store:
+        computed = compute_flag_set(
+            store, user="alice", now_ns=time.time_ns(), rules=FlagRules(), computed_by="worker"
+        )
+        store.replace_flags(computed)
+    assert main(["flags", "--json"]) == 0
+    assert FlagSet.from_json(capsys.readouterr().out) == computed  # the worker's set, as stored
+    assert main(["flags"]) == 0
+    assert "computed by the worker at" in capsys.readouterr().out
+
+
+def test_journal_add_list_delete(
+    db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["journal", "add", "caffeine", "--amount", "2 cups", "--at", "2h"]) == 0
+    assert main(["journal", "add", "Symptom", "--note", "cramp", "--muscle", "calf_left"]) == 0
+    capsys.readouterr()
+    assert main(["journal", "list", "--json"]) == 0
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["factor"], e["amount"], e["note"], e["muscle"]) for e in entries] == [
+        ("caffeine", "2 cups", "", ""),
+        ("symptom", "", "cramp", "calf_left"),
+    ]
+    assert abs(entries[0]["time"] - (time.time() - 7200)) < 120
+    coffee = entries[0]["id"]
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert main(["journal", "delete", coffee]) == 1
+    assert "not deleted" in capsys.readouterr().out
+    with SQLiteStore(db) as store:
+        assert len(store.journal_entries()) == 2
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert main(["journal", "delete", coffee]) == 0
+    out = capsys.readouterr().out
+    assert "Delete" in out
+    assert "caffeine 2 cups" in out
+    assert main(["journal", "delete", entries[1]["id"], "--yes"]) == 0
+    with SQLiteStore(db) as store:
+        assert store.journal_entries() == []
+    assert main(["journal", "delete", coffee, "--yes"]) == 1
+    assert "journal list" in capsys.readouterr().err
+
+
+def test_journal_rejects_an_unknown_factor(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["journal", "add", "coffee"]) == 2
+    assert "factor: 'coffee' is not one of caffeine" in capsys.readouterr().err
+
+
+def test_report_writes_pdf_and_csv_with_progress(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_recent(db, days=10)
+    pdf, out_csv = tmp_path / "r.pdf", tmp_path / "r.csv"
+    with SQLiteStore(db) as store:
+        store.add_journal_entry(
+            JournalEntry("alice", time.time_ns() - 3 * DAY, Factor.SYMPTOM, note="eyelid flutter")
+        )
+    assert main(["report", "--since", "30d", "--pdf", str(pdf), "--csv", str(out_csv)]) == 0
+    err = capsys.readouterr().err
+    assert "report: reading events" in err
+    assert "report: done: 2 muscles, 120.0 h monitored" in err
+    reader = pypdf.PdfReader(pdf)
+    assert len(reader.pages) == 4
+    text = " ".join(page.extract_text() for page in reader.pages)
+    first = (day_of(time.time_ns()) - dt.timedelta(days=10)).isoformat()
+    assert first in reader.pages[0].extract_text()
+    assert "eyelid flutter" in text
+    with out_csv.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "calf_left") == 10 * 72
+    assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "arm") == 0
+
+
+def test_report_needs_an_output(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--since", "7d"]) == 1
+    assert "--pdf OUT.pdf" in capsys.readouterr().err
+
+
+def test_journal_help_lists_the_factors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["journal", "add", "--help"])
+    out = capsys.readouterr().out
+    for factor in Factor:
+        assert factor.value in out
