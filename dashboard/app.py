@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from dashboard import bodymap, data
 from dashboard.livefeed import LiveFeed
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source
 from processing.flags import FlagSet
+from processing.journal import Factor
 from processing.report import ReportData
 from processing.store import EventQuery, EventStore, HourCount, StoreError
 
@@ -79,6 +80,8 @@ class Context:
     flags: Callable[[], FlagSet]
     # The doctor-visit report of [since_ns, until_ns), built as ``twitchwatch report`` builds it.
     report: Callable[[int, int], ReportData]
+    # How long after each kind of journal entry counts as "after" it (TWITCHWATCH_JOURNAL_WINDOWS_H).
+    journal_windows_ns: Mapping[Factor, int]
 
 
 def set_context(ctx: Context) -> None:

@@ -127,7 +127,7 @@ def effects_section(ctx: Context, entries: list[JournalEntry], since_ns: int, no
     except StoreError as exc:
         st.error(f"Cannot read the rates: {exc}")
         return
-    table = data.effects_display(factor_effects(entries, rates))
+    table = data.effects_display(factor_effects(entries, rates, ctx.journal_windows_ns))
     if table.empty:
         st.info(
             "No monitored time in this period: the rate comparison needs the worker's per-minute records."

@@ -662,7 +662,9 @@ def test_journal_add_list_and_delete_only_after_confirmation(store: StoreTarget)
     assert "No journal entries" in page_text(at)
 
 
-def test_journal_rate_after_each_factor_vs_baseline(store: StoreTarget) -> None:
+def test_journal_rate_after_each_factor_vs_baseline(
+    store: StoreTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now_minute = minute_floor(time.time_ns())
     coffee = now_minute - 10 * 3600 * NS
     # 6 h after the coffee: 2 twitches a minute; 3 h before it: 1 a minute (the baseline). 60 s each.
@@ -687,6 +689,16 @@ def test_journal_rate_after_each_factor_vs_baseline(store: StoreTarget) -> None:
     assert row["per hour baseline"] == "60.00"
     assert row["after ÷ baseline"] == "×2.00"
     assert row["monitored after / baseline"] == "6.0 h / 3.0 h"
+    assert row["window"] == "6 h after"
+
+    # A configured 3 h window: the 3-6 h after the coffee (120/h) join the baseline.
+    monkeypatch.setenv("TWITCHWATCH_JOURNAL_WINDOWS_H", '{"caffeine": 3}')
+    [row] = table_with(open_page("journal"), "after ÷ baseline").to_dict("records")
+    assert row["window"] == "3 h after"
+    assert row["per hour after"] == "120.00"
+    assert row["per hour baseline"] == f"{(3 * 60 + 3 * 120) / 6:.2f}"
+    assert row["after ÷ baseline"] == f"×{120 / 90:.2f}"
+    assert row["monitored after / baseline"] == "3.0 h / 6.0 h"
 
 
 # ---- Report -----------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from processing.flags import FlagSet, flags_for_display
 from processing.report import ReportData, build_report
 from processing.store import EventStore, InfluxAuth, StoreError, open_store
 from twitchwatch.config import ConfigError, Settings, load_settings
-from twitchwatch.person_cli import flag_display_args
+from twitchwatch.person_cli import flag_display_args, report_args
 
 
 def _close(store: EventStore) -> None:
@@ -50,7 +50,7 @@ def current_flags(store: EventStore, settings: Settings) -> FlagSet:
 
 def report(store: EventStore, settings: Settings, since_ns: int, until_ns: int) -> ReportData:
     # The same call as ``twitchwatch report``.
-    return build_report(store, since_ns, until_ns, settings.user, rules=settings.flag_rules)
+    return build_report(store, since_ns, until_ns, **report_args(settings))
 
 
 def main() -> None:
@@ -76,6 +76,7 @@ def main() -> None:
             feed=lambda: cached_feed(mqtt.display, user, mqtt),
             flags=lambda: current_flags(store, settings),
             report=lambda since_ns, until_ns: report(store, settings, since_ns, until_ns),
+            journal_windows_ns=settings.journal_windows_ns,
         )
     )
     navigation.run()
