@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import json
 import os
 import re
 import time
@@ -41,6 +42,7 @@ from tests.harness import free_port
 from tests.harness.dashboard import NS, USER, MqttSender, event, minute_floor, minute_rates, spread
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch import cli
 
 ENTRY = Path(__file__).resolve().parents[1] / "twitchwatch" / "dashboard_entry.py"
 MIN = 60 * NS
@@ -783,3 +785,40 @@ def test_every_page_counts_every_muscle(store: StoreTarget, counts: dict[str, in
     assert shown == total
     at = open_page("journal", at)
     assert "No journal entries" in page_text(at)
+
+
+# ---- flags agree with `twitchwatch flags --json` ---------------------------------------------------
+def test_overview_flags_agree_with_the_flags_command(
+    store: StoreTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 21 UTC days up to yesterday: calf_left twitches 2 times an hour for 4 worn hours a day, the
+    # control muscle is worn as long and never twitches.
+    today = dt.datetime.now(dt.UTC).date()
+    rates = []
+    for back in range(21, 0, -1):
+        day_ns = int(dt.datetime.combine(today - dt.timedelta(days=back), dt.time(), dt.UTC).timestamp()) * NS
+        for hour in range(9, 13):
+            first = day_ns + hour * 60 * MIN
+            rates += [
+                MinuteRate(USER, "calf_left", "sim1", "live", first + i * MIN, 1 if i % 30 == 0 else 0, 60.0)
+                for i in range(60)
+            ]
+            rates += minute_rates("control_arm", first, 60, 60.0)
+    seed(store, rates=rates)
+
+    assert cli.main(["flags", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = [
+        {
+            "flag": f["kind"],
+            "where": f["muscle"],
+            "what was seen": f["summary"],
+            "rule": f["rule"],
+            "dates": f"{f['first_day']} – {f['last_day']}",
+        }
+        for f in printed["flags"]
+    ]
+    assert [f["kind"] for f in printed["flags"]] == ["persistent"]  # the control raises nothing
+
+    at = run_app()
+    assert table_with(at, "rule").to_dict("records") == expected
