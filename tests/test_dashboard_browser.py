@@ -182,7 +182,8 @@ def test_live_page_updates_by_itself(
     # The simulator's device shows up with its frames, and its signal is drawn.
     devices = table(page, "frames received")
     row = devices.locator("tr", has_text="online")
-    expect(row).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    # The simulator is a fresh Python process: on a loaded machine its first frame can take a while.
+    expect(row).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
     expect(page.get_by_role("heading", name="calf_left · emg")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     frames_column = 6
     first = int(cell(row, frames_column))
