@@ -356,12 +356,18 @@ def trends(daily: pd.DataFrame) -> list[Trend]:
 
 
 def trend_frame(daily: pd.DataFrame, fitted: Sequence[Trend]) -> pd.DataFrame:
-    """The fitted lines as points per day, for drawing over the daily counts. Columns: day, muscle, trend."""
+    """The fitted lines as points per day, for drawing over the daily counts. Columns: day, muscle, trend.
+
+    Drawn values stop at 0: a steep line can dip below zero at its start, and a negative number of
+    twitches would only confuse (the slope in the table is the fitted one)."""
     rows = []
     for t in fitted:
         days = sorted(daily.loc[daily[COL_MUSCLE] == t.muscle, COL_DAY])
         mean_x = (len(days) - 1) / 2
-        rows += [(d, t.muscle, t.mean_per_day + t.per_day_change * (i - mean_x)) for i, d in enumerate(days)]
+        rows += [
+            (d, t.muscle, max(0.0, t.mean_per_day + t.per_day_change * (i - mean_x)))
+            for i, d in enumerate(days)
+        ]
     return pd.DataFrame(rows, columns=[COL_DAY, COL_MUSCLE, COL_TREND]).astype({COL_TREND: "float64"})
 
 

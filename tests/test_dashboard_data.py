@@ -366,3 +366,16 @@ def test_decimate_leaves_short_signals_alone() -> None:
     v = np.arange(5, dtype=np.float64)
     _td, vd = data.decimate(t, v, 200)
     assert list(vd) == [0, 1, 2, 3, 4]
+
+
+def test_drawn_trend_stops_at_zero() -> None:
+    first = dt.date(2024, 1, 1)
+    counts = [0, 0, 0, 9]
+    daily = pd.DataFrame(
+        [(first + dt.timedelta(days=i), "a", c) for i, c in enumerate(counts)],
+        columns=["day", "muscle", "twitches"],
+    )
+    [trend] = data.trends(daily)
+    line = list(data.trend_frame(daily, [trend])["trend"])
+    assert line[0] == 0.0  # the fit is 2.25 - 2.7 × 1.5 = -1.8 there
+    assert line[3] == pytest.approx(2.25 + 2.7 * 1.5)
