@@ -83,7 +83,8 @@ def entries_section(ctx: Context, entries: list[JournalEntry], tz: dt.tzinfo, pe
         st.info(f"No journal entries ({period.lower()}). Add one above.")
         return
     st.table(data.journal_display(entries, tz), hide_index=True)
-    st.caption(f"{len(entries)} entries ({period.lower()}), newest first.")
+    count = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+    st.caption(f"{count} ({period.lower()}), newest first.")
     delete_with_confirmation(ctx, entries, tz)
 
 
