@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -566,7 +566,7 @@ def test_journal_entry_with_an_existing_id_is_replaced_even_when_moved(store: Ev
 
 
 def _flag(kind: FlagKind, muscle: str, at: int, device: str = "") -> Flag:
-    day = dt.date(2026, 11, 1)
+    day = date(2026, 11, 1)
     return Flag(
         user="alice",
         kind=kind,
@@ -575,8 +575,8 @@ def _flag(kind: FlagKind, muscle: str, at: int, device: str = "") -> Flag:
         summary="numbers in words",
         numbers={"days": 14.0, "rate_per_h": 12.5},
         first_day=day,
-        last_day=day + dt.timedelta(days=13),
-        days=(day, day + dt.timedelta(days=13)),
+        last_day=day + timedelta(days=13),
+        days=(day, day + timedelta(days=13)),
         raised_at_ns=at,
         device=device,
     )

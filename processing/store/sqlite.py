@@ -13,6 +13,18 @@ from processing.flags import FlagError, FlagSet
 from processing.journal import Factor, JournalEntry
 from processing.store.base import EventQuery, EventStore, HourCount, StoreError, check_range
 
+# Journal and flags: separate tables, created on open of an existing file too (additive schema).
+_PERSON_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    entry_id TEXT PRIMARY KEY, user TEXT NOT NULL, time_ns INTEGER NOT NULL, factor TEXT NOT NULL,
+    amount TEXT NOT NULL, note TEXT NOT NULL, muscle TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_time ON journal (time_ns);
+CREATE TABLE IF NOT EXISTS flag_sets (
+    user TEXT PRIMARY KEY, computed_at_ns INTEGER NOT NULL, document TEXT NOT NULL
+);
+"""
+_JOURNAL_COLUMNS = "user, time_ns, factor, amount, note, muscle, entry_id"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL,
@@ -30,18 +42,6 @@ CREATE TABLE IF NOT EXISTS rates (
 CREATE INDEX IF NOT EXISTS rates_by_time ON rates (minute_ns);
 PRAGMA user_version = 1;
 """
-# Journal and flags: separate tables, created on open of an existing file too (additive schema).
-_PERSON_SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal (
-    entry_id TEXT PRIMARY KEY, user TEXT NOT NULL, time_ns INTEGER NOT NULL, factor TEXT NOT NULL,
-    amount TEXT NOT NULL, note TEXT NOT NULL, muscle TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS journal_by_time ON journal (time_ns);
-CREATE TABLE IF NOT EXISTS flag_sets (
-    user TEXT PRIMARY KEY, computed_at_ns INTEGER NOT NULL, document TEXT NOT NULL
-);
-"""
-_JOURNAL_COLUMNS = "user, time_ns, factor, amount, note, muscle, entry_id"
 _HOUR_NS = 3_600_000_000_000
 _EVENT_COLUMNS = (
     "user, muscle, device, stream, channel, kind, start_ns, end_ns, amplitude, unit, confidence, "
@@ -61,12 +61,18 @@ class SQLiteStore(EventStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-            self._db.executescript(_PERSON_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot open SQLite store {self.path}: {exc}; check the path and permissions"
             ) from exc
         self._lock = threading.Lock()
+        self._create_person_tables()
+
+    def _create_person_tables(self) -> None:
+        try:
+            self._db.executescript(_PERSON_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot add the journal and flag tables to {self.path}: {exc}") from exc
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
