@@ -18,6 +18,8 @@ HEADING_DAILY = "Twitches per day"
 HEADING_TRENDS = "Trends"
 DEFAULT_DAYS = 14
 ALL_SESSIONS = "all sessions"
+# Loading more events than this takes seconds per rerun; the page asks for a shorter range instead.
+MAX_EVENTS = 200_000
 
 
 def render(ctx: Context) -> None:
@@ -47,10 +49,17 @@ def render(ctx: Context) -> None:
                 user=ctx.user,
                 source=data.SOURCE_CHOICES[source_label],
                 kinds=TWITCH_KINDS,
+                limit=MAX_EVENTS + 1,  # one more tells "too many" apart from "exactly the cap"
             )
         )
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
+        return
+    if len(events) > MAX_EVENTS:
+        st.warning(
+            f"More than {MAX_EVENTS} twitches from {first.isoformat()} to {last.isoformat()}: "
+            "pick fewer days in the sidebar."
+        )
         return
     session_label = str(
         st.sidebar.selectbox(

@@ -822,3 +822,13 @@ def test_overview_flags_agree_with_the_flags_command(
 
     at = run_app()
     assert table_with(at, "rule").to_dict("records") == expected
+
+
+def test_history_asks_for_fewer_days_above_its_cap(
+    store: StoreTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_view, "MAX_EVENTS", 3)
+    seed(store, spread("calf_left", 4, time.time_ns() - 30 * MIN, step_s=60))
+    at = open_page("history")
+    assert "More than 3 twitches" in page_text(at)
+    assert history_view.HEADING_DAILY not in headings(at)
