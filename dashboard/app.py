@@ -1,9 +1,13 @@
-"""The Streamlit page. ``render(store, user)`` draws everything; the composition root
-(``twitchwatch/dashboard_entry.py``) opens the store and calls it.
+"""Shared page furniture and the Overview page.
 
-Data shaping lives in ``dashboard.data`` (pure, unit-tested); this module only queries the store,
-calls those functions and lays out the results. Headings and captions are fixed strings (the
-constants below) because the AppTest and browser tests look for them.
+The dashboard is a Streamlit multipage app (``st.navigation`` over the page scripts in
+``dashboard/pages/``). The composition root (``twitchwatch/dashboard_entry.py``) opens the store and
+the live feed, puts them in a ``Context`` for this session and runs the selected page; each page
+script gets the context with ``context()`` and calls its view's ``render``.
+
+Data shaping lives in ``dashboard.data`` (pure, unit-tested); the views only query the store, call
+those functions and lay out the results. Headings and captions are fixed strings (the constants
+below) because the AppTest and browser tests look for them.
 """
 
 from __future__ import annotations
@@ -11,18 +15,25 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
+from dashboard import bodymap, data
+from dashboard.livefeed import LiveFeed
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source
+from processing.flags import FlagSet
+from processing.journal import Factor
+from processing.report import ReportData
 from processing.store import EventQuery, EventStore, HourCount, StoreError
 
 TITLE = "twitchwatch"
+PAGES_DIR = Path(__file__).resolve().with_name("pages")
+CONTEXT_KEY = "twitchwatch_context"
 NOTICE = (
     "twitchwatch is not a medical device and does not diagnose anything. "
     "If twitching is persistent, spreading or comes with weakness, see a doctor."
@@ -37,7 +48,14 @@ HEADING_FREQUENCY = "Twitch frequency by muscle"
 HEADING_TIMELINE = "Timeline"
 HEADING_HOURLY = "Twitches per hour over time"
 HEADING_EVENTS = "Individual events"
-HEADING_LIVE = "Live"
+HEADING_BODY_MAP = "Body map"
+HEADING_HEATMAP = "Twitches by hour of day"
+HEADING_FLAGS = "Persistent-activity flags"
+NO_FLAGS = "No persistent-activity flags are raised."
+FLAGS_NOTE = (
+    "Flags compare you with your own history; they are a reason to look closer or talk to a doctor, "
+    "not a diagnosis."
+)
 SUSTAINED_NOTE = (
     "Sustained activity (longer contractions, e.g. voluntary movement) is shown apart "
     "and not counted as twitching."
@@ -47,6 +65,61 @@ LIVE_REFRESH_S = 2.0
 RANGE_REFRESH_S = 10.0
 EMPTY_POLL_S = 5.0
 MAX_SCATTER_EVENTS = 5000
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every page works with, set by the composition root on each run."""
+
+    store: EventStore
+    user: str
+    # Started on first use by the Live page only, so the other pages never touch the broker.
+    feed: Callable[[], LiveFeed]
+    # The current flags exactly as ``twitchwatch flags`` gets them (the worker's stored set while it
+    # is fresh, else computed now), with the configured thresholds and devices.
+    flags: Callable[[], FlagSet]
+    # The doctor-visit report of [since_ns, until_ns), built as ``twitchwatch report`` builds it.
+    report: Callable[[int, int], ReportData]
+    # How long after each kind of journal entry counts as "after" it (TWITCHWATCH_JOURNAL_WINDOWS_H).
+    journal_windows_ns: Mapping[Factor, int]
+
+
+def set_context(ctx: Context) -> None:
+    st.session_state[CONTEXT_KEY] = ctx
+
+
+def context() -> Context | None:
+    """The session's context, or None (after an error was shown) when the page was started without
+    the composition root, e.g. ``streamlit run dashboard/pages/live.py``."""
+    ctx = st.session_state.get(CONTEXT_KEY)
+    if isinstance(ctx, Context):
+        return ctx
+    st.error("Start the dashboard with `twitchwatch dashboard`: this page needs its store and settings.")
+    return None
+
+
+def page_header(title: str) -> None:
+    """Every page starts with its title and the not-a-medical-device notice."""
+    st.title(title)
+    st.warning(NOTICE, icon="⚕️")
+
+
+# Page scripts, in menu order; the first is the default page. No icons: Streamlit fetches a page's
+# Material icon from fonts.gstatic.com for the favicon, and the dashboard makes no outside requests.
+PAGE_SCRIPTS: tuple[tuple[str, str], ...] = (
+    ("overview.py", "Overview"),
+    ("live.py", "Live"),
+    ("history.py", "History"),
+    ("journal.py", "Journal"),
+    ("report.py", "Report"),
+)
+
+
+def pages() -> list[st.Page]:
+    return [
+        st.Page(PAGES_DIR / script, title=title, default=i == 0)
+        for i, (script, title) in enumerate(PAGE_SCRIPTS)
+    ]
 
 
 @dataclass(frozen=True)
@@ -73,21 +146,20 @@ def local_tz() -> dt.tzinfo:
     return tz if tz is not None else dt.UTC
 
 
-def render(store: EventStore, user: str) -> None:
-    st.title(TITLE)
-    st.warning(NOTICE, icon="⚕️")
+def render_overview(ctx: Context) -> None:
+    page_header("Overview")
     tz = local_tz()
     controls = sidebar_controls(time.time_ns(), tz)
     try:
-        muscles = store.muscles(user)
+        muscles = ctx.store.muscles(ctx.user)
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return
     if not muscles:
-        wait_for_data(store, user)
+        wait_for_data(ctx.store, ctx.user)
         return
-    live_section(store, user, controls.source)
-    range_sections(store, user, controls, tz)
+    range_sections(ctx.store, ctx.user, controls, tz)
+    flags_section(ctx, tz)
 
 
 @st.fragment(run_every=RANGE_REFRESH_S)
@@ -100,7 +172,10 @@ def range_sections(store: EventStore, user: str, controls: Controls, tz: dt.tzin
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return
-    frequency_section(range_data, controls, tz)
+    table = frequency_section(range_data, controls, tz)
+    if table is not None:
+        body_map_section(table)
+        heatmap_section(range_data, tz)
     timeline_section(store, range_data, controls)
 
 
@@ -187,28 +262,7 @@ def _poll_for_first_data(store: EventStore, user: str) -> None:
         pass  # the full run already reported how the store failed; keep polling
 
 
-@st.fragment(run_every=LIVE_REFRESH_S)
-def live_section(store: EventStore, user: str, source: Source | None) -> None:
-    st.header(HEADING_LIVE)
-    now_ns = time.time_ns()
-    tz = local_tz()
-    since_ns = now_ns - data.LIVE_LONG_S * data.NS_PER_S
-    try:
-        events = store.events(EventQuery(since_ns, user=user, source=source, kinds=TWITCH_KINDS))
-        muscles = store.muscles(user)
-    except StoreError as exc:
-        st.error(f"Cannot read the event store: {exc}")
-        return
-    table = data.live_table(events, muscles, now_ns, tz)
-    st.markdown(f"**{data.live_summary(table)}**")
-    st.table(table, hide_index=True)
-    st.caption(
-        f"Updates every {LIVE_REFRESH_S:g} s · last update {data.format_time(now_ns, tz)} · "
-        f"source: {source or 'all'} (the sidebar's time range does not apply here)"
-    )
-
-
-def frequency_section(range_data: RangeData, controls: Controls, tz: dt.tzinfo) -> None:
+def frequency_section(range_data: RangeData, controls: Controls, tz: dt.tzinfo) -> pd.DataFrame | None:
     st.header(HEADING_FREQUENCY)
     st.caption(describe_range(controls, tz))
     table = data.frequency_table(
@@ -222,11 +276,88 @@ def frequency_section(range_data: RangeData, controls: Controls, tz: dt.tzinfo) 
             f"Nothing recorded in this range (source: {controls.source_label}). "
             "Pick a longer time range or another source in the sidebar."
         )
-        return
+        return None
     st.altair_chart(frequency_chart(table), width="stretch")
     st.table(data.frequency_display(table), hide_index=True)
     st.caption(data.basis_caption(table))
     st.caption(SUSTAINED_NOTE)
+    return table
+
+
+def body_map_section(table: pd.DataFrame) -> None:
+    st.header(HEADING_BODY_MAP)
+    show_body_map(
+        {str(m): float(r) for m, r in zip(table[data.COL_MUSCLE], table[data.COL_PER_HOUR], strict=True)}
+    )
+
+
+def show_body_map(rates: dict[str, float]) -> None:
+    """The figure with its numbers beside it; ``rates`` are twitches per hour by muscle."""
+    figure = bodymap.body_map(rates)
+    left, right = st.columns([3, 2])
+    with left:
+        # As an <img> data URI: Streamlit's HTML sanitiser drops inline <svg> elements.
+        st.html(bodymap.as_img(figure))
+    with right:
+        st.table(data.body_map_display(rates, figure.placed, figure.unplaced), hide_index=True)
+        st.caption(
+            "Colour = twitches per hour in the selected range (darker is more); the figure's plain "
+            "areas have no sensor or no data. The front view faces you, so the person's right is on "
+            "your left."
+        )
+
+
+def heatmap_section(range_data: RangeData, tz: dt.tzinfo) -> None:
+    st.header(HEADING_HEATMAP)
+    muscles = sorted({c.muscle for c in range_data.twitch_counts})
+    if not muscles:
+        st.info("No twitches in this range.")
+        return
+    frame = data.hour_of_day_frame(range_data.twitch_counts, tz, muscles)
+    st.altair_chart(heatmap_chart(frame), width="stretch")
+    st.caption(
+        "Twitches per muscle in each hour of the day (local time), summed over the selected range. "
+        "Hours the sensor was not worn look the same as quiet hours here."
+    )
+
+
+def heatmap_chart(frame: pd.DataFrame) -> alt.Chart:
+    chart: alt.Chart = (  # altair's fluent methods are untyped (Any); this keeps the return typed
+        alt.Chart(frame, height=alt.Step(28))
+        .mark_rect()
+        .encode(
+            x=alt.X(f"{data.COL_HOUR_OF_DAY}:O", title="hour of day", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(f"{data.COL_MUSCLE}:N", title="muscle"),
+            color=alt.Color(
+                f"{data.COL_TWITCHES}:Q", title="twitches", scale=alt.Scale(scheme="yelloworangered")
+            ),
+            tooltip=[
+                alt.Tooltip(f"{data.COL_MUSCLE}:N"),
+                alt.Tooltip(f"{data.COL_HOUR_OF_DAY}:O"),
+                alt.Tooltip(f"{data.COL_TWITCHES}:Q"),
+            ],
+        )
+    )
+    return chart
+
+
+def flags_section(ctx: Context, tz: dt.tzinfo) -> None:
+    st.header(HEADING_FLAGS)
+    try:
+        flag_set = ctx.flags()
+    except StoreError as exc:
+        st.error(f"Cannot read or compute the flags: {exc}")
+        return
+    show_flags(flag_set, tz)
+
+
+def show_flags(flag_set: FlagSet, tz: dt.tzinfo) -> None:
+    computed = data.format_time(flag_set.computed_at_ns, tz, with_date=True)
+    if not flag_set.flags:
+        st.success(NO_FLAGS)
+    else:
+        st.table(data.flags_display(flag_set.flags), hide_index=True)
+    st.caption(f"Computed {computed} by the {flag_set.computed_by}. {FLAGS_NOTE}")
 
 
 def frequency_chart(table: pd.DataFrame) -> alt.Chart:

@@ -7,13 +7,19 @@ with known inputs (``tests/test_dashboard_data.py``).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from processing.events import MinuteRate, Source, TwitchEvent
+from processing.flags import Flag
+from processing.journal import FactorEffect, JournalEntry
+from processing.report import ReportData
 from processing.store import HourCount
 
 NS_PER_S = 1_000_000_000
@@ -45,6 +51,7 @@ COL_SUSTAINED = "sustained activity"
 COL_LAST_SHORT = "twitches, last 60 s"
 COL_LAST_LONG = "twitches, last 10 min"
 COL_LATEST = "latest twitch"
+COL_RATE_NOW = "per hour, last 10 min"
 BASIS_MONITORED = "monitored time"
 BASIS_RANGE = "range length"
 
@@ -209,7 +216,8 @@ def events_frame(events: Sequence[TwitchEvent]) -> pd.DataFrame:
 def live_table(
     events: Sequence[TwitchEvent], muscles: Sequence[str], now_ns: int, tz: dt.tzinfo
 ) -> pd.DataFrame:
-    """Per muscle: twitches in the last 60 s and 10 min, and the time of the latest one.
+    """Per muscle: twitches in the last 60 s and 10 min, the current rate (the last 10 min scaled to
+    an hour) and the time of the latest one.
 
     ``events`` are the twitches of the last 10 min (the caller queries exactly that window), so a
     muscle quiet for longer shows 0 / 0 / "—". Every known muscle gets a row, so a quiet sensor is
@@ -234,11 +242,12 @@ def live_table(
             COL_MUSCLE: m,
             COL_LAST_SHORT: short[m],
             COL_LAST_LONG: long[m],
+            COL_RATE_NOW: f"{long[m] * 3600 / LIVE_LONG_S:.0f}",
             COL_LATEST: format_time(latest[m], tz) if m in latest else NO_TIME,
         }
         for m in names
     ]
-    columns = [COL_MUSCLE, COL_LAST_SHORT, COL_LAST_LONG, COL_LATEST]
+    columns = [COL_MUSCLE, COL_LAST_SHORT, COL_LAST_LONG, COL_RATE_NOW, COL_LATEST]
     return pd.DataFrame(rows, columns=columns).astype({COL_LAST_SHORT: "int64", COL_LAST_LONG: "int64"})
 
 
@@ -251,3 +260,328 @@ def live_summary(table: pd.DataFrame) -> str:
 
 def _twitches(n: int) -> str:
     return f"{n} twitch" if n == 1 else f"{n} twitches"
+
+
+# ---- overview: hour-of-day heatmap --------------------------------------------------------------------
+COL_HOUR_OF_DAY = "hour of day"
+COL_DAY = "day"
+COL_TREND = "trend"
+
+
+def hour_of_day_frame(counts: Sequence[HourCount], tz: dt.tzinfo, muscles: Sequence[str]) -> pd.DataFrame:
+    """Twitches per muscle per local hour of day (0-23), summed over the range, zero-filled.
+
+    Counts arrive per UTC hour; each is moved to the local hour it starts in. In zones with a
+    non-whole-hour offset (e.g. UTC+5:30) a UTC hour straddles two local hours and is given to the
+    one it starts in. Columns: muscle, hour of day, twitches.
+    """
+    totals: Counter[tuple[str, int]] = Counter()
+    for c in counts:
+        local = dt.datetime.fromtimestamp(c.hour_ns / NS_PER_S, tz)
+        totals[(c.muscle, local.hour)] += c.twitches
+    names = sorted(set(muscles) | {c.muscle for c in counts})
+    rows = [(m, h, totals[(m, h)]) for m in names for h in range(24)]
+    frame = pd.DataFrame(rows, columns=[COL_MUSCLE, COL_HOUR_OF_DAY, COL_TWITCHES])
+    return frame.astype({COL_HOUR_OF_DAY: "int64", COL_TWITCHES: "int64"})
+
+
+# ---- history: daily counts and trends ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class HistoryFilter:
+    days: tuple[dt.date, dt.date]  # inclusive, local dates
+    source: Source | None
+    session: str | None  # None: every session
+
+
+def local_day(ns: int, tz: dt.tzinfo) -> dt.date:
+    return dt.datetime.fromtimestamp(ns / NS_PER_S, tz).date()
+
+
+def sessions(events: Iterable[TwitchEvent]) -> list[str]:
+    """Session ids seen in ``events``, sorted; events without one are listed as ``NO_SESSION``."""
+    return sorted({e.session_id or NO_SESSION for e in events})
+
+
+NO_SESSION = "(no session)"
+
+
+def in_session(events: Iterable[TwitchEvent], session: str | None) -> list[TwitchEvent]:
+    if session is None:
+        return list(events)
+    return [e for e in events if (e.session_id or NO_SESSION) == session]
+
+
+def daily_counts(events: Sequence[TwitchEvent], first: dt.date, last: dt.date, tz: dt.tzinfo) -> pd.DataFrame:
+    """Twitches per muscle per local day ``first``..``last``, days without twitches as 0.
+
+    ``events`` should be twitches only (the caller queries ``TWITCH_KINDS``); anything else is
+    ignored here too, so sustained activity can never inflate a day. Columns: day (date), muscle,
+    twitches.
+    """
+    counts: Counter[tuple[dt.date, str]] = Counter(
+        (local_day(e.start_ns, tz), e.muscle) for e in events if e.kind.is_twitch
+    )
+    names = sorted({m for _, m in counts})
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    rows = [(d, m, counts[(d, m)]) for d in days for m in names]
+    frame = pd.DataFrame(rows, columns=[COL_DAY, COL_MUSCLE, COL_TWITCHES])
+    return frame.astype({COL_TWITCHES: "int64"})
+
+
+@dataclass(frozen=True)
+class Trend:
+    muscle: str
+    per_day_change: float  # least-squares slope, twitches/day per day
+    mean_per_day: float
+    days: int
+
+
+def trends(daily: pd.DataFrame) -> list[Trend]:
+    """A least-squares line through each muscle's daily counts (needs two days or more).
+
+    The slope is descriptive only: no significance test here (the ``rising`` flag does that).
+    """
+    result = []
+    for muscle, group in daily.groupby(COL_MUSCLE, sort=True):
+        ys = [float(v) for v in group.sort_values(COL_DAY)[COL_TWITCHES]]
+        n = len(ys)
+        if n < 2:
+            continue
+        mean_x = (n - 1) / 2
+        mean_y = sum(ys) / n
+        sxx = sum((i - mean_x) ** 2 for i in range(n))
+        sxy = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(ys))
+        result.append(Trend(str(muscle), sxy / sxx, mean_y, n))
+    return result
+
+
+def trend_frame(daily: pd.DataFrame, fitted: Sequence[Trend]) -> pd.DataFrame:
+    """The fitted lines as points per day, for drawing over the daily counts. Columns: day, muscle, trend.
+
+    Drawn values stop at 0: a steep line can dip below zero at its start, and a negative number of
+    twitches would only confuse (the slope in the table is the fitted one)."""
+    rows = []
+    for t in fitted:
+        days = sorted(daily.loc[daily[COL_MUSCLE] == t.muscle, COL_DAY])
+        mean_x = (len(days) - 1) / 2
+        rows += [
+            (d, t.muscle, max(0.0, t.mean_per_day + t.per_day_change * (i - mean_x)))
+            for i, d in enumerate(days)
+        ]
+    return pd.DataFrame(rows, columns=[COL_DAY, COL_MUSCLE, COL_TREND]).astype({COL_TREND: "float64"})
+
+
+def trend_display(fitted: Sequence[Trend]) -> pd.DataFrame:
+    rows = [
+        {
+            COL_MUSCLE: t.muscle,
+            "twitches per day (mean)": f"{t.mean_per_day:.1f}",
+            "change per week": f"{t.per_day_change * 7:+.1f}",
+            "days": str(t.days),
+        }
+        for t in fitted
+    ]
+    return pd.DataFrame(rows, columns=[COL_MUSCLE, "twitches per day (mean)", "change per week", "days"])
+
+
+def daily_table(daily: pd.DataFrame) -> pd.DataFrame:
+    """Days as rows, muscles as columns (counts as text), for the table under the chart."""
+    if daily.empty:
+        return pd.DataFrame(columns=[COL_DAY])
+    wide = daily.pivot(index=COL_DAY, columns=COL_MUSCLE, values=COL_TWITCHES).sort_index()
+    wide.index = [d.isoformat() for d in wide.index]
+    shown = wide.astype("int64").astype(str).reset_index(names=COL_DAY)
+    shown.columns = [str(c) for c in shown.columns]
+    return shown
+
+
+# ---- live: signal for display ---------------------------------------------------------------------------
+def decimate(
+    t_ns: npt.NDArray[np.int64], values: npt.NDArray[np.float64], max_points: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """At most ``max_points`` points that keep the signal's envelope: each bucket contributes its
+    minimum and its maximum (in time order), so a 1 ms twitch spike survives decimation where
+    plain striding would skip it."""
+    n = len(values)
+    if n <= max_points:
+        return t_ns, values
+    buckets = max(1, max_points // 2)
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    keep: list[int] = []
+    for a, b in itertools.pairwise(edges):
+        if b <= a:
+            continue
+        lo = a + int(np.argmin(values[a:b]))
+        hi = a + int(np.argmax(values[a:b]))
+        keep += sorted({lo, hi})
+    idx = np.asarray(keep, dtype=np.int64)
+    return t_ns[idx], values[idx]
+
+
+# ---- flags --------------------------------------------------------------------------------------------
+COL_FLAG = "flag"
+COL_WHERE = "where"
+COL_WHAT = "what was seen"
+COL_RULE = "rule"
+COL_DATES = "dates"
+
+
+def flags_display(flags: Sequence[Flag]) -> pd.DataFrame:
+    """One row per flag with its rule, its numbers in words and the dates that raised it; symptoms
+    first, then sensor faults, each by muscle."""
+    ordered = sorted(flags, key=lambda f: (not f.kind.is_symptom, f.muscle or f.device, f.kind.value))
+    rows = [
+        {
+            COL_FLAG: f.kind.value if f.kind.is_symptom else f"{f.kind.value} (sensor fault)",
+            COL_WHERE: f.muscle or f"device {f.device}",
+            COL_WHAT: f.summary,
+            COL_RULE: f.rule,
+            COL_DATES: (
+                f.first_day.isoformat()
+                if f.first_day == f.last_day
+                else f"{f.first_day.isoformat()} – {f.last_day.isoformat()}"
+            ),
+        }
+        for f in ordered
+    ]
+    return pd.DataFrame(rows, columns=[COL_FLAG, COL_WHERE, COL_WHAT, COL_RULE, COL_DATES])
+
+
+# ---- journal ------------------------------------------------------------------------------------------
+JOURNAL_COLUMNS = ["time", "factor", "amount", "muscle", "note"]
+COL_AFTER = "per hour after"
+COL_BASELINE = "per hour baseline"
+COL_RATIO = "after ÷ baseline"
+
+
+def journal_display(entries: Sequence[JournalEntry], tz: dt.tzinfo) -> pd.DataFrame:
+    """Entries newest first, as text."""
+    rows = [
+        {
+            "time": format_time(e.time_ns, tz, with_date=True)[:16],
+            "factor": e.factor.value,
+            "amount": e.amount,
+            "muscle": e.muscle,
+            "note": e.note,
+        }
+        for e in sorted(entries, key=lambda e: (e.time_ns, e.entry_id), reverse=True)
+    ]
+    return pd.DataFrame(rows, columns=JOURNAL_COLUMNS)
+
+
+def entry_label(entry: JournalEntry, tz: dt.tzinfo) -> str:
+    amount = f" {entry.amount}" if entry.amount else ""
+    return f"{format_time(entry.time_ns, tz, with_date=True)[:16]} · {entry.factor.value}{amount}"
+
+
+def _per_hour(value: float | None) -> str:
+    return NO_TIME if value is None else f"{value:.2f}"
+
+
+def effects_display(effects: Sequence[FactorEffect]) -> pd.DataFrame:
+    """Per factor and muscle: the twitch rate in the hours after the entries vs the baseline, as text.
+
+    Rows where neither side was monitored say nothing and are left out."""
+    rows = [
+        {
+            "factor": e.factor.value,
+            COL_MUSCLE: e.muscle,
+            "entries": str(e.entries),
+            "window": f"{e.window_h:g} h after",
+            COL_AFTER: _per_hour(e.after.per_hour),
+            COL_BASELINE: _per_hour(e.baseline.per_hour),
+            COL_RATIO: NO_TIME if e.ratio is None else f"×{e.ratio:.2f}",
+            "monitored after / baseline": (
+                f"{e.after.monitored_s / 3600:.1f} h / {e.baseline.monitored_s / 3600:.1f} h"
+            ),
+        }
+        for e in effects
+        if e.after.monitored_s > 0 or e.baseline.monitored_s > 0
+    ]
+    columns = [
+        "factor",
+        COL_MUSCLE,
+        "entries",
+        "window",
+        COL_AFTER,
+        COL_BASELINE,
+        COL_RATIO,
+        "monitored after / baseline",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---- body map -----------------------------------------------------------------------------------------
+COL_ON_MAP = "on the body map"
+
+
+def body_map_display(
+    rates: Mapping[str, float], placed: Mapping[str, str], unplaced: Sequence[str]
+) -> pd.DataFrame:
+    """The body map's numbers as a table beside it: every muscle, its rate and whether (and in which
+    colour) the figure shows it; names the figure does not know are listed as not shown."""
+    rows = [
+        {
+            COL_MUSCLE: m,
+            COL_PER_HOUR: f"{rates[m]:.2f}",
+            COL_ON_MAP: f"yes ({placed[m]})" if m in placed else "no: name not recognised",
+        }
+        for m in sorted(rates)
+        if m in placed or m in unplaced
+    ]
+    return pd.DataFrame(rows, columns=[COL_MUSCLE, COL_PER_HOUR, COL_ON_MAP])
+
+
+# ---- report -------------------------------------------------------------------------------------------
+REPORT_PERIODS: dict[str, int] = {"Last 7 d": 7, "Last 30 d": 30, "Last 90 d": 90}
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return NO_TIME if value is None else fmt.format(value)
+
+
+def report_muscles(report: ReportData) -> pd.DataFrame:
+    """The report's per-muscle summary as the page shows it."""
+    rows = [
+        {
+            COL_MUSCLE: m.muscle,
+            "first recorded": m.first_recorded.isoformat() if m.first_recorded else NO_TIME,
+            COL_TWITCHES: str(m.twitches),
+            "per monitored hour": _opt(m.per_hour, "{:.2f}"),
+            "monitored": f"{m.monitored_h:.1f} h",
+            "days with twitches / monitored": f"{m.twitching_days} / {m.monitored_days}",
+            "median duration": _opt(m.median_duration_ms, "{:.0f} ms"),
+            "episodes": str(m.episodes),
+            "longest episode": _opt(m.longest_episode_min, "{:.0f} min"),
+            COL_SUSTAINED: str(m.sustained),
+        }
+        for m in report.muscles
+    ]
+    columns = [
+        COL_MUSCLE,
+        "first recorded",
+        COL_TWITCHES,
+        "per monitored hour",
+        "monitored",
+        "days with twitches / monitored",
+        "median duration",
+        "episodes",
+        "longest episode",
+        COL_SUSTAINED,
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def report_coverage(report: ReportData) -> str:
+    c = report.coverage
+    gaps = len(c.gaps)
+    return (
+        f"Monitored {c.monitored_h:.1f} h on {c.days_with_data} of {c.days_in_period} days; "
+        f"{gaps} gap{'' if gaps == 1 else 's'} in the recording."
+    )
+
+
+def report_file_stem(report: ReportData) -> str:
+    first = dt.datetime.fromtimestamp(report.since_ns / NS_PER_S, dt.UTC).date()
+    last = dt.datetime.fromtimestamp((report.until_ns - 1) / NS_PER_S, dt.UTC).date()
+    return f"twitchwatch-report-{report.user}-{first.isoformat()}-to-{last.isoformat()}"

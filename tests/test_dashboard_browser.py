@@ -6,17 +6,22 @@ HTML. Screenshots go to ``test-artifacts/`` (git-ignored) for a human to look at
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from processing.store import EventStore, open_store
+from processing.store import open_store
 from tests.harness import unavailable
-from tests.harness.dashboard import CHROMIUM, CHROMIUM_ARGS, NS, DashboardProcess, event, spread
+from tests.harness.dashboard import CHROMIUM, CHROMIUM_ARGS, NS, USER, DashboardProcess, event, spread
+from tests.harness.mosquitto import MosquittoServer
 
 pytestmark = pytest.mark.browser
 
@@ -47,12 +52,29 @@ def store_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def dashboard(store_url: str, tmp_path: Path) -> Iterator[DashboardProcess]:
+def dashboard(store_url: str, tmp_path: Path, mosquitto: MosquittoServer) -> Iterator[DashboardProcess]:
     _require_chromium()
-    server = DashboardProcess.start(store_url, tmp_path)
+    server = DashboardProcess.start(store_url, tmp_path, mosquitto.url)
     yield server
     code = server.stop()
     assert code == 0, f"dashboard exited with {code}; log:\n{server.log_tail()}"
+
+
+@pytest.fixture
+def simulator(mosquitto: MosquittoServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``twitchwatch simulate`` publishing one muscle in real time into the harness broker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env.update(TWITCHWATCH_MQTT_URL=mosquitto.url, TWITCHWATCH_USER=USER, HOME=str(tmp_path))
+    argv = [sys.executable, "-m", "twitchwatch", "simulate", "--muscle", "calf_left", "--duration", "5m"]
+    with (tmp_path / "simulate.log").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture
@@ -87,48 +109,119 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def live_summary(page: Page) -> str:
-    return page.get_by_text(re.compile(r"^Last 60 s: ")).first.inner_text()
+def open_page(page: Page, dashboard: DashboardProcess, title: str) -> None:
+    """Load the app and pick a page in the sidebar menu, as a person would. (A deep link such as
+    /live works too, but Streamlit's frontend first probes /live/_stcore/… for a base path, and
+    the 404s it gets would count as browser errors here.)"""
+    page.goto(dashboard.url)
+    nav = page.locator("[data-testid='stSidebarNav']")
+    nav.get_by_text(title, exact=True).click(timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=RENDER_TIMEOUT_MS)
 
 
-def test_dashboard_in_a_real_browser(dashboard: DashboardProcess, store_url: str, page: Page) -> None:
+def table(page: Page, column: str) -> Locator:
+    return page.locator("[data-testid='stTable']").filter(has_text=column)
+
+
+def cell(row: Locator, column_index: int) -> str:
+    return row.locator("td").nth(column_index).inner_text()
+
+
+def test_overview_and_time_range(dashboard: DashboardProcess, store_url: str, page: Page) -> None:
     page.goto(dashboard.url)
     frequency_heading = page.get_by_role("heading", name="Twitch frequency by muscle")
     expect(frequency_heading).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     expect(page.get_by_text("twitchwatch is not a medical device", exact=False)).to_be_visible()
-    for heading in ("Live", "Timeline", "Individual events"):
+    for heading in ("Body map", "Twitches by hour of day", "Timeline", "Individual events"):
         expect(page.get_by_role("heading", name=heading)).to_be_visible()
-    frequency_table = page.locator("[data-testid='stTable']").filter(has_text="twitches per hour")
+    frequency_table = table(page, "per-hour basis")
     for muscle in MUSCLES:
         expect(frequency_table.get_by_text(muscle, exact=True)).to_be_visible()
-    # Charts are drawn by vega-embed as SVG: wait until all three (bars, hourly bars, scatter) are.
-    expect(page.locator("[data-testid='stVegaLiteChart'] svg")).to_have_count(3, timeout=RENDER_TIMEOUT_MS)
+    # Charts are drawn by vega-embed as SVG: bars, heatmap, hourly bars, scatter.
+    expect(page.locator("[data-testid='stVegaLiteChart'] svg")).to_have_count(4, timeout=RENDER_TIMEOUT_MS)
+    body_map = page.locator("img[alt^='Body map']")
+    expect(body_map).to_be_visible()
+    assert body_map.evaluate("img => img.complete && img.naturalWidth > 0"), "the body map did not render"
+    svg = base64.b64decode(str(body_map.get_attribute("src")).split(",", 1)[1]).decode()
+    assert 'data-muscle="calf_left"' in svg
+    assert 'data-muscle="calf_right"' in svg
     expect(page.locator("[data-testid='stException']")).to_have_count(0)
     expect(page.get_by_text(re.compile(r"^Last 24 h: "))).to_be_visible()
-    screenshot(page, "dashboard-last-24h.png")
+    calf_left = frequency_table.locator("tr", has_text="calf_left")
+    assert cell(calf_left, 2) == f"{10 / 24:.2f}"  # twitches per hour over 24 h
+    screenshot(page, "overview-last-24h.png")
 
     page.locator("[data-testid='stSidebar']").get_by_text("Last 1 h", exact=True).click()
     expect(page.get_by_text(re.compile(r"^Last 1 h: "))).to_be_visible(timeout=RENDER_TIMEOUT_MS)
-    expect(frequency_table.get_by_text("10", exact=True)).to_be_visible()  # calf_left's 10 twitches
-    screenshot(page, "dashboard-last-1h.png")
+    expect(calf_left.locator("td").nth(2)).to_have_text("10.00")  # the same 10 twitches over 1 h
+    screenshot(page, "overview-last-1h.png")
 
-    # Live section: nothing in the last 60 s yet; add 3 twitches now and watch the page update itself.
+    # The range section reruns on its own: a muscle's first twitch appears without a reload.
+    with open_store(store_url) as store:
+        store.write_events([event("neck_left", time.time_ns())])
+    expect(frequency_table.get_by_text("neck_left", exact=True)).to_be_visible(timeout=RANGE_TIMEOUT_MS)
+
+
+def test_live_page_updates_by_itself(
+    dashboard: DashboardProcess, store_url: str, page: Page, simulator: subprocess.Popen[bytes]
+) -> None:
+    open_page(page, dashboard, "Live")
+    expect(page.get_by_role("heading", name="Devices")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_text("twitchwatch is not a medical device", exact=False)).to_be_visible()
+
+    # Twitch counts come from the store: none in the last 60 s, then three written now.
     summary = page.get_by_text(re.compile(r"^Last 60 s: ")).first
     expect(summary).to_have_text(re.compile(r"^Last 60 s: 0 twitches"), timeout=LIVE_TIMEOUT_MS)
-    before = live_summary(page)
     now = time.time_ns()
-    store: EventStore
     with open_store(store_url) as store:
         store.write_events(
             [event("calf_left", now - 2 * NS), event("calf_left", now - NS), event("calf_right", now)]
         )
     expect(summary).to_have_text(re.compile(r"^Last 60 s: 3 twitches"), timeout=LIVE_TIMEOUT_MS)
-    assert live_summary(page) != before
-    live_table = page.locator("[data-testid='stTable']").filter(has_text="twitches, last 60 s")
-    expect(live_table.locator("tr", has_text="calf_left")).to_contain_text("2")
-    screenshot(page, "dashboard-live-updated.png")
 
-    # The frequency section reruns on its own too: a muscle's first twitch appears without a reload.
-    with open_store(store_url) as store:
-        store.write_events([event("neck_left", time.time_ns())])
-    expect(frequency_table.get_by_text("neck_left", exact=True)).to_be_visible(timeout=RANGE_TIMEOUT_MS)
+    # The simulator's device shows up with its frames, and its signal is drawn.
+    devices = table(page, "frames received")
+    row = devices.locator("tr", has_text="online")
+    # The simulator is a fresh Python process: on a loaded machine its first frame can take a while.
+    expect(row).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="calf_left · emg")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    frames_column = 6
+    first = int(cell(row, frames_column))
+    screenshot(page, "live-first-look.png")
+    expect(row.locator("td").nth(frames_column)).not_to_have_text(str(first), timeout=LIVE_TIMEOUT_MS)
+    second = int(cell(row, frames_column))
+    assert second > first
+    screenshot(page, "live-second-look.png")
+    assert simulator.poll() is None, "the simulator stopped early; see simulate.log"
+
+
+def test_history_journal_and_report_pages(dashboard: DashboardProcess, page: Page) -> None:
+    open_page(page, dashboard, "History")
+    expect(page.get_by_role("heading", name="Twitches per day")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    daily = table(page, "calf_right").filter(has_not_text="change per week")
+    expect(daily.locator("tbody tr")).to_have_count(14)  # the default range: the last 14 days
+    total = sum(int(cell(r, 1)) + int(cell(r, 2)) for r in daily.locator("tbody tr").all())
+    assert total == 16  # every seeded twitch is in the last 14 days
+    screenshot(page, "history.png")
+
+    open_page(page, dashboard, "Journal")
+    expect(page.get_by_role("heading", name="Add an entry")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_text("No journal entries", exact=False)).to_be_visible()
+    page.get_by_label("Amount").fill("2 cups of coffee")
+    page.get_by_role("button", name="Add entry").click()
+    entries = table(page, "factor")
+    expect(entries.get_by_text("2 cups of coffee", exact=True)).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(entries.get_by_text("caffeine", exact=True)).to_be_visible()
+    screenshot(page, "journal.png")
+
+    open_page(page, dashboard, "Report")
+    expect(page.get_by_role("heading", name="By muscle")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_text("Last 30 d: 16 twitches on 2 muscles.", exact=False)).to_be_visible()
+    screenshot(page, "report.png")
+    with page.expect_download(timeout=RENDER_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Download PDF").click()
+    ARTIFACTS.mkdir(exist_ok=True)
+    pdf = ARTIFACTS / "report.pdf"
+    download.value.save_as(pdf)
+    assert download.value.suggested_filename.endswith(".pdf")
+    assert pdf.read_bytes().startswith(b"%PDF-")

@@ -239,15 +239,23 @@ def test_live_table_counts_both_windows_and_the_latest_time() -> None:
             "muscle": "calf_left",
             "twitches, last 60 s": 2,
             "twitches, last 10 min": 4,
+            "per hour, last 10 min": "24",  # 4 in 10 min
             "latest twitch": "22:29:50",
         },
         {
             "muscle": "calf_right",
             "twitches, last 60 s": 0,
             "twitches, last 10 min": 1,
+            "per hour, last 10 min": "6",
             "latest twitch": "22:25:00",
         },
-        {"muscle": "neck", "twitches, last 60 s": 0, "twitches, last 10 min": 0, "latest twitch": "—"},
+        {
+            "muscle": "neck",
+            "twitches, last 60 s": 0,
+            "twitches, last 10 min": 0,
+            "per hour, last 10 min": "0",
+            "latest twitch": "—",
+        },
     ]
     assert data.live_summary(table) == "Last 60 s: 2 twitches · last 10 min: 5 twitches"
 
@@ -266,3 +274,108 @@ def test_live_table_with_no_muscles_is_empty() -> None:
     table = data.live_table([], [], T0, UTC)
     assert table.empty
     assert data.live_summary(table) == "Last 60 s: 0 twitches · last 10 min: 0 twitches"
+
+
+# ---- hour of day --------------------------------------------------------------------------------------
+def test_hour_of_day_moves_utc_hours_to_local_hours_and_fills_zeros() -> None:
+    # T0 is 22:00 UTC = 00:00 at UTC+2; the next day's 22:00 UTC adds to the same local hour.
+    counts = [HourCount("a", T0, 3), HourCount("a", T0 + 24 * H, 2), HourCount("b", T0 + H, 1)]
+    frame = data.hour_of_day_frame(counts, PLUS2, ["a", "b", "c"])
+    assert len(frame) == 3 * 24
+    got = {(r["muscle"], r["hour of day"]): r["twitches"] for r in frame.to_dict("records") if r["twitches"]}
+    assert got == {("a", 0): 5, ("b", 1): 1}
+    assert frame.loc[frame["muscle"] == "c", "twitches"].sum() == 0
+
+
+# ---- history ------------------------------------------------------------------------------------------
+def test_daily_counts_per_local_day_with_zero_days_and_no_sustained() -> None:
+    day1 = dt.date(2023, 11, 15)  # T0 = 2023-11-14 22:00 UTC = 2023-11-15 00:00 at UTC+2
+    events = [
+        event("a", T0),
+        event("a", T0 + H),
+        event("a", T0 + 48 * H),
+        event("a", T0 + 2 * H, EventKind.SUSTAINED),
+        event("b", T0 + 25 * H, EventKind.MYOCLONIC_JERK),
+    ]
+    daily = data.daily_counts(events, day1, day1 + dt.timedelta(days=2), PLUS2)
+    table = data.daily_table(daily)
+    assert table.to_dict("records") == [
+        {"day": "2023-11-15", "a": "2", "b": "0"},
+        {"day": "2023-11-16", "a": "0", "b": "1"},
+        {"day": "2023-11-17", "a": "1", "b": "0"},
+    ]
+
+
+def test_trend_is_the_least_squares_slope() -> None:
+    first = dt.date(2024, 1, 1)
+    counts = [1, 3, 5, 7]  # exactly +2 per day
+    daily = pd.DataFrame(
+        [(first + dt.timedelta(days=i), "a", c) for i, c in enumerate(counts)],
+        columns=["day", "muscle", "twitches"],
+    )
+    [trend] = data.trends(daily)
+    assert trend.per_day_change == pytest.approx(2.0)
+    assert trend.mean_per_day == pytest.approx(4.0)
+    line = data.trend_frame(daily, [trend])
+    assert list(line["trend"]) == pytest.approx([1.0, 3.0, 5.0, 7.0])
+    assert data.trend_display([trend]).to_dict("records") == [
+        {"muscle": "a", "twitches per day (mean)": "4.0", "change per week": "+14.0", "days": "4"}
+    ]
+
+
+def test_a_single_day_has_no_trend() -> None:
+    daily = pd.DataFrame([(dt.date(2024, 1, 1), "a", 3)], columns=["day", "muscle", "twitches"])
+    assert data.trends(daily) == []
+
+
+def test_sessions_and_session_filter() -> None:
+    import dataclasses
+
+    events = [
+        dataclasses.replace(event("a", T0), session_id="s1"),
+        dataclasses.replace(event("a", T0 + NS), session_id="s2"),
+        dataclasses.replace(event("a", T0 + 2 * NS), session_id=""),
+    ]
+    assert data.sessions(events) == [data.NO_SESSION, "s1", "s2"]
+    assert [e.start_ns for e in data.in_session(events, "s2")] == [T0 + NS]
+    assert [e.start_ns for e in data.in_session(events, data.NO_SESSION)] == [T0 + 2 * NS]
+    assert len(data.in_session(events, None)) == 3
+
+
+# ---- live signal --------------------------------------------------------------------------------------
+def test_decimate_keeps_a_one_sample_spike_and_the_bound() -> None:
+    import numpy as np
+
+    t = np.arange(10_000, dtype=np.int64)
+    v = np.zeros(10_000)
+    v[4321] = 9.0
+    v[777] = -3.0
+    td, vd = data.decimate(t, v, 200)
+    assert len(vd) <= 200
+    assert vd.max() == 9.0
+    assert vd.min() == -3.0
+    assert 4321 in td
+    assert 777 in td
+    assert list(td) == sorted(td)
+
+
+def test_decimate_leaves_short_signals_alone() -> None:
+    import numpy as np
+
+    t = np.arange(5, dtype=np.int64)
+    v = np.arange(5, dtype=np.float64)
+    _td, vd = data.decimate(t, v, 200)
+    assert list(vd) == [0, 1, 2, 3, 4]
+
+
+def test_drawn_trend_stops_at_zero() -> None:
+    first = dt.date(2024, 1, 1)
+    counts = [0, 0, 0, 9]
+    daily = pd.DataFrame(
+        [(first + dt.timedelta(days=i), "a", c) for i, c in enumerate(counts)],
+        columns=["day", "muscle", "twitches"],
+    )
+    [trend] = data.trends(daily)
+    line = list(data.trend_frame(daily, [trend])["trend"])
+    assert line[0] == 0.0  # the fit is 2.25 - 2.7 × 1.5 = -1.8 there
+    assert line[3] == pytest.approx(2.25 + 2.7 * 1.5)

@@ -1,17 +1,23 @@
 """The script ``streamlit run`` executes (see ``twitchwatch.dashboard_launch``).
 
-It is the dashboard's composition root: settings and store come from here, so the ``dashboard``
-package itself never imports ``twitchwatch``. Streamlit reruns this file on every interaction;
-the store is opened once per process and shared by all sessions (``st.cache_resource``).
+It is the dashboard's composition root: settings, store and live feed come from here, so the
+``dashboard`` package itself never imports ``twitchwatch``. Streamlit reruns this file on every
+interaction, then runs the selected page; the store and the MQTT feed are opened once per process
+and shared by all sessions (``st.cache_resource``).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.app import render
+from collector.mqtt import MqttTarget
+from dashboard import app
+from dashboard.livefeed import LiveFeed
+from processing.flags import FlagSet, flags_for_display
+from processing.report import ReportData, build_report
 from processing.store import EventStore, InfluxAuth, StoreError, open_store
-from twitchwatch.config import ConfigError, load_settings
+from twitchwatch.config import ConfigError, Settings, load_settings
+from twitchwatch.person_cli import flag_display_args, report_args
 
 
 def _close(store: EventStore) -> None:
@@ -27,19 +33,53 @@ def cached_store(url: str, _auth: InfluxAuth) -> EventStore:
     return open_store(url, _auth)
 
 
+def _stop(feed: LiveFeed) -> None:
+    feed.stop()
+
+
+@st.cache_resource(show_spinner=False, on_release=_stop)
+def cached_feed(broker: str, user: str, _target: MqttTarget) -> LiveFeed:
+    # Keyed by the broker's address without credentials (``_target`` holds them) and the user.
+    return LiveFeed(_target, user).start()
+
+
+def current_flags(store: EventStore, settings: Settings) -> FlagSet:
+    # The same call as ``twitchwatch flags``, so the page and the command agree.
+    return flags_for_display(store, computed_by="dashboard", **flag_display_args(settings))
+
+
+def report(store: EventStore, settings: Settings, since_ns: int, until_ns: int) -> ReportData:
+    # The same call as ``twitchwatch report``.
+    return build_report(store, since_ns, until_ns, **report_args(settings))
+
+
 def main() -> None:
     st.set_page_config(page_title="twitchwatch", layout="wide")
+    navigation = st.navigation(app.pages())
     try:
         settings = load_settings()
     except ConfigError as exc:
+        st.warning(app.NOTICE, icon="⚕️")
         st.error(f"twitchwatch cannot start: {exc}")
         return
     try:
         store = cached_store(settings.store_url, settings.influx_auth)
     except StoreError as exc:
+        st.warning(app.NOTICE, icon="⚕️")
         st.error(f"twitchwatch cannot open its event store: {exc}")
         return
-    render(store, settings.user)
+    mqtt, user = settings.mqtt, settings.user
+    app.set_context(
+        app.Context(
+            store,
+            user,
+            feed=lambda: cached_feed(mqtt.display, user, mqtt),
+            flags=lambda: current_flags(store, settings),
+            report=lambda since_ns, until_ns: report(store, settings, since_ns, until_ns),
+            journal_windows_ns=settings.journal_windows_ns,
+        )
+    )
+    navigation.run()
 
 
 main()

@@ -60,10 +60,14 @@ async def embedded_broker(port: int) -> AsyncIterator[MqttTarget]:
         await broker.shutdown()
 
 
-def start_dashboard(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+def start_dashboard(settings: Settings, port: int, broker: MqttTarget) -> subprocess.Popen[bytes]:
     from twitchwatch.dashboard_launch import dashboard_command
 
     env = dict(os.environ, TWITCHWATCH_STORE_URL=settings.store_url, TWITCHWATCH_USER=settings.user)
+    # The Live page's raw signal comes from the embedded broker (anonymous, loopback only).
+    env["TWITCHWATCH_MQTT_URL"] = f"mqtt://{broker.host}:{broker.port}"
+    env.pop("TWITCHWATCH_MQTT_PASSWORD", None)
+    env.pop("TWITCHWATCH_MQTT_PASSWORD_FILE", None)
     return subprocess.Popen(dashboard_command("127.0.0.1", port), env=env)
 
 
@@ -92,7 +96,7 @@ async def run_demo(
                 worker_task = tg.create_task(worker.run())
                 await asyncio.wait_for(worker.connected.wait(), 10)
                 sim_task = tg.create_task(run_simulation(plan, target))
-                dashboard = start_dashboard(settings, dashboard_port)
+                dashboard = start_dashboard(settings, dashboard_port, target)
                 _announce(settings, target, dashboard_port)
                 await stop.wait()
                 print("\nstopping…", file=sys.stderr)

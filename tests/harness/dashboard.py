@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.mqtt import parse_mqtt_url
 from processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from tests.harness import free_port
 from twitchwatch.dashboard_launch import dashboard_command
@@ -82,10 +86,14 @@ class DashboardProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, store_url: str, workdir: Path, timeout: float = 60.0) -> DashboardProcess:
+    def start(
+        cls, store_url: str, workdir: Path, mqtt_url: str | None = None, timeout: float = 60.0
+    ) -> DashboardProcess:
         port = free_port()
         log = workdir / "streamlit.log"
         env = dict(os.environ, TWITCHWATCH_STORE_URL=store_url, TWITCHWATCH_USER=USER)
+        # No broker given: a closed port, so the dashboard never reaches a developer's own broker.
+        env["TWITCHWATCH_MQTT_URL"] = mqtt_url or f"mqtt://127.0.0.1:{free_port()}"
         # Keep Streamlit's per-user files (~/.streamlit) out of the real home directory.
         env["HOME"] = str(workdir)
         with log.open("wb") as out:
@@ -142,3 +150,31 @@ CHROMIUM_ARGS: Sequence[str] = (
     "--disable-component-update",
     "--disable-sync",
 )
+
+
+class MqttSender:
+    """A plain paho client for tests that put frames and statuses on the bus the way devices do."""
+
+    def __init__(self, mqtt_url: str) -> None:
+        target = parse_mqtt_url(mqtt_url)
+        self._client = paho.Client(CallbackAPIVersion.VERSION2)
+        if target.username is not None:
+            self._client.username_pw_set(target.username, target.password)
+        self._client.connect(target.host, target.port)
+        self._client.loop_start()
+
+    def send(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout=30)
+        if not info.is_published():
+            raise RuntimeError(f"publish to {topic} not acknowledged within 30 s")
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> MqttSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

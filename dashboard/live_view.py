@@ -1,0 +1,113 @@
+"""The Live page: twitch counts from the store, device status and the last seconds of raw signal from
+the MQTT bus, all refreshed by one fragment every ``LIVE_REFRESH_S``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import altair as alt
+import streamlit as st
+
+from dashboard import data, live_data
+from dashboard.app import LIVE_REFRESH_S, Context, local_tz, page_header
+from dashboard.livefeed import FeedSnapshot, LiveFeed
+from processing.events import TWITCH_KINDS, TwitchEvent
+from processing.store import EventQuery, EventStore, StoreError
+
+HEADING_TWITCHES = "Twitches now"
+HEADING_DEVICES = "Devices"
+HEADING_SIGNAL = "Signal"
+SIGNAL_WINDOW_S = 20.0
+MAX_POINTS = 800  # per channel: twice the chart's width in bars at most, plenty for the eye
+NO_DEVICES = (
+    "No device has reported on the MQTT bus since the dashboard started. Start a sensor "
+    "(`twitchwatch collect`) or the simulator (`twitchwatch simulate --muscle calf_left`)."
+)
+
+
+def render(ctx: Context) -> None:
+    page_header("Live")
+    live_section(ctx.store, ctx.user, ctx.feed)
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def live_section(store: EventStore, user: str, feed: Callable[[], LiveFeed]) -> None:
+    now_ns = time.time_ns()
+    tz = local_tz()
+    events = twitches_section(store, user, now_ns)
+    snapshot = feed().snapshot()
+    broker_line(snapshot)
+    devices_section(snapshot)
+    signal_section(snapshot, events)
+    st.caption(f"Updates every {LIVE_REFRESH_S:g} s · last update {data.format_time(now_ns, tz)}")
+
+
+def twitches_section(store: EventStore, user: str, now_ns: int) -> list[TwitchEvent]:
+    st.header(HEADING_TWITCHES)
+    since_ns = now_ns - data.LIVE_LONG_S * data.NS_PER_S
+    try:
+        events = store.events(EventQuery(since_ns, user=user, kinds=TWITCH_KINDS))
+        muscles = store.muscles(user)
+    except StoreError as exc:
+        st.error(f"Cannot read the event store: {exc}")
+        return []
+    table = data.live_table(events, muscles, now_ns, local_tz())
+    st.markdown(f"**{data.live_summary(table)}**")
+    if not table.empty:
+        st.table(table, hide_index=True)
+    st.caption("Counted from the detected events in the store (live and replayed).")
+    return events
+
+
+def broker_line(snapshot: FeedSnapshot) -> None:
+    if snapshot.state == "connected":
+        st.caption(f"Raw signal from the MQTT broker {snapshot.broker}.")
+    elif snapshot.state == "connecting":
+        st.info(f"Connecting to the MQTT broker {snapshot.broker} for the raw signal …")
+    else:
+        st.warning(
+            f"No live signal: the MQTT broker {snapshot.broker} is not reachable ({snapshot.problem}). "
+            "Check TWITCHWATCH_MQTT_URL and that the broker runs; twitch counts above still come "
+            "from the store. The dashboard keeps retrying."
+        )
+
+
+def devices_section(snapshot: FeedSnapshot) -> None:
+    st.header(HEADING_DEVICES)
+    table = live_data.device_table(snapshot)
+    if table.empty:
+        st.info(NO_DEVICES)
+        return
+    st.table(table, hide_index=True)
+    st.caption(
+        "State and battery are what each device last announced (retained status); frames are "
+        "counted since this dashboard started; gaps come from missing sequence numbers."
+    )
+
+
+def signal_section(snapshot: FeedSnapshot, events: list[TwitchEvent]) -> None:
+    st.header(HEADING_SIGNAL)
+    windows = live_data.signal_windows(snapshot, events, SIGNAL_WINDOW_S, MAX_POINTS)
+    if not windows:
+        st.info("No raw signal received yet.")
+        return
+    for w in windows:
+        st.subheader(f"{w.muscle} · {w.stream}")
+        st.altair_chart(signal_chart(w), width="stretch")
+        st.caption(
+            f"Last {SIGNAL_WINDOW_S:g} s from {w.device}, in {w.unit}; red lines: "
+            f"{len(w.markers)} detected twitch(es) in this window."
+        )
+
+
+def signal_chart(w: live_data.SignalWindow) -> alt.LayerChart:
+    x = alt.X(
+        "seconds:Q", title="seconds before the newest sample", scale=alt.Scale(domain=[-SIGNAL_WINDOW_S, 0])
+    )
+    line = (
+        alt.Chart(w.signal, height=160).mark_line(strokeWidth=1).encode(x=x, y=alt.Y("value:Q", title=w.unit))
+    )
+    marks = alt.Chart(w.markers).mark_rule(color="red", strokeWidth=2).encode(x=x, tooltip=["kind:N"])
+    chart: alt.LayerChart = alt.LayerChart(layer=[line, marks])
+    return chart

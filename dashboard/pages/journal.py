@@ -1,0 +1,8 @@
+"""Journal page script, run by ``st.navigation`` (see ``dashboard.app.pages``)."""
+
+from dashboard.app import context
+from dashboard.journal_view import render
+
+ctx = context()
+if ctx is not None:
+    render(ctx)

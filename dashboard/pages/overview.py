@@ -1,0 +1,7 @@
+"""Overview page script, run by ``st.navigation`` (see ``dashboard.app.pages``)."""
+
+from dashboard.app import context, render_overview
+
+ctx = context()
+if ctx is not None:
+    render_overview(ctx)

@@ -1,0 +1,107 @@
+"""The Report page: the doctor-visit report's summary on screen, with the PDF and CSV as downloads.
+
+The report itself (``processing.report.build_report``) and its files (``processing.report_render``)
+are the same the ``twitchwatch report`` command writes; the files are rendered only when a download
+button is clicked.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.app import Context, local_tz, page_header, show_body_map, show_flags
+from processing.report import ReportData
+from processing.report_render import render_csv, render_pdf
+from processing.store import StoreError
+
+HEADING_SUMMARY = "Summary"
+HEADING_MUSCLES = "By muscle"
+HEADING_WHERE = "Where"
+HEADING_FLAGS = "Flags raised"
+HEADING_SYMPTOMS = "Other symptoms (journal)"
+HEADING_DOWNLOADS = "Downloads"
+EMPTY = "Nothing recorded in this period: the report would be empty. Pick a longer period in the sidebar."
+
+
+def render(ctx: Context) -> None:
+    page_header("Report")
+    period = str(st.sidebar.radio("Period", tuple(data.REPORT_PERIODS), index=1, key="report_period"))
+    until_ns = time.time_ns()
+    since_ns = until_ns - data.REPORT_PERIODS[period] * 24 * 3600 * data.NS_PER_S
+    try:
+        with st.spinner("Building the report…"):
+            report = ctx.report(since_ns, until_ns)
+    except StoreError as exc:
+        st.error(f"Cannot build the report: {exc}")
+        return
+    downloads(report)
+    summary(report, period)
+
+
+def downloads(report: ReportData) -> None:
+    st.header(HEADING_DOWNLOADS)
+    stem = data.report_file_stem(report)
+    left, right = st.columns(2)
+    left.download_button(
+        "Download PDF",
+        data=lambda: pdf_bytes(report),
+        file_name=f"{stem}.pdf",
+        mime="application/pdf",
+        key="report_pdf",
+        on_click="ignore",
+    )
+    right.download_button(
+        "Download CSV (daily counts)",
+        data=lambda: csv_text(report),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        key="report_csv",
+        on_click="ignore",
+    )
+    st.caption(
+        "The PDF is what `twitchwatch report --pdf` writes: a summary a physician can read in a "
+        "minute, then the plots."
+    )
+
+
+def pdf_bytes(report: ReportData) -> bytes:
+    buffer = io.BytesIO()
+    render_pdf(report, buffer)
+    return buffer.getvalue()
+
+
+def csv_text(report: ReportData) -> str:
+    buffer = io.StringIO()
+    render_csv(report, buffer)
+    return buffer.getvalue()
+
+
+def summary(report: ReportData, period: str) -> None:
+    tz = local_tz()
+    st.header(HEADING_SUMMARY)
+    st.markdown(
+        f"**{period}: {report.total_twitches} twitches on {len(report.muscles)} "
+        f"muscle{'' if len(report.muscles) == 1 else 's'}.** {data.report_coverage(report)}"
+    )
+    if not report.muscles:
+        st.info(EMPTY)
+        return
+    st.header(HEADING_MUSCLES)
+    st.table(data.report_muscles(report), hide_index=True)
+    st.caption(
+        "Twitches are fasciculations and myoclonic jerks; sustained activity is counted apart. An "
+        "episode is a run of twitches close together on one muscle."
+    )
+    st.header(HEADING_WHERE)
+    show_body_map({m.muscle: m.per_hour or 0.0 for m in report.muscles})
+    st.header(HEADING_FLAGS)
+    show_flags(report.flags, tz)
+    st.header(HEADING_SYMPTOMS)
+    if report.symptoms:
+        st.table(data.journal_display(report.symptoms, tz), hide_index=True)
+    else:
+        st.caption("No symptoms logged in the journal in this period.")
