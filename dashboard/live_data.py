@@ -110,7 +110,7 @@ def signal_windows(
     snapshot: FeedSnapshot, events: Sequence[TwitchEvent], window_s: float, max_points: int
 ) -> list[SignalWindow]:
     """Per stream channel: the last ``window_s`` seconds before its newest sample, at most
-    ``max_points`` points, and the events of that muscle that start in the window (event times are
+    ``max_points`` points, and the events of that muscle that start over the shown signal (event times are
     device times, like the samples', so they line up even when the device clock is off)."""
     windows = []
     for stream in snapshot.streams:
@@ -120,6 +120,9 @@ def signal_windows(
         since = newest - int(window_s * NS_PER_S)
         keep = stream.t_ns >= since
         t_ns = stream.t_ns[keep]
+        # Only events over the signal actually shown: a feed started a few seconds ago has no trace
+        # under older events, and a marker over empty space would point at nothing.
+        first = int(t_ns[0])
         for ch in range(stream.channels):
             muscle = channel_muscle(snapshot, stream, ch)
             t, v = decimate(t_ns, stream.values[keep, ch].astype(np.float64), max_points)
@@ -127,9 +130,9 @@ def signal_windows(
             marks = [
                 (e.start_ns - newest) / NS_PER_S
                 for e in events
-                if e.muscle == muscle and since <= e.start_ns <= newest
+                if e.muscle == muscle and first <= e.start_ns <= newest
             ]
-            kinds = [e.kind.value for e in events if e.muscle == muscle and since <= e.start_ns <= newest]
+            kinds = [e.kind.value for e in events if e.muscle == muscle and first <= e.start_ns <= newest]
             markers = pd.DataFrame(
                 {"seconds": pd.Series(marks, dtype="float64"), "kind": pd.Series(kinds, dtype="str")}
             )

@@ -110,3 +110,12 @@ def test_windows_are_decimated_to_the_cap() -> None:
     [w] = live_data.signal_windows(snapshot([stream("a", 1, 30.0)], {}), [], 20.0, max_points=300)
     assert len(w.signal) <= 300
     assert w.signal["value"].max() == 30 * 100 - 1  # the newest (largest) sample survives
+
+
+def test_markers_only_over_the_signal_shown() -> None:
+    """A feed started 4 s ago shows 4 s of signal: an event 6 s back has no trace under it."""
+    snap = snapshot([stream("a", 1, 4.0)], {"a": status("calf_left")})
+    newest = T0 + int((4 * 100 - 1) * NS / 100)
+    events = [event("calf_left", newest - 6 * NS), event("calf_left", newest - 3 * NS)]
+    [w] = live_data.signal_windows(snap, events, window_s=20.0, max_points=10_000)
+    assert w.markers["seconds"].tolist() == [-3.0]
