@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -105,3 +106,71 @@ async def test_polar_h10_streams_into_the_store_with_status(
     assert {e.device for e in events} == {"polar1"}
     assert worker.stats.gaps == 0
     assert worker.stats.bad_frames == 0
+
+
+async def test_dropped_link_reconnects_and_the_worker_records_the_gap(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    mqtt = parse_mqtt_url(mosquitto.url)
+    async with radio() as r, await emulate("polar-h10", r.link, rate_per_min=0, seed=4) as polar:
+        collector = Collector(
+            [_target("polar-drop", "polar-h10", polar.address, "calf_right")],
+            mqtt,
+            USER,
+            backend=r.backend,
+            timing=TEST_TIMING,
+        )
+        async with _worker(mqtt, tmp_path / "drop.db", "ble-drop-worker") as worker, _running(collector):
+            await asyncio.wait_for(collector.started.wait(), 30)
+            runner = collector.runners["polar-drop"]
+            await wait_for(lambda: worker.stats.frames >= 20, 60, "frames before the drop")
+            assert worker.stats.gaps == 0
+            await polar.drop_link()
+            await wait_for(lambda: runner.stats.drops == 1, 30, "the collector noticing the drop")
+            await wait_for(lambda: runner.stats.connects == 2 and runner.online.is_set(), 60, "reconnected")
+            before = worker.stats.frames
+            await wait_for(lambda: worker.stats.frames >= before + 20, 60, "frames after the reconnect")
+            assert worker.stats.gaps == 1
+            assert worker.stats.missing_frames >= 1
+            assert runner.framer.stats.gaps_marked == 1
+            assert worker.stats.duplicates == 0
+        status = await _retained_status(mqtt, "polar-drop")
+        assert status.state == "offline"
+
+
+async def test_silent_and_absent_devices_are_retried_while_the_others_stream(
+    mosquitto: MosquittoServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="collector.ble.runtime")
+    mqtt = parse_mqtt_url(mosquitto.url)
+    async with (
+        radio() as r,
+        await emulate("polar-h10", r.link, seed=5) as silent,
+        await emulate("polar-verity", r.link, seed=6) as verity,
+    ):
+        await silent.set_silent(True)
+        targets = [
+            _target("quiet", "polar-h10", silent.address, "calf_left"),
+            _target("verity", "polar-verity", verity.address, "forearm_left"),
+            _target("absent", "polar-h10", "C0:00:00:00:0A:BC", "calf_right"),
+        ]
+        collector = Collector(targets, mqtt, USER, backend=r.backend, timing=TEST_TIMING)
+        async with _worker(mqtt, tmp_path / "many.db", "ble-many-worker") as worker, _running(collector):
+            await asyncio.wait_for(collector.started.wait(), 30)
+            quiet, absent = collector.runners["quiet"], collector.runners["absent"]
+            await wait_for(lambda: quiet.stats.failures.get("start", 0) >= 2, 90, "two start timeouts")
+            await wait_for(lambda: absent.stats.failures.get("scan", 0) >= 2, 90, "two fruitless scans")
+            assert collector.runners["verity"].online.is_set()
+            assert worker.stats.frames > 0
+            assert "quiet (polar-h10, " in quiet.stats.last_error
+            assert "start failed: no answer to the start command" in quiet.stats.last_error
+            assert "switch it off and on" in quiet.stats.last_error
+            assert "absent (polar-h10, C0:00:00:00:0A:BC): scan failed: not seen in" in absent.stats.last_error
+            logged = [rec.getMessage() for rec in caplog.records]
+            assert any(m.startswith("quiet (polar-h10") and "Next try in" in m for m in logged)
+            await silent.set_silent(False)  # it comes back: the next attempt streams
+            await wait_for(quiet.online.is_set, 60, "the once-silent device streaming")
+            assert not absent.online.is_set()
+        stored_devices = {f.device for f in SQLiteStore(tmp_path / "many.db").rates(EventQuery(user=USER))}
+        assert {"quiet", "verity"} <= stored_devices
+        assert "absent" not in stored_devices

@@ -200,6 +200,19 @@ class Collector:
     def stop(self) -> None:
         self._stop.set()
 
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """``run`` until ``stop`` is set (the CLI's signal handlers set it), then shut down cleanly."""
+
+        async def relay() -> None:
+            await stop.wait()
+            self.stop()
+
+        relay_task = asyncio.create_task(relay(), name="collect-stop-relay")
+        try:
+            await self.run()
+        finally:
+            relay_task.cancel()
+
     async def run(self) -> None:
         connect_lock = asyncio.Lock()  # one connection attempt at a time per adapter, as controllers need
         async with contextlib.AsyncExitStack() as stack:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +103,17 @@ def _scanner_args(services: list[str] | None, backend: BleBackend) -> dict[str, 
     if backend.scanner is not None:
         args["backend"] = backend.scanner
     return args
+
+
+def render_nearby(found: Sequence[Nearby], as_json: bool) -> str:
+    """``twitchwatch devices scan`` output: a table, or one JSON object per line."""
+    if as_json:
+        return "\n".join(json.dumps(n.to_json()) for n in found)
+    if not found:
+        return "no supported devices found (switched on, near, and not connected to a phone?)"
+    rows = [("ADDRESS", "RSSI", "PROFILE", "NAME")]
+    rows += [(n.address, f"{n.rssi} dBm", "|".join(n.profiles), n.name or "") for n in found]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows
+    )
