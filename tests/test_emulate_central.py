@@ -193,11 +193,21 @@ class TapSource(SampleSource):
         self.unit = inner.unit
         self.read_blocks: list[npt.NDArray[np.float64]] = []
         self.start_ns = 0
+        self._read = asyncio.Condition()
 
     def read(self, n: int) -> npt.NDArray[np.float64]:
         block = self.inner.read(n)
         self.read_blocks.append(block)
+        asyncio.get_running_loop().create_task(self._notify_read())
         return block
+
+    async def _notify_read(self) -> None:
+        async with self._read:
+            self._read.notify_all()
+
+    async def wait_reads(self, count: int) -> None:
+        async with self._read:
+            await self._read.wait_for(lambda: len(self.read_blocks) >= count)
 
     def take_truth(self) -> list[TruthEvent]:
         return self.inner.take_truth()
@@ -332,3 +342,66 @@ async def test_h10_timestamps_and_truth_follow_the_generator(link: VirtualLink) 
         assert truth[:k] == expected_truth[:k]
         end_ns = tap.start_ns + len(tap.samples()) * 10**7
         assert all(tap.start_ns <= e.start_ns < end_ns for e in truth)
+
+
+async def test_drop_link_then_the_central_reconnects_and_restarts(link: VirtualLink) -> None:
+    taps = Taps()
+    device, central, _ = await _connected(link, "polar-h10", taps, speed=4.0)
+    async with device:
+        await central.start()
+        await central.chunks("acc", 50)
+        assert central.connection is not None
+        gone = asyncio.Event()
+        central.connection.on("disconnection", lambda reason: gone.set())
+        await device.drop_link()
+        await wait(gone.wait(), "the central to see the link drop")
+        assert device.peripheral.connection is None
+        assert not device.peripheral.streaming("acc"), "a dropped link ends the measurement"
+
+        again = Central(central.device, "polar-h10", ["acc"], CASES["polar-h10"][1])
+        sighting = await scan_for(central.device, device.address, lambda s: s.name == device.name)
+        await again.connect(sighting.address)
+        await again.start()
+        chunks = await again.chunks("acc", 50)
+        assert len(taps.sources) == 2, "the restart began a new stream"
+        sent = taps.sources[1].samples()
+        got = np.concatenate([c.values() for c in chunks])
+        np.testing.assert_allclose(got, sent[: len(got)], atol=0.0005 + 1e-9, rtol=0)
+
+
+async def test_a_silent_device_advertises_accepts_writes_and_never_answers(link: VirtualLink) -> None:
+    taps = Taps()
+    device, central, _ = await _connected(link, "polar-h10", taps, speed=4.0)
+    async with device:
+        await device.set_silent(True)
+        assert device.silent
+        for uuid in central.plan.notify:
+            central.chars[uuid] = char = central.characteristic(uuid)
+            await wait(char.subscribe(central._enqueue(uuid)), "subscribe")
+        write = central.plan.start[0]
+        await wait(central.chars[write.characteristic].write_value(write.data, with_response=True), "write")
+        # A round trip on the same bearer after the write: had the device answered, the indication would be
+        # queued before this read's response.
+        assert await wait(central.characteristic("2A19").read_value(), "battery") == bytes([87])
+        assert central.queue.empty()
+        assert not device.peripheral.streaming("acc")
+        # Still advertising while silent: a central that gave up and disconnected finds it again.
+        assert central.connection is not None
+        await wait(central.connection.disconnect(), "disconnect")
+        await wait(device.disconnected.wait(), "the device to see the disconnection")
+        sighting = await scan_for(central.device, device.address, lambda s: s.name == device.name)
+        assert sighting.connectable
+
+        await device.set_silent(False)
+        central = Central(central.device, "polar-h10", ["acc"], CASES["polar-h10"][1])
+        await central.connect(sighting.address)
+        await central.start()
+        await central.chunks("acc", 50)
+        sent_before = device.notifications_sent
+        assert sent_before > 0
+
+        await device.set_silent(True)
+        tap = taps.by_signal("acc")
+        reads = len(tap.read_blocks)
+        await wait(tap.wait_reads(reads + 20), "the stream to go on generating")
+        assert device.notifications_sent == sent_before, "a silent device notified"
