@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, cast
 
+from bumble import hci
 from bumble.controller import Controller
 from bumble.device import Device
 from bumble.hci import Address
@@ -49,6 +51,56 @@ def random_static_address(seed: int) -> str:
     return ":".join(f"{o:02X}" for o in reversed(octets))
 
 
+def _scan_response_of(link: LocalLink, address: Address) -> bytes | None:
+    """The scan response data the controller advertising as ``address`` on ``link`` would send."""
+    for controller in link.controllers:
+        legacy = controller.le_legacy_advertiser
+        if legacy.enabled and legacy.address == address:
+            return bytes(legacy.scan_response_data)
+        for adv_set in controller.advertising_sets.values():
+            own = adv_set.random_address or controller.random_address
+            if adv_set.enabled and own == address:
+                return bytes(adv_set.scan_response_data)
+    return None
+
+
+class ScanResponseController(Controller):
+    """Bumble's virtual controller, except that an active scan's scan response carries the advertiser's scan
+    response data (upstream repeats the advertising data there), and none is reported when the advertiser
+    has none. Real wearables put part of what a scanner filters on (Polar's PMD service UUID) there."""
+
+    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if isinstance(
+            packet, hci.HCI_LE_Extended_Advertising_Report_Event | hci.HCI_LE_Advertising_Report_Event
+        ):
+            packet = self._with_scan_responses(packet)
+            if not packet.reports:
+                return
+        super().send_hci_packet(packet)
+
+    def _with_scan_responses(self, packet: _Report) -> _Report:
+        reports: list[Any] = []
+        for report in packet.reports:
+            if _is_scan_response(report):
+                data = _scan_response_of(self.link, report.address)
+                if not data:
+                    continue
+                report = dataclasses.replace(report, data=data)
+            reports.append(report)
+        return dataclasses.replace(cast(Any, packet), reports=reports)  # type: ignore[no-any-return]
+
+
+_Report = hci.HCI_LE_Extended_Advertising_Report_Event | hci.HCI_LE_Advertising_Report_Event
+
+
+def _is_scan_response(report: object) -> bool:
+    if isinstance(report, hci.HCI_LE_Extended_Advertising_Report_Event.Report):
+        return bool(report.event_type & hci.HCI_LE_Extended_Advertising_Report_Event.EventType.SCAN_RESPONSE)
+    if isinstance(report, hci.HCI_LE_Advertising_Report_Event.Report):
+        return bool(report.event_type == hci.HCI_LE_Advertising_Report_Event.EventType.SCAN_RSP)
+    return False
+
+
 class VirtualLink:
     """One in-process virtual radio. Use as an async context manager, or call ``close()``."""
 
@@ -63,12 +115,14 @@ class VirtualLink:
 
     def serve_controller(self, name: str, transport: Transport) -> Controller:
         """A controller on the link driven over ``transport`` by a host elsewhere (``RadioHub``)."""
-        return Controller(name, host_source=transport.source, host_sink=transport.sink, link=self.link)
+        return ScanResponseController(
+            name, host_source=transport.source, host_sink=transport.sink, link=self.link
+        )
 
     async def new_device(self, address: str | None = None, name: str = "twitchwatch") -> Device:
         """A powered-on Bumble ``Device`` with its own controller on this link."""
         host = Host()
-        host.controller = Controller(f"{name} controller", link=self.link)
+        host.controller = ScanResponseController(f"{name} controller", link=self.link)
         device = Device(name, address=Address(address or self.next_address()), host=host)
         await device.power_on()
         self._devices.append(device)

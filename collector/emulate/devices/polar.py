@@ -208,9 +208,9 @@ def encode_acc_notifications(
 
 
 def control_response(op: int, measurement_type: int, status: int, parameters: bytes = b"") -> bytes:
-    """``F0 <op> <type> <status> <more=0> [parameters]``; errors carry no ``more`` byte (as the SDK's)."""
-    head = bytes([RESPONSE_CODE, op, measurement_type, status])
-    return head + bytes([0]) + parameters if status == Status.SUCCESS else head
+    """``F0 <op> <type> <status> <more=0> [parameters]`` (the SDK's test responses carry ``more`` even on
+    errors)."""
+    return bytes([RESPONSE_CODE, op, measurement_type, status, 0]) + parameters
 
 
 def settings_tlv(setting: Setting, values: Sequence[int | float]) -> bytes:
@@ -281,7 +281,7 @@ class _PolarPeripheral(Peripheral):
 
     def _handle(self, data: bytes) -> tuple[bytes, Callable[[], None] | None]:
         if len(data) < 2:
-            return bytes([RESPONSE_CODE, data[0] if data else 0, 0, Status.ERROR_INVALID_LENGTH]), None
+            return control_response(data[0] if data else 0, 0, Status.ERROR_INVALID_LENGTH), None
         op, mtype = data[0], data[1] & 0x7F
         if op not in tuple(OpCode):
             return control_response(op, mtype, Status.ERROR_INVALID_OP_CODE), None
