@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from processing.store.sqlite import SQLiteStore
 from processing.worker import Worker
 from tests.bumble_bleak.harness import TEST_TIMING, radio, wait_for
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.cli import run_until_signal
 
 pytestmark = pytest.mark.mosquitto
 USER = "tester"
@@ -71,8 +74,9 @@ async def _retained_status(mqtt: MqttTarget, device: str) -> DeviceStatus:
 
 
 async def test_polar_h10_streams_into_the_store_with_status(
-    mosquitto: MosquittoServer, tmp_path: Path
+    mosquitto: MosquittoServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="collector.ble.session")
     mqtt = parse_mqtt_url(mosquitto.url)
     db = tmp_path / "ble.db"
     async with radio() as r, await emulate("polar-h10", r.link, rate_per_min=40, seed=3) as polar:
@@ -99,6 +103,12 @@ async def test_polar_h10_streams_into_the_store_with_status(
         assert offline.state == "offline"
         assert offline.session_id == status.session_id
         assert polar.disconnected.is_set()  # the collector hung up on shutdown
+        # …after the stop command was answered (the session waits for the device's reply to log this).
+        assert any(
+            r.getMessage().startswith("polar1 (polar-h10") and "streams stopped" in r.getMessage()
+            for r in caplog.records
+        )
+        assert not polar.peripheral.streaming("acc")
     store = SQLiteStore(db)
     events = store.events(EventQuery(user=USER, muscle="calf_left", kinds=TWITCH_KINDS))
     assert len(events) >= 3
@@ -165,7 +175,9 @@ async def test_silent_and_absent_devices_are_retried_while_the_others_stream(
             assert "quiet (polar-h10, " in quiet.stats.last_error
             assert "start failed: no answer to the start command" in quiet.stats.last_error
             assert "switch it off and on" in quiet.stats.last_error
-            assert "absent (polar-h10, C0:00:00:00:0A:BC): scan failed: not seen in" in absent.stats.last_error
+            assert (
+                "absent (polar-h10, C0:00:00:00:0A:BC): scan failed: not seen in" in absent.stats.last_error
+            )
             logged = [rec.getMessage() for rec in caplog.records]
             assert any(m.startswith("quiet (polar-h10") and "Next try in" in m for m in logged)
             await silent.set_silent(False)  # it comes back: the next attempt streams
@@ -174,3 +186,32 @@ async def test_silent_and_absent_devices_are_retried_while_the_others_stream(
         stored_devices = {f.device for f in SQLiteStore(tmp_path / "many.db").rates(EventQuery(user=USER))}
         assert {"quiet", "verity"} <= stored_devices
         assert "absent" not in stored_devices
+
+
+def test_sigterm_stops_collect_cleanly(mosquitto: MosquittoServer) -> None:
+    """The CLI's signal wiring (``run_until_signal`` + ``Collector.run_until``) with a real SIGTERM."""
+    mqtt = parse_mqtt_url(mosquitto.url)
+
+    async def scenario(stop: asyncio.Event) -> tuple[int, bool]:
+        async with radio() as r, await emulate("polar-h10", r.link, seed=9) as polar:
+            collector = Collector(
+                [_target("polar-sig", "polar-h10", polar.address, "calf_left")],
+                mqtt,
+                USER,
+                backend=r.backend,
+                timing=TEST_TIMING,
+            )
+            task = asyncio.create_task(collector.run_until(stop))
+            await asyncio.wait_for(collector.started.wait(), 30)
+            runner = collector.runners["polar-sig"]
+            await wait_for(lambda: runner.stats.frames_published >= 10, 60, "frames published")
+            os.kill(os.getpid(), signal.SIGTERM)
+            async with asyncio.timeout(60):
+                await task
+            return runner.stats.frames_published, polar.disconnected.is_set()
+
+    frames, hung_up = run_until_signal(scenario)
+    assert frames >= 10
+    assert hung_up
+    status = asyncio.run(_retained_status(mqtt, "polar-sig"))
+    assert status.state == "offline"

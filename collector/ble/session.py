@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -104,11 +105,11 @@ class Session:
         started = False
         try:
             battery = await self._battery(client)
-            self._check_mtu(client, plan)
+            await self._check_mtu(client, plan)
             decoders, early = await self._start(client, plan)
             started = True
             await self.events.online(battery)
-            log.info("%s streaming %s (MTU %d)", self.target.label, ", ".join(plan.streams), client.mtu_size)
+            log.info("%s streaming %s", self.target.label, ", ".join(plan.streams))
             states = {uuid: d.initial_state() for uuid, d in decoders.items()}
             for note in early:
                 await self._handle(note, decoders, states)
@@ -174,14 +175,28 @@ class Session:
                 "shows what each nearby device looks like",
             )
 
-    def _check_mtu(self, client: BleakClient, plan: Plan) -> None:
-        if client.mtu_size < plan.min_mtu:
-            # BlueZ negotiates on its own and bleak reports 23 there until it learns better; notifications
-            # that do not fit are counted as malformed, so this is a warning, not a failure.
+    async def _check_mtu(self, client: BleakClient, plan: Plan) -> None:
+        """The OS runs the ATT MTU exchange itself (BlueZ, CoreBluetooth, WinRT; the test backend too).
+        bleak's BlueZ backend only learns the result through ``_acquire_mtu`` — the workaround bleak's
+        own ``mtu_size`` example documents — so it is asked for where it exists."""
+        backend = getattr(client, "_backend", None)
+        acquire = getattr(backend, "_acquire_mtu", None)
+        if acquire is not None and getattr(backend, "_mtu_size", 0) is None:
+            try:
+                async with asyncio.timeout(self.timing.response_s):
+                    await acquire()
+            except (BleakError, TimeoutError, AssertionError) as exc:
+                log.info("%s: could not read the negotiated MTU: %s", self.target.label, exc or "timeout")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BlueZ's "using default MTU value" when it stays unknown
+            mtu = client.mtu_size
+        if mtu < plan.min_mtu:
+            # Notifications that do not fit arrive cut and are counted as malformed: a warning, not a
+            # failure, since some stacks report 23 while having negotiated more.
             log.warning(
                 "%s: ATT MTU %d is below the %d this profile needs; long notifications may arrive cut",
                 self.target.label,
-                client.mtu_size,
+                mtu,
                 plan.min_mtu,
             )
 
