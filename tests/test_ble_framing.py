@@ -106,9 +106,26 @@ def test_a_reconnect_marks_at_least_one_missing_frame() -> None:
 def test_samples_the_decoder_knows_are_lost_mark_a_gap() -> None:
     framer = _framer("myo")
     framer.frame(_plain_chunk(), NOW)
-    after = framer.frame(_plain_chunk(lost=2 * N + 1), NOW + 200_000_000)
+    after = framer.frame(_plain_chunk(lost=N), NOW + 400_000_000)
     assert after is not None
-    assert after.sequence == 1 + 3
+    assert after.sequence == 1 + 1
+    assert after.t0_ns == NOW + 200_000_000  # continues after the lost samples' time
+    more = framer.frame(_plain_chunk(lost=2 * N + 1), NOW + 1_000_000_000)
+    assert more is not None
+    assert more.sequence == 2 + 1 + 3
+
+
+def test_a_jump_in_the_devices_own_counter_marks_a_gap() -> None:
+    framer = _framer("open")
+
+    def chunk(sequence: int) -> Chunk:
+        return Chunk("emg", np.zeros((N, 2), dtype=np.int16), 0.1, Unit.MICROVOLT, RATE, sequence=sequence)
+
+    numbers = [
+        framer.frame(chunk(seq), NOW + i * 200_000_000) for i, seq in enumerate([2**32 - 2, 2**32 - 1, 3])
+    ]
+    assert [f.sequence for f in numbers if f] == [0, 1, 1 + 1 + 3]  # device frames 0, 1, 2 never arrived
+    assert framer.stats.frames_skipped == 3
 
 
 def test_no_sample_rate_means_no_frame_and_is_counted() -> None:

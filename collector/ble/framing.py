@@ -3,7 +3,9 @@
 A ``Framer`` lives as long as its device's collector task, across connections, so sequence numbers
 continue over a reconnect. What was lost shows as a jump in them: the worker counts any forward jump as
 a gap (``collector.frames.sequence_gap``), so ``mark_reconnect`` makes the first frame of every stream
-after a new connection skip at least one number — as many as frames would have filled the silence.
+after a new connection skip at least one number — as many as frames would have filled the silence. Losses
+the device's data reveal are marked the same way: a jump in the device's own frame counter
+(``Chunk.sequence``, the open profile's u32) or samples a decoder knows are missing (``lost_samples``).
 
 Time: a device with an absolute clock (``DeviceProfile.DEVICE_EPOCH_NS``) is trusted when that clock is
 within ``CLOCK_TRUST_NS`` of the host's; otherwise (a clock never set, a device clock counting from
@@ -41,6 +43,7 @@ class _Track:
     rate: float | None = None
     channels: int = 0
     after_gap: bool = False
+    device_sequence: int | None = None  # the device's own frame counter, where it sends one
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Framer:
             rate,
             chunk.channels,
         )
-        track.sequence, track.after_gap = sequence, False
+        track.sequence, track.after_gap, track.device_sequence = sequence, False, chunk.sequence
         self.stats.frames += 1
         return Frame(
             track.stream_id, sequence, t0, rate, chunk.scale, chunk.unit, chunk.sample_type, chunk.raw
@@ -125,9 +128,10 @@ class Framer:
                 self._offset_ns = self._anchor(int(stamps[-1]), received_ns)
             return int(stamps[0]) + self._offset_ns
         arrived_t0 = received_ns - round(chunk.samples * 1e9 / rate)
-        if track.next_t_ns is None or track.after_gap or abs(arrived_t0 - track.next_t_ns) > DRIFT_NS:
+        if track.next_t_ns is None or track.after_gap:
             return arrived_t0
-        return track.next_t_ns
+        expected = track.next_t_ns + round(chunk.lost_samples * 1e9 / rate)  # lost samples took time too
+        return arrived_t0 if abs(arrived_t0 - expected) > DRIFT_NS else expected
 
     def _anchor(self, last_device_ns: int, received_ns: int) -> int:
         epoch = self.profile.DEVICE_EPOCH_NS
@@ -151,6 +155,11 @@ class Framer:
                 missing = max(1, round((t0 - track.next_t_ns) / track.frame_ns))
         if chunk.lost_samples:
             missing = max(missing, math.ceil(chunk.lost_samples / max(chunk.samples, 1)))
+        if chunk.sequence is not None and track.device_sequence is not None and not track.after_gap:
+            # The open profile's u32 counter: frames the device sent that never arrived.
+            skipped = (chunk.sequence - track.device_sequence - 1) % MAX_SEQUENCE
+            if skipped < MAX_SEQUENCE // 2:
+                missing = max(missing, skipped)
         missing = min(missing, MAX_SKIP)
         if missing:
             self.stats.gaps_marked += 1
