@@ -96,7 +96,7 @@ class DeviceRunner:
             except DeviceStepError as exc:
                 self.stats.failures[exc.step] = self.stats.failures.get(exc.step, 0) + 1
                 self.stats.last_error = str(exc)
-                log.warning("%s Next try in %.0f s.", exc, backoff)
+                log.warning("%s. Next try in %.0f s.", exc, backoff)
             except Disconnected as exc:
                 self.stats.drops += 1
                 log.warning("%s: %s; reconnecting", self.target.label, exc)
