@@ -15,9 +15,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+import aiomqtt
 from bleak.exc import BleakError
 
 from collector.ble.errors import DeviceStepError, Disconnected
@@ -27,10 +29,11 @@ from collector.ble.session import Events, Session, SessionStats
 from collector.ble.target import BleBackend, DeviceTarget, Timing
 from collector.frames import Frame
 from collector.mqtt import MqttTarget
-from collector.publisher import FramePublisher
+from collector.publisher import FramePublisher, PublishError
 from collector.status import DeviceStatus, StreamInfo
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DevicePublisher(FramePublisher):
@@ -82,7 +85,9 @@ class DeviceRunner:
         while not self.stop.is_set():
             session: Session | None = None
             try:
-                device = await find(self.target, self.timing.scan_s, self.backend)
+                device = await self._unless_stopped(find(self.target, self.timing.scan_s, self.backend))
+                if self.stop.is_set():
+                    break
                 if device is None:
                     raise DeviceStepError(
                         self.target.label,
@@ -94,16 +99,21 @@ class DeviceRunner:
                 session = self._session()
                 await session.run(device)
             except DeviceStepError as exc:
-                self.stats.failures[exc.step] = self.stats.failures.get(exc.step, 0) + 1
-                self.stats.last_error = str(exc)
+                self._failed(exc.step, str(exc))
                 log.warning("%s. Next try in %.0f s.", exc, backoff)
             except Disconnected as exc:
                 self.stats.drops += 1
                 log.warning("%s: %s; reconnecting", self.target.label, exc)
             except (BleakError, OSError) as exc:
-                self.stats.failures["ble"] = self.stats.failures.get("ble", 0) + 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self._failed("ble", f"{type(exc).__name__}: {exc}")
                 log.warning("%s: Bluetooth error: %s. Next try in %.0f s.", self.target.label, exc, backoff)
+            except aiomqtt.MqttError:
+                raise  # the broker is everyone's: Collector.run ends collect with a clear error
+            except Exception as exc:
+                # An error no layer below names (a platform backend's own exception, a profile bug):
+                # one device must not end the others, so it is logged in full and retried like the rest.
+                self._failed("unexpected", f"{type(exc).__name__}: {exc}")
+                log.exception("%s: unexpected error; next try in %.0f s", self.target.label, backoff)
             finally:
                 if session is not None:
                     self.stats.session = session.stats
@@ -115,6 +125,24 @@ class DeviceRunner:
             await self._sleep(backoff)
             if session is None or not session.streamed:
                 backoff = min(backoff * 2, self.timing.backoff_max_s)
+
+    def _failed(self, step: str, message: str) -> None:
+        self.stats.failures[step] = self.stats.failures.get(step, 0) + 1
+        self.stats.last_error = message
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """``work``'s result, or None at once when stop is requested first (a scan can take ``scan_s``)."""
+        task = asyncio.create_task(work, name=f"{self.target.name}-find")
+        stopping = asyncio.create_task(self.stop.wait(), name=f"{self.target.name}-find-stop")
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not task.done():
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            return await task
+        return None
 
     def _session(self) -> Session:
         self.stats.connects += 1
@@ -226,6 +254,12 @@ class Collector:
                 )
             log.info("collecting from %s", ", ".join(t.label for t in self.targets))
             self.started.set()
-            async with asyncio.TaskGroup() as tg:
-                for name, runner in self.runners.items():
-                    tg.create_task(runner.run(), name=f"collect-{name}")
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for name, runner in self.runners.items():
+                        tg.create_task(runner.run(), name=f"collect-{name}")
+            except* aiomqtt.MqttError as group:
+                raise PublishError(
+                    f"lost the MQTT broker {self.mqtt.display}: {group.exceptions[0]}; collect stops "
+                    "(run it under a supervisor that restarts it, such as systemd or Docker)"
+                ) from None

@@ -93,12 +93,16 @@ class Session:
     stats: SessionStats = field(default_factory=SessionStats)
     streamed: bool = False
     _queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+    _decoders: Mapping[str, Decoder[Any]] = field(default_factory=dict)
+    _states: dict[str, Any] = field(default_factory=dict)
     _rlog: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
     # ---- life cycle -------------------------------------------------------------------------------
     async def run(self, device: BLEDevice) -> None:
         """Returns when stopped; raises ``Disconnected`` or ``DeviceStepError`` otherwise."""
-        client = await self._connect(device)
+        client = await self._connect_unless_stopped(device)
+        if client is None:
+            return
         watcher = asyncio.create_task(self.stop.wait(), name=f"{self.target.name}-stop-watch")
         watcher.add_done_callback(self._stop_requested)
         plan = self.target.profile.plan(self.target.streams)
@@ -106,19 +110,40 @@ class Session:
         try:
             battery = await self._battery(client)
             await self._check_mtu(client, plan)
-            decoders, early = await self._start(client, plan)
+            self._decoders, early = await self._start(client, plan)
+            self._states = {uuid: d.initial_state() for uuid, d in self._decoders.items()}
             started = True
             await self.events.online(battery)
             log.info("%s streaming %s", self.target.label, ", ".join(plan.streams))
-            states = {uuid: d.initial_state() for uuid, d in decoders.items()}
             for note in early:
-                await self._handle(note, decoders, states)
-            await self._read(decoders, states)
+                await self._handle(note)
+            await self._read()
         except _Stopping:
             return
         finally:
             watcher.cancel()
             await self._close(client, plan if started else None)
+
+    async def _connect_unless_stopped(self, device: BLEDevice) -> BleakClient | None:
+        """Connect, or give up at once when stop is requested (a connect can take ``connect_s``)."""
+        connecting = asyncio.create_task(self._connect(device), name=f"{self.target.name}-connect")
+        stopping = asyncio.create_task(self.stop.wait(), name=f"{self.target.name}-connect-stop")
+        try:
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not connecting.done():
+                connecting.cancel()
+        try:
+            client = await connecting
+        except asyncio.CancelledError:
+            if self.stop.is_set():
+                return None
+            raise
+        if self.stop.is_set():
+            await self._close(client, None)
+            return None
+        return client
 
     def _stop_requested(self, watcher: asyncio.Task[Any]) -> None:
         if not watcher.cancelled():
@@ -266,7 +291,7 @@ class Session:
             early.append(item)
 
     # ---- streaming --------------------------------------------------------------------------------
-    async def _read(self, decoders: Mapping[str, Decoder[Any]], states: dict[str, Any]) -> None:
+    async def _read(self) -> None:
         while True:
             item = await self._queue.get()
             if item is STOP:
@@ -274,21 +299,23 @@ class Session:
             if item is DISCONNECTED:
                 raise Disconnected("link dropped")
             assert isinstance(item, Note)
-            await self._handle(item, decoders, states)
+            await self._handle(item)
 
-    async def _handle(self, note: Note, decoders: Mapping[str, Decoder[Any]], states: dict[str, Any]) -> None:
+    async def _handle(self, note: Note) -> None:
         self.stats.notifications += 1
         if note.characteristic == BATTERY_LEVEL:
             if note.data:
                 await self.events.battery(note.data[0])
             return
-        decoder = decoders.get(note.characteristic)
+        decoder = self._decoders.get(note.characteristic)
         if decoder is None:
             self.stats.unexpected += 1
             log.debug("%s: notification on %s: %s", self.target.name, note.characteristic, note.data.hex())
             return
         try:
-            chunks, states[note.characteristic] = decoder.decode(note.data, states[note.characteristic])
+            chunks, self._states[note.characteristic] = decoder.decode(
+                note.data, self._states[note.characteristic]
+            )
         except NotificationError as exc:
             self.stats.bad_notifications += 1
             self._rlog.warning(
@@ -320,7 +347,8 @@ class Session:
 
     # ---- stop -------------------------------------------------------------------------------------
     async def _close(self, client: BleakClient, plan: Plan | None) -> None:
-        """Stop writes, unsubscribe, disconnect — each bounded, none allowed to block shutdown."""
+        """Stop writes, unsubscribe, disconnect — each bounded, none allowed to block shutdown. Data that
+        arrives meanwhile is still decoded and published."""
         if plan is not None and client.is_connected:
             try:
                 async with asyncio.timeout(self.timing.response_s):
@@ -338,11 +366,20 @@ class Session:
         with contextlib.suppress(BleakError, TimeoutError):
             async with asyncio.timeout(self.timing.response_s):
                 await client.disconnect()
+        await self._drain()
 
     async def _stop_reply(self, uuid: str) -> None:
         while True:
             item = await self._queue.get()
             if item is DISCONNECTED:
                 raise Disconnected("link dropped while stopping")
-            if isinstance(item, Note) and item.characteristic == uuid:
-                return
+            if isinstance(item, Note):
+                if item.characteristic == uuid and item.characteristic not in self._decoders:
+                    return
+                await self._handle(item)
+
+    async def _drain(self) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, Note) and self._decoders:
+                await self._handle(item)
