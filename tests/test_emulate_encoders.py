@@ -16,8 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from collector.devices import polar
+from collector.devices import myo, polar
+from collector.devices import open as openp
+from collector.emulate.devices import myo as emyo
+from collector.emulate.devices import open as eopen
 from collector.emulate.devices import polar as epolar
+from collector.frames import Unit
 from tests.harness import unavailable
 
 VECTOR_DIR = Path(__file__).resolve().parents[2] / "shared" / "test-vectors"
@@ -170,3 +174,88 @@ def test_polar_encoder_rejects_what_the_frame_cannot_carry() -> None:
         epolar.encode_acc_frame([[0, 0, 0], [100, 0, 0]], 1, epolar.COMPRESSED_TYPE1, width=4)
     with pytest.raises(ValueError, match="samples"):
         epolar.encode_acc_frame(np.zeros((0, 3)), 1, epolar.RAW_TYPE1)
+
+
+# -------------------------------------------------------------------------------------------------- Myo
+
+
+def _myo_vectors(kind: str) -> list[dict[str, Any]]:
+    return [v for v in vectors("myo.json")["vectors"] if v["kind"] == kind]
+
+
+def test_myo_emg_encoder_reproduces_every_vector() -> None:
+    cases = _myo_vectors("myo_emg")
+    assert cases
+    for v in cases:
+        samples = [v["expected"]["sample1"], v["expected"]["sample2"]]
+        assert emyo.encode_emg(np.array(samples) * emyo.UV_PER_COUNT) == bytes.fromhex(v["hex"]), v["name"]
+
+
+def test_myo_imu_encoder_reproduces_every_vector() -> None:
+    cases = _myo_vectors("myo_imu")
+    assert cases
+    for v in cases:
+        e = v["expected"]
+        built = emyo.encode_imu(e["orientation_wxyz"], e["accelerometer_g"], e["gyroscope_dps"])
+        assert built == bytes.fromhex(v["hex"]), v["name"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.float64, (2, 8), elements=st.floats(-200, 200)))
+def test_myo_emg_round_trip_saturates_like_the_armband(values: Any) -> None:
+    (chunk,) = myo.EmgDecoder().decode_one(emyo.encode_emg(values))
+    expected = np.clip(values / emyo.UV_PER_COUNT, -128, 127)
+    np.testing.assert_allclose(chunk.values(), expected, atol=0.5 + 1e-9, rtol=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    q=hnp.arrays(np.float64, 4, elements=st.floats(-1, 1)),
+    acc=hnp.arrays(np.float64, 3, elements=st.floats(-15.9, 15.9)),
+    gyro=hnp.arrays(np.float64, 3, elements=st.floats(-2000, 2000)),
+)
+def test_myo_imu_round_trip(q: Any, acc: Any, gyro: Any) -> None:
+    chunks = {c.stream: c.values()[0] for c in myo.ImuDecoder().decode_one(emyo.encode_imu(q, acc, gyro))}
+    np.testing.assert_allclose(chunks["orientation"], np.clip(q, -2, 32767 / 16384), atol=0.5 / 16384 + 1e-12)
+    np.testing.assert_allclose(chunks["acc"], acc, atol=0.5 / 2048 + 1e-12)
+    np.testing.assert_allclose(chunks["gyro"], gyro, atol=0.5 / 16 + 1e-12)
+
+
+# ------------------------------------------------------------------------------------------ open profile
+
+
+def test_open_encoder_reproduces_the_documented_example() -> None:
+    """docs/open-profile.md's example frame, bit for bit, from its physical values."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "open-profile.md").read_text()
+    block = doc.split("three samples (10, −20), (12, −18), (−4, 6):", 1)[1].split("```")[1]
+    expected = bytes.fromhex(block.strip())
+    values = np.array([[5.0, -10.0], [6.0, -9.0], [-2.0, 3.0]])
+    built = eopen.encode_samples(values, 0, 41, 5_000_000, 1000.0, 0.5, Unit.MICROVOLT)
+    assert built == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=hnp.arrays(
+        np.float64, st.tuples(st.integers(1, 40), st.integers(1, 4)), elements=st.floats(-16000, 16000)
+    ),
+    sequence=st.integers(0, 2**40),
+    t0_us=st.integers(0, 2**50),
+)
+def test_open_frames_round_trip(values: Any, sequence: int, t0_us: int) -> None:
+    data = eopen.encode_samples(values, 0, sequence, t0_us, 1000.0, 0.5, Unit.MICROVOLT)
+    (chunk,) = openp.FrameDecoder().decode_one(data)
+    assert chunk.sequence == sequence % 2**32
+    assert chunk.timestamps_ns is not None
+    assert int(chunk.timestamps_ns[0]) == t0_us * 1000
+    np.testing.assert_allclose(chunk.values(), values, atol=0.25 + 1e-9, rtol=0)
+
+
+def test_open_frames_fit_the_notification() -> None:
+    for mtu in (64, 185, 247):
+        for channels in (1, 2, 8):
+            n = eopen.samples_per_frame(1000, channels, mtu - 3)
+            frame = eopen.encode_samples(np.zeros((n, channels)), 0, 0, 0, 1000.0, 0.5, Unit.MICROVOLT)
+            assert len(frame) <= mtu - 3
+    with pytest.raises(ValueError, match="fits"):
+        eopen.samples_per_frame(1000, 32, 40)

@@ -162,7 +162,9 @@ def synth_sources(options: EmulationOptions) -> SourceFactory:
         if signal not in ("emg", "acc"):
             raise EmulationError(f"the generator makes emg or acc, not {signal!r}")
         kind: Signal = "emg" if signal == "emg" else "acc"
-        return SynthSource(kind, rate, channels, options.muscles, options.rate_per_min, seed, start_ns)
+        # An accelerometer sits on one muscle: the first (an armband's EMG channels may cover several).
+        muscles = options.muscles[:1] if kind == "acc" else options.muscles
+        return SynthSource(kind, rate, channels, muscles, options.rate_per_min, seed, start_ns)
 
     return make
 
