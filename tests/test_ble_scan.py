@@ -47,10 +47,15 @@ async def test_devices_scan_lists_the_emulated_devices_with_rssi() -> None:
         radio() as r,
         await emulate("polar-h10", r.link, seed=11) as h10,
         await emulate("polar-verity", r.link, seed=12) as verity,
+        await emulate("open", r.link, seed=13) as board,
+        await emulate("myo", r.link, seed=14) as myo,
     ):
         found = await scan_nearby(3.0, r.backend)
     by_address = {n.address: n for n in found}
-    assert set(by_address) == {h10.address, verity.address}  # the central itself does not advertise
+    # The central itself does not advertise.
+    assert set(by_address) == {h10.address, verity.address, board.address, myo.address}
+    assert by_address[board.address].profiles == ("open",)
+    assert by_address[myo.address].profiles == ("myo",)
     assert by_address[h10.address].profiles == ("polar-h10",)
     assert by_address[h10.address].name == h10.name
     assert by_address[verity.address].profiles == ("polar-verity",)
@@ -63,7 +68,7 @@ async def test_devices_scan_lists_the_emulated_devices_with_rssi() -> None:
     assert "polar-h10" in row
     assert row.endswith(h10.name)
     rows = [json.loads(line) for line in render_nearby(found, as_json=True).splitlines()]
-    assert {r["address"] for r in rows} == {h10.address, verity.address}
+    assert {r["address"] for r in rows} == set(by_address)
     assert all(isinstance(r["rssi"], int) for r in rows)
 
 

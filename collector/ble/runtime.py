@@ -115,8 +115,6 @@ class DeviceRunner:
                 self._failed("unexpected", f"{type(exc).__name__}: {exc}")
                 log.exception("%s: unexpected error; next try in %.0f s", self.target.label, backoff)
             finally:
-                if session is not None:
-                    self.stats.session = session.stats
                 await self._went_offline()
             if self.stop.is_set():
                 break
@@ -148,9 +146,11 @@ class DeviceRunner:
         self.stats.connects += 1
         self.framer.mark_reconnect()
         events = Events(self._frame, self._online, self._battery, self._shape_changed)
-        return Session(
+        session = Session(
             self.target, self.backend, self.timing, self.framer, events, self.connect_lock, self.stop
         )
+        self.stats.session = session.stats
+        return session
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
