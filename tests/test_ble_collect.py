@@ -18,6 +18,7 @@ from collector.ble.target import DeviceTarget
 from collector.devices import get_profile
 from collector.emulate import emulate
 from collector.mqtt import MqttTarget, parse_mqtt_url
+from collector.publisher import PublishError
 from collector.status import DeviceStatus
 from collector.topics import Topic
 from processing.events import TWITCH_KINDS
@@ -250,3 +251,30 @@ async def test_three_models_stream_at_once(mosquitto: MosquittoServer, tmp_path:
     monitored = {rate.device for rate in SQLiteStore(tmp_path / "three.db").rates(EventQuery(user=USER))}
     # Myo EMG is in raw ADC counts (no unit), which the worker has no detector for yet (docs/ble.md).
     assert monitored == {"polar", "board"}
+
+
+async def test_losing_the_broker_ends_collect_with_a_clear_error(tmp_path: Path) -> None:
+    broker = MosquittoServer.start(tmp_path / "broker")
+    try:
+        mqtt = parse_mqtt_url(broker.url)
+        async with radio() as r, await emulate("polar-h10", r.link, seed=41) as polar:
+            collector = Collector(
+                [_target("polar-mq", "polar-h10", polar.address, "calf_left")],
+                mqtt,
+                USER,
+                backend=r.backend,
+                timing=TEST_TIMING,
+            )
+            task = asyncio.create_task(collector.run())
+            await asyncio.wait_for(collector.started.wait(), 30)
+            runner = collector.runners["polar-mq"]
+            await wait_for(lambda: runner.stats.frames_published >= 10, 60, "frames published")
+            broker.stop()
+            with pytest.raises(
+                PublishError, match=r"lost the MQTT broker mqtt://127\.0\.0\.1:\d+: .+; collect"
+            ):
+                async with asyncio.timeout(120):
+                    await task
+            await asyncio.wait_for(polar.disconnected.wait(), 30)  # the BLE side was closed too
+    finally:
+        broker.stop()
