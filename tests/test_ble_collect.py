@@ -158,12 +158,15 @@ async def test_silent_and_absent_devices_are_retried_while_the_others_stream(
         radio() as r,
         await emulate("polar-h10", r.link, seed=5) as silent,
         await emulate("polar-verity", r.link, seed=6) as verity,
+        await emulate("polar-h10", r.link, seed=7) as other,
     ):
         await silent.set_silent(True)
         targets = [
             _target("quiet", "polar-h10", silent.address, "calf_left"),
             _target("verity", "polar-verity", verity.address, "forearm_left"),
             _target("absent", "polar-h10", "C0:00:00:00:0A:BC", "calf_right"),
+            # A Polar configured as an open-profile board: it has none of that profile's characteristics.
+            _target("wrong", "open", other.address, "calf_right", stream="emg"),
         ]
         collector = Collector(targets, mqtt, USER, backend=r.backend, timing=TEST_TIMING)
         async with _worker(mqtt, tmp_path / "many.db", "ble-many-worker") as worker, _running(collector):
@@ -171,6 +174,10 @@ async def test_silent_and_absent_devices_are_retried_while_the_others_stream(
             quiet, absent = collector.runners["quiet"], collector.runners["absent"]
             await wait_for(lambda: quiet.stats.failures.get("start", 0) >= 2, 90, "two start timeouts")
             await wait_for(lambda: absent.stats.failures.get("scan", 0) >= 2, 90, "two fruitless scans")
+            wrong = collector.runners["wrong"]
+            await wait_for(lambda: wrong.stats.failures.get("services", 0) >= 1, 90, "the profile mismatch")
+            assert "wrong (open, " in wrong.stats.last_error
+            assert "Is 'open' the right profile for it?" in wrong.stats.last_error
             assert collector.runners["verity"].online.is_set()
             assert worker.stats.frames > 0
             assert "quiet (polar-h10, " in quiet.stats.last_error
@@ -186,7 +193,7 @@ async def test_silent_and_absent_devices_are_retried_while_the_others_stream(
             assert not absent.online.is_set()
         stored_devices = {f.device for f in SQLiteStore(tmp_path / "many.db").rates(EventQuery(user=USER))}
         assert {"quiet", "verity"} <= stored_devices
-        assert "absent" not in stored_devices
+        assert not {"absent", "wrong"} & stored_devices
 
 
 def test_sigterm_stops_collect_cleanly(mosquitto: MosquittoServer) -> None:

@@ -68,17 +68,14 @@ class SessionStats:
     other_streams: int = 0  # chunks of streams the config did not ask for
 
 
+@dataclass(frozen=True)
 class Events:
     """What a session tells its owner: frames to publish, and status changes."""
 
-    def __init__(
-        self,
-        frame: Callable[[str, Frame], Awaitable[None]],
-        online: Callable[[int | None], Awaitable[None]],
-        battery: Callable[[int], Awaitable[None]],
-        shape_changed: Callable[[], Awaitable[None]],
-    ) -> None:
-        self.frame, self.online, self.battery, self.shape_changed = frame, online, battery, shape_changed
+    frame: Callable[[str, Frame], Awaitable[None]]
+    online: Callable[[int | None], Awaitable[None]]
+    battery: Callable[[int], Awaitable[None]]
+    shape_changed: Callable[[], Awaitable[None]]
 
 
 @dataclass
