@@ -33,7 +33,7 @@ def _plain_chunk(lost: int = 0) -> Chunk:
 
 
 def _framer(profile: str = "polar-h10") -> Framer:
-    return Framer(get_profile(profile), lambda: NOW)
+    return Framer(get_profile(profile))
 
 
 def test_sequence_numbers_count_up_per_stream_from_zero() -> None:

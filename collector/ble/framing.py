@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -65,7 +64,6 @@ class FramerStats:
 @dataclass
 class Framer:
     profile: type[DeviceProfile]
-    now_ns: Callable[[], int]
     stats: FramerStats = field(default_factory=FramerStats)
     _tracks: dict[str, _Track] = field(default_factory=dict)
     _offset_ns: int | None = None

@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -67,7 +66,6 @@ class DeviceRunner:
         connect_lock: asyncio.Lock,
         stop: asyncio.Event,
         session_id: str,
-        now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.target = target
         self.publisher = publisher
@@ -76,7 +74,7 @@ class DeviceRunner:
         self.connect_lock = connect_lock
         self.stop = stop
         self.session_id = session_id
-        self.framer = Framer(type(target.profile), now_ns)
+        self.framer = Framer(type(target.profile))
         self.stats = DeviceStats()
         self.online = asyncio.Event()  # set while streaming; tests and progress output wait on it
 
