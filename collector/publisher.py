@@ -59,8 +59,7 @@ class FramePublisher:
         topic = str(Topic(self._user, self._device, "raw", stream))
         while len(self._in_flight) >= IN_FLIGHT:
             done, self._in_flight = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # a failed publish surfaces here rather than vanishing
+            _raise_first(done)  # a failed publish surfaces here rather than vanishing
         # Tasks start in creation order, so paho queues the frames in sequence order.
         task = asyncio.create_task(client.publish(topic, encode(frame), qos=1))
         self._in_flight.add(task)
@@ -71,8 +70,7 @@ class FramePublisher:
         if self._in_flight:
             done, _ = await asyncio.wait(self._in_flight)
             self._in_flight.clear()
-            for task in done:
-                task.result()
+            _raise_first(done)
 
     def _require(self) -> aiomqtt.Client:
         if self._client is None:
@@ -88,6 +86,8 @@ class FramePublisher:
                 await self.drain()
             else:
                 for task in self._in_flight:
+                    if task.done() and not task.cancelled():
+                        task.exception()  # taken: the error that ended the caller says it already
                     task.cancel()
             await client.publish(self._status_topic, self._offline, qos=1, retain=True)
         except aiomqtt.MqttError as err:
@@ -95,3 +95,12 @@ class FramePublisher:
         finally:
             self._client = None
             await client.__aexit__(exc_type, exc, tb)
+
+
+def _raise_first(done: set[asyncio.Task[None]]) -> None:
+    """Raise the first failure among finished publishes, after taking every task's outcome: a failure left
+    untaken is logged by asyncio as "never retrieved" whenever the task happens to be collected."""
+    errors = [task.exception() for task in done if not task.cancelled()]
+    for error in errors:
+        if error is not None:
+            raise error

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signal", choices=["emg", "acc"], default="emg")
     _add_events(sub)
     _add_devices(sub)
+    p = sub.add_parser("collect", help="stream the device map's BLE wearables to MQTT (docs/ble.md)")
+    p.add_argument("--device", action="append", default=None, help="only this device; repeat for several")
     _add_detect(sub)
     _add_record(sub)
     _add_export(sub)
@@ -116,6 +118,9 @@ def _add_devices(sub: Any) -> None:
         help="a value the notification does not carry (Polar factor, MetaWear range_g, …)",
     )
     p.add_argument("hex", help="the notification's bytes in hex")
+    p = devices.add_parser("scan", help="list supported wearables nearby with their signal strength")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to scan (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per device")
 
 
 def _add_events(sub: Any) -> None:
@@ -161,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "detect": cmd_detect,
         "config": cmd_config_check,
         "devices": cmd_devices,
+        "collect": cmd_collect,
         "record": cmd_record,
         "export": cmd_export,
         "replay": cmd_replay,
@@ -590,12 +596,56 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     from collector import devices
 
+    if args.devices_command == "scan":
+        return cmd_devices_scan(args)
     if args.devices_command == "list":
         for name, profile in sorted(devices.profiles().items()):
             streams = ", ".join(s.name for s in profile.STREAMS)
             print(f"{name:<14} {streams}")
         return 0
     print(json.dumps(devices.decode_hex(args.profile, args.hex, args.stream, parse_params(args.param))))
+    return 0
+
+
+def cmd_devices_scan(args: argparse.Namespace) -> int:
+    from bleak.exc import BleakError
+
+    from collector.ble.scan import render_nearby, scan_nearby
+
+    if not args.timeout > 0:
+        raise CliError("--timeout: seconds to scan, > 0")
+    try:
+        found = asyncio.run(scan_nearby(args.timeout))
+    except BleakError as exc:
+        raise CliError(f"cannot scan: {exc}; is there a Bluetooth adapter, and is it switched on?") from None
+    except OSError as exc:  # on Linux: no D-Bus system bus, so no BlueZ to ask
+        raise CliError(
+            f"cannot reach the system's Bluetooth service ({exc}); on Linux, is bluetoothd running?"
+        ) from None
+    print(render_nearby(found, args.json))
+    return 0
+
+
+# ---- collect ---------------------------------------------------------------------------------------
+def cmd_collect(args: argparse.Namespace) -> int:
+    from collector.ble.runtime import Collector
+
+    settings = load_settings()
+    targets, timing = settings.device_file().collect_plan(args.device)
+    if not targets:
+        raise CliError("no BLE devices in the device map: add [devices.NAME] with a profile (docs/ble.md)")
+    collector = Collector(targets, settings.mqtt, settings.user, timing=timing)
+    print(NOTICE, file=sys.stderr)
+    try:
+        run_until_signal(collector.run_until)
+    finally:
+        for name, runner in collector.runners.items():
+            s = runner.stats
+            print(
+                f"{name}: {s.frames_published} frames, {s.connects} connection(s), {s.drops} drop(s), "
+                f"failures {s.failures or 'none'}",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -22,19 +22,29 @@ TOML device map (unknown keys are rejected)::
     user = "alice"                     # optional; the environment wins
     [devices.polar1]
     profile = "polar-h10"
-    address = "A0:9E:1A:00:00:01"      # optional
-    [devices.polar1.streams.acc]
+    address = "A0:9E:1A:00:00:01"      # optional; else found by `name`, else the first polar-h10 nearby
+    name = "Polar H10 1A2B3C4D"        # optional: the advertised name
+    settings = { rate_hz = 100 }       # optional: the profile's settings (twitchwatch devices list)
+    [devices.polar1.streams.acc]       # the streams `collect` starts (default: the profile's main one)
     muscle = "calf_left"               # every channel of the stream
     [devices.myo1.streams.emg.channels]
     "0" = "forearm_flexor_left"        # or channel by channel
+    [collect]                          # optional: timeouts (s) and reconnect backoff of `collect`
+    scan_timeout = 10
+    connect_timeout = 30
+    response_timeout = 10
+    backoff_initial = 1
+    backoff_max = 60
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -49,6 +59,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from collector.ble.target import DeviceTarget, Timing
 from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from collector.topics import TopicError, check_segment
 from processing.flags import FlagRules
@@ -76,6 +87,10 @@ class ConfigError(ValueError):
 
 
 Segment = Annotated[str, Field(min_length=1, max_length=64)]
+# A MAC address, or the per-host UUID macOS shows instead.
+_ADDRESS = re.compile(
+    r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$"
+)
 
 
 def _segment(value: str, what: str) -> str:
@@ -120,12 +135,57 @@ class StreamMap(_Strict):
 class DeviceMap(_Strict):
     profile: str = "sim"
     address: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=248)  # advertised name (BLE allows 248 bytes)
+    settings: dict[str, Any] = Field(default_factory=dict)
     streams: dict[str, StreamMap] = Field(default_factory=dict)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not _ADDRESS.match(v):
+            raise ValueError(f"{v!r} is not a Bluetooth address like A0:9E:1A:00:00:01 (or a macOS UUID)")
+        return v
+
+    @model_validator(mode="after")
+    def _profile(self) -> Self:
+        if self.profile == "sim":
+            if self.settings:
+                raise ValueError("'settings' belong to a device profile; 'sim' devices take none")
+            return self
+        from collector.devices import ParamError, UnknownProfile, get_profile
+
+        try:
+            profile = get_profile(self.profile)
+            profile.from_params(self.settings)
+            for stream in self.streams:
+                profile.spec(stream)
+        except UnknownProfile as exc:
+            raise ValueError(str(exc)) from None
+        except ParamError as exc:
+            raise ValueError("; ".join(f"{key}: {why}" for key, why in exc.problems)) from None
+        return self
+
+
+class CollectOptions(_Strict):
+    """Timeouts (seconds) and reconnect backoff of ``twitchwatch collect``."""
+
+    scan_timeout: float = Field(default=10.0, gt=0, le=3600)
+    connect_timeout: float = Field(default=30.0, gt=0, le=3600)
+    response_timeout: float = Field(default=10.0, gt=0, le=3600)
+    backoff_initial: float = Field(default=1.0, gt=0, le=3600)
+    backoff_max: float = Field(default=60.0, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must be ≥ backoff_initial")
+        return self
 
 
 class DeviceFile(_Strict):
     user: Segment | None = None
     devices: dict[str, DeviceMap] = Field(default_factory=dict)
+    collect: CollectOptions = Field(default_factory=CollectOptions)
 
     @field_validator("devices")
     @classmethod
@@ -138,6 +198,41 @@ class DeviceFile(_Strict):
         dev = self.devices.get(device)
         smap = dev.streams.get(stream) if dev else None
         return smap.muscle_for(channel) if smap else None
+
+    def collect_plan(self, only: Sequence[str] | None = None) -> tuple[list[DeviceTarget], Timing]:
+        """The BLE devices ``twitchwatch collect`` streams (all non-``sim`` ones, or those named)."""
+        from collector.devices import get_profile
+
+        ble = {name: dev for name, dev in self.devices.items() if dev.profile != "sim"}
+        unknown = sorted(set(only or ()) - set(ble))
+        if unknown:
+            raise ConfigError(
+                "--device",
+                [
+                    (name, f"no BLE device of that name in the device map; it has {sorted(ble) or 'none'}")
+                    for name in unknown
+                ],
+            )
+        targets = []
+        for name, dev in ble.items():
+            if only and name not in only:
+                continue
+            profile = get_profile(dev.profile)
+            targets.append(
+                DeviceTarget(
+                    name,
+                    profile.from_params(dev.settings),
+                    tuple(dev.streams) or (profile.DEFAULT_STREAM,),
+                    dev.address,
+                    dev.name,
+                    functools.partial(self.muscle_for, name),
+                )
+            )
+        c = self.collect
+        timing = Timing(
+            c.scan_timeout, c.connect_timeout, c.response_timeout, c.backoff_initial, c.backoff_max
+        )
+        return targets, timing
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:

@@ -64,6 +64,7 @@ __all__ = [
     "ProfileError",
     "ProfileImportError",
     "ProfileSettings",
+    "ScanMatch",
     "StatelessDecoder",
     "StreamSpec",
     "UnknownProfile",
@@ -291,6 +292,28 @@ class Plan:
     min_mtu: int = 23
 
 
+@dataclass(frozen=True)
+class ScanMatch:
+    """How a model shows itself in advertisements, for scanning (``DeviceProfile.scan_match``).
+
+    An advertisement matches when it lists one of ``services`` or carries manufacturer data from one of
+    ``manufacturer_ids`` (Bluetooth SIG company identifiers), and — when ``name_prefixes`` are given and the
+    device advertises a name — its name starts with one of them. UUIDs are lowercase 128-bit strings.
+    """
+
+    services: tuple[str, ...] = ()
+    manufacturer_ids: tuple[int, ...] = ()
+    name_prefixes: tuple[str, ...] = ()
+
+    def matches(self, services: Collection[str], manufacturer_ids: Collection[int], name: str | None) -> bool:
+        advertised = {u.lower() for u in services}
+        by_id = any(u in advertised for u in self.services) or any(
+            m in manufacturer_ids for m in self.manufacturer_ids
+        )
+        by_name = not self.name_prefixes or name is None or name.startswith(self.name_prefixes)
+        return by_id and by_name
+
+
 # -------------------------------------------------------------------------------------------- decoders
 
 S = TypeVar("S")
@@ -332,6 +355,8 @@ class DeviceProfile(ABC):
     NAME: ClassVar[str]
     TITLE: ClassVar[str]
     SERVICE: ClassVar[str]  # the primary service to filter scans on
+    # What the device advertises when that is more than SERVICE (see ``scan_match``).
+    SCAN: ClassVar[ScanMatch | None] = None
     SETTINGS: ClassVar[type[ProfileSettings]]
     STREAMS: ClassVar[tuple[StreamSpec, ...]]
     DEFAULT_STREAM: ClassVar[str]
@@ -349,6 +374,11 @@ class DeviceProfile(ABC):
     def from_params(cls, params: Mapping[str, object]) -> Self:
         """Validate settings given as a mapping (strings from the command line are coerced)."""
         return cls(validate_model(cls.SETTINGS, {"type": cls.NAME, **params}, f"{cls.NAME} settings"))
+
+    @classmethod
+    def scan_match(cls) -> ScanMatch:
+        """How scans recognise this model: ``SCAN`` when set, else an advertised ``SERVICE``."""
+        return cls.SCAN if cls.SCAN is not None else ScanMatch(services=(cls.SERVICE.lower(),))
 
     @classmethod
     def spec(cls, stream: str) -> StreamSpec:

@@ -50,6 +50,7 @@ from collector.devices import (
     ParamError,
     Plan,
     ProfileSettings,
+    ScanMatch,
     StreamSpec,
     need,
     validate_model,
@@ -57,6 +58,9 @@ from collector.devices import (
 from collector.frames import Unit
 
 PMD_SERVICE: Final = "fb005c80-02e7-f387-1cad-8acd2d8df0c8"
+# Polar sensors advertise the Heart Rate service and Polar Electro's company id rather than PMD.
+HEART_RATE_SERVICE: Final = "0000180d-0000-1000-8000-00805f9b34fb"
+POLAR_COMPANY_ID: Final = 0x006B
 PMD_CONTROL_POINT: Final = "fb005c81-02e7-f387-1cad-8acd2d8df0c8"  # read, write, indicate
 PMD_DATA: Final = "fb005c82-02e7-f387-1cad-8acd2d8df0c8"  # notify
 POLAR_EPOCH_NS: Final = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
@@ -563,6 +567,7 @@ class PolarH10(_PolarProfile):
     NAME = "polar-h10"
     TITLE = "Polar H10"
     SETTINGS = PolarH10Settings
+    SCAN = ScanMatch((PMD_SERVICE, HEART_RATE_SERVICE), (POLAR_COMPANY_ID,), ("Polar H10",))
 
 
 class PolarVeritySense(_PolarProfile):
@@ -571,4 +576,5 @@ class PolarVeritySense(_PolarProfile):
     NAME = "polar-verity"
     TITLE = "Polar Verity Sense"
     SETTINGS = PolarVeritySettings
+    SCAN = ScanMatch((PMD_SERVICE, HEART_RATE_SERVICE), (POLAR_COMPANY_ID,), ("Polar Sense",))
     EXTRA_START_SETTINGS = ((Setting.CHANNELS, 3),)

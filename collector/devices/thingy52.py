@@ -43,6 +43,7 @@ from collector.devices import (
     NotificationError,
     Plan,
     ProfileSettings,
+    ScanMatch,
     StatelessDecoder,
     StreamSpec,
 )
@@ -54,6 +55,7 @@ def _uuid(short: int) -> str:
 
 
 MOTION_SERVICE: Final = _uuid(0x0400)
+CONFIGURATION_SERVICE: Final = _uuid(0x0100)  # what the firmware advertises
 MOTION_CONFIG: Final = _uuid(0x0401)
 RAW_DATA: Final = _uuid(0x0406)
 
@@ -109,6 +111,7 @@ class Thingy52(DeviceProfile):
     NAME = "thingy52"
     TITLE = "Nordic Thingy:52"
     SERVICE = MOTION_SERVICE
+    SCAN = ScanMatch((CONFIGURATION_SERVICE, MOTION_SERVICE))
     SETTINGS = Thingy52Settings
     STREAMS = (
         StreamSpec("acc", "acc", Unit.G, ("x", "y", "z"), RAW_DATA),

@@ -1,0 +1,165 @@
+"""Decoded chunks → wire frames: sequence numbers per stream, and device time → Unix epoch.
+
+A ``Framer`` lives as long as its device's collector task, across connections, so sequence numbers
+continue over a reconnect. What was lost shows as a jump in them: the worker counts any forward jump as
+a gap (``collector.frames.sequence_gap``), so ``mark_reconnect`` makes the first frame of every stream
+after a new connection skip at least one number — as many as frames would have filled the silence. Losses
+the device's data reveal are marked the same way: a jump in the device's own frame counter
+(``Chunk.sequence``, the open profile's u32) or samples a decoder knows are missing (``lost_samples``).
+
+Time: a device with an absolute clock (``DeviceProfile.DEVICE_EPOCH_NS``) is trusted when that clock is
+within ``CLOCK_TRUST_NS`` of the host's; otherwise (a clock never set, a device clock counting from
+boot) the first chunk of a connection anchors device time to its arrival, and device time then drives
+the samples' spacing. Chunks without device timestamps continue their stream's time seamlessly unless
+arrival drifts more than ``DRIFT_NS`` from it, which re-anchors.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Final
+
+from collector.devices import Chunk, DeviceProfile
+from collector.frames import MAX_SEQUENCE, Frame
+
+log = logging.getLogger(__name__)
+
+CLOCK_TRUST_NS: Final = 60_000_000_000
+DRIFT_NS: Final = 500_000_000
+# A gap is marked with at most this many skipped numbers: far below the u32 half-range, past which the
+# worker would take the jump for a repeat.
+MAX_SKIP: Final = 1_000_000
+
+
+@dataclass
+class _Track:
+    stream_id: int
+    sequence: int = -1  # last sent; -1 = none yet
+    next_t_ns: int | None = None
+    frame_ns: int = 0
+    rate: float | None = None
+    channels: int = 0
+    after_gap: bool = False
+    device_sequence: int | None = None  # the device's own frame counter, where it sends one
+
+
+@dataclass(frozen=True)
+class StreamShape:
+    """What a stream's frames turned out to carry (for the status topic)."""
+
+    sample_rate: float
+    channels: int
+
+
+@dataclass
+class FramerStats:
+    frames: int = 0
+    gaps_marked: int = 0
+    frames_skipped: int = 0  # sequence numbers left out to mark gaps
+    no_rate: int = 0  # chunks that could not be framed: no sample rate known or derivable
+
+
+@dataclass
+class Framer:
+    profile: type[DeviceProfile]
+    stats: FramerStats = field(default_factory=FramerStats)
+    _tracks: dict[str, _Track] = field(default_factory=dict)
+    _offset_ns: int | None = None
+
+    def stream_id(self, stream: str) -> int:
+        for index, spec in enumerate(self.profile.STREAMS):
+            if spec.name == stream:
+                return index
+        return len(self.profile.STREAMS) + sum(1 for name in self._tracks if name != stream)
+
+    def mark_reconnect(self) -> None:
+        """A new connection: every stream's next frame marks a gap, and device time is re-anchored."""
+        self._offset_ns = None
+        for track in self._tracks.values():
+            if track.sequence >= 0:
+                track.after_gap = True
+
+    def shape(self, stream: str) -> StreamShape | None:
+        track = self._tracks.get(stream)
+        if track is None or track.rate is None:
+            return None
+        return StreamShape(track.rate, track.channels)
+
+    def frame(self, chunk: Chunk, received_ns: int) -> Frame | None:
+        """The wire frame for ``chunk``; None (counted) when no sample rate can be known for it."""
+        track = self._tracks.get(chunk.stream)
+        if track is None:
+            track = self._tracks[chunk.stream] = _Track(self.stream_id(chunk.stream))
+        rate = self._rate(chunk, track)
+        if rate is None:
+            self.stats.no_rate += 1
+            return None
+        t0 = self._t0(chunk, track, rate, received_ns)
+        sequence = self._sequence(chunk, track, t0)
+        duration = round(chunk.samples * 1e9 / rate)
+        track.next_t_ns, track.frame_ns, track.rate, track.channels = (
+            t0 + duration,
+            duration,
+            rate,
+            chunk.channels,
+        )
+        track.sequence, track.after_gap, track.device_sequence = sequence, False, chunk.sequence
+        self.stats.frames += 1
+        return Frame(
+            track.stream_id, sequence, t0, rate, chunk.scale, chunk.unit, chunk.sample_type, chunk.raw
+        )
+
+    def _rate(self, chunk: Chunk, track: _Track) -> float | None:
+        if chunk.sample_rate is not None:
+            return chunk.sample_rate
+        stamps = chunk.timestamps_ns
+        if stamps is not None and len(stamps) >= 2 and stamps[-1] > stamps[0]:
+            return (len(stamps) - 1) * 1e9 / float(stamps[-1] - stamps[0])
+        return track.rate
+
+    def _t0(self, chunk: Chunk, track: _Track, rate: float, received_ns: int) -> int:
+        stamps = chunk.timestamps_ns
+        if stamps is not None:
+            if self._offset_ns is None:
+                self._offset_ns = self._anchor(int(stamps[-1]), received_ns)
+            return int(stamps[0]) + self._offset_ns
+        arrived_t0 = received_ns - round(chunk.samples * 1e9 / rate)
+        if track.next_t_ns is None or track.after_gap:
+            return arrived_t0
+        expected = track.next_t_ns + round(chunk.lost_samples * 1e9 / rate)  # lost samples took time too
+        return arrived_t0 if abs(arrived_t0 - expected) > DRIFT_NS else expected
+
+    def _anchor(self, last_device_ns: int, received_ns: int) -> int:
+        epoch = self.profile.DEVICE_EPOCH_NS
+        if epoch is not None and abs(epoch + last_device_ns - received_ns) <= CLOCK_TRUST_NS:
+            return epoch
+        if epoch is not None:
+            log.info(
+                "%s clock is %.0f s off the host's; anchoring its time to arrival",
+                self.profile.NAME,
+                (epoch + last_device_ns - received_ns) / 1e9,
+            )
+        return received_ns - last_device_ns
+
+    def _sequence(self, chunk: Chunk, track: _Track, t0: int) -> int:
+        if track.sequence < 0:
+            return 0
+        missing = 0
+        if track.after_gap:
+            missing = 1
+            if track.next_t_ns is not None and track.frame_ns > 0 and t0 > track.next_t_ns:
+                missing = max(1, round((t0 - track.next_t_ns) / track.frame_ns))
+        if chunk.lost_samples:
+            missing = max(missing, math.ceil(chunk.lost_samples / max(chunk.samples, 1)))
+        if chunk.sequence is not None and track.device_sequence is not None and not track.after_gap:
+            # The open profile's u32 counter: frames the device sent that never arrived.
+            skipped = (chunk.sequence - track.device_sequence - 1) % MAX_SEQUENCE
+            if skipped < MAX_SEQUENCE // 2:
+                missing = max(missing, skipped)
+        missing = min(missing, MAX_SKIP)
+        if missing:
+            self.stats.gaps_marked += 1
+            self.stats.frames_skipped += missing
+        return (track.sequence + 1 + missing) % MAX_SEQUENCE

@@ -1,0 +1,70 @@
+"""What the collector is told: which devices, how to reach them, and its patience."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.scanner import BaseBleakScanner
+
+from collector.devices import DeviceProfile
+from collector.topics import check_segment
+
+
+def _no_muscle(_stream: str, _channel: int) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class DeviceTarget:
+    """One configured wearable. ``name`` is its MQTT device segment; it is found by ``address`` when given,
+    else by advertised name ``advertised_name``, else as the first device of its profile nearby."""
+
+    name: str
+    profile: DeviceProfile
+    streams: tuple[str, ...]
+    address: str | None = None
+    advertised_name: str | None = None
+    muscle_for: Callable[[str, int], str | None] = field(default=_no_muscle, compare=False)
+
+    def __post_init__(self) -> None:
+        check_segment(self.name, "device name")
+        self.profile.check_streams(self.streams)
+
+    @property
+    def label(self) -> str:
+        """How messages name the device: ``polar1 (polar-h10, A0:9E:1A:00:00:01)``."""
+        where = self.address or (f"named {self.advertised_name!r}" if self.advertised_name else "any nearby")
+        return f"{self.name} ({self.profile.NAME}, {where})"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Timeouts and the reconnect policy (seconds). Backoff doubles from ``backoff_initial_s`` up to
+    ``backoff_max_s`` while a device keeps failing, and starts over once it has streamed."""
+
+    scan_s: float = 10.0
+    connect_s: float = 30.0
+    response_s: float = 10.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    connect_attempts: int = 2  # bleak-retry-connector's attempts within one connect
+
+    def __post_init__(self) -> None:
+        for name in ("scan_s", "connect_s", "response_s", "backoff_initial_s", "backoff_max_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be ≥ backoff_initial_s")
+        if self.connect_attempts < 1:
+            raise ValueError("connect_attempts must be ≥ 1")
+
+
+@dataclass(frozen=True)
+class BleBackend:
+    """bleak backend classes, handed to ``BleakScanner(backend=…)`` / ``BleakClient(backend=…)``.
+    None (the product's choice) lets bleak pick the platform's own (BlueZ, CoreBluetooth, WinRT)."""
+
+    scanner: type[BaseBleakScanner] | None = None
+    client: type[BaseBleakClient] | None = None

@@ -1,0 +1,165 @@
+"""Chunks → wire frames: sequence numbers, gap marking the worker counts, device time → epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collector.ble.framing import CLOCK_TRUST_NS, Framer
+from collector.devices import Chunk, get_profile
+from collector.devices.polar import POLAR_EPOCH_NS
+from collector.frames import Frame, Unit, encode
+from collector.mqtt import parse_mqtt_url
+from collector.topics import Topic
+from processing.store.sqlite import SQLiteStore
+from processing.worker import Worker
+
+NOW = 1_790_000_000_000_000_000  # a fixed "host clock" reading (2026)
+RATE = 200.0
+N = 40  # samples per chunk: 0.2 s
+
+
+def _polar_chunk(last_device_ns: int, n: int = N, rate: float | None = RATE) -> Chunk:
+    step = round(1e9 / RATE)
+    times = np.arange(last_device_ns - (n - 1) * step, last_device_ns + 1, step, dtype=np.int64)
+    raw = np.zeros((n, 3), dtype=np.int32)
+    return Chunk("acc", raw, 0.001, Unit.G, rate, times)
+
+
+def _plain_chunk(lost: int = 0) -> Chunk:
+    return Chunk("emg", np.zeros((N, 8), dtype=np.int8), 1.0, Unit.UNITLESS, RATE, lost_samples=lost)
+
+
+def _framer(profile: str = "polar-h10") -> Framer:
+    return Framer(get_profile(profile))
+
+
+def test_sequence_numbers_count_up_per_stream_from_zero() -> None:
+    framer = _framer()
+    device_now = NOW - POLAR_EPOCH_NS
+    frames = [
+        framer.frame(_polar_chunk(device_now + i * 200_000_000), NOW + i * 200_000_000) for i in range(3)
+    ]
+    assert [f.sequence for f in frames if f] == [0, 1, 2]
+    assert framer.stats.gaps_marked == 0
+
+
+def test_a_trusted_absolute_clock_maps_to_the_epoch() -> None:
+    framer = _framer()
+    last = NOW - POLAR_EPOCH_NS - 30_000_000_000  # 30 s behind the host: still within the trust window
+    frame = framer.frame(_polar_chunk(last), NOW)
+    assert frame is not None
+    assert frame.t0_ns == POLAR_EPOCH_NS + last - (N - 1) * 5_000_000
+    assert frame.sample_rate == RATE
+
+
+def test_a_clock_that_was_never_set_is_anchored_to_arrival() -> None:
+    framer = _framer()
+    uptime = 3_600_000_000_000  # an H10 whose clock counts from 2000-01-01 + one hour
+    first = framer.frame(_polar_chunk(uptime), NOW)
+    second = framer.frame(_polar_chunk(uptime + 200_000_000), NOW + 250_000_000)
+    assert first is not None
+    assert second is not None
+    assert first.t0_ns + first.duration_ns - 5_000_000 == NOW  # last sample = arrival
+    assert second.t0_ns == first.t0_ns + 200_000_000  # spacing from the device clock, not arrival jitter
+    assert abs(POLAR_EPOCH_NS + uptime - NOW) > CLOCK_TRUST_NS
+
+
+def test_chunks_without_timestamps_continue_seamlessly_and_reanchor_after_drift() -> None:
+    framer = _framer("myo")
+    a = framer.frame(_plain_chunk(), NOW)
+    b = framer.frame(_plain_chunk(), NOW + 230_000_000)  # 30 ms late: jitter, continue
+    c = framer.frame(_plain_chunk(), NOW + 2_000_000_000)  # 1.5 s late: re-anchor
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    assert b.t0_ns == a.t0_ns + a.duration_ns
+    assert c.t0_ns == NOW + 2_000_000_000 - c.duration_ns
+    assert [a.sequence, b.sequence, c.sequence] == [0, 1, 2]
+
+
+def test_reconnect_skips_sequence_numbers_for_the_silence() -> None:
+    framer = _framer()
+    device_now = NOW - POLAR_EPOCH_NS
+    for i in range(3):
+        framer.frame(_polar_chunk(device_now + i * 200_000_000), NOW + i * 200_000_000)
+    framer.mark_reconnect()
+    # The frames that would have ended at 0.6, 0.8, … 2.2 s never came: nine lost.
+    after = framer.frame(_polar_chunk(device_now + 2_400_000_000), NOW + 2_400_000_000)
+    assert after is not None
+    assert after.sequence == 2 + 1 + 9
+    assert framer.stats.gaps_marked == 1
+    assert framer.stats.frames_skipped == 9
+
+
+def test_a_reconnect_marks_at_least_one_missing_frame() -> None:
+    framer = _framer("myo")
+    framer.frame(_plain_chunk(), NOW)
+    framer.mark_reconnect()
+    after = framer.frame(_plain_chunk(), NOW + 1)  # no measurable silence
+    assert after is not None
+    assert after.sequence == 2
+
+
+def test_samples_the_decoder_knows_are_lost_mark_a_gap() -> None:
+    framer = _framer("myo")
+    framer.frame(_plain_chunk(), NOW)
+    after = framer.frame(_plain_chunk(lost=N), NOW + 400_000_000)
+    assert after is not None
+    assert after.sequence == 1 + 1
+    assert after.t0_ns == NOW + 200_000_000  # continues after the lost samples' time
+    more = framer.frame(_plain_chunk(lost=2 * N + 1), NOW + 1_000_000_000)
+    assert more is not None
+    assert more.sequence == 2 + 1 + 3
+
+
+def test_a_jump_in_the_devices_own_counter_marks_a_gap() -> None:
+    framer = _framer("open")
+
+    def chunk(sequence: int) -> Chunk:
+        return Chunk("emg", np.zeros((N, 2), dtype=np.int16), 0.1, Unit.MICROVOLT, RATE, sequence=sequence)
+
+    numbers = [
+        framer.frame(chunk(seq), NOW + i * 200_000_000) for i, seq in enumerate([2**32 - 2, 2**32 - 1, 3])
+    ]
+    assert [f.sequence for f in numbers if f] == [0, 1, 1 + 1 + 3]  # device frames 0, 1, 2 never arrived
+    assert framer.stats.frames_skipped == 3
+
+
+def test_no_sample_rate_means_no_frame_and_is_counted() -> None:
+    framer = _framer()
+    chunk = Chunk("acc", np.zeros((1, 3), dtype=np.int16), 1.0, Unit.G)
+    assert framer.frame(chunk, NOW) is None
+    assert framer.stats.no_rate == 1
+
+
+def test_the_rate_is_derived_from_device_timestamps_when_missing() -> None:
+    framer = _framer()
+    frame = framer.frame(_polar_chunk(NOW - POLAR_EPOCH_NS, rate=None), NOW)
+    assert frame is not None
+    assert frame.sample_rate == pytest.approx(RATE)
+
+
+def test_the_worker_counts_a_marked_gap(tmp_path: Path) -> None:
+    """The contract with processing/worker.py: a reconnect's sequence jump is a gap, not a duplicate."""
+    worker = Worker(parse_mqtt_url("mqtt://localhost:1"), SQLiteStore(tmp_path / "w.db"), user="u")
+    framer = _framer()
+    topic = str(Topic("u", "polar1", "raw", "acc"))
+    device_now = NOW - POLAR_EPOCH_NS
+
+    def send(i: int) -> None:
+        frame = framer.frame(_polar_chunk(device_now + i * 200_000_000), NOW + i * 200_000_000)
+        assert isinstance(frame, Frame)
+        worker.handle(topic, encode(frame))
+
+    for i in range(5):
+        send(i)
+    framer.mark_reconnect()
+    for i in range(12, 15):
+        send(i)
+    assert worker.stats.frames == 8
+    assert worker.stats.gaps == 1
+    assert worker.stats.missing_frames == 12 - 5
+    assert worker.stats.duplicates == 0
