@@ -256,8 +256,8 @@ async def test_three_models_stream_at_once(mosquitto: MosquittoServer, tmp_path:
                 assert runner.stats.session.notifications >= 20
                 assert runner.stats.session.bad_notifications == 0
     monitored = {rate.device for rate in SQLiteStore(tmp_path / "three.db").rates(EventQuery(user=USER))}
-    # Myo EMG is in raw ADC counts (no unit), which the worker has no detector for yet (docs/ble.md).
-    assert monitored == {"polar", "board"}
+    # Myo EMG arrives in raw ADC counts (no unit): the worker takes its detector from the status's signal.
+    assert monitored == {"polar", "board", "myo"}
 
 
 async def test_losing_the_broker_ends_collect_with_a_clear_error(tmp_path: Path) -> None:
