@@ -7,6 +7,8 @@ import datetime as dt
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -154,6 +156,22 @@ def test_report_writes_pdf_and_csv_with_progress(
         rows = list(csv.DictReader(f))
     assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "calf_left") == 10 * 72
     assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "arm") == 0
+
+
+def test_report_as_a_command_prints_progress_not_library_chatter(db: Path, tmp_path: Path) -> None:
+    """Run as people run it (its own process, logging at INFO): the PDF backend's font subsetting logs
+    hundreds of INFO lines that must not reach the terminal."""
+    seed_recent(db, days=3)
+    run = subprocess.run(
+        [sys.executable, "-m", "twitchwatch", "report", "--since", "7d", "--pdf", str(tmp_path / "r.pdf")],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert lines[-1].startswith("report: done: 2 muscles"), lines[-3:]
+    assert not [line for line in lines if not line.startswith("report: ")], lines[:5]
 
 
 def test_report_needs_an_output(db: Path, capsys: pytest.CaptureFixture[str]) -> None:

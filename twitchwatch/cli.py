@@ -155,7 +155,7 @@ def join_dash_values(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("amqtt", "transitions", "httpx"):
+    for noisy in ("amqtt", "transitions", "httpx", "fontTools", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "simulate": cmd_simulate,
