@@ -185,3 +185,14 @@ def test_journal_help_lists_the_factors(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     for factor in Factor:
         assert factor.value in out
+
+
+def test_journal_add_at_a_time_ago_with_or_without_a_dash(db: Path) -> None:
+    before = time.time_ns()
+    assert main(["journal", "add", "caffeine", "--at", "-2h"]) == 0
+    assert main(["journal", "add", "exercise", "--at", "90m"]) == 0
+    with SQLiteStore(db) as store:
+        entries = store.journal_entries(0, None, "alice")
+    ago = {e.factor: (before - e.time_ns) / 60e9 for e in entries}
+    assert ago[Factor.CAFFEINE] == pytest.approx(120, abs=1)
+    assert ago[Factor.EXERCISE] == pytest.approx(90, abs=1)

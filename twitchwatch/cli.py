@@ -25,7 +25,6 @@ from collector.simulate import (
     SimulationPlan,
     WearWindow,
     parse_duration,
-    parse_iso_time,
     parse_start,
     run_simulation,
     truth_file,
@@ -43,6 +42,7 @@ from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, 
 from processing.worker import FlagTask, HaDiscovery, Worker
 from twitchwatch import person_cli
 from twitchwatch.config import ConfigError, Settings, load_device_file, load_settings
+from twitchwatch.timeargs import parse_when
 
 log = logging.getLogger("twitchwatch")
 T = TypeVar("T")
@@ -137,7 +137,7 @@ def _add_events(sub: Any) -> None:
 
 
 # Options whose values may start with a dash (``--start -21d``), which argparse would take for an option.
-_DASH_VALUES = ("--start", "--since", "--until")
+_DASH_VALUES = ("--start", "--since", "--until", "--at")
 
 
 def join_dash_values(argv: Sequence[str]) -> list[str]:
@@ -374,15 +374,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---- events ----------------------------------------------------------------------------------------
-def parse_when(text: str, now: dt.datetime, option: str) -> dt.datetime:
-    if text == "now":
-        return now
-    try:
-        return now - dt.timedelta(seconds=parse_duration(text, option))
-    except SimulationError:
-        return parse_iso_time(text, option, "a duration like 1h or 7d")
-
-
 def cmd_events(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = dt.datetime.now().astimezone()

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from collector.simulate import SimulationError, parse_duration, parse_iso_time
 from processing.flags import FlagSet, flags_for_display
 from processing.journal import Factor, JournalEntry, parse_factor
 from processing.store import EventStore, open_store
 from twitchwatch.config import Settings, load_settings
+from twitchwatch.timeargs import parse_when
 
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
 
@@ -58,16 +58,6 @@ def _add_report(sub: Any) -> None:
 
 
 # ---- shared ----------------------------------------------------------------------------------------
-
-
-def when(text: str, now: dt.datetime, option: str) -> dt.datetime:
-    """``now``, a duration ago (``2h``, ``30d``) or an ISO 8601 time."""
-    if text == "now":
-        return now
-    try:
-        return now - dt.timedelta(seconds=parse_duration(text, option))
-    except SimulationError:
-        return parse_iso_time(text, option, "now or a duration like 2h or 30d")
 
 
 def _ns(t: dt.datetime) -> int:
@@ -147,7 +137,7 @@ def cmd_journal(args: argparse.Namespace) -> int:
         if args.journal_command == "add":
             entry = JournalEntry(
                 user=settings.user,
-                time_ns=_ns(when(args.at, now, "--at")),
+                time_ns=_ns(parse_when(args.at, now, "--at")),
                 factor=parse_factor(args.factor),
                 amount=args.amount,
                 note=args.note,
@@ -157,8 +147,8 @@ def cmd_journal(args: argparse.Namespace) -> int:
             print(f"added {entry.entry_id}: {_entry_line(entry)}", file=out)
             return 0
         if args.journal_command == "list":
-            since = when(args.since, now, "--since")
-            until = when(args.until, now, "--until") if args.until else None
+            since = parse_when(args.since, now, "--since")
+            until = parse_when(args.until, now, "--until") if args.until else None
             entries = store.journal_entries(_ns(since), _ns(until) if until else None, settings.user)
             for e in entries:
                 print(
@@ -207,8 +197,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise PersonCliError("say where to write the report: --pdf OUT.pdf and/or --csv OUT.csv")
     settings = load_settings()
     now = dt.datetime.now().astimezone()
-    since = when(args.since, now, "--since")
-    until = when(args.until, now, "--until") if args.until else now
+    since = parse_when(args.since, now, "--since")
+    until = parse_when(args.until, now, "--until") if args.until else now
     progress: Callable[[str], None] = lambda step: print(f"report: {step}", file=err, flush=True)  # noqa: E731
     with _open(settings) as store:
         report = build_report(store, _ns(since), _ns(until), progress=progress, **report_args(settings))
