@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
 
+from processing.store import EventStore
+from processing.store.influx import InfluxStore
+from processing.store.sqlite import SQLiteStore
 from tests.harness import ServiceMissing, unavailable
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
@@ -37,3 +41,20 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
 @pytest.fixture(scope="session")
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
     yield from _serve(InfluxServer.start, tmp_path_factory.mktemp("influxdb"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    """Each backend in turn: a fresh SQLite file, or a fresh database on the harness's InfluxDB (created
+    by the store itself on open, dropped afterwards)."""
+    if request.param == "sqlite":
+        with SQLiteStore(tmp_path / "events.db") as sqlite_store:
+            yield sqlite_store
+        return
+    server: InfluxServer = request.getfixturevalue("influxdb")
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        with InfluxStore(server.base_url, database, server.auth) as influx_store:
+            yield influx_store
+    finally:
+        server.drop_database(database)

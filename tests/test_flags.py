@@ -4,9 +4,7 @@ history through both real stores."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -24,9 +22,6 @@ from processing.flags import (
     flags_for_display,
 )
 from processing.store import EventStore
-from processing.store.influx import InfluxStore
-from processing.store.sqlite import SQLiteStore
-from tests.harness.influx import InfluxServer
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE
@@ -312,21 +307,6 @@ def test_bad_thresholds_name_the_key(field: str, value: float) -> None:
 
 
 # --- through the real stores ------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        with SQLiteStore(tmp_path / "events.db") as sqlite_store:
-            yield sqlite_store
-        return
-    server: InfluxServer = request.getfixturevalue("influxdb")
-    database = f"test_{uuid.uuid4().hex[:12]}"
-    try:
-        with InfluxStore(server.base_url, database, server.auth) as influx_store:
-            yield influx_store
-    finally:
-        server.drop_database(database)
 
 
 def test_21_day_history_in_a_store_flags_the_daily_muscle_only(store: EventStore) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pypdf
@@ -20,9 +18,7 @@ from processing.journal import Factor, JournalEntry
 from processing.report import NOTICE, Episode, Gap, build_report, episodes_of, gaps_of, render_csv, render_pdf
 from processing.report_render import body_position
 from processing.store import EventQuery, EventStore, QueryError
-from processing.store.influx import InfluxStore
 from processing.store.sqlite import SQLiteStore
-from tests.harness.influx import InfluxServer
 
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
@@ -59,21 +55,6 @@ def history() -> tuple[list[TwitchEvent], list[MinuteRate]]:
     ]
     events.append(twitch("calf_left", START - 40 * DAY + 12 * HOUR))
     return events, rates
-
-
-@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        with SQLiteStore(tmp_path / "events.db") as sqlite_store:
-            yield sqlite_store
-        return
-    server: InfluxServer = request.getfixturevalue("influxdb")
-    database = f"test_{uuid.uuid4().hex[:12]}"
-    try:
-        with InfluxStore(server.base_url, database, server.auth) as influx_store:
-            yield influx_store
-    finally:
-        server.drop_database(database)
 
 
 def seed(store: EventStore) -> None:

@@ -83,21 +83,6 @@ def fresh_db() -> str:
     return f"test_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        with SQLiteStore(tmp_path / "events.db") as sqlite_store:
-            yield sqlite_store
-        return
-    server: InfluxServer = request.getfixturevalue("influxdb")
-    database = fresh_db()  # created by the store itself on open
-    try:
-        with InfluxStore(server.base_url, database, server.auth) as influx_store:
-            yield influx_store
-    finally:
-        server.drop_database(database)
-
-
 # --- round trips and idempotence ------------------------------------------------------------------
 
 
