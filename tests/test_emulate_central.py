@@ -60,8 +60,9 @@ def _add(sighting: Sighting, adv: Advertisement) -> None:
         AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
         AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
     ):
-        for uuid in data.get(kind) or []:
-            sighting.uuids.add(uuid.to_hex_str("-").lower())
+        for uuids in data.get_all(kind):  # an active scan merges advertising and scan response data
+            for uuid in uuids:
+                sighting.uuids.add(uuid.to_hex_str("-").lower())
     manufacturer = data.get(AdvertisingData.MANUFACTURER_SPECIFIC_DATA)
     if manufacturer:
         company, payload = manufacturer
@@ -250,6 +251,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "polar-verity": ("acc", {}, "acc"),
     "open": ("emg", {"emg_rate_hz": 500}, "emg"),
     "myo": ("emg", {}, "emg"),
+    "thingy52": ("acc", {}, "acc"),
 }
 # Beyond half a decoded step: Verity's compressed type 0 frames are truncated to whole mG by the decoder (as
 # the SDK does), after the encoder rounded to counts of FACTOR g.

@@ -7,6 +7,7 @@ developer's machine and fail under ``CI=true``.
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from collector.devices import myo, polar
+from collector.devices import myo, polar, thingy52
 from collector.devices import open as openp
 from collector.emulate.devices import myo as emyo
 from collector.emulate.devices import open as eopen
 from collector.emulate.devices import polar as epolar
+from collector.emulate.devices import thingy52 as ething
 from collector.frames import Unit
 from tests.harness import unavailable
 
@@ -259,3 +261,24 @@ def test_open_frames_fit_the_notification() -> None:
             assert len(frame) <= mtu - 3
     with pytest.raises(ValueError, match="fits"):
         eopen.samples_per_frame(1000, 32, 40)
+
+
+# ---------------------------------------------------------------------------------------------- Thingy:52
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    acc=hnp.arrays(np.float64, 3, elements=st.floats(-31.9, 31.9)),
+    gyro=hnp.arrays(np.float64, 3, elements=st.floats(-1000, 1000)),
+)
+def test_thingy_raw_round_trip(acc: Any, gyro: Any) -> None:
+    data = ething.encode_raw(acc, gyro)
+    assert len(data) == thingy52.RAW_SIZE
+    chunks = {c.stream: c.values()[0] for c in thingy52.RawDecoder(100.0).decode_one(data)}
+    np.testing.assert_allclose(chunks["acc"], acc, atol=0.5 / 1024 + 1e-12, rtol=0)
+    np.testing.assert_allclose(chunks["gyro"], gyro, atol=0.5 / 32 + 1e-12, rtol=0)
+
+
+def test_thingy_raw_layout_is_q6_10_q11_5_q12_4() -> None:
+    data = ething.encode_raw([1.0, -0.5, 0.25], [10.0, -1.0, 0.5], [16.0, 0.0, -2.0])
+    assert struct.unpack("<9h", data) == (1024, -512, 256, 320, -32, 16, 256, 0, -32)
