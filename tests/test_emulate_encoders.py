@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from collector.devices import myo, polar, thingy52
+from collector.devices import movesense, myo, polar, thingy52
 from collector.devices import open as openp
+from collector.emulate.devices import movesense as emove
 from collector.emulate.devices import myo as emyo
 from collector.emulate.devices import open as eopen
 from collector.emulate.devices import polar as epolar
@@ -282,3 +283,29 @@ def test_thingy_raw_round_trip(acc: Any, gyro: Any) -> None:
 def test_thingy_raw_layout_is_q6_10_q11_5_q12_4() -> None:
     data = ething.encode_raw([1.0, -0.5, 0.25], [10.0, -1.0, 0.5], [16.0, 0.0, -2.0])
     assert struct.unpack("<9h", data) == (1024, -512, 256, 320, -32, 16, 256, 0, -32)
+
+
+# ---------------------------------------------------------------------------------------------- Movesense
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=hnp.arrays(np.float64, st.tuples(st.integers(1, 12), st.just(3)), elements=st.floats(-150, 150)),
+    t0_ms=st.integers(0, 2**32 - 1),
+    reference=st.integers(1, 255),
+)
+def test_movesense_data_round_trip(values: Any, t0_ms: int, reference: int) -> None:
+    data = emove.encode_data(reference, t0_ms, values * movesense.STANDARD_GRAVITY)
+    route = movesense._Route("acc", 104.0, Unit.G, 1 / movesense.STANDARD_GRAVITY)
+    (chunk,) = movesense.GspDecoder({reference: route}, frozenset({"acc"})).decode_one(data)
+    np.testing.assert_allclose(chunk.values(), values, rtol=1e-6, atol=1e-9)
+    assert chunk.timestamps_ns is not None
+    assert int(chunk.timestamps_ns[0]) == t0_ms * 1_000_000
+
+
+def test_movesense_command_results_parse() -> None:
+    hello = movesense.parse_command_result(emove.command_result(3, text="Hello"))
+    assert (hello.reference, hello.text, hello.status) == (3, "Hello", None)
+    missing = movesense.parse_command_result(emove.command_result(4, status=404))
+    assert (missing.reference, missing.status) == (4, 404)
+    assert emove.command_result(1, status=507) == bytes.fromhex("0101 01fb")

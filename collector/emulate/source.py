@@ -195,3 +195,16 @@ class RecordingSources:
         blocks = (fit_channels(b, channels) for b in resample(frames, stream.sample_rate, rate))
         kind: Signal = "emg" if signal == "emg" else "acc"
         return ArraySource(kind, rate, stream.unit, blocks, channels)
+
+
+class StillSource(SampleSource):
+    """A sensor at rest in a quantity the generator does not make (a gyroscope): zeros, forever."""
+
+    def __init__(self, sample_rate: float, channels: int, unit: Unit) -> None:
+        self.signal = "acc"  # nominal: nothing reads it for a still source
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.unit = unit
+
+    def read(self, n: int) -> FloatArray:
+        return np.zeros((n, self.channels))
