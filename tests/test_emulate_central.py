@@ -253,6 +253,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "myo": ("emg", {}, "emg"),
     "thingy52": ("acc", {}, "acc"),
     "movesense": ("acc", {}, "acc"),
+    "metamotion": ("acc", {"odr_hz": 200, "range_g": 8}, "acc"),
 }
 # Beyond half a decoded step: Verity's compressed type 0 frames are truncated to whole mG by the decoder (as
 # the SDK does), after the encoder rounded to counts of FACTOR g.

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from collector.devices import movesense, myo, polar, thingy52
+from collector.devices import metamotion, movesense, myo, polar, thingy52
 from collector.devices import open as openp
+from collector.emulate.devices import metamotion as emeta
 from collector.emulate.devices import movesense as emove
 from collector.emulate.devices import myo as emyo
 from collector.emulate.devices import open as eopen
@@ -309,3 +310,31 @@ def test_movesense_command_results_parse() -> None:
     missing = movesense.parse_command_result(emove.command_result(4, status=404))
     assert (missing.reference, missing.status) == (4, 404)
     assert emove.command_result(1, status=507) == bytes.fromhex("0101 01fb")
+
+
+# ---------------------------------------------------------------------------------------------- MetaWear
+
+
+@pytest.mark.parametrize(
+    "name", ["bmi160_acc_4g", "bmi160_packed_acc_8g", "bmi270_acc_4g", "bmi270_packed_acc_8g"]
+)
+def test_metawear_encoder_reproduces_the_vectors(name: str) -> None:
+    v = vector("metawear.json", name)
+    counts = np.array(v["derived"]["raw_counts"], dtype=np.float64)
+    range_g = v["params"]["range_g"]
+    register = metamotion.REG_DATA if len(counts) == 1 else v["params"]["packed_register"]
+    built = emeta.encode_acc(counts / metamotion.LSB_PER_G[range_g], range_g, register)
+    assert built == bytes.fromhex(v["hex"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=hnp.arrays(np.float64, (3, 3), elements=st.floats(-20, 20)),
+    range_g=st.sampled_from([2, 4, 8, 16]),
+)
+def test_metawear_round_trip_saturates_at_the_range(values: Any, range_g: int) -> None:
+    data = emeta.encode_acc(values, range_g, emeta.PACKED)
+    (chunk,) = metamotion.AccDecoder("bmi160", range_g).decode_one(data)
+    lsb = metamotion.LSB_PER_G[range_g]
+    expected = np.clip(values, -32768 / lsb, 32767 / lsb)
+    np.testing.assert_allclose(chunk.values(), expected, atol=0.5 / lsb + 1e-12, rtol=0)
