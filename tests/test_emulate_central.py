@@ -62,7 +62,7 @@ def _add(sighting: Sighting, adv: Advertisement) -> None:
     ):
         for uuids in data.get_all(kind):  # an active scan merges advertising and scan response data
             for uuid in uuids:
-                sighting.uuids.add(uuid.to_hex_str("-").lower())
+                sighting.uuids.add(canonical(uuid))
     manufacturer = data.get(AdvertisingData.MANUFACTURER_SPECIFIC_DATA)
     if manufacturer:
         company, payload = manufacturer
@@ -71,9 +71,14 @@ def _add(sighting: Sighting, adv: Advertisement) -> None:
     sighting.scan_response = sighting.scan_response or adv.is_scan_response
 
 
+def canonical(uuid: UUID) -> str:
+    """One spelling for 16- and 128-bit forms of the same UUID (little-endian 128-bit bytes, hex)."""
+    return uuid.to_bytes(force_128=True).hex()
+
+
 def uuid_str(uuid: str) -> str:
-    """The project spells 16-bit UUIDs as ``180F`` and 128-bit ones in full; match bumble's hex."""
-    return UUID(uuid).to_hex_str("-").lower()
+    """The project's spelling (``180F``, or the full 128-bit form) in ``Sighting.uuids``'s."""
+    return canonical(UUID(uuid))
 
 
 async def scan_for(central: Device, address: str, want: Callable[[Sighting], bool]) -> Sighting:
@@ -254,10 +259,16 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "thingy52": ("acc", {}, "acc"),
     "movesense": ("acc", {}, "acc"),
     "metamotion": ("acc", {"odr_hz": 200, "range_g": 8}, "acc"),
+    "ganglion": ("emg", {}, "emg"),
 }
 # Beyond half a decoded step: Verity's compressed type 0 frames are truncated to whole mG by the decoder (as
 # the SDK does), after the encoder rounded to counts of FACTOR g.
-EXTRA_TOLERANCE: dict[str, float] = {"polar-verity": 0.0005 + 2.44e-4 / 2, "movesense": 1e-6}
+EXTRA_TOLERANCE: dict[str, float] = {
+    "polar-verity": 0.0005 + 2.44e-4 / 2,
+    "movesense": 1e-6,
+    # Ganglion deltas lose bit 0 to the sign: ±1 count per delta, up to 200 per cycle, as on the board.
+    "ganglion": 200 * 1.2e6 / (8388607 * 1.5 * 51),
+}
 # What the device can carry of the generator's values: the Myo's int8 EMG saturates (1 µV per count).
 CARRIED: dict[str, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = {
     "myo": lambda x: np.clip(x, -128.0, 127.0),
@@ -306,7 +317,7 @@ async def test_scan_connect_stream_and_decode_to_the_generator_samples(
         assert sighting.connectable
         assert uuid_str(get_profile(profile).SERVICE) in sighting.uuids
         assert central.peer is not None
-        services = {s.uuid.to_hex_str("-").lower() for s in central.peer.services}
+        services = {canonical(s.uuid) for s in central.peer.services}
         if device.peripheral.HAS_BATTERY:
             assert uuid_str("180F") in services, "Battery Service missing"
             battery = central.characteristic("2A19")

@@ -194,7 +194,8 @@ async def emulate(
     cls = registry[profile]
     options = EmulationOptions(tuple(muscles), rate_per_min, seed, speed, battery_percent, compressed)
     chosen = address or random_static_address(zlib.crc32(f"{profile}/{seed}".encode()) | (seed << 32))
-    label = name or cls.DEFAULT_NAME.format(serial=_serial(chosen))
+    serial = _serial(chosen)
+    label = name or cls.DEFAULT_NAME.format(serial=serial, short=serial[-4:])
     owned: VirtualLink | None = None
     hci: HciDevice | None = None
     if transport is not None:
