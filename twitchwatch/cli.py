@@ -100,7 +100,7 @@ def _add_simulate(sub: Any) -> None:
         "--ble", action="store_true", help="emulate a real device over BLE (docs/ble-emulation.md)"
     )
     ble.add_argument(
-        "--profile", default="polar-h10", help="device to emulate: polar-h10, polar-verity, myo, open"
+        "--profile", default="polar-h10", help="device to emulate: any device profile (default polar-h10)"
     )
     ble.add_argument("--transport", default=None, help="Bumble HCI transport, e.g. usb:0 (a USB dongle)")
     ble.add_argument(
