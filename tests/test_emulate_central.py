@@ -21,7 +21,7 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy
 
-from collector.devices import Chunk, Decoder, get_profile
+from collector.devices import Chunk, Decoder, get_profile, profiles
 from collector.emulate import EmulatedDevice, emulate, emulated_profiles
 from collector.emulate.link import VirtualLink
 from collector.emulate.source import SampleSource, SynthSource
@@ -279,9 +279,28 @@ def emulated_cases() -> list[str]:
     return [p for p in CASES if p in emulated_profiles()]
 
 
-def test_every_emulated_profile_has_a_central_case() -> None:
-    assert set(emulated_profiles()) <= set(CASES), "add the new emulated profile to CASES"
-    assert {"polar-h10", "polar-verity"} <= set(emulated_profiles())
+def named(name: str) -> Callable[[Sighting], bool]:
+    def match(sighting: Sighting) -> bool:
+        return sighting.name == name
+
+    return match
+
+
+def test_every_device_profile_is_emulated_and_checked() -> None:
+    assert set(emulated_profiles()) == set(profiles()), "a device profile without an emulator"
+    assert set(CASES) == set(emulated_profiles()), "add the new emulated profile to CASES"
+
+
+async def test_several_devices_on_one_link_get_distinct_addresses(link: VirtualLink) -> None:
+    first = await emulate("polar-h10", link)
+    second = await emulate("polar-h10", link)
+    async with first, second:
+        assert first.address != second.address
+        assert first.name != second.name
+        central = await link.new_device(name="central")
+        for device in (first, second):
+            sighting = await scan_for(central, device.address, named(device.name))
+            assert sighting.connectable
 
 
 @pytest.fixture

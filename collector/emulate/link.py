@@ -119,7 +119,16 @@ class VirtualLink:
 
     def next_address(self) -> str:
         """A fresh random static address on this link (devices made without one get these)."""
-        return random_static_address(0xC0FFEE_000000 + next(self._counter))
+        return self.unique_address(random_static_address(0xC0FFEE_000000 + next(self._counter)))
+
+    def unique_address(self, preferred: str) -> str:
+        """``preferred`` unless a device on this link has it; then the next free one after it."""
+        taken = {str(d.random_address).removesuffix("/P") for d in self._devices}
+        candidate, bump = preferred, 0
+        while candidate in taken:
+            bump += 1
+            candidate = random_static_address(int(preferred.replace(":", ""), 16) + bump)
+        return candidate
 
     def serve_controller(self, name: str, transport: Transport) -> Controller:
         """A controller on the link driven over ``transport`` by a host elsewhere (``RadioHub``)."""
