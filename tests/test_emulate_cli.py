@@ -23,6 +23,7 @@ import pytest
 from collector.devices import get_profile
 from collector.emulate.link import RadioHub, open_hci_device
 from collector.emulate.source import fit_channels, resample
+from tests.harness import unavailable
 from tests.test_emulate_central import Central, scan_for, uuid_str, wait
 from tests.test_recordings import DATA, Sig, physionet_uv, write_edf
 
@@ -119,7 +120,7 @@ async def test_simulate_ble_on_a_transport_from_a_radio_hub() -> None:
 async def test_simulate_ble_streams_a_real_recording(tmp_path: Path) -> None:
     """PhysioNet needle EMG (4 kHz) written to EDF+, played by the open board at the 1 kHz asked for."""
     if not (DATA / "physionet_emgdb").is_dir():
-        pytest.skip("../shared/data is missing")  # tests.test_recordings fails under CI for the same cause
+        unavailable(f"shared recordings not found at {DATA}")
     uv = physionet_uv()[: 4000 * 6]
     path = write_edf(tmp_path / "emg.edf", [Sig("EMG calf_left", "uV", 4000, uv)])
     with pyedflib.EdfReader(str(path)) as reader:
