@@ -21,7 +21,7 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy
 
-from collector.devices import Chunk, Decoder, get_profile
+from collector.devices import Chunk, Decoder, get_profile, profiles
 from collector.emulate import EmulatedDevice, emulate, emulated_profiles
 from collector.emulate.link import VirtualLink
 from collector.emulate.source import SampleSource, SynthSource
@@ -60,8 +60,9 @@ def _add(sighting: Sighting, adv: Advertisement) -> None:
         AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
         AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
     ):
-        for uuid in data.get(kind) or []:
-            sighting.uuids.add(uuid.to_hex_str("-").lower())
+        for uuids in data.get_all(kind):  # an active scan merges advertising and scan response data
+            for uuid in uuids:
+                sighting.uuids.add(canonical(uuid))
     manufacturer = data.get(AdvertisingData.MANUFACTURER_SPECIFIC_DATA)
     if manufacturer:
         company, payload = manufacturer
@@ -70,9 +71,14 @@ def _add(sighting: Sighting, adv: Advertisement) -> None:
     sighting.scan_response = sighting.scan_response or adv.is_scan_response
 
 
+def canonical(uuid: UUID) -> str:
+    """One spelling for 16- and 128-bit forms of the same UUID (little-endian 128-bit bytes, hex)."""
+    return uuid.to_bytes(force_128=True).hex()
+
+
 def uuid_str(uuid: str) -> str:
-    """The project spells 16-bit UUIDs as ``180F`` and 128-bit ones in full; match bumble's hex."""
-    return UUID(uuid).to_hex_str("-").lower()
+    """The project's spelling (``180F``, or the full 128-bit form) in ``Sighting.uuids``'s."""
+    return canonical(UUID(uuid))
 
 
 async def scan_for(central: Device, address: str, want: Callable[[Sighting], bool]) -> Sighting:
@@ -250,10 +256,19 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "polar-verity": ("acc", {}, "acc"),
     "open": ("emg", {"emg_rate_hz": 500}, "emg"),
     "myo": ("emg", {}, "emg"),
+    "thingy52": ("acc", {}, "acc"),
+    "movesense": ("acc", {}, "acc"),
+    "metamotion": ("acc", {"odr_hz": 200, "range_g": 8}, "acc"),
+    "ganglion": ("emg", {}, "emg"),
 }
 # Beyond half a decoded step: Verity's compressed type 0 frames are truncated to whole mG by the decoder (as
 # the SDK does), after the encoder rounded to counts of FACTOR g.
-EXTRA_TOLERANCE: dict[str, float] = {"polar-verity": 0.0005 + 2.44e-4 / 2}
+EXTRA_TOLERANCE: dict[str, float] = {
+    "polar-verity": 0.0005 + 2.44e-4 / 2,
+    "movesense": 1e-6,
+    # Ganglion deltas lose bit 0 to the sign: ±1 count per delta, up to 200 per cycle, as on the board.
+    "ganglion": 200 * 1.2e6 / (8388607 * 1.5 * 51),
+}
 # What the device can carry of the generator's values: the Myo's int8 EMG saturates (1 µV per count).
 CARRIED: dict[str, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = {
     "myo": lambda x: np.clip(x, -128.0, 127.0),
@@ -264,9 +279,28 @@ def emulated_cases() -> list[str]:
     return [p for p in CASES if p in emulated_profiles()]
 
 
-def test_every_emulated_profile_has_a_central_case() -> None:
-    assert set(emulated_profiles()) <= set(CASES), "add the new emulated profile to CASES"
-    assert {"polar-h10", "polar-verity"} <= set(emulated_profiles())
+def named(name: str) -> Callable[[Sighting], bool]:
+    def match(sighting: Sighting) -> bool:
+        return sighting.name == name
+
+    return match
+
+
+def test_every_device_profile_is_emulated_and_checked() -> None:
+    assert set(emulated_profiles()) == set(profiles()), "a device profile without an emulator"
+    assert set(CASES) == set(emulated_profiles()), "add the new emulated profile to CASES"
+
+
+async def test_several_devices_on_one_link_get_distinct_addresses(link: VirtualLink) -> None:
+    first = await emulate("polar-h10", link)
+    second = await emulate("polar-h10", link)
+    async with first, second:
+        assert first.address != second.address
+        assert first.name != second.name
+        central = await link.new_device(name="central")
+        for device in (first, second):
+            sighting = await scan_for(central, device.address, named(device.name))
+            assert sighting.connectable
 
 
 @pytest.fixture
@@ -302,10 +336,13 @@ async def test_scan_connect_stream_and_decode_to_the_generator_samples(
         assert sighting.connectable
         assert uuid_str(get_profile(profile).SERVICE) in sighting.uuids
         assert central.peer is not None
-        services = {s.uuid.to_hex_str("-").lower() for s in central.peer.services}
-        assert uuid_str("180F") in services, "Battery Service missing"
-        battery = central.characteristic("2A19")
-        assert await wait(battery.read_value(), "battery level") == bytes([87])
+        services = {canonical(s.uuid) for s in central.peer.services}
+        if device.peripheral.HAS_BATTERY:
+            assert uuid_str("180F") in services, "Battery Service missing"
+            battery = central.characteristic("2A19")
+            assert await wait(battery.read_value(), "battery level") == bytes([87])
+        else:
+            assert uuid_str("180F") not in services
         for spec in get_profile(profile).STREAMS:
             central.characteristic(spec.characteristic)
 
@@ -318,7 +355,8 @@ async def test_scan_connect_stream_and_decode_to_the_generator_samples(
         got = np.concatenate([c.values() for c in chunks])
         n = min(len(got), len(sent))
         assert n >= 300
-        step = max(abs(c.scale) for c in chunks)
+        # Integer counts: half a count of quantisation; float32 samples (Movesense) carry the value itself.
+        step = max(abs(c.scale) for c in chunks) if chunks[0].raw.dtype.kind == "i" else 0.0
         tolerance = step * 0.5 + EXTRA_TOLERANCE.get(profile, 0.0) + 1e-9
         np.testing.assert_allclose(got[:n], sent[:n], atol=tolerance, rtol=0)
         assert device.notifications_sent >= len(chunks) // 2

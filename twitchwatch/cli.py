@@ -29,6 +29,7 @@ from collector.simulate import (
     run_simulation,
     truth_file,
 )
+from collector.synth import TruthEvent
 from processing.events import EventKind
 from processing.recordings import (
     MAX_CHUNK_S,
@@ -98,6 +99,21 @@ def _add_simulate(sub: Any) -> None:
     p.add_argument("--truth", type=Path, default=None, help="write ground truth here as JSON lines")
     p.add_argument("--sample-rate", type=float, default=None, help="Hz (default EMG 1000, ACC 100)")
     p.add_argument("--chunk", type=int, default=50, help="samples per frame (default 50)")
+    ble = p.add_argument_group("BLE wearable (--ble): a Bumble peripheral instead of MQTT frames")
+    ble.add_argument(
+        "--ble", action="store_true", help="emulate a real device over BLE (docs/ble-emulation.md)"
+    )
+    ble.add_argument(
+        "--profile", default="polar-h10", help="device to emulate: any device profile (default polar-h10)"
+    )
+    ble.add_argument("--transport", default=None, help="Bumble HCI transport, e.g. usb:0 (a USB dongle)")
+    ble.add_argument(
+        "--serve-hci", default=None, metavar="HOST:PORT", help="virtual radio for centrals in other processes"
+    )
+    ble.add_argument("--recording", type=Path, default=None, help="stream this session / EDF+ file instead")
+    ble.add_argument("--address", default=None, help="random static address to advertise with")
+    ble.add_argument("--name", default=None, help="advertised name (default: the device's own pattern)")
+    ble.add_argument("--compressed", action="store_true", help="Polar H10: delta-compressed frames (0x81)")
 
 
 def _add_devices(sub: Any) -> None:
@@ -290,6 +306,8 @@ def _hms(seconds: float) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.ble:
+        return cmd_simulate_ble(args)
     settings = load_settings()
     plan = plan_from_args(args, settings.user)
     progress = ProgressLine("simulate", enabled=plan.speed is None or plan.speed > 1)
@@ -313,6 +331,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         if out:
             out.close()
+
+
+def cmd_simulate_ble(args: argparse.Namespace) -> int:
+    from collector.emulate.run import BleSimulation, run_ble_simulation
+    from collector.emulate.source import RecordingSources
+    from twitchwatch.replay_sources import open_source
+
+    speed = _positive_float(args.speed, "--speed") if args.speed != "max" else None
+    if speed is None:
+        raise SimulationError("--speed: a BLE wearable streams paced; give a number (e.g. 10), not max")
+    sim = BleSimulation(
+        args.profile,
+        tuple(args.muscle),
+        args.rate,
+        args.seed,
+        speed,
+        args.transport,
+        args.serve_hci,
+        args.address,
+        args.name,
+        args.compressed,
+    )
+    recording = open_source(args.recording) if args.recording else None
+    out = truth_file(args.truth)
+
+    def write_truth(event: TruthEvent) -> None:
+        if out is not None:
+            out.write(json.dumps(event.to_json_dict()) + "\n")
+            out.flush()
+
+    try:
+        sources = RecordingSources(recording) if recording else None
+        return run_until_signal(lambda stop: run_ble_simulation(sim, stop, sys.stdout, write_truth, sources))
+    finally:
+        if out:
+            out.close()
+        if recording:
+            recording.close()
 
 
 # ---- process ---------------------------------------------------------------------------------------

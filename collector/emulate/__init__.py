@@ -193,8 +193,12 @@ async def emulate(
         raise EmulationError("give a virtual link or a transport, not both")
     cls = registry[profile]
     options = EmulationOptions(tuple(muscles), rate_per_min, seed, speed, battery_percent, compressed)
+    # Deterministic per (profile, seed), so runs are repeatable; several on one link get distinct ones.
     chosen = address or random_static_address(zlib.crc32(f"{profile}/{seed}".encode()) | (seed << 32))
-    label = name or cls.DEFAULT_NAME.format(serial=_serial(chosen))
+    if address is None and link is not None:
+        chosen = link.unique_address(chosen)
+    serial = _serial(chosen)
+    label = name or cls.DEFAULT_NAME.format(serial=serial, short=serial[-4:])
     owned: VirtualLink | None = None
     hci: HciDevice | None = None
     if transport is not None:

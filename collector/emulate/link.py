@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import itertools
@@ -35,7 +34,16 @@ from bumble.transport import open_transport
 from bumble.transport.common import Transport
 from bumble.transport.tcp_server import open_tcp_server_transport_with_socket
 
-__all__ = ["HciDevice", "LinkError", "RadioHub", "VirtualLink", "open_hci_device", "random_static_address"]
+__all__ = [
+    "HciDevice",
+    "LinkError",
+    "RadioHub",
+    "ServedController",
+    "VirtualLink",
+    "open_hci_device",
+    "random_static_address",
+    "serve_hci",
+]
 
 
 class LinkError(RuntimeError):
@@ -111,7 +119,16 @@ class VirtualLink:
 
     def next_address(self) -> str:
         """A fresh random static address on this link (devices made without one get these)."""
-        return random_static_address(0xC0FFEE_000000 + next(self._counter))
+        return self.unique_address(random_static_address(0xC0FFEE_000000 + next(self._counter)))
+
+    def unique_address(self, preferred: str) -> str:
+        """``preferred`` unless a device on this link has it; then the next free one after it."""
+        taken = {str(d.random_address).removesuffix("/P") for d in self._devices}
+        candidate, bump = preferred, 0
+        while candidate in taken:
+            bump += 1
+            candidate = random_static_address(int(preferred.replace(":", ""), 16) + bump)
+        return candidate
 
     def serve_controller(self, name: str, transport: Transport) -> Controller:
         """A controller on the link driven over ``transport`` by a host elsewhere (``RadioHub``)."""
@@ -185,48 +202,81 @@ async def open_hci_device(transport: str, address: str | None = None, name: str 
 
 
 @dataclass
+class ServedController:
+    """A controller on a ``VirtualLink`` driven over HCI on TCP (``serve_hci``); ``close`` stops serving."""
+
+    link: VirtualLink
+    controller: Controller
+    transport: Transport
+    host: str
+    port: int
+
+    @property
+    def transport_name(self) -> str:
+        """What the host process passes as its Bumble transport."""
+        return f"tcp-client:{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        # Bumble's TCP server transport closes neither its listening socket nor the accepted connection.
+        connection = getattr(self.transport.sink, "transport", None)
+        if connection is not None:
+            connection.close()
+        server = getattr(self.transport, "server", None)
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        await self.transport.close()
+        with contextlib.suppress(KeyError):
+            self.link.link.remove_controller(self.controller)
+
+
+async def serve_hci(link: VirtualLink, host: str, port: int) -> ServedController:
+    """A new controller on ``link`` driven by whichever host connects to ``host:port`` (HCI over TCP, one
+    host at a time); ``port`` 0 picks a free one."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LinkError(f"cannot listen for an HCI host on {host}:{port}: {exc}") from exc
+    bound = int(sock.getsockname()[1])
+    transport = await open_tcp_server_transport_with_socket(sock)
+    controller = link.serve_controller(f"HCI controller on {host}:{bound}", transport)
+    return ServedController(link, controller, transport, host, bound)
+
+
+@dataclass
 class RadioHub:
-    """A ``VirtualLink`` whose controllers are served as HCI over TCP on loopback, one port each.
+    """A ``VirtualLink`` whose controllers are all served as HCI over TCP on loopback, one port each.
 
     ``ports`` are known once ``start()`` returns; each accepts one host process at a time."""
 
     count: int = 2
     host: str = "127.0.0.1"
-    ports: list[int] = field(default_factory=list)
     link: VirtualLink = field(default_factory=VirtualLink)
-    _transports: list[Transport] = field(default_factory=list)
-    _controllers: list[Controller] = field(default_factory=list)
+    served: list[ServedController] = field(default_factory=list)
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.port for s in self.served]
 
     async def start(self, ports: Sequence[int] = ()) -> list[int]:
         if ports and len(ports) != self.count:
             raise LinkError(f"radio hub: {self.count} controllers need {self.count} ports, got {len(ports)}")
         for index in range(self.count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((self.host, ports[index] if ports else 0))
-            except OSError as exc:
-                sock.close()
-                raise LinkError(f"radio hub: cannot listen on {self.host}:{ports[index]}: {exc}") from exc
-            self.ports.append(sock.getsockname()[1])
-            transport = await open_tcp_server_transport_with_socket(sock)
-            self._transports.append(transport)
-            self._controllers.append(self.link.serve_controller(f"hub controller {index}", transport))
-        return list(self.ports)
+            self.served.append(await serve_hci(self.link, self.host, ports[index] if ports else 0))
+        return self.ports
 
     def transport_names(self) -> list[str]:
         """What the processes pass as ``--transport`` (one each)."""
-        return [f"tcp-client:{self.host}:{port}" for port in self.ports]
+        return [s.transport_name for s in self.served]
 
     async def close(self) -> None:
-        transports, self._transports = self._transports, []
-        for transport in transports:
-            await transport.close()
-        for controller in self._controllers:
-            with contextlib.suppress(KeyError):
-                self.link.link.remove_controller(controller)
-        self._controllers.clear()
-        await asyncio.sleep(0)
+        served, self.served = self.served, []
+        for s in served:
+            await s.close()
+        await self.link.close()
 
     async def __aenter__(self) -> Self:
         await self.start()

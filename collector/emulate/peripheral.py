@@ -246,8 +246,15 @@ class Peripheral(ABC):
 
     def start_stream(self, stream: Stream) -> None:
         self.stop_stream(stream.name)
-        task = asyncio.get_running_loop().create_task(self._run_stream(stream))
+        task = asyncio.get_running_loop().create_task(self._run_stream(stream), name=stream.name)
         self._streams[stream.name] = task
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._stream_done(stream.name, done))
+
+    def _stream_done(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._streams.get(name) is task:  # ended by itself (source exhausted, or failed)
+            del self._streams[name]
+        self._task_done(task)
 
     def stop_stream(self, name: str) -> None:
         task = self._streams.pop(name, None)
@@ -264,24 +271,18 @@ class Peripheral(ABC):
         speed = self.options.speed
         anchor = loop.time()
         sent = 0
-        try:
-            while True:
-                block = stream.source.read(stream.block_samples)
-                if len(block) == 0:
-                    log.info("%s: %s source exhausted", self.PROFILE, stream.name)
-                    return
-                for characteristic, payload in stream.encode(block, sent):
-                    await self.notify(characteristic, payload)
-                if self.truth is not None:
-                    for event in stream.source.take_truth():
-                        self.truth(event)
-                sent += len(block)
-                await asyncio.sleep(max(anchor + sent / rate / speed - loop.time(), 0.0))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s: stream %s failed", self.PROFILE, stream.name)
-            raise
+        while True:
+            block = stream.source.read(stream.block_samples)
+            if len(block) == 0:
+                log.info("%s: %s source exhausted", self.PROFILE, stream.name)
+                return
+            for characteristic, payload in stream.encode(block, sent):
+                await self.notify(characteristic, payload)
+            if self.truth is not None:
+                for event in stream.source.take_truth():
+                    self.truth(event)
+            sent += len(block)
+            await asyncio.sleep(max(anchor + sent / rate / speed - loop.time(), 0.0))
 
     def new_source(self, signal: str, rate: float, channels: int) -> tuple[SampleSource, int]:
         """A fresh source for a starting stream and the device-clock time of its first sample."""

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.frames import Unit
+from collector.replay import ReplaySource
 from collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
 
 FloatArray = npt.NDArray[np.float64]
@@ -136,3 +137,74 @@ class ArraySource(SampleSource):
             self._pending = np.concatenate([self._pending, block.astype(np.float64)])
         out, self._pending = self._pending[:n], self._pending[n:]
         return out
+
+
+def resample(blocks: Iterator[FloatArray], from_hz: float, to_hz: float) -> Iterator[FloatArray]:
+    """Blocks at ``from_hz`` → blocks at ``to_hz`` by linear interpolation, continuous across blocks."""
+    if from_hz == to_hz:
+        yield from blocks
+        return
+    held: FloatArray | None = None  # input samples not yet passed, from absolute index ``base``
+    base = 0
+    produced = 0  # output samples so far
+    for block in blocks:
+        held = block if held is None else np.concatenate([held, block])
+        last = base + len(held) - 1  # absolute index of the newest input sample
+        stop = int(np.floor(last * to_hz / from_hz)) + 1  # outputs whose time is covered by the input
+        if stop <= produced:
+            continue
+        at = np.arange(produced, stop) * (from_hz / to_hz) - base  # positions within ``held``
+        out = np.stack(
+            [np.interp(at, np.arange(len(held)), held[:, c]) for c in range(held.shape[1])], axis=1
+        )
+        produced = stop
+        # Inputs before the next output's left neighbour are done with; never more than arrived.
+        keep = min(max(int(np.floor(produced * from_hz / to_hz)) - base, 0), len(held))
+        held, base = held[keep:], base + keep
+        yield out
+
+
+def fit_channels(block: FloatArray, channels: int) -> FloatArray:
+    """A recording's channels on a device's: the first ones carried over, missing ones zero."""
+    if block.shape[1] >= channels:
+        return block[:, :channels]
+    return np.concatenate([block, np.zeros((len(block), channels - block.shape[1]))], axis=1)
+
+
+class RecordingSources:
+    """A ``SourceFactory`` playing one stream of a recording (``collector.replay.ReplaySource``): the
+    first stream of the requested signal, from its start each time the device starts streaming,
+    resampled to the rate the central asked for, its channels fitted to the device's."""
+
+    def __init__(self, recording: ReplaySource) -> None:
+        self.recording = recording
+
+    def stream_for(self, signal: str) -> int:
+        for index, stream in enumerate(self.recording.streams):
+            if stream.signal == signal:
+                return index
+        have = ", ".join(f"{s.stream} ({s.signal})" for s in self.recording.streams) or "nothing"
+        raise EmulationError(
+            f"--recording: {self.recording.description} has no {signal} stream (it has {have})"
+        )
+
+    def __call__(self, signal: str, rate: float, channels: int, start_ns: int) -> SampleSource:
+        index = self.stream_for(signal)
+        stream = self.recording.streams[index]
+        frames = (f.values() for i, f in self.recording.frames(self.recording.start_ns) if i == index)
+        blocks = (fit_channels(b, channels) for b in resample(frames, stream.sample_rate, rate))
+        kind: Signal = "emg" if signal == "emg" else "acc"
+        return ArraySource(kind, rate, stream.unit, blocks, channels)
+
+
+class StillSource(SampleSource):
+    """A sensor at rest in a quantity the generator does not make (a gyroscope): zeros, forever."""
+
+    def __init__(self, sample_rate: float, channels: int, unit: Unit) -> None:
+        self.signal = "acc"  # nominal: nothing reads it for a still source
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.unit = unit
+
+    def read(self, n: int) -> FloatArray:
+        return np.zeros((n, self.channels))
