@@ -311,6 +311,8 @@ class LaneEngine:
         self._alpha = 1.0 - math.exp(-epoch_s / p.floor_tau_s)
         self._alpha_up = 1.0 - math.exp(-epoch_s / p.floor_rise_tau_s)
         self._relearn_epochs = max(1, round(p.relearn_s / epoch_s))
+        self._inv_epoch = 1.0 / self.epoch  # mostly_quiet in a fully quiet epoch (``_update_floor_quiet``)
+        self._quiet_scale = self._inv_epoch / self.blk
         self.hold = round(p.hold_ms * 1e-3 * sample_rate)
         self.activity_gap = max(self.hold, round(p.activity_gap_ms * 1e-3 * sample_rate))
         self.slow_gap = max(self.hold, round(p.slow_gap_ms * 1e-3 * sample_rate))
@@ -335,6 +337,7 @@ class LaneEngine:
         self.floor = np.zeros(lanes)  # mean power per sample
         self._on_w = np.zeros(lanes)  # onset threshold on the moving sum
         self.slow_floor = np.zeros(lanes)
+        self._slow_thr = np.zeros(lanes)  # slow_threshold(), which changes only with the floors
         self._epoch_bm = np.zeros((self.epoch, lanes))
         self._epoch_slow = np.zeros((self.epoch, lanes))
         self._epoch_quiet = np.zeros((self.epoch, lanes), dtype=bool)
@@ -464,11 +467,19 @@ class LaneEngine:
         """Block powers (zeroed where the block is loud: an event's core or slow activity), their quiet
         flags and the raw block means go into the history ring."""
         k, n = self._block % _RING, bm.shape[0]
-        q = np.ones(bm.shape, dtype=bool) if quiet is None else quiet
-        rows = slice(k, k + n) if k + n <= _RING else (k + np.arange(n)) % _RING
-        self._ring_bm[rows] = bm * q
-        self._ring_q[rows] = q
-        self._ring_bx[rows] = bx
+        if k + n > _RING:  # wraps: rarely, so the fancy indexing's cost does not matter
+            rows = (k + np.arange(n)) % _RING
+            self._ring_bm[rows] = bm if quiet is None else bm * quiet
+            self._ring_q[rows] = True if quiet is None else quiet
+            self._ring_bx[rows] = bx
+        elif quiet is None:  # bm × True is bm, bit for bit
+            self._ring_bm[k : k + n] = bm
+            self._ring_q[k : k + n] = True
+            self._ring_bx[k : k + n] = bx
+        else:  # straight into the ring: no temporary per epoch
+            np.multiply(bm, quiet, out=self._ring_bm[k : k + n])
+            self._ring_q[k : k + n] = quiet
+            self._ring_bx[k : k + n] = bx
         self._written = self._block + n
 
     def _warm(self, bm: FloatArray, slow: FloatArray, bx: FloatArray) -> None:
@@ -483,6 +494,7 @@ class LaneEngine:
             self.floor = (blocks * keep).sum(axis=0) / np.maximum(keep.sum(axis=0), 1)
             self.slow_floor = np.median(np.concatenate(self._warm_slow), axis=0)
             self._on_w = self.params.on_factor * self.w * self.floor
+            self._slow_thr = self.slow_threshold()
             self._warm_bm, self._warm_slow = [], []
             # Nothing is known of the time before: treat it as activity until isolation_ms have passed
             # (a stream that starts mid-contraction would otherwise count its first potential).
@@ -503,7 +515,7 @@ class LaneEngine:
         slow: FloatArray,
     ) -> None:
         k0, blk = self._block, self.blk
-        slow_on = slow[b0:b1] > self.slow_threshold()
+        slow_on = slow[b0:b1] > self._slow_thr
         quiet = (bmax[b0:b1] < self._on_w) & ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], quiet)  # before pieces clear ``quiet``: chunking-proof
         self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
@@ -523,18 +535,35 @@ class LaneEngine:
         self._block = k0 + b1 - b0
         if self._block % self.epoch == 0:
             self._update_floor()
-        if self._pending:
+        if any(self._open):  # a cluster is open somewhere (Cluster objects are truthy)
             for lane in (self._release_at <= self._block).nonzero()[0].tolist():
                 c = self._open[lane]
                 if c is not None:
                     self._release(lane, c)
 
-    @property
-    def _pending(self) -> bool:
-        return any(c is not None for c in self._open)
-
     def _update_floor(self) -> None:
         q = self._epoch_quiet
+        if q.all():
+            self._update_floor_quiet()
+        else:
+            self._update_floor_general(q)
+        self._on_w = self.params.on_factor * self.w * self.floor
+        self._slow_thr = self.slow_threshold()
+
+    def _update_floor_quiet(self) -> None:
+        """``_update_floor_general`` for an epoch quiet on every lane (the usual case), in a third of the
+        array operations and bit for bit the same: every lane has nq = epoch quiet blocks, so
+        ``mostly_quiet`` is 1/epoch everywhere, ``bm × q`` is ``bm``, the rates are multiplied by 1 and no
+        lane is loud."""
+        target = self._epoch_bm.sum(axis=0) * self._quiet_scale
+        self.floor += np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * (
+            target - self.floor
+        )
+        slow_target = self._epoch_slow.sum(axis=0) * self._inv_epoch
+        self.slow_floor += self._alpha * (slow_target - self.slow_floor)
+        self._loud_epochs[:] = 0
+
+    def _update_floor_general(self, q: BoolArray) -> None:
         nq = q.sum(axis=0)
         mostly_quiet = (2 * nq >= self.epoch) / np.maximum(nq, 1)  # learn only from mostly quiet epochs
         target = (self._epoch_bm * q).sum(axis=0) * (mostly_quiet / self.blk)
@@ -549,7 +578,6 @@ class LaneEngine:
             stuck = self._loud_epochs >= self._relearn_epochs
             low = self._epoch_bm.min(axis=0) / self.blk
             self.floor = np.where(stuck, self.floor + self._alpha_up * (low - self.floor), self.floor)
-        self._on_w = self.params.on_factor * self.w * self.floor
 
     def _scan(self, lane: int, seg: _Seg) -> None:
         """Hysteresis over one lane's samples of the segment, then its pieces."""
