@@ -39,7 +39,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,7 @@ BoolArray = npt.NDArray[np.bool_]
 SignalKind = Literal["emg", "acc"]
 
 _NEVER = np.iinfo(np.int64).max
+_NO_LANES = np.zeros(0, dtype=np.intp)
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
 
 
@@ -269,6 +270,7 @@ class _Seg:
     env: FloatArray  # moving sum of p over w samples
     slow_on: BoolArray  # blocks of the segment × lanes
     quiet: BoolArray  # blocks of the segment × lanes (pieces clear it)
+    slow_any: list[bool] = field(default_factory=list)  # per lane: slow activity in the segment
 
 
 class LaneEngine:
@@ -515,23 +517,29 @@ class LaneEngine:
         slow: FloatArray,
     ) -> None:
         k0, blk = self._block, self.blk
+        e0, e1 = k0 % self.epoch, k0 % self.epoch + b1 - b0
         slow_on = slow[b0:b1] > self._slow_thr
-        quiet = (bmax[b0:b1] < self._on_w) & ~slow_on
+        # ``quiet`` is written straight into the epoch's flags: the pieces clear it there too.
+        quiet = self._epoch_quiet[e0:e1]
+        np.less(bmax[b0:b1], self._on_w, out=quiet)
+        quiet &= ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], quiet)  # before pieces clear ``quiet``: chunking-proof
         self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
-        cand = (self._in_piece | ~quiet.all(axis=0)).nonzero()[0]
+        if quiet.all() and not self._in_piece.any():  # the usual case: nothing to look at
+            cand = _NO_LANES
+        else:
+            cand = (self._in_piece | ~quiet.all(axis=0)).nonzero()[0]
         if cand.size:
             seg = _Seg(k0 * blk, b0 * blk, (b1 - b0) * blk, x, y, p, env, slow_on, quiet)
+            seg.slow_any = _column_any(slow_on)
             lanes = cand.tolist()
             long = [i for i in lanes if (c := self._open[i]) is not None and c.long and c.gap >= seg.m]
             done = self._scan_long(long, seg) if long else set()
             for lane in lanes:
                 if lane not in done:
                     self._scan(lane, seg)
-        e0 = k0 % self.epoch
-        self._epoch_bm[e0 : e0 + b1 - b0] = bm[b0:b1]
-        self._epoch_slow[e0 : e0 + b1 - b0] = slow[b0:b1]
-        self._epoch_quiet[e0 : e0 + b1 - b0] = quiet
+        self._epoch_bm[e0:e1] = bm[b0:b1]
+        self._epoch_slow[e0:e1] = slow[b0:b1]
         self._block = k0 + b1 - b0
         if self._block % self.epoch == 0:
             self._update_floor()
@@ -585,11 +593,10 @@ class LaneEngine:
         on = float(self._on_w[lane])
         off = on * self._off_ratio
         env = seg.env[r0 : r0 + m, lane]
-        slow_rows = seg.slow_on[:, lane]
         was = bool(self._in_piece[lane])
         c = self._open[lane]
-        if slow_rows.any():
-            self._scan_slow(lane, seg, env, on, off, slow_rows, was)
+        if seg.slow_any[lane]:
+            self._scan_slow(lane, seg, env, on, off, seg.slow_on[:, lane], was)
             return
         above = (env > on).nonzero()[0]
         if was and not self._env_state[lane]:  # slow activity ended with the previous segment
@@ -658,55 +665,63 @@ class LaneEngine:
         idx = np.where(hi | (e < on * self._off_ratio), np.arange(m)[:, None], -1)
         np.maximum.accumulate(idx, axis=0, out=idx)  # the state is that of the last decisive sample
         st = np.where(idx >= 0, np.take_along_axis(hi, np.maximum(idx, 0), axis=0), self._env_state[ln])
-        env_end = st[-1].copy()
+        env_end = st[-1].tolist()
         slow = seg.slow_on[:, ln]
         st |= np.repeat(slow, blk, axis=0)
-        first: npt.NDArray[np.intp] = st.argmax(axis=0)
-        last: npt.NDArray[np.intp] = m - 1 - st[::-1].argmax(axis=0)
-        any_act = np.asarray(st.any(axis=0), dtype=bool)
-        was: BoolArray = self._in_piece[ln]
+        # Per-lane scalars as Python lists, taken once: indexing numpy arrays lane by lane costs more.
+        first: list[int] = st.argmax(axis=0).tolist()
+        last: list[int] = (m - 1 - st[::-1].argmax(axis=0)).tolist()
+        any_act = _column_any(st)
+        was_arr: BoolArray = self._in_piece[ln]
+        was: list[bool] = was_arr.tolist()
         ok = []
         for j, lane in enumerate(lanes):
             c = self._open[lane]
             assert c is not None
-            if any_act[j] and (was[j] or seg.base + int(first[j]) - c.end <= c.gap):
+            if any_act[j] and (was[j] or seg.base + first[j] - c.end <= c.gap):
                 ok.append(j)
         if not ok:
             return set()
         cols = np.asarray(ok)
         sub, lns = st[:, cols], ln[cols]
-        pk = np.where(sub, seg.p[r0 : r0 + m, lns], -np.inf).max(axis=0)
-        pe = np.where(sub, e[:, cols], -np.inf).max(axis=0)
-        count = sub.sum(axis=0)
-        rises = (sub[1:] & ~sub[:-1]).sum(axis=0) + (sub[0] & ~was[cols])
+        pk: list[float] = np.where(sub, seg.p[r0 : r0 + m, lns], -np.inf).max(axis=0).tolist()
+        pe: list[float] = np.where(sub, e[:, cols], -np.inf).max(axis=0).tolist()
+        count: list[int] = sub.sum(axis=0).tolist()
+        rises: list[int] = ((sub[1:] & ~sub[:-1]).sum(axis=0) + (sub[0] & ~was_arr[cols])).tolist()
         busy = sub.reshape(-1, blk, cols.size).any(axis=1)
         seg.quiet[:, lns] &= ~busy
         busy_slow = busy & slow[:, cols]
+        any_slow = _column_any(busy_slow)
+        starts_on: list[bool] = sub[0].tolist()
+        ends_on: list[bool] = sub[-1].tolist()
         block0 = seg.base // blk
         done: set[int] = set()
         for i, j in enumerate(ok):
             lane = lanes[j]
             c = self._open[lane]
             assert c is not None
-            if was[j] and not sub[0, i]:  # the open piece ended with the previous segment
+            if was[j] and not starts_on[i]:  # the open piece ended with the previous segment
                 self._end_piece(lane, c)
-            c.pieces += int(rises[i])
-            c.active += int(count[i])
-            c.peak = max(c.peak, math.sqrt(float(pk[i])))
-            c.peak_env = max(c.peak_env, float(pe[i]))
-            if busy_slow[:, i].any():
+            c.pieces += rises[i]
+            c.active += count[i]
+            c.peak = max(c.peak, math.sqrt(pk[i]))
+            c.peak_env = max(c.peak_env, pe[i])
+            if any_slow[i]:
                 self._count_slow(c, block0, busy_slow[:, i])
                 c.gap = max(c.gap, self.slow_gap)
-            c.end = seg.base + int(last[j]) + 1
+            c.end = seg.base + last[j] + 1
             self._env_state[lane] = env_end[j]
-            self._in_piece[lane] = end_active = bool(sub[-1, i])
+            self._in_piece[lane] = end_active = ends_on[i]
             self._release_at[lane] = _NEVER if end_active else -(-(c.end + c.gap + 1) // blk)
             done.add(lane)
         return done
 
     def _count_slow(self, c: Cluster, block0: int, slow: BoolArray) -> int:
         """Count the slow blocks (flags from absolute block ``block0``) not counted before."""
-        idx = slow.nonzero()[0] + block0
+        nz = slow.nonzero()[0]
+        if not nz.size:  # the usual case: nothing to count, no more array operations
+            return 0
+        idx = nz + block0
         new = idx[idx > c.slow_upto]
         if new.size:
             c.slow_blocks += new.size
@@ -943,6 +958,11 @@ class _Work:
 def moving_sum(ext: FloatArray, w: int) -> FloatArray:
     """Sums over w consecutive rows of ``ext`` ((n + w − 1) × lanes) → n × lanes (see ``_Work``)."""
     return _Work(ext.shape[0] - w + 1, 1, ext.shape[1], w).moving_sum(ext).copy()
+
+
+def _column_any(a: BoolArray) -> list[bool]:
+    """Per column: any True, as Python bools (cheaper to index lane by lane than a numpy array)."""
+    return cast(list[bool], a.any(axis=0).tolist())
 
 
 def _longest_run(mask: BoolArray) -> int:
