@@ -53,6 +53,10 @@ SignalKind = Literal["emg", "acc"]
 
 _NEVER = np.iinfo(np.int64).max
 _NO_LANES = np.zeros(0, dtype=np.intp)
+# The ufuncs' reductions called directly: ``a.max()`` / ``a.sum()`` reach the same reduction through
+# Python-level wrappers that cost more than the reduction itself on the few samples of a piece.
+_max = np.maximum.reduce
+_sum = np.add.reduce
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
 
 
@@ -328,6 +332,7 @@ class LaneEngine:
         self._jerk_max = round(p.jerk_max_ms * 1e-3 * sample_rate)
         self._store_cap = max(2, round(p.store_s * sample_rate))
         self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
+        self._ramp = np.arange(self.epoch * self.blk)  # sample numbers within a segment (never longer)
         # running state
         self._left: FloatArray | None = None  # raw rows short of a whole block
         self._work: _Work | None = None
@@ -577,12 +582,13 @@ class LaneEngine:
         target = (self._epoch_bm * q).sum(axis=0) * (mostly_quiet / self.blk)
         # Symmetric while the epoch looks like noise; up slowly when it is clearly louder (beyond four
         # standard deviations of an epoch of noise), so weak activity does not become the floor.
-        a = np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * (mostly_quiet > 0)
+        learns = mostly_quiet > 0
+        a = np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * learns
         self.floor += a * (target - self.floor)
         slow_target = (self._epoch_slow * q).sum(axis=0) * mostly_quiet
-        self.slow_floor += self._alpha * (mostly_quiet > 0) * (slow_target - self.slow_floor)
+        self.slow_floor += self._alpha * learns * (slow_target - self.slow_floor)
         self._loud_epochs = (self._loud_epochs + 1) * (nq == 0)
-        if self._loud_epochs.max() >= self._relearn_epochs:  # never quiet: creep to the quietest block
+        if _max(self._loud_epochs) >= self._relearn_epochs:  # never quiet: creep to the quietest block
             stuck = self._loud_epochs >= self._relearn_epochs
             low = self._epoch_bm.min(axis=0) / self.blk
             self.floor = np.where(stuck, self.floor + self._alpha_up * (low - self.floor), self.floor)
@@ -616,7 +622,7 @@ class LaneEngine:
                 c = self._open[lane]
                 if c is not None:
                     self._end_piece(lane, c)
-            k = int(np.searchsorted(above, stop))
+            k = int(above.searchsorted(stop))
             i = int(above[k]) if k < above.size else m
             was = False
         self._env_state[lane] = self._in_piece[lane] = cont
@@ -627,7 +633,7 @@ class LaneEngine:
         """Per-sample activity (hysteresis on the power, or'ed with slow activity block-wise) and the
         power hysteresis's own state at the end."""
         hi = env > on
-        idx = np.where(hi | (env < off), np.arange(env.size), -1)
+        idx = np.where(hi | (env < off), self._ramp[: env.size], -1)
         np.maximum.accumulate(idx, out=idx)  # the state is that of the last decisive sample
         st = np.where(idx >= 0, hi[idx], self._env_state[lane])
         env_end = bool(st[-1])
@@ -647,7 +653,7 @@ class LaneEngine:
             c = self._open[lane]
             if c is not None:
                 self._end_piece(lane, c)
-        edges = [0, *(np.flatnonzero(st[1:] != st[:-1]) + 1).tolist(), m]
+        edges = [0, *((st[1:] != st[:-1]).nonzero()[0] + 1).tolist(), m]
         for i in range(0 if active else 1, len(edges) - 1, 2):
             a, b = edges[i], edges[i + 1]
             self._piece(lane, seg, a, b, env, starts=a > 0 or not was, ends=b < m)
@@ -761,7 +767,7 @@ class LaneEngine:
         peak = self.lane_peak(seg.y[ra:rb, ch], seg.p[ra:rb, lane])
         if peak > c.peak:
             c.peak = peak
-        e = float(env[a:b].max())
+        e = float(_max(env[a:b]))
         if e > c.peak_env:
             c.peak_env = e
         kb0, kb1 = a // blk, (b - 1) // blk + 1
@@ -875,9 +881,9 @@ class LaneEngine:
             return 0.0
         a, b = k0 % _RING, k1 % _RING
         if a < b:
-            power, n = float(self._ring_bm[a:b, lane].sum()), int(np.count_nonzero(self._ring_q[a:b, lane]))
+            power, n = float(_sum(self._ring_bm[a:b, lane])), int(np.count_nonzero(self._ring_q[a:b, lane]))
         else:
-            power = float(self._ring_bm[a:, lane].sum()) + float(self._ring_bm[:b, lane].sum())
+            power = float(_sum(self._ring_bm[a:, lane])) + float(_sum(self._ring_bm[:b, lane]))
             n = int(np.count_nonzero(self._ring_q[a:, lane])) + int(np.count_nonzero(self._ring_q[:b, lane]))
         if 2 * n < k1 - k0:
             return math.inf
