@@ -349,9 +349,12 @@ class LaneEngine:
         self._epoch_slow = np.zeros((self.epoch, lanes))
         self._epoch_quiet = np.zeros((self.epoch, lanes), dtype=bool)
         self._loud_epochs = np.zeros(lanes, dtype=np.int64)
-        self._ring_bm = np.zeros((_RING, lanes))  # block power sums of quiet blocks (0 when loud)
-        self._ring_q = np.zeros((_RING, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
-        self._ring_bx = np.zeros((_RING, channels))  # raw block means (baselines)
+        # The ring holds whole epochs: a segment never crosses an epoch boundary, so it is written as
+        # one slice, never wrapped (the look-backs need at most _RING blocks; more history is harmless).
+        self._ring_n = ring = self.epoch * -(-_RING // self.epoch)
+        self._ring_bm = np.zeros((ring, lanes))  # block power sums of quiet blocks (0 when loud)
+        self._ring_q = np.zeros((ring, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
+        self._ring_bx = np.zeros((ring, channels))  # raw block means (baselines)
         self._env_state = np.zeros(lanes, dtype=bool)  # hysteresis on the smoothed power
         self._in_piece = np.zeros(lanes, dtype=bool)  # hysteresis or slow activity
         self._open: list[Cluster | None] = [None] * lanes
@@ -473,9 +476,9 @@ class LaneEngine:
     def _write_ring(self, bm: FloatArray, bx: FloatArray, quiet: BoolArray | None) -> None:
         """Block powers (zeroed where the block is loud: an event's core or slow activity), their quiet
         flags and the raw block means go into the history ring."""
-        k, n = self._block % _RING, bm.shape[0]
-        if k + n > _RING:  # wraps: rarely, so the fancy indexing's cost does not matter
-            rows = (k + np.arange(n)) % _RING
+        k, n = self._block % self._ring_n, bm.shape[0]
+        if k + n > self._ring_n:  # wraps: only the warm-up's longer writes, so its cost does not matter
+            rows = (k + np.arange(n)) % self._ring_n
             self._ring_bm[rows] = bm if quiet is None else bm * quiet
             self._ring_q[rows] = True if quiet is None else quiet
             self._ring_bx[rows] = bx
@@ -854,7 +857,7 @@ class LaneEngine:
         floor = float(self.floor[lane])
         ke = (start - self._ctx_guard) // self.blk  # clear of the event's own rise through the filter
         ctx = self._context(lane, ke - self._ctx_blocks, ke, floor)
-        baseline = self._ring_bx[(kb - 1) % _RING, self.lane_channels(lane)].copy()
+        baseline = self._ring_bx[(kb - 1) % self._ring_n, self.lane_channels(lane)].copy()
         self._open[lane] = c = Cluster(start, start, ctx, baseline, floor, self.hold)
         recent = self._recent[lane]
         while recent and recent[0] < start - self._busy_window:
@@ -879,7 +882,7 @@ class LaneEngine:
         threshold around an event, other events excluded. Mostly loud windows are activity (``inf``)."""
         if k1 <= k0:
             return 0.0
-        a, b = k0 % _RING, k1 % _RING
+        a, b = k0 % self._ring_n, k1 % self._ring_n
         if a < b:
             power, n = float(_sum(self._ring_bm[a:b, lane])), int(np.count_nonzero(self._ring_q[a:b, lane]))
         else:
