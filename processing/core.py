@@ -697,13 +697,16 @@ class LaneEngine:
         pe: list[float] = np.where(sub, e[:, cols], -np.inf).max(axis=0).tolist()
         count: list[int] = sub.sum(axis=0).tolist()
         rises: list[int] = ((sub[1:] & ~sub[:-1]).sum(axis=0) + (sub[0] & ~was_arr[cols])).tolist()
+        block0 = seg.base // blk
         busy = sub.reshape(-1, blk, cols.size).any(axis=1)
         seg.quiet[:, lns] &= ~busy
         busy_slow = busy & slow[:, cols]
         any_slow = _column_any(busy_slow)
+        # ``_count_slow`` for all lanes at once: the counts and the last slow block of each.
+        n_slow: list[int] = busy_slow.sum(axis=0).tolist()
+        last_slow: list[int] = (block0 + busy_slow.shape[0] - 1 - busy_slow[::-1].argmax(axis=0)).tolist()
         starts_on: list[bool] = sub[0].tolist()
         ends_on: list[bool] = sub[-1].tolist()
-        block0 = seg.base // blk
         done: set[int] = set()
         for i, j in enumerate(ok):
             lane = lanes[j]
@@ -716,7 +719,11 @@ class LaneEngine:
             c.peak = max(c.peak, math.sqrt(pk[i]))
             c.peak_env = max(c.peak_env, pe[i])
             if any_slow[i]:
-                self._count_slow(c, block0, busy_slow[:, i])
+                if c.slow_upto < block0:  # always: this segment is new to the lane, all its blocks count
+                    c.slow_blocks += n_slow[i]
+                    c.slow_upto = last_slow[i]
+                else:  # pragma: no cover - kept so that a block can never count twice
+                    self._count_slow(c, block0, busy_slow[:, i])
                 c.gap = max(c.gap, self.slow_gap)
             c.end = seg.base + last[j] + 1
             self._env_state[lane] = env_end[j]
