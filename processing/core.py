@@ -53,10 +53,12 @@ SignalKind = Literal["emg", "acc"]
 
 _NEVER = np.iinfo(np.int64).max
 _NO_LANES = np.zeros(0, dtype=np.intp)
-# The ufuncs' reductions called directly: ``a.max()`` / ``a.sum()`` reach the same reduction through
-# Python-level wrappers that cost more than the reduction itself on the few samples of a piece.
+# The ufuncs' reductions called directly: ``a.max()``, ``a.sum()``, ``a.all()`` reach the same reductions
+# through Python-level wrappers that cost more than the reduction itself on a piece's or an epoch's values.
 _max = np.maximum.reduce
 _sum = np.add.reduce
+_all = np.logical_and.reduce
+_any = np.logical_or.reduce
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
 
 
@@ -533,10 +535,10 @@ class LaneEngine:
         quiet &= ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], quiet)  # before pieces clear ``quiet``: chunking-proof
         self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
-        if quiet.all() and not self._in_piece.any():  # the usual case: nothing to look at
+        if _all(quiet, axis=None) and not _any(self._in_piece):  # the usual case: nothing to look at
             cand = _NO_LANES
         else:
-            cand = (self._in_piece | ~quiet.all(axis=0)).nonzero()[0]
+            cand = (self._in_piece | ~_all(quiet, axis=0)).nonzero()[0]
         if cand.size:
             seg = _Seg(k0 * blk, b0 * blk, (b1 - b0) * blk, x, y, p, env, slow_on, quiet)
             seg.slow_any = _column_any(slow_on)
@@ -559,7 +561,7 @@ class LaneEngine:
 
     def _update_floor(self) -> None:
         q = self._epoch_quiet
-        if q.all():
+        if _all(q, axis=None):
             self._update_floor_quiet()
         else:
             self._update_floor_general(q)
@@ -571,24 +573,24 @@ class LaneEngine:
         array operations and bit for bit the same: every lane has nq = epoch quiet blocks, so
         ``mostly_quiet`` is 1/epoch everywhere, ``bm × q`` is ``bm``, the rates are multiplied by 1 and no
         lane is loud."""
-        target = self._epoch_bm.sum(axis=0) * self._quiet_scale
+        target = _sum(self._epoch_bm, axis=0) * self._quiet_scale
         self.floor += np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * (
             target - self.floor
         )
-        slow_target = self._epoch_slow.sum(axis=0) * self._inv_epoch
+        slow_target = _sum(self._epoch_slow, axis=0) * self._inv_epoch
         self.slow_floor += self._alpha * (slow_target - self.slow_floor)
         self._loud_epochs[:] = 0
 
     def _update_floor_general(self, q: BoolArray) -> None:
         nq = q.sum(axis=0)
         mostly_quiet = (2 * nq >= self.epoch) / np.maximum(nq, 1)  # learn only from mostly quiet epochs
-        target = (self._epoch_bm * q).sum(axis=0) * (mostly_quiet / self.blk)
+        target = _sum(self._epoch_bm * q, axis=0) * (mostly_quiet / self.blk)
         # Symmetric while the epoch looks like noise; up slowly when it is clearly louder (beyond four
         # standard deviations of an epoch of noise), so weak activity does not become the floor.
         learns = mostly_quiet > 0
         a = np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * learns
         self.floor += a * (target - self.floor)
-        slow_target = (self._epoch_slow * q).sum(axis=0) * mostly_quiet
+        slow_target = _sum(self._epoch_slow * q, axis=0) * mostly_quiet
         self.slow_floor += self._alpha * learns * (slow_target - self.slow_floor)
         self._loud_epochs = (self._loud_epochs + 1) * (nq == 0)
         if _max(self._loud_epochs) >= self._relearn_epochs:  # never quiet: creep to the quietest block
