@@ -569,7 +569,7 @@ class LaneEngine:
         self._slow_thr = self.slow_threshold()
 
     def _update_floor_quiet(self) -> None:
-        """``_update_floor_general`` for an epoch quiet on every lane (the usual case), in a third of the
+        """``_update_floor_general`` for an epoch quiet on every lane (usual with few lanes), in half the
         array operations and bit for bit the same: every lane has nq = epoch quiet blocks, so
         ``mostly_quiet`` is 1/epoch everywhere, ``bm × q`` is ``bm``, the rates are multiplied by 1 and no
         lane is loud."""
