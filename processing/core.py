@@ -335,6 +335,7 @@ class LaneEngine:
         self._store_cap = max(2, round(p.store_s * sample_rate))
         self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
         self._ramp = np.arange(self.epoch * self.blk)  # sample numbers within a segment (never longer)
+        self._lane_ids = np.arange(lanes)
         # running state
         self._left: FloatArray | None = None  # raw rows short of a whole block
         self._work: _Work | None = None
@@ -673,12 +674,15 @@ class LaneEngine:
         e = seg.env[r0 : r0 + m, ln]
         on = self._on_w[ln]
         hi = e > on
-        idx = np.where(hi | (e < on * self._off_ratio), np.arange(m)[:, None], -1)
+        idx = np.where(hi | (e < on * self._off_ratio), self._ramp[:m, None], -1)
         np.maximum.accumulate(idx, axis=0, out=idx)  # the state is that of the last decisive sample
-        st = np.where(idx >= 0, np.take_along_axis(hi, np.maximum(idx, 0), axis=0), self._env_state[ln])
+        # hi at each lane's last decisive sample: a plain gather (take_along_axis builds the same indices
+        # through Python-level code).
+        st = np.where(idx >= 0, hi[np.maximum(idx, 0), self._lane_ids[: ln.size]], self._env_state[ln])
         env_end = st[-1].tolist()
         slow = seg.slow_on[:, ln]
-        st |= np.repeat(slow, blk, axis=0)
+        blocks = st.reshape(-1, blk, ln.size)  # a view: ``st`` is a fresh C-contiguous array
+        blocks |= slow[:, None, :]  # slow activity marks every sample of its blocks
         # Per-lane scalars as Python lists, taken once: indexing numpy arrays lane by lane costs more.
         first: list[int] = st.argmax(axis=0).tolist()
         last: list[int] = (m - 1 - st[::-1].argmax(axis=0)).tolist()
