@@ -39,7 +39,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,13 @@ BoolArray = npt.NDArray[np.bool_]
 SignalKind = Literal["emg", "acc"]
 
 _NEVER = np.iinfo(np.int64).max
+_NO_LANES = np.zeros(0, dtype=np.intp)
+# The ufuncs' reductions called directly: ``a.max()``, ``a.sum()``, ``a.all()`` reach the same reductions
+# through Python-level wrappers that cost more than the reduction itself on a piece's or an epoch's values.
+_max = np.maximum.reduce
+_sum = np.add.reduce
+_all = np.logical_and.reduce
+_any = np.logical_or.reduce
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
 
 
@@ -269,6 +276,7 @@ class _Seg:
     env: FloatArray  # moving sum of p over w samples
     slow_on: BoolArray  # blocks of the segment × lanes
     quiet: BoolArray  # blocks of the segment × lanes (pieces clear it)
+    slow_any: list[bool] = field(default_factory=list)  # per lane: slow activity in the segment
 
 
 class LaneEngine:
@@ -311,6 +319,8 @@ class LaneEngine:
         self._alpha = 1.0 - math.exp(-epoch_s / p.floor_tau_s)
         self._alpha_up = 1.0 - math.exp(-epoch_s / p.floor_rise_tau_s)
         self._relearn_epochs = max(1, round(p.relearn_s / epoch_s))
+        self._inv_epoch = 1.0 / self.epoch  # mostly_quiet in a fully quiet epoch (``_update_floor_quiet``)
+        self._quiet_scale = self._inv_epoch / self.blk
         self.hold = round(p.hold_ms * 1e-3 * sample_rate)
         self.activity_gap = max(self.hold, round(p.activity_gap_ms * 1e-3 * sample_rate))
         self.slow_gap = max(self.hold, round(p.slow_gap_ms * 1e-3 * sample_rate))
@@ -324,6 +334,8 @@ class LaneEngine:
         self._jerk_max = round(p.jerk_max_ms * 1e-3 * sample_rate)
         self._store_cap = max(2, round(p.store_s * sample_rate))
         self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
+        self._ramp = np.arange(self.epoch * self.blk)  # sample numbers within a segment (never longer)
+        self._lane_ids = np.arange(lanes)
         # running state
         self._left: FloatArray | None = None  # raw rows short of a whole block
         self._work: _Work | None = None
@@ -335,13 +347,17 @@ class LaneEngine:
         self.floor = np.zeros(lanes)  # mean power per sample
         self._on_w = np.zeros(lanes)  # onset threshold on the moving sum
         self.slow_floor = np.zeros(lanes)
+        self._slow_thr = np.zeros(lanes)  # slow_threshold(), which changes only with the floors
         self._epoch_bm = np.zeros((self.epoch, lanes))
         self._epoch_slow = np.zeros((self.epoch, lanes))
         self._epoch_quiet = np.zeros((self.epoch, lanes), dtype=bool)
         self._loud_epochs = np.zeros(lanes, dtype=np.int64)
-        self._ring_bm = np.zeros((_RING, lanes))  # block power sums of quiet blocks (0 when loud)
-        self._ring_q = np.zeros((_RING, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
-        self._ring_bx = np.zeros((_RING, channels))  # raw block means (baselines)
+        # The ring holds whole epochs: a segment never crosses an epoch boundary, so it is written as
+        # one slice, never wrapped (the look-backs need at most _RING blocks; more history is harmless).
+        self._ring_n = ring = self.epoch * -(-_RING // self.epoch)
+        self._ring_bm = np.zeros((ring, lanes))  # block power sums of quiet blocks (0 when loud)
+        self._ring_q = np.zeros((ring, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
+        self._ring_bx = np.zeros((ring, channels))  # raw block means (baselines)
         self._env_state = np.zeros(lanes, dtype=bool)  # hysteresis on the smoothed power
         self._in_piece = np.zeros(lanes, dtype=bool)  # hysteresis or slow activity
         self._open: list[Cluster | None] = [None] * lanes
@@ -463,12 +479,20 @@ class LaneEngine:
     def _write_ring(self, bm: FloatArray, bx: FloatArray, quiet: BoolArray | None) -> None:
         """Block powers (zeroed where the block is loud: an event's core or slow activity), their quiet
         flags and the raw block means go into the history ring."""
-        k, n = self._block % _RING, bm.shape[0]
-        q = np.ones(bm.shape, dtype=bool) if quiet is None else quiet
-        rows = slice(k, k + n) if k + n <= _RING else (k + np.arange(n)) % _RING
-        self._ring_bm[rows] = bm * q
-        self._ring_q[rows] = q
-        self._ring_bx[rows] = bx
+        k, n = self._block % self._ring_n, bm.shape[0]
+        if k + n > self._ring_n:  # wraps: only the warm-up's longer writes, so its cost does not matter
+            rows = (k + np.arange(n)) % self._ring_n
+            self._ring_bm[rows] = bm if quiet is None else bm * quiet
+            self._ring_q[rows] = True if quiet is None else quiet
+            self._ring_bx[rows] = bx
+        elif quiet is None:  # bm × True is bm, bit for bit
+            self._ring_bm[k : k + n] = bm
+            self._ring_q[k : k + n] = True
+            self._ring_bx[k : k + n] = bx
+        else:  # straight into the ring: no temporary per epoch
+            np.multiply(bm, quiet, out=self._ring_bm[k : k + n])
+            self._ring_q[k : k + n] = quiet
+            self._ring_bx[k : k + n] = bx
         self._written = self._block + n
 
     def _warm(self, bm: FloatArray, slow: FloatArray, bx: FloatArray) -> None:
@@ -483,6 +507,7 @@ class LaneEngine:
             self.floor = (blocks * keep).sum(axis=0) / np.maximum(keep.sum(axis=0), 1)
             self.slow_floor = np.median(np.concatenate(self._warm_slow), axis=0)
             self._on_w = self.params.on_factor * self.w * self.floor
+            self._slow_thr = self.slow_threshold()
             self._warm_bm, self._warm_slow = [], []
             # Nothing is known of the time before: treat it as activity until isolation_ms have passed
             # (a stream that starts mid-contraction would otherwise count its first potential).
@@ -503,53 +528,76 @@ class LaneEngine:
         slow: FloatArray,
     ) -> None:
         k0, blk = self._block, self.blk
-        slow_on = slow[b0:b1] > self.slow_threshold()
-        quiet = (bmax[b0:b1] < self._on_w) & ~slow_on
+        e0, e1 = k0 % self.epoch, k0 % self.epoch + b1 - b0
+        slow_on = slow[b0:b1] > self._slow_thr
+        # ``quiet`` is written straight into the epoch's flags: the pieces clear it there too.
+        quiet = self._epoch_quiet[e0:e1]
+        np.less(bmax[b0:b1], self._on_w, out=quiet)
+        quiet &= ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], quiet)  # before pieces clear ``quiet``: chunking-proof
         self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
-        cand = (self._in_piece | ~quiet.all(axis=0)).nonzero()[0]
+        if _all(quiet, axis=None) and not _any(self._in_piece):  # the usual case: nothing to look at
+            cand = _NO_LANES
+        else:
+            cand = (self._in_piece | ~_all(quiet, axis=0)).nonzero()[0]
         if cand.size:
             seg = _Seg(k0 * blk, b0 * blk, (b1 - b0) * blk, x, y, p, env, slow_on, quiet)
+            seg.slow_any = _column_any(slow_on)
             lanes = cand.tolist()
             long = [i for i in lanes if (c := self._open[i]) is not None and c.long and c.gap >= seg.m]
             done = self._scan_long(long, seg) if long else set()
             for lane in lanes:
                 if lane not in done:
                     self._scan(lane, seg)
-        e0 = k0 % self.epoch
-        self._epoch_bm[e0 : e0 + b1 - b0] = bm[b0:b1]
-        self._epoch_slow[e0 : e0 + b1 - b0] = slow[b0:b1]
-        self._epoch_quiet[e0 : e0 + b1 - b0] = quiet
+        self._epoch_bm[e0:e1] = bm[b0:b1]
+        self._epoch_slow[e0:e1] = slow[b0:b1]
         self._block = k0 + b1 - b0
         if self._block % self.epoch == 0:
             self._update_floor()
-        if self._pending:
+        if any(self._open):  # a cluster is open somewhere (Cluster objects are truthy)
             for lane in (self._release_at <= self._block).nonzero()[0].tolist():
                 c = self._open[lane]
                 if c is not None:
                     self._release(lane, c)
 
-    @property
-    def _pending(self) -> bool:
-        return any(c is not None for c in self._open)
-
     def _update_floor(self) -> None:
         q = self._epoch_quiet
+        if _all(q, axis=None):
+            self._update_floor_quiet()
+        else:
+            self._update_floor_general(q)
+        self._on_w = self.params.on_factor * self.w * self.floor
+        self._slow_thr = self.slow_threshold()
+
+    def _update_floor_quiet(self) -> None:
+        """``_update_floor_general`` for an epoch quiet on every lane (usual with few lanes), in half the
+        array operations and bit for bit the same: every lane has nq = epoch quiet blocks, so
+        ``mostly_quiet`` is 1/epoch everywhere, ``bm × q`` is ``bm``, the rates are multiplied by 1 and no
+        lane is loud."""
+        target = _sum(self._epoch_bm, axis=0) * self._quiet_scale
+        self.floor += np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * (
+            target - self.floor
+        )
+        slow_target = _sum(self._epoch_slow, axis=0) * self._inv_epoch
+        self.slow_floor += self._alpha * (slow_target - self.slow_floor)
+        self._loud_epochs[:] = 0
+
+    def _update_floor_general(self, q: BoolArray) -> None:
         nq = q.sum(axis=0)
         mostly_quiet = (2 * nq >= self.epoch) / np.maximum(nq, 1)  # learn only from mostly quiet epochs
-        target = (self._epoch_bm * q).sum(axis=0) * (mostly_quiet / self.blk)
+        target = _sum(self._epoch_bm * q, axis=0) * (mostly_quiet / self.blk)
         # Symmetric while the epoch looks like noise; up slowly when it is clearly louder (beyond four
         # standard deviations of an epoch of noise), so weak activity does not become the floor.
-        a = np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * (mostly_quiet > 0)
+        learns = mostly_quiet > 0
+        a = np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * learns
         self.floor += a * (target - self.floor)
-        slow_target = (self._epoch_slow * q).sum(axis=0) * mostly_quiet
-        self.slow_floor += self._alpha * (mostly_quiet > 0) * (slow_target - self.slow_floor)
+        slow_target = _sum(self._epoch_slow * q, axis=0) * mostly_quiet
+        self.slow_floor += self._alpha * learns * (slow_target - self.slow_floor)
         self._loud_epochs = (self._loud_epochs + 1) * (nq == 0)
-        if self._loud_epochs.max() >= self._relearn_epochs:  # never quiet: creep to the quietest block
+        if _max(self._loud_epochs) >= self._relearn_epochs:  # never quiet: creep to the quietest block
             stuck = self._loud_epochs >= self._relearn_epochs
             low = self._epoch_bm.min(axis=0) / self.blk
             self.floor = np.where(stuck, self.floor + self._alpha_up * (low - self.floor), self.floor)
-        self._on_w = self.params.on_factor * self.w * self.floor
 
     def _scan(self, lane: int, seg: _Seg) -> None:
         """Hysteresis over one lane's samples of the segment, then its pieces."""
@@ -557,11 +605,10 @@ class LaneEngine:
         on = float(self._on_w[lane])
         off = on * self._off_ratio
         env = seg.env[r0 : r0 + m, lane]
-        slow_rows = seg.slow_on[:, lane]
         was = bool(self._in_piece[lane])
         c = self._open[lane]
-        if slow_rows.any():
-            self._scan_slow(lane, seg, env, on, off, slow_rows, was)
+        if seg.slow_any[lane]:
+            self._scan_slow(lane, seg, env, on, off, seg.slow_on[:, lane], was)
             return
         above = (env > on).nonzero()[0]
         if was and not self._env_state[lane]:  # slow activity ended with the previous segment
@@ -581,7 +628,7 @@ class LaneEngine:
                 c = self._open[lane]
                 if c is not None:
                     self._end_piece(lane, c)
-            k = int(np.searchsorted(above, stop))
+            k = int(above.searchsorted(stop))
             i = int(above[k]) if k < above.size else m
             was = False
         self._env_state[lane] = self._in_piece[lane] = cont
@@ -592,7 +639,7 @@ class LaneEngine:
         """Per-sample activity (hysteresis on the power, or'ed with slow activity block-wise) and the
         power hysteresis's own state at the end."""
         hi = env > on
-        idx = np.where(hi | (env < off), np.arange(env.size), -1)
+        idx = np.where(hi | (env < off), self._ramp[: env.size], -1)
         np.maximum.accumulate(idx, out=idx)  # the state is that of the last decisive sample
         st = np.where(idx >= 0, hi[idx], self._env_state[lane])
         env_end = bool(st[-1])
@@ -612,7 +659,7 @@ class LaneEngine:
             c = self._open[lane]
             if c is not None:
                 self._end_piece(lane, c)
-        edges = [0, *(np.flatnonzero(st[1:] != st[:-1]) + 1).tolist(), m]
+        edges = [0, *((st[1:] != st[:-1]).nonzero()[0] + 1).tolist(), m]
         for i in range(0 if active else 1, len(edges) - 1, 2):
             a, b = edges[i], edges[i + 1]
             self._piece(lane, seg, a, b, env, starts=a > 0 or not was, ends=b < m)
@@ -627,58 +674,76 @@ class LaneEngine:
         e = seg.env[r0 : r0 + m, ln]
         on = self._on_w[ln]
         hi = e > on
-        idx = np.where(hi | (e < on * self._off_ratio), np.arange(m)[:, None], -1)
+        idx = np.where(hi | (e < on * self._off_ratio), self._ramp[:m, None], -1)
         np.maximum.accumulate(idx, axis=0, out=idx)  # the state is that of the last decisive sample
-        st = np.where(idx >= 0, np.take_along_axis(hi, np.maximum(idx, 0), axis=0), self._env_state[ln])
-        env_end = st[-1].copy()
+        # hi at each lane's last decisive sample: a plain gather (take_along_axis builds the same indices
+        # through Python-level code).
+        st = np.where(idx >= 0, hi[np.maximum(idx, 0), self._lane_ids[: ln.size]], self._env_state[ln])
+        env_end = st[-1].tolist()
         slow = seg.slow_on[:, ln]
-        st |= np.repeat(slow, blk, axis=0)
-        first: npt.NDArray[np.intp] = st.argmax(axis=0)
-        last: npt.NDArray[np.intp] = m - 1 - st[::-1].argmax(axis=0)
-        any_act = np.asarray(st.any(axis=0), dtype=bool)
-        was: BoolArray = self._in_piece[ln]
+        blocks = st.reshape(-1, blk, ln.size)  # a view: ``st`` is a fresh C-contiguous array
+        blocks |= slow[:, None, :]  # slow activity marks every sample of its blocks
+        # Per-lane scalars as Python lists, taken once: indexing numpy arrays lane by lane costs more.
+        first: list[int] = st.argmax(axis=0).tolist()
+        last: list[int] = (m - 1 - st[::-1].argmax(axis=0)).tolist()
+        any_act = _column_any(st)
+        was_arr: BoolArray = self._in_piece[ln]
+        was: list[bool] = was_arr.tolist()
         ok = []
         for j, lane in enumerate(lanes):
             c = self._open[lane]
             assert c is not None
-            if any_act[j] and (was[j] or seg.base + int(first[j]) - c.end <= c.gap):
+            if any_act[j] and (was[j] or seg.base + first[j] - c.end <= c.gap):
                 ok.append(j)
         if not ok:
             return set()
         cols = np.asarray(ok)
         sub, lns = st[:, cols], ln[cols]
-        pk = np.where(sub, seg.p[r0 : r0 + m, lns], -np.inf).max(axis=0)
-        pe = np.where(sub, e[:, cols], -np.inf).max(axis=0)
-        count = sub.sum(axis=0)
-        rises = (sub[1:] & ~sub[:-1]).sum(axis=0) + (sub[0] & ~was[cols])
+        pk: list[float] = np.where(sub, seg.p[r0 : r0 + m, lns], -np.inf).max(axis=0).tolist()
+        pe: list[float] = np.where(sub, e[:, cols], -np.inf).max(axis=0).tolist()
+        count: list[int] = sub.sum(axis=0).tolist()
+        rises: list[int] = ((sub[1:] & ~sub[:-1]).sum(axis=0) + (sub[0] & ~was_arr[cols])).tolist()
+        block0 = seg.base // blk
         busy = sub.reshape(-1, blk, cols.size).any(axis=1)
         seg.quiet[:, lns] &= ~busy
         busy_slow = busy & slow[:, cols]
-        block0 = seg.base // blk
+        any_slow = _column_any(busy_slow)
+        # ``_count_slow`` for all lanes at once: the counts and the last slow block of each.
+        n_slow: list[int] = busy_slow.sum(axis=0).tolist()
+        last_slow: list[int] = (block0 + busy_slow.shape[0] - 1 - busy_slow[::-1].argmax(axis=0)).tolist()
+        starts_on: list[bool] = sub[0].tolist()
+        ends_on: list[bool] = sub[-1].tolist()
         done: set[int] = set()
         for i, j in enumerate(ok):
             lane = lanes[j]
             c = self._open[lane]
             assert c is not None
-            if was[j] and not sub[0, i]:  # the open piece ended with the previous segment
+            if was[j] and not starts_on[i]:  # the open piece ended with the previous segment
                 self._end_piece(lane, c)
-            c.pieces += int(rises[i])
-            c.active += int(count[i])
-            c.peak = max(c.peak, math.sqrt(float(pk[i])))
-            c.peak_env = max(c.peak_env, float(pe[i]))
-            if busy_slow[:, i].any():
-                self._count_slow(c, block0, busy_slow[:, i])
+            c.pieces += rises[i]
+            c.active += count[i]
+            c.peak = max(c.peak, math.sqrt(pk[i]))
+            c.peak_env = max(c.peak_env, pe[i])
+            if any_slow[i]:
+                if c.slow_upto < block0:  # always: this segment is new to the lane, all its blocks count
+                    c.slow_blocks += n_slow[i]
+                    c.slow_upto = last_slow[i]
+                else:  # pragma: no cover - kept so that a block can never count twice
+                    self._count_slow(c, block0, busy_slow[:, i])
                 c.gap = max(c.gap, self.slow_gap)
-            c.end = seg.base + int(last[j]) + 1
+            c.end = seg.base + last[j] + 1
             self._env_state[lane] = env_end[j]
-            self._in_piece[lane] = end_active = bool(sub[-1, i])
+            self._in_piece[lane] = end_active = ends_on[i]
             self._release_at[lane] = _NEVER if end_active else -(-(c.end + c.gap + 1) // blk)
             done.add(lane)
         return done
 
     def _count_slow(self, c: Cluster, block0: int, slow: BoolArray) -> int:
         """Count the slow blocks (flags from absolute block ``block0``) not counted before."""
-        idx = slow.nonzero()[0] + block0
+        nz = slow.nonzero()[0]
+        if not nz.size:  # the usual case: nothing to count, no more array operations
+            return 0
+        idx = nz + block0
         new = idx[idx > c.slow_upto]
         if new.size:
             c.slow_blocks += new.size
@@ -718,7 +783,7 @@ class LaneEngine:
         peak = self.lane_peak(seg.y[ra:rb, ch], seg.p[ra:rb, lane])
         if peak > c.peak:
             c.peak = peak
-        e = float(env[a:b].max())
+        e = float(_max(env[a:b]))
         if e > c.peak_env:
             c.peak_env = e
         kb0, kb1 = a // blk, (b - 1) // blk + 1
@@ -805,7 +870,7 @@ class LaneEngine:
         floor = float(self.floor[lane])
         ke = (start - self._ctx_guard) // self.blk  # clear of the event's own rise through the filter
         ctx = self._context(lane, ke - self._ctx_blocks, ke, floor)
-        baseline = self._ring_bx[(kb - 1) % _RING, self.lane_channels(lane)].copy()
+        baseline = self._ring_bx[(kb - 1) % self._ring_n, self.lane_channels(lane)].copy()
         self._open[lane] = c = Cluster(start, start, ctx, baseline, floor, self.hold)
         recent = self._recent[lane]
         while recent and recent[0] < start - self._busy_window:
@@ -830,11 +895,11 @@ class LaneEngine:
         threshold around an event, other events excluded. Mostly loud windows are activity (``inf``)."""
         if k1 <= k0:
             return 0.0
-        a, b = k0 % _RING, k1 % _RING
+        a, b = k0 % self._ring_n, k1 % self._ring_n
         if a < b:
-            power, n = float(self._ring_bm[a:b, lane].sum()), int(np.count_nonzero(self._ring_q[a:b, lane]))
+            power, n = float(_sum(self._ring_bm[a:b, lane])), int(np.count_nonzero(self._ring_q[a:b, lane]))
         else:
-            power = float(self._ring_bm[a:, lane].sum()) + float(self._ring_bm[:b, lane].sum())
+            power = float(_sum(self._ring_bm[a:, lane])) + float(_sum(self._ring_bm[:b, lane]))
             n = int(np.count_nonzero(self._ring_q[a:, lane])) + int(np.count_nonzero(self._ring_q[:b, lane]))
         if 2 * n < k1 - k0:
             return math.inf
@@ -915,6 +980,11 @@ class _Work:
 def moving_sum(ext: FloatArray, w: int) -> FloatArray:
     """Sums over w consecutive rows of ``ext`` ((n + w − 1) × lanes) → n × lanes (see ``_Work``)."""
     return _Work(ext.shape[0] - w + 1, 1, ext.shape[1], w).moving_sum(ext).copy()
+
+
+def _column_any(a: BoolArray) -> list[bool]:
+    """Per column: any True, as Python bools (cheaper to index lane by lane than a numpy array)."""
+    return cast(list[bool], a.any(axis=0).tolist())
 
 
 def _longest_run(mask: BoolArray) -> int:

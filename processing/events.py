@@ -20,9 +20,10 @@ class EventKind(enum.StrEnum):
     @property
     def is_twitch(self) -> bool:
         """Only brief involuntary events count as twitches; sustained activity and artifacts do not."""
-        return self in (EventKind.FASCICULATION, EventKind.MYOCLONIC_JERK)
+        return self in _TWITCH_SET  # a set lookup: asked per event by the detector, worker and reports
 
 
+_TWITCH_SET = frozenset((EventKind.FASCICULATION, EventKind.MYOCLONIC_JERK))
 TWITCH_KINDS: tuple[EventKind, ...] = tuple(k for k in EventKind if k.is_twitch)
 
 

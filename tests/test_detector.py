@@ -394,3 +394,35 @@ def test_chunking_does_not_change_events(case: tuple[Signal, float], sizes: list
     assert len(reference) > 10
     assert len({d.kind for d in reference}) >= 3
     assert _run(sig, x, fs, cuts) == reference
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    case=st.sampled_from(_CASES),
+    lanes=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+    epochs=st.integers(1, 40),
+)
+def test_quiet_epoch_floor_update_is_the_general_one(
+    case: tuple[Signal, float], lanes: int, seed: int, epochs: int
+) -> None:
+    """The shortcut for an epoch quiet on every lane moves the floors exactly as the general update does,
+    to the bit, over many epochs (floors far below and far above the epochs' power: both rates)."""
+    sig, fs = case
+    quick = StreamingDetector(sig, fs, lanes if sig == "emg" else 3)._engine
+    general = StreamingDetector(sig, fs, lanes if sig == "emg" else 3)._engine
+    rng = np.random.default_rng(seed)
+    start = 10.0 ** rng.uniform(-3, 3, size=quick.lanes)
+    for engine in (quick, general):
+        engine.floor, engine.slow_floor = start.copy(), start[::-1].copy()
+        engine._epoch_quiet[:] = True
+    for _ in range(epochs):
+        shape = (quick.epoch, quick.lanes)
+        bm, slow = rng.exponential(size=shape) * 10.0 ** rng.uniform(-3, 3), rng.exponential(size=shape)
+        for engine in (quick, general):
+            engine._epoch_bm[:], engine._epoch_slow[:] = bm, slow
+        quick._update_floor_quiet()
+        general._update_floor_general(general._epoch_quiet)
+        assert quick.floor.tobytes() == general.floor.tobytes()
+        assert quick.slow_floor.tobytes() == general.slow_floor.tobytes()
+        assert np.array_equal(quick._loud_epochs, general._loud_epochs)
