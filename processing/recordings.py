@@ -103,6 +103,13 @@ class Channel:
         return f"#{self.index} {self.label!r}{dim}"
 
 
+SampleClock = Callable[["Group", npt.NDArray[np.int64]], FloatArray]
+
+
+def steady_seconds(group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
+    return samples / group.rate
+
+
 @dataclass(frozen=True)
 class Recording:
     path: Path
@@ -110,6 +117,10 @@ class Recording:
     channels: tuple[Channel, ...]
     duration_s: float  # longest channel; for CSV estimated from the line count
     notes: tuple[str, ...] = ()
+    # Sample indices of a group (from its first sample) → seconds from the file's start. Formats whose
+    # samples follow one another at the rate keep the default; a session maps them through its frames'
+    # device times, so events after a gap land when they happened, whoever runs the detection.
+    seconds: SampleClock = field(default=steady_seconds, compare=False, repr=False)
 
 
 def sanitise(name: str) -> str:
@@ -348,12 +359,6 @@ class RecordingReader(abc.ABC):
     def chunks(self, groups: Sequence[Group], chunk_seconds: float = DEFAULT_CHUNK_S) -> Iterator[Chunk]:
         """Every sample of every group, at most ``group.chunk_samples(chunk_seconds)`` per chunk, the groups
         interleaved so they advance through the file together."""
-
-    def seconds(self, group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
-        """Seconds from the file's start of sample indices of ``group`` (from its first sample). Formats
-        whose samples follow one another at the rate need nothing more; a session maps them through its
-        frames' device times, so events after a gap land at the time they happened."""
-        return samples / group.rate
 
     def close(self) -> None:  # noqa: B027 (readers without resources need nothing)
         pass
@@ -824,20 +829,24 @@ class SessionReader(RecordingReader):
         s = self._session
         channels: list[Channel] = []
         self._parts: dict[int, StreamRecord] = {}
+        self._frame_times: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
         notes: list[str] = []
         for part in s.streams:
             for label in channel_labels(part):
                 index = len(channels)
                 self._parts[index] = part
                 channels.append(self._channel(index, label, part))
-            lost = sum(g.missing_frames for g in s.gaps(part))
-            jumps = sum(1 for g in s.gaps(part) if g.kind != "lost")
+            gaps = s.gaps(part)
+            lost = sum(g.missing_frames for g in gaps)
+            jumps = sum(1 for g in gaps if g.kind != "lost")
             if lost or jumps:
                 notes.append(
                     f"{part.label}: {lost} frame(s) lost, {jumps} clock jump(s) or restart(s); "
                     "event times follow the device clock across them"
                 )
-        return Recording(path, "twitchwatch session", tuple(channels), s.duration_s, tuple(notes))
+        return Recording(
+            path, "twitchwatch session", tuple(channels), s.duration_s, tuple(notes), self._seconds
+        )
 
     @staticmethod
     def _channel(index: int, label: str, part: StreamRecord) -> Channel:
@@ -858,14 +867,22 @@ class SessionReader(RecordingReader):
             )
         return replace(ch, block=part.path)
 
-    def seconds(self, group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
+    def _seconds(self, group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
         part = self._parts[group.channels[0].index]
-        frames = self._session.frame_table(part)
-        first = frames["first_sample"].astype(np.int64)
-        t0 = frames["t0_ns"].astype(np.int64)
+        first, t0 = self._frames_of(part)
         k = np.clip(np.searchsorted(first, samples, side="right") - 1, 0, len(first) - 1)
         offset_ns = (samples - first[k]) * (1e9 / part.sample_rate)
         return ((t0[k] - self._session.start_ns) + offset_ns) / 1e9
+
+    def _frames_of(self, part: StreamRecord) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Each frame's first sample and device time, read once per part (16 bytes a frame) rather than
+        on every chunk that releases events."""
+        cached = self._frame_times.get(part.path)
+        if cached is None:
+            frames = self._session.frame_table(part)
+            cached = (frames["first_sample"].astype(np.int64), frames["t0_ns"].astype(np.int64))
+            self._frame_times[part.path] = cached
+        return cached
 
     def chunks(self, groups: Sequence[Group], chunk_seconds: float = DEFAULT_CHUNK_S) -> Iterator[Chunk]:
         _check_chunk_seconds(chunk_seconds)
@@ -951,21 +968,12 @@ class LaneSummary:
         return self.twitches * 60.0 / self.seconds if self.seconds > 0 else 0.0
 
 
-Clock = Callable[[Group, npt.NDArray[np.int64]], FloatArray]
-
-
-def _steady_clock(group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
-    return samples / group.rate
-
-
 class DetectionRun:
-    """The worker's streaming detectors over a plan's groups: feed chunks, get events in file time.
-    ``clock`` turns a group's sample indices into seconds from the file's start (the reader's
-    :meth:`RecordingReader.seconds`); by default, index / rate."""
+    """The worker's streaming detectors over a plan's groups: feed chunks, get events in file time (the
+    recording's own ``seconds`` clock)."""
 
-    def __init__(self, plan: Plan, clock: Clock | None = None) -> None:
+    def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._clock = clock or _steady_clock
         self._detectors: list[StreamingDetector] = []
         for g in plan.groups:
             try:
@@ -997,7 +1005,7 @@ class DetectionRun:
         # An event's end is exclusive: its time is the last sample's plus one period, so it stays on the
         # right side of a gap that follows it.
         bounds = np.array([(d.start, d.end - 1) for d in detections], dtype=np.int64)
-        times = self._clock(group, bounds.ravel()).reshape(bounds.shape)
+        times = self.plan.recording.seconds(group, bounds.ravel()).reshape(bounds.shape)
         times[:, 1] += 1.0 / group.rate
         out = []
         for d, (start_s, end_s) in zip(detections, times, strict=True):

@@ -61,7 +61,7 @@ def _write(
 def _detect(path: Path) -> list[RecordingEvent]:
     with open_recording(path) as reader:
         plan = plan_detection(reader.recording)
-        run = DetectionRun(plan, clock=reader.seconds)
+        run = DetectionRun(plan)
         events = [e for chunk in reader.chunks(plan.groups) for e in run.feed(chunk)]
         return events + run.finish()
 

@@ -538,7 +538,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     with open_recording(args.path, rate=args.rate) as reader:
         rec = reader.recording
         plan = plan_detection(rec, select=args.channels, signal=args.signal, muscle=args.muscle)
-        run = DetectionRun(plan, clock=reader.seconds)
+        run = DetectionRun(plan)
         progress = ProgressLine(
             f"detect {rec.path.name}",
             enabled=sys.stderr.isatty() and rec.duration_s >= DETECT_PROGRESS_MIN_S,
