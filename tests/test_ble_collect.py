@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from collector.ble.runtime import Collector
-from collector.ble.target import DeviceTarget
+from collector.ble.target import DeviceTarget, Timing
 from collector.devices import get_profile
 from collector.emulate import emulate
 from collector.mqtt import MqttTarget, parse_mqtt_url
+from collector.outbox import LivePublisher
 from collector.publisher import PublishError
 from collector.status import DeviceStatus
 from collector.topics import Topic
@@ -25,7 +27,7 @@ from processing.events import TWITCH_KINDS
 from processing.store import EventQuery
 from processing.store.sqlite import SQLiteStore
 from processing.worker import Worker
-from tests.bumble_bleak.harness import TEST_TIMING, radio, wait_for
+from tests.bumble_bleak.harness import TEST_TIMING, Radio, radio, wait_for
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.cli import run_until_signal
 
@@ -260,28 +262,108 @@ async def test_three_models_stream_at_once(mosquitto: MosquittoServer, tmp_path:
     assert monitored == {"polar", "board", "myo"}
 
 
-async def test_losing_the_broker_ends_collect_with_a_clear_error(tmp_path: Path) -> None:
-    broker = MosquittoServer.start(tmp_path / "broker")
+@contextlib.asynccontextmanager
+async def _broker_collect(
+    tmp_path: Path, r: Radio, address: str, timing: Timing
+) -> AsyncIterator[tuple[MosquittoServer, Collector, Worker]]:
+    """A private broker that keeps sessions over a restart (as deploy/mosquitto does), a worker and a
+    collector streaming one emulated Polar H10."""
+    broker = MosquittoServer.start(tmp_path / "broker", persistence=True)
     try:
         mqtt = parse_mqtt_url(broker.url)
-        async with radio() as r, await emulate("polar-h10", r.link, seed=41) as polar:
-            collector = Collector(
-                [_target("polar-mq", "polar-h10", polar.address, "calf_left")],
-                mqtt,
-                USER,
-                backend=r.backend,
-                timing=TEST_TIMING,
-            )
-            task = asyncio.create_task(collector.run())
-            await asyncio.wait_for(collector.started.wait(), 30)
-            runner = collector.runners["polar-mq"]
-            await wait_for(lambda: runner.stats.frames_published >= 10, 60, "frames published")
-            broker.stop()
-            with pytest.raises(
-                PublishError, match=r"lost the MQTT broker mqtt://127\.0\.0\.1:\d+: .+; collect"
-            ):
-                async with asyncio.timeout(120):
-                    await task
-            await asyncio.wait_for(polar.disconnected.wait(), 30)  # the BLE side was closed too
+        collector = Collector(
+            [_target("polar-mq", "polar-h10", address, "calf_left")],
+            mqtt,
+            USER,
+            backend=r.backend,
+            timing=timing,
+        )
+        async with _worker(mqtt, tmp_path / "restart.db", "ble-restart-worker") as worker:
+            yield broker, collector, worker
     finally:
         broker.stop()
+
+
+async def _broker_away(broker: MosquittoServer, pub: LivePublisher, frames: int) -> None:
+    """Stop the broker until ``frames`` more frames have been queued, then start it again."""
+    broker.stop()
+    await wait_for(lambda: not pub.connected.is_set(), 30, "the publisher noticing the broker is gone")
+    queued = pub.frames_queued
+    await wait_for(lambda: pub.frames_queued >= queued + frames, 60, "frames queued while the broker is away")
+    assert pub.frames_waiting > 0
+    broker.restart()
+
+
+async def test_a_broker_restart_loses_no_frames(tmp_path: Path) -> None:
+    async with (
+        radio() as r,
+        await emulate("polar-h10", r.link, rate_per_min=0, seed=41) as polar,
+        _broker_collect(tmp_path, r, polar.address, TEST_TIMING) as (broker, collector, worker),
+    ):
+        async with _running(collector) as task:
+            await asyncio.wait_for(collector.started.wait(), 30)
+            runner = collector.runners["polar-mq"]
+            pub = runner.publisher
+            await wait_for(lambda: worker.stats.frames >= 10, 60, "frames before the broker goes")
+            await _broker_away(broker, pub, 20)
+            await wait_for(lambda: pub.reconnects == 1, 60, "the publisher reconnecting")
+            await wait_for(lambda: pub.frames_waiting == 0, 60, "the backlog delivered")
+            assert not task.done()  # collect kept running through it ...
+            assert runner.stats.connects == 1
+            assert runner.stats.drops == 0
+        published = runner.stats.frames_published
+        assert pub.frames_dropped == 0
+        assert pub.frames_sent >= published
+        await wait_for(lambda: worker.stats.frames == published, 60, "every frame at the worker")
+        assert worker.stats.gaps == 0
+        assert worker.stats.missing_frames == 0
+        assert (await _retained_status(parse_mqtt_url(broker.url), "polar-mq")).state == "offline"
+
+
+async def test_a_broker_away_longer_than_the_buffer_costs_a_counted_gap(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    timing = dataclasses.replace(TEST_TIMING, broker_buffer_s=0.5)
+    caplog.set_level(logging.WARNING, logger="collector.outbox")
+    async with (
+        radio() as r,
+        await emulate("polar-h10", r.link, rate_per_min=0, seed=42) as polar,
+        _broker_collect(tmp_path, r, polar.address, timing) as (broker, collector, worker),
+    ):
+        async with _running(collector):
+            await asyncio.wait_for(collector.started.wait(), 30)
+            runner = collector.runners["polar-mq"]
+            pub = runner.publisher
+            await wait_for(lambda: worker.stats.frames >= 10, 60, "frames before the broker goes")
+            await _broker_away(broker, pub, 40)
+            assert pub.frames_dropped > 0
+            await wait_for(lambda: pub.frames_waiting == 0 and pub.reconnects == 1, 60, "the rest delivered")
+        published, dropped = runner.stats.frames_published, pub.frames_dropped
+        await wait_for(
+            lambda: worker.stats.frames + worker.stats.missing_frames == published, 60, "frames or gaps"
+        )
+        assert worker.stats.gaps == 1
+        assert worker.stats.missing_frames == dropped
+    assert "raise [collect] broker_buffer to keep more" in caplog.text
+    assert "buffering frames" in caplog.text
+
+
+async def test_an_unreachable_broker_at_the_start_is_a_clear_error(tmp_path: Path) -> None:
+    broker = MosquittoServer.start(tmp_path / "broker")
+    mqtt = parse_mqtt_url(broker.url)
+    broker.stop()
+    async with radio() as r, await emulate("polar-h10", r.link, seed=43) as polar:
+        collector = Collector(
+            [_target("polar-mq", "polar-h10", polar.address, "calf_left")],
+            mqtt,
+            USER,
+            backend=r.backend,
+            timing=TEST_TIMING,
+        )
+        with pytest.raises(
+            PublishError, match=r"cannot connect to MQTT broker mqtt://127\.0\.0\.1:\d+: .+ is it"
+        ):
+            async with asyncio.timeout(60):
+                await collector.run()
+        assert not collector.runners
+        assert not polar.connected.is_set()

@@ -30,6 +30,7 @@ muscle = "calf_right"
 [collect]
 scan_timeout = 4
 backoff_max = 30
+broker_buffer = 120
 """
 
 
@@ -57,6 +58,7 @@ def test_collect_plan_takes_the_ble_devices_with_their_settings_streams_and_musc
     assert timing.scan_s == 4
     assert timing.backoff_max_s == 30
     assert timing.connect_s == 30  # default
+    assert timing.broker_buffer_s == 120
 
 
 def test_collect_plan_can_pick_devices_and_names_unknown_ones(tmp_path: Path) -> None:
@@ -84,6 +86,7 @@ def test_a_device_without_streams_starts_the_profiles_main_stream(tmp_path: Path
         ("[collect]\nscan_timeout = 0\n", "collect.scan_timeout", "greater than 0"),
         ("[collect]\nbackoff_initial = 10\nbackoff_max = 5\n", "collect", "backoff_max"),
         ("[collect]\nretries = 3\n", "collect.retries", "Extra inputs"),
+        ("[collect]\nbroker_buffer = -1\n", "collect.broker_buffer", "greater than 0"),
     ],
 )
 def test_bad_ble_entries_name_the_key(tmp_path: Path, text: str, key: str, reason: str) -> None:

@@ -687,10 +687,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
         run_until_signal(collector.run_until)
     finally:
         for name, runner in collector.runners.items():
-            s = runner.stats
+            s, pub = runner.stats, runner.publisher
+            lost = f", {pub.frames_dropped} dropped (broker away too long)" if pub.frames_dropped else ""
             print(
-                f"{name}: {s.frames_published} frames, {s.connects} connection(s), {s.drops} drop(s), "
-                f"failures {s.failures or 'none'}",
+                f"{name}: {s.frames_published} frames{lost}, {s.connects} connection(s), {s.drops} drop(s), "
+                f"{pub.reconnects} broker reconnect(s), failures {s.failures or 'none'}",
                 file=sys.stderr,
             )
     return 0

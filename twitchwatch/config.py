@@ -35,6 +35,7 @@ TOML device map (unknown keys are rejected)::
     response_timeout = 10
     backoff_initial = 1
     backoff_max = 60
+    broker_buffer = 600                # s of frames kept per device while the MQTT broker is away
 """
 
 from __future__ import annotations
@@ -174,6 +175,9 @@ class CollectOptions(_Strict):
     response_timeout: float = Field(default=10.0, gt=0, le=3600)
     backoff_initial: float = Field(default=1.0, gt=0, le=3600)
     backoff_max: float = Field(default=60.0, gt=0, le=86400)
+    # Seconds of signal kept in memory per device while the MQTT broker is away (~1 MB a minute for a
+    # Polar H10's accelerometer at 200 Hz); older frames are dropped first, counted and logged.
+    broker_buffer: float = Field(default=600.0, gt=0, le=86400)
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -230,7 +234,12 @@ class DeviceFile(_Strict):
             )
         c = self.collect
         timing = Timing(
-            c.scan_timeout, c.connect_timeout, c.response_timeout, c.backoff_initial, c.backoff_max
+            c.scan_timeout,
+            c.connect_timeout,
+            c.response_timeout,
+            c.backoff_initial,
+            c.backoff_max,
+            broker_buffer_s=c.broker_buffer,
         )
         return targets, timing
 

@@ -3,9 +3,11 @@
 Ownership: ``Collector.run`` opens one publisher per device (retained status, last-will offline) and owns
 one ``asyncio.TaskGroup`` with one task per device. A device task loops: find it by scanning, connect
 (bleak-retry-connector), run a ``Session`` until the link drops, then back off and go again. Failures of
-one device are logged with what to do and retried; they never end the others. ``stop()`` (SIGINT/SIGTERM
+one device are logged with what to do and retried; they never end the others. Each publisher
+(``collector.outbox.LivePublisher``) owns its MQTT connection and its sender task: a broker that goes away
+after the start costs nothing while it comes back within ``broker_buffer_s``. ``stop()`` (SIGINT/SIGTERM
 in the CLI) makes every session send its stop writes, unsubscribe and disconnect; then the publishers
-mark every device offline (retained) and close.
+deliver what is queued, mark every device offline (retained) and close.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import aiomqtt
 from bleak.exc import BleakError
 
 from collector.ble.errors import DeviceStepError, Disconnected
@@ -28,19 +29,11 @@ from collector.ble.session import Events, Session, SessionStats
 from collector.ble.target import BleBackend, DeviceTarget, Timing
 from collector.frames import Frame
 from collector.mqtt import MqttTarget
-from collector.publisher import FramePublisher, PublishError
+from collector.outbox import LivePublisher
 from collector.status import DeviceStatus, StreamInfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class DevicePublisher(FramePublisher):
-    """A ``FramePublisher`` whose retained status can change while it is open (connected, battery)."""
-
-    async def set_status(self, status: DeviceStatus) -> None:
-        self._status = status
-        await self._require().publish(self._status_topic, status.to_json(), qos=1, retain=True)
 
 
 @dataclass
@@ -60,7 +53,7 @@ class DeviceRunner:
     def __init__(
         self,
         target: DeviceTarget,
-        publisher: DevicePublisher,
+        publisher: LivePublisher,
         backend: BleBackend,
         timing: Timing,
         connect_lock: asyncio.Lock,
@@ -105,8 +98,6 @@ class DeviceRunner:
             except (BleakError, OSError) as exc:
                 self._failed("ble", f"{type(exc).__name__}: {exc}")
                 log.warning("%s: Bluetooth error: %s. Next try in %.0f s.", self.target.label, exc, backoff)
-            except aiomqtt.MqttError:
-                raise  # the broker is everyone's: Collector.run ends collect with a clear error
             except Exception as exc:
                 # An error no layer below names (a platform backend's own exception, a profile bug):
                 # one device must not end the others, so it is logged in full and retried like the rest.
@@ -245,19 +236,15 @@ class Collector:
             for target in self.targets:
                 session_id = uuid.uuid4().hex[:12]
                 offline = DeviceStatus.offline(target.profile.NAME, "live", session_id)
-                publisher = DevicePublisher(self.mqtt, self.user, target.name, offline)
+                publisher = LivePublisher(
+                    self.mqtt, self.user, target.name, offline, buffer_s=self.timing.broker_buffer_s
+                )
                 await stack.enter_async_context(publisher)
                 self.runners[target.name] = DeviceRunner(
                     target, publisher, self.backend, self.timing, connect_lock, self._stop, session_id
                 )
             log.info("collecting from %s", ", ".join(t.label for t in self.targets))
             self.started.set()
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    for name, runner in self.runners.items():
-                        tg.create_task(runner.run(), name=f"collect-{name}")
-            except* aiomqtt.MqttError as group:
-                raise PublishError(
-                    f"lost the MQTT broker {self.mqtt.display}: {group.exceptions[0]}; collect stops "
-                    "(run it under a supervisor that restarts it, such as systemd or Docker)"
-                ) from None
+            async with asyncio.TaskGroup() as tg:
+                for name, runner in self.runners.items():
+                    tg.create_task(runner.run(), name=f"collect-{name}")

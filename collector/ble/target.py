@@ -50,9 +50,11 @@ class Timing:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     connect_attempts: int = 2  # bleak-retry-connector's attempts within one connect
+    broker_buffer_s: float = 600.0  # signal time of frames kept while the MQTT broker is away
 
     def __post_init__(self) -> None:
-        for name in ("scan_s", "connect_s", "response_s", "backoff_initial_s", "backoff_max_s"):
+        names = ("scan_s", "connect_s", "response_s", "backoff_initial_s", "backoff_max_s", "broker_buffer_s")
+        for name in names:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
         if self.backoff_max_s < self.backoff_initial_s:

@@ -17,6 +17,7 @@ class MosquittoServer:
     password: str
     process: subprocess.Popen[bytes]
     log: Path
+    conf: Path
 
     @property
     def url(self) -> str:
@@ -24,8 +25,14 @@ class MosquittoServer:
 
     @classmethod
     def start(
-        cls, workdir: Path, username: str = "twitchwatch", password: str = "s3cret-pw"
+        cls,
+        workdir: Path,
+        username: str = "twitchwatch",
+        password: str = "s3cret-pw",
+        *,
+        persistence: bool = False,
     ) -> MosquittoServer:
+        """``persistence``: sessions and queued messages survive ``restart()``, as on a production broker."""
         binary = require_binary("mosquitto", "mosquitto")
         passwd = require_binary("mosquitto_passwd", "mosquitto")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -35,19 +42,29 @@ class MosquittoServer:
         port = free_port()
         log = workdir / "mosquitto.log"
         conf = workdir / "mosquitto.conf"
+        # Saved at shutdown only (autosave off): a restart brings back exactly what the broker held.
+        keep = (
+            f"persistence true\npersistence_location {workdir}/\nautosave_interval 0\n"
+            if persistence
+            else "persistence false\n"
+        )
         conf.write_text(
             f"listener {port} 127.0.0.1\n"
             "allow_anonymous false\n"
             f"password_file {pwfile}\n"
             # Started as root, mosquitto would switch to its own user, which cannot read our temp dir.
             f"user {getpass.getuser()}\n"
-            "persistence false\n"
+            f"{keep}"
             # The worker's persistent session must not lose frames queued while it reconnects.
             "max_queued_messages 0\n"
             "max_inflight_messages 100\n"
             f"log_dest file {log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
+        return cls(port, username, password, cls._launch(binary, conf, port, log), log, conf)
+
+    @staticmethod
+    def _launch(binary: str, conf: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
@@ -56,7 +73,12 @@ class MosquittoServer:
         except Exception:
             proc.kill()
             raise
-        return cls(port, username, password, proc, log)
+        return proc
+
+    def restart(self) -> None:
+        """Start the stopped broker again on the same port with the same configuration."""
+        binary = require_binary("mosquitto", "mosquitto")
+        self.process = self._launch(binary, self.conf, self.port, self.log)
 
     def stop(self) -> None:
         self.process.terminate()

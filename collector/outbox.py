@@ -1,0 +1,328 @@
+"""Live publishing that outlasts the broker: a bounded outbox per device and one sender task that owns the
+MQTT connection, reconnecting with backoff.
+
+A wearable's samples cannot be asked for again, so ``twitchwatch collect`` must not lose them because
+Mosquitto restarted or the Wi-Fi dropped for a minute. Frames wait in memory, oldest first, up to
+``buffer_s`` of signal time (and ``max_bytes``); what does not fit is dropped *oldest first*, counted,
+logged, and shows to the worker as a sequence gap — never silently. Delivery is at least once: a batch
+cut off by a disconnect is sent again whole, and the worker drops the repeats by sequence number.
+
+Ownership: ``LivePublisher.__aenter__`` connects once (a broker that is wrong from the start — bad URL,
+bad credentials — is an error to fix, not to wait out) and starts the sender task; ``__aexit__`` gives
+the sender ``drain_s`` to deliver what is queued, marks the device offline (retained), stops the task and
+says how many frames never reached the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiomqtt
+
+from collector.frames import Frame, encode
+from collector.mqtt import MqttTarget
+from collector.publisher import IN_FLIGHT, PublishError
+from collector.ratelog import RateLimitedLog
+from collector.status import DeviceStatus
+from collector.topics import Topic
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 5.0  # an unacknowledged publish after this long means the link is gone
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    t_ns: int  # signal time of the frame's first sample: what ``buffer_s`` is measured in
+
+
+class Outbox:
+    """Messages waiting for the broker, oldest first, bounded by signal time span and bytes."""
+
+    def __init__(self, buffer_s: float, max_bytes: int = 256 * 2**20) -> None:
+        if not buffer_s > 0 or max_bytes < 1:
+            raise ValueError("buffer_s and max_bytes must be positive")
+        self.span_ns = round(buffer_s * 1e9)
+        self.max_bytes = max_bytes
+        self._queue: deque[Message] = deque()
+        self._newest_ns: int | None = None
+        self.bytes = 0
+        self.dropped = 0  # messages dropped because the outbox was full, over its lifetime
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def put(self, message: Message) -> int:
+        """Queue a message; returns how many of the oldest were dropped to make room."""
+        self._queue.append(message)
+        self.bytes += len(message.payload)
+        if self._newest_ns is None or message.t_ns > self._newest_ns:
+            self._newest_ns = message.t_ns
+        return self._enforce()
+
+    def take(self, n: int) -> list[Message]:
+        """Remove and return up to n of the oldest messages (to be sent)."""
+        out = [self._queue.popleft() for _ in range(min(n, len(self._queue)))]
+        self.bytes -= sum(len(m.payload) for m in out)
+        return out
+
+    def restore(self, messages: Iterable[Message]) -> int:
+        """Put messages that could not be sent back in front, in order; returns how many were dropped."""
+        batch = list(messages)
+        self._queue.extendleft(reversed(batch))
+        self.bytes += sum(len(m.payload) for m in batch)
+        return self._enforce()
+
+    def _enforce(self) -> int:
+        dropped = 0
+        newest = self._newest_ns if self._newest_ns is not None else 0
+        while len(self._queue) > 1 and (
+            self.bytes > self.max_bytes or newest - self._queue[0].t_ns > self.span_ns
+        ):
+            self.bytes -= len(self._queue.popleft().payload)
+            dropped += 1
+        self.dropped += dropped
+        return dropped
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How the sender waits between connection attempts and how long a shutdown may spend delivering."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    drain_s: float = 10.0
+
+
+class LivePublisher:
+    """``async with LivePublisher(...) as pub: await pub.publish("acc", frame)`` — never raises for a lost
+    broker once open; ``stats`` tell what was queued, sent and dropped."""
+
+    def __init__(
+        self,
+        target: MqttTarget,
+        user: str,
+        device: str,
+        status: DeviceStatus,
+        *,
+        buffer_s: float = 600.0,
+        reconnect: Reconnect | None = None,
+    ) -> None:
+        self._target = target
+        self._user, self._device = user, device
+        self._status_topic = str(Topic(user, device, "status"))
+        self._status = status
+        self._status_dirty = True
+        self._offline = DeviceStatus.offline(status.profile, status.source, status.session_id)
+        self._outbox = Outbox(buffer_s)
+        self._policy = reconnect or Reconnect()
+        self._wake = asyncio.Event()  # something to send
+        self._idle = asyncio.Event()  # nothing left to send (set by the sender)
+        self._closing = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._rlog = RateLimitedLog(log, every=30.0)
+        self.connected = asyncio.Event()
+        self.frames_queued = 0
+        self.frames_sent = 0
+        self.reconnects = 0
+
+    @property
+    def frames_dropped(self) -> int:
+        return self._outbox.dropped
+
+    @property
+    def frames_waiting(self) -> int:
+        return len(self._outbox)
+
+    # ---- the caller's side ------------------------------------------------------------------------
+    async def __aenter__(self) -> LivePublisher:
+        try:
+            client = await self._connect()
+        except aiomqtt.MqttError as exc:
+            raise PublishError(
+                f"cannot connect to MQTT broker {self._target.display}: {exc}; is it running, "
+                "and are TWITCHWATCH_MQTT_URL's credentials right?"
+            ) from exc
+        self._sender = asyncio.create_task(self._run(client), name=f"publish-{self._device}")
+        self._sender.add_done_callback(self._sender_ended)
+        return self
+
+    def _sender_ended(self, task: asyncio.Task[None]) -> None:
+        # A bug in the sender would otherwise only show at shutdown, with the frames piling up unseen.
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "%s: the MQTT sender failed; frames are no longer sent",
+                self._device,
+                exc_info=task.exception(),
+            )
+
+    async def publish(self, stream: str, frame: Frame) -> None:
+        topic = str(Topic(self._user, self._device, "raw", stream))
+        dropped = self._outbox.put(Message(topic, encode(frame), frame.t0_ns))
+        self.frames_queued += 1
+        self._idle.clear()
+        if dropped:
+            self._rlog.warning(
+                "full",
+                "%s: the MQTT broker %s has been away longer than the buffer holds; dropped the %d "
+                "oldest frames (%d in all). They show as a gap; raise [collect] broker_buffer to keep more",
+                self._device,
+                self._target.display,
+                dropped,
+                self._outbox.dropped,
+            )
+        self._wake.set()
+
+    async def set_status(self, status: DeviceStatus) -> None:
+        """The device's retained status from now on (sent at once, or as soon as the broker is back)."""
+        self._status = status
+        self._status_dirty = True
+        self._idle.clear()
+        self._wake.set()
+
+    async def drain(self, within_s: float | None = None) -> bool:
+        """Wait until everything queued so far has reached the broker; False if ``within_s`` ran out."""
+        sender = self._sender
+        if sender is None or sender.done():
+            return not self._pending()
+        idle = asyncio.ensure_future(self._idle.wait())
+        try:
+            await asyncio.wait({idle, sender}, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+        return not self._pending()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.set_status(self._offline)
+        delivered = await self.drain(self._policy.drain_s)
+        self._closing.set()
+        self._wake.set()
+        if self._sender is not None:
+            if not delivered:
+                self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
+        if not delivered:
+            log.error(
+                "%s: %d frames and the offline status never reached the MQTT broker %s (it was away at "
+                "shutdown); they are lost",
+                self._device,
+                len(self._outbox),
+                self._target.display,
+            )
+
+    # ---- the sender task --------------------------------------------------------------------------
+    def _pending(self) -> bool:
+        return bool(self._outbox) or self._status_dirty
+
+    async def _connect(self) -> aiomqtt.Client:
+        will = aiomqtt.Will(self._status_topic, self._offline.to_json(), qos=1, retain=True)
+        client = self._target.client(will=will, max_inflight=IN_FLIGHT * 2)
+        client.pending_calls_threshold = IN_FLIGHT + 8  # our window is deliberate, not a backlog
+        await client.__aenter__()
+        self.connected.set()
+        return client
+
+    async def _run(self, client: aiomqtt.Client | None) -> None:
+        backoff = self._policy.initial_s
+        try:
+            while True:
+                try:
+                    if client is None:
+                        client = await self._connect()
+                        self.reconnects += 1
+                        self._status_dirty = True  # the will may have marked it offline meanwhile
+                        log.info(
+                            "%s: back on MQTT broker %s; sending %d buffered frames",
+                            self._device,
+                            self._target.display,
+                            len(self._outbox),
+                        )
+                        backoff = self._policy.initial_s
+                    self._wake.clear()
+                    await self._flush(client)
+                    if self._closing.is_set():
+                        return
+                    if not self._pending():
+                        self._idle.set()
+                        await self._wake.wait()
+                except aiomqtt.MqttError as exc:
+                    self.connected.clear()
+                    if client is not None:
+                        await _close(client)
+                    client = None
+                    self._rlog.warning(
+                        "lost",
+                        "%s: MQTT broker %s unreachable (%s); buffering frames (%d waiting) and "
+                        "reconnecting in %.0f s",
+                        self._device,
+                        self._target.display,
+                        exc,
+                        len(self._outbox),
+                        backoff,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closing.wait(), backoff)
+                    if self._closing.is_set():
+                        return
+                    backoff = min(backoff * 2, self._policy.max_s)
+        finally:
+            self.connected.clear()
+            if client is not None:
+                await _close(client)
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        while True:
+            if self._status_dirty:
+                self._status_dirty = False
+                try:
+                    await client.publish(
+                        self._status_topic,
+                        self._status.to_json(),
+                        qos=1,
+                        retain=True,
+                        timeout=PUBLISH_TIMEOUT_S,
+                    )
+                except BaseException:
+                    self._status_dirty = True
+                    raise
+            batch = self._outbox.take(IN_FLIGHT)
+            if not batch:
+                return
+            await self._send(client, batch)
+            self.frames_sent += len(batch)
+
+    async def _send(self, client: aiomqtt.Client, batch: list[Message]) -> None:
+        """Publish a batch (QoS 1, in order, up to IN_FLIGHT at once); on any failure put all of it back."""
+        try:
+            results = await asyncio.gather(
+                *(client.publish(m.topic, m.payload, qos=1, timeout=PUBLISH_TIMEOUT_S) for m in batch),
+                return_exceptions=True,
+            )
+        except BaseException:  # cancelled at shutdown: what was taken is still owed
+            self._outbox.restore(batch)
+            raise
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self._outbox.restore(batch)
+            first = errors[0]
+            if isinstance(first, aiomqtt.MqttError):
+                raise first
+            raise aiomqtt.MqttError(f"publish failed: {first!r}") from first
+
+
+async def _close(client: aiomqtt.Client) -> None:
+    """Leave a client whose connection may already be gone (nothing to report: the caller knows why)."""
+    with contextlib.suppress(Exception):
+        await client.__aexit__(None, None, None)

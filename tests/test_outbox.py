@@ -1,0 +1,72 @@
+"""The collector's outbox: what it keeps while the broker is away, what it drops (oldest first, counted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.outbox import Message, Outbox
+
+SECOND = 1_000_000_000
+
+
+def _msg(i: int, t_s: float, size: int = 10) -> Message:
+    return Message(f"t/{i}", bytes(size), round(t_s * SECOND))
+
+
+def test_keeps_everything_within_its_span_in_order() -> None:
+    box = Outbox(buffer_s=10.0)
+    for i in range(11):
+        assert box.put(_msg(i, i * 1.0)) == 0
+    assert len(box) == 11
+    assert [m.topic for m in box.take(3)] == ["t/0", "t/1", "t/2"]
+    assert box.bytes == 80
+    assert box.dropped == 0
+
+
+def test_drops_the_oldest_beyond_its_span_and_counts_them() -> None:
+    box = Outbox(buffer_s=2.0)
+    dropped = [box.put(_msg(i, i * 0.5)) for i in range(10)]
+    assert sum(dropped) == box.dropped == 5
+    assert [m.topic for m in box.take(100)] == ["t/5", "t/6", "t/7", "t/8", "t/9"]  # 2.0 s, both ends kept
+
+
+def test_drops_the_oldest_beyond_its_bytes() -> None:
+    box = Outbox(buffer_s=3600.0, max_bytes=25)
+    for i in range(4):
+        box.put(_msg(i, i, size=10))
+    assert box.dropped == 2
+    assert box.bytes == 20
+    assert [m.topic for m in box.take(10)] == ["t/2", "t/3"]
+
+
+def test_restore_puts_an_unsent_batch_back_in_front_in_order() -> None:
+    box = Outbox(buffer_s=60.0)
+    for i in range(5):
+        box.put(_msg(i, i))
+    batch = box.take(3)
+    box.put(_msg(5, 5))
+    assert box.restore(batch) == 0
+    assert [m.topic for m in box.take(10)] == [f"t/{i}" for i in range(6)]
+    assert box.bytes == 0
+
+
+def test_a_restored_batch_that_no_longer_fits_loses_its_oldest() -> None:
+    box = Outbox(buffer_s=1.0)
+    box.put(_msg(0, 0.0))
+    box.put(_msg(1, 0.5))
+    batch = box.take(2)
+    box.put(_msg(2, 1.2))  # while the batch was out: now t/0 is 1.2 s older than the newest
+    assert box.restore(batch) == 1
+    assert [m.topic for m in box.take(10)] == ["t/1", "t/2"]
+
+
+def test_a_single_message_is_always_kept() -> None:
+    box = Outbox(buffer_s=1.0, max_bytes=5)
+    assert box.put(_msg(0, 0.0, size=50)) == 0
+    assert len(box) == 1
+
+
+@pytest.mark.parametrize(("span", "size"), [(0.0, 10), (-1.0, 10), (1.0, 0)])
+def test_bad_bounds_are_refused(span: float, size: int) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Outbox(buffer_s=span, max_bytes=size)
