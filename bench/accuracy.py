@@ -4,7 +4,8 @@ Run: ``.venv/bin/python -m bench.accuracy`` (a minute or two; ``--quick`` for a 
 
 (a) generated signals over a range of SNRs, every event class (``bench.data.generate``);
 (b) the real recordings in ``../shared/data`` with twitches injected on their rest spans
-    (``bench.data.inject``), scored on the rest spans;
+    (``bench.data.inject``), scored on the rest spans; ``REAL_SEEDS`` injection schedules per recording,
+    pooled (one schedule's ~100 true events move F1 by ±0.02), with the spread over the seeds;
 (c) false twitches per lane-minute during the recordings' real voluntary activity (nothing injected);
 (d) every part runs each method of ``bench.baselines.METHODS`` on the same arrays.
 
@@ -37,6 +38,7 @@ from bench.scoring import (
     merge,
     score,
     span_seconds,
+    spread,
     within,
 )
 from collector import synth
@@ -50,6 +52,8 @@ FALSE_PER_MIN_TARGET = 1.0
 GENERATED_RATES = {"fasciculation": 30.0, "myoclonic_jerk": 4.0, "sustained": 2.0, "artifact": 1.0}
 ACC_EXTRA_RATES = {"posture_changes": 0.5, "walking": 0.5}  # truth class "sustained" (gross movement)
 INJECTED_RATES = {"fasciculation": 30.0, "myoclonic_jerk": 4.0, "sustained": 0.0, "artifact": 0.0}
+REAL_SEEDS = 5  # injection seeds per recording in (b): one seed's ~100 true events move F1 by ±0.02
+SEED_STRIDE = 100
 WARMUP_S = 2.0  # nothing is injected in a recording's first seconds: every detector learns its noise there
 
 
@@ -164,43 +168,94 @@ def reference(rec: Recording) -> Span:
     return (a, a + 1.0)
 
 
-def injected(
-    recs: Sequence[Recording], snr: float, methods: Sequence[str], seed: int
-) -> dict[str, dict[str, Outcome]]:
-    out: dict[str, dict[str, Outcome]] = {}
+def injection_seeds(seed: int, n: int) -> list[int]:
+    """``n`` injection seeds from ``seed``, ``SEED_STRIDE`` apart: each lane injects with seed + lane, so
+    no two runs share a schedule on recordings of up to ``SEED_STRIDE`` channels."""
+    return [seed + SEED_STRIDE * k for k in range(n)]
+
+
+def inject_rest(
+    rec: Recording, phys: synth.Physiology, seed: int
+) -> tuple[np.ndarray, list[Event], list[Span]]:
+    """The recording with events injected on its rest (after the warm-up, off the rest reference), each
+    channel its own schedule; the truth; the spans that are scored."""
+    ref = reference(rec)
+    allowed = data.spans_to_mask(
+        [(max(a, WARMUP_S), b) for a, b in rec.rest if b > WARMUP_S], rec.x.shape[0], rec.rate
+    ) & ~data.spans_to_mask([ref], rec.x.shape[0], rec.rate)
+    cols, truth = [], []
+    for lane in range(rec.channels):
+        x, t = data.inject(
+            rec.x[:, lane : lane + 1],
+            rec.signal,
+            rec.rate,
+            phys,
+            seed + lane,
+            muscle=f"ch{lane}",
+            rest_mask=allowed,
+        )
+        cols.append(x[:, 0])
+        truth += data.truth_events(t, lane)
+    return np.stack(cols, axis=1), truth, list(data.mask_to_spans(allowed, rec.rate))
+
+
+@dataclass
+class Injected:
+    """(b)'s outcomes: per recording pooled over the seeds, and per seed pooled over the recordings."""
+
+    by_rec: dict[str, dict[str, Outcome]] = field(default_factory=dict)
+    by_seed: dict[int, dict[str, Outcome]] = field(default_factory=dict)
+
+    def add(self, name: str, seed: int, method: str, o: Outcome) -> None:
+        rows = [self.by_rec.setdefault(name, {})]
+        if not o.error:  # a seed pools the recordings the method could run on
+            rows.append(self.by_seed.setdefault(seed, {}))
+        for row in rows:
+            row[method] = row[method].add(o) if method in row else o
+
+
+def injected(recs: Sequence[Recording], snr: float, methods: Sequence[str], seeds: Sequence[int]) -> Injected:
+    out = Injected()
     phys = data.physiology(snr, **INJECTED_RATES)
     for rec in recs:
-        ref = reference(rec)
-        allowed = data.spans_to_mask(
-            [(max(a, WARMUP_S), b) for a, b in rec.rest if b > WARMUP_S], rec.x.shape[0], rec.rate
-        ) & ~data.spans_to_mask([ref], rec.x.shape[0], rec.rate)
-        cols, truth = [], []
-        for lane in range(rec.channels):
-            x, t = data.inject(
-                rec.x[:, lane : lane + 1],
-                rec.signal,
-                rec.rate,
-                phys,
-                seed + lane,
-                muscle=f"ch{lane}",
-                rest_mask=allowed,
-            )
-            cols.append(x[:, 0])
-            truth += data.truth_events(t, lane)
-        x_all = np.stack(cols, axis=1)
-        rest = data.mask_to_spans(allowed, rec.rate)
-        if not truth:
+        n_true = 0
+        for seed in seeds:
+            x_all, truth, rest = inject_rest(rec, phys, seed)
+            if not truth:
+                break
+            n_true += len(truth)
+            for m in methods:
+                events, secs, err = run(m, x_all, rec.rate, rec.signal, reference(rec))
+                o = Outcome(score(truth, within(events, rest)), seconds=secs, error=err)
+                out.add(rec.name, seed, m, o)
+        if not n_true:
             progress(
                 f"  injected {rec.name}: no rest span long enough for an event with its margins; skipped"
             )
             continue
-        out[rec.name] = {}
-        for m in methods:
-            events, secs, err = run(m, x_all, rec.rate, rec.signal, ref)
-            out[rec.name][m] = Outcome(score(truth, within(events, rest)), seconds=secs, error=err)
         lane_s = span_seconds(rest) * rec.channels
-        progress(f"  injected {rec.name}: {len(truth)} events on {lane_s:.0f} lane-s of rest")
+        progress(
+            f"  injected {rec.name}: {n_true} events over {len(seeds)} seeds on {lane_s:.0f} lane-s of rest"
+        )
     return out
+
+
+def print_spread(res: Injected, methods: Sequence[str]) -> None:
+    n = len(res.by_seed)
+    print(f"    over the {n} injection seeds (each seed pooled over the recordings a method runs on), F1:")
+    print(f"{'':>22} {'pooled':>7} {'mean':>7} {'SD':>7} {'min':>7} {'max':>7}")
+    rows = [("twitchwatch", "fasciculation", "twitchwatch fasc."), *[(m, TWITCH, LABELS[m]) for m in methods]]
+    for m, cls, label in rows:
+        per_seed = [by[m] for by in res.by_seed.values() if m in by]
+        if not per_seed:
+            print(f"{label:>22} {'n/a':>7}")
+            continue
+        pooled = Outcome()
+        for o in per_seed:
+            pooled = pooled.add(o)
+        s = spread(o.counts.get(cls, Counts()).f1 for o in per_seed)
+        f1 = pooled.counts.get(cls, Counts()).f1
+        print(f"{label:>22} {f1:>7.3f} {s.mean:>7.3f} {s.sd:>7.3f} {s.lo:>7.3f} {s.hi:>7.3f}")
 
 
 # --- (c) false twitches during voluntary activity --------------------------------------------------------
@@ -269,6 +324,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--real-snr", type=float, nargs="+", help=f"SNRs injected on real rest (default {DECENT_SNR_DB:g})"
     )
+    parser.add_argument(
+        "--real-seeds",
+        type=int,
+        help=f"injection seeds per recording in (b), pooled (default {REAL_SEEDS}; --quick: 2)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     snrs = args.snr or ([0.0, 10.0, 20.0, 30.0] if args.quick else [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0])
@@ -297,20 +357,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.quick:
         with_rest = with_rest[:3]
     real_snrs = args.real_snr or [DECENT_SNR_DB]
-    inj: dict[str, dict[str, Outcome]] = {}
+    seeds = injection_seeds(args.seed, args.real_seeds or (2 if args.quick else REAL_SEEDS))
+    inj = Injected()
     for snr in real_snrs:
-        by_rec = injected(with_rest, snr, methods, args.seed)
+        res = injected(with_rest, snr, methods, seeds)
         if snr == DECENT_SNR_DB:
-            inj = by_rec
-        title = f"(b) real rest + injected twitches at {snr:g} dB"
-        print_side_by_side(by_rec, methods, "recording", title)
+            inj = res
+        title = f"(b) real rest + injected twitches at {snr:g} dB, {len(seeds)} injection seeds pooled"
+        print_side_by_side(res.by_rec, methods, "recording", title)
         print("    twitchwatch per class:")
-        for name, by in by_rec.items():
+        for name, by in res.by_rec.items():
             c = by["twitchwatch"].counts
             cells = "  ".join(
                 f"{k} {triple(c.get(k))} {c[k].n_true:>4}" for k in ("fasciculation", "myoclonic_jerk")
             )
             print(f"{name:>22}  {cells}")
+        print_spread(res, methods)
 
     progress("(c) false twitches during voluntary activity")
     active = [r for r in recs if span_seconds(r.active) > 0]
@@ -322,12 +384,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     f1 = emg[decent]["twitchwatch"].counts["fasciculation"].f1
     print(f"  fasciculation F1 at {decent:g} dB, generated: {f1:.3f} ({verdict(f1 >= F1_TARGET)})")
     real = Outcome()
-    for by in inj.values():
+    for by in inj.by_rec.values():
         real = real.add(by["twitchwatch"])
-    if inj:
+    if inj.by_rec:
         f1r = real.counts.get("fasciculation", Counts()).f1
+        s = spread(by["twitchwatch"].counts["fasciculation"].f1 for by in inj.by_seed.values())
+        ok = verdict(f1r >= F1_TARGET)
         print(
-            f"  fasciculation F1 at {DECENT_SNR_DB:g} dB, real rest: {f1r:.3f} ({verdict(f1r >= F1_TARGET)})"
+            f"  fasciculation F1 at {DECENT_SNR_DB:g} dB, real rest: {f1r:.3f} pooled over {s.n} seeds "
+            f"(per seed {s.lo:.3f}–{s.hi:.3f}, SD {s.sd:.3f}, SD/√n {s.sem:.3f}) ({ok})"
         )
     surface = Outcome()
     for r in active:
@@ -336,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pm = surface.per_minute
     print(f"  false twitches/min in surface-EMG activity: {pm:.2f} ({verdict(pm <= FALSE_PER_MIN_TARGET)})")
     spent = {m: 0.0 for m in methods}
-    for by in [*emg.values(), *inj.values(), *act.values()]:
+    for by in [*emg.values(), *inj.by_rec.values(), *act.values()]:
         for m, o in by.items():
             spent[m] += o.seconds
     cells = ", ".join(f"{LABELS[m]} {spent[m]:.1f} s" for m in methods)

@@ -20,6 +20,7 @@ classify) are scored, and how twitchwatch is compared with them.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -75,6 +76,31 @@ class Counts:
         # 2·TP / (2·TP + FP + FN): defined whenever there is anything to score.
         total = self.n_true + self.n_detected
         return 2 * self.matched / total if total else float("nan")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How a score varies over repeated runs (e.g. injection seeds): mean, sample standard deviation,
+    range, and the standard error of the mean (SD / √n), which bounds how far the pooled value may be from
+    the long-run value when the runs are independent."""
+
+    n: int
+    mean: float
+    sd: float
+    lo: float
+    hi: float
+
+    @property
+    def sem(self) -> float:
+        return self.sd / math.sqrt(self.n) if self.n > 1 else float("nan")
+
+
+def spread(values: Iterable[float]) -> Spread:
+    v = np.array([x for x in values if not math.isnan(x)], dtype=float)
+    if not v.size:
+        return Spread(0, *(float("nan"),) * 4)
+    sd = float(v.std(ddof=1)) if v.size > 1 else float("nan")
+    return Spread(int(v.size), float(v.mean()), sd, float(v.min()), float(v.max()))
 
 
 def is_class(e: Event, cls: str) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import data
+from bench import accuracy, data
 from bench.baselines import pair_crossings, run_twitchwatch
 from bench.scoring import (
     TWITCH,
@@ -22,6 +22,7 @@ from bench.scoring import (
     match_pairs,
     merge,
     score,
+    spread,
     within,
 )
 
@@ -118,6 +119,19 @@ def test_counts_metrics_and_merge() -> None:
     assert math.isnan(Counts().f1)
     m = merge({"a": Counts(2, 2, 1)}, {"a": Counts(3, 1, 1), "b": Counts(1, 0, 0)})
     assert m == {"a": Counts(5, 3, 2), "b": Counts(1, 0, 0)}
+
+
+def test_spread_over_runs() -> None:
+    s = spread([0.8, 0.9, float("nan"), 1.0])  # a run with nothing to score is left out
+    assert (s.n, s.lo, s.hi) == (3, 0.8, 1.0)
+    assert s.mean == pytest.approx(0.9)
+    assert s.sd == pytest.approx(0.1)  # sample SD (n − 1)
+    assert s.sem == pytest.approx(0.1 / math.sqrt(3))
+    one = spread([0.5])
+    assert one.mean == 0.5
+    assert math.isnan(one.sd)
+    assert math.isnan(one.sem)
+    assert spread([]).n == 0
 
 
 def test_event_rejects_negative_duration() -> None:
@@ -305,6 +319,44 @@ def test_injected_events_stay_on_the_rest_mask() -> None:
     for e in events:
         assert mask[round(e.start * rate) : round(e.end * rate)].all()
     assert np.array_equal(x[~mask], background[~mask])  # nothing outside the rest mask changes
+
+
+def test_injection_seeds_never_share_a_lane_schedule() -> None:
+    seeds = accuracy.injection_seeds(1, 5)
+    assert len(seeds) == 5
+    lane_seeds = [s + lane for s in seeds for lane in range(accuracy.SEED_STRIDE)]  # inject uses seed + lane
+    assert len(set(lane_seeds)) == len(lane_seeds)
+
+
+def test_injected_pools_seeds_per_recording_and_recordings_per_seed() -> None:
+    rec = data.Recording(
+        "noise",
+        "emg",
+        1000.0,
+        np.random.default_rng(4).normal(0, 3.0, (30_000, 2)),
+        "µV",
+        rest=((0.0, 30.0),),
+    )
+    res = accuracy.injected([rec], 20.0, ["twitchwatch"], accuracy.injection_seeds(7, 3))
+    per_seed = [by["twitchwatch"].counts[TWITCH] for by in res.by_seed.values()]
+    assert len(per_seed) == 3
+    assert len({c.n_true for c in per_seed}) > 1  # different schedules
+    pooled = res.by_rec["noise"]["twitchwatch"].counts[TWITCH]
+    assert pooled == sum(per_seed, Counts())
+    # one run of the same seed, scored on its own, is one of the pooled parts
+    _, truth, rest = accuracy.inject_rest(rec, data.physiology(20.0, **accuracy.INJECTED_RATES), 107)
+    assert {e.lane for e in truth} == {0, 1}  # each channel its own schedule
+    assert rest[0][0] >= accuracy.WARMUP_S
+    assert per_seed[1].n_true == len(truth)
+
+
+def test_a_method_that_cannot_run_on_a_recording_is_pooled_over_the_others() -> None:
+    res = accuracy.Injected()
+    res.add("a", 1, "m", accuracy.Outcome({TWITCH: Counts(4, 4, 3)}))
+    res.add("myo", 1, "m", accuracy.Outcome(error="cannot run at 200 Hz"))
+    assert res.by_rec["myo"]["m"].error  # shown as n/a in its row
+    assert res.by_seed[1]["m"].counts == {TWITCH: Counts(4, 4, 3)}
+    assert not res.by_seed[1]["m"].error
 
 
 def test_streaming_run_reports_the_chunk_each_detection_came_back_in() -> None:
