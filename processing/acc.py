@@ -93,7 +93,7 @@ class AccEngine(LaneEngine):
             return EventKind.SUSTAINED, min(0.6 + moving_ms / 5000.0, 0.95)  # walking, a posture change
         if c.long or ms > prm.jerk_max_ms:
             return EventKind.SUSTAINED, min(0.6 + ms / 5000.0, 0.95)
-        if f.in_train(prm.isolation_ms) or c.recent >= prm.busy_count:
+        if f.in_train(prm.isolation_ms, prm.train_ratio) or f.busy(prm.busy_count, prm.busy_ratio):
             return EventKind.SUSTAINED, 0.6
         if f.context > 1.0:
             return EventKind.SUSTAINED, 0.6

@@ -118,8 +118,10 @@ class DetectorParams:
     context_factor: float = 1.5  # ... and counts as activity above this × floor (power)
     post_context_factor: float = 2.5  # the hold after it (only 40 ms: noisy) counts above this × floor
     busy_count: int = 3  # this many clusters began on the lane within context_ms before: activity
+    busy_ratio: float = 0.0  # ... counting only those whose peak reached this × its own (0: all)
     context_guard_ms: float = 40.0  # ... clear of the event's own rise and tail through the filter
     isolation_ms: float = 300.0  # a cluster starting this soon after the last one continues activity
+    train_ratio: float = 2.0  # ... if their peaks are within this factor of each other (2: 6 dB)
     core_db: float = 10.0  # a piece's core: samples within this of its peak power (and above onset)
     fasc_max_ms: float = 35.0  # a fasciculation's core lasts at most this
     jerk_max_ms: float = 250.0  # a myoclonic jerk's core lasts at most this; longer is activity
@@ -195,7 +197,7 @@ class Cluster:
     slow_blocks: int = 0  # blocks with slow activity
     slow_excursion: float = 0.0  # EMG: largest |moving mean of raw − baseline|
     saturated: bool = False
-    recent: int = 0  # clusters that began on its lane within context_ms before it
+    recent: list[float] = field(default_factory=list)  # peaks of the clusters begun on its lane in context_ms
     long: bool = False  # its core has passed jerk_max_ms: activity, whatever comes
     piece_slow: bool = False  # the open piece has slow activity
     slow_upto: int = -1  # the last block counted in slow_blocks (each block counts once)
@@ -254,13 +256,19 @@ class Features:
     previous_kind: EventKind | None
     previous_peak: float  # the previous cluster's peak (0 if none, -1 right after the warm-up)
 
-    def in_train(self, isolation_ms: float) -> bool:
-        """Soon after a cluster of similar size (within 6 dB): the same motor unit firing again, i.e. a
-        train of voluntary (or cramp) activity rather than an isolated twitch."""
+    def in_train(self, isolation_ms: float, similar: float = 2.0) -> bool:
+        """Soon after a cluster of similar size (peaks within a factor ``similar``): the same motor unit
+        firing again, i.e. a train of voluntary (or cramp) activity rather than an isolated twitch."""
         if self.since_previous_ms >= isolation_ms:
             return False
         ratio = self.previous_peak / max(self.cluster.peak, 1e-300)
-        return self.previous_peak < 0 or 0.5 <= ratio <= 2.0  # < 0: the stream's start, nothing known
+        return self.previous_peak < 0 or 1.0 / similar <= ratio <= similar  # < 0: the stream's start
+
+    def busy(self, count: int, ratio: float = 0.0) -> bool:
+        """At least ``count`` clusters began on the lane within ``context_ms`` before it, counting those
+        whose peak reached ``ratio`` × its own."""
+        floor = ratio * self.cluster.peak
+        return sum(p >= floor for p in self.cluster.recent) >= count
 
 
 @dataclass(slots=True)
@@ -365,7 +373,7 @@ class LaneEngine:
         self._prev_end = [-(10**18)] * lanes
         self._prev_kind: list[EventKind | None] = [None] * lanes
         self._prev_peak = [0.0] * lanes
-        self._recent: list[deque[int]] = [deque() for _ in range(lanes)]
+        self._recent: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
         self._out: list[Detection] = []
 
     # ---- hooks ------------------------------------------------------------------------------------
@@ -873,10 +881,9 @@ class LaneEngine:
         baseline = self._ring_bx[(kb - 1) % self._ring_n, self.lane_channels(lane)].copy()
         self._open[lane] = c = Cluster(start, start, ctx, baseline, floor, self.hold)
         recent = self._recent[lane]
-        while recent and recent[0] < start - self._busy_window:
+        while recent and recent[0][0] < start - self._busy_window:
             recent.popleft()
-        c.recent = len(recent)  # clusters that began on this lane in the last busy_window
-        recent.append(start)
+        c.recent = [peak for _, peak in recent]  # every earlier cluster of the lane is released by now
         return c
 
     def _blip(self, c: Cluster, kind: EventKind) -> bool:
@@ -927,6 +934,7 @@ class LaneEngine:
         self._prev_end[lane] = c.end  # even a blip tells that something went on here
         self._prev_kind[lane] = kind
         self._prev_peak[lane] = c.peak
+        self._recent[lane].append((c.start, c.peak))
         if self._blip(c, kind):
             return  # barely over the onset threshold, brief: noise's tail more often than an event
         conf = round(min(max(confidence, 0.01), 0.99), 3)

@@ -27,6 +27,10 @@ def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorPar
         off_factor=3.0,
         notch_hz=notch_hz,
         artifact_amplitude=5000.0,  # µV: far beyond any surface motor-unit potential
+        # One motor unit's potential repeats within ~±20 % at the surface: ×1.5 is the same unit firing
+        # again; a lane busy only with potentials under half this one's size is not busy at its scale.
+        train_ratio=1.5,
+        busy_ratio=0.5,
     )
 
 
@@ -126,7 +130,7 @@ class EmgEngine(LaneEngine):
             return EventKind.ARTIFACT, 0.8
         if c.long or ms > prm.jerk_max_ms:
             return EventKind.SUSTAINED, min(0.6 + ms / 5000.0, 0.95)
-        if f.in_train(prm.isolation_ms) or c.recent >= prm.busy_count:
+        if f.in_train(prm.isolation_ms, prm.train_ratio) or f.busy(prm.busy_count, prm.busy_ratio):
             return EventKind.SUSTAINED, 0.6  # a train of potentials: ongoing activity
         if f.context > 1.0:
             return EventKind.SUSTAINED, 0.5 + 0.4 * min(f.context - 1.0, 1.0)

@@ -209,6 +209,43 @@ def test_sparse_low_level_activity_is_not_counted() -> None:
     assert any(d.kind is EventKind.SUSTAINED for d in dets)
 
 
+def _muap(x: np.ndarray, centre: int, peak: float) -> None:
+    t = np.arange(-8, 9)
+    x[centre - 8 : centre + 9, 0] += -(t / 2.5) * np.exp(-0.5 * (t / 2.5) ** 2) * peak / 0.607
+
+
+def test_a_large_potential_amid_a_small_units_discharge_is_a_twitch() -> None:
+    """A small unit firing irregularly about 4 times a second keeps its own potentials from counting, but
+    a potential three times its size is not part of that activity: the train and busy rules compare
+    sizes (``train_ratio``, ``busy_ratio``)."""
+    fs = 1000.0
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 3.0, (9000, 1))
+    small = [2000 + round(k * 250 + rng.normal(0, 30)) for k in range(24)]
+    for c in small:
+        _muap(x, c, 20.0)
+    big = small[12] + 120
+    _muap(x, big, 60.0)
+    dets = _run("emg", x, fs)
+    at_big = [d for d in dets if d.start <= big + 30 and d.end >= big - 30]
+    assert [d.kind for d in at_big] == [EventKind.FASCICULATION]
+    others = [d for d in dets if d not in at_big]
+    assert sum(d.kind.is_twitch for d in others) <= 1  # at most the small unit's first potential
+
+
+def test_a_potential_soon_after_a_clearly_smaller_one_is_not_a_train() -> None:
+    """One unit's potential repeats within ×1.5; a potential 150 ms after one of 0.57 × its size is
+    another unit, so both are isolated twitches, while a same-size repeat is a train."""
+    fs = 1000.0
+    x = np.random.default_rng(4).normal(0, 3.0, (9000, 1))
+    _muap(x, 3000, 24.0)
+    _muap(x, 3150, 42.0)
+    _muap(x, 6000, 30.0)
+    _muap(x, 6150, 33.0)
+    kinds = [d.kind for d in _run("emg", x, fs)]
+    assert kinds == [EventKind.FASCICULATION] * 3 + [EventKind.SUSTAINED]
+
+
 def test_huge_pop_is_an_artifact() -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(0, 3.0, (5000, 1))
