@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import accuracy, data
+from bench import accuracy, data, rest_diagnosis
 from bench.baselines import pair_crossings, run_twitchwatch
 from bench.scoring import (
     TWITCH,
@@ -369,3 +369,13 @@ def test_streaming_run_reports_the_chunk_each_detection_came_back_in() -> None:
         if e.emitted_at is not None:
             assert e.emitted_at % 100 == 0 or e.emitted_at == x.shape[0]
             assert e.emitted_at >= round(e.event.end * 1000.0)
+
+
+def test_rest_diagnosis_sees_what_the_detector_emits_and_the_blips() -> None:
+    phys = data.physiology(20.0, fasciculation=40.0, myoclonic_jerk=6.0, sustained=2.0, artifact=1.0)
+    x, _ = data.generate("emg", 1000.0, 30.0, phys, seed=6)
+    released = rest_diagnosis.trace(x, 1000.0)  # raises if its rule disagrees with the engine's class
+    emitted = [e.event for e in run_twitchwatch(x, 1000.0, "emg", chunk=100)]
+    shown = [(r.lane, r.start, r.end, r.kind.value) for r in released if not r.blip]
+    assert sorted(shown) == sorted((e.lane, e.start, e.end, e.kind) for e in emitted)
+    assert {r.rule for r in released} >= {"isolated", "jerk"}
