@@ -379,7 +379,12 @@ def muscle_map_from(settings: Settings) -> Callable[[str, str, int], str | None]
 def flag_task_from(settings: Settings) -> FlagTask:
     ha = HaDiscovery(settings.ha_prefix, settings.ha_interval_s) if settings.ha_discovery else None
     return FlagTask(
-        settings.flag_rules, settings.flags_interval_s, settings.flag_devices, (settings.user,), ha
+        settings.flag_rules,
+        settings.flags_interval_s,
+        settings.flag_devices,
+        (settings.user,),
+        ha,
+        settings.tz,
     )
 
 
