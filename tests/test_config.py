@@ -158,3 +158,13 @@ def test_timezone_defaults_to_the_machines_zone(tz_env: str, expected: str, tmp_
     code = "from twitchwatch.config import load_settings; s = load_settings(); print(s.timezone, s.tz)"
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert run.stdout.split() == [expected, expected]
+
+
+def test_config_check_shows_the_zone_and_refuses_an_unknown_one() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    ok = _cli("config", "check", env={**env, "TWITCHWATCH_TIMEZONE": "Australia/Sydney"})
+    assert ok.returncode == 0, ok.stderr
+    assert "time zone Australia/Sydney" in ok.stdout
+    bad = _cli("config", "check", env={**env, "TWITCHWATCH_TIMEZONE": "Europe/Atlantis"})
+    assert bad.returncode == 2
+    assert "TWITCHWATCH_TIMEZONE: Value error, 'Europe/Atlantis' is not a known time zone" in bad.stderr

@@ -634,7 +634,10 @@ def _print_detect_summary(plan: Plan, run: DetectionRun) -> None:
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings()
     path = args.path or settings.config
-    print(f"environment: OK (MQTT {settings.mqtt.display}, store {settings.store_url}, user {settings.user})")
+    print(
+        f"environment: OK (MQTT {settings.mqtt.display}, store {settings.store_url}, user {settings.user}, "
+        f"time zone {settings.timezone})"
+    )
     if path is None:
         print("no device map given (pass PATH or set TWITCHWATCH_CONFIG)")
         return 0
