@@ -231,3 +231,20 @@ def test_report_and_flags_count_days_in_the_configured_zone(
     seed_recent(db)
     assert main(["flags"]) == 0
     assert "dates (America/New_York): " in capsys.readouterr().out
+
+
+def test_times_without_an_offset_are_read_and_shown_in_the_configured_zone(
+    db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWITCHWATCH_TIMEZONE", "America/New_York")
+    assert main(["journal", "add", "caffeine", "--at", "2026-03-08T01:30"]) == 0  # EST
+    assert main(["journal", "add", "sleep", "--at", "2026-03-08T03:30"]) == 0  # EDT: clocks went forward
+    with SQLiteStore(db) as store:
+        times = {e.factor: e.time_ns for e in store.journal_entries(0, None, "alice")}
+    assert times[Factor.CAFFEINE] == to_ns(dt.datetime(2026, 3, 8, 6, 30, tzinfo=dt.UTC))
+    assert times[Factor.SLEEP] == to_ns(dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC))
+    capsys.readouterr()
+    assert main(["journal", "list", "--since", "2026-03-01"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-03-08T01:30-05:00 caffeine" in out
+    assert "2026-03-08T03:30-04:00 sleep" in out

@@ -437,7 +437,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---- events ----------------------------------------------------------------------------------------
 def cmd_events(args: argparse.Namespace) -> int:
     settings = load_settings()
-    now = dt.datetime.now().astimezone()
+    now = dt.datetime.now(settings.tz)
     since = parse_when(args.since, now, "--since")
     until = parse_when(args.until, now, "--until") if args.until else None
     query = EventQuery(
@@ -450,7 +450,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     with open_store(settings.store_url, settings.influx_auth) as store:
-        print_events(store, query, "json" if args.json else "csv" if args.csv else "table")
+        print_events(store, query, "json" if args.json else "csv" if args.csv else "table", settings.tz)
     return 0
 
 
@@ -468,7 +468,7 @@ _COLUMNS = [
 ]
 
 
-def print_events(store: EventStore, query: EventQuery, fmt: str) -> None:
+def print_events(store: EventStore, query: EventQuery, fmt: str, tz: dt.tzinfo = dt.UTC) -> None:
     events = store.events(query)
     rows = [e.to_json_dict() for e in events]
     if fmt == "json":
@@ -481,7 +481,7 @@ def print_events(store: EventStore, query: EventQuery, fmt: str) -> None:
         writer.writerows(rows)
         return
     for e in events:
-        when = dt.datetime.fromtimestamp(e.start_ns / 1e9).astimezone().isoformat(timespec="milliseconds")
+        when = dt.datetime.fromtimestamp(e.start_ns / 1e9, tz).isoformat(timespec="milliseconds")
         print(
             f"{when}  {e.muscle:<20} {e.kind.value:<15} {e.duration_ms:7.1f} ms  {e.amplitude:10.3f} {e.unit}"
         )
