@@ -28,6 +28,7 @@ from dashboard.livefeed import LiveFeed
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source
 from processing.flags import FlagSet
 from processing.journal import Factor
+from processing.localtime import zone_name
 from processing.report import ReportData
 from processing.store import EventQuery, EventStore, HourCount, StoreError
 
@@ -82,6 +83,9 @@ class Context:
     report: Callable[[int, int], ReportData]
     # How long after each kind of journal entry counts as "after" it (TWITCHWATCH_JOURNAL_WINDOWS_H).
     journal_windows_ns: Mapping[Factor, int]
+    # The zone of every day, hour of day and clock time shown (TWITCHWATCH_TIMEZONE), the same the
+    # flags and the report count in.
+    tz: dt.tzinfo
 
 
 def set_context(ctx: Context) -> None:
@@ -140,15 +144,9 @@ class RangeData:
     rates: list[MinuteRate]
 
 
-def local_tz() -> dt.tzinfo:
-    # The server's zone: the dashboard is meant to run on the user's own machine, next to the browser.
-    tz = dt.datetime.now().astimezone().tzinfo
-    return tz if tz is not None else dt.UTC
-
-
 def render_overview(ctx: Context) -> None:
     page_header("Overview")
-    tz = local_tz()
+    tz = ctx.tz
     controls = sidebar_controls(time.time_ns(), tz)
     try:
         muscles = ctx.store.muscles(ctx.user)
@@ -230,7 +228,7 @@ def describe_range(controls: Controls, tz: dt.tzinfo) -> str:
     tr = controls.time_range
     since = data.format_time(tr.since_ns, tz, with_date=True)
     until = data.format_time(tr.until_ns, tz, with_date=True)
-    return f"{controls.range_label}: {since} to {until} · source: {controls.source_label}"
+    return f"{controls.range_label}: {since} to {until} ({zone_name(tz)}) · source: {controls.source_label}"
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -316,8 +314,8 @@ def heatmap_section(range_data: RangeData, tz: dt.tzinfo) -> None:
     frame = data.hour_of_day_frame(range_data.twitch_counts, tz, muscles)
     st.altair_chart(heatmap_chart(frame), width="stretch")
     st.caption(
-        "Twitches per muscle in each hour of the day (local time), summed over the selected range. "
-        "Hours the sensor was not worn look the same as quiet hours here."
+        f"Twitches per muscle in each hour of the day (local time, {zone_name(tz)}), summed over the "
+        "selected range. Hours the sensor was not worn look the same as quiet hours here."
     )
 
 

@@ -582,6 +582,6 @@ def report_coverage(report: ReportData) -> str:
 
 
 def report_file_stem(report: ReportData) -> str:
-    first = dt.datetime.fromtimestamp(report.since_ns / NS_PER_S, dt.UTC).date()
-    last = dt.datetime.fromtimestamp((report.until_ns - 1) / NS_PER_S, dt.UTC).date()
+    first = local_day(report.since_ns, report.tz)
+    last = local_day(report.until_ns - 1, report.tz)
     return f"twitchwatch-report-{report.user}-{first.isoformat()}-to-{last.isoformat()}"

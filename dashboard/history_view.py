@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, date_pair, local_tz, page_header
+from dashboard.app import Context, date_pair, page_header
 from processing.events import TWITCH_KINDS, TwitchEvent
+from processing.localtime import zone_name
 from processing.store import EventQuery, StoreError
 
 HEADING_DAILY = "Twitches per day"
@@ -24,7 +25,7 @@ MAX_EVENTS = 200_000
 
 def render(ctx: Context) -> None:
     page_header("History")
-    tz = local_tz()
+    tz = ctx.tz
     now_ns = time.time_ns()
     today = data.local_day(now_ns, tz)
     first, last = date_pair(
@@ -71,7 +72,8 @@ def render(ctx: Context) -> None:
     )
     session = None if session_label == ALL_SESSIONS else session_label
     st.caption(
-        f"{first.isoformat()} to {last.isoformat()} · source: {source_label} · session: {session_label}"
+        f"{first.isoformat()} to {last.isoformat()} ({zone_name(tz)}) · source: {source_label} · "
+        f"session: {session_label}"
     )
     daily_sections(data.in_session(events, session), first, last, tz)
 

@@ -9,7 +9,7 @@ import time
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, local_tz, page_header
+from dashboard.app import Context, page_header
 from processing.journal import Factor, JournalEntry, JournalError, factor_effects
 from processing.store import EventQuery, StoreError
 
@@ -23,7 +23,7 @@ ADDED = "journal_added"
 
 def render(ctx: Context) -> None:
     page_header("Journal")
-    tz = local_tz()
+    tz = ctx.tz
     now_ns = time.time_ns()
     add_form(ctx, tz, now_ns)
     period = str(st.sidebar.radio("Show entries from", tuple(PERIODS), index=1, key="journal_period"))

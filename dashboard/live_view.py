@@ -3,6 +3,7 @@ the MQTT bus, all refreshed by one fragment every ``LIVE_REFRESH_S``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import altair as alt
 import streamlit as st
 
 from dashboard import data, live_data
-from dashboard.app import LIVE_REFRESH_S, Context, local_tz, page_header
+from dashboard.app import LIVE_REFRESH_S, Context, page_header
 from dashboard.livefeed import FeedSnapshot, LiveFeed
 from processing.events import TWITCH_KINDS, TwitchEvent
 from processing.store import EventQuery, EventStore, StoreError
@@ -28,14 +29,13 @@ NO_DEVICES = (
 
 def render(ctx: Context) -> None:
     page_header("Live")
-    live_section(ctx.store, ctx.user, ctx.feed)
+    live_section(ctx.store, ctx.user, ctx.feed, ctx.tz)
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)
-def live_section(store: EventStore, user: str, feed: Callable[[], LiveFeed]) -> None:
+def live_section(store: EventStore, user: str, feed: Callable[[], LiveFeed], tz: dt.tzinfo) -> None:
     now_ns = time.time_ns()
-    tz = local_tz()
-    events = twitches_section(store, user, now_ns)
+    events = twitches_section(store, user, now_ns, tz)
     snapshot = feed().snapshot()
     broker_line(snapshot)
     devices_section(snapshot)
@@ -43,7 +43,7 @@ def live_section(store: EventStore, user: str, feed: Callable[[], LiveFeed]) -> 
     st.caption(f"Updates every {LIVE_REFRESH_S:g} s · last update {data.format_time(now_ns, tz)}")
 
 
-def twitches_section(store: EventStore, user: str, now_ns: int) -> list[TwitchEvent]:
+def twitches_section(store: EventStore, user: str, now_ns: int, tz: dt.tzinfo) -> list[TwitchEvent]:
     st.header(HEADING_TWITCHES)
     since_ns = now_ns - data.LIVE_LONG_S * data.NS_PER_S
     try:
@@ -52,7 +52,7 @@ def twitches_section(store: EventStore, user: str, now_ns: int) -> list[TwitchEv
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return []
-    table = data.live_table(events, muscles, now_ns, local_tz())
+    table = data.live_table(events, muscles, now_ns, tz)
     st.markdown(f"**{data.live_summary(table)}**")
     if not table.empty:
         st.table(table, hide_index=True)

@@ -13,7 +13,7 @@ import time
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, local_tz, page_header, show_body_map, show_flags
+from dashboard.app import Context, page_header, show_body_map, show_flags
 from processing.report import ReportData
 from processing.report_render import render_csv, render_pdf
 from processing.store import StoreError
@@ -81,7 +81,7 @@ def csv_text(report: ReportData) -> str:
 
 
 def summary(report: ReportData, period: str) -> None:
-    tz = local_tz()
+    tz = report.tz
     st.header(HEADING_SUMMARY)
     st.markdown(
         f"**{period}: {report.total_twitches} twitches on {len(report.muscles)} "

@@ -19,6 +19,9 @@ The rules (thresholds in ``FlagRules``; docs/flags-and-report.md says why each d
 - ``rising``: the daily rate (twitches per monitored hour) rises over ≥ ``rising_min_days`` monitored
   days with a Mann–Kendall p-value < ``rising_p_value``; the Theil–Sen slope gives the size.
 - ``stale_sensor``: a configured device sent no frame for > ``stale_after_s`` seconds.
+
+Days and hours are local calendar days and clock hours in the ``tz`` the caller passes (the configured
+``TWITCHWATCH_TIMEZONE``; UTC by default), so a twitch at 23:30 belongs to the day the person lived it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from scipy import stats
 
 from collector.topics import ROOT, check_segment
 from processing.events import MinuteRate
+from processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
 
 if TYPE_CHECKING:  # the store imports these values; only type checking needs the store here
     from processing.store import EventStore
@@ -77,8 +81,8 @@ class Flag:
 
     ``muscle`` is empty for ``stale_sensor`` (which names ``device`` instead). ``rule`` is the rule in
     words with its thresholds; ``summary`` the numbers in words; ``numbers`` the same numbers by name;
-    ``days`` the qualifying UTC dates (first_day/last_day bound them); ``raised_at_ns`` when it was
-    computed.
+    ``days`` the qualifying dates, local to the zone the flags were computed in (first_day/last_day
+    bound them); ``raised_at_ns`` when it was computed.
     """
 
     user: str
@@ -283,35 +287,30 @@ class Tally:
 
 @dataclass(frozen=True)
 class MuscleHistory:
-    """One muscle's twitches and monitored seconds per UTC hour and per UTC day.
+    """One muscle's twitches and monitored seconds per local clock hour and per local day.
 
     Several devices on one muscle are one muscle: their twitches add (the worker fuses a twitch seen by
     two streams into one event), their monitored time does not (a minute is monitored or it is not).
     """
 
     muscle: str
-    hours: Mapping[int, Tally]  # hour start ns → tally
+    hours: Mapping[int, Tally]  # start ns of the local clock hour → tally
     days: Mapping[dt.date, Tally]
 
 
-def day_of(ns: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).date()
-
-
-def day_start_ns(day: dt.date) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
-
-
-def histories(rates: Sequence[MinuteRate]) -> dict[str, MuscleHistory]:
-    """Per muscle: hourly and daily tallies of minute rates (any device and source)."""
+def histories(rates: Sequence[MinuteRate], tz: dt.tzinfo = dt.UTC) -> dict[str, MuscleHistory]:
+    """Per muscle: tallies of minute rates (any device and source) per local hour and local day."""
     minutes: dict[tuple[str, int], list[float]] = {}
     for r in rates:
         slot = minutes.setdefault((r.muscle, r.minute_ns), [0, 0.0])
         slot[0] += r.twitches
         slot[1] = max(slot[1], min(r.monitored_s, 60.0))
     hours: dict[str, dict[int, list[float]]] = {}
+    hour_of_minute: dict[int, int] = {}  # the zone lookup once per minute, not once per muscle
     for (muscle, minute_ns), (twitches, monitored) in minutes.items():
-        hour = minute_ns - minute_ns % HOUR_NS
+        hour = hour_of_minute.get(minute_ns)
+        if hour is None:
+            hour = hour_of_minute[minute_ns] = hour_start_ns(minute_ns, tz)
         slot = hours.setdefault(muscle, {}).setdefault(hour, [0, 0.0])
         slot[0] += twitches
         slot[1] += monitored
@@ -319,7 +318,7 @@ def histories(rates: Sequence[MinuteRate]) -> dict[str, MuscleHistory]:
     for muscle, by_hour in hours.items():
         days: dict[dt.date, list[float]] = {}
         for hour, (twitches, monitored) in by_hour.items():
-            slot = days.setdefault(day_of(hour), [0, 0.0])
+            slot = days.setdefault(day_of(hour, tz), [0, 0.0])
             slot[0] += twitches
             slot[1] += monitored
         out[muscle] = MuscleHistory(
@@ -435,10 +434,11 @@ class _Run:
     baseline_per_h: float
 
 
-def _baseline(history: MuscleHistory, hour_ns: int, rules: FlagRules) -> float | None:
-    """Median hourly rate over the ``baseline_days`` days before the day of ``hour_ns``."""
-    day0 = day_start_ns(day_of(hour_ns))
-    since = day0 - rules.baseline_days * DAY_NS
+def _baseline(history: MuscleHistory, hour_ns: int, rules: FlagRules, tz: dt.tzinfo) -> float | None:
+    """Median hourly rate over the ``baseline_days`` local days before the day of ``hour_ns``."""
+    day = day_of(hour_ns, tz)
+    day0 = day_start_ns(day, tz)
+    since = day_start_ns(day - dt.timedelta(days=rules.baseline_days), tz)
     rates = [
         t.per_hour
         for h, t in history.hours.items()
@@ -450,9 +450,14 @@ def _baseline(history: MuscleHistory, hour_ns: int, rules: FlagRules) -> float |
 
 
 def check_elevated(
-    history: MuscleHistory, user: str, now_ns: int, rules: FlagRules, raised_at_ns: int
+    history: MuscleHistory,
+    user: str,
+    now_ns: int,
+    rules: FlagRules,
+    raised_at_ns: int,
+    tz: dt.tzinfo = dt.UTC,
 ) -> Flag | None:
-    since = day_start_ns(day_of(now_ns)) - (rules.elevated_recent_days - 1) * DAY_NS
+    since = day_start_ns(day_of(now_ns, tz) - dt.timedelta(days=rules.elevated_recent_days - 1), tz)
     baselines: dict[dt.date, float | None] = {}
     runs: list[_Run] = []
     current: list[tuple[int, float, float]] = []  # (hour, rate, baseline)
@@ -465,9 +470,9 @@ def check_elevated(
     for hour, tally in history.hours.items():
         if hour < since or hour >= now_ns:
             continue
-        day = day_of(hour)
+        day = day_of(hour, tz)
         if day not in baselines:
-            baselines[day] = _baseline(history, hour, rules)
+            baselines[day] = _baseline(history, hour, rules, tz)
         base = baselines[day]
         rate = tally.per_hour
         elevated = (
@@ -476,6 +481,7 @@ def check_elevated(
             and rate >= rules.elevated_factor * base
             and rate >= rules.elevated_min_rate_per_h
         )
+        # Consecutive in elapsed time: the repeated hour of a DST fall-back follows its twin.
         if current and hour != current[-1][0] + HOUR_NS:
             close_run()
         if elevated and base is not None:
@@ -486,8 +492,7 @@ def check_elevated(
     if not runs:
         return None
     longest = max(runs, key=lambda r: (r.hours, r.start_ns))
-    days = tuple(sorted({day_of(r.start_ns + k * HOUR_NS) for r in runs for k in range(r.hours)}))
-    start = dt.datetime.fromtimestamp(longest.start_ns // 1_000_000_000, dt.UTC)
+    days = tuple(sorted({day_of(r.start_ns + k * HOUR_NS, tz) for r in runs for k in range(r.hours)}))
     return Flag(
         user=user,
         kind=FlagKind.ELEVATED,
@@ -495,7 +500,7 @@ def check_elevated(
         rule=elevated_rule(rules),
         summary=(
             f"{len(runs)} elevated period(s); longest {longest.hours} h from "
-            f"{start:%Y-%m-%d %H:%M} UTC, peak {longest.peak_per_h:.0f}/h vs baseline "
+            f"{format_clock(longest.start_ns, tz)}, peak {longest.peak_per_h:.0f}/h vs baseline "
             f"{longest.baseline_per_h:.1f}/h"
         ),
         numbers={
@@ -647,6 +652,7 @@ def check_stale(
     rules: FlagRules,
     raised_at_ns: int,
     watched_since_ns: int,
+    tz: dt.tzinfo = dt.UTC,
 ) -> list[Flag]:
     """``last_frame_ns``: every configured device → wall time of its last frame (None: none seen since
     ``watched_since_ns``, when watching began)."""
@@ -656,12 +662,12 @@ def check_stale(
         silent_s = (now_ns - reference) / 1e9
         if silent_s <= rules.stale_after_s:
             continue
-        since = day_of(reference)
-        today = day_of(now_ns)
+        since = day_of(reference, tz)
+        today = day_of(now_ns, tz)
         if last is None:
-            seen = f"no frame seen since watching began {_clock(reference)}"
+            seen = f"no frame seen since watching began {format_clock(reference, tz)}"
         else:
-            seen = f"last frame {_clock(last)}"
+            seen = f"last frame {format_clock(last, tz)}"
         flags.append(
             Flag(
                 user=user,
@@ -678,10 +684,6 @@ def check_stale(
             )
         )
     return flags
-
-
-def _clock(ns: int) -> str:
-    return f"{dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _duration(seconds: float) -> str:
@@ -705,17 +707,19 @@ def evaluate(
     rules: FlagRules,
     last_frame_ns: Mapping[str, int | None] | None = None,
     watched_since_ns: int | None = None,
+    tz: dt.tzinfo = dt.UTC,
 ) -> list[Flag]:
-    """Every rule over ``rates`` (minute rates of ``user``; only those before ``now_ns`` are used).
+    """Every rule over ``rates`` (minute rates of ``user``; only those before ``now_ns`` are used),
+    with days and hours local to ``tz``.
 
     Flags come ordered by muscle (device for stale sensors last), then by kind."""
-    today = day_of(now_ns)
-    hist = histories([r for r in rates if r.minute_ns < now_ns and r.user == user])
+    today = day_of(now_ns, tz)
+    hist = histories([r for r in rates if r.minute_ns < now_ns and r.user == user], tz)
     flags: list[Flag] = []
     for muscle in sorted(hist):
         h = hist[muscle]
         for found in (
-            check_elevated(h, user, now_ns, rules, now_ns),
+            check_elevated(h, user, now_ns, rules, now_ns, tz),
             check_persistent(h, user, today, rules, now_ns),
             check_rising(h, user, rules, now_ns),
         ):
@@ -730,6 +734,7 @@ def evaluate(
             rules,
             now_ns,
             now_ns if watched_since_ns is None else watched_since_ns,
+            tz,
         )
     )
     return sorted(
@@ -747,14 +752,16 @@ def compute_flag_set(
     last_frame_ns: Mapping[str, int | None] | None = None,
     watched_since_ns: int | None = None,
     devices: Sequence[str] = (),
+    tz: dt.tzinfo = dt.UTC,
 ) -> FlagSet:
-    """Read the lookback window of ``user``'s rates from ``store`` and evaluate every rule.
+    """Read the lookback window of ``user``'s rates from ``store`` and evaluate every rule, with days
+    and hours local to ``tz``.
 
     Without ``last_frame_ns`` (no worker watching), a configured device's last frame is taken from the
     store: the end of its latest minute rate, or None when it has none within the lookback."""
     from processing.store import EventQuery  # at call time: the store package imports this module
 
-    since = day_start_ns(day_of(now_ns)) - rules.lookback_days * DAY_NS
+    since = day_start_ns(day_of(now_ns, tz) - dt.timedelta(days=rules.lookback_days), tz)
     rates = store.rates(EventQuery(since_ns=since, until_ns=now_ns, user=user))
     if last_frame_ns is None:
         last_frame_ns = last_frames_from_rates(rates, devices)
@@ -766,6 +773,7 @@ def compute_flag_set(
         rules=rules,
         last_frame_ns=last_frame_ns,
         watched_since_ns=watched_since_ns,
+        tz=tz,
     )
     return FlagSet(user, now_ns, computed_by, tuple(flags))
 
@@ -789,6 +797,7 @@ def flags_for_display(
     max_age_s: float = 900.0,
     now_ns: int | None = None,
     computed_by: ComputedBy = "cli",
+    tz: dt.tzinfo = dt.UTC,
 ) -> FlagSet:
     """What ``twitchwatch flags`` and the dashboard show: the set the worker stored, if it is at most
     ``max_age_s`` old; otherwise a fresh computation from the store (``computed_by`` says which)."""
@@ -797,5 +806,5 @@ def flags_for_display(
     if stored is not None and 0 <= now - stored.computed_at_ns <= max_age_s * 1e9:
         return stored
     return compute_flag_set(
-        store, user=user, now_ns=now, rules=rules, computed_by=computed_by, devices=devices
+        store, user=user, now_ns=now, rules=rules, computed_by=computed_by, devices=devices, tz=tz
     )

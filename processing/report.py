@@ -14,7 +14,10 @@ Definitions used throughout (docs/flags-and-report.md):
   one's end;
 - *monitored* time comes from the minute rates: a minute counts when any sensor watched the muscle
   (for coverage: any muscle), so unworn time is never read as "no twitching"; a *gap* is a stretch of
-  at least ``GAP_MIN_S`` without any monitoring between the period's first and last monitored minute.
+  at least ``GAP_MIN_S`` without any monitoring between the period's first and last monitored minute;
+- *days* and *hours of day* are local to the report's zone (``tz``, the configured
+  ``TWITCHWATCH_TIMEZONE``): a day runs from local midnight to local midnight, 23 or 25 h long on DST
+  change days, and the hour-of-day histogram counts local clock hours.
 """
 
 from __future__ import annotations
@@ -27,16 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
-from processing.flags import (
-    DAY_NS,
-    HOUR_NS,
-    MINUTE_NS,
-    FlagRules,
-    FlagSet,
-    compute_flag_set,
-    day_of,
-)
+from processing.flags import HOUR_NS, MINUTE_NS, FlagRules, FlagSet, compute_flag_set
 from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
+from processing.localtime import day_of, hour_of_day
 from processing.report_render import render_csv, render_pdf
 from processing.store import EventQuery, EventStore, QueryError
 
@@ -112,11 +108,11 @@ class ReportData:
     since_ns: int
     until_ns: int
     generated_at_ns: int
-    days: tuple[dt.date, ...]  # every UTC day of the period
+    days: tuple[dt.date, ...]  # every local day of the period (in ``tz``)
     muscles: tuple[MuscleSummary, ...]
     daily_twitches: Mapping[str, tuple[int, ...]]  # muscle → twitches per day, aligned with days
     daily_monitored_h: Mapping[str, tuple[float, ...]]  # muscle → monitored hours per day
-    hour_of_day: Mapping[str, tuple[int, ...]]  # muscle → twitches per UTC hour of day (24)
+    hour_of_day: Mapping[str, tuple[int, ...]]  # muscle → twitches per local hour of day (24)
     durations_ms: Mapping[str, tuple[float, ...]]  # muscle → every twitch's duration
     episodes: tuple[Episode, ...]
     journal: tuple[JournalEntry, ...]
@@ -124,6 +120,7 @@ class ReportData:
     effects: tuple[FactorEffect, ...]
     flags: FlagSet
     coverage: Coverage
+    tz: dt.tzinfo = dt.UTC  # the zone of days, hours of day and printed times
     notice: str = NOTICE
 
     @property
@@ -182,9 +179,11 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _first_recorded(store: EventStore, user: str, muscle: str, until_ns: int) -> dt.date | None:
+def _first_recorded(
+    store: EventStore, user: str, muscle: str, until_ns: int, tz: dt.tzinfo
+) -> dt.date | None:
     first = store.events(EventQuery(0, until_ns, user, muscle, kinds=TWITCH_KINDS, limit=1))
-    return day_of(first[0].start_ns) if first else None
+    return day_of(first[0].start_ns, tz) if first else None
 
 
 @dataclass
@@ -199,7 +198,10 @@ class _Tallies:
 
 
 def _tally(
-    events: Sequence[TwitchEvent], minutes: Mapping[str, Mapping[int, float]], days: Sequence[dt.date]
+    events: Sequence[TwitchEvent],
+    minutes: Mapping[str, Mapping[int, float]],
+    days: Sequence[dt.date],
+    tz: dt.tzinfo,
 ) -> _Tallies:
     index = {d: i for i, d in enumerate(days)}
     names = sorted(set(minutes) | {e.muscle for e in events})
@@ -214,13 +216,13 @@ def _tally(
         if not e.kind.is_twitch:
             t.sustained[e.muscle] += 1
             continue
-        t.daily_twitches[e.muscle][index[day_of(e.start_ns)]] += 1
-        t.hour_of_day[e.muscle][(e.start_ns % DAY_NS) // HOUR_NS] += 1
+        t.daily_twitches[e.muscle][index[day_of(e.start_ns, tz)]] += 1
+        t.hour_of_day[e.muscle][hour_of_day(e.start_ns, tz)] += 1
         t.durations_ms[e.muscle].append(e.duration_ms)
     for m, by_minute in minutes.items():
         seconds = [0.0] * len(days)  # summed in seconds, divided once: sums of whole hours stay exact
         for minute_ns, s in by_minute.items():
-            seconds[index[day_of(minute_ns)]] += s
+            seconds[index[day_of(minute_ns, tz)]] += s
         t.daily_monitored_h[m] = [x / 3600.0 for x in seconds]
     return t
 
@@ -250,7 +252,7 @@ def _summary(
     )
 
 
-def _coverage(minutes: Mapping[str, Mapping[int, float]], days: Sequence[dt.date]) -> Coverage:
+def _coverage(minutes: Mapping[str, Mapping[int, float]], days: Sequence[dt.date], tz: dt.tzinfo) -> Coverage:
     any_minute: dict[int, float] = {}
     for by_minute in minutes.values():
         for minute_ns, seconds in by_minute.items():
@@ -259,7 +261,7 @@ def _coverage(minutes: Mapping[str, Mapping[int, float]], days: Sequence[dt.date
     index = {d: i for i, d in enumerate(days)}
     daily = [0.0] * len(days)
     for minute_ns, seconds in any_minute.items():
-        daily[index[day_of(minute_ns)]] += seconds
+        daily[index[day_of(minute_ns, tz)]] += seconds
     daily_h = [s / 3600.0 for s in daily]
     return Coverage(
         monitored_h=sum(any_minute.values()) / 3600.0,
@@ -283,15 +285,16 @@ def build_report(
     progress: Progress | None = None,
     now_ns: int | None = None,
     journal_windows_ns: Mapping[Factor, int] | None = None,
+    tz: dt.tzinfo = dt.UTC,
 ) -> ReportData:
-    """Everything the report shows for ``user`` in [since_ns, until_ns).
+    """Everything the report shows for ``user`` in [since_ns, until_ns), days and hours local to ``tz``.
 
     ``flag_set``: the flags to show; by default they are computed as of ``until_ns`` with ``rules``.
     ``journal_windows_ns``: hours after each factor compared with the baseline (default 6 h each)."""
     if until_ns <= since_ns:
         raise QueryError(f"until ({until_ns}) must be after since ({since_ns})", "until_ns")
     say = progress or (lambda _step: None)
-    first_day, last_day = day_of(since_ns), day_of(until_ns - 1)
+    first_day, last_day = day_of(since_ns, tz), day_of(until_ns - 1, tz)
     days = tuple(first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1))
 
     say("reading events")
@@ -303,7 +306,7 @@ def build_report(
     journal = store.journal_entries(since_ns, until_ns, user)
 
     minutes = _minutes_by_muscle(rates)
-    tallies = _tally(events, minutes, days)
+    tallies = _tally(events, minutes, days, tz)
     say("finding episodes")
     episodes = episodes_of(events)
     say("first recorded days")
@@ -313,14 +316,14 @@ def build_report(
             tallies,
             sum(minutes.get(m, {}).values()),
             episodes,
-            _first_recorded(store, user, m, until_ns),
+            _first_recorded(store, user, m, until_ns, tz),
         )
         for m in sorted(tallies.sustained)
     )
     say("journal effects and flags")
     if flag_set is None:
         flag_set = compute_flag_set(
-            store, user=user, now_ns=until_ns, rules=rules or FlagRules(), computed_by="report"
+            store, user=user, now_ns=until_ns, rules=rules or FlagRules(), computed_by="report", tz=tz
         )
     return ReportData(
         user=user,
@@ -338,7 +341,8 @@ def build_report(
         symptoms=tuple(e for e in journal if e.factor is Factor.SYMPTOM),
         effects=tuple(factor_effects(journal, rates, journal_windows_ns)),
         flags=flag_set,
-        coverage=_coverage(minutes, days),
+        coverage=_coverage(minutes, days, tz),
+        tz=tz,
     )
 
 

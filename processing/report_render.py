@@ -4,6 +4,9 @@ Page 1 is the summary table, the flags and the key plot (daily twitch rate per m
 when (body map, hour of day), how long (durations, episodes), and the journal, flags' rules and data
 coverage. Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot state), so rendering is
 safe from the dashboard's script threads.
+
+Dates, hours of day and clock times are local to ``report.tz`` (the configured zone), and say so: times
+carry the zone's abbreviation, tables and axes its name.
 """
 
 from __future__ import annotations
@@ -22,25 +25,29 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Ellipse, FancyBboxPatch, Rectangle
 
+from processing.localtime import format_clock, local_datetime, zone_name
+
 if TYPE_CHECKING:
     from processing.report import ReportData
 
 A4 = (8.27, 11.69)
-CSV_COLUMNS = ("date", "muscle", "twitches", "monitored_h", "twitches_per_monitored_h")
+CSV_COLUMNS = ("date", "muscle", "twitches", "monitored_h", "twitches_per_monitored_h", "timezone")
 
 
 # ---- CSV -------------------------------------------------------------------------------------------
 
 
 def render_csv(report: ReportData, out: IO[str]) -> None:
-    """One row per day and muscle: twitches, monitored hours and their ratio (empty when unmonitored)."""
+    """One row per local day and muscle: twitches, monitored hours and their ratio (empty when
+    unmonitored); the last column names the zone the dates are local to."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
+    zone = zone_name(report.tz)
     for muscle in sorted(report.daily_twitches):
         counts, hours = report.daily_twitches[muscle], report.daily_monitored_h[muscle]
         for day, n, h in zip(report.days, counts, hours, strict=True):
             rate = f"{n / h:.3f}" if h > 0 else ""
-            writer.writerow((day.isoformat(), muscle, n, f"{h:.3f}", rate))
+            writer.writerow((day.isoformat(), muscle, n, f"{h:.3f}", rate, zone))
 
 
 # ---- PDF -------------------------------------------------------------------------------------------
@@ -66,9 +73,13 @@ def _num(x: float | None, fmt: str = "{:.1f}") -> str:
 
 
 def _period(report: ReportData) -> str:
-    first = dt.datetime.fromtimestamp(report.since_ns / 1e9, dt.UTC)
-    last = dt.datetime.fromtimestamp(report.until_ns / 1e9, dt.UTC)
-    return f"{first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC"
+    first = format_clock(report.since_ns, report.tz)
+    last = format_clock(report.until_ns, report.tz)
+    return f"{first} – {last} ({zone_name(report.tz)})"
+
+
+def _clock(ns: int, report: ReportData, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return local_datetime(ns, report.tz).strftime(fmt)
 
 
 def _page(title: str, report: ReportData) -> Figure:
@@ -278,7 +289,7 @@ def _where_when_page(report: ReportData) -> Figure:
     image = ax.imshow(grid, aspect="auto", cmap="Blues")
     ax.set_yticks(range(len(muscles)), muscles)
     ax.set_xticks(range(0, 24, 2))
-    ax.set_xlabel("hour of day (UTC)")
+    ax.set_xlabel(f"hour of day ({zone_name(report.tz)})")
     ax.set_title("Twitches by hour of day", fontsize=9)
     fig.colorbar(image, ax=ax, label="twitches")
     return fig
@@ -310,7 +321,7 @@ def _duration_page(report: ReportData) -> Figure:
     rows = [
         [
             e.muscle,
-            f"{dt.datetime.fromtimestamp(e.start_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M}",
+            _clock(e.start_ns, report),
             f"{e.minutes:.1f}",
             str(e.twitches),
         ]
@@ -318,7 +329,8 @@ def _duration_page(report: ReportData) -> Figure:
     ]
     ax = fig.add_axes((0.06, 0.08, 0.88, 0.48))
     ax.set_title("Longest episodes", fontsize=9, loc="left")
-    _table(ax, ("Muscle", "Start (UTC)", "Minutes", "Twitches"), rows, (0.3, 0.3, 0.2, 0.2))
+    start = f"Start ({zone_name(report.tz)})"
+    _table(ax, ("Muscle", start, "Minutes", "Twitches"), rows, (0.3, 0.3, 0.2, 0.2))
     return fig
 
 
@@ -360,7 +372,7 @@ def _journal_flags_page(report: ReportData) -> Figure:
     ordered = list(report.symptoms) + [e for e in report.journal if e not in report.symptoms]
     rows = [
         [
-            f"{dt.datetime.fromtimestamp(e.time_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M}",
+            _clock(e.time_ns, report),
             e.factor.value,
             e.muscle,
             textwrap.shorten(" ".join(p for p in (e.amount, e.note) if p), 70) or "",
@@ -368,7 +380,8 @@ def _journal_flags_page(report: ReportData) -> Figure:
         for e in ordered[:14]
     ]
     ax = fig.add_axes((0.06, 0.55, 0.88, 0.18))
-    _table(ax, ("Time (UTC)", "Factor", "Muscle", "Amount / note"), rows, (0.18, 0.12, 0.15, 0.55))
+    header = (f"Time ({zone_name(report.tz)})", "Factor", "Muscle", "Amount / note")
+    _table(ax, header, rows, (0.18, 0.12, 0.15, 0.55))
 
     fig.text(0.06, 0.535, "Flags and the rules that raised them", fontsize=9, weight="bold")
     lines = []
@@ -382,7 +395,7 @@ def _journal_flags_page(report: ReportData) -> Figure:
     cov = report.coverage
     gaps = sorted(cov.gaps, key=lambda g: g.hours, reverse=True)[:6]
     gap_text = "; ".join(
-        f"{dt.datetime.fromtimestamp(g.start_ns / 1e9, dt.UTC):%m-%d %H:%M} ({g.hours:.1f} h)" for g in gaps
+        f"{format_clock(g.start_ns, report.tz, '%m-%d %H:%M')} ({g.hours:.1f} h)" for g in gaps
     )
     fig.text(0.06, 0.3, "Data coverage", fontsize=9, weight="bold")
     fig.text(
@@ -399,7 +412,7 @@ def _journal_flags_page(report: ReportData) -> Figure:
     ax = fig.add_axes((0.1, 0.09, 0.84, 0.15))
     x = np.array([np.datetime64(d) for d in report.days])
     ax.bar(x, cov.daily_monitored_h, color="0.6")
-    ax.set_ylabel("monitored h")
-    ax.set_ylim(0, 24)
+    ax.set_ylabel(f"monitored h per day ({zone_name(report.tz)})")
+    ax.set_ylim(0, max([24.0, *cov.daily_monitored_h]))  # a DST fall-back day has 25 h
     ax.tick_params(axis="x", labelrotation=45)
     return fig

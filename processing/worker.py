@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 import time
@@ -85,6 +86,7 @@ class FlagTask:
     devices: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
     ha: HaDiscovery | None = None
+    tz: dt.tzinfo = dt.UTC  # local days and hours of the flags (TWITCHWATCH_TIMEZONE)
 
 
 @dataclass
@@ -596,6 +598,7 @@ class Worker:
             computed_by="worker",
             last_frame_ns=self._last_frames(user, task),
             watched_since_ns=self.started_ns,
+            tz=task.tz,
         )
         self.store.replace_flags(flag_set)
         return flag_set

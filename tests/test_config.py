@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zoneinfo
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,43 @@ def test_config_check_command(tmp_path: Path) -> None:
     env_bad = _cli("config", "check", env={**env, "TWITCHWATCH_MQTT_URL": "tcp://x"})
     assert env_bad.returncode == 2
     assert "TWITCHWATCH_MQTT_URL" in env_bad.stderr
+
+
+def test_timezone_is_an_iana_name_and_a_bad_one_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWITCHWATCH_TIMEZONE", "Australia/Sydney")
+    settings = load_settings()
+    assert settings.tz == zoneinfo.ZoneInfo("Australia/Sydney")
+    monkeypatch.setenv("TWITCHWATCH_TIMEZONE", "Mars/Olympus_Mons")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    [(key, reason)] = err.value.problems
+    assert key == "TWITCHWATCH_TIMEZONE"
+    assert "'Mars/Olympus_Mons' is not a known time zone" in reason
+    assert "IANA" in reason
+
+
+@pytest.mark.parametrize(
+    ("tz_env", "expected"),
+    [
+        ("America/New_York", "America/New_York"),
+        (":Asia/Tokyo", "Asia/Tokyo"),
+        ("XYZ-05:30", "UTC+05:30"),  # a POSIX rule without an IANA name: its fixed offset
+        ("EST5", "UTC-05:00"),
+    ],
+)
+def test_timezone_defaults_to_the_machines_zone(tz_env: str, expected: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env.update(TZ=tz_env, XDG_DATA_HOME=str(tmp_path))
+    code = "from twitchwatch.config import load_settings; s = load_settings(); print(s.timezone, s.tz)"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.split() == [expected, expected]
+
+
+def test_config_check_shows_the_zone_and_refuses_an_unknown_one() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    ok = _cli("config", "check", env={**env, "TWITCHWATCH_TIMEZONE": "Australia/Sydney"})
+    assert ok.returncode == 0, ok.stderr
+    assert "time zone Australia/Sydney" in ok.stdout
+    bad = _cli("config", "check", env={**env, "TWITCHWATCH_TIMEZONE": "Europe/Atlantis"})
+    assert bad.returncode == 2
+    assert "TWITCHWATCH_TIMEZONE: Value error, 'Europe/Atlantis' is not a known time zone" in bad.stderr

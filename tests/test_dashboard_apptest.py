@@ -18,6 +18,7 @@ import os
 import re
 import time
 import uuid
+import zoneinfo
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ from tests.harness.mosquitto import MosquittoServer
 from twitchwatch import cli
 
 ENTRY = Path(__file__).resolve().parents[1] / "twitchwatch" / "dashboard_entry.py"
+# Not the test machine's zone (UTC on CI), so a page that ignored TWITCHWATCH_TIMEZONE would show it.
+ZONE = "America/New_York"
+TZ = zoneinfo.ZoneInfo(ZONE)
 MIN = 60 * NS
 
 
@@ -65,6 +69,7 @@ def store(
             monkeypatch.delenv(name)
     monkeypatch.setenv("TWITCHWATCH_USER", USER)
     monkeypatch.setenv("TWITCHWATCH_MQTT_URL", f"mqtt://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("TWITCHWATCH_TIMEZONE", ZONE)
     database: str | None = None
     server: InfluxServer | None = None
     if request.param == "sqlite":
@@ -411,7 +416,7 @@ def test_many_muscles_body_map_and_hour_of_day_heatmap(store: StoreTarget) -> No
     assert shown["calf_left"] == "yes (#bd0026)"
 
     # Heatmap: every seeded twitch in the local hour of day it happened, zero elsewhere.
-    tz = app.local_tz()
+    tz = TZ
     expected: dict[tuple[str, int], int] = {}
     for e in seeded:
         key = (e.muscle, dt.datetime.fromtimestamp(e.start_ns / NS, tz).hour)
@@ -549,7 +554,7 @@ def test_live_page_shows_signal_status_and_gaps(
 
 # ---- History ----------------------------------------------------------------------------------------------
 def at_noon(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(12), tzinfo=app.local_tz()).timestamp()) * NS
+    return int(dt.datetime.combine(day, dt.time(12), tzinfo=TZ).timestamp()) * NS
 
 
 def with_session(events: list[TwitchEvent], session: str) -> list[TwitchEvent]:
@@ -568,7 +573,7 @@ def daily_shown(at: AppTest) -> dict[str, dict[str, int]]:
 
 
 def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
-    today = data.local_day(time.time_ns(), app.local_tz())
+    today = data.local_day(time.time_ns(), TZ)
     d3, d2, d1 = (today - dt.timedelta(days=n) for n in (3, 2, 1))
     seeded = (
         with_session(spread("calf_left", 3, at_noon(d3), step_s=60), "a")
@@ -612,6 +617,16 @@ def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
     }
     at.date_input(key="history_dates").set_value((d1, d1)).run()
     assert "A trend needs at least two days" in page_text(at)
+
+
+def test_history_counts_late_evening_twitches_on_their_local_day(store: StoreTarget) -> None:
+    """23:30 in the configured zone (New York) is already the next day in UTC, the test machine's zone."""
+    day = data.local_day(time.time_ns(), TZ) - dt.timedelta(days=2)
+    late = int(dt.datetime.combine(day, dt.time(23, 30), tzinfo=TZ).timestamp()) * NS
+    seed(store, spread("calf_left", 3, late, step_s=60))
+    at = open_page("history")
+    assert daily_shown(at) == {day.isoformat(): {"calf_left": 3}}
+    assert f"({ZONE})" in page_text(at)
 
 
 # ---- Journal ----------------------------------------------------------------------------------------------

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dashboard import data
 from processing.events import EventKind, MinuteRate
+from processing.localtime import to_ns
+from processing.report import build_report
 from processing.store import HourCount
+from processing.store.sqlite import SQLiteStore
 from tests.harness.dashboard import NS, event
 
 H = data.HOUR_NS
@@ -379,3 +384,12 @@ def test_drawn_trend_stops_at_zero() -> None:
     line = list(data.trend_frame(daily, [trend])["trend"])
     assert line[0] == 0.0  # the fit is 2.25 - 2.7 × 1.5 = -1.8 there
     assert line[3] == pytest.approx(2.25 + 2.7 * 1.5)
+
+
+def test_report_file_names_its_local_dates(tmp_path: Path) -> None:
+    zone = zoneinfo.ZoneInfo("America/New_York")
+    since = to_ns(dt.datetime(2026, 11, 1, tzinfo=zone))
+    until = to_ns(dt.datetime(2026, 11, 3, 22, 0, tzinfo=zone))  # 4 November in UTC
+    with SQLiteStore(tmp_path / "e.db") as store:
+        report = build_report(store, since, until, "alice", tz=zone)
+    assert data.report_file_stem(report) == "twitchwatch-report-alice-2026-11-01-to-2026-11-03"

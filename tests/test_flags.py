@@ -4,6 +4,7 @@ history through both real stores."""
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,11 +18,12 @@ from processing.flags import (
     FlagRules,
     FlagSet,
     compute_flag_set,
-    day_start_ns,
     evaluate,
     flags_for_display,
+    histories,
 )
-from processing.store import EventStore
+from processing.localtime import day_end_ns, day_start_ns, to_ns
+from processing.store import EventQuery, EventStore
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE
@@ -331,3 +333,96 @@ def test_21_day_history_in_a_store_flags_the_daily_muscle_only(store: EventStore
     stale = flags_for_display(store, user="alice", rules=RULES, now_ns=now + HOUR, max_age_s=600)
     assert stale.computed_by == "cli"
     assert stale.computed_at_ns == now + HOUR
+
+
+# --- local days and hours (TWITCHWATCH_TIMEZONE) ----------------------------------------------------
+
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+
+
+def local_ns(day: dt.date, hour: int, minute: int = 0, tz: dt.tzinfo = NEW_YORK) -> int:
+    return to_ns(dt.datetime.combine(day, dt.time(hour, minute), tzinfo=tz))
+
+
+def worn_all_day(first: dt.date, last: dt.date) -> list[MinuteRate]:
+    """Every minute of local days ``first``..``last`` in New York, one twitch at half past each hour."""
+    return [
+        MinuteRate("alice", "calf_left", "dev1", "live", t, int((t // MINUTE) % 60 == 30), 60.0)
+        for t in range(day_start_ns(first, NEW_YORK), day_end_ns(last, NEW_YORK), MINUTE)
+    ]
+
+
+def test_days_across_dst_changes_are_local_and_23_or_25_hours_long(store: EventStore) -> None:
+    spring = (dt.date(2026, 3, 7), dt.date(2026, 3, 9))  # clocks go forward on 8 March
+    autumn = (dt.date(2026, 10, 31), dt.date(2026, 11, 2))  # and back on 1 November
+    store.write_rates(worn_all_day(*spring) + worn_all_day(*autumn))
+    rates = store.rates(EventQuery(0, day_end_ns(autumn[1], NEW_YORK), "alice"))
+    history = histories(rates, NEW_YORK)["calf_left"]
+    expected_hours = {
+        dt.date(2026, 3, 7): 24,
+        dt.date(2026, 3, 8): 23,
+        dt.date(2026, 3, 9): 24,
+        dt.date(2026, 10, 31): 24,
+        dt.date(2026, 11, 1): 25,
+        dt.date(2026, 11, 2): 24,
+    }
+    assert {d: t.monitored_s / 3600 for d, t in history.days.items()} == expected_hours
+    assert {d: t.twitches for d, t in history.days.items()} == expected_hours  # one per local hour
+    assert len(history.hours) == sum(expected_hours.values())
+    assert all(t.monitored_s == 3600 and t.twitches == 1 for t in history.hours.values())
+
+
+def evening_history(last: dt.date, n_days: int = 21) -> list[MinuteRate]:
+    """``n_days`` up to ``last``, worn 21:00-24:00 New York time, six twitches from 23:30 each day:
+    in UTC every one of them is on the next day."""
+    rates = []
+    for i in range(n_days):
+        day = last - dt.timedelta(days=n_days - 1 - i)
+        for t in range(local_ns(day, 21), day_end_ns(day, NEW_YORK), MINUTE):
+            n = 6 if t == local_ns(day, 23, 30) else 0
+            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0))
+    return rates
+
+
+def test_a_twitch_at_2330_counts_on_the_local_day_and_the_flag_says_local_dates(store: EventStore) -> None:
+    last = DAY0 + dt.timedelta(days=20)
+    store.write_rates(evening_history(last))
+    now = local_ns(last + dt.timedelta(days=1), 1)
+    computed = compute_flag_set(store, user="alice", now_ns=now, rules=RULES, computed_by="test", tz=NEW_YORK)
+    [flag] = computed.flags
+    assert flag.kind is FlagKind.PERSISTENT
+    assert (flag.first_day, flag.last_day) == (DAY0, last)
+    assert flag.days == tuple(days(21))
+    assert "from 2026-10-01 to 2026-10-21" in flag.text
+    shown = flags_for_display(store, user="alice", rules=RULES, now_ns=now, tz=NEW_YORK)
+    assert shown.flags == computed.flags
+
+
+def test_elevated_and_stale_times_are_local_with_the_zone_abbreviation() -> None:
+    # Baseline over the autumn DST change, the hot afternoon after it: Eastern Standard Time.
+    first = dt.date(2026, 10, 25)
+    today = first + dt.timedelta(days=14)
+    rates = []
+    for i in range(14):
+        day = first + dt.timedelta(days=i)
+        rates += [r for h in range(8, 20) for r in hour_rates("calf_left", local_ns(day, h), 6)]
+    rates += [r for h in range(12, 15) for r in hour_rates("calf_left", local_ns(today, h), 30)]
+    now = local_ns(today, 21)
+    flags = evaluate(rates, user="alice", now_ns=now, rules=RULES, tz=NEW_YORK)
+    [elevated] = [f for f in flags if f.kind is FlagKind.ELEVATED]
+    assert elevated.numbers["longest_hours"] == 3
+    assert elevated.days == (today,)
+    assert "longest 3 h from 2026-11-08 12:00 EST" in elevated.summary
+
+    summer_noon = local_ns(DAY0, 12)
+    frames: dict[str, int | None] = {"polar1": summer_noon - 20 * MINUTE}
+    [stale] = evaluate([], user="alice", now_ns=summer_noon, rules=RULES, last_frame_ns=frames, tz=NEW_YORK)
+    assert "last frame 2026-10-01 11:40 EDT" in stale.summary
+
+
+def test_hours_are_local_clock_hours_in_a_half_hour_zone() -> None:
+    kolkata = zoneinfo.ZoneInfo("Asia/Kolkata")  # UTC+05:30
+    utc_hour = day_start_ns(DAY0) + 9 * HOUR  # 14:30-15:30 in Kolkata
+    history = histories(hour_rates("calf_left", utc_hour, 60), kolkata)["calf_left"]
+    assert list(history.hours) == [local_ns(DAY0, 14, tz=kolkata), local_ns(DAY0, 15, tz=kolkata)]
+    assert [t.monitored_s for t in history.hours.values()] == [1800.0, 1800.0]

@@ -7,19 +7,24 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import time
+import zoneinfo
 from pathlib import Path
 
 import pytest
 
 from collector.mqtt import MqttTarget, parse_mqtt_url
 from processing.events import MinuteRate
-from processing.flags import FlagKind, FlagRules, FlagSet, day_of, day_start_ns, flags_topic
+from processing.flags import FlagKind, FlagRules, FlagSet, flags_topic
 from processing.homeassistant import flag_state_topic, rate_state_topic
+from processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
 from processing.store.sqlite import SQLiteStore
 from processing.worker import FlagTask, HaDiscovery, Worker
 from tests.harness import free_port
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.cli import flag_task_from
+from twitchwatch.config import load_settings
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE
@@ -192,3 +197,35 @@ async def test_a_muscle_that_appears_later_gets_its_discovery_config(
         store.close()
     assert json.loads(got[topics[0]])["name"] == "neck twitch rate"
     assert got[topics[1]] == "180.0"  # 3 twitches in one monitored minute
+
+
+async def test_the_worker_counts_flag_days_in_its_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three weeks of twitching at 23:30 New York time, up to yesterday: the worker's flag days are the
+    New York dates (in UTC each is a day later), with the zone the settings give the task."""
+    for key in list(os.environ):
+        if key.startswith("TWITCHWATCH_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TWITCHWATCH_TIMEZONE", "America/New_York")
+    monkeypatch.setenv("TWITCHWATCH_USER", "alice")
+    task = flag_task_from(load_settings())
+    zone = zoneinfo.ZoneInfo("America/New_York")
+    assert task.tz == zone
+    today = day_of(time.time_ns(), zone)
+    evenings = [today - dt.timedelta(days=back) for back in range(21, 0, -1)]
+    rates = []
+    for day in evenings:
+        start = to_ns(dt.datetime.combine(day, dt.time(21), tzinfo=zone))
+        for t in range(start, day_end_ns(day, zone), MINUTE):
+            n = 6 if t == start + 150 * MINUTE else 0  # 23:30
+            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0))
+    with SQLiteStore(tmp_path / "e.db") as store:
+        store.write_rates(rates)
+        worker = Worker(MqttTarget("127.0.0.1", 1), store, user="alice", flags=task)
+        await worker.compute_flags_once(task)
+        stored = store.current_flags("alice")
+    assert stored is not None
+    [flag] = stored.flags
+    assert flag.kind is FlagKind.PERSISTENT
+    assert flag.days == tuple(evenings)

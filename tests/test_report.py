@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import zoneinfo
 from collections import Counter
 from pathlib import Path
 
@@ -13,9 +14,20 @@ import pypdf
 import pytest
 
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
-from processing.flags import FlagKind, day_of, day_start_ns
+from processing.flags import FlagKind
 from processing.journal import Factor, JournalEntry
-from processing.report import NOTICE, Episode, Gap, build_report, episodes_of, gaps_of, render_csv, render_pdf
+from processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
+from processing.report import (
+    NOTICE,
+    Episode,
+    Gap,
+    ReportData,
+    build_report,
+    episodes_of,
+    gaps_of,
+    render_csv,
+    render_pdf,
+)
 from processing.report_render import body_position
 from processing.store import EventQuery, EventStore, QueryError
 from processing.store.sqlite import SQLiteStore
@@ -193,3 +205,71 @@ def test_gaps_between_monitored_minutes() -> None:
 )
 def test_body_map_positions(muscle: str, expected: tuple[str, float, float] | None) -> None:
     assert body_position(muscle) == expected
+
+
+# ---- local days and hours of day (TWITCHWATCH_TIMEZONE) -------------------------------------------
+
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+AUTUMN = (dt.date(2026, 10, 30), dt.date(2026, 11, 2))  # clocks go back on 1 November
+
+
+def local_ns(day: dt.date, hour: int, minute: int = 0) -> int:
+    return to_ns(dt.datetime.combine(day, dt.time(hour, minute), tzinfo=NEW_YORK))
+
+
+def seed_autumn(store: EventStore) -> None:
+    """Worn every minute of four New York days around the DST change; a twitch at 09:15 local each
+    day and one more at 23:30 on 31 October (which is 1 November in UTC)."""
+    first, last = AUTUMN
+    days = [first + dt.timedelta(days=i) for i in range(4)]
+    events = [twitch("calf_left", local_ns(d, 9, 15)) for d in days]
+    events.append(twitch("calf_left", local_ns(dt.date(2026, 10, 31), 23, 30)))
+    per_minute = Counter(e.start_ns - e.start_ns % MINUTE for e in events)
+    store.write_events(events)
+    store.write_rates(
+        [
+            MinuteRate("alice", "calf_left", "dev1", "live", t, per_minute[t], 60.0)
+            for t in range(day_start_ns(first, NEW_YORK), day_end_ns(last, NEW_YORK), MINUTE)
+        ]
+    )
+
+
+def autumn_report(store: EventStore) -> ReportData:
+    first, last = AUTUMN
+    return build_report(
+        store, day_start_ns(first, NEW_YORK), day_end_ns(last, NEW_YORK), "alice", tz=NEW_YORK
+    )
+
+
+def test_report_days_and_hours_of_day_are_local_across_a_dst_change(store: EventStore) -> None:
+    seed_autumn(store)
+    report = autumn_report(store)
+    assert report.days == tuple(AUTUMN[0] + dt.timedelta(days=i) for i in range(4))
+    assert report.coverage.daily_monitored_h == (24.0, 24.0, 25.0, 24.0)
+    assert report.daily_monitored_h["calf_left"] == (24.0, 24.0, 25.0, 24.0)
+    assert report.daily_twitches["calf_left"] == (1, 2, 1, 1)  # 23:30 stays on 31 October
+    hours = report.hour_of_day["calf_left"]
+    assert (hours[9], hours[23], sum(hours)) == (4, 1, 5)
+    assert report.coverage.days_with_data == report.coverage.days_in_period == 4
+    assert report.summary("calf_left").first_recorded == AUTUMN[0]
+
+
+def test_report_files_say_local_dates_and_the_zone(store: EventStore) -> None:
+    seed_autumn(store)
+    report = autumn_report(store)
+    out = io.StringIO()
+    render_csv(report, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["date"], r["twitches"], r["monitored_h"]) for r in rows] == [
+        ("2026-10-30", "1", "24.000"),
+        ("2026-10-31", "2", "24.000"),
+        ("2026-11-01", "1", "25.000"),
+        ("2026-11-02", "1", "24.000"),
+    ]
+    assert {r["timezone"] for r in rows} == {"America/New_York"}
+    buffer = io.BytesIO()
+    render_pdf(report, buffer)
+    pages = [" ".join(p.extract_text().split()) for p in pypdf.PdfReader(io.BytesIO(buffer.getvalue())).pages]
+    assert "2026-10-30 00:00 EDT – 2026-11-03 00:00 EST (America/New_York)" in pages[0]
+    assert "hour of day (America/New_York)" in pages[1]
+    assert "UTC" not in " ".join(pages)

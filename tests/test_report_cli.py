@@ -10,14 +10,16 @@ import os
 import subprocess
 import sys
 import time
+import zoneinfo
 from pathlib import Path
 
 import pypdf
 import pytest
 
 from processing.events import EventKind, MinuteRate, TwitchEvent
-from processing.flags import FlagRules, FlagSet, compute_flag_set, day_of, day_start_ns, flags_for_display
+from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
 from processing.journal import Factor, JournalEntry
+from processing.localtime import day_of, day_start_ns, to_ns
 from processing.store.sqlite import SQLiteStore
 from twitchwatch.cli import main
 
@@ -196,3 +198,53 @@ def test_journal_add_at_a_time_ago_with_or_without_a_dash(db: Path) -> None:
     ago = {e.factor: (before - e.time_ns) / 60e9 for e in entries}
     assert ago[Factor.CAFFEINE] == pytest.approx(120, abs=1)
     assert ago[Factor.EXERCISE] == pytest.approx(90, abs=1)
+
+
+def test_report_and_flags_count_days_in_the_configured_zone(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A twitch at 23:30 New York time each evening: on that local date in the CSV, not on the next
+    (its UTC date), because the command passes TWITCHWATCH_TIMEZONE on."""
+    monkeypatch.setenv("TWITCHWATCH_TIMEZONE", "America/New_York")
+    zone = zoneinfo.ZoneInfo("America/New_York")
+    today = day_of(time.time_ns(), zone)
+    evenings = [today - dt.timedelta(days=back) for back in (3, 2, 1)]
+    with SQLiteStore(db) as store:
+        events, rates = [], []
+        for day in evenings:
+            t = to_ns(dt.datetime.combine(day, dt.time(23, 30), tzinfo=zone))
+            kind = EventKind.FASCICULATION
+            events.append(
+                TwitchEvent("alice", "calf_left", "d1", "acc", 0, kind, t, t + 90_000_000, 0.1, "g", 0.9)
+            )
+            rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, 1, 60.0))
+        store.write_events(events)
+        store.write_rates(rates)
+    out_csv = tmp_path / "r.csv"
+    assert main(["report", "--since", "5d", "--csv", str(out_csv)]) == 0
+    with out_csv.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    counted = {r["date"]: int(r["twitches"]) for r in rows if int(r["twitches"])}
+    assert counted == {day.isoformat(): 1 for day in evenings}
+    assert {r["timezone"] for r in rows} == {"America/New_York"}
+    capsys.readouterr()
+    seed_recent(db)
+    assert main(["flags"]) == 0
+    assert "dates (America/New_York): " in capsys.readouterr().out
+
+
+def test_times_without_an_offset_are_read_and_shown_in_the_configured_zone(
+    db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWITCHWATCH_TIMEZONE", "America/New_York")
+    assert main(["journal", "add", "caffeine", "--at", "2026-03-08T01:30"]) == 0  # EST
+    assert main(["journal", "add", "sleep", "--at", "2026-03-08T03:30"]) == 0  # EDT: clocks went forward
+    with SQLiteStore(db) as store:
+        times = {e.factor: e.time_ns for e in store.journal_entries(0, None, "alice")}
+    assert times[Factor.CAFFEINE] == to_ns(dt.datetime(2026, 3, 8, 6, 30, tzinfo=dt.UTC))
+    assert times[Factor.SLEEP] == to_ns(dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC))
+    capsys.readouterr()
+    assert main(["journal", "list", "--since", "2026-03-01"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-03-08T01:30-05:00 caffeine" in out
+    assert "2026-03-08T03:30-04:00 sleep" in out

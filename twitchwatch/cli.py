@@ -379,7 +379,12 @@ def muscle_map_from(settings: Settings) -> Callable[[str, str, int], str | None]
 def flag_task_from(settings: Settings) -> FlagTask:
     ha = HaDiscovery(settings.ha_prefix, settings.ha_interval_s) if settings.ha_discovery else None
     return FlagTask(
-        settings.flag_rules, settings.flags_interval_s, settings.flag_devices, (settings.user,), ha
+        settings.flag_rules,
+        settings.flags_interval_s,
+        settings.flag_devices,
+        (settings.user,),
+        ha,
+        settings.tz,
     )
 
 
@@ -432,7 +437,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---- events ----------------------------------------------------------------------------------------
 def cmd_events(args: argparse.Namespace) -> int:
     settings = load_settings()
-    now = dt.datetime.now().astimezone()
+    now = dt.datetime.now(settings.tz)
     since = parse_when(args.since, now, "--since")
     until = parse_when(args.until, now, "--until") if args.until else None
     query = EventQuery(
@@ -445,7 +450,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     with open_store(settings.store_url, settings.influx_auth) as store:
-        print_events(store, query, "json" if args.json else "csv" if args.csv else "table")
+        print_events(store, query, "json" if args.json else "csv" if args.csv else "table", settings.tz)
     return 0
 
 
@@ -463,7 +468,7 @@ _COLUMNS = [
 ]
 
 
-def print_events(store: EventStore, query: EventQuery, fmt: str) -> None:
+def print_events(store: EventStore, query: EventQuery, fmt: str, tz: dt.tzinfo = dt.UTC) -> None:
     events = store.events(query)
     rows = [e.to_json_dict() for e in events]
     if fmt == "json":
@@ -476,7 +481,7 @@ def print_events(store: EventStore, query: EventQuery, fmt: str) -> None:
         writer.writerows(rows)
         return
     for e in events:
-        when = dt.datetime.fromtimestamp(e.start_ns / 1e9).astimezone().isoformat(timespec="milliseconds")
+        when = dt.datetime.fromtimestamp(e.start_ns / 1e9, tz).isoformat(timespec="milliseconds")
         print(
             f"{when}  {e.muscle:<20} {e.kind.value:<15} {e.duration_ms:7.1f} ms  {e.amplitude:10.3f} {e.unit}"
         )
@@ -629,7 +634,10 @@ def _print_detect_summary(plan: Plan, run: DetectionRun) -> None:
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings()
     path = args.path or settings.config
-    print(f"environment: OK (MQTT {settings.mqtt.display}, store {settings.store_url}, user {settings.user})")
+    print(
+        f"environment: OK (MQTT {settings.mqtt.display}, store {settings.store_url}, user {settings.user}, "
+        f"time zone {settings.timezone})"
+    )
     if path is None:
         print("no device map given (pass PATH or set TWITCHWATCH_CONFIG)")
         return 0

@@ -16,6 +16,8 @@ Environment:
   TWITCHWATCH_HA_DISCOVERY  true: publish Home Assistant MQTT discovery for rates and flags (default false)
   TWITCHWATCH_HA_PREFIX    Home Assistant's discovery prefix (default homeassistant)
   TWITCHWATCH_HA_INTERVAL_S  seconds between Home Assistant state updates (default 60, at least 5)
+  TWITCHWATCH_TIMEZONE     IANA zone (e.g. America/New_York) whose calendar days and hours of day flags,
+                           report and dashboard count in (default: the machine's zone)
 
 TOML device map (unknown keys are rejected)::
 
@@ -40,11 +42,15 @@ TOML device map (unknown keys are rejected)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import os
 import re
+import time
 import tomllib
+import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -75,6 +81,68 @@ def default_data_dir() -> Path:
 
 def default_store_url() -> str:
     return f"sqlite:///{default_data_dir() / 'twitchwatch.db'}"
+
+
+_ZONEINFO_DIR = "zoneinfo/"
+_FIXED_OFFSET = re.compile(r"^UTC([+-])(\d\d):(\d\d)$")
+
+
+def _is_zone_name(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _offset_name(seconds: int) -> str:
+    if seconds == 0:
+        return "UTC"
+    sign = "+" if seconds > 0 else "-"
+    minutes = abs(seconds) // 60
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def machine_timezone() -> str:
+    """The machine's zone as an IANA name (from TZ, /etc/localtime's link or /etc/timezone); a zone
+    without one (a POSIX TZ rule such as ``EST5``) is given as its current fixed offset, ``UTC±HH:MM``."""
+    tz_env = os.environ.get("TZ")
+    if tz_env is not None:
+        name = tz_env.removeprefix(":")
+        if _is_zone_name(name):
+            return name
+        return _offset_name(-time.timezone if time.localtime().tm_isdst <= 0 else -time.altzone)
+    candidates = []
+    link = Path("/etc/localtime")
+    if link.is_symlink():
+        target = str(link.resolve())
+        if _ZONEINFO_DIR in target:
+            candidates.append(target.rsplit(_ZONEINFO_DIR, 1)[1])
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    for name in candidates:
+        if name and _is_zone_name(name):
+            return name
+    offset = dt.datetime.now().astimezone().utcoffset()
+    return _offset_name(int(offset.total_seconds()) if offset is not None else 0)
+
+
+def parse_timezone(name: str) -> dt.tzinfo:
+    """An IANA zone name, or ``UTC±HH:MM`` (the default for a machine whose zone has no IANA name)."""
+    fixed = _FIXED_OFFSET.match(name)
+    if fixed:
+        sign, hours, minutes = fixed.groups()
+        offset = dt.timedelta(hours=int(hours), minutes=int(minutes))
+        if offset >= dt.timedelta(hours=24):
+            raise ValueError(f"{name!r}: an offset must be less than 24 h")
+        return dt.timezone(-offset if sign == "-" else offset, name)
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a known time zone; give an IANA name such as Europe/Berlin or "
+            "America/New_York (or UTC)"
+        ) from None
 
 
 class ConfigError(ValueError):
@@ -293,6 +361,7 @@ class Settings(BaseSettings):
     ha_discovery: bool = False
     ha_prefix: Segment = "homeassistant"
     ha_interval_s: float = Field(default=60.0, ge=5.0)
+    timezone: str = Field(default_factory=machine_timezone)
 
     @model_validator(mode="before")
     @classmethod
@@ -325,6 +394,12 @@ class Settings(BaseSettings):
     def _user(cls, v: str) -> str:
         return _segment(v, "user")
 
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        parse_timezone(v)
+        return v
+
     @field_validator("ha_prefix")
     @classmethod
     def _ha_prefix(cls, v: str) -> str:
@@ -336,6 +411,11 @@ class Settings(BaseSettings):
         if self.mqtt_password is not None:
             return dataclasses.replace(target, password=self.mqtt_password.get_secret_value())
         return target
+
+    @property
+    def tz(self) -> dt.tzinfo:
+        """The zone of calendar days, hours of day and printed times (flags, report, dashboard)."""
+        return parse_timezone(self.timezone)
 
     @property
     def influx_auth(self) -> InfluxAuth:

@@ -77,6 +77,7 @@ def main() -> None:
             flags=lambda: current_flags(store, settings),
             report=lambda since_ns, until_ns: report(store, settings, since_ns, until_ns),
             journal_windows_ns=settings.journal_windows_ns,
+            tz=settings.tz,
         )
     )
     navigation.run()

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from processing.flags import FlagSet, flags_for_display
 from processing.journal import Factor, JournalEntry, parse_factor
+from processing.localtime import zone_name
 from processing.store import EventStore, open_store
 from twitchwatch.config import Settings, load_settings
 from twitchwatch.timeargs import parse_when
@@ -64,8 +65,8 @@ def _ns(t: dt.datetime) -> int:
     return round(t.timestamp() * 1e9)
 
 
-def _local(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9).astimezone().isoformat(timespec="minutes")
+def _local(ns: int, tz: dt.tzinfo) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, tz).isoformat(timespec="minutes")
 
 
 def _open(settings: Settings) -> EventStore:
@@ -80,6 +81,7 @@ def flag_display_args(settings: Settings) -> dict[str, Any]:
         "rules": settings.flag_rules,
         "devices": settings.flag_devices,
         "max_age_s": settings.flags_max_age_s,
+        "tz": settings.tz,
     }
 
 
@@ -90,6 +92,7 @@ def report_args(settings: Settings) -> dict[str, Any]:
         "user": settings.user,
         "rules": settings.flag_rules,
         "journal_windows_ns": settings.journal_windows_ns,
+        "tz": settings.tz,
     }
 
 
@@ -104,13 +107,13 @@ def cmd_flags(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(flag_set.to_json_dict(), indent=2, ensure_ascii=False), file=out)
         return 0
-    print_flags(flag_set, settings.flags_interval_s, out)
+    print_flags(flag_set, settings.flags_interval_s, out, settings.tz)
     return 0
 
 
-def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO) -> None:
+def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO, tz: dt.tzinfo = dt.UTC) -> None:
     if flag_set.computed_by == "worker":
-        origin = f"computed by the worker at {_local(flag_set.computed_at_ns)}"
+        origin = f"computed by the worker at {_local(flag_set.computed_at_ns, tz)}"
     else:
         origin = (
             f"computed now from the store: the worker has stored none in the last "
@@ -121,7 +124,8 @@ def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO) -> None:
         where = f.muscle or f"device {f.device}"
         print(f"\n[{f.kind.value}] {where}", file=out)
         print(f"  {f.summary}", file=out)
-        print(f"  dates: {f.first_day.isoformat()} … {f.last_day.isoformat()} ({len(f.days)} days)", file=out)
+        dates = f"{f.first_day.isoformat()} … {f.last_day.isoformat()}"
+        print(f"  dates ({zone_name(tz)}): {dates} ({len(f.days)} days)", file=out)
         print(f"  rule: {f.rule}", file=out)
     print(f"\n{NOTICE}", file=out)
 
@@ -132,7 +136,8 @@ def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO) -> None:
 def cmd_journal(args: argparse.Namespace) -> int:
     stdin, out = sys.stdin, sys.stdout
     settings = load_settings()
-    now = dt.datetime.now().astimezone()
+    tz = settings.tz
+    now = dt.datetime.now(tz)
     with _open(settings) as store:
         if args.journal_command == "add":
             entry = JournalEntry(
@@ -144,7 +149,7 @@ def cmd_journal(args: argparse.Namespace) -> int:
                 muscle=args.muscle,
             )
             store.add_journal_entry(entry)
-            print(f"added {entry.entry_id}: {_entry_line(entry)}", file=out)
+            print(f"added {entry.entry_id}: {_entry_line(entry, tz)}", file=out)
             return 0
         if args.journal_command == "list":
             since = parse_when(args.since, now, "--since")
@@ -152,31 +157,34 @@ def cmd_journal(args: argparse.Namespace) -> int:
             entries = store.journal_entries(_ns(since), _ns(until) if until else None, settings.user)
             for e in entries:
                 print(
-                    json.dumps(e.to_json_dict(), ensure_ascii=False) if args.json else _entry_row(e), file=out
+                    json.dumps(e.to_json_dict(), ensure_ascii=False) if args.json else _entry_row(e, tz),
+                    file=out,
                 )
             if not args.json:
                 print(f"{len(entries)} entries", file=sys.stderr)
             return 0
-        return _delete(store, args.entry_id, settings.user, args.yes, stdin, out)
+        return _delete(store, args.entry_id, settings.user, args.yes, stdin, out, tz)
 
 
-def _entry_line(e: JournalEntry) -> str:
+def _entry_line(e: JournalEntry, tz: dt.tzinfo) -> str:
     parts = [e.factor.value, e.amount, f"({e.muscle})" if e.muscle else "", e.note]
-    return f"{_local(e.time_ns)} " + " ".join(p for p in parts if p)
+    return f"{_local(e.time_ns, tz)} " + " ".join(p for p in parts if p)
 
 
-def _entry_row(e: JournalEntry) -> str:
-    return f"{e.entry_id}  {_entry_line(e)}"
+def _entry_row(e: JournalEntry, tz: dt.tzinfo) -> str:
+    return f"{e.entry_id}  {_entry_line(e, tz)}"
 
 
-def _delete(store: EventStore, entry_id: str, user: str, yes: bool, stdin: TextIO, out: TextIO) -> int:
+def _delete(
+    store: EventStore, entry_id: str, user: str, yes: bool, stdin: TextIO, out: TextIO, tz: dt.tzinfo
+) -> int:
     matches = [e for e in store.journal_entries(user=user) if e.entry_id == entry_id]
     if not matches:
         raise PersonCliError(
             f"no journal entry {entry_id!r} for {user}; 'twitchwatch journal list' shows the ids"
         )
     if not yes:
-        print(f"Delete {_entry_row(matches[0])}? [y/N] ", end="", file=out, flush=True)
+        print(f"Delete {_entry_row(matches[0], tz)}? [y/N] ", end="", file=out, flush=True)
         answer = stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             print("not deleted", file=out)
@@ -196,7 +204,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.pdf is None and args.csv is None:
         raise PersonCliError("say where to write the report: --pdf OUT.pdf and/or --csv OUT.csv")
     settings = load_settings()
-    now = dt.datetime.now().astimezone()
+    now = dt.datetime.now(settings.tz)
     since = parse_when(args.since, now, "--since")
     until = parse_when(args.until, now, "--until") if args.until else now
     progress: Callable[[str], None] = lambda step: print(f"report: {step}", file=err, flush=True)  # noqa: E731
