@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def test_environment_is_valid_configuration(
             monkeypatch.delenv(key)
     for name, svc in _twitchwatch_services(compose).items():
         for key, value in svc["environment"].items():
-            value = str(value).replace("${TWITCHWATCH_USER:-me}", "me")
+            value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))  # compose's ${VAR:-default}
             if key.endswith("_FILE"):
                 secret = tmp_path / Path(value).name
                 secret.write_text(f"{name}-secret\n")
@@ -64,6 +65,8 @@ def test_environment_is_valid_configuration(
         assert settings.mqtt.password == f"{name}-secret"
         assert settings.influx_auth.token == f"{name}-secret"
         assert settings.store_url.startswith("influxdb://influxdb:8086/")
+        assert settings.user == "me"
+        assert str(settings.tz) == "UTC"  # unless the host's .env names a zone
 
 
 def test_broker_requires_a_password(compose: dict[str, Any]) -> None:
