@@ -174,7 +174,7 @@ def range_sections(store: EventStore, user: str, controls: Controls, tz: dt.tzin
     if table is not None:
         body_map_section(table)
         heatmap_section(range_data, tz)
-    timeline_section(store, range_data, controls)
+    timeline_section(store, range_data, controls, tz)
 
 
 def anchored_to_now(controls: Controls, now_ns: int) -> Controls:
@@ -376,18 +376,18 @@ def frequency_chart(table: pd.DataFrame) -> alt.Chart:
     return chart
 
 
-def timeline_section(store: EventStore, range_data: RangeData, controls: Controls) -> None:
+def timeline_section(store: EventStore, range_data: RangeData, controls: Controls, tz: dt.tzinfo) -> None:
     st.header(HEADING_TIMELINE)
     st.subheader(HEADING_HOURLY)
     muscles = sorted({c.muscle for c in range_data.twitch_counts})
     if not muscles:
         st.info("No twitches in this range.")
     else:
-        frame = data.timeline_frame(range_data.twitch_counts, controls.time_range, muscles)
+        frame = data.timeline_frame(range_data.twitch_counts, controls.time_range, muscles, tz)
         st.altair_chart(hourly_chart(frame, controls.time_range.hours), width="stretch")
         st.caption("Twitches (fasciculations and myoclonic jerks) per clock hour, stacked by muscle.")
     st.subheader(HEADING_EVENTS)
-    scatter_section(store, range_data.query)
+    scatter_section(store, range_data.query, tz)
 
 
 def time_axis(range_hours: float) -> alt.Axis:
@@ -411,11 +411,12 @@ def hourly_chart(frame: pd.DataFrame, range_hours: float) -> alt.Chart:
         alt.Chart(frame, height=300)
         .mark_bar()
         .encode(
-            x=alt.X("yearmonthdatehours(hour):T", axis=time_axis(range_hours)),
+            # UTC time units: the frame holds the configured zone's wall clock (data.wall_clock).
+            x=alt.X("utcyearmonthdatehours(hour):T", axis=time_axis(range_hours)),
             y=alt.Y(f"sum({data.COL_TWITCHES}):Q", title="twitches in the hour"),
             color=alt.Color(f"{data.COL_MUSCLE}:N", title="muscle"),
             tooltip=[
-                alt.Tooltip("yearmonthdatehours(hour):T", title="hour", format="%Y-%m-%d %H:00"),
+                alt.Tooltip("utcyearmonthdatehours(hour):T", title="hour", format="%Y-%m-%d %H:00"),
                 alt.Tooltip(f"{data.COL_MUSCLE}:N"),
                 alt.Tooltip(f"sum({data.COL_TWITCHES}):Q", title="twitches"),
             ],
@@ -424,7 +425,7 @@ def hourly_chart(frame: pd.DataFrame, range_hours: float) -> alt.Chart:
     return chart
 
 
-def scatter_section(store: EventStore, query: EventQuery) -> None:
+def scatter_section(store: EventStore, query: EventQuery, tz: dt.tzinfo) -> None:
     kinds = (*TWITCH_KINDS, EventKind.SUSTAINED)
     try:
         # One more than the cap tells "too many" apart from "exactly the cap" without counting them all.
@@ -440,7 +441,7 @@ def scatter_section(store: EventStore, query: EventQuery) -> None:
             "pick a shorter time range to see them one by one."
         )
     else:
-        st.altair_chart(events_chart(data.events_frame(events)), width="stretch")
+        st.altair_chart(events_chart(data.events_frame(events, tz)), width="stretch")
         st.caption(
             f"{len(events)} events. Dot size is the event's peak amplitude in its sensor's unit "
             "(not comparable across sensor types)."
@@ -452,12 +453,14 @@ def events_chart(frame: pd.DataFrame) -> alt.Chart:
         alt.Chart(frame)
         .mark_circle(opacity=0.6)
         .encode(
-            x=alt.X("time:T", title="time"),
+            x=alt.X("time:T", title="time", scale=alt.Scale(type="utc")),  # wall clock: data.wall_clock
             y=alt.Y(f"{data.COL_MUSCLE}:N", title="muscle"),
             size=alt.Size("amplitude:Q", title="amplitude", legend=alt.Legend(format=".3g")),
             color=alt.Color("kind:N", title="kind"),
             tooltip=[
-                alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S"),
+                alt.Tooltip(
+                    "utcyearmonthdatehoursminutesseconds(time):T", title="time", format="%Y-%m-%d %H:%M:%S"
+                ),
                 alt.Tooltip(f"{data.COL_MUSCLE}:N"),
                 alt.Tooltip("kind:N"),
                 alt.Tooltip("amplitude:Q", format=".3g"),

@@ -180,14 +180,23 @@ def basis_caption(table: pd.DataFrame) -> str:
     )
 
 
+def wall_clock(times: pd.Series, tz: dt.tzinfo) -> pd.Series:
+    """UTC instants as the clock on the wall in ``tz``, labelled UTC. The browser's chart library draws
+    times in the *browser's* zone unless told they are UTC; the charts draw these with UTC time units, so
+    they show the configured zone's clock (the one every caption names) wherever the page is opened."""
+    local = times.dt.tz_convert(tz).dt.tz_localize(None)
+    out: pd.Series = local.dt.tz_localize("UTC")
+    return out
+
+
 def timeline_frame(
-    counts: Sequence[HourCount], time_range: TimeRange, muscles: Sequence[str]
+    counts: Sequence[HourCount], time_range: TimeRange, muscles: Sequence[str], tz: dt.tzinfo = dt.UTC
 ) -> pd.DataFrame:
     """Hourly twitch counts per muscle, with hours without twitches filled in as 0.
 
     The store only returns hours that had events; filling the rest makes the chart's time axis span
     the chosen range (a quiet morning shows as quiet, not as missing) and keeps every hour in the
-    tooltips and data. Columns: hour (UTC, tz-aware), muscle, twitches.
+    tooltips and data. Columns: hour (``tz``'s wall clock, see ``wall_clock``), muscle, twitches.
     """
     first_hour = time_range.since_ns // HOUR_NS * HOUR_NS
     last_hour = (max(time_range.until_ns, time_range.since_ns + 1) - 1) // HOUR_NS * HOUR_NS
@@ -199,17 +208,19 @@ def timeline_frame(
     else:
         cells = [(c.hour_ns, c.muscle, c.twitches) for c in counts]
     frame = pd.DataFrame(cells, columns=["hour_ns", COL_MUSCLE, COL_TWITCHES])
-    frame.insert(0, "hour", pd.to_datetime(frame.pop("hour_ns"), unit="ns", utc=True))
+    frame.insert(0, "hour", wall_clock(pd.to_datetime(frame.pop("hour_ns"), unit="ns", utc=True), tz))
     return frame.astype({COL_TWITCHES: "int64"})
 
 
-def events_frame(events: Sequence[TwitchEvent]) -> pd.DataFrame:
-    """Individual events for the scatter: time (UTC, tz-aware), muscle, kind, amplitude, unit, duration."""
+def events_frame(events: Sequence[TwitchEvent], tz: dt.tzinfo = dt.UTC) -> pd.DataFrame:
+    """Individual events for the scatter: time (``tz``'s wall clock, see ``wall_clock``), muscle, kind,
+    amplitude, unit, duration."""
     frame = pd.DataFrame(
         [(e.start_ns, e.muscle, e.kind.value, e.amplitude, e.unit, e.duration_ms) for e in events],
         columns=["time_ns", COL_MUSCLE, "kind", "amplitude", "unit", "duration_ms"],
     )
-    frame.insert(0, "time", pd.to_datetime(frame.pop("time_ns").astype("int64"), unit="ns", utc=True))
+    times = pd.to_datetime(frame.pop("time_ns").astype("int64"), unit="ns", utc=True)
+    frame.insert(0, "time", wall_clock(times, tz))
     return frame.astype({"amplitude": "float64", "duration_ms": "float64"})
 
 

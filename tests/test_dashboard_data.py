@@ -204,6 +204,23 @@ def test_timeline_too_long_to_fill_keeps_only_observed_hours(monkeypatch: pytest
     assert list(frame["twitches"]) == [2, 3]
 
 
+def test_timeline_hours_are_the_configured_zones_wall_clock() -> None:
+    """The chart draws UTC time units, so the frame must carry New York's clock: 22:00 UTC is 17:00 EST."""
+    ny = zoneinfo.ZoneInfo("America/New_York")
+    frame = data.timeline_frame([HourCount("a", T0, 2)], data.TimeRange(T0, T0 + H), ["a"], ny)
+    local = dt.datetime.fromtimestamp(T0 / 1e9, ny)
+    assert list(frame["hour"]) == [pd.Timestamp(local.replace(tzinfo=None), tz="UTC")]
+    assert frame["hour"][0].hour == (22 - 5) % 24
+
+
+def test_event_times_are_the_configured_zones_wall_clock() -> None:
+    kolkata = zoneinfo.ZoneInfo("Asia/Kolkata")  # +05:30: a half-hour offset shows in the minutes too
+    frame = data.events_frame([event("calf_left", T0)], kolkata)
+    stamp = frame["time"][0]
+    assert (stamp.day, stamp.hour, stamp.minute) == (15, 3, 30)  # 22:00 UTC on the 14th
+    assert str(stamp.tz) == "UTC"
+
+
 # ---- events ---------------------------------------------------------------------------------------
 def test_events_frame_keeps_one_row_per_event() -> None:
     events = [
