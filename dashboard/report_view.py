@@ -7,13 +7,14 @@ button is clicked.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import time
 
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, page_header, show_body_map, show_flags
+from dashboard.app import Context, date_pair, page_header, show_body_map, show_flags
 from processing.report import ReportData
 from processing.report_render import render_csv, render_pdf
 from processing.store import StoreError
@@ -29,9 +30,7 @@ EMPTY = "Nothing recorded in this period: the report would be empty. Pick a long
 
 def render(ctx: Context) -> None:
     page_header("Report")
-    period = str(st.sidebar.radio("Period", tuple(data.REPORT_PERIODS), index=1, key="report_period"))
-    until_ns = time.time_ns()
-    since_ns = until_ns - data.REPORT_PERIODS[period] * 24 * 3600 * data.NS_PER_S
+    period, since_ns, until_ns = period_controls(ctx.tz, time.time_ns())
     try:
         with st.spinner("Building the report…"):
             report = ctx.report(since_ns, until_ns)
@@ -40,6 +39,23 @@ def render(ctx: Context) -> None:
         return
     downloads(report)
     summary(report, period)
+
+
+def period_controls(tz: dt.tzinfo, now_ns: int) -> tuple[str, int, int]:
+    """The period's name and [since, until): the last 7/30/90 days, or whole local days picked (the days
+    since the twitching started, the months between two visits)."""
+    choices = (*data.REPORT_PERIODS, data.CUSTOM_RANGE)
+    period = str(st.sidebar.radio("Period", choices, index=1, key="report_period"))
+    if period != data.CUSTOM_RANGE:
+        return period, now_ns - data.REPORT_PERIODS[period] * 24 * 3600 * data.NS_PER_S, now_ns
+    today = data.local_day(now_ns, tz)
+    picked = st.sidebar.date_input(
+        "Dates", value=(today - dt.timedelta(days=29), today), max_value=today, key="report_dates"
+    )
+    first, last = date_pair(picked, today)
+    first, last = min(first, last), max(first, last)
+    tr = data.dates_range(first, last, tz, now_ns)
+    return f"{first.isoformat()} to {last.isoformat()}", tr.since_ns, tr.until_ns
 
 
 def downloads(report: ReportData) -> None:

@@ -749,6 +749,16 @@ def test_report_page_summary_and_downloads(store: StoreTarget) -> None:
     shown = {r["muscle"]: r for r in table_with(at, "first recorded").to_dict("records")}
     assert shown["calf_left"]["twitches"] == "6"
 
+    # Whole local days picked: the days of the first four twitches only.
+    at.radio(key="report_period").set_value(data.CUSTOM_RANGE).run()
+    ten_days_ago = data.local_day(now - 10 * day, zoneinfo.ZoneInfo(ZONE))
+    at.date_input(key="report_dates").set_value((ten_days_ago, ten_days_ago)).run()
+    span = f"{ten_days_ago.isoformat()} to {ten_days_ago.isoformat()}"
+    first_day = sum(
+        data.local_day(now - 10 * day + i * MIN, zoneinfo.ZoneInfo(ZONE)) == ten_days_ago for i in range(4)
+    )
+    assert f"{span}: {first_day} twitches on 1 muscle." in page_text(at)
+
 
 def test_report_files_are_a_pdf_and_the_daily_csv(store: StoreTarget) -> None:
     now = time.time_ns()
