@@ -31,7 +31,7 @@ import enum
 import json
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -798,13 +798,14 @@ def flags_for_display(
     now_ns: int | None = None,
     computed_by: ComputedBy = "cli",
     tz: dt.tzinfo = dt.UTC,
+    compute: Callable[..., FlagSet] = compute_flag_set,
 ) -> FlagSet:
     """What ``twitchwatch flags`` and the dashboard show: the set the worker stored, if it is at most
-    ``max_age_s`` old; otherwise a fresh computation from the store (``computed_by`` says which)."""
+    ``max_age_s`` old; otherwise a fresh computation from the store (``computed_by`` says which).
+    ``compute`` takes ``compute_flag_set``'s arguments: the dashboard passes a cached one, so a page
+    rerun every few seconds does not recompute weeks of history each time."""
     now = time.time_ns() if now_ns is None else now_ns
     stored = store.current_flags(user)
     if stored is not None and 0 <= now - stored.computed_at_ns <= max_age_s * 1e9:
         return stored
-    return compute_flag_set(
-        store, user=user, now_ns=now, rules=rules, computed_by=computed_by, devices=devices, tz=tz
-    )
+    return compute(store, user=user, now_ns=now, rules=rules, computed_by=computed_by, devices=devices, tz=tz)

@@ -85,10 +85,12 @@ def store(
     # The entry script caches the open store per URL for the whole process; start and end clean
     # (clearing also closes the cached stores, via the cache's on_release).
     st.cache_resource.clear()
+    st.cache_data.clear()
     try:
         yield target
     finally:
         st.cache_resource.clear()
+        st.cache_data.clear()
         if server is not None and database is not None:
             server.drop_database(database)
 
@@ -473,6 +475,19 @@ def test_overview_without_flags_says_so(store: StoreTarget) -> None:
     at = run_app()
     assert app.NO_FLAGS in [s.value for s in at.success]
     assert "by the dashboard" in page_text(at)  # nothing stored: computed on the spot
+    computed = flags_caption(at)
+    time.sleep(1.1)  # the caption shows whole seconds: a recomputation would show a later one
+    at.run()
+    assert flags_caption(at) == computed  # reruns reuse it for a few minutes instead of recomputing
+    st.cache_data.clear()
+    time.sleep(1.1)
+    at.run()
+    assert flags_caption(at) != computed  # ... and it is the cache that kept it
+
+
+def flags_caption(at: AppTest) -> str:
+    [caption] = [c.value for c in at.caption if c.value.startswith("Computed ")]
+    return str(caption)
 
 
 # ---- Live: raw signal and device status from a real broker ----------------------------------------------

@@ -8,12 +8,16 @@ and shared by all sessions (``st.cache_resource``).
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from collections.abc import Sequence
+
 import streamlit as st
 
 from collector.mqtt import MqttTarget
 from dashboard import app
 from dashboard.livefeed import LiveFeed
-from processing.flags import FlagSet, flags_for_display
+from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
 from processing.report import ReportData, build_report
 from processing.store import EventStore, InfluxAuth, StoreError, open_store
 from twitchwatch.config import ConfigError, Settings, load_settings
@@ -43,9 +47,44 @@ def cached_feed(broker: str, user: str, _target: MqttTarget) -> LiveFeed:
     return LiveFeed(_target, user).start()
 
 
+# Without a fresh set from the worker, the dashboard computes one: seconds for weeks of history, so it
+# is kept for a few minutes (per process, shared by the sessions) instead of recomputed on every rerun.
+FLAGS_CACHE_S = 300
+
+
+@st.cache_data(ttl=FLAGS_CACHE_S, max_entries=16, show_spinner=False)
+def _computed_flags(
+    url: str,
+    user: str,
+    rules_key: str,
+    devices: tuple[str, ...],
+    zone: str,
+    _store: EventStore,
+    _rules: FlagRules,
+    _tz: dt.tzinfo,
+) -> FlagSet:
+    # Keyed by what determines the result; the leading-underscore arguments are not hashed (the key
+    # holds the store's URL, the rules' repr and the zone's name instead).
+    return compute_flag_set(
+        _store,
+        user=user,
+        now_ns=time.time_ns(),
+        rules=_rules,
+        computed_by="dashboard",
+        devices=devices,
+        tz=_tz,
+    )
+
+
 def current_flags(store: EventStore, settings: Settings) -> FlagSet:
     # The same call as ``twitchwatch flags``, so the page and the command agree.
-    return flags_for_display(store, computed_by="dashboard", **flag_display_args(settings))
+    def compute(
+        store: EventStore, *, user: str, rules: FlagRules, devices: Sequence[str], tz: dt.tzinfo, **_: object
+    ) -> FlagSet:
+        key = (settings.store_url, user, repr(rules), tuple(devices), str(tz))
+        return _computed_flags(*key, store, rules, tz)
+
+    return flags_for_display(store, computed_by="dashboard", compute=compute, **flag_display_args(settings))
 
 
 def report(store: EventStore, settings: Settings, since_ns: int, until_ns: int) -> ReportData:
