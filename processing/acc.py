@@ -8,6 +8,7 @@ activity (``EventKind.SUSTAINED``) so steps and turns are never counted as twitc
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from scipy import signal as sps
 
 from processing.core import DetectorParams, Features, FloatArray, LaneEngine, sosfilt_inplace
@@ -49,6 +50,7 @@ class AccEngine(LaneEngine):
         super().__init__(sample_rate, channels, 1, params)
         self._lf_sos = sps.butter(2, params.movement_band_hz, btype="bandpass", fs=sample_rate, output="sos")
         self._lf_zi: FloatArray | None = None
+        self._all_channels = np.arange(channels)
         self._movement_thr = np.full(1, params.movement_g)  # read only: shared, not rebuilt per epoch
 
     def start_filters(self, x0: FloatArray) -> None:
@@ -70,11 +72,11 @@ class AccEngine(LaneEngine):
     def slow_threshold(self) -> FloatArray:
         return self._movement_thr
 
-    def lane_peak(self, y: FloatArray, p: FloatArray) -> float:
-        return float(np.sqrt(p.max()))
-
     def lane_channels(self, lane: int) -> slice:
         return slice(0, self.channels)
+
+    def lanes_channels(self, lanes: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        return self._all_channels
 
     def saturation_limit(self, floor: float) -> float:
         return self.params.saturation_excursion

@@ -59,6 +59,7 @@ _max = np.maximum.reduce
 _sum = np.add.reduce
 _all = np.logical_and.reduce
 _any = np.logical_or.reduce
+_FIRST = np.zeros(1, dtype=np.intp)  # reduceat over a whole array
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
 
 
@@ -284,7 +285,6 @@ class _Seg:
     env: FloatArray  # moving sum of p over w samples
     slow_on: BoolArray  # blocks of the segment × lanes
     quiet: BoolArray  # blocks of the segment × lanes (pieces clear it)
-    slow_any: list[bool] = field(default_factory=list)  # per lane: slow activity in the segment
 
 
 class LaneEngine:
@@ -388,11 +388,11 @@ class LaneEngine:
     def slow_threshold(self) -> FloatArray:
         raise NotImplementedError
 
-    def lane_peak(self, y: FloatArray, p: FloatArray) -> float:
-        """Peak of one lane's piece: ``y`` its samples × channels, ``p`` its power."""
+    def lane_channels(self, lane: int) -> slice:
         raise NotImplementedError
 
-    def lane_channels(self, lane: int) -> slice:
+    def lanes_channels(self, lanes: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """The channels of these lanes, in order (what ``lane_power`` takes for exactly these lanes)."""
         raise NotImplementedError
 
     def segment_raw(self, x: FloatArray, base: int) -> None:
@@ -550,13 +550,12 @@ class LaneEngine:
             cand = (self._in_piece | ~_all(quiet, axis=0)).nonzero()[0]
         if cand.size:
             seg = _Seg(k0 * blk, b0 * blk, (b1 - b0) * blk, x, y, p, env, slow_on, quiet)
-            seg.slow_any = _column_any(slow_on)
             lanes = cand.tolist()
             long = [i for i in lanes if (c := self._open[i]) is not None and c.long and c.gap >= seg.m]
             done = self._scan_long(long, seg) if long else set()
-            for lane in lanes:
-                if lane not in done:
-                    self._scan(lane, seg)
+            rest = [lane for lane in lanes if lane not in done] if done else lanes
+            if rest:
+                self._scan_lanes(rest, seg)
         self._epoch_bm[e0:e1] = bm[b0:b1]
         self._epoch_slow[e0:e1] = slow[b0:b1]
         self._block = k0 + b1 - b0
@@ -607,70 +606,109 @@ class LaneEngine:
             low = self._epoch_bm.min(axis=0) / self.blk
             self.floor = np.where(stuck, self.floor + self._alpha_up * (low - self.floor), self.floor)
 
-    def _scan(self, lane: int, seg: _Seg) -> None:
-        """Hysteresis over one lane's samples of the segment, then its pieces."""
-        m, r0 = seg.m, seg.r0
-        on = float(self._on_w[lane])
-        off = on * self._off_ratio
-        env = seg.env[r0 : r0 + m, lane]
-        was = bool(self._in_piece[lane])
-        c = self._open[lane]
-        if seg.slow_any[lane]:
-            self._scan_slow(lane, seg, env, on, off, seg.slow_on[:, lane], was)
+    def _scan_lanes(self, lanes: list[int], seg: _Seg) -> None:
+        """Hysteresis over all candidate lanes at once, then their pieces in lane order. The array work is
+        per segment, not per piece: what a piece needs (its peak, the peak of its moving sum, its core
+        samples and frequency sums) comes from reductions over all the segment's pieces together, so a
+        piece costs a few Python operations."""
+        m, blk, r0 = seg.m, self.blk, seg.r0
+        ln = np.asarray(lanes)
+        n = ln.size
+        # Lane-major copies with a spare column, so that a piece's end (≤ m) is a valid reduceat index.
+        env = _lane_major(seg.env[r0 : r0 + m, ln])
+        e = env[:, :m]
+        on = self._on_w[ln]
+        hi = e > on[:, None]
+        st = self._hysteresis(hi, e < (on * self._off_ratio)[:, None], self._env_state[ln])
+        was, env_state = self._in_piece[ln], self._env_state[ln]
+        self._env_state[ln] = st[:, -1]
+        slow = seg.slow_on[:, ln]
+        slow_lanes = _any(slow, axis=0)
+        if _any(slow_lanes):  # slow activity marks every sample of its blocks
+            st.reshape(n, -1, blk)[...] |= slow.T[:, :, None]
+        self._in_piece[ln] = st[:, -1]
+        seg.quiet[:, ln] &= ~_any(st.reshape(n, -1, blk), axis=2).T
+        # A piece open at the segment's start continues if it is still active; without slow activity
+        # only if the power's hysteresis kept it (slow activity alone held it: it ended).
+        cont = was & st[:, 0] & (env_state | slow_lanes)
+        for j in (was & ~cont).nonzero()[0].tolist():  # the open piece ended with the previous segment
+            c = self._open[lanes[j]]
+            if c is not None:
+                self._end_piece(lanes[j], c)
+        pad = np.zeros((n, m + 2), dtype=bool)
+        pad[:, 1:-1] = st
+        row, col = (pad[:, 1:] != pad[:, :-1]).nonzero()  # rises and falls alternate in each row
+        if not row.size:
             return
-        above = (env > on).nonzero()[0]
-        if was and not self._env_state[lane]:  # slow activity ended with the previous segment
-            self._in_piece[lane] = False
-            if c is not None:
-                self._end_piece(lane, c)
-            was = False
-        i = 0 if was else (int(above[0]) if above.size else m)
-        cont = False
-        while i < m:  # a piece from i (continuing one if i == 0 and was) to the first sample below off
-            below = (env[i:] < off).nonzero()[0]
-            stop = i + int(below[0]) if below.size else m
-            cont = stop == m
-            if stop > i:
-                self._piece(lane, seg, i, stop, env, starts=i > 0 or not was, ends=not cont, slow=False)
-            elif was:  # the open piece ended with the previous segment
-                c = self._open[lane]
-                if c is not None:
+        prow, a, b = row[::2], col[::2], col[1::2]
+        fa, fb = prow * (m + 1) + a, prow * (m + 1) + b
+        fe = np.minimum(fb, fa + self._store_cap)  # a piece's features come from its first store_s
+        pw = _lane_major(seg.p[r0 : r0 + m, ln])
+        peak_p: list[float] = np.maximum.reduceat(pw.ravel(), _pairs(fa, fb))[::2].tolist()
+        peak_env: list[float] = np.maximum.reduceat(env.ravel(), _pairs(fa, fb))[::2].tolist()
+        num, den = self._sums(seg, ln, pw, fa, fe)
+        hr, hc = hi.nonzero()  # core candidates: above onset (a piece that starts here has this onset)
+        keys = hr * (m + 1) + hc
+        core_pos, core_env = hc + seg.base, e[hi]
+        lo: list[int] = keys.searchsorted(fa).tolist()
+        up: list[int] = keys.searchsorted(fe).tolist()
+        cont_l: list[bool] = cont.tolist()
+        slow_l: list[bool] = slow_lanes.tolist()
+        for k, (j, ak, bk) in enumerate(zip(prow.tolist(), a.tolist(), b.tolist(), strict=True)):
+            lane = lanes[j]
+            starts, ends = ak > 0 or not cont_l[j], bk < m
+            c = self._grow(lane, seg, ak, bk, math.sqrt(peak_p[k]), peak_env[k], starts, slow_l[j])
+            if c.long:  # known activity: its features are settled, only its extent and peak grow
+                if ends:
                     self._end_piece(lane, c)
-            k = int(above.searchsorted(stop))
-            i = int(above[k]) if k < above.size else m
-            was = False
-        self._env_state[lane] = self._in_piece[lane] = cont
+            elif starts and ends:  # the whole piece is here: its features from the batch, now
+                if lo[k] < up[k]:
+                    c.core_idx.append(core_pos[lo[k] : up[k]])
+                    c.core_env.append(core_env[lo[k] : up[k]])
+                if bk - ak >= 2:
+                    c.num += num[k]
+                    c.den += den[k]
+                if c.piece_slow:
+                    rows = slice(r0 + ak, r0 + ak + min(bk - ak, self._store_cap))
+                    self._check_saturation(c, seg.x[rows, self.lane_channels(lane)])
+                self._settle_piece(lane, c)
+            else:
+                self._store_part(lane, c, seg, ak, bk, ends)
 
-    def _states(
-        self, lane: int, env: FloatArray, on: float, off: float, slow_rows: BoolArray
-    ) -> tuple[BoolArray, bool]:
-        """Per-sample activity (hysteresis on the power, or'ed with slow activity block-wise) and the
-        power hysteresis's own state at the end."""
-        hi = env > on
-        idx = np.where(hi | (env < off), self._ramp[: env.size], -1)
-        np.maximum.accumulate(idx, out=idx)  # the state is that of the last decisive sample
-        st = np.where(idx >= 0, hi[idx], self._env_state[lane])
-        env_end = bool(st[-1])
-        if slow_rows.any():
-            st |= np.repeat(slow_rows, self.blk)
-        return st, env_end
+    def _hysteresis(self, hi: BoolArray, lo: BoolArray, state: BoolArray) -> BoolArray:
+        """Per lane (rows) and sample: on from a sample above onset (``hi``) until one below offset
+        (``lo``); before the first of either, the lane's state from the previous segment."""
+        m = hi.shape[1]
+        idx = np.where(hi | lo, self._ramp[:m], -1)
+        np.maximum.accumulate(idx, axis=1, out=idx)  # the state is that of the last decisive sample
+        flat = np.maximum(idx, 0)
+        flat += self._lane_ids[: hi.shape[0], None] * m
+        st: BoolArray = np.where(idx >= 0, hi.ravel()[flat], state[:, None])
+        return st
 
-    def _scan_slow(
-        self, lane: int, seg: _Seg, env: FloatArray, on: float, off: float, slow_rows: BoolArray, was: bool
-    ) -> None:
-        """The general case: hysteresis on the power or'ed with slow activity block-wise."""
-        m = seg.m
-        st, self._env_state[lane] = self._states(lane, env, on, off, slow_rows)
-        self._in_piece[lane] = st[-1]
-        active = bool(st[0])
-        if was and not active:  # the open piece ended with the previous segment
-            c = self._open[lane]
-            if c is not None:
-                self._end_piece(lane, c)
-        edges = [0, *((st[1:] != st[:-1]).nonzero()[0] + 1).tolist(), m]
-        for i in range(0 if active else 1, len(edges) - 1, 2):
-            a, b = edges[i], edges[i + 1]
-            self._piece(lane, seg, a, b, env, starts=a > 0 or not was, ends=b < m)
+    def _sums(
+        self,
+        seg: _Seg,
+        ln: npt.NDArray[np.intp],
+        pw: FloatArray,
+        fa: npt.NDArray[np.intp],
+        fe: npt.NDArray[np.intp],
+    ) -> tuple[list[float], list[float]]:
+        """Σ(Δy)² and Σy² (ends halved) over each piece's feature samples [fa, fe) of the lane-major
+        arrays, for the dominant frequency. ``_piece_sums`` gives the same for a piece stored in parts:
+        the same per-sample values summed by the same reduceat, so the chunking cannot change them."""
+        m, r0 = seg.m, seg.r0
+        ch = self.lanes_channels(ln)
+        dy = seg.y[r0 + 1 : r0 + m, ch] - seg.y[r0 : r0 + m - 1, ch]
+        q = np.zeros((ln.size, m + 1))
+        dq = np.empty((m - 1, ln.size))
+        self.lane_power(dy, dq)
+        q[:, 1:m] = dq.T
+        pf = pw.ravel()
+        num: list[float] = np.add.reduceat(q.ravel(), _pairs(fa + 1, fe))[::2].tolist()
+        s = np.add.reduceat(pf, _pairs(fa, fe))[::2]
+        den: list[float] = (s - 0.5 * (pf[fa] + pf[fe - 1])).tolist()
+        return num, den
 
     def _scan_long(self, lanes: list[int], seg: _Seg) -> set[int]:
         """Clusters already known to be activity grow by everything active in this segment at once,
@@ -758,21 +796,12 @@ class LaneEngine:
             c.slow_upto = int(new[-1])
         return int(new.size)
 
-    def _piece(
-        self,
-        lane: int,
-        seg: _Seg,
-        a: int,
-        b: int,
-        env: FloatArray,
-        *,
-        starts: bool,
-        ends: bool,
-        slow: bool = True,
-    ) -> None:
-        """Rows [a, b) of the segment are active on ``lane``: start, extend or join its cluster."""
-        blk = self.blk
-        start, stop = seg.base + a, seg.base + b
+    def _grow(
+        self, lane: int, seg: _Seg, a: int, b: int, peak: float, peak_env: float, starts: bool, slow: bool
+    ) -> Cluster:
+        """Rows [a, b) of the segment are active on ``lane``: start, extend or join its cluster with their
+        extent, peak, peak moving sum (``peak_env``) and slow blocks."""
+        start = seg.base + a
         c = self._open[lane]
         if starts or c is None:
             if c is not None and start - c.end > c.gap:
@@ -785,37 +814,28 @@ class LaneEngine:
             c.piece_slow = False
             c.piece_on = float(self._on_w[lane])
             self._release_at[lane] = _NEVER
-        ra, rb = seg.r0 + a, seg.r0 + b
         c.active += b - a
-        ch = self.lane_channels(lane)
-        peak = self.lane_peak(seg.y[ra:rb, ch], seg.p[ra:rb, lane])
         if peak > c.peak:
             c.peak = peak
-        e = float(_max(env[a:b]))
-        if e > c.peak_env:
-            c.peak_env = e
-        kb0, kb1 = a // blk, (b - 1) // blk + 1
+        if peak_env > c.peak_env:
+            c.peak_env = peak_env
         if slow:
+            blk = self.blk
+            kb0, kb1 = a // blk, (b - 1) // blk + 1
             n_slow = self._count_slow(c, seg.base // blk + kb0, seg.slow_on[kb0:kb1, lane])
             c.piece_slow = c.piece_slow or n_slow > 0
-        seg.quiet[kb0:kb1, lane] = False
-        c.end = stop
-        if c.long:  # known activity: its features are settled, only its extent and peak grow
-            if ends:
-                self._end_piece(lane, c)
-            return
-        keep = min(rb - ra, self._store_cap - c.stored)
-        if starts and ends:  # the whole piece is here: its features from views, now
-            if keep > 0:
-                self._piece_features(
-                    c, seg.y[ra : ra + keep, ch], seg.x[ra : ra + keep, ch], env[a : a + keep]
-                )
-            self._settle_piece(lane, c)
-            return
-        if keep > 0:  # a piece spanning segments: copies until it ends, then the same computation
+        c.end = seg.base + b
+        return c
+
+    def _store_part(self, lane: int, c: Cluster, seg: _Seg, a: int, b: int, ends: bool) -> None:
+        """A piece spanning segments: copies of its samples until it ends, then the features a whole piece
+        gets, from the same values."""
+        keep = min(b - a, self._store_cap - c.stored)
+        if keep > 0:
+            ra, ch = seg.r0 + a, self.lane_channels(lane)
             c.parts_y.append(seg.y[ra : ra + keep, ch].copy())
             c.parts_x.append(seg.x[ra : ra + keep, ch].copy())
-            c.parts_env.append(env[a : a + keep].copy())
+            c.parts_env.append(seg.env[ra : ra + keep, lane].copy())
             c.stored += keep
         if ends:
             self._end_piece(lane, c)
@@ -845,18 +865,30 @@ class LaneEngine:
         self._release_at[lane] = -(-(c.end + c.gap + 1) // self.blk)
 
     def _piece_features(self, c: Cluster, y: FloatArray, raw: FloatArray, env: FloatArray) -> None:
-        """Core samples, frequency sums and saturation of one piece (``y`` and ``raw`` samples × the
-        lane's channels, ``env`` its moving sum), always from the same samples in one call whatever the
-        chunking. Samples above onset are kept for the core (``Cluster.settle``)."""
+        """Core samples, frequency sums and saturation of a piece stored in parts (``y`` and ``raw``
+        samples × the lane's channels, ``env`` its moving sum): what ``_scan_lanes`` computes for a whole
+        piece, from the same samples. Samples above onset are kept for the core (``Cluster.settle``)."""
         idx = (env > c.piece_on).nonzero()[0]
         if idx.size and not c.long:
             c.core_idx.append(idx + c.piece_start)
             c.core_env.append(env[idx])
         if y.shape[0] >= 2:
-            dy = y[1:] - y[:-1]
-            c.num += float(np.vdot(dy, dy))
-            y0, y1 = y[0], y[-1]
-            c.den += float(np.vdot(y, y)) - 0.5 * float(y0 @ y0 + y1 @ y1)
+            num, den = self._piece_sums(y)
+            c.num += num
+            c.den += den
+        self._check_saturation(c, raw)
+
+    def _piece_sums(self, y: FloatArray) -> tuple[float, float]:
+        """``_sums`` for one piece's samples (× the lane's channels): the same per-sample values and the
+        same reduceat, hence the same sums to the bit."""
+        p, q = np.empty((y.shape[0], 1)), np.empty((y.shape[0] - 1, 1))
+        self.lane_power(y, p)
+        self.lane_power(y[1:] - y[:-1], q)
+        pf = p.ravel()
+        s = float(np.add.reduceat(pf, _FIRST)[0])
+        return float(np.add.reduceat(q.ravel(), _FIRST)[0]), s - 0.5 * float(pf[0] + pf[-1])
+
+    def _check_saturation(self, c: Cluster, raw: FloatArray) -> None:
         if c.piece_slow and not c.saturated and raw.shape[0] >= self._sat_run:  # a rail comes with a step
             c.saturated = self._saturated(raw, c.baseline, self.saturation_limit(c.floor))
 
@@ -988,6 +1020,23 @@ class _Work:
 def moving_sum(ext: FloatArray, w: int) -> FloatArray:
     """Sums over w consecutive rows of ``ext`` ((n + w − 1) × lanes) → n × lanes (see ``_Work``)."""
     return _Work(ext.shape[0] - w + 1, 1, ext.shape[1], w).moving_sum(ext).copy()
+
+
+def _lane_major(a: FloatArray) -> FloatArray:
+    """(samples × lanes) → (lanes × samples + 1), the spare column zero: a piece ending at the segment's
+    end still has a valid index for ``reduceat``."""
+    out = np.empty((a.shape[1], a.shape[0] + 1))
+    out[:, :-1] = a.T
+    out[:, -1] = 0.0
+    return out
+
+
+def _pairs(start: npt.NDArray[np.intp], stop: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """Interleaved [start, stop) bounds for ``reduceat``: its even results are the pieces' reductions."""
+    out = np.empty(2 * start.size, dtype=np.intp)
+    out[0::2] = start
+    out[1::2] = stop
+    return out
 
 
 def _column_any(a: BoolArray) -> list[bool]:

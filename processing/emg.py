@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from processing.core import Cluster, DetectorParams, Features, FloatArray, LaneEngine
 from processing.events import EventKind
@@ -66,11 +67,11 @@ class EmgEngine(LaneEngine):
     def slow_threshold(self) -> FloatArray:
         return self.params.slow_on * self.slow_floor
 
-    def lane_peak(self, y: FloatArray, p: FloatArray) -> float:
-        return math.sqrt(float(np.maximum.reduce(p)))  # p.max() without its Python-level wrapper
-
     def lane_channels(self, lane: int) -> slice:
         return slice(lane, lane + 1)
+
+    def lanes_channels(self, lanes: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        return lanes
 
     def segment_raw(self, x: FloatArray, base: int) -> None:
         n, size = x.shape[0], self._ring.shape[0]
