@@ -214,16 +214,17 @@ class Cluster:
     def duration_ms(self, rate: float) -> float:
         return (self.end - self.start) * 1e3 / rate
 
-    def settle(self, core_db: float) -> None:
-        """The core: samples above onset and within ``core_db`` of the cluster's peak power — the
-        potentials' main phases, not the band-pass's ringing, whose length grows with the amplitude."""
+    def settle(self, core_ratio: float) -> None:
+        """The core: samples above onset and within ``core_ratio`` (``10 ** (-core_db / 10)``) of the
+        cluster's peak power — the potentials' main phases, not the band-pass's ringing, whose length grows
+        with the amplitude."""
         if not self.core_idx:
             return
         if len(self.core_idx) == 1:
             idx, env = self.core_idx[0], self.core_env[0]
         else:
             idx, env = np.concatenate(self.core_idx), np.concatenate(self.core_env)
-        sel = idx[env > self.peak_env * 10 ** (-core_db / 10)]
+        sel = idx[env > self.peak_env * core_ratio]
         if sel.size:
             self.first_on, self.last_on, self.n_on = int(sel[0]), int(sel[-1]), int(sel.size)
 
@@ -341,6 +342,10 @@ class LaneEngine:
         self._rise = max(1.5, 1.0 + 4.0 * math.sqrt(2.0 / (self.epoch * self.blk * self._dof)))
         self._jerk_max = round(p.jerk_max_ms * 1e-3 * sample_rate)
         self._store_cap = max(2, round(p.store_s * sample_rate))
+        self._core_ratio = 10 ** (-p.core_db / 10)
+        # Context thresholds, computed once: before an event the window is fixed; after it, a few lengths.
+        self._pre_thr = self._ctx_threshold(self._ctx_blocks * self.blk)
+        self._post_thr: dict[int, float] = {}
         self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
         self._ramp = np.arange(self.epoch * self.blk)  # sample numbers within a segment (never longer)
         self._lane_ids = np.arange(lanes)
@@ -469,9 +474,9 @@ class LaneEngine:
         self._ptail[...] = pext[n:]
         env = wk.moving_sum(pext)
         nb = n // blk
-        bm = p.reshape(nb, blk, nl).sum(axis=1)
-        bmax = env.reshape(nb, blk, nl).max(axis=1)
-        bx = x.reshape(nb, blk, self.channels).sum(axis=1) / blk
+        bm = _sum(p.reshape(nb, blk, nl), axis=1)
+        bmax = _max(env.reshape(nb, blk, nl), axis=1)
+        bx = _sum(x.reshape(nb, blk, self.channels), axis=1) / blk
         slow = self.slow_stat(x, bx)
         b = 0
         while b < nb:
@@ -590,7 +595,7 @@ class LaneEngine:
         self._loud_epochs[:] = 0
 
     def _update_floor_general(self, q: BoolArray) -> None:
-        nq = q.sum(axis=0)
+        nq = _sum(q, axis=0, dtype=np.intp)
         mostly_quiet = (2 * nq >= self.epoch) / np.maximum(nq, 1)  # learn only from mostly quiet epochs
         target = _sum(self._epoch_bm * q, axis=0) * (mostly_quiet / self.blk)
         # Symmetric while the epoch looks like noise; up slowly when it is clearly louder (beyond four
@@ -614,23 +619,25 @@ class LaneEngine:
         m, blk, r0 = seg.m, self.blk, seg.r0
         ln = np.asarray(lanes)
         n = ln.size
-        # Lane-major copies with a spare column, so that a piece's end (≤ m) is a valid reduceat index.
-        env = _lane_major(seg.env[r0 : r0 + m, ln])
-        e = env[:, :m]
+        e = seg.env[r0 : r0 + m].T[ln]  # lane-major: each lane's samples in a row
         on = self._on_w[ln]
         hi = e > on[:, None]
         st = self._hysteresis(hi, e < (on * self._off_ratio)[:, None], self._env_state[ln])
         was, env_state = self._in_piece[ln], self._env_state[ln]
         self._env_state[ln] = st[:, -1]
-        slow = seg.slow_on[:, ln]
-        slow_lanes = _any(slow, axis=0)
-        if _any(slow_lanes):  # slow activity marks every sample of its blocks
-            st.reshape(n, -1, blk)[...] |= slow.T[:, :, None]
-        self._in_piece[ln] = st[:, -1]
-        seg.quiet[:, ln] &= ~_any(st.reshape(n, -1, blk), axis=2).T
         # A piece open at the segment's start continues if it is still active; without slow activity
         # only if the power's hysteresis kept it (slow activity alone held it: it ended).
-        cont = was & st[:, 0] & (env_state | slow_lanes)
+        if _any(seg.slow_on, axis=None):
+            slow = seg.slow_on[:, ln]
+            slow_lanes = _any(slow, axis=0)
+            st.reshape(n, -1, blk)[...] |= slow.T[:, :, None]  # slow activity marks all of its blocks
+            cont = was & st[:, 0] & (env_state | slow_lanes)
+            slow_l: list[bool] = slow_lanes.tolist()
+        else:
+            cont = was & st[:, 0] & env_state
+            slow_l = [False] * n
+        self._in_piece[ln] = st[:, -1]
+        seg.quiet[:, ln] &= ~_any(st.reshape(n, -1, blk), axis=2).T
         for j in (was & ~cont).nonzero()[0].tolist():  # the open piece ended with the previous segment
             c = self._open[lanes[j]]
             if c is not None:
@@ -641,19 +648,19 @@ class LaneEngine:
         if not row.size:
             return
         prow, a, b = row[::2], col[::2], col[1::2]
-        fa, fb = prow * (m + 1) + a, prow * (m + 1) + b
-        fe = np.minimum(fb, fa + self._store_cap)  # a piece's features come from its first store_s
-        pw = _lane_major(seg.p[r0 : r0 + m, ln])
-        peak_p: list[float] = np.maximum.reduceat(pw.ravel(), _pairs(fa, fb))[::2].tolist()
-        peak_env: list[float] = np.maximum.reduceat(env.ravel(), _pairs(fa, fb))[::2].tolist()
-        num, den = self._sums(seg, ln, pw, fa, fe)
-        hr, hc = hi.nonzero()  # core candidates: above onset (a piece that starts here has this onset)
-        keys = hr * (m + 1) + hc
-        core_pos, core_env = hc + seg.base, e[hi]
+        fa, fb = prow * m + a, prow * m + b  # into the flattened lane-major arrays
+        # A piece's features come from its first store_s (longer than any segment with the defaults).
+        fe = fb if m <= self._store_cap else np.minimum(fb, fa + self._store_cap)
+        pw = seg.p[r0 : r0 + m].T[ln]
+        bounds = _pairs(fa, fb)
+        peak_p: list[float] = _per_piece(np.maximum, pw.ravel(), bounds).tolist()
+        peak_env: list[float] = _per_piece(np.maximum, e.ravel(), bounds).tolist()
+        num, den = self._sums(seg, ln, pw, fa, fe, bounds if fe is fb else _pairs(fa, fe))
+        keys = np.flatnonzero(hi)  # core candidates: above onset (a piece that starts here has this onset)
+        core_pos, core_env = keys % m + seg.base, e.ravel()[keys]
         lo: list[int] = keys.searchsorted(fa).tolist()
         up: list[int] = keys.searchsorted(fe).tolist()
         cont_l: list[bool] = cont.tolist()
-        slow_l: list[bool] = slow_lanes.tolist()
         for k, (j, ak, bk) in enumerate(zip(prow.tolist(), a.tolist(), b.tolist(), strict=True)):
             lane = lanes[j]
             starts, ends = ak > 0 or not cont_l[j], bk < m
@@ -693,20 +700,25 @@ class LaneEngine:
         pw: FloatArray,
         fa: npt.NDArray[np.intp],
         fe: npt.NDArray[np.intp],
+        bounds: npt.NDArray[np.intp],
     ) -> tuple[list[float], list[float]]:
         """Σ(Δy)² and Σy² (ends halved) over each piece's feature samples [fa, fe) of the lane-major
-        arrays, for the dominant frequency. ``_piece_sums`` gives the same for a piece stored in parts:
-        the same per-sample values summed by the same reduceat, so the chunking cannot change them."""
-        m, r0 = seg.m, seg.r0
-        ch = self.lanes_channels(ln)
-        dy = seg.y[r0 + 1 : r0 + m, ch] - seg.y[r0 : r0 + m - 1, ch]
-        q = np.zeros((ln.size, m + 1))
+        arrays (``bounds``: the two interleaved), for the dominant frequency. ``_piece_sums`` gives the
+        same for a piece stored in parts: the same per-sample values summed by the same reduceat, so the
+        chunking cannot change them."""
+        m = seg.m
+        y = seg.y[seg.r0 : seg.r0 + m, self.lanes_channels(ln)]
         dq = np.empty((m - 1, ln.size))
-        self.lane_power(dy, dq)
-        q[:, 1:m] = dq.T
+        self.lane_power(y[1:] - y[:-1], dq)
+        q = np.zeros((ln.size, m))
+        q[:, 1:] = dq.T
+        dbounds = bounds.copy()
+        dbounds[0::2] += 1  # Δy from a piece's second sample on
+        if dbounds[-2] == q.size:  # a one-sample piece at the very end: no Δy, its result is not used
+            dbounds[-2] -= 1
         pf = pw.ravel()
-        num: list[float] = np.add.reduceat(q.ravel(), _pairs(fa + 1, fe))[::2].tolist()
-        s = np.add.reduceat(pf, _pairs(fa, fe))[::2]
+        num: list[float] = _per_piece(np.add, q.ravel(), dbounds).tolist()
+        s = _per_piece(np.add, pf, bounds)
         den: list[float] = (s - 0.5 * (pf[fa] + pf[fe - 1])).tolist()
         return num, den
 
@@ -745,17 +757,19 @@ class LaneEngine:
             return set()
         cols = np.asarray(ok)
         sub, lns = st[:, cols], ln[cols]
-        pk: list[float] = np.where(sub, seg.p[r0 : r0 + m, lns], -np.inf).max(axis=0).tolist()
-        pe: list[float] = np.where(sub, e[:, cols], -np.inf).max(axis=0).tolist()
-        count: list[int] = sub.sum(axis=0).tolist()
-        rises: list[int] = ((sub[1:] & ~sub[:-1]).sum(axis=0) + (sub[0] & ~was_arr[cols])).tolist()
+        pk: list[float] = _max(np.where(sub, seg.p[r0 : r0 + m, lns], -np.inf), axis=0).tolist()
+        pe: list[float] = _max(np.where(sub, e[:, cols], -np.inf), axis=0).tolist()
+        count: list[int] = _sum(sub, axis=0, dtype=np.intp).tolist()
+        rises: list[int] = (
+            _sum(sub[1:] & ~sub[:-1], axis=0, dtype=np.intp) + (sub[0] & ~was_arr[cols])
+        ).tolist()
         block0 = seg.base // blk
-        busy = sub.reshape(-1, blk, cols.size).any(axis=1)
+        busy = _any(sub.reshape(-1, blk, cols.size), axis=1)
         seg.quiet[:, lns] &= ~busy
         busy_slow = busy & slow[:, cols]
         any_slow = _column_any(busy_slow)
         # ``_count_slow`` for all lanes at once: the counts and the last slow block of each.
-        n_slow: list[int] = busy_slow.sum(axis=0).tolist()
+        n_slow: list[int] = _sum(busy_slow, axis=0, dtype=np.intp).tolist()
         last_slow: list[int] = (block0 + busy_slow.shape[0] - 1 - busy_slow[::-1].argmax(axis=0)).tolist()
         starts_on: list[bool] = sub[0].tolist()
         ends_on: list[bool] = sub[-1].tolist()
@@ -857,7 +871,7 @@ class LaneEngine:
         elif c.piece_slow and self.artifact_like(lane, c):
             c.gap = self.slow_gap
         elif c.end - c.start > self._jerk_max:
-            c.settle(self.params.core_db)
+            c.settle(self._core_ratio)
             if c.core_ms(self.rate) > self.params.jerk_max_ms:
                 c.gap = max(c.gap, self.activity_gap)
                 c.long = True  # its core only grows: no need to keep core samples any more
@@ -929,6 +943,14 @@ class LaneEngine:
         floor = self.params.context_factor if factor is None else factor
         return max(floor, 1.0 + 4.0 * math.sqrt(2.0 / max(n * self._dof, 1.0)))
 
+    def _post_threshold(self, blocks: int) -> float:
+        thr = self._post_thr.get(blocks)
+        if thr is None:
+            thr = self._post_thr[blocks] = self._ctx_threshold(
+                blocks * self.blk, self.params.post_context_factor
+            )
+        return thr
+
     def _context(self, lane: int, k0: int, k1: int, floor: float) -> float:
         """Mean power of the quiet blocks in [k0, k1) on ``lane``, × floor: the activity below the onset
         threshold around an event, other events excluded. Mostly loud windows are activity (``inf``)."""
@@ -952,12 +974,10 @@ class LaneEngine:
         last = min(self._written, -(-(c.end + self.hold) // blk))
         ctx_post = self._context(lane, first, last, c.floor)
         context = max(
-            c.context_pre / self._ctx_threshold(self._ctx_blocks * blk),
-            ctx_post / self._ctx_threshold((last - first) * blk, self.params.post_context_factor)
-            if last > first
-            else 0.0,
+            c.context_pre / self._pre_thr,
+            ctx_post / self._post_threshold(last - first) if last > first else 0.0,
         )
-        c.settle(self.params.core_db)
+        c.settle(self._core_ratio)
         if c.slow_blocks:
             self.release_features(lane, c)
         since = (c.start - self._prev_end[lane]) * 1e3 / self.rate
@@ -1022,12 +1042,12 @@ def moving_sum(ext: FloatArray, w: int) -> FloatArray:
     return _Work(ext.shape[0] - w + 1, 1, ext.shape[1], w).moving_sum(ext).copy()
 
 
-def _lane_major(a: FloatArray) -> FloatArray:
-    """(samples × lanes) → (lanes × samples + 1), the spare column zero: a piece ending at the segment's
-    end still has a valid index for ``reduceat``."""
-    out = np.empty((a.shape[1], a.shape[0] + 1))
-    out[:, :-1] = a.T
-    out[:, -1] = 0.0
+def _per_piece(ufunc: np.ufunc, flat: FloatArray, bounds: npt.NDArray[np.intp]) -> FloatArray:
+    """``ufunc`` reduced over each piece [start, stop) of ``flat`` (``bounds``: starts and stops
+    interleaved). A stop at the array's end is left off: reduceat's last index runs to the end."""
+    if bounds[-1] == flat.size:
+        bounds = bounds[:-1]
+    out: FloatArray = ufunc.reduceat(flat, bounds)[::2]
     return out
 
 
@@ -1041,7 +1061,7 @@ def _pairs(start: npt.NDArray[np.intp], stop: npt.NDArray[np.intp]) -> npt.NDArr
 
 def _column_any(a: BoolArray) -> list[bool]:
     """Per column: any True, as Python bools (cheaper to index lane by lane than a numpy array)."""
-    return cast(list[bool], a.any(axis=0).tolist())
+    return cast(list[bool], _any(a, axis=0).tolist())
 
 
 def _longest_run(mask: BoolArray) -> int:
