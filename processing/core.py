@@ -292,7 +292,10 @@ class LaneEngine:
     """Shared streaming core; subclasses supply lane power, the slow statistic and classification."""
 
     lanes: int
-    dof_per_sample = 1  # squared signals summed into one lane's power (accelerometer: 3 axes)
+    dof_per_sample = 1
+    # From this many candidate lanes in a segment on, ``_scan_lanes`` handles them together; fewer are
+    # cheaper one by one (``_scan``). Both give the same events to the bit (tests/test_detector.py).
+    batch_lanes = 3  # squared signals summed into one lane's power (accelerometer: 3 axes)
 
     def __init__(self, sample_rate: float, channels: int, lanes: int, params: DetectorParams) -> None:
         if not sample_rate > 0:
@@ -559,8 +562,11 @@ class LaneEngine:
             long = [i for i in lanes if (c := self._open[i]) is not None and c.long and c.gap >= seg.m]
             done = self._scan_long(long, seg) if long else set()
             rest = [lane for lane in lanes if lane not in done] if done else lanes
-            if rest:
+            if len(rest) >= self.batch_lanes:
                 self._scan_lanes(rest, seg)
+            else:
+                for lane in rest:
+                    self._scan(lane, seg)
         self._epoch_bm[e0:e1] = bm[b0:b1]
         self._epoch_slow[e0:e1] = slow[b0:b1]
         self._block = k0 + b1 - b0
@@ -681,6 +687,92 @@ class LaneEngine:
                 self._settle_piece(lane, c)
             else:
                 self._store_part(lane, c, seg, ak, bk, ends)
+
+    def _scan(self, lane: int, seg: _Seg) -> None:
+        """Hysteresis over one lane's samples of the segment, then its pieces: with few candidate lanes
+        this costs fewer array operations than ``_scan_lanes``, and gives the same to the bit."""
+        m, r0 = seg.m, seg.r0
+        on = float(self._on_w[lane])
+        off = on * self._off_ratio
+        env = seg.env[r0 : r0 + m, lane]
+        was = bool(self._in_piece[lane])
+        c = self._open[lane]
+        slow_rows = seg.slow_on[:, lane]
+        if _any(slow_rows):
+            self._scan_slow(lane, seg, env, on, off, slow_rows, was)
+            return
+        above = (env > on).nonzero()[0]
+        if was and not self._env_state[lane]:  # slow activity ended with the previous segment
+            self._in_piece[lane] = False
+            if c is not None:
+                self._end_piece(lane, c)
+            was = False
+        i = 0 if was else (int(above[0]) if above.size else m)
+        cont = False
+        while i < m:  # a piece from i (continuing one if i == 0 and was) to the first sample below off
+            below = (env[i:] < off).nonzero()[0]
+            stop = i + int(below[0]) if below.size else m
+            cont = stop == m
+            if stop > i:
+                self._piece(lane, seg, i, stop, env, starts=i > 0 or not was, ends=not cont, slow=False)
+            elif was:  # the open piece ended with the previous segment
+                c = self._open[lane]
+                if c is not None:
+                    self._end_piece(lane, c)
+            k = int(above.searchsorted(stop))
+            i = int(above[k]) if k < above.size else m
+            was = False
+        self._env_state[lane] = self._in_piece[lane] = cont
+
+    def _scan_slow(
+        self, lane: int, seg: _Seg, env: FloatArray, on: float, off: float, slow_rows: BoolArray, was: bool
+    ) -> None:
+        """``_scan`` with slow activity: hysteresis on the power or'ed with slow activity block-wise."""
+        m = seg.m
+        st = self._hysteresis((env > on)[None, :], (env < off)[None, :], self._env_state[lane : lane + 1])[0]
+        self._env_state[lane] = st[-1]
+        st |= np.repeat(slow_rows, self.blk)
+        self._in_piece[lane] = st[-1]
+        active = bool(st[0])
+        if was and not active:  # the open piece ended with the previous segment
+            c = self._open[lane]
+            if c is not None:
+                self._end_piece(lane, c)
+        edges = [0, *((st[1:] != st[:-1]).nonzero()[0] + 1).tolist(), m]
+        for i in range(0 if active else 1, len(edges) - 1, 2):
+            a, b = edges[i], edges[i + 1]
+            self._piece(lane, seg, a, b, env, starts=a > 0 or not was, ends=b < m)
+
+    def _piece(
+        self,
+        lane: int,
+        seg: _Seg,
+        a: int,
+        b: int,
+        env: FloatArray,
+        *,
+        starts: bool,
+        ends: bool,
+        slow: bool = True,
+    ) -> None:
+        """Rows [a, b) of the segment are active on ``lane`` (``env``: its moving sum in the segment)."""
+        ra, rb = seg.r0 + a, seg.r0 + b
+        peak = math.sqrt(float(_max(seg.p[ra:rb, lane])))
+        c = self._grow(lane, seg, a, b, peak, float(_max(env[a:b])), starts, slow)
+        seg.quiet[a // self.blk : (b - 1) // self.blk + 1, lane] = False
+        if c.long:  # known activity: its features are settled, only its extent and peak grow
+            if ends:
+                self._end_piece(lane, c)
+        elif starts and ends:  # the whole piece is here: its features from views, now
+            keep = min(b - a, self._store_cap - c.stored)
+            if keep > 0:
+                ch = self.lane_channels(lane)
+                self._piece_features(
+                    c, seg.y[ra : ra + keep, ch], seg.x[ra : ra + keep, ch], env[a : a + keep]
+                )
+            self._settle_piece(lane, c)
+        else:
+            self._store_part(lane, c, seg, a, b, ends)
 
     def _hysteresis(self, hi: BoolArray, lo: BoolArray, state: BoolArray) -> BoolArray:
         """Per lane (rows) and sample: on from a sample above onset (``hi``) until one below offset
