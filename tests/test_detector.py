@@ -433,6 +433,46 @@ def test_chunking_does_not_change_events(case: tuple[Signal, float], sizes: list
     assert _run(sig, x, fs, cuts) == reference
 
 
+_LANES_RATES = [200.0, 1000.0, 2000.0]
+
+
+@cache
+def _lanes(fs: float) -> np.ndarray:
+    """Three busy signals on four lanes (the first twice): one to four candidate lanes per segment."""
+    phys = Physiology(fasciculation=60, myoclonic_jerk=8, sustained=3, artifact=3, snr_db=22)
+    a, b, c = (generate("emg", fs, 30.0, phys, seed=s)[0] for s in (21, 22, 23))
+    return np.hstack([a, a, b, c])
+
+
+def _run_lanes(x: np.ndarray, fs: float, cuts: Sequence[int], batch_lanes: int) -> list[Detection]:
+    det = StreamingDetector("emg", fs, x.shape[1])
+    det._engine.batch_lanes = batch_lanes
+    out: list[Detection] = []
+    for a, b in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
+        out += det.process(x[a:b])
+    return sorted(out + det.finish(), key=lambda d: (d.start, d.lane))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    fs=st.sampled_from(_LANES_RATES),
+    sizes=st.lists(st.integers(1, 700), min_size=1, max_size=30),
+    batch_lanes=st.integers(1, 3),
+)
+def test_lanes_together_give_what_lanes_one_by_one_give(
+    fs: float, sizes: list[int], batch_lanes: int
+) -> None:
+    """Candidate lanes scanned together (``_scan_lanes``) or one by one (``_scan``), and any mix of the
+    two as the number of candidates changes from segment to segment: the same events, to the bit, for
+    any chunking."""
+    x = _lanes(fs)
+    cuts = [int(c) for c in np.cumsum(sizes * (x.shape[0] // sum(sizes) + 1)) if c < x.shape[0]]
+    one_by_one = _run_lanes(x, fs, (), batch_lanes=x.shape[1] + 1)
+    assert len(one_by_one) > 20
+    assert {d.lane for d in one_by_one} == set(range(x.shape[1]))
+    assert _run_lanes(x, fs, cuts, batch_lanes) == one_by_one
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     case=st.sampled_from(_CASES),
