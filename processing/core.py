@@ -1001,8 +1001,8 @@ class LaneEngine:
     def _saturated(self, raw: FloatArray, baseline: FloatArray, limit: float) -> bool:
         """A run of identical samples at the piece's extreme, far from the baseline: the ADC or the
         amplifier sat at a rail."""
-        hi, lo = raw.max(axis=0), raw.min(axis=0)
-        if not ((hi - baseline >= limit) | (baseline - lo >= limit)).any():
+        hi, lo = _max(raw, axis=0), np.minimum.reduce(raw, axis=0)
+        if not _any((hi - baseline >= limit) | (baseline - lo >= limit)):
             return False
         for col in range(raw.shape[1]):
             v = raw[:, col]
