@@ -292,10 +292,10 @@ class LaneEngine:
     """Shared streaming core; subclasses supply lane power, the slow statistic and classification."""
 
     lanes: int
-    dof_per_sample = 1
+    dof_per_sample = 1  # squared signals summed into one lane's power (accelerometer: 3 axes)
     # From this many candidate lanes in a segment on, ``_scan_lanes`` handles them together; fewer are
     # cheaper one by one (``_scan``). Both give the same events to the bit (tests/test_detector.py).
-    batch_lanes = 3  # squared signals summed into one lane's power (accelerometer: 3 axes)
+    batch_lanes = 3
 
     def __init__(self, sample_rate: float, channels: int, lanes: int, params: DetectorParams) -> None:
         if not sample_rate > 0:
