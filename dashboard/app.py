@@ -25,7 +25,7 @@ import streamlit as st
 
 from dashboard import bodymap, data
 from dashboard.livefeed import LiveFeed
-from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source
+from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source, rerun_free_rates
 from processing.flags import FlagSet
 from processing.journal import Factor
 from processing.localtime import zone_name
@@ -235,12 +235,23 @@ def describe_range(controls: Controls, tz: dt.tzinfo) -> str:
 def load_range(store: EventStore, user: str, controls: Controls) -> RangeData:
     tr = controls.time_range
     query = EventQuery(tr.since_ns, tr.until_ns, user=user, source=controls.source)
+    rates = store.rates(query)
+
+    def counts(kinds: tuple[EventKind, ...]) -> list[HourCount]:
+        # Counting in the store (per hour) instead of loading every event keeps 30-day ranges cheap.
+        if controls.source is not None:
+            return store.hourly_twitch_counts(dataclasses.replace(query, kinds=kinds))
+        live, replay = (
+            store.hourly_twitch_counts(dataclasses.replace(query, kinds=kinds, source=source))
+            for source in ("live", "replay")
+        )
+        return data.rerun_free_counts(live, replay, rates)  # "all": a replay of live hours counts once
+
     return RangeData(
         query=query,
-        # Counting in the store (per hour) instead of loading every event keeps 30-day ranges cheap.
-        twitch_counts=store.hourly_twitch_counts(dataclasses.replace(query, kinds=TWITCH_KINDS)),
-        sustained_counts=store.hourly_twitch_counts(dataclasses.replace(query, kinds=(EventKind.SUSTAINED,))),
-        rates=store.rates(query),
+        twitch_counts=counts(TWITCH_KINDS),
+        sustained_counts=counts((EventKind.SUSTAINED,)),
+        rates=rerun_free_rates(rates),
     )
 
 

@@ -180,6 +180,20 @@ def basis_caption(table: pd.DataFrame) -> str:
     )
 
 
+def rerun_free_counts(
+    live: Sequence[HourCount], replay: Sequence[HourCount], rates: Sequence[MinuteRate]
+) -> list[HourCount]:
+    """Hourly counts of live and replayed twitches together, a replay of live data counted once: replayed
+    hours of a muscle that has live minute rates in that hour are left out (the hour-level form of
+    ``processing.events.rerun_free_rates``, since hourly counts carry no device)."""
+    live_hours = {(r.muscle, r.minute_ns - r.minute_ns % HOUR_NS) for r in rates if r.source == "live"}
+    merged: dict[tuple[int, str], int] = {(c.hour_ns, c.muscle): c.twitches for c in live}
+    for c in replay:
+        if (c.muscle, c.hour_ns) not in live_hours:
+            merged[(c.hour_ns, c.muscle)] = merged.get((c.hour_ns, c.muscle), 0) + c.twitches
+    return [HourCount(muscle, hour, n) for (hour, muscle), n in sorted(merged.items())]
+
+
 def wall_clock(times: pd.Series, tz: dt.tzinfo) -> pd.Series:
     """UTC instants as the clock on the wall in ``tz``, labelled UTC. The browser's chart library draws
     times in the *browser's* zone unless told they are UTC; the charts draw these with UTC time units, so

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 
@@ -11,7 +12,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.app import Context, date_pair, page_header
-from processing.events import TWITCH_KINDS, TwitchEvent
+from processing.events import TWITCH_KINDS, TwitchEvent, rerun_free_events
 from processing.localtime import zone_name
 from processing.store import EventQuery, StoreError
 
@@ -42,17 +43,22 @@ def render(ctx: Context) -> None:
         st.sidebar.radio("Source", tuple(data.SOURCE_CHOICES), key="history_source", horizontal=True)
     )
     time_range = data.dates_range(first, last, tz, now_ns)
+    source = data.SOURCE_CHOICES[source_label]
     try:
-        events = ctx.store.events(
-            EventQuery(
-                time_range.since_ns,
-                time_range.until_ns,
-                user=ctx.user,
-                source=data.SOURCE_CHOICES[source_label],
-                kinds=TWITCH_KINDS,
-                limit=MAX_EVENTS + 1,  # one more tells "too many" apart from "exactly the cap"
-            )
+        query = EventQuery(
+            time_range.since_ns,
+            time_range.until_ns,
+            user=ctx.user,
+            source=source,
+            kinds=TWITCH_KINDS,
+            limit=MAX_EVENTS + 1,  # one more tells "too many" apart from "exactly the cap"
         )
+        events = ctx.store.events(query)
+        # "all": a replay of live minutes is the same twitches again, counted once (the minute rates that
+        # tell so are read only when there is a replay to judge).
+        if source is None and any(e.source == "replay" for e in events):
+            live_rates = ctx.store.rates(dataclasses.replace(query, source="live", limit=None))
+            events = rerun_free_events(events, live_rates)
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return

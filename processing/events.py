@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+MINUTE_NS = 60_000_000_000  # minute rates are per wall-clock minute
 Source = Literal["live", "replay"]
 SOURCES: tuple[Source, ...] = ("live", "replay")
 
@@ -99,3 +101,25 @@ class MinuteRate:
     @property
     def per_minute(self) -> float:
         return self.twitches * 60.0 / self.monitored_s if self.monitored_s > 0 else 0.0
+
+
+def rerun_free_rates(rates: Sequence[MinuteRate]) -> list[MinuteRate]:
+    """``rates`` without the replayed minutes that a device also recorded live.
+
+    ``twitchwatch replay`` keeps a recording's timestamps by default, so replaying a session recorded live
+    puts the same twitches into the store a second time, tagged ``replay``. Counted with the live rows they
+    would double a muscle's rate (and could raise a flag); a replayed minute with no live row of its own
+    device — an imported EDF file, a recording made elsewhere — is the only record there is and counts."""
+    live = {(r.user, r.muscle, r.device, r.minute_ns) for r in rates if r.source == "live"}
+    return [r for r in rates if r.source == "live" or (r.user, r.muscle, r.device, r.minute_ns) not in live]
+
+
+def rerun_free_events(events: Sequence[TwitchEvent], rates: Sequence[MinuteRate]) -> list[TwitchEvent]:
+    """``events`` without replayed ones in minutes their device also recorded live (see ``rerun_free_rates``);
+    ``rates`` must cover the events' minutes."""
+    live = {(r.user, r.muscle, r.device, r.minute_ns) for r in rates if r.source == "live"}
+    return [
+        e
+        for e in events
+        if e.source == "live" or (e.user, e.muscle, e.device, e.start_ns - e.start_ns % MINUTE_NS) not in live
+    ]

@@ -39,7 +39,7 @@ import numpy as np
 from scipy import stats
 
 from collector.topics import ROOT, check_segment
-from processing.events import MinuteRate
+from processing.events import MinuteRate, rerun_free_rates
 from processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
 
 if TYPE_CHECKING:  # the store imports these values; only type checking needs the store here
@@ -213,7 +213,6 @@ class FlagSet:
 
 DAY_NS = 86_400_000_000_000
 HOUR_NS = 3_600_000_000_000
-MINUTE_NS = 60_000_000_000
 
 
 @dataclass(frozen=True)
@@ -710,11 +709,12 @@ def evaluate(
     tz: dt.tzinfo = dt.UTC,
 ) -> list[Flag]:
     """Every rule over ``rates`` (minute rates of ``user``; only those before ``now_ns`` are used),
-    with days and hours local to ``tz``.
+    with days and hours local to ``tz``. A replay of minutes recorded live is not counted twice
+    (``rerun_free_rates``).
 
     Flags come ordered by muscle (device for stale sensors last), then by kind."""
     today = day_of(now_ns, tz)
-    hist = histories([r for r in rates if r.minute_ns < now_ns and r.user == user], tz)
+    hist = histories(rerun_free_rates([r for r in rates if r.minute_ns < now_ns and r.user == user]), tz)
     flags: list[Flag] = []
     for muscle in sorted(hist):
         h = hist[muscle]

@@ -15,9 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processing.events import MinuteRate
+from processing.events import MINUTE_NS, MinuteRate
 
-MINUTE_NS = 60_000_000_000
 HOUR_NS = 60 * MINUTE_NS
 _FAR = 2**63  # sorts after any end time
 NOTE_MAX = 2000  # characters: a journal note, not a document

@@ -29,8 +29,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
-from processing.flags import HOUR_NS, MINUTE_NS, FlagRules, FlagSet, compute_flag_set
+from processing.events import (
+    MINUTE_NS,
+    TWITCH_KINDS,
+    EventKind,
+    MinuteRate,
+    TwitchEvent,
+    rerun_free_events,
+    rerun_free_rates,
+)
+from processing.flags import HOUR_NS, FlagRules, FlagSet, compute_flag_set
 from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
 from processing.localtime import day_of, hour_of_day
 from processing.report_render import render_csv, render_pdf
@@ -299,9 +307,12 @@ def build_report(
 
     say("reading events")
     query = EventQuery(since_ns, until_ns, user)
-    events = [e for e in store.events(query) if e.kind is not EventKind.ARTIFACT]
-    say(f"reading minute rates ({len(events)} events)")
-    rates = store.rates(query)
+    stored = [e for e in store.events(query) if e.kind is not EventKind.ARTIFACT]
+    say(f"reading minute rates ({len(stored)} events)")
+    stored_rates = store.rates(query)
+    # A replay of a session recorded live holds the same twitches again: counted once.
+    rates = rerun_free_rates(stored_rates)
+    events = rerun_free_events(stored, stored_rates)
     say(f"reading the journal ({len(rates)} minute rates)")
     journal = store.journal_entries(since_ns, until_ns, user)
 

@@ -33,14 +33,13 @@ from collector.status import DeviceStatus, StatusError
 from collector.topics import Topic, TopicError, raw_filter, status_filter
 from processing import homeassistant as ha
 from processing.detector import Detection, SignalKind, StreamingDetector
-from processing.events import MinuteRate, Source, TwitchEvent
+from processing.events import MINUTE_NS, MinuteRate, Source, TwitchEvent
 from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
 from processing.fusion import Fuser
 from processing.store import EventQuery, EventStore, StoreError
 
 log = logging.getLogger(__name__)
 
-MINUTE_NS = 60_000_000_000
 # A forward jump in device time larger than this starts a new segment (sensor taken off, link down).
 MAX_TIME_JUMP_NS = 1_000_000_000
 # Minutes are final this long (device time) after they end, so events released late still count.

@@ -331,6 +331,30 @@ def test_source_filter(store: StoreTarget) -> None:
     assert frequency(at)["calf_right"]["twitches per hour"] == per_hour(2, 24)
 
 
+def test_a_replay_of_a_live_session_counts_once_under_all(store: StoreTarget) -> None:
+    """The user recorded a live session and replayed it (recorded timestamps): the same twitches twice in
+    the store. "all" counts them once, on the Overview and the History page; each source alone shows them."""
+    now = time.time_ns()
+    start = minute_floor(now) - 60 * MIN
+    live_events = spread("calf_left", 5, start + 5 * MIN, step_s=60)
+    rerun = [dataclasses.replace(e, source="replay", session_id="rerun") for e in live_events]
+    live_rates = minute_rates("calf_left", start, 30, 60.0)
+    replay_rates = minute_rates("calf_left", start, 30, 60.0, source="replay")
+    # A replayed recording of another hour that was never seen live counts, under "all" too.
+    imported = spread("calf_right", 2, start - 120 * MIN, step_s=60, source="replay")
+    seed(store, live_events + rerun + imported, live_rates + replay_rates)
+    at = run_app()
+    for source, expected in (("all", {"calf_left": "5", "calf_right": "2"}), ("live", {"calf_left": "5"})):
+        at.radio(key="source").set_value(source).run()
+        assert {m: row["twitches"] for m, row in frequency(at).items()} == expected, source
+    at.radio(key="source").set_value("all").run()
+    assert frequency(at)["calf_left"]["hours"] == "0.50"  # monitored time once, not twice
+
+    at = open_page("history", at)
+    today = data.local_day(start + 5 * MIN, TZ)
+    assert daily_shown(at)[today.isoformat()]["calf_left"] == 5
+
+
 def test_time_range_selector(store: StoreTarget) -> None:
     now = time.time_ns()
     seed(

@@ -3,6 +3,7 @@ history through both real stores."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from processing.events import MinuteRate
+from processing.events import EventKind, MinuteRate, TwitchEvent, rerun_free_events, rerun_free_rates
 from processing.flags import (
     Flag,
     FlagError,
@@ -142,6 +143,47 @@ def test_three_hours_at_five_times_the_baseline_are_elevated() -> None:
     assert "2026-10-15 12:00 UTC" in flag.summary
     assert "2× the muscle's own baseline" in flag.rule
     assert "≥ 3 consecutive hours" in flag.rule
+
+
+def replayed(rates: Sequence[MinuteRate]) -> list[MinuteRate]:
+    return [dataclasses.replace(r, source="replay") for r in rates]
+
+
+def test_a_replay_of_live_minutes_is_not_counted_twice() -> None:
+    """Two weeks at 6/h, then an afternoon at 10/h that the user also replayed from its recording: counted
+    twice it would be 20/h, elevated; counted once it is not. A replayed day nobody saw live counts."""
+    rates = [r for d in days(14) for r in day_rates("calf_left", d, 6)]
+    today = DAY0 + dt.timedelta(days=14)
+    afternoon = day_rates("calf_left", today, 10, hours=range(12, 17))
+    now = at(today, 21)
+    assert FlagKind.ELEVATED in kinds(
+        evaluate(rates + afternoon * 2, user="alice", now_ns=now, rules=RULES), "calf_left"
+    )
+    flags = evaluate(rates + afternoon + replayed(afternoon), user="alice", now_ns=now, rules=RULES)
+    assert FlagKind.ELEVATED not in kinds(flags, "calf_left")
+    # Persistent from replayed days alone (an imported recording, no live rows): the only record there is.
+    only_replayed = replayed([r for d in days(21) for r in day_rates("calf_left", d, 6)])
+    assert FlagKind.PERSISTENT in kinds(
+        evaluate(only_replayed, user="alice", now_ns=at(DAY0 + dt.timedelta(days=20)), rules=RULES),
+        "calf_left",
+    )
+
+
+def test_rerun_free_keeps_live_and_what_only_a_replay_recorded() -> None:
+    t = day_start_ns(DAY0)
+    live = MinuteRate("alice", "calf_left", "dev1", "live", t, 3, 60.0)
+    again = dataclasses.replace(live, source="replay", twitches=4)
+    other_device = dataclasses.replace(again, device="dev2")
+    other_minute = dataclasses.replace(again, minute_ns=t + MINUTE)
+    other_user = dataclasses.replace(again, user="bob")
+    kept = rerun_free_rates([again, live, other_device, other_minute, other_user])
+    assert kept == [live, other_device, other_minute, other_user]
+    twitch = TwitchEvent(
+        "alice", "calf_left", "dev1", "acc", 0, EventKind.FASCICULATION, t + 5, t + 9, 1.0, "g", 0.9
+    )
+    replayed_twitch = dataclasses.replace(twitch, source="replay")
+    late = dataclasses.replace(replayed_twitch, start_ns=t + MINUTE + 1, end_ns=t + MINUTE + 5)
+    assert rerun_free_events([twitch, replayed_twitch, late], [live, again, other_minute]) == [twitch, late]
 
 
 def test_two_hot_hours_or_no_baseline_are_not_elevated() -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from processing.events import MinuteRate
+from processing.events import MINUTE_NS, MinuteRate
 from processing.journal import (
     HOUR_NS,
-    MINUTE_NS,
     Factor,
     JournalEntry,
     JournalError,

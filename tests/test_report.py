@@ -4,6 +4,7 @@ store's own counts, and the building blocks on known inputs."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import zoneinfo
@@ -110,6 +111,21 @@ def test_report_data_from_the_store(store: EventStore) -> None:
     assert [e.note for e in report.symptoms] == ["thigh cramp"]
     assert [(f.kind, f.muscle) for f in report.flags.flags] == [(FlagKind.PERSISTENT, "calf_left")]
     assert report.flags.computed_by == "report"
+
+
+def test_a_replayed_live_session_is_counted_once(store: EventStore) -> None:
+    seed(store)
+    events, rates = history()
+    first_day = [e for e in events if START <= e.start_ns < START + DAY]
+    store.write_events([dataclasses.replace(e, source="replay", session_id="rerun") for e in first_day])
+    store.write_rates(
+        [dataclasses.replace(r, source="replay") for r in rates if START <= r.minute_ns < START + DAY]
+    )
+    report = build_report(store, START, START + 16 * DAY, "alice")
+    calf = report.muscles[0]
+    assert (calf.muscle, calf.twitches, calf.monitored_h) == ("calf_left", 16 * 9, 16 * 12)
+    assert report.daily_twitches["calf_left"][0] == 9
+    assert report.hour_of_day["calf_left"][10] == 16 * 6
 
 
 def test_pdf_is_valid_and_holds_the_key_text(store: EventStore) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from processing.events import Source
-from processing.worker import MINUTE_NS, RATE_GRACE_NS, RateBook
+from processing.events import MINUTE_NS, Source
+from processing.worker import RATE_GRACE_NS, RateBook
 
 KEY: tuple[str, str, str, Source] = ("u", "calf_left", "dev", "live")
 T0 = 1_700_000_040 * 10**9  # a minute boundary
