@@ -28,7 +28,7 @@ from dashboard.livefeed import LiveFeed
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source, rerun_free_rates
 from processing.flags import FlagSet
 from processing.journal import Factor
-from processing.localtime import zone_name
+from processing.localtime import day_of, zone_name
 from processing.report import ReportData
 from processing.store import EventQuery, EventStore, HourCount, StoreError
 
@@ -192,7 +192,7 @@ def sidebar_controls(now_ns: int, tz: dt.tzinfo) -> Controls:
         )
     )
     if label == data.CUSTOM_RANGE:
-        today = dt.datetime.fromtimestamp(now_ns / data.NS_PER_S, tz).date()
+        today = day_of(now_ns, tz)
         picked = st.sidebar.date_input(
             "Dates", value=(today - dt.timedelta(days=6), today), max_value=today, key="dates"
         )

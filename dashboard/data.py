@@ -19,6 +19,7 @@ import pandas as pd
 from processing.events import MinuteRate, Source, TwitchEvent
 from processing.flags import Flag
 from processing.journal import FactorEffect, JournalEntry
+from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, local_datetime
 from processing.report import ReportData
 from processing.store import HourCount
 
@@ -86,21 +87,13 @@ def dates_range(first: dt.date, last: dt.date, tz: dt.tzinfo, now_ns: int) -> Ti
     picker makes that easy to do by accident.
     """
     first, last = min(first, last), max(first, last)
-    since = dt.datetime.combine(first, dt.time(), tzinfo=tz)
-    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
-    since_ns = _to_ns(since)
-    until_ns = max(since_ns, min(_to_ns(until), now_ns))
+    since_ns = day_start_ns(first, tz)
+    until_ns = max(since_ns, min(day_end_ns(last, tz), now_ns))
     return TimeRange(since_ns, until_ns)
 
 
-def _to_ns(when: dt.datetime) -> int:
-    # Integer arithmetic: float seconds would lose the nanoseconds.
-    return (when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1) * 1000
-
-
 def format_time(ns: int, tz: dt.tzinfo, with_date: bool = False) -> str:
-    when = dt.datetime.fromtimestamp(ns / NS_PER_S, tz)
-    return when.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+    return local_datetime(ns, tz).strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 
 def _sum_by_muscle(counts: Iterable[HourCount]) -> Counter[str]:
@@ -302,8 +295,7 @@ def hour_of_day_frame(counts: Sequence[HourCount], tz: dt.tzinfo, muscles: Seque
     """
     totals: Counter[tuple[str, int]] = Counter()
     for c in counts:
-        local = dt.datetime.fromtimestamp(c.hour_ns / NS_PER_S, tz)
-        totals[(c.muscle, local.hour)] += c.twitches
+        totals[(c.muscle, hour_of_day(c.hour_ns, tz))] += c.twitches
     names = sorted(set(muscles) | {c.muscle for c in counts})
     rows = [(m, h, totals[(m, h)]) for m in names for h in range(24)]
     frame = pd.DataFrame(rows, columns=[COL_MUSCLE, COL_HOUR_OF_DAY, COL_TWITCHES])
@@ -316,10 +308,6 @@ class HistoryFilter:
     days: tuple[dt.date, dt.date]  # inclusive, local dates
     source: Source | None
     session: str | None  # None: every session
-
-
-def local_day(ns: int, tz: dt.tzinfo) -> dt.date:
-    return dt.datetime.fromtimestamp(ns / NS_PER_S, tz).date()
 
 
 def sessions(events: Iterable[TwitchEvent]) -> list[str]:
@@ -344,7 +332,7 @@ def daily_counts(events: Sequence[TwitchEvent], first: dt.date, last: dt.date, t
     twitches.
     """
     counts: Counter[tuple[dt.date, str]] = Counter(
-        (local_day(e.start_ns, tz), e.muscle) for e in events if e.kind.is_twitch
+        (day_of(e.start_ns, tz), e.muscle) for e in events if e.kind.is_twitch
     )
     names = sorted({m for _, m in counts})
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
@@ -607,6 +595,6 @@ def report_coverage(report: ReportData) -> str:
 
 
 def report_file_stem(report: ReportData) -> str:
-    first = local_day(report.since_ns, report.tz)
-    last = local_day(report.until_ns - 1, report.tz)
+    first = day_of(report.since_ns, report.tz)
+    last = day_of(report.until_ns - 1, report.tz)
     return f"twitchwatch-report-{report.user}-{first.isoformat()}-to-{last.isoformat()}"

@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.app import Context, date_pair, page_header
 from processing.events import TWITCH_KINDS, TwitchEvent, rerun_free_events
-from processing.localtime import zone_name
+from processing.localtime import day_of, zone_name
 from processing.store import EventQuery, StoreError
 
 HEADING_DAILY = "Twitches per day"
@@ -28,7 +28,7 @@ def render(ctx: Context) -> None:
     page_header("History")
     tz = ctx.tz
     now_ns = time.time_ns()
-    today = data.local_day(now_ns, tz)
+    today = day_of(now_ns, tz)
     first, last = date_pair(
         st.sidebar.date_input(
             "Dates",

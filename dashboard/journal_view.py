@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.app import Context, page_header
 from processing.journal import Factor, JournalEntry, JournalError, factor_effects
+from processing.localtime import local_datetime
 from processing.store import EventQuery, StoreError
 
 HEADING_ADD = "Add an entry"
@@ -42,7 +43,7 @@ def add_form(ctx: Context, tz: dt.tzinfo, now_ns: int) -> None:
     st.header(HEADING_ADD)
     if ADDED in st.session_state:
         st.success(f"Added: {st.session_state.pop(ADDED)}")
-    now = dt.datetime.fromtimestamp(now_ns / data.NS_PER_S, tz)
+    now = local_datetime(now_ns, tz)
     with st.form("journal_add", clear_on_submit=True):
         factor = st.selectbox("What", [f.value for f in Factor], key="journal_factor")
         left, right = st.columns(2)

@@ -37,6 +37,7 @@ from dashboard import app, bodymap, data, history_view, live_view, report_view
 from processing.events import EventKind, MinuteRate, TwitchEvent
 from processing.flags import Flag, FlagKind, FlagSet
 from processing.journal import Factor, JournalEntry
+from processing.localtime import day_of
 from processing.report import build_report
 from processing.store import EventStore, InfluxAuth, open_store
 from tests.harness import free_port
@@ -351,7 +352,7 @@ def test_a_replay_of_a_live_session_counts_once_under_all(store: StoreTarget) ->
     assert frequency(at)["calf_left"]["hours"] == "0.50"  # monitored time once, not twice
 
     at = open_page("history", at)
-    today = data.local_day(start + 5 * MIN, TZ)
+    today = day_of(start + 5 * MIN, TZ)
     assert daily_shown(at)[today.isoformat()]["calf_left"] == 5
 
 
@@ -612,7 +613,7 @@ def daily_shown(at: AppTest) -> dict[str, dict[str, int]]:
 
 
 def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
-    today = data.local_day(time.time_ns(), TZ)
+    today = day_of(time.time_ns(), TZ)
     d3, d2, d1 = (today - dt.timedelta(days=n) for n in (3, 2, 1))
     seeded = (
         with_session(spread("calf_left", 3, at_noon(d3), step_s=60), "a")
@@ -660,7 +661,7 @@ def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
 
 def test_history_counts_late_evening_twitches_on_their_local_day(store: StoreTarget) -> None:
     """23:30 in the configured zone (New York) is already the next day in UTC, the test machine's zone."""
-    day = data.local_day(time.time_ns(), TZ) - dt.timedelta(days=2)
+    day = day_of(time.time_ns(), TZ) - dt.timedelta(days=2)
     late = int(dt.datetime.combine(day, dt.time(23, 30), tzinfo=TZ).timestamp()) * NS
     seed(store, spread("calf_left", 3, late, step_s=60))
     at = open_page("history")
@@ -790,11 +791,11 @@ def test_report_page_summary_and_downloads(store: StoreTarget) -> None:
 
     # Whole local days picked: the days of the first four twitches only.
     at.radio(key="report_period").set_value(data.CUSTOM_RANGE).run()
-    ten_days_ago = data.local_day(now - 10 * day, zoneinfo.ZoneInfo(ZONE))
+    ten_days_ago = day_of(now - 10 * day, zoneinfo.ZoneInfo(ZONE))
     at.date_input(key="report_dates").set_value((ten_days_ago, ten_days_ago)).run()
     span = f"{ten_days_ago.isoformat()} to {ten_days_ago.isoformat()}"
     first_day = sum(
-        data.local_day(now - 10 * day + i * MIN, zoneinfo.ZoneInfo(ZONE)) == ten_days_ago for i in range(4)
+        day_of(now - 10 * day + i * MIN, zoneinfo.ZoneInfo(ZONE)) == ten_days_ago for i in range(4)
     )
     assert f"{span}: {first_day} twitches on 1 muscle." in page_text(at)
 
