@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from processing.flags import FlagSet, flags_for_display
 from processing.journal import Factor, JournalEntry, parse_factor
-from processing.localtime import zone_name
+from processing.localtime import local_datetime, to_ns, zone_name
 from processing.store import EventStore, open_store
 from twitchwatch.config import Settings, load_settings
 from twitchwatch.timeargs import parse_when
@@ -61,12 +61,8 @@ def _add_report(sub: Any) -> None:
 # ---- shared ----------------------------------------------------------------------------------------
 
 
-def _ns(t: dt.datetime) -> int:
-    return round(t.timestamp() * 1e9)
-
-
 def _local(ns: int, tz: dt.tzinfo) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, tz).isoformat(timespec="minutes")
+    return local_datetime(ns, tz).isoformat(timespec="minutes")
 
 
 def _open(settings: Settings) -> EventStore:
@@ -142,7 +138,7 @@ def cmd_journal(args: argparse.Namespace) -> int:
         if args.journal_command == "add":
             entry = JournalEntry(
                 user=settings.user,
-                time_ns=_ns(parse_when(args.at, now, "--at")),
+                time_ns=to_ns(parse_when(args.at, now, "--at")),
                 factor=parse_factor(args.factor),
                 amount=args.amount,
                 note=args.note,
@@ -154,7 +150,7 @@ def cmd_journal(args: argparse.Namespace) -> int:
         if args.journal_command == "list":
             since = parse_when(args.since, now, "--since")
             until = parse_when(args.until, now, "--until") if args.until else None
-            entries = store.journal_entries(_ns(since), _ns(until) if until else None, settings.user)
+            entries = store.journal_entries(to_ns(since), to_ns(until) if until else None, settings.user)
             for e in entries:
                 print(
                     json.dumps(e.to_json_dict(), ensure_ascii=False) if args.json else _entry_row(e, tz),
@@ -209,7 +205,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     until = parse_when(args.until, now, "--until") if args.until else now
     progress: Callable[[str], None] = lambda step: print(f"report: {step}", file=err, flush=True)  # noqa: E731
     with _open(settings) as store:
-        report = build_report(store, _ns(since), _ns(until), progress=progress, **report_args(settings))
+        report = build_report(store, to_ns(since), to_ns(until), progress=progress, **report_args(settings))
     if args.pdf is not None:
         progress(f"rendering the PDF to {args.pdf}")
         render_pdf(report, args.pdf)
