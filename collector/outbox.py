@@ -27,7 +27,7 @@ import aiomqtt
 
 from collector.frames import Frame, encode
 from collector.mqtt import MqttTarget
-from collector.publisher import IN_FLIGHT, PublishError
+from collector.publisher import IN_FLIGHT, connect_error, connect_publisher
 from collector.ratelog import RateLimitedLog
 from collector.status import DeviceStatus
 from collector.topics import Topic
@@ -147,10 +147,7 @@ class LivePublisher:
         try:
             client = await self._connect()
         except aiomqtt.MqttError as exc:
-            raise PublishError(
-                f"cannot connect to MQTT broker {self._target.display}: {exc}; is it running, "
-                "and are TWITCHWATCH_MQTT_URL's credentials right?"
-            ) from exc
+            raise connect_error(self._target, exc) from exc
         self._sender = asyncio.create_task(self._run(client), name=f"publish-{self._device}")
         self._sender.add_done_callback(self._sender_ended)
         return self
@@ -227,10 +224,7 @@ class LivePublisher:
         return bool(self._outbox) or self._status_dirty
 
     async def _connect(self) -> aiomqtt.Client:
-        will = aiomqtt.Will(self._status_topic, self._offline.to_json(), qos=1, retain=True)
-        client = self._target.client(will=will, max_inflight=IN_FLIGHT * 2)
-        client.pending_calls_threshold = IN_FLIGHT + 8  # our window is deliberate, not a backlog
-        await client.__aenter__()
+        client = await connect_publisher(self._target, self._status_topic, self._offline.to_json())
         self.connected.set()
         return client
 

@@ -23,6 +23,23 @@ class PublishError(RuntimeError):
     """The broker could not be reached or refused a publish; the message names the broker."""
 
 
+async def connect_publisher(target: MqttTarget, status_topic: str, offline: bytes) -> aiomqtt.Client:
+    """A connected client for one device's frames: ``offline`` is its retained last will on
+    ``status_topic``, and up to ``IN_FLIGHT`` QoS-1 publishes may wait for their acknowledgements."""
+    will = aiomqtt.Will(status_topic, offline, qos=1, retain=True)
+    client = target.client(will=will, max_inflight=IN_FLIGHT * 2)
+    client.pending_calls_threshold = IN_FLIGHT + 8  # our window is deliberate, not a backlog
+    await client.__aenter__()
+    return client
+
+
+def connect_error(target: MqttTarget, exc: aiomqtt.MqttError) -> PublishError:
+    return PublishError(
+        f"cannot connect to MQTT broker {target.display}: {exc}; is it running, "
+        "and are TWITCHWATCH_MQTT_URL's credentials right?"
+    )
+
+
 class FramePublisher:
     """``async with FramePublisher(...) as pub: await pub.publish("emg", frame)``.
 
@@ -40,16 +57,10 @@ class FramePublisher:
         self.frames_sent = 0
 
     async def __aenter__(self) -> FramePublisher:
-        will = aiomqtt.Will(self._status_topic, self._offline, qos=1, retain=True)
-        client = self._target.client(will=will, max_inflight=IN_FLIGHT * 2)
-        client.pending_calls_threshold = IN_FLIGHT + 8  # our window is deliberate, not a backlog
         try:
-            await client.__aenter__()
+            client = await connect_publisher(self._target, self._status_topic, self._offline)
         except aiomqtt.MqttError as exc:
-            raise PublishError(
-                f"cannot connect to MQTT broker {self._target.display}: {exc}; is it running, "
-                "and are TWITCHWATCH_MQTT_URL's credentials right?"
-            ) from exc
+            raise connect_error(self._target, exc) from exc
         self._client = client
         await client.publish(self._status_topic, self._status.to_json(), qos=1, retain=True)
         return self
