@@ -110,16 +110,21 @@ def rerun_free_rates(rates: Sequence[MinuteRate]) -> list[MinuteRate]:
     puts the same twitches into the store a second time, tagged ``replay``. Counted with the live rows they
     would double a muscle's rate (and could raise a flag); a replayed minute with no live row of its own
     device — an imported EDF file, a recording made elsewhere — is the only record there is and counts."""
-    live = {(r.user, r.muscle, r.device, r.minute_ns) for r in rates if r.source == "live"}
+    live = _live_minutes(rates)
     return [r for r in rates if r.source == "live" or (r.user, r.muscle, r.device, r.minute_ns) not in live]
 
 
 def rerun_free_events(events: Sequence[TwitchEvent], rates: Sequence[MinuteRate]) -> list[TwitchEvent]:
     """``events`` without replayed ones in minutes their device also recorded live (see ``rerun_free_rates``);
     ``rates`` must cover the events' minutes."""
-    live = {(r.user, r.muscle, r.device, r.minute_ns) for r in rates if r.source == "live"}
+    live = _live_minutes(rates)
     return [
         e
         for e in events
         if e.source == "live" or (e.user, e.muscle, e.device, e.start_ns - e.start_ns % MINUTE_NS) not in live
     ]
+
+
+def _live_minutes(rates: Sequence[MinuteRate]) -> set[tuple[str, str, str, int]]:
+    """(user, muscle, device, minute) of every live minute rate: what a replay would repeat."""
+    return {(r.user, r.muscle, r.device, r.minute_ns) for r in rates if r.source == "live"}
