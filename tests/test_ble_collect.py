@@ -41,6 +41,15 @@ def _target(name: str, profile: str, address: str, muscle: str, stream: str = "a
     )
 
 
+def _polar_collector(
+    r: Radio, name: str, address: str, muscle: str, mqtt: MqttTarget, timing: Timing = TEST_TIMING
+) -> Collector:
+    """``collect`` for one emulated Polar H10's accelerometer on ``muscle``."""
+    return Collector(
+        [_target(name, "polar-h10", address, muscle)], mqtt, USER, backend=r.backend, timing=timing
+    )
+
+
 @contextlib.asynccontextmanager
 async def _running(collector: Collector) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(collector.run())
@@ -83,13 +92,7 @@ async def test_polar_h10_streams_into_the_store_with_status(
     mqtt = parse_mqtt_url(mosquitto.url)
     db = tmp_path / "ble.db"
     async with radio() as r, await emulate("polar-h10", r.link, rate_per_min=40, seed=3) as polar:
-        collector = Collector(
-            [_target("polar1", "polar-h10", polar.address, "calf_left")],
-            mqtt,
-            USER,
-            backend=r.backend,
-            timing=TEST_TIMING,
-        )
+        collector = _polar_collector(r, "polar1", polar.address, "calf_left", mqtt)
         async with _worker(mqtt, db, "ble-e2e-worker") as worker, _running(collector):
             await asyncio.wait_for(collector.started.wait(), 30)
             runner = collector.runners["polar1"]
@@ -126,13 +129,7 @@ async def test_dropped_link_reconnects_and_the_worker_records_the_gap(
 ) -> None:
     mqtt = parse_mqtt_url(mosquitto.url)
     async with radio() as r, await emulate("polar-h10", r.link, rate_per_min=0, seed=4) as polar:
-        collector = Collector(
-            [_target("polar-drop", "polar-h10", polar.address, "calf_right")],
-            mqtt,
-            USER,
-            backend=r.backend,
-            timing=TEST_TIMING,
-        )
+        collector = _polar_collector(r, "polar-drop", polar.address, "calf_right", mqtt)
         async with _worker(mqtt, tmp_path / "drop.db", "ble-drop-worker") as worker, _running(collector):
             await asyncio.wait_for(collector.started.wait(), 30)
             runner = collector.runners["polar-drop"]
@@ -204,13 +201,7 @@ def test_sigterm_stops_collect_cleanly(mosquitto: MosquittoServer) -> None:
 
     async def scenario(stop: asyncio.Event) -> tuple[int, bool]:
         async with radio() as r, await emulate("polar-h10", r.link, seed=9) as polar:
-            collector = Collector(
-                [_target("polar-sig", "polar-h10", polar.address, "calf_left")],
-                mqtt,
-                USER,
-                backend=r.backend,
-                timing=TEST_TIMING,
-            )
+            collector = _polar_collector(r, "polar-sig", polar.address, "calf_left", mqtt)
             task = asyncio.create_task(collector.run_until(stop))
             await asyncio.wait_for(collector.started.wait(), 30)
             runner = collector.runners["polar-sig"]
@@ -271,13 +262,7 @@ async def _broker_collect(
     broker = MosquittoServer.start(tmp_path / "broker", persistence=True)
     try:
         mqtt = parse_mqtt_url(broker.url)
-        collector = Collector(
-            [_target("polar-mq", "polar-h10", address, "calf_left")],
-            mqtt,
-            USER,
-            backend=r.backend,
-            timing=timing,
-        )
+        collector = _polar_collector(r, "polar-mq", address, "calf_left", mqtt, timing)
         async with _worker(mqtt, tmp_path / "restart.db", "ble-restart-worker") as worker:
             yield broker, collector, worker
     finally:
@@ -353,13 +338,7 @@ async def test_an_unreachable_broker_at_the_start_is_a_clear_error(tmp_path: Pat
     mqtt = parse_mqtt_url(broker.url)
     broker.stop()
     async with radio() as r, await emulate("polar-h10", r.link, seed=43) as polar:
-        collector = Collector(
-            [_target("polar-mq", "polar-h10", polar.address, "calf_left")],
-            mqtt,
-            USER,
-            backend=r.backend,
-            timing=TEST_TIMING,
-        )
+        collector = _polar_collector(r, "polar-mq", polar.address, "calf_left", mqtt)
         with pytest.raises(
             PublishError, match=r"cannot connect to MQTT broker mqtt://127\.0\.0\.1:\d+: .+ is it"
         ):
