@@ -54,25 +54,11 @@ FLAGS_CACHE_S = 300
 
 @st.cache_data(ttl=FLAGS_CACHE_S, max_entries=16, show_spinner=False)
 def _computed_flags(
-    url: str,
-    user: str,
-    rules_key: str,
-    devices: tuple[str, ...],
-    zone: str,
-    _store: EventStore,
-    _rules: FlagRules,
-    _tz: dt.tzinfo,
+    url: str, user: str, rules: FlagRules, devices: tuple[str, ...], tz: dt.tzinfo, _store: EventStore
 ) -> FlagSet:
-    # Keyed by what determines the result; the leading-underscore arguments are not hashed (the key
-    # holds the store's URL, the rules' repr and the zone's name instead).
+    # Keyed by what determines the result; the store (leading underscore) is not hashed, its URL is.
     return compute_flag_set(
-        _store,
-        user=user,
-        now_ns=time.time_ns(),
-        rules=_rules,
-        computed_by="dashboard",
-        devices=devices,
-        tz=_tz,
+        _store, user=user, now_ns=time.time_ns(), rules=rules, computed_by="dashboard", devices=devices, tz=tz
     )
 
 
@@ -81,8 +67,7 @@ def current_flags(store: EventStore, settings: Settings) -> FlagSet:
     def compute(
         store: EventStore, *, user: str, rules: FlagRules, devices: Sequence[str], tz: dt.tzinfo, **_: object
     ) -> FlagSet:
-        key = (settings.store_url, user, repr(rules), tuple(devices), str(tz))
-        return _computed_flags(*key, store, rules, tz)
+        return _computed_flags(settings.store_url, user, rules, tuple(devices), tz, store)
 
     return flags_for_display(store, computed_by="dashboard", compute=compute, **flag_display_args(settings))
 
