@@ -30,11 +30,8 @@ from tests.test_recordings import DATA, Sig, physionet_uv, write_edf
 TWITCHWATCH = Path(sys.executable).parent / "twitchwatch"
 
 
-@asynccontextmanager
-async def simulate_ble(
-    args: Sequence[str],
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, Any]]]:
-    proc = await asyncio.create_subprocess_exec(
+async def spawn_simulate_ble(args: Sequence[str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         str(TWITCHWATCH),
         "simulate",
         "--ble",
@@ -42,6 +39,13 @@ async def simulate_ble(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+@asynccontextmanager
+async def simulate_ble(
+    args: Sequence[str],
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, Any]]]:
+    proc = await spawn_simulate_ble(args)
     assert proc.stdout is not None
     try:
         line = await wait(proc.stdout.readline(), "the simulator's ready line")
@@ -161,14 +165,7 @@ async def test_simulate_ble_rejects_bad_options() -> None:
         (["--muscle", "m", "--serve-hci", "nohost"], "HOST:PORT"),
         (["--muscle", "m", "--transport", "tcp-client:127.0.0.1:1"], "cannot open Bluetooth transport"),
     ]:
-        proc = await asyncio.create_subprocess_exec(
-            str(TWITCHWATCH),
-            "simulate",
-            "--ble",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await spawn_simulate_ble(args)
         out, err = await wait(proc.communicate(), "the simulator to refuse")
         assert proc.returncode == 2, (args, err.decode())
         assert message in err.decode(), (message, err.decode())
