@@ -71,6 +71,26 @@ def test_lanes_and_classes_are_kept_apart_but_twitch_merges_the_twitch_classes()
     assert s[TWITCH] == Counts(2, 3, 1)
 
 
+def test_the_recordings_own_events_are_neither_matches_nor_false_positives() -> None:
+    truth = [ev(1.0, 1.01)]
+    own = [ev(5.0, 5.01, "myoclonic_jerk"), ev(7.0, 7.01, lane=1)]
+    # On the truth; on an own event (any class, within the tolerance); on lane 0 where the own event is
+    # on lane 1; far from everything.
+    dets = [ev(1.0, 1.01), ev(5.04, 5.05), ev(7.0, 7.01), ev(9.0, 9.01)]
+    c = score(truth, dets, classes=("fasciculation",), own=own)["fasciculation"]
+    assert c == Counts(n_true=1, n_detected=3, matched=1, own=1)
+    assert math.isclose(c.f1, 2 / 4)
+    assert math.isclose(c.f1_counting_own, 2 / 5)
+    assert score(truth, dets, classes=("fasciculation",))["fasciculation"] == Counts(1, 4, 1, 0)
+
+
+def test_an_injected_event_on_an_own_event_is_matched_first() -> None:
+    truth = [ev(5.0, 5.01)]
+    c = score(truth, [ev(5.0, 5.01)], classes=("fasciculation",), own=[ev(5.0, 5.01)])["fasciculation"]
+    assert c == Counts(1, 1, 1, 0)
+    assert c.f1 == 1.0
+
+
 def test_matching_prefers_the_detection_that_leaves_room_for_the_next_event() -> None:
     truth = [ev(0.0, 5.0), ev(4.0, 6.0)]
     dets = [ev(4.5, 4.6), ev(0.0, 1.0)]  # the first true event can take either; only one fits the second
