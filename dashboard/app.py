@@ -166,7 +166,7 @@ def range_sections(store: EventStore, user: str, controls: Controls, tz: dt.tzin
     muscle's first twitches show up without a reload."""
     controls = anchored_to_now(controls, time.time_ns())
     try:
-        range_data = load_range(store, user, controls)
+        range_data = load_range(store, user, controls, tz)
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return
@@ -232,20 +232,22 @@ def describe_range(controls: Controls, tz: dt.tzinfo) -> str:
 
 
 # ---- data ---------------------------------------------------------------------------------------------
-def load_range(store: EventStore, user: str, controls: Controls) -> RangeData:
+def load_range(store: EventStore, user: str, controls: Controls, tz: dt.tzinfo) -> RangeData:
     tr = controls.time_range
     query = EventQuery(tr.since_ns, tr.until_ns, user=user, source=controls.source)
     rates = store.rates(query)
+    offset = tr.hour_offset_ns(tz)  # the zone's clock hours, also where they start at :30 or :45 UTC
 
     def counts(kinds: tuple[EventKind, ...]) -> list[HourCount]:
         # Counting in the store (per hour) instead of loading every event keeps 30-day ranges cheap.
         if controls.source is not None:
-            return store.hourly_twitch_counts(dataclasses.replace(query, kinds=kinds))
+            return store.hourly_twitch_counts(dataclasses.replace(query, kinds=kinds), offset)
         live, replay = (
-            store.hourly_twitch_counts(dataclasses.replace(query, kinds=kinds, source=source))
+            store.hourly_twitch_counts(dataclasses.replace(query, kinds=kinds, source=source), offset)
             for source in ("live", "replay")
         )
-        return data.rerun_free_counts(live, replay, rates)  # "all": a replay of live hours counts once
+        # "all": a replay of live hours counts once
+        return data.rerun_free_counts(live, replay, rates, offset)
 
     return RangeData(
         query=query,

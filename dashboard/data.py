@@ -19,7 +19,7 @@ import pandas as pd
 from processing.events import MinuteRate, Source, TwitchEvent
 from processing.flags import Flag
 from processing.journal import FactorEffect, JournalEntry
-from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, local_datetime
+from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, hour_offset_ns, local_datetime
 from processing.report import ReportData
 from processing.store import HourCount
 
@@ -71,6 +71,10 @@ class TimeRange:
     @property
     def hours(self) -> float:
         return (self.until_ns - self.since_ns) / HOUR_NS
+
+    def hour_offset_ns(self, tz: dt.tzinfo) -> int:
+        """Where ``tz``'s clock hours start within each UTC hour over this range (its end's offset)."""
+        return hour_offset_ns(tz, self.until_ns)
 
 
 def preset_range(label: str, now_ns: int) -> TimeRange:
@@ -174,17 +178,22 @@ def basis_caption(table: pd.DataFrame) -> str:
 
 
 def rerun_free_counts(
-    live: Sequence[HourCount], replay: Sequence[HourCount], rates: Sequence[MinuteRate]
+    live: Sequence[HourCount], replay: Sequence[HourCount], rates: Sequence[MinuteRate], offset_ns: int = 0
 ) -> list[HourCount]:
     """Hourly counts of live and replayed twitches together, a replay of live data counted once: replayed
     hours of a muscle that has live minute rates in that hour are left out (the hour-level form of
-    ``processing.events.rerun_free_rates``, since hourly counts carry no device)."""
-    live_hours = {(r.muscle, r.minute_ns - r.minute_ns % HOUR_NS) for r in rates if r.source == "live"}
+    ``processing.events.rerun_free_rates``, since hourly counts carry no device). ``offset_ns``: the
+    counts' hour grid (``EventStore.hourly_twitch_counts``)."""
+    live_hours = {(r.muscle, _hour_start(r.minute_ns, offset_ns)) for r in rates if r.source == "live"}
     merged: dict[tuple[int, str], int] = {(c.hour_ns, c.muscle): c.twitches for c in live}
     for c in replay:
         if (c.muscle, c.hour_ns) not in live_hours:
             merged[(c.hour_ns, c.muscle)] = merged.get((c.hour_ns, c.muscle), 0) + c.twitches
     return [HourCount(muscle, hour, n) for (hour, muscle), n in sorted(merged.items())]
+
+
+def _hour_start(ns: int, offset_ns: int) -> int:
+    return ns - (ns - offset_ns) % HOUR_NS
 
 
 def wall_clock(times: pd.Series, tz: dt.tzinfo) -> pd.Series:
@@ -203,10 +212,13 @@ def timeline_frame(
 
     The store only returns hours that had events; filling the rest makes the chart's time axis span
     the chosen range (a quiet morning shows as quiet, not as missing) and keeps every hour in the
-    tooltips and data. Columns: hour (``tz``'s wall clock, see ``wall_clock``), muscle, twitches.
+    tooltips and data. Hours are ``tz``'s clock hours (counts from ``hourly_twitch_counts`` with
+    ``time_range.hour_offset_ns(tz)``). Columns: hour (``tz``'s wall clock, see ``wall_clock``), muscle,
+    twitches.
     """
-    first_hour = time_range.since_ns // HOUR_NS * HOUR_NS
-    last_hour = (max(time_range.until_ns, time_range.since_ns + 1) - 1) // HOUR_NS * HOUR_NS
+    offset = time_range.hour_offset_ns(tz)
+    first_hour = _hour_start(time_range.since_ns, offset)
+    last_hour = _hour_start(max(time_range.until_ns, time_range.since_ns + 1) - 1, offset)
     hours = range(first_hour, last_hour + HOUR_NS, HOUR_NS)
     names = sorted(set(muscles) | {c.muscle for c in counts})
     observed = {(c.hour_ns, c.muscle): c.twitches for c in counts}
@@ -289,9 +301,9 @@ COL_TREND = "trend"
 def hour_of_day_frame(counts: Sequence[HourCount], tz: dt.tzinfo, muscles: Sequence[str]) -> pd.DataFrame:
     """Twitches per muscle per local hour of day (0-23), summed over the range, zero-filled.
 
-    Counts arrive per UTC hour; each is moved to the local hour it starts in. In zones with a
-    non-whole-hour offset (e.g. UTC+5:30) a UTC hour straddles two local hours and is given to the
-    one it starts in. Columns: muscle, hour of day, twitches.
+    Counts arrive per clock hour of ``tz`` (``hourly_twitch_counts`` on the range's
+    ``hour_offset_ns``, so UTC+5:30's hours start at :30 UTC); each is given to the local hour it starts
+    in. Columns: muscle, hour of day, twitches.
     """
     totals: Counter[tuple[str, int]] = Counter()
     for c in counts:

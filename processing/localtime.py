@@ -48,6 +48,17 @@ def hour_start_ns(ns: int, tz: dt.tzinfo = dt.UTC) -> int:
     return ns - ns % NS_PER_S - (local.minute * 60 + local.second) * NS_PER_S
 
 
+HOUR_NS = 3600 * NS_PER_S
+
+
+def hour_offset_ns(tz: dt.tzinfo, at_ns: int) -> int:
+    """Where the zone's clock hours start within each UTC hour at ``at_ns``: 0 for whole-hour offsets,
+    30 min for Asia/Kolkata (+5:30) and America/St_Johns (−3:30), 45 min for Asia/Kathmandu. Hourly
+    counts grouped on this grid are the zone's local clock hours."""
+    offset = local_datetime(at_ns, tz).utcoffset() or dt.timedelta()
+    return to_ns(_EPOCH + offset) % HOUR_NS
+
+
 def hour_of_day(ns: int, tz: dt.tzinfo = dt.UTC) -> int:
     """The local hour of day, 0-23."""
     return local_datetime(ns, tz).hour

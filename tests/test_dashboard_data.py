@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dashboard import data
+from dashboard import app, data
 from processing.events import EventKind, MinuteRate
-from processing.localtime import to_ns
+from processing.localtime import hour_offset_ns, to_ns
 from processing.report import build_report
 from processing.store import HourCount
 from processing.store.sqlite import SQLiteStore
@@ -21,6 +21,7 @@ H = data.HOUR_NS
 T0 = 1_700_000_000 * NS // H * H  # an exact UTC hour (2023-11-14 22:00 UTC)
 UTC = dt.UTC
 PLUS2 = dt.timezone(dt.timedelta(hours=2))
+KOLKATA = zoneinfo.ZoneInfo("Asia/Kolkata")  # UTC+5:30: its clock hours start at :30 UTC
 
 
 def rate(muscle: str, minute: int, monitored_s: float) -> MinuteRate:
@@ -307,6 +308,42 @@ def test_hour_of_day_moves_utc_hours_to_local_hours_and_fills_zeros() -> None:
     got = {(r["muscle"], r["hour of day"]): r["twitches"] for r in frame.to_dict("records") if r["twitches"]}
     assert got == {("a", 0): 5, ("b", 1): 1}
     assert frame.loc[frame["muscle"] == "c", "twitches"].sum() == 0
+
+
+def test_hour_offsets_of_zones() -> None:
+    minute = 60 * NS
+    assert hour_offset_ns(KOLKATA, T0) == 30 * minute
+    assert hour_offset_ns(zoneinfo.ZoneInfo("Asia/Kathmandu"), T0) == 45 * minute
+    assert hour_offset_ns(zoneinfo.ZoneInfo("America/St_Johns"), T0) == 30 * minute  # −3:30
+    assert hour_offset_ns(zoneinfo.ZoneInfo("America/New_York"), T0) == 0
+    assert hour_offset_ns(UTC, T0) == 0
+
+
+def test_half_hour_zone_counts_land_in_its_clock_hours(tmp_path: Path) -> None:
+    """16:10 and 16:40 in Kolkata (10:40 and 11:10 UTC) are one local hour: the UTC-hour grid split them
+    between 15:00 and 16:00 on the heatmap, and the timeline's bars sat at :30."""
+    day = T0 + 2 * H  # 00:00 UTC
+    tr = data.TimeRange(day, day + 24 * H)
+    controls = app.Controls("custom", tr, "live", "live")
+    with SQLiteStore(tmp_path / "e.db") as store:
+        store.write_events(
+            [event("calf", day + 10 * H + 40 * 60 * NS), event("calf", day + 11 * H + 10 * 60 * NS)]
+        )
+        range_data = app.load_range(store, "me", controls, KOLKATA)
+    assert range_data.twitch_counts == [HourCount("calf", day + 10 * H + 30 * 60 * NS, 2)]
+    heat = data.hour_of_day_frame(range_data.twitch_counts, KOLKATA, ["calf"])
+    assert {r["hour of day"]: r["twitches"] for r in heat.to_dict("records") if r["twitches"]} == {16: 2}
+    line = data.timeline_frame(range_data.twitch_counts, tr, ["calf"], KOLKATA)
+    assert {t.minute for t in line["hour"]} == {0}
+    assert [t.hour for t, n in zip(line["hour"], line["twitches"], strict=True) if n] == [16]
+
+
+def test_rerun_free_counts_on_a_half_hour_grid() -> None:
+    half = H // 2
+    live_minute = MinuteRate("me", "a", "dev", "live", T0 + half + 10 * 60 * NS, 1, 60.0)
+    replay = [HourCount("a", T0 - half, 4), HourCount("a", T0 + half, 5)]
+    # The live minute lies in the clock hour starting at T0 + half: that replayed hour is a rerun.
+    assert data.rerun_free_counts([], replay, [live_minute], half) == [HourCount("a", T0 - half, 4)]
 
 
 # ---- history ------------------------------------------------------------------------------------------

@@ -328,6 +328,32 @@ def test_hourly_counts_only_twitches_by_utc_hour_and_muscle(store: EventStore) -
     assert store.hourly_twitch_counts(EventQuery(muscle="calf", source="replay")) == []
 
 
+def test_hourly_counts_on_a_half_hour_grid_for_half_hour_zones(store: EventStore) -> None:
+    half = HOUR // 2  # Asia/Kolkata's clock hours start at :30 UTC
+    store.write_events(
+        [
+            event(T0 + half - 1, "calf"),  # the clock hour before
+            event(T0 + half, "calf"),  # starts exactly here
+            event(T0 + HOUR + 5, "calf"),  # the same clock hour, the next UTC hour
+            event(T0 + HOUR + half + 1, "arm"),
+        ]
+    )
+    assert store.hourly_twitch_counts(EventQuery(), offset_ns=half) == [
+        HourCount("calf", T0 - half, 1),
+        HourCount("calf", T0 + half, 2),
+        HourCount("arm", T0 + HOUR + half, 1),
+    ]
+    assert store.hourly_twitch_counts(EventQuery(), offset_ns=0) == [
+        HourCount("calf", T0, 2),
+        HourCount("arm", T0 + HOUR, 1),
+        HourCount("calf", T0 + HOUR, 1),
+    ]
+    for bad in (-1, HOUR):
+        with pytest.raises(QueryError) as err:
+            store.hourly_twitch_counts(EventQuery(), offset_ns=bad)
+        assert err.value.key == "offset_ns"
+
+
 def test_muscles_from_events_and_rates(store: EventStore) -> None:
     store.write_events([event(T0, "calf"), event(T0, "arm", user="bob"), event(T0 + 1, "calf", user="")])
     store.write_rates([rate(T0, "neck"), rate(T0, "zygomatic", user="carol")])

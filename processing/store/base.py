@@ -10,6 +10,7 @@ from typing import Self
 from processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from processing.flags import FlagSet
 from processing.journal import JournalEntry
+from processing.localtime import HOUR_NS
 
 
 class StoreError(RuntimeError):
@@ -57,6 +58,12 @@ class HourCount:
     twitches: int
 
 
+def check_hour_offset(offset_ns: int) -> int:
+    if not 0 <= offset_ns < HOUR_NS:
+        raise QueryError(f"must be in [0, {HOUR_NS}) ns (under one hour), got {offset_ns}", "offset_ns")
+    return offset_ns
+
+
 class EventStore(abc.ABC):
     """Writes are idempotent: the same event (user, muscle, device, source, start) or minute rate
     written twice is stored once, the later write winning.
@@ -86,9 +93,11 @@ class EventStore(abc.ABC):
         """Matching minute rates ordered by minute (then muscle); ``kinds`` is ignored."""
 
     @abc.abstractmethod
-    def hourly_twitch_counts(self, query: EventQuery) -> list[HourCount]:
+    def hourly_twitch_counts(self, query: EventQuery, offset_ns: int = 0) -> list[HourCount]:
         """Twitch events (``EventKind.is_twitch`` unless ``query.kinds`` says otherwise) per muscle per
-        UTC hour, only hours with at least one event, ordered by hour then muscle."""
+        hour, only hours with at least one event, ordered by hour then muscle. Hours start ``offset_ns``
+        after each UTC hour (``check_hour_offset``): a zone whose UTC offset is not a whole number of
+        hours passes ``processing.localtime.hour_offset_ns`` so the hours are its clock hours."""
 
     @abc.abstractmethod
     def muscles(self, user: str | None = None) -> list[str]:

@@ -35,7 +35,14 @@ from processing.events import SOURCES, TWITCH_KINDS, EventKind, MinuteRate, Sour
 from processing.flags import FlagError, FlagSet
 from processing.journal import Factor, JournalEntry
 from processing.store import InfluxAuth
-from processing.store.base import EventQuery, EventStore, HourCount, StoreError, check_range
+from processing.store.base import (
+    EventQuery,
+    EventStore,
+    HourCount,
+    StoreError,
+    check_hour_offset,
+    check_range,
+)
 
 log = logging.getLogger(__name__)
 
@@ -629,7 +636,10 @@ class InfluxStore(EventStore):
             ends.append(_int(rows[0], "time"))
         return ends[0], ends[1]
 
-    def hourly_twitch_counts(self, query: EventQuery) -> list[HourCount]:
+    def hourly_twitch_counts(self, query: EventQuery, offset_ns: int = 0) -> list[HourCount]:
+        # InfluxQL's GROUP BY time(interval, offset) shifts the buckets; a whole-hour zone sends none.
+        off = check_hour_offset(offset_ns)
+        shift = f", {off}ns" if off else ""
         kinds = query.kinds if query.kinds is not None else TWITCH_KINDS
         span = self._data_span(where_clause(query, kinds))
         if span is None:
@@ -637,7 +647,7 @@ class InfluxStore(EventStore):
         bounded = replace(query, since_ns=span[0], until_ns=span[1] + 1, limit=None)
         statement = (
             f'SELECT count("amplitude") AS "twitches" FROM {quote_ident(EVENTS)} '
-            f'WHERE {where_clause(bounded, kinds)} GROUP BY time(1h), "muscle" fill(none)'
+            f'WHERE {where_clause(bounded, kinds)} GROUP BY time(1h{shift}), "muscle" fill(none)'
         )
         counts = [
             HourCount(_text(row, "muscle"), _int(row, "time"), _int(row, "twitches"))

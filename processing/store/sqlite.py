@@ -11,7 +11,15 @@ from typing import Any
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
 from processing.flags import FlagError, FlagSet
 from processing.journal import Factor, JournalEntry
-from processing.store.base import EventQuery, EventStore, HourCount, StoreError, check_range
+from processing.localtime import HOUR_NS
+from processing.store.base import (
+    EventQuery,
+    EventStore,
+    HourCount,
+    StoreError,
+    check_hour_offset,
+    check_range,
+)
 
 # Journal and flags: separate tables, created on open of an existing file too (additive schema).
 _PERSON_SCHEMA = """
@@ -42,7 +50,6 @@ CREATE TABLE IF NOT EXISTS rates (
 CREATE INDEX IF NOT EXISTS rates_by_time ON rates (minute_ns);
 """
 _SCHEMA_VERSION = 2
-_HOUR_NS = 3_600_000_000_000
 _EVENT_COLUMNS = (
     "user, muscle, device, stream, channel, kind, start_ns, end_ns, amplitude, unit, confidence, "
     "source, session_id, dominant_hz"
@@ -193,7 +200,8 @@ class SQLiteStore(EventStore):
         )
         return [MinuteRate(*r) for r in rows]
 
-    def hourly_twitch_counts(self, query: EventQuery) -> list[HourCount]:
+    def hourly_twitch_counts(self, query: EventQuery, offset_ns: int = 0) -> list[HourCount]:
+        off = check_hour_offset(offset_ns)  # an int in range: safe to put in the statement
         kinds = query.kinds if query.kinds is not None else TWITCH_KINDS
         where, params = self._where(
             EventQuery(query.since_ns, query.until_ns, query.user, query.muscle, query.source, kinds),
@@ -201,8 +209,8 @@ class SQLiteStore(EventStore):
             kinds=True,
         )
         rows = self._run(
-            f"SELECT muscle, (start_ns / {_HOUR_NS}) * {_HOUR_NS} AS hour, COUNT(*) FROM events "
-            f"WHERE {where} GROUP BY hour, muscle ORDER BY hour, muscle",
+            f"SELECT muscle, ((start_ns - {off}) / {HOUR_NS}) * {HOUR_NS} + {off} AS hour, COUNT(*) "
+            f"FROM events WHERE {where} GROUP BY hour, muscle ORDER BY hour, muscle",
             params,
         )
         return [HourCount(r[0], r[1], r[2]) for r in rows]
