@@ -253,6 +253,45 @@ async def test_three_models_stream_at_once(mosquitto: MosquittoServer, tmp_path:
     assert monitored == {"polar", "board", "myo"}
 
 
+async def test_the_other_four_models_stream_into_the_worker(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """MetaMotion, Movesense, Ganglion and Thingy:52 through the whole runtime, each with its own start
+    commands and notification framing."""
+    mqtt = parse_mqtt_url(mosquitto.url)
+    models = {"meta": "metamotion", "move": "movesense", "gang": "ganglion", "thingy": "thingy52"}
+    streams = {"gang": "emg"}
+    async with contextlib.AsyncExitStack() as stack:
+        r = await stack.enter_async_context(radio())
+        targets = []
+        for seed, (name, profile) in enumerate(models.items(), start=41):
+            muscles = (f"{name}_muscle",)
+            device = await stack.enter_async_context(
+                await emulate(profile, r.link, seed=seed, muscles=muscles)
+            )
+            targets.append(
+                _target(name, profile, device.address, muscles[0], stream=streams.get(name, "acc"))
+            )
+        collector = Collector(targets, mqtt, USER, backend=r.backend, timing=TEST_TIMING)
+        async with _worker(mqtt, tmp_path / "four.db", "ble-four-worker") as worker, _running(collector):
+            await asyncio.wait_for(collector.started.wait(), 30)
+            runners = collector.runners
+            await wait_for(
+                lambda: all(runner.stats.frames_published >= 20 for runner in runners.values()),
+                120,
+                "20 frames from each device",
+            )
+            for name, profile in models.items():
+                status = await _retained_status(mqtt, name)
+                assert (status.state, status.profile) == ("online", profile), name
+            assert worker.stats.bad_frames == 0
+            for runner in runners.values():
+                assert runner.stats.session.bad_notifications == 0
+    rates = SQLiteStore(tmp_path / "four.db").rates(EventQuery(user=USER))
+    assert {rate.device for rate in rates} == set(models)
+    assert {rate.muscle for rate in rates} == {f"{name}_muscle" for name in models}
+
+
 @contextlib.asynccontextmanager
 async def _broker_collect(
     tmp_path: Path, r: Radio, address: str, timing: Timing
