@@ -10,7 +10,8 @@ cut off by a disconnect is sent again whole, and the worker drops the repeats by
 Ownership: ``LivePublisher.__aenter__`` connects once (a broker that is wrong from the start — bad URL,
 bad credentials — is an error to fix, not to wait out) and starts the sender task; ``__aexit__`` gives
 the sender ``drain_s`` to deliver what is queued, marks the device offline (retained), stops the task and
-says how many frames never reached the broker.
+says how many frames never reached the broker. ``opened`` holds several devices' publishers and closes
+them together, so a shutdown with the broker away waits one ``drain_s``, not one per device.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -130,6 +131,7 @@ class LivePublisher:
         self._sender: asyncio.Task[None] | None = None
         self._rlog = RateLimitedLog(log, every=30.0)
         self.connected = asyncio.Event()
+        self.draining = False  # closing: waiting for the broker to take what is queued
         self.frames_queued = 0
         self.frames_sent = 0
         self.reconnects = 0
@@ -197,11 +199,28 @@ class LivePublisher:
             idle.cancel()
         return not self._pending()
 
+    @property
+    def drain_s(self) -> float:
+        return self._policy.drain_s
+
+    @property
+    def broker(self) -> str:
+        return self._target.display
+
+    @property
+    def undelivered(self) -> bool:
+        """Something queued that the broker has not taken, with no connection to give it over."""
+        return self._pending() and not self.connected.is_set()
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.set_status(self._offline)
-        delivered = await self.drain(self._policy.drain_s)
+        self.draining = True
+        try:
+            delivered = await self.drain(self._policy.drain_s)
+        finally:
+            self.draining = False
         self._closing.set()
         self._wake.set()
         if self._sender is not None:
@@ -320,3 +339,36 @@ async def _close(client: aiomqtt.Client) -> None:
     """Leave a client whose connection may already be gone (nothing to report: the caller knows why)."""
     with contextlib.suppress(Exception):
         await client.__aexit__(None, None, None)
+
+
+@contextlib.asynccontextmanager
+async def opened(publishers: Sequence[LivePublisher]) -> AsyncIterator[Sequence[LivePublisher]]:
+    """Open every publisher (a broker wrong from the start fails here, closing those already open) and
+    close them all at once: each device's drain runs beside the others'."""
+    entered: list[LivePublisher] = []
+    try:
+        for pub in publishers:
+            await pub.__aenter__()
+            entered.append(pub)
+        yield entered
+    finally:
+        await _close_together(entered)
+
+
+async def _close_together(publishers: Sequence[LivePublisher]) -> None:
+    waiting = [p for p in publishers if p.undelivered]
+    if waiting:
+        # Once, not per device: the user pressed Ctrl-C and should know why the exit is not immediate.
+        log.warning(
+            "waiting up to %g s for the MQTT broker %s to take %d buffered frames from %d device(s); "
+            "what it has not taken by then is lost",
+            max(p.drain_s for p in waiting),
+            waiting[0].broker,
+            sum(p.frames_waiting for p in waiting),
+            len(waiting),
+        )
+    closing = (p.__aexit__(None, None, None) for p in publishers)
+    results = await asyncio.gather(*closing, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from collector.status import DeviceStatus
 from dashboard.data import NO_TIME, NS_PER_S, decimate
 from dashboard.livefeed import FeedSnapshot, StreamView
 from processing.events import TwitchEvent
@@ -35,6 +36,9 @@ DEVICE_COLUMNS = [
     COL_QUALITY,
 ]
 NO_STATUS = "no status"
+# Every supported wearable sends frames several times a second; a collector reconnecting a lost link says
+# "offline" meanwhile. An "online" device this long without a frame has stopped talking.
+SILENT_S = 30.0
 
 
 def quality(received: int, missing: int, bad: int) -> str:
@@ -47,6 +51,26 @@ def ago(then_ns: int, now_ns: int) -> str:
     if then_ns <= 0:
         return NO_TIME
     return f"{max(now_ns - then_ns, 0) / NS_PER_S:.1f} s ago"
+
+
+def device_state(status: DeviceStatus | None, last_arrival_ns: int, snapshot: FeedSnapshot) -> str:
+    """What the device said about itself — unless it says online and nothing has come from it for
+    ``SILENT_S`` while the dashboard listened. A collector stopped while the broker was away never sends
+    its offline status, and the broker keeps the stale "online" (retained) until the device's next run."""
+    if status is None:
+        return NO_STATUS
+    if status.state != "online" or not snapshot.listening_since_ns:
+        return status.state
+    silent_s = (snapshot.taken_ns - max(last_arrival_ns, snapshot.listening_since_ns)) / NS_PER_S
+    return "online" if silent_s < SILENT_S else f"online, but silent for {duration(silent_s)}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def device_table(snapshot: FeedSnapshot) -> pd.DataFrame:
@@ -63,10 +87,11 @@ def device_table(snapshot: FeedSnapshot) -> pd.DataFrame:
         missing = sum(s.missing for s in streams)
         bad = sum(s.bad for s in streams)
         described = [f"{s.stream} {s.sample_rate:g} Hz × {s.channels}" for s in streams if s.channels]
+        last_arrival = max((s.last_arrival_ns for s in streams), default=0)
         rows.append(
             {
                 COL_DEVICE: device,
-                COL_STATE: status.state if status else NO_STATUS,
+                COL_STATE: device_state(status, last_arrival, snapshot),
                 COL_SOURCE: status.source if status else NO_TIME,
                 COL_BATTERY: (
                     f"{status.battery_percent} %"
@@ -74,7 +99,7 @@ def device_table(snapshot: FeedSnapshot) -> pd.DataFrame:
                     else NO_TIME
                 ),
                 COL_STREAMS: ", ".join(described) or NO_TIME,
-                COL_LAST_FRAME: ago(max((s.last_arrival_ns for s in streams), default=0), snapshot.taken_ns),
+                COL_LAST_FRAME: ago(last_arrival, snapshot.taken_ns),
                 COL_FRAMES: str(received),
                 COL_MISSING: str(missing),
                 COL_BAD: str(bad),

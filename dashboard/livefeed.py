@@ -69,6 +69,7 @@ class FeedSnapshot:
     statuses: dict[str, DeviceStatus]  # device -> retained status
     streams: list[StreamView]
     taken_ns: int
+    listening_since_ns: int = 0  # when the feed last (re)connected; 0 while it is not connected
 
 
 @dataclass
@@ -141,6 +142,7 @@ class LiveFeed:
         self._statuses: dict[str, DeviceStatus] = {}
         self._state: BrokerState = "connecting"
         self._problem = "not connected yet"
+        self._listening_since_ns = 0
         self._warn = RateLimitedLog(log)
         # A random client id and a clean session: the dashboard wants what happens now, never a backlog.
         self._client = paho.Client(
@@ -185,12 +187,16 @@ class LiveFeed:
                 dict(self._statuses),
                 streams,
                 time.time_ns(),
+                self._listening_since_ns,
             )
 
     # ---- paho callbacks (its network thread) -------------------------------------------------------
     def _set_state(self, state: BrokerState, problem: str) -> None:
         with self._lock:
             self._state, self._problem = state, problem
+            self._listening_since_ns = (
+                (self._listening_since_ns or time.time_ns()) if state == "connected" else 0
+            )
 
     def _on_connect(
         self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from collector.status import DeviceStatus, StreamInfo
@@ -76,6 +78,24 @@ def test_device_rows_join_status_and_reception() -> None:
             "data quality": "—",
         },
     ]
+
+
+def test_an_online_status_without_frames_while_listening_is_called_silent() -> None:
+    """A collector stopped while the broker was away leaves its retained "online" behind."""
+    online = status("calf_left")
+    listening = T0 - 600 * NS
+    fresh = stream("a", 1, 1.0, arrival=T0 - 5 * NS)
+    stale = stream("b", 1, 1.0, arrival=T0 - 95 * NS)
+    snap = dataclasses.replace(
+        snapshot([fresh, stale], {"a": online, "b": online, "c": online}), listening_since_ns=listening
+    )
+    states = {r["device"]: r["state"] for r in live_data.device_table(snap).to_dict("records")}
+    assert states == {"a": "online", "b": "online, but silent for 95 s", "c": "online, but silent for 10 min"}
+    # Just connected: too soon to call a device without frames silent; offline stays offline.
+    offline = dataclasses.replace(online, state="offline")
+    just = dataclasses.replace(snapshot([], {"c": online, "d": offline}), listening_since_ns=T0 - 2 * NS)
+    states = {r["device"]: r["state"] for r in live_data.device_table(just).to_dict("records")}
+    assert states == {"c": "online", "d": "offline"}
 
 
 def test_a_stream_without_status_is_listed_as_such() -> None:

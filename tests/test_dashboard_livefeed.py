@@ -46,7 +46,8 @@ def one_second(sequence: int, t0_ns: int, rate: float = 100.0, value: int = 1) -
 
 
 def test_keeps_the_last_window_across_a_sequence_wrap(feed: LiveFeed, mosquitto: MosquittoServer) -> None:
-    wait_for(feed, lambda s: s.state == "connected", "the connection")
+    connected = wait_for(feed, lambda s: s.state == "connected", "the connection")
+    assert 0 < connected.listening_since_ns <= connected.taken_ns  # from when silence is judged
     device = f"dev{uuid.uuid4().hex[:6]}"
     topic = f"twitchwatch/{USER}/{device}/raw/acc"
     with MqttSender(mosquitto.url) as sender:
@@ -89,5 +90,6 @@ def test_without_a_broker_it_says_why_and_keeps_trying() -> None:
         assert snap.broker.startswith("mqtt://127.0.0.1:")
         assert "broker" in snap.problem
         assert snap.streams == []
+        assert snap.listening_since_ns == 0
     finally:
         feed.stop()

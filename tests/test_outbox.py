@@ -1,10 +1,21 @@
-"""The collector's outbox: what it keeps while the broker is away, what it drops (oldest first, counted)."""
+"""The collector's outbox: what it keeps while the broker is away, what it drops (oldest first, counted),
+and how a collector's publishers close together when the broker is away at shutdown."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from collector.outbox import Message, Outbox
+from collector.frames import Frame, SampleType, Unit
+from collector.mqtt import parse_mqtt_url
+from collector.outbox import LivePublisher, Message, Outbox, Reconnect, opened
+from collector.status import DeviceStatus
+from tests.bumble_bleak.harness import wait_for
+from tests.harness.mosquitto import MosquittoServer
 
 SECOND = 1_000_000_000
 
@@ -70,3 +81,55 @@ def test_a_single_message_is_always_kept() -> None:
 def test_bad_bounds_are_refused(span: float, size: int) -> None:
     with pytest.raises(ValueError, match="positive"):
         Outbox(buffer_s=span, max_bytes=size)
+
+
+def _frame(seq: int) -> Frame:
+    raw = np.zeros((50, 1), dtype=np.int16)
+    return Frame(0, seq, seq * 50_000_000, 1000.0, 1.0, Unit.MICROVOLT, SampleType.INT16, raw)
+
+
+@pytest.mark.mosquitto
+async def test_publishers_wait_for_the_broker_together_at_shutdown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three devices, the broker away at Ctrl-C: their drains overlap (one window, not three in a row), the
+    wait is announced once, and what they held is delivered when the broker comes back in time."""
+    broker = MosquittoServer.start(tmp_path / "broker", persistence=True)
+    try:
+        mqtt = parse_mqtt_url(broker.url)
+        pubs = [
+            LivePublisher(
+                mqtt,
+                "u",
+                f"dev{i}",
+                DeviceStatus.offline("open", "live", f"s{i}"),
+                reconnect=Reconnect(drain_s=60),
+            )
+            for i in range(3)
+        ]
+        release = asyncio.Event()
+
+        async def collect() -> None:
+            async with opened(pubs):
+                for p in pubs:
+                    await p.publish("emg", _frame(0))
+                await wait_for(lambda: all(p.frames_sent == 1 for p in pubs), 30, "the first frames sent")
+                broker.stop()
+                for p in pubs:  # a publish is what finds the connection gone
+                    await p.publish("emg", _frame(1))
+                await wait_for(lambda: not any(p.connected.is_set() for p in pubs), 30, "the broker gone")
+                await release.wait()
+
+        task = asyncio.create_task(collect())
+        await wait_for(lambda: all(p.frames_waiting == 1 for p in pubs), 30, "a frame waiting on each")
+        with caplog.at_level(logging.WARNING, logger="collector.outbox"):
+            release.set()
+            await wait_for(lambda: all(p.draining for p in pubs), 30, "all three draining at once")
+            broker.restart()
+            await asyncio.wait_for(task, 60)
+        announced = [r for r in caplog.records if "waiting up to" in r.getMessage()]
+        assert len(announced) == 1
+        assert "3 buffered frames from 3 device(s)" in announced[0].getMessage()
+        assert [(p.frames_sent, p.frames_waiting, p.draining) for p in pubs] == [(2, 0, False)] * 3
+    finally:
+        broker.stop()

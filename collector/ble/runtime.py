@@ -29,7 +29,7 @@ from collector.ble.session import Events, Session, SessionStats
 from collector.ble.target import BleBackend, DeviceTarget, Timing
 from collector.frames import Frame
 from collector.mqtt import MqttTarget
-from collector.outbox import LivePublisher
+from collector.outbox import LivePublisher, opened
 from collector.status import DeviceStatus, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -232,14 +232,19 @@ class Collector:
 
     async def run(self) -> None:
         connect_lock = asyncio.Lock()  # one connection attempt at a time per adapter, as controllers need
-        async with contextlib.AsyncExitStack() as stack:
-            for target in self.targets:
-                session_id = uuid.uuid4().hex[:12]
-                offline = DeviceStatus.offline(target.profile.NAME, "live", session_id)
-                publisher = LivePublisher(
-                    self.mqtt, self.user, target.name, offline, buffer_s=self.timing.broker_buffer_s
-                )
-                await stack.enter_async_context(publisher)
+        sessions = [uuid.uuid4().hex[:12] for _ in self.targets]
+        publishers = [
+            LivePublisher(
+                self.mqtt,
+                self.user,
+                target.name,
+                DeviceStatus.offline(target.profile.NAME, "live", session_id),
+                buffer_s=self.timing.broker_buffer_s,
+            )
+            for target, session_id in zip(self.targets, sessions, strict=True)
+        ]
+        async with opened(publishers):  # a broker wrong from the start fails here, before any device
+            for target, publisher, session_id in zip(self.targets, publishers, sessions, strict=True):
                 self.runners[target.name] = DeviceRunner(
                     target, publisher, self.backend, self.timing, connect_lock, self._stop, session_id
                 )
