@@ -9,7 +9,8 @@ Baselines for the detector, on the same (samples × channels) array of 1-kHz EMG
   ``--baseline-channels`` channels and compared with every row). Skipped with ``--no-baselines`` or when
   the bench extra is not installed.
 
-Single-threaded throughout (one core): samples/s here are samples/s per core.
+Single-threaded throughout (one core): samples/s here are samples/s per core. ``--by-rate`` times only the
+detector at 64 channels for several event rates (quiet rest to a busy muscle).
 ``numpy.frombuffer`` of the same bytes is the baseline for the frame decoder.
 """
 
@@ -43,9 +44,27 @@ def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
     return min(times)
 
 
-def emg(seconds: float, channels: int, distinct: int = 16) -> np.ndarray:
+# Events per minute per channel: (fasciculations, myoclonic jerks, contractions of 1-8 s). The default is a
+# busy muscle (ALS muscles: a median of ~40 fasciculations a minute); the others for --by-rate.
+DEFAULT_RATES = (20.0, 2.0, 1.0)
+BY_RATE = (
+    (0.0, 0.0, 0.0),
+    (2.0, 0.0, 0.0),
+    (5.0, 0.5, 0.0),
+    (5.0, 0.5, 0.5),
+    (20.0, 2.0, 0.0),
+    DEFAULT_RATES,
+)
+
+
+def emg(
+    seconds: float, channels: int, distinct: int = 16, rates: tuple[float, float, float] = DEFAULT_RATES
+) -> np.ndarray:
     """Generated rest EMG with fasciculations; ``distinct`` channels generated, tiled to ``channels``."""
-    phys = data.physiology(DECENT_SNR_DB, fasciculation=20.0, myoclonic_jerk=2.0, sustained=1.0, artifact=0.0)
+    fasc, jerk, contraction = rates
+    phys = data.physiology(
+        DECENT_SNR_DB, fasciculation=fasc, myoclonic_jerk=jerk, sustained=contraction, artifact=0.0
+    )
     cols = [
         data.generate("emg", RATE, seconds, phys, seed=ch)[0][:, 0] for ch in range(min(channels, distinct))
     ]
@@ -132,6 +151,20 @@ def codec_row(channels: int, n_frames: int = 20000) -> tuple[float, float]:
     return best_of(run) / n_frames, best_of(base) / n_frames
 
 
+def by_rate(seconds: float, channels: int = 64) -> None:
+    """The detector's cost grows with what happens in the signal: the ratio by event rate."""
+    print(f"detector by event rate: 1-kHz EMG, {CHUNK}-sample chunks, {channels} channels, {seconds:.0f} s")
+    head = ["fasc/min", "jerks/min", "contractions/min", "Msamples/s", "detector/sosfilt"]
+    print(" ".join(f"{h:>9}" for h in head))
+    for rates in BY_RATE:
+        print(f"  {rates} …", file=sys.stderr, flush=True)
+        x = emg(seconds, channels, rates=rates)
+        t_det, t_sos = detector_row(x)
+        fasc, jerk, contraction = rates
+        cells = [f"{fasc:>9g}", f"{jerk:>9g}", f"{contraction:>16g}", f"{x.size / t_det / 1e6:>10.1f}"]
+        print(" ".join([*cells, f"{t_det / t_sos:>16.1f}"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,7 +175,13 @@ def main() -> None:
         "--baseline-channels", type=int, default=4, help="channels NeuroKit2/BioSPPy are timed on"
     )
     parser.add_argument("--no-baselines", action="store_true", help="skip NeuroKit2 and BioSPPy")
+    parser.add_argument(
+        "--by-rate", action="store_true", help="only: the ratio to sosfilt at 64 channels by event rate"
+    )
     args = parser.parse_args()
+    if args.by_rate:
+        by_rate(args.seconds)
+        return
     rates: dict[str, float] = {}
     if not args.no_baselines:
         print("  timing NeuroKit2 and BioSPPy …", file=sys.stderr, flush=True)
