@@ -132,35 +132,56 @@ class _MinuteTally:
 
 
 RateKey = tuple[str, str, str, Source]
-PriorRate = Callable[[RateKey, int], MinuteRate | None]
 
 
 @dataclass
 class RateBook:
     """Per-minute twitch counts and monitored seconds per (user, muscle, device, source).
 
-    ``prior`` looks up what the store already holds for a minute. It is asked once per key, for the first
-    minute this process sees: a worker restarted in the middle of a minute then adds to the tally its
-    predecessor wrote instead of overwriting it with its own partial one. If the new data starts before
-    the stored monitored time could have ended, it is the same data again (a replay) and the stored row is
-    replaced, as every other write is.
+    With ``ask_prior`` the book wants to know what the store already holds for the first minute each key is
+    seen in: a worker restarted in the middle of a minute then adds to the tally its predecessor wrote
+    instead of overwriting it with its own partial one. The lookup is not made here (it is I/O, and the
+    worker must not block on it): ``lookups()`` hands out the keys to look up, ``resolve()`` brings the
+    answer, and until then the key's minutes are held back from ``take()`` and ``changed_open()``, so no
+    partial tally is written over the stored one. If the new data starts before the stored monitored time
+    could have ended, it is the same data again (a replay) and the stored row is replaced, as every other
+    write is.
     """
 
-    prior: PriorRate | None = None
+    ask_prior: bool = False
     minutes: dict[RateKey, dict[int, _MinuteTally]] = field(default_factory=lambda: defaultdict(dict))
     _asked: set[RateKey] = field(default_factory=set)
+    _unresolved: dict[RateKey, tuple[int, int]] = field(default_factory=dict)  # key → (minute, first data)
+    _to_ask: list[tuple[RateKey, int]] = field(default_factory=list)
 
     def _tally(self, key: RateKey, minute: int, at_ns: int) -> _MinuteTally:
         tally = self.minutes[key].get(minute)
         if tally is None:
             tally = self.minutes[key][minute] = _MinuteTally()
-            if self.prior is not None and key not in self._asked:
+            if self.ask_prior and key not in self._asked:
                 self._asked.add(key)
-                stored = self.prior(key, minute)
-                # 1 s of slack for clock jitter between the end of the old run and the start of the new
-                if stored is not None and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0:
-                    tally.twitches, tally.monitored_s = stored.twitches, stored.monitored_s
+                self._unresolved[key] = (minute, at_ns)
+                self._to_ask.append((key, minute))
         return tally
+
+    def lookups(self) -> list[tuple[RateKey, int]]:
+        """(key, minute) pairs whose stored rate is wanted, each handed out once."""
+        out, self._to_ask = self._to_ask, []
+        return out
+
+    @property
+    def unresolved(self) -> int:
+        return len(self._unresolved)
+
+    def resolve(self, key: RateKey, stored: MinuteRate | None) -> None:
+        """The store's row for the key's first minute (None: there is none, or it could not be read)."""
+        minute, at_ns = self._unresolved.pop(key)
+        tally = self.minutes[key].setdefault(minute, _MinuteTally())
+        # 1 s of slack for clock jitter between the end of the old run and the start of the new
+        if stored is not None and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0:
+            tally.twitches += stored.twitches
+            tally.monitored_s += stored.monitored_s
+        tally.dirty = True
 
     def cover(self, key: RateKey, start_ns: int, end_ns: int) -> None:
         t = start_ns
@@ -181,6 +202,8 @@ class RateBook:
         """Minutes that ended ``RATE_GRACE_NS`` before their device's latest data (all when None)."""
         out: list[MinuteRate] = []
         for key, minutes in self.minutes.items():
+            if key in self._unresolved:
+                continue
             if watermarks is None:
                 done = list(minutes)
             else:
@@ -194,6 +217,8 @@ class RateBook:
         dashboard divides by monitored time from the first seconds on; the final value overwrites them."""
         out = []
         for key, minutes in self.minutes.items():
+            if key in self._unresolved:
+                continue
             for m, tally in sorted(minutes.items()):
                 if tally.dirty:
                     tally.dirty = False
@@ -232,7 +257,8 @@ class Worker:
         self._status: dict[tuple[str, str], DeviceStatus] = {}
         self._pending: list[TwitchEvent] = []
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
-        self._rates = RateBook(prior=self._stored_rate)
+        self._rates = RateBook(ask_prior=True)
+        self._prior_reads: set[asyncio.Task[None]] = set()  # owned here; _finish awaits, run() cancels
         self._watermark_ns: dict[tuple[str, str], int] = {}
         self._client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
@@ -248,13 +274,17 @@ class Worker:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._mqtt_loop(), name="worker-mqtt")
-            tg.create_task(self._writer_loop(), name="worker-writer")
-            if self.flag_task is not None:
-                tg.create_task(self._flags_loop(self.flag_task), name="worker-flags")
-                if self.flag_task.ha is not None:
-                    tg.create_task(self._ha_loop(self.flag_task.ha), name="worker-ha")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._mqtt_loop(), name="worker-mqtt")
+                tg.create_task(self._writer_loop(), name="worker-writer")
+                if self.flag_task is not None:
+                    tg.create_task(self._flags_loop(self.flag_task), name="worker-flags")
+                    if self.flag_task.ha is not None:
+                        tg.create_task(self._ha_loop(self.flag_task.ha), name="worker-ha")
+        finally:
+            for task in self._prior_reads:  # only left when run() was cancelled
+                task.cancel()
 
     def stop(self) -> None:
         self._stop.set()
@@ -315,6 +345,9 @@ class Worker:
         for st in self._streams.values():
             self._emit(st, st.detector.finish())
         self._store_events(self._fuser.flush())
+        self._ask_priors()
+        if self._prior_reads:  # their minutes are held back until the store has answered
+            await asyncio.gather(*self._prior_reads)
         await self._flush(final=True)
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
@@ -379,6 +412,7 @@ class Worker:
         self._fuser.advance(st.key, st.next_t_ns)
         self._store_events(self._fuser.release())
         self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
+        self._ask_priors()
 
     def _signal(self, user: str, device: str, stream: str, unit: Unit) -> SignalKind | None:
         """The detector a stream needs: from its unit, or for a unitless stream (the Myo's raw EMG comes
@@ -444,14 +478,56 @@ class Worker:
             return info.channels[channel]
         return f"{st.device}.{st.stream}.ch{channel}"
 
-    def _stored_rate(self, key: RateKey, minute_ns: int) -> MinuteRate | None:
-        user, muscle, device, source = key
-        query = EventQuery(minute_ns, minute_ns + MINUTE_NS, user, muscle, source)
+    def _ask_priors(self) -> None:
+        """Look up the stored rate of each key's first minute off the event loop: frames keep flowing while
+        a slow or unreachable store answers. Without a running loop (a synchronous caller) it is read now."""
+        lookups = self._rates.lookups()
+        if not lookups:
+            return
         try:
-            rows = self.store.rates(query)
-        except StoreError as exc:  # no base: the minute is written from this run's tally alone
-            self._rlog.warning("prior", "cannot read the stored rate of %s: %s", key, exc)
-            return None
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            for key, minute in lookups:
+                try:
+                    stored = self._stored_rate(key, minute)
+                except StoreError as exc:
+                    self._rlog.warning("prior", "cannot read the stored rate of %s: %s", key, exc)
+                    stored = None
+                self._rates.resolve(key, stored)
+            return
+        for key, minute in lookups:
+            task = loop.create_task(self._read_prior(key, minute), name=f"worker-prior-{key[1]}")
+            self._prior_reads.add(task)
+            task.add_done_callback(self._prior_reads.discard)
+
+    async def _read_prior(self, key: RateKey, minute_ns: int) -> None:
+        """Retried until it succeeds, as writes are; once stopping, one more try, then the minute is written
+        from this run's tally alone (logged: the stored count for that minute may be replaced)."""
+        while True:
+            try:
+                stored = await asyncio.to_thread(self._stored_rate, key, minute_ns)
+            except StoreError as exc:
+                if self._stop.is_set():
+                    log.error(
+                        "stored rate of %s at %s unreadable at shutdown (%s): the minute is written from "
+                        "this run's data alone",
+                        key,
+                        minute_ns,
+                        exc,
+                    )
+                    self._rates.resolve(key, None)
+                    return
+                self.stats.store_errors += 1
+                self._rlog.warning("prior", "cannot read the stored rate of %s, retrying: %s", key, exc)
+                await self._sleep_or_stop(1.0)
+                continue
+            self._rates.resolve(key, stored)
+            return
+
+    def _stored_rate(self, key: RateKey, minute_ns: int) -> MinuteRate | None:
+        """The store's row for one key's minute (raises ``StoreError``)."""
+        user, muscle, device, source = key
+        rows = self.store.rates(EventQuery(minute_ns, minute_ns + MINUTE_NS, user, muscle, source))
         return next((r for r in rows if r.device == device and r.minute_ns == minute_ns), None)
 
     def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:

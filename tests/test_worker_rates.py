@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processing.events import MINUTE_NS, Source
+from processing.events import MINUTE_NS, MinuteRate, Source
 from processing.worker import RATE_GRACE_NS, RateBook
 
 KEY: tuple[str, str, str, Source] = ("u", "calf_left", "dev", "live")
@@ -43,3 +43,25 @@ def test_open_minutes_are_reported_when_changed() -> None:
     book.mark_dirty([second])  # a failed write asks again
     assert book.changed_open() == [second]
     assert book.take(None) == [second]  # still in the book until final
+
+
+def test_a_key_waits_for_its_stored_minute_then_adds_to_it() -> None:
+    book = RateBook(ask_prior=True)
+    book.cover(KEY, T0 + 20 * 10**9, T0 + 30 * 10**9)  # a restart 20 s into the minute
+    book.count(KEY, T0 + 25 * 10**9)
+    assert book.lookups() == [(KEY, T0)]
+    assert book.lookups() == []  # handed out once
+    assert book.changed_open() == []  # held back: the store has not answered
+    assert book.take(None) == []
+    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0))
+    [rate] = book.take(None)
+    assert (rate.twitches, rate.monitored_s) == (3, 30.0)
+
+
+def test_the_same_data_again_replaces_the_stored_minute() -> None:
+    book = RateBook(ask_prior=True)
+    book.cover(KEY, T0, T0 + 30 * 10**9)  # starts where the stored run started: a replay
+    book.lookups()
+    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0))
+    [rate] = book.take(None)
+    assert (rate.twitches, rate.monitored_s) == (0, 30.0)

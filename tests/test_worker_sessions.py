@@ -1,7 +1,11 @@
-"""The worker across device runs: restarts are not duplicates, and muscles outlive the offline status."""
+"""The worker across device runs: restarts are not duplicates, muscles outlive the offline status, and a
+restart mid-minute adds to the stored minute even when the store is slow to say what it holds."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +14,11 @@ from collector.frames import Frame, SampleType, Unit, encode
 from collector.mqtt import MqttTarget
 from collector.status import DeviceStatus, StreamInfo
 from processing.store import EventQuery
+from processing.store.influx import InfluxStore
 from processing.store.sqlite import SQLiteStore
 from processing.worker import Worker
+from tests.harness import ServiceMissing, unavailable
+from tests.harness.influx import InfluxServer
 
 T0 = 1_700_000_000_000_000_000
 RAW = "twitchwatch/u/dev/raw/emg"
@@ -138,3 +145,45 @@ async def test_a_worker_restarted_mid_minute_adds_to_the_stored_minute(tmp_path:
     assert await _run_worker(tmp_path, after) == [(minute, 4, 40.0)]
     # The same data again (a replay): the stored row is replaced, not added to.
     assert await _run_worker(tmp_path, before + after) == [(minute, 4, 40.0)]
+
+
+async def test_a_frozen_store_holds_up_no_frame_and_loses_no_count(tmp_path: Path) -> None:
+    """A restarted worker reads the stored rate of each key's first minute off the event loop: with the
+    InfluxDB process frozen (SIGSTOP: a hung server, the worst case — a refused connection fails at once)
+    every frame is processed while the read waits, the minute is held back meanwhile, and once InfluxDB
+    answers the predecessor's count is added to, not overwritten."""
+    try:
+        server = InfluxServer.start(tmp_path / "influxdb")  # an own instance: this test freezes it
+    except ServiceMissing as exc:
+        unavailable(str(exc))
+    try:
+        minute = T0 - T0 % 60_000_000_000
+        x = _noise(40, 6)
+        for second in (5, 15, 25, 35):
+            x[second * 1000 : second * 1000 + 10, 0] += 150 * np.hanning(10)
+        frames = _frames(x, minute)
+        before, after = frames[:200], frames[200:]
+        with InfluxStore(server.base_url, server.database, server.auth) as store:
+            earlier = Worker(MqttTarget("127.0.0.1", 1), store, user="u")
+            earlier.handle(STATUS, _status("run-a"))
+            for payload in before:
+                earlier.handle(RAW, payload)
+            await earlier._finish()
+            restarted = Worker(MqttTarget("127.0.0.1", 1), store, user="u")
+            os.kill(server.process.pid, signal.SIGSTOP)
+            try:
+                restarted.handle(STATUS, _status("run-a"))
+                for i, payload in enumerate(after):
+                    restarted.handle(RAW, payload)
+                    if i == 0:
+                        await asyncio.sleep(0.05)  # the read starts and hangs on the frozen server
+                assert restarted.stats.frames == len(after)
+                assert restarted._rates.unresolved == 1  # still waiting for the store
+                assert restarted._rates.take(None) == []  # nothing written over the stored minute meanwhile
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)
+            await restarted._finish()
+            rows = [(r.minute_ns, r.twitches, r.monitored_s) for r in store.rates(EventQuery())]
+        assert rows == [(minute, 4, 40.0)]
+    finally:
+        server.stop()
