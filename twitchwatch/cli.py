@@ -39,10 +39,16 @@ from processing.recordings import (
     open_recording,
     plan_detection,
 )
-from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store
+from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
 from processing.worker import FlagTask, HaDiscovery, Worker
 from twitchwatch import person_cli
-from twitchwatch.config import ConfigError, Settings, load_device_file, load_settings
+from twitchwatch.config import (
+    ConfigError,
+    Settings,
+    default_demo_store_url,
+    load_device_file,
+    load_settings,
+)
 from twitchwatch.timeargs import parse_when
 
 log = logging.getLogger("twitchwatch")
@@ -69,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501, help="dashboard port")
     p.add_argument("--rate", type=float, default=12.0, help="simulated twitches per minute per muscle")
     p.add_argument("--signal", choices=["emg", "acc"], default="emg")
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="where the demo's simulated events go (default: its own SQLite file, demo.db beside the default "
+        "store; never TWITCHWATCH_STORE_URL, so simulated twitches stay out of your own history and report)",
+    )
     _add_events(sub)
     _add_devices(sub)
     p = sub.add_parser("collect", help="stream the device map's BLE wearables to MQTT (docs/ble.md)")
@@ -430,7 +443,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from twitchwatch.demo import run_demo
 
-    settings = load_settings()
+    store_url = args.store or default_demo_store_url()
+    parse_store_url(store_url)  # a bad --store fails here (exit 2), before anything starts
+    settings = load_settings().model_copy(update={"store_url": store_url})
     return run_until_signal(lambda stop: run_demo(settings, stop, args.port, args.rate, args.signal))
 
 

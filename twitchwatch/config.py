@@ -83,6 +83,12 @@ def default_store_url() -> str:
     return f"sqlite:///{default_data_dir() / 'twitchwatch.db'}"
 
 
+def default_demo_store_url() -> str:
+    """The demo's own store: simulated twitches must never reach the history, flags and doctor-visit report
+    of the store a user records themselves in."""
+    return f"sqlite:///{default_data_dir() / 'demo.db'}"
+
+
 _ZONEINFO_DIR = "zoneinfo/"
 _FIXED_OFFSET = re.compile(r"^UTC([+-])(\d\d):(\d\d)$")
 

@@ -121,7 +121,7 @@ def _announce(settings: Settings, target: MqttTarget, port: int) -> None:
         f"  twitchwatch demo — simulated wearable on {', '.join(DEMO_MUSCLES)}\n"
         f"  dashboard:  http://localhost:{port}\n"
         f"  broker:     {target.display} (embedded)\n"
-        f"  store:      {settings.store_url}\n"
+        f"  store:      {settings.store_url} (the demo's own: your own store is left alone)\n"
         "  Twitch frequency appears within a minute. Ctrl-C stops everything.\n"
         "  twitchwatch is not a medical device and does not diagnose anything.\n",
         file=sys.stderr,
