@@ -219,6 +219,9 @@ class LivePublisher:
         self.draining = True
         try:
             delivered = await self.drain(self._policy.drain_s)
+        except asyncio.CancelledError:  # cut short (a second Ctrl-C): say what is lost, then stop
+            self._abandon("the wait for it was cut short")
+            raise
         finally:
             self.draining = False
         self._closing.set()
@@ -230,13 +233,24 @@ class LivePublisher:
                 await self._sender
             self._sender = None
         if not delivered:
-            log.error(
-                "%s: %d frames and the offline status never reached the MQTT broker %s (it was away at "
-                "shutdown); they are lost",
-                self._device,
-                len(self._outbox),
-                self._target.display,
-            )
+            self._report_lost("it was away at shutdown")
+
+    def _abandon(self, why: str) -> None:
+        self._closing.set()
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
+        if self._pending():
+            self._report_lost(why)
+
+    def _report_lost(self, why: str) -> None:
+        log.error(
+            "%s: %d frames and the offline status never reached the MQTT broker %s (%s); they are lost",
+            self._device,
+            len(self._outbox),
+            self._target.display,
+            why,
+        )
 
     # ---- the sender task --------------------------------------------------------------------------
     def _pending(self) -> bool:

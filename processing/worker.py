@@ -282,6 +282,15 @@ class Worker:
                     tg.create_task(self._flags_loop(self.flag_task), name="worker-flags")
                     if self.flag_task.ha is not None:
                         tg.create_task(self._ha_loop(self.flag_task.ha), name="worker-ha")
+        except asyncio.CancelledError:  # stopped without waiting (a second Ctrl-C): say what is lost
+            minutes = sum(len(m) for m in self._rates.minutes.values())
+            if self._pending or minutes:
+                log.error(
+                    "stopped before the store took %d events and %d minute rates; they are lost",
+                    len(self._pending),
+                    minutes,
+                )
+            raise
         finally:
             for task in self._prior_reads:  # only left when run() was cancelled
                 task.cancel()

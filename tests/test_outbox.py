@@ -133,3 +133,46 @@ async def test_publishers_wait_for_the_broker_together_at_shutdown(
         assert [(p.frames_sent, p.frames_waiting, p.draining) for p in pubs] == [(2, 0, False)] * 3
     finally:
         broker.stop()
+
+
+@pytest.mark.mosquitto
+async def test_a_drain_cut_short_says_what_is_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A second Ctrl-C cancels the shutdown while the publishers wait for a broker that is away: they stop at
+    once, and each logs the frames it never handed over instead of dropping them silently."""
+    broker = MosquittoServer.start(tmp_path / "broker")
+    try:
+        mqtt = parse_mqtt_url(broker.url)
+        pubs = [
+            LivePublisher(
+                mqtt,
+                "u",
+                f"dev{i}",
+                DeviceStatus.offline("open", "live", f"s{i}"),
+                reconnect=Reconnect(drain_s=600),
+            )
+            for i in range(2)
+        ]
+
+        async def collect() -> None:
+            async with opened(pubs):
+                for p in pubs:
+                    await p.publish("emg", _frame(0))
+                await wait_for(lambda: all(p.frames_sent == 1 for p in pubs), 30, "the first frames sent")
+                broker.stop()
+                for p in pubs:
+                    await p.publish("emg", _frame(1))
+                    await p.publish("emg", _frame(2))
+                await wait_for(lambda: not any(p.connected.is_set() for p in pubs), 30, "the broker gone")
+
+        with caplog.at_level(logging.ERROR, logger="collector.outbox"):
+            task = asyncio.create_task(collect())
+            await wait_for(lambda: all(p.draining for p in pubs), 60, "both draining")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        lost = sorted(r.getMessage() for r in caplog.records if "they are lost" in r.getMessage())
+        assert len(lost) == 2
+        assert all("2 frames" in m and "cut short" in m for m in lost), lost
+        assert not any(p.draining for p in pubs)
+    finally:
+        broker.stop()

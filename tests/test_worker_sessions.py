@@ -4,11 +4,13 @@ restart mid-minute adds to the stored minute even when the store is slow to say 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from collector.frames import Frame, SampleType, Unit, encode
 from collector.mqtt import MqttTarget
@@ -187,3 +189,27 @@ async def test_a_frozen_store_holds_up_no_frame_and_loses_no_count(tmp_path: Pat
         assert rows == [(minute, 4, 40.0)]
     finally:
         server.stop()
+
+
+async def test_a_worker_stopped_without_waiting_says_what_it_had_not_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second Ctrl-C cancels the worker before its last write: what it held is logged as lost."""
+    store = SQLiteStore(tmp_path / "w.db")
+    worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u", flush_interval=3600)
+    x = _noise(10, 7)
+    for second in (3, 6):
+        x[second * 1000 : second * 1000 + 10, 0] += 150 * np.hanning(10)
+    worker.handle(STATUS, _status("run-a"))
+    for payload in _frames(x, T0):
+        worker.handle(RAW, payload)
+    assert worker._pending  # detected, not yet written (the writer waits an hour)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.05)  # running: its MQTT loop retries an unreachable broker
+    with caplog.at_level(logging.ERROR, logger="processing.worker"):
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    store.close()
+    [lost] = [r.getMessage() for r in caplog.records if "they are lost" in r.getMessage()]
+    assert f"took {len(worker._pending)} events" in lost

@@ -217,15 +217,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine; SIGINT/SIGTERM set the stop event it was given, so it can shut down cleanly."""
+    """Run a coroutine; SIGINT/SIGTERM set the stop event it was given, so it can shut down cleanly. A second
+    one cancels it and raises ``KeyboardInterrupt`` (exit 130): the user does not want to wait."""
 
     async def runner() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        again = False
+
+        def on_signal() -> None:
+            nonlocal again
+            if stop.is_set() and main is not None:
+                # A second Ctrl-C during a shutdown that waits (a broker to take buffered frames, a store to
+                # take the last events): stop now; each part logs what it had not handed over.
+                again = True
+                log.warning("interrupted again: stopping without waiting any longer")
+                main.cancel()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         try:
             return await make(stop)
+        except asyncio.CancelledError:
+            if again:
+                raise KeyboardInterrupt from None
+            raise
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
