@@ -463,7 +463,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     store_url = args.store or default_demo_store_url()
     parse_store_url(store_url)  # a bad --store fails here (exit 2), before anything starts
-    settings = load_settings().model_copy(update={"store_url": store_url})
+    settings = load_settings(store_url=store_url)
     return run_until_signal(lambda stop: run_demo(settings, stop, args.port, args.rate, args.signal))
 
 
