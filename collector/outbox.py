@@ -217,11 +217,11 @@ class LivePublisher:
     ) -> None:
         await self.set_status(self._offline)
         self.draining = True
+        cut_short = False
         try:
             delivered = await self.drain(self._policy.drain_s)
-        except asyncio.CancelledError:  # cut short (a second Ctrl-C): say what is lost, then stop
-            self._abandon("the wait for it was cut short")
-            raise
+        except asyncio.CancelledError:  # a second Ctrl-C: close as when the window ends, then stop
+            delivered, cut_short = False, True
         finally:
             self.draining = False
         self._closing.set()
@@ -232,25 +232,16 @@ class LivePublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
             self._sender = None
-        if not delivered:
-            self._report_lost("it was away at shutdown")
-
-    def _abandon(self, why: str) -> None:
-        self._closing.set()
-        if self._sender is not None:
-            self._sender.cancel()
-            self._sender = None
-        if self._pending():
-            self._report_lost(why)
-
-    def _report_lost(self, why: str) -> None:
-        log.error(
-            "%s: %d frames and the offline status never reached the MQTT broker %s (%s); they are lost",
-            self._device,
-            len(self._outbox),
-            self._target.display,
-            why,
-        )
+        if not delivered and self._pending():
+            log.error(
+                "%s: %d frames and the offline status never reached the MQTT broker %s (%s); they are lost",
+                self._device,
+                len(self._outbox),
+                self._target.display,
+                "the wait for it was cut short" if cut_short else "it was away at shutdown",
+            )
+        if cut_short:
+            raise asyncio.CancelledError
 
     # ---- the sender task --------------------------------------------------------------------------
     def _pending(self) -> bool:
