@@ -88,6 +88,32 @@ def _frame(seq: int) -> Frame:
     return Frame(0, seq, seq * 50_000_000, 1000.0, 1.0, Unit.MICROVOLT, SampleType.INT16, raw)
 
 
+def _publishers(broker: MosquittoServer, n: int, drain_s: float) -> list[LivePublisher]:
+    mqtt = parse_mqtt_url(broker.url)
+    return [
+        LivePublisher(
+            mqtt,
+            "u",
+            f"dev{i}",
+            DeviceStatus.offline("open", "live", f"s{i}"),
+            reconnect=Reconnect(drain_s=drain_s),
+        )
+        for i in range(n)
+    ]
+
+
+async def _lose_the_broker(broker: MosquittoServer, pubs: list[LivePublisher], frames_after: int) -> None:
+    """A first frame each reaches the broker; then it stops and ``frames_after`` more each wait."""
+    for p in pubs:
+        await p.publish("emg", _frame(0))
+    await wait_for(lambda: all(p.frames_sent == 1 for p in pubs), 30, "the first frames sent")
+    broker.stop()
+    for p in pubs:  # a publish is what finds the connection gone
+        for seq in range(1, frames_after + 1):
+            await p.publish("emg", _frame(seq))
+    await wait_for(lambda: not any(p.connected.is_set() for p in pubs), 30, "the broker gone")
+
+
 @pytest.mark.mosquitto
 async def test_publishers_wait_for_the_broker_together_at_shutdown(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -96,28 +122,12 @@ async def test_publishers_wait_for_the_broker_together_at_shutdown(
     wait is announced once, and what they held is delivered when the broker comes back in time."""
     broker = MosquittoServer.start(tmp_path / "broker", persistence=True)
     try:
-        mqtt = parse_mqtt_url(broker.url)
-        pubs = [
-            LivePublisher(
-                mqtt,
-                "u",
-                f"dev{i}",
-                DeviceStatus.offline("open", "live", f"s{i}"),
-                reconnect=Reconnect(drain_s=60),
-            )
-            for i in range(3)
-        ]
+        pubs = _publishers(broker, 3, drain_s=60)
         release = asyncio.Event()
 
         async def collect() -> None:
             async with opened(pubs):
-                for p in pubs:
-                    await p.publish("emg", _frame(0))
-                await wait_for(lambda: all(p.frames_sent == 1 for p in pubs), 30, "the first frames sent")
-                broker.stop()
-                for p in pubs:  # a publish is what finds the connection gone
-                    await p.publish("emg", _frame(1))
-                await wait_for(lambda: not any(p.connected.is_set() for p in pubs), 30, "the broker gone")
+                await _lose_the_broker(broker, pubs, frames_after=1)
                 await release.wait()
 
         task = asyncio.create_task(collect())
@@ -141,28 +151,11 @@ async def test_a_drain_cut_short_says_what_is_lost(tmp_path: Path, caplog: pytes
     once, and each logs the frames it never handed over instead of dropping them silently."""
     broker = MosquittoServer.start(tmp_path / "broker")
     try:
-        mqtt = parse_mqtt_url(broker.url)
-        pubs = [
-            LivePublisher(
-                mqtt,
-                "u",
-                f"dev{i}",
-                DeviceStatus.offline("open", "live", f"s{i}"),
-                reconnect=Reconnect(drain_s=600),
-            )
-            for i in range(2)
-        ]
+        pubs = _publishers(broker, 2, drain_s=600)
 
         async def collect() -> None:
             async with opened(pubs):
-                for p in pubs:
-                    await p.publish("emg", _frame(0))
-                await wait_for(lambda: all(p.frames_sent == 1 for p in pubs), 30, "the first frames sent")
-                broker.stop()
-                for p in pubs:
-                    await p.publish("emg", _frame(1))
-                    await p.publish("emg", _frame(2))
-                await wait_for(lambda: not any(p.connected.is_set() for p in pubs), 30, "the broker gone")
+                await _lose_the_broker(broker, pubs, frames_after=2)
 
         with caplog.at_level(logging.ERROR, logger="collector.outbox"):
             task = asyncio.create_task(collect())
