@@ -16,7 +16,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from processing.events import MinuteRate, Source, TwitchEvent
+from processing.events import (
+    MINUTE_NS,
+    MinuteRate,
+    Source,
+    TwitchEvent,
+    muscle_minutes,
+    rerun_free_events,
+)
 from processing.flags import Flag
 from processing.journal import FactorEffect, JournalEntry
 from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, hour_offset_ns, local_datetime
@@ -53,6 +60,7 @@ COL_LAST_SHORT = "twitches, last 60 s"
 COL_LAST_LONG = "twitches, last 10 min"
 COL_LATEST = "latest twitch"
 COL_RATE_NOW = "per hour, last 10 min"
+COL_MONITORED_NOW = "monitored, last 10 min"
 BASIS_MONITORED = "monitored time"
 BASIS_RANGE = "range length"
 
@@ -107,10 +115,10 @@ def _sum_by_muscle(counts: Iterable[HourCount]) -> Counter[str]:
     return totals
 
 
-def _monitored_s_by_muscle(rates: Iterable[MinuteRate]) -> defaultdict[str, float]:
+def _monitored_s_by_muscle(rates: Sequence[MinuteRate]) -> defaultdict[str, float]:
     seconds: defaultdict[str, float] = defaultdict(float)
-    for r in rates:
-        seconds[r.muscle] += r.monitored_s
+    for mm in muscle_minutes(rates):
+        seconds[mm.muscle] += mm.monitored_s
     return seconds
 
 
@@ -122,10 +130,11 @@ def frequency_table(
 ) -> pd.DataFrame:
     """One row per muscle: twitches, twitches per hour, the hours divided by and where they came from.
 
-    Hours are the muscle's monitored time (sum of its ``MinuteRate.monitored_s``) when the worker
-    recorded any, because a sensor worn 2 h of a 24 h range should not read as 1/12 the rate;
-    otherwise the range length. Muscles that were monitored but never twitched get a row with 0,
-    which is information too. Sustained activity is counted apart and never as a twitch.
+    Hours are the muscle's monitored time (its minutes' monitored seconds, ``muscle_minutes``: a muscle
+    two devices watch is monitored once) when the worker recorded any, because a sensor worn 2 h of a
+    24 h range should not read as 1/12 the rate; otherwise the range length. Muscles that were monitored
+    but never twitched get a row with 0, which is information too. Sustained activity is counted apart
+    and never as a twitch.
     """
     twitches = _sum_by_muscle(twitch_counts)
     sustained = _sum_by_muscle(sustained_counts)
@@ -244,41 +253,62 @@ def events_frame(events: Sequence[TwitchEvent], tz: dt.tzinfo = dt.UTC) -> pd.Da
 
 
 def live_table(
-    events: Sequence[TwitchEvent], muscles: Sequence[str], now_ns: int, tz: dt.tzinfo
+    events: Sequence[TwitchEvent],
+    muscles: Sequence[str],
+    now_ns: int,
+    tz: dt.tzinfo,
+    rates: Sequence[MinuteRate] = (),
 ) -> pd.DataFrame:
-    """Per muscle: twitches in the last 60 s and 10 min, the current rate (the last 10 min scaled to
-    an hour) and the time of the latest one.
+    """Per muscle: twitches in the last 60 s and 10 min, the current rate (twitches per monitored hour
+    over the last 10 min, as the Overview counts it), the monitored time it divides by and the time of
+    the latest twitch.
 
-    ``events`` are the twitches of the last 10 min (the caller queries exactly that window), so a
-    muscle quiet for longer shows 0 / 0 / "—". Every known muscle gets a row, so a quiet sensor is
-    visible as quiet rather than missing. Events stamped after ``now_ns`` (a device clock running
-    ahead) still count: they are the freshest data there is.
+    ``events`` are the twitches of the last 10 min and ``rates`` the minute rates overlapping it (the
+    caller queries exactly that window), so a muscle quiet for longer shows 0 / 0 / "—". A sensor worn
+    for 2 of the 10 minutes gives its rate over those 2, not a fifth of it; with no monitored time (no
+    minute rate written yet) the rate is "—". A replay of live minutes is counted once. Every known
+    muscle gets a row, so a quiet sensor is visible as quiet rather than missing. Events stamped after
+    ``now_ns`` (a device clock running ahead) still count: they are the freshest data there is.
     """
     short_since = now_ns - LIVE_SHORT_S * NS_PER_S
     long_since = now_ns - LIVE_LONG_S * NS_PER_S
     short: Counter[str] = Counter()
     long: Counter[str] = Counter()
     latest: dict[str, int] = {}
-    for e in events:
+    for e in rerun_free_events(events, rates):
         if e.start_ns < long_since:
             continue
         long[e.muscle] += 1
         if e.start_ns >= short_since:
             short[e.muscle] += 1
         latest[e.muscle] = max(latest.get(e.muscle, e.start_ns), e.start_ns)
+    monitored = _monitored_since(rates, long_since)
     names = sorted(set(muscles) | set(long))
     rows = [
         {
             COL_MUSCLE: m,
             COL_LAST_SHORT: short[m],
             COL_LAST_LONG: long[m],
-            COL_RATE_NOW: f"{long[m] * 3600 / LIVE_LONG_S:.0f}",
+            COL_RATE_NOW: f"{long[m] * 3600 / monitored[m]:.0f}" if monitored[m] > 0 else NO_TIME,
+            COL_MONITORED_NOW: f"{monitored[m] / 60:.1f} min",
             COL_LATEST: format_time(latest[m], tz) if m in latest else NO_TIME,
         }
         for m in names
     ]
-    columns = [COL_MUSCLE, COL_LAST_SHORT, COL_LAST_LONG, COL_RATE_NOW, COL_LATEST]
+    columns = [COL_MUSCLE, COL_LAST_SHORT, COL_LAST_LONG, COL_RATE_NOW, COL_MONITORED_NOW, COL_LATEST]
     return pd.DataFrame(rows, columns=columns).astype({COL_LAST_SHORT: "int64", COL_LAST_LONG: "int64"})
+
+
+def _monitored_since(rates: Sequence[MinuteRate], since_ns: int) -> defaultdict[str, float]:
+    """Monitored seconds per muscle from ``since_ns`` on (``muscle_minutes``). The minute ``since_ns``
+    falls in counts for the part after it, as if monitored evenly; the running minute counts what the
+    worker has written of it so far."""
+    seconds: defaultdict[str, float] = defaultdict(float)
+    for mm in muscle_minutes(rates):
+        after = mm.minute_ns + MINUTE_NS - max(mm.minute_ns, since_ns)
+        if after > 0:
+            seconds[mm.muscle] += mm.monitored_s * min(after / MINUTE_NS, 1.0)
+    return seconds
 
 
 def live_summary(table: pd.DataFrame) -> str:

@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard import data, live_data
 from dashboard.app import LIVE_REFRESH_S, Context, page_header
 from dashboard.livefeed import FeedSnapshot, LiveFeed
-from processing.events import TWITCH_KINDS, TwitchEvent
+from processing.events import MINUTE_NS, TWITCH_KINDS, TwitchEvent
 from processing.store import EventQuery, EventStore, StoreError
 
 HEADING_TWITCHES = "Twitches now"
@@ -48,15 +48,19 @@ def twitches_section(store: EventStore, user: str, now_ns: int, tz: dt.tzinfo) -
     since_ns = now_ns - data.LIVE_LONG_S * data.NS_PER_S
     try:
         events = store.events(EventQuery(since_ns, user=user, kinds=TWITCH_KINDS))
+        rates = store.rates(EventQuery(since_ns - since_ns % MINUTE_NS, user=user))  # from its first minute
         muscles = store.muscles(user)
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return []
-    table = data.live_table(events, muscles, now_ns, tz)
+    table = data.live_table(events, muscles, now_ns, tz, rates)
     st.markdown(f"**{data.live_summary(table)}**")
     if not table.empty:
         st.table(table, hide_index=True)
-    st.caption("Counted from the detected events in the store (live and replayed).")
+    st.caption(
+        "Counted from the detected events in the store (live and replayed); per hour = twitches ÷ the "
+        "time the muscle was monitored in the last 10 min, as on the Overview."
+    )
     return events
 
 

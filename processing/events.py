@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 MINUTE_NS = 60_000_000_000  # minute rates are per wall-clock minute
+_MINUTE_S = 60.0
 Source = Literal["live", "replay"]
 SOURCES: tuple[Source, ...] = ("live", "replay")
 
@@ -123,6 +124,36 @@ def rerun_free_events(events: Sequence[TwitchEvent], rates: Sequence[MinuteRate]
         for e in events
         if e.source == "live" or (e.user, e.muscle, e.device, e.start_ns - e.start_ns % MINUTE_NS) not in live
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class MuscleMinute:
+    """What one muscle went through in one wall-clock minute, whatever watched it (``muscle_minutes``)."""
+
+    muscle: str
+    minute_ns: int
+    twitches: int
+    monitored_s: float  # 0–60
+
+
+def muscle_minutes(rates: Sequence[MinuteRate]) -> list[MuscleMinute]:
+    """One user's stored minute rates as each muscle's minutes, sorted by muscle and minute: the one place
+    every rate shown (dashboard, journal, flags, report, Home Assistant) is counted from, so they agree.
+
+    Replays of live minutes are left out (``rerun_free_rates``). Several devices on one muscle are one
+    muscle: their twitches add (the worker fuses a twitch two streams saw into one event) but their
+    monitored time does not — a minute is monitored or it is not, so it counts the longest device's time,
+    never more than the minute. Summed instead, an EMG and an accelerometer on one calf would halve its
+    rate."""
+    slots: dict[tuple[str, int], list[float]] = {}
+    for r in rerun_free_rates(rates):
+        slot = slots.get((r.muscle, r.minute_ns))
+        if slot is None:
+            slots[(r.muscle, r.minute_ns)] = [r.twitches, min(r.monitored_s, _MINUTE_S)]
+        else:
+            slot[0] += r.twitches
+            slot[1] = max(slot[1], min(r.monitored_s, _MINUTE_S))
+    return [MuscleMinute(m, t, int(n), s) for (m, t), (n, s) in sorted(slots.items())]
 
 
 def _live_minutes(rates: Sequence[MinuteRate]) -> set[tuple[str, str, str, int]]:

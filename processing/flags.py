@@ -39,7 +39,7 @@ import numpy as np
 from scipy import stats
 
 from collector.topics import ROOT, check_segment
-from processing.events import MinuteRate, rerun_free_rates
+from processing.events import MinuteRate, muscle_minutes
 from processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
 
 if TYPE_CHECKING:  # the store imports these values; only type checking needs the store here
@@ -288,8 +288,7 @@ class Tally:
 class MuscleHistory:
     """One muscle's twitches and monitored seconds per local clock hour and per local day.
 
-    Several devices on one muscle are one muscle: their twitches add (the worker fuses a twitch seen by
-    two streams into one event), their monitored time does not (a minute is monitored or it is not).
+    Several devices on one muscle are one muscle (``processing.events.muscle_minutes``).
     """
 
     muscle: str
@@ -298,21 +297,17 @@ class MuscleHistory:
 
 
 def histories(rates: Sequence[MinuteRate], tz: dt.tzinfo = dt.UTC) -> dict[str, MuscleHistory]:
-    """Per muscle: tallies of minute rates (any device and source) per local hour and local day."""
-    minutes: dict[tuple[str, int], list[float]] = {}
-    for r in rates:
-        slot = minutes.setdefault((r.muscle, r.minute_ns), [0, 0.0])
-        slot[0] += r.twitches
-        slot[1] = max(slot[1], min(r.monitored_s, 60.0))
+    """Per muscle: tallies of one user's minute rates (``muscle_minutes``: any device, replays of live
+    minutes left out) per local hour and local day."""
     hours: dict[str, dict[int, list[float]]] = {}
     hour_of_minute: dict[int, int] = {}  # the zone lookup once per minute, not once per muscle
-    for (muscle, minute_ns), (twitches, monitored) in minutes.items():
-        hour = hour_of_minute.get(minute_ns)
+    for mm in muscle_minutes(rates):
+        hour = hour_of_minute.get(mm.minute_ns)
         if hour is None:
-            hour = hour_of_minute[minute_ns] = hour_start_ns(minute_ns, tz)
-        slot = hours.setdefault(muscle, {}).setdefault(hour, [0, 0.0])
-        slot[0] += twitches
-        slot[1] += monitored
+            hour = hour_of_minute[mm.minute_ns] = hour_start_ns(mm.minute_ns, tz)
+        slot = hours.setdefault(mm.muscle, {}).setdefault(hour, [0, 0.0])
+        slot[0] += mm.twitches
+        slot[1] += mm.monitored_s
     out: dict[str, MuscleHistory] = {}
     for muscle, by_hour in hours.items():
         days: dict[dt.date, list[float]] = {}
@@ -710,11 +705,11 @@ def evaluate(
 ) -> list[Flag]:
     """Every rule over ``rates`` (minute rates of ``user``; only those before ``now_ns`` are used),
     with days and hours local to ``tz``. A replay of minutes recorded live is not counted twice
-    (``rerun_free_rates``).
+    (``histories``).
 
     Flags come ordered by muscle (device for stale sensors last), then by kind."""
     today = day_of(now_ns, tz)
-    hist = histories(rerun_free_rates([r for r in rates if r.minute_ns < now_ns and r.user == user]), tz)
+    hist = histories([r for r in rates if r.minute_ns < now_ns and r.user == user], tz)
     flags: list[Flag] = []
     for muscle in sorted(hist):
         h = hist[muscle]

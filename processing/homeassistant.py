@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.topics import ROOT, check_segment
-from processing.events import MinuteRate
+from processing.events import MinuteRate, muscle_minutes
 from processing.flags import FlagKind, FlagSet
 
 RATE_WINDOW_NS = 3_600_000_000_000
@@ -90,18 +90,14 @@ def discovery_messages(prefix: str, user: str, muscles: Iterable[str]) -> list[M
 
 
 def rate_per_hour(rates: Sequence[MinuteRate], muscle: str) -> float | None:
-    """Twitches per monitored hour of ``muscle`` in ``rates`` (one monitored minute per minute however
-    many devices watch it); None when nothing was monitored."""
-    minutes: dict[int, list[float]] = {}
-    for r in rates:
-        if r.muscle == muscle:
-            slot = minutes.setdefault(r.minute_ns, [0, 0.0])
-            slot[0] += r.twitches
-            slot[1] = max(slot[1], min(r.monitored_s, 60.0))
-    monitored = sum(m for _, m in minutes.values())
+    """Twitches per monitored hour of ``muscle`` in ``rates`` (``muscle_minutes``: one monitored minute per
+    minute however many devices watch it, a replay of live minutes left out); None when nothing was
+    monitored."""
+    minutes = [mm for mm in muscle_minutes(rates) if mm.muscle == muscle]
+    monitored = sum(mm.monitored_s for mm in minutes)
     if monitored <= 0:
         return None
-    return sum(t for t, _ in minutes.values()) * 3600.0 / monitored
+    return sum(mm.twitches for mm in minutes) * 3600.0 / monitored
 
 
 def rate_messages(user: str, muscles: Iterable[str], recent: Sequence[MinuteRate]) -> list[Message]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processing.events import MINUTE_NS, MinuteRate
+from processing.events import MINUTE_NS, MinuteRate, muscle_minutes
 
 HOUR_NS = 60 * MINUTE_NS
 _FAR = 2**63  # sorts after any end time
@@ -176,8 +176,10 @@ def factor_effects(
 
     The baseline is the rate over every monitored minute outside *all* entries' windows (any factor),
     so one factor's effect does not leak into another's baseline. Windows of one factor that overlap
-    are merged, so a minute is counted once. Only factors with entries appear; every muscle with rates
-    appears for each of them, ordered by factor then muscle.
+    are merged, so a minute is counted once. Rates are one user's, counted per muscle minute
+    (``muscle_minutes``: two devices on a muscle do not halve its rate, a replay does not double it).
+    Only factors with entries appear; every muscle with rates appears for each of them, ordered by factor
+    then muscle.
     """
     windows_ns = windows_ns or {}
     by_factor: dict[Factor, list[tuple[int, int]]] = {}
@@ -191,15 +193,15 @@ def factor_effects(
     baseline: dict[str, RateSum] = {}
     after: dict[tuple[Factor, str], RateSum] = {}
     muscles: set[str] = set()
-    for r in rates:
-        muscles.add(r.muscle)
-        if not _inside(r.minute_ns, everything):
-            baseline[r.muscle] = baseline.get(r.muscle, RateSum()).plus(r.twitches, r.monitored_s)
+    for mm in muscle_minutes(rates):
+        muscles.add(mm.muscle)
+        if not _inside(mm.minute_ns, everything):
+            baseline[mm.muscle] = baseline.get(mm.muscle, RateSum()).plus(mm.twitches, mm.monitored_s)
             continue
         for f, ivs in merged.items():
-            if _inside(r.minute_ns, ivs):
-                key = (f, r.muscle)
-                after[key] = after.get(key, RateSum()).plus(r.twitches, r.monitored_s)
+            if _inside(mm.minute_ns, ivs):
+                key = (f, mm.muscle)
+                after[key] = after.get(key, RateSum()).plus(mm.twitches, mm.monitored_s)
     return [
         FactorEffect(
             f,

@@ -35,8 +35,8 @@ from processing.events import (
     EventKind,
     MinuteRate,
     TwitchEvent,
+    muscle_minutes,
     rerun_free_events,
-    rerun_free_rates,
 )
 from processing.flags import HOUR_NS, FlagRules, FlagSet, compute_flag_set
 from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
@@ -163,11 +163,11 @@ def episodes_of(
 
 
 def _minutes_by_muscle(rates: Sequence[MinuteRate]) -> dict[str, dict[int, float]]:
-    """Monitored seconds per muscle per minute; several devices on one muscle count once."""
+    """Monitored seconds per muscle per minute (``muscle_minutes``: several devices on one muscle count
+    once, replays of live minutes not at all)."""
     out: dict[str, dict[int, float]] = {}
-    for r in rates:
-        minutes = out.setdefault(r.muscle, {})
-        minutes[r.minute_ns] = max(minutes.get(r.minute_ns, 0.0), min(r.monitored_s, 60.0))
+    for mm in muscle_minutes(rates):
+        out.setdefault(mm.muscle, {})[mm.minute_ns] = mm.monitored_s
     return out
 
 
@@ -309,10 +309,10 @@ def build_report(
     query = EventQuery(since_ns, until_ns, user)
     stored = [e for e in store.events(query) if e.kind is not EventKind.ARTIFACT]
     say(f"reading minute rates ({len(stored)} events)")
-    stored_rates = store.rates(query)
-    # A replay of a session recorded live holds the same twitches again: counted once.
-    rates = rerun_free_rates(stored_rates)
-    events = rerun_free_events(stored, stored_rates)
+    rates = store.rates(query)
+    # A replay of a session recorded live holds the same twitches again: counted once (the rates'
+    # readers, ``muscle_minutes``, leave such minutes out themselves).
+    events = rerun_free_events(stored, rates)
     say(f"reading the journal ({len(rates)} minute rates)")
     journal = store.journal_entries(since_ns, until_ns, user)
 

@@ -282,6 +282,17 @@ def test_several_muscles_show_their_names_and_exact_rates(store: StoreTarget) ->
     }
     assert shown_live["neck"][2] == "—"
     assert "Last 60 s: 1 twitch · last 10 min: 2 twitches" in page_text(at)
+    # The rate divides by the time worn in the window: 9–10 of its minutes have calf rates (the running
+    # minute has none written), 45 s of each for calf_right; neck has none, so no rate at all.
+    rates_now = table_with(at, "monitored, last 10 min").set_index("muscle")
+    worn = rates_now["monitored, last 10 min"].str.removesuffix(" min").astype(float).to_dict()
+    assert 9.0 <= worn["calf_left"] <= 10.0
+    assert worn["calf_right"] == pytest.approx(0.75 * worn["calf_left"], abs=0.1)
+    assert worn["neck"] == 0.0
+    per_hour_now = rates_now["per hour, last 10 min"].to_dict()
+    assert per_hour_now["calf_left"] in {"6", "7"}  # 1 twitch in 9–10 minutes
+    assert per_hour_now["calf_right"] in {"8", "9"}  # 1 in 6.75–7.5 minutes, not 6 (1 in 10)
+    assert per_hour_now["neck"] == "—"
 
 
 def test_sustained_activity_and_artifacts_are_not_twitches(store: StoreTarget) -> None:

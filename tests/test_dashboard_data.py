@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dashboard import app, data
-from processing.events import EventKind, MinuteRate
+from processing.events import EventKind, MinuteRate, MuscleMinute, muscle_minutes
+from processing.flags import histories
+from processing.homeassistant import rate_per_hour
+from processing.journal import Factor, JournalEntry, factor_effects
 from processing.localtime import hour_offset_ns, to_ns
 from processing.report import build_report
-from processing.store import HourCount
+from processing.store import EventQuery, HourCount
 from processing.store.sqlite import SQLiteStore
 from tests.harness.dashboard import NS, event
 
@@ -256,13 +261,16 @@ def test_live_table_counts_both_windows_and_the_latest_time() -> None:
         event("calf_left", now - 10 * NS),
         event("calf_right", now - 300 * NS),
     ]
-    table = data.live_table(events, ["calf_left", "calf_right", "neck"], now, UTC)
+    # Both worn all 10 minutes (the running minute 22:29 fully written): the rate is per 10 min.
+    rates = [rate(m, minute, 60.0) for m in ("calf_left", "calf_right") for minute in range(20, 30)]
+    table = data.live_table(events, ["calf_left", "calf_right", "neck"], now, UTC, rates)
     assert table.to_dict("records") == [
         {
             "muscle": "calf_left",
             "twitches, last 60 s": 2,
             "twitches, last 10 min": 4,
             "per hour, last 10 min": "24",  # 4 in 10 min
+            "monitored, last 10 min": "10.0 min",
             "latest twitch": "22:29:50",
         },
         {
@@ -270,17 +278,101 @@ def test_live_table_counts_both_windows_and_the_latest_time() -> None:
             "twitches, last 60 s": 0,
             "twitches, last 10 min": 1,
             "per hour, last 10 min": "6",
+            "monitored, last 10 min": "10.0 min",
             "latest twitch": "22:25:00",
         },
         {
             "muscle": "neck",
             "twitches, last 60 s": 0,
             "twitches, last 10 min": 0,
-            "per hour, last 10 min": "0",
+            "per hour, last 10 min": "—",  # never monitored: no rate, not a rate of 0
+            "monitored, last 10 min": "0.0 min",
             "latest twitch": "—",
         },
     ]
     assert data.live_summary(table) == "Last 60 s: 2 twitches · last 10 min: 5 twitches"
+
+
+def test_live_rate_divides_by_the_time_worn_in_the_window() -> None:
+    """A sensor put on 2.5 minutes ago with 5 twitches since is at 120 an hour, not 30 (5 per 10 min);
+    the minute the window starts in counts for its part inside the window."""
+    now = T0 + 30 * 60 * NS + 30 * NS  # 22:30:30: the window starts at 22:20:30
+    events = [event("calf", now - k * 20 * NS) for k in range(5)]
+    rates = [rate("calf", 28, 60.0), rate("calf", 29, 60.0), rate("calf", 30, 30.0)]  # the running minute
+    rates += [rate("neck", 20, 60.0)]  # 22:20: half of it inside the window
+    table = data.live_table(events, ["calf", "neck"], now, UTC, rates)
+    rows = {r["muscle"]: r for r in table.to_dict("records")}
+    assert rows["calf"]["per hour, last 10 min"] == "120"
+    assert rows["calf"]["monitored, last 10 min"] == "2.5 min"
+    assert rows["neck"]["monitored, last 10 min"] == "0.5 min"
+    assert rows["neck"]["per hour, last 10 min"] == "0"
+
+
+def test_every_view_of_a_muscles_rate_agrees(tmp_path: Path) -> None:
+    """One hour of one user's data through every place that shows a rate: the Overview, the Live page,
+    the journal's baseline, the flags' hourly tallies, the report and Home Assistant. ``calf`` is watched
+    by an EMG and an accelerometer wearable at once (30 twitches in the hour, each counted by one of
+    them after fusion) and its first half hour was replayed from a recording of the EMG one; ``neck`` was
+    worn for half of each minute (15 twitches). Both twitch 30 times per monitored hour. Summing the two
+    devices' monitored time halved the calf's rate on the Overview and in the journal; counting the
+    replay doubled it in Home Assistant and the journal."""
+    minute = 60 * NS
+    now = T0 + H
+    emg = [dataclasses.replace(event("calf", T0 + m * minute), device="emg") for m in range(24)]
+    acc = [dataclasses.replace(event("calf", T0 + m * minute), device="acc") for m in range(52, 58)]
+    neck = [dataclasses.replace(event("neck", T0 + m * minute), device="n") for m in range(45, 60)]
+    replayed = [dataclasses.replace(e, source="replay") for e in emg]
+    count = Counter((e.device, e.source, e.start_ns // minute * minute) for e in emg + acc + neck + replayed)
+    rates = [
+        MinuteRate("me", muscle, dev, src, T0 + m * minute, count[(dev, src, T0 + m * minute)], seconds)
+        for muscle, dev, src, minutes, seconds in (
+            ("calf", "emg", "live", range(60), 60.0),
+            ("calf", "acc", "live", range(60), 60.0),
+            ("calf", "emg", "replay", range(30), 60.0),
+            ("neck", "n", "live", range(60), 30.0),
+        )
+        for m in minutes
+    ]
+    with SQLiteStore(tmp_path / "e.db") as store:
+        store.write_events(emg + acc + neck + replayed)
+        store.write_rates(rates)
+        stored = store.rates(EventQuery(T0, now, user="me"))
+        controls = app.Controls("custom", data.TimeRange(T0, now), "all", None)
+        range_data = app.load_range(store, "me", controls, UTC)
+        overview = data.frequency_table(
+            range_data.twitch_counts, range_data.sustained_counts, range_data.rates, 1.0
+        )
+        report = build_report(store, T0, now, "me")
+        live = data.live_table(
+            store.events(EventQuery(now - 600 * NS, user="me")), ["calf", "neck"], now, UTC, stored
+        )
+    later = JournalEntry("me", now + H, Factor.CAFFEINE)  # every minute is baseline
+    journal = {e.muscle: e.baseline.per_hour for e in factor_effects([later], stored)}
+    tallies = {m: h.hours[T0] for m, h in histories(stored).items()}
+    expected = {"calf": 30.0, "neck": 30.0}
+    assert dict(zip(overview["muscle"], overview["twitches per hour"], strict=True)) == expected
+    assert {m.muscle: m.per_hour for m in report.muscles} == expected
+    assert journal == expected
+    assert {m: t.twitches * 3600 / t.monitored_s for m, t in tallies.items()} == expected
+    assert {m: rate_per_hour(stored, m) for m in expected} == expected
+    # The last 10 minutes: calf 6 twitches in 10 monitored minutes, neck 10 in 5.
+    assert list(live["per hour, last 10 min"]) == ["36", "120"]
+
+
+def test_muscle_minutes_fold_devices_and_drop_replays_of_live_minutes() -> None:
+    t = T0
+    rates = [
+        MinuteRate("me", "calf", "emg", "live", t, 2, 60.0),
+        MinuteRate("me", "calf", "acc", "live", t, 1, 45.0),
+        MinuteRate("me", "calf", "emg", "replay", t, 2, 60.0),  # a rerun of the live minute
+        MinuteRate("me", "calf", "edf", "replay", t + 60 * NS, 4, 60.0),  # an import: the only record
+        MinuteRate("me", "neck", "n", "live", t, 0, 61.0),  # a clock's leap: never more than the minute
+    ]
+    assert muscle_minutes(rates) == [
+        MuscleMinute("calf", t, 3, 60.0),
+        MuscleMinute("calf", t + 60 * NS, 4, 60.0),
+        MuscleMinute("neck", t, 0, 60.0),
+    ]
 
 
 def test_live_table_latest_time_is_local() -> None:
