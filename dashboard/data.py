@@ -117,8 +117,8 @@ def _sum_by_muscle(counts: Iterable[HourCount]) -> Counter[str]:
 
 def _monitored_s_by_muscle(rates: Sequence[MinuteRate]) -> defaultdict[str, float]:
     seconds: defaultdict[str, float] = defaultdict(float)
-    for mm in muscle_minutes(rates):
-        seconds[mm.muscle] += mm.monitored_s
+    for muscle, minutes in muscle_minutes(rates).items():
+        seconds[muscle] = sum(s for _, s in minutes.values())
     return seconds
 
 
@@ -304,10 +304,11 @@ def _monitored_since(rates: Sequence[MinuteRate], since_ns: int) -> defaultdict[
     falls in counts for the part after it, as if monitored evenly; the running minute counts what the
     worker has written of it so far."""
     seconds: defaultdict[str, float] = defaultdict(float)
-    for mm in muscle_minutes(rates):
-        after = mm.minute_ns + MINUTE_NS - max(mm.minute_ns, since_ns)
-        if after > 0:
-            seconds[mm.muscle] += mm.monitored_s * min(after / MINUTE_NS, 1.0)
+    for muscle, minutes in muscle_minutes(rates).items():
+        for minute_ns, (_, monitored) in minutes.items():
+            after = minute_ns + MINUTE_NS - max(minute_ns, since_ns)
+            if after > 0:
+                seconds[muscle] += monitored * min(after / MINUTE_NS, 1.0)
     return seconds
 
 

@@ -126,34 +126,32 @@ def rerun_free_events(events: Sequence[TwitchEvent], rates: Sequence[MinuteRate]
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class MuscleMinute:
-    """What one muscle went through in one wall-clock minute, whatever watched it (``muscle_minutes``)."""
-
-    muscle: str
-    minute_ns: int
-    twitches: int
-    monitored_s: float  # 0–60
+# One muscle's minutes: minute start (ns) → (twitches, monitored seconds 0–60). Plain tuples, not
+# dataclasses: a 60-day flag run folds ~10⁵ minutes per muscle, and objects there cost more than the fold.
+MuscleMinutes = dict[int, tuple[int, float]]
 
 
-def muscle_minutes(rates: Sequence[MinuteRate]) -> list[MuscleMinute]:
-    """One user's stored minute rates as each muscle's minutes, sorted by muscle and minute: the one place
-    every rate shown (dashboard, journal, flags, report, Home Assistant) is counted from, so they agree.
+def muscle_minutes(rates: Sequence[MinuteRate]) -> dict[str, MuscleMinutes]:
+    """One user's stored minute rates as each muscle's minutes (in the rates' order): the one place every
+    rate shown (dashboard, journal, flags, report, Home Assistant) is counted from, so they agree.
 
     Replays of live minutes are left out (``rerun_free_rates``). Several devices on one muscle are one
     muscle: their twitches add (the worker fuses a twitch two streams saw into one event) but their
     monitored time does not — a minute is monitored or it is not, so it counts the longest device's time,
     never more than the minute. Summed instead, an EMG and an accelerometer on one calf would halve its
     rate."""
-    slots: dict[tuple[str, int], list[float]] = {}
+    out: dict[str, MuscleMinutes] = {}
     for r in rerun_free_rates(rates):
-        slot = slots.get((r.muscle, r.minute_ns))
-        if slot is None:
-            slots[(r.muscle, r.minute_ns)] = [r.twitches, min(r.monitored_s, _MINUTE_S)]
+        minutes = out.get(r.muscle)
+        if minutes is None:
+            minutes = out[r.muscle] = {}
+        seconds = min(r.monitored_s, _MINUTE_S)
+        seen = minutes.get(r.minute_ns)
+        if seen is None:
+            minutes[r.minute_ns] = (r.twitches, seconds)
         else:
-            slot[0] += r.twitches
-            slot[1] = max(slot[1], min(r.monitored_s, _MINUTE_S))
-    return [MuscleMinute(m, t, int(n), s) for (m, t), (n, s) in sorted(slots.items())]
+            minutes[r.minute_ns] = (seen[0] + r.twitches, max(seen[1], seconds))
+    return out
 
 
 def _live_minutes(rates: Sequence[MinuteRate]) -> set[tuple[str, str, str, int]]:

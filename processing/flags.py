@@ -301,13 +301,18 @@ def histories(rates: Sequence[MinuteRate], tz: dt.tzinfo = dt.UTC) -> dict[str, 
     minutes left out) per local hour and local day."""
     hours: dict[str, dict[int, list[float]]] = {}
     hour_of_minute: dict[int, int] = {}  # the zone lookup once per minute, not once per muscle
-    for mm in muscle_minutes(rates):
-        hour = hour_of_minute.get(mm.minute_ns)
-        if hour is None:
-            hour = hour_of_minute[mm.minute_ns] = hour_start_ns(mm.minute_ns, tz)
-        slot = hours.setdefault(mm.muscle, {}).setdefault(hour, [0, 0.0])
-        slot[0] += mm.twitches
-        slot[1] += mm.monitored_s
+    for muscle, minutes in muscle_minutes(rates).items():
+        by_hour = hours.setdefault(muscle, {})
+        for minute_ns, (n, seconds) in minutes.items():
+            hour = hour_of_minute.get(minute_ns)
+            if hour is None:
+                hour = hour_of_minute[minute_ns] = hour_start_ns(minute_ns, tz)
+            slot = by_hour.get(hour)
+            if slot is None:
+                by_hour[hour] = [n, seconds]
+            else:
+                slot[0] += n
+                slot[1] += seconds
     out: dict[str, MuscleHistory] = {}
     for muscle, by_hour in hours.items():
         days: dict[dt.date, list[float]] = {}

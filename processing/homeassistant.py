@@ -93,11 +93,11 @@ def rate_per_hour(rates: Sequence[MinuteRate], muscle: str) -> float | None:
     """Twitches per monitored hour of ``muscle`` in ``rates`` (``muscle_minutes``: one monitored minute per
     minute however many devices watch it, a replay of live minutes left out); None when nothing was
     monitored."""
-    minutes = [mm for mm in muscle_minutes(rates) if mm.muscle == muscle]
-    monitored = sum(mm.monitored_s for mm in minutes)
+    minutes = muscle_minutes(rates).get(muscle, {}).values()
+    monitored = sum(seconds for _, seconds in minutes)
     if monitored <= 0:
         return None
-    return sum(mm.twitches for mm in minutes) * 3600.0 / monitored
+    return sum(twitches for twitches, _ in minutes) * 3600.0 / monitored
 
 
 def rate_messages(user: str, muscles: Iterable[str], recent: Sequence[MinuteRate]) -> list[Message]:

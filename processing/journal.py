@@ -193,15 +193,16 @@ def factor_effects(
     baseline: dict[str, RateSum] = {}
     after: dict[tuple[Factor, str], RateSum] = {}
     muscles: set[str] = set()
-    for mm in muscle_minutes(rates):
-        muscles.add(mm.muscle)
-        if not _inside(mm.minute_ns, everything):
-            baseline[mm.muscle] = baseline.get(mm.muscle, RateSum()).plus(mm.twitches, mm.monitored_s)
-            continue
-        for f, ivs in merged.items():
-            if _inside(mm.minute_ns, ivs):
-                key = (f, mm.muscle)
-                after[key] = after.get(key, RateSum()).plus(mm.twitches, mm.monitored_s)
+    for muscle, minutes in muscle_minutes(rates).items():
+        muscles.add(muscle)
+        for minute_ns, (twitches, monitored) in minutes.items():
+            if not _inside(minute_ns, everything):
+                baseline[muscle] = baseline.get(muscle, RateSum()).plus(twitches, monitored)
+                continue
+            for f, ivs in merged.items():
+                if _inside(minute_ns, ivs):
+                    key = (f, muscle)
+                    after[key] = after.get(key, RateSum()).plus(twitches, monitored)
     return [
         FactorEffect(
             f,

@@ -165,10 +165,10 @@ def episodes_of(
 def _minutes_by_muscle(rates: Sequence[MinuteRate]) -> dict[str, dict[int, float]]:
     """Monitored seconds per muscle per minute (``muscle_minutes``: several devices on one muscle count
     once, replays of live minutes not at all)."""
-    out: dict[str, dict[int, float]] = {}
-    for mm in muscle_minutes(rates):
-        out.setdefault(mm.muscle, {})[mm.minute_ns] = mm.monitored_s
-    return out
+    return {
+        muscle: {minute_ns: seconds for minute_ns, (_, seconds) in minutes.items()}
+        for muscle, minutes in muscle_minutes(rates).items()
+    }
 
 
 def gaps_of(monitored_minutes: Sequence[int], min_gap_s: float = GAP_MIN_S) -> list[Gap]:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from dashboard import app, data
-from processing.events import EventKind, MinuteRate, MuscleMinute, muscle_minutes
+from processing.events import EventKind, MinuteRate, Source, muscle_minutes
 from processing.flags import histories
 from processing.homeassistant import rate_per_hour
 from processing.journal import Factor, JournalEntry, factor_effects
@@ -323,14 +323,15 @@ def test_every_view_of_a_muscles_rate_agrees(tmp_path: Path) -> None:
     neck = [dataclasses.replace(event("neck", T0 + m * minute), device="n") for m in range(45, 60)]
     replayed = [dataclasses.replace(e, source="replay") for e in emg]
     count = Counter((e.device, e.source, e.start_ns // minute * minute) for e in emg + acc + neck + replayed)
+    worn: list[tuple[str, str, Source, range, float]] = [
+        ("calf", "emg", "live", range(60), 60.0),
+        ("calf", "acc", "live", range(60), 60.0),
+        ("calf", "emg", "replay", range(30), 60.0),
+        ("neck", "n", "live", range(60), 30.0),
+    ]
     rates = [
         MinuteRate("me", muscle, dev, src, T0 + m * minute, count[(dev, src, T0 + m * minute)], seconds)
-        for muscle, dev, src, minutes, seconds in (
-            ("calf", "emg", "live", range(60), 60.0),
-            ("calf", "acc", "live", range(60), 60.0),
-            ("calf", "emg", "replay", range(30), 60.0),
-            ("neck", "n", "live", range(60), 30.0),
-        )
+        for muscle, dev, src, minutes, seconds in worn
         for m in minutes
     ]
     with SQLiteStore(tmp_path / "e.db") as store:
@@ -368,11 +369,7 @@ def test_muscle_minutes_fold_devices_and_drop_replays_of_live_minutes() -> None:
         MinuteRate("me", "calf", "edf", "replay", t + 60 * NS, 4, 60.0),  # an import: the only record
         MinuteRate("me", "neck", "n", "live", t, 0, 61.0),  # a clock's leap: never more than the minute
     ]
-    assert muscle_minutes(rates) == [
-        MuscleMinute("calf", t, 3, 60.0),
-        MuscleMinute("calf", t + 60 * NS, 4, 60.0),
-        MuscleMinute("neck", t, 0, 60.0),
-    ]
+    assert muscle_minutes(rates) == {"calf": {t: (3, 60.0), t + 60 * NS: (4, 60.0)}, "neck": {t: (0, 60.0)}}
 
 
 def test_live_table_latest_time_is_local() -> None:
