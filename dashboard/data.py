@@ -6,6 +6,7 @@ with known inputs (``tests/test_dashboard_data.py``).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 from collections import Counter, defaultdict
@@ -24,7 +25,7 @@ from processing.events import (
     muscle_minutes,
     rerun_free_events,
 )
-from processing.flags import Flag
+from processing.flags import Flag, FlagRules
 from processing.journal import FactorEffect, JournalEntry
 from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, hour_offset_ns, local_datetime
 from processing.report import ReportData
@@ -326,6 +327,11 @@ def _twitches(n: int) -> str:
 # ---- overview: hour-of-day heatmap --------------------------------------------------------------------
 COL_HOUR_OF_DAY = "hour of day"
 COL_DAY = "day"
+COL_WORN_H = "hours worn"
+COL_RATE_WORN = "twitches per hour worn"
+NOT_WORN = "—"
+# A day counts in the per-hour trend when worn this long: a monitored day as the rising flag counts it.
+TREND_MIN_HOURS = FlagRules().min_monitored_hours
 COL_TREND = "trend"
 
 
@@ -367,88 +373,131 @@ def in_session(events: Iterable[TwitchEvent], session: str | None) -> list[Twitc
     return [e for e in events if (e.session_id or NO_SESSION) == session]
 
 
-def daily_counts(events: Sequence[TwitchEvent], first: dt.date, last: dt.date, tz: dt.tzinfo) -> pd.DataFrame:
-    """Twitches per muscle per local day ``first``..``last``, days without twitches as 0.
+def daily_counts(
+    events: Sequence[TwitchEvent],
+    first: dt.date,
+    last: dt.date,
+    tz: dt.tzinfo,
+    rates: Sequence[MinuteRate] = (),
+) -> pd.DataFrame:
+    """Twitches and hours worn per muscle per local day ``first``..``last``, days without twitches as 0.
 
     ``events`` should be twitches only (the caller queries ``TWITCH_KINDS``); anything else is
-    ignored here too, so sustained activity can never inflate a day. Columns: day (date), muscle,
-    twitches.
+    ignored here too, so sustained activity can never inflate a day. Hours worn are the monitored
+    hours of the day from the minute rates (``muscle_minutes``); 0 where the sensor was off — or where
+    ``rates`` were not given. A muscle that was worn but never twitched gets its rows too. Columns: day
+    (date), muscle, twitches, hours worn.
     """
     counts: Counter[tuple[dt.date, str]] = Counter(
         (day_of(e.start_ns, tz), e.muscle) for e in events if e.kind.is_twitch
     )
-    names = sorted({m for _, m in counts})
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    rows = [(d, m, counts[(d, m)]) for d in days for m in names]
-    frame = pd.DataFrame(rows, columns=[COL_DAY, COL_MUSCLE, COL_TWITCHES])
-    return frame.astype({COL_TWITCHES: "int64"})
+    starts = [day_start_ns(d, tz) for d in days]  # a bisect per minute, not a zone lookup
+    ends = [day_end_ns(d, tz) for d in days]
+    worn: defaultdict[tuple[dt.date, str], float] = defaultdict(float)
+    for muscle, minutes in muscle_minutes(rates).items():
+        for minute_ns, (_, seconds) in minutes.items():
+            i = bisect.bisect_right(starts, minute_ns) - 1
+            if i >= 0 and minute_ns < ends[i]:
+                worn[(days[i], muscle)] += seconds / 3600.0
+    names = sorted({m for _, m in counts} | {m for (_, m), h in worn.items() if h > 0})
+    rows = [(d, m, counts[(d, m)], worn[(d, m)]) for d in days for m in names]
+    frame = pd.DataFrame(rows, columns=[COL_DAY, COL_MUSCLE, COL_TWITCHES, COL_WORN_H])
+    return frame.astype({COL_TWITCHES: "int64", COL_WORN_H: "float64"})
 
 
 @dataclass(frozen=True)
 class Trend:
     muscle: str
-    per_day_change: float  # least-squares slope, twitches/day per day
-    mean_per_day: float
-    days: int
+    per_day_change: float  # least-squares slope of twitches per hour worn, per day
+    mean_per_hour: float  # mean of the fitted days' twitches per hour worn
+    days: int  # days in the fit (worn ≥ TREND_MIN_HOURS)
 
 
-def trends(daily: pd.DataFrame) -> list[Trend]:
-    """A least-squares line through each muscle's daily counts (needs two days or more).
+def trends(daily: pd.DataFrame, min_hours: float = TREND_MIN_HOURS) -> list[Trend]:
+    """A least-squares line through each muscle's daily rate (twitches per hour worn), over the days worn
+    at least ``min_hours`` (two such days or more), at their true distance in days.
 
-    The slope is descriptive only: no significance test here (the ``rising`` flag does that).
+    Rates, not counts: a day worn 2 h and a day worn 14 h have different counts at the same rate, and a
+    day not worn at all is no data, not a day without twitches — fitted as 0, the first days of wearing
+    the sensor read as a steep rise. The slope is descriptive only: no significance test here (the
+    ``rising`` flag does that).
     """
     result = []
     for muscle, group in daily.groupby(COL_MUSCLE, sort=True):
-        ys = [float(v) for v in group.sort_values(COL_DAY)[COL_TWITCHES]]
+        xs, ys = _fit_points(group, min_hours)
         n = len(ys)
         if n < 2:
             continue
-        mean_x = (n - 1) / 2
-        mean_y = sum(ys) / n
-        sxx = sum((i - mean_x) ** 2 for i in range(n))
-        sxy = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(ys))
+        mean_x, mean_y = sum(xs) / n, sum(ys) / n
+        sxx = sum((x - mean_x) ** 2 for x in xs)
+        sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
         result.append(Trend(str(muscle), sxy / sxx, mean_y, n))
     return result
 
 
-def trend_frame(daily: pd.DataFrame, fitted: Sequence[Trend]) -> pd.DataFrame:
-    """The fitted lines as points per day, for drawing over the daily counts. Columns: day, muscle, trend.
+def _fit_points(group: pd.DataFrame, min_hours: float) -> tuple[list[float], list[float]]:
+    """(day number from the epoch, twitches per hour worn) of the days worn at least ``min_hours``."""
+    worn = group[group[COL_WORN_H] >= max(min_hours, 1e-9)].sort_values(COL_DAY)
+    xs = [float(d.toordinal()) for d in worn[COL_DAY]]
+    ys = [float(t) / float(h) for t, h in zip(worn[COL_TWITCHES], worn[COL_WORN_H], strict=True)]
+    return xs, ys
 
-    Drawn values stop at 0: a steep line can dip below zero at its start, and a negative number of
-    twitches would only confuse (the slope in the table is the fitted one)."""
+
+def trend_frame(
+    daily: pd.DataFrame, fitted: Sequence[Trend], min_hours: float = TREND_MIN_HOURS
+) -> pd.DataFrame:
+    """Each fitted day's rate and the fitted line there, for drawing. Columns: day, muscle, twitches per
+    hour worn, trend.
+
+    Drawn values stop at 0: a steep line can dip below zero at its start, and a negative rate would only
+    confuse (the slope in the table is the fitted one)."""
     rows = []
     for t in fitted:
-        days = sorted(daily.loc[daily[COL_MUSCLE] == t.muscle, COL_DAY])
-        mean_x = (len(days) - 1) / 2
-        rows += [
-            (d, t.muscle, max(0.0, t.mean_per_day + t.per_day_change * (i - mean_x)))
-            for i, d in enumerate(days)
-        ]
-    return pd.DataFrame(rows, columns=[COL_DAY, COL_MUSCLE, COL_TREND]).astype({COL_TREND: "float64"})
+        group = daily[daily[COL_MUSCLE] == t.muscle]
+        xs, ys = _fit_points(group, min_hours)
+        mean_x = sum(xs) / len(xs)
+        for x, y in zip(xs, ys, strict=True):
+            line = max(0.0, t.mean_per_hour + t.per_day_change * (x - mean_x))
+            rows.append((dt.date.fromordinal(int(x)), t.muscle, y, line))
+    columns = [COL_DAY, COL_MUSCLE, COL_RATE_WORN, COL_TREND]
+    return pd.DataFrame(rows, columns=columns).astype({COL_RATE_WORN: "float64", COL_TREND: "float64"})
 
 
 def trend_display(fitted: Sequence[Trend]) -> pd.DataFrame:
+    columns = [COL_MUSCLE, "twitches per hour worn (mean)", "change per week", "days"]
     rows = [
-        {
-            COL_MUSCLE: t.muscle,
-            "twitches per day (mean)": f"{t.mean_per_day:.1f}",
-            "change per week": f"{t.per_day_change * 7:+.1f}",
-            "days": str(t.days),
-        }
+        dict(
+            zip(
+                columns,
+                (t.muscle, f"{t.mean_per_hour:.1f}", f"{t.per_day_change * 7:+.1f} per hour", str(t.days)),
+                strict=True,
+            )
+        )
         for t in fitted
     ]
-    return pd.DataFrame(rows, columns=[COL_MUSCLE, "twitches per day (mean)", "change per week", "days"])
+    return pd.DataFrame(rows, columns=columns)
 
 
-def daily_table(daily: pd.DataFrame) -> pd.DataFrame:
-    """Days as rows, muscles as columns (counts as text), for the table under the chart."""
+def daily_table(daily: pd.DataFrame, with_worn: bool = True) -> pd.DataFrame:
+    """Days as rows; per muscle its twitches and (``with_worn``) the hours it was worn, "—" for a day
+    without the sensor, so a day not worn never reads as a quiet day."""
     if daily.empty:
         return pd.DataFrame(columns=[COL_DAY])
-    wide = daily.pivot(index=COL_DAY, columns=COL_MUSCLE, values=COL_TWITCHES).sort_index()
-    wide.index = [d.isoformat() for d in wide.index]
-    shown = wide.astype("int64").astype(str).reset_index(names=COL_DAY)
-    shown.columns = [str(c) for c in shown.columns]
+    shown = pd.DataFrame({COL_DAY: [d.isoformat() for d in sorted(set(daily[COL_DAY]))]})
+    for muscle, group in daily.groupby(COL_MUSCLE, sort=True):
+        ordered = group.sort_values(COL_DAY)
+        shown[str(muscle)] = [str(int(n)) for n in ordered[COL_TWITCHES]]
+        if with_worn:
+            hours = ordered[COL_WORN_H]
+            shown[f"{muscle} {COL_WORN_H}"] = [_worn(h) for h in hours]
     return shown
+
+
+def _worn(hours: float) -> str:
+    if hours <= 0:
+        return NOT_WORN
+    return f"{hours:.1f} h" if hours >= 0.05 else "< 0.1 h"
 
 
 # ---- live: signal for display ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The History page: twitches per muscle per day with a trend line, filtered by dates, source and session."""
+"""The History page: twitches and hours worn per muscle per day, and the trend of twitches per hour worn,
+filtered by dates, source and session."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.app import Context, date_pair, page_header
-from processing.events import TWITCH_KINDS, TwitchEvent, rerun_free_events
+from processing.events import TWITCH_KINDS, MinuteRate, TwitchEvent, rerun_free_events
 from processing.localtime import day_of, zone_name
 from processing.store import EventQuery, StoreError
 
@@ -54,11 +55,10 @@ def render(ctx: Context) -> None:
             limit=MAX_EVENTS + 1,  # one more tells "too many" apart from "exactly the cap"
         )
         events = ctx.store.events(query)
-        # "all": a replay of live minutes is the same twitches again, counted once (the minute rates that
-        # tell so are read only when there is a replay to judge).
-        if source is None and any(e.source == "replay" for e in events):
-            live_rates = ctx.store.rates(dataclasses.replace(query, source="live", limit=None))
-            events = rerun_free_events(events, live_rates)
+        # The minute rates give the hours worn per day and tell a replay of live minutes, which "all"
+        # counts once.
+        rates = ctx.store.rates(dataclasses.replace(query, kinds=None, limit=None))
+        events = rerun_free_events(events, rates)
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return
@@ -81,52 +81,85 @@ def render(ctx: Context) -> None:
         f"{first.isoformat()} to {last.isoformat()} ({zone_name(tz)}) · source: {source_label} · "
         f"session: {session_label}"
     )
-    daily_sections(data.in_session(events, session), first, last, tz)
+    if session is None:
+        daily_sections(events, first, last, tz, rates)
+    else:  # the minute rates carry no session: hours worn would be every session's
+        daily_sections(data.in_session(events, session), first, last, tz, None)
 
 
-def daily_sections(events: list[TwitchEvent], first: dt.date, last: dt.date, tz: dt.tzinfo) -> None:
+def daily_sections(
+    events: list[TwitchEvent], first: dt.date, last: dt.date, tz: dt.tzinfo, rates: list[MinuteRate] | None
+) -> None:
+    """``rates``: the days' minute rates, or None when a session is picked (they cannot be split by one)."""
     st.header(HEADING_DAILY)
-    daily = data.daily_counts(events, first, last, tz)
+    daily = data.daily_counts(events, first, last, tz, rates or ())
     if daily.empty:
         st.info(
             "No twitches on these days with these filters. "
             "Pick other dates, source or session in the sidebar."
         )
         return
-    fitted = data.trends(daily)
-    st.altair_chart(daily_chart(daily, data.trend_frame(daily, fitted)), width="stretch")
+    st.altair_chart(daily_chart(daily), width="stretch")
     st.caption(
-        "Bars: twitches (fasciculations and myoclonic jerks) per local day. Lines: a least-squares "
-        "trend per muscle. Days without the sensor worn count as 0 here; the Overview's per-hour "
-        "rates account for monitored time."
+        "Bars: twitches (fasciculations and myoclonic jerks) per local day. A day's count depends on how "
+        "long the sensor was worn: the table gives the hours (— : not worn, which is no data, not a quiet "
+        "day), and the trend below compares rates per hour worn."
     )
-    st.table(data.daily_table(daily), hide_index=True)
+    st.table(data.daily_table(daily, with_worn=rates is not None), hide_index=True)
     st.header(HEADING_TRENDS)
-    if fitted:
-        st.table(data.trend_display(fitted), hide_index=True)
-        st.caption("Change per week = the trend line's slope × 7; a description, not a test of significance.")
-    else:
-        st.info("A trend needs at least two days: pick a longer date range.")
+    if rates is None:
+        st.info("The per-hour trend needs the hours worn, which cover all sessions: pick “all sessions”.")
+        return
+    fitted = data.trends(daily)
+    if not fitted:
+        st.info(
+            f"A trend needs at least two days worn ≥ {data.TREND_MIN_HOURS:g} h each: pick a longer date "
+            "range, or wear the sensor longer."
+        )
+        return
+    days = [d.isoformat() for d in sorted(set(daily[data.COL_DAY]))]
+    st.altair_chart(trend_chart(data.trend_frame(daily, fitted), days), width="stretch")
+    st.table(data.trend_display(fitted), hide_index=True)
+    st.caption(
+        f"Twitches per hour worn on each day worn ≥ {data.TREND_MIN_HOURS:g} h (as the rising flag counts "
+        "a monitored day), with a least-squares line; change per week = its slope × 7. A description, not "
+        "a test of significance (the rising flag tests)."
+    )
 
 
-def daily_chart(daily: pd.DataFrame, trend: pd.DataFrame) -> alt.LayerChart:
+def _days_as_text(frame: pd.DataFrame) -> pd.DataFrame:
     # Days as ordinal text: a date sent as a timestamp would be read as UTC midnight and drawn on the
     # previous day west of Greenwich.
-    daily = daily.assign(**{data.COL_DAY: [d.isoformat() for d in daily[data.COL_DAY]]})
-    trend = trend.assign(**{data.COL_DAY: [d.isoformat() for d in trend[data.COL_DAY]]})
-    x = alt.X(f"{data.COL_DAY}:O", title="day", axis=alt.Axis(labelAngle=-45))
-    color = alt.Color(f"{data.COL_MUSCLE}:N", title="muscle")
-    bars = (
-        alt.Chart(daily, height=300)
-        .mark_bar(opacity=0.55)
+    return frame.assign(**{data.COL_DAY: [d.isoformat() for d in frame[data.COL_DAY]]})
+
+
+def daily_chart(daily: pd.DataFrame) -> alt.Chart:
+    chart: alt.Chart = (
+        alt.Chart(_days_as_text(daily), height=300)
+        .mark_bar(opacity=0.7)
         .encode(
-            x=x,
+            x=alt.X(f"{data.COL_DAY}:O", title="day", axis=alt.Axis(labelAngle=-45)),
             y=alt.Y(f"{data.COL_TWITCHES}:Q", title="twitches per day", stack=None),
             xOffset=f"{data.COL_MUSCLE}:N",
-            color=color,
-            tooltip=[f"{data.COL_DAY}:O", f"{data.COL_MUSCLE}:N", f"{data.COL_TWITCHES}:Q"],
+            color=alt.Color(f"{data.COL_MUSCLE}:N", title="muscle"),
+            tooltip=[
+                f"{data.COL_DAY}:O",
+                f"{data.COL_MUSCLE}:N",
+                f"{data.COL_TWITCHES}:Q",
+                alt.Tooltip(f"{data.COL_WORN_H}:Q", format=".1f"),
+            ],
         )
     )
-    lines = alt.Chart(trend).mark_line(strokeWidth=2).encode(x=x, y=f"{data.COL_TREND}:Q", color=color)
-    chart: alt.LayerChart = alt.LayerChart(layer=[bars, lines])
+    return chart
+
+
+def trend_chart(points: pd.DataFrame, days: list[str]) -> alt.LayerChart:
+    """The fitted days' rates and lines on every day of the range, so days apart are drawn apart."""
+    x = alt.X(f"{data.COL_DAY}:O", title="day", axis=alt.Axis(labelAngle=-45), scale=alt.Scale(domain=days))
+    y = alt.Y(f"{data.COL_RATE_WORN}:Q", title="twitches per hour worn", axis=alt.Axis(format="~g"))
+    color = alt.Color(f"{data.COL_MUSCLE}:N", title="muscle")
+    frame = _days_as_text(points)
+    dots = alt.Chart(frame, height=220).mark_point(filled=True, size=60).encode(x=x, y=y, color=color)
+    lines = alt.Chart(frame).mark_line(strokeWidth=2).encode(x=x, y=f"{data.COL_TREND}:Q", color=color)
+    chart: alt.LayerChart = alt.LayerChart(layer=[dots, lines])
     return chart

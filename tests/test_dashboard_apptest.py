@@ -617,9 +617,21 @@ def daily_shown(at: AppTest) -> dict[str, dict[str, int]]:
     table = table_with(at, "day")
     rows = {}
     for r in table.to_dict("records"):
-        counts = {str(k): int(v) for k, v in r.items() if k != "day"}
+        counts = {str(k): int(v) for k, v in r.items() if k != "day" and not str(k).endswith(" hours worn")}
         if any(counts.values()):
             rows[str(r["day"])] = counts
+    return rows
+
+
+def worn_shown(at: AppTest) -> dict[str, dict[str, str]]:
+    """The daily table's hours worn: day -> {muscle: hours as shown}, only days worn."""
+    rows = {}
+    for r in table_with(at, "day").to_dict("records"):
+        worn = {
+            str(k).removesuffix(" hours worn"): str(v) for k, v in r.items() if str(k).endswith(" hours worn")
+        }
+        if any(v != "—" for v in worn.values()):
+            rows[str(r["day"])] = {m: v for m, v in worn.items() if v != "—"}
     return rows
 
 
@@ -632,25 +644,36 @@ def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
         + with_session(spread("calf_right", 2, at_noon(d1), step_s=60), "a")
         + spread("calf_right", 4, at_noon(d1) + 600 * NS, step_s=60, kind=EventKind.SUSTAINED)
     )
-    seed(store, seeded)
+    worn = (
+        minute_rates("calf_left", at_noon(d3), 180, 60.0)
+        + minute_rates("calf_left", at_noon(d2), 180, 60.0, source="replay")
+        + minute_rates("calf_right", at_noon(d1), 120, 60.0)
+    )
+    seed(store, seeded, worn)
     at = open_page("history")
     assert daily_shown(at) == {
         d3.isoformat(): {"calf_left": 3, "calf_right": 0},
         d2.isoformat(): {"calf_left": 5, "calf_right": 0},
         d1.isoformat(): {"calf_left": 0, "calf_right": 2},  # sustained activity never counts
     }
+    assert worn_shown(at) == {
+        d3.isoformat(): {"calf_left": "3.0 h"},
+        d2.isoformat(): {"calf_left": "3.0 h"},
+        d1.isoformat(): {"calf_right": "2.0 h"},
+    }
     assert len(table_with(at, "day")) == history_view.DEFAULT_DAYS
-    # Trend: least squares over the 14 days, independently with numpy.
-    series = np.zeros(history_view.DEFAULT_DAYS)
-    series[history_view.DEFAULT_DAYS - 4] = 3
-    series[history_view.DEFAULT_DAYS - 3] = 5
-    slope = np.polyfit(np.arange(history_view.DEFAULT_DAYS), series, 1)[0]
+    # Trend: least squares over the days worn ≥ 2 h (not the 12 days without the sensor as zeros),
+    # independently with numpy: 3 in 3 h, then 5 in 3 h the next day.
+    slope, _ = np.polyfit([0.0, 1.0], [3 / 3, 5 / 3], 1)
     trends = {r["muscle"]: r for r in table_with(at, "change per week").to_dict("records")}
-    assert trends["calf_left"]["change per week"] == f"{slope * 7:+.1f}"
-    assert trends["calf_left"]["twitches per day (mean)"] == f"{8 / 14:.1f}"
+    assert list(trends) == ["calf_left"]  # calf_right: one day worn, no trend
+    assert trends["calf_left"]["change per week"] == f"{slope * 7:+.1f} per hour"
+    assert trends["calf_left"]["twitches per hour worn (mean)"] == f"{(3 / 3 + 5 / 3) / 2:.1f}"
+    assert trends["calf_left"]["days"] == "2"
 
     at.radio(key="history_source").set_value("replay").run()
     assert daily_shown(at) == {d2.isoformat(): {"calf_left": 5}}
+    assert worn_shown(at) == {d2.isoformat(): {"calf_left": "3.0 h"}}
     at.radio(key="history_source").set_value("all").run()
     assert at.selectbox(key="history_session").options == [history_view.ALL_SESSIONS, "a", "b"]
     at.selectbox(key="history_session").set_value("a").run()
@@ -658,6 +681,8 @@ def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
         d3.isoformat(): {"calf_left": 3, "calf_right": 0},
         d1.isoformat(): {"calf_left": 0, "calf_right": 2},
     }
+    assert worn_shown(at) == {}  # the minute rates carry no session: no hours, no per-hour trend
+    assert "pick “all sessions”" in page_text(at)
     at.selectbox(key="history_session").set_value(history_view.ALL_SESSIONS).run()
     at.date_input(key="history_dates").set_value((d2, d1)).run()
     assert not at.exception
@@ -667,7 +692,7 @@ def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
         d1.isoformat(): {"calf_left": 0, "calf_right": 2},
     }
     at.date_input(key="history_dates").set_value((d1, d1)).run()
-    assert "A trend needs at least two days" in page_text(at)
+    assert "A trend needs at least two days worn ≥ 2 h each" in page_text(at)
 
 
 def test_history_counts_late_evening_twitches_on_their_local_day(store: StoreTarget) -> None:

@@ -20,7 +20,17 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from processing.store import open_store
 from tests.harness import unavailable
-from tests.harness.dashboard import CHROMIUM, CHROMIUM_ARGS, NS, USER, DashboardProcess, event, spread
+from tests.harness.dashboard import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NS,
+    USER,
+    DashboardProcess,
+    event,
+    minute_floor,
+    minute_rates,
+    spread,
+)
 from tests.harness.mosquitto import MosquittoServer
 
 pytestmark = pytest.mark.browser
@@ -195,13 +205,28 @@ def test_live_page_updates_by_itself(
     assert simulator.poll() is None, "the simulator stopped early; see simulate.log"
 
 
-def test_history_journal_and_report_pages(dashboard: DashboardProcess, page: Page) -> None:
+def test_history_journal_and_report_pages(dashboard: DashboardProcess, store_url: str, page: Page) -> None:
+    # calf_left worn two 5-hour stretches 2 and 4 days ago: whatever the zone, each gives a day worn
+    # ≥ 2.5 h, so the per-hour trend has two days to fit and its chart is drawn.
+    now = time.time_ns()
+    with open_store(store_url) as store:
+        for days_ago in (4, 2):
+            start = minute_floor(now) - days_ago * 24 * 60 * MIN
+            store.write_rates(minute_rates("calf_left", start, 300, 60.0))
     open_page(page, dashboard, "History")
     expect(page.get_by_role("heading", name="Twitches per day")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     daily = table(page, "calf_right").filter(has_not_text="change per week")
     expect(daily.locator("tbody tr")).to_have_count(14)  # the default range: the last 14 days
-    total = sum(int(cell(r, 1)) + int(cell(r, 2)) for r in daily.locator("tbody tr").all())
+    # day, calf_left, its hours worn, calf_right, its hours worn
+    rows = daily.locator("tbody tr").all()
+    total = sum(int(cell(r, 1)) + int(cell(r, 3)) for r in rows)
     assert total == 16  # every seeded twitch is in the last 14 days
+    worn = [float(c.removesuffix(" h")) for c in (cell(r, 2) for r in rows) if c != "—"]
+    assert 2 <= len(worn) <= 4, worn  # each stretch on one day or split over two
+    assert sum(worn) == pytest.approx(10.0, abs=0.25), worn
+    expect(table(page, "change per week").get_by_text("calf_left", exact=True)).to_be_visible()
+    # Both charts drawn by vega-embed: the daily bars and the per-hour trend.
+    expect(page.locator("[data-testid='stVegaLiteChart'] svg")).to_have_count(2, timeout=RENDER_TIMEOUT_MS)
     screenshot(page, "history.png")
 
     open_page(page, dashboard, "Journal")
@@ -209,9 +234,12 @@ def test_history_journal_and_report_pages(dashboard: DashboardProcess, page: Pag
     expect(page.get_by_text("No journal entries", exact=False)).to_be_visible()
     page.get_by_label("Amount").fill("2 cups of coffee")
     page.get_by_role("button", name="Add entry").click()
-    entries = table(page, "factor")
-    expect(entries.get_by_text("2 cups of coffee", exact=True)).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    entries = table(page, "factor").filter(has_text="2 cups of coffee")
+    expect(entries).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
     expect(entries.get_by_text("caffeine", exact=True)).to_be_visible()
+    # calf_left has monitored time (the hours worn above), so the rate comparison has its row.
+    effects = table(page, "per hour after")
+    expect(effects.locator("tr", has_text="calf_left").get_by_text("caffeine", exact=True)).to_be_visible()
     screenshot(page, "journal.png")
 
     open_page(page, dashboard, "Report")

@@ -445,35 +445,69 @@ def test_daily_counts_per_local_day_with_zero_days_and_no_sustained() -> None:
         event("a", T0 + 2 * H, EventKind.SUSTAINED),
         event("b", T0 + 25 * H, EventKind.MYOCLONIC_JERK),
     ]
-    daily = data.daily_counts(events, day1, day1 + dt.timedelta(days=2), PLUS2)
+    # "a" worn 90 minutes from 23:00 local on the 15th: 1 h that day, 0.5 h the next; "c" worn, quiet.
+    rates = [rate("a", m, 60.0) for m in range(23 * 60, 23 * 60 + 90)] + [rate("c", 50 * 60, 30.0)]
+    daily = data.daily_counts(events, day1, day1 + dt.timedelta(days=2), PLUS2, rates)
     table = data.daily_table(daily)
     assert table.to_dict("records") == [
-        {"day": "2023-11-15", "a": "2", "b": "0"},
-        {"day": "2023-11-16", "a": "0", "b": "1"},
-        {"day": "2023-11-17", "a": "1", "b": "0"},
-    ]
+        {"day": "2023-11-15", "a": "2", "a hours worn": "1.0 h", "b": "0", "b hours worn": "—", "c": "0",
+         "c hours worn": "—"},
+        {"day": "2023-11-16", "a": "0", "a hours worn": "0.5 h", "b": "1", "b hours worn": "—", "c": "0",
+         "c hours worn": "—"},
+        {"day": "2023-11-17", "a": "1", "a hours worn": "—", "b": "0", "b hours worn": "—", "c": "0",
+         "c hours worn": "< 0.1 h"},
+    ]  # fmt: skip
+    assert list(data.daily_table(daily, with_worn=False).columns) == ["day", "a", "b", "c"]
 
 
-def test_trend_is_the_least_squares_slope() -> None:
+def daily_frame(rows: list[tuple[int, int, float]], muscle: str = "a") -> pd.DataFrame:
+    """(day number from 2024-01-01, twitches, hours worn) rows as ``daily_counts`` gives them."""
     first = dt.date(2024, 1, 1)
-    counts = [1, 3, 5, 7]  # exactly +2 per day
-    daily = pd.DataFrame(
-        [(first + dt.timedelta(days=i), "a", c) for i, c in enumerate(counts)],
-        columns=["day", "muscle", "twitches"],
+    return pd.DataFrame(
+        [(first + dt.timedelta(days=d), muscle, n, h) for d, n, h in rows],
+        columns=["day", "muscle", "twitches", "hours worn"],
     )
+
+
+def test_trend_is_the_least_squares_slope_of_the_rate_per_hour_worn() -> None:
+    daily = daily_frame([(0, 10, 10.0), (1, 60, 20.0), (2, 25, 5.0), (3, 28, 4.0)])  # 1, 3, 5, 7 per hour
     [trend] = data.trends(daily)
     assert trend.per_day_change == pytest.approx(2.0)
-    assert trend.mean_per_day == pytest.approx(4.0)
+    assert trend.mean_per_hour == pytest.approx(4.0)
     line = data.trend_frame(daily, [trend])
+    assert list(line["twitches per hour worn"]) == pytest.approx([1.0, 3.0, 5.0, 7.0])
     assert list(line["trend"]) == pytest.approx([1.0, 3.0, 5.0, 7.0])
     assert data.trend_display([trend]).to_dict("records") == [
-        {"muscle": "a", "twitches per day (mean)": "4.0", "change per week": "+14.0", "days": "4"}
+        {
+            "muscle": "a",
+            "twitches per hour worn (mean)": "4.0",
+            "change per week": "+14.0 per hour",
+            "days": "4",
+        }
     ]
+
+
+def test_days_not_worn_are_no_data_not_quiet_days() -> None:
+    """Thirteen days without the sensor, then two days worn: counted as zeros, the first days of wearing
+    it read as a steep rise (+6.6 a week on a demo's first day). Only the worn days are fitted, at their
+    true distance in days; days worn less than TREND_MIN_HOURS do not count."""
+    rows = [(d, 0, 0.0) for d in range(13)] + [(13, 40, 8.0), (15, 40, 8.0), (16, 9, 1.0)]
+    [trend] = data.trends(daily_frame(rows))
+    assert data.TREND_MIN_HOURS == 2.0
+    assert trend.days == 2
+    assert trend.per_day_change == pytest.approx(0.0)
+    assert trend.mean_per_hour == pytest.approx(5.0)
+    assert data.trends(daily_frame([(d, 0, 0.0) for d in range(13)] + [(13, 33, 3.0)])) == []
+
+
+def test_the_same_rate_worn_longer_is_no_trend() -> None:
+    # 10 twitches in 2 h, then 70 in 14 h: the count rose sevenfold, the rate did not move.
+    [trend] = data.trends(daily_frame([(0, 10, 2.0), (1, 70, 14.0)]))
+    assert trend.per_day_change == pytest.approx(0.0)
 
 
 def test_a_single_day_has_no_trend() -> None:
-    daily = pd.DataFrame([(dt.date(2024, 1, 1), "a", 3)], columns=["day", "muscle", "twitches"])
-    assert data.trends(daily) == []
+    assert data.trends(daily_frame([(0, 3, 10.0)])) == []
 
 
 def test_sessions_and_session_filter() -> None:
@@ -517,12 +551,7 @@ def test_decimate_leaves_short_signals_alone() -> None:
 
 
 def test_drawn_trend_stops_at_zero() -> None:
-    first = dt.date(2024, 1, 1)
-    counts = [0, 0, 0, 9]
-    daily = pd.DataFrame(
-        [(first + dt.timedelta(days=i), "a", c) for i, c in enumerate(counts)],
-        columns=["day", "muscle", "twitches"],
-    )
+    daily = daily_frame([(0, 0, 4.0), (1, 0, 4.0), (2, 0, 4.0), (3, 36, 4.0)])  # 0, 0, 0, 9 per hour
     [trend] = data.trends(daily)
     line = list(data.trend_frame(daily, [trend])["trend"])
     assert line[0] == 0.0  # the fit is 2.25 - 2.7 × 1.5 = -1.8 there
