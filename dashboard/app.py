@@ -291,6 +291,9 @@ def frequency_section(range_data: RangeData, controls: Controls, tz: dt.tzinfo) 
     st.altair_chart(frequency_chart(table), width="stretch")
     st.table(data.frequency_display(table), hide_index=True)
     st.caption(data.basis_caption(table))
+    short = data.short_monitoring_caption(table)
+    if short:
+        st.caption(short)
     st.caption(SUSTAINED_NOTE)
     return table
 

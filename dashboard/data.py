@@ -187,6 +187,28 @@ def basis_caption(table: pd.DataFrame) -> str:
     )
 
 
+# Under this much monitored time a muscle's per-hour rate is an extrapolation from minutes: say so.
+SHORT_MONITORING_H = 1.0
+
+
+def short_monitoring_caption(table: pd.DataFrame) -> str | None:
+    """Name the muscles whose per-hour rate rests on under ``SHORT_MONITORING_H`` of monitored time (a few
+    twitches in the first minutes of wearing a sensor read as hundreds an hour), or None."""
+    short = table[(table[COL_BASIS] == BASIS_MONITORED) & (table[COL_HOURS] < SHORT_MONITORING_H)]
+    if short.empty:
+        return None
+    rows = zip(short[COL_MUSCLE], short[COL_HOURS], strict=True)
+    parts = [f"{m} ({_minutes_text(h * 60)})" for m, h in rows]
+    return (
+        f"Monitored under {SHORT_MONITORING_H:g} h in this range: {', '.join(parts)}. Their per-hour rates "
+        "are extrapolated from that little time and will move as more is recorded."
+    )
+
+
+def _minutes_text(minutes: float) -> str:
+    return "under 1 min" if minutes < 1 else f"{minutes:.0f} min"
+
+
 def rerun_free_counts(
     live: Sequence[HourCount], replay: Sequence[HourCount], rates: Sequence[MinuteRate], offset_ns: int = 0
 ) -> list[HourCount]:

@@ -266,6 +266,7 @@ def test_several_muscles_show_their_names_and_exact_rates(store: StoreTarget) ->
     assert shown["neck"]["twitches per hour"] == per_hour(6, 24) == "0.25"
     assert shown["neck"]["per-hour basis"] == "range length"
     assert "monitored time where it was recorded" in page_text(at)
+    assert "Monitored under 1 h in this range: calf_left (30 min), calf_right (15 min)." in page_text(at)
 
     bars = chart_with(at, "twitches per hour").set_index("muscle")["twitches per hour"].to_dict()
     assert bars == {"calf_left": 26.0, "calf_right": 24.0, "neck": 0.25}

@@ -170,6 +170,18 @@ def test_frequency_display_shows_two_decimals() -> None:
     ]
 
 
+def test_short_monitoring_is_named_with_its_minutes() -> None:
+    twitches = [HourCount("a", T0, 5), HourCount("b", T0, 5), HourCount("c", T0, 5)]
+    rates = [rate("a", m, 60.0) for m in range(3)] + [rate("b", m, 60.0) for m in range(60)]
+    rates += [rate("d", 0, 20.0)]
+    table = data.frequency_table(twitches, [], rates, 24.0)  # c: no rates, divided by the range
+    assert data.short_monitoring_caption(table) == (
+        "Monitored under 1 h in this range: a (3 min), d (under 1 min). Their per-hour rates are "
+        "extrapolated from that little time and will move as more is recorded."
+    )
+    assert data.short_monitoring_caption(data.frequency_table(twitches[1:2], [], rates[3:63], 1.0)) is None
+
+
 def test_basis_caption_names_the_divisor() -> None:
     monitored = data.frequency_table([HourCount("a", T0, 1)], [], [rate("a", 0, 60.0)], 1.0)
     by_range = data.frequency_table([HourCount("a", T0, 1)], [], [], 1.0)
