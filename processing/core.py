@@ -457,6 +457,23 @@ class LaneEngine:
         out, self._out = self._out, []
         return out
 
+    def settled(self) -> int:
+        """Every detection that will cover a sample before this index (reported time, band-pass delay taken
+        off) has been returned: what is still open or not yet processed starts at or after it."""
+        now = self._block * self.blk
+        start = min((c.start for c in self._open if c is not None), default=now)
+        return max(min(start, now) - self.delay, 0)
+
+    def open_activity(self) -> list[tuple[int, int, int]]:
+        """(lane, start, end so far) of the clusters still open that are already known to be activity: a
+        contraction or a walk vetoes its muscle while it lasts, not only once it has ended."""
+        d = self.delay
+        return [
+            (lane, max(c.start - d, 0), max(c.end - d, 1))
+            for lane, c in enumerate(self._open)
+            if c is not None and c.long
+        ]
+
     def _run(self, x: FloatArray) -> None:
         blk, nl, w, n = self.blk, self.lanes, self.w, x.shape[0]
         if self._zi is None:

@@ -61,6 +61,15 @@ class StreamingDetector:
         """The band-pass's group delay at the band centre, taken off every reported time."""
         return float(self._engine.delay / self.rate)
 
+    @property
+    def settled(self) -> int:
+        """Sample index before which every detection has been returned (``LaneEngine.settled``)."""
+        return self._engine.settled()
+
+    def open_activity(self) -> list[tuple[int, int, int]]:
+        """(lane, start, end so far) of activity still going on (``LaneEngine.open_activity``)."""
+        return self._engine.open_activity()
+
     def process(self, chunk: FloatArray) -> list[Detection]:
         return self._engine.process(chunk)
 

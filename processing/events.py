@@ -19,6 +19,10 @@ class EventKind(enum.StrEnum):
     MYOCLONIC_JERK = "myoclonic_jerk"
     SUSTAINED = "sustained"
     ARTIFACT = "artifact"
+    # Twitch-shaped, but found while its muscle could not be assessed (contracting, or the limb moving):
+    # kept and shown, never counted (processing/rest.py); ``TwitchEvent.reason`` says what it looked like
+    # and why.
+    DURING_MOVEMENT = "during_movement"
 
     @property
     def is_twitch(self) -> bool:
@@ -50,6 +54,9 @@ class TwitchEvent:
     # Power-weighted RMS frequency of the band-passed event, Hz; None where it was not measured (events
     # stored before it was kept). A surface fasciculation sits in roughly 50-250 Hz, movement far lower.
     dominant_hz: float | None = None
+    # Why the event is of its kind where that is not self-evident (a rejected twitch: what it looked like and
+    # what vetoed it); "" otherwise.
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if self.end_ns < self.start_ns:
@@ -84,6 +91,7 @@ class TwitchEvent:
             "source": self.source,
             "session_id": self.session_id,
             "dominant_hz": self.dominant_hz,
+            "reason": self.reason,
         }
 
 

@@ -1,0 +1,213 @@
+"""When a muscle can be assessed for twitches: at rest and still.
+
+Clinicians look for fasciculations in a relaxed muscle at rest: inside a contraction a twitch hides among
+voluntary motor units, and during a walk or a gesture the accelerometer and the EMG see movement far larger
+than any twitch. A wearable that counts all day has to know when it could have seen one. So a twitch-class
+event found while its muscle was not assessable is kept but marked (``EventKind.DURING_MOVEMENT``, with the
+reason) and never counted, and a rate divides by the seconds that were assessable, not by the seconds worn.
+
+A muscle is not assessable while any *veto* that applies to it holds. Vetoes live in scopes:
+
+- ``("muscle", name)``: voluntary activity on the muscle itself (an EMG lane mapped to it reports sustained
+  activity or an artifact);
+- ``("device", name)``: the wearable moves (its accelerometer, gyroscope or orientation stream reports
+  movement): every muscle that device watches is vetoed;
+- ``("segment", name)``: something on the same body segment moves (another device there, through the device
+  map).
+
+Each veto is widened by a guard: ``before_ns`` ahead of it (a contraction or a step builds up below the
+detector's threshold before its onset, and a twitch-shaped potential right before a contraction is usually
+its first motor unit) and ``after_ns`` behind it (a muscle takes a moment to fall silent after a contraction
+or a walk).
+
+The gate is streaming. Sources (the worker's streams) report vetoes as they are found — open ones too,
+replaced as they grow — and how far they have *settled*: no veto will start before that time any more. A
+question about an interval is answered only once every source of the scopes involved has settled past the
+interval's end plus ``before_ns`` (a veto starting there would still reach back over it), or has gone
+*stale*: its user's other streams are ``stale_ns`` ahead of it (a wearable that disconnected must not hold
+its peers' events back forever).
+
+Pure: no I/O, no clock. Times are ns (device clock, like the events).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from processing.events import EventKind, TwitchEvent
+
+ScopeKind = Literal["muscle", "device", "segment"]
+Scope = tuple[str, ScopeKind, str]  # (user, kind, name)
+SourceId = tuple[str, str, str]  # (user, device, stream), as the worker keys its streams
+
+_PAST = -(2**62)
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """Guards and patience; docs/detection.md gives the reasons for the values."""
+
+    before_ns: int = 500_000_000
+    after_ns: int = 2_000_000_000
+    stale_ns: int = 10_000_000_000
+
+    def __post_init__(self) -> None:
+        if min(self.before_ns, self.after_ns) < 0 or self.stale_ns <= 0:
+            raise ValueError("guards must be ≥ 0 and stale_ns > 0")
+
+
+@dataclass(frozen=True)
+class Veto:
+    """A span (guards included) during which a scope could not be assessed, and why."""
+
+    start_ns: int
+    end_ns: int
+    reason: str
+
+
+def scopes_of(user: str, muscle: str, device: str, segment: str | None) -> tuple[Scope, ...]:
+    """The scopes whose vetoes apply to a muscle watched by ``device``, on ``segment`` if known."""
+    scopes: list[Scope] = [(user, "muscle", muscle), (user, "device", device)]
+    if segment:
+        scopes.append((user, "segment", segment))
+    return tuple(scopes)
+
+
+@dataclass
+class _Source:
+    scopes: set[Scope] = field(default_factory=set)
+    settled_ns: int = _PAST
+    open: list[Veto] = field(default_factory=list)  # vetoes still growing, replaced on every report
+
+
+class RestGate:
+    """Vetoes per scope, the sources that report them, and the answers: is this interval assessable?"""
+
+    def __init__(self, params: GateParams | None = None) -> None:
+        self.params = params or GateParams()
+        self._sources: dict[SourceId, _Source] = {}
+        self._by_scope: dict[Scope, set[SourceId]] = {}
+        self._vetoes: dict[Scope, list[Veto]] = {}  # closed vetoes, sorted by start
+        self._latest: dict[str, int] = {}  # per user: the furthest any of its sources has settled
+
+    # ---- what sources report -----------------------------------------------------------------------
+    def watch(self, source: SourceId, scopes: Iterable[Scope]) -> None:
+        """``source`` reports vetoes for ``scopes`` (idempotent; scopes add up)."""
+        s = self._sources.setdefault(source, _Source())
+        for scope in scopes:
+            s.scopes.add(scope)
+            self._by_scope.setdefault(scope, set()).add(source)
+
+    def veto(self, source: SourceId, start_ns: int, end_ns: int, reason: str) -> None:
+        """A finished span of activity or movement seen by ``source``; it vetoes the source's scopes."""
+        v = self._widen(start_ns, end_ns, reason)
+        for scope in self._sources[source].scopes:
+            spans = self._vetoes.setdefault(scope, [])
+            bisect.insort(spans, v, key=lambda x: x.start_ns)
+
+    def open(self, source: SourceId, spans: Iterable[tuple[int, int, str]]) -> None:
+        """The source's activity still going on (start, end so far, reason): replaces what it said before."""
+        self._sources[source].open = [self._widen(a, b, r) for a, b, r in spans]
+
+    def settle(self, source: SourceId, t_ns: int) -> None:
+        """No veto of ``source`` will start before ``t_ns`` any more (only forwards)."""
+        s = self._sources[source]
+        if t_ns > s.settled_ns:
+            s.settled_ns = t_ns
+            user = source[0]
+            self._latest[user] = max(self._latest.get(user, _PAST), t_ns)
+
+    def forget(self, source: SourceId) -> None:
+        """The source ended (stream closed, device restarted): it holds nothing back any more. Its closed
+        vetoes stay; its open ones were reported as closed by then or are dropped."""
+        s = self._sources.pop(source, None)
+        if s is None:
+            return
+        for scope in s.scopes:
+            peers = self._by_scope.get(scope)
+            if peers is not None:
+                peers.discard(source)
+
+    # ---- questions ---------------------------------------------------------------------------------
+    def ready(self, scopes: Iterable[Scope], end_ns: int) -> bool:
+        """Is everything known that could veto any time before ``end_ns`` in these scopes?"""
+        horizon = end_ns + self.params.before_ns
+        for scope in scopes:
+            for sid in self._by_scope.get(scope, ()):
+                s = self._sources[sid]
+                if s.settled_ns < horizon and not self._stale(sid, s):
+                    return False
+        return True
+
+    def horizon(self, scopes: Iterable[Scope]) -> int:
+        """Up to when these scopes are settled (``ready`` holds for any end ≤ the answer)."""
+        upto = 2**62
+        for scope in scopes:
+            for sid in self._by_scope.get(scope, ()):
+                s = self._sources[sid]
+                if not self._stale(sid, s):
+                    upto = min(upto, s.settled_ns)
+        return upto - self.params.before_ns
+
+    def first_veto(self, scopes: Iterable[Scope], start_ns: int, end_ns: int) -> Veto | None:
+        """The earliest veto overlapping [start_ns, end_ns] in any of the scopes, or None."""
+        best: Veto | None = None
+        for v in self._overlapping(scopes, start_ns, end_ns):
+            if best is None or v.start_ns < best.start_ns:
+                best = v
+        return best
+
+    def vetoed_ns(self, scopes: Iterable[Scope], start_ns: int, end_ns: int) -> int:
+        """How much of [start_ns, end_ns) the scopes' vetoes cover (their union, clipped)."""
+        spans = sorted(
+            (max(v.start_ns, start_ns), min(v.end_ns, end_ns))
+            for v in self._overlapping(scopes, start_ns, end_ns)
+        )
+        total, reach = 0, start_ns
+        for a, b in spans:
+            a = max(a, reach)
+            if b > a:
+                total += b - a
+                reach = b
+        return total
+
+    def judge(self, event: TwitchEvent, scopes: Iterable[Scope]) -> TwitchEvent:
+        """``event`` as it counts: a twitch while its muscle was not assessable becomes ``during_movement``
+        with the veto's reason (prefixed by what it looked like); anything else is returned unchanged."""
+        if not event.kind.is_twitch:
+            return event
+        v = self.first_veto(scopes, event.start_ns, event.end_ns)
+        if v is None:
+            return event
+        reason = f"{event.kind.value}: {v.reason}"
+        return dataclasses.replace(event, kind=EventKind.DURING_MOVEMENT, reason=reason)
+
+    def prune(self, before_ns: int) -> None:
+        """Forget closed vetoes that ended before ``before_ns`` (nothing will ask about that time again)."""
+        for scope, spans in self._vetoes.items():
+            self._vetoes[scope] = [v for v in spans if v.end_ns >= before_ns]
+
+    # ---- internals ---------------------------------------------------------------------------------
+    def _widen(self, start_ns: int, end_ns: int, reason: str) -> Veto:
+        if end_ns < start_ns:
+            raise ValueError(f"veto ends ({end_ns}) before it starts ({start_ns})")
+        return Veto(start_ns - self.params.before_ns, end_ns + self.params.after_ns, reason)
+
+    def _stale(self, sid: SourceId, s: _Source) -> bool:
+        return self._latest.get(sid[0], _PAST) - s.settled_ns > self.params.stale_ns
+
+    def _overlapping(self, scopes: Iterable[Scope], start_ns: int, end_ns: int) -> Iterable[Veto]:
+        for scope in set(scopes):
+            spans = self._vetoes.get(scope, [])
+            # Closed vetoes are sorted by start; the widest possible one begins no earlier than this.
+            for v in spans[: bisect.bisect_right(spans, end_ns, key=lambda x: x.start_ns)]:
+                if v.end_ns >= start_ns:
+                    yield v
+            for sid in self._by_scope.get(scope, ()):
+                for v in self._sources[sid].open:
+                    if v.start_ns <= end_ns and v.end_ns >= start_ns:
+                        yield v

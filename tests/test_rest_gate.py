@@ -1,0 +1,140 @@
+"""The rest gate (processing/rest.py): vetoes, guards, settling, stale sources; the settled index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector import synth
+from processing.detector import StreamingDetector
+from processing.events import EventKind, TwitchEvent
+from processing.rest import GateParams, RestGate, scopes_of
+
+S = 1_000_000_000
+EMG = ("me", "dev1", "emg")
+ACC = ("me", "dev1", "acc")
+OTHER = ("me", "dev2", "acc")
+CALF = scopes_of("me", "calf_left", "dev1", "lower_leg_left")
+
+
+def twitch(start_s: float, end_s: float, kind: EventKind = EventKind.FASCICULATION) -> TwitchEvent:
+    return TwitchEvent(
+        "me", "calf_left", "dev1", "emg", 0, kind, round(start_s * S), round(end_s * S), 40.0, "µV", 0.9
+    )
+
+
+def gate() -> RestGate:
+    g = RestGate(GateParams(before_ns=S // 2, after_ns=2 * S, stale_ns=10 * S))
+    g.watch(EMG, [("me", "muscle", "calf_left")])
+    g.watch(ACC, [("me", "device", "dev1")])
+    g.watch(OTHER, [("me", "device", "dev2"), ("me", "segment", "lower_leg_left")])
+    return g
+
+
+def test_a_twitch_inside_a_guarded_veto_is_marked_with_what_it_looked_like_and_why() -> None:
+    g = gate()
+    g.veto(ACC, 10 * S, 20 * S, "walking")
+    moved = g.judge(twitch(21.5, 21.51), CALF)  # 1.5 s after the walk: inside the 2-s guard
+    assert moved.kind is EventKind.DURING_MOVEMENT
+    assert moved.reason == "fasciculation: walking"
+    early = g.judge(twitch(9.6, 9.61), CALF)  # 0.4 s before it: inside the 0.5-s guard
+    assert early.kind is EventKind.DURING_MOVEMENT
+    assert g.judge(twitch(22.5, 22.51), CALF).kind is EventKind.FASCICULATION
+    assert g.judge(twitch(9.0, 9.01), CALF).kind is EventKind.FASCICULATION
+
+
+def test_vetoes_apply_only_to_their_scopes() -> None:
+    g = gate()
+    g.veto(OTHER, 10 * S, 20 * S, "other device on the segment moved")
+    assert g.judge(twitch(15, 15.01), CALF).kind is EventKind.DURING_MOVEMENT
+    elsewhere = scopes_of("me", "forearm", "dev1", "forearm_left")
+    assert g.judge(twitch(15, 15.01), elsewhere).kind is EventKind.FASCICULATION
+    other_user = scopes_of("you", "calf_left", "dev1", "lower_leg_left")
+    assert g.first_veto(other_user, 15 * S, 16 * S) is None
+
+
+def test_non_twitch_events_pass_unchanged() -> None:
+    g = gate()
+    g.veto(ACC, 10 * S, 20 * S, "walking")
+    sustained = twitch(12, 14, EventKind.SUSTAINED)
+    assert g.judge(sustained, CALF) is sustained
+
+
+def test_ready_waits_for_every_source_of_the_scopes_until_it_goes_stale() -> None:
+    g = gate()
+    for sid in (EMG, ACC, OTHER):
+        g.settle(sid, 5 * S)
+    assert not g.ready(CALF, 5 * S)  # a veto starting within before_ns after the end would reach back
+    g.settle(EMG, 6 * S)
+    g.settle(ACC, 6 * S)
+    assert not g.ready(CALF, 5 * S)  # the other device on the segment has not settled
+    g.settle(OTHER, 6 * S)
+    assert g.ready(CALF, 5 * S)
+    assert g.horizon(CALF) == 6 * S - S // 2
+    g.settle(EMG, 20 * S)  # OTHER silent while the user's streams went 14 s on: stale, ignored
+    g.settle(ACC, 20 * S)
+    assert g.ready(CALF, 19 * S)
+    g.forget(OTHER)
+    assert g.horizon(CALF) == 20 * S - S // 2
+
+
+def test_open_activity_vetoes_while_it_lasts_and_is_replaced_as_it_grows() -> None:
+    g = gate()
+    g.open(EMG, [(10 * S, 12 * S, "contraction")])
+    assert g.first_veto(CALF, 13 * S, 13 * S) is not None  # within the after-guard of its end so far
+    assert g.first_veto(CALF, 15 * S, 15 * S) is None
+    g.open(EMG, [(10 * S, 30 * S, "contraction")])
+    assert g.first_veto(CALF, 15 * S, 15 * S) is not None
+    g.open(EMG, [])
+    assert g.first_veto(CALF, 15 * S, 15 * S) is None
+
+
+def test_vetoed_time_is_the_union_of_overlapping_vetoes_clipped_to_the_interval() -> None:
+    g = gate()
+    g.veto(EMG, 10 * S, 20 * S, "contraction")  # widened: 9.5 .. 22
+    g.veto(ACC, 15 * S, 25 * S, "walking")  # widened: 14.5 .. 27
+    assert g.vetoed_ns(CALF, 0, 60 * S) == 27 * S - (9 * S + S // 2)
+    assert g.vetoed_ns(CALF, 20 * S, 30 * S) == 7 * S
+    assert g.vetoed_ns(CALF, 30 * S, 40 * S) == 0
+    g.prune(28 * S)
+    assert g.vetoed_ns(CALF, 0, 60 * S) == 0
+
+
+@given(
+    spans=st.lists(st.tuples(st.integers(0, 100), st.integers(0, 30)), max_size=8),
+    a=st.integers(0, 150),
+    n=st.integers(0, 60),
+)
+@settings(max_examples=200, deadline=None)
+def test_vetoed_time_matches_a_per_second_count(spans: list[tuple[int, int]], a: int, n: int) -> None:
+    g = RestGate(GateParams(before_ns=0, after_ns=0))
+    g.watch(EMG, [("me", "muscle", "calf_left")])
+    covered = np.zeros(200, dtype=bool)
+    for start, length in spans:
+        g.veto(EMG, start * S, (start + length) * S, "x")
+        covered[start : start + length] = True
+    assert g.vetoed_ns(CALF, a * S, (a + n) * S) == int(covered[a : a + n].sum()) * S
+
+
+def test_a_veto_that_ends_before_it_starts_is_refused() -> None:
+    with pytest.raises(ValueError, match="before it starts"):
+        gate().veto(EMG, 2 * S, S, "x")
+
+
+@pytest.mark.parametrize(("signal", "fs"), [("emg", 1000.0), ("acc", 100.0)])
+def test_no_detection_comes_before_what_the_detector_said_was_settled(signal: str, fs: float) -> None:
+    physiology = synth.Physiology(fasciculation=30.0, sustained=2.0, snr_db=20.0)
+    x, _truth = synth.generate(signal, fs, 60.0, physiology, seed=3)  # type: ignore[arg-type]
+    det = StreamingDetector(signal, fs, x.shape[1])  # type: ignore[arg-type]
+    settled, seen = 0, 0
+    for i in range(0, x.shape[0], int(fs // 10)):
+        for d in det.process(x[i : i + int(fs // 10)]):
+            assert d.start >= settled
+            seen += 1
+        assert det.settled >= settled
+        settled = det.settled
+        for _lane, start, end in det.open_activity():
+            assert start <= end
+    assert seen > 10
