@@ -3,6 +3,8 @@
 Environment:
   TWITCHWATCH_MQTT_URL     mqtt://[user[:password]@]host[:port]  (mqtts:// for TLS)
   TWITCHWATCH_MQTT_PASSWORD  overrides the URL's password (also as *_FILE)
+  TWITCHWATCH_MQTT_CA_FILE the CA certificate (PEM) an mqtts:// broker's certificate is checked against,
+                           instead of the system's CAs (a private CA)
   TWITCHWATCH_STORE_URL    sqlite:///path | influxdb://host:port/database
   TWITCHWATCH_INFLUX_TOKEN / TWITCHWATCH_INFLUX_USERNAME / TWITCHWATCH_INFLUX_PASSWORD
                            each also as *_FILE (a path, for Docker secrets)
@@ -48,6 +50,7 @@ import datetime as dt
 import functools
 import os
 import re
+import ssl
 import time
 import tomllib
 import zoneinfo
@@ -61,6 +64,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -355,6 +359,7 @@ class Settings(BaseSettings):
 
     mqtt_url: str = "mqtt://localhost:1883"
     mqtt_password: SecretStr | None = None  # overrides the URL's password; for Docker secrets
+    mqtt_ca_file: Path | None = None  # a private CA for mqtts:// (instead of the system's CAs)
     store_url: str = Field(default_factory=default_store_url)
     influx_token: SecretStr | None = None
     influx_username: str | None = None
@@ -386,6 +391,24 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return v
 
+    @field_validator("mqtt_ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return v
+        url = info.data.get("mqtt_url")  # validated before (fields go in order); absent if it failed
+        if url is not None and not parse_mqtt_url(url).tls:
+            raise ValueError(
+                "set, but TWITCHWATCH_MQTT_URL is not mqtts://: the CA would not be used and the connection "
+                "would not be encrypted"
+            )
+        try:
+            ssl.create_default_context(cafile=str(v))
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            reason = exc.strerror or exc
+            raise ValueError(f"{v}: cannot load it as a CA certificate (PEM): {reason}") from None
+        return v
+
     @field_validator("store_url")
     @classmethod
     def _store(cls, v: str) -> str:
@@ -415,7 +438,9 @@ class Settings(BaseSettings):
     def mqtt(self) -> MqttTarget:
         target = parse_mqtt_url(self.mqtt_url)
         if self.mqtt_password is not None:
-            return dataclasses.replace(target, password=self.mqtt_password.get_secret_value())
+            target = dataclasses.replace(target, password=self.mqtt_password.get_secret_value())
+        if self.mqtt_ca_file is not None:
+            target = dataclasses.replace(target, ca_file=str(self.mqtt_ca_file))
         return target
 
     @property
