@@ -421,7 +421,7 @@ def flag_task_from(settings: Settings) -> FlagTask:
 
 def cmd_process(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = open_store(settings.store_url, settings.influx_auth)
+    store = open_store(settings.store_url, settings.influx_auth, create=True)
     worker = Worker(
         settings.mqtt,
         store,

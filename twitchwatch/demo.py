@@ -74,7 +74,7 @@ def start_dashboard(settings: Settings, port: int, broker: MqttTarget) -> subpro
 async def run_demo(
     settings: Settings, stop: asyncio.Event, dashboard_port: int, rate: float, signal: str
 ) -> int:
-    store = open_store(settings.store_url, settings.influx_auth)
+    store = open_store(settings.store_url, settings.influx_auth, create=True)
     broker_port = pick_broker_port()
     plan = SimulationPlan(
         muscles=DEMO_MUSCLES,
