@@ -20,6 +20,10 @@ Environment:
   TWITCHWATCH_HA_INTERVAL_S  seconds between Home Assistant state updates (default 60, at least 5)
   TWITCHWATCH_TIMEZONE     IANA zone (e.g. America/New_York) whose calendar days and hours of day flags,
                            report and dashboard count in (default: the machine's zone)
+  TWITCHWATCH_DASHBOARD_PASSWORD  the dashboard's login password (also as *_FILE); required, or an OIDC
+                           login, for `twitchwatch dashboard --host` beyond loopback
+  TWITCHWATCH_DASHBOARD_OIDC_EMAILS  comma-separated e-mail addresses that may sign in through Streamlit's
+                           OIDC login ([auth] in .streamlit/secrets.toml); required with it
 
 TOML device map (unknown keys are rejected)::
 
@@ -373,6 +377,8 @@ class Settings(BaseSettings):
     ha_prefix: Segment = "homeassistant"
     ha_interval_s: float = Field(default=60.0, ge=5.0)
     timezone: str = Field(default_factory=machine_timezone)
+    dashboard_password: SecretStr | None = None
+    dashboard_oidc_emails: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -409,6 +415,26 @@ class Settings(BaseSettings):
             raise ValueError(f"{v}: cannot load it as a CA certificate (PEM): {reason}") from None
         return v
 
+    @field_validator("dashboard_password")
+    @classmethod
+    def _dashboard_password(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < MIN_DASHBOARD_PASSWORD:
+            raise ValueError(
+                f"use at least {MIN_DASHBOARD_PASSWORD} characters (the login is all that stands between "
+                "the network and your health data), e.g. the output of `openssl rand -base64 18`"
+            )
+        return v
+
+    @field_validator("dashboard_oidc_emails")
+    @classmethod
+    def _oidc_emails(cls, v: str | None) -> str | None:
+        if v is not None:
+            emails = _split_emails(v)
+            bad = [e for e in emails if e.count("@") != 1 or e.startswith("@") or e.endswith("@")]
+            if not emails or bad:
+                raise ValueError(f"expected comma-separated e-mail addresses, got {v!r}")
+        return v
+
     @field_validator("store_url")
     @classmethod
     def _store(cls, v: str) -> str:
@@ -442,6 +468,11 @@ class Settings(BaseSettings):
         if self.mqtt_ca_file is not None:
             target = dataclasses.replace(target, ca_file=str(self.mqtt_ca_file))
         return target
+
+    @property
+    def dashboard_oidc_allowed(self) -> frozenset[str]:
+        """The e-mail addresses (lower case) that may sign in to the dashboard through OIDC."""
+        return frozenset(_split_emails(self.dashboard_oidc_emails or ""))
 
     @property
     def tz(self) -> dt.tzinfo:
@@ -480,7 +511,12 @@ class Settings(BaseSettings):
         return 3 * self.flags_interval_s
 
 
-_SECRET_FILES = ("mqtt_password", "influx_token", "influx_username", "influx_password")
+_SECRET_FILES = ("mqtt_password", "influx_token", "influx_username", "influx_password", "dashboard_password")
+MIN_DASHBOARD_PASSWORD = 12
+
+
+def _split_emails(text: str) -> list[str]:
+    return [e.strip().lower() for e in text.split(",") if e.strip()]
 
 
 def _unknown_env() -> list[tuple[str, str]]:
