@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import getpass
 import os
 import subprocess
 import sys
@@ -35,9 +36,10 @@ from processing.events import TWITCH_KINDS
 from processing.store import EventQuery
 from processing.store.sqlite import SQLiteStore
 from processing.worker import Worker
-from tests.harness import ServiceMissing, unavailable
+from tests.harness import ServiceMissing, free_port, require_binary, unavailable
 from tests.harness.access import (
     DASHBOARD,
+    ROOT,
     WORKER,
     Accounts,
     add_wearer,
@@ -349,3 +351,40 @@ def test_ca_file_reaches_the_clients_through_the_settings(
     context = target.ssl_context()
     assert context is not None
     assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "twitchwatch private CA"),),)]
+
+
+async def test_the_compose_broker_configuration(tmp_path: Path) -> None:
+    """deploy/mosquitto/mosquitto.conf as Mosquitto reads it, with the files the mosquitto-setup service
+    makes (their paths, the ports and the log moved into a temp dir): over TLS a wearer trusting the
+    private CA gets in; without an account, nobody."""
+    try:
+        tls = make_certs(tmp_path)
+        accounts = build_accounts(tmp_path, {"alice": WEARERS["alice"]}, tls)
+        binary = require_binary("mosquitto", "mosquitto")
+    except ServiceMissing as exc:
+        unavailable(str(exc))
+    plain, secure = free_port(), free_port()
+    log = tmp_path / "mosquitto.log"
+    (tmp_path / "data").mkdir()
+    conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    for production, here in [
+        ("/mosquitto/accounts", str(accounts.passwd.parent)),
+        ("/mosquitto/data/", f"{tmp_path / 'data'}/"),
+        ("listener 1883\n", f"listener {plain} 127.0.0.1\n"),
+        ("listener 8883\n", f"listener {secure} 127.0.0.1\n"),
+        ("log_dest stdout\n", f"log_dest file {log}\nuser {getpass.getuser()}\n"),
+    ]:
+        assert production in conf, production
+        conf = conf.replace(production, here)
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    broker = MosquittoServer._launch(binary, tmp_path / "mosquitto.conf", (plain, secure), log)
+    try:
+        alice = MqttTarget("127.0.0.1", secure, "alice", WEARERS["alice"], tls=True, ca_file=str(tls.ca))
+        await publish(alice, ("twitchwatch/alice/dev/status", b"{}"))
+        with pytest.raises(aiomqtt.MqttError, match="Not authorized"):
+            await publish(dataclasses.replace(alice, username=None, password=None))
+        with pytest.raises(aiomqtt.MqttError, match="Not authorized"):
+            await publish(MqttTarget("127.0.0.1", plain, "alice", "not her password"))
+    finally:
+        broker.terminate()
+        broker.wait(10)

@@ -34,8 +34,9 @@ def _run(argv: list[str], what: str) -> str:
     return done.stdout + done.stderr
 
 
-def build_accounts(workdir: Path, wearers: Mapping[str, str]) -> Accounts:
-    """What the compose stack's mosquitto-setup service does, from a secrets directory made here."""
+def build_accounts(workdir: Path, wearers: Mapping[str, str], tls: TlsFiles | None = None) -> Accounts:
+    """What the compose stack's mosquitto-setup service does, from a secrets directory made here (and,
+    given ``tls``, its certificate copied to ``accounts/tls``)."""
     require_binary("mosquitto_passwd", "mosquitto")
     secrets, wearer_dir, out = workdir / "secrets", workdir / "wearers", workdir / "accounts"
     secrets.mkdir(parents=True)
@@ -44,7 +45,11 @@ def build_accounts(workdir: Path, wearers: Mapping[str, str]) -> Accounts:
     (secrets / "mqtt_dashboard_password").write_text(SERVICE_PASSWORDS[DASHBOARD] + "\n")
     for user, password in wearers.items():
         (wearer_dir / user).write_text(password + "\n")
-    _run(["sh", str(ACCOUNTS_SH), "build", str(secrets), str(wearer_dir), str(out)], "accounts.sh build")
+    argv = ["sh", str(ACCOUNTS_SH), "build", str(secrets), str(wearer_dir), str(out)]
+    if tls is not None:
+        assert tls.cert.parent == tls.key.parent == tls.ca.parent, "accounts.sh takes one directory"
+        argv.append(str(tls.cert.parent))
+    _run(argv, "accounts.sh build")
     return Accounts(out / "passwd", out / "acl", {**SERVICE_PASSWORDS, **wearers})
 
 
@@ -65,8 +70,9 @@ def add_wearer(accounts: Accounts, user: str, password: str) -> Accounts:
 def make_certs(workdir: Path, *names: str) -> TlsFiles:
     """A private CA and a server certificate for ``names`` (default 127.0.0.1 and localhost)."""
     require_binary("openssl", "openssl")
-    out = workdir / "tls"
-    _run(["bash", str(CERTS_SH), str(out), *(names or ("127.0.0.1", "localhost"))], "mqtt-certs.sh")
+    out, ca_key = workdir / "tls", workdir / "ca.key"
+    names = names or ("127.0.0.1", "localhost")
+    _run(["bash", str(CERTS_SH), str(out), str(ca_key), *names], "mqtt-certs.sh")
     return TlsFiles(out / "server.crt", out / "server.key", out / "ca.crt")
 
 
