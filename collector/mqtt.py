@@ -4,13 +4,46 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import Self
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+CA_FILE_HINT = (
+    "if the broker's certificate comes from a private CA, set TWITCHWATCH_MQTT_CA_FILE to that CA's "
+    "certificate (PEM)"
+)
+
 
 class MqttUrlError(ValueError):
     """An MQTT URL is malformed."""
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """paho leaves the socket of a failed TLS handshake (an untrusted certificate) open until the
+    garbage collector finds it: one leaked socket per reconnect attempt. This one closes itself."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, with a connect error that says what to do about an untrusted certificate."""
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await super().__aenter__()
+        except aiomqtt.MqttError as exc:
+            # aiomqtt re-raises the ssl error's text only (``from None``); its context keeps the type.
+            if isinstance(exc.__context__, ssl.SSLCertVerificationError):
+                raise aiomqtt.MqttError(
+                    f"{exc}: the broker's TLS certificate is not trusted; {CA_FILE_HINT}"
+                ) from exc.__context__
+            raise
 
 
 @dataclass(frozen=True)
@@ -20,9 +53,20 @@ class MqttTarget:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    # A private CA's certificate (PEM) to trust instead of the system's CAs (TWITCHWATCH_MQTT_CA_FILE).
+    ca_file: str | None = None
 
     def __repr__(self) -> str:  # never print the password
         return f"MqttTarget({self.host}:{self.port}, user={self.username!r}, tls={self.tls})"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every client of this target (aiomqtt and the dashboard's paho feed):
+        the system's CAs, or only ``ca_file`` when one is given; None without TLS."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file)
+        context.sslsocket_class = _ClosingSSLSocket
+        return context
 
     @property
     def display(self) -> str:
@@ -37,7 +81,7 @@ class MqttTarget:
         max_queued_outgoing: int | None = None,
         max_inflight: int | None = None,
     ) -> aiomqtt.Client:
-        return aiomqtt.Client(
+        return _Client(
             self.host,
             self.port,
             username=self.username,
@@ -45,7 +89,7 @@ class MqttTarget:
             identifier=identifier,
             clean_session=clean_session,
             will=will,
-            tls_context=ssl.create_default_context() if self.tls else None,
+            tls_context=self.ssl_context(),
             keepalive=30,
             max_queued_outgoing_messages=max_queued_outgoing,
             max_inflight_messages=max_inflight,

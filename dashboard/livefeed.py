@@ -12,7 +12,6 @@ says why it is not connected, so the page can say so while the rest of it works.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 import uuid
@@ -27,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.frames import Frame, FrameError, decode, sequence_gap
-from collector.mqtt import MqttTarget
+from collector.mqtt import CA_FILE_HINT, MqttTarget
 from collector.ratelog import RateLimitedLog
 from collector.status import DeviceStatus, StatusError
 from collector.topics import Topic, TopicError, raw_filter, status_filter
@@ -152,8 +151,9 @@ class LiveFeed:
         )
         if target.username is not None:
             self._client.username_pw_set(target.username, target.password)
-        if target.tls:
-            self._client.tls_set_context(ssl.create_default_context())
+        tls = target.ssl_context()  # the system's CAs, or TWITCHWATCH_MQTT_CA_FILE's
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.reconnect_delay_set(1, 30)
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
@@ -208,7 +208,9 @@ class LiveFeed:
         client.subscribe([(raw_filter(self._user), 0), (status_filter(self._user), 0)])
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
-        self._set_state("unreachable", "cannot connect (is the broker running?)")
+        # paho does not pass the reason; with TLS an untrusted certificate is the usual one.
+        hint = f"; {CA_FILE_HINT}" if self._target.tls else ""
+        self._set_state("unreachable", f"cannot connect (is the broker running?{hint})")
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any

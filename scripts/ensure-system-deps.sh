@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The test suite starts its own Mosquitto and InfluxDB and drives a real Chromium; install them from
-# Debian's packages when they are missing and this user may install packages.
+# The test suite starts its own Mosquitto and InfluxDB, drives a real Chromium and makes certificates with
+# openssl; install them from Debian's packages when they are missing and this user may install packages.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_passwd >/dev/null || need+=(mosquitto)
 command -v influxd >/dev/null || need+=(influxdb)
 command -v chromium >/dev/null || need+=(chromium)
+# The access-control tests make their private CA with scripts/mqtt-certs.sh.
+command -v openssl >/dev/null || need+=(openssl)
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 echo "installing Debian packages the tests need: ${need[*]}"

@@ -46,7 +46,7 @@ def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]
 @pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
     """Each backend in turn: a fresh SQLite file, or a fresh database on the harness's InfluxDB (created
-    by the store itself on open, dropped afterwards)."""
+    by the store itself on open, as the worker's is, dropped afterwards)."""
     if request.param == "sqlite":
         with SQLiteStore(tmp_path / "events.db") as sqlite_store:
             yield sqlite_store
@@ -54,7 +54,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore
     server: InfluxServer = request.getfixturevalue("influxdb")
     database = f"test_{uuid.uuid4().hex[:12]}"
     try:
-        with InfluxStore(server.base_url, database, server.auth) as influx_store:
+        with InfluxStore(server.base_url, database, server.auth, create=True) as influx_store:
             yield influx_store
     finally:
         server.drop_database(database)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.harness import ServiceMissing, unavailable
+from tests.harness.access import make_certs
 from twitchwatch.cli import build_parser, join_dash_values
-from twitchwatch.config import load_settings
+from twitchwatch.config import Settings, load_settings
+from twitchwatch.dashboard_launch import require_login_beyond_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,7 @@ def _twitchwatch_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_expected_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
+    assert services["mosquitto-setup"]["image"] == "eclipse-mosquitto:2"
     assert services["influxdb"]["image"] == "influxdb:2.7"
     assert set(_twitchwatch_services(compose)) == {"worker", "dashboard", "simulator"}
     assert services["simulator"]["profiles"] == ["demo"]
@@ -46,40 +51,137 @@ def test_every_command_is_a_valid_invocation(compose: dict[str, Any]) -> None:
         assert args.command == {"worker": "process"}.get(name, name if name != "simulator" else "simulate")
 
 
-def test_environment_is_valid_configuration(
-    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The services' environment, with the secrets mounted where compose mounts them, passes validation."""
+def _defaults(value: object) -> str:
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))  # compose's ${VAR:-default}
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA certificate as scripts/mqtt-certs.sh makes it (the settings load it to validate it)."""
+    try:
+        return make_certs(tmp_path_factory.mktemp("ca")).ca
+    except ServiceMissing as exc:
+        unavailable(str(exc))
+
+
+def _settings(
+    svc: dict[str, Any], name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca: Path
+) -> Settings:
+    """The service's settings, with its secrets where compose mounts them (``/run/secrets/<name>``)."""
     for key in list(os.environ):
         if key.startswith("TWITCHWATCH_"):
             monkeypatch.delenv(key)
+    mounted = set(svc.get("secrets", []))
+    for key, value in svc["environment"].items():
+        value = _defaults(value)
+        if value.startswith("/run/secrets/"):
+            secret = value.removeprefix("/run/secrets/")
+            assert secret in mounted, f"{name}: {key} reads {value}, but the service does not mount it"
+            if secret == "mqtt_ca":
+                value = str(ca)
+            else:
+                path = tmp_path / f"{name}-{secret}"
+                path.write_text(f"{name}-{secret}-value\n")
+                value = str(path)
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+def test_environment_is_valid_configuration_with_least_privilege(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_ca: Path
+) -> None:
+    """Each service's environment validates, and each has its own MQTT and InfluxDB account, over TLS."""
+    accounts = {"worker": "twitchwatch-worker", "dashboard": "twitchwatch-dashboard", "simulator": "me"}
     for name, svc in _twitchwatch_services(compose).items():
-        for key, value in svc["environment"].items():
-            value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))  # compose's ${VAR:-default}
-            if key.endswith("_FILE"):
-                secret = tmp_path / Path(value).name
-                secret.write_text(f"{name}-secret\n")
-                value = str(secret)
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
-        assert settings.mqtt.password == f"{name}-secret"
-        assert settings.influx_auth.token == f"{name}-secret"
+        settings = _settings(svc, name, tmp_path, monkeypatch, private_ca)
+        mqtt = settings.mqtt
+        assert (mqtt.username, mqtt.tls, mqtt.port, mqtt.ca_file) == (
+            accounts[name],
+            True,
+            8883,
+            str(private_ca),
+        )
+        assert (
+            mqtt.password
+            == f"{name}-{'mqtt_wearer' if name == 'simulator' else f'mqtt_{name}'}_password-value"
+        )
+        assert settings.influx_auth.token is None, f"{name} must not hold an InfluxDB token (the admin's)"
+        if name != "simulator":
+            assert settings.influx_auth.username == accounts[name]
+            assert settings.influx_auth.password == f"{name}-influx_{name}_password-value"
+        assert "influx_token" not in svc["secrets"]
         assert settings.store_url.startswith("influxdb://influxdb:8086/")
         assert settings.user == "me"
         assert str(settings.tz) == "UTC"  # unless the host's .env names a zone
 
 
-def test_broker_requires_a_password(compose: dict[str, Any]) -> None:
+def test_the_dashboard_has_a_login_where_it_listens(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_ca: Path
+) -> None:
+    svc = compose["services"]["dashboard"]
+    args = build_parser().parse_args(svc["command"][1:])
+    settings = _settings(svc, "dashboard", tmp_path, monkeypatch, private_ca)
+    assert settings.dashboard_password is not None
+    require_login_beyond_loopback(args.host, settings)  # raises without a login
+
+
+def test_every_secret_is_declared_and_lives_in_secrets(compose: dict[str, Any]) -> None:
+    declared = compose["secrets"]
+    for name, svc in compose["services"].items():
+        for secret in svc.get("secrets", []):
+            assert secret in declared, f"{name} mounts undeclared secret {secret}"
+    for secret, spec in declared.items():
+        assert _defaults(spec["file"]).startswith("./secrets/"), secret
+
+
+def test_broker_requires_an_account_limited_by_the_acl(compose: dict[str, Any]) -> None:
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text().splitlines()
     assert "allow_anonymous false" in conf
-    assert any(line.startswith("password_file ") for line in conf)
+    assert "password_file /mosquitto/accounts/passwd" in conf
+    assert "acl_file /mosquitto/accounts/acl" in conf
+    assert not any(line.startswith("per_listener_settings true") for line in conf)  # both listeners
+    tls = conf[conf.index("listener 8883") + 1 :]
+    assert tls[0].startswith("certfile /mosquitto/accounts/tls/")
     for svc in compose["services"].values():
         for port in svc.get("ports", []):
-            assert port.startswith("127.0.0.1:"), f"{port} would be reachable from other machines"
+            assert _defaults(port).startswith("127.0.0.1:"), f"{port} would be reachable from other machines"
+    acl = (ROOT / "deploy/mosquitto/acl").read_text().splitlines()
+    assert "user twitchwatch-worker" in acl
+    assert "user twitchwatch-dashboard" in acl
+    dashboard = acl[acl.index("user twitchwatch-dashboard") + 1 :]
+    rules = [line for line in dashboard if line.startswith(("topic", "user", "pattern"))]
+    assert rules
+    assert all(line.startswith("topic read ") for line in rules), rules  # reads, nothing else
 
 
-def test_influxdb_initialised_with_org_bucket_and_token(compose: dict[str, Any]) -> None:
-    env = compose["services"]["influxdb"]["environment"]
+def test_broker_setup_runs_the_accounts_script_with_what_it_mounts(compose: dict[str, Any]) -> None:
+    setup = compose["services"]["mosquitto-setup"]
+    command = setup["command"]
+    assert command[:4] == ["sh", "/twitchwatch/accounts.sh", "build", "/run/secrets"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in setup["volumes"]}
+    assert mounts["/twitchwatch"] == "./deploy/mosquitto"
+    assert (ROOT / "deploy/mosquitto/accounts.sh").exists()
+    for path in command[4:]:
+        assert path in mounts, f"{path} is not mounted"
+    assert set(setup["secrets"]) == {"mqtt_worker_password", "mqtt_dashboard_password"}
+    broker = compose["services"]["mosquitto"]
+    assert broker["depends_on"]["mosquitto-setup"] == {"condition": "service_completed_successfully"}
+    assert "mosquitto-accounts:/mosquitto/accounts:ro" in broker["volumes"]
+
+
+def test_influxdb_initialised_with_scoped_accounts(compose: dict[str, Any]) -> None:
+    influx = compose["services"]["influxdb"]
+    env = influx["environment"]
     assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
     for key in ("ORG", "BUCKET", "ADMIN_TOKEN_FILE", "USERNAME", "PASSWORD_FILE"):
         assert env[f"DOCKER_INFLUXDB_INIT_{key}"], key
+    assert _defaults(env["DASHBOARD_INFLUX_ACCESS"]) == "read"
+    script = ROOT / "deploy/influxdb/twitchwatch-accounts.sh"
+    mount = f"./{script.relative_to(ROOT)}:/docker-entrypoint-initdb.d/{script.name}:ro"
+    assert mount in influx["volumes"]
+    assert os.access(script, os.X_OK)  # the image runs executable *.sh files only
+    text = script.read_text()
+    for secret in ("influx_worker_password", "influx_dashboard_password"):
+        assert f"/run/secrets/{secret}" in text
+        assert secret in influx["secrets"]
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0

@@ -78,7 +78,8 @@ def store(
     else:
         server = request.getfixturevalue("influxdb")
         assert isinstance(server, InfluxServer)
-        database = f"apptest_{uuid.uuid4().hex[:12]}"  # the store creates it on open
+        database = f"apptest_{uuid.uuid4().hex[:12]}"
+        server.query(f'CREATE DATABASE "{database}"')  # the worker's store creates it; the dashboard reads
         target = StoreTarget(f"influxdb://127.0.0.1:{server.port}/{database}", server.auth)
         monkeypatch.setenv("TWITCHWATCH_INFLUX_USERNAME", server.username)
         monkeypatch.setenv("TWITCHWATCH_INFLUX_PASSWORD", server.password)

@@ -413,7 +413,7 @@ def test_arbitrary_strings_round_trip_and_filter(
 def influx_store(influxdb: InfluxServer) -> Iterator[InfluxStore]:
     database = fresh_db()
     try:
-        with InfluxStore(influxdb.base_url, database, influxdb.auth) as s:
+        with InfluxStore(influxdb.base_url, database, influxdb.auth, create=True) as s:
             yield s
     finally:
         influxdb.drop_database(database)

@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("process", help="run the worker: MQTT frames → twitch events → store")
     p.add_argument("--client-id", default=None, help="MQTT client id (default twitchwatch-worker-<user>)")
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default localhost only)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default localhost only; any other needs TWITCHWATCH_DASHBOARD_PASSWORD_FILE)",
+    )
     p.add_argument("--port", type=int, default=8501)
     p = sub.add_parser("demo", help="everything in one process on embedded defaults")
     p.add_argument("--port", type=int, default=8501, help="dashboard port")
@@ -421,7 +425,7 @@ def flag_task_from(settings: Settings) -> FlagTask:
 
 def cmd_process(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = open_store(settings.store_url, settings.influx_auth)
+    store = open_store(settings.store_url, settings.influx_auth, create=True)
     worker = Worker(
         settings.mqtt,
         store,
@@ -452,9 +456,10 @@ async def _run_worker(worker: Worker, stop: asyncio.Event) -> None:
 
 # ---- dashboard / demo ------------------------------------------------------------------------------
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    load_settings()  # fail fast, with a clear message, before Streamlit starts
-    from twitchwatch.dashboard_launch import run_dashboard
+    settings = load_settings()  # fail fast, with a clear message, before Streamlit starts
+    from twitchwatch.dashboard_launch import require_login_beyond_loopback, run_dashboard
 
+    require_login_beyond_loopback(args.host, settings)  # exit 2 with how to set one
     return run_dashboard(args.host, args.port)
 
 

@@ -3,6 +3,8 @@
 Environment:
   TWITCHWATCH_MQTT_URL     mqtt://[user[:password]@]host[:port]  (mqtts:// for TLS)
   TWITCHWATCH_MQTT_PASSWORD  overrides the URL's password (also as *_FILE)
+  TWITCHWATCH_MQTT_CA_FILE the CA certificate (PEM) an mqtts:// broker's certificate is checked against,
+                           instead of the system's CAs (a private CA)
   TWITCHWATCH_STORE_URL    sqlite:///path | influxdb://host:port/database
   TWITCHWATCH_INFLUX_TOKEN / TWITCHWATCH_INFLUX_USERNAME / TWITCHWATCH_INFLUX_PASSWORD
                            each also as *_FILE (a path, for Docker secrets)
@@ -18,6 +20,10 @@ Environment:
   TWITCHWATCH_HA_INTERVAL_S  seconds between Home Assistant state updates (default 60, at least 5)
   TWITCHWATCH_TIMEZONE     IANA zone (e.g. America/New_York) whose calendar days and hours of day flags,
                            report and dashboard count in (default: the machine's zone)
+  TWITCHWATCH_DASHBOARD_PASSWORD  the dashboard's login password (also as *_FILE); required, or an OIDC
+                           login, for `twitchwatch dashboard --host` beyond loopback
+  TWITCHWATCH_DASHBOARD_OIDC_EMAILS  comma-separated e-mail addresses that may sign in through Streamlit's
+                           OIDC login ([auth] in .streamlit/secrets.toml); required with it
 
 TOML device map (unknown keys are rejected)::
 
@@ -48,6 +54,7 @@ import datetime as dt
 import functools
 import os
 import re
+import ssl
 import time
 import tomllib
 import zoneinfo
@@ -61,6 +68,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -355,6 +363,7 @@ class Settings(BaseSettings):
 
     mqtt_url: str = "mqtt://localhost:1883"
     mqtt_password: SecretStr | None = None  # overrides the URL's password; for Docker secrets
+    mqtt_ca_file: Path | None = None  # a private CA for mqtts:// (instead of the system's CAs)
     store_url: str = Field(default_factory=default_store_url)
     influx_token: SecretStr | None = None
     influx_username: str | None = None
@@ -368,6 +377,8 @@ class Settings(BaseSettings):
     ha_prefix: Segment = "homeassistant"
     ha_interval_s: float = Field(default=60.0, ge=5.0)
     timezone: str = Field(default_factory=machine_timezone)
+    dashboard_password: SecretStr | None = None
+    dashboard_oidc_emails: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -384,6 +395,44 @@ class Settings(BaseSettings):
             parse_mqtt_url(v)
         except MqttUrlError as exc:
             raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("mqtt_ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return v
+        url = info.data.get("mqtt_url")  # validated before (fields go in order); absent if it failed
+        if url is not None and not parse_mqtt_url(url).tls:
+            raise ValueError(
+                "set, but TWITCHWATCH_MQTT_URL is not mqtts://: the CA would not be used and the connection "
+                "would not be encrypted"
+            )
+        try:
+            ssl.create_default_context(cafile=str(v))
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            reason = exc.strerror or exc
+            raise ValueError(f"{v}: cannot load it as a CA certificate (PEM): {reason}") from None
+        return v
+
+    @field_validator("dashboard_password")
+    @classmethod
+    def _dashboard_password(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < MIN_DASHBOARD_PASSWORD:
+            raise ValueError(
+                f"use at least {MIN_DASHBOARD_PASSWORD} characters (the login is all that stands between "
+                "the network and your health data), e.g. the output of `openssl rand -base64 18`"
+            )
+        return v
+
+    @field_validator("dashboard_oidc_emails")
+    @classmethod
+    def _oidc_emails(cls, v: str | None) -> str | None:
+        if v is not None:
+            emails = _split_emails(v)
+            bad = [e for e in emails if e.count("@") != 1 or e.startswith("@") or e.endswith("@")]
+            if not emails or bad:
+                raise ValueError(f"expected comma-separated e-mail addresses, got {v!r}")
         return v
 
     @field_validator("store_url")
@@ -415,8 +464,15 @@ class Settings(BaseSettings):
     def mqtt(self) -> MqttTarget:
         target = parse_mqtt_url(self.mqtt_url)
         if self.mqtt_password is not None:
-            return dataclasses.replace(target, password=self.mqtt_password.get_secret_value())
+            target = dataclasses.replace(target, password=self.mqtt_password.get_secret_value())
+        if self.mqtt_ca_file is not None:
+            target = dataclasses.replace(target, ca_file=str(self.mqtt_ca_file))
         return target
+
+    @property
+    def dashboard_oidc_allowed(self) -> frozenset[str]:
+        """The e-mail addresses (lower case) that may sign in to the dashboard through OIDC."""
+        return frozenset(_split_emails(self.dashboard_oidc_emails or ""))
 
     @property
     def tz(self) -> dt.tzinfo:
@@ -455,7 +511,12 @@ class Settings(BaseSettings):
         return 3 * self.flags_interval_s
 
 
-_SECRET_FILES = ("mqtt_password", "influx_token", "influx_username", "influx_password")
+_SECRET_FILES = ("mqtt_password", "influx_token", "influx_username", "influx_password", "dashboard_password")
+MIN_DASHBOARD_PASSWORD = 12
+
+
+def _split_emails(text: str) -> list[str]:
+    return [e.strip().lower() for e in text.split(",") if e.strip()]
 
 
 def _unknown_env() -> list[tuple[str, str]]:

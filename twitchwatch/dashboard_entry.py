@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from collector.mqtt import MqttTarget
-from dashboard import app
+from dashboard import app, login
 from dashboard.livefeed import LiveFeed
 from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
 from processing.report import ReportData, build_report
@@ -77,15 +77,26 @@ def report(store: EventStore, settings: Settings, since_ns: int, until_ns: int) 
     return build_report(store, since_ns, until_ns, **report_args(settings))
 
 
+def dashboard_login(settings: Settings) -> login.Login:
+    password = settings.dashboard_password
+    return login.Login(password.get_secret_value() if password else None, settings.dashboard_oidc_allowed)
+
+
 def main() -> None:
     st.set_page_config(page_title="twitchwatch", layout="wide")
-    navigation = st.navigation(app.pages())
     try:
         settings = load_settings()
     except ConfigError as exc:
         st.warning(app.NOTICE, icon="⚕️")
         st.error(f"twitchwatch cannot start: {exc}")
         return
+    access = dashboard_login(settings)
+    if not login.logged_in(access):
+        # The login is the only page this session has: no other can run, whatever its address.
+        st.navigation([login.page(access)], position="hidden").run()
+        return
+    navigation = st.navigation(app.pages())
+    login.logout_button(access)
     try:
         store = cached_store(settings.store_url, settings.influx_auth)
     except StoreError as exc:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import signal
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from twitchwatch.config import Settings
 
 ENTRY = Path(__file__).resolve().with_name("dashboard_entry.py")
 _WILDCARDS = {"0.0.0.0", "::", ""}
@@ -54,6 +60,64 @@ def dashboard_command(host: str, port: int) -> list[str]:
         # it, instead of asking checkip.amazonaws.com for the machine's external IP.
         argv += ["--browser.serverAddress", host]
     return argv
+
+
+class DashboardExposed(ValueError):
+    """The dashboard would serve other machines without a login; the message says how to set one."""
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach ``host``: a loopback address or ``localhost``. Any other name may
+    resolve to an address other machines reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def streamlit_auth_configured(cwd: Path, home: Path) -> bool:
+    """An ``[auth]`` section in a secrets file Streamlit reads (its default ``secrets.files``)."""
+    for path in (home / ".streamlit" / "secrets.toml", cwd / ".streamlit" / "secrets.toml"):
+        try:
+            secrets = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise DashboardExposed(f"cannot read Streamlit's secrets {path}: {exc}") from None
+        if isinstance(secrets.get("auth"), dict):
+            return True
+    return False
+
+
+def require_login_beyond_loopback(
+    host: str, settings: Settings, cwd: Path | None = None, home: Path | None = None
+) -> None:
+    """Health data is served to other machines only behind a login: a password, or Streamlit's OIDC
+    login limited to named e-mail addresses."""
+    if is_loopback(host) or settings.dashboard_password is not None:
+        return
+    if settings.dashboard_oidc_emails:
+        if not streamlit_auth_configured(cwd or Path.cwd(), home or Path.home()):
+            raise DashboardExposed(
+                "TWITCHWATCH_DASHBOARD_OIDC_EMAILS is set, but no [auth] section was found in "
+                "~/.streamlit/secrets.toml or ./.streamlit/secrets.toml: configure the OIDC provider "
+                "there (docs/reliability.md, Access control)"
+            )
+        if importlib.util.find_spec("authlib") is None:
+            raise DashboardExposed(
+                "Streamlit's OIDC login needs Authlib: pip install 'twitchwatch[oidc]' (or Authlib>=1.3.2)"
+            )
+        return
+    raise DashboardExposed(
+        f"refusing to serve the dashboard on {host}, where other machines can reach it, without a login. "
+        "Set a password: write one to a file only you can read (openssl rand -base64 18 > FILE; "
+        "chmod 600 FILE) and set TWITCHWATCH_DASHBOARD_PASSWORD_FILE=FILE (or "
+        "TWITCHWATCH_DASHBOARD_PASSWORD); or configure Streamlit's OIDC login with "
+        "TWITCHWATCH_DASHBOARD_OIDC_EMAILS (docs/reliability.md, Access control). Or keep the default "
+        "--host 127.0.0.1."
+    )
 
 
 def run_dashboard(host: str, port: int) -> int:

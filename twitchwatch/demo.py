@@ -66,15 +66,15 @@ def start_dashboard(settings: Settings, port: int, broker: MqttTarget) -> subpro
     env = dict(os.environ, TWITCHWATCH_STORE_URL=settings.store_url, TWITCHWATCH_USER=settings.user)
     # The Live page's raw signal comes from the embedded broker (anonymous, loopback only).
     env["TWITCHWATCH_MQTT_URL"] = f"mqtt://{broker.host}:{broker.port}"
-    env.pop("TWITCHWATCH_MQTT_PASSWORD", None)
-    env.pop("TWITCHWATCH_MQTT_PASSWORD_FILE", None)
+    for key in ("TWITCHWATCH_MQTT_PASSWORD", "TWITCHWATCH_MQTT_PASSWORD_FILE", "TWITCHWATCH_MQTT_CA_FILE"):
+        env.pop(key, None)  # the user's own broker's, not the embedded one's
     return subprocess.Popen(dashboard_command("127.0.0.1", port), env=env)
 
 
 async def run_demo(
     settings: Settings, stop: asyncio.Event, dashboard_port: int, rate: float, signal: str
 ) -> int:
-    store = open_store(settings.store_url, settings.influx_auth)
+    store = open_store(settings.store_url, settings.influx_auth, create=True)
     broker_port = pick_broker_port()
     plan = SimulationPlan(
         muscles=DEMO_MUSCLES,

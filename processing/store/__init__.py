@@ -82,7 +82,9 @@ def parse_store_url(url: str) -> SQLiteSpec | InfluxSpec:
     raise StoreUrlError(f"unknown store URL scheme {parts.scheme!r} in {url!r}: use {_FORMS}")
 
 
-def open_store(url: str, auth: InfluxAuth | None = None) -> EventStore:
+def open_store(url: str, auth: InfluxAuth | None = None, *, create: bool = False) -> EventStore:
+    """``create``: an InfluxDB database is made sure of on open (the worker's store); otherwise only
+    before the first write, so that commands that only read never create one."""
     spec = parse_store_url(url)
     if isinstance(spec, SQLiteSpec):
         from processing.store.sqlite import SQLiteStore
@@ -90,4 +92,4 @@ def open_store(url: str, auth: InfluxAuth | None = None) -> EventStore:
         return SQLiteStore(spec.path)
     from processing.store.influx import InfluxStore
 
-    return InfluxStore(spec.base_url, spec.database, auth or InfluxAuth())
+    return InfluxStore(spec.base_url, spec.database, auth or InfluxAuth(), create=create)

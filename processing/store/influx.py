@@ -493,27 +493,48 @@ def _request_bodies(lines: Sequence[Line]) -> Iterator[bytes]:
         yield "\n".join(batch).encode()
 
 
+def check_database_name(name: str) -> str:
+    """A database name goes into InfluxQL only double-quoted (``quote_ident``) and into URLs only as a
+    query parameter; what no quoting carries is refused outright."""
+    if not name:
+        raise StoreError("the InfluxDB database name is empty: give it in the store URL")
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise StoreError(
+            f"InfluxDB database name {name!r} contains the control character U+{ord(bad):04X}: rename it"
+        )
+    return name
+
+
 class InfluxStore(EventStore):
+    """``create``: make sure the database exists on open (the worker, which reads back what it stored
+    before it writes). Otherwise it is created just before this store's first write, and never for a
+    store that only reads: a read of a missing database is an error that says so."""
+
     def __init__(
         self,
         base_url: str,
         database: str,
         auth: InfluxAuth,
         *,
+        create: bool = False,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,  # tests stand in for servers not installed here
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.database = database
+        self.database = check_database_name(database)
         self.url = _store_url(self.base_url, database)
         headers, basic = _http_auth(auth)
         self._client = httpx.Client(
             base_url=self.base_url, headers=headers, auth=basic, timeout=timeout, transport=transport
         )
+        self._create_tried = False
         self._create_error: str | None = None
         try:
             self.dialect = self._ping()
-            self._ensure_database()
+            self._check_login()
+            if create:
+                self._ensure_database()
         except BaseException:
             self._client.close()
             raise
@@ -550,9 +571,17 @@ class InfluxStore(EventStore):
             version = str(body.get("version", "")) if isinstance(body, dict) else ""
         return dialect_for_version(version)
 
+    def _check_login(self) -> None:
+        """Wrong credentials fail on open, not at the first query. ``SHOW DATABASES`` changes nothing
+        and any user may run it (1.x lists only the databases the user may read)."""
+        response = self._send("GET", "/query", params={"q": "SHOW DATABASES"})
+        if response.status_code == 401:
+            raise self._fail(response, "login")
+
     def _ensure_database(self) -> None:
         # 1.x creates the database (a no-op if it exists). 2.x/3.x refuse the statement, or the user
         # may lack admin rights: carry on and let a write report a missing database with a hint.
+        self._create_tried = True
         statement = f"CREATE DATABASE {quote_ident(self.database)}"
         response = self._send("POST", "/query", data={"q": statement})
         if response.status_code == 401:
@@ -577,9 +606,24 @@ class InfluxStore(EventStore):
         response = self._send("GET", "/query", params=params)
         if not response.is_success:
             raise self._fail(response, f"query {statement!r}")
-        return parse_query_answer(response.text, statement)
+        try:
+            return parse_query_answer(response.text, statement)
+        except StoreError as exc:
+            if "database not found" not in str(exc):
+                raise
+            raise StoreError(
+                f"InfluxDB at {self.base_url} has no database {self.database!r}: twitchwatch creates it on "
+                "its first write (start the worker, `twitchwatch process`), never on a read; if it should "
+                "exist, check the name in TWITCHWATCH_STORE_URL"
+            ) from exc
+
+    def _before_write(self) -> None:
+        if not self._create_tried:
+            self._ensure_database()
 
     def _write_lines(self, lines: Sequence[Line]) -> None:
+        if lines:
+            self._before_write()
         params = {"db": self.database, "precision": "ns"}
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         for body in _request_bodies(lines):
@@ -683,6 +727,7 @@ class InfluxStore(EventStore):
 
     def add_journal_entry(self, entry: JournalEntry) -> None:
         line = journal_line(entry, self.dialect)  # fails before anything changes if it cannot be stored
+        self._before_write()  # the lookup below reads the database the write may have to create
         if self._journal_ids(entry.entry_id):
             self.delete_journal_entry(entry.entry_id)  # it may have moved in time: one point per id
         self._write_lines([line])

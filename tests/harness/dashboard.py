@@ -7,7 +7,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,18 +87,25 @@ class DashboardProcess:
 
     @classmethod
     def start(
-        cls, store_url: str, workdir: Path, mqtt_url: str | None = None, timeout: float = 60.0
+        cls,
+        store_url: str,
+        workdir: Path,
+        mqtt_url: str | None = None,
+        timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> DashboardProcess:
+        """``env``: more settings, e.g. ``TWITCHWATCH_DASHBOARD_PASSWORD_FILE``."""
         port = free_port()
         log = workdir / "streamlit.log"
-        env = dict(os.environ, TWITCHWATCH_STORE_URL=store_url, TWITCHWATCH_USER=USER)
+        environ = dict(os.environ, TWITCHWATCH_STORE_URL=store_url, TWITCHWATCH_USER=USER)
         # No broker given: a closed port, so the dashboard never reaches a developer's own broker.
-        env["TWITCHWATCH_MQTT_URL"] = mqtt_url or f"mqtt://127.0.0.1:{free_port()}"
+        environ["TWITCHWATCH_MQTT_URL"] = mqtt_url or f"mqtt://127.0.0.1:{free_port()}"
         # Keep Streamlit's per-user files (~/.streamlit) out of the real home directory.
-        env["HOME"] = str(workdir)
+        environ["HOME"] = str(workdir)
+        environ.update(env or {})
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                dashboard_command("127.0.0.1", port), env=env, stdout=out, stderr=subprocess.STDOUT
+                dashboard_command("127.0.0.1", port), env=environ, stdout=out, stderr=subprocess.STDOUT
             )
         server = cls(port, proc, log)
         try:
