@@ -168,7 +168,8 @@ def synth_sources(options: EmulationOptions) -> SourceFactory:
         seed = options.seed * 1000 + starts
         starts += 1
         if timeline is None:
-            timeline = MotionTimeline(options.movement, options.seed, start_ns, options.muscles[0])
+            muscle = options.muscles[0] if options.muscles else "unmapped"  # none: SynthSource says so
+            timeline = MotionTimeline(options.movement, options.seed, start_ns, muscle)
         if signal in ("gyro", "orientation"):
             return motion_source(signal, timeline, rate, channels, start_ns, seed)
         if signal not in ("emg", "acc"):
