@@ -931,7 +931,7 @@ def test_polar_gyro_only_where_the_model_has_one_and_one_start_per_measurement()
     assert gyro.timestamps_ns[-1] == 10**9
     # Each measurement keeps its own previous timestamp.
     assert state.previous == {(2, 0x80): 10**9, (5, 0x80): 10**9}
-    with pytest.raises(NotificationError, match="a ECG frame, but only ACC, GYRO were started"):
+    with pytest.raises(NotificationError, match="a frame of ECG, but only ACC, GYRO were started"):
         decoder.decode(pmd_frame(1, 0x00, bytes(3), 0), state)
     with pytest.raises(ControlError, match="one start-measurement response per stream"):
         verity.decoders(["acc", "gyro"], [acc_reply])

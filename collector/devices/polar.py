@@ -467,7 +467,7 @@ class PmdDecoder(Decoder[PmdState]):
         decoder = self.by_type.get(mtype)
         if decoder is None:
             started = ", ".join(_type_name(t) for t in sorted(self.by_type))
-            raise NotificationError(f"a {_type_name(mtype)} frame, but only {started} were started", 0)
+            raise NotificationError(f"a frame of {_type_name(mtype)}, but only {started} were started", 0)
         return decoder.decode(data, state)
 
 
