@@ -24,6 +24,7 @@ twitches are a vibration of the skin, not a turn of the limb: they do not reach 
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ class Turn:
     def final_angle(self) -> float:
         return self.angle_rad if self.kind == "posture" else 0.0
 
-    @property
+    @functools.cached_property
     def after(self) -> FloatArray:
         return np.asarray(self.before @ rotation(self.axis, np.array([self.final_angle]))[0])
 
@@ -145,7 +146,9 @@ class Turn:
         """Heel-strike acceleration (g) along the segment at ``t`` seconds from the start."""
         out = np.zeros_like(t)
         ring = min(HEEL_RING_HZ, 0.35 * sample_rate)  # a stream carries only what it can sample
-        for at, size in zip(self.steps_s, self.impacts_g, strict=True):
+        lo = bisect.bisect_left(self.steps_s, float(t[0]) - 0.08) if len(t) else 0
+        hi = bisect.bisect_right(self.steps_s, float(t[-1])) if len(t) else 0
+        for at, size in zip(self.steps_s[lo:hi], self.impacts_g[lo:hi], strict=True):
             d = t - at
             m = (d >= 0) & (d < 0.08)
             out[m] += size * np.exp(-d[m] / HEEL_DECAY_S) * np.cos(2 * math.pi * ring * d[m])
@@ -182,6 +185,15 @@ def _envelope(t: FloatArray, duration: float) -> tuple[FloatArray, FloatArray, F
     return env, d1, d2
 
 
+def _cross(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Row-wise cross product of (n, 3) arrays (``np.cross`` costs more in its axis handling than this)."""
+    out = np.empty_like(a)
+    out[:, 0] = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
+    out[:, 1] = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
+    out[:, 2] = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    return out
+
+
 def _unit(rng: np.random.Generator) -> FloatArray:
     v = rng.normal(size=3)
     return np.asarray(v / np.linalg.norm(v), dtype=np.float64)
@@ -211,6 +223,7 @@ class MotionTimeline:
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6D6F7665]))  # "move"
         self._turns: list[Turn] = []
         self._starts: list[float] = []
+        self._starts_cache: FloatArray = np.empty(0)
         self._reported = 0  # turns handed out as truth so far
         self._pending_return: Turn | None = None
         rates = {k: v for k, v in movement.rates().items() if v > 0}
@@ -274,10 +287,13 @@ class MotionTimeline:
         if n == 0 or self.still:
             return MotionAt(rot, rate, linear)
         self._draw_until(float(t_s[-1]))
-        index = np.searchsorted(np.asarray(self._starts), t_s, side="right") - 1
+        index = np.searchsorted(self._starts_array(), t_s, side="right") - 1
         for k in np.unique(index[index >= 0]):
             turn = self._turns[int(k)]
             m = index == k
+            if t_s[m][0] >= turn.end_s:  # between movements: the posture the last one left
+                rot[m] = turn.after
+                continue
             t = np.minimum(t_s[m] - turn.start_s, turn.duration_s)
             theta, d1, d2 = turn.angle(t)
             done = t_s[m] - turn.start_s >= turn.duration_s
@@ -286,13 +302,18 @@ class MotionTimeline:
             omega = d1[:, None] * turn.axis
             alpha = d2[:, None] * turn.axis
             r = np.broadcast_to(turn.lever_m, omega.shape)
-            lever = np.cross(alpha, r) + np.cross(omega, np.cross(omega, r))
+            lever = _cross(alpha, r) + _cross(omega, _cross(omega, r))
             heel = turn.heel_g(t_s[m] - turn.start_s, sample_rate)
             heel[done] = 0.0
             along = turn.lever_m / float(np.linalg.norm(turn.lever_m))
             rate[m] = np.degrees(omega)
             linear[m] = lever / STANDARD_GRAVITY + heel[:, None] * along
         return MotionAt(rot, rate, linear)
+
+    def _starts_array(self) -> FloatArray:
+        if len(self._starts_cache) != len(self._starts):
+            self._starts_cache = np.asarray(self._starts, dtype=np.float64)
+        return self._starts_cache
 
     def take_truth(self, until_s: float) -> list[TruthEvent]:
         """Movements that began before ``until_s`` and were not handed out yet (each is handed out once,
