@@ -9,20 +9,22 @@ import dataclasses
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from collector.ble.runtime import Collector
 from collector.ble.target import DeviceTarget, Timing
 from collector.devices import get_profile
-from collector.emulate import emulate
+from collector.emulate import Movement, emulate
+from collector.frames import Frame, Unit, decode
 from collector.mqtt import MqttTarget, parse_mqtt_url
 from collector.outbox import LivePublisher
 from collector.publisher import PublishError
 from collector.status import DeviceStatus
-from collector.topics import Topic
+from collector.topics import Topic, raw_filter
 from processing.events import TWITCH_KINDS
 from processing.store import EventQuery
 from processing.store.sqlite import SQLiteStore
@@ -290,6 +292,91 @@ async def test_the_other_four_models_stream_into_the_worker(
     rates = SQLiteStore(tmp_path / "four.db").rates(EventQuery(user=USER))
     assert {rate.device for rate in rates} == set(models)
     assert {rate.muscle for rate in rates} == {f"{name}_muscle" for name in models}
+
+
+async def test_gyroscopes_and_orientation_stream_to_the_broker_beside_the_accelerometer(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """The wearer moves. The Verity Sense's and the MetaMotion's gyroscope (each started with the
+    accelerometer by one plan) and the Myo's gyroscope and orientation reach the broker decoded, as
+    streams ``gyro`` (°/s, x y z) and ``orientation`` (unitless w x y z), and the retained status names
+    their signals; the worker takes the accelerometers and leaves the movement streams alone."""
+    mqtt = parse_mqtt_url(mosquitto.url)
+    moving = Movement(posture_changes=20, limb_jerks=20)
+    wanted = {
+        ("verity", "acc"),
+        ("verity", "gyro"),
+        ("meta", "acc"),
+        ("meta", "gyro"),
+        ("myo", "gyro"),
+        ("myo", "orientation"),
+    }
+    frames: dict[tuple[str, str], list[Frame]] = {key: [] for key in wanted}
+    async with (
+        radio() as r,
+        await emulate("polar-verity", r.link, seed=51, movement=moving) as verity,
+        await emulate("metamotion", r.link, seed=52, movement=moving) as meta,
+        await emulate("myo", r.link, seed=53, movement=moving) as myo,
+        mqtt.client("movement-reader") as reader,
+    ):
+        await reader.subscribe(raw_filter(USER), qos=1)
+        targets = [
+            DeviceTarget(
+                "verity",
+                get_profile("polar-verity")(),
+                ("acc", "gyro"),
+                verity.address,
+                None,
+                _on("calf_left"),
+            ),
+            DeviceTarget(
+                "meta", get_profile("metamotion")(), ("acc", "gyro"), meta.address, None, _on("calf_right")
+            ),
+            DeviceTarget(
+                "myo", get_profile("myo")(), ("gyro", "orientation"), myo.address, None, _on("forearm_left")
+            ),
+        ]
+        collector = Collector(targets, mqtt, USER, backend=r.backend, timing=TEST_TIMING)
+        async with _worker(mqtt, tmp_path / "gyro.db", "ble-gyro-worker") as worker, _running(collector):
+            await asyncio.wait_for(collector.started.wait(), 30)
+            async with asyncio.timeout(120):
+                async for message in reader.messages:
+                    topic = Topic.parse(str(message.topic))
+                    assert isinstance(message.payload, bytes)
+                    assert topic.stream is not None
+                    frames.setdefault((topic.device, topic.stream), []).append(decode(message.payload))
+                    if _seconds(frames, wanted) >= 10:  # past the 1.5-s lead, 40 movements a minute
+                        break
+            statuses = {name: await _retained_status(mqtt, name) for name in ("verity", "meta", "myo")}
+            assert worker.stats.bad_frames == 0
+    assert set(frames) == wanted  # nothing else was published
+    for (device, stream), got in frames.items():
+        values = np.concatenate([f.values() for f in got])
+        info = statuses[device].streams[stream]
+        assert info.signal == stream
+        assert info.sample_rate == got[0].sample_rate
+        if stream == "gyro":
+            assert {(f.unit, f.channels) for f in got} == {(Unit.DEG_PER_S, 3)}
+            assert len(info.channels) == 3
+            assert np.abs(values).max() > 10.0, f"{device}: the wearer's movement is in the gyroscope"
+        elif stream == "orientation":
+            assert {(f.unit, f.channels) for f in got} == {(Unit.UNITLESS, 4)}
+            np.testing.assert_allclose(np.linalg.norm(values, axis=1), 1.0, atol=4 / 16384)
+        else:
+            assert {f.unit for f in got} == {Unit.G}
+    assert statuses["verity"].streams["gyro"].sample_rate == 52.0
+    assert statuses["meta"].streams["gyro"].channels == ("calf_right",) * 3
+    monitored = {rate.device for rate in SQLiteStore(tmp_path / "gyro.db").rates(EventQuery(user=USER))}
+    assert monitored == {"verity", "meta"}  # the accelerometers; gyroscopes carry no detector yet
+
+
+def _seconds(frames: dict[tuple[str, str], list[Frame]], wanted: set[tuple[str, str]]) -> float:
+    """The signal time the least-filled of ``wanted`` streams holds."""
+    return min(sum(f.samples / f.sample_rate for f in frames.get(key, [])) for key in wanted)
+
+
+def _on(muscle: str) -> Callable[[str, int], str | None]:
+    return lambda _stream, _channel: muscle
 
 
 @contextlib.asynccontextmanager

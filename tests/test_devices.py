@@ -1,8 +1,9 @@
 """Device profiles: every shared test vector, fuzzing of every decoder, the registry, and frames built from
 the documented layouts (Movesense, Thingy:52, Ganglion packets, the open profile).
 
-The vectors are read from ``../shared/test-vectors`` and never copied here. Without that directory the
-vector tests skip on a developer's machine and fail under ``CI=true``.
+The shared vectors are read from ``../shared/test-vectors`` and never copied here. Without that directory
+those tests skip on a developer's machine and fail under ``CI=true``. The gyroscope vectors live in the
+repository (``tests/data/vectors``, each with its source named) and always run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import struct
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from collector.frames import Unit
 from tests.harness import unavailable
 
 VECTOR_DIR = Path(__file__).resolve().parents[2] / "shared" / "test-vectors"
+REPO_VECTOR_DIR = Path(__file__).resolve().parent / "data" / "vectors"
 EXPECTED_PROFILES = {
     "polar-h10",
     "polar-verity",
@@ -66,6 +68,11 @@ VECTOR_PROFILES = {
     "metawear.json": ("metamotion",),
     "ganglion.json": ("ganglion",),
 }
+# The repository's own vector files (published vectors the shared set lacks), claimed the same way.
+REPO_VECTOR_PROFILES = {
+    "polar_pmd_gyro.json": ("polar-verity",),  # the H10 has no gyroscope
+    "metawear_gyro.json": ("metamotion",),
+}
 # The disputed Ganglion vectors: does our (documented, LSB-sign) decoding equal what each rule gives?
 # (JS library / OpenBCI docs, MSB two's complement, BrainFlow's MSB-minus-one)
 GANGLION_RULES = {
@@ -80,12 +87,17 @@ GANGLION_RULES = {
 
 
 def _vector_params() -> list[Any]:
+    params = _params_from(REPO_VECTOR_DIR, REPO_VECTOR_PROFILES)
     if not VECTOR_DIR.is_dir():
-        return [pytest.param(None, None, None, id="shared-test-vectors-missing")]
+        return [*params, pytest.param(None, None, None, id="shared-test-vectors-missing")]
+    return [*params, *_params_from(VECTOR_DIR, VECTOR_PROFILES)]
+
+
+def _params_from(directory: Path, claims: Mapping[str, tuple[str, ...]]) -> list[Any]:
     params = []
-    for path in sorted(VECTOR_DIR.glob("*.json")):
+    for path in sorted(directory.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
-        for profile in VECTOR_PROFILES.get(path.name, ("<unclaimed>",)):
+        for profile in claims.get(path.name, ("<unclaimed>",)):
             for section in ("vectors", "control_vectors"):
                 for vector in doc.get(section, []):
                     params.append(pytest.param(profile, path.name, vector, id=f"{profile}:{vector['name']}"))
@@ -225,6 +237,40 @@ def check_pmd_cp_service_notification(profile: str, v: dict[str, Any]) -> None:
     assert list(message.measurement_types) == v["expected"]["measurement_types"]
 
 
+def check_pmd_gyro_frame(profile: str, v: dict[str, Any]) -> None:
+    exp = v["expected"]
+    out = decode_hex(profile, v["hex"], "gyro", _params(v))
+    frame = polar.parse_gyro_frame(bytes.fromhex(v["hex"]))
+    assert out["units"] == "°/s"
+    assert f"{frame.header.frame_type_byte:02x}" == exp["frame_type_byte"]
+    assert len(out["samples"]) == exp["sample_count"]
+    # The SDK's samples are float32: equal as float32, whatever precision we carry them in.
+    got = np.array(out["samples"], dtype=np.float32)
+    np.testing.assert_array_equal(got, np.array(exp["samples_dps"], dtype=np.float32))
+    assert out["timestamps_ns"][-1] == exp["last_timestamp_ns"] == frame.header.timestamp_ns
+
+
+def check_pmd_features(profile: str, v: dict[str, Any]) -> None:
+    data = bytes.fromhex(v["hex"])
+    features = polar.parse_features(data)
+    message = decode_hex(profile, v["hex"], "pmd-features")["message"]
+    assert message["measurement_types"] == list(features.measurement_types)
+    assert "length" not in v["expected"] or len(data) == v["expected"]["length"]
+    want = v["expected"].get("measurement_types", v.get("derived", {}).get("measurement_types"))
+    assert list(features.measurement_types) == want
+    if "names" in v.get("derived", {}):
+        assert message["names"] == v["derived"]["names"]
+    offered = {p.NAME: {polar.MeasurementType[s.name.upper()] for s in p.STREAMS} for p in _polar_models()}
+    if features.offers(polar.MeasurementType.GYRO):
+        assert polar.MeasurementType.GYRO in offered["polar-verity"]
+    else:
+        assert polar.MeasurementType.GYRO not in offered["polar-h10"]
+
+
+def _polar_models() -> list[type[polar._PolarProfile]]:
+    return [polar.PolarH10, polar.PolarVeritySense]
+
+
 def check_myo_emg(profile: str, v: dict[str, Any]) -> None:
     out = decode_hex(profile, v["hex"], "emg", _params(v))
     assert out["units"] == "1"
@@ -315,6 +361,56 @@ def check_metawear_command(profile: str, v: dict[str, Any]) -> None:
         assert built.hex() == v["hex"] == v["expected"]["hex"]
 
 
+def check_metawear_gyro(profile: str, v: dict[str, Any]) -> None:
+    exp = v["expected"]
+    out = decode_hex(profile, v["hex"], "gyro", _params(v))
+    assert out["units"] == "°/s"
+    assert len(out["samples"]) == exp["sample_count"]
+    for got, want in zip(out["samples"], exp["samples_dps"], strict=True):
+        assert all(_metawear_close(a, b) for a, b in zip(got, want, strict=True)), (got, want)
+    p = v["params"]
+    decoder = metamotion.GyroDecoder(p["chip"].lower(), p["gyro_range_dps"])
+    (chunk,) = decoder.decode_one(bytes.fromhex(v["hex"]))
+    assert chunk.raw.tolist() == v["derived"]["raw_counts"]
+
+
+def check_metawear_gyro_not_data(profile: str, v: dict[str, Any]) -> None:
+    p = v["params"]
+    assert v["expected"]["samples"] == 0
+    assert (
+        metamotion.GyroDecoder(p["chip"].lower(), p["gyro_range_dps"]).decode_one(bytes.fromhex(v["hex"]))
+        == ()
+    )
+    with pytest.raises(NotificationError, match="carries no 'gyro' samples"):
+        decode_hex(profile, v["hex"], "gyro", _params(v))
+
+
+def check_metawear_gyro_config_command(profile: str, v: dict[str, Any]) -> None:
+    p = v["params"]
+    built = metamotion.gyro_config_command(p["gyro_odr_hz"], p["gyro_range_dps"])
+    assert built.hex() == v["hex"] == v["expected"]["hex"]
+    settings = {"chip": p["chip"], "gyro_odr_hz": p["gyro_odr_hz"], "gyro_range_dps": p["gyro_range_dps"]}
+    plan = metamotion.MetaMotion.from_params(settings).plan(["gyro"])
+    assert plan.start[0].data == built
+
+
+METAWEAR_GYRO_COMMANDS: dict[str, bytes] = {
+    "gyro_start": metamotion.GYRO_START,
+    "gyro_stop": metamotion.GYRO_STOP,
+    "gyro_enable_rotation_sampling": metamotion.GYRO_ENABLE_SAMPLING,
+    "gyro_disable_rotation_sampling": metamotion.GYRO_DISABLE_SAMPLING,
+    "gyro_subscribe_rotation_data": metamotion.gyro_subscribe("bmi160", packed=False),
+    "gyro_unsubscribe_rotation_data": metamotion.gyro_unsubscribe("bmi160", packed=False),
+    "gyro_subscribe_packed_rotation_data": metamotion.gyro_subscribe("bmi160", packed=True),
+    "gyro_unsubscribe_packed_rotation_data": metamotion.gyro_unsubscribe("bmi160", packed=True),
+}
+
+
+def check_metawear_gyro_command(profile: str, v: dict[str, Any]) -> None:
+    assert v["name"] in METAWEAR_GYRO_COMMANDS, f"no builder mapped to MetaWear command vector {v['name']!r}"
+    assert METAWEAR_GYRO_COMMANDS[v["name"]].hex() == v["hex"] == v["expected"]["hex"]
+
+
 def check_ganglion_delta_block(profile: str, v: dict[str, Any]) -> None:
     assert v["disputed"]
     assert v["hex_is_partial"]
@@ -343,6 +439,8 @@ CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {
     "pmd_settings_tlv": check_pmd_settings_tlv,
     "pmd_start_request": check_pmd_start_request,
     "pmd_cp_service_notification": check_pmd_cp_service_notification,
+    "pmd_gyro_frame": check_pmd_gyro_frame,
+    "pmd_features": check_pmd_features,
     "myo_emg": check_myo_emg,
     "myo_imu": check_myo_imu,
     "myo_fv": check_myo_fv,
@@ -352,11 +450,17 @@ CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {
     "metawear_uint": check_metawear_uint,
     "metawear_acc_config_command": check_metawear_acc_config_command,
     "metawear_command": check_metawear_command,
+    "metawear_gyro": check_metawear_gyro,
+    "metawear_gyro_not_data": check_metawear_gyro_not_data,
+    "metawear_gyro_config_command": check_metawear_gyro_config_command,
+    "metawear_gyro_command": check_metawear_gyro_command,
     "ganglion_delta_block": check_ganglion_delta_block,
 }
 # Vector kinds whose payload is a sample notification: (stream, decode_hex stream for truncation fuzzing).
 SAMPLE_KINDS = {
     "pmd_acc_frame": "acc",
+    "pmd_gyro_frame": "gyro",
+    "metawear_gyro": "gyro",
     "myo_emg": "emg",
     "myo_imu": "acc",
     "myo_fv": "fv",
@@ -379,6 +483,12 @@ def test_vector(profile: str | None, file: str | None, vector: dict[str, Any] | 
 
 
 def test_every_vector_file_is_claimed() -> None:
+    repo_files = {p.name for p in REPO_VECTOR_DIR.glob("*.json")}
+    assert repo_files == set(REPO_VECTOR_PROFILES), "tests/data/vectors and REPO_VECTOR_PROFILES disagree"
+    for name in repo_files:  # published facts only: each names where it comes from
+        doc = json.loads((REPO_VECTOR_DIR / name).read_text(encoding="utf-8"))
+        assert all(doc["source"][key] for key in ("repo", "commit", "licence")), name
+        assert all(v["from"] for v in (*doc["vectors"], *doc["control_vectors"])), name
     if not VECTOR_DIR.is_dir():
         _require_vectors()
     files = {p.name for p in VECTOR_DIR.glob("*.json")}
@@ -440,6 +550,8 @@ def movesense_data(reference: int, t_ms: int, xyz: list[tuple[float, float, floa
 # ------------------------------------------------------------------------------------- fuzzing
 
 POLAR_START_OK = b"\xf0\x02\x02\x00\x00"
+POLAR_GYRO_START_OK = b"\xf0\x02\x05\x00\x00"
+POLAR_STARTED = {"acc": POLAR_START_OK, "gyro": POLAR_GYRO_START_OK}
 
 
 def _seeds(name: str) -> list[bytes]:
@@ -473,10 +585,19 @@ def _seeds(name: str) -> list[bytes]:
             ),
         ],
     }
-    seeds["polar-verity"] = seeds["polar-h10"]
+    seeds["polar-verity"] = [
+        *seeds["polar-h10"],
+        pmd_frame(2_000_000_000, 0x80, pmd_delta_content(counts, 7), measurement_type=5),
+        pmd_frame(2_000_000_000, 0x00, counts.astype("<i2").tobytes(), measurement_type=5),
+        pmd_frame(2_000_000_000, 0x01, counts.astype("<f4").tobytes(), measurement_type=5),
+    ]
+    seeds["metamotion"] += [b"\x13\x05" + bytes(range(6)), b"\x13\x07" + bytes(range(18))]
+    sources: list[tuple[Path, Mapping[str, tuple[str, ...]]]] = [(REPO_VECTOR_DIR, REPO_VECTOR_PROFILES)]
     if VECTOR_DIR.is_dir():
-        for path, names in VECTOR_PROFILES.items():
-            doc = json.loads((VECTOR_DIR / path).read_text(encoding="utf-8"))
+        sources.append((VECTOR_DIR, VECTOR_PROFILES))
+    for directory, claims in sources:
+        for path, names in claims.items():
+            doc = json.loads((directory / path).read_text(encoding="utf-8"))
             for name_ in names:
                 seeds.setdefault(name_, []).extend(
                     bytes.fromhex(v["hex"]) for v in doc["vectors"] if v["kind"] in SAMPLE_KINDS and v["hex"]
@@ -486,13 +607,13 @@ def _seeds(name: str) -> list[bytes]:
 
 def _fuzz_cases() -> Iterator[Any]:
     for name, cls in sorted(profiles().items()):
-        replies = [POLAR_START_OK] if name.startswith("polar") else []
-        found: dict[int, Decoder[Any]] = {}
-        for spec in cls.STREAMS:
-            for decoder in cls().decoders([spec.name], replies).values():
-                found.setdefault(id(decoder), decoder)
-        for decoder in found.values():
-            label = f"{name}-{'+'.join(sorted(decoder.streams))[:40]}"
+        found: dict[str, Decoder[Any]] = {}  # by label: each kind of decoder once
+        every = [s.name for s in cls.STREAMS if (name, s.name) != ("myo", "fv")]
+        for streams in [[spec.name] for spec in cls.STREAMS] + [every]:
+            replies = [POLAR_STARTED[s] for s in sorted(streams)] if name.startswith("polar") else []
+            for decoder in cls().decoders(streams, replies).values():
+                found.setdefault(f"{name}-{'+'.join(sorted(decoder.streams))[:40]}", decoder)
+        for label, decoder in found.items():
             yield pytest.param(decoder, _seeds(name), id=label)
     for bits in (18, 19):
         yield pytest.param(ganglion.DeltaBlockDecoder(bits), _seeds("ganglion"), id=f"ganglion-deltas{bits}")
@@ -781,6 +902,85 @@ def test_polar_rejects_what_it_cannot_decode() -> None:
         huge.decode(pmd_frame(1, 0x80, np.array([30000, 0, 0], dtype="<i2").tobytes()), state)
 
 
+def test_polar_gyro_only_where_the_model_has_one_and_one_start_per_measurement() -> None:
+    with pytest.raises(ParamError, match="unknown stream 'gyro'; polar-h10 has acc"):
+        polar.PolarH10().plan(["acc", "gyro"])
+    verity = polar.PolarVeritySense()
+    plan = verity.plan(["gyro", "acc"])
+    assert plan.streams == ("acc", "gyro")
+    # ACC then GYRO: [type][count 1][value]: 52 Hz, 16 bit, ±8 g / ±2000 °/s, three channels
+    assert [w.data.hex() for w in plan.start] == [
+        "0202" + "0001" + "3400" + "0101" + "1000" + "0201" + "0800" + "040103",
+        "0205" + "0001" + "3400" + "0101" + "1000" + "0201" + "d007" + "040103",
+    ]
+    assert all(w.reply for w in (*plan.start, *plan.stop))
+    assert [w.data for w in plan.stop] == [b"\x03\x02", b"\x03\x05"]
+    acc_reply = POLAR_START_OK + bytes([5, 1]) + struct.pack("<f", 2.44e-4)
+    gyro_reply = POLAR_GYRO_START_OK + bytes([5, 1]) + struct.pack("<f", 0.5)
+    (decoder,) = verity.decoders(["acc", "gyro"], [acc_reply, gyro_reply]).values()
+    assert isinstance(decoder, polar.PmdDecoder)
+    assert decoder.streams == {"acc", "gyro"}
+    state = decoder.initial_state()
+    counts = np.array([[100, -200, 4000], [110, -190, 4010]], dtype=np.int64)
+    (acc,), state = decoder.decode(pmd_frame(10**9, 0x80, pmd_delta_content(counts, 5)), state)
+    (gyro,), state = decoder.decode(pmd_frame(10**9, 0x80, pmd_delta_content(counts, 5), 5), state)
+    assert (acc.stream, acc.unit, gyro.stream, gyro.unit) == ("acc", Unit.G, "gyro", Unit.DEG_PER_S)
+    assert gyro.values().tolist() == (counts * 0.5).tolist()
+    assert gyro.sample_rate == 52.0
+    assert gyro.timestamps_ns is not None
+    assert gyro.timestamps_ns[-1] == 10**9
+    # Each measurement keeps its own previous timestamp.
+    assert state.previous == {(2, 0x80): 10**9, (5, 0x80): 10**9}
+    with pytest.raises(NotificationError, match="a frame of ECG, but only ACC, GYRO were started"):
+        decoder.decode(pmd_frame(1, 0x00, bytes(3), 0), state)
+    with pytest.raises(ControlError, match="one start-measurement response per stream"):
+        verity.decoders(["acc", "gyro"], [acc_reply])
+    with pytest.raises(ControlError, match="not 5"):
+        verity.decoders(["acc", "gyro"], [acc_reply, acc_reply])
+    (alone,) = verity.decoders(["gyro"], [gyro_reply]).values()
+    assert isinstance(alone, polar.PmdGyroDecoder)
+
+
+def test_polar_gyro_frames_of_every_documented_type() -> None:
+    counts = np.array([[1, -2, 3], [4, 5, -6]], dtype=np.int64)
+    floats = np.array([[0.25, -1.5, 300.0], [0.5, 2.0, -0.125]], dtype=np.float32)
+    raw0 = polar.parse_gyro_frame(pmd_frame(5, 0x00, counts.astype("<i2").tobytes(), 5))
+    raw1 = polar.parse_gyro_frame(pmd_frame(5, 0x01, floats.astype("<f4").tobytes(), 5))
+    assert (raw0.values.tolist(), raw0.floats) == (counts.tolist(), False)
+    assert (raw1.values.tolist(), raw1.floats) == (floats.tolist(), True)
+    raw, scale = polar.gyro_deg_per_s(raw0, 0.061)
+    assert (raw.dtype.name, raw.tolist(), scale) == ("int32", counts.tolist(), float(np.float32(0.061)))
+    product, scale = polar.gyro_deg_per_s(raw1, 0.5)
+    assert (scale, product.dtype.name, product.tolist()) == (1.0, "float32", (floats * 0.5).tolist())
+    decoder = polar.PmdGyroDecoder(1.0, 52.0)
+    state = decoder.initial_state()
+    cases = [
+        (pmd_frame(1, 0x02, bytes(6), 5), 9),  # GYRO type 2 is not documented
+        (pmd_frame(1, 0x82, bytes(6), 5), 9),
+        (pmd_frame(1, 0x00, bytes(7), 5), 16),  # 7 bytes of 6-byte samples
+        (pmd_frame(1, 0x01, bytes(12) + bytes([0, 0, 0x80, 0x7F]) + bytes(8), 5), 22),  # +inf in sample 2
+        (pmd_frame(1, 0x81, bytes(11), 5), 21),  # the float reference sample needs 12 bytes
+        (pmd_frame(1, 0x80, bytes(6), 2), 0),  # an ACC frame
+    ]
+    for data, offset in cases:
+        with pytest.raises(NotificationError) as info:
+            decoder.decode(data, state)
+        assert info.value.offset == offset, (data.hex(), info.value)
+
+
+def test_polar_features_read() -> None:
+    features = polar.parse_features(bytes.fromhex("0f2400"))
+    assert features.names == ("ACC", "GYRO")
+    assert features.offers(polar.MeasurementType.GYRO)
+    assert not features.offers(polar.MeasurementType.ECG)
+    assert polar.parse_features(bytes.fromhex("0f0080")).names == ("measurement type 15",)
+    with pytest.raises(NotificationError, match="starts with 0F") as info:
+        polar.parse_features(bytes.fromhex("f00102"))
+    assert info.value.offset == 0
+    with pytest.raises(NotificationError, match="truncated"):
+        polar.parse_features(b"\x0f")
+
+
 # --------------------------------------------------------------------------------------------- Myo
 
 
@@ -814,6 +1014,51 @@ def test_metamotion_plan_packs_above_100_hz_and_ignores_other_modules() -> None:
     with pytest.raises(NotificationError, match="8 bytes, got 7") as info:
         decoder.decode_one(b"\x03\x04" + bytes(5))
     assert info.value.offset == 7
+
+
+def test_metamotion_gyro_plan_decoders_and_packing_for_both_sensors() -> None:
+    gyro_only = metamotion.MetaMotion.from_params({"gyro_odr_hz": "50", "gyro_range_dps": "500"})
+    plan = gyro_only.plan(["gyro"])
+    assert [w.data.hex() for w in plan.start] == ["13032702", "130501", "13020100", "130101"]
+    assert [w.data.hex() for w in plan.stop] == ["130100", "13020001", "130500"]
+    # acc and gyro at 100 Hz each would be 200 notifications a second: both go packed
+    both = metamotion.MetaMotion().plan(["acc", "gyro"])
+    assert [w.data.hex() for w in both.start] == [
+        *("03032805", "031c01", "03020100", "030101"),
+        *("13032800", "130701", "13020100", "130101"),
+    ]
+    assert [w.data.hex() for w in both.stop] == [
+        "030100",
+        "03020001",
+        "031c00",
+        "130100",
+        "13020001",
+        "130700",
+    ]
+    assert metamotion.MetaMotion().plan(["acc"]).start[1].data.hex() == "030401"  # 100 Hz alone: unpacked
+    unpacked = metamotion.MetaMotion.from_params({"packed": "false"}).plan(["acc", "gyro"])
+    assert unpacked.start[5].data.hex() == "130501"
+    s270 = metamotion.MetaMotion.from_params({"chip": "bmi270", "gyro_odr_hz": "25"}).plan(["gyro"])
+    assert s270.start[1].data.hex() == "130401"  # BMI270 gyro data register
+    with pytest.raises(ParamError, match="gyro_odr_hz"):
+        metamotion.MetaMotion.from_params({"gyro_odr_hz": "52"})
+
+    (imu,) = metamotion.MetaMotion.from_params({"range_g": "2"}).decoders(["acc", "gyro"]).values()
+    assert imu.streams == {"acc", "gyro"}
+    (acc,), _ = imu.decode(b"\x03\x04" + struct.pack("<hhh", 16384, 0, 0), None)
+    (gyro,), _ = imu.decode(b"\x13\x07" + struct.pack("<9h", 164, 0, -164, *range(6)), None)
+    assert (acc.stream, gyro.stream, gyro.unit, gyro.samples) == ("acc", "gyro", Unit.DEG_PER_S, 3)
+    assert gyro.values()[0].tolist() == pytest.approx([10.0, 0.0, -10.0])
+    assert gyro.sample_rate == 100.0
+    assert imu.decode(b"\x13\x09" + bytes(6), None) == ((), None)  # not a data register
+    assert imu.decode(b"\x11\x8c\x01", None) == ((), None)  # battery
+    # BMI270: 0x05 is the gyro's PACKED register (BMI160's single-sample one)
+    bmi270 = metamotion.GyroDecoder("bmi270", 2000)
+    with pytest.raises(NotificationError, match="0x05 carries 3 sample") as info:
+        bmi270.decode_one(b"\x13\x05" + bytes(6))
+    assert info.value.offset == 8
+    with pytest.raises(ParamError, match="packs gyro on 7"):
+        decode_hex("metamotion", "1307" + "00" * 18, "gyro", {"packed_register": "28"})
 
 
 # -------------------------------------------------------------------------------------- Movesense

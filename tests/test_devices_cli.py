@@ -1,4 +1,5 @@
-"""``twitchwatch devices decode``: every shared test vector's check runs through the command."""
+"""``twitchwatch devices decode``: every test vector's check (shared and the repository's) runs through the
+command."""
 
 from __future__ import annotations
 
@@ -40,8 +41,10 @@ def test_every_vector_passes_through_the_command(
         profile, file, vector = case.values
         vectors.test_vector(profile, file, vector)
     # Control-point requests and settings TLVs are built, not decoded; notifications all go through the CLI.
-    assert len(cases) == 127
-    assert len(calls) == 91
+    assert len(cases) == 146
+    assert len(calls) == 99
+    gyro = [c for c in calls if "--stream" in c and c[c.index("--stream") + 1] == "gyro"]
+    assert {c[c.index("--profile") + 1] for c in gyro} == {"polar-verity", "metamotion", "myo"}
 
 
 def test_the_console_command_prints_json_and_fails_with_exit_2() -> None:

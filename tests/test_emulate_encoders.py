@@ -1,7 +1,8 @@
-"""Emulated devices' encoders: the exact bytes of the shared vectors, and encode → decoder round trips.
+"""Emulated devices' encoders: the exact bytes of the published vectors, and encode → decoder round trips.
 
-The vectors are read from ``../shared/test-vectors`` (never copied here); without them those tests skip on a
-developer's machine and fail under ``CI=true``.
+The shared vectors are read from ``../shared/test-vectors`` (never copied here); without them those tests skip
+on a developer's machine and fail under ``CI=true``. The gyroscope vectors are the repository's own
+(``tests/data/vectors``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from collector.devices import ganglion, metamotion, movesense, myo, polar, thingy52
+from collector.devices import Chunk, ganglion, metamotion, movesense, myo, polar, thingy52
 from collector.devices import open as openp
 from collector.emulate.devices import ganglion as egang
 from collector.emulate.devices import metamotion as emeta
@@ -30,6 +31,15 @@ from collector.frames import Unit
 from tests.harness import unavailable
 
 VECTOR_DIR = Path(__file__).resolve().parents[2] / "shared" / "test-vectors"
+REPO_VECTOR_DIR = Path(__file__).resolve().parent / "data" / "vectors"
+
+
+def repo_vector(file: str, name: str) -> dict[str, Any]:
+    doc = json.loads((REPO_VECTOR_DIR / file).read_text(encoding="utf-8"))
+    for v in doc["vectors"]:
+        if v["name"] == name:
+            return v  # type: ignore[no-any-return]
+    raise AssertionError(f"{file} has no vector {name!r}")
 
 
 def vectors(name: str) -> dict[str, Any]:
@@ -313,6 +323,39 @@ def test_movesense_command_results_parse() -> None:
     assert emove.command_result(1, status=507) == bytes.fromhex("0101 01fb")
 
 
+def test_polar_gyro_encoder_reproduces_the_sdk_frame() -> None:
+    v = repo_vector("polar_pmd_gyro.json", "gyro_compressed_type0")
+    data = bytes.fromhex(v["hex"])
+    frame = polar.parse_gyro_frame(data)
+    built = epolar.encode_acc_frame(
+        frame.values, frame.header.timestamp_ns, epolar.COMPRESSED_TYPE0, 3, polar.MeasurementType.GYRO
+    )
+    assert built == data
+    with pytest.raises(ValueError, match="compressed type 0"):
+        epolar.encode_acc_frame([[1, 2, 3]], 1, epolar.RAW_TYPE1, measurement_type=polar.MeasurementType.GYRO)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=hnp.arrays(np.float64, (40, 3), elements=st.floats(-1999, 1999)))
+def test_polar_gyro_round_trip(values: Any) -> None:
+    factor = 2000 / 32768
+    times = 10**9 + np.arange(40) * 19_230_769
+    gyro = polar.MeasurementType.GYRO
+    frames = epolar.encode_acc_notifications(values, times, epolar.COMPRESSED_TYPE0, factor, 229, gyro)
+    decoder = polar.PmdGyroDecoder(factor, 52.0)
+    state = decoder.initial_state()
+    chunks: list[Chunk] = []
+    for frame in frames:
+        assert len(frame) <= 229
+        assert polar.parse_frame_header(frame).measurement_type == gyro
+        got, state = decoder.decode(frame, state)
+        chunks.extend(got)
+    decoded = np.concatenate([c.values() for c in chunks])
+    np.testing.assert_allclose(decoded, values, atol=float(np.float32(factor)) / 2 + 1e-9, rtol=0)
+    assert np.concatenate([c.timestamps_ns for c in chunks if c.timestamps_ns is not None])[-1] == times[-1]
+    assert epolar.start_response(factor, gyro)[:4] == bytes([0xF0, 0x02, 0x05, 0x00])
+
+
 # ---------------------------------------------------------------------------------------------- MetaWear
 
 
@@ -339,6 +382,29 @@ def test_metawear_round_trip_saturates_at_the_range(values: Any, range_g: int) -
     lsb = metamotion.LSB_PER_G[range_g]
     expected = np.clip(values, -32768 / lsb, 32767 / lsb)
     np.testing.assert_allclose(chunk.values(), expected, atol=0.5 / lsb + 1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gyro_bmi160_data_500dps", "gyro_bmi160_packed_1000dps"])
+def test_metawear_gyro_encoder_reproduces_the_vectors(name: str) -> None:
+    v = repo_vector("metawear_gyro.json", name)
+    counts = np.array(v["derived"]["raw_counts"], dtype=np.float64)
+    range_dps = v["params"]["gyro_range_dps"]
+    register = emeta.GYRO_DATA if len(counts) == 1 else emeta.GYRO_PACKED
+    built = emeta.encode_gyro(counts / metamotion.LSB_PER_DPS[range_dps], range_dps, register)
+    assert built == bytes.fromhex(v["hex"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=hnp.arrays(np.float64, (3, 3), elements=st.floats(-2500, 2500)),
+    range_dps=st.sampled_from([125, 250, 500, 1000, 2000]),
+)
+def test_metawear_gyro_round_trip_saturates_at_the_range(values: Any, range_dps: int) -> None:
+    data = emeta.encode_gyro(values, range_dps, emeta.GYRO_PACKED)
+    (chunk,) = metamotion.GyroDecoder("bmi160", range_dps).decode_one(data)
+    lsb = metamotion.LSB_PER_DPS[range_dps]
+    expected = np.clip(values, -32768 / lsb, 32767 / lsb)
+    np.testing.assert_allclose(chunk.values(), expected, atol=0.5 / lsb + 1e-9, rtol=0)
 
 
 # ----------------------------------------------------------------------------------------------- Ganglion

@@ -116,6 +116,49 @@ async def test_pmd_control_point_answers_like_the_device(link: VirtualLink) -> N
         assert not device.peripheral.streaming("acc")
 
 
+async def test_the_features_read_and_the_gyroscope_where_the_model_has_one(link: VirtualLink) -> None:
+    """The Verity Sense offers ACC and GYRO, starts and stops them one by one, each with its FACTOR; the
+    H10 offers ACC only and refuses a gyroscope start as the device does."""
+    verity, h10 = await emulate("polar-verity", link), await emulate("polar-h10", link)
+    async with verity, h10:
+        cp = polar.PMD_CONTROL_POINT
+        for device, offered in ((verity, ("ACC", "GYRO")), (h10, ("ACC",))):
+            central = await _central(link, device.profile, device, {})
+            assert polar.parse_features(
+                await wait(central.characteristic(cp).read_value(), "read")
+            ).names == (offered)
+            await _subscribe(central)
+            gyro_start = polar.PolarVeritySense().plan(["gyro"]).start[0].data
+            answer = await _ask(central, cp, gyro_start)
+            if "GYRO" not in offered:
+                with pytest.raises(ControlError, match="ERROR_NOT_SUPPORTED"):
+                    polar.parse_start_response(answer, polar.MeasurementType.GYRO)
+                continue
+            assert polar.parse_start_response(answer, polar.MeasurementType.GYRO).factor == np.float32(
+                2000 / 32768
+            )
+            settings = polar.parse_control_point(await _ask(central, cp, polar.settings_request(5)))
+            assert isinstance(settings, polar.ControlResponse)
+            assert polar.parse_settings(settings.parameters) == {
+                polar.Setting.SAMPLE_RATE: (52,),
+                polar.Setting.RESOLUTION: (16,),
+                polar.Setting.RANGE: (2000,),
+                polar.Setting.CHANNELS: (3,),
+            }
+            assert device.peripheral.streaming("gyro")
+            assert not device.peripheral.streaming("acc")
+            while True:  # gyro frames flow
+                uuid, data = await wait(central.queue.get(), "GYRO frames")
+                if uuid == polar.PMD_DATA:
+                    header = polar.parse_frame_header(data)
+                    assert (header.measurement_type, header.frame_type_byte) == (5, 0x80)
+                    break
+            stopped = polar.parse_control_point(await _ask(central, cp, polar.stop_request(5)))
+            assert isinstance(stopped, polar.ControlResponse)
+            assert stopped.status == polar.Status.SUCCESS
+            assert not device.peripheral.streaming("gyro")
+
+
 async def test_open_board_lists_refuses_and_stops_all(link: VirtualLink) -> None:
     device = await emulate("open", link, muscles=("calf_left", "calf_right", "shin_left"))
     async with device:

@@ -1,11 +1,12 @@
-"""Polar H10 and Verity Sense over the PMD (Polar Measurement Data) service: the accelerometer stream.
+"""Polar H10 and Verity Sense over the PMD (Polar Measurement Data) service: accelerometer and gyroscope.
 
-Built from Polar's public BLE SDK behaviour as recorded in ``../shared/test-vectors/polar_pmd.json``
-(bytes and values only; no SDK code).
+Built from Polar's public BLE SDK behaviour as recorded in ``../shared/test-vectors/polar_pmd.json`` and
+``tests/data/vectors/polar_pmd_gyro.json``, and from Polar's "Polar Measurement Data" description
+(``technical_documentation/online_measurement.pdf``, version 1.0, 2024) — bytes and values only; no SDK code.
 
 Data notification (characteristic ``PMD_DATA``), little-endian::
 
-    0     measurement type (low 6 bits; ACC = 2)
+    0     measurement type (low 6 bits; ACC = 2, GYRO = 5)
     1..8  u64 timestamp of the LAST sample, ns since 2000-01-01 (Polar epoch)
     9     frame type: bit 7 = compressed (delta) frame, bits 0-6 = type
     10..  content
@@ -16,8 +17,19 @@ channel-interleaved. Compressed type 0 counts are in units of FACTOR g; the SDK 
 ``mG = trunc(float32(count) × float32(FACTOR·1000))`` and so does this decoder (vector-pinned; it costs the
 resolution below 1 mG). Every other type is in mG (× FACTOR when FACTOR ≠ 1).
 
+GYRO content (°/s): type 0 = int16 x,y,z counts × FACTOR; type 1 = float32 x,y,z in °/s (× FACTOR when
+FACTOR ≠ 1). Compressed type 0 is laid out like the ACC delta frames; compressed type 1 has a reference
+sample of three 32-bit words and its deltas are added to the words' integer bit patterns, which are then
+read as IEEE 754 floats — so the Android SDK does, and its test asserts it. Both SDKs parse only compressed
+gyro frames (iOS only type 0); the raw types follow the layout Polar's description documents.
+
+Which model has what: the H10 streams ACC only; the Verity Sense ACC and GYRO (52 Hz, ±2000 °/s without
+SDK mode). The control point's read value says which measurement types a device offers (``0F`` then a
+bitmap, bit *n* = measurement type *n*: ``parse_features``).
+
 FACTOR arrives in the start-measurement response on the control point (setting TLV ``05 01 <float32>``);
-``parse_start_response`` returns it as a typed ``StartResult`` and ``decoders(..., replies)`` uses it.
+``parse_start_response`` returns it as a typed ``StartResult`` and ``decoders(..., replies)`` uses it —
+one response per started measurement, in the plan's order.
 
 Per-sample times (the only state): with the previous frame's timestamp P of the same (measurement type,
 frame type) and this frame's T over n samples, sample i is ``round(P + (T−P)·(i+1)/n)``, the last is T;
@@ -189,10 +201,10 @@ def _unpack_lsb_first(block: bytes, width: int, count: int) -> npt.NDArray[np.in
     return _signed(bits.reshape(count, width).astype(np.int64) @ weights, width)
 
 
-def _raw_counts(content: bytes, size: int) -> npt.NDArray[np.int64]:
+def _raw_counts(content: bytes, size: int, what: str = "ACC") -> npt.NDArray[np.int64]:
     stride = 3 * size
     if not content:
-        raise NotificationError("ACC frame has no samples", HEADER_SIZE)
+        raise NotificationError(f"{what} frame has no samples", HEADER_SIZE)
     if len(content) % stride:
         raise NotificationError(
             f"{len(content)} content bytes is not a whole number of {stride}-byte samples",
@@ -203,11 +215,24 @@ def _raw_counts(content: bytes, size: int) -> npt.NDArray[np.int64]:
     return _signed(octets @ weights, 8 * size)
 
 
-def _compressed_counts(content: bytes) -> npt.NDArray[np.int64]:
-    need(content, 0, 6, "reference sample of a compressed ACC frame")
-    last = np.frombuffer(content[:6], dtype="<i2").astype(np.int64)
+def _compressed_counts(
+    content: bytes, size: int = 2, what: str = "ACC", words: bool = False
+) -> npt.NDArray[np.int64]:
+    """Reference sample of three ``size``-byte signed values, then delta blocks. ``words``: the values are
+    32-bit patterns (a float frame), so sums wrap modulo 2³² as the SDK's ``Int`` arithmetic does."""
+    if len(content) < 3 * size:  # offsets name the notification's byte, not the content's
+        raise NotificationError(
+            f"truncated reference sample of a compressed {what} frame: needs {3 * size} bytes, "
+            f"{len(content)} left",
+            HEADER_SIZE + len(content),
+        )
+    last = _signed(
+        np.frombuffer(content[: 3 * size], dtype=np.uint8).astype(np.int64).reshape(3, size)
+        @ np.left_shift(np.int64(1), 8 * np.arange(size, dtype=np.int64)),
+        8 * size,
+    )
     parts = [last.reshape(1, 3)]
-    pos = 6
+    pos = 3 * size
     while pos < len(content):  # each pass consumes ≥ 2 bytes
         at = HEADER_SIZE + pos
         if len(content) - pos < 2:
@@ -215,29 +240,35 @@ def _compressed_counts(content: bytes) -> npt.NDArray[np.int64]:
         width, count = content[pos], content[pos + 1]
         if width > 32:
             raise NotificationError(f"delta width of {width} bits is impossible", at)
-        size = (width * count * 3 + 7) // 8
-        if pos + 2 + size > len(content):
+        nbytes = (width * count * 3 + 7) // 8
+        if pos + 2 + nbytes > len(content):
             raise NotificationError(
-                f"truncated delta block: {size} bytes needed, {len(content) - pos - 2} left", at
+                f"truncated delta block: {nbytes} bytes needed, {len(content) - pos - 2} left", at
             )
-        deltas = _unpack_lsb_first(content[pos + 2 : pos + 2 + size], width, count * 3).reshape(count, 3)
+        deltas = _unpack_lsb_first(content[pos + 2 : pos + 2 + nbytes], width, count * 3).reshape(count, 3)
         block = last + np.cumsum(deltas, axis=0)
         if count:
-            if np.abs(block).max() >= 2**31:
+            if words:
+                block = _signed(block & 0xFFFFFFFF, 32)
+            elif np.abs(block).max() >= 2**31:
                 raise NotificationError("delta block overflows 32-bit samples", at)
             parts.append(block)
             last = block[-1]
-        pos += 2 + size
+        pos += 2 + nbytes
     return np.concatenate(parts)
+
+
+def _check_type(header: FrameHeader, expected: MeasurementType) -> None:
+    if header.measurement_type != expected:
+        raise NotificationError(
+            f"measurement type {header.measurement_type} is not {expected.name} ({expected.value})", 0
+        )
 
 
 def parse_acc_frame(data: bytes) -> AccFrame:
     """Header and raw counts of an ACC frame (any supported frame type)."""
     header = parse_frame_header(data)
-    if header.measurement_type != MeasurementType.ACC:
-        raise NotificationError(
-            f"measurement type {header.measurement_type} is not ACC ({MeasurementType.ACC})", 0
-        )
+    _check_type(header, MeasurementType.ACC)
     if header.compressed:
         if header.frame_type not in (0, 1):
             raise NotificationError(f"compressed ACC frame type {header.frame_type} is not supported", 9)
@@ -259,6 +290,58 @@ def acc_milli_g(frame: AccFrame, factor: float) -> tuple[npt.NDArray[np.int32], 
             raise NotificationError("sample × FACTOR does not fit 32-bit milli-g", HEADER_SIZE)
         return np.trunc(product).astype(np.int32), 0.001
     return frame.counts.astype(np.int32), float(f32) * 0.001 if f32 != 1 else 0.001
+
+
+@dataclass(frozen=True, eq=False)
+class GyroFrame:
+    """A GYRO frame's samples as sent, before FACTOR: int16-derived counts (type 0) or float32 °/s
+    (type 1)."""
+
+    header: FrameHeader
+    values: npt.NDArray[np.int64] | npt.NDArray[np.float32]  # (samples, 3)
+
+    @property
+    def floats(self) -> bool:
+        return self.header.frame_type == 1
+
+
+def parse_gyro_frame(data: bytes) -> GyroFrame:
+    """Header and samples of a GYRO frame: types 0 (int16) and 1 (float32), raw or compressed."""
+    header = parse_frame_header(data)
+    _check_type(header, MeasurementType.GYRO)
+    kind = "compressed" if header.compressed else "raw"
+    if header.frame_type not in (0, 1):
+        raise NotificationError(f"{kind} GYRO frame type {header.frame_type} is not supported", 9)
+    floats = header.frame_type == 1
+    size = 4 if floats else 2
+    if header.compressed:
+        counts = _compressed_counts(header.content, size, "GYRO", words=floats)
+    else:
+        counts = _raw_counts(header.content, size, "GYRO")
+    if not floats:
+        return GyroFrame(header, counts)
+    values = counts.astype(np.int32).view(np.float32)
+    if not np.isfinite(values).all():
+        row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+        at = HEADER_SIZE + (row * 3 * size if not header.compressed else 0)
+        raise NotificationError("GYRO sample is not a finite number", at)
+    return GyroFrame(header, values)
+
+
+def gyro_deg_per_s(frame: GyroFrame, factor: float) -> tuple[npt.NDArray[Any], float]:
+    """(raw, scale) with raw × scale in °/s. Integer counts keep their value and carry FACTOR as the
+    scale; float samples are multiplied by FACTOR in float32, as the SDK does (scale 1)."""
+    f32 = np.float32(factor)
+    if not frame.floats:
+        return frame.values.astype(np.int32), float(f32)
+    values = frame.values.astype(np.float32)
+    if f32 == 1:
+        return values, 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        product = values * f32
+    if not np.isfinite(product).all():
+        raise NotificationError("sample × FACTOR does not fit a float32", HEADER_SIZE)
+    return product, 1.0
 
 
 # ----------------------------------------------------------------------------------------- timestamps
@@ -309,14 +392,22 @@ class PmdState:
         return PmdState({**self.previous, key: header.timestamp_ns})
 
 
-@dataclass(frozen=True)
-class PmdAccDecoder(Decoder[PmdState]):
-    """ACC frames on ``PMD_DATA`` → one ``acc`` chunk in g with per-sample Polar-epoch times."""
+def _frame_stamps(
+    header: FrameHeader, state: PmdState, count: int, sample_rate: float, rounding: Rounding
+) -> npt.NDArray[np.int64] | None:
+    times = sample_times(header.timestamp_ns, state.previous_for(header), count, sample_rate, rounding)
+    if times is None:
+        return None
+    if max(times) >= 2**63 or min(times) < -(2**63):
+        raise NotificationError("frame timestamp does not fit in int64 nanoseconds", 1)
+    return np.array(times, dtype=np.int64)
 
+
+@dataclass(frozen=True)
+class _PmdStreamDecoder(Decoder[PmdState]):
     factor: float = 1.0
     sample_rate_hz: float = 0.0  # 0 = unknown (then times need a previous frame)
     rounding: Rounding = "half_even"
-    streams: frozenset[str] = frozenset({"acc"})
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.factor) and self.factor > 0):
@@ -327,20 +418,64 @@ class PmdAccDecoder(Decoder[PmdState]):
     def initial_state(self) -> PmdState:
         return PmdState()
 
+
+@dataclass(frozen=True)
+class PmdAccDecoder(_PmdStreamDecoder):
+    """ACC frames on ``PMD_DATA`` → one ``acc`` chunk in g with per-sample Polar-epoch times."""
+
+    streams: frozenset[str] = frozenset({"acc"})
+
     def decode(self, data: bytes, state: PmdState) -> tuple[tuple[Chunk, ...], PmdState]:
         frame = parse_acc_frame(bytes(data))
         raw, scale = acc_milli_g(frame, self.factor)
-        header = frame.header
-        times = sample_times(
-            header.timestamp_ns, state.previous_for(header), len(raw), self.sample_rate_hz, self.rounding
-        )
-        stamps = None
-        if times is not None:
-            if max(times) >= 2**63 or min(times) < -(2**63):
-                raise NotificationError("frame timestamp does not fit in int64 nanoseconds", 1)
-            stamps = np.array(times, dtype=np.int64)
+        stamps = _frame_stamps(frame.header, state, len(raw), self.sample_rate_hz, self.rounding)
         rate = self.sample_rate_hz or None
-        return (Chunk("acc", raw, scale, Unit.G, rate, stamps),), state.after(header)
+        return (Chunk("acc", raw, scale, Unit.G, rate, stamps),), state.after(frame.header)
+
+
+@dataclass(frozen=True)
+class PmdGyroDecoder(_PmdStreamDecoder):
+    """GYRO frames on ``PMD_DATA`` → one ``gyro`` chunk in °/s with per-sample Polar-epoch times."""
+
+    streams: frozenset[str] = frozenset({"gyro"})
+
+    def decode(self, data: bytes, state: PmdState) -> tuple[tuple[Chunk, ...], PmdState]:
+        frame = parse_gyro_frame(bytes(data))
+        raw, scale = gyro_deg_per_s(frame, self.factor)
+        stamps = _frame_stamps(frame.header, state, len(raw), self.sample_rate_hz, self.rounding)
+        rate = self.sample_rate_hz or None
+        return (Chunk("gyro", raw, scale, Unit.DEG_PER_S, rate, stamps),), state.after(frame.header)
+
+
+@dataclass(frozen=True, eq=False)
+class PmdDecoder(Decoder[PmdState]):
+    """Several measurements on the one ``PMD_DATA`` characteristic: each frame goes to the decoder of its
+    measurement type; the timestamp state is shared (it is keyed by measurement type already)."""
+
+    by_type: Mapping[int, _PmdStreamDecoder]
+    streams: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "streams", frozenset().union(*(d.streams for d in self.by_type.values())))
+
+    def initial_state(self) -> PmdState:
+        return PmdState()
+
+    def decode(self, data: bytes, state: PmdState) -> tuple[tuple[Chunk, ...], PmdState]:
+        need(data, 0, 1, "PMD measurement type")
+        mtype = data[0] & 0x3F
+        decoder = self.by_type.get(mtype)
+        if decoder is None:
+            started = ", ".join(_type_name(t) for t in sorted(self.by_type))
+            raise NotificationError(f"a frame of {_type_name(mtype)}, but only {started} were started", 0)
+        return decoder.decode(data, state)
+
+
+def _type_name(mtype: int) -> str:
+    try:
+        return MeasurementType(mtype).name
+    except ValueError:
+        return f"measurement type {mtype}"
 
 
 # ------------------------------------------------------------------------------------- control point
@@ -437,6 +572,30 @@ def parse_control_point(data: bytes) -> ControlResponse | ServiceNotification:
     raise NotificationError(f"control point message type 0x{data[0]:02X} is unknown", 0)
 
 
+FEATURES_READ: Final = 0x0F
+
+
+@dataclass(frozen=True)
+class Features:
+    """The control point's read value: ``0F`` then a little-endian bitmap, bit *n* = measurement type *n*
+    offered (a Verity Sense reads ``0F 6E 02 00…``: PPG, ACC, PPI, GYRO, MAGNETOMETER, SDK_MODE)."""
+
+    measurement_types: tuple[int, ...]
+    names: tuple[str, ...]
+
+    def offers(self, measurement_type: int) -> bool:
+        return measurement_type in self.measurement_types
+
+
+def parse_features(data: bytes) -> Features:
+    need(data, 0, 2, "PMD features read")
+    if data[0] != FEATURES_READ:
+        raise NotificationError(f"a PMD features read starts with 0F, not {data[0]:02X}", 0)
+    bitmap = int.from_bytes(data[1:], "little")
+    types = tuple(n for n in range(8 * (len(data) - 1)) if bitmap >> n & 1)
+    return Features(types, tuple(_type_name(t) for t in types))
+
+
 @dataclass(frozen=True)
 class StartResult:
     """A successful start: the FACTOR the device will scale this stream's frames by."""
@@ -475,6 +634,10 @@ class _PolarSettings(ProfileSettings):
     rate_hz: int
     range_g: int
 
+    def rate_and_range(self, stream: str) -> tuple[int, int]:
+        """Sample rate (Hz) and range (g, or °/s for the gyroscope) a stream is started with."""
+        return self.rate_hz, self.range_g
+
 
 class PolarH10Settings(_PolarSettings):
     type: Literal["polar-h10"] = "polar-h10"
@@ -483,9 +646,17 @@ class PolarH10Settings(_PolarSettings):
 
 
 class PolarVeritySettings(_PolarSettings):
+    """Without SDK mode the Verity Sense offers one setting each (Polar's product page): ACC 52 Hz ±8 g,
+    GYRO 52 Hz ±2000 °/s."""
+
     type: Literal["polar-verity"] = "polar-verity"
     rate_hz: Literal[52] = 52
     range_g: Literal[8] = 8
+    gyro_rate_hz: Literal[52] = 52
+    gyro_range_dps: Literal[2000] = 2000
+
+    def rate_and_range(self, stream: str) -> tuple[int, int]:
+        return (self.gyro_rate_hz, self.gyro_range_dps) if stream == "gyro" else (self.rate_hz, self.range_g)
 
 
 class _DecodeParams(BaseModel):
@@ -501,15 +672,24 @@ class _DecodeParams(BaseModel):
     range_g: int | None = None  # informational; checked against the model's ranges
 
 
+# Which measurement carries each stream, and the decoder that reads its frames.
+_MEASUREMENT: Final[Mapping[str, MeasurementType]] = {
+    "acc": MeasurementType.ACC,
+    "gyro": MeasurementType.GYRO,
+}
+_DECODER: Final[Mapping[str, type[_PmdStreamDecoder]]] = {"acc": PmdAccDecoder, "gyro": PmdGyroDecoder}
+
+
 class _PolarProfile(DeviceProfile):
     SERVICE = PMD_SERVICE
-    STREAMS = (StreamSpec("acc", "acc", Unit.G, ("x", "y", "z"), PMD_DATA),)
+    STREAMS: ClassVar[tuple[StreamSpec, ...]] = (StreamSpec("acc", "acc", Unit.G, ("x", "y", "z"), PMD_DATA),)
     DEFAULT_STREAM = "acc"
     DEVICE_EPOCH_NS = POLAR_EPOCH_NS
     MESSAGES: ClassVar[Mapping[str, Callable[[bytes], object]]] = {
         "pmd-header": parse_frame_header,
         "pmd-control": parse_control_point,
         "pmd-settings": parse_settings_block,
+        "pmd-features": parse_features,
     }
     EXTRA_START_SETTINGS: ClassVar[tuple[tuple[Setting, int], ...]] = ()
 
@@ -518,29 +698,42 @@ class _PolarProfile(DeviceProfile):
         assert isinstance(self.settings, _PolarSettings)
         return self.settings
 
+    def start_settings(self, stream: str) -> list[tuple[Setting, SettingValue]]:
+        """The setting TLVs of ``stream``'s start request."""
+        rate, range_ = self.polar_settings.rate_and_range(stream)
+        base = [(Setting.SAMPLE_RATE, rate), (Setting.RESOLUTION, 16), (Setting.RANGE, range_)]
+        return [*base, *self.EXTRA_START_SETTINGS]
+
     def plan(self, streams: Collection[str]) -> Plan:
         chosen = self.check_streams(streams)
-        s = self.polar_settings
-        acc = MeasurementType.ACC
-        settings = [(Setting.SAMPLE_RATE, s.rate_hz), (Setting.RESOLUTION, 16), (Setting.RANGE, s.range_g)]
+        types = [_MEASUREMENT[stream] for stream in chosen]
         return Plan(
             streams=chosen,
             notify=(PMD_CONTROL_POINT, PMD_DATA),
-            start=(
-                GattWrite(
-                    PMD_CONTROL_POINT, start_request(acc, [*settings, *self.EXTRA_START_SETTINGS]), reply=True
-                ),
+            start=tuple(
+                GattWrite(PMD_CONTROL_POINT, start_request(t, self.start_settings(stream)), reply=True)
+                for stream, t in zip(chosen, types, strict=True)
             ),
-            stop=(GattWrite(PMD_CONTROL_POINT, stop_request(acc), reply=True),),
+            stop=tuple(GattWrite(PMD_CONTROL_POINT, stop_request(t), reply=True) for t in types),
             min_mtu=PMD_MTU,
         )
 
     def decoders(self, streams: Collection[str], replies: Sequence[bytes] = ()) -> Mapping[str, Decoder[Any]]:
-        self.check_streams(streams)
-        if len(replies) != 1:
-            raise ControlError(f"{self.NAME} needs the one start-measurement response (it carries FACTOR)")
-        started = parse_start_response(replies[0], MeasurementType.ACC)
-        return {PMD_DATA: PmdAccDecoder(started.factor, float(self.polar_settings.rate_hz))}
+        chosen = self.check_streams(streams)
+        if len(replies) != len(chosen):
+            raise ControlError(
+                f"{self.NAME} needs one start-measurement response per stream ({len(chosen)}: each carries "
+                f"its FACTOR), got {len(replies)}"
+            )
+        by_type: dict[int, _PmdStreamDecoder] = {}
+        for stream, reply in zip(chosen, replies, strict=True):
+            started = parse_start_response(reply, _MEASUREMENT[stream])
+            rate, _ = self.polar_settings.rate_and_range(stream)
+            by_type[_MEASUREMENT[stream]] = _DECODER[stream](started.factor, float(rate))
+        if len(by_type) == 1:
+            (only,) = by_type.values()
+            return {PMD_DATA: only}
+        return {PMD_DATA: PmdDecoder(by_type)}
 
     @classmethod
     def debug_decoder(cls, stream: str, params: Mapping[str, str], data: bytes) -> tuple[Decoder[Any], Any]:
@@ -551,9 +744,9 @@ class _PolarProfile(DeviceProfile):
             raise ParamError(
                 f"{cls.NAME} decode parameters", [("range_g", f"{cls.NAME} ranges are {ranges}")]
             )
-        default_rate = cls.SETTINGS.model_fields["rate_hz"].default
+        default_rate, _ = cls.from_params({}).polar_settings.rate_and_range(stream)
         rate = p.sample_rate_hz if p.sample_rate_hz is not None else float(default_rate)
-        decoder = PmdAccDecoder(p.factor, rate, p.timestamp_rounding)
+        decoder = _DECODER[stream](p.factor, rate, p.timestamp_rounding)
         state = PmdState()
         if p.previous_timestamp_ns:
             header = parse_frame_header(data)
@@ -562,7 +755,7 @@ class _PolarProfile(DeviceProfile):
 
 
 class PolarH10(_PolarProfile):
-    """Polar H10 chest strap: ACC 25-200 Hz, ±2/4/8 g, raw int16 frames in mG."""
+    """Polar H10 chest strap: ACC 25-200 Hz, ±2/4/8 g, raw int16 frames in mG. No gyroscope."""
 
     NAME = "polar-h10"
     TITLE = "Polar H10"
@@ -571,10 +764,15 @@ class PolarH10(_PolarProfile):
 
 
 class PolarVeritySense(_PolarProfile):
-    """Polar Verity Sense: ACC 52 Hz, ±8 g (frame type not pinned by any published vector)."""
+    """Polar Verity Sense: ACC 52 Hz ±8 g and GYRO 52 Hz ±2000 °/s (frame types not pinned by any
+    published capture; the decoder reads every type the SDK does)."""
 
     NAME = "polar-verity"
     TITLE = "Polar Verity Sense"
     SETTINGS = PolarVeritySettings
     SCAN = ScanMatch((PMD_SERVICE, HEART_RATE_SERVICE), (POLAR_COMPANY_ID,), ("Polar Sense",))
+    STREAMS = (
+        StreamSpec("acc", "acc", Unit.G, ("x", "y", "z"), PMD_DATA),
+        StreamSpec("gyro", "gyro", Unit.DEG_PER_S, ("x", "y", "z"), PMD_DATA),
+    )
     EXTRA_START_SETTINGS = ((Setting.CHANNELS, 3),)

@@ -27,6 +27,10 @@ Public API (stable; extended only by keyword arguments with defaults)::
 Samples come from the synthetic generator (``collector.synth``) for ``muscles`` at ``rate_per_min`` twitches
 a minute; each twitch is handed to ``truth`` as a ``TruthEvent`` once its samples were notified (times in
 Unix ns of the device clock, which is the wall clock at the stream's start advanced at ``speed``×).
+``movement=Movement(posture_changes=…, walking=…, limb_jerks=…)`` (per minute; default: none) makes the
+wearer move: the device's accelerometer, gyroscope and orientation all show it
+(``collector.emulate.motion``), and each movement is handed to ``truth`` too (kind ``sustained`` with detail
+``posture``/``walking``, or ``myoclonic_jerk`` with detail ``limb jerk``; amplitude = peak rate in °/s).
 
 Device modules live in ``collector/emulate/devices/`` and are found by scanning that package (one
 ``Peripheral`` subclass per profile, keyed by ``PROFILE``); see ``docs/ble-emulation.md``.
@@ -46,14 +50,16 @@ from typing import Self
 from bumble.device import Device
 
 from collector.emulate.link import HciDevice, LinkError, VirtualLink, open_hci_device, random_static_address
+from collector.emulate.motion import MotionTimeline, Movement
 from collector.emulate.peripheral import EmulationOptions, Peripheral, SourceFactory
-from collector.emulate.source import EmulationError, SampleSource, SynthSource
+from collector.emulate.source import EmulationError, MovingAccSource, SampleSource, SynthSource, motion_source
 from collector.synth import Signal, TruthEvent
 
 __all__ = [
     "EmulatedDevice",
     "EmulationError",
     "LinkError",
+    "Movement",
     "TruthEvent",
     "VirtualLink",
     "emulate",
@@ -152,19 +158,27 @@ class EmulatedDevice:
 
 
 def synth_sources(options: EmulationOptions) -> SourceFactory:
-    """Sources from the generator; each started stream gets its own seed (restart n → a new segment)."""
+    """Sources from the generator; each started stream gets its own seed (restart n → a new segment). The
+    device's movement is one timeline for all its streams, starting with its first stream."""
     starts = 0
+    timeline: MotionTimeline | None = None
 
     def make(signal: str, rate: float, channels: int, start_ns: int) -> SampleSource:
-        nonlocal starts
+        nonlocal starts, timeline
         seed = options.seed * 1000 + starts
         starts += 1
+        if timeline is None:
+            muscle = options.muscles[0] if options.muscles else "unmapped"  # none: SynthSource says so
+            timeline = MotionTimeline(options.movement, options.seed, start_ns, muscle)
+        if signal in ("gyro", "orientation"):
+            return motion_source(signal, timeline, rate, channels, start_ns, seed)
         if signal not in ("emg", "acc"):
-            raise EmulationError(f"the generator makes emg or acc, not {signal!r}")
+            raise EmulationError(f"the generator makes emg, acc, gyro or orientation, not {signal!r}")
         kind: Signal = "emg" if signal == "emg" else "acc"
         # An accelerometer sits on one muscle: the first (an armband's EMG channels may cover several).
         muscles = options.muscles[:1] if kind == "acc" else options.muscles
-        return SynthSource(kind, rate, channels, muscles, options.rate_per_min, seed, start_ns)
+        source = SynthSource(kind, rate, channels, muscles, options.rate_per_min, seed, start_ns)
+        return MovingAccSource(source, timeline, start_ns) if kind == "acc" else source
 
     return make
 
@@ -184,6 +198,7 @@ async def emulate(
     recording: SourceFactory | None = None,
     compressed: bool = False,
     battery_percent: int = 87,
+    movement: Movement | None = None,
 ) -> EmulatedDevice:
     """Start an emulated ``profile`` device, advertising; see the module docstring."""
     registry = emulated_profiles()
@@ -192,7 +207,9 @@ async def emulate(
     if link is not None and transport is not None:
         raise EmulationError("give a virtual link or a transport, not both")
     cls = registry[profile]
-    options = EmulationOptions(tuple(muscles), rate_per_min, seed, speed, battery_percent, compressed)
+    options = EmulationOptions(
+        tuple(muscles), rate_per_min, seed, speed, battery_percent, compressed, movement or Movement()
+    )
     # Deterministic per (profile, seed), so runs are repeatable; several on one link get distinct ones.
     chosen = address or random_static_address(zlib.crc32(f"{profile}/{seed}".encode()) | (seed << 32))
     if address is None and link is not None:

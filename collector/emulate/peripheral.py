@@ -18,13 +18,14 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
-from collector.emulate.source import SampleSource
+from collector.emulate.motion import Movement
+from collector.emulate.source import CombinedSource, SampleSource
 from collector.synth import TruthEvent
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class EmulationOptions:
     speed: float = 1.0
     battery_percent: int = 87
     compressed: bool = False  # devices that can send delta-compressed frames do (Polar H10: 0x81)
+    # How the wearer moves (the generator's accelerometer, gyroscope and orientation show it).
+    movement: Movement = field(default_factory=Movement)
 
     def __post_init__(self) -> None:
         if not (self.speed > 0):
@@ -288,6 +291,13 @@ class Peripheral(ABC):
         """A fresh source for a starting stream and the device-clock time of its first sample."""
         start_ns = self.clock_ns()
         return self.sources(signal, rate, channels, start_ns), start_ns
+
+    def new_sources(self, parts: Sequence[tuple[str, int]], rate: float) -> tuple[SampleSource, int]:
+        """One source of several quantities sampled at the same instants (``(signal, channels)`` each,
+        channels side by side in that order): what one IMU notification carries."""
+        start_ns = self.clock_ns()
+        sources = [self.sources(signal, rate, channels, start_ns) for signal, channels in parts]
+        return (sources[0] if len(sources) == 1 else CombinedSource(sources)), start_ns
 
     # ---------------------------------------------------------------------------- common services
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from collector.emulate import emulate
 from collector.emulate.link import LinkError, ServedController, VirtualLink, serve_hci
+from collector.emulate.motion import Movement
 from collector.emulate.peripheral import SourceFactory
 from collector.emulate.source import EmulationError
 from collector.synth import TruthEvent
@@ -38,6 +39,7 @@ class BleSimulation:
     address: str | None = None
     name: str | None = None
     compressed: bool = False
+    movement: Movement = field(default_factory=Movement)  # the wearer keeps still unless told
 
     def __post_init__(self) -> None:
         if self.transport and self.serve_hci:
@@ -84,6 +86,7 @@ async def run_ble_simulation(
             truth=truth,
             recording=recording,
             compressed=sim.compressed,
+            movement=sim.movement,
         )
         async with device:
             radio = (

@@ -1,22 +1,27 @@
-"""MbientLab MetaMotion R (BMI160): the accelerometer module of the MetaWear command protocol.
+"""MbientLab MetaMotion R (BMI160): the accelerometer and gyroscope modules of the MetaWear command protocol.
 
-Encoder (pure, the inverse of ``collector.devices.metamotion``): ``03 04 <x y z int16>`` (one sample) or
+Encoders (pure, the inverses of ``collector.devices.metamotion``): ``03 04 <x y z int16>`` (one sample) or
 ``03 1C <3 × x y z int16>`` (packed, oldest first), counts of 1/LSB g for the configured range
-(16384/8192/4096/2048 LSB per g at ±2/4/8/16 g), rounded and clipped to int16.
+(16384/8192/4096/2048 LSB per g at ±2/4/8/16 g); the gyroscope the same on module 0x13, ``13 05`` or
+packed ``13 07``, counts of 1/LSB °/s (16.4/32.8/65.6/131.2/262.4 LSB per °/s at ±2000/1000/500/250/125
+°/s). Rounded and clipped to int16.
 
 Peripheral: the MetaWear service (command: write / write without response; notify), Battery, Device
-Information. Module 0x03 registers: data config ``03 03 <conf> <range>`` (ODR code in the low nibble:
-0.78-1600 Hz; BMI160 range codes 03/05/08/0C), data ``03 04 01|00`` and packed ``03 1C 01|00``
-subscribe/unsubscribe, sampling ``03 02 01 00`` / ``03 02 00 01``, power ``03 01 01|00``. Samples flow while
-the accelerometer is powered, sampling is enabled and a data register is subscribed, at the configured rate;
-power off stops them. Other modules' commands are accepted and ignored (the real board answers some of
-them; no profile here waits for those answers). Defaults before any config: 100 Hz, ±4 g (the SDK's).
+Information. Per module (0x03 accelerometer, 0x13 gyroscope): data config ``<module> 03 <conf> <range>``
+(accelerometer ODR code in the low nibble, 0.78-1600 Hz, BMI160 range codes 03/05/08/0C; gyroscope ODR
+codes 6-13 = 25-3200 Hz, range codes 0-4 = ±2000-125 °/s), data and packed subscribe/unsubscribe
+(``03 04``/``03 1C``, ``13 05``/``13 07``, then ``01|00``), sampling ``<module> 02 01 00`` / ``02 00 01``,
+power ``<module> 01 01|00``. A sensor's samples flow while it is powered, its sampling is enabled and one of
+its data registers is subscribed, at its configured rate; power off stops them. Other modules' commands are
+accepted and ignored (the real board answers some of them; no profile here waits for those answers).
+Defaults before any config: the SDK's, accelerometer 100 Hz ±4 g, gyroscope 100 Hz ±2000 °/s.
 
 Advertising: flags, the MetaWear service UUID and the name ``MetaWear``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -25,8 +30,14 @@ from bumble.gatt import Characteristic, Service
 
 from collector.devices.metamotion import (
     COMMAND,
+    GYRO_DATA_REGISTER,
+    GYRO_ODR_CODE,
+    GYRO_PACKED_REGISTER,
+    GYRO_RANGE_CODE,
+    LSB_PER_DPS,
     LSB_PER_G,
     MODULE_ACC,
+    MODULE_GYRO,
     NOTIFY,
     ODR_CODE,
     PACKED_REGISTER,
@@ -53,18 +64,63 @@ from collector.emulate.peripheral import (
 FloatArray = npt.NDArray[np.float64]
 
 PACKED: Final = PACKED_REGISTER["bmi160"]
-RATE_OF_CODE: Final = {code: rate for rate, code in ODR_CODE.items()}
-RANGE_OF_CODE: Final = {code: g for g, code in RANGE_CODE["bmi160"].items()}
+GYRO_DATA: Final = GYRO_DATA_REGISTER["bmi160"]
+GYRO_PACKED: Final = GYRO_PACKED_REGISTER["bmi160"]
+
+
+def _encode(module: int, register: int, single: int, values: npt.ArrayLike, lsb: float) -> bytes:
+    v = np.asarray(values, dtype=np.float64)
+    samples = 1 if register == single else 3
+    if v.shape != (samples, 3):
+        raise ValueError(f"register 0x{register:02x} carries ({samples}, 3) samples, got {v.shape}")
+    counts = np.clip(np.rint(v * lsb), -32768, 32767).astype("<i2")
+    return bytes([module, register]) + counts.tobytes()
 
 
 def encode_acc(values_g: npt.ArrayLike, range_g: int, register: int = REG_DATA) -> bytes:
     """One sample (data register) or three (packed register), in g → the notification."""
-    v = np.asarray(values_g, dtype=np.float64)
-    samples = 1 if register == REG_DATA else 3
-    if v.shape != (samples, 3):
-        raise ValueError(f"register 0x{register:02x} carries ({samples}, 3) samples, got {v.shape}")
-    counts = np.clip(np.rint(v * LSB_PER_G[range_g]), -32768, 32767).astype("<i2")
-    return bytes([MODULE_ACC, register]) + counts.tobytes()
+    return _encode(MODULE_ACC, register, REG_DATA, values_g, LSB_PER_G[range_g])
+
+
+def encode_gyro(values_dps: npt.ArrayLike, range_dps: int, register: int = GYRO_DATA) -> bytes:
+    """One sample (``13 05``) or three (packed, ``13 07``), in °/s → the notification (BMI160)."""
+    return _encode(MODULE_GYRO, register, GYRO_DATA, values_dps, LSB_PER_DPS[range_dps])
+
+
+@dataclass
+class _Sensor:
+    """One module's state as the board keeps it."""
+
+    stream: str
+    data: int  # single-sample data register
+    packed: int
+    rate_of_code: dict[int, float]
+    range_of_code: dict[int, int]
+    rate_hz: float
+    range_: int
+    subscribed: set[int] = field(default_factory=set)
+    sampling: bool = False
+    powered: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.powered and self.sampling and bool(self.subscribed)
+
+    def command(self, register: int, payload: bytes) -> None:
+        if register == REG_CONFIG and len(payload) == 2:
+            rate = self.rate_of_code.get(payload[0] & 0x0F)
+            range_ = self.range_of_code.get(payload[1])
+            if rate is not None and range_ is not None:
+                self.rate_hz, self.range_ = rate, range_
+        elif register in (self.data, self.packed) and len(payload) == 1:
+            if payload[0]:
+                self.subscribed.add(register)
+            else:
+                self.subscribed.discard(register)
+        elif register == REG_SAMPLING and len(payload) == 2:
+            self.sampling = payload[0] == 1
+        elif register == REG_POWER and len(payload) == 1:
+            self.powered = payload[0] == 1
 
 
 class MetaMotionPeripheral(Peripheral):
@@ -74,11 +130,26 @@ class MetaMotionPeripheral(Peripheral):
     MODEL = "MetaMotion R (BMI160)"
 
     def services(self) -> list[Service]:
-        self.rate_hz = 100.0
-        self.range_g = 4
-        self.subscribed_registers: set[int] = set()
-        self.sampling = False
-        self.powered = False
+        self.sensors = {
+            MODULE_ACC: _Sensor(
+                "acc",
+                REG_DATA,
+                PACKED,
+                {code: rate for rate, code in ODR_CODE.items()},
+                {code: g for g, code in RANGE_CODE["bmi160"].items()},
+                100.0,
+                4,
+            ),
+            MODULE_GYRO: _Sensor(
+                "gyro",
+                GYRO_DATA,
+                GYRO_PACKED,
+                {code: rate for rate, code in GYRO_ODR_CODE.items()},
+                {code: dps for dps, code in GYRO_RANGE_CODE.items()},
+                100.0,
+                2000,
+            ),
+        }
         command = self.writable(
             COMMAND,
             self._on_command,
@@ -96,44 +167,28 @@ class MetaMotionPeripheral(Peripheral):
         return data, b""
 
     def _on_command(self, data: bytes) -> None:
-        if len(data) < 3 or data[0] != MODULE_ACC:
+        sensor = self.sensors.get(data[0]) if len(data) >= 3 else None
+        if sensor is None:
             return
-        register, payload = data[1], data[2:]
-        if register == REG_CONFIG and len(payload) == 2:
-            rate = RATE_OF_CODE.get(payload[0] & 0x0F)
-            range_g = RANGE_OF_CODE.get(payload[1])
-            if rate is not None and range_g is not None:
-                self.rate_hz, self.range_g = rate, range_g
-        elif register in (REG_DATA, PACKED) and len(payload) == 1:
-            if payload[0]:
-                self.subscribed_registers.add(register)
-            else:
-                self.subscribed_registers.discard(register)
-        elif register == REG_SAMPLING and len(payload) == 2:
-            self.sampling = payload[0] == 1
-        elif register == REG_POWER and len(payload) == 1:
-            self.powered = payload[0] == 1
-        self._update()
+        sensor.command(data[1], data[2:])
+        if sensor.running and not self.streaming(sensor.stream):
+            self._start(sensor)
+        elif not sensor.running:
+            self.stop_stream(sensor.stream)
 
-    def _update(self) -> None:
-        running = self.powered and self.sampling and bool(self.subscribed_registers)
-        if running and not self.streaming("acc"):
-            self._start()
-        elif not running:
-            self.stop_stream("acc")
-
-    def _start(self) -> None:
-        register = PACKED if PACKED in self.subscribed_registers else REG_DATA
-        per_notification = 3 if register == PACKED else 1
-        source, start_ns = self.new_source("acc", self.rate_hz, 3)
-        range_g = self.range_g
+    def _start(self, sensor: _Sensor) -> None:
+        register = sensor.packed if sensor.packed in sensor.subscribed else sensor.data
+        per_notification = 3 if register == sensor.packed else 1
+        source, start_ns = self.new_source(sensor.stream, sensor.rate_hz, 3)
+        range_ = sensor.range_
+        encoder = encode_acc if sensor.stream == "acc" else encode_gyro
 
         def encode(values: FloatArray, first: int) -> list[Notification]:
             usable = len(values) - len(values) % per_notification
             return [
-                (self.notify_char, encode_acc(values[k : k + per_notification], range_g, register))
+                (self.notify_char, encoder(values[k : k + per_notification], range_, register))
                 for k in range(0, usable, per_notification)
             ]
 
-        block = per_notification * max(1, round(self.rate_hz / 10 / per_notification))
-        self.start_stream(Stream("acc", source, block, encode, start_ns))
+        block = per_notification * max(1, round(sensor.rate_hz / 10 / per_notification))
+        self.start_stream(Stream(sensor.stream, source, block, encode, start_ns))

@@ -9,7 +9,8 @@ Commands: ``HELLO`` (``00 <ref>``) is answered ``01 <ref> "Hello"``; ``SUBSCRIBE
 ``/Meas/Acc/<rate>`` or ``/Meas/Gyro/<rate>`` (13-1666 Hz) starts that stream under ``ref`` with no
 answer (data follows); an unknown path or rate is answered with status 404 (``01 <ref> 01 94``, high byte
 first); ``UNSUBSCRIBE`` (``02 <ref>``) stops it. Samples per notification: rate / 13 (8 at 104 Hz), fewer if
-the MTU is smaller. The generator makes only acceleration: the gyroscope reports a sensor at rest.
+the MTU is smaller. The gyroscope comes from the generator too: its noise at rest, the wearer's movement
+when there is some (the same movement the accelerometer shows).
 Timestamps: ms since the emulated sensor booted.
 
 Advertising: flags and the name (``Movesense XXXXXXXX``); the GSP service UUID in the scan response.
@@ -48,8 +49,6 @@ from collector.emulate.peripheral import (
     advertising_payload,
     uuid128_le,
 )
-from collector.emulate.source import SampleSource, StillSource
-from collector.frames import Unit
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -117,13 +116,8 @@ class MovesensePeripheral(Peripheral):
             self._subscribe(reference, match.group(1), int(match.group(2)))
 
     def _subscribe(self, reference: int, resource: str, rate: int) -> None:
-        source: SampleSource
-        if resource == "Acc":
-            source, start_ns = self.new_source("acc", float(rate), 3)
-            to_unit = STANDARD_GRAVITY
-        else:
-            start_ns = self.clock_ns()
-            source, to_unit = StillSource(float(rate), 3, Unit.DEG_PER_S), 1.0
+        signal, to_unit = ("acc", STANDARD_GRAVITY) if resource == "Acc" else ("gyro", 1.0)
+        source, start_ns = self.new_source(signal, float(rate), 3)
         per_notification = max(1, min(rate // 13, (self.att_mtu() - 3 - 6) // 12))
         t0_ms = (start_ns - self.boot_ns) // 1_000_000
 

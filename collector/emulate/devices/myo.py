@@ -7,8 +7,9 @@ Encoders (pure, inverses of ``collector.devices.myo``):
   ``UV_PER_COUNT`` (1 µV per count, an assumption) and clips at ±127/−128 like a saturating front end.
   Successive notifications rotate over the four EMG characteristics, as the armband does.
 - IMU: 10 × int16 — quaternion w,x,y,z (×16384), accelerometer x,y,z (×2048 per g), gyroscope x,y,z
-  (×16 per °/s). The generator makes only acceleration: the emulated armband reports the identity
-  orientation and a still gyroscope.
+  (×16 per °/s), all three sampled at the same instants from the generator: at rest the identity
+  orientation and the gyroscope's noise, and when the wearer moves (``movement=``) the same movement in all
+  three (``collector.emulate.motion``).
 
 GATT: control service (info, firmware version, command), IMU service (IMU data notify, motion events
 indicate), classifier service (classifier events indicate, the undocumented FV characteristic), EMG data
@@ -184,9 +185,9 @@ class MyoPeripheral(Peripheral):
         self.start_stream(Stream("emg", source, 8, encode, start_ns))
 
     def _start_imu(self) -> None:
-        source, start_ns = self.new_source("acc", IMU_RATE_HZ, 3)
+        source, start_ns = self.new_sources([("orientation", 4), ("acc", 3), ("gyro", 3)], IMU_RATE_HZ)
 
         def encode(values: FloatArray, first: int) -> list[Notification]:
-            return [(self.imu, encode_imu(acc_g=row)) for row in values]
+            return [(self.imu, encode_imu(row[0:4], row[4:7], row[7:10])) for row in values]
 
         self.start_stream(Stream("imu", source, 5, encode, start_ns))

@@ -2,8 +2,8 @@
 
 Encoder (pure, the inverse of ``collector.devices.thingy52``): one sample → 18 bytes, nine int16 LE:
 accelerometer Q6.10 (1/1024 g), gyroscope Q11.5 (1/32 °/s), compass Q12.4 (1/16 µT), each rounded and
-clipped to int16. The generator makes only acceleration: the emulated Thingy reports a still gyroscope and
-a zero compass.
+clipped to int16. Acceleration and rotation rate come from the generator, sampled at the same instants (the
+gyroscope's noise at rest; the wearer's movement, when there is some, in both); the compass reads zero.
 
 Peripheral: the motion service with its configuration (read/write, 9 bytes: step, temperature and
 magnetometer compensation intervals in ms, motion processing frequency in Hz — u16 each — and
@@ -124,10 +124,10 @@ class Thingy52Peripheral(Peripheral):
 
     def _start(self) -> None:
         rate = self.rate_hz
-        source, start_ns = self.new_source("acc", float(rate), 3)
+        source, start_ns = self.new_sources([("acc", 3), ("gyro", 3)], float(rate))
 
         def encode(values: FloatArray, first: int) -> list[Notification]:
-            return [(self.raw, encode_raw(row)) for row in values]
+            return [(self.raw, encode_raw(row[0:3], row[3:6])) for row in values]
 
         # One sample per notification, as the firmware sends; blocks of a tenth of a second.
         self.start_stream(Stream("raw", source, max(1, rate // 10), encode, start_ns))
