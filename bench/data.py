@@ -472,7 +472,7 @@ def realworld(root: Path = DATA_DIR / REALWORLD) -> list[Capture]:
         loaded = read_any(path)
         if loaded is None:
             continue
-        name = path.relative_to(root.parent).with_suffix("").as_posix()
+        name = path.relative_to(root).with_suffix("").as_posix()
         out.append(Capture(name, loaded.format, tuple(segment(s) for s in loaded.streams), loaded.notes))
     return out
 

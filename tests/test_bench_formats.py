@@ -216,7 +216,7 @@ def test_recordings_are_found_by_format_in_any_folder(tmp_path: Path) -> None:
     counts = np.full(1000, 33000)
     write_opensignals(nested / "hub.h5", {"BB": (100.0, [(k, "XYZ", counts) for k in (1, 2, 3)])})
     found = data.realworld(tmp_path / "realworld")
-    assert [c.name for c in found] == ["realworld/new-lab/day1/hub", "realworld/new-lab/day1/wrist"]
+    assert [c.name for c in found] == ["new-lab/day1/hub", "new-lab/day1/wrist"]
     assert [c.format for c in found] == ["PLUX OpenSignals HDF5", "GENEActiv CSV"]
 
 
@@ -249,8 +249,8 @@ def test_older_recordings_become_one_device_with_their_own_segmentation() -> Non
 
 def _loaded(folder: str, pattern: str) -> list[data.Capture]:
     root = realworld_folder(folder)
-    caps = data.realworld(root.parent)
-    return [c for c in caps if c.name.startswith(f"realworld/{folder}/") and Path(c.name).match(pattern)]
+    caps = data.realworld(root.parent)  # the whole realworld folder, found by format
+    return [c for c in caps if c.name.startswith(f"{folder}/") and Path(c.name).match(pattern)]
 
 
 def test_real_plux_accelerometers() -> None:
@@ -307,3 +307,30 @@ def test_real_geneactiv() -> None:
     assert (s.rate, s.device) == (50.0, "back")
     assert 160.0 < s.duration_s < 175.0
     assert 0.9 < np.median(np.linalg.norm(s.x, axis=1)) < 1.1
+
+
+# --- the everyday table (bench/realworld.py) -------------------------------------------------------------
+
+
+def test_everyday_table_counts_before_and_after_the_gate_per_lane_minute_of_activity() -> None:
+    from bench import realworld
+    from tests.test_motion import add_turn, rest
+    from tests.test_recordings import add_potential
+
+    rate, seconds = 1000.0, 40.0
+    x = np.random.default_rng(0).normal(0.0, 3.0, (int(rate * seconds), 1))
+    for onset in (5.0, 12.0, 13.0, 30.0):
+        add_potential(x[:, 0], rate, onset, 40.0)
+    gyro = rest(seconds)
+    add_turn(gyro, 10.0, 5.0, 60.0)  # the wearable turns 10–15 s: the twitches at 12 and 13 s are vetoed
+    emg = formats.Stream("EMG arm", "emg", rate, x, "band", active=((10.0, 20.0),), rest=((0.0, 10.0),))
+    gyr = formats.Stream("GYR band", "gyro", 100.0, gyro, "band")
+    cap = data.Capture("lab/arm", "test", (emg, gyr))
+    (tally,) = realworld.assess(cap).values()
+    counts = (tally.before, tally.counted, tally.before_active, tally.counted_active)
+    assert (tally.lanes, counts) == (1, (4, 2, 2, 0))
+    assert tally.rejected == {"rotation": 2}
+    assert tally.active_min == pytest.approx(10.0 / 60.0)
+    assert tally.counted_per_active_min == 0.0
+    assert tally.before_per_active_min == pytest.approx(2 / (10.0 / 60.0))
+    assert 0.7 < tally.assessable < 0.9  # the turn (≈10.6–14.4 s) and its guards are not assessable
