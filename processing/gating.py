@@ -150,13 +150,22 @@ class GatedRun:
         params: GateParams | None = None,
         clocks: Sequence[Clock | None] | None = None,
         user: str = "me",
+        detectors: Sequence[Detector] | None = None,
+        judge: bool = True,
     ) -> None:
+        """``detectors``: one per stream, already made (default: ``make_detector``); ``judge=False``: every
+        detection is released as the detector gave it, at once (the detectors alone, for comparison)."""
         base = params or GateParams()
         self.params = GateParams(base.before_ns, base.after_ns, NEVER_STALE_NS)
         self.streams = tuple(streams)
         self.gate = RestGate(self.params)
         self.user = user
-        self.detectors = [make_detector(s.kind, s.rate, s.channels) for s in self.streams]
+        self.judging = judge
+        if detectors is None:
+            detectors = [make_detector(s.kind, s.rate, s.channels) for s in self.streams]
+        if len(detectors) != len(self.streams):
+            raise ValueError(f"{len(detectors)} detectors for {len(self.streams)} streams")
+        self.detectors = list(detectors)
         self._clocks = list(clocks) if clocks is not None else [None] * len(self.streams)
         self._done = [0] * len(self.streams)  # samples fed per stream
         self._settled_ns = [0] * len(self.streams)
@@ -264,7 +273,7 @@ class GatedRun:
     def _advance(self) -> list[Judged]:
         out, keep = [], []
         for j in self._held:
-            if not j.kind.is_twitch:
+            if not j.kind.is_twitch or not self.judging:
                 out.append(j)
                 continue
             scopes = self._scopes(j)
