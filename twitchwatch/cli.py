@@ -39,11 +39,13 @@ from processing.recordings import (
     open_recording,
     plan_detection,
 )
+from processing.segments import segment_of
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
 from processing.worker import FlagTask, HaDiscovery, Worker
 from twitchwatch import person_cli
 from twitchwatch.config import (
     ConfigError,
+    DeviceMap,
     Settings,
     default_demo_store_url,
     load_device_file,
@@ -677,7 +679,20 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     devices = load_device_file(path)
     streams = sum(len(d.streams) for d in devices.devices.values())
     print(f"{path}: OK ({len(devices.devices)} devices, {streams} streams)")
+    for name, device in sorted(devices.devices.items()):
+        print(f"  {name}: body segment {_segment_words(device)}")
     return 0
+
+
+def _segment_words(device: DeviceMap) -> str:
+    """What the worker's rest gate takes as the device's body segment, and why."""
+    if device.segment:
+        return f"{device.segment} (set in the map)"
+    muscles = sorted({m for s in device.streams.values() for m in (s.muscle, *s.channels.values()) if m})
+    found = sorted({seg for m in muscles if (seg := segment_of(m))})
+    if found:
+        return f"{', '.join(found)} (from {', '.join(muscles)})"
+    return "unknown (no muscle name it recognises; set `segment = …` to let movement there count)"
 
 
 # ---- devices ---------------------------------------------------------------------------------------
