@@ -119,7 +119,7 @@ def _sum_by_muscle(counts: Iterable[HourCount]) -> Counter[str]:
 def _monitored_s_by_muscle(rates: Sequence[MinuteRate]) -> defaultdict[str, float]:
     seconds: defaultdict[str, float] = defaultdict(float)
     for muscle, minutes in muscle_minutes(rates).items():
-        seconds[muscle] = sum(s for _, s in minutes.values())
+        seconds[muscle] = sum(s for _, s, _rest in minutes.values())
     return seconds
 
 
@@ -328,7 +328,7 @@ def _monitored_since(rates: Sequence[MinuteRate], since_ns: int) -> defaultdict[
     worker has written of it so far."""
     seconds: defaultdict[str, float] = defaultdict(float)
     for muscle, minutes in muscle_minutes(rates).items():
-        for minute_ns, (_, monitored) in minutes.items():
+        for minute_ns, (_, monitored, _rest) in minutes.items():
             after = minute_ns + MINUTE_NS - max(minute_ns, since_ns)
             if after > 0:
                 seconds[muscle] += monitored * min(after / MINUTE_NS, 1.0)
@@ -418,7 +418,7 @@ def daily_counts(
     ends = [day_end_ns(d, tz) for d in days]
     worn: defaultdict[tuple[dt.date, str], float] = defaultdict(float)
     for muscle, minutes in muscle_minutes(rates).items():
-        for minute_ns, (_, seconds) in minutes.items():
+        for minute_ns, (_, seconds, _rest) in minutes.items():
             i = bisect.bisect_right(starts, minute_ns) - 1
             if i >= 0 and minute_ns < ends[i]:
                 worn[(days[i], muscle)] += seconds / 3600.0

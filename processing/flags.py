@@ -303,7 +303,7 @@ def histories(rates: Sequence[MinuteRate], tz: dt.tzinfo = dt.UTC) -> dict[str, 
     hour_of_minute: dict[int, int] = {}  # the zone lookup once per minute, not once per muscle
     for muscle, minutes in muscle_minutes(rates).items():
         by_hour = hours.setdefault(muscle, {})
-        for minute_ns, (n, seconds) in minutes.items():
+        for minute_ns, (n, seconds, _rest) in minutes.items():
             hour = hour_of_minute.get(minute_ns)
             if hour is None:
                 hour = hour_of_minute[minute_ns] = hour_start_ns(minute_ns, tz)

@@ -94,10 +94,10 @@ def rate_per_hour(rates: Sequence[MinuteRate], muscle: str) -> float | None:
     minute however many devices watch it, a replay of live minutes left out); None when nothing was
     monitored."""
     minutes = muscle_minutes(rates).get(muscle, {}).values()
-    monitored = sum(seconds for _, seconds in minutes)
+    monitored = sum(seconds for _, seconds, _rest in minutes)
     if monitored <= 0:
         return None
-    return sum(twitches for twitches, _ in minutes) * 3600.0 / monitored
+    return sum(twitches for twitches, _, _rest in minutes) * 3600.0 / monitored
 
 
 def rate_messages(user: str, muscles: Iterable[str], recent: Sequence[MinuteRate]) -> list[Message]:

@@ -195,7 +195,7 @@ def factor_effects(
     muscles: set[str] = set()
     for muscle, minutes in muscle_minutes(rates).items():
         muscles.add(muscle)
-        for minute_ns, (twitches, monitored) in minutes.items():
+        for minute_ns, (twitches, monitored, _rest) in minutes.items():
             if not _inside(minute_ns, everything):
                 baseline[muscle] = baseline.get(muscle, RateSum()).plus(twitches, monitored)
                 continue

@@ -166,7 +166,7 @@ def _minutes_by_muscle(rates: Sequence[MinuteRate]) -> dict[str, dict[int, float
     """Monitored seconds per muscle per minute (``muscle_minutes``: several devices on one muscle count
     once, replays of live minutes not at all)."""
     return {
-        muscle: {minute_ns: seconds for minute_ns, (_, seconds) in minutes.items()}
+        muscle: {minute_ns: seconds for minute_ns, (_, seconds, _rest) in minutes.items()}
         for muscle, minutes in muscle_minutes(rates).items()
     }
 

@@ -128,7 +128,7 @@ class _MinuteTally:
     dirty: bool = True  # changed since last written
 
     def rate(self, key: tuple[str, str, str, Source], minute_ns: int) -> MinuteRate:
-        return MinuteRate(*key, minute_ns, self.twitches, round(min(self.monitored_s, 60.0), 6))
+        return MinuteRate(*key, minute_ns, self.twitches, round(min(self.monitored_s, 60.0), 6), None)
 
 
 RateKey = tuple[str, str, str, Source]

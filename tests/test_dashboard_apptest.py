@@ -763,10 +763,11 @@ def test_journal_rate_after_each_factor_vs_baseline(
     coffee = now_minute - 10 * 3600 * NS
     # 6 h after the coffee: 2 twitches a minute; 3 h before it: 1 a minute (the baseline). 60 s each.
     after = [
-        MinuteRate(USER, "calf_left", "sim1", "live", coffee + i * 60 * NS, 2, 60.0) for i in range(6 * 60)
+        MinuteRate(USER, "calf_left", "sim1", "live", coffee + i * 60 * NS, 2, 60.0, 60.0)
+        for i in range(6 * 60)
     ]
     before = [
-        MinuteRate(USER, "calf_left", "sim1", "live", coffee - (i + 1) * 60 * NS, 1, 60.0)
+        MinuteRate(USER, "calf_left", "sim1", "live", coffee - (i + 1) * 60 * NS, 1, 60.0, 60.0)
         for i in range(3 * 60)
     ]
     seed(store, rates=after + before)
@@ -902,7 +903,9 @@ def test_overview_flags_agree_with_the_flags_command(
         for hour in range(9, 13):
             first = day_ns + hour * 60 * MIN
             rates += [
-                MinuteRate(USER, "calf_left", "sim1", "live", first + i * MIN, 1 if i % 30 == 0 else 0, 60.0)
+                MinuteRate(
+                    USER, "calf_left", "sim1", "live", first + i * MIN, 1 if i % 30 == 0 else 0, 60.0, 60.0
+                )
                 for i in range(60)
             ]
             rates += minute_rates("control_arm", first, 60, 60.0)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from dashboard import app, data
-from processing.events import EventKind, MinuteRate, Source, muscle_minutes
+from processing.events import EventKind, MinuteRate, RestTally, Source, muscle_minutes
 from processing.flags import histories
 from processing.homeassistant import rate_per_hour
 from processing.journal import Factor, JournalEntry, factor_effects
@@ -29,8 +29,10 @@ PLUS2 = dt.timezone(dt.timedelta(hours=2))
 KOLKATA = zoneinfo.ZoneInfo("Asia/Kolkata")  # UTC+5:30: its clock hours start at :30 UTC
 
 
-def rate(muscle: str, minute: int, monitored_s: float) -> MinuteRate:
-    return MinuteRate("me", muscle, "dev", "live", T0 + minute * 60 * NS, 0, monitored_s)
+def rate(muscle: str, minute: int, monitored_s: float, rest_s: float | None = -1.0) -> MinuteRate:
+    """A minute rate; at rest the whole time it was worn unless ``rest_s`` says otherwise."""
+    rest = monitored_s if rest_s == -1.0 else rest_s
+    return MinuteRate("me", muscle, "dev", "live", T0 + minute * 60 * NS, 0, monitored_s, rest)
 
 
 # ---- ranges ---------------------------------------------------------------------------------------
@@ -342,7 +344,9 @@ def test_every_view_of_a_muscles_rate_agrees(tmp_path: Path) -> None:
         ("neck", "n", "live", range(60), 30.0),
     ]
     rates = [
-        MinuteRate("me", muscle, dev, src, T0 + m * minute, count[(dev, src, T0 + m * minute)], seconds)
+        MinuteRate(
+            "me", muscle, dev, src, T0 + m * minute, count[(dev, src, T0 + m * minute)], seconds, seconds
+        )
         for muscle, dev, src, minutes, seconds in worn
         for m in minutes
     ]
@@ -375,13 +379,29 @@ def test_every_view_of_a_muscles_rate_agrees(tmp_path: Path) -> None:
 def test_muscle_minutes_fold_devices_and_drop_replays_of_live_minutes() -> None:
     t = T0
     rates = [
-        MinuteRate("me", "calf", "emg", "live", t, 2, 60.0),
-        MinuteRate("me", "calf", "acc", "live", t, 1, 45.0),
-        MinuteRate("me", "calf", "emg", "replay", t, 2, 60.0),  # a rerun of the live minute
-        MinuteRate("me", "calf", "edf", "replay", t + 60 * NS, 4, 60.0),  # an import: the only record
-        MinuteRate("me", "neck", "n", "live", t, 0, 61.0),  # a clock's leap: never more than the minute
+        MinuteRate("me", "calf", "emg", "live", t, 2, 60.0, 60.0),
+        MinuteRate("me", "calf", "acc", "live", t, 1, 45.0, 40.0),
+        MinuteRate("me", "calf", "emg", "replay", t, 2, 60.0, 60.0),  # a rerun of the live minute
+        MinuteRate("me", "calf", "edf", "replay", t + 60 * NS, 4, 60.0, 60.0),  # an import: the only record
+        MinuteRate("me", "neck", "n", "live", t, 0, 61.0, 61.0),  # a clock's leap: never more than the minute
+        MinuteRate("me", "arm", "old", "live", t, 5, 60.0, None),  # stored before rest tracking
+        MinuteRate("me", "arm", "new", "live", t, 1, 30.0, 20.0),  # the upgraded worker, same minute
     ]
-    assert muscle_minutes(rates) == {"calf": {t: (3, 60.0), t + 60 * NS: (4, 60.0)}, "neck": {t: (0, 60.0)}}
+    assert muscle_minutes(rates) == {
+        "calf": {t: (3, 60.0, 60.0), t + 60 * NS: (4, 60.0, 60.0)},
+        "neck": {t: (0, 60.0, 60.0)},
+        "arm": {t: (6, 60.0, None)},  # one row of unknown rest makes the minute's rest unknown
+    }
+
+
+def test_rest_tally_keeps_minutes_before_rest_tracking_apart() -> None:
+    tally = RestTally.of([(2, 60.0, 30.0), (1, 60.0, 60.0), (7, 60.0, None), (0, 30.0, None)])
+    assert (tally.twitches, tally.worn_s, tally.rest_s) == (3, 120.0, 90.0)
+    assert (tally.untracked_twitches, tally.untracked_worn_s) == (7, 90.0)
+    assert tally.per_hour == 3 * 3600 / 90  # at rest: the untracked minutes neither add nor dilute
+    assert tally.untracked_per_hour == 7 * 3600 / 90  # per hour worn, shown apart
+    assert tally.all_worn_h == 210 / 3600
+    assert RestTally.of([(4, 60.0, None)]).per_hour is None
 
 
 def test_live_table_latest_time_is_local() -> None:
@@ -441,7 +461,7 @@ def test_half_hour_zone_counts_land_in_its_clock_hours(tmp_path: Path) -> None:
 
 def test_rerun_free_counts_on_a_half_hour_grid() -> None:
     half = H // 2
-    live_minute = MinuteRate("me", "a", "dev", "live", T0 + half + 10 * 60 * NS, 1, 60.0)
+    live_minute = MinuteRate("me", "a", "dev", "live", T0 + half + 10 * 60 * NS, 1, 60.0, 60.0)
     replay = [HourCount("a", T0 - half, 4), HourCount("a", T0 + half, 5)]
     # The live minute lies in the clock hour starting at T0 + half: that replayed hour is a rerun.
     assert data.rerun_free_counts([], replay, [live_minute], half) == [HourCount("a", T0 - half, 4)]

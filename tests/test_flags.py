@@ -38,7 +38,7 @@ def hour_rates(muscle: str, hour_ns: int, twitches: int, monitored_min: int = 60
     out = []
     for m in range(monitored_min):
         n = twitches // monitored_min + (1 if m < twitches % monitored_min else 0)
-        out.append(MinuteRate("alice", muscle, "dev1", "live", hour_ns + m * MINUTE, n, 60.0))
+        out.append(MinuteRate("alice", muscle, "dev1", "live", hour_ns + m * MINUTE, n, 60.0, 60.0))
     return out
 
 
@@ -171,7 +171,7 @@ def test_a_replay_of_live_minutes_is_not_counted_twice() -> None:
 
 def test_rerun_free_keeps_live_and_what_only_a_replay_recorded() -> None:
     t = day_start_ns(DAY0)
-    live = MinuteRate("alice", "calf_left", "dev1", "live", t, 3, 60.0)
+    live = MinuteRate("alice", "calf_left", "dev1", "live", t, 3, 60.0, 60.0)
     again = dataclasses.replace(live, source="replay", twitches=4)
     other_device = dataclasses.replace(again, device="dev2")
     other_minute = dataclasses.replace(again, minute_ns=t + MINUTE)
@@ -389,7 +389,7 @@ def local_ns(day: dt.date, hour: int, minute: int = 0, tz: dt.tzinfo = NEW_YORK)
 def worn_all_day(first: dt.date, last: dt.date) -> list[MinuteRate]:
     """Every minute of local days ``first``..``last`` in New York, one twitch at half past each hour."""
     return [
-        MinuteRate("alice", "calf_left", "dev1", "live", t, int((t // MINUTE) % 60 == 30), 60.0)
+        MinuteRate("alice", "calf_left", "dev1", "live", t, int((t // MINUTE) % 60 == 30), 60.0, 60.0)
         for t in range(day_start_ns(first, NEW_YORK), day_end_ns(last, NEW_YORK), MINUTE)
     ]
 
@@ -422,7 +422,7 @@ def evening_history(last: dt.date, n_days: int = 21) -> list[MinuteRate]:
         day = last - dt.timedelta(days=n_days - 1 - i)
         for t in range(local_ns(day, 21), day_end_ns(day, NEW_YORK), MINUTE):
             n = 6 if t == local_ns(day, 23, 30) else 0
-            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0))
+            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0, 60.0))
     return rates
 
 

@@ -40,11 +40,15 @@ def seed(store: SQLiteStore, now_ns: int) -> None:
         start = day_start_ns(today - dt.timedelta(days=back))
         for minute in range(24 * 60):
             t = start + minute * MINUTE
-            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, int(minute % 15 == 0), 60.0))
-            rates.append(MinuteRate("alice", "control_arm", "dev2", "live", t, 0, 60.0))
+            rates.append(
+                MinuteRate("alice", "calf_left", "dev1", "live", t, int(minute % 15 == 0), 60.0, 60.0)
+            )
+            rates.append(MinuteRate("alice", "control_arm", "dev2", "live", t, 0, 60.0, 60.0))
     last_minute = now_ns - now_ns % MINUTE
     for k in range(1, 31):
-        rates.append(MinuteRate("alice", "calf_left", "dev1", "live", last_minute - k * MINUTE, 1, 60.0))
+        rates.append(
+            MinuteRate("alice", "calf_left", "dev1", "live", last_minute - k * MINUTE, 1, 60.0, 60.0)
+        )
     store.write_rates(rates)
 
 
@@ -188,7 +192,7 @@ async def test_a_muscle_that_appears_later_gets_its_discovery_config(
         assert "hanew/binary_sensor/twitchwatch_bob/rising/config" in first  # no muscle yet, flags already
         now = time.time_ns()
         minute = now - now % MINUTE - MINUTE
-        store.write_rates([MinuteRate("bob", "neck", "dev7", "live", minute, 3, 60.0)])
+        store.write_rates([MinuteRate("bob", "neck", "dev7", "live", minute, 3, 60.0, 60.0)])
         topics = ["hanew/sensor/twitchwatch_bob/neck_rate/config", rate_state_topic("bob", "neck")]
         got = await collect_retained(target, topics, 60)
     finally:
@@ -219,7 +223,7 @@ async def test_the_worker_counts_flag_days_in_its_zone(
         start = to_ns(dt.datetime.combine(day, dt.time(21), tzinfo=zone))
         for t in range(start, day_end_ns(day, zone), MINUTE):
             n = 6 if t == start + 150 * MINUTE else 0  # 23:30
-            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0))
+            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0, 60.0))
     with SQLiteStore(tmp_path / "e.db") as store:
         store.write_rates(rates)
         worker = Worker(MqttTarget("127.0.0.1", 1), store, user="alice", flags=task)

@@ -61,7 +61,7 @@ def history() -> tuple[list[TwitchEvent], list[MinuteRate]]:
     events.append(twitch("calf_left", START + 13 * HOUR, EventKind.ARTIFACT))
     per_minute = Counter((e.muscle, e.start_ns - e.start_ns % MINUTE) for e in events if e.kind.is_twitch)
     rates = [
-        MinuteRate("alice", muscle, "dev1", "live", t, per_minute[(muscle, t)], 60.0)
+        MinuteRate("alice", muscle, "dev1", "live", t, per_minute[(muscle, t)], 60.0, 60.0)
         for i in range(16)
         for t in range(START + i * DAY + 8 * HOUR, START + i * DAY + 20 * HOUR, MINUTE)
         for muscle in ("calf_left", "thigh_right", "forearm_left")
@@ -244,7 +244,7 @@ def seed_autumn(store: EventStore) -> None:
     store.write_events(events)
     store.write_rates(
         [
-            MinuteRate("alice", "calf_left", "dev1", "live", t, per_minute[t], 60.0)
+            MinuteRate("alice", "calf_left", "dev1", "live", t, per_minute[t], 60.0, 60.0)
             for t in range(day_start_ns(first, NEW_YORK), day_end_ns(last, NEW_YORK), MINUTE)
         ]
     )

@@ -48,8 +48,8 @@ def seed_recent(path: Path, days: int = 20) -> None:
             start = day_start_ns(today - dt.timedelta(days=back))
             for t in range(start + 8 * HOUR, start + 20 * HOUR, MINUTE):
                 n = int((t // MINUTE) % 10 == 0)
-                rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, n, 60.0))
-                rates.append(MinuteRate("alice", "arm", "d2", "live", t, 0, 60.0))
+                rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, n, 60.0, 60.0))
+                rates.append(MinuteRate("alice", "arm", "d2", "live", t, 0, 60.0, 60.0))
                 if n:
                     end = t + 90_000_000
                     kind = EventKind.FASCICULATION
@@ -217,7 +217,7 @@ def test_report_and_flags_count_days_in_the_configured_zone(
             events.append(
                 TwitchEvent("alice", "calf_left", "d1", "acc", 0, kind, t, t + 90_000_000, 0.1, "g", 0.9)
             )
-            rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, 1, 60.0))
+            rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, 1, 60.0, 60.0))
         store.write_events(events)
         store.write_rates(rates)
     out_csv = tmp_path / "r.csv"

@@ -53,7 +53,7 @@ def test_a_key_waits_for_its_stored_minute_then_adds_to_it() -> None:
     assert book.lookups() == []  # handed out once
     assert book.changed_open() == []  # held back: the store has not answered
     assert book.take(None) == []
-    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0))
+    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0, 20.0))
     [rate] = book.take(None)
     assert (rate.twitches, rate.monitored_s) == (3, 30.0)
 
@@ -62,6 +62,6 @@ def test_the_same_data_again_replaces_the_stored_minute() -> None:
     book = RateBook(ask_prior=True)
     book.cover(KEY, T0, T0 + 30 * 10**9)  # starts where the stored run started: a replay
     book.lookups()
-    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0))
+    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0, 20.0))
     [rate] = book.take(None)
     assert (rate.twitches, rate.monitored_s) == (0, 30.0)

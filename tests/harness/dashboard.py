@@ -64,7 +64,7 @@ def minute_rates(
     muscle: str, first_minute_ns: int, minutes: int, monitored_s: float, source: Source = "live"
 ) -> list[MinuteRate]:
     return [
-        MinuteRate(USER, muscle, "sim1", source, first_minute_ns + i * 60 * NS, 0, monitored_s)
+        MinuteRate(USER, muscle, "sim1", source, first_minute_ns + i * 60 * NS, 0, monitored_s, monitored_s)
         for i in range(minutes)
     ]
 
