@@ -409,6 +409,11 @@ def muscle_map_from(settings: Settings) -> Callable[[str, str, int], str | None]
     return settings.device_file().muscle_for
 
 
+def segment_map_from(settings: Settings) -> Callable[[str], str | None]:
+    """Each device's body segment as the device map sets it (else the worker derives it from muscles)."""
+    return settings.device_file().segment_for
+
+
 def flag_task_from(settings: Settings) -> FlagTask:
     ha = HaDiscovery(settings.ha_prefix, settings.ha_interval_s) if settings.ha_discovery else None
     return FlagTask(
@@ -431,6 +436,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         muscle_map=muscle_map_from(settings),
         client_id=args.client_id or f"twitchwatch-worker-{settings.user}",
         flags=flag_task_from(settings),
+        segment_map=segment_map_from(settings),
     )
     log.info("worker: %s → %s (user %s)", settings.mqtt.display, store.url, settings.user)
     try:
