@@ -270,8 +270,10 @@ def _detect(path: Path) -> list[tuple[str, str, float, bool]]:
     """What ``twitchwatch detect`` finds: (muscle, kind, start seconds from the file's start, whether the
     detector released it only at the end of the stream)."""
     with open_recording(path) as reader:
-        # The detectors alone: the worker stores what its detectors find, and does not run the rest gate
-        # yet (when it does, this compares the gated events of both).
+        # The detectors alone: a twitch the worker's rest gate marked during movement keeps what the
+        # detector saw as its reason's first word (``_looked_like``), so the two compare without depending
+        # on how each gate groups the files' streams (detect: one device per file; the worker: the two
+        # replayed devices on one forearm).
         run = DetectionRun(plan_detection(reader.recording), gate=False)
         events = [(e, False) for c in reader.chunks(run.plan.groups) for e in run.feed(c)]
         events += [(e, True) for e in run.finish()]
