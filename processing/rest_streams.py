@@ -34,7 +34,7 @@ from processing.events import EventKind, TwitchEvent
 from processing.rest import GateParams, RestGate, Scope, SourceId
 from processing.segments import segment_of
 
-StreamKind = Literal["emg", "acc", "motion"]
+StreamKind = Literal["emg", "acc", "gyro", "orientation"]
 StreamKey = tuple[str, str, str]  # (user, device, stream)
 SegmentMap = Callable[[str], str | None]  # device → its configured body segment
 WARMING_UP = "detector warming up"
@@ -43,8 +43,8 @@ _WHAT = {
     ("emg", EventKind.ARTIFACT): "EMG artifact",
     ("acc", EventKind.SUSTAINED): "movement",
     ("acc", EventKind.ARTIFACT): "accelerometer artifact",
-    ("motion", EventKind.SUSTAINED): "movement",
-    ("motion", EventKind.ARTIFACT): "movement",
+    ("gyro", EventKind.SUSTAINED): "rotation",
+    ("orientation", EventKind.SUSTAINED): "rotation",
 }
 
 

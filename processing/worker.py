@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,6 +39,7 @@ from processing.detector import Detection, StreamingDetector
 from processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
 from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
 from processing.fusion import Fuser
+from processing.motion import MotionDetector
 from processing.rest import GateParams
 from processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
 from processing.store import EventQuery, EventStore, StoreError
@@ -109,14 +110,12 @@ class StreamDetector(Protocol):
 
     def open_activity(self) -> list[tuple[int, int, int]]: ...
 
-    def process(self, chunk: FloatArray) -> list[Detection]: ...
+    def process(self, chunk: FloatArray) -> Sequence[Detection]: ...
 
-    def finish(self) -> list[Detection]: ...
+    def finish(self) -> Sequence[Detection]: ...
 
 
-# (sample rate, channels) → the detector of a gyroscope or orientation stream. None: such streams are
-# ignored (their movement does not yet reach the rest gate; accelerometers and EMG still do).
-MotionDetectorFactory = Callable[[float, int], StreamDetector]
+MOTION: tuple[StreamKind, ...] = ("gyro", "orientation")  # streams that only veto (processing/motion.py)
 
 
 @dataclass
@@ -146,16 +145,21 @@ class _Stream:
 
 
 def signal_of(unit: Unit) -> StreamKind | None:
-    return {Unit.MICROVOLT: "emg", Unit.G: "acc", Unit.DEG_PER_S: "motion"}.get(unit)  # type: ignore[return-value]
+    return {Unit.MICROVOLT: "emg", Unit.G: "acc", Unit.DEG_PER_S: "gyro"}.get(unit)  # type: ignore[return-value]
 
 
 def signal_of_name(signal: str) -> StreamKind | None:
-    return {"emg": "emg", "acc": "acc", "gyro": "motion", "orientation": "motion"}.get(signal)  # type: ignore[return-value]
+    return {"emg": "emg", "acc": "acc", "gyro": "gyro", "orientation": "orientation"}.get(signal)  # type: ignore[return-value]
 
 
 def warmup_samples(detector: StreamDetector) -> int:
-    """Samples the detector spends learning its noise floor after a start, detecting nothing."""
-    return detector.warmup_samples if isinstance(detector, StreamingDetector) else 0
+    """Samples the detector spends after a start learning what it needs (noise floor, gyro bias), during
+    which it detects nothing: blind time for the rest gate."""
+    if isinstance(detector, StreamingDetector):
+        return detector.warmup_samples
+    if isinstance(detector, MotionDetector):
+        return round(detector.params.warmup_s * detector.rate)
+    return 0
 
 
 class RestView(Protocol):
@@ -368,7 +372,6 @@ class Worker:
         flags: FlagTask | None = None,
         segment_map: SegmentMap | None = None,
         gate: GateParams | None = None,
-        motion_detector: MotionDetectorFactory | None = None,
     ) -> None:
         self.target = target
         self.store = store
@@ -384,7 +387,6 @@ class Worker:
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
         # When each muscle could be assessed: every stream's vetoes; fused events wait here to be judged.
         self._rest = RestStreams(gate or GateParams(), segment_map or (lambda _device: None))
-        self._motion_detector = motion_detector
         self._rates = RateBook(ask_prior=True, rest=self._rest)
         self._prior_reads: set[asyncio.Task[None]] = set()  # owned here; _finish awaits, run() cancels
         self._watermark_ns: dict[tuple[str, str], int] = {}
@@ -551,7 +553,7 @@ class Worker:
             return
         kind = self._signal(user, device, stream, frame.unit)
         if kind is None:
-            return  # a stream no detector here understands (or gyroscopes, without a movement detector)
+            return  # a stream no detector here understands
         st = self._stream_for(user, device, stream, frame, kind)
         if st is None:
             return
@@ -572,14 +574,12 @@ class Worker:
     def _signal(self, user: str, device: str, stream: str, unit: Unit) -> StreamKind | None:
         """The detector a stream needs: from its unit, or for a unitless stream (the Myo's raw EMG comes
         in device counts, its orientation as a unitless quaternion) from what the device's status says the
-        stream carries. Gyroscope and orientation streams need the movement detector, if there is one."""
+        stream carries. Gyroscope and orientation streams get the movement detector (they only veto)."""
         kind = signal_of(unit)
         if kind is None and unit is Unit.UNITLESS:
             status = self._status.get((user, device))
             info = status.streams.get(stream) if status is not None else None
             kind = signal_of_name(info.signal) if info is not None else None
-        if kind == "motion" and self._motion_detector is None:
-            return None
         return kind
 
     def _stream_for(
@@ -618,15 +618,15 @@ class Worker:
             frame.t0_ns,
         )
         self._streams[key] = st
-        muscles = [None if kind == "motion" else self.muscle(st, lane) for lane in range(st.detector.lanes)]
+        muscles = [None if kind in MOTION else self.muscle(st, lane) for lane in range(st.detector.lanes)]
         warmup_ns = round(warmup_samples(st.detector) * 1e9 / st.rate)
         self._rest.start(st.key, kind, muscles, st.seg_t0_ns, warmup_ns)
         return st
 
-    def _detector(self, kind: StreamKind, rate: float, channels: int) -> StreamDetector:
-        if kind == "motion":
-            assert self._motion_detector is not None  # _signal routes motion streams only when there is one
-            return self._motion_detector(rate, channels)
+    @staticmethod
+    def _detector(kind: StreamKind, rate: float, channels: int) -> StreamDetector:
+        if kind == "gyro" or kind == "orientation":
+            return MotionDetector(kind, rate, channels)
         return StreamingDetector(kind, rate, channels)
 
     def _source(self, st: _Stream) -> tuple[Source, str]:
@@ -698,7 +698,7 @@ class Worker:
         return next((r for r in rows if r.device == device and r.minute_ns == minute_ns), None)
 
     def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:
-        if st.kind == "motion":
+        if st.kind == "gyro" or st.kind == "orientation":
             return  # a movement stream watches no muscle: it only vetoes
         source, _ = self._source(st)
         for lane in range(st.detector.lanes):
@@ -706,14 +706,14 @@ class Worker:
             self._fuser.register((st.user, muscle), st.key, st.kind)
             self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns)
 
-    def _emit(self, st: _Stream, detections: list[Detection]) -> None:
+    def _emit(self, st: _Stream, detections: Sequence[Detection]) -> None:
         """Detections become events and wait in the fuser for their muscle's other streams; activity and
         artifacts also veto (the rest gate). A movement stream's detections are vetoes only."""
         source, session = self._source(st)
         for d in detections:
             if is_veto(d.kind):
                 self._veto(st, d)
-            if st.kind == "motion":
+            if st.kind == "gyro" or st.kind == "orientation":
                 continue
             event = TwitchEvent(
                 st.user,

@@ -154,7 +154,7 @@ def test_an_emg_lane_vetoes_its_own_muscle_and_movement_streams_the_device_and_s
     rs = RestStreams(GateParams(before_ns=0, after_ns=0))
     rs.start(("me", "myo", "emg"), "emg", ["forearm_flexor_left", "forearm_extensor_left"], 0, S)
     rs.start(("me", "leg", "acc"), "acc", ["calf_left"], 0, 0)
-    rs.start(("me", "band", "gyro"), "motion", [None], 0, 0)  # a device with no muscle of its own yet
+    rs.start(("me", "band", "gyro"), "gyro", [None], 0, 0)  # a device with no muscle of its own yet
     rs.veto(("me", "myo", "emg"), 1, 10 * S, 20 * S, "sustained EMG activity 10.0 s (myo/emg ch1)")
     assert rs.vetoed_ns("me", "forearm_extensor_left", 0, 60 * S) == 11 * S  # warm-up + contraction
     assert rs.vetoed_ns("me", "forearm_flexor_left", 0, 60 * S) == S

@@ -45,7 +45,7 @@ SEED = 12  # EMG: a contraction 8.8–15.4 s; accelerometer: a walk 33.5–57.6 
 class Stream:
     device: str
     name: str
-    signal: synth.Signal
+    signal: str  # emg, acc or gyro
     x: np.ndarray
     truth: list[synth.TruthEvent]
 
@@ -56,7 +56,11 @@ class Stream:
     def frames(self) -> list[tuple[int, str, bytes]]:
         """(time, topic, payload) of 100-ms frames, as a wearable sends them."""
         n = round(self.fs / 10)
-        scale, unit = (0.5, Unit.MICROVOLT) if self.signal == "emg" else (1 / 4096, Unit.G)
+        scale, unit = {
+            "emg": (0.5, Unit.MICROVOLT),
+            "acc": (1 / 4096, Unit.G),
+            "gyro": (1 / 16, Unit.DEG_PER_S),  # the Myo's gyroscope scale
+        }[self.signal]
         topic = f"twitchwatch/{USER}/{self.device}/raw/{self.name}"
         out = []
         for i in range(self.x.shape[0] // n):
@@ -80,7 +84,7 @@ def stream(device: str, name: str, signal: synth.Signal, physiology: synth.Physi
 
 def status(streams: Sequence[Stream], muscles: dict[str, str]) -> bytes:
     info = {
-        s.name: StreamInfo(i, s.signal, s.fs, (muscles[s.name],) * (1 if s.signal == "emg" else 3))
+        s.name: StreamInfo(i, s.signal, s.fs, (muscles.get(s.name, ""),) * (1 if s.signal == "emg" else 3))
         for i, s in enumerate(streams)
     }
     return DeviceStatus("online", "sim", "live", "run1", None, info).to_json()
@@ -239,3 +243,29 @@ async def test_the_device_map_puts_a_device_on_a_segment_its_muscle_names_do_not
     segments = {"strap": "lower_leg_left"}
     await run_worker(parse_mqtt_url(mosquitto.url), store, devices, "rest-3", segments.get)
     check_muscle(store, "calf_left", calf.twitches(), strap.spans(), "(strap/acc)")
+
+
+def rotating(device: str, spans: Sequence[tuple[float, float]], seed: int) -> Stream:
+    """A gyroscope (°/s, 100 Hz) at rest — a zero-rate offset of a few °/s and 0.5 °/s of noise — turning
+    back and forth at up to 60 °/s (1 Hz) within ``spans``, with half-second ramps."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(SECONDS * 100)) / 100
+    x = np.array([2.0, -3.0, 1.0]) + rng.normal(0, 0.5, (t.size, 3))
+    for a, b in spans:
+        ramp = np.clip(np.minimum(t - a, b - t) / 0.5, 0.0, 1.0)
+        x[:, 1] += 60 * ramp * np.sin(2 * np.pi * t)
+    truth = [synth.TruthEvent("", round(a * S), round(b * S), "sustained", 60.0, "°/s") for a, b in spans]
+    return Stream(device, "gyro", "gyro", x, truth)
+
+
+async def test_a_gyroscope_s_rotation_vetoes_the_muscles_of_its_device(
+    mosquitto: MosquittoServer, store: EventStore
+) -> None:
+    """An EMG wearable with a gyroscope (a Myo, a MetaMotion): the arm turning makes its muscle not
+    assessable, though the EMG sees no contraction."""
+    emg = stream("band", "emg", "emg", REST_ONLY, SEED)
+    gyro = rotating("band", [(40.0, 60.0)], SEED)
+    devices = {"band": ([emg, gyro], {"emg": "forearm_flexor_left"})}
+    await run_worker(parse_mqtt_url(mosquitto.url), store, devices, "rest-4")
+    _, moved = check_muscle(store, "forearm_flexor_left", emg.twitches(), gyro.spans(), "(band/gyro)")
+    assert all("rotation" in e.reason for e in moved)  # "rotation up to … °/s for … s", or "… going on for …"
