@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from processing.flags import FlagSet, flags_for_display
+from processing.flags import RATES_WORDS, FlagSet, flags_for_display
 from processing.journal import Factor, JournalEntry, parse_factor
 from processing.localtime import local_datetime, to_ns, zone_name
 from processing.store import EventStore, open_store
@@ -116,6 +116,7 @@ def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO, tz: dt.tzinfo
             f"{3 * interval_s / 60:.0f} min (is 'twitchwatch process' running?)"
         )
     print(f"Flags for {flag_set.user}: {len(flag_set.flags)} raised; {origin}.", file=out)
+    print(f"Rates: {RATES_WORDS}.", file=out)
     for f in flag_set.flags:
         where = f.muscle or f"device {f.device}"
         print(f"\n[{f.kind.value}] {where}", file=out)
@@ -213,9 +214,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         progress(f"writing daily counts to {args.csv}")
         with args.csv.open("w", newline="", encoding="utf-8") as f:
             render_csv(report, f)
+    cov = report.coverage
     progress(
-        f"done: {len(report.muscles)} muscles, {report.coverage.monitored_h:.1f} h monitored "
-        f"from {since:%Y-%m-%d} to {until:%Y-%m-%d}"
+        f"done: {len(report.muscles)} muscles, {cov.monitored_h:.1f} h monitored "
+        f"({cov.rest_h:.1f} h at rest) from {since:%Y-%m-%d} to {until:%Y-%m-%d}"
     )
     return 0
 
