@@ -110,11 +110,13 @@ def summary(report: ReportData, period: str) -> None:
     st.header(HEADING_MUSCLES)
     st.table(data.report_muscles(report), hide_index=True)
     st.caption(
-        "Twitches are fasciculations and myoclonic jerks; sustained activity is counted apart. An "
-        "episode is a run of twitches close together on one muscle."
+        "Twitches are fasciculations and myoclonic jerks; the rate is per hour at rest (the muscle relaxed "
+        "and still), with hours at rest and worn beside it. Sustained activity, and twitch-like events "
+        "while the muscle contracted or the limb moved (during movement), are counted apart, never as "
+        "twitches. An episode is a run of twitches close together on one muscle."
     )
     st.header(HEADING_WHERE)
-    show_body_map({m.muscle: m.per_hour or 0.0 for m in report.muscles})
+    show_body_map({m.muscle: m.per_hour for m in report.muscles})
     st.header(HEADING_FLAGS)
     show_flags(report.flags, tz)
     st.header(HEADING_SYMPTOMS)

@@ -217,11 +217,11 @@ def test_history_journal_and_report_pages(dashboard: DashboardProcess, store_url
     expect(page.get_by_role("heading", name="Twitches per day")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     daily = table(page, "calf_right").filter(has_not_text="change per week")
     expect(daily.locator("tbody tr")).to_have_count(14)  # the default range: the last 14 days
-    # day, calf_left, its hours worn, calf_right, its hours worn
+    # day, calf_left, its hours at rest, its hours worn, calf_right, its hours at rest, its hours worn
     rows = daily.locator("tbody tr").all()
-    total = sum(int(cell(r, 1)) + int(cell(r, 3)) for r in rows)
+    total = sum(int(cell(r, 1)) + int(cell(r, 4)) for r in rows)
     assert total == 16  # every seeded twitch is in the last 14 days
-    worn = [float(c.removesuffix(" h")) for c in (cell(r, 2) for r in rows) if c != "—"]
+    worn = [float(c.removesuffix(" h")) for c in (cell(r, 3) for r in rows) if c != "—"]
     assert 2 <= len(worn) <= 4, worn  # each stretch on one day or split over two
     assert sum(worn) == pytest.approx(10.0, abs=0.25), worn
     expect(table(page, "change per week").get_by_text("calf_left", exact=True)).to_be_visible()
@@ -237,8 +237,8 @@ def test_history_journal_and_report_pages(dashboard: DashboardProcess, store_url
     entries = table(page, "factor").filter(has_text="2 cups of coffee")
     expect(entries).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
     expect(entries.get_by_text("caffeine", exact=True)).to_be_visible()
-    # calf_left has monitored time (the hours worn above), so the rate comparison has its row.
-    effects = table(page, "per hour after")
+    # calf_left has time at rest (the hours worn above, all at rest), so the rate comparison has its row.
+    effects = table(page, "per hour at rest after")
     expect(effects.locator("tr", has_text="calf_left").get_by_text("caffeine", exact=True)).to_be_visible()
     screenshot(page, "journal.png")
 

@@ -513,15 +513,18 @@ _COLUMNS = [
     "confidence",
     "device",
     "source",
+    "reason",
 ]
 
 
 def print_events(store: EventStore, query: EventQuery, fmt: str, tz: dt.tzinfo = dt.UTC) -> None:
+    """Events as JSON lines, CSV or a table. Those of kind ``during_movement`` are listed with their reason
+    (what they looked like and what made the muscle not assessable): they are never counted as twitches."""
     events = store.events(query)
     rows = [e.to_json_dict() for e in events]
     if fmt == "json":
         for row in rows:
-            print(json.dumps(row))
+            print(json.dumps(row, ensure_ascii=False))
         return
     if fmt == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=_COLUMNS, extrasaction="ignore")
@@ -530,10 +533,14 @@ def print_events(store: EventStore, query: EventQuery, fmt: str, tz: dt.tzinfo =
         return
     for e in events:
         when = dt.datetime.fromtimestamp(e.start_ns / 1e9, tz).isoformat(timespec="milliseconds")
+        why = f"  ({e.reason})" if e.reason else ""
         print(
             f"{when}  {e.muscle:<20} {e.kind.value:<15} {e.duration_ms:7.1f} ms  {e.amplitude:10.3f} {e.unit}"
+            f"{why}"
         )
-    print(f"{len(events)} events", file=sys.stderr)
+    moved = sum(1 for e in events if e.kind is EventKind.DURING_MOVEMENT)
+    note = f" ({moved} during movement: not counted as twitches)" if moved else ""
+    print(f"{len(events)} events{note}", file=sys.stderr)
 
 
 # ---- detect ----------------------------------------------------------------------------------------
