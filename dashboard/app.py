@@ -27,6 +27,7 @@ import streamlit as st
 from dashboard import bodymap, data
 from dashboard.livefeed import LiveFeed
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source, rerun_free_rates
+from processing.felt import FeltComparison
 from processing.flags import FlagSet
 from processing.journal import Factor
 from processing.localtime import day_of, zone_name
@@ -376,6 +377,24 @@ def flags_section(ctx: Context, tz: dt.tzinfo) -> None:
         st.error(f"Cannot read or compute the flags: {exc}")
         return
     show_flags(flag_set, tz)
+
+
+HEADING_FELT = "Felt twitches and detections"
+NO_FELT = (
+    "No twitch was marked as felt here. Mark one with the Live page's “I felt a twitch” button, "
+    "`twitchwatch felt`, or a phone shortcut or Home Assistant button publishing to twitchwatch/<user>/felt."
+)
+
+
+def show_felt(comparisons: Sequence[FeltComparison]) -> None:
+    """Felt marks ("I felt that") against the detections: the report's period, or the History page's
+    days."""
+    st.header(HEADING_FELT)
+    if not comparisons or not comparisons[0].felt:
+        st.caption(NO_FELT)
+        return
+    st.table(data.felt_display(comparisons), hide_index=True)
+    st.caption(data.felt_caption(comparisons))
 
 
 def show_flags(flag_set: FlagSet, tz: dt.tzinfo) -> None:

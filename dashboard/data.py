@@ -29,6 +29,7 @@ from processing.events import (
     muscle_minutes,
     rerun_free_events,
 )
+from processing.felt import FELT_AFTER_S, FELT_BEFORE_S, FeltComparison
 from processing.flags import Flag, FlagRules
 from processing.journal import FactorEffect, JournalEntry
 from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, hour_offset_ns, local_datetime
@@ -868,6 +869,45 @@ def body_map_display(
         if m in placed or m in unplaced
     ]
     return pd.DataFrame(rows, columns=[COL_MUSCLE, COL_PER_HOUR, COL_ON_MAP])
+
+
+# ---- felt ---------------------------------------------------------------------------------------------
+COL_FELT = "felt"
+COL_FELT_NEAR = "felt, with a detection near"
+COL_CHANCE = "by chance alone (about)"
+COL_DETECTED = "detected"
+COL_DETECTED_NEAR = "detected, near a felt one"
+FELT_CAPTION = (
+    "A detection is near a felt mark when it starts up to {before:g} s before the mark or {after:g} s after "
+    "it (noticing a twitch and pressing a button takes seconds; the clocks differ by about a second). This "
+    "shows whether what you noticed and what the sensor recorded go together — it is not a test of the "
+    "detector: you feel only some twitches (most detections have no mark, which says nothing against them), "
+    "may feel twitches the sensor cannot see, and mark them late, so some detections fall near a mark by "
+    "chance (the column says how many to expect)."
+)
+
+
+def felt_display(comparisons: Sequence[FeltComparison]) -> pd.DataFrame:
+    """Felt marks against detections: all muscles, then each muscle a mark named."""
+    rows = [
+        {
+            COL_MUSCLE: c.muscle or "all muscles",
+            COL_FELT: str(c.felt),
+            COL_FELT_NEAR: str(c.felt_near),
+            COL_CHANCE: f"{c.chance:.1f}",
+            COL_DETECTED: str(c.detections),
+            COL_DETECTED_NEAR: str(c.detections_near),
+        }
+        for c in comparisons
+    ]
+    columns = [COL_MUSCLE, COL_FELT, COL_FELT_NEAR, COL_CHANCE, COL_DETECTED, COL_DETECTED_NEAR]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def felt_caption(comparisons: Sequence[FeltComparison]) -> str:
+    c = comparisons[0] if comparisons else None
+    before, after = (c.before_s, c.after_s) if c else (FELT_BEFORE_S, FELT_AFTER_S)
+    return FELT_CAPTION.format(before=before, after=after)
 
 
 # ---- report -------------------------------------------------------------------------------------------

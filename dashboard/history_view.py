@@ -13,8 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, date_pair, page_header
+from dashboard.app import Context, date_pair, page_header, show_felt
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent, rerun_free_events
+from processing.felt import compare_by_muscle
+from processing.journal import Factor
 from processing.localtime import day_of, zone_name
 from processing.store import EventQuery, StoreError
 
@@ -62,6 +64,11 @@ def render(ctx: Context) -> None:
         # "all" counts once.
         rates = ctx.store.rates(dataclasses.replace(query, kinds=None, limit=None))
         events = rerun_free_events(events, rates)
+        marks = [
+            e
+            for e in ctx.store.journal_entries(time_range.since_ns, time_range.until_ns, ctx.user)
+            if e.factor is Factor.FELT
+        ]
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return
@@ -90,6 +97,7 @@ def render(ctx: Context) -> None:
         events = data.in_session(events, session)
         daily_sections(events, first, last, tz, None)
     movement_section(events, tz)
+    show_felt(compare_by_muscle(marks, events))
 
 
 def daily_sections(

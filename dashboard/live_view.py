@@ -1,5 +1,6 @@
-"""The Live page: twitch counts from the store, device status and the last seconds of raw signal from
-the MQTT bus, all refreshed by one fragment every ``LIVE_REFRESH_S``."""
+"""The Live page: an "I felt a twitch" button, twitch counts from the store, device status and the last
+seconds of raw signal from the MQTT bus, all but the button refreshed by one fragment every
+``LIVE_REFRESH_S``."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from dashboard import data, live_data
 from dashboard.app import LIVE_REFRESH_S, Context, page_header
 from dashboard.livefeed import FeedSnapshot, LiveFeed
 from processing.events import MINUTE_NS, TWITCH_KINDS, EventKind, TwitchEvent
+from processing.journal import Factor, JournalEntry
 from processing.store import EventQuery, EventStore, StoreError
 
 HEADING_TWITCHES = "Twitches now"
+FELT_BUTTON = "I felt a twitch"
+SOMEWHERE = "not sure where"
 HEADING_DEVICES = "Devices"
 HEADING_SIGNAL = "Signal"
 SIGNAL_WINDOW_S = 20.0
@@ -29,7 +33,34 @@ NO_DEVICES = (
 
 def render(ctx: Context) -> None:
     page_header("Live")
+    felt_button(ctx)
     live_section(ctx.store, ctx.user, ctx.feed, ctx.tz)
+
+
+def felt_button(ctx: Context) -> None:
+    """Mark a twitch the person felt, now: a journal entry of factor ``felt`` the History and Report pages
+    compare with the detections (processing/felt.py). Outside the refreshing fragment, so a click is never
+    lost to a refresh."""
+    try:
+        muscles = ctx.store.muscles(ctx.user)
+    except StoreError:
+        muscles = []  # the section below says how the store failed
+    where, press = st.columns([2, 1], vertical_alignment="bottom")
+    muscle = str(where.selectbox("Where", (SOMEWHERE, *muscles), key="felt_muscle"))
+    if not press.button(FELT_BUTTON, key="felt", type="primary"):
+        return
+    now = time.time_ns()
+    entry = JournalEntry(ctx.user, now, Factor.FELT, muscle="" if muscle == SOMEWHERE else muscle)
+    try:
+        ctx.store.add_journal_entry(entry)
+    except StoreError as exc:
+        st.error(f"Not marked: {exc}")
+        return
+    on = f" on {entry.muscle}" if entry.muscle else ""
+    st.success(
+        f"Marked a felt twitch{on} at {data.format_time(now, ctx.tz)}. The History and Report pages compare "
+        "the marks with the detected twitches."
+    )
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)

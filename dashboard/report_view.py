@@ -14,7 +14,7 @@ import time
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, date_pair, page_header, show_body_map, show_flags
+from dashboard.app import Context, date_pair, page_header, show_body_map, show_felt, show_flags
 from processing.localtime import day_of
 from processing.report import ReportData
 from processing.report_render import render_csv, render_pdf
@@ -124,3 +124,4 @@ def summary(report: ReportData, period: str) -> None:
         st.table(data.journal_display(report.symptoms, tz), hide_index=True)
     else:
         st.caption("No symptoms logged in the journal in this period.")
+    show_felt(report.felt)

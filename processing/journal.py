@@ -39,6 +39,9 @@ class Factor(enum.StrEnum):
     MEDICATION = "medication"
     SYMPTOM = "symptom"
     OTHER = "other"
+    # "I felt that": a twitch the person felt (processing/felt.py) — an observation compared with the
+    # detections, not a factor whose effect on the rate is measured.
+    FELT = "felt"
 
 
 def new_entry_id() -> str:
@@ -186,6 +189,7 @@ def factor_effects(
     """
     windows_ns = windows_ns or {}
     by_factor: dict[Factor, list[tuple[int, int]]] = {}
+    entries = [e for e in entries if e.factor is not Factor.FELT]  # observations, compared elsewhere
     for e in entries:
         width = windows_ns.get(e.factor, default_window_ns)
         by_factor.setdefault(e.factor, []).append((e.time_ns, e.time_ns + width))

@@ -20,6 +20,8 @@ Definitions used throughout (docs/flags-and-report.md):
 - *monitored* time comes from the minute rates: a minute counts when any sensor watched the muscle
   (for coverage: any muscle), so unworn time is never read as "no twitching"; a *gap* is a stretch of
   at least ``GAP_MIN_S`` without any monitoring between the period's first and last monitored minute;
+- *felt* twitches are the journal's ``felt`` marks ("I felt that"), compared with the detected twitches
+  near them (``processing.felt``: what that does and does not measure);
 - *days* and *hours of day* are local to the report's zone (``tz``, the configured
   ``TWITCHWATCH_TIMEZONE``): a day runs from local midnight to local midnight, 23 or 25 h long on DST
   change days, and the hour-of-day histogram counts local clock hours.
@@ -43,6 +45,7 @@ from processing.events import (
     muscle_minutes,
     rerun_free_events,
 )
+from processing.felt import FeltComparison, compare_by_muscle
 from processing.flags import HOUR_NS, FlagRules, FlagSet, compute_flag_set
 from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
 from processing.localtime import day_of, hour_of_day
@@ -153,6 +156,8 @@ class ReportData:
     daily_during_movement: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     daily_untracked_twitches: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     daily_untracked_h: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # worn, before tracking
+    # "I felt that" marks against the detections: all muscles first, then each muscle a mark names.
+    felt: tuple[FeltComparison, ...] = ()
 
     @property
     def total_twitches(self) -> int:
@@ -427,6 +432,7 @@ def build_report(
         episodes=tuple(episodes),
         journal=tuple(journal),
         symptoms=tuple(e for e in journal if e.factor is Factor.SYMPTOM),
+        felt=tuple(compare_by_muscle(journal, events)),
         effects=tuple(factor_effects(journal, rates, journal_windows_ns)),
         flags=flag_set,
         coverage=_coverage(minutes, days, tz),

@@ -397,6 +397,25 @@ def _duration_page(report: ReportData) -> Figure:
 
 # ---- journal, flags, coverage ----------------------------------------------------------------------
 
+FELT_WORDS = (
+    "This shows whether what you noticed and what the sensor recorded go together; it is not a test of the "
+    "detector. A person feels only some twitches (most detections have no mark, which says nothing against "
+    "them), may feel twitches the sensor cannot see, and marks them seconds late, so some detections fall "
+    "near a mark by chance."
+)
+
+
+def felt_lines(report: ReportData, width: int) -> list[str]:
+    """The felt-vs-detected comparison as wrapped lines: all muscles, each muscle named, what it means."""
+    if not report.felt or not report.felt[0].felt:
+        return [
+            "No twitch was marked as felt in this period (twitchwatch felt, the Live page's button, or the "
+            "MQTT topic twitchwatch/<user>/felt)."
+        ]
+    lines = [f"• {c.muscle or 'all muscles'}: {c.words()}" for c in report.felt]
+    wrapped = [textwrap.fill(line, width, subsequent_indent="   ") for line in lines[:4]]
+    return [*wrapped, textwrap.fill(FELT_WORDS, width)]
+
 
 def _journal_flags_page(report: ReportData) -> Figure:
     fig = _page("Journal, symptoms, flags and data coverage", report)
@@ -440,28 +459,31 @@ def _journal_flags_page(report: ReportData) -> Figure:
         ]
         for e in ordered[:14]
     ]
-    ax = fig.add_axes((0.06, 0.55, 0.88, 0.18))
+    ax = fig.add_axes((0.06, 0.58, 0.88, 0.15))
     header = (f"Time ({zone_name(report.tz)})", "Factor", "Muscle", "Amount / note")
-    _table(ax, header, rows, (0.18, 0.12, 0.15, 0.55))
+    _table(ax, header, rows[:12], (0.18, 0.12, 0.15, 0.55))
 
-    fig.text(0.06, 0.535, "Flags and the rules that raised them", fontsize=9, weight="bold")
+    fig.text(0.06, 0.565, "Flags and the rules that raised them", fontsize=9, weight="bold")
     lines = []
     for f in report.flags.flags:
         where = f.muscle or f"device {f.device}"
         lines.append(f"• {f.kind.value} — {where}: {f.summary}; days {f.first_day} … {f.last_day}")
         lines.append(f"   rule: {f.rule}")
-    text = "\n".join(textwrap.fill(line, 125, subsequent_indent="     ") for line in lines[:16])
-    fig.text(0.06, 0.515, text or "none raised", fontsize=7, va="top")
+    text = "\n".join(textwrap.fill(line, 125, subsequent_indent="     ") for line in lines[:12])
+    fig.text(0.06, 0.545, text or "none raised", fontsize=7, va="top")
+
+    fig.text(0.06, 0.385, "Felt twitches (marked “I felt that”) and detections", fontsize=9, weight="bold")
+    fig.text(0.06, 0.365, "\n".join(felt_lines(report, 125)), fontsize=7, va="top")
 
     cov = report.coverage
     gaps = sorted(cov.gaps, key=lambda g: g.hours, reverse=True)[:6]
     gap_text = "; ".join(
         f"{format_clock(g.start_ns, report.tz, '%m-%d %H:%M')} ({g.hours:.1f} h)" for g in gaps
     )
-    fig.text(0.06, 0.3, "Data coverage", fontsize=9, weight="bold")
+    fig.text(0.06, 0.27, "Data coverage", fontsize=9, weight="bold")
     fig.text(
         0.06,
-        0.285,
+        0.255,
         textwrap.fill(
             f"{cov.monitored_h:.1f} h worn on {cov.days_with_data} of {cov.days_in_period} days, "
             f"{cov.rest_h:.1f} h of them at rest"
@@ -472,7 +494,7 @@ def _journal_flags_page(report: ReportData) -> Figure:
         fontsize=7.5,
         va="top",
     )
-    ax = fig.add_axes((0.1, 0.09, 0.84, 0.15))
+    ax = fig.add_axes((0.1, 0.08, 0.84, 0.13))
     x = np.array([np.datetime64(d) for d in report.days])
     ax.bar(x, cov.daily_monitored_h, color="0.75", label="worn")
     ax.bar(x, cov.daily_rest_h, color="0.4", width=0.5, label="at rest")

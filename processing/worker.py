@@ -32,13 +32,15 @@ from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
 from collector.mqtt import MqttTarget
 from collector.ratelog import RateLimitedLog
 from collector.status import DeviceStatus, StatusError
-from collector.topics import Topic, TopicError, raw_filter, status_filter
+from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
 from processing import homeassistant as ha
 from processing.core import FloatArray
 from processing.detector import Detection, StreamingDetector
 from processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
+from processing.felt import FeltError, felt_entry
 from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
 from processing.fusion import Fuser
+from processing.journal import JournalEntry
 from processing.motion import MotionDetector
 from processing.rest import GateParams
 from processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
@@ -78,6 +80,8 @@ class WorkerStats:
     flag_errors: int = 0
     flags_published: int = 0
     ha_updates: int = 0
+    felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
+    bad_felt: int = 0
 
 
 @dataclass(frozen=True)
@@ -389,6 +393,7 @@ class Worker:
         self._rest = RestStreams(gate or GateParams(), segment_map or (lambda _device: None))
         self._rates = RateBook(ask_prior=True, rest=self._rest)
         self._prior_reads: set[asyncio.Task[None]] = set()  # owned here; _finish awaits, run() cancels
+        self._felt_writes: set[asyncio.Task[None]] = set()  # likewise
         self._watermark_ns: dict[tuple[str, str], int] = {}
         self._client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
@@ -422,7 +427,7 @@ class Worker:
                 )
             raise
         finally:
-            for task in self._prior_reads:  # only left when run() was cancelled
+            for task in (*self._prior_reads, *self._felt_writes):  # only left when run() was cancelled
                 task.cancel()
 
     def stop(self) -> None:
@@ -436,6 +441,7 @@ class Worker:
                     self._client = client
                     await client.subscribe(status_filter(self.user), qos=1)
                     await client.subscribe(raw_filter(self.user), qos=1)
+                    await client.subscribe(felt_filter(self.user), qos=1)
                     self.connected.set()
                     backoff = 1.0
                     await self._republish_flags(client)
@@ -487,10 +493,21 @@ class Worker:
         self._ask_priors()
         if self._prior_reads:  # their minutes are held back until the store has answered
             await asyncio.gather(*self._prior_reads)
+        if self._felt_writes:
+            await asyncio.gather(*self._felt_writes)
         await self._flush(final=True)
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
     def handle(self, topic: str, payload: bytes) -> None:
+        try:
+            felt_by = felt_user(topic)
+        except TopicError as exc:
+            self.stats.bad_topics += 1
+            self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
+            return
+        if felt_by is not None:
+            self._on_felt(felt_by, payload)
+            return
         try:
             t = Topic.parse(topic)
         except TopicError as exc:
@@ -501,6 +518,40 @@ class Worker:
             self._on_status(t, payload)
         elif t.kind == "raw" and t.stream is not None:
             self._on_frame(t.user, t.device, t.stream, payload)
+
+    def _on_felt(self, user: str, payload: bytes) -> None:
+        """A felt twitch marked from a phone or Home Assistant: a journal entry, stored off the event loop
+        and retried like every write (processing/felt.py)."""
+        try:
+            entry = felt_entry(user, payload, time.time_ns())
+        except FeltError as exc:
+            self.stats.bad_felt += 1
+            self._rlog.warning("felt", "ignoring a felt mark of %s: %s", user, exc)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a synchronous caller: store it now
+            self.store.add_journal_entry(entry)
+            self.stats.felt_marks += 1
+            return
+        task = loop.create_task(self._store_felt(entry), name="worker-felt")
+        self._felt_writes.add(task)
+        task.add_done_callback(self._felt_writes.discard)
+
+    async def _store_felt(self, entry: JournalEntry) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.store.add_journal_entry, entry)
+            except StoreError as exc:
+                if self._stop.is_set():
+                    log.error("a felt mark at %s was not stored at shutdown: %s", entry.time_ns, exc)
+                    return
+                self.stats.store_errors += 1
+                self._rlog.warning("felt", "cannot store a felt mark, retrying: %s", exc)
+                await self._sleep_or_stop(1.0)
+                continue
+            self.stats.felt_marks += 1
+            return
 
     def _on_status(self, t: Topic, payload: bytes) -> None:
         if not payload:  # a cleared retained status

@@ -792,6 +792,33 @@ def test_history_counts_late_evening_twitches_on_their_local_day(store: StoreTar
     assert f"({ZONE})" in page_text(at)
 
 
+# ---- I felt that ------------------------------------------------------------------------------------------
+def test_the_live_page_button_marks_a_felt_twitch_and_history_compares_it(store: StoreTarget) -> None:
+    now = time.time_ns()
+    seed(store, [event("calf_left", now - 3 * NS), event("calf_left", now - 40 * MIN)])
+    at = open_page("live")
+    assert at.selectbox(key="felt_muscle").options == [live_view.SOMEWHERE, "calf_left"]
+    at.selectbox(key="felt_muscle").set_value("calf_left")
+    at = click(at, live_view.FELT_BUTTON)
+    [entry] = stored_journal(store)
+    assert (entry.factor, entry.muscle) == (Factor.FELT, "calf_left")
+    assert now <= entry.time_ns <= time.time_ns()
+    assert any("Marked a felt twitch on calf_left at" in s.value for s in at.success)
+
+    at = open_page("history", at)
+    [overall, calf] = table_with(at, "felt, with a detection near").to_dict("records")
+    assert (overall["muscle"], overall["felt"], overall["felt, with a detection near"]) == (
+        "all muscles",
+        "1",
+        "1",
+    )
+    assert (overall["detected"], overall["detected, near a felt one"]) == ("2", "1")
+    assert calf["muscle"] == "calf_left"
+    assert "it is not a test of the detector" in page_text(at)
+    at = open_page("report", at)
+    assert table_with(at, "felt, with a detection near").iloc[0]["felt"] == "1"
+
+
 # ---- Journal ----------------------------------------------------------------------------------------------
 def stored_journal(target: StoreTarget) -> list[JournalEntry]:
     s = open_store(target.url, target.auth)

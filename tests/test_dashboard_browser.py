@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from processing.journal import Factor
 from processing.store import open_store
 from tests.harness import unavailable
 from tests.harness.dashboard import (
@@ -203,6 +204,38 @@ def test_live_page_updates_by_itself(
     assert second > first
     screenshot(page, "live-second-look.png")
     assert simulator.poll() is None, "the simulator stopped early; see simulate.log"
+
+
+def test_the_live_page_button_marks_a_felt_twitch(
+    dashboard: DashboardProcess, store_url: str, page: Page
+) -> None:
+    """ "I felt that" from the browser: pick where, press the button; the mark is in the store, compared on
+    the History page."""
+    with open_store(store_url) as store:
+        store.write_events([event("calf_left", time.time_ns() - 2 * NS)])
+    open_page(page, dashboard, "Live")
+    button = page.get_by_role("button", name="I felt a twitch")
+    expect(button).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    where = page.get_by_role("combobox", name="Where")
+    expect(where).to_have_value("not sure where")
+    where.click()
+    page.get_by_role("option", name="calf_left", exact=True).click()
+    expect(where).to_have_value("calf_left")
+    before = time.time_ns()
+    button.click()
+    expect(page.get_by_text(re.compile(r"^Marked a felt twitch on calf_left at "))).to_be_visible(
+        timeout=RENDER_TIMEOUT_MS
+    )
+    screenshot(page, "live-felt.png")
+    with open_store(store_url) as store:
+        [entry] = store.journal_entries(user=USER)
+    assert (entry.factor, entry.muscle) == (Factor.FELT, "calf_left")
+    assert before - 5 * NS <= entry.time_ns <= time.time_ns()
+
+    open_page(page, dashboard, "History")
+    felt = table(page, "felt, with a detection near")
+    expect(felt.locator("tr", has_text="all muscles")).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
+    assert cell(felt.locator("tr", has_text="all muscles"), 1) == "1"
 
 
 def test_history_journal_and_report_pages(dashboard: DashboardProcess, store_url: str, page: Page) -> None:

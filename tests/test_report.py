@@ -348,3 +348,28 @@ def test_the_report_counts_at_rest_and_shows_time_before_rest_tracking_apart(sto
     assert (
         "2.0 h worn on 2 of 2 days, 0.5 h of them at rest and 1.0 h recorded before rest tracking" in pages[3]
     )
+
+
+def test_the_report_compares_felt_twitches_with_detections(store: EventStore) -> None:
+    """Day 2 of the upgraded history: twitches at 10:00:05, 10:01:05 … 10:05:05. Marks 3 s after the first
+    two (on calf_left), one 30 s after the third (too late to be near), and one at 15:00 with nothing near."""
+    upgraded(store)
+    day2 = START + DAY + 10 * HOUR
+    for t, muscle in (
+        (day2 + 8 * SECOND, "calf_left"),
+        (day2 + MINUTE + 8 * SECOND, ""),
+        (day2 + 2 * MINUTE + 35 * SECOND, "calf_left"),
+        (START + DAY + 15 * HOUR, ""),
+    ):
+        store.add_journal_entry(JournalEntry("alice", t, Factor.FELT, muscle=muscle))
+    report = build_report(store, START, START + 2 * DAY, "alice")
+    overall, calf = report.felt
+    assert (overall.muscle, overall.felt, overall.felt_near) == ("", 4, 2)
+    assert (overall.detections, overall.detections_near) == (11, 2)  # every counted twitch of the period
+    assert (calf.muscle, calf.felt, calf.felt_near) == ("calf_left", 4, 2)
+    assert not [e for e in report.effects if e.factor is Factor.FELT]  # an observation, not a factor
+    buffer = io.BytesIO()
+    render_pdf(report, buffer)
+    last = " ".join(pypdf.PdfReader(io.BytesIO(buffer.getvalue())).pages[3].extract_text().split())
+    assert "all muscles: 2 of 4 felt twitch(es) had a detected twitch within 10 s before to 2 s after" in last
+    assert "it is not a test of the detector" in last
