@@ -30,6 +30,7 @@ from processing.store import EventStore
 from processing.store.sqlite import SQLiteStore
 from processing.worker import Worker
 from tests.harness.mosquitto import MosquittoServer
+from tests.test_worker_rest import until
 from twitchwatch.cli import main
 
 S = 1_000_000_000
@@ -190,9 +191,7 @@ async def test_felt_marks_published_on_mqtt_are_stored_by_the_worker(
         await client.publish(felt_topic("alice"), b"PRESS", qos=1)  # Home Assistant's default payload
         await client.publish(felt_topic("alice"), b'{"muscle": "calf left"}', qos=1)  # refused, counted
         await client.publish(felt_topic("bob"), b"{}", qos=1)  # not this worker's user
-    deadline = time.monotonic() + 30
-    while worker.stats.felt_marks + worker.stats.bad_felt < 4 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await until(lambda: worker.stats.felt_marks + worker.stats.bad_felt >= 4, 30)
     worker.stop()
     await asyncio.wait_for(task, 30)
     assert (worker.stats.felt_marks, worker.stats.bad_felt) == (3, 1)
