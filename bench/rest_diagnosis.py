@@ -28,7 +28,7 @@ from bench import data
 from bench.accuracy import DECENT_SNR_DB, INJECTED_RATES, REAL_SEEDS, inject_rest, injection_seeds
 from bench.data import Recording
 from bench.scoring import TOLERANCE_S, Event, Span, span_seconds, within
-from processing.core import Cluster, Features, FloatArray
+from processing.core import Cluster, Features, FloatArray, Verdict
 from processing.emg import EmgEngine, emg_params
 from processing.events import EventKind
 
@@ -103,8 +103,9 @@ class TracedEmg(EmgEngine):
         self._lane = lane
         super()._release(lane, c)
 
-    def classify(self, f: Features) -> tuple[EventKind, float]:
-        kind, confidence = super().classify(f)
+    def classify(self, f: Features) -> Verdict:
+        verdict = super().classify(f)
+        kind = verdict.kind
         c, why = f.cluster, rule(self, f)
         if RULE_KIND[why] is not kind:
             raise RuntimeError(f"rule {why!r} does not give {kind}: update bench.rest_diagnosis.rule")
@@ -127,7 +128,7 @@ class TracedEmg(EmgEngine):
                 c.fill(),
             )
         )
-        return kind, confidence
+        return verdict
 
 
 def trace(x: FloatArray, rate: float, chunk_s: float = 0.1) -> list[Released]:

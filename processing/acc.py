@@ -11,7 +11,15 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from processing.core import DetectorParams, Features, FloatArray, LaneEngine, sosfilt_inplace
+from processing.core import (
+    DetectorParams,
+    Features,
+    FloatArray,
+    LaneEngine,
+    Verdict,
+    format_span,
+    sosfilt_inplace,
+)
 from processing.events import EventKind
 
 
@@ -87,24 +95,32 @@ class AccEngine(LaneEngine):
     def saturation_limit(self, floor: float) -> float:
         return self.params.saturation_excursion
 
-    def classify(self, f: Features) -> tuple[EventKind, float]:
+    def classify(self, f: Features) -> Verdict:
         c, prm = f.cluster, self.params
         ms = c.core_ms(self.rate)
         margin = c.peak_env / max(prm.on_factor * self.w * c.floor, 1e-300)
         sure = 1.0 - 0.5 / max(margin, 1.0) ** 2
         moving_ms = c.slow_blocks * self.blk * 1e3 / self.rate
         if c.saturated:
-            return EventKind.ARTIFACT, 0.95
+            return Verdict(EventKind.ARTIFACT, 0.95, "saturation")
         if c.peak > prm.artifact_amplitude:
-            return EventKind.ARTIFACT, 0.8  # a knock on the sensor
-        if moving_ms >= prm.movement_min_ms:
-            return EventKind.SUSTAINED, min(0.6 + moving_ms / 5000.0, 0.95)  # walking, a posture change
+            return Verdict(EventKind.ARTIFACT, 0.8, f"knock on the sensor ({c.peak:.1f} g)")
+        if moving_ms >= prm.movement_min_ms:  # walking, a posture change
+            return Verdict(
+                EventKind.SUSTAINED, min(0.6 + moving_ms / 5000.0, 0.95), self._movement(moving_ms)
+            )
         if c.long or ms > prm.jerk_max_ms:
-            return EventKind.SUSTAINED, min(0.6 + ms / 5000.0, 0.95)
-        if f.in_train(prm.isolation_ms, prm.train_ratio) or f.busy(prm.busy_count, prm.busy_ratio):
-            return EventKind.SUSTAINED, 0.6
+            return Verdict(EventKind.SUSTAINED, min(0.6 + ms / 5000.0, 0.95), f"activity {format_span(ms)}")
+        if f.in_train(prm.isolation_ms, prm.train_ratio):
+            return Verdict(EventKind.SUSTAINED, 0.6, "train of transients")
+        if f.busy(prm.busy_count, prm.busy_ratio):
+            return Verdict(EventKind.SUSTAINED, 0.6, "among other transients")
         if f.context > 1.0:
-            return EventKind.SUSTAINED, 0.6
+            return Verdict(EventKind.SUSTAINED, 0.6, "activity before it")
         if c.slow_blocks or ms > prm.fasc_max_ms:
-            return EventKind.MYOCLONIC_JERK, sure * 0.9
-        return EventKind.FASCICULATION, sure * 0.9
+            return Verdict(EventKind.MYOCLONIC_JERK, sure * 0.9)
+        return Verdict(EventKind.FASCICULATION, sure * 0.9)
+
+    def _movement(self, moving_ms: float) -> str:
+        lo, hi = self.params.movement_band_hz
+        return f"movement {lo:g}–{hi:g} Hz {moving_ms / 1000.0:.1f} s"

@@ -170,10 +170,27 @@ class Detection:
     kind: EventKind
     confidence: float  # 0..1
     dominant_hz: float = 0.0  # power-weighted RMS frequency of the band-passed event
+    # Why an event that is not a twitch is not one ("train of similar potentials", "movement 0.3–5 Hz
+    # 0.8 s", "saturation" …); "" for twitches. The worker copies it into ``TwitchEvent.reason``.
+    reason: str = ""
 
     @property
     def duration(self) -> int:
         return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What classification decided for a cluster: its kind, how sure, and (not a twitch) why."""
+
+    kind: EventKind
+    confidence: float
+    reason: str = ""
+
+
+def format_span(ms: float) -> str:
+    """A duration for a reason: ms below a second, else seconds."""
+    return f"{ms:.0f} ms" if ms < 1000.0 else f"{ms / 1000.0:.1f} s"
 
 
 @dataclass(slots=True)
@@ -417,7 +434,7 @@ class LaneEngine:
     def saturation_limit(self, floor: float) -> float:
         raise NotImplementedError
 
-    def classify(self, f: Features) -> tuple[EventKind, float]:
+    def classify(self, f: Features) -> Verdict:
         raise NotImplementedError
 
     def start_filters(self, x0: FloatArray) -> None:
@@ -1091,17 +1108,19 @@ class LaneEngine:
             self.release_features(lane, c)
         since = (c.start - self._prev_end[lane]) * 1e3 / self.rate
         f = Features(c, ctx_post, context, since, self._prev_kind[lane], self._prev_peak[lane])
-        kind, confidence = self.classify(f)
+        verdict = self.classify(f)
+        kind = verdict.kind
         self._prev_end[lane] = c.end  # even a blip tells that something went on here
         self._prev_kind[lane] = kind
         self._prev_peak[lane] = c.peak
         self._recent[lane].append((c.start, c.peak))
         if self._blip(c, kind):
             return  # barely over the onset threshold, brief: noise's tail more often than an event
-        conf = round(min(max(confidence, 0.01), 0.99), 3)
+        conf = round(min(max(verdict.confidence, 0.01), 0.99), 3)
         d = self.delay  # report when it happened, not when it came out of the band-pass
         hz = round(c.dominant_hz(self.rate), 1)
-        self._out.append(Detection(lane, max(c.start - d, 0), max(c.end - d, 1), c.peak, kind, conf, hz))
+        start, end = max(c.start - d, 0), max(c.end - d, 1)
+        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason))
 
 
 class _Work:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from processing.core import Cluster, DetectorParams, Features, FloatArray, LaneEngine
+from processing.core import Cluster, DetectorParams, Features, FloatArray, LaneEngine, Verdict, format_span
 from processing.events import EventKind
 
 
@@ -118,28 +118,30 @@ class EmgEngine(LaneEngine):
     def saturation_limit(self, floor: float) -> float:
         return self.params.saturation_excursion * math.sqrt(floor)
 
-    def classify(self, f: Features) -> tuple[EventKind, float]:
+    def classify(self, f: Features) -> Verdict:
         c, prm = f.cluster, self.params
         ms = c.core_ms(self.rate)
         margin = c.peak_env / max(prm.on_factor * self.w * c.floor, 1e-300)
         sure = 1.0 - 0.5 / max(margin, 1.0) ** 2  # 0.5 at the threshold, 0.97 at 4×
         if c.saturated:
-            return EventKind.ARTIFACT, 0.95
+            return Verdict(EventKind.ARTIFACT, 0.95, "saturation")
         if c.peak > prm.artifact_amplitude:
-            return EventKind.ARTIFACT, 0.9
+            return Verdict(EventKind.ARTIFACT, 0.9, f"{c.peak:.0f} µV, beyond any motor-unit potential")
         if self.is_slow(c) or (c.slow_blocks and c.first_on < 0):
-            return EventKind.ARTIFACT, 0.8
+            return Verdict(EventKind.ARTIFACT, 0.8, "slow baseline swing")
         if c.long or ms > prm.jerk_max_ms:
-            return EventKind.SUSTAINED, min(0.6 + ms / 5000.0, 0.95)
-        if f.in_train(prm.isolation_ms, prm.train_ratio) or f.busy(prm.busy_count, prm.busy_ratio):
-            return EventKind.SUSTAINED, 0.6  # a train of potentials: ongoing activity
+            return Verdict(EventKind.SUSTAINED, min(0.6 + ms / 5000.0, 0.95), f"activity {format_span(ms)}")
+        if f.in_train(prm.isolation_ms, prm.train_ratio):
+            return Verdict(EventKind.SUSTAINED, 0.6, "train of similar potentials")
+        if f.busy(prm.busy_count, prm.busy_ratio):
+            return Verdict(EventKind.SUSTAINED, 0.6, "among other potentials")
         if f.context > 1.0:
-            return EventKind.SUSTAINED, 0.5 + 0.4 * min(f.context - 1.0, 1.0)
+            return Verdict(EventKind.SUSTAINED, 0.5 + 0.4 * min(f.context - 1.0, 1.0), "activity around it")
         quiet = 1.0 - 0.3 * f.context  # busier surroundings → less sure
         if ms > prm.fasc_max_ms:
-            if c.fill() < prm.jerk_fill:
-                return EventKind.SUSTAINED, 0.5  # sparse potentials over tens of ms: low-level activity
+            if c.fill() < prm.jerk_fill:  # sparse potentials over tens of ms: low-level activity
+                return Verdict(EventKind.SUSTAINED, 0.5, f"sparse potentials over {ms:.0f} ms")
             edge = min((ms - prm.fasc_max_ms) / prm.fasc_max_ms, 1.0)
-            return EventKind.MYOCLONIC_JERK, sure * quiet * (0.7 + 0.3 * edge)
+            return Verdict(EventKind.MYOCLONIC_JERK, sure * quiet * (0.7 + 0.3 * edge))
         edge = min((prm.fasc_max_ms - ms) / (0.5 * prm.fasc_max_ms), 1.0)
-        return EventKind.FASCICULATION, sure * quiet * (0.7 + 0.3 * edge)
+        return Verdict(EventKind.FASCICULATION, sure * quiet * (0.7 + 0.3 * edge))

@@ -565,6 +565,7 @@ class Worker:
                 source,
                 session,
                 round(d.dominant_hz, 1),
+                d.reason,
             )
             self.stats.events_detected += 1
             self._fuser.add(st.key, st.kind, event)

@@ -268,6 +268,26 @@ def test_artifact_variants(variant: str) -> None:
     dets = _run("emg", x, fs)
     assert dets
     assert {d.kind for d in dets} == {EventKind.ARTIFACT}, dets
+    why = {"pop": "slow baseline swing", "saturation": "saturation", "motion": "slow baseline swing"}[variant]
+    assert why in {d.reason for d in dets}, dets
+
+
+@pytest.mark.parametrize("sig", ["emg", "acc"])
+def test_every_rejected_event_says_why_and_no_twitch_does(sig: Signal) -> None:
+    """Sustained activity and artifacts carry the rule that decided them (docs/detection.md), so a person
+    can see why an event was not counted; twitches carry none."""
+    fs = 1000.0 if sig == "emg" else 100.0
+    phys = Physiology(fasciculation=20, myoclonic_jerk=4, sustained=2, artifact=2, walking=0.5)
+    x, _ = generate(sig, fs, 240, phys, seed=21)
+    dets = _run(sig, x, fs, _chunks(x.shape[0], round(fs / 10)))
+    rejected = [d for d in dets if not d.kind.is_twitch]
+    assert len(rejected) >= 5
+    assert all(d.reason for d in rejected), [d for d in rejected if not d.reason]
+    assert not [d for d in dets if d.kind.is_twitch and d.reason]
+    if sig == "acc":  # walking bouts are rejected as movement, with its band and duration
+        assert any(d.reason.startswith("movement 0.3–5 Hz") and d.reason.endswith(" s") for d in rejected)
+    else:  # contractions: activity with its duration
+        assert any(d.reason.startswith("activity ") for d in rejected)
 
 
 def test_accelerometer_knock_is_an_artifact() -> None:
