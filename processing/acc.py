@@ -40,7 +40,6 @@ def acc_params(sample_rate: float) -> DetectorParams:
         # sensor drift make the accelerometer's background less steady than an electrode's).
         context_ms=300.0,
         context_factor=2.0,
-        report_margin=1.0,  # the onset threshold (12×) already sits beyond Gaussian noise's tail
         artifact_amplitude=1.0,  # g: a knock on the sensor, not a muscle
         saturation_excursion=0.5,  # g
         movement_band_hz=(0.3, min(5.0, 0.12 * sample_rate)),  # 3 Hz at 25 Hz: clear of twitch ringing

@@ -103,7 +103,7 @@ class DetectorParams:
     smooth_ms: float  # moving-sum window of the power (matched to the shortest events)
     on_factor: float  # piece onset: moving mean of the power > on_factor × floor
     off_factor: float  # piece offset: moving mean of the power < off_factor × floor
-    report_margin: float = 1.5  # a brief event is reported only if its peak power reaches this × onset
+    report_margin: float = 1.0  # a brief event is reported only if its peak power reaches this × onset
     notch_hz: float | None = None  # optional mains notch (50 or 60 Hz)
     notch_q: float = 5.0  # its quality factor: 10-Hz wide, so it rings for ~30 ms, not ~200 ms (Q = 30)
     block_ms: float = 20.0  # granularity of block statistics and of event release
