@@ -12,8 +12,8 @@ of every released cluster recorded — blips included — and attributes
   the recording itself) or not.
 
 Overlap stands in for the benchmark's one-to-one matching here, so the counts can differ from its table by an
-event or two. The rule is re-derived from the features in ``EmgEngine.classify``'s order and checked against
-the class the engine gave, so a drift between the two stops the run.
+event or two. The rule is read from the reason ``EmgEngine.classify`` gives (``Verdict.reason``) and checked
+against the class the engine gave, so a drift between the two stops the run.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ from processing.core import Cluster, Features, FloatArray, Verdict
 from processing.emg import EmgEngine, emg_params
 from processing.events import EventKind
 
+REASON_RULE = (
+    ("train", "train"),
+    ("among other", "busy"),
+    ("activity around", "context"),
+    ("sparse", "sparse"),
+    ("activity ", "long"),
+)
 RULE_KIND = {
     "artifact": EventKind.ARTIFACT,
     "long": EventKind.SUSTAINED,
@@ -72,23 +79,16 @@ class Released:
         )
 
 
-def rule(eng: EmgEngine, f: Features) -> str:
-    """The rule of ``EmgEngine.classify`` that decides the cluster (the same tests in the same order)."""
-    c, prm = f.cluster, eng.params
-    ms = c.core_ms(eng.rate)
-    if c.saturated or c.peak > prm.artifact_amplitude or eng.is_slow(c) or (c.slow_blocks and c.first_on < 0):
-        return "artifact"
-    if c.long or ms > prm.jerk_max_ms:
-        return "long"
-    if f.in_train(prm.isolation_ms, prm.train_ratio):
-        return "train"
-    if f.busy(prm.busy_count, prm.busy_ratio):
-        return "busy"
-    if f.context > 1.0:
-        return "context"
-    if ms > prm.fasc_max_ms:
-        return "sparse" if c.fill() < prm.jerk_fill else "jerk"
-    return "isolated"
+def rule(verdict: Verdict) -> str:
+    """The rule of ``EmgEngine.classify`` that decided a cluster, from the reason it gives."""
+    if verdict.kind is EventKind.FASCICULATION:
+        return "isolated"
+    if verdict.kind is EventKind.MYOCLONIC_JERK:
+        return "jerk"
+    for prefix, name in REASON_RULE:
+        if verdict.reason.startswith(prefix):
+            return name
+    return "artifact" if verdict.kind is EventKind.ARTIFACT else "long"
 
 
 class TracedEmg(EmgEngine):
@@ -106,7 +106,7 @@ class TracedEmg(EmgEngine):
     def classify(self, f: Features) -> Verdict:
         verdict = super().classify(f)
         kind = verdict.kind
-        c, why = f.cluster, rule(self, f)
+        c, why = f.cluster, rule(verdict)
         if RULE_KIND[why] is not kind:
             raise RuntimeError(f"rule {why!r} does not give {kind}: update bench.rest_diagnosis.rule")
         floor_rms = math.sqrt(max(c.floor, 1e-300))

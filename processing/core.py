@@ -193,6 +193,25 @@ def format_span(ms: float) -> str:
     return f"{ms:.0f} ms" if ms < 1000.0 else f"{ms / 1000.0:.1f} s"
 
 
+SAME_SHAPE = 0.7  # normalised correlation above which two potentials are taken for one unit's
+
+
+def same_shape(a: FloatArray, b: FloatArray, max_lag: int) -> bool:
+    """Do two waveforms (equal length, centred on their peaks) match: a normalised cross-correlation of
+    at least ``SAME_SHAPE`` at some lag within ±``max_lag`` samples, same polarity? One motor unit's
+    potential repeats nearly unchanged (two noisy copies at 14 dB still correlate ≈ 0.8 over ±5 ms);
+    another unit's, or a noise spike, rarely matches a wider potential's phases."""
+    n = a.shape[0]
+    energy = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
+    if energy <= 0.0:
+        return False
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[lag:], b[: n - lag]) if lag >= 0 else (a[: n + lag], b[-lag:])
+        if float(np.dot(x, y)) >= SAME_SHAPE * energy:
+            return True
+    return False
+
+
 @dataclass(slots=True)
 class Cluster:
     """An event being assembled on one lane (absolute sample indices)."""
@@ -245,6 +264,16 @@ class Cluster:
         if sel.size:
             self.first_on, self.last_on, self.n_on = int(sel[0]), int(sel[-1]), int(sel.size)
 
+    def main_piece_ms(self, rate: float, core_ratio: float) -> float | None:
+        """Where the core comes from exactly two pieces, the core span of the one holding the peak (a
+        potential with a smaller neighbour); None otherwise."""
+        if len(self.core_idx) != 2:
+            return None
+        big = max(range(2), key=lambda i: float(_max(self.core_env[i])) if self.core_env[i].size else 0.0)
+        idx, env = self.core_idx[big], self.core_env[big]
+        sel = idx[env > self.peak_env * core_ratio]
+        return (int(sel[-1]) - int(sel[0]) + 1) * 1e3 / rate if sel.size else None
+
     def core_ms(self, rate: float) -> float:
         """From the first to the last core sample of its pieces: the potentials' main phases, not the
         filter's tail (slow-only clusters: their whole span)."""
@@ -274,14 +303,20 @@ class Features:
     since_previous_ms: float  # from the previous cluster's end on this lane (inf if none)
     previous_kind: EventKind | None
     previous_peak: float  # the previous cluster's peak (0 if none, -1 right after the warm-up)
+    # Whether it has the previous cluster's waveform (``LaneEngine.waveform``); None where either could
+    # not be compared (too few samples per potential, an event too long to be one potential).
+    same_shape: bool | None = None
 
     def in_train(self, isolation_ms: float, similar: float = 2.0) -> bool:
-        """Soon after a cluster of similar size (peaks within a factor ``similar``): the same motor unit
-        firing again, i.e. a train of voluntary (or cramp) activity rather than an isolated twitch."""
+        """Soon after a cluster of similar size (peaks within a factor ``similar``) and, where it can be
+        told, of the same shape: the same motor unit firing again, i.e. a train of voluntary (or cramp)
+        activity rather than an isolated twitch."""
         if self.since_previous_ms >= isolation_ms:
             return False
+        if self.previous_peak < 0:  # the stream's start: whatever came before is unknown
+            return True
         ratio = self.previous_peak / max(self.cluster.peak, 1e-300)
-        return self.previous_peak < 0 or 1.0 / similar <= ratio <= similar  # < 0: the stream's start
+        return 1.0 / similar <= ratio <= similar and self.same_shape is not False
 
     def busy(self, count: int, ratio: float = 0.0) -> bool:
         """At least ``count`` clusters began on the lane within ``context_ms`` before it, counting those
@@ -367,6 +402,7 @@ class LaneEngine:
         self._pre_thr = self._ctx_threshold(self._ctx_blocks * self.blk)
         self._post_thr: dict[int, float] = {}
         self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
+        self._shape_lag = max(1, round(0.004 * sample_rate))  # the peak may move by a phase: ±4 ms
         self._ramp = np.arange(self.epoch * self.blk)  # sample numbers within a segment (never longer)
         self._lane_ids = np.arange(lanes)
         # running state
@@ -398,6 +434,7 @@ class LaneEngine:
         self._prev_end = [-(10**18)] * lanes
         self._prev_kind: list[EventKind | None] = [None] * lanes
         self._prev_peak = [0.0] * lanes
+        self._prev_span = [(0, 0)] * lanes  # the previous cluster's samples, for its waveform
         self._recent: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
         self._out: list[Detection] = []
 
@@ -433,6 +470,13 @@ class LaneEngine:
 
     def saturation_limit(self, floor: float) -> float:
         raise NotImplementedError
+
+    def waveform(self, lane: int, start: int, end: int) -> FloatArray | None:
+        """The band-passed waveform around the peak of a cluster of samples [start, end), for telling one
+        motor unit's repeats from other potentials (``same_shape``); None where shape cannot be told.
+        Asked at a cluster's release about it and about the one before it, at most ``isolation_ms``
+        earlier."""
+        return None
 
     def classify(self, f: Features) -> Verdict:
         raise NotImplementedError
@@ -1108,6 +1152,10 @@ class LaneEngine:
             self.release_features(lane, c)
         since = (c.start - self._prev_end[lane]) * 1e3 / self.rate
         f = Features(c, ctx_post, context, since, self._prev_kind[lane], self._prev_peak[lane])
+        if since < self.params.isolation_ms:  # only a train needs shapes: compared only then
+            a, b = self.waveform(lane, c.start, c.end), self.waveform(lane, *self._prev_span[lane])
+            f.same_shape = None if a is None or b is None else same_shape(a, b, self._shape_lag)
+        self._prev_span[lane] = (c.start, c.end)
         verdict = self.classify(f)
         kind = verdict.kind
         self._prev_end[lane] = c.end  # even a blip tells that something went on here

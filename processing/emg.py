@@ -12,7 +12,16 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from processing.core import Cluster, DetectorParams, Features, FloatArray, LaneEngine, Verdict, format_span
+from processing.core import (
+    Cluster,
+    DetectorParams,
+    Features,
+    FloatArray,
+    LaneEngine,
+    Verdict,
+    format_span,
+    sosfilt_inplace,
+)
 from processing.events import EventKind
 
 
@@ -56,6 +65,8 @@ class EmgEngine(LaneEngine):
         # Raw history for the slow excursion: an event of up to store_s, its margins and release delay.
         self._ring = np.zeros((self._store_cap + round(1.5 * sample_rate) + 4 * self._lowpass, channels))
         self._ring_end = 0
+        self._half_wave = round(0.005 * sample_rate) if sample_rate >= 500.0 else 0
+        self._wave_pre = round(0.04 * sample_rate)  # filter lead-in before the cluster
 
     def lane_power(self, y: FloatArray, out: FloatArray) -> None:
         np.multiply(y, y, out=out)
@@ -115,6 +126,27 @@ class EmgEngine(LaneEngine):
             return
         c.slow_excursion = float(np.abs(np.concatenate([csum[k - 1 : k], csum[k:] - csum[:-k]])).max()) / k
 
+    def waveform(self, lane: int, start: int, end: int) -> FloatArray | None:
+        """±5 ms of the band-passed signal around the peak, re-filtered from the raw ring (the same samples
+        whatever the chunking, so the same answer). Only where a potential has enough samples to have a
+        shape (≥ 500 Hz) and only for clusters short enough to be one potential or a brief burst."""
+        pre, half, size = self._wave_pre, self._half_wave, self._ring.shape[0]
+        lo, hi = start - pre, min(end + half, self._ring_end)
+        if half < 2 or end - start > self._jerk_max or lo < 0 or hi - lo > size or self._ring_end - lo > size:
+            return None
+        a, b = lo % size, hi % size
+        v = (
+            self._ring[a:b, lane] if a < b else np.concatenate([self._ring[a:, lane], self._ring[:b, lane]])
+        )[None, :]
+        v = v - v[0, 0]  # start at rest: no step for the filter to ring on
+        sosfilt_inplace(self._sos, v, np.zeros((1, self._sos.shape[0], 2)))
+        y = v[0]
+        k = pre + int(np.argmax(np.abs(y[pre:])))
+        if k - half < 0 or k + half + 1 > y.shape[0]:
+            return None
+        out: FloatArray = y[k - half : k + half + 1]
+        return out
+
     def is_slow(self, c: Cluster) -> bool:
         prm = self.params
         return c.slow_excursion > max(prm.slow_ratio * c.peak, prm.slow_min * math.sqrt(c.floor))
@@ -143,7 +175,11 @@ class EmgEngine(LaneEngine):
             return Verdict(EventKind.SUSTAINED, 0.5 + 0.4 * min(f.context - 1.0, 1.0), "activity around it")
         quiet = 1.0 - 0.3 * f.context  # busier surroundings → less sure
         if ms > prm.fasc_max_ms:
-            if c.fill() < prm.jerk_fill:  # sparse potentials over tens of ms: low-level activity
+            if c.fill() < prm.jerk_fill:
+                main = c.main_piece_ms(self.rate, self._core_ratio)
+                if main is not None and main <= prm.fasc_max_ms:  # a potential and a smaller neighbour
+                    return Verdict(EventKind.FASCICULATION, sure * quiet * 0.7)
+                # sparse potentials over tens of ms: low-level activity
                 return Verdict(EventKind.SUSTAINED, 0.5, f"sparse potentials over {ms:.0f} ms")
             edge = min((ms - prm.fasc_max_ms) / prm.fasc_max_ms, 1.0)
             return Verdict(EventKind.MYOCLONIC_JERK, sure * quiet * (0.7 + 0.3 * edge))

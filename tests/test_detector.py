@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.synth import MuscleSegment, Physiology, Signal, TruthEvent, analysis_band, generate, spec_for
-from processing.core import DetectorParams, _public_sosfilt, sosfilt_inplace
+from processing.core import DetectorParams, _public_sosfilt, same_shape, sosfilt_inplace
 from processing.detector import Detection, StreamingDetector
 from processing.events import EventKind
 
@@ -244,6 +244,53 @@ def test_a_potential_soon_after_a_clearly_smaller_one_is_not_a_train() -> None:
     _muap(x, 6150, 33.0)
     kinds = [d.kind for d in _run("emg", x, fs)]
     assert kinds == [EventKind.FASCICULATION] * 3 + [EventKind.SUSTAINED]
+
+
+def _shaped(x: np.ndarray, centre: int, peak: float, width_ms: float, phases: int) -> None:
+    """A bi- (1st Gaussian derivative) or triphasic (2nd) potential, ``width_ms`` wide (± 3 s.d.)."""
+    s = width_ms / 6.0
+    t = np.arange(-round(4 * s), round(4 * s) + 1) / s
+    w = -t * np.exp(-0.5 * t * t) if phases == 2 else (1 - t * t) * np.exp(-0.5 * t * t)
+    x[centre - t.size // 2 : centre + t.size // 2 + 1, 0] += w / np.max(np.abs(w)) * peak
+
+
+def test_a_same_sized_potential_of_another_shape_is_not_a_train() -> None:
+    """A train is one motor unit firing again: same size *and* same waveform. A potential of about the same
+    size but another shape 150 ms after the first is another unit, so both are twitches; the same shape
+    again is a train (``same_shape``)."""
+    fs = 1000.0
+    x = np.random.default_rng(5).normal(0, 3.0, (9000, 1))
+    _shaped(x, 3000, 60.0, 6.0, 2)  # narrow, biphasic
+    _shaped(x, 3150, 62.0, 14.0, 3)  # wide, triphasic: another unit
+    _shaped(x, 6000, 60.0, 10.0, 3)
+    _shaped(x, 6150, 62.0, 10.0, 3)  # the same unit again
+    dets = _run("emg", x, fs)
+    assert [d.kind for d in dets] == [EventKind.FASCICULATION] * 3 + [EventKind.SUSTAINED], dets
+    assert dets[-1].reason == "train of similar potentials"
+
+
+def test_same_shape_tells_one_units_repeats_from_other_potentials() -> None:
+    rng = np.random.default_rng(6)
+    t = np.arange(-5, 6) / 1.7
+    muap = -t * np.exp(-0.5 * t * t) * 5.0 / 0.607  # 5 × the noise: a 14-dB potential
+    copies = [muap + rng.normal(0, 1.0, muap.size) for _ in range(40)]
+    same = [same_shape(a, b, 4) for a, b in zip(copies[::2], copies[1::2], strict=True)]
+    assert sum(same) >= 18  # two noisy copies of one potential: nearly always the same
+    spike = np.zeros(11)
+    spike[5], spike[6] = 5.0, -4.0  # a one-sample spike and its undershoot
+    others = [same_shape(c, spike + rng.normal(0, 1.0, 11), 4) for c in copies[:20]]
+    assert sum(others) <= 2
+    assert not same_shape(muap, -muap, 0)  # the same unit never flips polarity
+
+
+def test_a_potential_with_a_smaller_neighbour_is_a_twitch_not_sparse_activity() -> None:
+    """Two pieces 60 ms apart, the second near the threshold: a fasciculation beside a small potential
+    (or noise), not 'sparse potentials' of low-level activity, which need more than two."""
+    fs = 1000.0
+    x = np.random.default_rng(7).normal(0, 3.0, (6000, 1))
+    _shaped(x, 3000, 30.0, 10.0, 2)
+    _shaped(x, 3060, 13.0, 6.0, 2)
+    assert [d.kind for d in _run("emg", x, fs)] == [EventKind.FASCICULATION]
 
 
 def test_huge_pop_is_an_artifact() -> None:
