@@ -37,6 +37,7 @@ import numpy.typing as npt
 from bench.data import SignalKind
 from bench.scoring import TWITCH, Event, Span
 from processing.detector import Detection, StreamingDetector
+from processing.gating import GatedRun, GateStream
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -76,6 +77,23 @@ def twitchwatch(
     x: FloatArray, rate: float, signal: SignalKind, rest: Span, chunk_s: float = 0.1
 ) -> list[Event]:
     return [e.event for e in run_twitchwatch(x, rate, signal, max(1, round(chunk_s * rate)))]
+
+
+def twitchwatch_gated(
+    x: FloatArray, rate: float, signal: SignalKind, rest: Span, chunk_s: float = 0.05
+) -> list[Event]:
+    """The full chain the worker runs: the detector, then the rest gate (``processing.gating``) with the
+    recording as one device and each EMG channel its own muscle. A twitch the gate rejects comes back as
+    ``during_movement``, which is neither a twitch nor a match: a gate that vetoes real rest lowers F1."""
+    lanes = x.shape[1] if signal == "emg" else 1
+    muscles = tuple(f"m{k}" for k in range(lanes))
+    run = GatedRun([GateStream(signal, signal, rate, x.shape[1], "device", muscles)])
+    step = max(1, round(chunk_s * rate))
+    judged = []
+    for i in range(0, x.shape[0], step):
+        judged += run.feed(0, x[i : i + step])
+    judged += run.finish()
+    return [Event(j.detection.lane, j.start_s, j.end_s, j.kind.value) for j in judged]
 
 
 def pair_crossings(crossings: npt.ArrayLike, n: int) -> list[tuple[int, int]]:

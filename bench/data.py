@@ -29,13 +29,20 @@ Segmentation (see :func:`envelope_segments` for the envelope rule):
   17–30 a second in every second of all three records; no stretch is rest. Needle EMG at 4 kHz is outside
   the detector's design (surface EMG, 200 Hz–2 kHz), so it is reported apart.
 - BioSPPy ``acc.txt``: all activity (2-Hz body movement, magnitude swinging ±0.3 g, throughout its 20 s).
+
+Everyday recordings (``realworld/``, :func:`realworld`): every file a format of ``bench.formats`` claims,
+wherever it lies under the folder — so recordings of the same kinds added later are scored too — as a
+:class:`Capture` of :class:`~bench.formats.Stream` s (a device's EMG, accelerometer and gyroscope). Their
+segmentation is independent of the detectors: EMG by the envelope rule, accelerometers by the movement-band
+rule (:func:`movement_segments`). :func:`captures` adds the older recordings as one-stream captures that keep
+their own segmentation.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +51,7 @@ import numpy.typing as npt
 import scipy.io
 from scipy import signal as sps
 
+from bench.formats import Stream, read_any
 from bench.scoring import Event, Span
 from collector import synth
 
@@ -389,6 +397,95 @@ def recordings(root: Path = DATA_DIR) -> list[Recording]:
     out += [load_emgdb(p) for p in sorted((root / "physionet_emgdb").glob("*.hea"))]
     out.append(load_biosppy_acc(bio / "acc.txt"))
     return out
+
+
+# --- everyday recordings: several streams of one or more devices, found by format ----------------------
+
+REALWORLD = "realworld"
+# Movement-band rule for accelerometers (``movement_segments``); docs/benchmarks.md gives the reasons.
+ACC_BAND_HZ = (0.25, 20.0)
+ACC_ACTIVE_G = 0.02
+ACC_REST_G = 0.01
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A recording of everyday life: the streams of one or more wearables, no labelled twitches. Every
+    twitch-class event in it is a candidate false alarm (healthy people twitch rarely)."""
+
+    name: str
+    format: str
+    streams: tuple[Stream, ...]
+    notes: tuple[str, ...] = ()
+    surface: bool = True  # False for needle EMG (outside the detector's design)
+
+    @property
+    def duration_s(self) -> float:
+        return max(s.duration_s for s in self.streams)
+
+    @property
+    def signal(self) -> str:
+        """What the recording holds: "EMG", "acc", "acc+gyro", … (its stream kinds in order)."""
+        kinds = dict.fromkeys(s.kind for s in self.streams)
+        return "+".join("EMG" if k == "emg" else k for k in kinds)
+
+
+def movement_segments(
+    x: FloatArray, rate: float, window_s: float = 1.0
+) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
+    """Rest and active spans of an accelerometer (g) from its movement band (offline, zero-phase).
+
+    1. band-pass each axis 0.25–20 Hz (upper edge ≤ 0.45 × rate; zero-phase, 2nd order): posture and
+       gravity below, the twitch band's upper part above; the vector of the three;
+    2. its moving RMS over ``window_s``;
+    3. active where it reaches ``ACC_ACTIVE_G`` (0.02 g), gaps under 0.5 s closed, padded 0.3 s each side;
+       rest where it stays under ``ACC_REST_G`` (0.01 g), at least 0.3 s from activity, in runs ≥ 1 s.
+
+    Absolute, not relative to the recording's quiet level (as the EMG envelope rule is): acceleration has a
+    physical scale, and several recordings here move throughout."""
+    hi = min(ACC_BAND_HZ[1], 0.45 * rate)
+    sos = sps.butter(2, (ACC_BAND_HZ[0], hi), btype="bandpass", fs=rate, output="sos")
+    y = np.asarray(sps.sosfiltfilt(sos, x, axis=0))
+    rms = moving_rms(np.linalg.norm(y, axis=1)[:, None], max(1, round(window_s * rate)))[:, 0]
+    active = _dilate(_close_gaps(rms >= ACC_ACTIVE_G, round(0.5 * rate)), round(0.3 * rate))
+    rest = _min_length((rms < ACC_REST_G) & ~_dilate(active, round(0.3 * rate)), round(1.0 * rate))
+    return mask_to_spans(rest, rate), mask_to_spans(active, rate)
+
+
+def segment(stream: Stream) -> Stream:
+    """The stream with its detector-independent rest and activity spans: EMG by the envelope rule,
+    accelerometers by the movement-band rule; gyroscopes carry no twitch lane and are not segmented."""
+    if stream.kind == "emg":
+        rest, active = envelope_segments(stream.x, stream.rate)
+    elif stream.kind == "acc":
+        rest, active = movement_segments(stream.x, stream.rate)
+    else:
+        return stream
+    return replace(stream, rest=rest, active=active)
+
+
+def realworld(root: Path = DATA_DIR / REALWORLD) -> list[Capture]:
+    """Every recording under ``root`` that a format of ``bench.formats`` claims, sorted by path. Other
+    recordings of the same kinds dropped into these folders are found and scored too."""
+    out = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        loaded = read_any(path)
+        if loaded is None:
+            continue
+        name = path.relative_to(root).with_suffix("").as_posix()
+        out.append(Capture(name, loaded.format, tuple(segment(s) for s in loaded.streams), loaded.notes))
+    return out
+
+
+def as_capture(rec: Recording) -> Capture:
+    """An older shared recording as one device with one stream, keeping its own segmentation."""
+    stream = Stream(rec.name, rec.signal, rec.rate, rec.x, rec.name, rec.active, rec.rest)
+    return Capture(rec.name, "shared", (stream,), (rec.note,) if rec.note else (), rec.surface)
+
+
+def captures(root: Path = DATA_DIR) -> list[Capture]:
+    """The older shared recordings, then every everyday recording under ``root/realworld``."""
+    return [as_capture(r) for r in recordings(root)] + realworld(root / REALWORLD)
 
 
 # --- synthetic signals: collector.synth's generator ------------------------------------------------------

@@ -7,12 +7,18 @@ day-long file needs no more memory than a short one. Readers are found by file e
 HDF5 session files, :class:`SessionReader`).
 
 Signal type per channel, from its physical dimension (µV, uV, mV, V → EMG, converted to µV; g, m/s² →
-accelerometer, converted to g) or, where the file gives none (CSV), from a label that starts with ``EMG`` or
-``ACC``. A label like ``EMG calf_left`` or ``ACC calf_left X`` also names the muscle (the word after the
-type) and, for an accelerometer, the axis; otherwise the muscle is the label itself, made safe for topics
-and tags (``[A-Za-z0-9_.:-]``). Axes of one accelerometer (same label apart from a trailing X/Y/Z) share one
-detector. Channels with any other dimension (temperature, force, EDF+ annotations, ...) are skipped with a
-note saying why.
+accelerometer, converted to g; deg/s, °/s, dps, rad/s → gyroscope, converted to °/s) or, where the file gives
+none (CSV), from a label that starts with ``EMG``, ``ACC``, ``GYR`` or ``ORI`` (an orientation quaternion,
+w x y z). A label like ``EMG calf_left`` or ``ACC calf_left X`` also names the muscle (the word after the
+type) and, for an accelerometer, gyroscope or orientation, the axis; otherwise the muscle is the label itself,
+made safe for topics and tags (``[A-Za-z0-9_.:-]``). Axes of one sensor (same label apart from a trailing
+X/Y/Z, W, or 1–4) share one detector. Channels with any other dimension (temperature, force, EDF+
+annotations, ...) are skipped with a note saying why.
+
+A recording's streams are one device, and its detectors run through the rest gate (``processing.gating``):
+its accelerometer and gyroscope movement vetoes every muscle of the file, each EMG lane's own activity its
+muscle; a twitch found while vetoed comes out as ``during_movement`` with the reason, and each twitch lane
+counts the seconds it was assessable.
 
 Malformed files raise :class:`RecordingError`, naming the file and the line, column, byte or header field.
 """
@@ -25,6 +31,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Final
@@ -36,8 +43,9 @@ import pyedflib
 from collector.frames import Unit
 from collector.session import Session, SessionError, StreamRecord, channel_labels
 from collector.topics import check_segment
-from processing.detector import Detection, SignalKind, StreamingDetector
+from processing.detector import SignalKind
 from processing.events import EventKind
+from processing.gating import Detector, GatedRun, GateStream, Judged, StreamKind, make_detector
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -46,7 +54,7 @@ DEFAULT_CHUNK_S: Final = 1.0
 MAX_CHUNK_S: Final = 60.0
 
 # Physical dimension → (signal type, factor to the detector's unit: µV for EMG, g for acceleration).
-_DIMENSIONS: Final[dict[str, tuple[SignalKind, float]]] = {
+_DIMENSIONS: Final[dict[str, tuple[StreamKind, float]]] = {
     "uV": ("emg", 1.0),
     "µV": ("emg", 1.0),  # micro sign
     "μV": ("emg", 1.0),  # Greek mu
@@ -56,11 +64,28 @@ _DIMENSIONS: Final[dict[str, tuple[SignalKind, float]]] = {
     "m/s^2": ("acc", 1.0 / STANDARD_GRAVITY),
     "m/s2": ("acc", 1.0 / STANDARD_GRAVITY),
     "m/s²": ("acc", 1.0 / STANDARD_GRAVITY),
+    "deg/s": ("gyro", 1.0),
+    "°/s": ("gyro", 1.0),
+    "dps": ("gyro", 1.0),
+    "rad/s": ("gyro", 180.0 / np.pi),
 }
-_TYPE_WORDS: Final[dict[str, SignalKind]] = {"EMG": "emg", "ACC": "acc"}
-_UNITS: Final[dict[SignalKind, str]] = {"emg": Unit.MICROVOLT.symbol, "acc": Unit.G.symbol}
-_AXES: Final = frozenset("XYZ")
-_AXIS_SUFFIX: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]+([XYZxyz])$")  # acc_x, wrist-Y, calf z
+_TYPE_WORDS: Final[dict[str, StreamKind]] = {
+    "EMG": "emg",
+    "ACC": "acc",
+    "GYR": "gyro",
+    "GYRO": "gyro",
+    "ORI": "orientation",
+    "QUAT": "orientation",
+}
+_UNITS: Final[dict[StreamKind, str]] = {
+    "emg": Unit.MICROVOLT.symbol,
+    "acc": Unit.G.symbol,
+    "gyro": Unit.DEG_PER_S.symbol,
+    "orientation": Unit.UNITLESS.symbol,
+}
+# Axis names per sensor kind, in the order the detector takes them (sessions number gyroscope axes 1–3).
+_AXES: Final[dict[StreamKind, str]] = {"acc": "XYZ", "gyro": "XYZ123", "orientation": "WXYZ1234"}
+_AXIS_SUFFIX: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]+([WXYZwxyz1-4])$")  # acc_x, wrist-Y, calf z, gyr 2
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.:-]+")
 _ANNOTATION_LABELS: Final = frozenset({"EDF Annotations", "BDF Annotations"})
 
@@ -79,11 +104,11 @@ class Channel:
     label: str
     dimension: str  # as written in the file ("" when it gives none)
     rate: float  # Hz
-    signal: SignalKind | None
+    signal: StreamKind | None
     muscle: str
     scale: float = 1.0  # file values × scale = µV (EMG) or g (accelerometer)
-    sensor: str = ""  # accelerometer axes with the same sensor share one detector
-    axis: str = ""  # X, Y or Z for an accelerometer axis
+    sensor: str = ""  # axes of one accelerometer, gyroscope or orientation share one detector
+    axis: str = ""  # X, Y, Z (accelerometer, gyroscope), W (orientation) or a number 1–4
     note: str = ""
     block: str = ""  # channels of different blocks never share a detector (a session's stream parts)
 
@@ -143,13 +168,18 @@ def infer_channel(index: int, label: str, dimension: str, rate: float) -> Channe
             note = f"the label says {word.upper()} but {dim} is a {_family(signal)}: used as {signal.upper()}"
         return _named(replace(base, signal=signal, scale=scale, note=note))
     if dim:
-        return replace(base, note=f"dimension {dim!r} is neither a voltage nor an acceleration")
+        return replace(
+            base, note=f"dimension {dim!r} is neither a voltage, an acceleration nor an angular rate"
+        )
+    if word == "orientation":
+        return _named(replace(base, signal=word, note="orientation: values taken as a unit quaternion"))
     if word is not None:
         return _named(
             replace(base, signal=word, note=f"no physical dimension: values taken as {_UNITS[word]}")
         )
     return replace(
-        base, note="no physical dimension and no EMG/ACC in the label (name the type with --signal)"
+        base,
+        note="no physical dimension and no EMG/ACC/GYR/ORI in the label (name the type with --signal)",
     )
 
 
@@ -182,11 +212,11 @@ def force_signal(ch: Channel, signal: SignalKind, named: bool) -> Channel:
     )
 
 
-def _family(signal: SignalKind) -> str:
-    return "voltage" if signal == "emg" else "acceleration"
+def _family(signal: StreamKind) -> str:
+    return {"emg": "voltage", "acc": "acceleration", "gyro": "angular rate"}.get(signal, "quaternion")
 
 
-def _type_word(label: str) -> SignalKind | None:
+def _type_word(label: str) -> StreamKind | None:
     tokens = label.split()
     return _TYPE_WORDS.get(tokens[0].upper()) if tokens else None
 
@@ -195,10 +225,11 @@ def _named(ch: Channel) -> Channel:
     """Muscle, sensor and axis of a channel whose signal type is known."""
     tokens = ch.label.split()
     sensor, axis = ch.label.strip(), ""
-    if ch.signal == "acc":
-        if len(tokens) >= 2 and tokens[-1].upper() in _AXES:
+    axes = _AXES.get(ch.signal) if ch.signal is not None else None
+    if axes is not None:
+        if len(tokens) >= 2 and len(tokens[-1]) == 1 and tokens[-1].upper() in axes:
             sensor, axis = " ".join(tokens[:-1]), tokens[-1].upper()
-        elif (m := _AXIS_SUFFIX.match(sensor)) is not None:
+        elif (m := _AXIS_SUFFIX.match(sensor)) is not None and m.group(2).upper() in axes:
             sensor, axis = m.group(1), m.group(2).upper()
     words = sensor.split()
     muscle = words[1] if len(words) >= 2 and words[0].upper() in _TYPE_WORDS else sensor
@@ -212,19 +243,24 @@ class Lane:
 
     label: str
     muscle: str
-    signal: SignalKind
+    signal: StreamKind
     rate: float
 
     @property
     def unit(self) -> str:
         return _UNITS[self.signal]
 
+    @property
+    def twitches(self) -> bool:
+        """Whether the lane can show twitches (EMG, accelerometer); a gyroscope or orientation only vetoes."""
+        return self.signal in ("emg", "acc")
+
 
 @dataclass(frozen=True)
 class Group:
-    """Channels that go through one detector: one rate and signal type; an accelerometer's axes together."""
+    """Channels that go through one detector: one rate and signal type; a sensor's axes together."""
 
-    signal: SignalKind
+    signal: StreamKind
     rate: float
     channels: tuple[Channel, ...]
 
@@ -237,7 +273,7 @@ class Group:
             label = first.label
         else:
             label = f"{first.sensor} {'/'.join(c.axis or '?' for c in self.channels)}"
-        return (Lane(label, first.muscle, "acc", self.rate),)
+        return (Lane(label, first.muscle, self.signal, self.rate),)
 
     def chunk_samples(self, chunk_seconds: float) -> int:
         return max(1, round(chunk_seconds * self.rate))
@@ -294,16 +330,17 @@ def _select(recording: Recording, select: Sequence[str]) -> list[Channel]:
 
 
 def _group(channels: list[Channel]) -> tuple[Group, ...]:
-    keyed: dict[tuple[SignalKind, float, str, str], list[Channel]] = {}
+    keyed: dict[tuple[StreamKind, float, str, str], list[Channel]] = {}
     for c in channels:
         assert c.signal is not None
-        # All EMG channels of one rate share a vectorised detector; each accelerometer gets its own.
+        # All EMG channels of one rate share a vectorised detector; each other sensor gets its own.
         key = (c.signal, c.rate, "" if c.signal == "emg" else c.sensor, c.block)
         keyed.setdefault(key, []).append(c)
     groups = []
     for (signal, rate, _, _), members in keyed.items():
-        if signal == "acc":
-            members.sort(key=lambda c: (c.axis or "~", c.index))
+        if signal != "emg":
+            order = _AXES[signal]
+            members.sort(key=lambda c: (order.find(c.axis) if c.axis else len(order), c.index))
         groups.append(Group(signal, rate, tuple(members)))
     return tuple(groups)
 
@@ -799,7 +836,8 @@ def _is_number(text: str) -> bool:
 
 
 # ---- twitchwatch sessions (HDF5) ---------------------------------------------------------------------
-_SESSION_DIMENSIONS: Final[dict[Unit, str]] = {Unit.MICROVOLT: "µV", Unit.G: "g"}
+_SESSION_DIMENSIONS: Final[dict[Unit, str]] = {Unit.MICROVOLT: "µV", Unit.G: "g", Unit.DEG_PER_S: "°/s"}
+_COUNTS_SIGNALS: Final[dict[str, SignalKind]] = {"emg": "emg", "acc": "acc"}
 
 
 class SessionReader(RecordingReader):
@@ -854,7 +892,10 @@ class SessionReader(RecordingReader):
         dimension = _SESSION_DIMENSIONS.get(part.unit)
         if dimension is not None:
             ch = infer_channel(index, label, dimension, rate)
-        elif part.unit is Unit.UNITLESS and (kind := _TYPE_WORDS.get(part.signal.upper())) is not None:
+        elif part.unit is Unit.UNITLESS and part.signal == "orientation":
+            ch = replace(infer_channel(index, label, "", rate), signal="orientation")
+            ch = _named(replace(ch, note=f"{part.label}: orientation, values taken as a unit quaternion"))
+        elif part.unit is Unit.UNITLESS and (kind := _COUNTS_SIGNALS.get(part.signal)) is not None:
             # Myo-class EMG arrives in device units: the detector's thresholds are relative to the
             # noise floor it learns, so it runs; absolute limits (artifacts) do not apply as designed.
             ch = force_signal(infer_channel(index, label, "", rate), kind, named=True)
@@ -863,7 +904,8 @@ class SessionReader(RecordingReader):
             ch = replace(
                 infer_channel(index, label, part.unit.symbol, rate),
                 signal=None,
-                note=f"{part.label}: a {part.signal or part.unit.symbol} stream, not EMG or acceleration",
+                note=f"{part.label}: a {part.signal or part.unit.symbol} stream, not EMG, acceleration, "
+                "angular rate or orientation",
             )
         return replace(ch, block=part.path)
 
@@ -918,7 +960,8 @@ class SessionReader(RecordingReader):
 # ---- detection over a recording ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class RecordingEvent:
-    """A detected event, times in seconds from the file's start."""
+    """A detected event, times in seconds from the file's start. ``reason``: why a twitch-shaped event does
+    not count (``during_movement``: what it looked like and what vetoed it), else ""."""
 
     start: float
     end: float
@@ -929,6 +972,7 @@ class RecordingEvent:
     unit: str
     confidence: float
     dominant_hz: float | None
+    reason: str = ""
 
     @property
     def duration_ms(self) -> float:
@@ -946,6 +990,7 @@ class RecordingEvent:
             "duration_ms": round(self.duration_ms, 3),
             "confidence": self.confidence,
             "dominant_hz": self.dominant_hz,
+            "reason": self.reason,
         }
 
 
@@ -954,6 +999,7 @@ class LaneSummary:
     lane: Lane
     samples: int = 0
     counts: Counter[EventKind] = field(default_factory=Counter)
+    assessable_s: float | None = None  # after finish(), for twitch lanes when the gate ran
 
     @property
     def seconds(self) -> float:
@@ -967,61 +1013,72 @@ class LaneSummary:
     def per_minute(self) -> float:
         return self.twitches * 60.0 / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def per_assessable_minute(self) -> float | None:
+        """Twitches per minute the lane could be assessed (at rest and still): the rate that means
+        something; None where it is not known (no gate, a gyroscope) or no time was assessable."""
+        if self.assessable_s is None or self.assessable_s <= 0:
+            return None
+        return self.twitches * 60.0 / self.assessable_s
+
+
+DEVICE: Final = "recording"  # a recording's streams are one device
+
 
 class DetectionRun:
-    """The worker's streaming detectors over a plan's groups: feed chunks, get events in file time (the
-    recording's own ``seconds`` clock)."""
+    """The worker's streaming detectors over a plan's groups, through the rest gate (``gate=False``: the
+    detectors alone): feed chunks, get events in file time (the recording's own ``seconds`` clock)."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, gate: bool = True) -> None:
         self.plan = plan
-        self._detectors: list[StreamingDetector] = []
+        self.gated = gate
+        detectors: list[Detector] = []
         for g in plan.groups:
             try:
-                self._detectors.append(StreamingDetector(g.signal, g.rate, len(g.channels)))
+                detectors.append(make_detector(g.signal, g.rate, len(g.channels)))
             except ValueError as exc:
                 names = ", ".join(repr(c.label) for c in g.channels)
                 raise RecordingError(
                     f"{plan.recording.path}: the {g.signal.upper()} detector cannot run at {g.rate:g} Hz "
                     f"({names}): {exc}"
                 ) from None
+        streams = [_gate_stream(gi, g) for gi, g in enumerate(plan.groups)]
+        clocks = [partial(plan.recording.seconds, g) for g in plan.groups]
+        self._run = GatedRun(streams, clocks=clocks, detectors=detectors, judge=gate)
         self.summaries = [[LaneSummary(lane) for lane in g.lanes] for g in plan.groups]
 
     def feed(self, chunk: Chunk) -> list[RecordingEvent]:
         for s in self.summaries[chunk.group]:
             s.samples += chunk.data.shape[0]
-        return self._events(chunk.group, self._detectors[chunk.group].process(chunk.data))
+        return self._events(self._run.feed(chunk.group, chunk.data))
 
     def finish(self) -> list[RecordingEvent]:
-        out = []
-        for gi, det in enumerate(self._detectors):
-            out.extend(self._events(gi, det.finish()))
-        return sorted(out, key=lambda e: (e.start, e.channel))
+        out = self._events(self._run.finish())
+        if self.gated:
+            for gi, group in enumerate(self.summaries):
+                for lane, s in enumerate(group):
+                    if s.lane.twitches:
+                        s.assessable_s = self._run.assessable_s(gi, lane)
+        return out
 
-    def _events(self, gi: int, detections: list[Detection]) -> list[RecordingEvent]:
-        group = self.plan.groups[gi]
-        lanes = group.lanes
-        if not detections:
-            return []
-        # An event's end is exclusive: its time is the last sample's plus one period, so it stays on the
-        # right side of a gap that follows it.
-        bounds = np.array([(d.start, d.end - 1) for d in detections], dtype=np.int64)
-        times = self.plan.recording.seconds(group, bounds.ravel()).reshape(bounds.shape)
-        times[:, 1] += 1.0 / group.rate
+    def _events(self, judged: list[Judged]) -> list[RecordingEvent]:
         out = []
-        for d, (start_s, end_s) in zip(detections, times, strict=True):
-            lane = lanes[d.lane]
-            self.summaries[gi][d.lane].counts[d.kind] += 1
+        for j in judged:
+            lane = self.plan.groups[j.stream].lanes[j.detection.lane]
+            self.summaries[j.stream][j.detection.lane].counts[j.kind] += 1
+            d = j.detection
             out.append(
                 RecordingEvent(
-                    round(float(start_s), 6),
-                    round(float(end_s), 6),
-                    d.kind,
+                    round(j.start_s, 6),
+                    round(j.end_s, 6),
+                    j.kind,
                     lane.label,
                     lane.muscle,
                     round(float(d.peak), 6),
                     lane.unit,
                     d.confidence,
-                    round(float(d.dominant_hz), 2),
+                    round(float(d.dominant_hz), 2) if lane.twitches else None,
+                    j.reason,
                 )
             )
         return sorted(out, key=lambda e: (e.start, e.channel))
@@ -1029,3 +1086,20 @@ class DetectionRun:
     @property
     def lane_summaries(self) -> list[LaneSummary]:
         return [s for group in self.summaries for s in group]
+
+
+def _gate_stream(gi: int, g: Group) -> GateStream:
+    """A detector group as the gate sees it: one device; EMG lanes each their channel's muscle, a sensor
+    its first channel's."""
+    lanes = g.lanes
+    twitch = lanes[0].twitches
+    muscles = tuple(lane.muscle for lane in lanes) if twitch else ()
+    return GateStream(
+        f"group{gi}",
+        g.signal,
+        g.rate,
+        len(g.channels),
+        DEVICE,
+        muscles,
+        lane_labels=tuple(lane.label for lane in lanes),
+    )

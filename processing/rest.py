@@ -49,9 +49,17 @@ _PAST = -(2**62)
 
 @dataclass(frozen=True)
 class GateParams:
-    """Guards and patience; docs/detection.md gives the reasons for the values."""
+    """Guards and patience; docs/detection.md ("The rest gate") gives the reasons for the values.
 
-    before_ns: int = 500_000_000
+    ``before_ns`` 100 ms: the electromechanical delay (EMG leads the movement it causes by 20–50 ms), the
+    time a movement takes to reach a detector's onset threshold, and one motor-unit interval at recruitment
+    (8–10 Hz); also the most the latency target leaves room for, since every twitch waits for its sources to
+    settle this far past its end (bench.latency: p95 150 ms at 50-ms frames, 100 ms at 0–50 ms of guard).
+    ``after_ns`` 2 s: a muscle and a limb settle after a contraction, a walk or a landing (gait termination
+    and postural stabilisation take 1–3 s). ``stale_ns`` 10 s: twice a typical 4–6-s BLE supervision timeout,
+    a third of the 30 s after which a device is called silent."""
+
+    before_ns: int = 100_000_000
     after_ns: int = 2_000_000_000
     stale_ns: int = 10_000_000_000
 

@@ -27,6 +27,8 @@ from scipy import signal as sps
 from collector.synth import MuscleSegment, quantise, spec_for
 from processing.events import EventKind
 from processing.recordings import STANDARD_GRAVITY
+from processing.rest import GateParams
+from tests.test_motion import add_turn, rest
 from tests.test_recordings import (
     Sig,
     add_potential,
@@ -49,6 +51,7 @@ KEYS = [
     "duration_ms",
     "confidence",
     "dominant_hz",
+    "reason",
 ]
 LEFT_S = (3.0, 7.5, 12.25, 16.0)  # injected into EMG calf_left, 40 µV
 RIGHT_S = (4.0, 8.0, 11.0)  # injected into EMG calf_right, 60 µV (the file stores mV), in its rest
@@ -110,10 +113,15 @@ def mixed_edf(tmp_path_factory: pytest.TempPathFactory, thigh_truth: tuple[np.nd
 def test_json_events_from_a_mixed_rate_edf(
     mixed_edf: Path, thigh_truth: tuple[np.ndarray, list[tuple[float, float]]]
 ) -> None:
+    """The detectors alone (--no-gate) find every injected twitch; through the rest gate (the default) they
+    are all during_movement: the file is one device, and its calf accelerometer (BioSPPy's, 2-Hz body
+    movement throughout) moves from its first second to its last."""
+    ungated = detect(mixed_edf, "--json", "--no-gate")
     run = detect(mixed_edf, "--json")
+    assert ungated.returncode == 0, ungated.stderr
     assert run.returncode == 0, run.stderr
-    events = events_of(run.stdout)
-    for e in events:
+    raw, events = events_of(ungated.stdout), events_of(run.stdout)
+    for e in raw + events:
         assert list(e) == KEYS
         assert e["kind"] in {k.value for k in EventKind}
         assert 0 <= e["start"] < e["end"] <= 20.0
@@ -126,28 +134,105 @@ def test_json_events_from_a_mixed_rate_edf(
             ("ACC calf X/Y/Z", "calf", "g"),
             ("ACC thigh X/Y/Z", "thigh", "g"),
         }
+        assert (e["reason"] != "") is (e["kind"] == "during_movement")
+    assert all(e["kind"] != "during_movement" for e in raw)
+    calf = [e for e in events if e["channel"] == "ACC calf X/Y/Z" and e["kind"] == "sustained"]
+    assert len(calf) == 1
+    assert calf[0]["start"] < 1.5
+    assert calf[0]["end"] > 19.5
+    moved = "fasciculation: movement on ACC calf X/Y/Z"
     for channel, times, amplitude in (("EMG calf_left", LEFT_S, 40.0), ("EMG calf_right", RIGHT_S, 60.0)):
         for t in times:
-            e = nearest(events, channel, t)
+            e = nearest(raw, channel, t)
             assert abs(e["start"] - t) <= EMG_TOLERANCE_S, (channel, t, e)
             assert e["kind"] == "fasciculation"
             assert amplitude / 2 <= e["amplitude"] <= amplitude * 2  # µV (the mV channel converted)
+            judged = nearest(events, channel, t)
+            assert (judged["start"], judged["end"]) == (e["start"], e["end"])
+            assert (judged["kind"], judged["reason"]) == ("during_movement", moved)
     _, truth = thigh_truth
     assert len(truth) >= 3
     for t, amplitude_g in truth:
-        e = nearest(events, "ACC thigh X/Y/Z", t)
+        e = nearest(raw, "ACC thigh X/Y/Z", t)
         assert abs(e["start"] - t) <= ACC_TOLERANCE_S, (t, e)
         assert amplitude_g / 3 <= e["amplitude"] <= amplitude_g * 3  # g, not m/s² (9.8× larger)
+        assert nearest(events, "ACC thigh X/Y/Z", t)["kind"] == "during_movement"
     summary = run.stderr
     assert "\r" not in summary  # no progress line when stderr is not a terminal
-    assert "fasciculation" in summary
+    assert "during_movement" in summary
     assert "twitches/min" in summary
+    assert "assessable" in summary
     rows = {" ".join(line.split()[:2]): line.split() for line in summary.splitlines() if "00:00:20" in line}
     assert set(rows) == {"EMG calf_left", "EMG calf_right", "ACC calf", "ACC thigh"}
+    left = rows["EMG calf_left"]
+    assert float(left[-8].split(":")[-1]) < 1.0  # assessable: at most the first second, before the movement
     twitches = [e for e in events if e["channel"] == "EMG calf_left" and EventKind(e["kind"]).is_twitch]
-    assert rows["EMG calf_left"][-1] == f"{len(twitches) * 60 / 20:.2f}"  # per minute of a 20-s file
-    assert "skipped #8 'Temp' (degC): dimension 'degC' is neither a voltage nor an acceleration" in summary
+    assert twitches == []
+    assert left[-2] == "0.00"  # twitches per minute of the 20-s file: none counted
+    assert left[-3] == str(len(LEFT_S))  # the during_movement column
+    raw_rows = {
+        " ".join(ln.split()[:2]): ln.split() for ln in ungated.stderr.splitlines() if "00:00:20" in ln
+    }
+    raw_twitches = [e for e in raw if e["channel"] == "EMG calf_left" and EventKind(e["kind"]).is_twitch]
+    assert raw_rows["EMG calf_left"][-2] == f"{len(raw_twitches) * 60 / 20:.2f}"
+    assert raw_rows["EMG calf_left"][-8] == "-"  # no gate, no assessable time
+    assert (
+        "skipped #8 'Temp' (degC): dimension 'degC' is neither a voltage, an acceleration nor an angular rate"
+        in summary
+    )
     assert "not a medical device" in summary
+
+
+def test_gyroscope_movement_vetoes_the_emg_and_accelerometer_of_the_file(tmp_path: Path) -> None:
+    """An armband's EMG, accelerometer and gyroscope (deg/s, as twitchwatch export writes it): a turn of the
+    arm at 8–11 s makes the twitches around it during_movement, with the gyroscope named as the reason."""
+    rng = np.random.default_rng(11)
+    emg = rng.normal(0.0, 3.0, 20_000)
+    twitch_s = (3.0, 6.0, 9.5, 15.0, 17.5)
+    for t in twitch_s:
+        add_potential(emg, 1000, t, 40.0)
+    acc = np.tile([0.0, 0.0, 1.0], (2000, 1)) + rng.normal(0.0, 0.002, (2000, 3))
+    gyro = rest(20.0, bias=(2.0, -1.0, 0.5))
+    add_turn(gyro, 8.0, 3.0, 60.0)
+    path = write_edf(
+        tmp_path / "armband.edf",
+        [
+            Sig("EMG biceps", "uV", 1000, emg),
+            *(Sig(f"ACC arm {a}", "g", 100, acc[:, i]) for i, a in enumerate("XYZ")),
+            *(Sig(f"GYR arm {a}", "deg/s", 100, gyro[:, i]) for i, a in enumerate("XYZ")),
+        ],
+    )
+    run = detect(path, "--json")
+    assert run.returncode == 0, run.stderr
+    events = events_of(run.stdout)
+    (turn,) = [e for e in events if e["channel"] == "GYR arm X/Y/Z"]
+    assert turn["kind"] == "sustained"
+    assert turn["unit"] == "°/s"
+    assert 8.2 < turn["start"] < 8.6
+    assert 10.5 < turn["end"] < 10.9
+    gate = GateParams()
+    lo, hi = turn["start"] - gate.before_ns / 1e9, turn["end"] + gate.after_ns / 1e9
+    for t in twitch_s:
+        e = nearest(events, "EMG biceps", t)
+        assert abs(e["start"] - t) <= EMG_TOLERANCE_S
+        if lo <= e["start"] <= hi:
+            assert e["kind"] == "during_movement"
+            assert e["reason"].startswith("fasciculation: rotation on GYR arm X/Y/Z")
+        else:
+            assert (e["kind"], e["reason"]) == ("fasciculation", "")
+    assert sum(lo <= t <= hi for t in twitch_s) == 1
+    rows = {
+        ln.split()[0] + " " + ln.split()[1]: ln.split() for ln in run.stderr.splitlines() if "00:00:20" in ln
+    }
+    assert set(rows) == {"EMG biceps", "ACC arm", "GYR arm"}
+    h, m, sec = rows["EMG biceps"][-8].split(":")  # columns from the end: labels have 1–3 words
+    assert int(h) * 3600 + int(m) * 60 + float(sec) == pytest.approx(20.0 - (hi - lo), abs=0.06)
+    assert rows["ACC arm"][-8] == rows["EMG biceps"][-8]  # one device: the same vetoes
+    gyr = rows["GYR arm"]
+    assert (gyr[4], gyr[-8], gyr[-5], gyr[-2], gyr[-1]) == ("gyro", "-", "1", "-", "-")  # 1 sustained
+    counted = sum(e["kind"] == "fasciculation" for e in events if e["channel"] == "EMG biceps")
+    at_rest = counted * 60 / (20.0 - (hi - lo))
+    assert float(rows["EMG biceps"][-1]) == pytest.approx(at_rest, abs=0.02)
 
 
 def test_channel_selection_muscle_and_table(mixed_edf: Path) -> None:
@@ -165,6 +250,7 @@ def test_channel_selection_muscle_and_table(mixed_edf: Path) -> None:
         "unit",
         "conf",
         "dom_Hz",
+        "reason",
     ]
     cells = [r.split() for r in rows]  # start, end, "EMG", "calf_left", muscle, kind, ...
     assert all(c[2] == "EMG" and c[4] == "soleus" for c in cells)

@@ -182,10 +182,10 @@ def test_infer_channel(label: str, dimension: str, signal: str, scale: float, mu
 @pytest.mark.parametrize(
     ("label", "dimension", "why"),
     [
-        ("Temp", "degC", "neither a voltage nor an acceleration"),
-        ("Force", "%MVC", "neither a voltage nor an acceleration"),
+        ("Temp", "degC", "neither a voltage, an acceleration nor an angular rate"),
+        ("Force", "%MVC", "neither a voltage, an acceleration nor an angular rate"),
         ("EDF Annotations", "", "annotation"),
-        ("channel1", "", "no physical dimension and no EMG/ACC"),
+        ("channel1", "", "no physical dimension and no EMG/ACC/GYR/ORI"),
     ],
 )
 def test_other_channels_are_skipped_with_a_reason(label: str, dimension: str, why: str) -> None:

@@ -270,7 +270,9 @@ def _detect(path: Path) -> list[tuple[str, str, float, bool]]:
     """What ``twitchwatch detect`` finds: (muscle, kind, start seconds from the file's start, whether the
     detector released it only at the end of the stream)."""
     with open_recording(path) as reader:
-        run = DetectionRun(plan_detection(reader.recording))
+        # The detectors alone: the worker stores what its detectors find, and does not run the rest gate
+        # yet (when it does, this compares the gated events of both).
+        run = DetectionRun(plan_detection(reader.recording), gate=False)
         events = [(e, False) for c in reader.chunks(run.plan.groups) for e in run.feed(c)]
         events += [(e, True) for e in run.finish()]
     return sorted((e.muscle, e.kind.value, e.start, last) for e, last in events)

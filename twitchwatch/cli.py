@@ -327,6 +327,13 @@ class ProgressLine:
             self._last = 0.0
 
 
+def _hms_tenths(seconds: float) -> str:
+    """hh:mm:ss.s (under a day): an assessable time of a few seconds still reads as more than nothing."""
+    tenths = int(seconds * 10 + 0.5)
+    s = tenths // 10
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}.{tenths % 10}"
+
+
 def _hms(seconds: float) -> str:
     s = int(seconds)
     return (
@@ -531,8 +538,10 @@ def _add_detect(sub: Any) -> None:
     p = sub.add_parser(
         "detect",
         help="run the twitch detectors over a recording file (EDF/EDF+/BDF+, CSV)",
-        description="Stream a recording through the worker's twitch detectors; events on stdout, a "
-        f"per-channel summary on stderr. {NOTICE}",
+        description="Stream a recording through the worker's twitch detectors and its rest gate (the file's "
+        "streams are one device: its accelerometer and gyroscope movement, and each EMG channel's own "
+        "activity, mark twitches found meanwhile as during_movement, with the reason); events on stdout, a "
+        f"per-channel summary with the time each muscle could be assessed on stderr. {NOTICE}",
     )
     p.add_argument("path", type=Path, metavar="PATH", help=".edf, .bdf, .csv, .tsv or .txt")
     p.add_argument("--json", action="store_true", help="events as JSON lines (default: a table)")
@@ -545,6 +554,11 @@ def _add_detect(sub: Any) -> None:
     )
     p.add_argument("--muscle", default=None, help="muscle name for every selected channel")
     p.add_argument("--signal", choices=["emg", "acc"], default=None, help="override the inferred signal type")
+    p.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="the detectors alone: no twitch is marked during_movement, no assessable time",
+    )
     p.add_argument("--rate", type=_hz, default=None, help="sample rate in Hz (CSV only, required there)")
     p.add_argument(
         "--chunk-seconds", type=_chunk_seconds, default=1.0, help="signal per detector call (default 1 s)"
@@ -576,7 +590,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     with open_recording(args.path, rate=args.rate) as reader:
         rec = reader.recording
         plan = plan_detection(rec, select=args.channels, signal=args.signal, muscle=args.muscle)
-        run = DetectionRun(plan)
+        run = DetectionRun(plan, gate=not args.no_gate)
         progress = ProgressLine(
             f"detect {rec.path.name}",
             enabled=sys.stderr.isatty() and rec.duration_s >= DETECT_PROGRESS_MIN_S,
@@ -604,7 +618,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 class _DetectOutput:
     _HEADER = (
         f"{'start_s':>10} {'end_s':>10}  {'channel':<18} {'muscle':<16} {'kind':<15} "
-        f"{'dur_ms':>7} {'amplitude':>11} {'unit':<4} {'conf':>5} {'dom_Hz':>6}"
+        f"{'dur_ms':>7} {'amplitude':>11} {'unit':<4} {'conf':>5} {'dom_Hz':>6}  reason"
     )
 
     def __init__(self, as_json: bool) -> None:
@@ -622,7 +636,8 @@ class _DetectOutput:
             hz = "-" if e.dominant_hz is None else f"{e.dominant_hz:.1f}"
             print(
                 f"{e.start:10.3f} {e.end:10.3f}  {e.channel:<18} {e.muscle:<16} {e.kind.value:<15} "
-                f"{e.duration_ms:7.1f} {e.amplitude:11.3f} {e.unit:<4} {e.confidence:5.2f} {hz:>6}"
+                f"{e.duration_ms:7.1f} {e.amplitude:11.3f} {e.unit:<4} {e.confidence:5.2f} {hz:>6}  "
+                f"{e.reason}".rstrip()
             )
 
 
@@ -637,17 +652,25 @@ def _print_detect_summary(plan: Plan, run: DetectionRun) -> None:
         file=err,
     )
     print(
-        f"  {'channel':<18} {'muscle':<16} {'signal':<6} {'rate_Hz':>8} {'duration':>11} "
-        + " ".join(f"{k.value:>14}" for k in kinds)
-        + f" {'twitches/min':>12}",
+        f"  {'channel':<18} {'muscle':<16} {'signal':<6} {'rate_Hz':>8} {'duration':>11} {'assessable':>11} "
+        + " ".join(f"{k.value:>15}" for k in kinds)
+        + f" {'twitches/min':>12} {'at_rest/min':>11}",
         file=err,
     )
     for s in lanes:
+        at_rest = s.per_assessable_minute
         print(
             f"  {s.lane.label:<18} {s.lane.muscle:<16} {s.lane.signal:<6} {s.lane.rate:>8g} "
-            f"{_hms(s.seconds):>11} "
-            + " ".join(f"{s.counts.get(k, 0):>14}" for k in kinds)
-            + f" {s.per_minute:>12.2f}",
+            f"{_hms(s.seconds):>11} {_hms_tenths(s.assessable_s) if s.assessable_s is not None else '-':>11} "
+            + " ".join(f"{s.counts.get(k, 0):>15}" for k in kinds)
+            + (f" {s.per_minute:>12.2f}" if s.lane.twitches else f" {'-':>12}")
+            + f" {'-' if at_rest is None else f'{at_rest:.2f}':>11}",
+            file=err,
+        )
+    if run.gated:
+        print(
+            "  assessable: time at rest and still (no movement on the file's accelerometers or gyroscopes, "
+            "no activity on the channel's muscle); at_rest/min: twitches per assessable minute",
             file=err,
         )
     for c in plan.skipped:
