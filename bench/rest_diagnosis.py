@@ -6,7 +6,7 @@ Injects exactly as ``bench.accuracy`` does (same seeds and rest spans), runs the
 of every released cluster recorded — blips included — and attributes
 
 - each missed fasciculation to the largest cluster overlapping it (±50 ms): the classification rule that
-  decided it (``train``, ``busy``, ``context``, ``sparse``, ``jerk`` …), ``blip`` (never reached
+  decided it (``train``, ``busy``, ``context``, ``others``, ``sparse``, ``jerk`` …), ``blip`` (never reached
   ``report_margin`` × onset), or ``not detected``;
 - each false positive to whether the unmodified recording gives a detection there too (a potential that is in
   the recording itself) or not.
@@ -37,6 +37,7 @@ REASON_RULE = (
     ("among other", "busy"),
     ("activity around", "context"),
     ("sparse", "sparse"),
+    ("activity on", "others"),
     ("activity ", "long"),
 )
 RULE_KIND = {
@@ -45,6 +46,7 @@ RULE_KIND = {
     "train": EventKind.SUSTAINED,
     "busy": EventKind.SUSTAINED,
     "context": EventKind.SUSTAINED,
+    "others": EventKind.SUSTAINED,
     "sparse": EventKind.SUSTAINED,
     "jerk": EventKind.MYOCLONIC_JERK,
     "isolated": EventKind.FASCICULATION,

@@ -138,6 +138,8 @@ class DetectorParams:
     movement_g: float = 0.05  # acc: movement when the movement-band RMS exceeds this (g)
     movement_min_ms: float = 400.0  # acc: movement this long is activity (shorter: part of a jerk)
     store_s: float = 2.0  # a piece's first store_s seconds give its frequency and saturation
+    cross_lane_ms: float = 0.0  # other lanes' activity is looked for this long before a cluster (0: never)
+    cross_lane_share: float = 0.25  # ... and this share of the other lanes (at least one) is activity
 
     @classmethod
     def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
@@ -306,6 +308,8 @@ class Features:
     # Whether it has the previous cluster's waveform (``LaneEngine.waveform``); None where either could
     # not be compared (too few samples per potential, an event too long to be one potential).
     same_shape: bool | None = None
+    lane: int = 0
+    hold_blocks: tuple[int, int] = (0, 0)  # the whole blocks of its hold after it: [first, last)
 
     def in_train(self, isolation_ms: float, similar: float = 2.0) -> bool:
         """Soon after a cluster of similar size (peaks within a factor ``similar``) and, where it can be
@@ -403,6 +407,7 @@ class LaneEngine:
         self._post_thr: dict[int, float] = {}
         self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
         self._shape_lag = max(1, round(0.004 * sample_rate))  # the peak may move by a phase: ±4 ms
+        self._cross_blocks = round(p.cross_lane_ms * 1e-3 * sample_rate / self.blk)
         self._ramp = np.arange(self.epoch * self.blk)  # sample numbers within a segment (never longer)
         self._lane_ids = np.arange(lanes)
         # running state
@@ -1136,6 +1141,39 @@ class LaneEngine:
             return math.inf
         return power / (n * self.blk * max(floor, 1e-300))
 
+    def others_active(self, f: Features) -> int:
+        """How many of the stream's other lanes are in activity around a released cluster (asked only of
+        candidates that would otherwise be twitches; 0 with one lane or ``cross_lane_ms`` 0)."""
+        if self.lanes < 2 or self._cross_blocks == 0:
+            return 0
+        return self._others_active(f.lane, f.cluster, *f.hold_blocks)
+
+    def _others_active(self, lane: int, c: Cluster, first: int, last: int) -> int:
+        """The other lanes in activity around the cluster: loud (an onset crossing or slow activity) in at
+        least half of the ``cross_lane_ms`` before it, or loud through its hold after it (blocks
+        [first, last)) having been loud for at least half of it — activity going on before, or outlasting
+        it. A potential or a brief jerk seen on neighbouring channels is loud there only at the same
+        time."""
+        blk = self.blk
+        kb = (c.start - self._ctx_guard) // blk  # blocks before it: [kb - cross, kb)
+        ks = c.start // blk  # its own blocks: [ks, ke)
+        ke = -(-c.end // blk)
+        k0 = max(kb - self._cross_blocks, self._written - self._ring_n + self.epoch)
+        if last <= max(k0, ks) or kb <= k0:
+            return 0
+        quiet = self._ring_q[np.arange(k0, last) % self._ring_n]
+        before = quiet[: kb - k0]
+        during = quiet[ks - k0 : ke - k0]
+        after = quiet[first - k0 :] if last > first else quiet[:0]
+        n_before = before.shape[0] - np.add.reduce(before, axis=0, dtype=np.intp)
+        going_on = 2 * n_before >= before.shape[0]
+        if after.shape[0] and during.shape[0]:
+            loud_during = during.shape[0] - np.add.reduce(during, axis=0, dtype=np.intp)
+            outlasts = ~np.logical_or.reduce(after, axis=0) & (2 * loud_during >= during.shape[0])
+            going_on |= outlasts
+        going_on[lane] = False
+        return int(np.count_nonzero(going_on))
+
     def _release(self, lane: int, c: Cluster) -> None:
         self._open[lane] = None
         self._release_at[lane] = _NEVER
@@ -1156,6 +1194,7 @@ class LaneEngine:
             a, b = self.waveform(lane, c.start, c.end), self.waveform(lane, *self._prev_span[lane])
             f.same_shape = None if a is None or b is None else same_shape(a, b, self._shape_lag)
         self._prev_span[lane] = (c.start, c.end)
+        f.lane, f.hold_blocks = lane, (first, last)
         verdict = self.classify(f)
         kind = verdict.kind
         self._prev_end[lane] = c.end  # even a blip tells that something went on here

@@ -41,6 +41,10 @@ def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorPar
         # again; a lane busy only with potentials under half this one's size is not busy at its scale.
         train_ratio=1.5,
         busy_ratio=0.5,
+        # The channels of one EMG wearable lie over one body region (an armband, a sleeve, a grid): a
+        # potential while a quarter of the others are in activity that began before it or outlasts it is
+        # part of a contraction there, not an isolated twitch.
+        cross_lane_ms=300.0,
     )
 
 
@@ -173,6 +177,9 @@ class EmgEngine(LaneEngine):
             return Verdict(EventKind.SUSTAINED, 0.6, "among other potentials")
         if f.context > 1.0:
             return Verdict(EventKind.SUSTAINED, 0.5 + 0.4 * min(f.context - 1.0, 1.0), "activity around it")
+        others = self.others_active(f)
+        if others and others >= max(1, math.ceil(prm.cross_lane_share * (self.lanes - 1))):
+            return Verdict(EventKind.SUSTAINED, 0.6, f"activity on {others} other channels")
         quiet = 1.0 - 0.3 * f.context  # busier surroundings → less sure
         if ms > prm.fasc_max_ms:
             if c.fill() < prm.jerk_fill:

@@ -293,6 +293,30 @@ def test_a_potential_with_a_smaller_neighbour_is_a_twitch_not_sparse_activity() 
     assert [d.kind for d in _run("emg", x, fs)] == [EventKind.FASCICULATION]
 
 
+def test_a_potential_while_the_other_channels_contract_is_activity() -> None:
+    """Four channels of one wearable: a potential on channel 0 while channels 1–3 are in a contraction
+    that began before it is part of that contraction (``cross_lane_ms``); the same potential with the
+    other channels quiet is a twitch, and so is one potential seen on every channel at once (a grid over
+    one muscle: one unit, several electrodes)."""
+    fs = 1000.0
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 3.0, (12000, 4))
+    x[3000:5000, 1:] += rng.normal(0, 30.0, (2000, 3))  # channels 1-3 contract from 3 s to 5 s
+    _shaped(x, 3600, 40.0, 10.0, 2)  # channel 0, 0.6 s into it
+    _shaped(x, 8000, 40.0, 10.0, 2)  # channel 0, all quiet
+    for ch in range(4):  # one unit seen on every channel at 10 s
+        _shaped(x[:, ch : ch + 1], 10000, 40.0, 10.0, 2)
+    dets = _run("emg", x, fs)
+    lane0 = [d for d in dets if d.lane == 0]
+    assert [(d.kind, d.reason) for d in lane0] == [
+        (EventKind.SUSTAINED, "activity on 3 other channels"),
+        (EventKind.FASCICULATION, ""),
+        (EventKind.FASCICULATION, ""),
+    ], lane0
+    at_10s = [d for d in dets if d.start > 9900]
+    assert [d.kind for d in at_10s] == [EventKind.FASCICULATION] * 4
+
+
 def test_huge_pop_is_an_artifact() -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(0, 3.0, (5000, 1))
