@@ -137,6 +137,12 @@ class DetectorParams:
     movement_band_hz: tuple[float, float] = (0.3, 5.0)  # acc: gross movement band
     movement_g: float = 0.05  # acc: movement when the movement-band RMS exceeds this (g)
     movement_min_ms: float = 400.0  # acc: movement this long is activity (shorter: part of a jerk)
+    move_ctx_band_hz: tuple[float, float] = (1.0, 5.0)  # acc: the band movement before a transient is seen in
+    move_ctx_ms: float = 500.0  # acc: a transient with movement this long before it ...
+    move_ctx_settle_ms: float = 300.0  # ... (not counting this long after the previous event) ...
+    move_ctx_g: float = 0.008  # ... of at least this RMS (g) in the 1–5 Hz band ...
+    move_ctx_factor: float = 2.0  # ... and this × the band's resting level is movement, not a twitch
+    move_rest_rise_s: float = 60.0  # acc: the resting level follows louder movement this slowly
     store_s: float = 2.0  # a piece's first store_s seconds give its frequency and saturation
     cross_lane_ms: float = 0.0  # other lanes' activity is looked for this long before a cluster (0: never)
     cross_lane_share: float = 0.25  # ... and this share of the other lanes (at least one) is activity
@@ -432,6 +438,7 @@ class LaneEngine:
         self._ring_bm = np.zeros((ring, lanes))  # block power sums of quiet blocks (0 when loud)
         self._ring_q = np.zeros((ring, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
         self._ring_bx = np.zeros((ring, channels))  # raw block means (baselines)
+        self._ring_slow = np.zeros((ring, lanes))  # ``context_stat`` (accelerometer: movement, 1-5 Hz)
         self._env_state = np.zeros(lanes, dtype=bool)  # hysteresis on the smoothed power
         self._in_piece = np.zeros(lanes, dtype=bool)  # hysteresis or slow activity
         self._open: list[Cluster | None] = [None] * lanes
@@ -454,6 +461,11 @@ class LaneEngine:
 
     def slow_threshold(self) -> FloatArray:
         raise NotImplementedError
+
+    def context_stat(self, slow: FloatArray) -> FloatArray:
+        """(blocks × lanes) statistic kept in the history ring for classification to look back on (by
+        default the slow statistic; called right after ``slow_stat`` for the same blocks)."""
+        return slow
 
     def lane_channels(self, lane: int) -> slice:
         raise NotImplementedError
@@ -488,6 +500,9 @@ class LaneEngine:
 
     def start_filters(self, x0: FloatArray) -> None:
         """First sample seen: start any extra filter in steady state for it."""
+
+    def epoch_end(self, slow: FloatArray) -> None:
+        """An epoch's (blocks × lanes) slow statistic, at its end, before the floors move."""
 
     # ---- streaming --------------------------------------------------------------------------------
     def process(self, chunk: FloatArray) -> list[Detection]:
@@ -564,38 +579,43 @@ class LaneEngine:
         bmax = _max(env.reshape(nb, blk, nl), axis=1)
         bx = _sum(x.reshape(nb, blk, self.channels), axis=1) / blk
         slow = self.slow_stat(x, bx)
+        aux = self.context_stat(slow)
         b = 0
         while b < nb:
             k = self._block
             if k < self._warm_blocks:
                 stop = min(nb, b + self._warm_blocks - k)
-                self._warm(bm[b:stop], slow[b:stop], bx[b:stop])
+                self._warm(bm[b:stop], slow[b:stop], bx[b:stop], aux[b:stop])
             else:
                 stop = min(nb, b + self.epoch - k % self.epoch)  # segments never cross an epoch boundary
-                self._segment(b, stop, x, y, p, env, bm, bmax, bx, slow)
+                self._segment(b, stop, x, y, p, env, bm, bmax, bx, slow, aux)
             b = stop
 
-    def _write_ring(self, bm: FloatArray, bx: FloatArray, quiet: BoolArray | None) -> None:
+    def _write_ring(self, bm: FloatArray, bx: FloatArray, slow: FloatArray, quiet: BoolArray | None) -> None:
         """Block powers (zeroed where the block is loud: an event's core or slow activity), their quiet
-        flags and the raw block means go into the history ring."""
+        flags, the raw block means and the context statistic (``context_stat``) go into the history
+        ring."""
         k, n = self._block % self._ring_n, bm.shape[0]
         if k + n > self._ring_n:  # wraps: only the warm-up's longer writes, so its cost does not matter
             rows = (k + np.arange(n)) % self._ring_n
             self._ring_bm[rows] = bm if quiet is None else bm * quiet
             self._ring_q[rows] = True if quiet is None else quiet
             self._ring_bx[rows] = bx
+            self._ring_slow[rows] = slow
         elif quiet is None:  # bm × True is bm, bit for bit
             self._ring_bm[k : k + n] = bm
             self._ring_q[k : k + n] = True
             self._ring_bx[k : k + n] = bx
+            self._ring_slow[k : k + n] = slow
         else:  # straight into the ring: no temporary per epoch
             np.multiply(bm, quiet, out=self._ring_bm[k : k + n])
             self._ring_q[k : k + n] = quiet
             self._ring_bx[k : k + n] = bx
+            self._ring_slow[k : k + n] = slow
         self._written = self._block + n
 
-    def _warm(self, bm: FloatArray, slow: FloatArray, bx: FloatArray) -> None:
-        self._write_ring(bm, bx, None)
+    def _warm(self, bm: FloatArray, slow: FloatArray, bx: FloatArray, aux: FloatArray) -> None:
+        self._write_ring(bm, bx, aux, None)
         self._warm_bm.append(bm)
         self._warm_slow.append(slow)
         self._block += bm.shape[0]
@@ -625,6 +645,7 @@ class LaneEngine:
         bmax: FloatArray,
         bx: FloatArray,
         slow: FloatArray,
+        aux: FloatArray,
     ) -> None:
         k0, blk = self._block, self.blk
         e0, e1 = k0 % self.epoch, k0 % self.epoch + b1 - b0
@@ -633,7 +654,7 @@ class LaneEngine:
         quiet = self._epoch_quiet[e0:e1]
         np.less(bmax[b0:b1], self._on_w, out=quiet)
         quiet &= ~slow_on
-        self._write_ring(bm[b0:b1], bx[b0:b1], quiet)  # before pieces clear ``quiet``: chunking-proof
+        self._write_ring(bm[b0:b1], bx[b0:b1], aux[b0:b1], quiet)  # before pieces clear ``quiet``
         self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
         if _all(quiet, axis=None) and not _any(self._in_piece):  # the usual case: nothing to look at
             cand = _NO_LANES
@@ -662,6 +683,7 @@ class LaneEngine:
                     self._release(lane, c)
 
     def _update_floor(self) -> None:
+        self.epoch_end(self._epoch_slow)
         q = self._epoch_quiet
         if _all(q, axis=None):
             self._update_floor_quiet()

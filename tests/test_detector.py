@@ -361,6 +361,24 @@ def test_every_rejected_event_says_why_and_no_twitch_does(sig: Signal) -> None:
         assert any(d.reason.startswith("activity ") for d in rejected)
 
 
+def test_a_transient_after_a_shift_of_weight_is_movement_not_a_twitch() -> None:
+    """A muscle twitch comes out of stillness; a small shift of weight (a 1.5-Hz sway of 0.04 g, below the
+    0.05-g movement gate) moves the body first. The same transient after it is 'movement before it', from
+    stillness a twitch."""
+    fs = 100.0
+    x, _ = generate("acc", fs, 30, QUIET, seed=12)
+    t = np.arange(60) / fs
+    x[1000:1060, 0] += 0.04 * np.sin(2 * np.pi * 1.5 * t) * np.hanning(60)  # 10.0-10.6 s: a shift
+    burst = 0.05 * np.sin(2 * np.pi * 25 * t[:5]) * np.hanning(5)
+    for at in (1055, 2000):  # 10.55 s, during the shift's end; 20 s, still
+        x[at : at + 5, 1] += burst
+    dets = _run("acc", x, fs)
+    assert [(d.kind, d.reason.split(" (")[0]) for d in dets] == [
+        (EventKind.SUSTAINED, "movement before it"),
+        (EventKind.FASCICULATION, ""),
+    ], dets
+
+
 def test_accelerometer_knock_is_an_artifact() -> None:
     fs = 100.0
     x, _ = generate("acc", fs, 20, QUIET, seed=6)
