@@ -181,6 +181,10 @@ class Detection:
     # Why an event that is not a twitch is not one ("train of similar potentials", "movement 0.3–5 Hz
     # 0.8 s", "saturation" …); "" for twitches. The worker copies it into ``TwitchEvent.reason``.
     reason: str = ""
+    # Whether it shows that the muscle could not be assessed around it (activity, movement, an artifact),
+    # so the rest gate vetoes that time. Not a potential rejected only as one small unit's repeat (a train
+    # of its potentials, a lane busy with it): another unit's twitch would still stand out there.
+    vetoes: bool = False
 
     @property
     def duration(self) -> int:
@@ -194,6 +198,7 @@ class Verdict:
     kind: EventKind
     confidence: float
     reason: str = ""
+    vetoes: bool | None = None  # None: every event that is not a twitch vetoes (``Detection.vetoes``)
 
 
 def format_span(ms: float) -> str:
@@ -1229,7 +1234,8 @@ class LaneEngine:
         d = self.delay  # report when it happened, not when it came out of the band-pass
         hz = round(c.dominant_hz(self.rate), 1)
         start, end = max(c.start - d, 0), max(c.end - d, 1)
-        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason))
+        vetoes = not kind.is_twitch if verdict.vetoes is None else verdict.vetoes
+        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes))
 
 
 class _Work:

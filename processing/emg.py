@@ -171,15 +171,19 @@ class EmgEngine(LaneEngine):
             return Verdict(EventKind.ARTIFACT, 0.8, "slow baseline swing")
         if c.long or ms > prm.jerk_max_ms:
             return Verdict(EventKind.SUSTAINED, min(0.6 + ms / 5000.0, 0.95), f"activity {format_span(ms)}")
+        # One unit firing again, or a lane busy with potentials of its size: not a twitch, but no reason to
+        # stop looking either — another unit's twitch would stand out (``Detection.vetoes``).
         if f.in_train(prm.isolation_ms, prm.train_ratio):
-            return Verdict(EventKind.SUSTAINED, 0.6, "train of similar potentials")
+            return Verdict(EventKind.SUSTAINED, 0.6, "train of similar potentials", vetoes=False)
         if f.busy(prm.busy_count, prm.busy_ratio):
-            return Verdict(EventKind.SUSTAINED, 0.6, "among other potentials")
+            return Verdict(EventKind.SUSTAINED, 0.6, "among other potentials", vetoes=False)
         if f.context > 1.0:
             return Verdict(EventKind.SUSTAINED, 0.5 + 0.4 * min(f.context - 1.0, 1.0), "activity around it")
         others = self.others_active(f)
         if others and others >= max(1, math.ceil(prm.cross_lane_share * (self.lanes - 1))):
-            return Verdict(EventKind.SUSTAINED, 0.6, f"activity on {others} other channels")
+            # Part of a contraction under the wearable, but the other muscles' activity is theirs to
+            # veto: this lane stays assessable (another muscle's contraction vetoes only that muscle).
+            return Verdict(EventKind.SUSTAINED, 0.6, f"activity on {others} other channels", vetoes=False)
         quiet = 1.0 - 0.3 * f.context  # busier surroundings → less sure
         if ms > prm.fasc_max_ms:
             if c.fill() < prm.jerk_fill:

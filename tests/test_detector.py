@@ -267,6 +267,8 @@ def test_a_same_sized_potential_of_another_shape_is_not_a_train() -> None:
     dets = _run("emg", x, fs)
     assert [d.kind for d in dets] == [EventKind.FASCICULATION] * 3 + [EventKind.SUSTAINED], dets
     assert dets[-1].reason == "train of similar potentials"
+    # One unit firing again is no reason to stop looking: it does not veto the muscle (Detection.vetoes).
+    assert not any(d.vetoes for d in dets)
 
 
 def test_same_shape_tells_one_units_repeats_from_other_potentials() -> None:
@@ -354,7 +356,9 @@ def test_every_rejected_event_says_why_and_no_twitch_does(sig: Signal) -> None:
     rejected = [d for d in dets if not d.kind.is_twitch]
     assert len(rejected) >= 5
     assert all(d.reason for d in rejected), [d for d in rejected if not d.reason]
-    assert not [d for d in dets if d.kind.is_twitch and d.reason]
+    assert not [d for d in dets if d.kind.is_twitch and (d.reason or d.vetoes)]
+    # Activity, movement and artifacts veto the muscle's assessment; only a unit's repeat does not.
+    assert all(d.vetoes for d in rejected if d.kind is EventKind.ARTIFACT or d.reason.startswith("activity "))
     if sig == "acc":  # walking bouts are rejected as movement, with its band and duration
         assert any(d.reason.startswith("movement 0.3–5 Hz") and d.reason.endswith(" s") for d in rejected)
     else:  # contractions: activity with its duration
