@@ -21,6 +21,7 @@ accelerometer + gyroscope (at rest: gravity and sensor noise), for several ``bef
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -144,7 +145,7 @@ def gate_rows(
         for name, (streams, signals) in setups.items():
             for b in before_ms:
                 print(f"  {name} {frame_ms:g}-ms frames, before {b:g} ms …", file=sys.stderr, flush=True)
-                params = GateParams(before_ns=round(b * 1e6), after_ns=GateParams().after_ns)
+                params = dataclasses.replace(GateParams(), before_ns=round(b * 1e6))
                 lat, lost = gated_latencies(streams, signals, true_events, frame_ms / 1e3, params)
                 print(row(f"{name}, {frame_ms:g} ms, {b:g} ms", lat, f"(not counted {lost})"))
 

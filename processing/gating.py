@@ -23,6 +23,7 @@ streams are all there, only interleaved in chunks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -156,7 +157,7 @@ class GatedRun:
         """``detectors``: one per stream, already made (default: ``make_detector``); ``judge=False``: every
         detection is released as the detector gave it, at once (the detectors alone, for comparison)."""
         base = params or GateParams()
-        self.params = GateParams(base.before_ns, base.after_ns, NEVER_STALE_NS)
+        self.params = dataclasses.replace(base, stale_ns=NEVER_STALE_NS)
         self.streams = tuple(streams)
         self.gate = RestGate(self.params)
         self.user = user

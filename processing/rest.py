@@ -17,8 +17,9 @@ A muscle is not assessable while any *veto* that applies to it holds. Vetoes liv
 
 Each veto is widened by a guard: ``before_ns`` ahead of it (a contraction or a step builds up below the
 detector's threshold before its onset, and a twitch-shaped potential right before a contraction is usually
-its first motor unit) and ``after_ns`` behind it (a muscle takes a moment to fall silent after a contraction
-or a walk).
+its first motor unit) and a guard behind it: ``after_activity_ns`` behind a muscle's own activity (EMG falls
+silent soon after a contraction), ``after_ns`` behind movement (a limb and the body take longer to settle
+after a walk or a turn).
 
 The gate is streaming. Sources (the worker's streams) report vetoes as they are found — open ones too,
 replaced as they grow — and how far they have *settled*: no veto will start before that time any more. A
@@ -55,16 +56,19 @@ class GateParams:
     time a movement takes to reach a detector's onset threshold, and one motor-unit interval at recruitment
     (8–10 Hz); also the most the latency target leaves room for, since every twitch waits for its sources to
     settle this far past its end (bench.latency: p95 150 ms at 50-ms frames, 100 ms at 0–50 ms of guard).
-    ``after_ns`` 2 s: a muscle and a limb settle after a contraction, a walk or a landing (gait termination
-    and postural stabilisation take 1–3 s). ``stale_ns`` 10 s: twice a typical 4–6-s BLE supervision timeout,
-    a third of the 30 s after which a device is called silent."""
+    ``after_ns`` 2 s, behind movement (a source watching a device or a body segment): a limb and the body
+    settle after a walk, a turn or a landing (stopping gait and regaining a still posture take 1–3 s).
+    ``after_activity_ns`` 0.5 s, behind a muscle's own activity (a source watching only muscles): surface EMG
+    is back at baseline within a few hundred ms of a contraction's release. ``stale_ns`` 10 s: twice a
+    typical 4–6-s BLE supervision timeout, a third of the 30 s after which a device is called silent."""
 
     before_ns: int = 100_000_000
     after_ns: int = 2_000_000_000
     stale_ns: int = 10_000_000_000
+    after_activity_ns: int = 500_000_000
 
     def __post_init__(self) -> None:
-        if min(self.before_ns, self.after_ns) < 0 or self.stale_ns <= 0:
+        if min(self.before_ns, self.after_ns, self.after_activity_ns) < 0 or self.stale_ns <= 0:
             raise ValueError("guards must be ≥ 0 and stale_ns > 0")
 
 
@@ -112,14 +116,15 @@ class RestGate:
 
     def veto(self, source: SourceId, start_ns: int, end_ns: int, reason: str) -> None:
         """A finished span of activity or movement seen by ``source``; it vetoes the source's scopes."""
-        v = self._widen(start_ns, end_ns, reason)
+        v = self._widen(start_ns, end_ns, reason, self._after(source))
         for scope in self._sources[source].scopes:
             spans = self._vetoes.setdefault(scope, [])
             bisect.insort(spans, v, key=lambda x: x.start_ns)
 
     def open(self, source: SourceId, spans: Iterable[tuple[int, int, str]]) -> None:
         """The source's activity still going on (start, end so far, reason): replaces what it said before."""
-        self._sources[source].open = [self._widen(a, b, r) for a, b, r in spans]
+        after = self._after(source)
+        self._sources[source].open = [self._widen(a, b, r, after) for a, b, r in spans]
 
     def settle(self, source: SourceId, t_ns: int) -> None:
         """No veto of ``source`` will start before ``t_ns`` any more (only forwards)."""
@@ -200,10 +205,17 @@ class RestGate:
             self._vetoes[scope] = [v for v in spans if v.end_ns >= before_ns]
 
     # ---- internals ---------------------------------------------------------------------------------
-    def _widen(self, start_ns: int, end_ns: int, reason: str) -> Veto:
+    def _after(self, source: SourceId) -> int:
+        """The guard behind a source's vetoes: a muscle's own activity ends sooner than a movement settles."""
+        scopes = self._sources[source].scopes
+        if scopes and all(kind == "muscle" for _, kind, _ in scopes):
+            return self.params.after_activity_ns
+        return self.params.after_ns
+
+    def _widen(self, start_ns: int, end_ns: int, reason: str, after_ns: int) -> Veto:
         if end_ns < start_ns:
             raise ValueError(f"veto ends ({end_ns}) before it starts ({start_ns})")
-        return Veto(start_ns - self.params.before_ns, end_ns + self.params.after_ns, reason)
+        return Veto(start_ns - self.params.before_ns, end_ns + after_ns, reason)
 
     def _stale(self, sid: SourceId, s: _Source) -> bool:
         return self._latest.get(sid[0], _PAST) - s.settled_ns > self.params.stale_ns

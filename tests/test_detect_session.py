@@ -118,3 +118,70 @@ def test_a_broken_session_is_a_recording_error(tmp_path: Path) -> None:
         open_recording(tmp_path / "bad.h5")
     with pytest.raises(RecordingError, match="--rate is for CSV"):
         open_recording(tmp_path / "bad.h5", rate=100.0)
+
+
+def test_a_sessions_gyroscope_vetoes_its_emg(tmp_path: Path) -> None:
+    """A session with an armband's EMG and its gyroscope (°/s, three channels labelled ``GYR biceps 1``–``3``
+    as the export labels them): the gyroscope runs the movement detector, and the twitches during its turn
+    are during_movement."""
+    x, truth = generate("emg", RATE, 30.0, PHYSIOLOGY, seed=12, muscle="biceps")
+    raw = np.round(x / SCALE).astype(np.int16)
+    gyro_rate, gyro_scale = 100.0, 1 / 32  # the Thingy:52's Q11.5
+    t = np.arange(3000) / gyro_rate
+    dps = np.random.default_rng(4).normal(0.0, 0.1, (3000, 3)) + np.array([1.5, -0.5, 0.2])
+    turn = (t >= 12.0) & (t < 16.0)
+    dps[turn, 2] += 60.0 * 0.5 * (1 - np.cos(2 * np.pi * (t[turn] - 12.0) / 4.0))
+    gyro_raw = np.round(dps / gyro_scale).astype(np.int16)
+    status = DeviceStatus(
+        "online",
+        "open",
+        "live",
+        "s1",
+        None,
+        {
+            "emg": StreamInfo(0, "emg", RATE, ("biceps",)),
+            "gyro": StreamInfo(1, "gyro", gyro_rate, ("biceps",) * 3),
+        },
+    )
+    path = tmp_path / "arm.h5"
+    with SessionWriter(path, user="alice") as w:
+        w.add_status("band", status)
+        for seq in range(raw.shape[0] // FRAME):
+            t0 = T0 + round(seq * FRAME * 1e9 / RATE)
+            w.add_frame(
+                "band",
+                "emg",
+                Frame(
+                    0,
+                    seq,
+                    t0,
+                    RATE,
+                    SCALE,
+                    Unit.MICROVOLT,
+                    SampleType.INT16,
+                    raw[seq * FRAME : (seq + 1) * FRAME],
+                ),
+            )
+            g = gyro_raw[seq * 5 : (seq + 1) * 5]
+            w.add_frame(
+                "band", "gyro", Frame(1, seq, t0, gyro_rate, gyro_scale, Unit.DEG_PER_S, SampleType.INT16, g)
+            )
+    events = _detect(path)
+    (turn_event,) = [e for e in events if e.channel.startswith("GYR")]
+    assert turn_event.channel == "GYR biceps 1/2/3"
+    assert (turn_event.kind.value, turn_event.unit) == ("sustained", "°/s")
+    assert 12.0 < turn_event.start < 13.0
+    assert 15.0 < turn_event.end < 16.0
+    lo, hi = turn_event.start - 0.1, turn_event.end + 2.0
+    emg = [
+        e
+        for e in events
+        if e.channel == "EMG biceps" and e.kind.value in ("fasciculation", "during_movement")
+    ]
+    inside = [e for e in emg if lo <= e.start <= hi]
+    assert len(emg) >= 0.9 * len(truth)
+    assert inside
+    assert all(
+        e.kind.value == "during_movement" and "rotation on GYR biceps 1/2/3" in e.reason for e in inside
+    )
+    assert all(e.kind.value == "fasciculation" for e in emg if e not in inside)

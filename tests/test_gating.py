@@ -94,7 +94,7 @@ def test_another_device_does_not_veto_and_an_emg_lane_vetoes_only_its_muscle() -
         GateStream("EMG arm", "emg", EMG_RATE, 2, "band", ("biceps", "triceps")),
         GateStream("GYR ankle", "gyro", GYRO_RATE, 3, "anklet"),
     ]
-    long_after = GateParams(before_ns=100_000_000, after_ns=3_000_000_000)
+    long_after = GateParams(before_ns=100_000_000, after_activity_ns=3_000_000_000)
     run = GatedRun(streams, long_after)
     out = feed(run, [x, gyro])
     biceps = [j for j in twitches(out) if j.detection.lane == 0]

@@ -452,6 +452,19 @@ def test_replay_option_errors(tmp_path: Path) -> None:
         ("my-dev", "emg", ("soleus",), (("EMG calf", "0"),))
     ]
     source.close()
+    armband = write_edf(
+        tmp_path / "armband.edf",
+        [
+            Sig("EMG arm", "uV", 100, np.zeros(200)),
+            *(Sig(f"GYR arm {a}", "deg/s", 50, np.zeros(100)) for a in "XYZ"),
+        ],
+    )
+    source = open_source(armband)
+    assert [(s.stream, s.signal, s.unit, s.muscles) for s in source.streams] == [
+        ("emg", "emg", Unit.MICROVOLT, ("arm",)),
+        ("gyro", "gyro", Unit.DEG_PER_S, ("arm",) * 3),
+    ]
+    source.close()
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     with pytest.raises(ReplayError, match="neither a twitchwatch session"):

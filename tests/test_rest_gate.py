@@ -26,7 +26,7 @@ def twitch(start_s: float, end_s: float, kind: EventKind = EventKind.FASCICULATI
 
 
 def gate() -> RestGate:
-    g = RestGate(GateParams(before_ns=S // 2, after_ns=2 * S, stale_ns=10 * S))
+    g = RestGate(GateParams(before_ns=S // 2, after_ns=2 * S, stale_ns=10 * S, after_activity_ns=2 * S))
     g.watch(EMG, [("me", "muscle", "calf_left")])
     g.watch(ACC, [("me", "device", "dev1")])
     g.watch(OTHER, [("me", "device", "dev2"), ("me", "segment", "lower_leg_left")])
@@ -109,13 +109,27 @@ def test_vetoed_time_is_the_union_of_overlapping_vetoes_clipped_to_the_interval(
 )
 @settings(max_examples=200, deadline=None)
 def test_vetoed_time_matches_a_per_second_count(spans: list[tuple[int, int]], a: int, n: int) -> None:
-    g = RestGate(GateParams(before_ns=0, after_ns=0))
+    g = RestGate(GateParams(before_ns=0, after_ns=0, after_activity_ns=0))
     g.watch(EMG, [("me", "muscle", "calf_left")])
     covered = np.zeros(200, dtype=bool)
     for start, length in spans:
         g.veto(EMG, start * S, (start + length) * S, "x")
         covered[start : start + length] = True
     assert g.vetoed_ns(CALF, a * S, (a + n) * S) == int(covered[a : a + n].sum()) * S
+
+
+def test_a_muscles_own_activity_is_followed_by_a_shorter_guard_than_movement() -> None:
+    g = RestGate(GateParams(before_ns=0, after_ns=2 * S, after_activity_ns=S // 2))
+    g.watch(EMG, [("me", "muscle", "calf_left")])
+    g.watch(ACC, [("me", "device", "dev1")])
+    g.veto(EMG, 10 * S, 20 * S, "voluntary activity")
+    g.veto(ACC, 30 * S, 40 * S, "movement")
+    assert g.judge(twitch(20.4, 20.41), CALF).kind is EventKind.DURING_MOVEMENT
+    assert g.judge(twitch(20.6, 20.61), CALF).kind is EventKind.FASCICULATION
+    assert g.judge(twitch(41.9, 41.91), CALF).kind is EventKind.DURING_MOVEMENT
+    g.open(EMG, [(50 * S, 55 * S, "voluntary activity")])
+    assert g.first_veto(CALF, 55 * S + S // 4, 56 * S) is not None
+    assert g.first_veto(CALF, 55 * S + S // 2 + 1, 56 * S) is None
 
 
 def test_a_veto_that_ends_before_it_starts_is_refused() -> None:

@@ -27,7 +27,13 @@ from processing.recordings import EdfReader, RecordingError, plan_detection, san
 log = logging.getLogger(__name__)
 
 HDF5_SIGNATURE: Final = b"\x89HDF\r\n\x1a\n"
-_UNITS: Final = {"emg": Unit.MICROVOLT, "acc": Unit.G}
+# Each detector group's stream unit; gyroscope and orientation groups replay as the wearables send them.
+_UNITS: Final[dict[str, Unit]] = {
+    "emg": Unit.MICROVOLT,
+    "acc": Unit.G,
+    "gyro": Unit.DEG_PER_S,
+    "orientation": Unit.UNITLESS,
+}
 _TAL_ONSET: Final = re.compile(rb"^([+-]\d+(?:\.\d+)?)\x14\x14")
 
 
@@ -57,8 +63,8 @@ def open_source(path: Path, devices: Sequence[str] = (), muscle_map: Sequence[st
 def edf_source(path: Path, devices: Sequence[str] = ()) -> ChunkSource:
     """One device (``--device NAME``, default ``edf-<file name>``) with a stream per detector group: the
     EMG channels of one rate as ``emg`` (``emg2``, … for further rates), each accelerometer as ``acc``
-    (``acc2``, …). Channels that are neither EMG nor acceleration (annotations, temperature, …) are left out,
-    with a log line."""
+    (``acc2``, …), each gyroscope as ``gyro`` and orientation as ``orientation``. Other channels (annotations,
+    temperature, …) are left out, with a log line."""
     if len(devices) > 1:
         raise ReplayError("--device: an EDF file is one device; give one name")
     name = devices[0] if devices else f"edf-{sanitise(path.stem)}"[:64]
