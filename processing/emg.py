@@ -41,6 +41,10 @@ def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorPar
         # again; a lane busy only with potentials under half this one's size is not busy at its scale.
         train_ratio=1.5,
         busy_ratio=0.5,
+        # Four potentials of at least half its size in the second before it: a lane busy at its scale (4 a
+        # second and more). Three also took a twitch for activity beside a small real unit's sporadic
+        # potentials at the lower onset (bench.rest_diagnosis: 7 of 334 at 14 dB on BioSPPy rest).
+        busy_count=4,
         # The channels of one EMG wearable lie over one body region (an armband, a sleeve, a grid): a
         # potential while a quarter of the others are in activity that began before it or outlasts it is
         # part of a contraction there, not an isolated twitch.
