@@ -6,14 +6,14 @@ Injects exactly as ``bench.accuracy`` does (same seeds and rest spans), runs the
 of every released cluster recorded — blips included — and attributes
 
 - each missed fasciculation to the largest cluster overlapping it (±50 ms): the classification rule that
-  decided it (``train``, ``busy``, ``context``, ``sparse``, ``jerk`` …), ``blip`` (never reached
+  decided it (``train``, ``busy``, ``context``, ``others``, ``sparse``, ``jerk`` …), ``blip`` (never reached
   ``report_margin`` × onset), or ``not detected``;
 - each false positive to whether the unmodified recording gives a detection there too (a potential that is in
   the recording itself) or not.
 
 Overlap stands in for the benchmark's one-to-one matching here, so the counts can differ from its table by an
-event or two. The rule is re-derived from the features in ``EmgEngine.classify``'s order and checked against
-the class the engine gave, so a drift between the two stops the run.
+event or two. The rule is read from the reason ``EmgEngine.classify`` gives (``Verdict.reason``) and checked
+against the class the engine gave, so a drift between the two stops the run.
 """
 
 from __future__ import annotations
@@ -28,16 +28,25 @@ from bench import data
 from bench.accuracy import DECENT_SNR_DB, INJECTED_RATES, REAL_SEEDS, inject_rest, injection_seeds
 from bench.data import Recording
 from bench.scoring import TOLERANCE_S, Event, Span, span_seconds, within
-from processing.core import Cluster, Features, FloatArray
+from processing.core import Cluster, Features, FloatArray, Verdict
 from processing.emg import EmgEngine, emg_params
 from processing.events import EventKind
 
+REASON_RULE = (
+    ("train", "train"),
+    ("among other", "busy"),
+    ("activity around", "context"),
+    ("sparse", "sparse"),
+    ("activity on", "others"),
+    ("activity ", "long"),
+)
 RULE_KIND = {
     "artifact": EventKind.ARTIFACT,
     "long": EventKind.SUSTAINED,
     "train": EventKind.SUSTAINED,
     "busy": EventKind.SUSTAINED,
     "context": EventKind.SUSTAINED,
+    "others": EventKind.SUSTAINED,
     "sparse": EventKind.SUSTAINED,
     "jerk": EventKind.MYOCLONIC_JERK,
     "isolated": EventKind.FASCICULATION,
@@ -72,23 +81,16 @@ class Released:
         )
 
 
-def rule(eng: EmgEngine, f: Features) -> str:
-    """The rule of ``EmgEngine.classify`` that decides the cluster (the same tests in the same order)."""
-    c, prm = f.cluster, eng.params
-    ms = c.core_ms(eng.rate)
-    if c.saturated or c.peak > prm.artifact_amplitude or eng.is_slow(c) or (c.slow_blocks and c.first_on < 0):
-        return "artifact"
-    if c.long or ms > prm.jerk_max_ms:
-        return "long"
-    if f.in_train(prm.isolation_ms, prm.train_ratio):
-        return "train"
-    if f.busy(prm.busy_count, prm.busy_ratio):
-        return "busy"
-    if f.context > 1.0:
-        return "context"
-    if ms > prm.fasc_max_ms:
-        return "sparse" if c.fill() < prm.jerk_fill else "jerk"
-    return "isolated"
+def rule(verdict: Verdict) -> str:
+    """The rule of ``EmgEngine.classify`` that decided a cluster, from the reason it gives."""
+    if verdict.kind is EventKind.FASCICULATION:
+        return "isolated"
+    if verdict.kind is EventKind.MYOCLONIC_JERK:
+        return "jerk"
+    for prefix, name in REASON_RULE:
+        if verdict.reason.startswith(prefix):
+            return name
+    return "artifact" if verdict.kind is EventKind.ARTIFACT else "long"
 
 
 class TracedEmg(EmgEngine):
@@ -103,9 +105,10 @@ class TracedEmg(EmgEngine):
         self._lane = lane
         super()._release(lane, c)
 
-    def classify(self, f: Features) -> tuple[EventKind, float]:
-        kind, confidence = super().classify(f)
-        c, why = f.cluster, rule(self, f)
+    def classify(self, f: Features) -> Verdict:
+        verdict = super().classify(f)
+        kind = verdict.kind
+        c, why = f.cluster, rule(verdict)
         if RULE_KIND[why] is not kind:
             raise RuntimeError(f"rule {why!r} does not give {kind}: update bench.rest_diagnosis.rule")
         floor_rms = math.sqrt(max(c.floor, 1e-300))
@@ -127,7 +130,7 @@ class TracedEmg(EmgEngine):
                 c.fill(),
             )
         )
-        return kind, confidence
+        return verdict
 
 
 def trace(x: FloatArray, rate: float, chunk_s: float = 0.1) -> list[Released]:

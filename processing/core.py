@@ -103,7 +103,7 @@ class DetectorParams:
     smooth_ms: float  # moving-sum window of the power (matched to the shortest events)
     on_factor: float  # piece onset: moving mean of the power > on_factor × floor
     off_factor: float  # piece offset: moving mean of the power < off_factor × floor
-    report_margin: float = 1.5  # a brief event is reported only if its peak power reaches this × onset
+    report_margin: float = 1.0  # a brief event is reported only if its peak power reaches this × onset
     notch_hz: float | None = None  # optional mains notch (50 or 60 Hz)
     notch_q: float = 5.0  # its quality factor: 10-Hz wide, so it rings for ~30 ms, not ~200 ms (Q = 30)
     block_ms: float = 20.0  # granularity of block statistics and of event release
@@ -137,7 +137,15 @@ class DetectorParams:
     movement_band_hz: tuple[float, float] = (0.3, 5.0)  # acc: gross movement band
     movement_g: float = 0.05  # acc: movement when the movement-band RMS exceeds this (g)
     movement_min_ms: float = 400.0  # acc: movement this long is activity (shorter: part of a jerk)
+    move_ctx_band_hz: tuple[float, float] = (1.0, 5.0)  # acc: the band movement before a transient is seen in
+    move_ctx_ms: float = 500.0  # acc: a transient with movement this long before it ...
+    move_ctx_settle_ms: float = 300.0  # ... (not counting this long after the previous event) ...
+    move_ctx_g: float = 0.008  # ... of at least this RMS (g) in the 1–5 Hz band ...
+    move_ctx_factor: float = 2.0  # ... and this × the band's resting level is movement, not a twitch
+    move_rest_rise_s: float = 60.0  # acc: the resting level follows louder movement this slowly
     store_s: float = 2.0  # a piece's first store_s seconds give its frequency and saturation
+    cross_lane_ms: float = 0.0  # other lanes' activity is looked for this long before a cluster (0: never)
+    cross_lane_share: float = 0.25  # ... and this share of the other lanes (at least one) is activity
 
     @classmethod
     def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
@@ -170,10 +178,51 @@ class Detection:
     kind: EventKind
     confidence: float  # 0..1
     dominant_hz: float = 0.0  # power-weighted RMS frequency of the band-passed event
+    # Why an event that is not a twitch is not one ("train of similar potentials", "movement 0.3–5 Hz
+    # 0.8 s", "saturation" …); "" for twitches. The worker copies it into ``TwitchEvent.reason``.
+    reason: str = ""
+    # Whether it shows that the muscle could not be assessed around it (activity, movement, an artifact),
+    # so the rest gate vetoes that time. Not a potential rejected only as one small unit's repeat (a train
+    # of its potentials, a lane busy with it): another unit's twitch would still stand out there.
+    vetoes: bool = False
 
     @property
     def duration(self) -> int:
         return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What classification decided for a cluster: its kind, how sure, and (not a twitch) why."""
+
+    kind: EventKind
+    confidence: float
+    reason: str = ""
+    vetoes: bool | None = None  # None: every event that is not a twitch vetoes (``Detection.vetoes``)
+
+
+def format_span(ms: float) -> str:
+    """A duration for a reason: ms below a second, else seconds."""
+    return f"{ms:.0f} ms" if ms < 1000.0 else f"{ms / 1000.0:.1f} s"
+
+
+SAME_SHAPE = 0.7  # normalised correlation above which two potentials are taken for one unit's
+
+
+def same_shape(a: FloatArray, b: FloatArray, max_lag: int) -> bool:
+    """Do two waveforms (equal length, centred on their peaks) match: a normalised cross-correlation of
+    at least ``SAME_SHAPE`` at some lag within ±``max_lag`` samples, same polarity? One motor unit's
+    potential repeats nearly unchanged (two noisy copies at 14 dB still correlate ≈ 0.8 over ±5 ms);
+    another unit's, or a noise spike, rarely matches a wider potential's phases."""
+    n = a.shape[0]
+    energy = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
+    if energy <= 0.0:
+        return False
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[lag:], b[: n - lag]) if lag >= 0 else (a[: n + lag], b[-lag:])
+        if float(np.dot(x, y)) >= SAME_SHAPE * energy:
+            return True
+    return False
 
 
 @dataclass(slots=True)
@@ -228,6 +277,16 @@ class Cluster:
         if sel.size:
             self.first_on, self.last_on, self.n_on = int(sel[0]), int(sel[-1]), int(sel.size)
 
+    def main_piece_ms(self, rate: float, core_ratio: float) -> float | None:
+        """Where the core comes from exactly two pieces, the core span of the one holding the peak (a
+        potential with a smaller neighbour); None otherwise."""
+        if len(self.core_idx) != 2:
+            return None
+        big = max(range(2), key=lambda i: float(_max(self.core_env[i])) if self.core_env[i].size else 0.0)
+        idx, env = self.core_idx[big], self.core_env[big]
+        sel = idx[env > self.peak_env * core_ratio]
+        return (int(sel[-1]) - int(sel[0]) + 1) * 1e3 / rate if sel.size else None
+
     def core_ms(self, rate: float) -> float:
         """From the first to the last core sample of its pieces: the potentials' main phases, not the
         filter's tail (slow-only clusters: their whole span)."""
@@ -257,14 +316,22 @@ class Features:
     since_previous_ms: float  # from the previous cluster's end on this lane (inf if none)
     previous_kind: EventKind | None
     previous_peak: float  # the previous cluster's peak (0 if none, -1 right after the warm-up)
+    # Whether it has the previous cluster's waveform (``LaneEngine.waveform``); None where either could
+    # not be compared (too few samples per potential, an event too long to be one potential).
+    same_shape: bool | None = None
+    lane: int = 0
+    hold_blocks: tuple[int, int] = (0, 0)  # the whole blocks of its hold after it: [first, last)
 
     def in_train(self, isolation_ms: float, similar: float = 2.0) -> bool:
-        """Soon after a cluster of similar size (peaks within a factor ``similar``): the same motor unit
-        firing again, i.e. a train of voluntary (or cramp) activity rather than an isolated twitch."""
+        """Soon after a cluster of similar size (peaks within a factor ``similar``) and, where it can be
+        told, of the same shape: the same motor unit firing again, i.e. a train of voluntary (or cramp)
+        activity rather than an isolated twitch."""
         if self.since_previous_ms >= isolation_ms:
             return False
+        if self.previous_peak < 0:  # the stream's start: whatever came before is unknown
+            return True
         ratio = self.previous_peak / max(self.cluster.peak, 1e-300)
-        return self.previous_peak < 0 or 1.0 / similar <= ratio <= similar  # < 0: the stream's start
+        return 1.0 / similar <= ratio <= similar and self.same_shape is not False
 
     def busy(self, count: int, ratio: float = 0.0) -> bool:
         """At least ``count`` clusters began on the lane within ``context_ms`` before it, counting those
@@ -350,6 +417,8 @@ class LaneEngine:
         self._pre_thr = self._ctx_threshold(self._ctx_blocks * self.blk)
         self._post_thr: dict[int, float] = {}
         self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
+        self._shape_lag = max(1, round(0.004 * sample_rate))  # the peak may move by a phase: ±4 ms
+        self._cross_blocks = round(p.cross_lane_ms * 1e-3 * sample_rate / self.blk)
         self._ramp = np.arange(self.epoch * self.blk)  # sample numbers within a segment (never longer)
         self._lane_ids = np.arange(lanes)
         # running state
@@ -374,6 +443,7 @@ class LaneEngine:
         self._ring_bm = np.zeros((ring, lanes))  # block power sums of quiet blocks (0 when loud)
         self._ring_q = np.zeros((ring, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
         self._ring_bx = np.zeros((ring, channels))  # raw block means (baselines)
+        self._ring_slow = np.zeros((ring, lanes))  # ``context_stat`` (accelerometer: movement, 1-5 Hz)
         self._env_state = np.zeros(lanes, dtype=bool)  # hysteresis on the smoothed power
         self._in_piece = np.zeros(lanes, dtype=bool)  # hysteresis or slow activity
         self._open: list[Cluster | None] = [None] * lanes
@@ -381,6 +451,7 @@ class LaneEngine:
         self._prev_end = [-(10**18)] * lanes
         self._prev_kind: list[EventKind | None] = [None] * lanes
         self._prev_peak = [0.0] * lanes
+        self._prev_span = [(0, 0)] * lanes  # the previous cluster's samples, for its waveform
         self._recent: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
         self._out: list[Detection] = []
 
@@ -395,6 +466,11 @@ class LaneEngine:
 
     def slow_threshold(self) -> FloatArray:
         raise NotImplementedError
+
+    def context_stat(self, slow: FloatArray) -> FloatArray:
+        """(blocks × lanes) statistic kept in the history ring for classification to look back on (by
+        default the slow statistic; called right after ``slow_stat`` for the same blocks)."""
+        return slow
 
     def lane_channels(self, lane: int) -> slice:
         raise NotImplementedError
@@ -417,11 +493,21 @@ class LaneEngine:
     def saturation_limit(self, floor: float) -> float:
         raise NotImplementedError
 
-    def classify(self, f: Features) -> tuple[EventKind, float]:
+    def waveform(self, lane: int, start: int, end: int) -> FloatArray | None:
+        """The band-passed waveform around the peak of a cluster of samples [start, end), for telling one
+        motor unit's repeats from other potentials (``same_shape``); None where shape cannot be told.
+        Asked at a cluster's release about it and about the one before it, at most ``isolation_ms``
+        earlier."""
+        return None
+
+    def classify(self, f: Features) -> Verdict:
         raise NotImplementedError
 
     def start_filters(self, x0: FloatArray) -> None:
         """First sample seen: start any extra filter in steady state for it."""
+
+    def epoch_end(self, slow: FloatArray) -> None:
+        """An epoch's (blocks × lanes) slow statistic, at its end, before the floors move."""
 
     # ---- streaming --------------------------------------------------------------------------------
     def process(self, chunk: FloatArray) -> list[Detection]:
@@ -506,38 +592,43 @@ class LaneEngine:
         bmax = _max(env.reshape(nb, blk, nl), axis=1)
         bx = _sum(x.reshape(nb, blk, self.channels), axis=1) / blk
         slow = self.slow_stat(x, bx)
+        aux = self.context_stat(slow)
         b = 0
         while b < nb:
             k = self._block
             if k < self._warm_blocks:
                 stop = min(nb, b + self._warm_blocks - k)
-                self._warm(bm[b:stop], slow[b:stop], bx[b:stop])
+                self._warm(bm[b:stop], slow[b:stop], bx[b:stop], aux[b:stop])
             else:
                 stop = min(nb, b + self.epoch - k % self.epoch)  # segments never cross an epoch boundary
-                self._segment(b, stop, x, y, p, env, bm, bmax, bx, slow)
+                self._segment(b, stop, x, y, p, env, bm, bmax, bx, slow, aux)
             b = stop
 
-    def _write_ring(self, bm: FloatArray, bx: FloatArray, quiet: BoolArray | None) -> None:
+    def _write_ring(self, bm: FloatArray, bx: FloatArray, slow: FloatArray, quiet: BoolArray | None) -> None:
         """Block powers (zeroed where the block is loud: an event's core or slow activity), their quiet
-        flags and the raw block means go into the history ring."""
+        flags, the raw block means and the context statistic (``context_stat``) go into the history
+        ring."""
         k, n = self._block % self._ring_n, bm.shape[0]
         if k + n > self._ring_n:  # wraps: only the warm-up's longer writes, so its cost does not matter
             rows = (k + np.arange(n)) % self._ring_n
             self._ring_bm[rows] = bm if quiet is None else bm * quiet
             self._ring_q[rows] = True if quiet is None else quiet
             self._ring_bx[rows] = bx
+            self._ring_slow[rows] = slow
         elif quiet is None:  # bm × True is bm, bit for bit
             self._ring_bm[k : k + n] = bm
             self._ring_q[k : k + n] = True
             self._ring_bx[k : k + n] = bx
+            self._ring_slow[k : k + n] = slow
         else:  # straight into the ring: no temporary per epoch
             np.multiply(bm, quiet, out=self._ring_bm[k : k + n])
             self._ring_q[k : k + n] = quiet
             self._ring_bx[k : k + n] = bx
+            self._ring_slow[k : k + n] = slow
         self._written = self._block + n
 
-    def _warm(self, bm: FloatArray, slow: FloatArray, bx: FloatArray) -> None:
-        self._write_ring(bm, bx, None)
+    def _warm(self, bm: FloatArray, slow: FloatArray, bx: FloatArray, aux: FloatArray) -> None:
+        self._write_ring(bm, bx, aux, None)
         self._warm_bm.append(bm)
         self._warm_slow.append(slow)
         self._block += bm.shape[0]
@@ -567,6 +658,7 @@ class LaneEngine:
         bmax: FloatArray,
         bx: FloatArray,
         slow: FloatArray,
+        aux: FloatArray,
     ) -> None:
         k0, blk = self._block, self.blk
         e0, e1 = k0 % self.epoch, k0 % self.epoch + b1 - b0
@@ -575,7 +667,7 @@ class LaneEngine:
         quiet = self._epoch_quiet[e0:e1]
         np.less(bmax[b0:b1], self._on_w, out=quiet)
         quiet &= ~slow_on
-        self._write_ring(bm[b0:b1], bx[b0:b1], quiet)  # before pieces clear ``quiet``: chunking-proof
+        self._write_ring(bm[b0:b1], bx[b0:b1], aux[b0:b1], quiet)  # before pieces clear ``quiet``
         self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
         if _all(quiet, axis=None) and not _any(self._in_piece):  # the usual case: nothing to look at
             cand = _NO_LANES
@@ -604,6 +696,7 @@ class LaneEngine:
                     self._release(lane, c)
 
     def _update_floor(self) -> None:
+        self.epoch_end(self._epoch_slow)
         q = self._epoch_quiet
         if _all(q, axis=None):
             self._update_floor_quiet()
@@ -1083,6 +1176,39 @@ class LaneEngine:
             return math.inf
         return power / (n * self.blk * max(floor, 1e-300))
 
+    def others_active(self, f: Features) -> int:
+        """How many of the stream's other lanes are in activity around a released cluster (asked only of
+        candidates that would otherwise be twitches; 0 with one lane or ``cross_lane_ms`` 0)."""
+        if self.lanes < 2 or self._cross_blocks == 0:
+            return 0
+        return self._others_active(f.lane, f.cluster, *f.hold_blocks)
+
+    def _others_active(self, lane: int, c: Cluster, first: int, last: int) -> int:
+        """The other lanes in activity around the cluster: loud (an onset crossing or slow activity) in at
+        least half of the ``cross_lane_ms`` before it, or loud through its hold after it (blocks
+        [first, last)) having been loud for at least half of it — activity going on before, or outlasting
+        it. A potential or a brief jerk seen on neighbouring channels is loud there only at the same
+        time."""
+        blk = self.blk
+        kb = (c.start - self._ctx_guard) // blk  # blocks before it: [kb - cross, kb)
+        ks = c.start // blk  # its own blocks: [ks, ke)
+        ke = -(-c.end // blk)
+        k0 = max(kb - self._cross_blocks, self._written - self._ring_n + self.epoch)
+        if last <= max(k0, ks) or kb <= k0:
+            return 0
+        quiet = self._ring_q[np.arange(k0, last) % self._ring_n]
+        before = quiet[: kb - k0]
+        during = quiet[ks - k0 : ke - k0]
+        after = quiet[first - k0 :] if last > first else quiet[:0]
+        n_before = before.shape[0] - np.add.reduce(before, axis=0, dtype=np.intp)
+        going_on = 2 * n_before >= before.shape[0]
+        if after.shape[0] and during.shape[0]:
+            loud_during = during.shape[0] - np.add.reduce(during, axis=0, dtype=np.intp)
+            outlasts = ~np.logical_or.reduce(after, axis=0) & (2 * loud_during >= during.shape[0])
+            going_on |= outlasts
+        going_on[lane] = False
+        return int(np.count_nonzero(going_on))
+
     def _release(self, lane: int, c: Cluster) -> None:
         self._open[lane] = None
         self._release_at[lane] = _NEVER
@@ -1099,17 +1225,25 @@ class LaneEngine:
             self.release_features(lane, c)
         since = (c.start - self._prev_end[lane]) * 1e3 / self.rate
         f = Features(c, ctx_post, context, since, self._prev_kind[lane], self._prev_peak[lane])
-        kind, confidence = self.classify(f)
+        if since < self.params.isolation_ms:  # only a train needs shapes: compared only then
+            a, b = self.waveform(lane, c.start, c.end), self.waveform(lane, *self._prev_span[lane])
+            f.same_shape = None if a is None or b is None else same_shape(a, b, self._shape_lag)
+        self._prev_span[lane] = (c.start, c.end)
+        f.lane, f.hold_blocks = lane, (first, last)
+        verdict = self.classify(f)
+        kind = verdict.kind
         self._prev_end[lane] = c.end  # even a blip tells that something went on here
         self._prev_kind[lane] = kind
         self._prev_peak[lane] = c.peak
         self._recent[lane].append((c.start, c.peak))
         if self._blip(c, kind):
             return  # barely over the onset threshold, brief: noise's tail more often than an event
-        conf = round(min(max(confidence, 0.01), 0.99), 3)
+        conf = round(min(max(verdict.confidence, 0.01), 0.99), 3)
         d = self.delay  # report when it happened, not when it came out of the band-pass
         hz = round(c.dominant_hz(self.rate), 1)
-        self._out.append(Detection(lane, max(c.start - d, 0), max(c.end - d, 1), c.peak, kind, conf, hz))
+        start, end = max(c.start - d, 0), max(c.end - d, 1)
+        vetoes = not kind.is_twitch if verdict.vetoes is None else verdict.vetoes
+        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes))
 
 
 class _Work:

@@ -248,7 +248,7 @@ class GatedRun:
         secs = self._seconds(i, bounds.ravel()).reshape(bounds.shape)
         secs[:, 1] += 1.0 / s.rate  # an end is exclusive: the last sample's time plus one period
         for d, (a, b) in zip(found, secs, strict=True):
-            what = VETO_WHAT.get((s.kind, d.kind))
+            what = VETO_WHAT.get((s.kind, d.kind)) if d.vetoes else None
             if what is not None:
                 reason = self._reason(what, i, d)
                 self.gate.veto(self._source(i, d.lane), int(a * 1e9 + 0.5), int(b * 1e9 + 0.5), reason)

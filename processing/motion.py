@@ -72,6 +72,7 @@ class MotionDetection(Detection):
     """A movement bout: a ``sustained`` ``Detection`` that says why (peak angular speed, duration)."""
 
     reason: str = ""
+    vetoes: bool = True  # a bout of rotation always means the limb could not be assessed
 
 
 @dataclass

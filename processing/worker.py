@@ -762,7 +762,7 @@ class Worker:
         artifacts also veto (the rest gate). A movement stream's detections are vetoes only."""
         source, session = self._source(st)
         for d in detections:
-            if is_veto(d.kind):
+            if is_veto(d.kind) and d.vetoes:  # a small unit's repeat is not the muscle at work
                 self._veto(st, d)
             if st.kind == "gyro" or st.kind == "orientation":
                 continue
@@ -781,6 +781,7 @@ class Worker:
                 source,
                 session,
                 round(d.dominant_hz, 1),
+                d.reason,
             )
             self.stats.events_detected += 1
             self._fuser.add(st.key, st.kind, event)
@@ -788,9 +789,7 @@ class Worker:
 
     def _veto(self, st: _Stream, d: Detection) -> None:
         start, end = st.time_of(d.start), st.time_of(d.end)
-        # The detector's own reason once it gives one (Detection.reason), else what and how long.
-        why = str(getattr(d, "reason", "") or "")
-        reason = veto_reason(st.kind, d.kind, (end - start) / 1e9, self._where(st, d.lane), why)
+        reason = veto_reason(st.kind, d.kind, (end - start) / 1e9, self._where(st, d.lane), d.reason)
         self._rest.veto(st.key, d.lane, start, end, reason)
         self.stats.vetoes += 1
 

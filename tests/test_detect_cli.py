@@ -169,11 +169,14 @@ def test_json_events_from_a_mixed_rate_edf(
     twitches = [e for e in events if e["channel"] == "EMG calf_left" and EventKind(e["kind"]).is_twitch]
     assert twitches == []
     assert left[-2] == "0.00"  # twitches per minute of the 20-s file: none counted
-    assert left[-3] == str(len(LEFT_S))  # the during_movement column
+    raw_twitches = [e for e in raw if e["channel"] == "EMG calf_left" and EventKind(e["kind"]).is_twitch]
+    # the during_movement column: every twitch-shaped event the detector found there (the injected ones
+    # and the recording's own small potentials, bench.accuracy (b)), none counted
+    assert len(raw_twitches) >= len(LEFT_S)
+    assert left[-3] == str(len(raw_twitches))
     raw_rows = {
         " ".join(ln.split()[:2]): ln.split() for ln in ungated.stderr.splitlines() if "00:00:20" in ln
     }
-    raw_twitches = [e for e in raw if e["channel"] == "EMG calf_left" and EventKind(e["kind"]).is_twitch]
     assert raw_rows["EMG calf_left"][-2] == f"{len(raw_twitches) * 60 / 20:.2f}"
     assert raw_rows["EMG calf_left"][-8] == "-"  # no gate, no assessable time
     assert (

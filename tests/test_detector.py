@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.synth import MuscleSegment, Physiology, Signal, TruthEvent, analysis_band, generate, spec_for
-from processing.core import DetectorParams, _public_sosfilt, sosfilt_inplace
+from processing.core import DetectorParams, _public_sosfilt, same_shape, sosfilt_inplace
 from processing.detector import Detection, StreamingDetector
 from processing.events import EventKind
 
@@ -246,6 +246,79 @@ def test_a_potential_soon_after_a_clearly_smaller_one_is_not_a_train() -> None:
     assert kinds == [EventKind.FASCICULATION] * 3 + [EventKind.SUSTAINED]
 
 
+def _shaped(x: np.ndarray, centre: int, peak: float, width_ms: float, phases: int) -> None:
+    """A bi- (1st Gaussian derivative) or triphasic (2nd) potential, ``width_ms`` wide (± 3 s.d.)."""
+    s = width_ms / 6.0
+    t = np.arange(-round(4 * s), round(4 * s) + 1) / s
+    w = -t * np.exp(-0.5 * t * t) if phases == 2 else (1 - t * t) * np.exp(-0.5 * t * t)
+    x[centre - t.size // 2 : centre + t.size // 2 + 1, 0] += w / np.max(np.abs(w)) * peak
+
+
+def test_a_same_sized_potential_of_another_shape_is_not_a_train() -> None:
+    """A train is one motor unit firing again: same size *and* same waveform. A potential of about the same
+    size but another shape 150 ms after the first is another unit, so both are twitches; the same shape
+    again is a train (``same_shape``)."""
+    fs = 1000.0
+    x = np.random.default_rng(5).normal(0, 3.0, (9000, 1))
+    _shaped(x, 3000, 60.0, 6.0, 2)  # narrow, biphasic
+    _shaped(x, 3150, 62.0, 14.0, 3)  # wide, triphasic: another unit
+    _shaped(x, 6000, 60.0, 10.0, 3)
+    _shaped(x, 6150, 62.0, 10.0, 3)  # the same unit again
+    dets = _run("emg", x, fs)
+    assert [d.kind for d in dets] == [EventKind.FASCICULATION] * 3 + [EventKind.SUSTAINED], dets
+    assert dets[-1].reason == "train of similar potentials"
+    # One unit firing again is no reason to stop looking: it does not veto the muscle (Detection.vetoes).
+    assert not any(d.vetoes for d in dets)
+
+
+def test_same_shape_tells_one_units_repeats_from_other_potentials() -> None:
+    rng = np.random.default_rng(6)
+    t = np.arange(-5, 6) / 1.7
+    muap = -t * np.exp(-0.5 * t * t) * 5.0 / 0.607  # 5 × the noise: a 14-dB potential
+    copies = [muap + rng.normal(0, 1.0, muap.size) for _ in range(40)]
+    same = [same_shape(a, b, 4) for a, b in zip(copies[::2], copies[1::2], strict=True)]
+    assert sum(same) >= 18  # two noisy copies of one potential: nearly always the same
+    spike = np.zeros(11)
+    spike[5], spike[6] = 5.0, -4.0  # a one-sample spike and its undershoot
+    others = [same_shape(c, spike + rng.normal(0, 1.0, 11), 4) for c in copies[:20]]
+    assert sum(others) <= 2
+    assert not same_shape(muap, -muap, 0)  # the same unit never flips polarity
+
+
+def test_a_potential_with_a_smaller_neighbour_is_a_twitch_not_sparse_activity() -> None:
+    """Two pieces 60 ms apart, the second near the threshold: a fasciculation beside a small potential
+    (or noise), not 'sparse potentials' of low-level activity, which need more than two."""
+    fs = 1000.0
+    x = np.random.default_rng(7).normal(0, 3.0, (6000, 1))
+    _shaped(x, 3000, 30.0, 10.0, 2)
+    _shaped(x, 3060, 13.0, 6.0, 2)
+    assert [d.kind for d in _run("emg", x, fs)] == [EventKind.FASCICULATION]
+
+
+def test_a_potential_while_the_other_channels_contract_is_activity() -> None:
+    """Four channels of one wearable: a potential on channel 0 while channels 1–3 are in a contraction
+    that began before it is part of that contraction (``cross_lane_ms``); the same potential with the
+    other channels quiet is a twitch, and so is one potential seen on every channel at once (a grid over
+    one muscle: one unit, several electrodes)."""
+    fs = 1000.0
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 3.0, (12000, 4))
+    x[3000:5000, 1:] += rng.normal(0, 30.0, (2000, 3))  # channels 1-3 contract from 3 s to 5 s
+    _shaped(x, 3600, 40.0, 10.0, 2)  # channel 0, 0.6 s into it
+    _shaped(x, 8000, 40.0, 10.0, 2)  # channel 0, all quiet
+    for ch in range(4):  # one unit seen on every channel at 10 s
+        _shaped(x[:, ch : ch + 1], 10000, 40.0, 10.0, 2)
+    dets = _run("emg", x, fs)
+    lane0 = [d for d in dets if d.lane == 0]
+    assert [(d.kind, d.reason) for d in lane0] == [
+        (EventKind.SUSTAINED, "activity on 3 other channels"),
+        (EventKind.FASCICULATION, ""),
+        (EventKind.FASCICULATION, ""),
+    ], lane0
+    at_10s = [d for d in dets if d.start > 9900]
+    assert [d.kind for d in at_10s] == [EventKind.FASCICULATION] * 4
+
+
 def test_huge_pop_is_an_artifact() -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(0, 3.0, (5000, 1))
@@ -268,6 +341,46 @@ def test_artifact_variants(variant: str) -> None:
     dets = _run("emg", x, fs)
     assert dets
     assert {d.kind for d in dets} == {EventKind.ARTIFACT}, dets
+    why = {"pop": "slow baseline swing", "saturation": "saturation", "motion": "slow baseline swing"}[variant]
+    assert why in {d.reason for d in dets}, dets
+
+
+@pytest.mark.parametrize("sig", ["emg", "acc"])
+def test_every_rejected_event_says_why_and_no_twitch_does(sig: Signal) -> None:
+    """Sustained activity and artifacts carry the rule that decided them (docs/detection.md), so a person
+    can see why an event was not counted; twitches carry none."""
+    fs = 1000.0 if sig == "emg" else 100.0
+    phys = Physiology(fasciculation=20, myoclonic_jerk=4, sustained=2, artifact=2, walking=0.5)
+    x, _ = generate(sig, fs, 240, phys, seed=21)
+    dets = _run(sig, x, fs, _chunks(x.shape[0], round(fs / 10)))
+    rejected = [d for d in dets if not d.kind.is_twitch]
+    assert len(rejected) >= 5
+    assert all(d.reason for d in rejected), [d for d in rejected if not d.reason]
+    assert not [d for d in dets if d.kind.is_twitch and (d.reason or d.vetoes)]
+    # Activity, movement and artifacts veto the muscle's assessment; only a unit's repeat does not.
+    assert all(d.vetoes for d in rejected if d.kind is EventKind.ARTIFACT or d.reason.startswith("activity "))
+    if sig == "acc":  # walking bouts are rejected as movement, with its band and duration
+        assert any(d.reason.startswith("movement 0.3–5 Hz") and d.reason.endswith(" s") for d in rejected)
+    else:  # contractions: activity with its duration
+        assert any(d.reason.startswith("activity ") for d in rejected)
+
+
+def test_a_transient_after_a_shift_of_weight_is_movement_not_a_twitch() -> None:
+    """A muscle twitch comes out of stillness; a small shift of weight (a 1.5-Hz sway of 0.04 g, below the
+    0.05-g movement gate) moves the body first. The same transient after it is 'movement before it', from
+    stillness a twitch."""
+    fs = 100.0
+    x, _ = generate("acc", fs, 30, QUIET, seed=12)
+    t = np.arange(60) / fs
+    x[1000:1060, 0] += 0.04 * np.sin(2 * np.pi * 1.5 * t) * np.hanning(60)  # 10.0-10.6 s: a shift
+    burst = 0.05 * np.sin(2 * np.pi * 25 * t[:5]) * np.hanning(5)
+    for at in (1055, 2000):  # 10.55 s, during the shift's end; 20 s, still
+        x[at : at + 5, 1] += burst
+    dets = _run("acc", x, fs)
+    assert [(d.kind, d.reason.split(" (")[0]) for d in dets] == [
+        (EventKind.SUSTAINED, "movement before it"),
+        (EventKind.FASCICULATION, ""),
+    ], dets
 
 
 def test_accelerometer_knock_is_an_artifact() -> None:
@@ -309,16 +422,21 @@ def test_floor_adapts_in_quiet_periods_only() -> None:
     x[30000:, 0] *= 2.0  # the electrode's noise doubles for good
     det = StreamingDetector("emg", fs, 1)
     floors = []
+    events = []
     for i in range(0, x.shape[0], 100):
-        det.process(x[i : i + 100])
+        events += det.process(x[i : i + 100])
         floors.append(float(det.noise_floor[0]))
+    events += det.finish()
     band_power = 9.0 * 0.86  # white noise of 3 µV through a 20–450 Hz band at 1 kHz
     assert floors[45] == pytest.approx(band_power, rel=0.15)
     assert max(floors[50:250]) < 1.5 * band_power  # the contraction never raised it
     assert floors[299] < 1.2 * band_power  # back to rest, where it was
-    # Quiet but louder for good: it follows, slowly (floor_rise_tau_s = 30 s), to 4× in the end.
-    assert 1.6 * band_power < floors[400] < floors[-1]
+    # Quiet but louder for good: it follows, slowly (floor_rise_tau_s = 30 s; the onset, 8×, sits close
+    # to the 4× louder noise, so at first few blocks are quiet enough to learn from), to 4× in the end ...
+    assert 1.4 * band_power < floors[400] < floors[-1]
     assert floors[-1] > 3.0 * band_power
+    # ... and while it follows, the louder noise is activity, never a twitch.
+    assert not [d for d in events if d.kind.is_twitch and d.start > 30000]
 
 
 def test_dominant_frequency() -> None:
