@@ -15,7 +15,7 @@ import pytest
 from collector.frames import Frame, SampleType, Unit, encode
 from collector.mqtt import MqttTarget
 from collector.status import DeviceStatus, StreamInfo
-from processing.events import EventKind, TwitchEvent
+from processing.events import EventKind
 from processing.store import EventQuery
 from processing.store.influx import InfluxStore
 from processing.store.sqlite import SQLiteStore
@@ -216,27 +216,17 @@ async def test_a_worker_stopped_without_waiting_says_what_it_had_not_stored(
     assert f"took {len(worker._pending)} events" in lost
 
 
-class _Recording(Worker):
-    """The worker, keeping every event it hands to the store (the SQLite schema keeps no reason yet)."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        super().__init__(MqttTarget("127.0.0.1", 1), store, user="u")
-        self.seen: list[TwitchEvent] = []
-
-    def _store_events(self, events: list[TwitchEvent]) -> None:
-        self.seen.extend(events)
-        super()._store_events(events)
-
-
 async def test_a_rejected_event_keeps_the_detectors_reason(tmp_path: Path) -> None:
-    """The detector says why an event is not a twitch; the worker passes it on in ``TwitchEvent.reason``."""
+    """The detector says why an event is not a twitch; the worker passes it on in ``TwitchEvent.reason`` and
+    the store keeps it."""
     store = SQLiteStore(tmp_path / "r.db")
-    worker = _Recording(store)
+    worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u")
     x = _noise(6, 5)
     x[3000:5000, 0] += np.random.default_rng(6).normal(0, 40.0, 2000)  # a 2-s contraction
     worker.handle(STATUS, _status("run-a"))
     for payload in _frames(x, T0):
         worker.handle(RAW, payload)
     await worker._finish()
+    stored = store.events(EventQuery())
     store.close()
-    assert [(e.kind, e.reason) for e in worker.seen] == [(EventKind.SUSTAINED, "activity 2.0 s")]
+    assert [(e.kind, e.reason) for e in stored] == [(EventKind.SUSTAINED, "activity 2.0 s")]
