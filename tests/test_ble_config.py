@@ -69,9 +69,31 @@ def test_collect_plan_can_pick_devices_and_names_unknown_ones(tmp_path: Path) ->
         devices.collect_plan(["polar9"])
 
 
-def test_a_device_without_streams_starts_the_profiles_main_stream(tmp_path: Path) -> None:
+def test_a_device_without_streams_starts_the_profiles_main_stream_and_its_gyroscope(tmp_path: Path) -> None:
     (target,), _ = _load(tmp_path, '[devices.m]\nprofile = "myo"\n').collect_plan()
-    assert target.streams == ("emg",)
+    assert target.streams == ("emg", "gyro")
+
+
+@pytest.mark.parametrize(
+    ("profile", "streams"),
+    [
+        ("polar-h10", ("acc",)),
+        ("polar-verity", ("acc", "gyro")),
+        ("metamotion", ("acc", "gyro")),
+        ("open", ("emg",)),
+    ],
+)
+def test_movement_streams_start_where_the_hardware_always_has_them(
+    tmp_path: Path, profile: str, streams: tuple[str, ...]
+) -> None:
+    (target,), _ = _load(tmp_path, f'[devices.m]\nprofile = "{profile}"\n').collect_plan()
+    assert target.streams == streams
+
+
+def test_movement_false_starts_only_the_chosen_streams(tmp_path: Path) -> None:
+    text = '[devices.m]\nprofile = "metamotion"\nmovement = false\n'
+    (target,), _ = _load(tmp_path, text).collect_plan()
+    assert target.streams == ("acc",)
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,8 @@ TOML device map (unknown keys are rejected)::
     name = "Polar H10 1A2B3C4D"        # optional: the advertised name
     settings = { rate_hz = 100 }       # optional: the profile's settings (twitchwatch devices list)
     segment = "lower_leg_left"         # optional: the body segment it sits on (default: from its muscles)
-    [devices.polar1.streams.acc]       # the streams `collect` starts (default: the profile's main one)
+    [devices.polar1.streams.acc]       # the streams `collect` starts (default: the profile's main one;
+                                       # a gyroscope too where the hardware has one; movement = false: not)
     muscle = "calf_left"               # every channel of the stream
     [devices.myo1.streams.emg.channels]
     "0" = "forearm_flexor_left"        # or channel by channel
@@ -76,6 +77,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from collector.ble.target import DeviceTarget, Timing
+from collector.devices import DeviceProfile
 from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from collector.topics import TopicError, check_segment
 from processing.flags import FlagRules
@@ -226,6 +228,8 @@ class DeviceMap(_Strict):
     # The body segment the wearable sits on (processing/segments.py); by default the segment of the muscles
     # it watches, from their names. Movement of any wearable on a segment vetoes every muscle there.
     segment: str | None = None
+    # Stream the wearable's gyroscope (or orientation) beside its chosen streams, for the rest gate.
+    movement: bool = True
 
     @field_validator("segment")
     @classmethod
@@ -302,6 +306,14 @@ class DeviceFile(_Strict):
         dev = self.devices.get(device)
         return dev.segment if dev else None
 
+    @staticmethod
+    def _streams(dev: DeviceMap, profile: type[DeviceProfile]) -> tuple[str, ...]:
+        """The map's streams (default: the profile's main one) and, unless ``movement = false``, the
+        device's movement streams: the rest gate needs them to tell a still limb from a moving one."""
+        chosen = tuple(dev.streams) or (profile.DEFAULT_STREAM,)
+        extra = profile.movement_streams() if dev.movement else ()
+        return chosen + tuple(s for s in extra if s not in chosen)
+
     def collect_plan(self, only: Sequence[str] | None = None) -> tuple[list[DeviceTarget], Timing]:
         """The BLE devices ``twitchwatch collect`` streams (all non-``sim`` ones, or those named)."""
         from collector.devices import get_profile
@@ -325,7 +337,7 @@ class DeviceFile(_Strict):
                 DeviceTarget(
                     name,
                     profile.from_params(dev.settings),
-                    tuple(dev.streams) or (profile.DEFAULT_STREAM,),
+                    self._streams(dev, profile),
                     dev.address,
                     dev.name,
                     functools.partial(self.muscle_for, name),

@@ -391,6 +391,14 @@ class DeviceProfile(ABC):
         )
 
     @classmethod
+    def movement_streams(cls) -> tuple[str, ...]:
+        """The streams that tell whether the wearable moves, started beside the chosen ones so that the rest
+        gate sees movement: its gyroscope, else its orientation (the Myo's comes from the same IMU packets).
+        A profile whose hardware may lack them (the open DIY board) offers none."""
+        gyro = tuple(s.name for s in cls.STREAMS if s.signal == "gyro")
+        return gyro or tuple(s.name for s in cls.STREAMS if s.signal == "orientation")
+
+    @classmethod
     def check_streams(cls, streams: Collection[str]) -> tuple[str, ...]:
         if not streams:
             raise ParamError(f"{cls.NAME} streams", [("streams", "choose at least one stream")])

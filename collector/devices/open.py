@@ -337,6 +337,10 @@ class OpenProfile(DeviceProfile):
     DEFAULT_STREAM = "emg"
     MESSAGES: ClassVar[Mapping[str, Callable[[bytes], object]]] = {"response": parse_response}
 
+    @classmethod
+    def movement_streams(cls) -> tuple[str, ...]:
+        return ()  # a board may be built without a gyroscope: stream it only when the device map says so
+
     @property
     def open_settings(self) -> OpenSettings:
         assert isinstance(self.settings, OpenSettings)
