@@ -214,15 +214,29 @@ class MotionDetector:
     def _quaternion_speeds(self, q: FloatArray) -> FloatArray:
         """Angular speed (°/s) from each sample to the one before it: the rotation angle between unit
         quaternions is 2·acos|⟨q₁, q₂⟩| whichever sign either has. The first sample of the stream has
-        none before it: 0."""
+        none before it: 0. A sample that is no rotation at all — zero or not finite, as a Myo sends while its
+        IMU starts — says nothing about movement: it repeats the last good one (speed 0), rather than stop
+        the stream over one glitch."""
         norm = np.linalg.norm(q, axis=1, keepdims=True)
-        if np.any(norm <= 0) or not np.all(np.isfinite(norm)):
-            raise ValueError("orientation samples must be finite, non-zero quaternions")
-        u = q / norm
+        good = (norm[:, 0] > 1e-9) & np.isfinite(norm[:, 0])
+        u = np.divide(q, norm, out=np.zeros_like(q), where=good[:, None])
+        if not good.all():
+            u = self._hold_last_good(u, good)
         prev = np.concatenate([self._prev_q if self._prev_q is not None else u[:1], u[:-1]])
         self._prev_q = u[-1:].copy()
         dot = np.clip(np.abs(np.einsum("ij,ij->i", prev, u)), 0.0, 1.0)
         return np.asarray(np.degrees(2.0 * np.arccos(dot)) * self.rate, dtype=np.float64)
+
+    def _hold_last_good(self, u: FloatArray, good: npt.NDArray[np.bool_]) -> FloatArray:
+        """Bad rows replaced by the last good quaternion before them: the stream's last, or before the first
+        good one ever, that one (a stream that starts with bad rows has not turned yet)."""
+        if self._prev_q is not None:
+            last = self._prev_q[0]
+        else:
+            last = u[int(np.argmax(good))] if good.any() else np.array([1.0, 0.0, 0.0, 0.0])
+        idx = np.where(good, np.arange(len(u)), -1)
+        np.maximum.accumulate(idx, out=idx)
+        return np.where((idx >= 0)[:, None], u[np.maximum(idx, 0)], last)
 
     def _step(self, start: int, speed: float) -> None:
         p, end = self.params, start + self.blk

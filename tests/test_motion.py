@@ -169,13 +169,24 @@ def test_orientation_quaternions_give_angular_speed_whatever_their_sign() -> Non
     assert run(still, kind="orientation") == []
 
 
+def test_zero_and_non_finite_quaternions_are_no_movement_and_do_not_stop_the_stream() -> None:
+    """A Myo sends zero quaternions while its IMU starts; a glitch must not end the stream or fake a turn."""
+    n = int(30 * RATE)
+    rate = np.zeros(n)
+    rate[1000:1300] = 45.0
+    q = quaternions(rate, np.array([0.0, 0.0, 1.0]))
+    q[:50] = 0.0  # the IMU starting
+    q[2000:2003] = np.nan
+    q[2500] = 0.0
+    (d,) = run(q, kind="orientation")
+    assert d.start / RATE == pytest.approx(10.0, abs=0.03)
+    assert d.end / RATE == pytest.approx(13.0, abs=0.03)
+
+
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="3 channels"):
         MotionDetector("gyro", RATE, 4)
     with pytest.raises(ValueError, match="'gyro' or 'orientation'"):
         MotionDetector("acc", RATE, 3)  # type: ignore[arg-type]
-    det = MotionDetector("orientation", RATE, 4)
-    with pytest.raises(ValueError, match="quaternions"):
-        det.process(np.zeros((10, 4)))
     with pytest.raises(ValueError, match="off_dps"):
         MotionParams(on_dps=5.0, off_dps=10.0)
