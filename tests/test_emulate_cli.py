@@ -22,10 +22,13 @@ import pytest
 
 from collector.devices import get_profile
 from collector.emulate.link import RadioHub, open_hci_device
+from collector.emulate.motion import Movement
 from collector.emulate.source import fit_channels, resample
+from collector.simulate import SimulationError
 from tests.harness import unavailable
 from tests.test_emulate_central import Central, scan_for, uuid_str, wait
 from tests.test_recordings import DATA, Sig, physionet_uv, write_edf
+from twitchwatch.cli import parse_movement
 
 TWITCHWATCH = Path(sys.executable).parent / "twitchwatch"
 
@@ -105,6 +108,38 @@ async def test_simulate_ble_serves_a_virtual_radio_to_another_process(tmp_path: 
     first = json.loads(lines[0])
     assert first["muscle"] == "calf_left"
     assert first["kind"] == "fasciculation"
+
+
+async def test_simulate_ble_with_movement_turns_the_emulated_gyroscope() -> None:
+    """``--movement`` reaches the emulated wearable: walking most of the time swings its gyroscope far beyond
+    the resting noise (0.07 °/s)."""
+    args = ["--profile", "metamotion", "--muscle", "calf_left", "--rate", "0", "--speed", "5"]
+    args += ["--movement", "walking=30", "--seed", "3", "--serve-hci", "127.0.0.1:0"]
+    async with simulate_ble(args) as (proc, ready):
+        async with await open_hci_device(ready["central_transport"], name="central") as central:
+            chunks = await _stream(central, ready, "metamotion", "gyro", 100 * 20)
+        rates = np.concatenate([c.values() for c in chunks])
+        assert rates.shape[1] == 3
+        assert np.abs(rates).max() > 20.0
+        await stop_cleanly(proc)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("running=1", "'running' is not one of"),
+        ("walking=fast", "not a rate per minute"),
+        ("jerks=-1", "≥ 0"),
+    ],
+)
+def test_a_bad_movement_option_names_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(SimulationError, match=message):
+        parse_movement(text)
+
+
+def test_movement_option_parses_each_kind() -> None:
+    assert parse_movement("walking=0.5,posture=1,jerks=0.2") == Movement(1.0, 0.5, 0.2)
+    assert parse_movement(None).still
 
 
 async def test_simulate_ble_on_a_transport_from_a_radio_hub() -> None:

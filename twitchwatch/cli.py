@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from collector.publisher import PublishError
 from collector.simulate import (
@@ -52,6 +52,9 @@ from twitchwatch.config import (
     load_settings,
 )
 from twitchwatch.timeargs import parse_when
+
+if TYPE_CHECKING:
+    from collector.emulate.motion import Movement
 
 log = logging.getLogger("twitchwatch")
 T = TypeVar("T")
@@ -133,6 +136,12 @@ def _add_simulate(sub: Any) -> None:
     ble.add_argument("--address", default=None, help="random static address to advertise with")
     ble.add_argument("--name", default=None, help="advertised name (default: the device's own pattern)")
     ble.add_argument("--compressed", action="store_true", help="Polar H10: delta-compressed frames (0x81)")
+    ble.add_argument(
+        "--movement",
+        default=None,
+        metavar="KIND=PER_MIN,…",
+        help="the wearer moves: walking, posture, jerks per minute, e.g. walking=0.5,posture=1",
+    )
 
 
 def _add_devices(sub: Any) -> None:
@@ -377,6 +386,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             out.close()
 
 
+def parse_movement(text: str | None) -> Movement:
+    """``walking=0.5,posture=1,jerks=0.2`` (events per minute) → ``Movement``; None → a still wearer."""
+    from collector.emulate.motion import Movement
+
+    if not text:
+        return Movement()
+    names = {"walking": "walking", "posture": "posture_changes", "jerks": "limb_jerks"}
+    rates: dict[str, float] = {}
+    for part in text.split(","):
+        kind, _, value = part.partition("=")
+        field_name = names.get(kind.strip())
+        if field_name is None:
+            raise SimulationError(f"--movement: {kind.strip()!r} is not one of {', '.join(names)}")
+        try:
+            rates[field_name] = float(value)
+        except ValueError:
+            raise SimulationError(
+                f"--movement {kind.strip()}: {value.strip()!r} is not a rate per minute"
+            ) from None
+    try:
+        return Movement(**rates)
+    except ValueError as exc:
+        raise SimulationError(f"--movement: {exc}") from None
+
+
 def cmd_simulate_ble(args: argparse.Namespace) -> int:
     from collector.emulate.run import BleSimulation, run_ble_simulation
     from collector.emulate.source import RecordingSources
@@ -396,6 +430,7 @@ def cmd_simulate_ble(args: argparse.Namespace) -> int:
         args.address,
         args.name,
         args.compressed,
+        parse_movement(args.movement),
     )
     recording = open_source(args.recording) if args.recording else None
     out = truth_file(args.truth)
