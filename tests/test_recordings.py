@@ -18,24 +18,21 @@ import numpy.typing as npt
 import pyedflib
 import pytest
 
-from collector.topics import TopicError
-from processing.recordings import (
+from collector.recordings import (
     STANDARD_GRAVITY,
     Channel,
-    CsvReader,
-    DetectionRun,
-    EdfReader,
-    Plan,
     Recording,
     RecordingError,
     RecordingReader,
-    SessionReader,
-    check_edf_header,
     infer_channel,
     open_recording,
-    plan_detection,
     sanitise,
 )
+from collector.recordings.formats.csv import CsvReader
+from collector.recordings.formats.edf import EdfReader, check_edf_header
+from collector.recordings.formats.session import SessionReader
+from collector.topics import TopicError
+from processing.recordings import DetectionRun, Plan, plan_detection
 
 FloatArray = npt.NDArray[np.float64]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
