@@ -771,6 +771,9 @@ def _export_recording(reader: RecordingReader, out: Path) -> ExportResult:
         lo[chunk.group] = np.minimum(lo[chunk.group], chunk.data.min(axis=0))
         hi[chunk.group] = np.maximum(hi[chunk.group], chunk.data.max(axis=0))
         samples[chunk.group] += len(chunk.data)
+    if not all(samples):
+        empty = ", ".join(g.lanes[0].label for g, n in zip(groups, samples, strict=True) if not n)
+        raise RecordingError(f"{rec.path}: no samples to export ({empty})")
     headers: list[dict[str, Any]] = []
     group_scalings: list[_Scaling] = []
     for gi, g in enumerate(groups):
