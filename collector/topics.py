@@ -1,4 +1,6 @@
-"""MQTT topic layout: ``twitchwatch/<user>/<device>/{raw/<stream>,events,status}``."""
+"""MQTT topic layout: ``twitchwatch/<user>/<device>/{raw/<stream>,events,status}``, and per user
+``twitchwatch/<user>/felt`` ("I felt that": a twitch the person marked, published by a phone shortcut or a
+Home Assistant button, stored by the worker; docs/wire-format.md)."""
 
 from __future__ import annotations
 
@@ -61,3 +63,21 @@ def raw_filter(user: str = "+") -> str:
 
 def status_filter(user: str = "+") -> str:
     return f"{ROOT}/{user}/+/status"
+
+
+def felt_topic(user: str) -> str:
+    """``twitchwatch/<user>/felt``: JSON ``{"muscle": …, "at": …}`` (both optional) marks a felt twitch."""
+    return f"{ROOT}/{check_segment(user, 'user')}/felt"
+
+
+def felt_filter(user: str = "+") -> str:
+    return f"{ROOT}/{user}/felt"
+
+
+def felt_user(topic: str) -> str | None:
+    """The user of a felt topic, or None when ``topic`` is not one (a malformed user raises
+    ``TopicError``)."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != ROOT or parts[2] != "felt":
+        return None
+    return check_segment(parts[1], "user")

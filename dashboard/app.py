@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import streamlit as st
 from dashboard import bodymap, data
 from dashboard.livefeed import LiveFeed
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source, rerun_free_rates
+from processing.felt import FeltComparison
 from processing.flags import FlagSet
 from processing.journal import Factor
 from processing.localtime import day_of, zone_name
@@ -58,8 +60,9 @@ FLAGS_NOTE = (
     "not a diagnosis."
 )
 SUSTAINED_NOTE = (
-    "Sustained activity (longer contractions, e.g. voluntary movement) is shown apart "
-    "and not counted as twitching."
+    "Sustained activity (longer contractions, e.g. voluntary movement) is shown apart and not counted as "
+    "twitching; neither are twitch-like events found while the muscle contracted or the limb moved "
+    "(during movement: listed, with why, among the individual events)."
 )
 
 LIVE_REFRESH_S = 2.0
@@ -142,6 +145,8 @@ class RangeData:
     twitch_counts: list[HourCount]
     sustained_counts: list[HourCount]
     rates: list[MinuteRate]
+    movement_counts: list[HourCount]
+    offset_ns: int  # the hour grid of the counts (the zone's clock hours)
 
 
 def render_overview(ctx: Context) -> None:
@@ -254,6 +259,8 @@ def load_range(store: EventStore, user: str, controls: Controls, tz: dt.tzinfo) 
         twitch_counts=counts(TWITCH_KINDS),
         sustained_counts=counts((EventKind.SUSTAINED,)),
         rates=rerun_free_rates(rates),
+        movement_counts=counts((EventKind.DURING_MOVEMENT,)),
+        offset_ns=offset,
     )
 
 
@@ -281,6 +288,8 @@ def frequency_section(range_data: RangeData, controls: Controls, tz: dt.tzinfo) 
         range_data.sustained_counts,
         range_data.rates,
         controls.time_range.hours,
+        range_data.movement_counts,
+        range_data.offset_ns,
     )
     if table.empty:
         st.info(
@@ -305,20 +314,25 @@ def body_map_section(table: pd.DataFrame) -> None:
     )
 
 
-def show_body_map(rates: dict[str, float]) -> None:
-    """The figure with its numbers beside it; ``rates`` are twitches per hour by muscle."""
-    figure = bodymap.body_map(rates)
+def show_body_map(rates: Mapping[str, float | None]) -> None:
+    """The figure with its numbers beside it; ``rates`` are twitches per hour at rest by muscle (None or
+    NaN: no time at rest, so no rate to colour by — named below the figure)."""
+    known = {m: r for m, r in rates.items() if r is not None and not math.isnan(r)}
+    unknown = sorted(set(rates) - set(known))
+    figure = bodymap.body_map(known, "twitches per hour at rest")
     left, right = st.columns([3, 2])
     with left:
         # As an <img> data URI: Streamlit's HTML sanitiser drops inline <svg> elements.
         st.html(bodymap.as_img(figure))
     with right:
-        st.table(data.body_map_display(rates, figure.placed, figure.unplaced), hide_index=True)
+        st.table(data.body_map_display(known, figure.placed, figure.unplaced), hide_index=True)
         st.caption(
-            "Colour = twitches per hour in the selected range (darker is more); the figure's plain "
+            "Colour = twitches per hour at rest in the selected range (darker is more); the figure's plain "
             "areas have no sensor or no data. The front view faces you, so the person's right is on "
             "your left."
         )
+        if unknown:
+            st.caption(f"Not coloured (no time at rest in this range): {', '.join(unknown)}.")
 
 
 def heatmap_section(range_data: RangeData, tz: dt.tzinfo) -> None:
@@ -365,6 +379,24 @@ def flags_section(ctx: Context, tz: dt.tzinfo) -> None:
     show_flags(flag_set, tz)
 
 
+HEADING_FELT = "Felt twitches and detections"
+NO_FELT = (
+    "No twitch was marked as felt here. Mark one with the Live page's “I felt a twitch” button, "
+    "`twitchwatch felt`, or a phone shortcut or Home Assistant button publishing to twitchwatch/<user>/felt."
+)
+
+
+def show_felt(comparisons: Sequence[FeltComparison]) -> None:
+    """Felt marks ("I felt that") against the detections: the report's period, or the History page's
+    days."""
+    st.header(HEADING_FELT)
+    if not comparisons or not comparisons[0].felt:
+        st.caption(NO_FELT)
+        return
+    st.table(data.felt_display(comparisons), hide_index=True)
+    st.caption(data.felt_caption(comparisons))
+
+
 def show_flags(flag_set: FlagSet, tz: dt.tzinfo) -> None:
     computed = data.format_time(flag_set.computed_at_ns, tz, with_date=True)
     if not flag_set.flags:
@@ -380,11 +412,13 @@ def frequency_chart(table: pd.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X(f"{data.COL_MUSCLE}:N", title="muscle", sort=None, axis=alt.Axis(labelAngle=0)),
-            y=alt.Y(f"{data.COL_PER_HOUR}:Q", title="twitches per hour"),
+            y=alt.Y(f"{data.COL_PER_HOUR}:Q", title="twitches per hour at rest"),
             tooltip=[
                 alt.Tooltip(f"{data.COL_MUSCLE}:N"),
                 alt.Tooltip(f"{data.COL_TWITCHES}:Q"),
                 alt.Tooltip(f"{data.COL_PER_HOUR}:Q", format=".2f"),
+                alt.Tooltip(f"{data.COL_REST_H}:Q", format=".2f"),
+                alt.Tooltip(f"{data.COL_WORN_H}:Q", format=".2f"),
                 alt.Tooltip(f"{data.COL_BASIS}:N"),
             ],
         )
@@ -442,7 +476,7 @@ def hourly_chart(frame: pd.DataFrame, range_hours: float) -> alt.Chart:
 
 
 def scatter_section(store: EventStore, query: EventQuery, tz: dt.tzinfo) -> None:
-    kinds = (*TWITCH_KINDS, EventKind.SUSTAINED)
+    kinds = (*TWITCH_KINDS, EventKind.SUSTAINED, EventKind.DURING_MOVEMENT)
     try:
         # One more than the cap tells "too many" apart from "exactly the cap" without counting them all.
         events = store.events(dataclasses.replace(query, kinds=kinds, limit=MAX_SCATTER_EVENTS + 1))
@@ -460,7 +494,8 @@ def scatter_section(store: EventStore, query: EventQuery, tz: dt.tzinfo) -> None
         st.altair_chart(events_chart(data.events_frame(events, tz)), width="stretch")
         st.caption(
             f"{len(events)} events. Dot size is the event's peak amplitude in its sensor's unit "
-            "(not comparable across sensor types)."
+            "(not comparable across sensor types); during_movement events are not counted (their tooltip "
+            "says why)."
         )
 
 
@@ -482,6 +517,7 @@ def events_chart(frame: pd.DataFrame) -> alt.Chart:
                 alt.Tooltip("amplitude:Q", format=".3g"),
                 alt.Tooltip("unit:N"),
                 alt.Tooltip("duration_ms:Q", format=".0f"),
+                alt.Tooltip("reason:N", title="why not counted"),
             ],
         )
     )

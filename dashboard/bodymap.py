@@ -3,22 +3,22 @@
 The silhouette is drawn from circles and rounded rectangles; each muscle region is an ellipse.
 Geometry is written once, for the person's right side seen from the front (the viewer's left), and
 mirrored for the left side and for the back view, where the person's right is on the viewer's right.
-Muscle names map to regions by their words: ``calf_left``, ``gastrocnemius_r``, ``forearm_flexor_left``
-and ``left_calf`` all work; a name with no known word is returned as unplaced, for listing beside
-the figure.
+Muscle names map to regions by their words (``processing.segments``, the vocabulary the worker's body
+segments use too): ``calf_left``, ``gastrocnemius_r``, ``forearm_flexor_left`` and ``left_calf`` all
+work; a name with no known word is returned as unplaced, for listing beside the figure.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from processing.segments import PART_BY_NAME, Side, locate
+
 View = Literal["front", "back"]
-Side = Literal["left", "right", "centre"]
 
 WIDTH = 160  # one figure; the two views sit side by side
 HEIGHT = 370
@@ -41,58 +41,37 @@ class Ellipse:
 
 @dataclass(frozen=True)
 class Region:
-    name: str
-    words: tuple[str, ...]  # name words that mean this region
+    name: str  # a body part of ``processing.segments`` (which holds the words that name it)
     shapes: Mapping[View, Ellipse]  # the views it is visible in
     sided: bool = True
 
+    @property
+    def words(self) -> tuple[str, ...]:
+        return PART_BY_NAME[self.name].words
 
+
+# The shapes of the body parts; which names mean which part is ``processing.segments``' vocabulary, shared
+# with the worker's rest gate (a muscle's body segment).
 REGIONS: tuple[Region, ...] = (
-    Region("eye", ("eye", "eyelid", "orbicularis", "face"), {"front": Ellipse(72, 26, 5, 3)}),
-    Region(
-        "neck",
-        ("neck", "trapezius", "sternocleidomastoid", "scm"),
-        {"front": Ellipse(80, 56, 7, 6), "back": Ellipse(80, 56, 8, 7)},
-        sided=False,
-    ),
-    Region(
-        "shoulder",
-        ("shoulder", "deltoid", "delt"),
-        {"front": Ellipse(44, 72, 9, 8), "back": Ellipse(44, 72, 9, 8)},
-    ),
-    Region("chest", ("chest", "pectoral", "pectoralis", "pec"), {"front": Ellipse(66, 88, 13, 11)}),
-    Region("abdomen", ("abdomen", "abs", "abdominal", "belly", "rectus"), {"front": Ellipse(71, 135, 8, 22)}),
-    Region(
-        "upper_back", ("upper", "back", "rhomboid", "lat", "latissimus"), {"back": Ellipse(66, 95, 13, 18)}
-    ),
-    Region("lower_back", ("lower", "lumbar", "erector"), {"back": Ellipse(71, 150, 8, 16)}),
-    Region("biceps", ("biceps", "bicep", "arm", "upperarm"), {"front": Ellipse(39, 105, 7, 20)}),
-    Region("triceps", ("triceps", "tricep"), {"back": Ellipse(39, 105, 7, 20)}),
-    Region(
-        "forearm",
-        ("forearm", "wrist", "brachioradialis"),
-        {"front": Ellipse(36, 172, 7, 24), "back": Ellipse(36, 172, 7, 24)},
-    ),
-    Region("hand", ("hand", "thumb", "finger", "thenar"), {"front": Ellipse(35, 214, 7, 10)}),
-    Region("glute", ("glute", "gluteus", "buttock"), {"back": Ellipse(67, 190, 13, 12)}),
-    Region("thigh", ("thigh", "quad", "quads", "quadriceps", "vastus"), {"front": Ellipse(65, 225, 11, 34)}),
-    Region("hamstring", ("hamstring", "hamstrings", "biceps_femoris"), {"back": Ellipse(65, 232, 11, 30)}),
-    Region("shin", ("shin", "tibialis", "tibia"), {"front": Ellipse(65, 305, 7, 28)}),
-    Region(
-        "calf",
-        ("calf", "calves", "gastrocnemius", "gastroc", "soleus", "leg"),
-        {"back": Ellipse(65, 300, 10, 26)},
-    ),
-    Region(
-        "foot",
-        ("foot", "feet", "toe", "toes", "sole"),
-        {"front": Ellipse(63, 352, 9, 6), "back": Ellipse(63, 352, 9, 6)},
-    ),
+    Region("eye", {"front": Ellipse(72, 26, 5, 3)}),
+    Region("neck", {"front": Ellipse(80, 56, 7, 6), "back": Ellipse(80, 56, 8, 7)}, sided=False),
+    Region("shoulder", {"front": Ellipse(44, 72, 9, 8), "back": Ellipse(44, 72, 9, 8)}),
+    Region("chest", {"front": Ellipse(66, 88, 13, 11)}),
+    Region("abdomen", {"front": Ellipse(71, 135, 8, 22)}),
+    Region("upper_back", {"back": Ellipse(66, 95, 13, 18)}),
+    Region("lower_back", {"back": Ellipse(71, 150, 8, 16)}),
+    Region("biceps", {"front": Ellipse(39, 105, 7, 20)}),
+    Region("triceps", {"back": Ellipse(39, 105, 7, 20)}),
+    Region("forearm", {"front": Ellipse(36, 172, 7, 24), "back": Ellipse(36, 172, 7, 24)}),
+    Region("hand", {"front": Ellipse(35, 214, 7, 10)}),
+    Region("glute", {"back": Ellipse(67, 190, 13, 12)}),
+    Region("thigh", {"front": Ellipse(65, 225, 11, 34)}),
+    Region("hamstring", {"back": Ellipse(65, 232, 11, 30)}),
+    Region("shin", {"front": Ellipse(65, 305, 7, 28)}),
+    Region("calf", {"back": Ellipse(65, 300, 10, 26)}),
+    Region("foot", {"front": Ellipse(63, 352, 9, 6), "back": Ellipse(63, 352, 9, 6)}),
 )
-_BY_WORD = {word: region for region in REGIONS for word in region.words}
-_LEFT = {"left", "l", "lt"}
-_RIGHT = {"right", "r", "rt"}
-_WEAK = {"upper", "lower", "arm", "leg", "back"}
+_BY_NAME = {region.name: region for region in REGIONS}
 
 
 @dataclass(frozen=True)
@@ -102,30 +81,11 @@ class Placement:
 
 
 def place(muscle: str) -> Placement | None:
-    """Where a muscle name goes on the figure, or None when none of its words is known.
-
-    The most specific word wins: "forearm" before "arm", "lower" (back) before "back". A sided
-    region without a side in the name (plain "calf") is drawn on both sides.
-    """
-    words = [w for w in re.split(r"[^a-z]+", muscle.lower()) if w]
-    side: Side = "centre"
-    if any(w in _LEFT for w in words):
-        side = "left"
-    elif any(w in _RIGHT for w in words):
-        side = "right"
-    joined = "_".join(words)
-    if "biceps_femoris" in joined:
-        return Placement(_BY_WORD["biceps_femoris"], side)
-    # Words that only qualify another ("upper", "lower", "arm", "leg", "back") lose to specific ones.
-    strong = [w for w in words if w in _BY_WORD and w not in _WEAK]
-    if strong:
-        return Placement(_BY_WORD[strong[0]], side)
-    if "back" in words:
-        return Placement(_BY_WORD["lower" if "lower" in words else "back"], side)
-    for weak_word in ("arm", "leg"):
-        if weak_word in words:
-            return Placement(_BY_WORD[weak_word], side)
-    return None
+    """Where a muscle name goes on the figure, or None when none of its words is known
+    (``processing.segments.locate``: the most specific word wins, "forearm" before "arm"). A sided region
+    without a side in the name (plain "calf") is drawn on both sides."""
+    where = locate(muscle)
+    return None if where is None else Placement(_BY_NAME[where.part.name], where.side)
 
 
 def colour(rate: float, max_rate: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,12 +20,16 @@ import pandas as pd
 
 from processing.events import (
     MINUTE_NS,
+    EventKind,
     MinuteRate,
+    MuscleMinutes,
+    RestTally,
     Source,
     TwitchEvent,
     muscle_minutes,
     rerun_free_events,
 )
+from processing.felt import FELT_AFTER_S, FELT_BEFORE_S, FeltComparison
 from processing.flags import Flag, FlagRules
 from processing.journal import FactorEffect, JournalEntry
 from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, hour_offset_ns, local_datetime
@@ -53,16 +58,22 @@ NO_TIME = "—"
 # Column names double as the table headers on the page, so they are written for people.
 COL_MUSCLE = "muscle"
 COL_TWITCHES = "twitches"
-COL_PER_HOUR = "twitches per hour"
-COL_HOURS = "hours"
+COL_PER_HOUR = "twitches per hour at rest"
+COL_REST_H = "hours at rest"
+COL_WORN_H = "hours worn"
 COL_BASIS = "per-hour basis"
 COL_SUSTAINED = "sustained activity"
+COL_MOVEMENT = "during movement (not counted)"
+COL_UNTRACKED = "before rest tracking"
 COL_LAST_SHORT = "twitches, last 60 s"
 COL_LAST_LONG = "twitches, last 10 min"
 COL_LATEST = "latest twitch"
-COL_RATE_NOW = "per hour, last 10 min"
-COL_MONITORED_NOW = "monitored, last 10 min"
-BASIS_MONITORED = "monitored time"
+COL_RATE_NOW = "per hour at rest, last 10 min"
+COL_REST_NOW = "at rest, last 10 min"
+COL_WORN_NOW = "worn, last 10 min"
+COL_MOVED_NOW = "during movement, last 10 min"
+BASIS_REST = "time at rest"
+BASIS_NO_REST = "no time at rest"
 BASIS_RANGE = "range length"
 
 # Above this many (hour, muscle) cells the timeline is not zero-filled: a years-long custom range
@@ -116,11 +127,41 @@ def _sum_by_muscle(counts: Iterable[HourCount]) -> Counter[str]:
     return totals
 
 
-def _monitored_s_by_muscle(rates: Sequence[MinuteRate]) -> defaultdict[str, float]:
-    seconds: defaultdict[str, float] = defaultdict(float)
-    for muscle, minutes in muscle_minutes(rates).items():
-        seconds[muscle] = sum(s for _, s in minutes.values())
-    return seconds
+def rest_split(
+    counts: Sequence[HourCount], rates: Sequence[MinuteRate], offset_ns: int = 0
+) -> dict[str, RestTally]:
+    """Per muscle: the hourly twitch counts and the minute rates' time, at rest and before rest tracking
+    apart (``RestTally``). Hourly counts carry no minute, so an hour holding any minute stored before rest
+    tracking goes wholly to "before rest tracking" — its twitches and the worn time of all its minutes —
+    and never into the rate at rest. ``offset_ns``: the counts' hour grid (``hourly_twitch_counts``)."""
+    minutes = muscle_minutes(rates)
+    untracked = {
+        m: {_hour_start(t, offset_ns) for t, (_, _, rest) in mm.items() if rest is None}
+        for m, mm in minutes.items()
+    }
+    totals: dict[str, list[float]] = {}  # twitches, worn, rest, untracked twitches, untracked worn
+    for muscle, mm in minutes.items():
+        slot = totals.setdefault(muscle, [0, 0.0, 0.0, 0, 0.0])
+        old = untracked[muscle]
+        for t, (_, worn, rest) in mm.items():
+            if rest is None or _hour_start(t, offset_ns) in old:
+                slot[4] += worn
+            else:
+                slot[1] += worn
+                slot[2] += rest
+    for c in counts:
+        slot = totals.setdefault(c.muscle, [0, 0.0, 0.0, 0, 0.0])
+        slot[3 if c.hour_ns in untracked.get(c.muscle, ()) else 0] += c.twitches
+    return {m: RestTally(int(n), w, r, int(un), uw) for m, (n, w, r, un, uw) in totals.items()}
+
+
+def untracked_words(tally: RestTally) -> str:
+    """Twitches and hours worn before rest tracking, with their rate per hour worn; "—" for none."""
+    if tally.untracked_worn_s <= 0:
+        return NO_TIME
+    rate = tally.untracked_per_hour or 0.0
+    hours = tally.untracked_worn_s / 3600
+    return f"{tally.untracked_twitches} in {hours:.1f} h worn ({rate:.2f} per hour worn)"
 
 
 def frequency_table(
@@ -128,80 +169,136 @@ def frequency_table(
     sustained_counts: Sequence[HourCount],
     rates: Sequence[MinuteRate],
     range_hours: float,
+    movement_counts: Sequence[HourCount] = (),
+    offset_ns: int = 0,
 ) -> pd.DataFrame:
-    """One row per muscle: twitches, twitches per hour, the hours divided by and where they came from.
+    """One row per muscle: twitches, twitches per hour at rest with the hours at rest and worn beside it,
+    what the rate was divided by, twitches before rest tracking (apart), and what was not counted.
 
-    Hours are the muscle's monitored time (its minutes' monitored seconds, ``muscle_minutes``: a muscle
-    two devices watch is monitored once) when the worker recorded any, because a sensor worn 2 h of a
-    24 h range should not read as 1/12 the rate; otherwise the range length. Muscles that were monitored
-    but never twitched get a row with 0, which is information too. Sustained activity is counted apart
-    and never as a twitch.
+    The rate is twitches at rest ÷ time at rest (the muscle relaxed and still; ``rest_split``): a sensor
+    worn through a walk is not read as seeing no twitches in it, and twitch-like events during movement are
+    counted apart (``movement_counts``), never as twitches. Time recorded before rest tracking is shown
+    apart with its rate per hour worn, never in the rate at rest. A muscle worn but never at rest has no
+    rate ("no time at rest"). Without any minute records (events only) the rate is twitches ÷ the range
+    length, and says so. Muscles that were monitored but never twitched get a row with 0, which is
+    information too. Sustained activity is counted apart and never as a twitch.
     """
     twitches = _sum_by_muscle(twitch_counts)
     sustained = _sum_by_muscle(sustained_counts)
-    monitored_s = _monitored_s_by_muscle(rates)
-    muscles = sorted(set(twitches) | set(sustained) | {m for m, s in monitored_s.items() if s > 0})
+    moved = _sum_by_muscle(movement_counts)
+    split = rest_split(twitch_counts, rates, offset_ns)
+    worn = {m: t for m, t in split.items() if t.all_worn_s > 0}
+    muscles = sorted(set(twitches) | set(sustained) | set(moved) | set(worn))
     rows = []
     for muscle in muscles:
-        seconds = monitored_s.get(muscle, 0.0)
-        hours, basis = (seconds / 3600, BASIS_MONITORED) if seconds > 0 else (range_hours, BASIS_RANGE)
+        tally = worn.get(muscle)
+        if tally is None:
+            per_hour = twitches[muscle] / range_hours if range_hours > 0 else 0.0
+            rest_h = worn_h = float("nan")
+            basis = BASIS_RANGE
+            before = NO_TIME
+        else:
+            rate = tally.per_hour
+            per_hour = float("nan") if rate is None else rate
+            rest_h, worn_h = tally.rest_h, tally.all_worn_h
+            basis = BASIS_REST if tally.rest_s > 0 else BASIS_NO_REST
+            before = untracked_words(tally)
         rows.append(
             {
                 COL_MUSCLE: muscle,
                 COL_TWITCHES: twitches[muscle],
-                COL_PER_HOUR: twitches[muscle] / hours if hours > 0 else 0.0,
-                COL_HOURS: hours,
+                COL_PER_HOUR: per_hour,
+                COL_REST_H: rest_h,
+                COL_WORN_H: worn_h,
                 COL_BASIS: basis,
+                COL_UNTRACKED: before,
+                COL_MOVEMENT: moved[muscle],
                 COL_SUSTAINED: sustained[muscle],
             }
         )
-    columns = [COL_MUSCLE, COL_TWITCHES, COL_PER_HOUR, COL_HOURS, COL_BASIS, COL_SUSTAINED]
+    columns = [
+        COL_MUSCLE,
+        COL_TWITCHES,
+        COL_PER_HOUR,
+        COL_REST_H,
+        COL_WORN_H,
+        COL_BASIS,
+        COL_UNTRACKED,
+        COL_MOVEMENT,
+        COL_SUSTAINED,
+    ]
     return pd.DataFrame(rows, columns=columns).astype(
-        {COL_TWITCHES: "int64", COL_PER_HOUR: "float64", COL_HOURS: "float64", COL_SUSTAINED: "int64"}
+        {
+            COL_TWITCHES: "int64",
+            COL_PER_HOUR: "float64",
+            COL_REST_H: "float64",
+            COL_WORN_H: "float64",
+            COL_MOVEMENT: "int64",
+            COL_SUSTAINED: "int64",
+        }
     )
 
 
 def frequency_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The frequency table as the strings the page shows (2 decimals), so tests can compare text."""
+    """The frequency table as the strings the page shows (2 decimals, "—" where there is no number), so
+    tests can compare text."""
     shown = table.copy()
-    for col in (COL_PER_HOUR, COL_HOURS):
-        shown[col] = [f"{v:.2f}" for v in table[col]]
-    for col in (COL_TWITCHES, COL_SUSTAINED):
+    for col in (COL_PER_HOUR, COL_REST_H, COL_WORN_H):
+        shown[col] = [_two(v) for v in table[col]]
+    for col in (COL_TWITCHES, COL_MOVEMENT, COL_SUSTAINED):
         shown[col] = [str(v) for v in table[col]]
     return shown
+
+
+def _two(value: float) -> str:
+    return NO_TIME if math.isnan(value) else f"{value:.2f}"
+
+
+UNTRACKED_CAPTION = (
+    "Time recorded before rest tracking is shown apart (“before rest tracking”: its twitches per hour "
+    "worn, movement included), never in the rate at rest."
+)
 
 
 def basis_caption(table: pd.DataFrame) -> str:
     """Say what the per-hour numbers were divided by: the reader cannot tell from the numbers."""
     bases = set(table[COL_BASIS])
-    if bases == {BASIS_MONITORED}:
-        return "Twitches per hour = twitches ÷ monitored time (from the worker's per-minute records)."
-    if bases == {BASIS_RANGE}:
-        return (
-            "Twitches per hour = twitches ÷ length of the selected range "
-            "(no monitored-time records in this range)."
-        )
-    return (
-        "Twitches per hour = twitches ÷ monitored time where it was recorded, "
-        "else ÷ length of the selected range (see the per-hour basis column)."
+    at_rest = (
+        "Twitches per hour at rest = twitches at rest ÷ time at rest: the time the muscle was relaxed and "
+        "still (no voluntary activity on it, no movement of its limb), from the worker's per-minute "
+        "records; a twitch cannot be told apart from movement during a contraction or a walk. Twitch-like "
+        "events then are counted apart (during movement) and never as twitches."
     )
+    if bases == {BASIS_RANGE}:
+        text = (
+            "Twitches per hour = twitches ÷ length of the selected range (no per-minute records in this "
+            "range, so neither the time worn nor the time at rest is known)."
+        )
+    elif BASIS_RANGE in bases:
+        text = at_rest + " Muscles without per-minute records are divided by the range length instead (see "
+        text += "the per-hour basis column)."
+    else:
+        text = at_rest
+    if (table[COL_UNTRACKED] != NO_TIME).any():
+        text += " " + UNTRACKED_CAPTION
+    return text
 
 
-# Under this much monitored time a muscle's per-hour rate is an extrapolation from minutes: say so.
+# Under this much time at rest a muscle's per-hour rate is an extrapolation from minutes: say so.
 SHORT_MONITORING_H = 1.0
 
 
 def short_monitoring_caption(table: pd.DataFrame) -> str | None:
-    """Name the muscles whose per-hour rate rests on under ``SHORT_MONITORING_H`` of monitored time (a few
-    twitches in the first minutes of wearing a sensor read as hundreds an hour), or None."""
-    short = table[(table[COL_BASIS] == BASIS_MONITORED) & (table[COL_HOURS] < SHORT_MONITORING_H)]
+    """Name the muscles whose rate at rest rests on under ``SHORT_MONITORING_H`` at rest (a few twitches in
+    the first minutes of wearing a sensor read as hundreds an hour), or None."""
+    short = table[(table[COL_BASIS] == BASIS_REST) & (table[COL_REST_H] < SHORT_MONITORING_H)]
     if short.empty:
         return None
-    rows = zip(short[COL_MUSCLE], short[COL_HOURS], strict=True)
+    rows = zip(short[COL_MUSCLE], short[COL_REST_H], strict=True)
     parts = [f"{m} ({_minutes_text(h * 60)})" for m, h in rows]
     return (
-        f"Monitored under {SHORT_MONITORING_H:g} h in this range: {', '.join(parts)}. Their per-hour rates "
-        "are extrapolated from that little time and will move as more is recorded."
+        f"At rest under {SHORT_MONITORING_H:g} h in this range: {', '.join(parts)}. Their rates at rest are "
+        "extrapolated from that little time and will move as more is recorded."
     )
 
 
@@ -265,10 +362,10 @@ def timeline_frame(
 
 def events_frame(events: Sequence[TwitchEvent], tz: dt.tzinfo = dt.UTC) -> pd.DataFrame:
     """Individual events for the scatter: time (``tz``'s wall clock, see ``wall_clock``), muscle, kind,
-    amplitude, unit, duration."""
+    amplitude, unit, duration and, for an event not counted, why."""
     frame = pd.DataFrame(
-        [(e.start_ns, e.muscle, e.kind.value, e.amplitude, e.unit, e.duration_ms) for e in events],
-        columns=["time_ns", COL_MUSCLE, "kind", "amplitude", "unit", "duration_ms"],
+        [(e.start_ns, e.muscle, e.kind.value, e.amplitude, e.unit, e.duration_ms, e.reason) for e in events],
+        columns=["time_ns", COL_MUSCLE, "kind", "amplitude", "unit", "duration_ms", "reason"],
     )
     times = pd.to_datetime(frame.pop("time_ns").astype("int64"), unit="ns", utc=True)
     frame.insert(0, "time", wall_clock(times, tz))
@@ -282,64 +379,104 @@ def live_table(
     tz: dt.tzinfo,
     rates: Sequence[MinuteRate] = (),
 ) -> pd.DataFrame:
-    """Per muscle: twitches in the last 60 s and 10 min, the current rate (twitches per monitored hour
-    over the last 10 min, as the Overview counts it), the monitored time it divides by and the time of
-    the latest twitch.
+    """Per muscle: twitches in the last 60 s and 10 min, the current rate (twitches per hour at rest over
+    the last 10 min, as the Overview counts it), the time at rest and worn it rests on, the twitch-like
+    events during movement (not counted) and the time of the latest twitch.
 
-    ``events`` are the twitches of the last 10 min and ``rates`` the minute rates overlapping it (the
-    caller queries exactly that window), so a muscle quiet for longer shows 0 / 0 / "—". A sensor worn
-    for 2 of the 10 minutes gives its rate over those 2, not a fifth of it; with no monitored time (no
-    minute rate written yet) the rate is "—". A replay of live minutes is counted once. Every known
-    muscle gets a row, so a quiet sensor is visible as quiet rather than missing. Events stamped after
-    ``now_ns`` (a device clock running ahead) still count: they are the freshest data there is.
+    ``events`` are the twitches and during-movement events of the last 10 min and ``rates`` the minute
+    rates overlapping it (the caller queries exactly that window), so a muscle quiet for longer shows 0 / 0
+    / "—". A sensor worn for 2 of the 10 minutes, or at rest for 2 of them, gives its rate over those 2,
+    not a fifth of it; with no time at rest (none recorded yet, or the muscle moving all along) the rate is
+    "—". Twitches in minutes stored before rest tracking count in the totals, not in the rate. A replay of
+    live minutes is counted once. Every known muscle gets a row, so a quiet sensor is visible as quiet
+    rather than missing. Events stamped after ``now_ns`` (a device clock running ahead) still count: they
+    are the freshest data there is.
     """
     short_since = now_ns - LIVE_SHORT_S * NS_PER_S
     long_since = now_ns - LIVE_LONG_S * NS_PER_S
     short: Counter[str] = Counter()
     long: Counter[str] = Counter()
+    at_rest: Counter[str] = Counter()
+    moved: Counter[str] = Counter()
     latest: dict[str, int] = {}
+    minutes = muscle_minutes(rates)
     for e in rerun_free_events(events, rates):
         if e.start_ns < long_since:
+            continue
+        if e.kind is EventKind.DURING_MOVEMENT:
+            moved[e.muscle] += 1
+            continue
+        if not e.kind.is_twitch:
             continue
         long[e.muscle] += 1
         if e.start_ns >= short_since:
             short[e.muscle] += 1
+        if not _before_tracking(minutes, e):
+            at_rest[e.muscle] += 1
         latest[e.muscle] = max(latest.get(e.muscle, e.start_ns), e.start_ns)
-    monitored = _monitored_since(rates, long_since)
-    names = sorted(set(muscles) | set(long))
+    worn, rest = _time_since(minutes, long_since)
+    names = sorted(set(muscles) | set(long) | set(moved))
     rows = [
         {
             COL_MUSCLE: m,
             COL_LAST_SHORT: short[m],
             COL_LAST_LONG: long[m],
-            COL_RATE_NOW: f"{long[m] * 3600 / monitored[m]:.0f}" if monitored[m] > 0 else NO_TIME,
-            COL_MONITORED_NOW: f"{monitored[m] / 60:.1f} min",
+            COL_RATE_NOW: f"{at_rest[m] * 3600 / rest[m]:.0f}" if rest[m] > 0 else NO_TIME,
+            COL_REST_NOW: f"{rest[m] / 60:.1f} min",
+            COL_WORN_NOW: f"{worn[m] / 60:.1f} min",
+            COL_MOVED_NOW: moved[m],
             COL_LATEST: format_time(latest[m], tz) if m in latest else NO_TIME,
         }
         for m in names
     ]
-    columns = [COL_MUSCLE, COL_LAST_SHORT, COL_LAST_LONG, COL_RATE_NOW, COL_MONITORED_NOW, COL_LATEST]
-    return pd.DataFrame(rows, columns=columns).astype({COL_LAST_SHORT: "int64", COL_LAST_LONG: "int64"})
+    columns = [
+        COL_MUSCLE,
+        COL_LAST_SHORT,
+        COL_LAST_LONG,
+        COL_RATE_NOW,
+        COL_REST_NOW,
+        COL_WORN_NOW,
+        COL_MOVED_NOW,
+        COL_LATEST,
+    ]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {COL_LAST_SHORT: "int64", COL_LAST_LONG: "int64", COL_MOVED_NOW: "int64"}
+    )
 
 
-def _monitored_since(rates: Sequence[MinuteRate], since_ns: int) -> defaultdict[str, float]:
-    """Monitored seconds per muscle from ``since_ns`` on (``muscle_minutes``). The minute ``since_ns``
-    falls in counts for the part after it, as if monitored evenly; the running minute counts what the
-    worker has written of it so far."""
-    seconds: defaultdict[str, float] = defaultdict(float)
-    for muscle, minutes in muscle_minutes(rates).items():
-        for minute_ns, (_, monitored) in minutes.items():
+def _before_tracking(minutes: Mapping[str, MuscleMinutes], e: TwitchEvent) -> bool:
+    """Whether the twitch's minute was stored before rest tracking (its rest unknown). The worker judges
+    every twitch it stores, so one without a minute rate yet (the running minute) is at rest."""
+    seen = minutes.get(e.muscle, {}).get(e.start_ns - e.start_ns % MINUTE_NS)
+    return seen is not None and seen[2] is None
+
+
+def _time_since(
+    minutes: Mapping[str, MuscleMinutes], since_ns: int
+) -> tuple[defaultdict[str, float], defaultdict[str, float]]:
+    """Seconds worn and at rest per muscle from ``since_ns`` on (``muscle_minutes``). The minute
+    ``since_ns`` falls in counts for the part after it, as if worn evenly; the running minute counts what
+    the worker has written of it so far. Minutes stored before rest tracking add no time at rest."""
+    worn: defaultdict[str, float] = defaultdict(float)
+    rest: defaultdict[str, float] = defaultdict(float)
+    for muscle, by_minute in minutes.items():
+        for minute_ns, (_, seconds, at_rest) in by_minute.items():
             after = minute_ns + MINUTE_NS - max(minute_ns, since_ns)
             if after > 0:
-                seconds[muscle] += monitored * min(after / MINUTE_NS, 1.0)
-    return seconds
+                share = min(after / MINUTE_NS, 1.0)
+                worn[muscle] += seconds * share
+                rest[muscle] += (at_rest or 0.0) * share
+    return worn, rest
 
 
 def live_summary(table: pd.DataFrame) -> str:
-    """One findable line with the totals, e.g. ``Last 60 s: 3 twitches · last 10 min: 41 twitches``."""
+    """One findable line with the totals, e.g. ``Last 60 s: 3 twitches · last 10 min: 41 twitches``, and
+    what was not counted."""
     short = int(table[COL_LAST_SHORT].sum())
     long = int(table[COL_LAST_LONG].sum())
-    return f"Last 60 s: {_twitches(short)} · last 10 min: {_twitches(long)}"
+    moved = int(table[COL_MOVED_NOW].sum())
+    line = f"Last 60 s: {_twitches(short)} · last 10 min: {_twitches(long)}"
+    return line + (f" ({moved} more during movement, not counted)" if moved else "")
 
 
 def _twitches(n: int) -> str:
@@ -349,10 +486,11 @@ def _twitches(n: int) -> str:
 # ---- overview: hour-of-day heatmap --------------------------------------------------------------------
 COL_HOUR_OF_DAY = "hour of day"
 COL_DAY = "day"
-COL_WORN_H = "hours worn"
-COL_RATE_WORN = "twitches per hour worn"
+COL_AT_REST = "twitches at rest"
+COL_UNTRACKED_H = "hours worn before rest tracking"
+COL_RATE_REST = "twitches per hour at rest"
 NOT_WORN = "—"
-# A day counts in the per-hour trend when worn this long: a monitored day as the rising flag counts it.
+# A day counts in the per-hour trend with this long at rest: an observed day as the rising flag counts it.
 TREND_MIN_HOURS = FlagRules().min_monitored_hours
 COL_TREND = "trend"
 
@@ -402,48 +540,92 @@ def daily_counts(
     tz: dt.tzinfo,
     rates: Sequence[MinuteRate] = (),
 ) -> pd.DataFrame:
-    """Twitches and hours worn per muscle per local day ``first``..``last``, days without twitches as 0.
+    """Twitches, hours worn and hours at rest per muscle per local day ``first``..``last``, days without
+    twitches as 0.
 
-    ``events`` should be twitches only (the caller queries ``TWITCH_KINDS``); anything else is
-    ignored here too, so sustained activity can never inflate a day. Hours worn are the monitored
-    hours of the day from the minute rates (``muscle_minutes``); 0 where the sensor was off — or where
-    ``rates`` were not given. A muscle that was worn but never twitched gets its rows too. Columns: day
-    (date), muscle, twitches, hours worn.
+    ``events`` are twitches and during-movement events (the caller queries those kinds); anything else is
+    ignored, so sustained activity can never inflate a day, and events during movement are counted in their
+    own column, never as twitches. A twitch counts *at rest* unless its minute was stored before rest
+    tracking; then it counts in the day's twitches but not at rest, and that minute's worn time is in its
+    own column. Hours are from the minute rates (``muscle_minutes``); 0 where the sensor was off — or
+    where ``rates`` were not given. A muscle that was worn but never twitched gets its rows too. Columns:
+    day (date), muscle, twitches, twitches at rest, hours worn, hours at rest, hours worn before rest
+    tracking, during movement.
     """
-    counts: Counter[tuple[dt.date, str]] = Counter(
-        (day_of(e.start_ns, tz), e.muscle) for e in events if e.kind.is_twitch
-    )
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     starts = [day_start_ns(d, tz) for d in days]  # a bisect per minute, not a zone lookup
     ends = [day_end_ns(d, tz) for d in days]
-    worn: defaultdict[tuple[dt.date, str], float] = defaultdict(float)
-    for muscle, minutes in muscle_minutes(rates).items():
-        for minute_ns, (_, seconds) in minutes.items():
+    minutes = muscle_minutes(rates)
+    counts: Counter[tuple[dt.date, str]] = Counter()
+    resting: Counter[tuple[dt.date, str]] = Counter()
+    moved: Counter[tuple[dt.date, str]] = Counter()
+    for e in events:
+        key = (day_of(e.start_ns, tz), e.muscle)
+        if e.kind is EventKind.DURING_MOVEMENT:
+            moved[key] += 1
+        elif e.kind.is_twitch:
+            counts[key] += 1
+            if not _before_tracking(minutes, e):
+                resting[key] += 1
+    hours: defaultdict[tuple[dt.date, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for muscle, by_minute in minutes.items():
+        for minute_ns, (_, seconds, rest) in by_minute.items():
             i = bisect.bisect_right(starts, minute_ns) - 1
             if i >= 0 and minute_ns < ends[i]:
-                worn[(days[i], muscle)] += seconds / 3600.0
-    names = sorted({m for _, m in counts} | {m for (_, m), h in worn.items() if h > 0})
-    rows = [(d, m, counts[(d, m)], worn[(d, m)]) for d in days for m in names]
-    frame = pd.DataFrame(rows, columns=[COL_DAY, COL_MUSCLE, COL_TWITCHES, COL_WORN_H])
-    return frame.astype({COL_TWITCHES: "int64", COL_WORN_H: "float64"})
+                slot = hours[(days[i], muscle)]
+                slot[0] += seconds / 3600.0
+                if rest is None:
+                    slot[2] += seconds / 3600.0
+                else:
+                    slot[1] += rest / 3600.0
+    names = sorted(
+        {m for _, m in counts} | {m for _, m in moved} | {m for (_, m), h in hours.items() if h[0] > 0}
+    )
+    rows = [
+        (d, m, counts[(d, m)], resting[(d, m)], *hours.get((d, m), (0.0, 0.0, 0.0)), moved[(d, m)])
+        for d in days
+        for m in names
+    ]
+    columns = [
+        COL_DAY,
+        COL_MUSCLE,
+        COL_TWITCHES,
+        COL_AT_REST,
+        COL_WORN_H,
+        COL_REST_H,
+        COL_UNTRACKED_H,
+        COL_MOVEMENT,
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype(
+        {
+            COL_TWITCHES: "int64",
+            COL_AT_REST: "int64",
+            COL_WORN_H: "float64",
+            COL_REST_H: "float64",
+            COL_UNTRACKED_H: "float64",
+            COL_MOVEMENT: "int64",
+        }
+    )
 
 
 @dataclass(frozen=True)
 class Trend:
     muscle: str
-    per_day_change: float  # least-squares slope of twitches per hour worn, per day
-    mean_per_hour: float  # mean of the fitted days' twitches per hour worn
-    days: int  # days in the fit (worn ≥ TREND_MIN_HOURS)
+    per_day_change: float  # least-squares slope of twitches per hour at rest, per day
+    mean_per_hour: float  # mean of the fitted days' twitches per hour at rest
+    days: int  # days in the fit (at rest ≥ TREND_MIN_HOURS)
 
 
 def trends(daily: pd.DataFrame, min_hours: float = TREND_MIN_HOURS) -> list[Trend]:
-    """A least-squares line through each muscle's daily rate (twitches per hour worn), over the days worn
-    at least ``min_hours`` (two such days or more), at their true distance in days.
+    """A least-squares line through each muscle's daily rate (twitches per hour at rest), over the days at
+    rest at least ``min_hours`` (two such days or more), at their true distance in days.
 
     Rates, not counts: a day worn 2 h and a day worn 14 h have different counts at the same rate, and a
     day not worn at all is no data, not a day without twitches — fitted as 0, the first days of wearing
-    the sensor read as a steep rise. The slope is descriptive only: no significance test here (the
-    ``rising`` flag does that).
+    the sensor read as a steep rise. At rest, not worn: a day of walking is not a day without twitches
+    either. Days before rest tracking have no time at rest and are not fitted. The slope is descriptive
+    only: no significance test here (the ``rising`` flag does that).
     """
     result = []
     for muscle, group in daily.groupby(COL_MUSCLE, sort=True):
@@ -459,10 +641,10 @@ def trends(daily: pd.DataFrame, min_hours: float = TREND_MIN_HOURS) -> list[Tren
 
 
 def _fit_points(group: pd.DataFrame, min_hours: float) -> tuple[list[float], list[float]]:
-    """(day number from the epoch, twitches per hour worn) of the days worn at least ``min_hours``."""
-    worn = group[group[COL_WORN_H] >= max(min_hours, 1e-9)].sort_values(COL_DAY)
-    xs = [float(d.toordinal()) for d in worn[COL_DAY]]
-    ys = [float(t) / float(h) for t, h in zip(worn[COL_TWITCHES], worn[COL_WORN_H], strict=True)]
+    """(day number from the epoch, twitches per hour at rest) of the days at rest at least ``min_hours``."""
+    kept = group[group[COL_REST_H] >= max(min_hours, 1e-9)].sort_values(COL_DAY)
+    xs = [float(d.toordinal()) for d in kept[COL_DAY]]
+    ys = [float(t) / float(h) for t, h in zip(kept[COL_AT_REST], kept[COL_REST_H], strict=True)]
     return xs, ys
 
 
@@ -470,7 +652,7 @@ def trend_frame(
     daily: pd.DataFrame, fitted: Sequence[Trend], min_hours: float = TREND_MIN_HOURS
 ) -> pd.DataFrame:
     """Each fitted day's rate and the fitted line there, for drawing. Columns: day, muscle, twitches per
-    hour worn, trend.
+    hour at rest, trend.
 
     Drawn values stop at 0: a steep line can dip below zero at its start, and a negative rate would only
     confuse (the slope in the table is the fitted one)."""
@@ -482,12 +664,12 @@ def trend_frame(
         for x, y in zip(xs, ys, strict=True):
             line = max(0.0, t.mean_per_hour + t.per_day_change * (x - mean_x))
             rows.append((dt.date.fromordinal(int(x)), t.muscle, y, line))
-    columns = [COL_DAY, COL_MUSCLE, COL_RATE_WORN, COL_TREND]
-    return pd.DataFrame(rows, columns=columns).astype({COL_RATE_WORN: "float64", COL_TREND: "float64"})
+    columns = [COL_DAY, COL_MUSCLE, COL_RATE_REST, COL_TREND]
+    return pd.DataFrame(rows, columns=columns).astype({COL_RATE_REST: "float64", COL_TREND: "float64"})
 
 
 def trend_display(fitted: Sequence[Trend]) -> pd.DataFrame:
-    columns = [COL_MUSCLE, "twitches per hour worn (mean)", "change per week", "days"]
+    columns = [COL_MUSCLE, "twitches per hour at rest (mean)", "change per week", "days"]
     rows = [
         dict(
             zip(
@@ -501,9 +683,13 @@ def trend_display(fitted: Sequence[Trend]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+BEFORE_TRACKING = "before rest tracking"
+
+
 def daily_table(daily: pd.DataFrame, with_worn: bool = True) -> pd.DataFrame:
-    """Days as rows; per muscle its twitches and (``with_worn``) the hours it was worn, "—" for a day
-    without the sensor, so a day not worn never reads as a quiet day."""
+    """Days as rows; per muscle its twitches, and (``with_worn``) the hours it was at rest and worn: "—" for
+    a day without the sensor, so a day not worn never reads as a quiet day, and "before rest tracking"
+    where the time at rest is not known."""
     if daily.empty:
         return pd.DataFrame(columns=[COL_DAY])
     shown = pd.DataFrame({COL_DAY: [d.isoformat() for d in sorted(set(daily[COL_DAY]))]})
@@ -511,15 +697,42 @@ def daily_table(daily: pd.DataFrame, with_worn: bool = True) -> pd.DataFrame:
         ordered = group.sort_values(COL_DAY)
         shown[str(muscle)] = [str(int(n)) for n in ordered[COL_TWITCHES]]
         if with_worn:
-            hours = ordered[COL_WORN_H]
-            shown[f"{muscle} {COL_WORN_H}"] = [_worn(h) for h in hours]
+            shown[f"{muscle} {COL_REST_H}"] = [
+                _rest(r, u) for r, u in zip(ordered[COL_REST_H], ordered[COL_UNTRACKED_H], strict=True)
+            ]
+            shown[f"{muscle} {COL_WORN_H}"] = [_worn(h) for h in ordered[COL_WORN_H]]
+        moved = ordered[COL_MOVEMENT]
+        if moved.any():
+            shown[f"{muscle} {COL_MOVEMENT}"] = [str(int(n)) for n in moved]
     return shown
+
+
+def _rest(rest_h: float, untracked_h: float) -> str:
+    if untracked_h > 0:
+        known = f"{_worn(rest_h)} + " if rest_h > 0 else ""
+        return f"{known}{BEFORE_TRACKING}"
+    return _worn(rest_h) if rest_h > 0 else "0 h"
 
 
 def _worn(hours: float) -> str:
     if hours <= 0:
         return NOT_WORN
     return f"{hours:.1f} h" if hours >= 0.05 else "< 0.1 h"
+
+
+def movement_display(events: Sequence[TwitchEvent], tz: dt.tzinfo, limit: int) -> pd.DataFrame:
+    """Twitch-like events found while the muscle could not be assessed, newest first, with why: listed,
+    never counted."""
+    moved = sorted((e for e in events if e.kind is EventKind.DURING_MOVEMENT), key=lambda e: -e.start_ns)
+    rows = [
+        {
+            "time": format_time(e.start_ns, tz, with_date=True),
+            COL_MUSCLE: e.muscle,
+            "why not counted": e.reason,
+        }
+        for e in moved[:limit]
+    ]
+    return pd.DataFrame(rows, columns=["time", COL_MUSCLE, "why not counted"])
 
 
 # ---- live: signal for display ---------------------------------------------------------------------------
@@ -576,8 +789,9 @@ def flags_display(flags: Sequence[Flag]) -> pd.DataFrame:
 
 # ---- journal ------------------------------------------------------------------------------------------
 JOURNAL_COLUMNS = ["time", "factor", "amount", "muscle", "note"]
-COL_AFTER = "per hour after"
-COL_BASELINE = "per hour baseline"
+COL_AFTER = "per hour at rest after"
+COL_BASELINE = "per hour at rest baseline"
+COL_EFFECT_HOURS = "at rest after / baseline"
 COL_RATIO = "after ÷ baseline"
 
 
@@ -608,7 +822,7 @@ def _per_hour(value: float | None) -> str:
 def effects_display(effects: Sequence[FactorEffect]) -> pd.DataFrame:
     """Per factor and muscle: the twitch rate in the hours after the entries vs the baseline, as text.
 
-    Rows where neither side was monitored say nothing and are left out."""
+    Rows where neither side had time at rest say nothing and are left out."""
     rows = [
         {
             "factor": e.factor.value,
@@ -618,12 +832,10 @@ def effects_display(effects: Sequence[FactorEffect]) -> pd.DataFrame:
             COL_AFTER: _per_hour(e.after.per_hour),
             COL_BASELINE: _per_hour(e.baseline.per_hour),
             COL_RATIO: NO_TIME if e.ratio is None else f"×{e.ratio:.2f}",
-            "monitored after / baseline": (
-                f"{e.after.monitored_s / 3600:.1f} h / {e.baseline.monitored_s / 3600:.1f} h"
-            ),
+            COL_EFFECT_HOURS: f"{e.after.rest_s / 3600:.1f} h / {e.baseline.rest_s / 3600:.1f} h",
         }
         for e in effects
-        if e.after.monitored_s > 0 or e.baseline.monitored_s > 0
+        if e.after.rest_s > 0 or e.baseline.rest_s > 0
     ]
     columns = [
         "factor",
@@ -633,7 +845,7 @@ def effects_display(effects: Sequence[FactorEffect]) -> pd.DataFrame:
         COL_AFTER,
         COL_BASELINE,
         COL_RATIO,
-        "monitored after / baseline",
+        COL_EFFECT_HOURS,
     ]
     return pd.DataFrame(rows, columns=columns)
 
@@ -659,6 +871,45 @@ def body_map_display(
     return pd.DataFrame(rows, columns=[COL_MUSCLE, COL_PER_HOUR, COL_ON_MAP])
 
 
+# ---- felt ---------------------------------------------------------------------------------------------
+COL_FELT = "felt"
+COL_FELT_NEAR = "felt, with a detection near"
+COL_CHANCE = "by chance alone (about)"
+COL_DETECTED = "detected"
+COL_DETECTED_NEAR = "detected, near a felt one"
+FELT_CAPTION = (
+    "A detection is near a felt mark when it starts up to {before:g} s before the mark or {after:g} s after "
+    "it (noticing a twitch and pressing a button takes seconds; the clocks differ by about a second). This "
+    "shows whether what you noticed and what the sensor recorded go together — it is not a test of the "
+    "detector: you feel only some twitches (most detections have no mark, which says nothing against them), "
+    "may feel twitches the sensor cannot see, and mark them late, so some detections fall near a mark by "
+    "chance (the column says how many to expect)."
+)
+
+
+def felt_display(comparisons: Sequence[FeltComparison]) -> pd.DataFrame:
+    """Felt marks against detections: all muscles, then each muscle a mark named."""
+    rows = [
+        {
+            COL_MUSCLE: c.muscle or "all muscles",
+            COL_FELT: str(c.felt),
+            COL_FELT_NEAR: str(c.felt_near),
+            COL_CHANCE: f"{c.chance:.1f}",
+            COL_DETECTED: str(c.detections),
+            COL_DETECTED_NEAR: str(c.detections_near),
+        }
+        for c in comparisons
+    ]
+    columns = [COL_MUSCLE, COL_FELT, COL_FELT_NEAR, COL_CHANCE, COL_DETECTED, COL_DETECTED_NEAR]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def felt_caption(comparisons: Sequence[FeltComparison]) -> str:
+    c = comparisons[0] if comparisons else None
+    before, after = (c.before_s, c.after_s) if c else (FELT_BEFORE_S, FELT_AFTER_S)
+    return FELT_CAPTION.format(before=before, after=after)
+
+
 # ---- report -------------------------------------------------------------------------------------------
 REPORT_PERIODS: dict[str, int] = {"Last 7 d": 7, "Last 30 d": 30, "Last 90 d": 90}
 
@@ -668,44 +919,58 @@ def _opt(value: float | None, fmt: str) -> str:
 
 
 def report_muscles(report: ReportData) -> pd.DataFrame:
-    """The report's per-muscle summary as the page shows it."""
+    """The report's per-muscle summary as the page shows it (the column "before rest tracking" only where
+    the period reaches back before rest tracking)."""
     rows = [
         {
             COL_MUSCLE: m.muscle,
             "first recorded": m.first_recorded.isoformat() if m.first_recorded else NO_TIME,
-            COL_TWITCHES: str(m.twitches),
-            "per monitored hour": _opt(m.per_hour, "{:.2f}"),
-            "monitored": f"{m.monitored_h:.1f} h",
+            COL_AT_REST: str(m.twitches),
+            COL_PER_HOUR: _opt(m.per_hour, "{:.2f}"),
+            COL_REST_H: f"{m.rest_h:.1f} h",
+            COL_WORN_H: f"{m.monitored_h:.1f} h",
             "days with twitches / monitored": f"{m.twitching_days} / {m.monitored_days}",
             "median duration": _opt(m.median_duration_ms, "{:.0f} ms"),
             "episodes": str(m.episodes),
             "longest episode": _opt(m.longest_episode_min, "{:.0f} min"),
+            COL_MOVEMENT: str(m.during_movement),
             COL_SUSTAINED: str(m.sustained),
+            COL_UNTRACKED: untracked_words(
+                RestTally(untracked_twitches=m.untracked_twitches, untracked_worn_s=m.untracked_worn_h * 3600)
+            ),
         }
         for m in report.muscles
     ]
     columns = [
         COL_MUSCLE,
         "first recorded",
-        COL_TWITCHES,
-        "per monitored hour",
-        "monitored",
+        COL_AT_REST,
+        COL_PER_HOUR,
+        COL_REST_H,
+        COL_WORN_H,
         "days with twitches / monitored",
         "median duration",
         "episodes",
         "longest episode",
+        COL_MOVEMENT,
         COL_SUSTAINED,
     ]
+    if report.untracked:
+        columns.append(COL_UNTRACKED)
     return pd.DataFrame(rows, columns=columns)
 
 
 def report_coverage(report: ReportData) -> str:
     c = report.coverage
     gaps = len(c.gaps)
-    return (
-        f"Monitored {c.monitored_h:.1f} h on {c.days_with_data} of {c.days_in_period} days; "
-        f"{gaps} gap{'' if gaps == 1 else 's'} in the recording."
+    text = (
+        f"Worn {c.monitored_h:.1f} h on {c.days_with_data} of {c.days_in_period} days, {c.rest_h:.1f} h of "
+        f"them at rest; {gaps} gap{'' if gaps == 1 else 's'} in the recording."
     )
+    if report.untracked:
+        text += f" {c.untracked_h:.1f} h were recorded before rest tracking: " + UNTRACKED_CAPTION[0].lower()
+        text += UNTRACKED_CAPTION[1:]
+    return text
 
 
 def report_file_stem(report: ReportData) -> str:

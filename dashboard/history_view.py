@@ -1,5 +1,6 @@
-"""The History page: twitches and hours worn per muscle per day, and the trend of twitches per hour worn,
-filtered by dates, source and session."""
+"""The History page: twitches, hours at rest and hours worn per muscle per day, the trend of twitches per
+hour at rest, the twitch-like events not counted (during movement, with why) and how the twitches the
+person marked as felt compare with the detected ones; filtered by dates, source and session."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, date_pair, page_header
-from processing.events import TWITCH_KINDS, MinuteRate, TwitchEvent, rerun_free_events
+from dashboard.app import Context, date_pair, page_header, show_felt
+from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent, rerun_free_events
+from processing.felt import compare_by_muscle
+from processing.journal import Factor
 from processing.localtime import day_of, zone_name
 from processing.store import EventQuery, StoreError
 
 HEADING_DAILY = "Twitches per day"
 HEADING_TRENDS = "Trends"
+HEADING_MOVEMENT = "Not counted: during movement"
+MAX_MOVEMENT_ROWS = 200
 DEFAULT_DAYS = 14
 ALL_SESSIONS = "all sessions"
 # Loading more events than this takes seconds per rerun; the page asks for a shorter range instead.
@@ -51,14 +56,19 @@ def render(ctx: Context) -> None:
             time_range.until_ns,
             user=ctx.user,
             source=source,
-            kinds=TWITCH_KINDS,
+            kinds=(*TWITCH_KINDS, EventKind.DURING_MOVEMENT),
             limit=MAX_EVENTS + 1,  # one more tells "too many" apart from "exactly the cap"
         )
         events = ctx.store.events(query)
-        # The minute rates give the hours worn per day and tell a replay of live minutes, which "all"
-        # counts once.
+        # The minute rates give the hours worn and at rest per day and tell a replay of live minutes, which
+        # "all" counts once.
         rates = ctx.store.rates(dataclasses.replace(query, kinds=None, limit=None))
         events = rerun_free_events(events, rates)
+        marks = [
+            e
+            for e in ctx.store.journal_entries(time_range.since_ns, time_range.until_ns, ctx.user)
+            if e.factor is Factor.FELT
+        ]
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return
@@ -84,7 +94,10 @@ def render(ctx: Context) -> None:
     if session is None:
         daily_sections(events, first, last, tz, rates)
     else:  # the minute rates carry no session: hours worn would be every session's
-        daily_sections(data.in_session(events, session), first, last, tz, None)
+        events = data.in_session(events, session)
+        daily_sections(events, first, last, tz, None)
+    movement_section(events, tz)
+    show_felt(compare_by_muscle(marks, events))
 
 
 def daily_sections(
@@ -102,8 +115,10 @@ def daily_sections(
     st.altair_chart(daily_chart(daily), width="stretch")
     st.caption(
         "Bars: twitches (fasciculations and myoclonic jerks) per local day. A day's count depends on how "
-        "long the sensor was worn: the table gives the hours (— : not worn, which is no data, not a quiet "
-        "day), and the trend below compares rates per hour worn."
+        "long the muscle was at rest and still (a twitch can only be told apart then): the table gives the "
+        "hours at rest and worn (— : not worn, which is no data, not a quiet day; “before rest tracking”: "
+        "recorded before the time at rest was known), and the trend below compares rates per hour at rest. "
+        "Twitch-like events while the muscle moved are not counted (listed below)."
     )
     st.table(data.daily_table(daily, with_worn=rates is not None), hide_index=True)
     st.header(HEADING_TRENDS)
@@ -113,17 +128,33 @@ def daily_sections(
     fitted = data.trends(daily)
     if not fitted:
         st.info(
-            f"A trend needs at least two days worn ≥ {data.TREND_MIN_HOURS:g} h each: pick a longer date "
-            "range, or wear the sensor longer."
+            f"A trend needs at least two days with ≥ {data.TREND_MIN_HOURS:g} h at rest each: pick a longer "
+            "date range, or wear the sensor longer while sitting or lying still."
         )
         return
     days = [d.isoformat() for d in sorted(set(daily[data.COL_DAY]))]
     st.altair_chart(trend_chart(data.trend_frame(daily, fitted), days), width="stretch")
     st.table(data.trend_display(fitted), hide_index=True)
     st.caption(
-        f"Twitches per hour worn on each day worn ≥ {data.TREND_MIN_HOURS:g} h (as the rising flag counts "
-        "a monitored day), with a least-squares line; change per week = its slope × 7. A description, not "
-        "a test of significance (the rising flag tests)."
+        f"Twitches per hour at rest on each day with ≥ {data.TREND_MIN_HOURS:g} h at rest (as the rising "
+        "flag counts an observed day), with a least-squares line; change per week = its slope × 7. A "
+        "description, not a test of significance (the rising flag tests). Days before rest tracking are "
+        "not fitted."
+    )
+
+
+def movement_section(events: list[TwitchEvent], tz: dt.tzinfo) -> None:
+    st.header(HEADING_MOVEMENT)
+    table = data.movement_display(events, tz, MAX_MOVEMENT_ROWS)
+    if table.empty:
+        st.caption("No twitch-like event was found while a muscle moved or contracted on these days.")
+        return
+    st.table(table, hide_index=True)
+    total = sum(1 for e in events if e.kind is EventKind.DURING_MOVEMENT)
+    shown = f"the newest {MAX_MOVEMENT_ROWS} of {total}" if total > MAX_MOVEMENT_ROWS else f"{total}"
+    st.caption(
+        f"{shown} twitch-like events found while the muscle could not be assessed: a contraction on it, or "
+        "movement of its limb. They are kept and shown, never counted as twitches."
     )
 
 
@@ -146,6 +177,7 @@ def daily_chart(daily: pd.DataFrame) -> alt.Chart:
                 f"{data.COL_DAY}:O",
                 f"{data.COL_MUSCLE}:N",
                 f"{data.COL_TWITCHES}:Q",
+                alt.Tooltip(f"{data.COL_REST_H}:Q", format=".1f"),
                 alt.Tooltip(f"{data.COL_WORN_H}:Q", format=".1f"),
             ],
         )
@@ -156,7 +188,7 @@ def daily_chart(daily: pd.DataFrame) -> alt.Chart:
 def trend_chart(points: pd.DataFrame, days: list[str]) -> alt.LayerChart:
     """The fitted days' rates and lines on every day of the range, so days apart are drawn apart."""
     x = alt.X(f"{data.COL_DAY}:O", title="day", axis=alt.Axis(labelAngle=-45), scale=alt.Scale(domain=days))
-    y = alt.Y(f"{data.COL_RATE_WORN}:Q", title="twitches per hour worn", axis=alt.Axis(format="~g"))
+    y = alt.Y(f"{data.COL_RATE_REST}:Q", title="twitches per hour at rest", axis=alt.Axis(format="~g"))
     color = alt.Color(f"{data.COL_MUSCLE}:N", title="muscle")
     frame = _days_as_text(points)
     dots = alt.Chart(frame, height=220).mark_point(filled=True, size=60).encode(x=x, y=y, color=color)

@@ -132,12 +132,14 @@ def effects_section(ctx: Context, entries: list[JournalEntry], since_ns: int, no
     table = data.effects_display(factor_effects(entries, rates, ctx.journal_windows_ns))
     if table.empty:
         st.info(
-            "No monitored time in this period: the rate comparison needs the worker's per-minute records."
+            "No time at rest in this period: the rate comparison needs the worker's per-minute records "
+            "with rest tracking."
         )
         return
     st.table(table, hide_index=True)
     st.caption(
-        "Per hour after = twitches ÷ monitored time in the hours after each entry of that kind; "
-        "baseline = the same over all other monitored time in the period. A ratio above 1 means more "
-        "twitching after that factor. Correlation only: it does not show a cause."
+        "Per hour at rest after = twitches at rest ÷ time at rest in the hours after each entry of that "
+        "kind; baseline = the same over all other time at rest in the period (time recorded before rest "
+        "tracking is left out). A ratio above 1 means more twitching after that factor. Correlation only: "
+        "it does not show a cause."
     )

@@ -118,7 +118,7 @@ class SignalWindow:
     stream: str
     unit: str
     signal: pd.DataFrame  # columns: seconds (≤ 0, relative to the newest sample), value
-    markers: pd.DataFrame  # columns: seconds, kind
+    markers: pd.DataFrame  # columns: seconds, kind, reason (why not counted; "" for a twitch)
 
 
 def channel_muscle(snapshot: FeedSnapshot, stream: StreamView, channel: int) -> str:
@@ -152,14 +152,13 @@ def signal_windows(
             muscle = channel_muscle(snapshot, stream, ch)
             t, v = decimate(t_ns, stream.values[keep, ch].astype(np.float64), max_points)
             signal = pd.DataFrame({"seconds": (t - newest) / NS_PER_S, "value": v})
-            marks = [
-                (e.start_ns - newest) / NS_PER_S
-                for e in events
-                if e.muscle == muscle and first <= e.start_ns <= newest
-            ]
-            kinds = [e.kind.value for e in events if e.muscle == muscle and first <= e.start_ns <= newest]
+            shown = [e for e in events if e.muscle == muscle and first <= e.start_ns <= newest]
             markers = pd.DataFrame(
-                {"seconds": pd.Series(marks, dtype="float64"), "kind": pd.Series(kinds, dtype="str")}
+                {
+                    "seconds": pd.Series([(e.start_ns - newest) / NS_PER_S for e in shown], dtype="float64"),
+                    "kind": pd.Series([e.kind.value for e in shown], dtype="str"),
+                    "reason": pd.Series([e.reason for e in shown], dtype="str"),
+                }
             )
             windows.append(SignalWindow(muscle, stream.device, stream.stream, stream.unit, signal, markers))
     return sorted(windows, key=lambda w: (w.muscle, w.stream, w.device))

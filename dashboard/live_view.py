@@ -1,5 +1,6 @@
-"""The Live page: twitch counts from the store, device status and the last seconds of raw signal from
-the MQTT bus, all refreshed by one fragment every ``LIVE_REFRESH_S``."""
+"""The Live page: an "I felt a twitch" button, twitch counts from the store, device status and the last
+seconds of raw signal from the MQTT bus, all but the button refreshed by one fragment every
+``LIVE_REFRESH_S``."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import streamlit as st
 from dashboard import data, live_data
 from dashboard.app import LIVE_REFRESH_S, Context, page_header
 from dashboard.livefeed import FeedSnapshot, LiveFeed
-from processing.events import MINUTE_NS, TWITCH_KINDS, TwitchEvent
+from processing.events import MINUTE_NS, TWITCH_KINDS, EventKind, TwitchEvent
+from processing.journal import Factor, JournalEntry
 from processing.store import EventQuery, EventStore, StoreError
 
 HEADING_TWITCHES = "Twitches now"
+FELT_BUTTON = "I felt a twitch"
+SOMEWHERE = "not sure where"
 HEADING_DEVICES = "Devices"
 HEADING_SIGNAL = "Signal"
 SIGNAL_WINDOW_S = 20.0
@@ -29,7 +33,34 @@ NO_DEVICES = (
 
 def render(ctx: Context) -> None:
     page_header("Live")
+    felt_button(ctx)
     live_section(ctx.store, ctx.user, ctx.feed, ctx.tz)
+
+
+def felt_button(ctx: Context) -> None:
+    """Mark a twitch the person felt, now: a journal entry of factor ``felt`` the History and Report pages
+    compare with the detections (processing/felt.py). Outside the refreshing fragment, so a click is never
+    lost to a refresh."""
+    try:
+        muscles = ctx.store.muscles(ctx.user)
+    except StoreError:
+        muscles = []  # the section below says how the store failed
+    where, press = st.columns([2, 1], vertical_alignment="bottom")
+    muscle = str(where.selectbox("Where", (SOMEWHERE, *muscles), key="felt_muscle"))
+    if not press.button(FELT_BUTTON, key="felt", type="primary"):
+        return
+    now = time.time_ns()
+    entry = JournalEntry(ctx.user, now, Factor.FELT, muscle="" if muscle == SOMEWHERE else muscle)
+    try:
+        ctx.store.add_journal_entry(entry)
+    except StoreError as exc:
+        st.error(f"Not marked: {exc}")
+        return
+    on = f" on {entry.muscle}" if entry.muscle else ""
+    st.success(
+        f"Marked a felt twitch{on} at {data.format_time(now, ctx.tz)}. The History and Report pages compare "
+        "the marks with the detected twitches."
+    )
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)
@@ -47,7 +78,9 @@ def twitches_section(store: EventStore, user: str, now_ns: int, tz: dt.tzinfo) -
     st.header(HEADING_TWITCHES)
     since_ns = now_ns - data.LIVE_LONG_S * data.NS_PER_S
     try:
-        events = store.events(EventQuery(since_ns, user=user, kinds=TWITCH_KINDS))
+        events = store.events(
+            EventQuery(since_ns, user=user, kinds=(*TWITCH_KINDS, EventKind.DURING_MOVEMENT))
+        )
         rates = store.rates(EventQuery(since_ns - since_ns % MINUTE_NS, user=user))  # from its first minute
         muscles = store.muscles(user)
     except StoreError as exc:
@@ -58,8 +91,10 @@ def twitches_section(store: EventStore, user: str, now_ns: int, tz: dt.tzinfo) -
     if not table.empty:
         st.table(table, hide_index=True)
     st.caption(
-        "Counted from the detected events in the store (live and replayed); per hour = twitches ÷ the "
-        "time the muscle was monitored in the last 10 min, as on the Overview."
+        "Counted from the detected events in the store (live and replayed); per hour at rest = twitches at "
+        "rest ÷ the time the muscle was at rest and still in the last 10 min, as on the Overview. "
+        "Twitch-like events while the muscle contracted or the limb moved are counted apart (during "
+        "movement) and never as twitches."
     )
     return events
 
@@ -99,9 +134,11 @@ def signal_section(snapshot: FeedSnapshot, events: list[TwitchEvent]) -> None:
     for w in windows:
         st.subheader(f"{w.muscle} · {w.stream}")
         st.altair_chart(signal_chart(w), width="stretch")
+        moved = int((w.markers["kind"] == EventKind.DURING_MOVEMENT.value).sum()) if len(w.markers) else 0
         st.caption(
             f"Last {SIGNAL_WINDOW_S:g} s from {w.device}, in {w.unit}; red lines: "
-            f"{len(w.markers)} detected twitch(es) in this window."
+            f"{len(w.markers) - moved} detected twitch(es) in this window; grey dashed lines: {moved} "
+            "twitch-like event(s) during movement, not counted."
         )
 
 
@@ -112,6 +149,14 @@ def signal_chart(w: live_data.SignalWindow) -> alt.LayerChart:
     line = (
         alt.Chart(w.signal, height=160).mark_line(strokeWidth=1).encode(x=x, y=alt.Y("value:Q", title=w.unit))
     )
-    marks = alt.Chart(w.markers).mark_rule(color="red", strokeWidth=2).encode(x=x, tooltip=["kind:N"])
-    chart: alt.LayerChart = alt.LayerChart(layer=[line, marks])
+    moving = EventKind.DURING_MOVEMENT.value
+    counted = w.markers[w.markers["kind"] != moving]
+    moved = w.markers[w.markers["kind"] == moving]
+    marks = alt.Chart(counted).mark_rule(color="red", strokeWidth=2).encode(x=x, tooltip=["kind:N"])
+    not_counted = (
+        alt.Chart(moved)
+        .mark_rule(color="grey", strokeWidth=2, strokeDash=[4, 3])
+        .encode(x=x, tooltip=["kind:N", alt.Tooltip("reason:N", title="why not counted")])
+    )
+    chart: alt.LayerChart = alt.LayerChart(layer=[line, marks, not_counted])
     return chart

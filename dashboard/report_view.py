@@ -14,7 +14,7 @@ import time
 import streamlit as st
 
 from dashboard import data
-from dashboard.app import Context, date_pair, page_header, show_body_map, show_flags
+from dashboard.app import Context, date_pair, page_header, show_body_map, show_felt, show_flags
 from processing.localtime import day_of
 from processing.report import ReportData
 from processing.report_render import render_csv, render_pdf
@@ -110,11 +110,13 @@ def summary(report: ReportData, period: str) -> None:
     st.header(HEADING_MUSCLES)
     st.table(data.report_muscles(report), hide_index=True)
     st.caption(
-        "Twitches are fasciculations and myoclonic jerks; sustained activity is counted apart. An "
-        "episode is a run of twitches close together on one muscle."
+        "Twitches are fasciculations and myoclonic jerks; the rate is per hour at rest (the muscle relaxed "
+        "and still), with hours at rest and worn beside it. Sustained activity, and twitch-like events "
+        "while the muscle contracted or the limb moved (during movement), are counted apart, never as "
+        "twitches. An episode is a run of twitches close together on one muscle."
     )
     st.header(HEADING_WHERE)
-    show_body_map({m.muscle: m.per_hour or 0.0 for m in report.muscles})
+    show_body_map({m.muscle: m.per_hour for m in report.muscles})
     st.header(HEADING_FLAGS)
     show_flags(report.flags, tz)
     st.header(HEADING_SYMPTOMS)
@@ -122,3 +124,4 @@ def summary(report: ReportData, period: str) -> None:
         st.table(data.journal_display(report.symptoms, tz), hide_index=True)
     else:
         st.caption("No symptoms logged in the journal in this period.")
+    show_felt(report.felt)

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from processing.core import DetectorParams, Features, FloatArray, LaneEngine, sosfilt_inplace
+from processing.core import Cluster, DetectorParams, Features, FloatArray, LaneEngine, sosfilt_inplace
 from processing.events import EventKind
 
 
@@ -86,6 +86,11 @@ class AccEngine(LaneEngine):
 
     def saturation_limit(self, floor: float) -> float:
         return self.params.saturation_excursion
+
+    def known_activity(self, c: Cluster) -> bool:
+        """Also movement: a walk's cluster gathers slow activity, not a long core (``classify`` calls it
+        sustained from ``movement_min_ms`` of it on)."""
+        return bool(c.long or c.slow_blocks * self.blk * 1e3 / self.rate >= self.params.movement_min_ms)
 
     def classify(self, f: Features) -> tuple[EventKind, float]:
         c, prm = f.cluster, self.params

@@ -457,6 +457,10 @@ class LaneEngine:
         out, self._out = self._out, []
         return out
 
+    @property
+    def warmup_samples(self) -> int:
+        return self._warm_blocks * self.blk
+
     def settled(self) -> int:
         """Every detection that will cover a sample before this index (reported time, band-pass delay taken
         off) has been returned: what is still open or not yet processed starts at or after it."""
@@ -471,8 +475,12 @@ class LaneEngine:
         return [
             (lane, max(c.start - d, 0), max(c.end - d, 1))
             for lane, c in enumerate(self._open)
-            if c is not None and c.long
+            if c is not None and self.known_activity(c)
         ]
+
+    def known_activity(self, c: Cluster) -> bool:
+        """Whatever else comes, ``c`` will be released as activity (its core passed ``jerk_max_ms``)."""
+        return c.long
 
     def _run(self, x: FloatArray) -> None:
         blk, nl, w, n = self.blk, self.lanes, self.w, x.shape[0]

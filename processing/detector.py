@@ -62,6 +62,12 @@ class StreamingDetector:
         return float(self._engine.delay / self.rate)
 
     @property
+    def warmup_samples(self) -> int:
+        """Samples after the start spent learning the noise floor, detecting nothing (``warmup_s``
+        rounded up to whole epochs): blind time for the rest gate."""
+        return self._engine.warmup_samples
+
+    @property
     def settled(self) -> int:
         """Sample index before which every detection has been returned (``LaneEngine.settled``)."""
         return self._engine.settled()

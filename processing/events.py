@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -97,7 +97,12 @@ class TwitchEvent:
 
 @dataclass(frozen=True)
 class MinuteRate:
-    """Twitches on one muscle in one wall-clock minute, with how much of it was monitored."""
+    """Twitches on one muscle in one wall-clock minute, with how much of it was monitored (worn) and how
+    much of that the muscle was at rest and still: assessable for twitches (``processing/rest.py``).
+
+    ``rest_s`` None means unknown: a row stored by a worker from before rest tracking, whose ``twitches``
+    counted every twitch-shaped event, during movement too. Such minutes are never counted
+    at rest (``RestTally``). Since rest tracking, ``twitches`` counts only the twitches at rest."""
 
     user: str
     muscle: str
@@ -106,6 +111,11 @@ class MinuteRate:
     minute_ns: int  # start of the minute
     twitches: int
     monitored_s: float
+    rest_s: float | None
+
+    def __post_init__(self) -> None:
+        if self.rest_s is not None and not (math.isfinite(self.rest_s) and self.rest_s >= 0):
+            raise ValueError(f"rest_s {self.rest_s} must be a finite number of seconds ≥ 0, or None")
 
     @property
     def per_minute(self) -> float:
@@ -134,9 +144,10 @@ def rerun_free_events(events: Sequence[TwitchEvent], rates: Sequence[MinuteRate]
     ]
 
 
-# One muscle's minutes: minute start (ns) → (twitches, monitored seconds 0–60). Plain tuples, not
-# dataclasses: a 60-day flag run folds ~10⁵ minutes per muscle, and objects there cost more than the fold.
-MuscleMinutes = dict[int, tuple[int, float]]
+# One muscle's minutes: minute start (ns) → (twitches, seconds worn 0–60, seconds at rest 0–worn or None when
+# unknown: a minute stored before rest tracking). Plain tuples, not dataclasses: a 60-day flag run folds ~10⁵
+# minutes per muscle, and objects there cost more than the fold.
+MuscleMinutes = dict[int, tuple[int, float, float | None]]
 
 
 def muscle_minutes(rates: Sequence[MinuteRate]) -> dict[str, MuscleMinutes]:
@@ -147,19 +158,87 @@ def muscle_minutes(rates: Sequence[MinuteRate]) -> dict[str, MuscleMinutes]:
     muscle: their twitches add (the worker fuses a twitch two streams saw into one event) but their
     monitored time does not — a minute is monitored or it is not, so it counts the longest device's time,
     never more than the minute. Summed instead, an EMG and an accelerometer on one calf would halve its
-    rate."""
+    rate. Time at rest folds the same way (the worker judges a muscle's rest with the same vetoes for each
+    of its devices, so they differ only in how long each was worn), and is unknown for the minute if any of
+    its rows is from before rest tracking: those rows' twitches were counted during movement too, and must
+    not be mixed into a rate at rest."""
     out: dict[str, MuscleMinutes] = {}
     for r in rerun_free_rates(rates):
         minutes = out.get(r.muscle)
         if minutes is None:
             minutes = out[r.muscle] = {}
         seconds = min(r.monitored_s, _MINUTE_S)
+        rest = None if r.rest_s is None else min(r.rest_s, seconds)
         seen = minutes.get(r.minute_ns)
         if seen is None:
-            minutes[r.minute_ns] = (r.twitches, seconds)
+            minutes[r.minute_ns] = (r.twitches, seconds, rest)
         else:
-            minutes[r.minute_ns] = (seen[0] + r.twitches, max(seen[1], seconds))
+            both = None if rest is None or seen[2] is None else max(seen[2], rest)
+            minutes[r.minute_ns] = (seen[0] + r.twitches, max(seen[1], seconds), both)
     return out
+
+
+@dataclass(frozen=True)
+class RestTally:
+    """Twitches and time summed over minutes, split the way every view shows a rate.
+
+    The headline is twitches per hour *at rest* (``per_hour``: the twitches of minutes with rest tracking,
+    which only counts twitches at rest, ÷ their seconds at rest), with hours worn and hours at rest beside
+    it. Minutes stored before rest tracking (rest unknown) are kept apart — ``untracked_*`` — and shown as
+    such, with their rate per hour *worn* (``untracked_per_hour``): their twitches include movement, so
+    folded into the rate at rest they would raise it, and read as all-rest they would lower it."""
+
+    twitches: int = 0  # at rest, in minutes with rest tracking
+    worn_s: float = 0.0  # worn, in minutes with rest tracking
+    rest_s: float = 0.0
+    untracked_twitches: int = 0  # minutes stored before rest tracking
+    untracked_worn_s: float = 0.0
+
+    @classmethod
+    def of(cls, minutes: Iterable[tuple[int, float, float | None]]) -> RestTally:
+        """The sum of ``muscle_minutes`` values (twitches, seconds worn, seconds at rest or None)."""
+        n = worn = rest = 0.0
+        un = un_worn = 0.0
+        for twitches, seconds, at_rest in minutes:
+            if at_rest is None:
+                un += twitches
+                un_worn += seconds
+            else:
+                n += twitches
+                worn += seconds
+                rest += at_rest
+        return cls(int(n), worn, rest, int(un), un_worn)
+
+    def plus(self, other: RestTally) -> RestTally:
+        return RestTally(
+            self.twitches + other.twitches,
+            self.worn_s + other.worn_s,
+            self.rest_s + other.rest_s,
+            self.untracked_twitches + other.untracked_twitches,
+            self.untracked_worn_s + other.untracked_worn_s,
+        )
+
+    @property
+    def per_hour(self) -> float | None:
+        """Twitches per hour at rest; None without any time at rest."""
+        return self.twitches * 3600.0 / self.rest_s if self.rest_s > 0 else None
+
+    @property
+    def untracked_per_hour(self) -> float | None:
+        """Twitches per hour worn before rest tracking; None without any such time."""
+        return self.untracked_twitches * 3600.0 / self.untracked_worn_s if self.untracked_worn_s > 0 else None
+
+    @property
+    def all_worn_s(self) -> float:
+        return self.worn_s + self.untracked_worn_s
+
+    @property
+    def rest_h(self) -> float:
+        return self.rest_s / 3600.0
+
+    @property
+    def all_worn_h(self) -> float:
+        return self.all_worn_s / 3600.0
 
 
 def _live_minutes(rates: Sequence[MinuteRate]) -> set[tuple[str, str, str, int]]:

@@ -8,15 +8,19 @@ retained on ``flags_topic(user)``, and ``twitchwatch flags --json`` and the dash
 
 The rules (thresholds in ``FlagRules``; docs/flags-and-report.md says why each default):
 
+Every rate is twitches per hour *at rest* (``processing/rest.py``), and "observed" time is time at rest: a
+twitch can only be seen in a relaxed, still muscle. Minutes stored before rest tracking are not used (their
+counts include movement); so after the upgrade the rules build their history again.
+
 - ``elevated``: a muscle's hourly rate is ≥ ``elevated_factor`` × its own baseline (the median of the
-  hourly rates of the previous ``baseline_days`` days) for ≥ ``elevated_hours`` consecutive monitored
-  hours.
+  hourly rates of the previous ``baseline_days`` days) for ≥ ``elevated_hours`` consecutive hours with ≥
+  ``min_hour_monitored_s`` at rest.
 - ``persistent``: a muscle twitched (≥ ``twitch_day_min_twitches`` twitches on a day with ≥
-  ``min_monitored_hours`` monitored hours) on ≥ ``persistent_days_per_week`` of every 7 consecutive days,
+  ``min_monitored_hours`` hours at rest) on ≥ ``persistent_days_per_week`` of every 7 consecutive days,
   for a run of ≥ ``persistent_min_days`` days.
 - ``spreading``: a muscle's first twitching day is within the last ``spreading_recent_days`` days while
   another muscle had ≥ ``spreading_other_days`` twitching days before it.
-- ``rising``: the daily rate (twitches per monitored hour) rises over ≥ ``rising_min_days`` monitored
+- ``rising``: the daily rate (twitches per hour at rest) rises over ≥ ``rising_min_days`` observed
   days with a Mann–Kendall p-value < ``rising_p_value``; the Theil–Sen slope gives the size.
 - ``stale_sensor``: a configured device sent no frame for > ``stale_after_s`` seconds.
 
@@ -47,6 +51,12 @@ if TYPE_CHECKING:  # the store imports these values; only type checking needs th
 
 ComputedBy = Literal["worker", "cli", "dashboard", "report", "test"]
 COMPUTED_BY: tuple[ComputedBy, ...] = ("worker", "cli", "dashboard", "report", "test")
+
+
+RATES_WORDS = (
+    "twitches per hour at rest; observed time is time at rest; minutes stored before rest tracking are not "
+    "used"
+)
 
 
 def flags_topic(user: str) -> str:
@@ -177,6 +187,8 @@ class FlagSet:
             "computed_at_ns": self.computed_at_ns,
             "computed_at": dt.datetime.fromtimestamp(self.computed_at_ns / 1e9, dt.UTC).isoformat(),
             "computed_by": self.computed_by,
+            # What every rate in the flags is (a document read back may lack it: it is not read).
+            "rates": RATES_WORDS,
             "flags": [f.to_json_dict() for f in self.flags],
         }
 
@@ -221,8 +233,9 @@ class FlagRules:
 
     lookback_days: int = 42
     twitch_day_min_twitches: int = 5
-    min_monitored_hours: float = 2.0
-    min_hour_monitored_s: float = 1800.0
+    # Observed time is time at rest; the names stay as TWITCHWATCH_FLAG_RULES has always spelt them.
+    min_monitored_hours: float = 2.0  # hours at rest that make a day observed
+    min_hour_monitored_s: float = 1800.0  # seconds at rest that make an hour observed
     elevated_factor: float = 2.0
     elevated_hours: int = 3
     elevated_min_rate_per_h: float = 10.0
@@ -276,19 +289,27 @@ class FlagRules:
 
 @dataclass(frozen=True)
 class Tally:
+    """Twitches at rest over seconds at rest (what a flag's rule reads as observed time), and the seconds
+    worn, of minutes with rest tracking."""
+
     twitches: int = 0
-    monitored_s: float = 0.0
+    rest_s: float = 0.0
+    worn_s: float = 0.0
 
     @property
     def per_hour(self) -> float:
-        return self.twitches * 3600.0 / self.monitored_s if self.monitored_s > 0 else 0.0
+        """Twitches per hour at rest (0 without any time at rest)."""
+        return self.twitches * 3600.0 / self.rest_s if self.rest_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
 class MuscleHistory:
-    """One muscle's twitches and monitored seconds per local clock hour and per local day.
+    """One muscle's twitches at rest, seconds at rest and seconds worn per local clock hour and per local
+    day, from the minutes with rest tracking.
 
-    Several devices on one muscle are one muscle (``processing.events.muscle_minutes``).
+    Several devices on one muscle are one muscle (``processing.events.muscle_minutes``). Minutes stored
+    before rest tracking are left out: their counts include twitch-like movement the rules must not read
+    as twitching, and their rate is not comparable with a rate at rest (docs/flags-and-report.md).
     """
 
     muscle: str
@@ -298,32 +319,36 @@ class MuscleHistory:
 
 def histories(rates: Sequence[MinuteRate], tz: dt.tzinfo = dt.UTC) -> dict[str, MuscleHistory]:
     """Per muscle: tallies of one user's minute rates (``muscle_minutes``: any device, replays of live
-    minutes left out) per local hour and local day."""
+    minutes left out) per local hour and local day, from the minutes with rest tracking only."""
     hours: dict[str, dict[int, list[float]]] = {}
     hour_of_minute: dict[int, int] = {}  # the zone lookup once per minute, not once per muscle
     for muscle, minutes in muscle_minutes(rates).items():
         by_hour = hours.setdefault(muscle, {})
-        for minute_ns, (n, seconds) in minutes.items():
+        for minute_ns, (n, seconds, rest) in minutes.items():
+            if rest is None:
+                continue  # stored before rest tracking
             hour = hour_of_minute.get(minute_ns)
             if hour is None:
                 hour = hour_of_minute[minute_ns] = hour_start_ns(minute_ns, tz)
             slot = by_hour.get(hour)
             if slot is None:
-                by_hour[hour] = [n, seconds]
+                by_hour[hour] = [n, rest, seconds]
             else:
                 slot[0] += n
-                slot[1] += seconds
+                slot[1] += rest
+                slot[2] += seconds
     out: dict[str, MuscleHistory] = {}
     for muscle, by_hour in hours.items():
         days: dict[dt.date, list[float]] = {}
-        for hour, (twitches, monitored) in by_hour.items():
-            slot = days.setdefault(day_of(hour, tz), [0, 0.0])
+        for hour, (twitches, rest, worn) in by_hour.items():
+            slot = days.setdefault(day_of(hour, tz), [0, 0.0, 0.0])
             slot[0] += twitches
-            slot[1] += monitored
+            slot[1] += rest
+            slot[2] += worn
         out[muscle] = MuscleHistory(
             muscle,
-            {h: Tally(int(t), m) for h, (t, m) in sorted(by_hour.items())},
-            {d: Tally(int(t), m) for d, (t, m) in sorted(days.items())},
+            {h: Tally(int(t), r, w) for h, (t, r, w) in sorted(by_hour.items())},
+            {d: Tally(int(t), r, w) for d, (t, r, w) in sorted(days.items())},
         )
     return out
 
@@ -332,12 +357,13 @@ def is_twitching_day(tally: Tally | None, rules: FlagRules) -> bool:
     return (
         tally is not None
         and tally.twitches >= rules.twitch_day_min_twitches
-        and tally.monitored_s >= rules.min_monitored_hours * 3600.0
+        and tally.rest_s >= rules.min_monitored_hours * 3600.0
     )
 
 
 def is_monitored_day(tally: Tally | None, rules: FlagRules) -> bool:
-    return tally is not None and tally.monitored_s >= rules.min_monitored_hours * 3600.0
+    """A day observed long enough: ≥ ``min_monitored_hours`` at rest."""
+    return tally is not None and tally.rest_s >= rules.min_monitored_hours * 3600.0
 
 
 def _day_range(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -351,7 +377,7 @@ def _fmt(x: float) -> str:
 def twitching_day_words(rules: FlagRules) -> str:
     return (
         f"a twitching day has ≥ {rules.twitch_day_min_twitches} twitches and "
-        f"≥ {_fmt(rules.min_monitored_hours)} h monitored"
+        f"≥ {_fmt(rules.min_monitored_hours)} h at rest"
     )
 
 
@@ -362,7 +388,7 @@ def persistent_rule(rules: FlagRules) -> str:
     return (
         f"persistent: twitching on ≥ {rules.persistent_days_per_week} of every 7 consecutive days for "
         f"≥ {rules.persistent_min_days} days, the last within the past {rules.persistent_recent_days} days "
-        f"({twitching_day_words(rules)}; unmonitored days count as not twitching)"
+        f"({twitching_day_words(rules)}; days with less time at rest count as not twitching)"
     )
 
 
@@ -417,11 +443,11 @@ def check_persistent(
 
 def elevated_rule(rules: FlagRules) -> str:
     return (
-        f"elevated: hourly rate ≥ {_fmt(rules.elevated_factor)}× the muscle's own baseline (median hourly "
-        f"rate of the previous {rules.baseline_days} days, from ≥ {_fmt(rules.baseline_min_hours)} "
-        f"monitored hours) and ≥ {_fmt(rules.elevated_min_rate_per_h)}/h, for ≥ {rules.elevated_hours} "
-        f"consecutive hours (each ≥ {_fmt(rules.min_hour_monitored_s / 60)} min monitored) within the "
-        f"last {rules.elevated_recent_days} days"
+        f"elevated: hourly rate at rest ≥ {_fmt(rules.elevated_factor)}× the muscle's own baseline (median "
+        f"hourly rate at rest of the previous {rules.baseline_days} days, from ≥ "
+        f"{_fmt(rules.baseline_min_hours)} such hours) and ≥ {_fmt(rules.elevated_min_rate_per_h)}/h, for ≥ "
+        f"{rules.elevated_hours} consecutive hours (each ≥ {_fmt(rules.min_hour_monitored_s / 60)} min at "
+        f"rest) within the last {rules.elevated_recent_days} days"
     )
 
 
@@ -441,7 +467,7 @@ def _baseline(history: MuscleHistory, hour_ns: int, rules: FlagRules, tz: dt.tzi
     rates = [
         t.per_hour
         for h, t in history.hours.items()
-        if since <= h < day0 and t.monitored_s >= rules.min_hour_monitored_s
+        if since <= h < day0 and t.rest_s >= rules.min_hour_monitored_s
     ]
     if len(rates) < max(1.0, rules.baseline_min_hours):
         return None
@@ -476,7 +502,7 @@ def check_elevated(
         rate = tally.per_hour
         elevated = (
             base is not None
-            and tally.monitored_s >= rules.min_hour_monitored_s
+            and tally.rest_s >= rules.min_hour_monitored_s
             and rate >= rules.elevated_factor * base
             and rate >= rules.elevated_min_rate_per_h
         )
@@ -499,7 +525,7 @@ def check_elevated(
         rule=elevated_rule(rules),
         summary=(
             f"{len(runs)} elevated period(s); longest {longest.hours} h from "
-            f"{format_clock(longest.start_ns, tz)}, peak {longest.peak_per_h:.0f}/h vs baseline "
+            f"{format_clock(longest.start_ns, tz)}, peak {longest.peak_per_h:.0f}/h at rest vs baseline "
             f"{longest.baseline_per_h:.1f}/h"
         ),
         numbers={
@@ -521,7 +547,7 @@ def check_elevated(
 def spreading_rule(rules: FlagRules) -> str:
     return (
         f"spreading: a muscle's first twitching day is within the last {rules.spreading_recent_days} days, "
-        f"after ≥ {rules.spreading_prior_quiet_days} monitored days without twitching, while another "
+        f"after ≥ {rules.spreading_prior_quiet_days} observed days without twitching, while another "
         f"muscle already had ≥ {rules.spreading_other_days} twitching days ({twitching_day_words(rules)})"
     )
 
@@ -556,7 +582,7 @@ def check_spreading(
                 muscle=muscle,
                 rule=spreading_rule(rules),
                 summary=(
-                    f"first twitching day {onset.isoformat()} after {len(quiet)} quiet monitored days; "
+                    f"first twitching day {onset.isoformat()} after {len(quiet)} quiet observed days; "
                     f"{lead} had {len(lead_days)} twitching days before it (since "
                     f"{lead_days[0].isoformat()})"
                     + (
@@ -585,9 +611,9 @@ def check_spreading(
 
 def rising_rule(rules: FlagRules) -> str:
     return (
-        "rising: the daily rate (twitches per monitored hour, days with ≥ "
-        f"{_fmt(rules.min_monitored_hours)} h monitored) trends upward over ≥ {rules.rising_min_days} "
-        f"days with ≥ {rules.rising_min_monitored_days} monitored days (Mann–Kendall one-sided p < "
+        "rising: the daily rate (twitches per hour at rest, days with ≥ "
+        f"{_fmt(rules.min_monitored_hours)} h at rest) trends upward over ≥ {rules.rising_min_days} "
+        f"days with ≥ {rules.rising_min_monitored_days} such days (Mann–Kendall one-sided p < "
         f"{rules.rising_p_value:g}; Theil–Sen slope > 0)"
     )
 
@@ -617,8 +643,9 @@ def check_rising(history: MuscleHistory, user: str, rules: FlagRules, raised_at_
         muscle=history.muscle,
         rule=rising_rule(rules),
         summary=(
-            f"daily rate rose by {slope:.2f}/h per day from {first.isoformat()} to {last.isoformat()} "
-            f"({len(days)} monitored days; about {start_rate:.1f}/h at the start, {end_rate:.1f}/h at the "
+            f"daily rate at rest rose by {slope:.2f}/h per day from {first.isoformat()} to "
+            f"{last.isoformat()} "
+            f"({len(days)} observed days; about {start_rate:.1f}/h at the start, {end_rate:.1f}/h at the "
             f"end; p = {p:.3g})"
         ),
         numbers={

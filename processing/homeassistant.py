@@ -4,8 +4,11 @@ Everything here is a pure message builder; the worker publishes the messages (re
 rate: never raw samples). Topics, with ``<prefix>`` = Home Assistant's discovery prefix:
 
 - ``<prefix>/sensor/twitchwatch_<user>/<muscle>_rate/config`` → state on
-  ``twitchwatch/<user>/ha/<muscle>/rate``: twitches per monitored hour over the last hour, or
-  ``None`` (Home Assistant shows "unknown") when the muscle was not monitored in that hour.
+  ``twitchwatch/<user>/ha/<muscle>/rate``: twitches per hour *at rest* over the last hour (the muscle
+  relaxed and still, ``processing/rest.py``), or ``None`` (Home Assistant shows "unknown") when the muscle
+  was not at rest in that hour; on ``…/rate/attributes`` (JSON) the twitches at rest, hours at rest and
+  hours worn beside it, and, where the hour holds minutes stored before rest tracking, their twitches and
+  hours worn apart (``before_rest_tracking``), never in the rate.
 - ``<prefix>/binary_sensor/twitchwatch_<user>/<kind>/config`` for each flag kind → state on
   ``twitchwatch/<user>/ha/flag/<kind>``: ``ON`` while any flag of that kind is raised; the muscles and
   the flags' explanations on ``…/flag/<kind>/attributes`` (JSON).
@@ -18,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.topics import ROOT, check_segment
-from processing.events import MinuteRate, muscle_minutes
+from processing.events import MinuteRate, RestTally, muscle_minutes
 from processing.flags import FlagKind, FlagSet
 
 RATE_WINDOW_NS = 3_600_000_000_000
@@ -56,9 +59,10 @@ def _object_id(text: str) -> str:
 def rate_config(prefix: str, user: str, muscle: str) -> Message:
     node, obj = _object_id(f"twitchwatch_{user}"), _object_id(f"{muscle}_rate")
     payload = {
-        "name": f"{muscle} twitch rate",
+        "name": f"{muscle} twitch rate at rest",
         "unique_id": f"{node}_{obj}",
         "state_topic": rate_state_topic(user, muscle),
+        "json_attributes_topic": f"{rate_state_topic(user, muscle)}/attributes",
         "unit_of_measurement": "twitches/h",
         "state_class": "measurement",
         "icon": "mdi:pulse",
@@ -89,22 +93,40 @@ def discovery_messages(prefix: str, user: str, muscles: Iterable[str]) -> list[M
     ]
 
 
+def rate_tally(rates: Sequence[MinuteRate], muscle: str) -> RestTally:
+    """``muscle``'s twitches and time in ``rates`` (``muscle_minutes``: one minute however many devices watch
+    it, a replay of live minutes left out), at rest and before rest tracking apart."""
+    return RestTally.of(muscle_minutes(rates).get(muscle, {}).values())
+
+
 def rate_per_hour(rates: Sequence[MinuteRate], muscle: str) -> float | None:
-    """Twitches per monitored hour of ``muscle`` in ``rates`` (``muscle_minutes``: one monitored minute per
-    minute however many devices watch it, a replay of live minutes left out); None when nothing was
-    monitored."""
-    minutes = muscle_minutes(rates).get(muscle, {}).values()
-    monitored = sum(seconds for _, seconds in minutes)
-    if monitored <= 0:
-        return None
-    return sum(twitches for twitches, _ in minutes) * 3600.0 / monitored
+    """Twitches per hour at rest of ``muscle`` in ``rates``; None when it was never at rest there."""
+    return rate_tally(rates, muscle).per_hour
+
+
+def rate_attributes(tally: RestTally) -> dict[str, object]:
+    out: dict[str, object] = {
+        "twitches_at_rest": tally.twitches,
+        "hours_at_rest": round(tally.rest_h, 3),
+        "hours_worn": round(tally.all_worn_h, 3),
+        "window_h": RATE_WINDOW_NS / 3_600_000_000_000,
+    }
+    if tally.untracked_worn_s > 0:
+        out["before_rest_tracking"] = {
+            "twitches": tally.untracked_twitches,
+            "hours_worn": round(tally.untracked_worn_s / 3600.0, 3),
+        }
+    return out
 
 
 def rate_messages(user: str, muscles: Iterable[str], recent: Sequence[MinuteRate]) -> list[Message]:
     out = []
     for muscle in sorted(set(muscles)):
-        rate = rate_per_hour(recent, muscle)
-        out.append(Message(rate_state_topic(user, muscle), "None" if rate is None else f"{rate:.1f}"))
+        tally = rate_tally(recent, muscle)
+        rate = tally.per_hour
+        state = rate_state_topic(user, muscle)
+        out.append(Message(state, "None" if rate is None else f"{rate:.1f}"))
+        out.append(Message(f"{state}/attributes", json.dumps(rate_attributes(tally), sort_keys=True)))
     return out
 
 

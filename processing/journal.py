@@ -3,7 +3,8 @@ how twitching went in the hours after each entry compared with their own baselin
 
 Values (``JournalEntry``, ``Factor``) are stored by every ``EventStore`` (``add_journal_entry``,
 ``journal_entries``, ``delete_journal_entry``); the analysis below is pure and works on stored minute
-rates, so unworn time never counts as "no twitching".
+rates at rest, so unworn time — and time the muscle moved or contracted — never counts as "no
+twitching".
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class Factor(enum.StrEnum):
     MEDICATION = "medication"
     SYMPTOM = "symptom"
     OTHER = "other"
+    # "I felt that": a twitch the person felt (processing/felt.py) — an observation compared with the
+    # detections, not a factor whose effect on the rate is measured.
+    FELT = "felt"
 
 
 def new_entry_id() -> str:
@@ -101,17 +105,17 @@ DEFAULT_WINDOW_NS = 6 * HOUR_NS
 
 @dataclass(frozen=True)
 class RateSum:
-    """Twitches over monitored seconds; ``per_hour`` is None when nothing was monitored."""
+    """Twitches at rest over seconds at rest; ``per_hour`` is None without any time at rest."""
 
     twitches: int = 0
-    monitored_s: float = 0.0
+    rest_s: float = 0.0
 
     @property
     def per_hour(self) -> float | None:
-        return self.twitches * 3600.0 / self.monitored_s if self.monitored_s > 0 else None
+        return self.twitches * 3600.0 / self.rest_s if self.rest_s > 0 else None
 
-    def plus(self, twitches: int, monitored_s: float) -> RateSum:
-        return RateSum(self.twitches + twitches, self.monitored_s + monitored_s)
+    def plus(self, twitches: int, rest_s: float) -> RateSum:
+        return RateSum(self.twitches + twitches, self.rest_s + rest_s)
 
 
 @dataclass(frozen=True)
@@ -142,9 +146,9 @@ class FactorEffect:
             "window_h": self.window_h,
             "entries": self.entries,
             "after_per_hour": self.after.per_hour,
-            "after_monitored_h": self.after.monitored_s / 3600.0,
+            "after_rest_h": self.after.rest_s / 3600.0,
             "baseline_per_hour": self.baseline.per_hour,
-            "baseline_monitored_h": self.baseline.monitored_s / 3600.0,
+            "baseline_rest_h": self.baseline.rest_s / 3600.0,
             "ratio": self.ratio,
         }
 
@@ -172,9 +176,11 @@ def factor_effects(
     windows_ns: Mapping[Factor, int] | None = None,
     default_window_ns: int = DEFAULT_WINDOW_NS,
 ) -> list[FactorEffect]:
-    """Per factor kind and muscle: twitch rate in the window after each entry vs the baseline.
+    """Per factor kind and muscle: twitch rate at rest in the window after each entry vs the baseline.
 
-    The baseline is the rate over every monitored minute outside *all* entries' windows (any factor),
+    Rates are twitches per hour at rest; minutes stored before rest tracking are left out (their counts
+    include movement). The baseline is the rate over every such minute outside *all* entries' windows (any
+    factor),
     so one factor's effect does not leak into another's baseline. Windows of one factor that overlap
     are merged, so a minute is counted once. Rates are one user's, counted per muscle minute
     (``muscle_minutes``: two devices on a muscle do not halve its rate, a replay does not double it).
@@ -183,6 +189,7 @@ def factor_effects(
     """
     windows_ns = windows_ns or {}
     by_factor: dict[Factor, list[tuple[int, int]]] = {}
+    entries = [e for e in entries if e.factor is not Factor.FELT]  # observations, compared elsewhere
     for e in entries:
         width = windows_ns.get(e.factor, default_window_ns)
         by_factor.setdefault(e.factor, []).append((e.time_ns, e.time_ns + width))
@@ -195,14 +202,16 @@ def factor_effects(
     muscles: set[str] = set()
     for muscle, minutes in muscle_minutes(rates).items():
         muscles.add(muscle)
-        for minute_ns, (twitches, monitored) in minutes.items():
+        for minute_ns, (twitches, _worn, rest) in minutes.items():
+            if rest is None:
+                continue  # stored before rest tracking
             if not _inside(minute_ns, everything):
-                baseline[muscle] = baseline.get(muscle, RateSum()).plus(twitches, monitored)
+                baseline[muscle] = baseline.get(muscle, RateSum()).plus(twitches, rest)
                 continue
             for f, ivs in merged.items():
                 if _inside(minute_ns, ivs):
                     key = (f, muscle)
-                    after[key] = after.get(key, RateSum()).plus(twitches, monitored)
+                    after[key] = after.get(key, RateSum()).plus(twitches, rest)
     return [
         FactorEffect(
             f,

@@ -6,7 +6,12 @@ in ``processing.report_render`` (``render_pdf``, ``render_csv``, re-exported her
 Definitions used throughout (docs/flags-and-report.md):
 
 - a *twitch* is an event whose kind ``is_twitch`` (fasciculation, myoclonic jerk); sustained activity
-  is counted apart; artifacts are left out;
+  is counted apart; artifacts are left out; twitch-shaped events found while the muscle moved or
+  contracted (``during_movement``) are counted apart and never as twitches;
+- *rates* are twitches per hour *at rest* (``processing/rest.py``): the twitches of minutes with rest
+  tracking over their seconds at rest, with hours worn and hours at rest beside them. Minutes stored
+  before rest tracking (rest unknown) are never in that rate: their twitches and hours worn are shown
+  apart, as *before rest tracking*, with their rate per hour worn;
 - *first recorded* is the day of a muscle's first stored twitch, whenever that was (not only in the
   report's period);
 - an *episode* is a cluster of twitches on one muscle, each within ``EPISODE_GAP_S`` of the previous,
@@ -15,6 +20,8 @@ Definitions used throughout (docs/flags-and-report.md):
 - *monitored* time comes from the minute rates: a minute counts when any sensor watched the muscle
   (for coverage: any muscle), so unworn time is never read as "no twitching"; a *gap* is a stretch of
   at least ``GAP_MIN_S`` without any monitoring between the period's first and last monitored minute;
+- *felt* twitches are the journal's ``felt`` marks ("I felt that"), compared with the detected twitches
+  near them (``processing.felt``: what that does and does not measure);
 - *days* and *hours of day* are local to the report's zone (``tz``, the configured
   ``TWITCHWATCH_TIMEZONE``): a day runs from local midnight to local midnight, 23 or 25 h long on DST
   change days, and the hour-of-day histogram counts local clock hours.
@@ -27,7 +34,7 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from processing.events import (
     MINUTE_NS,
@@ -38,6 +45,7 @@ from processing.events import (
     muscle_minutes,
     rerun_free_events,
 )
+from processing.felt import FeltComparison, compare_by_muscle
 from processing.flags import HOUR_NS, FlagRules, FlagSet, compute_flag_set
 from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
 from processing.localtime import day_of, hour_of_day
@@ -57,24 +65,35 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class MuscleSummary:
-    """One muscle over the report's period. Rates are per *monitored* hour."""
+    """One muscle over the report's period. The rate is per hour *at rest*; minutes stored before rest
+    tracking are apart (``untracked_*``), with their rate per hour worn."""
 
     muscle: str
     first_recorded: dt.date | None  # first stored twitch, any time
-    twitches: int
+    twitches: int  # at rest (minutes with rest tracking)
     sustained: int
-    monitored_h: float
-    twitching_days: int  # days with ≥ 1 twitch
+    monitored_h: float  # worn, every minute
+    twitching_days: int  # days with ≥ 1 twitch (at rest, or before rest tracking)
     monitored_days: int  # days with any monitoring
     median_duration_ms: float | None
     p90_duration_ms: float | None
     episodes: int
     median_episode_min: float | None
     longest_episode_min: float | None
+    rest_h: float = 0.0
+    during_movement: int = 0  # twitch-shaped, while the muscle was not assessable: not counted
+    untracked_twitches: int = 0  # in minutes stored before rest tracking
+    untracked_worn_h: float = 0.0
 
     @property
     def per_hour(self) -> float | None:
-        return self.twitches / self.monitored_h if self.monitored_h > 0 else None
+        """Twitches per hour at rest; None without time at rest."""
+        return self.twitches / self.rest_h if self.rest_h > 0 else None
+
+    @property
+    def untracked_per_hour(self) -> float | None:
+        """Twitches per hour worn before rest tracking; None without such time."""
+        return self.untracked_twitches / self.untracked_worn_h if self.untracked_worn_h > 0 else None
 
 
 @dataclass(frozen=True)
@@ -101,13 +120,16 @@ class Gap:
 
 @dataclass(frozen=True)
 class Coverage:
-    monitored_h: float  # minutes in which any muscle was monitored
+    monitored_h: float  # minutes in which any muscle was monitored (worn)
     days_with_data: int
     days_in_period: int
     first_ns: int | None
     last_ns: int | None
     gaps: tuple[Gap, ...]
     daily_monitored_h: tuple[float, ...]  # aligned with ReportData.days
+    rest_h: float = 0.0  # of it, time some muscle was at rest (minutes with rest tracking)
+    daily_rest_h: tuple[float, ...] = ()
+    untracked_h: float = 0.0  # worn time stored before rest tracking (rest unknown)
 
 
 @dataclass(frozen=True)
@@ -118,8 +140,8 @@ class ReportData:
     generated_at_ns: int
     days: tuple[dt.date, ...]  # every local day of the period (in ``tz``)
     muscles: tuple[MuscleSummary, ...]
-    daily_twitches: Mapping[str, tuple[int, ...]]  # muscle → twitches per day, aligned with days
-    daily_monitored_h: Mapping[str, tuple[float, ...]]  # muscle → monitored hours per day
+    daily_twitches: Mapping[str, tuple[int, ...]]  # muscle → twitches at rest per day, aligned with days
+    daily_monitored_h: Mapping[str, tuple[float, ...]]  # muscle → hours worn per day
     hour_of_day: Mapping[str, tuple[int, ...]]  # muscle → twitches per local hour of day (24)
     durations_ms: Mapping[str, tuple[float, ...]]  # muscle → every twitch's duration
     episodes: tuple[Episode, ...]
@@ -130,10 +152,22 @@ class ReportData:
     coverage: Coverage
     tz: dt.tzinfo = dt.UTC  # the zone of days, hours of day and printed times
     notice: str = NOTICE
+    daily_rest_h: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # muscle → hours at rest
+    daily_during_movement: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    daily_untracked_twitches: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    daily_untracked_h: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # worn, before tracking
+    # "I felt that" marks against the detections: all muscles first, then each muscle a mark names.
+    felt: tuple[FeltComparison, ...] = ()
 
     @property
     def total_twitches(self) -> int:
-        return sum(m.twitches for m in self.muscles)
+        """Twitches at rest, and before rest tracking where the period reaches back that far."""
+        return sum(m.twitches + m.untracked_twitches for m in self.muscles)
+
+    @property
+    def untracked(self) -> bool:
+        """Whether any minute of the period was stored before rest tracking."""
+        return self.coverage.untracked_h > 0
 
     def summary(self, muscle: str) -> MuscleSummary:
         return next(m for m in self.muscles if m.muscle == muscle)
@@ -162,11 +196,14 @@ def episodes_of(
     return sorted(out, key=lambda ep: (ep.start_ns, ep.muscle))
 
 
-def _minutes_by_muscle(rates: Sequence[MinuteRate]) -> dict[str, dict[int, float]]:
-    """Monitored seconds per muscle per minute (``muscle_minutes``: several devices on one muscle count
-    once, replays of live minutes not at all)."""
+Seconds = tuple[float, float | None]  # (worn, at rest or None: stored before rest tracking)
+
+
+def _minutes_by_muscle(rates: Sequence[MinuteRate]) -> dict[str, dict[int, Seconds]]:
+    """Seconds worn and at rest per muscle per minute (``muscle_minutes``: several devices on one muscle
+    count once, replays of live minutes not at all)."""
     return {
-        muscle: {minute_ns: seconds for minute_ns, (_, seconds) in minutes.items()}
+        muscle: {minute_ns: (worn, rest) for minute_ns, (_, worn, rest) in minutes.items()}
         for muscle, minutes in muscle_minutes(rates).items()
     }
 
@@ -198,78 +235,122 @@ def _first_recorded(
 class _Tallies:
     """Per-muscle counters over the period's days (built once, then frozen into ``ReportData``)."""
 
-    daily_twitches: dict[str, list[int]]
-    daily_monitored_h: dict[str, list[float]]
+    daily_twitches: dict[str, list[int]]  # at rest
+    daily_monitored_h: dict[str, list[float]]  # worn
     hour_of_day: dict[str, list[int]]
     durations_ms: dict[str, list[float]]
     sustained: dict[str, int]
+    daily_rest_h: dict[str, list[float]]
+    daily_during_movement: dict[str, list[int]]
+    daily_untracked_twitches: dict[str, list[int]]
+    daily_untracked_h: dict[str, list[float]]
 
 
 def _tally(
     events: Sequence[TwitchEvent],
-    minutes: Mapping[str, Mapping[int, float]],
+    minutes: Mapping[str, Mapping[int, Seconds]],
     days: Sequence[dt.date],
     tz: dt.tzinfo,
 ) -> _Tallies:
+    """Events by day and hour of day: a twitch counts at rest unless its minute was stored before rest
+    tracking (then it counts before rest tracking)."""
     index = {d: i for i, d in enumerate(days)}
     names = sorted(set(minutes) | {e.muscle for e in events})
+    n = len(days)
     t = _Tallies(
-        {m: [0] * len(days) for m in names},
-        {m: [0.0] * len(days) for m in names},
+        {m: [0] * n for m in names},
+        {m: [0.0] * n for m in names},
         {m: [0] * 24 for m in names},
         {m: [] for m in names},
         dict.fromkeys(names, 0),
+        {m: [0.0] * n for m in names},
+        {m: [0] * n for m in names},
+        {m: [0] * n for m in names},
+        {m: [0.0] * n for m in names},
     )
     for e in events:
+        day = index[day_of(e.start_ns, tz)]
+        if e.kind is EventKind.DURING_MOVEMENT:
+            t.daily_during_movement[e.muscle][day] += 1
+            continue
         if not e.kind.is_twitch:
             t.sustained[e.muscle] += 1
             continue
-        t.daily_twitches[e.muscle][index[day_of(e.start_ns, tz)]] += 1
+        seconds = minutes.get(e.muscle, {}).get(e.start_ns - e.start_ns % MINUTE_NS)
+        if seconds is not None and seconds[1] is None:
+            t.daily_untracked_twitches[e.muscle][day] += 1
+        else:  # the worker judged it (a minute without a rate has none stored before rest tracking)
+            t.daily_twitches[e.muscle][day] += 1
         t.hour_of_day[e.muscle][hour_of_day(e.start_ns, tz)] += 1
         t.durations_ms[e.muscle].append(e.duration_ms)
     for m, by_minute in minutes.items():
-        seconds = [0.0] * len(days)  # summed in seconds, divided once: sums of whole hours stay exact
-        for minute_ns, s in by_minute.items():
-            seconds[index[day_of(minute_ns, tz)]] += s
-        t.daily_monitored_h[m] = [x / 3600.0 for x in seconds]
+        # Summed in seconds, divided once: sums of whole hours stay exact.
+        worn, rest, untracked = [0.0] * n, [0.0] * n, [0.0] * n
+        for minute_ns, (w, r) in by_minute.items():
+            i = index[day_of(minute_ns, tz)]
+            worn[i] += w
+            if r is None:
+                untracked[i] += w
+            else:
+                rest[i] += r
+        t.daily_monitored_h[m] = [x / 3600.0 for x in worn]
+        t.daily_rest_h[m] = [x / 3600.0 for x in rest]
+        t.daily_untracked_h[m] = [x / 3600.0 for x in untracked]
     return t
 
 
 def _summary(
     muscle: str,
     t: _Tallies,
-    monitored_s: float,
+    seconds: Mapping[int, Seconds],
     episodes: Sequence[Episode],
     first_recorded: dt.date | None,
 ) -> MuscleSummary:
     lengths = [ep.minutes for ep in episodes if ep.muscle == muscle]
     durations = t.durations_ms[muscle]
+    counted = [
+        a + b for a, b in zip(t.daily_twitches[muscle], t.daily_untracked_twitches[muscle], strict=True)
+    ]
     return MuscleSummary(
         muscle=muscle,
         first_recorded=first_recorded,
         twitches=sum(t.daily_twitches[muscle]),
         sustained=t.sustained[muscle],
-        monitored_h=monitored_s / 3600.0,
-        twitching_days=sum(1 for n in t.daily_twitches[muscle] if n > 0),
+        monitored_h=sum(w for w, _ in seconds.values()) / 3600.0,
+        twitching_days=sum(1 for n in counted if n > 0),
         monitored_days=sum(1 for h in t.daily_monitored_h[muscle] if h > 0),
         median_duration_ms=statistics.median(durations) if durations else None,
         p90_duration_ms=_percentile(durations, 0.9),
         episodes=len(lengths),
         median_episode_min=statistics.median(lengths) if lengths else None,
         longest_episode_min=max(lengths) if lengths else None,
+        rest_h=sum(r for _, r in seconds.values() if r is not None) / 3600.0,
+        during_movement=sum(t.daily_during_movement[muscle]),
+        untracked_twitches=sum(t.daily_untracked_twitches[muscle]),
+        untracked_worn_h=sum(w for w, r in seconds.values() if r is None) / 3600.0,
     )
 
 
-def _coverage(minutes: Mapping[str, Mapping[int, float]], days: Sequence[dt.date], tz: dt.tzinfo) -> Coverage:
+def _coverage(
+    minutes: Mapping[str, Mapping[int, Seconds]], days: Sequence[dt.date], tz: dt.tzinfo
+) -> Coverage:
     any_minute: dict[int, float] = {}
+    rest_minute: dict[int, float] = {}
+    untracked_minute: dict[int, float] = {}
     for by_minute in minutes.values():
-        for minute_ns, seconds in by_minute.items():
-            any_minute[minute_ns] = max(any_minute.get(minute_ns, 0.0), seconds)
+        for minute_ns, (worn, rest) in by_minute.items():
+            any_minute[minute_ns] = max(any_minute.get(minute_ns, 0.0), worn)
+            if rest is None:
+                untracked_minute[minute_ns] = max(untracked_minute.get(minute_ns, 0.0), worn)
+            else:
+                rest_minute[minute_ns] = max(rest_minute.get(minute_ns, 0.0), rest)
     monitored = sorted(t for t, s in any_minute.items() if s > 0)
     index = {d: i for i, d in enumerate(days)}
-    daily = [0.0] * len(days)
+    daily, daily_rest = [0.0] * len(days), [0.0] * len(days)
     for minute_ns, seconds in any_minute.items():
         daily[index[day_of(minute_ns, tz)]] += seconds
+    for minute_ns, seconds in rest_minute.items():
+        daily_rest[index[day_of(minute_ns, tz)]] += seconds
     daily_h = [s / 3600.0 for s in daily]
     return Coverage(
         monitored_h=sum(any_minute.values()) / 3600.0,
@@ -279,6 +360,9 @@ def _coverage(minutes: Mapping[str, Mapping[int, float]], days: Sequence[dt.date
         last_ns=monitored[-1] + MINUTE_NS if monitored else None,
         gaps=tuple(gaps_of(monitored)),
         daily_monitored_h=tuple(daily_h),
+        rest_h=sum(rest_minute.values()) / 3600.0,
+        daily_rest_h=tuple(s / 3600.0 for s in daily_rest),
+        untracked_h=sum(untracked_minute.values()) / 3600.0,
     )
 
 
@@ -322,13 +406,7 @@ def build_report(
     episodes = episodes_of(events)
     say("first recorded days")
     summaries = tuple(
-        _summary(
-            m,
-            tallies,
-            sum(minutes.get(m, {}).values()),
-            episodes,
-            _first_recorded(store, user, m, until_ns, tz),
-        )
+        _summary(m, tallies, minutes.get(m, {}), episodes, _first_recorded(store, user, m, until_ns, tz))
         for m in sorted(tallies.sustained)
     )
     say("journal effects and flags")
@@ -347,9 +425,14 @@ def build_report(
         daily_monitored_h={m: tuple(v) for m, v in tallies.daily_monitored_h.items()},
         hour_of_day={m: tuple(v) for m, v in tallies.hour_of_day.items()},
         durations_ms={m: tuple(v) for m, v in tallies.durations_ms.items()},
+        daily_rest_h={m: tuple(v) for m, v in tallies.daily_rest_h.items()},
+        daily_during_movement={m: tuple(v) for m, v in tallies.daily_during_movement.items()},
+        daily_untracked_twitches={m: tuple(v) for m, v in tallies.daily_untracked_twitches.items()},
+        daily_untracked_h={m: tuple(v) for m, v in tallies.daily_untracked_h.items()},
         episodes=tuple(episodes),
         journal=tuple(journal),
         symptoms=tuple(e for e in journal if e.factor is Factor.SYMPTOM),
+        felt=tuple(compare_by_muscle(journal, events)),
         effects=tuple(factor_effects(journal, rates, journal_windows_ns)),
         flags=flag_set,
         coverage=_coverage(minutes, days, tz),

@@ -31,23 +31,63 @@ if TYPE_CHECKING:
     from processing.report import ReportData
 
 A4 = (8.27, 11.69)
-CSV_COLUMNS = ("date", "muscle", "twitches", "monitored_h", "twitches_per_monitored_h", "timezone")
+CSV_COLUMNS = (
+    "date",
+    "muscle",
+    "twitches_at_rest",
+    "hours_at_rest",
+    "twitches_per_hour_at_rest",
+    "hours_worn",
+    "during_movement",
+    "twitches_before_rest_tracking",
+    "hours_worn_before_rest_tracking",
+    "timezone",
+)
+RATE_WORDS = (
+    "Rates are twitches per hour at rest: a twitch can be told apart only in a relaxed, still muscle, so "
+    "time the muscle contracted or the limb moved is not counted, and twitch-like events then are listed "
+    "as during movement, not counted."
+)
+UNTRACKED_WORDS = (
+    "Part of this period was recorded before rest tracking: its twitches and hours worn are shown apart "
+    "(per hour worn, movement included) and are not in the rates at rest."
+)
 
 
 # ---- CSV -------------------------------------------------------------------------------------------
 
 
 def render_csv(report: ReportData, out: IO[str]) -> None:
-    """One row per local day and muscle: twitches, monitored hours and their ratio (empty when
-    unmonitored); the last column names the zone the dates are local to."""
+    """One row per local day and muscle: twitches at rest, hours at rest and their ratio (empty without
+    time at rest), hours worn, twitch-like events during movement (not counted), and twitches and hours
+    worn stored before rest tracking (apart, never in the rate); the last column names the zone the dates
+    are local to."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     zone = zone_name(report.tz)
     for muscle in sorted(report.daily_twitches):
-        counts, hours = report.daily_twitches[muscle], report.daily_monitored_h[muscle]
-        for day, n, h in zip(report.days, counts, hours, strict=True):
-            rate = f"{n / h:.3f}" if h > 0 else ""
-            writer.writerow((day.isoformat(), muscle, n, f"{h:.3f}", rate, zone))
+        columns = (
+            report.daily_twitches[muscle],
+            report.daily_rest_h[muscle],
+            report.daily_monitored_h[muscle],
+            report.daily_during_movement[muscle],
+            report.daily_untracked_twitches[muscle],
+            report.daily_untracked_h[muscle],
+        )
+        for day, n, rest, worn, moved, old_n, old_h in zip(report.days, *columns, strict=True):
+            rate = f"{n / rest:.3f}" if rest > 0 else ""
+            row = (
+                day.isoformat(),
+                muscle,
+                n,
+                f"{rest:.3f}",
+                rate,
+                f"{worn:.3f}",
+                moved,
+                old_n,
+                f"{old_h:.3f}",
+            )
+            writer.writerow((*row, zone))
 
 
 # ---- PDF -------------------------------------------------------------------------------------------
@@ -105,62 +145,83 @@ def _table(ax: Axes, header: Sequence[str], rows: Sequence[Sequence[str]], width
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     table.scale(1, 1.25)
+    tall = any("\n" in h for h in header)  # two-line headers need a taller first row
     for (row, _col), cell in table.get_celld().items():
         if row == 0:
             cell.set_facecolor("#e8eef5")
             cell.set_text_props(weight="bold")
+            if tall:
+                cell.set_height(cell.get_height() * 1.9)
 
 
 def _summary_rows(report: ReportData) -> list[list[str]]:
-    return [
-        [
+    rows = []
+    for m in report.muscles:
+        row = [
             m.muscle,
             _day(m.first_recorded),
             str(m.twitches),
             _num(m.per_hour, "{:.2f}"),  # a few a day is ~0.1/h: one decimal would read as none
+            f"{m.rest_h:.1f} / {m.monitored_h:.1f}",
             f"{m.twitching_days}/{m.monitored_days}",
             _num(m.median_duration_ms, "{:.0f}"),
             str(m.episodes),
-            "—" if m.longest_episode_min is None else f"{m.longest_episode_min:.1f} min",
+            str(m.during_movement),
             str(m.sustained),
         ]
-        for m in report.muscles
-    ]
+        if report.untracked:
+            row.append(untracked_words(m.untracked_twitches, m.untracked_worn_h))
+        rows.append(row)
+    return rows
+
+
+def untracked_words(twitches: int, worn_h: float) -> str:
+    """Twitches and hours worn before rest tracking, with their rate per hour worn ("—": none)."""
+    if worn_h <= 0:
+        return "—"
+    return f"{twitches} in {worn_h:.1f} h worn ({twitches / worn_h:.2f}/h worn)"
 
 
 SUMMARY_HEADER = (
     "Muscle",
-    "First recorded",
-    "Twitches",
-    "Per mon. h",
-    "Days tw./mon.",
-    "Median ms",
+    "First\nrecorded",
+    "Twitches\nat rest",
+    "Per hour\nat rest",
+    "Hours at\nrest / worn",
+    "Days tw./\nmonitored",
+    "Median\nms",
     "Episodes",
-    "Longest ep.",
+    "During\nmovement",
     "Sustained",
 )
+UNTRACKED_HEADER = "Before rest tracking\n(not in the rates)"
 
 
 def _summary_page(report: ReportData) -> Figure:
     fig = _page("Muscle twitching: summary for the doctor", report)
     cov = report.coverage
     lines = [
-        f"Monitored {cov.monitored_h:.1f} h on {cov.days_with_data} of {cov.days_in_period} days; "
-        f"{report.total_twitches} twitches on {len(report.muscles)} muscle(s). "
+        f"Worn {cov.monitored_h:.1f} h on {cov.days_with_data} of {cov.days_in_period} days, at rest "
+        f"{cov.rest_h:.1f} h of them; {report.total_twitches} twitches on {len(report.muscles)} muscle(s). "
         f"{len(cov.gaps)} gap(s) of ≥ 1 h without monitoring.",
-        "Rates are twitches per monitored hour (time without a sensor on is not counted as no twitching).",
+        *textwrap.wrap(RATE_WORDS, 125),
+        *(textwrap.wrap(UNTRACKED_WORDS, 125) if report.untracked else []),
     ]
-    fig.text(0.06, 0.925, "\n".join(lines), fontsize=8, va="top")
-    ax = fig.add_axes((0.06, 0.68, 0.88, 0.2))
-    _table(ax, SUMMARY_HEADER, _summary_rows(report), (0.17, 0.12, 0.08, 0.1, 0.12, 0.11, 0.08, 0.12, 0.08))
+    fig.text(0.06, 0.93, "\n".join(lines), fontsize=8, va="top")
+    ax = fig.add_axes((0.06, 0.655, 0.88, 0.19))
+    header: tuple[str, ...] = SUMMARY_HEADER
+    widths: tuple[float, ...] = (0.14, 0.1, 0.09, 0.09, 0.11, 0.1, 0.07, 0.09, 0.1, 0.1)
+    if report.untracked:
+        header, widths = (*header, UNTRACKED_HEADER), (*(w * 0.79 for w in widths), 0.21)
+    _table(ax, header, _summary_rows(report), widths)
 
     symptom_flags = [f for f in report.flags.flags if f.kind.is_symptom]
     flag_lines = [f"• {f.kind.value} — {f.muscle}: {f.summary}" for f in symptom_flags] or [
         "• no persistent-activity flag was raised"
     ]
     wrapped = "\n".join(textwrap.fill(line, 120, subsequent_indent="   ") for line in flag_lines[:8])
-    fig.text(0.06, 0.665, "Flags (rules on page 4)", fontsize=10, weight="bold", va="top")
-    fig.text(0.06, 0.645, wrapped, fontsize=7.5, va="top")
+    fig.text(0.06, 0.64, "Flags (rules on page 4)", fontsize=10, weight="bold", va="top")
+    fig.text(0.06, 0.62, wrapped, fontsize=7.5, va="top")
 
     ax = fig.add_axes((0.09, 0.1, 0.85, 0.36))
     _daily_rate_plot(ax, report)
@@ -175,11 +236,11 @@ def _daily_rate_plot(ax: Axes, report: ReportData) -> None:
     x = np.array([np.datetime64(d) for d in report.days])
     for muscle in sorted(report.daily_twitches):
         counts = np.array(report.daily_twitches[muscle], dtype=float)
-        hours = np.array(report.daily_monitored_h[muscle], dtype=float)
+        hours = np.array(report.daily_rest_h[muscle], dtype=float)
         rate = np.where(hours > 0, counts / np.where(hours > 0, hours, 1), np.nan)
         ax.plot(x, rate, marker="o", markersize=3, label=muscle)
-    ax.set_title("Twitches per monitored hour, per day (gaps: not monitored)", fontsize=9)
-    ax.set_ylabel("twitches / monitored h")
+    ax.set_title("Twitches per hour at rest, per day (gaps: no time at rest recorded)", fontsize=9)
+    ax.set_ylabel("twitches / h at rest")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
     ax.tick_params(axis="x", labelrotation=45)
@@ -269,7 +330,7 @@ def _body_map(ax: Axes, report: ReportData) -> list[str]:
     sm = mpl.cm.ScalarMappable(cmap=cmap, norm=mpl.colors.Normalize(0, top))
     fig = ax.get_figure()
     if isinstance(fig, Figure):
-        fig.colorbar(sm, ax=ax, shrink=0.6, label="twitches per monitored hour")
+        fig.colorbar(sm, ax=ax, shrink=0.6, label="twitches per hour at rest")
     return unplaced
 
 
@@ -336,15 +397,34 @@ def _duration_page(report: ReportData) -> Figure:
 
 # ---- journal, flags, coverage ----------------------------------------------------------------------
 
+FELT_WORDS = (
+    "This shows whether what you noticed and what the sensor recorded go together; it is not a test of the "
+    "detector. A person feels only some twitches (most detections have no mark, which says nothing against "
+    "them), may feel twitches the sensor cannot see, and marks them seconds late, so some detections fall "
+    "near a mark by chance."
+)
+
+
+def felt_lines(report: ReportData, width: int) -> list[str]:
+    """The felt-vs-detected comparison as wrapped lines: all muscles, each muscle named, what it means."""
+    if not report.felt or not report.felt[0].felt:
+        return [
+            "No twitch was marked as felt in this period (twitchwatch felt, the Live page's button, or the "
+            "MQTT topic twitchwatch/<user>/felt)."
+        ]
+    lines = [f"• {c.muscle or 'all muscles'}: {c.words()}" for c in report.felt]
+    wrapped = [textwrap.fill(line, width, subsequent_indent="   ") for line in lines[:4]]
+    return [*wrapped, textwrap.fill(FELT_WORDS, width)]
+
 
 def _journal_flags_page(report: ReportData) -> Figure:
     fig = _page("Journal, symptoms, flags and data coverage", report)
     y = 0.925
-    effects = [e for e in report.effects if e.after.monitored_s > 0]
+    effects = [e for e in report.effects if e.after.rest_s > 0]
     fig.text(
         0.06,
         y,
-        "Twitch rate in the hours after each logged factor vs the rest of the time",
+        "Twitch rate at rest in the hours after each logged factor vs the rest of the time",
         fontsize=9,
         weight="bold",
     )
@@ -363,7 +443,7 @@ def _journal_flags_page(report: ReportData) -> Figure:
     ax = fig.add_axes((0.06, 0.76, 0.88, 0.15))
     _table(
         ax,
-        ("Factor", "Muscle", "Entries", "Window h", "Rate after /h", "Baseline /h", "Ratio"),
+        ("Factor", "Muscle", "Entries", "Window h", "After /h at rest", "Baseline /h at rest", "Ratio"),
         rows,
         (0.15, 0.2, 0.1, 0.1, 0.15, 0.15, 0.15),
     )
@@ -379,40 +459,47 @@ def _journal_flags_page(report: ReportData) -> Figure:
         ]
         for e in ordered[:14]
     ]
-    ax = fig.add_axes((0.06, 0.55, 0.88, 0.18))
+    ax = fig.add_axes((0.06, 0.58, 0.88, 0.15))
     header = (f"Time ({zone_name(report.tz)})", "Factor", "Muscle", "Amount / note")
-    _table(ax, header, rows, (0.18, 0.12, 0.15, 0.55))
+    _table(ax, header, rows[:12], (0.18, 0.12, 0.15, 0.55))
 
-    fig.text(0.06, 0.535, "Flags and the rules that raised them", fontsize=9, weight="bold")
+    fig.text(0.06, 0.565, "Flags and the rules that raised them", fontsize=9, weight="bold")
     lines = []
     for f in report.flags.flags:
         where = f.muscle or f"device {f.device}"
         lines.append(f"• {f.kind.value} — {where}: {f.summary}; days {f.first_day} … {f.last_day}")
         lines.append(f"   rule: {f.rule}")
-    text = "\n".join(textwrap.fill(line, 125, subsequent_indent="     ") for line in lines[:16])
-    fig.text(0.06, 0.515, text or "none raised", fontsize=7, va="top")
+    text = "\n".join(textwrap.fill(line, 125, subsequent_indent="     ") for line in lines[:12])
+    fig.text(0.06, 0.545, text or "none raised", fontsize=7, va="top")
+
+    fig.text(0.06, 0.385, "Felt twitches (marked “I felt that”) and detections", fontsize=9, weight="bold")
+    fig.text(0.06, 0.365, "\n".join(felt_lines(report, 125)), fontsize=7, va="top")
 
     cov = report.coverage
     gaps = sorted(cov.gaps, key=lambda g: g.hours, reverse=True)[:6]
     gap_text = "; ".join(
         f"{format_clock(g.start_ns, report.tz, '%m-%d %H:%M')} ({g.hours:.1f} h)" for g in gaps
     )
-    fig.text(0.06, 0.3, "Data coverage", fontsize=9, weight="bold")
+    fig.text(0.06, 0.27, "Data coverage", fontsize=9, weight="bold")
     fig.text(
         0.06,
-        0.285,
+        0.255,
         textwrap.fill(
-            f"{cov.monitored_h:.1f} h monitored on {cov.days_with_data} of {cov.days_in_period} days. "
-            f"Longest gaps: {gap_text or 'none'}.",
+            f"{cov.monitored_h:.1f} h worn on {cov.days_with_data} of {cov.days_in_period} days, "
+            f"{cov.rest_h:.1f} h of them at rest"
+            + (f" and {cov.untracked_h:.1f} h recorded before rest tracking" if report.untracked else "")
+            + f". Longest gaps: {gap_text or 'none'}.",
             125,
         ),
         fontsize=7.5,
         va="top",
     )
-    ax = fig.add_axes((0.1, 0.09, 0.84, 0.15))
+    ax = fig.add_axes((0.1, 0.08, 0.84, 0.13))
     x = np.array([np.datetime64(d) for d in report.days])
-    ax.bar(x, cov.daily_monitored_h, color="0.6")
-    ax.set_ylabel(f"monitored h per day ({zone_name(report.tz)})")
+    ax.bar(x, cov.daily_monitored_h, color="0.75", label="worn")
+    ax.bar(x, cov.daily_rest_h, color="0.4", width=0.5, label="at rest")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_ylabel(f"h per day ({zone_name(report.tz)})")
     ax.set_ylim(0, max([24.0, *cov.daily_monitored_h]))  # a DST fall-back day has 25 h
     ax.tick_params(axis="x", labelrotation=45)
     return fig

@@ -114,9 +114,14 @@ class RestGate:
             s.scopes.add(scope)
             self._by_scope.setdefault(scope, set()).add(source)
 
-    def veto(self, source: SourceId, start_ns: int, end_ns: int, reason: str) -> None:
-        """A finished span of activity or movement seen by ``source``; it vetoes the source's scopes."""
-        v = self._widen(start_ns, end_ns, reason, self._after(source))
+    def veto(self, source: SourceId, start_ns: int, end_ns: int, reason: str, *, guard: bool = True) -> None:
+        """A finished span of activity or movement seen by ``source``; it vetoes the source's scopes.
+        ``guard=False``: exactly the span, for blind time that has no build-up or after-effect (a detector
+        learning its noise floor after a start)."""
+        if guard:
+            v = self._widen(start_ns, end_ns, reason, self._after(source))
+        else:
+            v = self._exact(start_ns, end_ns, reason)
         for scope in self._sources[source].scopes:
             spans = self._vetoes.setdefault(scope, [])
             bisect.insort(spans, v, key=lambda x: x.start_ns)
@@ -216,6 +221,12 @@ class RestGate:
         if end_ns < start_ns:
             raise ValueError(f"veto ends ({end_ns}) before it starts ({start_ns})")
         return Veto(start_ns - self.params.before_ns, end_ns + after_ns, reason)
+
+    @staticmethod
+    def _exact(start_ns: int, end_ns: int, reason: str) -> Veto:
+        if end_ns < start_ns:
+            raise ValueError(f"veto ends ({end_ns}) before it starts ({start_ns})")
+        return Veto(start_ns, end_ns, reason)
 
     def _stale(self, sid: SourceId, s: _Source) -> bool:
         return self._latest.get(sid[0], _PAST) - s.settled_ns > self.params.stale_ns

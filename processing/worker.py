@@ -14,6 +14,7 @@ loop), replaces the user's stored flags and publishes them retained on ``flags_t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import datetime as dt
@@ -21,8 +22,9 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiomqtt
 
@@ -30,12 +32,18 @@ from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
 from collector.mqtt import MqttTarget
 from collector.ratelog import RateLimitedLog
 from collector.status import DeviceStatus, StatusError
-from collector.topics import Topic, TopicError, raw_filter, status_filter
+from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
 from processing import homeassistant as ha
-from processing.detector import Detection, SignalKind, StreamingDetector
-from processing.events import MINUTE_NS, MinuteRate, Source, TwitchEvent
+from processing.core import FloatArray
+from processing.detector import Detection, StreamingDetector
+from processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
+from processing.felt import FeltError, felt_entry
 from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
 from processing.fusion import Fuser
+from processing.journal import JournalEntry
+from processing.motion import MotionDetector
+from processing.rest import GateParams
+from processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
 from processing.store import EventQuery, EventStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -44,6 +52,9 @@ log = logging.getLogger(__name__)
 MAX_TIME_JUMP_NS = 1_000_000_000
 # Minutes are final this long (device time) after they end, so events released late still count.
 RATE_GRACE_NS = 5_000_000_000
+# Vetoes are kept this long before anything the worker still holds (a minute, an event, a stream's data):
+# nothing asks about earlier time, and without pruning a months-long run would keep every walk.
+VETO_KEEP_NS = 120_000_000_000
 
 MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
 
@@ -60,6 +71,8 @@ class WorkerStats:
     duplicates: int = 0
     events_detected: int = 0
     events_merged: int = 0  # detections that joined another stream's event of the same twitch
+    events_during_movement: int = 0  # twitch-shaped events while their muscle was not assessable
+    vetoes: int = 0  # activity, movement and artifacts that made muscles not assessable
     events_stored: int = 0
     rates_stored: int = 0
     store_errors: int = 0
@@ -67,6 +80,8 @@ class WorkerStats:
     flag_errors: int = 0
     flags_published: int = 0
     ha_updates: int = 0
+    felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
+    bad_felt: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,19 +103,39 @@ class FlagTask:
     tz: dt.tzinfo = dt.UTC  # local days and hours of the flags (TWITCHWATCH_TIMEZONE)
 
 
+class StreamDetector(Protocol):
+    """What the worker needs of a stream's detector: ``StreamingDetector``, and the movement detector of
+    gyroscope and orientation streams (whose detections of kind sustained are movement)."""
+
+    lanes: int
+
+    @property
+    def settled(self) -> int: ...
+
+    def open_activity(self) -> list[tuple[int, int, int]]: ...
+
+    def process(self, chunk: FloatArray) -> Sequence[Detection]: ...
+
+    def finish(self) -> Sequence[Detection]: ...
+
+
+MOTION: tuple[StreamKind, ...] = ("gyro", "orientation")  # streams that only veto (processing/motion.py)
+
+
 @dataclass
 class _Stream:
     user: str
     device: str
     stream: str
-    kind: SignalKind
+    kind: StreamKind
     rate: float
     channels: int
     unit: Unit
-    detector: StreamingDetector
+    detector: StreamDetector
     seg_t0_ns: int
     last_seq: int
     next_t_ns: int
+    ended: bool = False  # its detector finished (device offline): kept only to tell gaps and duplicates
 
     def matches(self, frame: Frame) -> bool:
         return (self.rate, self.channels, self.unit) == (frame.sample_rate, frame.channels, frame.unit)
@@ -113,22 +148,83 @@ class _Stream:
         return (self.user, self.device, self.stream)
 
 
-def signal_of(unit: Unit) -> SignalKind | None:
-    return {Unit.MICROVOLT: "emg", Unit.G: "acc"}.get(unit)  # type: ignore[return-value]
+def signal_of(unit: Unit) -> StreamKind | None:
+    return {Unit.MICROVOLT: "emg", Unit.G: "acc", Unit.DEG_PER_S: "gyro"}.get(unit)  # type: ignore[return-value]
 
 
-def signal_of_name(signal: str) -> SignalKind | None:
-    return {"emg": "emg", "acc": "acc"}.get(signal)  # type: ignore[return-value]
+def signal_of_name(signal: str) -> StreamKind | None:
+    return {"emg": "emg", "acc": "acc", "gyro": "gyro", "orientation": "orientation"}.get(signal)  # type: ignore[return-value]
+
+
+def warmup_samples(detector: StreamDetector) -> int:
+    """Samples the detector spends after a start learning what it needs (noise floor, gyro bias), during
+    which it detects nothing: blind time for the rest gate."""
+    if isinstance(detector, StreamingDetector):
+        return detector.warmup_samples
+    if isinstance(detector, MotionDetector):
+        return round(detector.params.warmup_s * detector.rate)
+    return 0
+
+
+class RestView(Protocol):
+    """What a ``RateBook`` asks about a key's muscle (``processing.rest_streams.RestStreams``)."""
+
+    def ready(self, user: str, muscle: str, end_ns: int) -> bool: ...
+
+    def vetoed_ns(self, user: str, muscle: str, start_ns: int, end_ns: int) -> int: ...
+
+
+class _NothingVetoes:
+    """A book on its own knows no vetoes: all time covered is at rest."""
+
+    def ready(self, user: str, muscle: str, end_ns: int) -> bool:
+        return True
+
+    def vetoed_ns(self, user: str, muscle: str, start_ns: int, end_ns: int) -> int:
+        return 0
 
 
 @dataclass
 class _MinuteTally:
     twitches: int = 0
-    monitored_s: float = 0.0
+    # Device time this run covered in the minute, as sorted disjoint spans: two streams of one device on
+    # one muscle (its EMG and its accelerometer) cover the same seconds once. The seconds at rest are these
+    # minus what the gate vetoes in them, asked when the minute is written.
+    spans: list[list[int]] = field(default_factory=list)
+    # Seconds carried in from elsewhere (a predecessor's stored row, a write to retry): monitored, and at
+    # rest — None: unknown (that row was written before rest tracking), which makes the minute's unknown.
+    carried_s: float = 0.0
+    carried_rest_s: float | None = 0.0
     dirty: bool = True  # changed since last written
 
-    def rate(self, key: tuple[str, str, str, Source], minute_ns: int) -> MinuteRate:
-        return MinuteRate(*key, minute_ns, self.twitches, round(min(self.monitored_s, 60.0), 6))
+    def cover(self, start_ns: int, end_ns: int) -> None:
+        spans = self.spans
+        if spans and spans[-1][0] <= start_ns <= spans[-1][1]:  # the usual case: data goes on
+            spans[-1][1] = max(spans[-1][1], end_ns)
+            return
+        i = bisect.bisect_left(spans, start_ns, key=lambda s: s[1])  # first span ending at or after start
+        j = i
+        while j < len(spans) and spans[j][0] <= end_ns:
+            start_ns, end_ns = min(start_ns, spans[j][0]), max(end_ns, spans[j][1])
+            j += 1
+        spans[i:j] = [[start_ns, end_ns]]
+
+    @property
+    def monitored_s(self) -> float:
+        return self.carried_s + sum(b - a for a, b in self.spans) / 1e9
+
+    @property
+    def end_ns(self) -> int | None:
+        return self.spans[-1][1] if self.spans else None
+
+    def rate(self, key: RateKey, minute_ns: int, rest: RestView) -> MinuteRate:
+        monitored = round(min(self.monitored_s, 60.0), 6)
+        rest_s: float | None = None
+        if self.carried_rest_s is not None:
+            user, muscle = key[0], key[1]
+            at_rest = sum(b - a - rest.vetoed_ns(user, muscle, a, b) for a, b in self.spans)
+            rest_s = round(min(max(self.carried_rest_s + at_rest / 1e9, 0.0), monitored), 6)
+        return MinuteRate(*key, minute_ns, self.twitches, monitored, rest_s)
 
 
 RateKey = tuple[str, str, str, Source]
@@ -136,7 +232,12 @@ RateKey = tuple[str, str, str, Source]
 
 @dataclass
 class RateBook:
-    """Per-minute twitch counts and monitored seconds per (user, muscle, device, source).
+    """Per-minute twitch counts, monitored seconds and seconds at rest per (user, muscle, device, source).
+
+    Seconds at rest are the monitored time minus what ``rest`` (the worker's rest gate) vetoes for the key's
+    muscle, and are final only once the gate is ``ready`` for the minute's data: a minute waits for that as
+    it waits for the grace period. Running tallies of open minutes (``changed_open``) carry the seconds at
+    rest known so far.
 
     With ``ask_prior`` the book wants to know what the store already holds for the first minute each key is
     seen in: a worker restarted in the middle of a minute then adds to the tally its predecessor wrote
@@ -149,6 +250,7 @@ class RateBook:
     """
 
     ask_prior: bool = False
+    rest: RestView = field(default_factory=_NothingVetoes)
     minutes: dict[RateKey, dict[int, _MinuteTally]] = field(default_factory=lambda: defaultdict(dict))
     _asked: set[RateKey] = field(default_factory=set)
     _unresolved: dict[RateKey, tuple[int, int]] = field(default_factory=dict)  # key → (minute, first data)
@@ -179,9 +281,18 @@ class RateBook:
         tally = self.minutes[key].setdefault(minute, _MinuteTally())
         # 1 s of slack for clock jitter between the end of the old run and the start of the new
         if stored is not None and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0:
-            tally.twitches += stored.twitches
-            tally.monitored_s += stored.monitored_s
+            self._carry(tally, stored)
         tally.dirty = True
+
+    @staticmethod
+    def _carry(tally: _MinuteTally, row: MinuteRate) -> None:
+        tally.twitches += row.twitches
+        tally.carried_s += row.monitored_s
+        if row.rest_s is None:
+            if row.monitored_s > 0:
+                tally.carried_rest_s = None
+        elif tally.carried_rest_s is not None:
+            tally.carried_rest_s += row.rest_s
 
     def cover(self, key: RateKey, start_ns: int, end_ns: int) -> None:
         t = start_ns
@@ -189,7 +300,7 @@ class RateBook:
             minute = t - t % MINUTE_NS
             stop = min(end_ns, minute + MINUTE_NS)
             tally = self._tally(key, minute, t)
-            tally.monitored_s += (stop - t) / 1e9
+            tally.cover(t, stop)
             tally.dirty = True
             t = stop
 
@@ -199,7 +310,8 @@ class RateBook:
         tally.dirty = True
 
     def take(self, watermarks: dict[tuple[str, str], int] | None) -> list[MinuteRate]:
-        """Minutes that ended ``RATE_GRACE_NS`` before their device's latest data (all when None)."""
+        """Minutes that ended ``RATE_GRACE_NS`` before their device's latest data and whose rest is known
+        (all when None)."""
         out: list[MinuteRate] = []
         for key, minutes in self.minutes.items():
             if key in self._unresolved:
@@ -208,9 +320,15 @@ class RateBook:
                 done = list(minutes)
             else:
                 horizon = watermarks.get((key[0], key[2]), 0) - RATE_GRACE_NS
-                done = [m for m in minutes if m + MINUTE_NS <= horizon]
-            out.extend(minutes.pop(m).rate(key, m) for m in sorted(done))
+                done = [
+                    m for m in minutes if m + MINUTE_NS <= horizon and self._rest_known(key, m, minutes[m])
+                ]
+            out.extend(minutes.pop(m).rate(key, m, self.rest) for m in sorted(done))
         return out
+
+    def _rest_known(self, key: RateKey, minute: int, tally: _MinuteTally) -> bool:
+        end = tally.end_ns
+        return self.rest.ready(key[0], key[1], minute if end is None else end)
 
     def changed_open(self) -> list[MinuteRate]:
         """Running tallies of minutes still open, changed since last asked: written as they grow, so the
@@ -222,7 +340,7 @@ class RateBook:
             for m, tally in sorted(minutes.items()):
                 if tally.dirty:
                     tally.dirty = False
-                    out.append(tally.rate(key, m))
+                    out.append(tally.rate(key, m, self.rest))
         return out
 
     def mark_dirty(self, rates: list[MinuteRate]) -> None:
@@ -230,6 +348,18 @@ class RateBook:
             tally = self.minutes.get((r.user, r.muscle, r.device, r.source), {}).get(r.minute_ns)
             if tally is not None:
                 tally.dirty = True
+
+    def requeue(self, rates: list[MinuteRate]) -> None:
+        """Finished minutes a failed write hands back, to be taken again as they were."""
+        for r in rates:
+            self._carry(
+                self.minutes[(r.user, r.muscle, r.device, r.source)].setdefault(r.minute_ns, _MinuteTally()),
+                r,
+            )
+
+    def oldest_ns(self) -> int | None:
+        """The start of the oldest minute still held."""
+        return min((m for minutes in self.minutes.values() for m in minutes), default=None)
 
 
 class Worker:
@@ -244,6 +374,8 @@ class Worker:
         flush_interval: float = 0.5,
         batch_size: int = 1000,
         flags: FlagTask | None = None,
+        segment_map: SegmentMap | None = None,
+        gate: GateParams | None = None,
     ) -> None:
         self.target = target
         self.store = store
@@ -257,8 +389,11 @@ class Worker:
         self._status: dict[tuple[str, str], DeviceStatus] = {}
         self._pending: list[TwitchEvent] = []
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
-        self._rates = RateBook(ask_prior=True)
+        # When each muscle could be assessed: every stream's vetoes; fused events wait here to be judged.
+        self._rest = RestStreams(gate or GateParams(), segment_map or (lambda _device: None))
+        self._rates = RateBook(ask_prior=True, rest=self._rest)
         self._prior_reads: set[asyncio.Task[None]] = set()  # owned here; _finish awaits, run() cancels
+        self._felt_writes: set[asyncio.Task[None]] = set()  # likewise
         self._watermark_ns: dict[tuple[str, str], int] = {}
         self._client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
@@ -292,7 +427,7 @@ class Worker:
                 )
             raise
         finally:
-            for task in self._prior_reads:  # only left when run() was cancelled
+            for task in (*self._prior_reads, *self._felt_writes):  # only left when run() was cancelled
                 task.cancel()
 
     def stop(self) -> None:
@@ -306,6 +441,7 @@ class Worker:
                     self._client = client
                     await client.subscribe(status_filter(self.user), qos=1)
                     await client.subscribe(raw_filter(self.user), qos=1)
+                    await client.subscribe(felt_filter(self.user), qos=1)
                     self.connected.set()
                     backoff = 1.0
                     await self._republish_flags(client)
@@ -352,15 +488,26 @@ class Worker:
 
     async def _finish(self) -> None:
         for st in self._streams.values():
-            self._emit(st, st.detector.finish())
-        self._store_events(self._fuser.flush())
+            self._end_stream(st)
+        self._store_events(self._fuser.flush(), everything=True)
         self._ask_priors()
         if self._prior_reads:  # their minutes are held back until the store has answered
             await asyncio.gather(*self._prior_reads)
+        if self._felt_writes:
+            await asyncio.gather(*self._felt_writes)
         await self._flush(final=True)
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
     def handle(self, topic: str, payload: bytes) -> None:
+        try:
+            felt_by = felt_user(topic)
+        except TopicError as exc:
+            self.stats.bad_topics += 1
+            self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
+            return
+        if felt_by is not None:
+            self._on_felt(felt_by, payload)
+            return
         try:
             t = Topic.parse(topic)
         except TopicError as exc:
@@ -371,6 +518,40 @@ class Worker:
             self._on_status(t, payload)
         elif t.kind == "raw" and t.stream is not None:
             self._on_frame(t.user, t.device, t.stream, payload)
+
+    def _on_felt(self, user: str, payload: bytes) -> None:
+        """A felt twitch marked from a phone or Home Assistant: a journal entry, stored off the event loop
+        and retried like every write (processing/felt.py)."""
+        try:
+            entry = felt_entry(user, payload, time.time_ns())
+        except FeltError as exc:
+            self.stats.bad_felt += 1
+            self._rlog.warning("felt", "ignoring a felt mark of %s: %s", user, exc)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a synchronous caller: store it now
+            self.store.add_journal_entry(entry)
+            self.stats.felt_marks += 1
+            return
+        task = loop.create_task(self._store_felt(entry), name="worker-felt")
+        self._felt_writes.add(task)
+        task.add_done_callback(self._felt_writes.discard)
+
+    async def _store_felt(self, entry: JournalEntry) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.store.add_journal_entry, entry)
+            except StoreError as exc:
+                if self._stop.is_set():
+                    log.error("a felt mark at %s was not stored at shutdown: %s", entry.time_ns, exc)
+                    return
+                self.stats.store_errors += 1
+                self._rlog.warning("felt", "cannot store a felt mark, retrying: %s", exc)
+                await self._sleep_or_stop(1.0)
+                continue
+            self.stats.felt_marks += 1
+            return
 
     def _on_status(self, t: Topic, payload: bytes) -> None:
         if not payload:  # a cleared retained status
@@ -386,7 +567,9 @@ class Worker:
         previous = self._status.get(key)
         if previous is not None and status.session_id != previous.session_id:
             self._restart_device(t.user, t.device)  # a new run: its sequence numbers start over
-        elif previous is not None and not status.streams:
+        elif status.state == "offline":
+            self._end_device(t.user, t.device)  # its streams ended: they hold no muscle's rest back
+        if previous is not None and not status.streams:
             # An offline status lists no streams, but events the detectors release at the end of the
             # stream still need the channels' muscles.
             status = dataclasses.replace(status, streams=previous.streams)
@@ -394,8 +577,23 @@ class Worker:
 
     def _restart_device(self, user: str, device: str) -> None:
         for key in [k for k in self._streams if k[:2] == (user, device)]:
-            st = self._streams.pop(key)
-            self._emit(st, st.detector.finish())
+            self._end_stream(self._streams.pop(key))
+        self._store_events(self._fuser.release())
+
+    def _end_device(self, user: str, device: str) -> None:
+        for key, st in self._streams.items():
+            if key[:2] == (user, device):
+                self._end_stream(st)
+        self._store_events(self._fuser.release())
+
+    def _end_stream(self, st: _Stream) -> None:
+        """The stream's detector releases what it holds, and the stream stops reporting to the rest gate.
+        Its record stays until replaced, so frames that follow are still checked for gaps."""
+        if st.ended:
+            return
+        st.ended = True
+        self._emit(st, st.detector.finish())
+        self._rest.end(st.key)
 
     def _on_frame(self, user: str, device: str, stream: str, payload: bytes) -> None:
         try:
@@ -406,7 +604,7 @@ class Worker:
             return
         kind = self._signal(user, device, stream, frame.unit)
         if kind is None:
-            return  # gyroscope and other streams carry no twitch detector yet
+            return  # a stream no detector here understands
         st = self._stream_for(user, device, stream, frame, kind)
         if st is None:
             return
@@ -418,23 +616,25 @@ class Worker:
         st.last_seq = frame.sequence
         self._cover(st, frame.t0_ns, st.next_t_ns)
         self._emit(st, detections)
+        self._report_rest(st)
         self._fuser.advance(st.key, st.next_t_ns)
         self._store_events(self._fuser.release())
         self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
         self._ask_priors()
 
-    def _signal(self, user: str, device: str, stream: str, unit: Unit) -> SignalKind | None:
+    def _signal(self, user: str, device: str, stream: str, unit: Unit) -> StreamKind | None:
         """The detector a stream needs: from its unit, or for a unitless stream (the Myo's raw EMG comes
-        in device counts) from what the device's status says the stream carries."""
+        in device counts, its orientation as a unitless quaternion) from what the device's status says the
+        stream carries. Gyroscope and orientation streams get the movement detector (they only veto)."""
         kind = signal_of(unit)
-        if kind is not None or unit is not Unit.UNITLESS:
-            return kind
-        status = self._status.get((user, device))
-        info = status.streams.get(stream) if status is not None else None
-        return signal_of_name(info.signal) if info is not None else None
+        if kind is None and unit is Unit.UNITLESS:
+            status = self._status.get((user, device))
+            info = status.streams.get(stream) if status is not None else None
+            kind = signal_of_name(info.signal) if info is not None else None
+        return kind
 
     def _stream_for(
-        self, user: str, device: str, stream: str, frame: Frame, kind: SignalKind
+        self, user: str, device: str, stream: str, frame: Frame, kind: StreamKind
     ) -> _Stream | None:
         key = (user, device, stream)
         st = self._streams.get(key)
@@ -446,7 +646,7 @@ class Worker:
             if gap < 0:
                 gap = 0  # sequence went back but time went on: the device restarted, nothing was lost
             jump = frame.t0_ns - st.next_t_ns
-            if gap == 0 and abs(jump) <= MAX_TIME_JUMP_NS:
+            if gap == 0 and abs(jump) <= MAX_TIME_JUMP_NS and not st.ended:
                 return st
             if gap > 0:
                 self.stats.gaps += 1
@@ -454,7 +654,7 @@ class Worker:
                 self._rlog.warning(
                     "gap", "%s/%s/%s lost %d frame(s) before #%d", user, device, stream, gap, frame.sequence
                 )
-            self._emit(st, st.detector.finish())  # the filters' state is meaningless across a gap
+            self._end_stream(st)  # the filters' state is meaningless across a gap
         st = _Stream(
             user,
             device,
@@ -463,13 +663,22 @@ class Worker:
             frame.sample_rate,
             frame.channels,
             frame.unit,
-            StreamingDetector(kind, frame.sample_rate, frame.channels),
+            self._detector(kind, frame.sample_rate, frame.channels),
             frame.t0_ns,
             frame.sequence,
             frame.t0_ns,
         )
         self._streams[key] = st
+        muscles = [None if kind in MOTION else self.muscle(st, lane) for lane in range(st.detector.lanes)]
+        warmup_ns = round(warmup_samples(st.detector) * 1e9 / st.rate)
+        self._rest.start(st.key, kind, muscles, st.seg_t0_ns, warmup_ns)
         return st
+
+    @staticmethod
+    def _detector(kind: StreamKind, rate: float, channels: int) -> StreamDetector:
+        if kind == "gyro" or kind == "orientation":
+            return MotionDetector(kind, rate, channels)
+        return StreamingDetector(kind, rate, channels)
 
     def _source(self, st: _Stream) -> tuple[Source, str]:
         status = self._status.get((st.user, st.device))
@@ -540,16 +749,23 @@ class Worker:
         return next((r for r in rows if r.device == device and r.minute_ns == minute_ns), None)
 
     def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:
+        if st.kind == "gyro" or st.kind == "orientation":
+            return  # a movement stream watches no muscle: it only vetoes
         source, _ = self._source(st)
         for lane in range(st.detector.lanes):
             muscle = self.muscle(st, lane)
             self._fuser.register((st.user, muscle), st.key, st.kind)
             self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns)
 
-    def _emit(self, st: _Stream, detections: list[Detection]) -> None:
-        """Detections become events and wait in the fuser for their muscle's other streams."""
+    def _emit(self, st: _Stream, detections: Sequence[Detection]) -> None:
+        """Detections become events and wait in the fuser for their muscle's other streams; activity and
+        artifacts also veto (the rest gate). A movement stream's detections are vetoes only."""
         source, session = self._source(st)
         for d in detections:
+            if is_veto(d.kind):
+                self._veto(st, d)
+            if st.kind == "gyro" or st.kind == "orientation":
+                continue
             event = TwitchEvent(
                 st.user,
                 self.muscle(st, d.lane),
@@ -570,12 +786,47 @@ class Worker:
             self._fuser.add(st.key, st.kind, event)
         self.stats.events_merged = self._fuser.merged
 
-    def _store_events(self, events: list[TwitchEvent]) -> None:
-        """Fused events, in order: queued for the store; twitches counted in their minute."""
-        for event in events:
+    def _veto(self, st: _Stream, d: Detection) -> None:
+        start, end = st.time_of(d.start), st.time_of(d.end)
+        # The detector's own reason once it gives one (Detection.reason), else what and how long.
+        why = str(getattr(d, "reason", "") or "")
+        reason = veto_reason(st.kind, d.kind, (end - start) / 1e9, self._where(st, d.lane), why)
+        self._rest.veto(st.key, d.lane, start, end, reason)
+        self.stats.vetoes += 1
+
+    def _report_rest(self, st: _Stream) -> None:
+        """After a frame: how far the stream's vetoes are settled, and the activity still going on."""
+        spans = [
+            (lane, st.time_of(a), st.time_of(b), self._ongoing(st, lane, (b - a) / st.rate))
+            for lane, a, b in st.detector.open_activity()
+        ]
+        self._rest.progress(st.key, st.time_of(st.detector.settled), spans)
+
+    @staticmethod
+    def _where(st: _Stream, lane: int) -> str:
+        return f"{st.device}/{st.stream}" + (f" ch{lane}" if st.detector.lanes > 1 else "")
+
+    def _ongoing(self, st: _Stream, lane: int, seconds: float) -> str:
+        return veto_reason(st.kind, EventKind.SUSTAINED, seconds, self._where(st, lane), ongoing=True)
+
+    def _store_events(self, events: list[TwitchEvent], everything: bool = False) -> None:
+        """Fused events wait for the rest gate to judge them; then, in order, they are queued for the store
+        and twitches at rest counted in their minute (``everything``: at shutdown, judge all now)."""
+        self._rest.hold(events)
+        for event in self._rest.release(everything):
             self._pending.append(event)
             if event.kind.is_twitch:
                 self._rates.count((event.user, event.muscle, event.device, event.source), event.start_ns)
+            elif event.kind is EventKind.DURING_MOVEMENT:
+                self.stats.events_during_movement += 1
+
+    def _prune_vetoes(self) -> None:
+        """Forget vetoes older than anything still held (minutes, events, streams' latest data)."""
+        oldest = [self._rates.oldest_ns(), self._rest.oldest_held_ns()]
+        oldest += [st.next_t_ns for st in self._streams.values() if not st.ended]
+        known = [t for t in oldest if t is not None]
+        if known:
+            self._rest.gate.prune(min(known) - VETO_KEEP_NS)
 
     # ---- output ----------------------------------------------------------------------------------
     async def _writer_loop(self) -> None:
@@ -583,6 +834,7 @@ class Worker:
             await self._sleep_or_stop(self.flush_interval)
             if not self._stop.is_set():
                 await self._flush(final=False)
+                self._prune_vetoes()
 
     async def _flush(self, final: bool) -> None:
         async with self._flush_lock:
@@ -617,12 +869,7 @@ class Worker:
         self.store.write_rates(rates)
 
     def _requeue(self, rates: list[MinuteRate]) -> None:
-        for r in rates:
-            tally = self._rates.minutes[(r.user, r.muscle, r.device, r.source)].setdefault(
-                r.minute_ns, _MinuteTally()
-            )
-            tally.twitches += r.twitches
-            tally.monitored_s += r.monitored_s
+        self._rates.requeue(rates)
 
     async def _publish(self, events: list[TwitchEvent]) -> None:
         client = self._client

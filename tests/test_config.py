@@ -86,6 +86,13 @@ def test_device_file_maps_channels_to_muscles(tmp_path: Path) -> None:
     assert devices.muscle_for("myo1", "emg", 1) == "forearm_extensor"
     assert devices.muscle_for("myo1", "emg", 5) is None
     assert devices.muscle_for("nope", "emg", 0) is None
+    assert devices.segment_for("polar1") is None  # derived from the muscles' names by the worker
+    placed = load_device_file(
+        _written(
+            tmp_path, GOOD.replace('profile = "polar-h10"', 'profile = "polar-h10"\nsegment = "thigh_left"')
+        )
+    )
+    assert placed.segment_for("polar1") == "thigh_left"
 
 
 @pytest.mark.parametrize(
@@ -97,6 +104,7 @@ def test_device_file_maps_channels_to_muscles(tmp_path: Path) -> None:
         (GOOD.replace("0 = ", "x = "), "devices.myo1.streams.emg.channels.x.[key]", "integer"),
         ("[devices.d1.streams.acc]\n", "devices.d1.streams.acc", "either 'muscle'"),
         ("user = = 1", "(syntax)", "line 1, column 8"),
+        ("[devices.d1]\nsegment = 'lower_leg_lft'\n", "devices.d1.segment", "lower_leg_left"),
     ],
 )
 def test_broken_files_name_the_key(tmp_path: Path, text: str, key: str, reason: str) -> None:
@@ -105,6 +113,12 @@ def test_broken_files_name_the_key(tmp_path: Path, text: str, key: str, reason: 
     with pytest.raises(ConfigError) as err:
         load_device_file(path)
     assert any(k == key and reason in r for k, r in err.value.problems), err.value.problems
+
+
+def _written(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "placed.toml"
+    path.write_text(text)
+    return path
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -121,6 +135,7 @@ def test_config_check_command(tmp_path: Path) -> None:
     ok = _cli("config", "check", str(good), env=env)
     assert ok.returncode == 0, ok.stderr
     assert "2 devices, 2 streams" in ok.stdout
+    assert "polar1: body segment lower_leg_left (from calf_left)" in ok.stdout
     broken = _cli("config", "check", str(bad), env=env)
     assert broken.returncode == 2
     assert "devices.polar1.profil" in broken.stderr

@@ -168,7 +168,7 @@ def charts(at: AppTest) -> list[pd.DataFrame]:
 
 
 def chart_with(at: AppTest, column: str) -> pd.DataFrame:
-    """The data of the one chart that has ``column``: "twitches per hour" (frequency bars),
+    """The data of the one chart that has ``column``: "twitches per hour at rest" (frequency bars),
     "hour" (timeline), "time" (individual events)."""
     found = [frame for frame in charts(at) if column in frame.columns]
     assert len(found) == 1, f"expected one chart with column {column!r}, found {len(found)}"
@@ -227,14 +227,17 @@ def test_one_muscle_without_monitored_time_uses_the_range_length(store: StoreTar
         "calf_left": {
             "muscle": "calf_left",
             "twitches": "7",
-            "twitches per hour": per_hour(7, 24),  # the default range is the last 24 h
-            "hours": "24.00",
+            "twitches per hour at rest": per_hour(7, 24),  # the default range is the last 24 h
+            "hours at rest": "—",  # no per-minute records: neither known
+            "hours worn": "—",
             "per-hour basis": "range length",
+            "before rest tracking": "—",
+            "during movement (not counted)": "0",
             "sustained activity": "0",
         }
     }
     assert "length of the selected range" in page_text(at)
-    bars = chart_with(at, "twitches per hour")
+    bars = chart_with(at, "twitches per hour at rest")
     assert bars[["muscle", "twitches"]].to_dict("records") == [{"muscle": "calf_left", "twitches": 7}]
     assert chart_with(at, "hour")["twitches"].sum() == 7
     assert len(chart_with(at, "time")) == 7
@@ -249,7 +252,8 @@ def test_several_muscles_show_their_names_and_exact_rates(store: StoreTarget) ->
     )
     neck = spread("neck", 6, now - 90 * MIN, step_s=60)
     recent = [event("calf_left", now - 20 * NS), event("calf_right", now - 5 * MIN)]
-    rates = minute_rates("calf_left", this_minute - 30 * MIN, 30, 60.0) + minute_rates(
+    # calf_left worn 30 min, at rest half of each minute; calf_right worn 45 s of 20 minutes, all at rest.
+    rates = minute_rates("calf_left", this_minute - 30 * MIN, 30, 60.0, rest_s=30.0) + minute_rates(
         "calf_right", this_minute - 20 * MIN, 20, 45.0
     )
     seed(store, left + right + neck + recent, rates)
@@ -257,20 +261,21 @@ def test_several_muscles_show_their_names_and_exact_rates(store: StoreTarget) ->
 
     shown = frequency(at)
     assert list(shown) == ["calf_left", "calf_right", "neck"]
-    # 30 min × 60 s = 0.5 h and 20 min × 45 s = 0.25 h monitored; neck has no rates: 24 h range.
+    # 30 min × 30 s = 0.25 h and 20 min × 45 s = 0.25 h at rest; neck has no rates: 24 h range.
     assert shown["calf_left"]["twitches"] == "13"
-    assert shown["calf_left"]["twitches per hour"] == per_hour(13, 0.5) == "26.00"
-    assert shown["calf_left"]["per-hour basis"] == "monitored time"
+    assert shown["calf_left"]["twitches per hour at rest"] == per_hour(13, 0.25) == "52.00"
+    assert (shown["calf_left"]["hours at rest"], shown["calf_left"]["hours worn"]) == ("0.25", "0.50")
+    assert shown["calf_left"]["per-hour basis"] == "time at rest"
     assert shown["calf_right"]["twitches"] == "6"
-    assert shown["calf_right"]["twitches per hour"] == per_hour(6, 0.25) == "24.00"
-    assert shown["calf_right"]["hours"] == "0.25"
-    assert shown["neck"]["twitches per hour"] == per_hour(6, 24) == "0.25"
+    assert shown["calf_right"]["twitches per hour at rest"] == per_hour(6, 0.25) == "24.00"
+    assert shown["calf_right"]["hours at rest"] == "0.25"
+    assert shown["neck"]["twitches per hour at rest"] == per_hour(6, 24) == "0.25"
     assert shown["neck"]["per-hour basis"] == "range length"
-    assert "monitored time where it was recorded" in page_text(at)
-    assert "Monitored under 1 h in this range: calf_left (30 min), calf_right (15 min)." in page_text(at)
+    assert "divided by the range length instead" in page_text(at)
+    assert "At rest under 1 h in this range: calf_left (15 min), calf_right (15 min)." in page_text(at)
 
-    bars = chart_with(at, "twitches per hour").set_index("muscle")["twitches per hour"].to_dict()
-    assert bars == {"calf_left": 26.0, "calf_right": 24.0, "neck": 0.25}
+    bars = chart_with(at, "twitches per hour at rest").set_index("muscle")["twitches per hour at rest"]
+    assert bars.to_dict() == {"calf_left": 52.0, "calf_right": 24.0, "neck": 0.25}
     hourly = chart_with(at, "hour").groupby("muscle")["twitches"].sum().to_dict()
     assert hourly == {"calf_left": 13, "calf_right": 6, "neck": 6}
 
@@ -284,15 +289,18 @@ def test_several_muscles_show_their_names_and_exact_rates(store: StoreTarget) ->
     }
     assert shown_live["neck"][2] == "—"
     assert "Last 60 s: 1 twitch · last 10 min: 2 twitches" in page_text(at)
-    # The rate divides by the time worn in the window: 9–10 of its minutes have calf rates (the running
-    # minute has none written), 45 s of each for calf_right; neck has none, so no rate at all.
-    rates_now = table_with(at, "monitored, last 10 min").set_index("muscle")
-    worn = rates_now["monitored, last 10 min"].str.removesuffix(" min").astype(float).to_dict()
+    # The rate divides by the time at rest in the window: 9–10 of its minutes have calf rates (the running
+    # minute has none written), worn whole and at rest half of each for calf_left, worn and at rest 45 s of
+    # each for calf_right; neck has none, so no rate at all.
+    rates_now = table_with(at, "worn, last 10 min").set_index("muscle")
+    worn = rates_now["worn, last 10 min"].str.removesuffix(" min").astype(float).to_dict()
+    rest = rates_now["at rest, last 10 min"].str.removesuffix(" min").astype(float).to_dict()
     assert 9.0 <= worn["calf_left"] <= 10.0
+    assert rest["calf_left"] == pytest.approx(0.5 * worn["calf_left"], abs=0.1)
     assert worn["calf_right"] == pytest.approx(0.75 * worn["calf_left"], abs=0.1)
     assert worn["neck"] == 0.0
-    per_hour_now = rates_now["per hour, last 10 min"].to_dict()
-    assert per_hour_now["calf_left"] in {"6", "7"}  # 1 twitch in 9–10 minutes
+    per_hour_now = rates_now["per hour at rest, last 10 min"].to_dict()
+    assert per_hour_now["calf_left"] in {"12", "13"}  # 1 twitch in 4.5–5 minutes at rest
     assert per_hour_now["calf_right"] in {"8", "9"}  # 1 in 6.75–7.5 minutes, not 6 (1 in 10)
     assert per_hour_now["neck"] == "—"
 
@@ -308,7 +316,7 @@ def test_sustained_activity_and_artifacts_are_not_twitches(store: StoreTarget) -
 
     row = frequency(at)["calf_left"]
     assert row["twitches"] == "4"
-    assert row["twitches per hour"] == per_hour(4, 24)
+    assert row["twitches per hour at rest"] == per_hour(4, 24)
     assert row["sustained activity"] == "4"
     assert app.SUSTAINED_NOTE in page_text(at)
     assert chart_with(at, "hour")["twitches"].sum() == 4
@@ -342,7 +350,7 @@ def test_source_filter(store: StoreTarget) -> None:
 
     at.radio(key="source").set_value("replay").run()
     assert counts() == {"calf_left": "3", "calf_right": "2"}
-    assert frequency(at)["calf_right"]["twitches per hour"] == per_hour(2, 24)
+    assert frequency(at)["calf_right"]["twitches per hour at rest"] == per_hour(2, 24)
 
 
 def test_a_replay_of_a_live_session_counts_once_under_all(store: StoreTarget) -> None:
@@ -362,7 +370,7 @@ def test_a_replay_of_a_live_session_counts_once_under_all(store: StoreTarget) ->
         at.radio(key="source").set_value(source).run()
         assert {m: row["twitches"] for m, row in frequency(at).items()} == expected, source
     at.radio(key="source").set_value("all").run()
-    assert frequency(at)["calf_left"]["hours"] == "0.50"  # monitored time once, not twice
+    assert frequency(at)["calf_left"]["hours worn"] == "0.50"  # worn time once, not twice
 
     at = open_page("history", at)
     today = day_of(start + 5 * MIN, TZ)
@@ -381,11 +389,15 @@ def test_time_range_selector(store: StoreTarget) -> None:
 
     at.radio(key="range").set_value("Last 1 h").run()
     row = frequency(at)["calf_left"]
-    assert (row["twitches"], row["twitches per hour"], row["hours"]) == ("2", "2.00", "1.00")
+    assert (row["twitches"], row["twitches per hour at rest"], row["per-hour basis"]) == (
+        "2",
+        "2.00",
+        "range length",
+    )
 
     at.radio(key="range").set_value("Last 6 h").run()
     row = frequency(at)["calf_left"]
-    assert (row["twitches"], row["twitches per hour"], row["hours"]) == ("6", per_hour(6, 6), "6.00")
+    assert (row["twitches"], row["twitches per hour at rest"]) == ("6", per_hour(6, 6))
 
     at.radio(key="range").set_value("Custom dates").run()
     today = dt.date.today()
@@ -445,7 +457,7 @@ def test_many_muscles_body_map_and_hour_of_day_heatmap(store: StoreTarget) -> No
     seed(store, seeded)
     at = run_app()
 
-    per_hour_shown = {m: row["twitches per hour"] for m, row in frequency(at).items()}
+    per_hour_shown = {m: row["twitches per hour at rest"] for m, row in frequency(at).items()}
     assert per_hour_shown == {m: per_hour(n, 24) for m, n in counts.items()}
     svg = body_map_svg(at)
     top = 12 / 24
@@ -555,7 +567,13 @@ def test_live_page_shows_signal_status_and_gaps(
     device = f"dev{uuid.uuid4().hex[:8]}"
     t0 = time.time_ns() - 2 * NS
     spike_at = t0 + 150 * NS // 1000  # in the second frame (sequence 1)
-    seed(store, [event("calf_left", spike_at), event("calf_left", t0 - 60 * NS)])  # the second is too old
+    moved_at = t0 + 250 * NS // 1000
+    not_counted = dataclasses.replace(
+        event("calf_left", moved_at, EventKind.DURING_MOVEMENT),
+        reason="fasciculation: movement 0.5 s (leg/acc)",
+    )
+    # The second is too old for the signal window; the third was found during movement.
+    seed(store, [event("calf_left", spike_at), event("calf_left", t0 - 60 * NS), not_counted])
     at = open_page("live")
     at = rerun_until(at, lambda a: "Raw signal from the MQTT broker" in page_text(a), "the broker connection")
 
@@ -597,12 +615,17 @@ def test_live_page_shows_signal_status_and_gaps(
     assert "calf_left · emg" in headings(at)
 
     [chart] = [n for n in at.get("vega_lite_chart")]
-    signal, markers = (convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets)
+    signal, markers, moved = (convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets)
     assert signal["value"].max() == 900 * 0.5  # the spike in µV, kept by the decimation
     assert len(signal) == 400  # 4 frames of 100 samples: under the display cap, nothing dropped
     assert markers["kind"].tolist() == ["fasciculation"]  # the old event is outside the window
     newest = t0 + 5 * 100 * NS // 1000 + 99 * NS // 1000
     assert markers["seconds"].tolist() == pytest.approx([(spike_at - newest) / NS])
+    # Shown apart (grey dashes), with why it was not counted.
+    assert moved[["kind", "reason"]].to_dict("records") == [
+        {"kind": "during_movement", "reason": "fasciculation: movement 0.5 s (leg/acc)"}
+    ]
+    assert "1 twitch-like event(s) during movement, not counted" in page_text(at)
 
 
 # ---- History ----------------------------------------------------------------------------------------------
@@ -619,7 +642,7 @@ def daily_shown(at: AppTest) -> dict[str, dict[str, int]]:
     table = table_with(at, "day")
     rows = {}
     for r in table.to_dict("records"):
-        counts = {str(k): int(v) for k, v in r.items() if k != "day" and not str(k).endswith(" hours worn")}
+        counts = {str(k): int(v) for k, v in r.items() if k != "day" and " " not in str(k)}
         if any(counts.values()):
             rows[str(r["day"])] = counts
     return rows
@@ -637,6 +660,22 @@ def worn_shown(at: AppTest) -> dict[str, dict[str, str]]:
     return rows
 
 
+def rest_shown(at: AppTest) -> dict[str, dict[str, str]]:
+    """The daily table's hours at rest: day -> {muscle: as shown}, only days with any time at rest or
+    before rest tracking."""
+    rows = {}
+    for r in table_with(at, "day").to_dict("records"):
+        rest = {
+            str(k).removesuffix(" hours at rest"): str(v)
+            for k, v in r.items()
+            if str(k).endswith(" hours at rest")
+        }
+        kept = {m: v for m, v in rest.items() if v != "0 h"}
+        if kept:
+            rows[str(r["day"])] = kept
+    return rows
+
+
 def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
     today = day_of(time.time_ns(), TZ)
     d3, d2, d1 = (today - dt.timedelta(days=n) for n in (3, 2, 1))
@@ -648,7 +687,7 @@ def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
     )
     worn = (
         minute_rates("calf_left", at_noon(d3), 180, 60.0)
-        + minute_rates("calf_left", at_noon(d2), 180, 60.0, source="replay")
+        + minute_rates("calf_left", at_noon(d2), 180, 60.0, source="replay", rest_s=50.0)
         + minute_rates("calf_right", at_noon(d1), 120, 60.0)
     )
     seed(store, seeded, worn)
@@ -663,14 +702,19 @@ def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
         d2.isoformat(): {"calf_left": "3.0 h"},
         d1.isoformat(): {"calf_right": "2.0 h"},
     }
+    assert rest_shown(at) == {
+        d3.isoformat(): {"calf_left": "3.0 h"},
+        d2.isoformat(): {"calf_left": "2.5 h"},  # 50 s of each minute
+        d1.isoformat(): {"calf_right": "2.0 h"},
+    }
     assert len(table_with(at, "day")) == history_view.DEFAULT_DAYS
-    # Trend: least squares over the days worn ≥ 2 h (not the 12 days without the sensor as zeros),
-    # independently with numpy: 3 in 3 h, then 5 in 3 h the next day.
-    slope, _ = np.polyfit([0.0, 1.0], [3 / 3, 5 / 3], 1)
+    # Trend: least squares over the days at rest ≥ 2 h (not the 12 days without the sensor as zeros),
+    # independently with numpy: 3 in 3 h at rest, then 5 in 2.5 h the next day.
+    slope, _ = np.polyfit([0.0, 1.0], [3 / 3, 5 / 2.5], 1)
     trends = {r["muscle"]: r for r in table_with(at, "change per week").to_dict("records")}
     assert list(trends) == ["calf_left"]  # calf_right: one day worn, no trend
     assert trends["calf_left"]["change per week"] == f"{slope * 7:+.1f} per hour"
-    assert trends["calf_left"]["twitches per hour worn (mean)"] == f"{(3 / 3 + 5 / 3) / 2:.1f}"
+    assert trends["calf_left"]["twitches per hour at rest (mean)"] == f"{(3 / 3 + 5 / 2.5) / 2:.1f}"
     assert trends["calf_left"]["days"] == "2"
 
     at.radio(key="history_source").set_value("replay").run()
@@ -694,7 +738,49 @@ def test_history_daily_counts_trend_and_filters(store: StoreTarget) -> None:
         d1.isoformat(): {"calf_left": 0, "calf_right": 2},
     }
     at.date_input(key="history_dates").set_value((d1, d1)).run()
-    assert "A trend needs at least two days worn ≥ 2 h each" in page_text(at)
+    assert "A trend needs at least two days with ≥ 2 h at rest each" in page_text(at)
+
+
+def test_minutes_before_rest_tracking_and_events_during_movement_are_shown_apart(store: StoreTarget) -> None:
+    """An upgrade two hours ago: the hour before it has rows without rest (6 twitches, counted during
+    movement too by the old worker); since, the muscle was at rest half of each minute (4 twitches) and
+    3 twitch-like events came during movement. Every page shows the rate at rest from the new minutes
+    only, the old hour apart, and the 3 as not counted — never the old hour as all-rest."""
+    now = time.time_ns()
+    upgrade = now - now % (60 * MIN) - 120 * MIN  # on the hour: the Overview's counts come per hour
+    before = spread("calf_left", 6, upgrade - 50 * MIN, step_s=300)
+    after = spread("calf_left", 4, upgrade + 10 * MIN, step_s=600)
+    moved = [
+        dataclasses.replace(e, reason="fasciculation: movement 9.0 s (sim1/acc)")
+        for e in spread("calf_left", 3, upgrade + 12 * MIN, step_s=60, kind=EventKind.DURING_MOVEMENT)
+    ]
+    rates = minute_rates("calf_left", upgrade - 60 * MIN, 60, 60.0, rest_s=None)
+    rates += minute_rates("calf_left", upgrade, 60, 60.0, rest_s=30.0)
+    seed(store, before + after + moved, rates)
+
+    at = run_app()
+    row = frequency(at)["calf_left"]
+    assert row["twitches"] == "10"
+    assert row["twitches per hour at rest"] == per_hour(4, 0.5) == "8.00"  # not 10 in 2 h worn
+    assert (row["hours at rest"], row["hours worn"]) == ("0.50", "2.00")
+    assert row["before rest tracking"] == "6 in 1.0 h worn (6.00 per hour worn)"
+    assert row["during movement (not counted)"] == "3"
+    assert data.UNTRACKED_CAPTION in page_text(at)
+    reasons = chart_with(at, "time").query("kind == 'during_movement'")["reason"].tolist()
+    assert reasons == ["fasciculation: movement 9.0 s (sim1/acc)"] * 3
+
+    at = open_page("history", at)
+    assert "before rest tracking" in " ".join(str(v) for v in table_with(at, "day").to_numpy().ravel())
+    listed = table_with(at, "why not counted").to_dict("records")
+    assert [r["why not counted"] for r in listed] == ["fasciculation: movement 9.0 s (sim1/acc)"] * 3
+
+    at = open_page("report", at)
+    shown = {r["muscle"]: r for r in table_with(at, "first recorded").to_dict("records")}
+    assert shown["calf_left"]["twitches at rest"] == "4"
+    assert shown["calf_left"]["twitches per hour at rest"] == "8.00"
+    assert shown["calf_left"]["before rest tracking"] == "6 in 1.0 h worn (6.00 per hour worn)"
+    assert shown["calf_left"]["during movement (not counted)"] == "3"
+    assert "recorded before rest tracking" in page_text(at)
 
 
 def test_history_counts_late_evening_twitches_on_their_local_day(store: StoreTarget) -> None:
@@ -705,6 +791,33 @@ def test_history_counts_late_evening_twitches_on_their_local_day(store: StoreTar
     at = open_page("history")
     assert daily_shown(at) == {day.isoformat(): {"calf_left": 3}}
     assert f"({ZONE})" in page_text(at)
+
+
+# ---- I felt that ------------------------------------------------------------------------------------------
+def test_the_live_page_button_marks_a_felt_twitch_and_history_compares_it(store: StoreTarget) -> None:
+    now = time.time_ns()
+    seed(store, [event("calf_left", now - 3 * NS), event("calf_left", now - 40 * MIN)])
+    at = open_page("live")
+    assert at.selectbox(key="felt_muscle").options == [live_view.SOMEWHERE, "calf_left"]
+    at.selectbox(key="felt_muscle").set_value("calf_left")
+    at = click(at, live_view.FELT_BUTTON)
+    [entry] = stored_journal(store)
+    assert (entry.factor, entry.muscle) == (Factor.FELT, "calf_left")
+    assert now <= entry.time_ns <= time.time_ns()
+    assert any("Marked a felt twitch on calf_left at" in s.value for s in at.success)
+
+    at = open_page("history", at)
+    [overall, calf] = table_with(at, "felt, with a detection near").to_dict("records")
+    assert (overall["muscle"], overall["felt"], overall["felt, with a detection near"]) == (
+        "all muscles",
+        "1",
+        "1",
+    )
+    assert (overall["detected"], overall["detected, near a felt one"]) == ("2", "1")
+    assert calf["muscle"] == "calf_left"
+    assert "it is not a test of the detector" in page_text(at)
+    at = open_page("report", at)
+    assert table_with(at, "felt, with a detection near").iloc[0]["felt"] == "1"
 
 
 # ---- Journal ----------------------------------------------------------------------------------------------
@@ -764,10 +877,11 @@ def test_journal_rate_after_each_factor_vs_baseline(
     coffee = now_minute - 10 * 3600 * NS
     # 6 h after the coffee: 2 twitches a minute; 3 h before it: 1 a minute (the baseline). 60 s each.
     after = [
-        MinuteRate(USER, "calf_left", "sim1", "live", coffee + i * 60 * NS, 2, 60.0) for i in range(6 * 60)
+        MinuteRate(USER, "calf_left", "sim1", "live", coffee + i * 60 * NS, 2, 60.0, 60.0)
+        for i in range(6 * 60)
     ]
     before = [
-        MinuteRate(USER, "calf_left", "sim1", "live", coffee - (i + 1) * 60 * NS, 1, 60.0)
+        MinuteRate(USER, "calf_left", "sim1", "live", coffee - (i + 1) * 60 * NS, 1, 60.0, 60.0)
         for i in range(3 * 60)
     ]
     seed(store, rates=after + before)
@@ -780,20 +894,20 @@ def test_journal_rate_after_each_factor_vs_baseline(
     [row] = table_with(at, "after ÷ baseline").to_dict("records")
     assert row["factor"] == "caffeine"
     assert row["muscle"] == "calf_left"
-    assert row["per hour after"] == "120.00"
-    assert row["per hour baseline"] == "60.00"
+    assert row["per hour at rest after"] == "120.00"
+    assert row["per hour at rest baseline"] == "60.00"
     assert row["after ÷ baseline"] == "×2.00"
-    assert row["monitored after / baseline"] == "6.0 h / 3.0 h"
+    assert row["at rest after / baseline"] == "6.0 h / 3.0 h"
     assert row["window"] == "6 h after"
 
     # A configured 3 h window: the 3-6 h after the coffee (120/h) join the baseline.
     monkeypatch.setenv("TWITCHWATCH_JOURNAL_WINDOWS_H", '{"caffeine": 3}')
     [row] = table_with(open_page("journal"), "after ÷ baseline").to_dict("records")
     assert row["window"] == "3 h after"
-    assert row["per hour after"] == "120.00"
-    assert row["per hour baseline"] == f"{(3 * 60 + 3 * 120) / 6:.2f}"
+    assert row["per hour at rest after"] == "120.00"
+    assert row["per hour at rest baseline"] == f"{(3 * 60 + 3 * 120) / 6:.2f}"
     assert row["after ÷ baseline"] == f"×{120 / 90:.2f}"
-    assert row["monitored after / baseline"] == "3.0 h / 6.0 h"
+    assert row["at rest after / baseline"] == "3.0 h / 6.0 h"
 
 
 # ---- Report -----------------------------------------------------------------------------------------------
@@ -806,17 +920,18 @@ def test_report_page_summary_and_downloads(store: StoreTarget) -> None:
         + spread("calf_left", 6, now - 3 * day, step_s=60)
         + spread("calf_right", 2, now - 60 * MIN, step_s=60)
         + spread("calf_left", 3, now - 50 * MIN, step_s=60, kind=EventKind.SUSTAINED),
-        minute_rates("calf_left", minute_floor(now) - 120 * MIN, 90, 60.0),
+        minute_rates("calf_left", minute_floor(now) - 120 * MIN, 90, 60.0, rest_s=40.0),
     )
     at = open_page("report")
     assert "Last 30 d: 12 twitches on 2 muscles." in page_text(at)
     shown = {r["muscle"]: r for r in table_with(at, "first recorded").to_dict("records")}
     assert set(shown) == {"calf_left", "calf_right"}
-    assert (shown["calf_left"]["twitches"], shown["calf_left"]["sustained activity"]) == ("10", "3")
-    assert shown["calf_left"]["monitored"] == "1.5 h"
-    # The body map colours by twitches per monitored hour; calf_right was never monitored (0).
-    assert fills(body_map_svg(at)) == {"calf_left": {"#bd0026"}, "calf_right": {bodymap.colour(0, 1)}}
-    assert shown["calf_right"]["twitches"] == "2"
+    assert (shown["calf_left"]["twitches at rest"], shown["calf_left"]["sustained activity"]) == ("10", "3")
+    assert (shown["calf_left"]["hours at rest"], shown["calf_left"]["hours worn"]) == ("1.0 h", "1.5 h")
+    # The body map colours by twitches per hour at rest; calf_right has no time at rest, so no colour.
+    assert fills(body_map_svg(at)) == {"calf_left": {"#bd0026"}}
+    assert "Not coloured (no time at rest in this range): calf_right." in page_text(at)
+    assert shown["calf_right"]["twitches at rest"] == "2"
     first_left = dt.datetime.fromtimestamp((now - 10 * day) / NS, dt.UTC).date()
     assert shown["calf_left"]["first recorded"] == first_left.isoformat()
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
@@ -825,7 +940,7 @@ def test_report_page_summary_and_downloads(store: StoreTarget) -> None:
     at.radio(key="report_period").set_value("Last 7 d").run()
     assert "Last 7 d: 8 twitches on 2 muscles." in page_text(at)
     shown = {r["muscle"]: r for r in table_with(at, "first recorded").to_dict("records")}
-    assert shown["calf_left"]["twitches"] == "6"
+    assert shown["calf_left"]["twitches at rest"] == "6"
 
     # Whole local days picked: the days of the first four twitches only.
     at.radio(key="report_period").set_value(data.CUSTOM_RANGE).run()
@@ -848,7 +963,7 @@ def test_report_files_are_a_pdf_and_the_daily_csv(store: StoreTarget) -> None:
         s.close()
     assert report_view.pdf_bytes(report).startswith(b"%PDF-")
     rows = list(csv.DictReader(io.StringIO(report_view.csv_text(report))))
-    assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "calf_left") == 5
+    assert sum(int(r["twitches_at_rest"]) for r in rows if r["muscle"] == "calf_left") == 5
 
 
 # ---- every page, one muscle and many --------------------------------------------------------------
@@ -884,7 +999,9 @@ def test_every_page_counts_every_muscle(store: StoreTarget, counts: dict[str, in
     assert {m: int(daily[m].astype(int).sum()) for m in counts} == total
 
     at = open_page("report", at)
-    shown = {r["muscle"]: int(r["twitches"]) for r in table_with(at, "first recorded").to_dict("records")}
+    shown = {
+        r["muscle"]: int(r["twitches at rest"]) for r in table_with(at, "first recorded").to_dict("records")
+    }
     assert shown == total
     at = open_page("journal", at)
     assert "No journal entries" in page_text(at)
@@ -903,7 +1020,9 @@ def test_overview_flags_agree_with_the_flags_command(
         for hour in range(9, 13):
             first = day_ns + hour * 60 * MIN
             rates += [
-                MinuteRate(USER, "calf_left", "sim1", "live", first + i * MIN, 1 if i % 30 == 0 else 0, 60.0)
+                MinuteRate(
+                    USER, "calf_left", "sim1", "live", first + i * MIN, 1 if i % 30 == 0 else 0, 60.0, 60.0
+                )
                 for i in range(60)
             ]
             rates += minute_rates("control_arm", first, 60, 60.0)

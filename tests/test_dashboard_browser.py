@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from processing.journal import Factor
 from processing.store import open_store
 from tests.harness import unavailable
 from tests.harness.dashboard import (
@@ -205,6 +206,38 @@ def test_live_page_updates_by_itself(
     assert simulator.poll() is None, "the simulator stopped early; see simulate.log"
 
 
+def test_the_live_page_button_marks_a_felt_twitch(
+    dashboard: DashboardProcess, store_url: str, page: Page
+) -> None:
+    """ "I felt that" from the browser: pick where, press the button; the mark is in the store, compared on
+    the History page."""
+    with open_store(store_url) as store:
+        store.write_events([event("calf_left", time.time_ns() - 2 * NS)])
+    open_page(page, dashboard, "Live")
+    button = page.get_by_role("button", name="I felt a twitch")
+    expect(button).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    where = page.get_by_role("combobox", name="Where")
+    expect(where).to_have_value("not sure where")
+    where.click()
+    page.get_by_role("option", name="calf_left", exact=True).click()
+    expect(where).to_have_value("calf_left")
+    before = time.time_ns()
+    button.click()
+    expect(page.get_by_text(re.compile(r"^Marked a felt twitch on calf_left at "))).to_be_visible(
+        timeout=RENDER_TIMEOUT_MS
+    )
+    screenshot(page, "live-felt.png")
+    with open_store(store_url) as store:
+        [entry] = store.journal_entries(user=USER)
+    assert (entry.factor, entry.muscle) == (Factor.FELT, "calf_left")
+    assert before - 5 * NS <= entry.time_ns <= time.time_ns()
+
+    open_page(page, dashboard, "History")
+    felt = table(page, "felt, with a detection near")
+    expect(felt.locator("tr", has_text="all muscles")).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
+    assert cell(felt.locator("tr", has_text="all muscles"), 1) == "1"
+
+
 def test_history_journal_and_report_pages(dashboard: DashboardProcess, store_url: str, page: Page) -> None:
     # calf_left worn two 5-hour stretches 2 and 4 days ago: whatever the zone, each gives a day worn
     # ≥ 2.5 h, so the per-hour trend has two days to fit and its chart is drawn.
@@ -217,11 +250,11 @@ def test_history_journal_and_report_pages(dashboard: DashboardProcess, store_url
     expect(page.get_by_role("heading", name="Twitches per day")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     daily = table(page, "calf_right").filter(has_not_text="change per week")
     expect(daily.locator("tbody tr")).to_have_count(14)  # the default range: the last 14 days
-    # day, calf_left, its hours worn, calf_right, its hours worn
+    # day, calf_left, its hours at rest, its hours worn, calf_right, its hours at rest, its hours worn
     rows = daily.locator("tbody tr").all()
-    total = sum(int(cell(r, 1)) + int(cell(r, 3)) for r in rows)
+    total = sum(int(cell(r, 1)) + int(cell(r, 4)) for r in rows)
     assert total == 16  # every seeded twitch is in the last 14 days
-    worn = [float(c.removesuffix(" h")) for c in (cell(r, 2) for r in rows) if c != "—"]
+    worn = [float(c.removesuffix(" h")) for c in (cell(r, 3) for r in rows) if c != "—"]
     assert 2 <= len(worn) <= 4, worn  # each stretch on one day or split over two
     assert sum(worn) == pytest.approx(10.0, abs=0.25), worn
     expect(table(page, "change per week").get_by_text("calf_left", exact=True)).to_be_visible()
@@ -237,8 +270,8 @@ def test_history_journal_and_report_pages(dashboard: DashboardProcess, store_url
     entries = table(page, "factor").filter(has_text="2 cups of coffee")
     expect(entries).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
     expect(entries.get_by_text("caffeine", exact=True)).to_be_visible()
-    # calf_left has monitored time (the hours worn above), so the rate comparison has its row.
-    effects = table(page, "per hour after")
+    # calf_left has time at rest (the hours worn above, all at rest), so the rate comparison has its row.
+    effects = table(page, "per hour at rest after")
     expect(effects.locator("tr", has_text="calf_left").get_by_text("caffeine", exact=True)).to_be_visible()
     screenshot(page, "journal.png")
 

@@ -111,6 +111,10 @@ def test_windows_per_channel_with_muscle_names_and_markers() -> None:
         event("calf_left", newest - 25 * NS),  # before the 20 s window
         event("calf_right", newest - 3 * NS),  # another muscle
         event("calf_left", newest - 2 * NS, EventKind.MYOCLONIC_JERK),
+        dataclasses.replace(
+            event("calf_left", newest - 1 * NS, EventKind.DURING_MOVEMENT),
+            reason="fasciculation: movement 3.0 s",
+        ),
     ]
     windows = live_data.signal_windows(snap, events, window_s=20.0, max_points=10_000)
     assert [w.muscle for w in windows] == ["a.emg.ch1", "calf_left"]  # an unnamed channel: device.stream.chN
@@ -119,8 +123,9 @@ def test_windows_per_channel_with_muscle_names_and_markers() -> None:
     assert left.signal["seconds"].max() == 0.0
     assert len(left.signal) == 20 * 100 + 1
     assert left.markers.to_dict("records") == [
-        {"seconds": -5.0, "kind": "fasciculation"},
-        {"seconds": -2.0, "kind": "myoclonic_jerk"},
+        {"seconds": -5.0, "kind": "fasciculation", "reason": ""},
+        {"seconds": -2.0, "kind": "myoclonic_jerk", "reason": ""},
+        {"seconds": -1.0, "kind": "during_movement", "reason": "fasciculation: movement 3.0 s"},
     ]
     # Channel 1 carries twice channel 0's values.
     assert windows[0].signal["value"].max() == 2 * left.signal["value"].max()

@@ -38,7 +38,7 @@ def hour_rates(muscle: str, hour_ns: int, twitches: int, monitored_min: int = 60
     out = []
     for m in range(monitored_min):
         n = twitches // monitored_min + (1 if m < twitches % monitored_min else 0)
-        out.append(MinuteRate("alice", muscle, "dev1", "live", hour_ns + m * MINUTE, n, 60.0))
+        out.append(MinuteRate("alice", muscle, "dev1", "live", hour_ns + m * MINUTE, n, 60.0, 60.0))
     return out
 
 
@@ -121,6 +121,43 @@ def test_persistent_needs_two_weeks_and_monitored_days() -> None:
     assert FlagKind.PERSISTENT in kinds(flags, "calf_left")
 
 
+def test_observed_time_is_time_at_rest_not_time_worn() -> None:
+    """Worn 14 h a day but at rest only 1 h of them (a walking job): the day is not observed, however
+    many twitches it had at rest; with 3 h at rest a day it is."""
+
+    def at_rest(rest_s: float) -> list[MinuteRate]:
+        return [
+            dataclasses.replace(
+                r, twitches=r.twitches if r.minute_ns % HOUR < 20 * MINUTE else 0, rest_s=rest_s
+            )
+            for d in days(21)
+            for r in day_rates("calf_left", d, 30)
+        ]
+
+    now = at(DAY0 + dt.timedelta(days=20))
+    busy = at_rest(60.0 / 14)  # 1 h at rest a day, its twitches in it
+    assert sum(r.rest_s or 0 for r in busy) / 21 == pytest.approx(3600.0)
+    assert FlagKind.PERSISTENT not in kinds(
+        evaluate(busy, user="alice", now_ns=now, rules=RULES), "calf_left"
+    )
+    calmer = at_rest(3 * 60.0 / 14)
+    flags = evaluate(calmer, user="alice", now_ns=now, rules=RULES)
+    assert FlagKind.PERSISTENT in kinds(flags, "calf_left")
+    assert "h at rest" in next(f for f in flags if f.kind is FlagKind.PERSISTENT).rule
+
+
+def test_minutes_stored_before_rest_tracking_raise_no_flag() -> None:
+    """Three weeks of daily twitching recorded by a worker from before rest tracking: those counts include
+    movement, so the rules do not read them; the same weeks recorded with rest tracking do."""
+    old = [dataclasses.replace(r, rest_s=None) for r in three_weeks()]
+    now = at(DAY0 + dt.timedelta(days=20))
+    assert evaluate(old, user="alice", now_ns=now, rules=RULES) == []
+    assert all(not h.hours and not h.days for h in histories(old).values())
+    assert FlagKind.PERSISTENT in kinds(
+        evaluate(three_weeks(), user="alice", now_ns=now, rules=RULES), "calf_left"
+    )
+
+
 # --- elevated ---------------------------------------------------------------------------------------
 
 
@@ -171,7 +208,7 @@ def test_a_replay_of_live_minutes_is_not_counted_twice() -> None:
 
 def test_rerun_free_keeps_live_and_what_only_a_replay_recorded() -> None:
     t = day_start_ns(DAY0)
-    live = MinuteRate("alice", "calf_left", "dev1", "live", t, 3, 60.0)
+    live = MinuteRate("alice", "calf_left", "dev1", "live", t, 3, 60.0, 60.0)
     again = dataclasses.replace(live, source="replay", twitches=4)
     other_device = dataclasses.replace(again, device="dev2")
     other_minute = dataclasses.replace(again, minute_ns=t + MINUTE)
@@ -389,7 +426,7 @@ def local_ns(day: dt.date, hour: int, minute: int = 0, tz: dt.tzinfo = NEW_YORK)
 def worn_all_day(first: dt.date, last: dt.date) -> list[MinuteRate]:
     """Every minute of local days ``first``..``last`` in New York, one twitch at half past each hour."""
     return [
-        MinuteRate("alice", "calf_left", "dev1", "live", t, int((t // MINUTE) % 60 == 30), 60.0)
+        MinuteRate("alice", "calf_left", "dev1", "live", t, int((t // MINUTE) % 60 == 30), 60.0, 60.0)
         for t in range(day_start_ns(first, NEW_YORK), day_end_ns(last, NEW_YORK), MINUTE)
     ]
 
@@ -408,10 +445,10 @@ def test_days_across_dst_changes_are_local_and_23_or_25_hours_long(store: EventS
         dt.date(2026, 11, 1): 25,
         dt.date(2026, 11, 2): 24,
     }
-    assert {d: t.monitored_s / 3600 for d, t in history.days.items()} == expected_hours
+    assert {d: t.rest_s / 3600 for d, t in history.days.items()} == expected_hours
     assert {d: t.twitches for d, t in history.days.items()} == expected_hours  # one per local hour
     assert len(history.hours) == sum(expected_hours.values())
-    assert all(t.monitored_s == 3600 and t.twitches == 1 for t in history.hours.values())
+    assert all(t.rest_s == 3600 and t.twitches == 1 for t in history.hours.values())
 
 
 def evening_history(last: dt.date, n_days: int = 21) -> list[MinuteRate]:
@@ -422,7 +459,7 @@ def evening_history(last: dt.date, n_days: int = 21) -> list[MinuteRate]:
         day = last - dt.timedelta(days=n_days - 1 - i)
         for t in range(local_ns(day, 21), day_end_ns(day, NEW_YORK), MINUTE):
             n = 6 if t == local_ns(day, 23, 30) else 0
-            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0))
+            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0, 60.0))
     return rates
 
 
@@ -467,4 +504,4 @@ def test_hours_are_local_clock_hours_in_a_half_hour_zone() -> None:
     utc_hour = day_start_ns(DAY0) + 9 * HOUR  # 14:30-15:30 in Kolkata
     history = histories(hour_rates("calf_left", utc_hour, 60), kolkata)["calf_left"]
     assert list(history.hours) == [local_ns(DAY0, 14, tz=kolkata), local_ns(DAY0, 15, tz=kolkata)]
-    assert [t.monitored_s for t in history.hours.values()] == [1800.0, 1800.0]
+    assert [t.rest_s for t in history.hours.values()] == [1800.0, 1800.0]

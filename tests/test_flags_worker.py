@@ -17,7 +17,7 @@ import pytest
 from collector.mqtt import MqttTarget, parse_mqtt_url
 from processing.events import MinuteRate
 from processing.flags import FlagKind, FlagRules, FlagSet, flags_topic
-from processing.homeassistant import flag_state_topic, rate_state_topic
+from processing.homeassistant import flag_state_topic, rate_messages, rate_state_topic
 from processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
 from processing.store.sqlite import SQLiteStore
 from processing.worker import FlagTask, HaDiscovery, Worker
@@ -33,18 +33,23 @@ DAY = 24 * HOUR
 
 def seed(store: SQLiteStore, now_ns: int) -> None:
     """21 days, worn 00-24 UTC: calf_left twitching 4/h every day, control_arm never; then the last
-    30 minutes of calf_left at one twitch a minute (60/h) for the Home Assistant rate."""
+    30 minutes of calf_left at one twitch a minute, at rest half of each minute (120/h at rest), for the
+    Home Assistant rate."""
     today = day_of(now_ns)
     rates = []
     for back in range(20, 0, -1):
         start = day_start_ns(today - dt.timedelta(days=back))
         for minute in range(24 * 60):
             t = start + minute * MINUTE
-            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, int(minute % 15 == 0), 60.0))
-            rates.append(MinuteRate("alice", "control_arm", "dev2", "live", t, 0, 60.0))
+            rates.append(
+                MinuteRate("alice", "calf_left", "dev1", "live", t, int(minute % 15 == 0), 60.0, 60.0)
+            )
+            rates.append(MinuteRate("alice", "control_arm", "dev2", "live", t, 0, 60.0, 60.0))
     last_minute = now_ns - now_ns % MINUTE
     for k in range(1, 31):
-        rates.append(MinuteRate("alice", "calf_left", "dev1", "live", last_minute - k * MINUTE, 1, 60.0))
+        rates.append(
+            MinuteRate("alice", "calf_left", "dev1", "live", last_minute - k * MINUTE, 1, 60.0, 30.0)
+        )
     store.write_rates(rates)
 
 
@@ -99,6 +104,7 @@ async def test_worker_computes_stores_and_publishes_retained_flags_and_ha_discov
             "hatest/sensor/twitchwatch_alice/control_arm_rate/config",
             *(f"hatest/binary_sensor/twitchwatch_alice/{k.value}/config" for k in FlagKind),
             rate_state_topic("alice", "calf_left"),
+            f"{rate_state_topic('alice', 'calf_left')}/attributes",
             rate_state_topic("alice", "control_arm"),
             flag_state_topic("alice", FlagKind.PERSISTENT),
             flag_state_topic("alice", FlagKind.RISING),
@@ -118,7 +124,14 @@ async def test_worker_computes_stores_and_publishes_retained_flags_and_ha_discov
     assert rate_cfg["unit_of_measurement"] == "twitches/h"
     flag_cfg = json.loads(got["hatest/binary_sensor/twitchwatch_alice/persistent/config"])
     assert flag_cfg["state_topic"] == flag_state_topic("alice", FlagKind.PERSISTENT)
-    assert got[rate_state_topic("alice", "calf_left")] == "60.0"
+    assert got[rate_state_topic("alice", "calf_left")] == "120.0"  # 30 twitches in 15 min at rest
+    assert json.loads(got[f"{rate_state_topic('alice', 'calf_left')}/attributes"]) == {
+        "twitches_at_rest": 30,
+        "hours_at_rest": 0.25,
+        "hours_worn": 0.5,
+        "window_h": 1.0,
+    }
+    assert rate_cfg["json_attributes_topic"] == f"{rate_state_topic('alice', 'calf_left')}/attributes"
     assert got[rate_state_topic("alice", "control_arm")] == "None"  # not worn in the last hour
     assert got[flag_state_topic("alice", FlagKind.PERSISTENT)] == "ON"
     assert got[flag_state_topic("alice", FlagKind.RISING)] == "OFF"
@@ -188,14 +201,14 @@ async def test_a_muscle_that_appears_later_gets_its_discovery_config(
         assert "hanew/binary_sensor/twitchwatch_bob/rising/config" in first  # no muscle yet, flags already
         now = time.time_ns()
         minute = now - now % MINUTE - MINUTE
-        store.write_rates([MinuteRate("bob", "neck", "dev7", "live", minute, 3, 60.0)])
+        store.write_rates([MinuteRate("bob", "neck", "dev7", "live", minute, 3, 60.0, 60.0)])
         topics = ["hanew/sensor/twitchwatch_bob/neck_rate/config", rate_state_topic("bob", "neck")]
         got = await collect_retained(target, topics, 60)
     finally:
         worker.stop()
         await asyncio.wait_for(run, 60)
         store.close()
-    assert json.loads(got[topics[0]])["name"] == "neck twitch rate"
+    assert json.loads(got[topics[0]])["name"] == "neck twitch rate at rest"
     assert got[topics[1]] == "180.0"  # 3 twitches in one monitored minute
 
 
@@ -219,7 +232,7 @@ async def test_the_worker_counts_flag_days_in_its_zone(
         start = to_ns(dt.datetime.combine(day, dt.time(21), tzinfo=zone))
         for t in range(start, day_end_ns(day, zone), MINUTE):
             n = 6 if t == start + 150 * MINUTE else 0  # 23:30
-            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0))
+            rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t, n, 60.0, 60.0))
     with SQLiteStore(tmp_path / "e.db") as store:
         store.write_rates(rates)
         worker = Worker(MqttTarget("127.0.0.1", 1), store, user="alice", flags=task)
@@ -229,3 +242,22 @@ async def test_the_worker_counts_flag_days_in_its_zone(
     [flag] = stored.flags
     assert flag.kind is FlagKind.PERSISTENT
     assert flag.days == tuple(evenings)
+
+
+def test_home_assistant_rate_is_at_rest_and_minutes_before_rest_tracking_stay_apart() -> None:
+    now = 1_700_000_000_000_000_000 // MINUTE * MINUTE
+    recent = [
+        MinuteRate("alice", "calf_left", "dev1", "live", now - 3 * MINUTE, 2, 60.0, 20.0),
+        MinuteRate("alice", "calf_left", "dev1", "live", now - 2 * MINUTE, 9, 60.0, None),  # an old row
+        MinuteRate("alice", "neck", "dev2", "live", now - 2 * MINUTE, 4, 60.0, None),
+    ]
+    messages = {m.topic: m.payload for m in rate_messages("alice", ["calf_left", "neck"], recent)}
+    assert messages[rate_state_topic("alice", "calf_left")] == "360.0"  # 2 in 20 s at rest; the 9 apart
+    assert json.loads(messages[f"{rate_state_topic('alice', 'calf_left')}/attributes"]) == {
+        "twitches_at_rest": 2,
+        "hours_at_rest": round(20 / 3600, 3),
+        "hours_worn": round(120 / 3600, 3),
+        "window_h": 1.0,
+        "before_rest_tracking": {"twitches": 9, "hours_worn": round(60 / 3600, 3)},
+    }
+    assert messages[rate_state_topic("alice", "neck")] == "None"  # never counted as all-rest

@@ -25,7 +25,14 @@ def hours(muscle: str, first_hour: int, n_hours: int, per_hour: int) -> list[Min
         for m in range(60):
             out.append(
                 MinuteRate(
-                    "alice", muscle, "d1", "live", T0 + h * HOUR_NS + m * MINUTE_NS, int(m < per_hour), 60.0
+                    "alice",
+                    muscle,
+                    "d1",
+                    "live",
+                    T0 + h * HOUR_NS + m * MINUTE_NS,
+                    int(m < per_hour),
+                    60.0,
+                    60.0,
                 )
             )
     return out

@@ -61,7 +61,7 @@ def history() -> tuple[list[TwitchEvent], list[MinuteRate]]:
     events.append(twitch("calf_left", START + 13 * HOUR, EventKind.ARTIFACT))
     per_minute = Counter((e.muscle, e.start_ns - e.start_ns % MINUTE) for e in events if e.kind.is_twitch)
     rates = [
-        MinuteRate("alice", muscle, "dev1", "live", t, per_minute[(muscle, t)], 60.0)
+        MinuteRate("alice", muscle, "dev1", "live", t, per_minute[(muscle, t)], 60.0, 60.0)
         for i in range(16)
         for t in range(START + i * DAY + 8 * HOUR, START + i * DAY + 20 * HOUR, MINUTE)
         for muscle in ("calf_left", "thigh_right", "forearm_left")
@@ -160,9 +160,11 @@ def test_csv_numbers_equal_the_stores_counts(store: EventStore, tmp_path: Path) 
         monitored[(day_of(r.minute_ns).isoformat(), r.muscle)] += int(r.monitored_s)
     for row in rows:
         key = (row["date"], row["muscle"])
-        assert int(row["twitches"]) == counted.get(key, 0), key
-        assert float(row["monitored_h"]) == pytest.approx(monitored[key] / 3600)
-    assert sum(int(r["twitches"]) for r in rows) == sum(counted.values())
+        assert int(row["twitches_at_rest"]) == counted.get(key, 0), key
+        assert float(row["hours_worn"]) == pytest.approx(monitored[key] / 3600)
+        assert float(row["hours_at_rest"]) == pytest.approx(monitored[key] / 3600)  # seeded all at rest
+        assert (row["during_movement"], row["twitches_before_rest_tracking"]) == ("0", "0")
+    assert sum(int(r["twitches_at_rest"]) for r in rows) == sum(counted.values())
 
 
 def test_an_empty_period_still_renders(tmp_path: Path) -> None:
@@ -244,7 +246,7 @@ def seed_autumn(store: EventStore) -> None:
     store.write_events(events)
     store.write_rates(
         [
-            MinuteRate("alice", "calf_left", "dev1", "live", t, per_minute[t], 60.0)
+            MinuteRate("alice", "calf_left", "dev1", "live", t, per_minute[t], 60.0, 60.0)
             for t in range(day_start_ns(first, NEW_YORK), day_end_ns(last, NEW_YORK), MINUTE)
         ]
     )
@@ -276,7 +278,7 @@ def test_report_files_say_local_dates_and_the_zone(store: EventStore) -> None:
     out = io.StringIO()
     render_csv(report, out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert [(r["date"], r["twitches"], r["monitored_h"]) for r in rows] == [
+    assert [(r["date"], r["twitches_at_rest"], r["hours_worn"]) for r in rows] == [
         ("2026-10-30", "1", "24.000"),
         ("2026-10-31", "2", "24.000"),
         ("2026-11-01", "1", "25.000"),
@@ -289,3 +291,85 @@ def test_report_files_say_local_dates_and_the_zone(store: EventStore) -> None:
     assert "2026-10-30 00:00 EDT – 2026-11-03 00:00 EST (America/New_York)" in pages[0]
     assert "hour of day (America/New_York)" in pages[1]
     assert "UTC" not in " ".join(pages)
+
+
+def upgraded(store: EventStore) -> None:
+    """calf_left: day 1 recorded before rest tracking (an hour worn, 5 twitches, rest unknown); day 2 with
+    it (an hour worn, half of each minute at rest, 6 twitches at rest and 3 twitch-like events during
+    movement, not counted)."""
+    events, rates = [], []
+    for k in range(60):
+        t1, t2 = START + 10 * HOUR + k * MINUTE, START + DAY + 10 * HOUR + k * MINUTE
+        old = [twitch("calf_left", t1 + 5 * SECOND)] if k < 5 else []
+        new = [twitch("calf_left", t2 + 5 * SECOND)] if k < 6 else []
+        if 10 <= k < 13:
+            moved = twitch("calf_left", t2 + 40 * SECOND, EventKind.DURING_MOVEMENT)
+            new.append(dataclasses.replace(moved, reason="fasciculation: movement 12.0 s (dev1/acc)"))
+        events += old + new
+        rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t1, len(old), 60.0, None))
+        rates.append(MinuteRate("alice", "calf_left", "dev1", "live", t2, min(len(new), 1), 60.0, 30.0))
+    store.write_events(events)
+    store.write_rates(rates)
+
+
+def test_the_report_counts_at_rest_and_shows_time_before_rest_tracking_apart(store: EventStore) -> None:
+    upgraded(store)
+    report = build_report(store, START, START + 2 * DAY, "alice")
+    [calf] = report.muscles
+    assert (calf.twitches, calf.rest_h, calf.monitored_h) == (6, 0.5, 2.0)
+    assert calf.per_hour == 12.0  # the 6 at rest over the half hour at rest: neither the old day nor the 3
+    assert (calf.untracked_twitches, calf.untracked_worn_h, calf.untracked_per_hour) == (5, 1.0, 5.0)
+    assert calf.during_movement == 3
+    assert report.total_twitches == 11
+    assert report.untracked
+    assert (report.coverage.monitored_h, report.coverage.rest_h, report.coverage.untracked_h) == (
+        2.0,
+        0.5,
+        1.0,
+    )
+    out = io.StringIO()
+    render_csv(report, out)
+    rows = {r["date"]: r for r in csv.DictReader(io.StringIO(out.getvalue()))}
+    day1, day2 = rows[DAY0.isoformat()], rows[(DAY0 + dt.timedelta(days=1)).isoformat()]
+    assert (day1["twitches_at_rest"], day1["twitches_per_hour_at_rest"]) == ("0", "")  # not "0 per hour"
+    assert (day1["twitches_before_rest_tracking"], day1["hours_worn_before_rest_tracking"]) == ("5", "1.000")
+    assert (day2["twitches_at_rest"], day2["hours_at_rest"], day2["twitches_per_hour_at_rest"]) == (
+        "6",
+        "0.500",
+        "12.000",
+    )
+    assert (day2["hours_worn"], day2["during_movement"]) == ("1.000", "3")
+    buffer = io.BytesIO()
+    render_pdf(report, buffer)
+    pages = [" ".join(p.extract_text().split()) for p in pypdf.PdfReader(io.BytesIO(buffer.getvalue())).pages]
+    assert "Rates are twitches per hour at rest" in pages[0]
+    assert "recorded before rest tracking" in pages[0]
+    assert "5 in 1.0 h worn (5.00/h worn)" in pages[0]
+    assert (
+        "2.0 h worn on 2 of 2 days, 0.5 h of them at rest and 1.0 h recorded before rest tracking" in pages[3]
+    )
+
+
+def test_the_report_compares_felt_twitches_with_detections(store: EventStore) -> None:
+    """Day 2 of the upgraded history: twitches at 10:00:05, 10:01:05 … 10:05:05. Marks 3 s after the first
+    two (on calf_left), one 30 s after the third (too late to be near), and one at 15:00 with nothing near."""
+    upgraded(store)
+    day2 = START + DAY + 10 * HOUR
+    for t, muscle in (
+        (day2 + 8 * SECOND, "calf_left"),
+        (day2 + MINUTE + 8 * SECOND, ""),
+        (day2 + 2 * MINUTE + 35 * SECOND, "calf_left"),
+        (START + DAY + 15 * HOUR, ""),
+    ):
+        store.add_journal_entry(JournalEntry("alice", t, Factor.FELT, muscle=muscle))
+    report = build_report(store, START, START + 2 * DAY, "alice")
+    overall, calf = report.felt
+    assert (overall.muscle, overall.felt, overall.felt_near) == ("", 4, 2)
+    assert (overall.detections, overall.detections_near) == (11, 2)  # every counted twitch of the period
+    assert (calf.muscle, calf.felt, calf.felt_near) == ("calf_left", 4, 2)
+    assert not [e for e in report.effects if e.factor is Factor.FELT]  # an observation, not a factor
+    buffer = io.BytesIO()
+    render_pdf(report, buffer)
+    last = " ".join(pypdf.PdfReader(io.BytesIO(buffer.getvalue())).pages[3].extract_text().split())
+    assert "all muscles: 2 of 4 felt twitch(es) had a detected twitch within 10 s before to 2 s after" in last
+    assert "it is not a test of the detector" in last

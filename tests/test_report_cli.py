@@ -48,8 +48,8 @@ def seed_recent(path: Path, days: int = 20) -> None:
             start = day_start_ns(today - dt.timedelta(days=back))
             for t in range(start + 8 * HOUR, start + 20 * HOUR, MINUTE):
                 n = int((t // MINUTE) % 10 == 0)
-                rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, n, 60.0))
-                rates.append(MinuteRate("alice", "arm", "d2", "live", t, 0, 60.0))
+                rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, n, 60.0, 60.0))
+                rates.append(MinuteRate("alice", "arm", "d2", "live", t, 0, 60.0, 60.0))
                 if n:
                     end = t + 90_000_000
                     kind = EventKind.FASCICULATION
@@ -156,8 +156,8 @@ def test_report_writes_pdf_and_csv_with_progress(
     assert "eyelid flutter" in text
     with out_csv.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "calf_left") == 10 * 72
-    assert sum(int(r["twitches"]) for r in rows if r["muscle"] == "arm") == 0
+    assert sum(int(r["twitches_at_rest"]) for r in rows if r["muscle"] == "calf_left") == 10 * 72
+    assert sum(int(r["twitches_at_rest"]) for r in rows if r["muscle"] == "arm") == 0
 
 
 def test_report_as_a_command_prints_progress_not_library_chatter(db: Path, tmp_path: Path) -> None:
@@ -217,14 +217,14 @@ def test_report_and_flags_count_days_in_the_configured_zone(
             events.append(
                 TwitchEvent("alice", "calf_left", "d1", "acc", 0, kind, t, t + 90_000_000, 0.1, "g", 0.9)
             )
-            rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, 1, 60.0))
+            rates.append(MinuteRate("alice", "calf_left", "d1", "live", t, 1, 60.0, 60.0))
         store.write_events(events)
         store.write_rates(rates)
     out_csv = tmp_path / "r.csv"
     assert main(["report", "--since", "5d", "--csv", str(out_csv)]) == 0
     with out_csv.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    counted = {r["date"]: int(r["twitches"]) for r in rows if int(r["twitches"])}
+    counted = {r["date"]: int(r["twitches_at_rest"]) for r in rows if int(r["twitches_at_rest"])}
     assert counted == {day.isoformat(): 1 for day in evenings}
     assert {r["timezone"] for r in rows} == {"America/New_York"}
     capsys.readouterr()
@@ -248,3 +248,54 @@ def test_times_without_an_offset_are_read_and_shown_in_the_configured_zone(
     out = capsys.readouterr().out
     assert "2026-03-08T01:30-05:00 caffeine" in out
     assert "2026-03-08T03:30-04:00 sleep" in out
+
+
+def test_events_lists_the_ones_during_movement_with_why_and_flags_json_says_what_the_rates_are(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = time.time_ns()
+    counted = TwitchEvent(
+        "alice",
+        "calf_left",
+        "d1",
+        "emg",
+        0,
+        EventKind.FASCICULATION,
+        now - HOUR,
+        now - HOUR + 10**7,
+        50.0,
+        "µV",
+        0.9,
+    )
+    moved = TwitchEvent(
+        "alice",
+        "calf_left",
+        "d1",
+        "emg",
+        0,
+        EventKind.DURING_MOVEMENT,
+        now - 30 * MINUTE,
+        now - 30 * MINUTE + 10**7,
+        60.0,
+        "µV",
+        0.8,
+        reason="fasciculation: movement 14.0 s (d1/acc)",
+    )
+    with SQLiteStore(db) as store:
+        store.write_events([counted, moved])
+    assert main(["events", "--since", "2h"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert "during_movement" in lines[1]
+    assert lines[1].endswith("(fasciculation: movement 14.0 s (d1/acc))")
+    assert "2 events (1 during movement: not counted as twitches)" in err
+    assert main(["events", "--since", "2h", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["kind"], r["reason"]) for r in rows] == [
+        ("fasciculation", ""),
+        ("during_movement", "fasciculation: movement 14.0 s (d1/acc)"),
+    ]
+    assert main(["events", "--since", "2h", "--csv"]) == 0
+    assert list(csv.DictReader(io.StringIO(capsys.readouterr().out)))[1]["reason"] == moved.reason
+    assert main(["flags", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rates"].startswith("twitches per hour at rest")

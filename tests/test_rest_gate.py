@@ -11,6 +11,7 @@ from collector import synth
 from processing.detector import StreamingDetector
 from processing.events import EventKind, TwitchEvent
 from processing.rest import GateParams, RestGate, scopes_of
+from processing.rest_streams import RestStreams
 
 S = 1_000_000_000
 EMG = ("me", "dev1", "emg")
@@ -152,3 +153,41 @@ def test_no_detection_comes_before_what_the_detector_said_was_settled(signal: st
         for _lane, start, end in det.open_activity():
             assert start <= end
     assert seen > 10
+
+
+def test_blind_time_is_vetoed_exactly_without_guards() -> None:
+    g = gate()
+    g.veto(EMG, 0, S, "detector warming up", guard=False)
+    assert g.vetoed_ns(CALF, -10 * S, 10 * S) == S
+    assert g.judge(twitch(1.2, 1.21), CALF).kind is EventKind.FASCICULATION
+
+
+def test_an_emg_lane_vetoes_its_own_muscle_and_movement_streams_the_device_and_segment() -> None:
+    """The worker's sources (processing/rest_streams.py): each EMG channel its muscle; an accelerometer its
+    device and the segments of the device's muscles, learnt as the device's streams appear."""
+    rs = RestStreams(GateParams(before_ns=0, after_ns=0, after_activity_ns=0))
+    rs.start(("me", "myo", "emg"), "emg", ["forearm_flexor_left", "forearm_extensor_left"], 0, S)
+    rs.start(("me", "leg", "acc"), "acc", ["calf_left"], 0, 0)
+    rs.start(("me", "band", "gyro"), "gyro", [None], 0, 0)  # a device with no muscle of its own yet
+    rs.veto(("me", "myo", "emg"), 1, 10 * S, 20 * S, "sustained EMG activity 10.0 s (myo/emg ch1)")
+    assert rs.vetoed_ns("me", "forearm_extensor_left", 0, 60 * S) == 11 * S  # warm-up + contraction
+    assert rs.vetoed_ns("me", "forearm_flexor_left", 0, 60 * S) == S
+    rs.veto(("me", "leg", "acc"), 0, 30 * S, 35 * S, "movement 5.0 s (leg/acc)")
+    assert rs.vetoed_ns("me", "calf_left", 0, 60 * S) == 5 * S
+    rs.start(("me", "band", "emg"), "emg", ["soleus_left"], 40 * S, 0)  # now the band is on the lower leg
+    rs.veto(("me", "band", "gyro"), 0, 50 * S, 52 * S, "movement 2.0 s (band/gyro)")
+    assert rs.vetoed_ns("me", "calf_left", 0, 60 * S) == 7 * S
+    assert rs.scopes("me", "soleus_left") >= {("me", "device", "band"), ("me", "segment", "lower_leg_left")}
+
+
+def test_held_events_are_judged_once_every_source_of_their_muscle_has_settled() -> None:
+    rs = RestStreams(GateParams(before_ns=S // 2, after_ns=2 * S))
+    rs.start(("me", "dev1", "emg"), "emg", ["calf_left"], 0, 0)
+    rs.start(("me", "dev1", "acc"), "acc", ["calf_left"], 0, 0)
+    rs.hold([twitch(5.0, 5.01), twitch(5.5, 5.6, EventKind.SUSTAINED)])
+    rs.progress(("me", "dev1", "emg"), 9 * S, [])
+    assert [e.kind for e in rs.release()] == [EventKind.SUSTAINED]  # activity passes; the twitch waits
+    rs.progress(("me", "dev1", "acc"), 5 * S, [(0, 4 * S, 5 * S, "movement going on for 1.0 s (dev1/acc)")])
+    assert rs.release() == []  # the accelerometer has not settled past the twitch + before_ns
+    rs.end(("me", "dev1", "acc"))  # it ended: its open movement no longer vetoes, nothing holds back
+    assert [e.kind for e in rs.release()] == [EventKind.FASCICULATION]

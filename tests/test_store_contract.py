@@ -76,7 +76,7 @@ def event(
 
 
 def rate(minute_ns: int, muscle: str = "calf_left", *, user: str = "alice", twitches: int = 3) -> MinuteRate:
-    return MinuteRate(user, muscle, "polar1", "live", minute_ns, twitches, 60.0)
+    return MinuteRate(user, muscle, "polar1", "live", minute_ns, twitches, 60.0, 60.0)
 
 
 def fresh_db() -> str:
@@ -136,7 +136,7 @@ def test_sqlite_store_from_before_dominant_hz_is_migrated_in_place(tmp_path: Pat
         assert old.dominant_hz is None
     with SQLiteStore(path) as reopened:  # migrating twice is a no-op
         assert reopened.events(EventQuery()) == [old, new]
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
 
 
 def test_events_round_trip_every_field(store: EventStore) -> None:
@@ -174,6 +174,10 @@ def test_events_round_trip_every_field(store: EventStore) -> None:
             session_id="x",
         ),
         event(T0 + 2 * HOUR, kind=EventKind.SUSTAINED, amplitude=3.0),
+        replace(
+            event(T0 + 3 * HOUR, kind=EventKind.DURING_MOVEMENT),
+            reason='fasciculation: walking 12.5 s on "polar1"\nacc',
+        ),
     ]
     store.write_events(events)
     assert store.events(EventQuery()) == events
@@ -181,9 +185,10 @@ def test_events_round_trip_every_field(store: EventStore) -> None:
 
 def test_rates_round_trip(store: EventStore) -> None:
     rates = [
-        MinuteRate("alice", "calf_left", "polar1", "live", T0, 4, 59.25),
-        MinuteRate("alice", "forearm", "myo1", "replay", T0, 0, 0.0),
-        MinuteRate("", "calf_left", "", "live", T0 + MINUTE, 2**40, 60.0),
+        MinuteRate("alice", "calf_left", "polar1", "live", T0, 4, 59.25, 41.125),
+        MinuteRate("alice", "forearm", "myo1", "replay", T0, 0, 0.0, 0.0),
+        MinuteRate("alice", "neck", "myo1", "live", T0, 3, 60.0, None),  # rest unknown
+        MinuteRate("", "calf_left", "", "live", T0 + MINUTE, 2**40, 60.0, 60.0),
     ]
     store.write_rates(rates)
     assert store.rates(EventQuery()) == rates

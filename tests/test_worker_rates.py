@@ -53,7 +53,7 @@ def test_a_key_waits_for_its_stored_minute_then_adds_to_it() -> None:
     assert book.lookups() == []  # handed out once
     assert book.changed_open() == []  # held back: the store has not answered
     assert book.take(None) == []
-    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0))
+    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0, 20.0))
     [rate] = book.take(None)
     assert (rate.twitches, rate.monitored_s) == (3, 30.0)
 
@@ -62,6 +62,71 @@ def test_the_same_data_again_replaces_the_stored_minute() -> None:
     book = RateBook(ask_prior=True)
     book.cover(KEY, T0, T0 + 30 * 10**9)  # starts where the stored run started: a replay
     book.lookups()
-    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0))
+    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0, 20.0))
     [rate] = book.take(None)
     assert (rate.twitches, rate.monitored_s) == (0, 30.0)
+
+
+class Vetoes:
+    """The gate as a book sees it: fixed vetoed spans, ready from ``ready_from`` on."""
+
+    def __init__(self, spans: list[tuple[int, int]], ready_from: int = 0) -> None:
+        self.spans = spans
+        self.ready_from = ready_from
+
+    def ready(self, user: str, muscle: str, end_ns: int) -> bool:
+        return end_ns <= self.ready_from
+
+    def vetoed_ns(self, user: str, muscle: str, start_ns: int, end_ns: int) -> int:
+        return sum(max(0, min(b, end_ns) - max(a, start_ns)) for a, b in self.spans)
+
+
+def test_two_streams_of_one_device_on_one_muscle_cover_a_second_once() -> None:
+    """A wearable's EMG and accelerometer both watch the calf: 30 s of both is 30 s monitored, not 60 (a
+    minute the sensor was put on halfway through read as fully worn before)."""
+    book = RateBook()
+    for k in range(300):  # interleaved 100-ms frames of the two streams
+        t = T0 + 30 * 10**9 + k * 10**8
+        book.cover(KEY, t, t + 10**8)
+        book.cover(KEY, t, t + 10**8)
+    book.cover(KEY, T0 + 10 * 10**9, T0 + 12 * 10**9)  # late, out of order: merged in place
+    [rate] = book.take(None)
+    assert (rate.monitored_s, rate.rest_s) == (32.0, 32.0)
+
+
+def test_rest_is_covered_time_less_what_the_gate_vetoes_and_waits_for_the_gate() -> None:
+    gate = Vetoes([(T0 + 10 * 10**9, T0 + 25 * 10**9), (T0 + 200 * 10**9, T0 + 210 * 10**9)])
+    book = RateBook(rest=gate)
+    book.cover(KEY, T0 + 20 * 10**9, T0 + MINUTE_NS)  # worn from 20 s: the veto's last 5 s count
+    book.count(KEY, T0 + 40 * 10**9)
+    watermark = {("u", "dev"): T0 + MINUTE_NS + RATE_GRACE_NS}
+    [running] = book.changed_open()
+    assert (running.monitored_s, running.rest_s) == (40.0, 35.0)  # provisional, from what is known
+    assert book.take(watermark) == []  # the gate is not ready for the minute: it waits
+    gate.ready_from = T0 + MINUTE_NS
+    [rate] = book.take(watermark)
+    assert (rate.twitches, rate.monitored_s, rate.rest_s) == (1, 40.0, 35.0)
+
+
+def test_a_stored_row_from_before_rest_tracking_makes_the_minute_s_rest_unknown() -> None:
+    book = RateBook(ask_prior=True)
+    book.cover(KEY, T0 + 20 * 10**9, T0 + 30 * 10**9)
+    book.lookups()
+    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0, None))  # the old worker's row for this minute
+    [rate] = book.take(None)
+    assert (rate.twitches, rate.monitored_s, rate.rest_s) == (2, 30.0, None)
+    book = RateBook(ask_prior=True)
+    book.cover(KEY, T0 + 20 * 10**9, T0 + 30 * 10**9)
+    book.lookups()
+    book.resolve(KEY, MinuteRate(*KEY, T0, 2, 20.0, 12.5))  # a row with rest: added to
+    [rate] = book.take(None)
+    assert (rate.twitches, rate.monitored_s, rate.rest_s) == (2, 30.0, 22.5)
+
+
+def test_a_minute_handed_back_by_a_failed_write_keeps_its_rest() -> None:
+    book = RateBook(rest=Vetoes([(T0, T0 + 15 * 10**9)]))
+    book.cover(KEY, T0, T0 + MINUTE_NS)
+    done = book.take(None)
+    assert [(r.monitored_s, r.rest_s) for r in done] == [(60.0, 45.0)]
+    book.requeue(done)
+    assert book.take(None) == done

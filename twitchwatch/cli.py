@@ -39,11 +39,13 @@ from processing.recordings import (
     open_recording,
     plan_detection,
 )
+from processing.segments import segment_of
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
 from processing.worker import FlagTask, HaDiscovery, Worker
 from twitchwatch import person_cli
 from twitchwatch.config import (
     ConfigError,
+    DeviceMap,
     Settings,
     default_demo_store_url,
     load_device_file,
@@ -418,6 +420,11 @@ def muscle_map_from(settings: Settings) -> Callable[[str, str, int], str | None]
     return settings.device_file().muscle_for
 
 
+def segment_map_from(settings: Settings) -> Callable[[str], str | None]:
+    """Each device's body segment as the device map sets it (else the worker derives it from muscles)."""
+    return settings.device_file().segment_for
+
+
 def flag_task_from(settings: Settings) -> FlagTask:
     ha = HaDiscovery(settings.ha_prefix, settings.ha_interval_s) if settings.ha_discovery else None
     return FlagTask(
@@ -440,6 +447,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         muscle_map=muscle_map_from(settings),
         client_id=args.client_id or f"twitchwatch-worker-{settings.user}",
         flags=flag_task_from(settings),
+        segment_map=segment_map_from(settings),
     )
     log.info("worker: %s → %s (user %s)", settings.mqtt.display, store.url, settings.user)
     try:
@@ -510,15 +518,18 @@ _COLUMNS = [
     "confidence",
     "device",
     "source",
+    "reason",
 ]
 
 
 def print_events(store: EventStore, query: EventQuery, fmt: str, tz: dt.tzinfo = dt.UTC) -> None:
+    """Events as JSON lines, CSV or a table. Those of kind ``during_movement`` are listed with their reason
+    (what they looked like and what made the muscle not assessable): they are never counted as twitches."""
     events = store.events(query)
     rows = [e.to_json_dict() for e in events]
     if fmt == "json":
         for row in rows:
-            print(json.dumps(row))
+            print(json.dumps(row, ensure_ascii=False))
         return
     if fmt == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=_COLUMNS, extrasaction="ignore")
@@ -527,10 +538,14 @@ def print_events(store: EventStore, query: EventQuery, fmt: str, tz: dt.tzinfo =
         return
     for e in events:
         when = dt.datetime.fromtimestamp(e.start_ns / 1e9, tz).isoformat(timespec="milliseconds")
+        why = f"  ({e.reason})" if e.reason else ""
         print(
             f"{when}  {e.muscle:<20} {e.kind.value:<15} {e.duration_ms:7.1f} ms  {e.amplitude:10.3f} {e.unit}"
+            f"{why}"
         )
-    print(f"{len(events)} events", file=sys.stderr)
+    moved = sum(1 for e in events if e.kind is EventKind.DURING_MOVEMENT)
+    note = f" ({moved} during movement: not counted as twitches)" if moved else ""
+    print(f"{len(events)} events{note}", file=sys.stderr)
 
 
 # ---- detect ----------------------------------------------------------------------------------------
@@ -705,7 +720,20 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     devices = load_device_file(path)
     streams = sum(len(d.streams) for d in devices.devices.values())
     print(f"{path}: OK ({len(devices.devices)} devices, {streams} streams)")
+    for name, device in sorted(devices.devices.items()):
+        print(f"  {name}: body segment {_segment_words(device)}")
     return 0
+
+
+def _segment_words(device: DeviceMap) -> str:
+    """What the worker's rest gate takes as the device's body segment, and why."""
+    if device.segment:
+        return f"{device.segment} (set in the map)"
+    muscles = sorted({m for s in device.streams.values() for m in (s.muscle, *s.channels.values()) if m})
+    found = sorted({seg for m in muscles if (seg := segment_of(m))})
+    if found:
+        return f"{', '.join(found)} (from {', '.join(muscles)})"
+    return "unknown (no muscle name it recognises; set `segment = …` to let movement there count)"
 
 
 # ---- devices ---------------------------------------------------------------------------------------

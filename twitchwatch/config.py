@@ -33,6 +33,7 @@ TOML device map (unknown keys are rejected)::
     address = "A0:9E:1A:00:00:01"      # optional; else found by `name`, else the first polar-h10 nearby
     name = "Polar H10 1A2B3C4D"        # optional: the advertised name
     settings = { rate_hz = 100 }       # optional: the profile's settings (twitchwatch devices list)
+    segment = "lower_leg_left"         # optional: the body segment it sits on (default: from its muscles)
     [devices.polar1.streams.acc]       # the streams `collect` starts (default: the profile's main one)
     muscle = "calf_left"               # every channel of the stream
     [devices.myo1.streams.emg.channels]
@@ -79,6 +80,7 @@ from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from collector.topics import TopicError, check_segment
 from processing.flags import FlagRules
 from processing.journal import DEFAULT_WINDOW_NS, HOUR_NS, Factor
+from processing.segments import SEGMENTS
 from processing.store import InfluxAuth, StoreUrlError, parse_store_url
 
 
@@ -221,6 +223,16 @@ class DeviceMap(_Strict):
     name: str | None = Field(None, min_length=1, max_length=248)  # advertised name (BLE allows 248 bytes)
     settings: dict[str, Any] = Field(default_factory=dict)
     streams: dict[str, StreamMap] = Field(default_factory=dict)
+    # The body segment the wearable sits on (processing/segments.py); by default the segment of the muscles
+    # it watches, from their names. Movement of any wearable on a segment vetoes every muscle there.
+    segment: str | None = None
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_name(cls, v: str | None) -> str | None:
+        if v is not None and v not in SEGMENTS:
+            raise ValueError(f"{v!r} is not a body segment; one of {', '.join(SEGMENTS)}")
+        return v
 
     @field_validator("address")
     @classmethod
@@ -284,6 +296,11 @@ class DeviceFile(_Strict):
         dev = self.devices.get(device)
         smap = dev.streams.get(stream) if dev else None
         return smap.muscle_for(channel) if smap else None
+
+    def segment_for(self, device: str) -> str | None:
+        """The body segment the map gives ``device`` (None: derive it from its muscles' names)."""
+        dev = self.devices.get(device)
+        return dev.segment if dev else None
 
     def collect_plan(self, only: Sequence[str] | None = None) -> tuple[list[DeviceTarget], Timing]:
         """The BLE devices ``twitchwatch collect`` streams (all non-``sim`` ones, or those named)."""

@@ -1,5 +1,5 @@
-"""``twitchwatch flags``, ``twitchwatch journal …`` and ``twitchwatch report``: the person-facing
-commands over the store (registered by ``twitchwatch.cli``)."""
+"""``twitchwatch flags``, ``twitchwatch journal …``, ``twitchwatch felt`` and ``twitchwatch report``: the
+person-facing commands over the store (registered by ``twitchwatch.cli``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from processing.flags import FlagSet, flags_for_display
+from collector.topics import TopicError, check_segment
+from processing.flags import RATES_WORDS, FlagSet, flags_for_display
 from processing.journal import Factor, JournalEntry, parse_factor
 from processing.localtime import local_datetime, to_ns, zone_name
 from processing.store import EventStore, open_store
@@ -29,6 +30,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("flags", help="the current persistent-activity flags (computed if the worker has not)")
     p.add_argument("--json", action="store_true", help="the flag set as JSON (what the dashboard shows)")
     _add_journal(sub)
+    _add_felt(sub)
     _add_report(sub)
 
 
@@ -48,6 +50,17 @@ def _add_journal(sub: Any) -> None:
     rm = cmds.add_parser("delete", help="delete an entry by id (asks first)")
     rm.add_argument("entry_id", help="the id 'journal list' shows")
     rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _add_felt(sub: Any) -> None:
+    p = sub.add_parser(
+        "felt",
+        help="mark a twitch you felt now (or --at a time): compared with the detections in the report",
+    )
+    p.add_argument(
+        "--muscle", default="", help="where you felt it, as the device map names it (e.g. calf_left)"
+    )
+    p.add_argument("--at", default="now", help="when: now, relative like 30s or 2m (ago) or ISO 8601")
 
 
 def _add_report(sub: Any) -> None:
@@ -116,6 +129,7 @@ def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO, tz: dt.tzinfo
             f"{3 * interval_s / 60:.0f} min (is 'twitchwatch process' running?)"
         )
     print(f"Flags for {flag_set.user}: {len(flag_set.flags)} raised; {origin}.", file=out)
+    print(f"Rates: {RATES_WORDS}.", file=out)
     for f in flag_set.flags:
         where = f.muscle or f"device {f.device}"
         print(f"\n[{f.kind.value}] {where}", file=out)
@@ -190,6 +204,35 @@ def _delete(
     return 0
 
 
+# ---- felt ------------------------------------------------------------------------------------------
+
+
+def cmd_felt(args: argparse.Namespace) -> int:
+    out, err = sys.stdout, sys.stderr
+    settings = load_settings()
+    tz = settings.tz
+    if args.muscle:
+        try:
+            check_segment(args.muscle, "--muscle")
+        except TopicError as exc:
+            raise PersonCliError(str(exc)) from None
+    when = to_ns(parse_when(args.at, dt.datetime.now(tz), "--at"))
+    entry = JournalEntry(settings.user, when, Factor.FELT, muscle=args.muscle)
+    with _open(settings) as store:
+        store.add_journal_entry(entry)
+        known = store.muscles(settings.user)
+    where = f" on {entry.muscle}" if entry.muscle else ""
+    at = local_datetime(when, tz).isoformat(timespec="seconds")
+    print(f"marked a felt twitch{where} at {at} ({entry.entry_id})", file=out)
+    if entry.muscle and known and entry.muscle not in known:
+        print(
+            f"note: nothing was detected on {entry.muscle} yet, so the report cannot compare this mark; the "
+            f"muscles with detections are {', '.join(known)}",
+            file=err,
+        )
+    return 0
+
+
 # ---- report ----------------------------------------------------------------------------------------
 
 
@@ -213,9 +256,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         progress(f"writing daily counts to {args.csv}")
         with args.csv.open("w", newline="", encoding="utf-8") as f:
             render_csv(report, f)
+    cov = report.coverage
     progress(
-        f"done: {len(report.muscles)} muscles, {report.coverage.monitored_h:.1f} h monitored "
-        f"from {since:%Y-%m-%d} to {until:%Y-%m-%d}"
+        f"done: {len(report.muscles)} muscles, {cov.monitored_h:.1f} h monitored "
+        f"({cov.rest_h:.1f} h at rest) from {since:%Y-%m-%d} to {until:%Y-%m-%d}"
     )
     return 0
 
@@ -223,5 +267,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "flags": cmd_flags,
     "journal": cmd_journal,
+    "felt": cmd_felt,
     "report": cmd_report,
 }

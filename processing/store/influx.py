@@ -4,8 +4,10 @@ The same two endpoints exist on InfluxDB 1.x, on 2.x (2.4+ maps a database to a 
 and on 3.x Core, so one client serves all three. Schema:
 
 - ``twitch_events``: tags user, muscle, device, source; fields kind, amplitude, duration_ms, confidence,
-  end_ns, stream, channel, unit, session_id, dominant_hz (absent where not measured); timestamp = start_ns.
-- ``twitch_rates``: tags user, muscle, device, source; fields twitches, monitored_s; timestamp = minute_ns.
+  end_ns, stream, channel, unit, session_id, dominant_hz (absent where not measured), reason (absent in
+  points written before rest tracking: read as ""); timestamp = start_ns.
+- ``twitch_rates``: tags user, muscle, device, source; fields twitches, monitored_s, rest_s (absent where
+  unknown: points written before rest tracking, read as None); timestamp = minute_ns.
 - ``journal``: tags user, entry_id; fields factor, amount, note, muscle; timestamp = time_ns. Replacing or
   deleting an entry uses InfluxQL ``DELETE`` (1.x; 2.x/3.x refuse it through this API).
 - ``flag_sets``: tag user; fields document (the ``FlagSet`` JSON), computed_at_ns; timestamp =
@@ -70,8 +72,9 @@ _EVENT_FIELDS = (
     "unit",
     "session_id",
     "dominant_hz",
+    "reason",
 )
-_RATE_FIELDS = ("twitches", "monitored_s")
+_RATE_FIELDS = ("twitches", "monitored_s", "rest_s")
 _SOURCES: dict[str, Source] = {s: s for s in SOURCES}
 _CREDENTIALS_HINT = (
     "check TWITCHWATCH_INFLUX_TOKEN (InfluxDB 2.x/3.x) or TWITCHWATCH_INFLUX_USERNAME/"
@@ -210,6 +213,7 @@ def event_line(e: TwitchEvent, dialect: Dialect) -> Line:
         "channel": format_int(e.channel, "channel"),
         "unit": quote_field_string(e.unit),
         "session_id": quote_field_string(e.session_id),
+        "reason": quote_field_string(e.reason),
     }
     # A point rewritten without the field keeps the earlier value (InfluxDB merges a point's fields):
     # acceptable, as an unmeasured frequency never replaces a measured one for the same event.
@@ -224,6 +228,10 @@ def rate_line(r: MinuteRate, dialect: Dialect) -> Line:
         "twitches": format_int(r.twitches, "twitches"),
         "monitored_s": format_float(r.monitored_s, "monitored_s"),
     }
+    # Unknown rest is left out, as InfluxDB has no null. A point rewritten without it keeps an earlier
+    # value; the worker writes a minute's rest either always or never (``processing/worker.py``).
+    if r.rest_s is not None:
+        fields["rest_s"] = format_float(r.rest_s, "rest_s")
     tags = _tags(r.user, r.muscle, r.device, r.source)
     return _line(RATES, tags, fields, _check_time(r.minute_ns, "minute_ns"), dialect)
 
@@ -388,21 +396,26 @@ def _event(row: Row) -> TwitchEvent:
             source=_source(row),
             session_id=_text(row, "session_id"),
             dominant_hz=None if row.get("dominant_hz") is None else _float(row, "dominant_hz"),
+            reason=_text(row, "reason"),
         )
     except ValueError as exc:
         raise StoreError(f"a point in {EVENTS} is not a valid event ({exc}): {dict(row)!r}") from exc
 
 
 def _rate(row: Row) -> MinuteRate:
-    return MinuteRate(
-        user=_text(row, "user"),
-        muscle=_text(row, "muscle"),
-        device=_text(row, "device"),
-        source=_source(row),
-        minute_ns=_int(row, "time"),
-        twitches=_int(row, "twitches"),
-        monitored_s=_float(row, "monitored_s"),
-    )
+    try:
+        return MinuteRate(
+            user=_text(row, "user"),
+            muscle=_text(row, "muscle"),
+            device=_text(row, "device"),
+            source=_source(row),
+            minute_ns=_int(row, "time"),
+            twitches=_int(row, "twitches"),
+            monitored_s=_float(row, "monitored_s"),
+            rest_s=None if row.get("rest_s") is None else _float(row, "rest_s"),
+        )
+    except ValueError as exc:
+        raise StoreError(f"a point in {RATES} is not a valid minute rate ({exc}): {dict(row)!r}") from exc
 
 
 def _order(row: Row) -> tuple[int, str, str, str, str]:

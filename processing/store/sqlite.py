@@ -38,34 +38,42 @@ CREATE TABLE IF NOT EXISTS events (
     user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL,
     start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, stream TEXT NOT NULL, channel INTEGER NOT NULL,
     kind TEXT NOT NULL, amplitude REAL NOT NULL, unit TEXT NOT NULL, confidence REAL NOT NULL,
-    session_id TEXT NOT NULL, dominant_hz REAL,
+    session_id TEXT NOT NULL, dominant_hz REAL, reason TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (user, muscle, device, source, start_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_time ON events (start_ns);
 CREATE TABLE IF NOT EXISTS rates (
     user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL,
-    minute_ns INTEGER NOT NULL, twitches INTEGER NOT NULL, monitored_s REAL NOT NULL,
+    minute_ns INTEGER NOT NULL, twitches INTEGER NOT NULL, monitored_s REAL NOT NULL, rest_s REAL,
     PRIMARY KEY (user, muscle, device, source, minute_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rates_by_time ON rates (minute_ns);
 """
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _EVENT_COLUMNS = (
     "user, muscle, device, stream, channel, kind, start_ns, end_ns, amplitude, unit, confidence, "
-    "source, session_id, dominant_hz"
+    "source, session_id, dominant_hz, reason"
 )
+_RATE_COLUMNS = "user, muscle, device, source, minute_ns, twitches, monitored_s, rest_s"
 
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a store written by an older twitchwatch up to this schema, in place and losslessly.
 
     Version 1 had no ``dominant_hz``; its events keep NULL there (not measured) rather than a made-up 0.
+    Version 2 had no rest tracking: its minute rates keep ``rest_s`` NULL (unknown, shown as "before rest
+    tracking", never as all-rest) and its events an empty ``reason``.
     """
     (version,) = db.execute("PRAGMA user_version").fetchone()
-    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    events = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    rates = {row[1] for row in db.execute("PRAGMA table_info(rates)")}
     with db:
-        if "dominant_hz" not in columns:
+        if "dominant_hz" not in events:
             db.execute("ALTER TABLE events ADD COLUMN dominant_hz REAL")
+        if "reason" not in events:
+            db.execute("ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
+        if "rest_s" not in rates:
+            db.execute("ALTER TABLE rates ADD COLUMN rest_s REAL")
         if version < _SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
@@ -115,7 +123,7 @@ class SQLiteStore(EventStore):
 
     def write_events(self, events: Sequence[TwitchEvent]) -> None:
         self._write(
-            f"INSERT OR REPLACE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     e.user,
@@ -132,6 +140,7 @@ class SQLiteStore(EventStore):
                     e.source,
                     e.session_id,
                     e.dominant_hz,
+                    e.reason,
                 )
                 for e in events
             ],
@@ -139,9 +148,11 @@ class SQLiteStore(EventStore):
 
     def write_rates(self, rates: Sequence[MinuteRate]) -> None:
         self._write(
-            "INSERT OR REPLACE INTO rates (user, muscle, device, source, minute_ns, twitches, monitored_s) "
-            "VALUES (?,?,?,?,?,?,?)",
-            [(r.user, r.muscle, r.device, r.source, r.minute_ns, r.twitches, r.monitored_s) for r in rates],
+            f"INSERT OR REPLACE INTO rates ({_RATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (r.user, r.muscle, r.device, r.source, r.minute_ns, r.twitches, r.monitored_s, r.rest_s)
+                for r in rates
+            ],
         )
 
     @staticmethod
@@ -187,6 +198,7 @@ class SQLiteStore(EventStore):
                 r[11],
                 r[12],
                 r[13],
+                r[14],
             )
             for r in rows
         ]
@@ -194,8 +206,7 @@ class SQLiteStore(EventStore):
     def rates(self, query: EventQuery) -> list[MinuteRate]:
         where, params = self._where(query, "minute_ns", kinds=False)
         rows = self._run(
-            "SELECT user, muscle, device, source, minute_ns, twitches, monitored_s FROM rates "
-            f"WHERE {where} ORDER BY minute_ns, muscle{self._limit(query)}",
+            f"SELECT {_RATE_COLUMNS} FROM rates WHERE {where} ORDER BY minute_ns, muscle{self._limit(query)}",
             params,
         )
         return [MinuteRate(*r) for r in rows]

@@ -60,11 +60,22 @@ def spread(
     return [event(muscle, first_ns + int(i * step_s * NS), kind, source) for i in range(count)]
 
 
+ALL_WORN = -1.0
+
+
 def minute_rates(
-    muscle: str, first_minute_ns: int, minutes: int, monitored_s: float, source: Source = "live"
+    muscle: str,
+    first_minute_ns: int,
+    minutes: int,
+    monitored_s: float,
+    source: Source = "live",
+    rest_s: float | None = ALL_WORN,
 ) -> list[MinuteRate]:
+    """``minutes`` minute rates from ``first_minute_ns``, each worn ``monitored_s`` and at rest ``rest_s``
+    (by default all the time worn; None: a row stored before rest tracking)."""
+    rest = monitored_s if rest_s == ALL_WORN else rest_s
     return [
-        MinuteRate(USER, muscle, "sim1", source, first_minute_ns + i * 60 * NS, 0, monitored_s)
+        MinuteRate(USER, muscle, "sim1", source, first_minute_ns + i * 60 * NS, 0, monitored_s, rest)
         for i in range(minutes)
     ]
 

@@ -1,0 +1,223 @@
+"""The worker's streams as sources of the rest gate (``processing/rest.py``), and its questions per muscle.
+
+Which stream vetoes what:
+
+- an **EMG** lane vetoes its muscle (scope ``muscle``): its sustained activity or artifacts mean the muscle
+  was contracting or the electrode moved;
+- an **accelerometer** lane, and a **gyroscope or orientation** stream, veto their device (scope
+  ``device``: every muscle that device watches — an accelerometer that is itself a muscle's twitch sensor
+  vetoes that muscle this way) and the device's body segment(s) (scope ``segment``: the muscles other
+  wearables watch there). A device's segment is the device map's ``segment`` if given, else the segment
+  of each muscle it watches (``processing.segments``).
+
+A muscle is judged by its own scope, the device scope of every device that watches it and the segment of
+each (the configured one, else its own). So a twitch on the calf counts only when no EMG lane mapped to
+the calf saw activity, no wearable watching the calf moved, and nothing else on the lower leg moved.
+
+Each lane is its own source, ``(user, device, "stream#lane")``: one EMG channel's contraction says nothing
+about its neighbour's muscle. A stream's detector learns its noise floor for its first ``warmup`` samples
+and detects nothing then: that is blind time, vetoed exactly (no guards) with reason
+``detector warming up``. When a stream ends (a gap, a restart, the device going offline, shutdown) its
+sources are forgotten: they hold nothing back any more, their closed vetoes stay.
+
+Events the fuser releases are held here until the gate can judge them (``ready`` for their muscle's
+scopes up to their end); minute rates ask the same of their minute (``RateBook``). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from processing.events import EventKind, TwitchEvent
+from processing.rest import GateParams, RestGate, Scope, SourceId
+from processing.segments import segment_of
+
+StreamKind = Literal["emg", "acc", "gyro", "orientation"]
+StreamKey = tuple[str, str, str]  # (user, device, stream)
+SegmentMap = Callable[[str], str | None]  # device → its configured body segment
+WARMING_UP = "detector warming up"
+_WHAT = {
+    ("emg", EventKind.SUSTAINED): "sustained EMG activity",
+    ("emg", EventKind.ARTIFACT): "EMG artifact",
+    ("acc", EventKind.SUSTAINED): "movement",
+    ("acc", EventKind.ARTIFACT): "accelerometer artifact",
+    ("gyro", EventKind.SUSTAINED): "rotation",
+    ("orientation", EventKind.SUSTAINED): "rotation",
+}
+
+
+def veto_reason(
+    kind: StreamKind, detected: EventKind, seconds: float, where: str, why: str = "", ongoing: bool = False
+) -> str:
+    """Why a detection vetoes: the detector's own reason when it gives one, else what it was and how long,
+    e.g. ``sustained EMG activity 2.3 s (myo1/emg ch3)``, or for activity still going on when a twitch
+    was judged ``movement going on for 10.0 s (leg/acc)``."""
+    what = why or _WHAT.get((kind, detected), detected.value)
+    return f"{what} {'going on for ' if ongoing else ''}{seconds:.1f} s ({where})"
+
+
+def is_veto(kind: EventKind) -> bool:
+    """Detections that mean the muscle could not be assessed: activity and artifacts."""
+    return kind in (EventKind.SUSTAINED, EventKind.ARTIFACT)
+
+
+@dataclass
+class _Lanes:
+    kind: StreamKind
+    sources: list[SourceId]
+    muscles: list[str | None]  # per lane (None: a movement stream, which watches no muscle)
+
+
+@dataclass
+class RestStreams:
+    """The worker's bookkeeping around one ``RestGate``."""
+
+    params: GateParams = field(default_factory=GateParams)
+    segment_map: SegmentMap = field(default=lambda _device: None)  # nothing configured
+    gate: RestGate = field(init=False)
+    _streams: dict[StreamKey, _Lanes] = field(default_factory=dict)
+    _device_muscles: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    _muscle_scopes: dict[tuple[str, str], frozenset[Scope]] = field(default_factory=dict)
+    _held: list[TwitchEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.gate = RestGate(self.params)
+
+    # ---- streams ---------------------------------------------------------------------------------
+    def start(
+        self,
+        key: StreamKey,
+        kind: StreamKind,
+        muscles: list[str | None],
+        t0_ns: int,
+        warmup_ns: int,
+    ) -> None:
+        """A stream (re)starts at ``t0_ns`` with one muscle per lane (None for a movement stream); its
+        detector is blind for ``warmup_ns``."""
+        self.end(key)
+        user, device, stream = key
+        lanes = _Lanes(kind, [(user, device, f"{stream}#{lane}") for lane in range(len(muscles))], muscles)
+        self._streams[key] = lanes
+        for muscle in muscles:
+            if muscle is not None:
+                self._add_muscle(user, device, muscle)
+        for lane, source in enumerate(lanes.sources):
+            self.gate.watch(source, self._lane_scopes(user, device, kind, muscles[lane]))
+            self.gate.settle(source, t0_ns)  # from its start on: not stale before its first report
+            if warmup_ns > 0:
+                self.gate.veto(source, t0_ns, t0_ns + warmup_ns, WARMING_UP, guard=False)
+
+    def end(self, key: StreamKey) -> None:
+        """The stream ended: its sources hold nothing back any more (their vetoes stay)."""
+        lanes = self._streams.pop(key, None)
+        if lanes is not None:
+            for source in lanes.sources:
+                self.gate.forget(source)
+
+    def veto(self, key: StreamKey, lane: int, start_ns: int, end_ns: int, reason: str) -> None:
+        lanes = self._streams.get(key)
+        if lanes is not None and lane < len(lanes.sources):
+            self.gate.veto(lanes.sources[lane], start_ns, end_ns, reason)
+
+    def progress(
+        self, key: StreamKey, settled_ns: int, open_spans: Iterable[tuple[int, int, int, str]]
+    ) -> None:
+        """After a frame: no veto of the stream starts before ``settled_ns`` any more, and ``open_spans``
+        (lane, start, end so far, reason) are going on."""
+        lanes = self._streams.get(key)
+        if lanes is None:
+            return
+        by_lane: list[list[tuple[int, int, str]]] = [[] for _ in lanes.sources]
+        for lane, start, end, reason in open_spans:
+            if lane < len(by_lane):
+                by_lane[lane].append((start, end, reason))
+        for source, spans in zip(lanes.sources, by_lane, strict=True):
+            self.gate.open(source, spans)
+            self.gate.settle(source, settled_ns)
+
+    def kind(self, key: StreamKey) -> StreamKind | None:
+        lanes = self._streams.get(key)
+        return None if lanes is None else lanes.kind
+
+    # ---- scopes ----------------------------------------------------------------------------------
+    def _device_segments(self, user: str, device: str) -> set[str]:
+        configured = self.segment_map(device)
+        if configured:
+            return {configured}
+        found = (segment_of(m) for m in self._device_muscles.get((user, device), ()))
+        return {s for s in found if s}
+
+    def _lane_scopes(self, user: str, device: str, kind: StreamKind, muscle: str | None) -> list[Scope]:
+        if kind == "emg":
+            return [(user, "muscle", muscle)] if muscle is not None else []
+        scopes: list[Scope] = [(user, "device", device)]
+        scopes += [(user, "segment", s) for s in sorted(self._device_segments(user, device))]
+        return scopes
+
+    def _add_muscle(self, user: str, device: str, muscle: str) -> None:
+        """``device`` watches ``muscle``: the muscle is judged by the device too, and the device's movement
+        streams now also veto the muscle's segment."""
+        muscles = self._device_muscles.setdefault((user, device), set())
+        if muscle in muscles:
+            return
+        muscles.add(muscle)
+        segments = self._device_segments(user, device)
+        for (u, d, _), lanes in self._streams.items():
+            if (u, d) == (user, device) and lanes.kind != "emg":
+                for source in lanes.sources:
+                    self.gate.watch(source, [(user, "segment", s) for s in segments])
+        self._muscle_scopes.pop((user, muscle), None)
+
+    def scopes(self, user: str, muscle: str) -> frozenset[Scope]:
+        """What a muscle is judged by: its own scope, each device that watches it, and their segments."""
+        cached = self._muscle_scopes.get((user, muscle))
+        if cached is not None:
+            return cached
+        scopes: set[Scope] = {(user, "muscle", muscle)}
+        for (u, device), muscles in self._device_muscles.items():
+            if u == user and muscle in muscles:
+                scopes.add((user, "device", device))
+                configured = self.segment_map(device)
+                segment = configured or segment_of(muscle)
+                if segment:
+                    scopes.add((user, "segment", segment))
+        frozen = frozenset(scopes)
+        self._muscle_scopes[(user, muscle)] = frozen
+        return frozen
+
+    # ---- questions -------------------------------------------------------------------------------
+    def ready(self, user: str, muscle: str, end_ns: int) -> bool:
+        return self.gate.ready(self.scopes(user, muscle), end_ns)
+
+    def vetoed_ns(self, user: str, muscle: str, start_ns: int, end_ns: int) -> int:
+        return self.gate.vetoed_ns(self.scopes(user, muscle), start_ns, end_ns)
+
+    # ---- events ----------------------------------------------------------------------------------
+    def hold(self, events: Iterable[TwitchEvent]) -> None:
+        self._held.extend(events)
+
+    def release(self, everything: bool = False) -> list[TwitchEvent]:
+        """Held events the gate can judge now (all with ``everything``), judged: a twitch while its muscle
+        was not assessable comes out as ``during_movement`` with the reason. Other kinds pass at once."""
+        out: list[TwitchEvent] = []
+        keep: list[TwitchEvent] = []
+        for e in self._held:
+            if not e.kind.is_twitch:
+                out.append(e)
+                continue
+            scopes = self.scopes(e.user, e.muscle)
+            if everything or self.gate.ready(scopes, e.end_ns):
+                out.append(self.gate.judge(e, scopes))
+            else:
+                keep.append(e)
+        self._held = keep
+        return out
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def oldest_held_ns(self) -> int | None:
+        return min((e.start_ns for e in self._held), default=None)
