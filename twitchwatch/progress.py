@@ -84,9 +84,10 @@ class Progress:
     # -- updates ------------------------------------------------------------------------------------
 
     def update(self, done: float, detail: str | None = None) -> None:
-        self.done = done
-        if detail is not None:
-            self.detail = detail
+        detail = self.detail if detail is None else detail
+        if self._drawn and not self._stale and (done, detail) == (self.done, self.detail):
+            return  # nothing new to show
+        self.done, self.detail = done, detail
         self._stale = True
         self._maybe_show()
 
@@ -95,7 +96,8 @@ class Progress:
 
     def __call__(self, done: float, total: float) -> None:
         """The ``(done, total)`` callback shape the collector's and processing's long loops take."""
-        self.total = total
+        if total != self.total:
+            self.total, self._stale = total, True
         self.update(done)
 
     # -- output -------------------------------------------------------------------------------------
