@@ -23,6 +23,7 @@ versions are read through the migrations below, one version step at a time.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -32,6 +33,7 @@ import math
 import os
 import tomllib
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -630,7 +632,7 @@ def read_manifest(files: _Files) -> Manifest:
     names = files.names()
     if MANIFEST not in names:
         raise ArchiveError(f"no {MANIFEST}: this is not a twitchwatch archive (or not all of one)", MANIFEST)
-    with files.open(MANIFEST) as f:
+    with _readable(MANIFEST), files.open(MANIFEST) as f:
         raw = f.read()
     try:
         doc = json.loads(raw.decode("utf-8"))
@@ -701,6 +703,16 @@ def _file_entry(name: str, entry: Any, with_rows: bool) -> FileEntry:
 # Reading the files
 
 
+@contextlib.contextmanager
+def _readable(name: str) -> Iterator[None]:
+    """A file the ZIP cannot give back (a damaged deflate stream, a CRC that does not match) or the disk
+    cannot read is refused by name, like any other damage."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ArchiveError(f"cannot be read, the archive is damaged ({exc}): export it again", name) from None
+
+
 def _checksum_note(entry: FileEntry, actual: str) -> str:
     if actual == entry.sha256:
         return ""
@@ -713,12 +725,11 @@ def _csv_values(files: _Files, entry: FileEntry, manifest: Manifest) -> Iterator
     name, version = entry.name, manifest.version
     expected = TABLES[version][name]
     users = set(manifest.users)
-    line = 0
-    with files.open(name) as raw:
+    line = count = 0
+    with _readable(name), files.open(name) as raw:
         hashing = _Hashing(raw)
         text = io.TextIOWrapper(io.BufferedReader(hashing, _READ_CHUNK), encoding="utf-8", newline="")
         reader = csv.reader(text, strict=True)
-        count = 0
         try:
             try:
                 header = next(reader, None)
@@ -791,7 +802,7 @@ def _value(name: str, header: list[str], cells: list[str], version: int, users: 
 def _flag_values(files: _Files, entry: FileEntry, manifest: Manifest) -> Iterator[tuple[int, FlagSet]]:
     users, seen = set(manifest.users), set[str]()
     count = 0
-    with files.open(entry.name) as raw:
+    with _readable(entry.name), files.open(entry.name) as raw:
         hashing = _Hashing(raw)
         text = io.TextIOWrapper(io.BufferedReader(hashing, _READ_CHUNK), encoding="utf-8", newline="\n")
         line = 0
@@ -844,7 +855,7 @@ def _unknown_keys(doc: Any, known: Any, path: str) -> None:
 
 
 def _device_map(files: _Files, entry: FileEntry) -> bytes:
-    with files.open(entry.name) as raw:
+    with _readable(entry.name), files.open(entry.name) as raw:
         data = raw.read()
     actual = hashlib.sha256(data).hexdigest()
     try:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -390,6 +391,19 @@ def test_a_changed_byte_is_refused_by_its_checksum(tmp_path: Path, store: EventS
     data[i + 1 : i + 5] = b"59.0"  # same size, still a number: only the checksum can tell
     (folder / RATES).write_bytes(bytes(data))
     _refused(folder, store, RATES, None, "does not match the manifest's")
+
+
+def test_a_damaged_zip_member_is_refused(tmp_path: Path, store: EventStore) -> None:
+    """A flipped bit inside the compressed events: the ZIP's own CRC (or the inflater) catches it."""
+    _unpacked(tmp_path)
+    data = bytearray((tmp_path / "ok.zip").read_bytes())
+    with zipfile.ZipFile(tmp_path / "ok.zip") as zf:
+        info = zf.getinfo(EVENTS)
+    name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)  # the local header's
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.compress_size // 2] ^= 0x10
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    _refused(tmp_path / "bad.zip", store, EVENTS, None, "the archive is damaged")
 
 
 def test_a_truncated_file_is_refused(tmp_path: Path, store: EventStore) -> None:
