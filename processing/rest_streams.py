@@ -68,6 +68,9 @@ class _Lanes:
     kind: StreamKind
     sources: list[SourceId]
     muscles: list[str | None]  # per lane (None: a movement stream, which watches no muscle)
+    # Lanes whose last report had open activity: a lane quiet before and now is not reported again (most
+    # frames of most lanes), which keeps the gate's cost per frame low.
+    open_lanes: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -129,12 +132,14 @@ class RestStreams:
         lanes = self._streams.get(key)
         if lanes is None:
             return
-        by_lane: list[list[tuple[int, int, str]]] = [[] for _ in lanes.sources]
+        by_lane: dict[int, list[tuple[int, int, str]]] = {}
         for lane, start, end, reason in open_spans:
-            if lane < len(by_lane):
-                by_lane[lane].append((start, end, reason))
-        for source, spans in zip(lanes.sources, by_lane, strict=True):
-            self.gate.open(source, spans)
+            if lane < len(lanes.sources):
+                by_lane.setdefault(lane, []).append((start, end, reason))
+        for lane in lanes.open_lanes | set(by_lane):
+            self.gate.open(lanes.sources[lane], by_lane.get(lane, []))
+        lanes.open_lanes = set(by_lane)
+        for source in lanes.sources:
             self.gate.settle(source, settled_ns)
 
     def kind(self, key: StreamKey) -> StreamKind | None:
