@@ -25,8 +25,7 @@ from bench.scoring import (
     spread,
     within,
 )
-
-SHARED = data.DATA_DIR
+from tests.datafiles import RECORDINGS, shared_only
 
 
 def ev(start: float, end: float, kind: str = "fasciculation", lane: int = 0) -> Event:
@@ -242,7 +241,7 @@ def test_accelerometer_units_follow_the_numbers_not_the_header() -> None:
 
 
 def test_shared_accelerometer_is_in_g() -> None:
-    rec = data.load_biosppy_acc(SHARED / "biosppy_examples" / "acc.txt")
+    rec = data.load_biosppy_acc(RECORDINGS / "biosppy_examples" / "acc.txt")
     assert rec.rate == 100.0
     assert rec.x.shape == (2000, 3)
     assert 0.9 < np.median(np.linalg.norm(rec.x, axis=1)) < 1.1
@@ -272,12 +271,16 @@ def test_wfdb_checksum_is_checked(tmp_path: Path) -> None:
 
 
 def test_physionet_emgdb_records() -> None:
-    rec = data.load_emgdb(SHARED / "physionet_emgdb" / "emg_healthy.hea")
+    why = "PhysioNet emgdb: its licence could not be checked, so it is not copied"
+    healthy = shared_only("physionet_emgdb/emg_healthy.hea", why)
+    shared_only("physionet_emgdb/emg_healthy.dat", why)
+    myopathy = shared_only("physionet_emgdb/emg_myopathy.hea", why)
+    rec = data.load_emgdb(healthy)
     assert rec.rate == 4000.0
     assert rec.x.shape == (50860, 1)
     assert not rec.surface
     assert rec.x[0, 0] == pytest.approx(-333 / 10000 * 1000)  # first sample −333 at 10000/mV, in µV
-    _, _, n, signals = data.read_wfdb_header(SHARED / "physionet_emgdb" / "emg_myopathy.hea")
+    _, _, n, signals = data.read_wfdb_header(myopathy)
     assert n == 110337
     assert signals[0].unit == "mv"
     assert signals[0].gain == 10000.0
@@ -304,7 +307,7 @@ def test_hold_resampling_takes_the_latest_row() -> None:
 
 
 def test_openhdemg_ramp() -> None:
-    rec = data.load_otb(SHARED / "openhdemg_otb" / "otb_testfile.mat")
+    rec = data.load_otb(shared_only("openhdemg_otb/otb_testfile.mat", "openhdemg's data is GPL-3.0"))
     assert rec.rate == 2048.0
     assert rec.x.shape == (66560, len(data.OTB_CHANNELS))
     assert len(rec.active) == 1

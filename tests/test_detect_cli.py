@@ -34,7 +34,6 @@ from tests.test_recordings import (
     add_potential,
     biosppy_acc_g,
     biosppy_emg_uv,
-    physionet_uv,
     write_edf,
 )
 
@@ -266,29 +265,30 @@ def test_channel_selection_muscle_and_table(mixed_edf: Path) -> None:
 
 
 def test_bdf_plus_at_4khz_with_signal_override(tmp_path: Path) -> None:
-    """A real needle recording with no physical dimension (only --signal makes it EMG) beside a real
-    surface-EMG rest recording resampled to 4 kHz with potentials injected at known times."""
-    needle = physionet_uv()[:48_000]
+    """A real EMG recording with no physical dimension (only --signal makes it EMG) beside another real
+    surface-EMG rest recording with potentials injected at known times, both resampled to 4 kHz."""
+    other = biosppy_emg_uv("emg_1.txt")[2000:14_000]
+    probe = sps.resample_poly(other - other.mean(), 4, 1)
     surface = sps.resample_poly(biosppy_emg_uv()[:12_000] - biosppy_emg_uv()[:12_000].mean(), 4, 1)
     times = (2.5, 6.0, 9.5)
     for t in times:
         add_potential(surface, 4000, t, 40.0)
     path = write_edf(
-        tmp_path / "needle.bdf",
-        [Sig("needle", "", 4000, needle), Sig("EMG ta", "uV", 4000, surface)],
+        tmp_path / "probe.bdf",
+        [Sig("probe", "", 4000, probe), Sig("EMG ta", "uV", 4000, surface)],
         bdf=True,
     )
     run = detect(path, "--json", "--signal", "emg")
     assert run.returncode == 0, run.stderr
     events = events_of(run.stdout)
-    assert {e["channel"] for e in events} <= {"needle", "EMG ta"}
+    assert {e["channel"] for e in events} <= {"probe", "EMG ta"}
     assert all(e["end"] <= 12.0 for e in events)
     for t in times:
         e = nearest(events, "EMG ta", t)
         assert abs(e["start"] - t) <= EMG_TOLERANCE_S, (t, e)
         assert e["muscle"] == "ta"
-    assert "note #0 'needle': no physical dimension: values taken as µV" in run.stderr
-    assert "needle.bdf: BDF+" in run.stderr
+    assert "note #0 'probe': no physical dimension: values taken as µV" in run.stderr
+    assert "probe.bdf: BDF+" in run.stderr
     assert " 4000 " in run.stderr
 
 

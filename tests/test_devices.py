@@ -1,9 +1,8 @@
-"""Device profiles: every shared test vector, fuzzing of every decoder, the registry, and frames built from
-the documented layouts (Movesense, Thingy:52, Ganglion packets, the open profile).
+"""Device profiles: every published test vector, fuzzing of every decoder, the registry, and frames built
+from the documented layouts (Movesense, Thingy:52, Ganglion packets, the open profile).
 
-The shared vectors are read from ``../shared/test-vectors`` and never copied here. Without that directory
-those tests skip on a developer's machine and fail under ``CI=true``. The gyroscope vectors live in the
-repository (``tests/data/vectors``, each with its source named) and always run.
+The vectors are facts (bytes and the values they decode to) from the SDKs' and libraries' own tests, kept in
+``tests/data/vectors`` with their sources (its README), so they run from a plain clone.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import math
 import struct
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +46,8 @@ from collector.devices import (
 )
 from collector.devices import open as open_profile
 from collector.frames import Unit
-from tests.harness import unavailable
 
-VECTOR_DIR = Path(__file__).resolve().parents[2] / "shared" / "test-vectors"
-REPO_VECTOR_DIR = Path(__file__).resolve().parent / "data" / "vectors"
+VECTOR_DIR = Path(__file__).resolve().parent / "data" / "vectors"
 EXPECTED_PROFILES = {
     "polar-h10",
     "polar-verity",
@@ -64,14 +61,11 @@ EXPECTED_PROFILES = {
 # Which profiles each vector file is decoded with. A new file must be claimed here (a test fails otherwise).
 VECTOR_PROFILES = {
     "polar_pmd.json": ("polar-h10", "polar-verity"),  # the SDK tests name no model: both must pass
+    "polar_pmd_gyro.json": ("polar-verity",),  # the H10 has no gyroscope
     "myo.json": ("myo",),
     "metawear.json": ("metamotion",),
-    "ganglion.json": ("ganglion",),
-}
-# The repository's own vector files (published vectors the shared set lacks), claimed the same way.
-REPO_VECTOR_PROFILES = {
-    "polar_pmd_gyro.json": ("polar-verity",),  # the H10 has no gyroscope
     "metawear_gyro.json": ("metamotion",),
+    "ganglion.json": ("ganglion",),
 }
 # The disputed Ganglion vectors: does our (documented, LSB-sign) decoding equal what each rule gives?
 # (JS library / OpenBCI docs, MSB two's complement, BrainFlow's MSB-minus-one)
@@ -87,25 +81,14 @@ GANGLION_RULES = {
 
 
 def _vector_params() -> list[Any]:
-    params = _params_from(REPO_VECTOR_DIR, REPO_VECTOR_PROFILES)
-    if not VECTOR_DIR.is_dir():
-        return [*params, pytest.param(None, None, None, id="shared-test-vectors-missing")]
-    return [*params, *_params_from(VECTOR_DIR, VECTOR_PROFILES)]
-
-
-def _params_from(directory: Path, claims: Mapping[str, tuple[str, ...]]) -> list[Any]:
     params = []
-    for path in sorted(directory.glob("*.json")):
+    for path in sorted(VECTOR_DIR.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
-        for profile in claims.get(path.name, ("<unclaimed>",)):
+        for profile in VECTOR_PROFILES.get(path.name, ("<unclaimed>",)):
             for section in ("vectors", "control_vectors"):
                 for vector in doc.get(section, []):
                     params.append(pytest.param(profile, path.name, vector, id=f"{profile}:{vector['name']}"))
     return params
-
-
-def _require_vectors() -> None:
-    unavailable(f"shared test vectors not found at {VECTOR_DIR}")
 
 
 def _notification_error(call: Callable[[], object]) -> NotificationError | None:
@@ -470,10 +453,7 @@ SAMPLE_KINDS = {
 
 
 @pytest.mark.parametrize(("profile", "file", "vector"), _vector_params())
-def test_vector(profile: str | None, file: str | None, vector: dict[str, Any] | None) -> None:
-    if vector is None or profile is None:
-        _require_vectors()
-        return
+def test_vector(profile: str, file: str, vector: dict[str, Any]) -> None:
     assert profile in profiles(), (
         f"no registered profile claims vector file {file} (add it to VECTOR_PROFILES)"
     )
@@ -483,25 +463,20 @@ def test_vector(profile: str | None, file: str | None, vector: dict[str, Any] | 
 
 
 def test_every_vector_file_is_claimed() -> None:
-    repo_files = {p.name for p in REPO_VECTOR_DIR.glob("*.json")}
-    assert repo_files == set(REPO_VECTOR_PROFILES), "tests/data/vectors and REPO_VECTOR_PROFILES disagree"
-    for name in repo_files:  # published facts only: each names where it comes from
-        doc = json.loads((REPO_VECTOR_DIR / name).read_text(encoding="utf-8"))
-        assert all(doc["source"][key] for key in ("repo", "commit", "licence")), name
-        assert all(v["from"] for v in (*doc["vectors"], *doc["control_vectors"])), name
-    if not VECTOR_DIR.is_dir():
-        _require_vectors()
     files = {p.name for p in VECTOR_DIR.glob("*.json")}
-    assert files == set(VECTOR_PROFILES), "vector files and VECTOR_PROFILES disagree"
+    assert files == set(VECTOR_PROFILES), "tests/data/vectors and VECTOR_PROFILES disagree"
+    readme = (VECTOR_DIR / "README.md").read_text(encoding="utf-8")
+    for name in files:  # published facts only: each names where it comes from
+        doc = json.loads((VECTOR_DIR / name).read_text(encoding="utf-8"))
+        assert all(doc["source"][key] for key in ("repo", "commit", "licence")), name
+        for v in (*doc["vectors"], *doc.get("control_vectors", [])):
+            # the test that asserts it, or a flag that no test does (built from the SDK's source)
+            assert v["from"] or v.get("not_in_source_tests") is True, (name, v["name"])
+        assert f"`{name}`" in readme, f"tests/data/vectors/README.md does not list {name}"
 
 
 @pytest.mark.parametrize(("profile", "file", "vector"), _vector_params())
-def test_truncated_vectors_fail_cleanly(
-    profile: str | None, file: str | None, vector: dict[str, Any] | None
-) -> None:
-    if vector is None or profile is None:
-        _require_vectors()
-        return
+def test_truncated_vectors_fail_cleanly(profile: str, file: str, vector: dict[str, Any]) -> None:
     stream = SAMPLE_KINDS.get(vector["kind"])
     if stream is None:
         return
@@ -592,16 +567,12 @@ def _seeds(name: str) -> list[bytes]:
         pmd_frame(2_000_000_000, 0x01, counts.astype("<f4").tobytes(), measurement_type=5),
     ]
     seeds["metamotion"] += [b"\x13\x05" + bytes(range(6)), b"\x13\x07" + bytes(range(18))]
-    sources: list[tuple[Path, Mapping[str, tuple[str, ...]]]] = [(REPO_VECTOR_DIR, REPO_VECTOR_PROFILES)]
-    if VECTOR_DIR.is_dir():
-        sources.append((VECTOR_DIR, VECTOR_PROFILES))
-    for directory, claims in sources:
-        for path, names in claims.items():
-            doc = json.loads((directory / path).read_text(encoding="utf-8"))
-            for name_ in names:
-                seeds.setdefault(name_, []).extend(
-                    bytes.fromhex(v["hex"]) for v in doc["vectors"] if v["kind"] in SAMPLE_KINDS and v["hex"]
-                )
+    for path, names in VECTOR_PROFILES.items():
+        doc = json.loads((VECTOR_DIR / path).read_text(encoding="utf-8"))
+        for name_ in names:
+            seeds.setdefault(name_, []).extend(
+                bytes.fromhex(v["hex"]) for v in doc["vectors"] if v["kind"] in SAMPLE_KINDS and v["hex"]
+            )
     return seeds[name]
 
 

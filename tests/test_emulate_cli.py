@@ -25,9 +25,8 @@ from collector.emulate.link import RadioHub, open_hci_device
 from collector.emulate.motion import Movement
 from collector.emulate.source import fit_channels, resample
 from collector.simulate import SimulationError
-from tests.harness import unavailable
 from tests.test_emulate_central import Central, scan_for, uuid_str, wait
-from tests.test_recordings import DATA, Sig, physionet_uv, write_edf
+from tests.test_recordings import Sig, emg_4khz_uv, write_edf
 from twitchwatch.cli import parse_movement
 
 TWITCHWATCH = Path(sys.executable).parent / "twitchwatch"
@@ -157,10 +156,9 @@ async def test_simulate_ble_on_a_transport_from_a_radio_hub() -> None:
 
 
 async def test_simulate_ble_streams_a_real_recording(tmp_path: Path) -> None:
-    """PhysioNet needle EMG (4 kHz) written to EDF+, played by the open board at the 1 kHz asked for."""
-    if not (DATA / "physionet_emgdb").is_dir():
-        unavailable(f"shared recordings not found at {DATA}")
-    uv = physionet_uv()[: 4000 * 6]
+    """Real surface EMG resampled to 4 kHz, written to EDF+, played by the open board at the 1 kHz asked
+    for."""
+    uv = emg_4khz_uv(6)
     path = write_edf(tmp_path / "emg.edf", [Sig("EMG calf_left", "uV", 4000, uv)])
     with pyedflib.EdfReader(str(path)) as reader:
         stored = reader.readSignal(0)  # what the file holds, after EDF's 16-bit quantisation

@@ -1,8 +1,6 @@
 """Emulated devices' encoders: the exact bytes of the published vectors, and encode → decoder round trips.
 
-The shared vectors are read from ``../shared/test-vectors`` (never copied here); without them those tests skip
-on a developer's machine and fail under ``CI=true``. The gyroscope vectors are the repository's own
-(``tests/data/vectors``).
+The vectors are the repository's (``tests/data/vectors``, each with its source).
 """
 
 from __future__ import annotations
@@ -28,25 +26,12 @@ from collector.emulate.devices import open as eopen
 from collector.emulate.devices import polar as epolar
 from collector.emulate.devices import thingy52 as ething
 from collector.frames import Unit
-from tests.harness import unavailable
 
-VECTOR_DIR = Path(__file__).resolve().parents[2] / "shared" / "test-vectors"
-REPO_VECTOR_DIR = Path(__file__).resolve().parent / "data" / "vectors"
-
-
-def repo_vector(file: str, name: str) -> dict[str, Any]:
-    doc = json.loads((REPO_VECTOR_DIR / file).read_text(encoding="utf-8"))
-    for v in doc["vectors"]:
-        if v["name"] == name:
-            return v  # type: ignore[no-any-return]
-    raise AssertionError(f"{file} has no vector {name!r}")
+VECTOR_DIR = Path(__file__).resolve().parent / "data" / "vectors"
 
 
 def vectors(name: str) -> dict[str, Any]:
-    path = VECTOR_DIR / name
-    if not path.exists():
-        unavailable(f"shared test vectors not found at {path}")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return json.loads((VECTOR_DIR / name).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def vector(file: str, name: str, group: str = "vectors") -> dict[str, Any]:
@@ -324,7 +309,7 @@ def test_movesense_command_results_parse() -> None:
 
 
 def test_polar_gyro_encoder_reproduces_the_sdk_frame() -> None:
-    v = repo_vector("polar_pmd_gyro.json", "gyro_compressed_type0")
+    v = vector("polar_pmd_gyro.json", "gyro_compressed_type0")
     data = bytes.fromhex(v["hex"])
     frame = polar.parse_gyro_frame(data)
     built = epolar.encode_acc_frame(
@@ -386,7 +371,7 @@ def test_metawear_round_trip_saturates_at_the_range(values: Any, range_g: int) -
 
 @pytest.mark.parametrize("name", ["gyro_bmi160_data_500dps", "gyro_bmi160_packed_1000dps"])
 def test_metawear_gyro_encoder_reproduces_the_vectors(name: str) -> None:
-    v = repo_vector("metawear_gyro.json", name)
+    v = vector("metawear_gyro.json", name)
     counts = np.array(v["derived"]["raw_counts"], dtype=np.float64)
     range_dps = v["params"]["gyro_range_dps"]
     register = emeta.GYRO_DATA if len(counts) == 1 else emeta.GYRO_PACKED

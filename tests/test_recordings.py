@@ -1,7 +1,7 @@
 """Recording readers: channel inference, EDF+/BDF+ and CSV streaming, malformed files.
 
-Files are written here with pyedflib from the real recordings in ../shared/data (see its README), plus
-synthetic twitches where a test needs known events. The helpers below are shared with test_detect_cli.py.
+Files are written here with pyedflib from the real recordings in tests/data/recordings (see its README),
+plus synthetic twitches where a test needs known events. The helpers below are shared with test_detect_cli.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pyedflib
 import pytest
+import scipy.signal as sps
 
 from collector.recordings import (
     STANDARD_GRAVITY,
@@ -33,9 +34,10 @@ from collector.recordings.formats.edf import EdfReader, check_edf_header
 from collector.recordings.formats.session import SessionReader
 from collector.topics import TopicError
 from processing.recordings import DetectionRun, Plan, plan_detection
+from tests.datafiles import RECORDINGS
 
 FloatArray = npt.NDArray[np.float64]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = RECORDINGS
 
 
 # ---- real data and files made from it ----------------------------------------------------------------
@@ -59,11 +61,10 @@ def biosppy_acc_g() -> FloatArray:
     return np.loadtxt(DATA / "biosppy_examples" / "acc.txt", comments="#")
 
 
-@functools.cache
-def physionet_uv(record: str = "emg_healthy") -> FloatArray:
-    """PhysioNet emgdb needle EMG, 4 kHz: WFDB format 16 (little-endian int16), gain 10000 per mV,
-    baseline 0 (from the .hea) — so µV = counts / 10."""
-    return np.fromfile(DATA / "physionet_emgdb" / f"{record}.dat", dtype="<i2") / 10.0
+def emg_4khz_uv(seconds: int) -> FloatArray:
+    """The BioSPPy surface EMG (its offset removed) resampled to 4 kHz: real, at a needle EMG's rate."""
+    x = biosppy_emg_uv()[: seconds * 1000]
+    return np.asarray(sps.resample_poly(x - x.mean(), 4, 1), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -297,10 +298,9 @@ def test_edf_plus_mixed_rates_round_trip(tmp_path: Path) -> None:
     assert np.linalg.norm(acc_g, axis=1).mean() == pytest.approx(1.0, abs=0.05)  # gravity reads 1 g
 
 
-def test_bdf_plus_real_needle_emg_at_4khz(tmp_path: Path) -> None:
-    x = physionet_uv()
-    x = x[: x.size // 4000 * 4000]
-    path = write_edf(tmp_path / "needle.bdf", [Sig("EMG tib_ant", "uV", 4000, x)], bdf=True)
+def test_bdf_plus_real_emg_at_4khz(tmp_path: Path) -> None:
+    x = emg_4khz_uv(12)
+    path = write_edf(tmp_path / "emg4k.bdf", [Sig("EMG tib_ant", "uV", 4000, x)], bdf=True)
     with open_recording(path) as reader:
         assert reader.recording.format == "BDF+"
         got = read_all(reader)

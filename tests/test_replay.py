@@ -7,9 +7,9 @@
   none — the replayed frames are the recorded ones, bit for bit with the same sequence numbers and timestamps,
   and the detector does not depend on chunking, so every event (muscle, kind, start, end, amplitude,
   confidence) is equal. Only ``source`` (``replay``) and ``session_id`` differ.
-* Real recordings (../shared/data, see its README) converted here to EDF+ / BDF+, replayed into a SQLite
-  store: the events are those ``twitchwatch detect`` finds in the same file (kinds equal, start times equal to
-  the microsecond ``detect`` rounds to).
+* Real recordings (tests/data/recordings, see its README) converted here to EDF+ / BDF+, replayed into a
+  SQLite store: the events are those ``twitchwatch detect`` finds in the same file (kinds equal, start times
+  equal to the microsecond ``detect`` rounds to).
 """
 
 from __future__ import annotations

@@ -369,6 +369,60 @@ def test_muscles_from_events_and_rates(store: EventStore) -> None:
     assert store.muscles("nobody") == []
 
 
+def test_users_with_anything_stored(store: EventStore) -> None:
+    assert store.users() == []
+    store.write_events([event(T0, user="bob"), event(T0 + 1, user="")])
+    store.write_rates([rate(T0, user="alice")])
+    store.add_journal_entry(JournalEntry("carol", T0, Factor.CAFFEINE, entry_id="j1"))
+    store.replace_flags(FlagSet("dave", T0, "test", ()))
+    assert store.users() == ["", "alice", "bob", "carol", "dave"]
+
+
+def test_spans_of_events_and_rates(store: EventStore) -> None:
+    assert store.event_span(EventQuery()) is None
+    assert store.rate_span(EventQuery()) is None
+    store.write_events(
+        [
+            event(T0 + 5, "calf"),
+            event(T0 - HOUR, "arm", kind=EventKind.ARTIFACT),
+            event(T0 + 2 * HOUR, "calf", user="bob"),
+        ]
+    )
+    store.write_rates([rate(T0 + 3 * MINUTE), rate(T0 - 7 * MINUTE, "neck"), rate(T0, user="bob")])
+    assert store.event_span(EventQuery()) == (T0 - HOUR, T0 + 2 * HOUR)
+    assert store.event_span(EventQuery(user="alice", limit=1)) == (T0 - HOUR, T0 + 5)
+    assert store.event_span(EventQuery(kinds=(EventKind.FASCICULATION,), user="alice")) == (T0 + 5, T0 + 5)
+    assert store.event_span(EventQuery(since_ns=T0 + 6, until_ns=T0 + HOUR)) is None
+    assert store.rate_span(EventQuery(user="alice")) == (T0 - 7 * MINUTE, T0 + 3 * MINUTE)
+    assert store.rate_span(EventQuery(muscle="neck", kinds=(EventKind.ARTIFACT,))) == (
+        T0 - 7 * MINUTE,
+        T0 - 7 * MINUTE,
+    )
+    assert store.rate_span(EventQuery(since_ns=T0 + 4 * MINUTE)) is None
+
+
+def test_check_writable_refuses_what_the_store_cannot_hold_and_writes_nothing(store: EventStore) -> None:
+    good = [event(T0), event(T0 + 1, "arm")]
+    entry = JournalEntry("alice", T0, Factor.FELT, muscle="calf_left", entry_id="f1")
+    flags = FlagSet("alice", T0, "test", (_flag(FlagKind.PERSISTENT, "calf_left", T0),))
+    store.check_writable(good, [rate(T0)], [entry], [flags])
+    with pytest.raises(StoreError, match="64-bit"):
+        store.check_writable([*good, replace(good[0], channel=2**63)])
+    with pytest.raises(StoreError, match="64-bit"):
+        store.check_writable(rates=[rate(T0, twitches=-(2**63) - 1)])
+    assert store.users() == []  # checking wrote nothing
+    assert store.events(EventQuery()) == []
+
+
+@pytest.mark.influx
+def test_influx_check_writable_refuses_a_tag_line_protocol_cannot_carry(influx_store: InfluxStore) -> None:
+    with pytest.raises(StoreError, match="control character"):
+        influx_store.check_writable([event(T0), event(T0 + 1, "calf\x01left")])
+    with pytest.raises(StoreError, match="backslash"):
+        influx_store.check_writable(journal=[JournalEntry("alice\\", T0, Factor.SLEEP, entry_id="j1")])
+    assert influx_store.users() == []
+
+
 # --- arbitrary strings against the real server ------------------------------------------------------
 
 # Line protocol's and InfluxQL's special characters and escape-like pairs, often; any printable text too.

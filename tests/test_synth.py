@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +21,12 @@ from collector.synth import (
     inject,
     noise_level,
 )
+from tests.datafiles import RECORDINGS
 
 QUIET = Physiology(fasciculation=0, myoclonic_jerk=0, sustained=0, artifact=0)
 ONLY_FASC = Physiology(fasciculation=30, myoclonic_jerk=0, sustained=0, artifact=0)
 EVERYTHING = Physiology(fasciculation=20, myoclonic_jerk=4, sustained=2, artifact=4)
-BIOSPPY = Path("/work/shared/data/biosppy_examples/emg.txt")
+BIOSPPY = RECORDINGS / "biosppy_examples" / "emg.txt"
 
 
 def test_deterministic_by_seed() -> None:

@@ -36,7 +36,7 @@ from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detec
 from processing.segments import segment_of
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
 from processing.worker import FlagTask, HaDiscovery, Worker
-from twitchwatch import person_cli
+from twitchwatch import data_cli, person_cli
 from twitchwatch.config import (
     ConfigError,
     DeviceMap,
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_replay(sub)
     person_cli.add_parsers(sub)
+    data_cli.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )
@@ -209,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": cmd_export,
         "replay": cmd_replay,
         **person_cli.HANDLERS,
+        **data_cli.HANDLERS,
     }
     try:
         return handlers[args.command](args)

@@ -103,6 +103,32 @@ class EventStore(abc.ABC):
     def muscles(self, user: str | None = None) -> list[str]:
         """Every muscle with at least one stored event or rate, sorted."""
 
+    @abc.abstractmethod
+    def users(self) -> list[str]:
+        """Every user with anything stored (an event, a minute rate, a journal entry or flags), sorted."""
+
+    @abc.abstractmethod
+    def event_span(self, query: EventQuery) -> tuple[int, int] | None:
+        """The first and last ``start_ns`` of the events ``query`` matches (its ``limit`` ignored); None
+        when it matches none. Lets a reader of a long history go through it in windows."""
+
+    @abc.abstractmethod
+    def rate_span(self, query: EventQuery) -> tuple[int, int] | None:
+        """The first and last ``minute_ns`` of the minute rates ``query`` matches (``kinds`` and ``limit``
+        ignored); None when it matches none."""
+
+    @abc.abstractmethod
+    def check_writable(
+        self,
+        events: Sequence[TwitchEvent] = (),
+        rates: Sequence[MinuteRate] = (),
+        journal: Sequence[JournalEntry] = (),
+        flag_sets: Sequence[FlagSet] = (),
+    ) -> None:
+        """Raise ``StoreError`` for the first of these values this store could not hold (a number out of its
+        range, a name its protocol cannot carry), without writing or sending anything: a caller that must
+        not leave a write half done (``twitchwatch data import``) checks everything first."""
+
     # -- journal ------------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -680,18 +680,27 @@ class InfluxStore(EventStore):
 
         return [_rate(row) for row in self._fetch(build, query)]
 
-    def _data_span(self, where: str) -> tuple[int, int] | None:
-        """First and last matching timestamps. Bounding GROUP BY time() by the data, not by the
-        query's open-ended range, keeps servers with max-select-buckets set from refusing it."""
+    def _data_span(
+        self, where: str, measurement: str = EVENTS, column: str = "amplitude"
+    ) -> tuple[int, int] | None:
+        """First and last matching timestamps (``column``: a field every point has). Bounding GROUP BY
+        time() by the data, not by the query's open-ended range, keeps servers with max-select-buckets set
+        from refusing it."""
         ends: list[int] = []
         for direction in ("ASC", "DESC"):
             rows = _rows(
-                self._query(_select(("amplitude",), EVENTS, where, f" ORDER BY time {direction} LIMIT 1"))
+                self._query(_select((column,), measurement, where, f" ORDER BY time {direction} LIMIT 1"))
             )
             if not rows:
                 return None
             ends.append(_int(rows[0], "time"))
         return ends[0], ends[1]
+
+    def event_span(self, query: EventQuery) -> tuple[int, int] | None:
+        return self._data_span(where_clause(query, query.kinds))
+
+    def rate_span(self, query: EventQuery) -> tuple[int, int] | None:
+        return self._data_span(where_clause(query, None), RATES, "twitches")
 
     def hourly_twitch_counts(self, query: EventQuery, offset_ns: int = 0) -> list[HourCount]:
         # InfluxQL's GROUP BY time(interval, offset) shifts the buckets; a whole-hour zone sends none.
@@ -724,6 +733,42 @@ class InfluxStore(EventStore):
             statement = f'SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = "muscle" WHERE {where}'
             found.update(_text(row, "value") for row in _rows(self._query(statement)))
         return sorted(found)
+
+    def users(self) -> list[str]:
+        where = _time_range(MIN_TIME_NS, None)
+        found: set[str] = set()
+        for measurement, column in (
+            (EVENTS, "amplitude"),
+            (RATES, "twitches"),
+            (JOURNAL, "factor"),
+            (FLAG_SETS, "document"),
+        ):
+            statement = f'SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = "user" WHERE {where}'
+            found.update(_text(row, "value") for row in _rows(self._query(statement)))
+            # The empty user is stored as a point without the tag (``_tag_set``), which the tag index
+            # does not list.
+            if "" not in found and _rows(
+                self._query(_select((column,), measurement, f"{where} AND \"user\" = ''", " LIMIT 1"))
+            ):
+                found.add("")
+        return sorted(found)
+
+    def check_writable(
+        self,
+        events: Sequence[TwitchEvent] = (),
+        rates: Sequence[MinuteRate] = (),
+        journal: Sequence[JournalEntry] = (),
+        flag_sets: Sequence[FlagSet] = (),
+    ) -> None:
+        # Encoding is where everything InfluxDB cannot hold is refused; nothing is sent.
+        for e in events:
+            event_line(e, self.dialect)
+        for r in rates:
+            rate_line(r, self.dialect)
+        for j in journal:
+            journal_line(j, self.dialect)
+        for f in flag_sets:
+            flag_set_line(f, self.dialect)
 
     # -- journal and flags ----------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS rates (
 CREATE INDEX IF NOT EXISTS rates_by_time ON rates (minute_ns);
 """
 _SCHEMA_VERSION = 3
+_INT64 = (-(2**63), 2**63 - 1)
 _EVENT_COLUMNS = (
     "user, muscle, device, stream, channel, kind, start_ns, end_ns, amplitude, unit, confidence, "
     "source, session_id, dominant_hz, reason"
@@ -233,6 +234,46 @@ class SQLiteStore(EventStore):
             params * 2,
         )
         return [r[0] for r in rows]
+
+    def users(self) -> list[str]:
+        rows = self._run(
+            "SELECT user FROM events UNION SELECT user FROM rates UNION SELECT user FROM journal "
+            "UNION SELECT user FROM flag_sets ORDER BY user"
+        )
+        return [r[0] for r in rows]
+
+    def _span(self, table: str, time_col: str, query: EventQuery, kinds: bool) -> tuple[int, int] | None:
+        where, params = self._where(query, time_col, kinds=kinds)
+        ((first, last),) = self._run(
+            f"SELECT MIN({time_col}), MAX({time_col}) FROM {table} WHERE {where}", params
+        )
+        return None if first is None else (first, last)
+
+    def event_span(self, query: EventQuery) -> tuple[int, int] | None:
+        return self._span("events", "start_ns", query, kinds=True)
+
+    def rate_span(self, query: EventQuery) -> tuple[int, int] | None:
+        return self._span("rates", "minute_ns", query, kinds=False)
+
+    def check_writable(
+        self,
+        events: Sequence[TwitchEvent] = (),
+        rates: Sequence[MinuteRate] = (),
+        journal: Sequence[JournalEntry] = (),
+        flag_sets: Sequence[FlagSet] = (),
+    ) -> None:
+        # SQLite holds any text and any double; only its INTEGER is bounded (sqlite3 raises OverflowError,
+        # not an sqlite3.Error, for a Python int beyond it).
+        checks = [
+            *((f"event {e.muscle!r} at {e.start_ns}", (e.start_ns, e.end_ns, e.channel)) for e in events),
+            *((f"minute rate {r.muscle!r} at {r.minute_ns}", (r.minute_ns, r.twitches)) for r in rates),
+            *((f"journal entry {j.entry_id}", (j.time_ns,)) for j in journal),
+            *((f"flags of {f.user!r}", (f.computed_at_ns,)) for f in flag_sets),
+        ]
+        for what, numbers in checks:
+            for n in numbers:
+                if not _INT64[0] <= n <= _INT64[1]:
+                    raise StoreError(f"SQLite cannot store {what}: {n} does not fit a 64-bit integer")
 
     def add_journal_entry(self, entry: JournalEntry) -> None:
         self._write(
