@@ -1,11 +1,11 @@
 """``twitchwatch record``: raw frames and retained statuses from MQTT → a session file.
 
 The recorder subscribes at QoS 1 to ``twitchwatch/<user>/<device>/raw/+`` and ``…/status`` (every device, or
-the ones named) and hands each message to a :class:`~collector.session.SessionWriter`, which stores the frames
-exactly as they arrived. Malformed frames, statuses and topics are counted, logged (rate-limited) and skipped:
-nothing malformed reaches the file. The writer is flushed every ``flush_interval`` seconds, so a crash loses
-at most that much; a stop (``stop`` event, ``duration``, or every streaming device gone offline) leaves a
-closed, complete file.
+the ones named) and hands each message to a :class:`~collector.recordings.formats.session.SessionWriter`,
+which stores the frames exactly as they arrived. Malformed frames, statuses and topics are counted, logged
+(rate-limited) and skipped: nothing malformed reaches the file. The writer is flushed every
+``flush_interval`` seconds, so a crash loses at most that much; a stop (``stop`` event, ``duration``, or every
+streaming device gone offline) leaves a closed, complete file.
 
 Ground truth from ``twitchwatch simulate --truth`` (JSON lines) becomes annotations through
 :func:`read_truth`; user markers come through :meth:`Recorder.marker`.
@@ -29,7 +29,8 @@ import aiomqtt
 from collector.frames import FrameError, decode
 from collector.mqtt import MqttTarget
 from collector.ratelog import RateLimitedLog
-from collector.session import Annotation, SessionWriter
+from collector.recordings import Annotation
+from collector.recordings.formats.session import SessionWriter
 from collector.status import DeviceStatus, StatusError
 from collector.topics import ROOT, Topic, TopicError, check_segment
 

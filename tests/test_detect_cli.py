@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
+from collector.recordings import STANDARD_GRAVITY
 from collector.synth import MuscleSegment, quantise, spec_for
 from processing.events import EventKind
-from processing.recordings import STANDARD_GRAVITY
 from processing.rest import GateParams
 from tests.test_motion import add_turn, rest
 from tests.test_recordings import (

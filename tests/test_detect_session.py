@@ -11,16 +11,12 @@ import numpy as np
 import pytest
 
 from collector.frames import Frame, SampleType, Unit
-from collector.session import Session, SessionWriter, export_edf
+from collector.recordings import RecordingError, open_recording
+from collector.recordings.formats.edf import export_edf
+from collector.recordings.formats.session import Session, SessionWriter
 from collector.status import DeviceStatus, StreamInfo
 from collector.synth import Physiology, TruthEvent, generate
-from processing.recordings import (
-    DetectionRun,
-    RecordingError,
-    RecordingEvent,
-    open_recording,
-    plan_detection,
-)
+from processing.recordings import DetectionRun, RecordingEvent, plan_detection
 from twitchwatch.cli import main
 
 T0 = 1_780_000_000_000_000_000

@@ -27,8 +27,8 @@ from collector.emulate.source import (
     SampleSource,
     SynthSource,
 )
+from collector.recordings.playback import open_source
 from tests.test_recordings import Sig, write_edf
-from twitchwatch.replay_sources import open_source
 
 FloatArray = npt.NDArray[np.float64]
 T0 = 1_700_000_000_000_000_000

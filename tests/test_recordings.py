@@ -19,24 +19,21 @@ import pyedflib
 import pytest
 import scipy.signal as sps
 
-from collector.topics import TopicError
-from processing.recordings import (
+from collector.recordings import (
     STANDARD_GRAVITY,
     Channel,
-    CsvReader,
-    DetectionRun,
-    EdfReader,
-    Plan,
     Recording,
     RecordingError,
     RecordingReader,
-    SessionReader,
-    check_edf_header,
     infer_channel,
     open_recording,
-    plan_detection,
     sanitise,
 )
+from collector.recordings.formats.csv import CsvReader
+from collector.recordings.formats.edf import EdfReader, check_edf_header
+from collector.recordings.formats.session import SessionReader
+from collector.topics import TopicError
+from processing.recordings import DetectionRun, Plan, plan_detection
 from tests.datafiles import RECORDINGS
 
 FloatArray = npt.NDArray[np.float64]

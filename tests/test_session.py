@@ -17,19 +17,18 @@ import pyedflib
 import pytest
 
 from collector.frames import Frame, SampleType, Unit
-from collector.session import (
+from collector.recordings import Annotation, open_recording
+from collector.recordings.formats.edf import edf_start_ns, export_edf
+from collector.recordings.formats.session import (
     FORMAT_VERSION,
     TIME_TOLERANCE_NS,
-    Annotation,
     Session,
     SessionError,
     SessionWriter,
-    export_edf,
 )
 from collector.status import DeviceStatus, StreamInfo
-from processing.recordings import open_recording, plan_detection
+from processing.recordings import plan_detection
 from twitchwatch.cli import main
-from twitchwatch.replay_sources import edf_start_ns
 
 T0 = 1_700_000_000_123_456_789  # device time of the first EMG sample (ns since the epoch)
 EMG_PERIOD = 50_000_000  # 50 samples at 1 kHz

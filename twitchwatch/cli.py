@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from collector.publisher import PublishError
+from collector.recordings import MAX_CHUNK_S, open_recording
 from collector.simulate import (
     SimulationError,
     SimulationPlan,
@@ -31,14 +32,7 @@ from collector.simulate import (
 )
 from collector.synth import TruthEvent
 from processing.events import EventKind
-from processing.recordings import (
-    MAX_CHUNK_S,
-    DetectionRun,
-    Plan,
-    RecordingEvent,
-    open_recording,
-    plan_detection,
-)
+from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
 from processing.segments import segment_of
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
 from processing.worker import FlagTask, HaDiscovery, Worker
@@ -416,7 +410,7 @@ def parse_movement(text: str | None) -> Movement:
 def cmd_simulate_ble(args: argparse.Namespace) -> int:
     from collector.emulate.run import BleSimulation, run_ble_simulation
     from collector.emulate.source import RecordingSources
-    from twitchwatch.replay_sources import open_source
+    from collector.recordings.playback import open_source
 
     speed = _positive_float(args.speed, "--speed") if args.speed != "max" else None
     if speed is None:
@@ -594,13 +588,18 @@ DETECT_PROGRESS_MIN_S = 600.0
 def _add_detect(sub: Any) -> None:
     p = sub.add_parser(
         "detect",
-        help="run the twitch detectors over a recording file (EDF/EDF+/BDF+, CSV)",
+        help="run the twitch detectors over a recording file (EDF/EDF+/BDF+, HDF5 session, CSV)",
         description="Stream a recording through the worker's twitch detectors and its rest gate (the file's "
         "streams are one device: its accelerometer and gyroscope movement, and each EMG channel's own "
         "activity, mark twitches found meanwhile as during_movement, with the reason); events on stdout, a "
         f"per-channel summary with the time each muscle could be assessed on stderr. {NOTICE}",
     )
-    p.add_argument("path", type=Path, metavar="PATH", help=".edf, .bdf, .csv, .tsv or .txt")
+    p.add_argument(
+        "path",
+        type=Path,
+        metavar="PATH",
+        help="EDF/BDF(+), a twitchwatch session or CSV/TSV text (told by content, then by extension)",
+    )
     p.add_argument("--json", action="store_true", help="events as JSON lines (default: a table)")
     p.add_argument(
         "--channels",
@@ -616,7 +615,9 @@ def _add_detect(sub: Any) -> None:
         action="store_true",
         help="the detectors alone: no twitch is marked during_movement, no assessable time",
     )
-    p.add_argument("--rate", type=_hz, default=None, help="sample rate in Hz (CSV only, required there)")
+    p.add_argument(
+        "--rate", type=_hz, default=None, help="sample rate in Hz (CSV only; else from its time column)"
+    )
     p.add_argument(
         "--chunk-seconds", type=_chunk_seconds, default=1.0, help="signal per detector call (default 1 s)"
     )
@@ -870,7 +871,7 @@ def _add_record(sub: Any) -> None:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from collector.record import Recorder, RecordError, TruthError, read_truth, select_truth
-    from collector.session import SessionWriter
+    from collector.recordings.formats.session import SessionWriter
 
     settings = load_settings()
     duration = parse_duration(args.duration) if args.duration else None
@@ -960,24 +961,29 @@ def _read_markers(loop: asyncio.AbstractEventLoop, marker: Callable[[str], None]
 def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export",
-        help="convert a recorded session to EDF+ (BDF+ for 24-bit streams) with annotations",
-        description="Write a session as EDF+ — or BDF+ when a stream needs 24 bits — with labels such as "
-        "'EMG calf_left' and 'ACC calf_left X' that 'twitchwatch detect' understands, and ground truth, "
-        "markers and gaps as annotations (docs/sessions.md).",
+        help="convert a recording (a session, EDF/BDF, CSV) to EDF+ or BDF+ with annotations",
+        description="Write a recording as EDF+ or BDF+ with labels such as 'EMG calf_left' and "
+        "'ACC calf_left X' that 'twitchwatch detect' understands, and ground truth, markers and gaps as "
+        "annotations. A session's samples are kept digit for digit (BDF+ when a stream needs 24 bits); any "
+        "other recording is quantised to 24 bits (BDF+) (docs/sessions.md).",
     )
-    p.add_argument("session", type=Path, metavar="SESSION", help="an HDF5 session from 'twitchwatch record'")
+    p.add_argument(
+        "session",
+        type=Path,
+        metavar="PATH",
+        help="a recording: an HDF5 session from 'twitchwatch record', EDF/BDF(+) or CSV",
+    )
     p.add_argument(
         "--edf", type=Path, required=True, metavar="OUT", help="file to write (.edf; .bdf if needed)"
     )
+    p.add_argument("--rate", type=_hz, default=None, help="sample rate in Hz of a CSV without a time column")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from collector.session import Session, export_edf
+    from collector.recordings.formats.edf import export_edf
 
-    with Session(args.session) as session:
-        if not session.complete:
-            print(f"note: {args.session} was not closed cleanly; exporting what it holds", file=sys.stderr)
-        result = export_edf(session, args.edf)
+    with open_recording(args.session, rate=args.rate) as reader:
+        result = export_edf(reader, args.edf)
     print(
         f"{result.path}: {result.filetype}, {len(result.labels)} signal(s) ({', '.join(result.labels)}), "
         f"{result.records} × {result.record_s:g} s records, {result.annotations} annotation(s)",
@@ -991,13 +997,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _add_replay(sub: Any) -> None:
     p = sub.add_parser(
         "replay",
-        help="play an HDF5 session or an EDF+/BDF+ file through a simulated device (events: source=replay)",
+        help="play a recording (session, EDF/BDF, CSV) through a simulated device (events: source=replay)",
         description="Publish a recording's frames as a device would, with a retained status saying "
         "source=replay. Time: --speed max keeps the recording's timestamps; a paced replay shifts them so "
         "the replay starts now (--clock overrides). docs/sessions.md has the details.",
     )
     p.add_argument(
-        "path", type=Path, metavar="PATH", help="HDF5 session, .edf or .bdf (told apart by content)"
+        "path",
+        type=Path,
+        metavar="PATH",
+        help="HDF5 session, EDF/BDF(+) or CSV/TSV (told by content, then by extension)",
     )
     p.add_argument("--speed", default="1", help="1 (real time), N (N× faster) or max")
     p.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
@@ -1009,18 +1018,21 @@ def _add_replay(sub: Any) -> None:
         action="append",
         default=[],
         metavar="CH=MUSCLE",
-        help="muscle for a channel: EDF label or number, DEVICE.STREAM.N / STREAM.N of a session, or the "
-        "channel's current muscle; repeat for several",
+        help="muscle for a channel: a file's channel label or number (as detect shows it), DEVICE.STREAM.N / "
+        "STREAM.N of a session, or the channel's current muscle; repeat for several",
     )
     p.add_argument(
         "--device",
         action="append",
         default=[],
         metavar="NAME",
-        help="EDF: the device name (default edf-<file>); session: replay only this recorded device, or "
-        "OLD=NEW to rename it; repeat for several",
+        help="EDF, CSV: the device name (default edf-<file>, csv-<file>); session: replay only this recorded "
+        "device, or OLD=NEW to rename it; repeat for several",
     )
     p.add_argument("--clock", choices=["recorded", "now"], default=None, help="override the time rule above")
+    p.add_argument(
+        "--rate", type=_hz, default=None, help="sample rate in Hz (CSV only; else from its time column)"
+    )
 
 
 def _start_seconds(text: str) -> float:
@@ -1037,13 +1049,14 @@ def _start_seconds(text: str) -> float:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from collector.recordings.playback import open_source
     from collector.replay import ReplayOptions, run_replay
-    from twitchwatch.replay_sources import open_source
 
     settings = load_settings()
     speed = None if args.speed == "max" else _positive_float(args.speed, "--speed")
     options = ReplayOptions(settings.user, speed, args.loop, args.start, args.clock)
-    source = open_source(args.path, args.device, args.muscle_map)  # before connecting: bad files exit 2
+    # Before connecting: bad files exit 2.
+    source = open_source(args.path, args.device, args.muscle_map, args.rate)
     progress = ProgressLine(f"replay {args.path.name}", enabled=True)
 
     async def go(stop: asyncio.Event) -> int:

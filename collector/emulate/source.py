@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from collector.emulate.motion import MotionTimeline
 from collector.frames import Unit
-from collector.replay import ReplaySource
+from collector.recordings.playback import ReplaySource
 from collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def fit_channels(block: FloatArray, channels: int) -> FloatArray:
 
 
 class RecordingSources:
-    """A ``SourceFactory`` playing one stream of a recording (``collector.replay.ReplaySource``): the
+    """A ``SourceFactory`` playing one stream of a recording (``collector.recordings.playback``): the
     first stream of the requested signal, from its start each time the device starts streaming,
     resampled to the rate the central asked for, its channels fitted to the device's. A gyroscope or
     orientation the recording does not hold is played as a sensor at rest (said once in the log): the

@@ -1,34 +1,59 @@
-"""Recorded sessions: raw frames exactly as they crossed the wire, in one HDF5 file (h5py).
+"""The project's own recordings: raw frames exactly as they crossed the wire, in one HDF5 file (h5py).
 
 ``SessionWriter`` appends frames, retained statuses and annotations in chunks (resizable datasets), so a
 long recording never sits in memory; ``Session`` opens a file read-only, checks it against the layout and
-streams the frames back; ``export_edf`` writes EDF+/BDF+. The layout — and what each attribute means — is in
-docs/sessions.md; ``FORMAT_VERSION`` is the root attribute ``format_version``, bumped by every incompatible
-change.
+streams the frames back. :class:`SessionReader` is the file as a recording (``twitchwatch detect``, export):
+each stream part one block of channels, labelled as the EDF+ export labels them, times from the frames'
+device clocks; its replay (:class:`SessionSource`) is every frame as recorded. The layout — and what each
+attribute means — is in docs/sessions.md; ``FORMAT_VERSION`` is the root attribute ``format_version``,
+bumped by every incompatible change.
 
-Anything wrong with a file raises :class:`SessionError` (a ``ValueError``) naming the file, the HDF5 object
-and the attribute, field or row that is wrong.
+Anything wrong with a file raises :class:`SessionError` (a ``RecordingError``) naming the file, the HDF5
+object and the attribute, field or row that is wrong.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import heapq
+import logging
 import math
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
 from collector.frames import Frame, SampleType, Unit, sequence_gap
-from collector.status import DeviceStatus, StatusError
+from collector.recordings.model import (
+    DEFAULT_CHUNK_S,
+    KINDS,
+    Annotation,
+    Channel,
+    Chunk,
+    Group,
+    Recording,
+    RecordingError,
+    Series,
+    check_chunk_seconds,
+    force_signal,
+    group_channels,
+    infer_channel,
+    kind_of_unit,
+    named,
+    sanitise,
+    stream_kind,
+)
+from collector.recordings.playback import ReplayError, ReplaySource, ReplayStream, select_devices
+from collector.recordings.reader import RecordingReader
+from collector.status import DeviceStatus, StatusError, StreamInfo
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME: Final = "twitchwatch-session"
 FORMAT_VERSION: Final = 1
@@ -71,36 +96,15 @@ ANNOTATION_DTYPE: Final = np.dtype(
         ("data", _STR),
     ]
 )
-Category = Literal["truth", "marker"]
 FrameOutcome = Literal["ok", "duplicate", "gap"]
-_SIGNALS: Final = {Unit.MICROVOLT: "emg", Unit.G: "acc", Unit.DEG_PER_S: "gyro"}
+EDF_LABEL_LEN: Final = 16  # labels fit an EDF header's label field
 
 
-class SessionError(ValueError):
+class SessionError(RecordingError):
     """A session file cannot be written or read as asked; the message names the file and what is wrong."""
 
 
 # ---- values ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Annotation:
-    """Ground truth (``truth``: ``text`` is the event kind) or a user's marker (``marker``: ``text`` is the
-    note).
-    ``data`` is JSON with anything else (truth: amplitude, unit, detail)."""
-
-    onset_ns: int
-    duration_ns: int
-    category: Category
-    text: str
-    muscle: str = ""
-    data: str = ""
-
-    def __post_init__(self) -> None:
-        if self.category not in ("truth", "marker"):
-            raise ValueError(f"annotation category must be 'truth' or 'marker', not {self.category!r}")
-        if self.duration_ns < 0:
-            raise ValueError(f"annotation duration {self.duration_ns} ns is negative")
-
-
 @dataclass(frozen=True)
 class Gap:
     """A discontinuity before frame ``frame`` of a stream part: frames lost (``lost``), device time jumping by
@@ -178,7 +182,8 @@ def _append(ds: h5py.Dataset, rows: npt.NDArray[Any]) -> None:
 
 
 def signal_for(unit: Unit) -> str:
-    return _SIGNALS.get(unit, "")
+    """The signal a wire unit stands for; "" for a unitless stream (device counts, a quaternion)."""
+    return kind_of_unit(unit) or ""
 
 
 class _PartWriter:
@@ -803,124 +808,12 @@ def _h5_reason(exc: OSError) -> str:
     return text[1:-1] if text.startswith("(") and text.endswith(")") else text
 
 
-# ---- EDF+ / BDF+ export ----------------------------------------------------------------------------
-EDF_LABEL_LEN: Final = 16
-EDF_ANNOTATION_BYTES: Final = 40  # edflib keeps at most this many bytes of an annotation's text
-EDF_MAX_ANNOTATION_SIGNALS: Final = 64
-_EDF_BOUNDS: Final = (-32768, 32767)
-_BDF_BOUNDS: Final = (-8388608, 8388607)
-_TYPE_BOUNDS: Final = {SampleType.INT8: (-128, 127), SampleType.INT16: _EDF_BOUNDS}
-_DIMENSIONS: Final = {Unit.MICROVOLT: "uV", Unit.G: "g", Unit.DEG_PER_S: "deg/s", Unit.UNITLESS: ""}
-_TYPE_WORDS: Final = {"emg": "EMG", "acc": "ACC", "gyro": "GYR"}
-_BLOCK_ROWS: Final = 65536
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    path: Path
-    filetype: Literal["EDF+", "BDF+"]
-    labels: tuple[str, ...]
-    records: int
-    record_s: float
-    annotations: int
-    notes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Scaling:
-    """How one stream part's raw samples become EDF digital values, and the header limits that go with
-    them."""
-
-    mode: Literal["exact", "shift", "float"]
-    dmin: int
-    dmax: int
-    pmin: float
-    pmax: float
-    shift: int = 0
-
-    def digital(self, raw: npt.NDArray[np.generic], scale: float) -> npt.NDArray[np.int32]:
-        if self.mode == "exact":
-            return raw.astype(np.int32)
-        if self.mode == "shift":
-            return np.round(raw.astype(np.float64) / 2.0**self.shift).astype(np.int32)
-        gain = (self.pmax - self.pmin) / (self.dmax - self.dmin)
-        values = raw.astype(np.float64) * float(np.float32(scale))
-        d = np.round((values - self.pmin) / gain) + self.dmin
-        return np.clip(d, self.dmin, self.dmax).astype(np.int32)
-
-
-def _edf_value(x: float) -> int | float:
-    """The value as given to the header (integers without ``.0``, as edflib prints them)."""
-    return int(x) if float(x).is_integer() else float(x)
-
-
-def _edf_number(x: float) -> bool:
-    """Whether the header's 8 ASCII characters hold ``x`` exactly."""
-    text = str(_edf_value(x))
-    return len(text) <= 8 and "e" not in text and "n" not in text
-
-
-def _round8(x: float, up: bool) -> float:
-    """``x`` rounded outward to a number the 8-character header field holds."""
-    for decimals in range(7, -1, -1):
-        q = 10.0**decimals
-        y = (math.ceil(x * q) if up else math.floor(x * q)) / q
-        if _edf_number(y):
-            return y
-    raise SessionError(f"physical value {x:g} does not fit the 8 characters of an EDF header field")
-
-
-def _exact_limits(scale: float, lo: int, hi: int, bounds: tuple[int, int]) -> tuple[int, int] | None:
-    """Digital limits (within ``bounds``, around the data's ``lo``..``hi``) whose physical values the header
-    holds exactly, so that physical = digital × scale with no offset and no rounding of the gain."""
-    dmax = next(
-        (d for d in range(bounds[1], max(hi, bounds[1] - 100_000) - 1, -1) if _edf_number(d * scale)), None
-    )
-    dmin = next(
-        (d for d in range(bounds[0], min(lo, bounds[0] + 100_000) + 1) if _edf_number(d * scale)), None
-    )
-    if dmin is None or dmax is None or dmin > lo or dmax < hi or dmin >= dmax:
-        return None
-    return dmin, dmax
-
-
-def _scaling(s: StreamRecord, lo: int | float, hi: int | float, bdf: bool, notes: list[str]) -> _Scaling:
-    file_bounds = _BDF_BOUNDS if bdf else _EDF_BOUNDS
-    scale = float(np.float32(s.scale))
-    if s.sample_type is not SampleType.FLOAT32:
-        bounds = _TYPE_BOUNDS.get(s.sample_type, file_bounds)
-        shift = 0
-        while int(hi) >> shift > file_bounds[1] or int(lo) >> shift < file_bounds[0]:
-            shift += 1
-        d_lo, d_hi, d_scale = int(lo) >> shift, -(-int(hi) >> shift), scale * 2.0**shift
-        if shift:
-            notes.append(f"{s.label}: values need more than 24 bits; stored ÷ 2^{shift} (lossy)")
-            bounds = file_bounds
-        limits = _exact_limits(d_scale, d_lo, d_hi, bounds)
-        if limits is not None:
-            dmin, dmax = limits
-            return _Scaling("shift" if shift else "exact", dmin, dmax, dmin * d_scale, dmax * d_scale, shift)
-        notes.append(
-            f"{s.label}: scale {scale:g} has no exact 8-character physical range; values within half a "
-            "digital step"
-        )
-    else:
-        notes.append(f"{s.label}: float samples quantised to {'24' if bdf else '16'} bits")
-    vmin, vmax = sorted((float(lo) * scale, float(hi) * scale))
-    if vmin == vmax:
-        vmin, vmax = vmin - 1.0, vmax + 1.0
-    return _Scaling("float", file_bounds[0], file_bounds[1], _round8(vmin, up=False), _round8(vmax, up=True))
-
-
-def _truncate_utf8(text: str, limit: int) -> str:
-    data = text.encode("utf-8")[:limit]
-    return data.decode("utf-8", "ignore")
-
-
+# ---- the session as a recording ------------------------------------------------------------------------
 def channel_labels(s: StreamRecord) -> list[str]:
     """``EMG calf_left``, ``ACC calf_left X``: what ``twitchwatch detect`` reads type, muscle and axis
-    from."""
-    word = _TYPE_WORDS.get(s.signal, (s.signal or s.stream).upper()[:3])
+    from (the EDF+ export writes them)."""
+    kind = stream_kind(s.signal)
+    word = KINDS[kind].word if kind is not None else (s.signal or s.stream).upper()[:3]
     axes = "XYZ" if s.signal == "acc" and s.channels <= 3 else None
     out = []
     for i, muscle in enumerate(s.muscles):
@@ -931,188 +824,213 @@ def channel_labels(s: StreamRecord) -> list[str]:
     return out
 
 
-class _Feed:
-    """One stream part laid on the EDF time grid: leading fill, the samples with gap fills, trailing fill —
-    all as digital values, pulled ``take(n)`` rows at a time. Fills repeat the nearest real sample
-    (zero-order hold)."""
-
-    def __init__(self, session: Session, s: StreamRecord, offset: int, fills: list[tuple[int, int]]) -> None:
-        self.session, self.s, self.offset = session, s, offset
-        self.fills = fills  # (sample index the fill goes before, samples of fill), sorted
-        self.length = offset + s.samples + sum(n for _, n in fills)
-        self.scaling: _Scaling | None = None
-        self._parts: list[npt.NDArray[np.int32]] = []
-        self._have = 0
-        self._gen: Iterator[npt.NDArray[np.int32]] | None = None
-
-    def _blocks(self, total: int) -> Iterator[npt.NDArray[np.int32]]:
-        assert self.scaling is not None
-        s, scale = self.s, self.s.scale
-        first = self.scaling.digital(self.session.samples(s, 0, 1), scale)
-        yield np.repeat(first, self.offset, axis=0)
-        last = first
-        pos = 0
-        for at, n in [*self.fills, (s.samples, 0)]:
-            while pos < at:
-                stop = min(at, pos + _BLOCK_ROWS)
-                block = self.scaling.digital(self.session.samples(s, pos, stop), scale)
-                yield block
-                last = block[-1:]
-                pos = stop
-            if n:
-                yield np.repeat(last, n, axis=0)
-        yield np.repeat(last, total - self.length, axis=0)
-
-    def start(self, total: int) -> None:
-        self._gen = self._blocks(total)
-
-    def take(self, n: int) -> npt.NDArray[np.int32]:
-        assert self._gen is not None
-        while self._have < n:
-            block = next(self._gen)
-            self._parts.append(block)
-            self._have += len(block)
-        data = np.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
-        out, rest = data[:n], data[n:]
-        self._parts, self._have = ([rest] if len(rest) else []), len(rest)
-        return out
+_COUNTS_SIGNALS: Final = ("emg", "acc")
+FRAME_SAMPLES: Final = 50  # per frame when a session is written from samples
 
 
-def _data_range(session: Session, s: StreamRecord) -> tuple[float, float]:
-    lo, hi = math.inf, -math.inf
-    for a in range(0, s.samples, _BLOCK_ROWS * 4):
-        block = session.samples(s, a, min(s.samples, a + _BLOCK_ROWS * 4))
-        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
-    return lo, hi
+class SessionReader(RecordingReader):
+    """The project's own HDF5 session files (``twitchwatch record``). Each stream part is its own block of
+    channels, labelled as ``twitchwatch export`` labels it (``EMG calf_left``, ``ACC calf_left X``), so
+    detecting on a session and on its EDF+ export name the same lanes. Times come from the frames' device
+    clocks: an event after a lost frame or a clock jump is reported when it happened, not shifted by the
+    missing span (the detector itself sees the samples back to back, as the worker does live)."""
 
+    EXTENSIONS: ClassVar[tuple[str, ...]] = (".h5", ".hdf5")
+    MAGIC: ClassVar[tuple[bytes, ...]] = (b"\x89HDF\r\n\x1a\n",)
+    NOUN: ClassVar[str] = "a twitchwatch session"
+    DESCRIPTION: ClassVar[str] = "a twitchwatch session (HDF5)"
+    DEVICE_PREFIX: ClassVar[str] = "session"
 
-def export_edf(session: Session, out: Path) -> ExportResult:
-    """Write the session as EDF+ (BDF+ when a stream's samples need 24 bits: int32 or float32 on the wire).
+    def __init__(self, path: Path, rate: float | None = None) -> None:
+        if rate is not None:
+            raise RecordingError(f"{path}: a session carries each stream's rate (--rate is for CSV)")
+        self.session = Session(path)
+        try:
+            self.recording = self._describe(path)
+        except BaseException:
+            self.session.close()
+            raise
 
-    Every stream part is one signal per channel on a common time grid starting at the earliest sample. Where a
-    stream has no data — before its first frame, after its last, lost frames, a forward jump of its clock —
-    the signal holds the nearest real value and a ``BAD_gap`` / ``BAD_no_data`` annotation marks the span.
-    Ground truth and markers become annotations too. An ``.edf``/``.bdf`` name gets the extension of the type
-    written.
-    """
-    import pyedflib  # the EDF C library loads only for export
-    from pyedflib._extensions import _pyedflib as edflib  # pyedflib's own subsecond start is off by 10×
-
-    if not session.streams:
-        raise SessionError(f"{session.path}: no frames to export")
-    bdf = any(s.sample_type in (SampleType.INT32, SampleType.FLOAT32) for s in session.streams)
-    if out.suffix.lower() in (".edf", ".bdf"):
-        out = out.with_suffix(".bdf" if bdf else ".edf")
-    notes: list[str] = []
-    # EDF+ start: whole seconds in the header, the subsecond in the first record's time stamp. On a 0.1 ms
-    # boundary, because edflib writes annotation onsets to 0.1 ms after adding the subsecond (truncating).
-    start_ns = session.start_ns // 100_000 * 100_000
-    feeds: list[_Feed] = []
-    headers: list[dict[str, Any]] = []
-    marks: list[tuple[int, int, str]] = []  # (onset ns, duration ns, text)
-    for s in session.streams:
-        labels = channel_labels(s)
-        name = labels[0].removesuffix(" X") if s.signal == "acc" else labels[0]
-        offset = round((s.first_t0_ns - start_ns) * s.sample_rate / 1e9)
-        fills: list[tuple[int, int]] = []
-        filled = 0
-        for g in session.gaps(s):
-            at = int(session.frame_table(s, g.frame, g.frame + 1)[0]["first_sample"])
-            onset = start_ns + round((offset + at + filled) * 1e9 / s.sample_rate)
-            n = round(g.time_gap_ns * s.sample_rate / 1e9)
-            if n > 0:
-                fills.append((at, n))
-                filled += n
-                marks.append((onset, round(n * 1e9 / s.sample_rate), f"BAD_gap {name}"))
-            else:
-                marks.append((onset, 0, f"{'clock_back' if g.time_gap_ns < 0 else g.kind} {name}"))
-        feed = _Feed(session, s, offset, fills)
-        lo, hi = _data_range(session, s)
-        feed.scaling = sc = _scaling(s, lo, hi, bdf, notes)
-        feeds.append(feed)
-        if offset:
-            marks.append((start_ns, round(offset * 1e9 / s.sample_rate), f"BAD_no_data {name}"))
-        for i, label in enumerate(labels):
-            headers.append(
-                {
-                    "label": label,
-                    "dimension": _DIMENSIONS[s.unit],
-                    "sample_frequency": s.sample_rate,
-                    "physical_min": _edf_value(sc.pmin),
-                    "physical_max": _edf_value(sc.pmax),
-                    "digital_min": sc.dmin,
-                    "digital_max": sc.dmax,
-                    "transducer": f"{s.label} ch{i} {s.muscles[i]}"[:80],
-                    "prefilter": "",
-                }
-            )
-    for a in session.annotations():
-        text = f"truth {a.text} {a.muscle}".rstrip() if a.category == "truth" else f"marker {a.text}"
-        marks.append((a.onset_ns, a.duration_ns, text))
-    if len({h["label"] for h in headers}) < len(headers):
-        notes.append("repeated labels: two stream parts carry the same channel")
-    filetype = pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS
-    try:
-        writer = pyedflib.EdfWriter(str(out), len(headers), filetype)
-    except OSError as exc:
-        raise SessionError(f"{out}: cannot create: {exc}") from None
-    try:
-        writer.setSignalHeaders(headers)
-        first_signal = np.cumsum([0] + [f.s.channels for f in feeds])
-        spr = [writer.get_smp_per_record(int(first_signal[k])) for k in range(len(feeds))]
-        record_s = float(writer.record_duration)
-        records = max(math.ceil(f.length / n) for f, n in zip(feeds, spr, strict=True))
-        end_ns = start_ns + round(records * record_s * 1e9)
-        for f, n in zip(feeds, spr, strict=True):
-            if records * n > f.length:
-                tail = start_ns + round(f.length * 1e9 / f.s.sample_rate)
-                name = (
-                    channel_labels(f.s)[0].removesuffix(" X")
-                    if f.s.signal == "acc"
-                    else channel_labels(f.s)[0]
+    def _describe(self, path: Path) -> Recording:
+        s = self.session
+        channels: list[Channel] = []
+        self._parts: dict[int, StreamRecord] = {}
+        self._frame_times: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        notes: list[str] = []
+        for part in s.streams:
+            for label in channel_labels(part):
+                index = len(channels)
+                self._parts[index] = part
+                channels.append(self._channel(index, label, part))
+            gaps = s.gaps(part)
+            lost = sum(g.missing_frames for g in gaps)
+            jumps = sum(1 for g in gaps if g.kind != "lost")
+            if lost or jumps:
+                notes.append(
+                    f"{part.label}: {lost} frame(s) lost, {jumps} clock jump(s) or restart(s); "
+                    "event times follow the device clock across them"
                 )
-                marks.append((tail, end_ns - tail, f"BAD_no_data {name}"))
-            f.start(records * n)
-        kept = sorted(m for m in marks if start_ns <= m[0] < end_ns)
-        if len(kept) < len(marks):
-            notes.append(f"{len(marks) - len(kept)} annotation(s) outside the recorded time left out")
-        capacity = EDF_MAX_ANNOTATION_SIGNALS * records
-        if len(kept) > capacity:
-            notes.append(
-                f"{len(kept) - capacity} annotation(s) beyond EDF+'s {capacity} for this length left out"
-            )
-            kept = kept[:capacity]
-        writer.set_number_of_annotation_signals(
-            max(1, min(EDF_MAX_ANNOTATION_SIGNALS, -(-len(kept) // records)))
+        return Recording(
+            path,
+            "twitchwatch session",
+            tuple(channels),
+            s.duration_s,
+            tuple(notes),
+            self._seconds,
+            s.start_ns if s.streams else None,
+            tuple(s.annotations()),
         )
-        writer.setEquipment("twitchwatch")
-        writer.setRecordingAdditional(
-            re.sub(r"[^A-Za-z0-9_.-]", "_", session.path.stem)[:40]
-        )  # ASCII, no spaces
-        writer.setStartdatetime(
-            dt.datetime.fromtimestamp(start_ns // 1_000_000_000)
-        )  # local time, as EDF+ wants
-        # Last, after every header call (each rewrites the start): pyedflib's own subsecond is off by 10×.
-        edflib.set_starttime_subsecond(writer.handle, start_ns % 1_000_000_000 // 100)
-        for _ in range(records):
-            block = np.concatenate([f.take(n).T.reshape(-1) for f, n in zip(feeds, spr, strict=True)])
-            if writer.blockWriteDigitalSamples(np.ascontiguousarray(block, dtype=np.int32)) < 0:
-                raise SessionError(f"{out}: edflib refused a data record")
-        for onset, duration, text in kept:
-            writer.writeAnnotation(
-                (onset - start_ns) / 1e9, duration / 1e9 if duration else -1, _truncate_utf8(text, 40)
+
+    @staticmethod
+    def _channel(index: int, label: str, part: StreamRecord) -> Channel:
+        rate = part.sample_rate
+        if kind_of_unit(part.unit) is not None:
+            ch = infer_channel(index, label, part.unit.symbol, rate)
+        elif part.unit is Unit.UNITLESS and part.signal == "orientation":
+            ch = replace(infer_channel(index, label, "", rate), signal="orientation")
+            ch = named(replace(ch, note=f"{part.label}: orientation, values taken as a unit quaternion"))
+        elif part.unit is Unit.UNITLESS and (kind := stream_kind(part.signal)) in _COUNTS_SIGNALS:
+            # Myo-class EMG arrives in device units: the detector's thresholds are relative to the
+            # noise floor it learns, so it runs; absolute limits (artifacts) do not apply as designed.
+            assert kind is not None
+            ch = force_signal(infer_channel(index, label, "", rate), kind, named_by_user=True)
+            ch = replace(ch, note=f"{part.label}: no physical unit (device counts): values used as they are")
+        else:
+            ch = replace(
+                infer_channel(index, label, part.unit.symbol, rate),
+                signal=None,
+                note=f"{part.label}: a {part.signal or part.unit.symbol} stream, not EMG, acceleration, "
+                "angular rate or orientation",
             )
-    except BaseException:
-        writer.close()
-        out.unlink(missing_ok=True)
-        raise
-    writer.close()
-    return ExportResult(
-        out,
-        "BDF+" if bdf else "EDF+",
-        tuple(h["label"] for h in headers),
-        records,
-        record_s,
-        len(kept),
-        tuple(notes),
-    )
+        return replace(ch, block=part.path)
+
+    def _seconds(self, group: Group, samples: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        part = self._parts[group.channels[0].index]
+        first, t0 = self._frames_of(part)
+        k = np.clip(np.searchsorted(first, samples, side="right") - 1, 0, len(first) - 1)
+        offset_ns = (samples - first[k]) * (1e9 / part.sample_rate)
+        return ((t0[k] - self.session.start_ns) + offset_ns) / 1e9
+
+    def _frames_of(self, part: StreamRecord) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Each frame's first sample and device time, read once per part (16 bytes a frame) rather than
+        on every chunk that releases events."""
+        cached = self._frame_times.get(part.path)
+        if cached is None:
+            frames = self.session.frame_table(part)
+            cached = (frames["first_sample"].astype(np.int64), frames["t0_ns"].astype(np.int64))
+            self._frame_times[part.path] = cached
+        return cached
+
+    def chunks(self, groups: Sequence[Group], chunk_seconds: float = DEFAULT_CHUNK_S) -> Iterator[Chunk]:
+        check_chunk_seconds(chunk_seconds)
+        sizes = [g.chunk_samples(chunk_seconds) for g in groups]
+        parts = [self._parts[g.channels[0].index] for g in groups]
+        columns = [self._columns(g) for g in groups]
+        step = 0
+        while any(step * n < part.samples for n, part in zip(sizes, parts, strict=True)):
+            for gi, group in enumerate(groups):
+                start = step * sizes[gi]
+                stop = min(start + sizes[gi], parts[gi].samples)
+                if stop <= start:
+                    continue
+                raw = self.session.samples(parts[gi], start, stop)
+                data = raw[:, columns[gi]].astype(np.float64) * float(np.float32(parts[gi].scale))
+                data *= np.array([c.scale for c in group.channels])
+                yield Chunk(gi, start, data, group.rate)
+            step += 1
+
+    def _columns(self, group: Group) -> list[int]:
+        """Each channel's column in its part's sample table (channels were numbered part by part)."""
+        part = self._parts[group.channels[0].index]
+        first = min(i for i, p in self._parts.items() if p is part)
+        return [c.index - first for c in group.channels]
+
+    def replay_source(self, devices: Sequence[str]) -> SessionSource:
+        return SessionSource(self.session, devices)
+
+    @classmethod
+    def write(
+        cls, path: Path, series: Sequence[Series], start_ns: int, annotations: Sequence[Annotation] = ()
+    ) -> Path:
+        """One device (named after the file) with a stream per sensor — each EMG channel, each
+        accelerometer with its axes — in float32 frames of ``FRAME_SAMPLES``, its muscles in the status."""
+        device = sanitise(path.stem)
+        channels = [
+            # Each EMG channel its own stream, so its label reads back as written ("EMG calf_left").
+            replace(
+                infer_channel(i, s.label, KINDS[s.kind].dimension, s.rate), block=s.label * (s.kind == "emg")
+            )
+            for i, s in enumerate(series)
+        ]
+        groups = group_channels(channels)
+        names: list[str] = []
+        for g in groups:
+            n = sum(1 for other in names if other.rstrip("0123456789") == g.signal)
+            names.append(g.signal + (str(n + 1) if n else ""))
+        infos = {
+            name: StreamInfo(k, g.signal, g.rate, tuple(c.muscle for c in g.channels))
+            for k, (name, g) in enumerate(zip(names, groups, strict=True))
+        }
+        with SessionWriter(path, note="written from samples") as w:
+            w.add_status(device, DeviceStatus("online", "recording", "live", "", None, infos))
+            for k, (name, g) in enumerate(zip(names, groups, strict=True)):
+                values = np.stack([series[c.index].values for c in g.channels], axis=1)
+                for seq, at in enumerate(range(0, len(values), FRAME_SAMPLES)):
+                    raw = np.ascontiguousarray(values[at : at + FRAME_SAMPLES], dtype=np.float32)
+                    t0 = start_ns + round(at * 1e9 / g.rate)
+                    unit = KINDS[g.signal].unit
+                    w.add_frame(device, name, Frame(k, seq, t0, g.rate, 1.0, unit, SampleType.FLOAT32, raw))
+            for a in annotations:
+                w.add_annotation(a)
+        return path
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class SessionSource(ReplaySource):
+    """A recorded session: every frame as recorded. Parts of one stream (a rate or scale change) replay in
+    turn under the stream's name."""
+
+    def __init__(self, session: Session, devices: Sequence[str] = ()) -> None:
+        self.session = session
+        if not session.streams:
+            raise ReplayError(f"{session.path}: the session holds no frames")
+        recorded = list(dict.fromkeys(s.device for s in session.streams))
+        names = select_devices(recorded, devices)
+        self._parts: list[StreamRecord] = [s for s in session.streams if s.device in names]
+        index: dict[tuple[str, str], int] = {}
+        streams: list[ReplayStream] = []
+        for p in self._parts:
+            if (p.device, p.stream) in index:
+                continue
+            index[(p.device, p.stream)] = len(streams)
+            dev = session.devices.get(p.device)
+            keys = tuple((f"{p.device}.{p.stream}.{i}", f"{p.stream}.{i}") for i in range(p.channels))
+            streams.append(
+                ReplayStream(
+                    names[p.device],
+                    p.stream,
+                    p.stream_id,
+                    p.signal,
+                    p.unit,
+                    p.sample_rate,
+                    p.muscles,
+                    keys,
+                    (dev.profile if dev and dev.profile else "replay"),
+                )
+            )
+        self._index = {p.path: index[(p.device, p.stream)] for p in self._parts}
+        self.streams = tuple(streams)
+        self.start_ns = min(p.first_t0_ns for p in self._parts)
+        self.end_ns = max(p.end_ns for p in self._parts)
+        self.description = f"{session.path.name}: session of {len(names)} device(s)"
+        if not session.complete:
+            log.warning("%s was not closed cleanly: it ends where the recorder last flushed", session.path)
+
+    def frames(self, from_ns: int) -> Iterator[tuple[int, Frame]]:
+        for part, frame in self.session.timeline(from_ns, self._parts):
+            yield self._index[part.path], frame
+
+    def close(self) -> None:
+        self.session.close()

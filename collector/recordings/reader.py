@@ -1,0 +1,228 @@
+"""Readers: one per recording format, found by a scan, picked by what a file holds.
+
+Each module of ``collector.recordings.formats`` is one format. It defines a :class:`RecordingReader` subclass
+that names its file ``EXTENSIONS`` (the class registers itself by them) and, where the format has them, the
+``MAGIC`` bytes a file of that format starts with. Nobody keeps a list: :func:`readers` imports every public
+module of the package (``pkgutil``), loudly — a module that fails to import, or defines no reader, is a
+:class:`FormatPackageError`, and two readers claiming one extension are a ``TypeError`` at import.
+
+:func:`open_recording` picks the reader by content first (a format's magic bytes, or — for text formats,
+which have none — its own look at the first bytes, :meth:`RecordingReader.claims`), then by extension, so a
+session renamed ``.dat`` still opens as a session and a CSV file needs no particular name.
+
+A reader opens a file, describes it (``recording``: a :class:`~collector.recordings.model.Recording`) and
+streams it (:meth:`RecordingReader.chunks`) about a second at a time per stream, so a day-long file needs no
+more memory than a short one. What replay publishes comes from the same reader
+(``collector.recordings.playback``): by default its streams cut into frames; a format that keeps frames (the
+project's own sessions) plays them as they are (:meth:`RecordingReader.replay_source`).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import pkgutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, ClassVar, Final
+
+import numpy as np
+
+from collector.recordings.model import (
+    DEFAULT_CHUNK_S,
+    Annotation,
+    Chunk,
+    Group,
+    Recording,
+    RecordingError,
+    Series,
+)
+
+if TYPE_CHECKING:
+    from collector.recordings.playback import ReplaySource
+
+FORMATS_PACKAGE: Final = "collector.recordings.formats"
+HEAD_BYTES: Final = 65536  # what content detection looks at
+
+
+class FormatPackageError(RuntimeError):
+    """The formats package itself is broken (found by the scan, never silently skipped)."""
+
+
+class UnknownFormat(RecordingError):
+    """No reader takes this file: neither its content nor its extension is a format twitchwatch reads."""
+
+
+class RecordingReader(abc.ABC):
+    """Open a file, describe it, stream it. Subclasses register themselves by ``EXTENSIONS``."""
+
+    EXTENSIONS: ClassVar[tuple[str, ...]] = ()
+    MAGIC: ClassVar[tuple[bytes, ...]] = ()  # a file of the format starts with one of these
+    NOUN: ClassVar[str] = "a recording"  # "an EDF file": one file, in messages
+    DESCRIPTION: ClassVar[str] = ""  # the format in a list of formats ("an EDF/EDF+/BDF/BDF+ file")
+    DEVICE_PREFIX: ClassVar[str] = "rec"  # a replayed file is the device <prefix>-<file name>
+    _registry: ClassVar[dict[str, type[RecordingReader]]] = {}
+
+    recording: Recording
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for ext in cls.__dict__.get("EXTENSIONS", ()):  # its own, not those it inherits
+            other = RecordingReader._registry.setdefault(ext.lower(), cls)
+            if other is not cls:
+                raise TypeError(f"{cls.__name__} and {other.__name__} both claim {ext!r}")
+
+    @classmethod
+    def supported(cls) -> tuple[str, ...]:
+        scan()
+        return tuple(sorted(cls._registry))
+
+    @classmethod
+    def reader_for(cls, path: Path) -> type[RecordingReader]:
+        """The reader registered for ``path``'s extension."""
+        scan()
+        found = cls._registry.get(path.suffix.lower())
+        if found is None:
+            raise UnknownFormat(
+                f"{path}: unsupported file type {path.suffix or '(no extension)'!r} "
+                f"(supported: {', '.join(cls.supported())})"
+            )
+        return found
+
+    @classmethod
+    def claims(cls, head: bytes) -> bool:
+        """Whether ``head`` (a file's first bytes) is of this format: by default, its magic bytes."""
+        return any(head.startswith(m) for m in cls.MAGIC)
+
+    @abc.abstractmethod
+    def __init__(self, path: Path, rate: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def chunks(self, groups: Sequence[Group], chunk_seconds: float = DEFAULT_CHUNK_S) -> Iterator[Chunk]:
+        """Every sample of every group, at most ``group.chunk_samples(chunk_seconds)`` per chunk, the groups
+        interleaved so they advance through the file together. Each call starts at the file's beginning."""
+
+    def replay_source(self, devices: Sequence[str]) -> ReplaySource | None:
+        """The recording as a device sends it, where the format keeps more than samples (frames, sequence
+        numbers); None: replay cuts ``chunks`` into frames (``collector.recordings.playback``)."""
+        return None
+
+    @classmethod
+    def write(
+        cls,
+        path: Path,
+        series: Sequence[Series],
+        start_ns: int,
+        annotations: Sequence[Annotation] = (),
+    ) -> Path:
+        """``series`` written as a file of this format (its round-trip test uses it; a format that cannot
+        be written says so). Returns the path written."""
+        raise RecordingError(f"{path}: twitchwatch cannot write {cls.NOUN}")
+
+    def close(self) -> None:  # noqa: B027 (readers without resources need nothing)
+        pass
+
+    def __enter__(self) -> RecordingReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# ---- finding the readers -----------------------------------------------------------------------------
+def discover(package: str) -> tuple[type[RecordingReader], ...]:
+    """Import every public module of ``package``; each registers its reader by defining it. Loud by design:
+    a module that fails to import or defines no reader is a :class:`FormatPackageError`."""
+    pkg = importlib.import_module(package)
+    found: list[type[RecordingReader]] = []
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        name = f"{package}.{info.name}"
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise FormatPackageError(
+                f"recording format module {name} failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+        own = [
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type)
+            and issubclass(obj, RecordingReader)
+            and obj.__module__ == module.__name__
+            and obj.__dict__.get("EXTENSIONS")
+        ]
+        if not own:
+            raise FormatPackageError(f"{name} defines no recording reader (a class with its own EXTENSIONS)")
+        found.extend(own)
+    return tuple(found)
+
+
+_scanned = False
+
+
+def scan() -> None:
+    """The formats package, discovered once."""
+    global _scanned
+    if not _scanned:
+        discover(FORMATS_PACKAGE)
+        _scanned = True
+
+
+def readers() -> tuple[type[RecordingReader], ...]:
+    """Every registered reader, in the order of their first extension."""
+    scan()
+    out: list[type[RecordingReader]] = []
+    for _, cls in sorted(RecordingReader._registry.items()):
+        if cls not in out:
+            out.append(cls)
+    return tuple(out)
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(HEAD_BYTES)
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def reader_class(path: Path) -> type[RecordingReader]:
+    """The reader for ``path``: the format its first bytes show, else the one its extension names."""
+    head = _head(path)
+    known = readers()
+    by_magic = [cls for cls in known if cls.MAGIC and cls.claims(head)]
+    by_look = [cls for cls in known if not cls.MAGIC and cls.claims(head)]
+    for found in (by_magic, by_look):
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            names = ", ".join(cls.__name__ for cls in found)
+            raise FormatPackageError(f"{path}: claimed by more than one reader ({names})")
+    try:
+        return RecordingReader.reader_for(path)
+    except UnknownFormat:
+        formats = sorted((cls.DESCRIPTION or cls.NOUN for cls in known), key=str.lower)
+        listed = f"{', '.join(formats[:-1])} nor {formats[-1]}" if len(formats) > 1 else formats[0]
+        raise UnknownFormat(
+            f"{path}: neither {listed} (told by content, then by extension: "
+            f"{', '.join(RecordingReader.supported())})"
+        ) from None
+
+
+def open_recording(path: Path, rate: float | None = None) -> RecordingReader:
+    """The reader for ``path`` (picked by content, then extension), open. ``rate`` (Hz) is for formats that
+    do not carry one (CSV without a time column)."""
+    if not path.is_file():
+        raise RecordingError(f"{path}: no such file")
+    cls = reader_class(path)
+    if rate is not None and not (np.isfinite(rate) and rate > 0):
+        raise RecordingError(f"{path}: sample rate must be a positive number of Hz, not {rate}")
+    try:
+        return cls(path, rate)
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from None
