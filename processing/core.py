@@ -146,6 +146,15 @@ class DetectorParams:
     store_s: float = 2.0  # a piece's first store_s seconds give its frequency and saturation
     cross_lane_ms: float = 0.0  # other lanes' activity is looked for this long before a cluster (0: never)
     cross_lane_share: float = 0.25  # ... and this share of the other lanes (at least one) is activity
+    # EMG: a would-be twitch must also pass a matched filter (a bank of Gaussian-derivative potentials of
+    # these widths, σ in ms; empty: none) at ``matched_on`` × the floor (its normalised output power).
+    matched_widths_ms: tuple[float, ...] = ()
+    matched_orders: tuple[int, ...] = (1, 2)
+    matched_on: float = 0.0
+    matched_noise_ms: float = 500.0  # the background's colour is measured this long before a candidate
+    # ... and is not a potential where a monophasic pulse of whole samples up to this long explains it
+    # better (0: no such test)
+    matched_spike_ms: float = 0.0
 
     @classmethod
     def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
@@ -259,6 +268,10 @@ class Cluster:
     parts_x: list[FloatArray] = field(default_factory=list)
     parts_env: list[FloatArray] = field(default_factory=list)
     stored: int = 0
+    piece_peak: float = 0.0  # the open piece's largest moving sum
+    # The end of its last piece within ``core_db`` of its peak: the band-pass's ringing after a large
+    # potential and noise's blips around it (pieces further below) do not keep the cluster open.
+    merge_end: int = 0
 
     def duration_ms(self, rate: float) -> float:
         return (self.end - self.start) * 1e3 / rate
@@ -278,11 +291,17 @@ class Cluster:
             self.first_on, self.last_on, self.n_on = int(sel[0]), int(sel[-1]), int(sel.size)
 
     def main_piece_ms(self, rate: float, core_ratio: float) -> float | None:
-        """Where the core comes from exactly two pieces, the core span of the one holding the peak (a
-        potential with a smaller neighbour); None otherwise."""
-        if len(self.core_idx) != 2:
+        """The core span of the piece holding the peak where the others are its smaller neighbours: one
+        other piece of any smaller size, or any number of at most a quarter of its peak power (half its
+        amplitude: a potential's own ringing and noise's blips around it, not a unit's repeats); None
+        otherwise."""
+        n = len(self.core_idx)
+        if n < 2:
             return None
-        big = max(range(2), key=lambda i: float(_max(self.core_env[i])) if self.core_env[i].size else 0.0)
+        peaks = [float(_max(e)) if e.size else 0.0 for e in self.core_env]
+        big = max(range(n), key=peaks.__getitem__)
+        if n > 2 and any(4.0 * p > peaks[big] for i, p in enumerate(peaks) if i != big):
+            return None
         idx, env = self.core_idx[big], self.core_env[big]
         sel = idx[env > self.peak_env * core_ratio]
         return (int(sel[-1]) - int(sel[0]) + 1) * 1e3 / rate if sel.size else None
@@ -479,8 +498,15 @@ class LaneEngine:
         """The channels of these lanes, in order (what ``lane_power`` takes for exactly these lanes)."""
         raise NotImplementedError
 
-    def segment_raw(self, x: FloatArray, base: int) -> None:
-        """The raw samples (samples × channels) of a segment starting at absolute index ``base``."""
+    def segment_raw(self, x: FloatArray, y: FloatArray, base: int) -> None:
+        """The raw and band-passed samples (samples × channels) of a segment starting at absolute index
+        ``base``."""
+
+    def confirms(self, lane: int, c: Cluster) -> bool:
+        """A would-be twitch's last test before it is reported (e.g. a matched filter's verdict on its
+        shape); one that fails is a blip: not reported, but it still tells isolation that something went
+        on there."""
+        return True
 
     def release_features(self, lane: int, c: Cluster) -> None:
         """Last look at a cluster before it is classified (e.g. the raw signal around it)."""
@@ -668,7 +694,7 @@ class LaneEngine:
         np.less(bmax[b0:b1], self._on_w, out=quiet)
         quiet &= ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], aux[b0:b1], quiet)  # before pieces clear ``quiet``
-        self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
+        self.segment_raw(x[b0 * blk : b1 * blk], y[b0 * blk : b1 * blk], k0 * blk)
         if _all(quiet, axis=None) and not _any(self._in_piece):  # the usual case: nothing to look at
             cand = _NO_LANES
         else:
@@ -1028,7 +1054,7 @@ class LaneEngine:
         start = seg.base + a
         c = self._open[lane]
         if starts or c is None:
-            if c is not None and start - c.end > c.gap:
+            if c is not None and start - self._merge_end(c) > c.gap:
                 self._release(lane, c)
                 c = None
             if c is None:
@@ -1037,7 +1063,10 @@ class LaneEngine:
             c.piece_start = start
             c.piece_slow = False
             c.piece_on = float(self._on_w[lane])
+            c.piece_peak = 0.0
             self._release_at[lane] = _NEVER
+        if peak_env > c.piece_peak:
+            c.piece_peak = peak_env
         c.active += b - a
         if peak > c.peak:
             c.peak = peak
@@ -1085,8 +1114,15 @@ class LaneEngine:
             if c.core_ms(self.rate) > self.params.jerk_max_ms:
                 c.gap = max(c.gap, self.activity_gap)
                 c.long = True  # its core only grows: no need to keep core samples any more
+        if c.piece_peak >= self._core_ratio * c.peak_env:
+            c.merge_end = c.end
         # The first block boundary past end + gap: a piece starting at end + gap still joins.
-        self._release_at[lane] = -(-(c.end + c.gap + 1) // self.blk)
+        self._release_at[lane] = -(-(self._merge_end(c) + c.gap + 1) // self.blk)
+
+    def _merge_end(self, c: Cluster) -> int:
+        """Where a cluster's gap is counted from: its last piece within ``core_db`` of its peak; activity
+        and artifacts gather every fragment, so from their end."""
+        return c.end if c.long or c.slow_blocks else max(c.merge_end, c.start)
 
     def _piece_features(self, c: Cluster, y: FloatArray, raw: FloatArray, env: FloatArray) -> None:
         """Core samples, frequency sums and saturation of a piece stored in parts (``y`` and ``raw``
@@ -1142,10 +1178,15 @@ class LaneEngine:
         c.recent = [peak for _, peak in recent]  # every earlier cluster of the lane is released by now
         return c
 
-    def _blip(self, c: Cluster, kind: EventKind) -> bool:
-        """Brief, not an artifact, and never more than ``report_margin`` × the onset threshold."""
+    def _blip(self, lane: int, c: Cluster, kind: EventKind) -> bool:
+        """Brief, not an artifact, and never more than ``report_margin`` × the onset threshold; or a
+        would-be twitch that ``confirms`` turns down."""
         brief = kind.is_twitch or (kind is EventKind.SUSTAINED and c.end - c.start <= self._jerk_max)
-        return brief and c.peak_env < self.params.report_margin * c.piece_on
+        if not brief:
+            return False
+        if c.peak_env < self.params.report_margin * c.piece_on:
+            return True
+        return kind.is_twitch and not self.confirms(lane, c)
 
     def _ctx_threshold(self, n: int, factor: float | None = None) -> float:
         """Power ratio above which a window of n samples is activity: ``context_factor``, or four standard
@@ -1236,7 +1277,7 @@ class LaneEngine:
         self._prev_kind[lane] = kind
         self._prev_peak[lane] = c.peak
         self._recent[lane].append((c.start, c.peak))
-        if self._blip(c, kind):
+        if self._blip(lane, c, kind):
             return  # barely over the onset threshold, brief: noise's tail more often than an event
         conf = round(min(max(verdict.confidence, 0.01), 0.99), 3)
         d = self.delay  # report when it happened, not when it came out of the band-pass
