@@ -208,6 +208,7 @@ class Verdict:
     confidence: float
     reason: str = ""
     vetoes: bool | None = None  # None: every event that is not a twitch vetoes (``Detection.vetoes``)
+    span: tuple[int, int] | None = None  # what it reports [start, end) if not the cluster's own
 
 
 def format_span(ms: float) -> str:
@@ -251,6 +252,7 @@ class Cluster:
     n_on: int = 0  # core samples
     core_idx: list[npt.NDArray[np.intp]] = field(default_factory=list)  # samples above onset, per piece
     core_env: list[FloatArray] = field(default_factory=list)  # ... and their moving sums
+    core_span: list[tuple[int, int]] = field(default_factory=list)  # ... and where their pieces lie
     peak: float = 0.0
     peak_env: float = 0.0  # moving sum of the power, for the margin over the threshold
     slow_blocks: int = 0  # blocks with slow activity
@@ -295,6 +297,15 @@ class Cluster:
         other piece of any smaller size, or any number of at most a quarter of its peak power (half its
         amplitude: a potential's own ringing and noise's blips around it, not a unit's repeats); None
         otherwise."""
+        big = self.main_piece()
+        if big is None:
+            return None
+        idx, env = self.core_idx[big], self.core_env[big]
+        sel = idx[env > self.peak_env * core_ratio]
+        return (int(sel[-1]) - int(sel[0]) + 1) * 1e3 / rate if sel.size else None
+
+    def main_piece(self) -> int | None:
+        """The piece holding the peak, where the others are its smaller neighbours (``main_piece_ms``)."""
         n = len(self.core_idx)
         if n < 2:
             return None
@@ -302,9 +313,16 @@ class Cluster:
         big = max(range(n), key=peaks.__getitem__)
         if n > 2 and any(4.0 * p > peaks[big] for i, p in enumerate(peaks) if i != big):
             return None
-        idx, env = self.core_idx[big], self.core_env[big]
-        sel = idx[env > self.peak_env * core_ratio]
-        return (int(sel[-1]) - int(sel[0]) + 1) * 1e3 / rate if sel.size else None
+        return big
+
+    def core_span_of(self) -> tuple[int, int] | None:
+        """From the start of the piece holding the first core sample to the end of the one holding the
+        last: the potential itself, without the blips the hold gathered before or after it."""
+        if self.first_on < 0 or not self.core_span:
+            return None
+        first = next((a for a, b in self.core_span if a <= self.first_on < b), None)
+        last = next((b for a, b in reversed(self.core_span) if a <= self.last_on < b), None)
+        return None if first is None or last is None else (first, last)
 
     def core_ms(self, rate: float) -> float:
         """From the first to the last core sample of its pieces: the potentials' main phases, not the
@@ -822,6 +840,7 @@ class LaneEngine:
                 if lo[k] < up[k]:
                     c.core_idx.append(core_pos[lo[k] : up[k]])
                     c.core_env.append(core_env[lo[k] : up[k]])
+                    c.core_span.append((c.piece_start, c.end))
                 if bk - ak >= 2:
                     c.num += num[k]
                     c.den += den[k]
@@ -1132,6 +1151,7 @@ class LaneEngine:
         if idx.size and not c.long:
             c.core_idx.append(idx + c.piece_start)
             c.core_env.append(env[idx])
+            c.core_span.append((c.piece_start, c.end))
         if y.shape[0] >= 2:
             num, den = self._piece_sums(y)
             c.num += num
@@ -1282,7 +1302,8 @@ class LaneEngine:
         conf = round(min(max(verdict.confidence, 0.01), 0.99), 3)
         d = self.delay  # report when it happened, not when it came out of the band-pass
         hz = round(c.dominant_hz(self.rate), 1)
-        start, end = max(c.start - d, 0), max(c.end - d, 1)
+        first, last = verdict.span or (c.start, c.end)
+        start, end = max(first - d, 0), max(last - d, 1)
         vetoes = not kind.is_twitch if verdict.vetoes is None else verdict.vetoes
         self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes))
 

@@ -354,11 +354,13 @@ class EmgEngine(LaneEngine):
         if ms > prm.fasc_max_ms:
             if c.fill() < prm.jerk_fill:
                 main = c.main_piece_ms(self.rate, self._core_ratio)
-                if main is not None and main <= prm.fasc_max_ms:  # a potential and a smaller neighbour
-                    return Verdict(EventKind.FASCICULATION, sure * quiet * 0.7)
+                if main is not None and main <= prm.fasc_max_ms:  # a potential and smaller neighbours
+                    big = c.main_piece()
+                    span = c.core_span[big] if big is not None else None
+                    return Verdict(EventKind.FASCICULATION, sure * quiet * 0.7, span=span)
                 # sparse potentials over tens of ms: low-level activity
                 return Verdict(EventKind.SUSTAINED, 0.5, f"sparse potentials over {ms:.0f} ms")
             edge = min((ms - prm.fasc_max_ms) / prm.fasc_max_ms, 1.0)
             return Verdict(EventKind.MYOCLONIC_JERK, sure * quiet * (0.7 + 0.3 * edge))
         edge = min((prm.fasc_max_ms - ms) / (0.5 * prm.fasc_max_ms), 1.0)
-        return Verdict(EventKind.FASCICULATION, sure * quiet * (0.7 + 0.3 * edge))
+        return Verdict(EventKind.FASCICULATION, sure * quiet * (0.7 + 0.3 * edge), span=c.core_span_of())
