@@ -155,6 +155,15 @@ class DetectorParams:
     # ... and is not a potential where a monophasic pulse of whole samples up to this long explains it
     # better (0: no such test)
     matched_spike_ms: float = 0.0
+    # The background's own tail (``LaneEngine._update_tail``; 0: off): thresholds rise by the ratio of the
+    # level the background's modelled tail passes this many times a minute to Gaussian noise's.
+    tail_rate_per_min: float = 0.0
+    tail_probs: tuple[float, float] = (0.1, 0.02)  # bulk levels: Gaussian noise's blocks above them
+    tail_tau_s: float = 60.0  # memory of the bulk counts
+    tail_min_s: float = 5.0  # time below the threshold needed before the tail is trusted
+    tail_tolerance: float = 1.1  # the estimate's scatter on Gaussian noise: no rise within it
+    tail_max: float = 4.0  # thresholds rise at most this many times
+    tail_after_activity_s: float = 2.0  # quiet blocks this soon after activity on the lane do not count
 
     @classmethod
     def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
@@ -270,6 +279,7 @@ class Cluster:
     parts_x: list[FloatArray] = field(default_factory=list)
     parts_env: list[FloatArray] = field(default_factory=list)
     stored: int = 0
+    tail: float = 1.0  # the lane's ``LaneEngine.tail`` when it began
     piece_peak: float = 0.0  # the open piece's largest moving sum
     # The end of its last piece within ``core_db`` of its peak: the band-pass's ringing after a large
     # potential and noise's blips around it (pieces further below) do not keep the cluster open.
@@ -467,7 +477,25 @@ class LaneEngine:
         self._warm_bm: list[FloatArray] = []
         self._warm_slow: list[FloatArray] = []
         self.floor = np.zeros(lanes)  # mean power per sample
-        self._on_w = np.zeros(lanes)  # onset threshold on the moving sum
+        self._on_w = np.zeros(lanes)  # onset threshold on the moving sum (raised by the background's tail)
+        self._quiet_w = np.zeros(lanes)  # on_factor × w × floor: a block reaching it is not quiet
+        # The background's tail: per lane, the factor it raises thresholds by; decaying counts of its blocks
+        # and of those whose largest moving sum passed each bulk level.
+        self.tail = np.ones(lanes)
+        self._tail_model: tuple[float, float, float] | None = None  # bulk amplitudes, Gaussian's level
+        if p.tail_rate_per_min > 0:
+            lo, hi = gaussian_block_levels(self, p.tail_probs)
+            self._tail_p = p.tail_rate_per_min * self.blk / sample_rate / 60.0  # per block
+            a1, a2 = math.sqrt(lo), math.sqrt(hi)
+            gauss = self._tail_level(a1, a2, np.array(p.tail_probs[:1]), np.array(p.tail_probs[1:]))
+            self._tail_model = (a1, a2, float(gauss[0]) * p.tail_tolerance)
+        self._tail_counts = np.zeros((3, lanes))
+        self._tail_every = max(1, round(sample_rate / (self.epoch * self.blk)))  # epochs in a second
+        self._tail_next = 0  # the first block not counted yet
+        self._tail_decay = math.exp(-self._tail_every * self.epoch * self.blk / sample_rate / p.tail_tau_s)
+        self._tail_guard = round(p.tail_after_activity_s * sample_rate / self.blk)
+        self._tail_from = np.zeros(lanes, dtype=np.int64)  # first block counted again after activity
+        self._tail_min = p.tail_min_s * sample_rate / self.blk
         self.slow_floor = np.zeros(lanes)
         self._slow_thr = np.zeros(lanes)  # slow_threshold(), which changes only with the floors
         self._epoch_bm = np.zeros((self.epoch, lanes))
@@ -481,6 +509,9 @@ class LaneEngine:
         self._ring_q = np.zeros((ring, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
         self._ring_bx = np.zeros((ring, channels))  # raw block means (baselines)
         self._ring_slow = np.zeros((ring, lanes))  # ``context_stat`` (accelerometer: movement, 1-5 Hz)
+        self._ring_bmax = np.zeros((ring, lanes))  # largest moving sum (the background's tail)
+        self._ring_steady = np.zeros((ring, lanes), dtype=bool)  # ... and no slow activity there
+        self._tail_every = min(self._tail_every, ring // self.epoch)  # refits read the ring
         self._env_state = np.zeros(lanes, dtype=bool)  # hysteresis on the smoothed power
         self._in_piece = np.zeros(lanes, dtype=bool)  # hysteresis or slow activity
         self._open: list[Cluster | None] = [None] * lanes
@@ -682,7 +713,7 @@ class LaneEngine:
             keep = blocks <= 3.0 * med  # trimmed mean: bursts in the first second do not count
             self.floor = (blocks * keep).sum(axis=0) / np.maximum(keep.sum(axis=0), 1)
             self.slow_floor = np.median(np.concatenate(self._warm_slow), axis=0)
-            self._on_w = self.params.on_factor * self.w * self.floor
+            self._set_onsets()
             self._slow_thr = self.slow_threshold()
             self._warm_bm, self._warm_slow = [], []
             # Nothing is known of the time before: treat it as activity until isolation_ms have passed
@@ -709,7 +740,11 @@ class LaneEngine:
         slow_on = slow[b0:b1] > self._slow_thr
         # ``quiet`` is written straight into the epoch's flags: the pieces clear it there too.
         quiet = self._epoch_quiet[e0:e1]
-        np.less(bmax[b0:b1], self._on_w, out=quiet)
+        np.less(bmax[b0:b1], self._quiet_w, out=quiet)
+        if self._tail_model is not None:
+            rows = slice(k0 % self._ring_n, k0 % self._ring_n + b1 - b0)
+            self._ring_bmax[rows] = bmax[b0:b1]
+            self._ring_steady[rows] = ~slow_on
         quiet &= ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], aux[b0:b1], quiet)  # before pieces clear ``quiet``
         self.segment_raw(x[b0 * blk : b1 * blk], y[b0 * blk : b1 * blk], k0 * blk)
@@ -742,12 +777,70 @@ class LaneEngine:
     def _update_floor(self) -> None:
         self.epoch_end(self._epoch_slow)
         q = self._epoch_quiet
+        if self._tail_model is not None and (self._block // self.epoch) % self._tail_every == 0:
+            self._update_tail()
         if _all(q, axis=None):
             self._update_floor_quiet()
         else:
             self._update_floor_general(q)
-        self._on_w = self.params.on_factor * self.w * self.floor
+        self._set_onsets()
         self._slow_thr = self.slow_threshold()
+
+    def _set_onsets(self) -> None:
+        self._quiet_w = self.params.on_factor * self.w * self.floor
+        self._on_w = self._quiet_w * self.tail if self._tail_model is not None else self._quiet_w
+
+    def _update_tail(self) -> None:
+        """The background's own tail, refitted every second (before the floors move; the block statistics
+        come from the history ring).
+
+        Per lane, decaying over ``tail_tau_s``: how many blocks of background there were — below the
+        lane's threshold, without slow activity, with neighbours of the same kind (so that a potential's
+        shoulders do not count), and not within ``tail_after_activity_s`` of the lane's own activity or
+        artifacts — and in how many the largest moving sum passed the two bulk levels, where Gaussian
+        noise passes in ``tail_probs`` of the blocks: hundreds of times a minute, far more often than any
+        muscle twitches (a twitch above the threshold is not background; one below it barely moves the
+        counts). Through the two, the log-probability of a block passing a level is taken as linear in
+        the amplitude (the root of the level: an exponential tail of potential sizes), and extrapolated to
+        the level the background passes ``tail_rate_per_min`` times a minute. Its ratio to what the same
+        model gives on Gaussian noise, beyond the estimate's scatter (``tail_tolerance``), is the factor
+        ``tail`` (≤ ``tail_max``) by which the lane's thresholds rise."""
+        assert self._tail_model is not None
+        k0, k1 = max(self._tail_next, self._warm_blocks), self._block
+        self._tail_next = k1
+        if any(self._open):  # activity still open: from its end so far (as its release will set it)
+            for lane, c in enumerate(self._open):
+                if c is not None and (c.long or c.slow_blocks):
+                    until = -(-c.end // self.blk) + self._tail_guard
+                    self._tail_from[lane] = max(int(self._tail_from[lane]), until)
+        rows = np.arange(k0, k1) % self._ring_n
+        bmax = self._ring_bmax[rows]
+        q = self._ring_steady[rows] & (bmax < self._on_w)  # the background below the lane's threshold
+        elig = q.copy()
+        elig[1:] &= q[:-1]
+        elig[:-1] &= q[1:]
+        if _max(self._tail_from) > k0:  # a lane is still settling after its activity
+            elig &= np.arange(k0, k1)[:, None] >= self._tail_from
+        a1, a2, gauss = self._tail_model
+        base = self.w * self.floor
+        counts = self._tail_counts
+        counts *= self._tail_decay
+        counts[0] += _sum(elig, axis=0)
+        counts[1] += _sum(elig & (bmax > a1 * a1 * base), axis=0)
+        counts[2] += _sum(elig & (bmax > a2 * a2 * base), axis=0)
+        n = np.maximum(counts[0], 1.0)
+        level = self._tail_level(a1, a2, (counts[1] + 0.5) / n, (counts[2] + 0.5) / n)
+        tail = np.clip(level / gauss, 1.0, self.params.tail_max)
+        self.tail = np.where(counts[0] >= self._tail_min, tail, 1.0)
+
+    def _tail_level(self, a1: float, a2: float, p1: FloatArray, p2: FloatArray) -> FloatArray:
+        """The level (× w × floor) a background whose blocks pass the bulk levels a1² and a2² with
+        probabilities p1 and p2 passes at ``tail_rate_per_min``, by the exponential-amplitude model of
+        ``_update_tail``."""
+        slope = np.log(np.maximum(p1 / p2, 1.0 + 1e-9)) / (a2 - a1)  # per unit of amplitude
+        a = a2 + np.log(np.maximum(p2 / self._tail_p, 1.0)) / slope
+        out: FloatArray = a * a
+        return out
 
     def _update_floor_quiet(self) -> None:
         """``_update_floor_general`` for an epoch quiet on every lane (usual with few lanes), in half the
@@ -1192,6 +1285,7 @@ class LaneEngine:
         ctx = self._context(lane, ke - self._ctx_blocks, ke, floor)
         baseline = self._ring_bx[(kb - 1) % self._ring_n, self.lane_channels(lane)].copy()
         self._open[lane] = c = Cluster(start, start, ctx, baseline, floor, self.hold)
+        c.tail = float(self.tail[lane])
         recent = self._recent[lane]
         while recent and recent[0][0] < start - self._busy_window:
             recent.popleft()
@@ -1282,6 +1376,9 @@ class LaneEngine:
             ctx_post / self._post_threshold(last - first) if last > first else 0.0,
         )
         c.settle(self._core_ratio)
+        if c.long or c.slow_blocks:  # activity or an artifact: not the background the tail learns
+            until = -(-c.end // self.blk) + self._tail_guard
+            self._tail_from[lane] = max(int(self._tail_from[lane]), until)
         if c.slow_blocks:
             self.release_features(lane, c)
         since = (c.start - self._prev_end[lane]) * 1e3 / self.rate
@@ -1348,6 +1445,26 @@ class _Work:
             nxt = self._levels[level]
             np.add(s[:-span], s[span:], out=nxt)
             s, span, level = nxt, span * 2, level + 1
+
+
+_LEVELS: dict[tuple[object, ...], tuple[float, float]] = {}
+
+
+def gaussian_block_levels(engine: LaneEngine, probs: tuple[float, float]) -> tuple[float, float]:
+    """The levels (× w × floor) that a block's largest moving sum passes in ``probs`` of the blocks of
+    Gaussian noise through the engine's band-pass (five minutes of seeded noise, cached per setting)."""
+    key = (engine.rate, engine._sos.tobytes(), engine.w, engine.blk, engine.dof_per_sample, probs)
+    if key not in _LEVELS:
+        n = engine.blk * round(300.0 * engine.rate / engine.blk)
+        x = np.random.default_rng(20261206).normal(size=(engine.dof_per_sample, n))
+        y = sps.sosfilt(engine._sos, x, axis=1)[:, engine.blk * 50 :]
+        p = _sum(y * y, axis=0)
+        env = np.convolve(p, np.ones(engine.w))[engine.w - 1 : p.size]
+        blocks = env[: env.size // engine.blk * engine.blk].reshape(-1, engine.blk).max(axis=1)
+        rel = blocks / (engine.w * float(p.mean()))
+        lo, hi = (float(np.quantile(rel, 1.0 - q)) for q in probs)
+        _LEVELS[key] = (lo, hi)
+    return _LEVELS[key]
 
 
 def moving_sum(ext: FloatArray, w: int) -> FloatArray:

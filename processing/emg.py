@@ -64,6 +64,9 @@ def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorPar
         matched_widths_ms=MATCHED_WIDTHS_MS if matched else (),
         matched_on=matched_on(sample_rate) if matched else 0.0,
         matched_spike_ms=MATCHED_SPIKE_MS if matched else 0.0,
+        # Real rest is not Gaussian: thresholds rise with the background's own tail (LaneEngine._update_tail),
+        # by as much more than Gaussian noise's as it asks for to be passed once a minute.
+        tail_rate_per_min=1.0,
     )
 
 
@@ -99,7 +102,8 @@ def on_factor(w: int) -> float:
     200 Hz (w = 2): 3.5 at 14, 0.8 at 16; 250 Hz: 3.2 at 14, 0.5 at 16; 500 Hz: 2.2 at 14, 0 at 16;
     600 Hz (w = 3): 1.2 at 11, 0.5 at 12; 800 Hz (w = 4): 0.8 at 9; 1 kHz (w = 5): 7 at 7, 0.8 at 8;
     2 kHz (w = 10): 4.8 at 7, 0.2 at 8. This gives 16, 11.7, 9.5, 8.2, 8 … From 1 kHz on the energy
-    onset is ``MATCHED_PRE`` × this and the matched filter decides (``matched_on``)."""
+    onset is ``MATCHED_PRE`` × this and the matched filter decides (``matched_on``). Where the
+    background's tail is heavier than Gaussian noise's, both rise with it (``LaneEngine.tail``)."""
     return max(8.0, 3.0 + 26.0 / w)
 
 
@@ -265,7 +269,7 @@ class EmgEngine(LaneEngine):
         ≈ 0.4 × its energy; see ``matched_on``), so it is not asked."""
         if self._bank is None or c.peak_env >= MATCHED_SURE * c.piece_on:
             return True
-        return self.match_score(lane, c) >= self.params.matched_on
+        return self.match_score(lane, c) >= self.params.matched_on * c.tail
 
     def artifact_like(self, lane: int, c: Cluster) -> bool:
         # Only the raw signal up to the piece's end is used, so the answer does not depend on chunking;
