@@ -24,7 +24,8 @@ Segmentation (see :func:`envelope_segments` for the envelope rule):
 - BioSPPy EMG: the envelope rule. Myo: the envelope rule checked against the labels — activity spans must
   overlap a gesture label (2–7) and rest spans must not contain one (the labels mark only ~2-s steady states;
   activity starts about a second before them, so they are not used as boundaries).
-- openhdemg: the force channel — active where force ≥ 5 %MVC, rest where < 2 %MVC (1 s at either end).
+- openhdemg: the force channel — active where force ≥ 5 %MVC, rest where < 2 %MVC and clear of activity as
+  below (0.3 s before it, ``AFTER_ACTIVITY_S`` after it).
 - PhysioNet emgdb: all activity. Needle EMG of a gently contracting muscle: motor-unit potentials fire at
   17–30 a second in every second of all three records; no stretch is rest. Needle EMG at 4 kHz is outside
   the detector's design (surface EMG, 200 Hz–2 kHz), so it is reported apart.
@@ -54,6 +55,7 @@ from scipy import signal as sps
 from bench.formats import Stream, read_any
 from bench.scoring import Event, Span
 from collector import synth
+from processing.rest import GateParams
 
 SignalKind = Literal["emg", "acc"]
 FloatArray = npt.NDArray[np.float64]
@@ -62,6 +64,10 @@ BoolArray = npt.NDArray[np.bool_]
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 BITALINO_UV_PER_COUNT = 3.3 / (4096 * 1009) * 1e6  # ≈ 0.7985 µV
+# Rest begins where the rest gate lets a muscle be assessed again: behind its own activity and behind
+# movement (processing.rest.GateParams), so that no event is injected or counted where the gate vetoes.
+AFTER_ACTIVITY_S = GateParams().after_activity_ns / 1e9
+AFTER_MOVEMENT_S = GateParams().after_ns / 1e9
 G = 9.80665
 MYO_RATE = 200.0
 OTB_CHANNELS = (0, 21, 42, 63)  # spread over the 64-electrode grid
@@ -127,6 +133,15 @@ def _close_gaps(mask: BoolArray, k: int) -> BoolArray:
     return out
 
 
+def _clear_of(active: BoolArray, before: int, after: int) -> BoolArray:
+    """True where no activity is within ``before`` samples ahead or ``after`` samples behind."""
+    near = active.copy()
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], active, [False]]).astype(np.int8)))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        near[max(0, a - before) : min(active.size, b + after)] = True
+    return ~near
+
+
 def _min_length(mask: BoolArray, k: int) -> BoolArray:
     out = np.zeros_like(mask)
     edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
@@ -167,15 +182,18 @@ def envelope_segments(
        time);
     3. active where any channel's RMS exceeds ``active_factor`` × q; gaps under 0.5 s closed; padded 0.3 s
        each side (so onsets and offsets of a contraction count as activity);
-    4. rest where the channels' mean of RMS/q stays under ``rest_factor``, at least 0.3 s from activity, in
-       runs of at least ``min_rest_s``.
+    4. rest where the channels' mean of RMS/q stays under ``rest_factor``, at least 0.3 s before activity
+       and ``AFTER_ACTIVITY_S`` after it (the rest gate's guard behind a muscle's own activity: residual
+       motor-unit firing outlasts a contraction; docs/detection.md), in runs of at least ``min_rest_s``.
     """
     rms = moving_rms(band(x, rate), max(1, round(window_s * rate)))
     q = np.percentile(rms, 10, axis=0)
     q = np.where(q > 0, q, np.finfo(float).tiny)
     rel = rms / q
     active = _dilate(_close_gaps(rel.max(axis=1) > active_factor, round(0.5 * rate)), round(0.3 * rate))
-    rest = (rel.mean(axis=1) < rest_factor) & ~_dilate(active, round(0.3 * rate))
+    rest = (rel.mean(axis=1) < rest_factor) & _clear_of(
+        active, round(0.3 * rate), round(AFTER_ACTIVITY_S * rate)
+    )
     rest = _min_length(rest, round(min_rest_s * rate))
     return mask_to_spans(rest, rate), mask_to_spans(active, rate)
 
@@ -343,7 +361,9 @@ def load_otb(path: Path, channels: Sequence[int] = OTB_CHANNELS) -> Recording:
     force = data[:, OTB_FORCE]
     half_s = round(0.5 * rate)  # the force trace is noisy: no flicker of spans shorter than 0.5 s
     active = mask_to_spans(_min_length(_close_gaps(force >= 5.0, half_s), half_s), rate)
-    rest = mask_to_spans(_min_length(force < 2.0, half_s), rate)
+    active_mask = spans_to_mask(active, force.size, rate)
+    clear = _clear_of(active_mask, round(0.3 * rate), round(AFTER_ACTIVITY_S * rate))
+    rest = mask_to_spans(_min_length((force < 2.0) & clear, half_s), rate)
     return Recording(
         "openhdemg/ramp",
         "emg",
@@ -439,7 +459,8 @@ def movement_segments(
        gravity below, the twitch band's upper part above; the vector of the three;
     2. its moving RMS over ``window_s``;
     3. active where it reaches ``ACC_ACTIVE_G`` (0.02 g), gaps under 0.5 s closed, padded 0.3 s each side;
-       rest where it stays under ``ACC_REST_G`` (0.01 g), at least 0.3 s from activity, in runs ≥ 1 s.
+       rest where it stays under ``ACC_REST_G`` (0.01 g), at least 0.3 s before activity and
+       ``AFTER_MOVEMENT_S`` after it (the rest gate's guard behind movement), in runs ≥ 1 s.
 
     Absolute, not relative to the recording's quiet level (as the EMG envelope rule is): acceleration has a
     physical scale, and several recordings here move throughout."""
@@ -448,7 +469,8 @@ def movement_segments(
     y = np.asarray(sps.sosfiltfilt(sos, x, axis=0))
     rms = moving_rms(np.linalg.norm(y, axis=1)[:, None], max(1, round(window_s * rate)))[:, 0]
     active = _dilate(_close_gaps(rms >= ACC_ACTIVE_G, round(0.5 * rate)), round(0.3 * rate))
-    rest = _min_length((rms < ACC_REST_G) & ~_dilate(active, round(0.3 * rate)), round(1.0 * rate))
+    clear = _clear_of(active, round(0.3 * rate), round(AFTER_MOVEMENT_S * rate))
+    rest = _min_length((rms < ACC_REST_G) & clear, round(1.0 * rate))
     return mask_to_spans(rest, rate), mask_to_spans(active, rate)
 
 

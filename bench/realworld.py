@@ -13,11 +13,16 @@ Per capture and lane type (EMG lane: a channel; accelerometer lane: one sensor's
 - **counted**: twitch-class events (fasciculation, myoclonic jerk) that still count after the gate;
   **before**: the detector's twitch-class events before the gate; each per lane-minute of activity (events
   that start inside activity) and per lane-minute of the whole recording (all events);
+- **rest**: counted events that start inside the stream's rest spans (after ``WARMUP_S``), per lane-minute
+  of that rest — nothing is injected here, so on a relaxed muscle these are the recording's own
+  twitch-class events, which a person would see counted;
 - **rejected**: events the gate turned into ``during_movement``, by what vetoed them;
 - **assessable**: the fraction of lane time the gate judged assessable.
 
-No recording has labelled twitches: every twitch-class event here is a candidate false alarm. Target:
-≤ ``TARGET_PER_MIN`` counted events per lane-minute of activity, EMG and accelerometer alike.
+No recording has labelled twitches: every twitch-class event here is a candidate false alarm. Targets:
+≤ ``TARGET_PER_MIN`` counted events per lane-minute of activity, EMG and accelerometer alike; ≤
+``REST_TARGET_PER_MIN`` per lane-minute of rest on every surface-EMG recording with rest (a healthy person at
+rest twitches a few times a minute or less).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from processing.gating import GatedRun, GateStream, Judged, veto_what
 from processing.rest import GateParams
 
 TARGET_PER_MIN = 0.3
+REST_TARGET_PER_MIN = 2.0
 CHUNK_S = 0.05  # the worker's frames: ≤ 50 ms
+WARMUP_S = 2.0  # rest before this is not scored: the detectors learn their noise there (as in part (b))
 
 
 @dataclass
@@ -52,6 +59,8 @@ class Tally:
     before: int = 0
     counted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    rest_lane_s: float = 0.0
+    counted_rest: int = 0
 
     def add(self, other: Tally) -> Tally:
         return Tally(
@@ -64,6 +73,8 @@ class Tally:
             self.before + other.before,
             self.counted + other.counted,
             self.rejected + other.rejected,
+            self.rest_lane_s + other.rest_lane_s,
+            self.counted_rest + other.counted_rest,
         )
 
     @property
@@ -85,6 +96,14 @@ class Tally:
     @property
     def before_per_active_min(self) -> float:
         return self.rate(self.before_active, self.active_min)
+
+    @property
+    def rest_min(self) -> float:
+        return self.rest_lane_s / 60.0
+
+    @property
+    def counted_per_rest_min(self) -> float:
+        return self.rate(self.counted_rest, self.rest_min)
 
     @property
     def assessable(self) -> float:
@@ -146,6 +165,8 @@ def assess(capture: Capture, params: GateParams | None = None) -> dict[str, Tall
         inside = (
             within_mask([j.start_s for j in mine], s.active) if mine and s.active else [False] * len(mine)
         )
+        rest = scored_rest(s.rest)
+        at_rest = within_mask([j.start_s for j in mine], rest) if mine and rest else [False] * len(mine)
         t = Tally(
             lanes=s.lanes,
             lane_s=s.duration_s * s.lanes,
@@ -156,10 +177,17 @@ def assess(capture: Capture, params: GateParams | None = None) -> dict[str, Tall
             before_active=int(sum(inside)),
             counted_active=sum(1 for j, a in zip(mine, inside, strict=True) if a and not j.rejected),
             rejected=Counter(veto_what(j.reason) for j in mine if j.rejected),
+            rest_lane_s=span_seconds(rest) * s.lanes,
+            counted_rest=sum(1 for j, r in zip(mine, at_rest, strict=True) if r and not j.rejected),
         )
         key = lane_type(s, capture)
         out[key] = out[key].add(t) if key in out else t
     return out
+
+
+def scored_rest(rest: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A stream's rest spans from ``WARMUP_S`` on."""
+    return [(max(a, WARMUP_S), b) for a, b in rest if b > WARMUP_S]
 
 
 def assess_all(captures: Sequence[Capture], params: GateParams | None = None) -> dict[str, dict[str, Tally]]:
@@ -190,11 +218,13 @@ def print_table(res: dict[str, dict[str, Tally]]) -> None:
     )
     print(
         "    activity: EMG envelope rule, accelerometer movement-band rule (≥ 0.02 g RMS in 0.25–20 Hz), or "
-        "the recording's own force/labels; 'whole' divides every event by the whole recording"
+        "the recording's own force/labels; 'whole' divides every event by the whole recording; 'rest' counts "
+        f"the events in the rest spans (from {WARMUP_S:g} s on) per lane-minute of rest"
     )
     head = (
         f"{'recording':>58} {'lanes':>5} {'type':>13} {'lane-min':>8} {'act-min':>7} "
-        f"{'act: cnt':>8} {'before':>6} {'whole: cnt':>10} {'before':>6} {'assess':>6}  rejected by"
+        f"{'act: cnt':>8} {'before':>6} {'whole: cnt':>10} {'before':>6} {'rest-min':>8} {'rest: cnt':>9} "
+        f"{'assess':>6}  rejected by"
     )
     print(head)
     for name, by in res.items():
@@ -210,5 +240,6 @@ def _row(name: str, key: str, t: Tally) -> str:
         f"{name[-58:]:>58} {t.lanes:>5} {key:>13} {t.lane_min:>8.2f} {t.active_min:>7.2f} "
         f"{_cell(t.counted_per_active_min):>8} {_cell(t.before_per_active_min)} "
         f"{_cell(Tally.rate(t.counted, t.lane_min)):>10} {_cell(Tally.rate(t.before, t.lane_min))} "
+        f"{t.rest_min:>8.2f} {_cell(t.counted_per_rest_min):>9} "
         f"{t.assessable:>6.0%}  {_reasons(t.rejected)}"
     )

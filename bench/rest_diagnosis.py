@@ -119,7 +119,7 @@ class TracedEmg(EmgEngine):
                 max(c.end - self.delay, 1) / self.rate,
                 kind,
                 why,
-                self._blip(c, kind),
+                self._blip(self._lane, c, kind),
                 c.peak / floor_rms,
                 c.peak_env / max(self.params.on_factor * self.w * c.floor, 1e-300),
                 f.context,

@@ -146,6 +146,24 @@ class DetectorParams:
     store_s: float = 2.0  # a piece's first store_s seconds give its frequency and saturation
     cross_lane_ms: float = 0.0  # other lanes' activity is looked for this long before a cluster (0: never)
     cross_lane_share: float = 0.25  # ... and this share of the other lanes (at least one) is activity
+    # EMG: a would-be twitch must also pass a matched filter (a bank of Gaussian-derivative potentials of
+    # these widths, σ in ms; empty: none) at ``matched_on`` × the floor (its normalised output power).
+    matched_widths_ms: tuple[float, ...] = ()
+    matched_orders: tuple[int, ...] = (1, 2)
+    matched_on: float = 0.0
+    matched_noise_ms: float = 500.0  # the background's colour is measured this long before a candidate
+    # ... and is not a potential where a monophasic pulse of whole samples up to this long explains it
+    # better (0: no such test)
+    matched_spike_ms: float = 0.0
+    # The background's own tail (``LaneEngine._update_tail``; 0: off): thresholds rise by the ratio of the
+    # level the background's modelled tail passes this many times a minute to Gaussian noise's.
+    tail_rate_per_min: float = 0.0
+    tail_probs: tuple[float, float] = (0.1, 0.02)  # bulk levels: Gaussian noise's blocks above them
+    tail_tau_s: float = 60.0  # memory of the bulk counts
+    tail_min_s: float = 5.0  # time below the threshold needed before the tail is trusted
+    tail_tolerance: float = 1.1  # the estimate's scatter on Gaussian noise: no rise within it
+    tail_max: float = 4.0  # thresholds rise at most this many times
+    tail_after_activity_s: float = 2.0  # quiet blocks this soon after activity on the lane do not count
 
     @classmethod
     def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
@@ -199,6 +217,7 @@ class Verdict:
     confidence: float
     reason: str = ""
     vetoes: bool | None = None  # None: every event that is not a twitch vetoes (``Detection.vetoes``)
+    span: tuple[int, int] | None = None  # what it reports [start, end) if not the cluster's own
 
 
 def format_span(ms: float) -> str:
@@ -242,6 +261,7 @@ class Cluster:
     n_on: int = 0  # core samples
     core_idx: list[npt.NDArray[np.intp]] = field(default_factory=list)  # samples above onset, per piece
     core_env: list[FloatArray] = field(default_factory=list)  # ... and their moving sums
+    core_span: list[tuple[int, int]] = field(default_factory=list)  # ... and where their pieces lie
     peak: float = 0.0
     peak_env: float = 0.0  # moving sum of the power, for the margin over the threshold
     slow_blocks: int = 0  # blocks with slow activity
@@ -259,6 +279,11 @@ class Cluster:
     parts_x: list[FloatArray] = field(default_factory=list)
     parts_env: list[FloatArray] = field(default_factory=list)
     stored: int = 0
+    tail: float = 1.0  # the lane's ``LaneEngine.tail`` when it began
+    piece_peak: float = 0.0  # the open piece's largest moving sum
+    # The end of its last piece within ``core_db`` of its peak: the band-pass's ringing after a large
+    # potential and noise's blips around it (pieces further below) do not keep the cluster open.
+    merge_end: int = 0
 
     def duration_ms(self, rate: float) -> float:
         return (self.end - self.start) * 1e3 / rate
@@ -278,14 +303,36 @@ class Cluster:
             self.first_on, self.last_on, self.n_on = int(sel[0]), int(sel[-1]), int(sel.size)
 
     def main_piece_ms(self, rate: float, core_ratio: float) -> float | None:
-        """Where the core comes from exactly two pieces, the core span of the one holding the peak (a
-        potential with a smaller neighbour); None otherwise."""
-        if len(self.core_idx) != 2:
+        """The core span of the piece holding the peak where the others are its smaller neighbours: one
+        other piece of any smaller size, or any number of at most a quarter of its peak power (half its
+        amplitude: a potential's own ringing and noise's blips around it, not a unit's repeats); None
+        otherwise."""
+        big = self.main_piece()
+        if big is None:
             return None
-        big = max(range(2), key=lambda i: float(_max(self.core_env[i])) if self.core_env[i].size else 0.0)
         idx, env = self.core_idx[big], self.core_env[big]
         sel = idx[env > self.peak_env * core_ratio]
         return (int(sel[-1]) - int(sel[0]) + 1) * 1e3 / rate if sel.size else None
+
+    def main_piece(self) -> int | None:
+        """The piece holding the peak, where the others are its smaller neighbours (``main_piece_ms``)."""
+        n = len(self.core_idx)
+        if n < 2:
+            return None
+        peaks = [float(_max(e)) if e.size else 0.0 for e in self.core_env]
+        big = max(range(n), key=peaks.__getitem__)
+        if n > 2 and any(4.0 * p > peaks[big] for i, p in enumerate(peaks) if i != big):
+            return None
+        return big
+
+    def core_span_of(self) -> tuple[int, int] | None:
+        """From the start of the piece holding the first core sample to the end of the one holding the
+        last: the potential itself, without the blips the hold gathered before or after it."""
+        if self.first_on < 0 or not self.core_span:
+            return None
+        first = next((a for a, b in self.core_span if a <= self.first_on < b), None)
+        last = next((b for a, b in reversed(self.core_span) if a <= self.last_on < b), None)
+        return None if first is None or last is None else (first, last)
 
     def core_ms(self, rate: float) -> float:
         """From the first to the last core sample of its pieces: the potentials' main phases, not the
@@ -430,7 +477,25 @@ class LaneEngine:
         self._warm_bm: list[FloatArray] = []
         self._warm_slow: list[FloatArray] = []
         self.floor = np.zeros(lanes)  # mean power per sample
-        self._on_w = np.zeros(lanes)  # onset threshold on the moving sum
+        self._on_w = np.zeros(lanes)  # onset threshold on the moving sum (raised by the background's tail)
+        self._quiet_w = np.zeros(lanes)  # on_factor × w × floor: a block reaching it is not quiet
+        # The background's tail: per lane, the factor it raises thresholds by; decaying counts of its blocks
+        # and of those whose largest moving sum passed each bulk level.
+        self.tail = np.ones(lanes)
+        self._tail_model: tuple[float, float, float] | None = None  # bulk amplitudes, Gaussian's level
+        if p.tail_rate_per_min > 0:
+            lo, hi = gaussian_block_levels(self, p.tail_probs)
+            self._tail_p = p.tail_rate_per_min * self.blk / sample_rate / 60.0  # per block
+            a1, a2 = math.sqrt(lo), math.sqrt(hi)
+            gauss = self._tail_level(a1, a2, np.array(p.tail_probs[:1]), np.array(p.tail_probs[1:]))
+            self._tail_model = (a1, a2, float(gauss[0]) * p.tail_tolerance)
+        self._tail_counts = np.zeros((3, lanes))
+        self._tail_every = max(1, round(sample_rate / (self.epoch * self.blk)))  # epochs in a second
+        self._tail_next = 0  # the first block not counted yet
+        self._tail_decay = math.exp(-self._tail_every * self.epoch * self.blk / sample_rate / p.tail_tau_s)
+        self._tail_guard = round(p.tail_after_activity_s * sample_rate / self.blk)
+        self._tail_from = np.zeros(lanes, dtype=np.int64)  # first block counted again after activity
+        self._tail_min = p.tail_min_s * sample_rate / self.blk
         self.slow_floor = np.zeros(lanes)
         self._slow_thr = np.zeros(lanes)  # slow_threshold(), which changes only with the floors
         self._epoch_bm = np.zeros((self.epoch, lanes))
@@ -444,6 +509,9 @@ class LaneEngine:
         self._ring_q = np.zeros((ring, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
         self._ring_bx = np.zeros((ring, channels))  # raw block means (baselines)
         self._ring_slow = np.zeros((ring, lanes))  # ``context_stat`` (accelerometer: movement, 1-5 Hz)
+        self._ring_bmax = np.zeros((ring, lanes))  # largest moving sum (the background's tail)
+        self._ring_steady = np.zeros((ring, lanes), dtype=bool)  # ... and no slow activity there
+        self._tail_every = min(self._tail_every, ring // self.epoch)  # refits read the ring
         self._env_state = np.zeros(lanes, dtype=bool)  # hysteresis on the smoothed power
         self._in_piece = np.zeros(lanes, dtype=bool)  # hysteresis or slow activity
         self._open: list[Cluster | None] = [None] * lanes
@@ -479,8 +547,15 @@ class LaneEngine:
         """The channels of these lanes, in order (what ``lane_power`` takes for exactly these lanes)."""
         raise NotImplementedError
 
-    def segment_raw(self, x: FloatArray, base: int) -> None:
-        """The raw samples (samples × channels) of a segment starting at absolute index ``base``."""
+    def segment_raw(self, x: FloatArray, y: FloatArray, base: int) -> None:
+        """The raw and band-passed samples (samples × channels) of a segment starting at absolute index
+        ``base``."""
+
+    def confirms(self, lane: int, c: Cluster) -> bool:
+        """A would-be twitch's last test before it is reported (e.g. a matched filter's verdict on its
+        shape); one that fails is a blip: not reported, but it still tells isolation that something went
+        on there."""
+        return True
 
     def release_features(self, lane: int, c: Cluster) -> None:
         """Last look at a cluster before it is classified (e.g. the raw signal around it)."""
@@ -638,7 +713,7 @@ class LaneEngine:
             keep = blocks <= 3.0 * med  # trimmed mean: bursts in the first second do not count
             self.floor = (blocks * keep).sum(axis=0) / np.maximum(keep.sum(axis=0), 1)
             self.slow_floor = np.median(np.concatenate(self._warm_slow), axis=0)
-            self._on_w = self.params.on_factor * self.w * self.floor
+            self._set_onsets()
             self._slow_thr = self.slow_threshold()
             self._warm_bm, self._warm_slow = [], []
             # Nothing is known of the time before: treat it as activity until isolation_ms have passed
@@ -665,10 +740,14 @@ class LaneEngine:
         slow_on = slow[b0:b1] > self._slow_thr
         # ``quiet`` is written straight into the epoch's flags: the pieces clear it there too.
         quiet = self._epoch_quiet[e0:e1]
-        np.less(bmax[b0:b1], self._on_w, out=quiet)
+        np.less(bmax[b0:b1], self._quiet_w, out=quiet)
+        if self._tail_model is not None:
+            rows = slice(k0 % self._ring_n, k0 % self._ring_n + b1 - b0)
+            self._ring_bmax[rows] = bmax[b0:b1]
+            self._ring_steady[rows] = ~slow_on
         quiet &= ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], aux[b0:b1], quiet)  # before pieces clear ``quiet``
-        self.segment_raw(x[b0 * blk : b1 * blk], k0 * blk)
+        self.segment_raw(x[b0 * blk : b1 * blk], y[b0 * blk : b1 * blk], k0 * blk)
         if _all(quiet, axis=None) and not _any(self._in_piece):  # the usual case: nothing to look at
             cand = _NO_LANES
         else:
@@ -698,12 +777,70 @@ class LaneEngine:
     def _update_floor(self) -> None:
         self.epoch_end(self._epoch_slow)
         q = self._epoch_quiet
+        if self._tail_model is not None and (self._block // self.epoch) % self._tail_every == 0:
+            self._update_tail()
         if _all(q, axis=None):
             self._update_floor_quiet()
         else:
             self._update_floor_general(q)
-        self._on_w = self.params.on_factor * self.w * self.floor
+        self._set_onsets()
         self._slow_thr = self.slow_threshold()
+
+    def _set_onsets(self) -> None:
+        self._quiet_w = self.params.on_factor * self.w * self.floor
+        self._on_w = self._quiet_w * self.tail if self._tail_model is not None else self._quiet_w
+
+    def _update_tail(self) -> None:
+        """The background's own tail, refitted every second (before the floors move; the block statistics
+        come from the history ring).
+
+        Per lane, decaying over ``tail_tau_s``: how many blocks of background there were — below the
+        lane's threshold, without slow activity, with neighbours of the same kind (so that a potential's
+        shoulders do not count), and not within ``tail_after_activity_s`` of the lane's own activity or
+        artifacts — and in how many the largest moving sum passed the two bulk levels, where Gaussian
+        noise passes in ``tail_probs`` of the blocks: hundreds of times a minute, far more often than any
+        muscle twitches (a twitch above the threshold is not background; one below it barely moves the
+        counts). Through the two, the log-probability of a block passing a level is taken as linear in
+        the amplitude (the root of the level: an exponential tail of potential sizes), and extrapolated to
+        the level the background passes ``tail_rate_per_min`` times a minute. Its ratio to what the same
+        model gives on Gaussian noise, beyond the estimate's scatter (``tail_tolerance``), is the factor
+        ``tail`` (≤ ``tail_max``) by which the lane's thresholds rise."""
+        assert self._tail_model is not None
+        k0, k1 = max(self._tail_next, self._warm_blocks), self._block
+        self._tail_next = k1
+        if any(self._open):  # activity still open: from its end so far (as its release will set it)
+            for lane, c in enumerate(self._open):
+                if c is not None and (c.long or c.slow_blocks):
+                    until = -(-c.end // self.blk) + self._tail_guard
+                    self._tail_from[lane] = max(int(self._tail_from[lane]), until)
+        rows = np.arange(k0, k1) % self._ring_n
+        bmax = self._ring_bmax[rows]
+        q = self._ring_steady[rows] & (bmax < self._on_w)  # the background below the lane's threshold
+        elig = q.copy()
+        elig[1:] &= q[:-1]
+        elig[:-1] &= q[1:]
+        if _max(self._tail_from) > k0:  # a lane is still settling after its activity
+            elig &= np.arange(k0, k1)[:, None] >= self._tail_from
+        a1, a2, gauss = self._tail_model
+        base = self.w * self.floor
+        counts = self._tail_counts
+        counts *= self._tail_decay
+        counts[0] += _sum(elig, axis=0)
+        counts[1] += _sum(elig & (bmax > a1 * a1 * base), axis=0)
+        counts[2] += _sum(elig & (bmax > a2 * a2 * base), axis=0)
+        n = np.maximum(counts[0], 1.0)
+        level = self._tail_level(a1, a2, (counts[1] + 0.5) / n, (counts[2] + 0.5) / n)
+        tail = np.clip(level / gauss, 1.0, self.params.tail_max)
+        self.tail = np.where(counts[0] >= self._tail_min, tail, 1.0)
+
+    def _tail_level(self, a1: float, a2: float, p1: FloatArray, p2: FloatArray) -> FloatArray:
+        """The level (× w × floor) a background whose blocks pass the bulk levels a1² and a2² with
+        probabilities p1 and p2 passes at ``tail_rate_per_min``, by the exponential-amplitude model of
+        ``_update_tail``."""
+        slope = np.log(np.maximum(p1 / p2, 1.0 + 1e-9)) / (a2 - a1)  # per unit of amplitude
+        a = a2 + np.log(np.maximum(p2 / self._tail_p, 1.0)) / slope
+        out: FloatArray = a * a
+        return out
 
     def _update_floor_quiet(self) -> None:
         """``_update_floor_general`` for an epoch quiet on every lane (usual with few lanes), in half the
@@ -796,6 +933,7 @@ class LaneEngine:
                 if lo[k] < up[k]:
                     c.core_idx.append(core_pos[lo[k] : up[k]])
                     c.core_env.append(core_env[lo[k] : up[k]])
+                    c.core_span.append((c.piece_start, c.end))
                 if bk - ak >= 2:
                     c.num += num[k]
                     c.den += den[k]
@@ -1028,7 +1166,7 @@ class LaneEngine:
         start = seg.base + a
         c = self._open[lane]
         if starts or c is None:
-            if c is not None and start - c.end > c.gap:
+            if c is not None and start - self._merge_end(c) > c.gap:
                 self._release(lane, c)
                 c = None
             if c is None:
@@ -1037,7 +1175,10 @@ class LaneEngine:
             c.piece_start = start
             c.piece_slow = False
             c.piece_on = float(self._on_w[lane])
+            c.piece_peak = 0.0
             self._release_at[lane] = _NEVER
+        if peak_env > c.piece_peak:
+            c.piece_peak = peak_env
         c.active += b - a
         if peak > c.peak:
             c.peak = peak
@@ -1085,8 +1226,15 @@ class LaneEngine:
             if c.core_ms(self.rate) > self.params.jerk_max_ms:
                 c.gap = max(c.gap, self.activity_gap)
                 c.long = True  # its core only grows: no need to keep core samples any more
+        if c.piece_peak >= self._core_ratio * c.peak_env:
+            c.merge_end = c.end
         # The first block boundary past end + gap: a piece starting at end + gap still joins.
-        self._release_at[lane] = -(-(c.end + c.gap + 1) // self.blk)
+        self._release_at[lane] = -(-(self._merge_end(c) + c.gap + 1) // self.blk)
+
+    def _merge_end(self, c: Cluster) -> int:
+        """Where a cluster's gap is counted from: its last piece within ``core_db`` of its peak; activity
+        and artifacts gather every fragment, so from their end."""
+        return c.end if c.long or c.slow_blocks else max(c.merge_end, c.start)
 
     def _piece_features(self, c: Cluster, y: FloatArray, raw: FloatArray, env: FloatArray) -> None:
         """Core samples, frequency sums and saturation of a piece stored in parts (``y`` and ``raw``
@@ -1096,6 +1244,7 @@ class LaneEngine:
         if idx.size and not c.long:
             c.core_idx.append(idx + c.piece_start)
             c.core_env.append(env[idx])
+            c.core_span.append((c.piece_start, c.end))
         if y.shape[0] >= 2:
             num, den = self._piece_sums(y)
             c.num += num
@@ -1136,16 +1285,22 @@ class LaneEngine:
         ctx = self._context(lane, ke - self._ctx_blocks, ke, floor)
         baseline = self._ring_bx[(kb - 1) % self._ring_n, self.lane_channels(lane)].copy()
         self._open[lane] = c = Cluster(start, start, ctx, baseline, floor, self.hold)
+        c.tail = float(self.tail[lane])
         recent = self._recent[lane]
         while recent and recent[0][0] < start - self._busy_window:
             recent.popleft()
         c.recent = [peak for _, peak in recent]  # every earlier cluster of the lane is released by now
         return c
 
-    def _blip(self, c: Cluster, kind: EventKind) -> bool:
-        """Brief, not an artifact, and never more than ``report_margin`` × the onset threshold."""
+    def _blip(self, lane: int, c: Cluster, kind: EventKind) -> bool:
+        """Brief, not an artifact, and never more than ``report_margin`` × the onset threshold; or a
+        would-be twitch that ``confirms`` turns down."""
         brief = kind.is_twitch or (kind is EventKind.SUSTAINED and c.end - c.start <= self._jerk_max)
-        return brief and c.peak_env < self.params.report_margin * c.piece_on
+        if not brief:
+            return False
+        if c.peak_env < self.params.report_margin * c.piece_on:
+            return True
+        return kind.is_twitch and not self.confirms(lane, c)
 
     def _ctx_threshold(self, n: int, factor: float | None = None) -> float:
         """Power ratio above which a window of n samples is activity: ``context_factor``, or four standard
@@ -1221,6 +1376,9 @@ class LaneEngine:
             ctx_post / self._post_threshold(last - first) if last > first else 0.0,
         )
         c.settle(self._core_ratio)
+        if c.long or c.slow_blocks:  # activity or an artifact: not the background the tail learns
+            until = -(-c.end // self.blk) + self._tail_guard
+            self._tail_from[lane] = max(int(self._tail_from[lane]), until)
         if c.slow_blocks:
             self.release_features(lane, c)
         since = (c.start - self._prev_end[lane]) * 1e3 / self.rate
@@ -1236,12 +1394,13 @@ class LaneEngine:
         self._prev_kind[lane] = kind
         self._prev_peak[lane] = c.peak
         self._recent[lane].append((c.start, c.peak))
-        if self._blip(c, kind):
+        if self._blip(lane, c, kind):
             return  # barely over the onset threshold, brief: noise's tail more often than an event
         conf = round(min(max(verdict.confidence, 0.01), 0.99), 3)
         d = self.delay  # report when it happened, not when it came out of the band-pass
         hz = round(c.dominant_hz(self.rate), 1)
-        start, end = max(c.start - d, 0), max(c.end - d, 1)
+        first, last = verdict.span or (c.start, c.end)
+        start, end = max(first - d, 0), max(last - d, 1)
         vetoes = not kind.is_twitch if verdict.vetoes is None else verdict.vetoes
         self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes))
 
@@ -1286,6 +1445,26 @@ class _Work:
             nxt = self._levels[level]
             np.add(s[:-span], s[span:], out=nxt)
             s, span, level = nxt, span * 2, level + 1
+
+
+_LEVELS: dict[tuple[object, ...], tuple[float, float]] = {}
+
+
+def gaussian_block_levels(engine: LaneEngine, probs: tuple[float, float]) -> tuple[float, float]:
+    """The levels (× w × floor) that a block's largest moving sum passes in ``probs`` of the blocks of
+    Gaussian noise through the engine's band-pass (five minutes of seeded noise, cached per setting)."""
+    key = (engine.rate, engine._sos.tobytes(), engine.w, engine.blk, engine.dof_per_sample, probs)
+    if key not in _LEVELS:
+        n = engine.blk * round(300.0 * engine.rate / engine.blk)
+        x = np.random.default_rng(20261206).normal(size=(engine.dof_per_sample, n))
+        y = sps.sosfilt(engine._sos, x, axis=1)[:, engine.blk * 50 :]
+        p = _sum(y * y, axis=0)
+        env = np.convolve(p, np.ones(engine.w))[engine.w - 1 : p.size]
+        blocks = env[: env.size // engine.blk * engine.blk].reshape(-1, engine.blk).max(axis=1)
+        rel = blocks / (engine.w * float(p.mean()))
+        lo, hi = (float(np.quantile(rel, 1.0 - q)) for q in probs)
+        _LEVELS[key] = (lo, hi)
+    return _LEVELS[key]
 
 
 def moving_sum(ext: FloatArray, w: int) -> FloatArray:

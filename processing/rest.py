@@ -17,9 +17,9 @@ A muscle is not assessable while any *veto* that applies to it holds. Vetoes liv
 
 Each veto is widened by a guard: ``before_ns`` ahead of it (a contraction or a step builds up below the
 detector's threshold before its onset, and a twitch-shaped potential right before a contraction is usually
-its first motor unit) and a guard behind it: ``after_activity_ns`` behind a muscle's own activity (EMG falls
-silent soon after a contraction), ``after_ns`` behind movement (a limb and the body take longer to settle
-after a walk or a turn).
+its first motor unit) and a guard behind it: ``after_activity_ns`` behind a muscle's own activity (motor
+units go on firing for a second or more after a contraction), ``after_ns`` behind movement (a limb and the
+body settle after a walk or a turn).
 
 The gate is streaming. Sources (the worker's streams) report vetoes as they are found — open ones too,
 replaced as they grow — and how far they have *settled*: no veto will start before that time any more. A
@@ -58,14 +58,17 @@ class GateParams:
     settle this far past its end (bench.latency: p95 150 ms at 50-ms frames, 100 ms at 0–50 ms of guard).
     ``after_ns`` 2 s, behind movement (a source watching a device or a body segment): a limb and the body
     settle after a walk, a turn or a landing (stopping gait and regaining a still posture take 1–3 s).
-    ``after_activity_ns`` 0.5 s, behind a muscle's own activity (a source watching only muscles): surface EMG
-    is back at baseline within a few hundred ms of a contraction's release. ``stale_ns`` 10 s: twice a
-    typical 4–6-s BLE supervision timeout, a third of the 30 s after which a device is called silent."""
+    ``after_activity_ns`` 2 s, behind a muscle's own activity (a source watching only muscles): the surface
+    EMG envelope falls within a few hundred ms of a contraction's release, but low-threshold motor units
+    go on firing for a second or more after it (self-sustained firing), and a muscle is assessed for
+    fasciculations once fully relaxed; the benchmark's rest spans begin as far behind activity.
+    ``stale_ns`` 10 s: twice a typical 4–6-s BLE supervision timeout, a third of the 30 s after which a
+    device is called silent."""
 
     before_ns: int = 100_000_000
     after_ns: int = 2_000_000_000
     stale_ns: int = 10_000_000_000
-    after_activity_ns: int = 500_000_000
+    after_activity_ns: int = 2_000_000_000
 
     def __post_init__(self) -> None:
         if min(self.before_ns, self.after_ns, self.after_activity_ns) < 0 or self.stale_ns <= 0:

@@ -204,8 +204,10 @@ def test_envelope_rule_finds_a_contraction_and_the_rest_around_it() -> None:
     assert len(active) == 1
     assert 7.5 < active[0][0] < 8.0
     assert 11.0 < active[0][1] < 11.5
-    assert all(b <= active[0][0] - 0.3 or a >= active[0][1] + 0.3 for a, b in rest)
-    assert sum(b - a for a, b in rest) > 14.0
+    # Rest ends 0.3 s before the contraction and begins the rest gate's guard behind it (2 s).
+    assert all(b <= active[0][0] - 0.3 or a >= active[0][1] + data.AFTER_ACTIVITY_S for a, b in rest)
+    assert any(abs(a - (active[0][1] + data.AFTER_ACTIVITY_S)) < 0.01 for a, _ in rest)
+    assert sum(b - a for a, b in rest) > 12.0
 
 
 # --- loaders ---------------------------------------------------------------------------------------------

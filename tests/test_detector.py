@@ -13,9 +13,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.synth import MuscleSegment, Physiology, Signal, TruthEvent, analysis_band, generate, spec_for
+from collector.synth import (
+    MuscleSegment,
+    Physiology,
+    Signal,
+    TruthEvent,
+    analysis_band,
+    generate,
+    noise_level,
+    spec_for,
+)
 from processing.core import DetectorParams, _public_sosfilt, same_shape, sosfilt_inplace
 from processing.detector import Detection, StreamingDetector
+from processing.emg import on_factor
 from processing.events import EventKind
 
 # A detection matches a true event when they overlap, either widened by this much.
@@ -224,7 +234,10 @@ def test_a_large_potential_amid_a_small_units_discharge_is_a_twitch() -> None:
     small = [2000 + round(k * 250 + rng.normal(0, 30)) for k in range(24)]
     for c in small:
         _muap(x, c, 20.0)
-    big = small[12] + 120
+    # Midway between two of the small unit's potentials, clear of the 80-ms hold on either side (at 120 ms
+    # after one, the lower candidate onset of the matched filter's front end puts the next one's rise 79 ms
+    # after its end: one cluster — the hold's business, not this test's).
+    big = small[12] + 100
     _muap(x, big, 60.0)
     dets = _run("emg", x, fs)
     at_big = [d for d in dets if d.start <= big + 30 and d.end >= big - 30]
@@ -317,6 +330,105 @@ def test_a_potential_while_the_other_channels_contract_is_activity() -> None:
     ], lane0
     at_10s = [d for d in dets if d.start > 9900]
     assert [d.kind for d in at_10s] == [EventKind.FASCICULATION] * 4
+
+
+def _potentials_and_spikes(fs: float) -> tuple[np.ndarray, list[int], list[int]]:
+    """Gaussian noise with 12 biphasic potentials (σ 1.5 ms) and 12 two-sample monophasic spikes (1-2 ms),
+    all of a peak five times the band-limited noise (14 dB)."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 3.0, (round(40 * fs), 1))
+    peak = 5.0 * float(noise_level(x, "emg", fs)[0])
+    half = round(0.008 * fs)
+    z = np.arange(-half, half + 1) / (0.0015 * fs)
+    muap = -z * np.exp(-0.5 * z * z)
+    muap *= peak / np.abs(muap).max()
+    potentials = [round((2.0 + 3.0 * k) * fs) for k in range(12)]
+    spikes = [round((3.5 + 3.0 * k) * fs) for k in range(12)]
+    for c in potentials:
+        x[c - half : c + half + 1, 0] += muap
+    for c in spikes:
+        x[c : c + 2, 0] += peak
+    return x, potentials, spikes
+
+
+def _found(dets: list[Detection], centres: list[int], fs: float) -> int:
+    slack = round(SLACK_S * fs)
+    return sum(any(d.kind.is_twitch and d.start - slack <= c <= d.end + slack for d in dets) for c in centres)
+
+
+@pytest.mark.parametrize("fs", [1000.0, 2000.0])
+def test_the_matched_filter_finds_faint_potentials_and_not_spikes_of_their_peak(fs: float) -> None:
+    """A potential at 14 dB in Gaussian noise is found; a 2-sample monophasic spike of the same peak — no
+    wider than a potential's main phase, without its opposite phase — is not, though the energy stage
+    alone (the detector before the matched filter) takes most of them for twitches at 1 kHz."""
+    x, potentials, spikes = _potentials_and_spikes(fs)
+    dets = _run("emg", x, fs, _chunks(x.shape[0], round(fs / 20)))
+    assert _found(dets, potentials, fs) >= 11
+    assert _found(dets, spikes, fs) <= 2
+    energy = dataclasses.replace(
+        DetectorParams.for_signal("emg", fs), matched_widths_ms=(), on_factor=on_factor(round(0.005 * fs))
+    )
+    by_energy = _run("emg", x, fs, _chunks(x.shape[0], round(fs / 20)), energy)
+    if fs == 1000.0:  # at 2 kHz a 2-sample spike lasts 1 ms: too little energy for the 5-ms window
+        assert _found(by_energy, spikes, fs) >= 6
+
+
+def _train_on(x: np.ndarray, fs: float, sigma: float, every_s: float, peak_db: float) -> list[int]:
+    """Biphasic potentials (σ 1.5 ms) of ``peak_db`` above ``sigma`` every ``every_s`` from 3 s on."""
+    half = round(0.008 * fs)
+    z = np.arange(-half, half + 1) / (0.0015 * fs)
+    muap = -z * np.exp(-0.5 * z * z)
+    muap *= 10 ** (peak_db / 20) * sigma / np.abs(muap).max()
+    centres = [round((3.0 + every_s * k) * fs) for k in range(int((x.shape[0] / fs - 4.0) / every_s))]
+    for c in centres:
+        x[c - half : c + half + 1, 0] += muap
+    return centres
+
+
+def test_a_heavy_tailed_background_raises_the_threshold_and_sparse_twitches_are_still_found() -> None:
+    """Electrode noise whose level wanders from one 40 ms to the next (lognormal, σ 0.4: kurtosis ≈ 5,
+    real rest's kind of tail) crosses a threshold set for Gaussian noise dozens of times a minute; its
+    own tail, learnt from the blocks below the threshold, raises it, and a sparse train of 20-dB
+    twitches (15 a minute) is still found whole."""
+    fs = 1000.0
+    rng = np.random.default_rng(21)
+    n = round(120 * fs)
+    gain = np.repeat(np.exp(rng.normal(0, 0.4, n // 40 + 1)), 40)[:n]
+    x = (rng.normal(0, 3.0, n) * gain)[:, None]
+    twitches = _train_on(x, fs, float(noise_level(x, "emg", fs)[0]), 4.0, 20.0)
+    det = StreamingDetector("emg", fs, 1)
+    dets = _run("emg", x, fs, _chunks(n, 50))
+    assert _found(dets, twitches, fs) >= len(twitches) - 1
+    own = [d for d in dets if d.kind.is_twitch and _found([d], twitches, fs) == 0]
+    learnt = [d for d in own if d.start >= 15 * fs]  # the tail is learnt in the first seconds
+    assert len(learnt) <= 3  # in 105 s
+    gaussian_only = dataclasses.replace(det.params, tail_rate_per_min=0.0)
+    without = _run("emg", x, fs, _chunks(n, 50), gaussian_only)
+    assert sum(d.kind.is_twitch for d in without) - _found(without, twitches, fs) >= 30
+
+
+@pytest.mark.parametrize(("fs", "snr_db"), [(1000.0, 14.0), (1000.0, 20.0), (200.0, 20.0)])
+def test_a_muscle_that_twitches_a_lot_does_not_raise_its_own_threshold(fs: float, snr_db: float) -> None:
+    """40 twitches a minute (ALS muscles' median in high-density surface EMG) on Gaussian noise: the tail
+    is learnt from hundreds of blocks a minute below the threshold, where the twitches hardly are, so the
+    threshold stays where Gaussian noise puts it and as many twitches are found as without the tail. (At
+    200 Hz and 14 dB most twitches sit at the threshold and move the estimate, up to 1.25 ×, which costs
+    some of the few found: docs/detection.md.)"""
+    x = np.random.default_rng(22).normal(0, 3.0, (round(120 * fs), 1))
+    twitches = _train_on(x, fs, float(noise_level(x, "emg", fs)[0]), 1.5, snr_db)
+    det = StreamingDetector("emg", fs, 1)
+    tails = []
+    dets: list[Detection] = []
+    step = round(0.1 * fs)
+    for i in range(0, x.shape[0], step):
+        dets += det.process(x[i : i + step])
+        tails.append(float(det._engine.tail[0]))
+    dets += det.finish()
+    settled = tails[150:]  # after 15 s; its first seconds are learnt from few blocks
+    assert float(np.median(settled)) <= 1.02
+    assert max(settled) <= 1.3  # the estimate's scatter with these twitches reaches 1.25 at 200 Hz
+    gaussian_only = dataclasses.replace(det.params, tail_rate_per_min=0.0)
+    assert _found(dets, twitches, fs) >= _found(_run("emg", x, fs, (), gaussian_only), twitches, fs) - 2
 
 
 def test_huge_pop_is_an_artifact() -> None:
@@ -431,9 +543,10 @@ def test_floor_adapts_in_quiet_periods_only() -> None:
     assert floors[45] == pytest.approx(band_power, rel=0.15)
     assert max(floors[50:250]) < 1.5 * band_power  # the contraction never raised it
     assert floors[299] < 1.2 * band_power  # back to rest, where it was
-    # Quiet but louder for good: it follows, slowly (floor_rise_tau_s = 30 s; the onset, 8×, sits close
-    # to the 4× louder noise, so at first few blocks are quiet enough to learn from), to 4× in the end ...
-    assert 1.4 * band_power < floors[400] < floors[-1]
+    # Quiet but louder for good: it follows, slowly (floor_rise_tau_s = 30 s; the candidate onset, 6×,
+    # sits close to the 4× louder noise, so at first few blocks are quiet enough to learn from: 1.5× after
+    # 25 s, 3.8× after 40 s), to 4× in the end ...
+    assert 1.4 * band_power < floors[550] < floors[-1]
     assert floors[-1] > 3.0 * band_power
     # ... and while it follows, the louder noise is activity, never a twitch.
     assert not [d for d in events if d.kind.is_twitch and d.start > 30000]
@@ -549,6 +662,27 @@ def test_chunking_does_not_change_events(case: tuple[Signal, float], sizes: list
     assert len(reference) > 10
     assert len({d.kind for d in reference}) >= 3
     assert _run(sig, x, fs, cuts) == reference
+
+
+_FAINT = {
+    fs: generate("emg", fs, 30.0, Physiology(fasciculation=60, myoclonic_jerk=4, snr_db=14), 12)[0]
+    for fs in (1000.0, 2000.0)
+}
+_FAINT_REFERENCE: dict[float, list[Detection]] = {}
+
+
+@settings(max_examples=10, deadline=None)
+@given(fs=st.sampled_from(sorted(_FAINT)), sizes=st.lists(st.integers(1, 700), min_size=1, max_size=30))
+def test_the_matched_filter_does_not_depend_on_chunking(fs: float, sizes: list[int]) -> None:
+    """Faint potentials (14 dB), most of them decided by the matched filter from the band-passed history:
+    the same events, to the sample and to the bit, whatever the chunking."""
+    x = _FAINT[fs]
+    cuts = [int(c) for c in np.cumsum(sizes * (x.shape[0] // sum(sizes) + 1)) if c < x.shape[0]]
+    if fs not in _FAINT_REFERENCE:
+        _FAINT_REFERENCE[fs] = _run("emg", x, fs)
+    reference = _FAINT_REFERENCE[fs]
+    assert len([d for d in reference if d.kind.is_twitch]) > 10
+    assert _run("emg", x, fs, cuts) == reference
 
 
 _LANES_RATES = [200.0, 1000.0, 2000.0]
