@@ -8,10 +8,9 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twitchwatch import __version__
-from twitchwatch.config import Settings, load_settings
 from twitchwatch.processing.archive import (
     DEVICE_MAP,
     EVENTS,
@@ -27,6 +26,9 @@ from twitchwatch.processing.archive import (
 )
 from twitchwatch.processing.store import EventStore, StoreError, open_store
 from twitchwatch.progress import Progress
+
+if TYPE_CHECKING:
+    from twitchwatch.config import Settings
 
 
 class DataCliError(Exception):
@@ -108,6 +110,8 @@ class _Stages:
 
 
 def _run(work: Callable[[Settings, _Stages], int], prefix: str) -> int:
+    from twitchwatch.config import load_settings  # here: pydantic's settings need not load for --help
+
     settings = load_settings()
     stages = _Stages(prefix)
     try:
