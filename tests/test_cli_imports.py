@@ -114,6 +114,7 @@ def test_help_loads_no_configuration_model(env: dict[str, str], tmp_path: Path) 
     # Every command's options are listed without their modules: the parser names commands whose
     # handlers would import the detector, sessions and the dashboard.
     assert "twitchwatch.processing.recordings" not in modules
+    assert "twitchwatch.processing.archive" not in modules
 
 
 def test_config_check_of_simulated_devices_imports_no_profile(env: dict[str, str], tmp_path: Path) -> None:
