@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from twitchwatch import data_cli, person_cli
 from twitchwatch.collector.timetext import SimulationError, parse_duration
 from twitchwatch.processing.events import EventKind
+from twitchwatch.progress import Progress, SignalProgress, is_terminal
 
 if TYPE_CHECKING:
     from twitchwatch.collector.emulate.motion import Movement
+    from twitchwatch.collector.record import Recorder
     from twitchwatch.collector.simulate import SimulationPlan
     from twitchwatch.collector.synth import TruthEvent
     from twitchwatch.config import DeviceMap, Settings
@@ -310,39 +312,6 @@ def _positive_float(text: str, option: str) -> float:
     return value
 
 
-class ProgressLine:
-    """One self-overwriting progress line on stderr, at most a few times a second."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label, self.enabled = label, enabled
-        self._last = 0.0
-        self._t0 = time.monotonic()
-
-    def __call__(self, done: float, total: float) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self._last < 0.5 and done < total):
-            return
-        self._last = now
-        pct = 100.0 * done / total if total else 100.0
-        rate = done / max(now - self._t0, 1e-9)
-        print(
-            f"\r{self.label}: {pct:5.1f}% ({_hms(done)} of {_hms(total)} signal, {rate:,.0f}× real time)",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def close(self) -> None:
-        if self.enabled and self._last:
-            print(file=sys.stderr)
-
-    def clear(self) -> None:
-        """Blank the line (before other output to the same terminal); the next call redraws it."""
-        if self.enabled and self._last:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-            self._last = 0.0
-
-
 def _hms_tenths(seconds: float) -> str:
     """hh:mm:ss.s (under a day): an assessable time of a few seconds still reads as more than nothing."""
     tenths = int(seconds * 10 + 0.5)
@@ -367,7 +336,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     plan = plan_from_args(args, settings.user)
-    progress = ProgressLine("simulate", enabled=plan.speed is None or plan.speed > 1)
+    progress = SignalProgress("simulate")
     out = truth_file(args.truth)
 
     async def go(stop: asyncio.Event) -> int:
@@ -677,11 +646,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
         rec = reader.recording
         plan = plan_detection(rec, select=args.channels, signal=args.signal, muscle=args.muscle)
         run = DetectionRun(plan, gate=not args.no_gate)
-        progress = ProgressLine(
+        progress = SignalProgress(
             f"detect {rec.path.name}",
-            enabled=sys.stderr.isatty() and rec.duration_s >= DETECT_PROGRESS_MIN_S,
+            rec.duration_s,
+            interactive=is_terminal(sys.stderr) and rec.duration_s >= DETECT_PROGRESS_MIN_S,
         )
-        shares_terminal = progress.enabled and sys.stdout.isatty()
+        shares_terminal = progress.interactive and sys.stdout.isatty()
         out = _DetectOutput(args.json)
         try:
             for chunk in reader.chunks(plan.groups, args.chunk_seconds):
@@ -919,12 +889,17 @@ def cmd_record(args: argparse.Namespace) -> int:
         args.out.unlink()
         raise
 
+    progress = Progress(f"record {args.out.name}", duration, unit="s")
+
     async def go(stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         reading = args.markers and _read_markers(loop, recorder.marker)
+        ticker = asyncio.create_task(_record_progress(recorder, progress))
         try:
             await recorder.run(stop, duration, args.stop_when_offline)
         finally:
+            ticker.cancel()
+            progress.close()
             if reading:
                 loop.remove_reader(sys.stdin.fileno())
 
@@ -964,6 +939,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return status
+
+
+async def _record_progress(recorder: Recorder, progress: Progress) -> None:
+    """Seconds recorded and frames taken, once a second (the progress rate-limits what it shows)."""
+    t0 = time.monotonic()
+    while True:
+        progress.update(time.monotonic() - t0, f"{recorder.stats.frames:,} frames")
+        await asyncio.sleep(1.0)
 
 
 def _read_markers(loop: asyncio.AbstractEventLoop, marker: Callable[[str], None]) -> bool:
@@ -1017,8 +1000,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from twitchwatch.collector.recordings import open_recording
     from twitchwatch.collector.recordings.formats.edf import export_edf
 
-    with open_recording(args.session, rate=args.rate) as reader:
-        result = export_edf(reader, args.edf)
+    with (
+        open_recording(args.session, rate=args.rate) as reader,
+        SignalProgress(f"export {args.session.name}") as progress,
+    ):
+        result = export_edf(reader, args.edf, progress)
     print(
         f"{result.path}: {result.filetype}, {len(result.labels)} signal(s) ({', '.join(result.labels)}), "
         f"{result.records} × {result.record_s:g} s records, {result.annotations} annotation(s)",
@@ -1093,7 +1079,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     options = ReplayOptions(settings.user, speed, args.loop, args.start, args.clock)
     # Before connecting: bad files exit 2.
     source = open_source(args.path, args.device, args.muscle_map, args.rate)
-    progress = ProgressLine(f"replay {args.path.name}", enabled=True)
+    progress = SignalProgress(f"replay {args.path.name}")
 
     async def go(stop: asyncio.Event) -> int:
         stats = await until_stopped(run_replay(source, settings.mqtt, options, progress), stop)
