@@ -111,9 +111,9 @@ def install(wheel: Path, where: Path) -> Path:
     step(f"installing {wheel.name} into a fresh venv ({where})")
     run([sys.executable, "-m", "venv", str(where)], cwd=where.parent)
     python = where / "bin" / "python"
-    run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=where
-    )
+    # --no-compile: byte-compiling scipy, pandas and Streamlit up front would be much of the install's time.
+    quiet = ["--quiet", "--disable-pip-version-check", "--no-compile"]
+    run([str(python), "-m", "pip", "install", *quiet, str(wheel)], cwd=where)
     return where / "bin" / "twitchwatch"
 
 
