@@ -261,9 +261,14 @@ def check_demo(tw: Path, cwd: Path, env: dict[str, str]) -> None:
         check_pages(url)
         step(f"demo: {stored_events(db)} events stored")
         demo.send_signal(signal.SIGINT)
-        code = demo.wait(timeout=60)
+        t = time.monotonic()
+        try:
+            code = demo.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise CheckFailed("the demo did not stop within 90 s of Ctrl-C") from None
         if code != 0:
             raise CheckFailed(f"the demo exited with {code} after Ctrl-C")
+        step(f"demo: stopped by Ctrl-C (exit 0) after {time.monotonic() - t:.0f} s")
     except CheckFailed as exc:
         raise CheckFailed(f"{exc}\n--- demo log\n{log_path.read_text(errors='replace')[-3000:]}") from None
     finally:
