@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,18 @@ def test_the_check_sees_a_heavy_import(env: dict[str, str], tmp_path: Path) -> N
     # A command whose work needs numpy (the device profiles decode with it) is caught by the same check:
     # the assertions above would fail if a quick command imported it.
     assert "numpy" in heavy_in(imported(["devices", "list"], env, tmp_path), HEAVY)
+
+
+def test_version_is_read_only_when_asked_for(env: dict[str, str], tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "twitchwatch", "--version"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"twitchwatch {version('twitchwatch')}"
+    # Building the parser does not read the distribution's metadata (a scan of site-packages).
+    assert "importlib.metadata" not in imported(["--help"], env, tmp_path)
