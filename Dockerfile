@@ -1,12 +1,23 @@
 # One image for the worker, the dashboard and the simulator (the command picks which).
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /app
-COPY pyproject.toml README.md ./
+# The build stage makes the wheel exactly as `make test` builds and checks it (tests/check_wheel.py: sdist,
+# then the wheel from the sdist); the image installs only that wheel, never the source tree.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md LICENSE ./
 COPY collector ./collector
 COPY processing ./processing
 COPY dashboard ./dashboard
+# twitchwatch/collector, /processing and /dashboard are symlinks to the folders above: the build follows them.
 COPY twitchwatch ./twitchwatch
-RUN pip install . && useradd --create-home --uid 10001 twitchwatch
+RUN pip install build && python -m build --outdir /dist .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=build /dist/*.whl /tmp/
+RUN pip install /tmp/twitchwatch-*.whl && rm /tmp/twitchwatch-*.whl \
+    && useradd --create-home --uid 10001 twitchwatch
 USER twitchwatch
+WORKDIR /home/twitchwatch
+# Checked from the wheel by `make test` (tests/check_wheel.py runs this CMD in a fresh venv).
 CMD ["twitchwatch", "--help"]

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint system-deps bench clean
+.PHONY: install demo test check-wheel lint system-deps bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,13 @@ lint: install
 
 test: install system-deps lint
 	$(VENV)/bin/pytest
+	$(PY) -m tests.check_wheel
+
+# What a person installs: the sdist, the wheel built from it, installed into a fresh venv and run from
+# outside the checkout (--help, --version, config check, detect, the Dockerfile's CMD, the demo and every
+# dashboard page in chromium). Part of `make test`; on its own here.
+check-wheel: install system-deps
+	$(PY) -m tests.check_wheel
 
 bench: install
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import unquote, urlsplit
 
-import aiomqtt
+if TYPE_CHECKING:
+    import aiomqtt
 
 CA_FILE_HINT = (
     "if the broker's certificate comes from a private CA, set TWITCHWATCH_MQTT_CA_FILE to that CA's "
@@ -31,19 +33,27 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
-class _Client(aiomqtt.Client):
-    """aiomqtt's client, with a connect error that says what to do about an untrusted certificate."""
+@functools.cache
+def _client_class() -> type[aiomqtt.Client]:
+    """aiomqtt's client, with a connect error that says what to do about an untrusted certificate.
 
-    async def __aenter__(self) -> Self:
-        try:
-            return await super().__aenter__()
-        except aiomqtt.MqttError as exc:
-            # aiomqtt re-raises the ssl error's text only (``from None``); its context keeps the type.
-            if isinstance(exc.__context__, ssl.SSLCertVerificationError):
-                raise aiomqtt.MqttError(
-                    f"{exc}: the broker's TLS certificate is not trusted; {CA_FILE_HINT}"
-                ) from exc.__context__
-            raise
+    Built on first use: parsing an MQTT URL (every command's configuration) need not import aiomqtt and
+    paho, only connecting does."""
+    import aiomqtt
+
+    class Client(aiomqtt.Client):
+        async def __aenter__(self) -> Self:
+            try:
+                return await super().__aenter__()
+            except aiomqtt.MqttError as exc:
+                # aiomqtt re-raises the ssl error's text only (``from None``); its context keeps the type.
+                if isinstance(exc.__context__, ssl.SSLCertVerificationError):
+                    raise aiomqtt.MqttError(
+                        f"{exc}: the broker's TLS certificate is not trusted; {CA_FILE_HINT}"
+                    ) from exc.__context__
+                raise
+
+    return Client
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ class MqttTarget:
         max_queued_outgoing: int | None = None,
         max_inflight: int | None = None,
     ) -> aiomqtt.Client:
-        return _Client(
+        return _client_class()(
             self.host,
             self.port,
             username=self.username,

@@ -39,9 +39,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-from scipy import stats
-
 from twitchwatch.collector.topics import ROOT, check_segment
 from twitchwatch.processing.events import MinuteRate, muscle_minutes
 from twitchwatch.processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
@@ -624,6 +621,11 @@ def check_rising(history: MuscleHistory, user: str, rules: FlagRules, raised_at_
         return None
     if (days[-1] - days[0]).days + 1 < rules.rising_min_days:
         return None
+    # Only a trend test needs numpy and scipy.stats (about a second to import): the store's values, the
+    # worker's other rules and the quick commands that read flags (events, flags, journal) load neither.
+    import numpy as np
+    from scipy import stats
+
     x = np.array([(d - days[0]).days for d in days], dtype=float)
     y = np.array([history.days[d].per_hour for d in days], dtype=float)
     if np.all(y == y[0]):

@@ -1,6 +1,10 @@
 """The ``twitchwatch`` command line.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+
+Each command imports what it uses inside its handler: building the parser and the quick commands
+(``--help``, ``events``, ``flags``, ``journal``, ``config check``) load neither numpy, scipy nor h5py, nor
+the MQTT, BLE or Streamlit stacks (tests/test_cli_imports.py; figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -20,42 +24,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twitchwatch import data_cli, person_cli
-from twitchwatch.collector.publisher import PublishError
-from twitchwatch.collector.recordings import MAX_CHUNK_S, open_recording
-from twitchwatch.collector.simulate import (
-    SimulationError,
-    SimulationPlan,
-    WearWindow,
-    parse_duration,
-    parse_start,
-    run_simulation,
-    truth_file,
-)
-from twitchwatch.collector.synth import TruthEvent
-from twitchwatch.config import (
-    ConfigError,
-    DeviceMap,
-    Settings,
-    default_demo_store_url,
-    load_device_file,
-    load_settings,
-)
+from twitchwatch.collector.timetext import SimulationError, parse_duration
 from twitchwatch.processing.events import EventKind
-from twitchwatch.processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
-from twitchwatch.processing.segments import segment_of
-from twitchwatch.processing.store import (
-    EventQuery,
-    EventStore,
-    StoreError,
-    StoreUrlError,
-    open_store,
-    parse_store_url,
-)
-from twitchwatch.processing.worker import FlagTask, HaDiscovery, Worker
-from twitchwatch.timeargs import parse_when
+from twitchwatch.progress import Progress, SignalProgress, is_terminal
 
 if TYPE_CHECKING:
     from twitchwatch.collector.emulate.motion import Movement
+    from twitchwatch.collector.record import Recorder
+    from twitchwatch.collector.simulate import SimulationPlan
+    from twitchwatch.collector.synth import TruthEvent
+    from twitchwatch.config import DeviceMap, Settings
+    from twitchwatch.processing.recordings import DetectionRun, Plan, RecordingEvent
+    from twitchwatch.processing.store import EventQuery, EventStore
+    from twitchwatch.processing.worker import FlagTask, Worker
 
 log = logging.getLogger("twitchwatch")
 T = TypeVar("T")
@@ -77,9 +58,23 @@ def _version() -> str:
         return "unknown (not installed: pip install .)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the distribution's metadata is read only when asked for (importlib.metadata scans
+    site-packages, a cost every other command would pay at parser build)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        print(f"{parser.prog} {_version()}")  # on stdout, as argparse's own version action
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twitchwatch", description=f"Muscle-twitch tracking. {NOTICE}")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate(sub)
@@ -232,17 +227,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except ConfigError as exc:
+    except ValueError as exc:  # ConfigError, SimulationError, StoreUrlError, RecordingError among them
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (SimulationError, StoreUrlError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (CliError, StoreError, PublishError, person_cli.PersonCliError) as exc:
+    except _runtime_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _runtime_errors() -> tuple[type[Exception], ...]:
+    """The failures printed without a traceback (exit 1). Looked up only when something was raised, so
+    that a quick command does not import the MQTT publisher to name its error."""
+    from twitchwatch.collector.publisher import PublishError
+    from twitchwatch.processing.store import StoreError
+
+    return (CliError, StoreError, PublishError, person_cli.PersonCliError)
 
 
 def run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
@@ -296,6 +297,8 @@ async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T 
 
 # ---- simulate --------------------------------------------------------------------------------------
 def plan_from_args(args: argparse.Namespace, user: str) -> SimulationPlan:
+    from twitchwatch.collector.simulate import SimulationPlan, WearWindow, parse_start
+
     now = dt.datetime.now().astimezone()
     speed = None if args.speed == "max" else _positive_float(args.speed, "--speed")
     return SimulationPlan(
@@ -323,39 +326,6 @@ def _positive_float(text: str, option: str) -> float:
     return value
 
 
-class ProgressLine:
-    """One self-overwriting progress line on stderr, at most a few times a second."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label, self.enabled = label, enabled
-        self._last = 0.0
-        self._t0 = time.monotonic()
-
-    def __call__(self, done: float, total: float) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self._last < 0.5 and done < total):
-            return
-        self._last = now
-        pct = 100.0 * done / total if total else 100.0
-        rate = done / max(now - self._t0, 1e-9)
-        print(
-            f"\r{self.label}: {pct:5.1f}% ({_hms(done)} of {_hms(total)} signal, {rate:,.0f}× real time)",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def close(self) -> None:
-        if self.enabled and self._last:
-            print(file=sys.stderr)
-
-    def clear(self) -> None:
-        """Blank the line (before other output to the same terminal); the next call redraws it."""
-        if self.enabled and self._last:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-            self._last = 0.0
-
-
 def _hms_tenths(seconds: float) -> str:
     """hh:mm:ss.s (under a day): an assessable time of a few seconds still reads as more than nothing."""
     tenths = int(seconds * 10 + 0.5)
@@ -375,9 +345,12 @@ def _hms(seconds: float) -> str:
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.ble:
         return cmd_simulate_ble(args)
+    from twitchwatch.collector.simulate import run_simulation, truth_file
+    from twitchwatch.config import load_settings
+
     settings = load_settings()
     plan = plan_from_args(args, settings.user)
-    progress = ProgressLine("simulate", enabled=plan.speed is None or plan.speed > 1)
+    progress = SignalProgress("simulate")
     out = truth_file(args.truth)
 
     async def go(stop: asyncio.Event) -> int:
@@ -429,6 +402,7 @@ def cmd_simulate_ble(args: argparse.Namespace) -> int:
     from twitchwatch.collector.emulate.run import BleSimulation, run_ble_simulation
     from twitchwatch.collector.emulate.source import RecordingSources
     from twitchwatch.collector.recordings.playback import open_source
+    from twitchwatch.collector.simulate import truth_file
 
     speed = _positive_float(args.speed, "--speed") if args.speed != "max" else None
     if speed is None:
@@ -475,6 +449,8 @@ def segment_map_from(settings: Settings) -> Callable[[str], str | None]:
 
 
 def flag_task_from(settings: Settings) -> FlagTask:
+    from twitchwatch.processing.worker import FlagTask, HaDiscovery
+
     ha = HaDiscovery(settings.ha_prefix, settings.ha_interval_s) if settings.ha_discovery else None
     return FlagTask(
         settings.flag_rules,
@@ -487,6 +463,10 @@ def flag_task_from(settings: Settings) -> FlagTask:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    from twitchwatch.config import load_settings
+    from twitchwatch.processing.store import open_store
+    from twitchwatch.processing.worker import Worker
+
     settings = load_settings()
     store = open_store(settings.store_url, settings.influx_auth, create=True)
     worker = Worker(
@@ -520,6 +500,8 @@ async def _run_worker(worker: Worker, stop: asyncio.Event) -> None:
 
 # ---- dashboard / demo ------------------------------------------------------------------------------
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from twitchwatch.config import load_settings
+
     settings = load_settings()  # fail fast, with a clear message, before Streamlit starts
     from twitchwatch.dashboard_launch import require_login_beyond_loopback, run_dashboard
 
@@ -528,7 +510,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from twitchwatch.config import default_demo_store_url, load_settings
     from twitchwatch.demo import run_demo
+    from twitchwatch.processing.store import parse_store_url
 
     store_url = args.store or default_demo_store_url()
     parse_store_url(store_url)  # a bad --store fails here (exit 2), before anything starts
@@ -538,6 +522,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ---- events ----------------------------------------------------------------------------------------
 def cmd_events(args: argparse.Namespace) -> int:
+    from twitchwatch.config import load_settings
+    from twitchwatch.processing.store import EventQuery, open_store
+    from twitchwatch.timeargs import parse_when
+
     settings = load_settings()
     now = dt.datetime.now(settings.tz)
     since = parse_when(args.since, now, "--since")
@@ -656,22 +644,28 @@ def _chunk_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    from twitchwatch.collector.recordings import MAX_CHUNK_S
+
     if not 0 < value <= MAX_CHUNK_S:
         raise argparse.ArgumentTypeError(f"{text!r}: must be > 0 and at most {MAX_CHUNK_S:g}")
     return value
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from twitchwatch.collector.recordings import open_recording
+    from twitchwatch.processing.recordings import DetectionRun, plan_detection
+
     # Malformed files raise RecordingError (a ValueError): main prints it and exits 2.
     with open_recording(args.path, rate=args.rate) as reader:
         rec = reader.recording
         plan = plan_detection(rec, select=args.channels, signal=args.signal, muscle=args.muscle)
         run = DetectionRun(plan, gate=not args.no_gate)
-        progress = ProgressLine(
+        progress = SignalProgress(
             f"detect {rec.path.name}",
-            enabled=sys.stderr.isatty() and rec.duration_s >= DETECT_PROGRESS_MIN_S,
+            rec.duration_s,
+            interactive=is_terminal(sys.stderr) and rec.duration_s >= DETECT_PROGRESS_MIN_S,
         )
-        shares_terminal = progress.enabled and sys.stdout.isatty()
+        shares_terminal = progress.interactive and sys.stdout.isatty()
         out = _DetectOutput(args.json)
         try:
             for chunk in reader.chunks(plan.groups, args.chunk_seconds):
@@ -764,6 +758,8 @@ def _print_detect_summary(plan: Plan, run: DetectionRun) -> None:
 
 # ---- config check ----------------------------------------------------------------------------------
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from twitchwatch.config import load_device_file, load_settings
+
     settings = load_settings()
     path = args.path or settings.config
     print(
@@ -783,6 +779,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def _segment_words(device: DeviceMap) -> str:
     """What the worker's rest gate takes as the device's body segment, and why."""
+    from twitchwatch.processing.segments import segment_of
+
     if device.segment:
         return f"{device.segment} (set in the map)"
     muscles = sorted({m for s in device.streams.values() for m in (s.muscle, *s.channels.values()) if m})
@@ -829,6 +827,7 @@ def cmd_devices_scan(args: argparse.Namespace) -> int:
 # ---- collect ---------------------------------------------------------------------------------------
 def cmd_collect(args: argparse.Namespace) -> int:
     from twitchwatch.collector.ble.runtime import Collector
+    from twitchwatch.config import load_settings
 
     settings = load_settings()
     targets, timing = settings.device_file().collect_plan(args.device)
@@ -890,6 +889,7 @@ def _add_record(sub: Any) -> None:
 def cmd_record(args: argparse.Namespace) -> int:
     from twitchwatch.collector.record import Recorder, RecordError, TruthError, read_truth, select_truth
     from twitchwatch.collector.recordings.formats.session import SessionWriter
+    from twitchwatch.config import load_settings
 
     settings = load_settings()
     duration = parse_duration(args.duration) if args.duration else None
@@ -903,12 +903,17 @@ def cmd_record(args: argparse.Namespace) -> int:
         args.out.unlink()
         raise
 
+    progress = Progress(f"record {args.out.name}", duration, unit="s")
+
     async def go(stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         reading = args.markers and _read_markers(loop, recorder.marker)
+        ticker = asyncio.create_task(_record_progress(recorder, progress))
         try:
             await recorder.run(stop, duration, args.stop_when_offline)
         finally:
+            ticker.cancel()
+            progress.close()
             if reading:
                 loop.remove_reader(sys.stdin.fileno())
 
@@ -948,6 +953,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return status
+
+
+async def _record_progress(recorder: Recorder, progress: Progress) -> None:
+    """Seconds recorded and frames taken, once a second (the progress rate-limits what it shows)."""
+    t0 = time.monotonic()
+    while True:
+        progress.update(time.monotonic() - t0, f"{recorder.stats.frames:,} frames")
+        await asyncio.sleep(1.0)
 
 
 def _read_markers(loop: asyncio.AbstractEventLoop, marker: Callable[[str], None]) -> bool:
@@ -998,10 +1011,14 @@ def _add_export(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from twitchwatch.collector.recordings import open_recording
     from twitchwatch.collector.recordings.formats.edf import export_edf
 
-    with open_recording(args.session, rate=args.rate) as reader:
-        result = export_edf(reader, args.edf)
+    with (
+        open_recording(args.session, rate=args.rate) as reader,
+        SignalProgress(f"export {args.session.name}") as progress,
+    ):
+        result = export_edf(reader, args.edf, progress)
     print(
         f"{result.path}: {result.filetype}, {len(result.labels)} signal(s) ({', '.join(result.labels)}), "
         f"{result.records} × {result.record_s:g} s records, {result.annotations} annotation(s)",
@@ -1069,13 +1086,14 @@ def _start_seconds(text: str) -> float:
 def cmd_replay(args: argparse.Namespace) -> int:
     from twitchwatch.collector.recordings.playback import open_source
     from twitchwatch.collector.replay import ReplayOptions, run_replay
+    from twitchwatch.config import load_settings
 
     settings = load_settings()
     speed = None if args.speed == "max" else _positive_float(args.speed, "--speed")
     options = ReplayOptions(settings.user, speed, args.loop, args.start, args.clock)
     # Before connecting: bad files exit 2.
     source = open_source(args.path, args.device, args.muscle_map, args.rate)
-    progress = ProgressLine(f"replay {args.path.name}", enabled=True)
+    progress = SignalProgress(f"replay {args.path.name}")
 
     async def go(stop: asyncio.Event) -> int:
         stats = await until_stopped(run_replay(source, settings.mqtt, options, progress), stop)

@@ -62,7 +62,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -76,14 +76,16 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from twitchwatch.collector.ble.target import DeviceTarget, Timing
-from twitchwatch.collector.devices import DeviceProfile
 from twitchwatch.collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from twitchwatch.collector.topics import TopicError, check_segment
 from twitchwatch.processing.flags import FlagRules
 from twitchwatch.processing.journal import DEFAULT_WINDOW_NS, HOUR_NS, Factor
 from twitchwatch.processing.segments import SEGMENTS
 from twitchwatch.processing.store import InfluxAuth, StoreUrlError, parse_store_url
+
+if TYPE_CHECKING:  # imported where used: the profiles bring numpy, the BLE targets bleak
+    from twitchwatch.collector.ble.target import DeviceTarget, Timing
+    from twitchwatch.collector.devices import DeviceProfile
 
 
 def default_data_dir() -> Path:
@@ -316,6 +318,7 @@ class DeviceFile(_Strict):
 
     def collect_plan(self, only: Sequence[str] | None = None) -> tuple[list[DeviceTarget], Timing]:
         """The BLE devices ``twitchwatch collect`` streams (all non-``sim`` ones, or those named)."""
+        from twitchwatch.collector.ble.target import DeviceTarget, Timing
         from twitchwatch.collector.devices import get_profile
 
         ble = {name: dev for name, dev in self.devices.items() if dev.profile != "sim"}

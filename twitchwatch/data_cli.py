@@ -8,25 +8,17 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twitchwatch import __version__
-from twitchwatch.config import Settings, load_settings
-from twitchwatch.processing.archive import (
-    DEVICE_MAP,
-    EVENTS,
-    FELT,
-    FLAGS,
-    JOURNAL,
-    RATES,
-    ArchiveError,
-    CheckedArchive,
-    check_archive,
-    export_archive,
-    load_archive,
-)
-from twitchwatch.processing.store import EventStore, StoreError, open_store
 from twitchwatch.progress import Progress
+
+# The archive, the store and the settings model are imported when a data command runs, not when the
+# command line is parsed (twitchwatch --help and the quick commands do without them).
+if TYPE_CHECKING:
+    from twitchwatch.config import Settings
+    from twitchwatch.processing.archive import CheckedArchive
+    from twitchwatch.processing.store import EventStore
 
 
 class DataCliError(Exception):
@@ -108,6 +100,10 @@ class _Stages:
 
 
 def _run(work: Callable[[Settings, _Stages], int], prefix: str) -> int:
+    from twitchwatch.config import load_settings
+    from twitchwatch.processing.archive import ArchiveError
+    from twitchwatch.processing.store import StoreError
+
     settings = load_settings()
     stages = _Stages(prefix)
     try:
@@ -124,6 +120,8 @@ def _run(work: Callable[[Settings, _Stages], int], prefix: str) -> int:
 
 
 def _open(url: str, settings: Settings, *, create: bool = False) -> EventStore:
+    from twitchwatch.processing.store import open_store
+
     return open_store(url, settings.influx_auth, create=create)
 
 
@@ -145,6 +143,8 @@ def _users(store: EventStore, args: argparse.Namespace, settings: Settings) -> l
 
 
 def _counts(rows: Mapping[str, int]) -> str:
+    from twitchwatch.processing.archive import EVENTS, FELT, FLAGS, JOURNAL, RATES
+
     words = {
         EVENTS: "events",
         RATES: "minute rates",
@@ -179,6 +179,8 @@ def _device_map(settings: Settings) -> Path | None:
 
 
 def _export(args: argparse.Namespace, settings: Settings, stages: _Stages) -> int:
+    from twitchwatch.processing.archive import export_archive
+
     out: Path = args.out
     if out.exists():
         raise DataCliError(f"{out} exists already: choose a new name, or remove it first")
@@ -198,6 +200,8 @@ def _export(args: argparse.Namespace, settings: Settings, stages: _Stages) -> in
 
 
 def _check_device_map_target(checked: CheckedArchive, target: Path | None) -> None:
+    from twitchwatch.processing.archive import DEVICE_MAP
+
     if target is None:
         return
     if checked.device_map is None:
@@ -211,6 +215,8 @@ def _check_device_map_target(checked: CheckedArchive, target: Path | None) -> No
 def _import_checked(
     checked: CheckedArchive, store: EventStore, stages: _Stages, device_map_to: Path | None
 ) -> str:
+    from twitchwatch.processing.archive import load_archive
+
     summary = load_archive(checked, store, report=stages)
     stages.close()
     # Rows the store had already are replaced by the archive's: importing twice changes nothing.
@@ -227,6 +233,8 @@ def _import_checked(
 
 
 def _import(args: argparse.Namespace, settings: Settings, stages: _Stages) -> int:
+    from twitchwatch.processing.archive import check_archive
+
     url = args.store or settings.store_url
     # Opened to write (an absent database or file is created, empty) but written only once the whole
     # archive has been read and checked against it.
@@ -249,6 +257,8 @@ def _import(args: argparse.Namespace, settings: Settings, stages: _Stages) -> in
 
 
 def _copy(args: argparse.Namespace, settings: Settings, stages: _Stages) -> int:
+    from twitchwatch.processing.archive import check_archive, export_archive
+
     if args.source == args.target:
         raise DataCliError("--from and --to name the same store")
     with tempfile.TemporaryDirectory(prefix="twitchwatch-copy-") as tmp:

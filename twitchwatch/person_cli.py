@@ -9,15 +9,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from twitchwatch.collector.topics import TopicError, check_segment
-from twitchwatch.config import Settings, load_settings
 from twitchwatch.processing.flags import RATES_WORDS, FlagSet, flags_for_display
 from twitchwatch.processing.journal import Factor, JournalEntry, parse_factor
 from twitchwatch.processing.localtime import local_datetime, to_ns, zone_name
 from twitchwatch.processing.store import EventStore, open_store
 from twitchwatch.timeargs import parse_when
+
+if TYPE_CHECKING:
+    from twitchwatch.config import Settings
 
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
 
@@ -76,6 +78,14 @@ def _add_report(sub: Any) -> None:
 
 def _local(ns: int, tz: dt.tzinfo) -> str:
     return local_datetime(ns, tz).isoformat(timespec="minutes")
+
+
+def load_settings() -> Settings:
+    """The validated configuration, imported when a command runs: pydantic's settings need not load for
+    ``twitchwatch --help``."""
+    from twitchwatch.config import load_settings as load
+
+    return load()
 
 
 def _open(settings: Settings) -> EventStore:

@@ -1,8 +1,9 @@
 """Progress of long work: a bar a person can watch on a terminal, and elsewhere (a log file, a service's
 journal, a pipe) at most one plain line a minute, so that logs stay readable.
 
-One helper for every long command (``data export``/``import``/``copy`` now; simulate, replay, detect and
-record can take it too: ``Progress`` is also the ``(done, total)`` callback those already accept)::
+One helper for every long command: ``simulate``, ``replay``, ``detect``, ``record``, ``export`` and ``data
+export``/``import``/``copy`` (``Progress`` is also the ``(done, total)`` callback the collector's and
+processing's long loops accept)::
 
     with Progress("export events", total=n, unit="rows") as progress:
         for batch in batches:
@@ -22,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self, TextIO
+from typing import Any, Self, TextIO
 
 PLAIN_EVERY_S = 60.0  # off a terminal: at most one line this often
 REDRAW_EVERY_S = 0.2  # on a terminal: the bar is redrawn at most this often
@@ -179,3 +180,17 @@ class Progress:
             self.close()
         else:
             self.clear()
+
+
+class SignalProgress(Progress):
+    """Progress through seconds of signal (simulate, replay, detect, export): shown with how many times
+    faster than real time the work goes."""
+
+    def __init__(self, label: str, total: float | None = None, **kwargs: Any) -> None:
+        super().__init__(label, total, unit="s of signal", **kwargs)
+
+    def __call__(self, done: float, total: float) -> None:
+        elapsed = self._clock() - self._t0
+        if elapsed > 0 and done > 0:
+            self.detail = f"{done / elapsed:,.0f}× real time"
+        super().__call__(done, total)

@@ -18,7 +18,7 @@ import datetime as dt
 import math
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -717,7 +717,9 @@ def _data_range(session: Session, s: StreamRecord) -> tuple[float, float]:
     return lo, hi
 
 
-def export_edf(source: Session | RecordingReader, out: Path) -> ExportResult:
+def export_edf(
+    source: Session | RecordingReader, out: Path, progress: Callable[[float, float], None] | None = None
+) -> ExportResult:
     """Write a recording as EDF+ or BDF+.
 
     A twitchwatch session: EDF+, or BDF+ when a stream's samples need 24 bits (int32 or float32 on the wire).
@@ -730,16 +732,18 @@ def export_edf(source: Session | RecordingReader, out: Path) -> ExportResult:
     orientation; other channels are left out with a note) in its unit, quantised to 24 bits over its range.
 
     Ground truth and markers become annotations. An ``.edf``/``.bdf`` name gets the extension of the type
-    written.
+    written. ``progress`` is told (seconds of signal written, seconds in all) after each data record.
     """
     if isinstance(source, SessionReader):
         source = source.session
     if isinstance(source, Session):
-        return _export_session(source, out)
-    return _export_recording(source, out)
+        return _export_session(source, out, progress)
+    return _export_recording(source, out, progress)
 
 
-def _export_session(session: Session, out: Path) -> ExportResult:
+def _export_session(
+    session: Session, out: Path, progress: Callable[[float, float], None] | None
+) -> ExportResult:
     if not session.streams:
         raise SessionError(f"{session.path}: no frames to export")
     bdf = any(s.sample_type in (SampleType.INT32, SampleType.FLOAT32) for s in session.streams)
@@ -753,10 +757,12 @@ def _export_session(session: Session, out: Path) -> ExportResult:
     marks.extend(_mark(a) for a in session.annotations())
     if len({h["label"] for h in headers}) < len(headers):
         notes.append("repeated labels: two stream parts carry the same channel")
-    return _write(out, bdf, feeds, headers, marks, start_ns, session.path.stem, notes)
+    return _write(out, bdf, feeds, headers, marks, start_ns, session.path.stem, notes, progress)
 
 
-def _export_recording(reader: RecordingReader, out: Path) -> ExportResult:
+def _export_recording(
+    reader: RecordingReader, out: Path, progress: Callable[[float, float], None] | None
+) -> ExportResult:
     rec = reader.recording
     groups = rec.streams
     if not groups:
@@ -802,7 +808,7 @@ def _export_recording(reader: RecordingReader, out: Path) -> ExportResult:
     if len({h["label"] for h in headers}) < len(headers):
         notes.append("repeated labels: two channels have the same label")
     marks = [_mark(a) for a in rec.annotations]
-    return _write(out, True, feeds, headers, marks, start_ns, rec.path.stem, notes)
+    return _write(out, True, feeds, headers, marks, start_ns, rec.path.stem, notes, progress)
 
 
 def _units(groups: Sequence[Group]) -> str:
@@ -819,6 +825,7 @@ def _write(
     start_ns: int,
     stem: str,
     notes: list[str],
+    progress: Callable[[float, float], None] | None = None,
 ) -> ExportResult:
     """The one EDF+/BDF+ writer: header, data records from the feeds (in order, their channels side by
     side), annotations; the start's subsecond in the first record's time stamp. ``start_ns`` is on a 0.1 ms
@@ -863,10 +870,12 @@ def _write(
         )  # local time, as EDF+ wants
         # Last, after every header call (each rewrites the start): pyedflib's own subsecond is off by 10×.
         edflib.set_starttime_subsecond(writer.handle, start_ns % 1_000_000_000 // 100)
-        for _ in range(records):
+        for index in range(records):
             block = np.concatenate([f.take(n).T.reshape(-1) for f, n in zip(feeds, spr, strict=True)])
             if writer.blockWriteDigitalSamples(np.ascontiguousarray(block, dtype=np.int32)) < 0:
                 raise RecordingError(f"{out}: edflib refused a data record")
+            if progress is not None:
+                progress((index + 1) * record_s, records * record_s)
         for onset, duration, text in kept:
             writer.writeAnnotation(
                 (onset - start_ns) / 1e9,
