@@ -286,7 +286,7 @@ class GatedRun:
             if v is None:
                 out.append(j)
             else:
-                reason = f"{j.kind.value}: {v.reason}"
+                reason = v.why(j.kind.value, end_ns)
                 out.append(
                     Judged(j.stream, j.detection, EventKind.DURING_MOVEMENT, reason, j.start_s, j.end_s)
                 )
