@@ -203,6 +203,11 @@ class Detection:
     # so the rest gate vetoes that time. Not a potential rejected only as one small unit's repeat (a train
     # of its potentials, a lane busy with it): another unit's twitch would still stand out there.
     vetoes: bool = False
+    # Where it vetoes, [start, end) in samples, exactly — for an event that shows activity only in the
+    # windows it was judged on (a brief potential turned down for the activity around it): no onset or end
+    # of a contraction was seen, so the gate's guards, which model those, do not apply; every later
+    # potential's own surroundings are judged anew. None: the event's span, with the gate's guards.
+    veto_span: tuple[int, int] | None = None
 
     @property
     def duration(self) -> int:
@@ -218,6 +223,7 @@ class Verdict:
     reason: str = ""
     vetoes: bool | None = None  # None: every event that is not a twitch vetoes (``Detection.vetoes``)
     span: tuple[int, int] | None = None  # what it reports [start, end) if not the cluster's own
+    guarded: bool = True  # False: it vetoes only its context window and hold (``Detection.veto_span``)
 
 
 def format_span(ms: float) -> str:
@@ -1402,7 +1408,10 @@ class LaneEngine:
         first, last = verdict.span or (c.start, c.end)
         start, end = max(first - d, 0), max(last - d, 1)
         vetoes = not kind.is_twitch if verdict.vetoes is None else verdict.vetoes
-        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes))
+        where = None
+        if vetoes and not verdict.guarded:  # the context before it and the hold after it
+            where = (max(start - self._busy_window, 0), end + self.hold)
+        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes, where))
 
 
 class _Work:

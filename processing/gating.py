@@ -251,7 +251,11 @@ class GatedRun:
             what = VETO_WHAT.get((s.kind, d.kind)) if d.vetoes else None
             if what is not None:
                 reason = self._reason(what, i, d)
-                self.gate.veto(self._source(i, d.lane), int(a * 1e9 + 0.5), int(b * 1e9 + 0.5), reason)
+                if d.veto_span is None:
+                    self.gate.veto(self._source(i, d.lane), int(a * 1e9 + 0.5), int(b * 1e9 + 0.5), reason)
+                else:  # exactly where the detector saw activity (its context and hold)
+                    na, nb = self._ns(i, d.veto_span[0]), self._ns(i, d.veto_span[1])
+                    self.gate.veto(self._source(i, d.lane), na, nb, reason, guard=False)
             self._held.append(Judged(i, d, d.kind, "", float(a), float(b)))
 
     def _reason(self, what: str, i: int, d: Detection) -> str:

@@ -127,10 +127,12 @@ class RestStreams:
             for source in lanes.sources:
                 self.gate.forget(source)
 
-    def veto(self, key: StreamKey, lane: int, start_ns: int, end_ns: int, reason: str) -> None:
+    def veto(
+        self, key: StreamKey, lane: int, start_ns: int, end_ns: int, reason: str, guard: bool = True
+    ) -> None:
         lanes = self._streams.get(key)
         if lanes is not None and lane < len(lanes.sources):
-            self.gate.veto(lanes.sources[lane], start_ns, end_ns, reason)
+            self.gate.veto(lanes.sources[lane], start_ns, end_ns, reason, guard=guard)
 
     def progress(
         self, key: StreamKey, settled_ns: int, open_spans: Iterable[tuple[int, int, int, str]]

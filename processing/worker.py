@@ -791,7 +791,11 @@ class Worker:
     def _veto(self, st: _Stream, d: Detection) -> None:
         start, end = st.time_of(d.start), st.time_of(d.end)
         reason = veto_reason(st.kind, d.kind, (end - start) / 1e9, self._where(st, d.lane), d.reason)
-        self._rest.veto(st.key, d.lane, start, end, reason)
+        if d.veto_span is None:
+            self._rest.veto(st.key, d.lane, start, end, reason)
+        else:  # exactly where the detector saw activity (its context and hold), no guards
+            a, b = st.time_of(d.veto_span[0]), st.time_of(d.veto_span[1])
+            self._rest.veto(st.key, d.lane, a, b, reason, guard=False)
         self.stats.vetoes += 1
 
     def _report_rest(self, st: _Stream) -> None:
