@@ -43,6 +43,7 @@ from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 from scipy import signal as sps
 
 from processing.events import EventKind
@@ -61,6 +62,7 @@ _all = np.logical_and.reduce
 _any = np.logical_or.reduce
 _FIRST = np.zeros(1, dtype=np.intp)  # reduceat over a whole array
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
+_TAIL_MEDIAN = 5  # blocks (100 ms) whose median power tells a louder stretch from one potential
 
 
 def _public_sosfilt(sos: FloatArray, y: FloatArray, zi: FloatArray) -> None:
@@ -825,6 +827,12 @@ class LaneEngine:
         elig = q.copy()
         elig[1:] &= q[:-1]
         elig[:-1] &= q[1:]
+        # Not in a stretch louder than the floor: the median block power around each block (one potential
+        # does not move it) beyond the floor's own line for "clearly louder" is weak activity, or a
+        # background the floor has not caught up with yet — not the rest's own potentials; counted against
+        # the lagging floor it would read as a heavy tail and hold the thresholds up for a minute after.
+        around = ndimage.median_filter(self._ring_bm[rows], size=(_TAIL_MEDIAN, 1), mode="nearest")
+        elig &= around <= self._rise * self.blk * self.floor
         if _max(self._tail_from) > k0:  # a lane is still settling after its activity
             elig &= np.arange(k0, k1)[:, None] >= self._tail_from
         a1, a2, gauss = self._tail_model

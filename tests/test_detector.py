@@ -431,6 +431,24 @@ def test_a_muscle_that_twitches_a_lot_does_not_raise_its_own_threshold(fs: float
     assert _found(dets, twitches, fs) >= _found(_run("emg", x, fs, (), gaussian_only), twitches, fs) - 2
 
 
+def test_a_background_that_was_louder_for_a_while_does_not_hold_the_threshold_up() -> None:
+    """Six seconds of Gaussian noise 1.5 × louder (weak activity, or electrodes drying) are not a heavy
+    tail: the floor follows them only slowly, and counted against it they would read as one and hold the
+    thresholds up for most of the tail's minute of memory (1.3–1.7 × here); stretches whose median block
+    power is clearly above the floor are left out of the tail."""
+    fs = 1000.0
+    x = np.random.default_rng(3).normal(0, 3.0, (round(50 * fs), 1))
+    x[round(20 * fs) : round(26 * fs)] *= 1.5
+    det = StreamingDetector("emg", fs, 1)
+    tails = []
+    step = round(0.1 * fs)
+    for i in range(0, x.shape[0], step):
+        det.process(x[i : i + step])
+        tails.append(float(det._engine.tail[0]))
+    assert max(tails[:200]) <= 1.02  # Gaussian noise before it: no rise
+    assert max(tails[260:]) <= 1.15  # after it: the estimate's scatter, no more
+
+
 def test_huge_pop_is_an_artifact() -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(0, 3.0, (5000, 1))
