@@ -153,15 +153,20 @@ class GatedRun:
         user: str = "me",
         detectors: Sequence[Detector] | None = None,
         judge: bool = True,
+        provisional: bool = False,
     ) -> None:
         """``detectors``: one per stream, already made (default: ``make_detector``); ``judge=False``: every
-        detection is released as the detector gave it, at once (the detectors alone, for comparison)."""
+        detection is released as the detector gave it, at once (the detectors alone, for comparison);
+        ``provisional``: a twitch is judged as soon as the worker first writes it (``before_ns`` past its
+        end known), not once the whole guard ahead of its muscle's activity is — for measuring latency;
+        the verdicts are then the worker's first, before any re-write."""
         base = params or GateParams()
         self.params = dataclasses.replace(base, stale_ns=NEVER_STALE_NS)
         self.streams = tuple(streams)
         self.gate = RestGate(self.params)
         self.user = user
         self.judging = judge
+        self.provisional = provisional
         if detectors is None:
             detectors = [make_detector(s.kind, s.rate, s.channels) for s in self.streams]
         if len(detectors) != len(self.streams):
@@ -283,7 +288,7 @@ class GatedRun:
                 continue
             scopes = self._scopes(j)
             end_ns = int(j.end_s * 1e9 + 0.5)
-            if not self.gate.ready(scopes, end_ns):
+            if not self.gate.ready(scopes, end_ns, provisional=self.provisional):
                 keep.append(j)
                 continue
             v = self.gate.first_veto(scopes, int(j.start_s * 1e9 + 0.5), end_ns)
