@@ -25,6 +25,7 @@ from processing.rest import GateParams
 from processing.store import EventQuery, EventStore
 from processing.worker import Worker
 from tests.harness.mosquitto import MosquittoServer
+from tests.test_recordings import add_potential
 
 pytestmark = pytest.mark.mosquitto
 
@@ -276,3 +277,27 @@ async def test_a_gyroscope_s_rotation_vetoes_the_muscles_of_its_device(
     await run_worker(parse_mqtt_url(mosquitto.url), store, devices, "rest-4")
     _, moved = check_muscle(store, "forearm_flexor_left", emg.twitches(), gyro.spans(), "(band/gyro)")
     assert all("rotation" in e.reason for e in moved)  # "rotation up to … °/s for … s", or "… going on for …"
+
+
+async def test_a_twitch_right_before_its_muscles_contraction_is_rewritten_and_never_counted(
+    mosquitto: MosquittoServer, store: EventStore
+) -> None:
+    """A potential 0.5 s before a contraction (its first motor unit) is written as a twitch within the
+    latency target, then re-written as during_movement once the contraction is seen; the minute counts only
+    what stayed a twitch."""
+    emg = stream("arm", "emg", "emg", CONTRACTING, SEED)
+    (contraction,) = emg.spans()
+    first_unit = contraction[0] - 0.5
+    add_potential(emg.x[:, 0], emg.fs, first_unit, 60.0)
+    target = parse_mqtt_url(mosquitto.url)
+    worker = await run_worker(target, store, {"arm": ([emg], {"emg": "biceps_left"})}, "rest-retract")
+    kinds = (*TWITCH_KINDS, EventKind.DURING_MOVEMENT)
+    events = store.events(EventQuery(user=USER, muscle="biceps_left", kinds=kinds))
+    at = [e for e in events if abs((e.start_ns - T0) / S - first_unit) < 0.05]
+    assert len(at) == 1, at  # one event, re-written in place
+    assert at[0].kind is EventKind.DURING_MOVEMENT
+    assert at[0].reason.startswith("fasciculation: "), at[0].reason
+    assert at[0].reason.endswith(" s after it"), at[0].reason
+    assert worker.stats.twitches_retracted >= 1
+    rates = store.rates(EventQuery(user=USER, muscle="biceps_left"))
+    assert sum(r.twitches for r in rates) == sum(1 for e in events if e.kind.is_twitch)
