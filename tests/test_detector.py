@@ -3,6 +3,7 @@ streaming properties: chunking never changes an event, latency is bounded, lanes
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import Counter
 from collections.abc import Sequence
@@ -756,20 +757,19 @@ def test_quiet_epoch_floor_update_is_the_general_one(
     """The shortcut for an epoch quiet on every lane moves the floors exactly as the general update does,
     to the bit, over many epochs (floors far below and far above the epochs' power: both rates)."""
     sig, fs = case
-    quick = StreamingDetector(sig, fs, lanes if sig == "emg" else 3)._engine
-    general = StreamingDetector(sig, fs, lanes if sig == "emg" else 3)._engine
+    engine = StreamingDetector(sig, fs, lanes if sig == "emg" else 3)._engine
+    quick, general = engine.noise, copy.deepcopy(engine.noise)
     rng = np.random.default_rng(seed)
-    start = 10.0 ** rng.uniform(-3, 3, size=quick.lanes)
-    for engine in (quick, general):
-        engine.floor, engine.slow_floor = start.copy(), start[::-1].copy()
-        engine._epoch_quiet[:] = True
+    start = 10.0 ** rng.uniform(-3, 3, size=engine.lanes)
+    for noise in (quick, general):
+        noise.floor, noise.slow = start.copy(), start[::-1].copy()
+    quiet = np.ones((engine.epoch, engine.lanes), dtype=bool)
     for _ in range(epochs):
-        shape = (quick.epoch, quick.lanes)
+        shape = (engine.epoch, engine.lanes)
         bm, slow = rng.exponential(size=shape) * 10.0 ** rng.uniform(-3, 3), rng.exponential(size=shape)
-        for engine in (quick, general):
-            engine._epoch_bm[:], engine._epoch_slow[:] = bm, slow
-        quick._update_floor_quiet()
-        general._update_floor_general(general._epoch_quiet)
+        quick.update_quiet(bm, slow)
+        general.update(bm, slow, quiet)
         assert quick.floor.tobytes() == general.floor.tobytes()
-        assert quick.slow_floor.tobytes() == general.slow_floor.tobytes()
+        assert quick.slow.tobytes() == general.slow.tobytes()
         assert np.array_equal(quick._loud_epochs, general._loud_epochs)
+    assert engine.floor is quick.floor  # the engine reads its floors from its NoiseFloor
