@@ -44,7 +44,7 @@ from bench.accuracy import INJECTED_RATES, REAL_SEEDS, inject_rest, injection_se
 from bench.baselines import twitchwatch_gated
 from bench.data import Recording
 from bench.scoring import Span, score, span_seconds, within
-from processing.emg import EmgEngine, emg_params
+from twitchwatch.processing.emg import EmgEngine, emg_params
 
 FloatArray = npt.NDArray[np.float64]
 RATE_PER_MIN = 1.0  # as the detector's background tail (processing.emg: tail_rate_per_min)
