@@ -65,9 +65,11 @@ DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 BITALINO_UV_PER_COUNT = 3.3 / (4096 * 1009) * 1e6  # ≈ 0.7985 µV
 # Rest begins where the rest gate lets a muscle be assessed again: behind its own activity and behind
-# movement (processing.rest.GateParams), so that no event is injected or counted where the gate vetoes.
+# movement, and ends where its guard ahead of the muscle's own activity begins (processing.rest.GateParams),
+# so that no event is injected or counted where the gate vetoes.
 AFTER_ACTIVITY_S = GateParams().after_activity_ns / 1e9
 AFTER_MOVEMENT_S = GateParams().after_ns / 1e9
+BEFORE_ACTIVITY_S = GateParams().before_activity_ns / 1e9
 G = 9.80665
 MYO_RATE = 200.0
 OTB_CHANNELS = (0, 21, 42, 63)  # spread over the 64-electrode grid
@@ -182,9 +184,10 @@ def envelope_segments(
        time);
     3. active where any channel's RMS exceeds ``active_factor`` × q; gaps under 0.5 s closed; padded 0.3 s
        each side (so onsets and offsets of a contraction count as activity);
-    4. rest where the channels' mean of RMS/q stays under ``rest_factor``, at least 0.3 s before activity
-       and ``AFTER_ACTIVITY_S`` after it (the rest gate's guard behind a muscle's own activity: residual
-       motor-unit firing outlasts a contraction; docs/detection.md), in runs of at least ``min_rest_s``.
+    4. rest where the channels' mean of RMS/q stays under ``rest_factor``, at least ``BEFORE_ACTIVITY_S``
+       (and 0.3 s) before activity and ``AFTER_ACTIVITY_S`` after it (the rest gate's guards around a
+       muscle's own activity: the first motor units of a contraction fire before its envelope rises, and
+       residual firing outlasts it; docs/detection.md), in runs of at least ``min_rest_s``.
     """
     rms = moving_rms(band(x, rate), max(1, round(window_s * rate)))
     q = np.percentile(rms, 10, axis=0)
@@ -192,7 +195,7 @@ def envelope_segments(
     rel = rms / q
     active = _dilate(_close_gaps(rel.max(axis=1) > active_factor, round(0.5 * rate)), round(0.3 * rate))
     rest = (rel.mean(axis=1) < rest_factor) & _clear_of(
-        active, round(0.3 * rate), round(AFTER_ACTIVITY_S * rate)
+        active, round(max(0.3, BEFORE_ACTIVITY_S) * rate), round(AFTER_ACTIVITY_S * rate)
     )
     rest = _min_length(rest, round(min_rest_s * rate))
     return mask_to_spans(rest, rate), mask_to_spans(active, rate)
@@ -362,7 +365,7 @@ def load_otb(path: Path, channels: Sequence[int] = OTB_CHANNELS) -> Recording:
     half_s = round(0.5 * rate)  # the force trace is noisy: no flicker of spans shorter than 0.5 s
     active = mask_to_spans(_min_length(_close_gaps(force >= 5.0, half_s), half_s), rate)
     active_mask = spans_to_mask(active, force.size, rate)
-    clear = _clear_of(active_mask, round(0.3 * rate), round(AFTER_ACTIVITY_S * rate))
+    clear = _clear_of(active_mask, round(max(0.3, BEFORE_ACTIVITY_S) * rate), round(AFTER_ACTIVITY_S * rate))
     rest = mask_to_spans(_min_length((force < 2.0) & clear, half_s), rate)
     return Recording(
         "openhdemg/ramp",

@@ -10,8 +10,10 @@ are matched one-to-one to true twitches (``bench.scoring``, ±50 ms, any twitch 
 by ``finish()`` at the end of the stream are counted apart. Target: ≤ 150 ms.
 
 **With the rest gate** (``processing.gating``, the chain the worker runs): a twitch leaves only once every
-stream whose vetoes could reach it has settled ``before_ns`` past its end. Measured as the issue states the
-target — p95 ≤ 150 ms from the frame that carries the twitch's end reaching the worker, frames ≤ 50 ms:
+stream whose vetoes could reach it has settled ``before_ns`` past its end (the worker's provisional verdict,
+when it is first written; a contraction beginning within the guard ahead re-writes it later). Measured as
+the issue states the target — p95 ≤ 150 ms from the frame that carries the twitch's end reaching the worker,
+frames ≤ 50 ms:
 all the device's streams arrive in frames of ``--frames-ms`` aligned in signal time; latency = end of the
 frame step the judged twitch came out in − end of the frame holding the true twitch's end. Rows: the
 detector alone on the same frames (no gate), then the gate over EMG alone and over a wearable's EMG +
@@ -98,7 +100,7 @@ def gated_latencies(
 ) -> tuple[list[float], int]:
     """Latencies (ms) of the true twitches on stream 0 counted as twitches, from the end of the frame that
     carries each one's end to the end of the frame step it was emitted in; how many were not counted."""
-    run = GatedRun(streams, params, judge=judge)
+    run = GatedRun(streams, params, judge=judge, provisional=True)  # when the worker first writes it
     emitted: list[tuple[Event, float]] = []
     pos = [0] * len(signals)
     step = 0

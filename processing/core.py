@@ -43,6 +43,7 @@ from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 from scipy import signal as sps
 
 from twitchwatch.processing.events import EventKind
@@ -61,6 +62,7 @@ _all = np.logical_and.reduce
 _any = np.logical_or.reduce
 _FIRST = np.zeros(1, dtype=np.intp)  # reduceat over a whole array
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
+_TAIL_MEDIAN = 5  # blocks (100 ms) whose median power tells a louder stretch from one potential
 
 
 def _public_sosfilt(sos: FloatArray, y: FloatArray, zi: FloatArray) -> None:
@@ -203,6 +205,11 @@ class Detection:
     # so the rest gate vetoes that time. Not a potential rejected only as one small unit's repeat (a train
     # of its potentials, a lane busy with it): another unit's twitch would still stand out there.
     vetoes: bool = False
+    # Where it vetoes, [start, end) in samples, exactly — for an event that shows activity only in the
+    # windows it was judged on (a brief potential turned down for the activity around it): no onset or end
+    # of a contraction was seen, so the gate's guards, which model those, do not apply; every later
+    # potential's own surroundings are judged anew. None: the event's span, with the gate's guards.
+    veto_span: tuple[int, int] | None = None
 
     @property
     def duration(self) -> int:
@@ -218,6 +225,7 @@ class Verdict:
     reason: str = ""
     vetoes: bool | None = None  # None: every event that is not a twitch vetoes (``Detection.vetoes``)
     span: tuple[int, int] | None = None  # what it reports [start, end) if not the cluster's own
+    guarded: bool = True  # False: it vetoes only its context window and hold (``Detection.veto_span``)
 
 
 def format_span(ms: float) -> str:
@@ -402,6 +410,69 @@ class _Seg:
     quiet: BoolArray  # blocks of the segment × lanes (pieces clear it)
 
 
+class NoiseFloor:
+    """Per lane, the noise floor (mean power per sample) and the slow statistic's floor, learnt from the
+    warm-up and then from each epoch's quiet blocks (docs/detection.md, "The streaming core", step 4).
+
+    Towards the epoch's quiet mean with time constant ``floor_tau_s`` while it looks like noise, only
+    ``floor_rise_tau_s`` towards epochs clearly louder (beyond ``rise`` × the floor: weak activity below the
+    onset must not become the floor); from epochs at least half quiet; a lane never quiet for ``relearn_s``
+    creeps towards its quietest block."""
+
+    def __init__(
+        self, lanes: int, epoch: int, blk: int, epoch_s: float, p: DetectorParams, rise: float
+    ) -> None:
+        self.epoch, self.blk = epoch, blk
+        self.rise = rise  # beyond this × the floor an epoch is clearly louder than noise
+        self._alpha = 1.0 - math.exp(-epoch_s / p.floor_tau_s)
+        self._alpha_up = 1.0 - math.exp(-epoch_s / p.floor_rise_tau_s)
+        self._relearn_epochs = max(1, round(p.relearn_s / epoch_s))
+        self._inv_epoch = 1.0 / epoch  # mostly_quiet in a fully quiet epoch (``update_quiet``)
+        self._quiet_scale = self._inv_epoch / blk
+        self.floor = np.zeros(lanes)
+        self.slow = np.zeros(lanes)
+        self._loud_epochs = np.zeros(lanes, dtype=np.int64)
+
+    def learn(self, bm: FloatArray, slow: FloatArray) -> None:
+        """The warm-up's block power sums and slow statistics: a trimmed mean (bursts in the first second,
+        blocks above 3 × the median, do not count) and a median."""
+        blocks = bm / self.blk
+        med = np.median(blocks, axis=0)
+        keep = blocks <= 3.0 * med
+        self.floor = (blocks * keep).sum(axis=0) / np.maximum(keep.sum(axis=0), 1)
+        self.slow = np.median(slow, axis=0)
+
+    def update_quiet(self, epoch_bm: FloatArray, epoch_slow: FloatArray) -> None:
+        """``update`` for an epoch quiet on every lane (usual with few lanes), in half the array operations
+        and bit for bit the same: every lane has nq = epoch quiet blocks, so ``mostly_quiet`` is 1/epoch
+        everywhere, ``bm × q`` is ``bm``, the rates are multiplied by 1 and no lane is loud."""
+        target = _sum(epoch_bm, axis=0) * self._quiet_scale
+        self.floor += np.where(target > self.rise * self.floor, self._alpha_up, self._alpha) * (
+            target - self.floor
+        )
+        slow_target = _sum(epoch_slow, axis=0) * self._inv_epoch
+        self.slow += self._alpha * (slow_target - self.slow)
+        self._loud_epochs[:] = 0
+
+    def update(self, epoch_bm: FloatArray, epoch_slow: FloatArray, q: BoolArray) -> None:
+        """An epoch's block power sums, slow statistics and quiet flags (blocks × lanes)."""
+        nq = _sum(q, axis=0, dtype=np.intp)
+        mostly_quiet = (2 * nq >= self.epoch) / np.maximum(nq, 1)  # learn only from mostly quiet epochs
+        target = _sum(epoch_bm * q, axis=0) * (mostly_quiet / self.blk)
+        # Symmetric while the epoch looks like noise; up slowly when it is clearly louder (beyond four
+        # standard deviations of an epoch of noise), so weak activity does not become the floor.
+        learns = mostly_quiet > 0
+        a = np.where(target > self.rise * self.floor, self._alpha_up, self._alpha) * learns
+        self.floor += a * (target - self.floor)
+        slow_target = _sum(epoch_slow * q, axis=0) * mostly_quiet
+        self.slow += self._alpha * learns * (slow_target - self.slow)
+        self._loud_epochs = (self._loud_epochs + 1) * (nq == 0)
+        if _max(self._loud_epochs) >= self._relearn_epochs:  # never quiet: creep to the quietest block
+            stuck = self._loud_epochs >= self._relearn_epochs
+            low = epoch_bm.min(axis=0) / self.blk
+            self.floor = np.where(stuck, self.floor + self._alpha_up * (low - self.floor), self.floor)
+
+
 class LaneEngine:
     """Shared streaming core; subclasses supply lane power, the slow statistic and classification."""
 
@@ -441,12 +512,6 @@ class LaneEngine:
         self.blk = max(1, round(p.block_ms * 1e-3 * sample_rate))
         self.epoch = p.epoch_blocks
         self._warm_blocks = self.epoch * max(1, math.ceil(p.warmup_s * sample_rate / self.blk / self.epoch))
-        epoch_s = self.epoch * self.blk / sample_rate
-        self._alpha = 1.0 - math.exp(-epoch_s / p.floor_tau_s)
-        self._alpha_up = 1.0 - math.exp(-epoch_s / p.floor_rise_tau_s)
-        self._relearn_epochs = max(1, round(p.relearn_s / epoch_s))
-        self._inv_epoch = 1.0 / self.epoch  # mostly_quiet in a fully quiet epoch (``_update_floor_quiet``)
-        self._quiet_scale = self._inv_epoch / self.blk
         self.hold = round(p.hold_ms * 1e-3 * sample_rate)
         self.activity_gap = max(self.hold, round(p.activity_gap_ms * 1e-3 * sample_rate))
         self.slow_gap = max(self.hold, round(p.slow_gap_ms * 1e-3 * sample_rate))
@@ -456,7 +521,8 @@ class LaneEngine:
         self._off_ratio = p.off_factor / p.on_factor
         # Independent samples per sample of power (band-limited noise is correlated; axes add).
         self._dof = self.dof_per_sample * min(1.0, (min(p.band_hz[1], nyq) - p.band_hz[0]) / nyq)
-        self._rise = max(1.5, 1.0 + 4.0 * math.sqrt(2.0 / (self.epoch * self.blk * self._dof)))
+        rise = max(1.5, 1.0 + 4.0 * math.sqrt(2.0 / (self.epoch * self.blk * self._dof)))
+        self.noise = NoiseFloor(lanes, self.epoch, self.blk, self.epoch * self.blk / sample_rate, p, rise)
         self._jerk_max = round(p.jerk_max_ms * 1e-3 * sample_rate)
         self._store_cap = max(2, round(p.store_s * sample_rate))
         self._core_ratio = 10 ** (-p.core_db / 10)
@@ -476,7 +542,6 @@ class LaneEngine:
         self._written = 0  # blocks whose statistics are in the ring
         self._warm_bm: list[FloatArray] = []
         self._warm_slow: list[FloatArray] = []
-        self.floor = np.zeros(lanes)  # mean power per sample
         self._on_w = np.zeros(lanes)  # onset threshold on the moving sum (raised by the background's tail)
         self._quiet_w = np.zeros(lanes)  # on_factor × w × floor: a block reaching it is not quiet
         # The background's tail: per lane, the factor it raises thresholds by; decaying counts of its blocks
@@ -496,12 +561,10 @@ class LaneEngine:
         self._tail_guard = round(p.tail_after_activity_s * sample_rate / self.blk)
         self._tail_from = np.zeros(lanes, dtype=np.int64)  # first block counted again after activity
         self._tail_min = p.tail_min_s * sample_rate / self.blk
-        self.slow_floor = np.zeros(lanes)
         self._slow_thr = np.zeros(lanes)  # slow_threshold(), which changes only with the floors
         self._epoch_bm = np.zeros((self.epoch, lanes))
         self._epoch_slow = np.zeros((self.epoch, lanes))
         self._epoch_quiet = np.zeros((self.epoch, lanes), dtype=bool)
-        self._loud_epochs = np.zeros(lanes, dtype=np.int64)
         # The ring holds whole epochs: a segment never crosses an epoch boundary, so it is written as
         # one slice, never wrapped (the look-backs need at most _RING blocks; more history is harmless).
         self._ring_n = ring = self.epoch * -(-_RING // self.epoch)
@@ -522,6 +585,16 @@ class LaneEngine:
         self._prev_span = [(0, 0)] * lanes  # the previous cluster's samples, for its waveform
         self._recent: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
         self._out: list[Detection] = []
+
+    @property
+    def floor(self) -> FloatArray:
+        """Per lane: the noise floor, mean power per sample (``NoiseFloor``)."""
+        return self.noise.floor
+
+    @property
+    def slow_floor(self) -> FloatArray:
+        """Per lane: the slow statistic's floor (``NoiseFloor``)."""
+        return self.noise.slow
 
     # ---- hooks ------------------------------------------------------------------------------------
     def lane_power(self, y: FloatArray, out: FloatArray) -> None:
@@ -708,11 +781,7 @@ class LaneEngine:
         self._warm_slow.append(slow)
         self._block += bm.shape[0]
         if self._block >= self._warm_blocks:
-            blocks = np.concatenate(self._warm_bm) / self.blk
-            med = np.median(blocks, axis=0)
-            keep = blocks <= 3.0 * med  # trimmed mean: bursts in the first second do not count
-            self.floor = (blocks * keep).sum(axis=0) / np.maximum(keep.sum(axis=0), 1)
-            self.slow_floor = np.median(np.concatenate(self._warm_slow), axis=0)
+            self.noise.learn(np.concatenate(self._warm_bm), np.concatenate(self._warm_slow))
             self._set_onsets()
             self._slow_thr = self.slow_threshold()
             self._warm_bm, self._warm_slow = [], []
@@ -780,9 +849,9 @@ class LaneEngine:
         if self._tail_model is not None and (self._block // self.epoch) % self._tail_every == 0:
             self._update_tail()
         if _all(q, axis=None):
-            self._update_floor_quiet()
+            self.noise.update_quiet(self._epoch_bm, self._epoch_slow)
         else:
-            self._update_floor_general(q)
+            self.noise.update(self._epoch_bm, self._epoch_slow, q)
         self._set_onsets()
         self._slow_thr = self.slow_threshold()
 
@@ -819,6 +888,12 @@ class LaneEngine:
         elig = q.copy()
         elig[1:] &= q[:-1]
         elig[:-1] &= q[1:]
+        # Not in a stretch louder than the floor: the median block power around each block (one potential
+        # does not move it) beyond the floor's own line for "clearly louder" is weak activity, or a
+        # background the floor has not caught up with yet — not the rest's own potentials; counted against
+        # the lagging floor it would read as a heavy tail and hold the thresholds up for a minute after.
+        around = ndimage.median_filter(self._ring_bm[rows], size=(_TAIL_MEDIAN, 1), mode="nearest")
+        elig &= around <= self.noise.rise * self.blk * self.floor
         if _max(self._tail_from) > k0:  # a lane is still settling after its activity
             elig &= np.arange(k0, k1)[:, None] >= self._tail_from
         a1, a2, gauss = self._tail_model
@@ -841,36 +916,6 @@ class LaneEngine:
         a = a2 + np.log(np.maximum(p2 / self._tail_p, 1.0)) / slope
         out: FloatArray = a * a
         return out
-
-    def _update_floor_quiet(self) -> None:
-        """``_update_floor_general`` for an epoch quiet on every lane (usual with few lanes), in half the
-        array operations and bit for bit the same: every lane has nq = epoch quiet blocks, so
-        ``mostly_quiet`` is 1/epoch everywhere, ``bm × q`` is ``bm``, the rates are multiplied by 1 and no
-        lane is loud."""
-        target = _sum(self._epoch_bm, axis=0) * self._quiet_scale
-        self.floor += np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * (
-            target - self.floor
-        )
-        slow_target = _sum(self._epoch_slow, axis=0) * self._inv_epoch
-        self.slow_floor += self._alpha * (slow_target - self.slow_floor)
-        self._loud_epochs[:] = 0
-
-    def _update_floor_general(self, q: BoolArray) -> None:
-        nq = _sum(q, axis=0, dtype=np.intp)
-        mostly_quiet = (2 * nq >= self.epoch) / np.maximum(nq, 1)  # learn only from mostly quiet epochs
-        target = _sum(self._epoch_bm * q, axis=0) * (mostly_quiet / self.blk)
-        # Symmetric while the epoch looks like noise; up slowly when it is clearly louder (beyond four
-        # standard deviations of an epoch of noise), so weak activity does not become the floor.
-        learns = mostly_quiet > 0
-        a = np.where(target > self._rise * self.floor, self._alpha_up, self._alpha) * learns
-        self.floor += a * (target - self.floor)
-        slow_target = _sum(self._epoch_slow * q, axis=0) * mostly_quiet
-        self.slow_floor += self._alpha * learns * (slow_target - self.slow_floor)
-        self._loud_epochs = (self._loud_epochs + 1) * (nq == 0)
-        if _max(self._loud_epochs) >= self._relearn_epochs:  # never quiet: creep to the quietest block
-            stuck = self._loud_epochs >= self._relearn_epochs
-            low = self._epoch_bm.min(axis=0) / self.blk
-            self.floor = np.where(stuck, self.floor + self._alpha_up * (low - self.floor), self.floor)
 
     def _scan_lanes(self, lanes: list[int], seg: _Seg) -> None:
         """Hysteresis over all candidate lanes at once, then their pieces in lane order. The array work is
@@ -1402,7 +1447,10 @@ class LaneEngine:
         first, last = verdict.span or (c.start, c.end)
         start, end = max(first - d, 0), max(last - d, 1)
         vetoes = not kind.is_twitch if verdict.vetoes is None else verdict.vetoes
-        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes))
+        where = None
+        if vetoes and not verdict.guarded:  # the context before it and the hold after it
+            where = (max(start - self._busy_window, 0), end + self.hold)
+        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes, where))
 
 
 class _Work:

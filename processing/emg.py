@@ -354,7 +354,10 @@ class EmgEngine(LaneEngine):
         if f.busy(prm.busy_count, prm.busy_ratio):
             return Verdict(EventKind.SUSTAINED, 0.6, "among other potentials", vetoes=False)
         if f.context > 1.0:
-            return Verdict(EventKind.SUSTAINED, 0.5 + 0.4 * min(f.context - 1.0, 1.0), "activity around it")
+            # Weak activity seen in the windows around it, not a contraction's onset or end: it vetoes
+            # those windows only (a later potential's own surroundings are judged anew).
+            sure = 0.5 + 0.4 * min(f.context - 1.0, 1.0)
+            return Verdict(EventKind.SUSTAINED, sure, "activity around it", guarded=False)
         others = self.others_active(f)
         if others and others >= max(1, math.ceil(prm.cross_lane_share * (self.lanes - 1))):
             # Part of a contraction under the wearable, but the other muscles' activity is theirs to

@@ -153,15 +153,20 @@ class GatedRun:
         user: str = "me",
         detectors: Sequence[Detector] | None = None,
         judge: bool = True,
+        provisional: bool = False,
     ) -> None:
         """``detectors``: one per stream, already made (default: ``make_detector``); ``judge=False``: every
-        detection is released as the detector gave it, at once (the detectors alone, for comparison)."""
+        detection is released as the detector gave it, at once (the detectors alone, for comparison);
+        ``provisional``: a twitch is judged as soon as the worker first writes it (``before_ns`` past its
+        end known), not once the whole guard ahead of its muscle's activity is — for measuring latency;
+        the verdicts are then the worker's first, before any re-write."""
         base = params or GateParams()
         self.params = dataclasses.replace(base, stale_ns=NEVER_STALE_NS)
         self.streams = tuple(streams)
         self.gate = RestGate(self.params)
         self.user = user
         self.judging = judge
+        self.provisional = provisional
         if detectors is None:
             detectors = [make_detector(s.kind, s.rate, s.channels) for s in self.streams]
         if len(detectors) != len(self.streams):
@@ -251,7 +256,11 @@ class GatedRun:
             what = VETO_WHAT.get((s.kind, d.kind)) if d.vetoes else None
             if what is not None:
                 reason = self._reason(what, i, d)
-                self.gate.veto(self._source(i, d.lane), int(a * 1e9 + 0.5), int(b * 1e9 + 0.5), reason)
+                if d.veto_span is None:
+                    self.gate.veto(self._source(i, d.lane), int(a * 1e9 + 0.5), int(b * 1e9 + 0.5), reason)
+                else:  # exactly where the detector saw activity (its context and hold)
+                    na, nb = self._ns(i, d.veto_span[0]), self._ns(i, d.veto_span[1])
+                    self.gate.veto(self._source(i, d.lane), na, nb, reason, guard=False)
             self._held.append(Judged(i, d, d.kind, "", float(a), float(b)))
 
     def _reason(self, what: str, i: int, d: Detection) -> str:
@@ -279,14 +288,14 @@ class GatedRun:
                 continue
             scopes = self._scopes(j)
             end_ns = int(j.end_s * 1e9 + 0.5)
-            if not self.gate.ready(scopes, end_ns):
+            if not self.gate.ready(scopes, end_ns, provisional=self.provisional):
                 keep.append(j)
                 continue
             v = self.gate.first_veto(scopes, int(j.start_s * 1e9 + 0.5), end_ns)
             if v is None:
                 out.append(j)
             else:
-                reason = f"{j.kind.value}: {v.reason}"
+                reason = v.why(j.kind.value, end_ns)
                 out.append(
                     Judged(j.stream, j.detection, EventKind.DURING_MOVEMENT, reason, j.start_s, j.end_s)
                 )

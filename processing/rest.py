@@ -15,18 +15,25 @@ A muscle is not assessable while any *veto* that applies to it holds. Vetoes liv
 - ``("segment", name)``: something on the same body segment moves (another device there, through the device
   map).
 
-Each veto is widened by a guard: ``before_ns`` ahead of it (a contraction or a step builds up below the
-detector's threshold before its onset, and a twitch-shaped potential right before a contraction is usually
-its first motor unit) and a guard behind it: ``after_activity_ns`` behind a muscle's own activity (motor
-units go on firing for a second or more after a contraction), ``after_ns`` behind movement (a limb and the
-body settle after a walk or a turn).
+Each veto is widened by a guard ahead of it: ``before_ns`` ahead of movement (a step builds up below the
+detector's threshold before its onset) and the longer ``before_activity_ns`` ahead of a muscle's own
+activity (a contraction recruits its first motor units singly, at low rates, before its envelope rises: a
+twitch-shaped potential shortly before a contraction is usually its first motor unit); and a guard behind
+it: ``after_activity_ns`` behind a muscle's own activity (motor units go on firing for a second or more
+after a contraction), ``after_ns`` behind movement (a limb and the body settle after a walk or a turn).
 
 The gate is streaming. Sources (the worker's streams) report vetoes as they are found — open ones too,
 replaced as they grow — and how far they have *settled*: no veto will start before that time any more. A
 question about an interval is answered only once every source of the scopes involved has settled past the
-interval's end plus ``before_ns`` (a veto starting there would still reach back over it), or has gone
+interval's end plus its guard ahead (a veto starting there would still reach back over it), or has gone
 *stale*: its user's other streams are ``stale_ns`` ahead of it (a wearable that disconnected must not hold
 its peers' events back forever).
+
+A *provisional* answer (``ready(..., provisional=True)``) needs every source settled only ``before_ns``
+past the end: the worker reports a twitch then (the latency target leaves no room for a second's wait)
+and, once the whole guard ahead is known, judges it again — a contraction that began within
+``before_activity_ns`` after it re-writes it as ``during_movement`` before its minute is final
+(``processing/rest_streams.py``). Offline runs (``processing/gating.py``) judge once, finally.
 
 Pure: no I/O, no clock. Times are ns (device clock, like the events).
 """
@@ -58,6 +65,12 @@ class GateParams:
     settle this far past its end (bench.latency: p95 150 ms at 50-ms frames, 100 ms at 0–50 ms of guard).
     ``after_ns`` 2 s, behind movement (a source watching a device or a body segment): a limb and the body
     settle after a walk, a turn or a landing (stopping gait and regaining a still posture take 1–3 s).
+    ``before_activity_ns`` 1 s, ahead of a muscle's own activity (a source watching only muscles): a
+    voluntary contraction starts with its lowest-threshold motor units firing singly at 5–10 Hz, several of
+    their potentials before the surface envelope rises enough for the detector (on the Myo recordings,
+    potentials 0.1–0.7 s before a gesture's activity); a potential found then is the contraction's first
+    unit, not a twitch of a relaxed muscle. Twitches are reported provisionally after ``before_ns`` and
+    re-written when a contraction follows within this guard.
     ``after_activity_ns`` 2 s, behind a muscle's own activity (a source watching only muscles): the surface
     EMG envelope falls within a few hundred ms of a contraction's release, but low-threshold motor units
     go on firing for a second or more after it (self-sustained firing), and a muscle is assessed for
@@ -69,19 +82,30 @@ class GateParams:
     after_ns: int = 2_000_000_000
     stale_ns: int = 10_000_000_000
     after_activity_ns: int = 2_000_000_000
+    before_activity_ns: int = 1_000_000_000
 
     def __post_init__(self) -> None:
-        if min(self.before_ns, self.after_ns, self.after_activity_ns) < 0 or self.stale_ns <= 0:
+        guards = (self.before_ns, self.after_ns, self.after_activity_ns, self.before_activity_ns)
+        if min(guards) < 0 or self.stale_ns <= 0:
             raise ValueError("guards must be ≥ 0 and stale_ns > 0")
 
 
 @dataclass(frozen=True)
 class Veto:
-    """A span (guards included) during which a scope could not be assessed, and why."""
+    """A span (guards included) during which a scope could not be assessed, and why; ``onset_ns``: when the
+    activity or movement itself began (``start_ns`` less the guard ahead)."""
 
     start_ns: int
     end_ns: int
     reason: str
+    onset_ns: int
+
+    def why(self, kind: str, end_ns: int) -> str:
+        """The reason a ``kind`` event ending at ``end_ns`` is not counted: the veto's, and for activity that
+        began only after it, how long after (the first motor units of a contraction)."""
+        if self.onset_ns > end_ns:
+            return f"{kind}: {self.reason} {(self.onset_ns - end_ns) / 1e9:.1f} s after it"
+        return f"{kind}: {self.reason}"
 
 
 def scopes_of(user: str, muscle: str, device: str, segment: str | None) -> tuple[Scope, ...]:
@@ -121,18 +145,14 @@ class RestGate:
         """A finished span of activity or movement seen by ``source``; it vetoes the source's scopes.
         ``guard=False``: exactly the span, for blind time that has no build-up or after-effect (a detector
         learning its noise floor after a start)."""
-        if guard:
-            v = self._widen(start_ns, end_ns, reason, self._after(source))
-        else:
-            v = self._exact(start_ns, end_ns, reason)
+        v = self._widen(start_ns, end_ns, reason, source) if guard else self._exact(start_ns, end_ns, reason)
         for scope in self._sources[source].scopes:
             spans = self._vetoes.setdefault(scope, [])
             bisect.insort(spans, v, key=lambda x: x.start_ns)
 
     def open(self, source: SourceId, spans: Iterable[tuple[int, int, str]]) -> None:
         """The source's activity still going on (start, end so far, reason): replaces what it said before."""
-        after = self._after(source)
-        self._sources[source].open = [self._widen(a, b, r, after) for a, b, r in spans]
+        self._sources[source].open = [self._widen(a, b, r, source) for a, b, r in spans]
 
     def settle(self, source: SourceId, t_ns: int) -> None:
         """No veto of ``source`` will start before ``t_ns`` any more (only forwards)."""
@@ -154,13 +174,14 @@ class RestGate:
                 peers.discard(source)
 
     # ---- questions ---------------------------------------------------------------------------------
-    def ready(self, scopes: Iterable[Scope], end_ns: int) -> bool:
-        """Is everything known that could veto any time before ``end_ns`` in these scopes?"""
-        horizon = end_ns + self.params.before_ns
+    def ready(self, scopes: Iterable[Scope], end_ns: int, provisional: bool = False) -> bool:
+        """Is everything known that could veto any time before ``end_ns`` in these scopes? ``provisional``:
+        known as far as ``before_ns`` past it (a contraction beginning later may still reach back)."""
         for scope in scopes:
             for sid in self._by_scope.get(scope, ()):
                 s = self._sources[sid]
-                if s.settled_ns < horizon and not self._stale(sid, s):
+                ahead = self.params.before_ns if provisional else self._before(sid)
+                if s.settled_ns < end_ns + ahead and not self._stale(sid, s):
                     return False
         return True
 
@@ -171,8 +192,8 @@ class RestGate:
             for sid in self._by_scope.get(scope, ()):
                 s = self._sources[sid]
                 if not self._stale(sid, s):
-                    upto = min(upto, s.settled_ns)
-        return upto - self.params.before_ns
+                    upto = min(upto, s.settled_ns - self._before(sid))
+        return upto
 
     def first_veto(self, scopes: Iterable[Scope], start_ns: int, end_ns: int) -> Veto | None:
         """The earliest veto overlapping [start_ns, end_ns] in any of the scopes, or None."""
@@ -204,7 +225,7 @@ class RestGate:
         v = self.first_veto(scopes, event.start_ns, event.end_ns)
         if v is None:
             return event
-        reason = f"{event.kind.value}: {v.reason}"
+        reason = v.why(event.kind.value, event.end_ns)
         return dataclasses.replace(event, kind=EventKind.DURING_MOVEMENT, reason=reason)
 
     def prune(self, before_ns: int) -> None:
@@ -213,23 +234,30 @@ class RestGate:
             self._vetoes[scope] = [v for v in spans if v.end_ns >= before_ns]
 
     # ---- internals ---------------------------------------------------------------------------------
+    def _muscle_only(self, source: SourceId) -> bool:
+        scopes = self._sources[source].scopes
+        return bool(scopes) and all(kind == "muscle" for _, kind, _ in scopes)
+
     def _after(self, source: SourceId) -> int:
         """The guard behind a source's vetoes: a muscle's own activity ends sooner than a movement settles."""
-        scopes = self._sources[source].scopes
-        if scopes and all(kind == "muscle" for _, kind, _ in scopes):
-            return self.params.after_activity_ns
-        return self.params.after_ns
+        return self.params.after_activity_ns if self._muscle_only(source) else self.params.after_ns
 
-    def _widen(self, start_ns: int, end_ns: int, reason: str, after_ns: int) -> Veto:
+    def _before(self, source: SourceId) -> int:
+        """The guard ahead of a source's vetoes: a contraction's first units fire before it is seen."""
+        if self._muscle_only(source):
+            return max(self.params.before_ns, self.params.before_activity_ns)
+        return self.params.before_ns
+
+    def _widen(self, start_ns: int, end_ns: int, reason: str, source: SourceId) -> Veto:
         if end_ns < start_ns:
             raise ValueError(f"veto ends ({end_ns}) before it starts ({start_ns})")
-        return Veto(start_ns - self.params.before_ns, end_ns + after_ns, reason)
+        return Veto(start_ns - self._before(source), end_ns + self._after(source), reason, start_ns)
 
     @staticmethod
     def _exact(start_ns: int, end_ns: int, reason: str) -> Veto:
         if end_ns < start_ns:
             raise ValueError(f"veto ends ({end_ns}) before it starts ({start_ns})")
-        return Veto(start_ns, end_ns, reason)
+        return Veto(start_ns, end_ns, reason, start_ns)
 
     def _stale(self, sid: SourceId, s: _Source) -> bool:
         return self._latest.get(sid[0], _PAST) - s.settled_ns > self.params.stale_ns

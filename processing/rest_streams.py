@@ -21,7 +21,10 @@ and detects nothing then: that is blind time, vetoed exactly (no guards) with re
 sources are forgotten: they hold nothing back any more, their closed vetoes stay.
 
 Events the fuser releases are held here until the gate can judge them (``ready`` for their muscle's
-scopes up to their end); minute rates ask the same of their minute (``RateBook``). Pure: no I/O, no clock.
+scopes up to their end, provisionally: ``before_ns`` past it); a twitch is written then and judged again,
+finally, once the whole guard ahead of its muscle's own activity is known (a contraction starting within it
+re-writes the event as ``during_movement``); only final twitches are counted. Minute rates ask the final
+question of their minute (``RateBook``). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -84,6 +87,11 @@ class RestStreams:
     _device_muscles: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     _muscle_scopes: dict[tuple[str, str], frozenset[Scope]] = field(default_factory=dict)
     _held: list[TwitchEvent] = field(default_factory=list)
+    # Twitches written before the whole guard ahead of their muscle's activity was known, and those
+    # finally judged at rest and not yet counted.
+    _provisional: list[TwitchEvent] = field(default_factory=list)
+    _counted: list[TwitchEvent] = field(default_factory=list)
+    retracted: int = 0  # provisional twitches re-written as during_movement
 
     def __post_init__(self) -> None:
         self.gate = RestGate(self.params)
@@ -119,10 +127,12 @@ class RestStreams:
             for source in lanes.sources:
                 self.gate.forget(source)
 
-    def veto(self, key: StreamKey, lane: int, start_ns: int, end_ns: int, reason: str) -> None:
+    def veto(
+        self, key: StreamKey, lane: int, start_ns: int, end_ns: int, reason: str, guard: bool = True
+    ) -> None:
         lanes = self._streams.get(key)
         if lanes is not None and lane < len(lanes.sources):
-            self.gate.veto(lanes.sources[lane], start_ns, end_ns, reason)
+            self.gate.veto(lanes.sources[lane], start_ns, end_ns, reason, guard=guard)
 
     def progress(
         self, key: StreamKey, settled_ns: int, open_spans: Iterable[tuple[int, int, int, str]]
@@ -204,8 +214,12 @@ class RestStreams:
         self._held.extend(events)
 
     def release(self, everything: bool = False) -> list[TwitchEvent]:
-        """Held events the gate can judge now (all with ``everything``), judged: a twitch while its muscle
-        was not assessable comes out as ``during_movement`` with the reason. Other kinds pass at once."""
+        """Events to write now (all, finally judged, with ``everything``). A twitch comes out as soon as
+        the gate can judge it provisionally (``before_ns`` past its end known): as ``during_movement``
+        with the reason if its muscle was not assessable, else as a twitch, kept until the whole guard
+        ahead is known — then a contraction that began right after it re-writes it (the same event, same
+        key) as ``during_movement``. Other kinds pass at once. Twitches finally judged at rest are handed
+        out by ``counted``."""
         out: list[TwitchEvent] = []
         keep: list[TwitchEvent] = []
         for e in self._held:
@@ -213,16 +227,44 @@ class RestStreams:
                 out.append(e)
                 continue
             scopes = self.scopes(e.user, e.muscle)
-            if everything or self.gate.ready(scopes, e.end_ns):
-                out.append(self.gate.judge(e, scopes))
-            else:
+            final = everything or self.gate.ready(scopes, e.end_ns)
+            if not final and not self.gate.ready(scopes, e.end_ns, provisional=True):
                 keep.append(e)
+                continue
+            judged = self.gate.judge(e, scopes)
+            out.append(judged)
+            if judged.kind.is_twitch:
+                (self._counted if final else self._provisional).append(judged)
         self._held = keep
+        out += self._confirm(everything)
+        return out
+
+    def _confirm(self, everything: bool) -> list[TwitchEvent]:
+        """Provisional twitches whose guard ahead is known now: confirmed (counted), or re-written."""
+        out: list[TwitchEvent] = []
+        keep: list[TwitchEvent] = []
+        for e in self._provisional:
+            scopes = self.scopes(e.user, e.muscle)
+            if not (everything or self.gate.ready(scopes, e.end_ns)):
+                keep.append(e)
+                continue
+            judged = self.gate.judge(e, scopes)
+            if judged.kind.is_twitch:
+                self._counted.append(judged)
+            else:
+                out.append(judged)
+                self.retracted += 1
+        self._provisional = keep
+        return out
+
+    def counted(self) -> list[TwitchEvent]:
+        """Twitches finally judged at rest since last asked: what a minute's count may include."""
+        out, self._counted = self._counted, []
         return out
 
     @property
     def held(self) -> int:
-        return len(self._held)
+        return len(self._held) + len(self._provisional)
 
     def oldest_held_ns(self) -> int | None:
-        return min((e.start_ns for e in self._held), default=None)
+        return min((e.start_ns for e in (*self._held, *self._provisional)), default=None)

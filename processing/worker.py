@@ -72,6 +72,7 @@ class WorkerStats:
     events_detected: int = 0
     events_merged: int = 0  # detections that joined another stream's event of the same twitch
     events_during_movement: int = 0  # twitch-shaped events while their muscle was not assessable
+    twitches_retracted: int = 0  # of those: written as twitches, re-written when a contraction followed
     vetoes: int = 0  # activity, movement and artifacts that made muscles not assessable
     events_stored: int = 0
     rates_stored: int = 0
@@ -790,7 +791,11 @@ class Worker:
     def _veto(self, st: _Stream, d: Detection) -> None:
         start, end = st.time_of(d.start), st.time_of(d.end)
         reason = veto_reason(st.kind, d.kind, (end - start) / 1e9, self._where(st, d.lane), d.reason)
-        self._rest.veto(st.key, d.lane, start, end, reason)
+        if d.veto_span is None:
+            self._rest.veto(st.key, d.lane, start, end, reason)
+        else:  # exactly where the detector saw activity (its context and hold), no guards
+            a, b = st.time_of(d.veto_span[0]), st.time_of(d.veto_span[1])
+            self._rest.veto(st.key, d.lane, a, b, reason, guard=False)
         self.stats.vetoes += 1
 
     def _report_rest(self, st: _Stream) -> None:
@@ -810,14 +815,17 @@ class Worker:
 
     def _store_events(self, events: list[TwitchEvent], everything: bool = False) -> None:
         """Fused events wait for the rest gate to judge them; then, in order, they are queued for the store
-        and twitches at rest counted in their minute (``everything``: at shutdown, judge all now)."""
+        and twitches finally judged at rest counted in their minute (``everything``: at shutdown, judge all
+        now)."""
         self._rest.hold(events)
         for event in self._rest.release(everything):
             self._pending.append(event)
-            if event.kind.is_twitch:
-                self._rates.count((event.user, event.muscle, event.device, event.source), event.start_ns)
-            elif event.kind is EventKind.DURING_MOVEMENT:
+            if event.kind is EventKind.DURING_MOVEMENT:
                 self.stats.events_during_movement += 1
+        # Counted only once final: a twitch right before its muscle's contraction is re-written above.
+        for event in self._rest.counted():
+            self._rates.count((event.user, event.muscle, event.device, event.source), event.start_ns)
+        self.stats.twitches_retracted = self._rest.retracted
 
     def _prune_vetoes(self) -> None:
         """Forget vetoes older than anything still held (minutes, events, streams' latest data)."""

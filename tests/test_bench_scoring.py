@@ -362,7 +362,9 @@ def test_injected_pools_seeds_per_recording_and_recordings_per_seed() -> None:
         "µV",
         rest=((0.0, 30.0),),
     )
-    res = accuracy.injected([rec], 20.0, ["twitchwatch"], accuracy.injection_seeds(7, 3))
+    res = accuracy.injected(
+        [rec], 20.0, ["twitchwatch"], accuracy.injection_seeds(7, 3), min_fasciculations=0
+    )
     per_seed = [by["twitchwatch"].counts[TWITCH] for by in res.by_seed.values()]
     assert len(per_seed) == 3
     assert len({c.n_true for c in per_seed}) > 1  # different schedules
@@ -373,6 +375,23 @@ def test_injected_pools_seeds_per_recording_and_recordings_per_seed() -> None:
     assert {e.lane for e in truth} == {0, 1}  # each channel its own schedule
     assert rest[0][0] >= accuracy.WARMUP_S
     assert per_seed[1].n_true == len(truth)
+
+
+def test_a_recording_with_little_rest_gets_more_schedules_outside_the_per_seed_spread() -> None:
+    rec = data.Recording(
+        "short rest",
+        "emg",
+        1000.0,
+        np.random.default_rng(5).normal(0, 3.0, (12_000, 1)),
+        "µV",
+        rest=((0.0, 12.0),),
+    )
+    seeds = accuracy.injection_seeds(7, 2)
+    res = accuracy.injected([rec], 20.0, ["twitchwatch"], seeds, min_fasciculations=20)
+    assert len(res.by_seed) == 2  # the spread stays over the common seeds
+    pooled = res.by_rec["short rest"]["twitchwatch"].counts["fasciculation"]
+    spread = sum((by["twitchwatch"].counts["fasciculation"] for by in res.by_seed.values()), Counts())
+    assert spread.n_true < 20 <= pooled.n_true  # more schedules until it holds 20
 
 
 def test_a_method_that_cannot_run_on_a_recording_is_pooled_over_the_others() -> None:

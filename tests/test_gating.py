@@ -176,3 +176,22 @@ def test_streams_are_checked() -> None:
         GateStream("GYR", "gyro", 100.0, 3, "d", ("m",))
     with pytest.raises(ValueError, match="unknown stream kind"):
         GateStream("X", "ppg", 100.0, 1, "d", ("m",))  # type: ignore[arg-type]
+
+
+def test_a_potential_in_weak_activity_vetoes_only_where_the_activity_was_seen() -> None:
+    """A brief potential turned down for the activity around it vetoes its context window and hold, not
+    the guards of a contraction: a twitch 1.5 s after the weak activity ends still counts."""
+    x = np.random.default_rng(5).normal(0.0, 3.0, (int(20 * EMG_RATE), 1))
+    x[6000:10000] *= 1.6  # 4 s of weak activity: 2.6 x the rest's power, below any onset
+    add_potential(x[:, 0], EMG_RATE, 9.5, 60.0)
+    add_potential(x[:, 0], EMG_RATE, 11.5, 60.0)
+    run = GatedRun([GateStream("EMG", "emg", EMG_RATE, 1, "dev", ("calf",))], PARAMS)
+    judged = feed(run, [x])
+    around = near(judged, 9.5)
+    d = around.detection
+    assert (d.kind, d.reason) == (EventKind.SUSTAINED, "activity around it")
+    assert d.veto_span is not None
+    assert d.veto_span[0] == d.start - int(EMG_RATE)  # the second of context before it
+    assert 0 < d.veto_span[1] - d.end <= 0.1 * EMG_RATE  # and its hold after it
+    after = near(judged, 11.5)
+    assert after.kind is EventKind.FASCICULATION, after.reason

@@ -27,7 +27,10 @@ def twitch(start_s: float, end_s: float, kind: EventKind = EventKind.FASCICULATI
 
 
 def gate() -> RestGate:
-    g = RestGate(GateParams(before_ns=S // 2, after_ns=2 * S, stale_ns=10 * S, after_activity_ns=2 * S))
+    guards = GateParams(
+        before_ns=S // 2, after_ns=2 * S, stale_ns=10 * S, after_activity_ns=2 * S, before_activity_ns=S // 2
+    )
+    g = RestGate(guards)
     g.watch(EMG, [("me", "muscle", "calf_left")])
     g.watch(ACC, [("me", "device", "dev1")])
     g.watch(OTHER, [("me", "device", "dev2"), ("me", "segment", "lower_leg_left")])
@@ -110,7 +113,7 @@ def test_vetoed_time_is_the_union_of_overlapping_vetoes_clipped_to_the_interval(
 )
 @settings(max_examples=200, deadline=None)
 def test_vetoed_time_matches_a_per_second_count(spans: list[tuple[int, int]], a: int, n: int) -> None:
-    g = RestGate(GateParams(before_ns=0, after_ns=0, after_activity_ns=0))
+    g = RestGate(GateParams(before_ns=0, after_ns=0, after_activity_ns=0, before_activity_ns=0))
     g.watch(EMG, [("me", "muscle", "calf_left")])
     covered = np.zeros(200, dtype=bool)
     for start, length in spans:
@@ -120,7 +123,7 @@ def test_vetoed_time_matches_a_per_second_count(spans: list[tuple[int, int]], a:
 
 
 def test_a_muscles_own_activity_is_followed_by_a_shorter_guard_than_movement() -> None:
-    g = RestGate(GateParams(before_ns=0, after_ns=2 * S, after_activity_ns=S // 2))
+    g = RestGate(GateParams(before_ns=0, after_ns=2 * S, after_activity_ns=S // 2, before_activity_ns=0))
     g.watch(EMG, [("me", "muscle", "calf_left")])
     g.watch(ACC, [("me", "device", "dev1")])
     g.veto(EMG, 10 * S, 20 * S, "voluntary activity")
@@ -165,7 +168,7 @@ def test_blind_time_is_vetoed_exactly_without_guards() -> None:
 def test_an_emg_lane_vetoes_its_own_muscle_and_movement_streams_the_device_and_segment() -> None:
     """The worker's sources (processing/rest_streams.py): each EMG channel its muscle; an accelerometer its
     device and the segments of the device's muscles, learnt as the device's streams appear."""
-    rs = RestStreams(GateParams(before_ns=0, after_ns=0, after_activity_ns=0))
+    rs = RestStreams(GateParams(before_ns=0, after_ns=0, after_activity_ns=0, before_activity_ns=0))
     rs.start(("me", "myo", "emg"), "emg", ["forearm_flexor_left", "forearm_extensor_left"], 0, S)
     rs.start(("me", "leg", "acc"), "acc", ["calf_left"], 0, 0)
     rs.start(("me", "band", "gyro"), "gyro", [None], 0, 0)  # a device with no muscle of its own yet
@@ -191,3 +194,51 @@ def test_held_events_are_judged_once_every_source_of_their_muscle_has_settled() 
     assert rs.release() == []  # the accelerometer has not settled past the twitch + before_ns
     rs.end(("me", "dev1", "acc"))  # it ended: its open movement no longer vetoes, nothing holds back
     assert [e.kind for e in rs.release()] == [EventKind.FASCICULATION]
+
+
+def test_a_twitch_shortly_before_its_muscles_own_activity_is_its_first_motor_unit() -> None:
+    """The guard ahead of a muscle's own activity is longer than ahead of movement, and the answer that
+    covers it is final; a provisional one knows only ``before_ns`` past the end."""
+    g = RestGate(GateParams(before_ns=S // 10, before_activity_ns=S, after_ns=2 * S, after_activity_ns=2 * S))
+    g.watch(EMG, [("me", "muscle", "calf_left")])
+    g.watch(ACC, [("me", "device", "dev1")])
+    g.settle(EMG, 10 * S + S // 5)
+    g.settle(ACC, 20 * S)
+    assert g.ready(CALF, 10 * S, provisional=True)
+    assert not g.ready(CALF, 10 * S)  # a contraction starting up to 1 s after the end would still reach it
+    g.veto(EMG, 10 * S + S // 2, 12 * S, "voluntary activity on calf")
+    g.settle(EMG, 11 * S)
+    assert g.ready(CALF, 10 * S)
+    first_unit = g.judge(twitch(9.99, 10.0), CALF)
+    assert first_unit.kind is EventKind.DURING_MOVEMENT
+    assert first_unit.reason == "fasciculation: voluntary activity on calf 0.5 s after it"
+    assert g.judge(twitch(9.3, 9.31), CALF).kind is EventKind.FASCICULATION  # 1.19 s before: at rest
+    g.veto(ACC, 15 * S, 16 * S, "walking")  # movement keeps the short guard ahead
+    assert g.judge(twitch(14.8, 14.81), CALF).kind is EventKind.FASCICULATION
+    assert g.judge(twitch(14.95, 14.96), CALF).kind is EventKind.DURING_MOVEMENT
+
+
+def test_a_provisional_twitch_is_rewritten_if_its_muscle_contracts_right_after_and_else_counted() -> None:
+    rs = RestStreams(
+        GateParams(before_ns=S // 10, before_activity_ns=S, after_ns=2 * S, after_activity_ns=2 * S)
+    )
+    key = ("me", "dev1", "emg")
+    rs.start(key, "emg", ["calf_left"], 0, 0)
+    rs.hold([twitch(5.0, 5.01), twitch(20.0, 20.01)])
+    rs.progress(key, round(5.2 * S), [])
+    first = rs.release()
+    assert [e.kind for e in first] == [EventKind.FASCICULATION]  # written after 100 ms, as before
+    assert rs.counted() == []
+    assert rs.held == 2
+    rs.veto(key, 0, round(5.6 * S), 7 * S, "sustained EMG activity 1.4 s (dev1/emg)")
+    rs.progress(key, 7 * S, [])
+    rewritten = rs.release()
+    assert [(e.kind, e.start_ns) for e in rewritten] == [(EventKind.DURING_MOVEMENT, first[0].start_ns)]
+    assert rewritten[0].reason == "fasciculation: sustained EMG activity 1.4 s (dev1/emg) 0.6 s after it"
+    assert rs.counted() == []
+    assert rs.retracted == 1
+    rs.progress(key, 22 * S, [])
+    later = rs.release()
+    assert [e.kind for e in later] == [EventKind.FASCICULATION]
+    assert rs.counted() == later
+    assert rs.held == 0

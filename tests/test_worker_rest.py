@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.harness.mosquitto import MosquittoServer
+from tests.test_recordings import add_potential
 from twitchwatch.collector import synth
 from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
 from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
@@ -134,10 +135,10 @@ def vetoed(
     spans: Sequence[tuple[float, float]], activity: Sequence[tuple[float, float]] = ()
 ) -> list[tuple[float, float]]:
     """The truth's movement and the muscle's own activity as the gate vetoes them: guards on both sides
-    (behind activity the shorter one), plus the warm-up."""
-    before = GUARDS.before_ns / S
-    guarded = [(a - before, b + GUARDS.after_ns / S) for a, b in spans]
-    guarded += [(a - before, b + GUARDS.after_activity_ns / S) for a, b in activity]
+    (activity's own ones: a contraction's first units come before it), plus the warm-up."""
+    guarded = [(a - GUARDS.before_ns / S, b + GUARDS.after_ns / S) for a, b in spans]
+    ahead = GUARDS.before_activity_ns / S
+    guarded += [(a - ahead, b + GUARDS.after_activity_ns / S) for a, b in activity]
     return [(0.0, WARMUP_S), *guarded]
 
 
@@ -168,9 +169,10 @@ def check_muscle(
     moved = [e for e in events if e.kind is EventKind.DURING_MOVEMENT]
     at = [(e.start_ns - T0) / S for e in moved]
     guards = (GUARDS.before_ns / S + EDGE_S, GUARDS.after_ns / S + EDGE_S)
+    ahead = (GUARDS.before_activity_ns / S + EDGE_S, GUARDS.after_activity_ns / S + EDGE_S)
     # Every event marked lies in the movement or activity (guards included), says what it looked like and
     # why.
-    assert all(inside(t, [*movement, *activity], *guards) for t in at), at
+    assert all(inside(t, movement, *guards) or inside(t, activity, *ahead) for t in at), at
     assert all(e.reason.startswith("fasciculation: ") and reason in e.reason for e in moved), moved[:3]
     # Every twitch injected well inside the movement was found and marked, none of them counted (inside a
     # contraction the EMG detector sees activity, not the twitch).
@@ -275,3 +277,27 @@ async def test_a_gyroscope_s_rotation_vetoes_the_muscles_of_its_device(
     await run_worker(parse_mqtt_url(mosquitto.url), store, devices, "rest-4")
     _, moved = check_muscle(store, "forearm_flexor_left", emg.twitches(), gyro.spans(), "(band/gyro)")
     assert all("rotation" in e.reason for e in moved)  # "rotation up to … °/s for … s", or "… going on for …"
+
+
+async def test_a_twitch_right_before_its_muscles_contraction_is_rewritten_and_never_counted(
+    mosquitto: MosquittoServer, store: EventStore
+) -> None:
+    """A potential 0.5 s before a contraction (its first motor unit) is written as a twitch within the
+    latency target, then re-written as during_movement once the contraction is seen; the minute counts only
+    what stayed a twitch."""
+    emg = stream("arm", "emg", "emg", CONTRACTING, SEED)
+    (contraction,) = emg.spans()
+    first_unit = contraction[0] - 0.5
+    add_potential(emg.x[:, 0], emg.fs, first_unit, 60.0)
+    target = parse_mqtt_url(mosquitto.url)
+    worker = await run_worker(target, store, {"arm": ([emg], {"emg": "biceps_left"})}, "rest-retract")
+    kinds = (*TWITCH_KINDS, EventKind.DURING_MOVEMENT)
+    events = store.events(EventQuery(user=USER, muscle="biceps_left", kinds=kinds))
+    at = [e for e in events if abs((e.start_ns - T0) / S - first_unit) < 0.05]
+    assert len(at) == 1, at  # one event, re-written in place
+    assert at[0].kind is EventKind.DURING_MOVEMENT
+    assert at[0].reason.startswith("fasciculation: "), at[0].reason
+    assert at[0].reason.endswith(" s after it"), at[0].reason
+    assert worker.stats.twitches_retracted >= 1
+    rates = store.rates(EventQuery(user=USER, muscle="biceps_left"))
+    assert sum(r.twitches for r in rates) == sum(1 for e in events if e.kind.is_twitch)
