@@ -27,7 +27,7 @@ from typing import Final, Literal
 from collector.frames import MAX_SEQUENCE
 from collector.mqtt import MqttTarget
 from collector.publisher import FramePublisher
-from collector.recordings.playback import ReplayError, ReplaySource
+from collector.recordings.source import ReplayError, ReplaySource
 from collector.simulate import _Pacer
 from collector.status import DeviceStatus, StreamInfo
 from collector.topics import check_segment

@@ -97,7 +97,8 @@ sosfilt_inplace = _kernel()
 
 @dataclass(frozen=True)
 class DetectorParams:
-    """Every tunable of a detector; ``for_signal`` gives the defaults documented in docs/detection.md."""
+    """Every tunable of a detector; ``processing.detector.default_params`` gives the defaults documented in
+    docs/detection.md."""
 
     band_hz: tuple[float, float]  # detection band (Butterworth band-pass, 4th order per edge)
     smooth_ms: float  # moving-sum window of the power (matched to the shortest events)
@@ -164,16 +165,6 @@ class DetectorParams:
     tail_tolerance: float = 1.1  # the estimate's scatter on Gaussian noise: no rise within it
     tail_max: float = 4.0  # thresholds rise at most this many times
     tail_after_activity_s: float = 2.0  # quiet blocks this soon after activity on the lane do not count
-
-    @classmethod
-    def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
-        if kind == "emg":
-            from processing.emg import emg_params
-
-            return emg_params(sample_rate)
-        from processing.acc import acc_params
-
-        return acc_params(sample_rate)
 
     def __post_init__(self) -> None:
         lo, hi = self.band_hz

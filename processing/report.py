@@ -1,7 +1,8 @@
 """The doctor-visit report: what a physician asks, answered from the store.
 
 ``build_report(store, since_ns, until_ns, user)`` gathers a ``ReportData`` (pure values); rendering is
-in ``processing.report_render`` (``render_pdf``, ``render_csv``, re-exported here).
+in ``processing.report_render`` (``render_pdf``, ``render_csv``), imported only by the report command and the
+Report page, so that nothing else loads matplotlib.
 
 Definitions used throughout (docs/flags-and-report.md):
 
@@ -46,10 +47,10 @@ from processing.events import (
     rerun_free_events,
 )
 from processing.felt import FeltComparison, compare_by_muscle
-from processing.flags import HOUR_NS, FlagRules, FlagSet, compute_flag_set
+from processing.flag_service import compute_flag_set
+from processing.flags import HOUR_NS, FlagRules, FlagSet
 from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
 from processing.localtime import day_of, hour_of_day
-from processing.report_render import render_csv, render_pdf
 from processing.store import EventQuery, EventStore, QueryError
 
 NOTICE = (
@@ -450,6 +451,4 @@ __all__ = [
     "build_report",
     "episodes_of",
     "gaps_of",
-    "render_csv",
-    "render_pdf",
 ]

@@ -38,7 +38,8 @@ from processing.core import FloatArray
 from processing.detector import Detection, StreamingDetector
 from processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
 from processing.felt import FeltError, felt_entry
-from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
+from processing.flag_service import compute_flag_set
+from processing.flags import FlagRules, FlagSet, flags_topic
 from processing.fusion import Fuser
 from processing.journal import JournalEntry
 from processing.motion import MotionDetector

@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 
 from processing.events import EventKind, MinuteRate, TwitchEvent, rerun_free_events, rerun_free_rates
+from processing.flag_service import compute_flag_set, flags_for_display
 from processing.flags import (
     Flag,
     FlagError,
     FlagKind,
     FlagRules,
     FlagSet,
-    compute_flag_set,
     evaluate,
-    flags_for_display,
     histories,
 )
 from processing.localtime import day_end_ns, day_start_ns, to_ns

@@ -53,8 +53,9 @@ from collector.recordings import (
 from collector.recordings.formats.csv import CsvReader
 from collector.recordings.formats.edf import EdfReader, export_edf
 from collector.recordings.formats.session import SessionReader
-from collector.recordings.playback import ReplayError, ReplaySource, open_source
+from collector.recordings.playback import open_source
 from collector.recordings.reader import discover
+from collector.recordings.source import ReplayError, ReplaySource
 from collector.synth import Physiology, TruthEvent, generate
 from processing.events import EventKind, TwitchEvent
 from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection

@@ -39,7 +39,8 @@ from collector.record import Recorder, TruthError, read_truth
 from collector.recordings import STANDARD_GRAVITY, open_recording
 from collector.recordings.formats.edf import edf_start_ns
 from collector.recordings.formats.session import Session, SessionSource, SessionWriter
-from collector.recordings.playback import ReplayError, open_source
+from collector.recordings.playback import open_source
+from collector.recordings.source import ReplayError
 from collector.replay import LOOP_PAUSE_NS, ReplayOptions, run_replay
 from collector.status import DeviceStatus, StreamInfo
 from processing.events import EventKind, TwitchEvent

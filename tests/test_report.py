@@ -26,10 +26,8 @@ from processing.report import (
     build_report,
     episodes_of,
     gaps_of,
-    render_csv,
-    render_pdf,
 )
-from processing.report_render import body_position
+from processing.report_render import body_position, render_csv, render_pdf
 from processing.store import EventQuery, EventStore, QueryError
 from processing.store.sqlite import SQLiteStore
 

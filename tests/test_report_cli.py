@@ -17,7 +17,8 @@ import pypdf
 import pytest
 
 from processing.events import EventKind, MinuteRate, TwitchEvent
-from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
+from processing.flag_service import compute_flag_set, flags_for_display
+from processing.flags import FlagRules, FlagSet
 from processing.journal import Factor, JournalEntry
 from processing.localtime import day_of, day_start_ns, to_ns
 from processing.store.sqlite import SQLiteStore

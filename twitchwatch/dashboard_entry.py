@@ -17,7 +17,8 @@ import streamlit as st
 from collector.mqtt import MqttTarget
 from dashboard import app, login
 from dashboard.livefeed import LiveFeed
-from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
+from processing.flag_service import compute_flag_set, flags_for_display
+from processing.flags import FlagRules, FlagSet
 from processing.report import ReportData, build_report
 from processing.store import EventStore, InfluxAuth, StoreError, open_store
 from twitchwatch.config import ConfigError, Settings, load_settings

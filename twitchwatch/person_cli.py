@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from collector.topics import TopicError, check_segment
-from processing.flags import RATES_WORDS, FlagSet, flags_for_display
+from processing.flag_service import flags_for_display
+from processing.flags import RATES_WORDS, FlagSet
 from processing.journal import Factor, JournalEntry, parse_factor
 from processing.localtime import local_datetime, to_ns, zone_name
 from processing.store import EventStore, open_store
@@ -238,7 +239,8 @@ def cmd_felt(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     err = sys.stderr
-    from processing.report import build_report, render_csv, render_pdf
+    from processing.report import build_report
+    from processing.report_render import render_csv, render_pdf
 
     if args.pdf is None and args.csv is None:
         raise PersonCliError("say where to write the report: --pdf OUT.pdf and/or --csv OUT.csv")

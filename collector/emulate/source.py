@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from collector.emulate.motion import MotionTimeline
 from collector.frames import Unit
-from collector.recordings.playback import ReplaySource
+from collector.recordings.source import ReplaySource
 from collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,8 @@
   streams, the clock, annotations — and the rules that infer a channel's type, unit and muscle.
 - ``reader``: :class:`RecordingReader`, the readers' registry filled by a scan of ``formats/`` (one module
   per format), and :func:`open_recording`, which picks the reader by content, then by extension.
-- ``playback``: a recording as a wearable sends it (:func:`open_source`), for ``twitchwatch replay`` and
+- ``source``: what a replay plays (:class:`ReplaySource`: devices, streams, frames in device-time order).
+- ``playback``: any recording as a wearable sends it (:func:`open_source`), for ``twitchwatch replay`` and
   ``simulate --ble --recording``.
 - ``formats/``: ``edf`` (EDF/BDF and their + variants: reading, the header, EDF+/BDF+ export), ``csv``
   (numeric text), ``session`` (the project's own HDF5 sessions: writer, reader, exact replay).

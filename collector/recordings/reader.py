@@ -40,7 +40,7 @@ from collector.recordings.model import (
 )
 
 if TYPE_CHECKING:
-    from collector.recordings.playback import ReplaySource
+    from collector.recordings.source import ReplaySource
 
 FORMATS_PACKAGE: Final = "collector.recordings.formats"
 HEAD_BYTES: Final = 65536  # what content detection looks at

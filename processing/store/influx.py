@@ -36,7 +36,6 @@ import httpx
 from processing.events import SOURCES, TWITCH_KINDS, EventKind, MinuteRate, Source, TwitchEvent
 from processing.flags import FlagError, FlagSet
 from processing.journal import Factor, JournalEntry
-from processing.store import InfluxAuth
 from processing.store.base import (
     EventQuery,
     EventStore,
@@ -45,6 +44,7 @@ from processing.store.base import (
     check_hour_offset,
     check_range,
 )
+from processing.store.spec import InfluxAuth
 
 log = logging.getLogger(__name__)
 

@@ -49,8 +49,8 @@ from collector.recordings.model import (
     sanitise,
     stream_kind,
 )
-from collector.recordings.playback import ReplayError, ReplaySource, ReplayStream, select_devices
 from collector.recordings.reader import RecordingReader
+from collector.recordings.source import ReplayError, ReplaySource, ReplayStream, select_devices
 from collector.status import DeviceStatus, StatusError, StreamInfo
 
 log = logging.getLogger(__name__)
