@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.scoring import Span
+from twitchwatch.errors import UserError
 
 StreamKind = Literal["emg", "acc", "gyro", "orientation"]
 FloatArray = npt.NDArray[np.float64]
@@ -55,7 +56,7 @@ PLUX_ACC_SENSORS = frozenset({"XYZ", "CACC", "ACC"})
 MOBILISED_RATE = 100.0
 
 
-class FormatError(ValueError):
+class FormatError(UserError, ValueError):
     """A file claims a format but breaks it; the message names the file and the line, group or field."""
 
 

@@ -43,6 +43,7 @@ from processing.events import SOURCES, EventKind, MinuteRate, Source, TwitchEven
 from processing.flags import FlagError, FlagSet
 from processing.journal import Factor, JournalEntry, JournalError
 from processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.errors import UserError
 
 FORMAT = "twitchwatch-archive"
 FORMAT_VERSION = 2  # 1: stores before rest tracking (no reason, no rest_s, no felt marks)
@@ -150,7 +151,7 @@ def upgrade(file: str, row: Row, version: int) -> Row:
 # Errors and progress
 
 
-class ArchiveError(Exception):
+class ArchiveError(UserError):
     """The archive cannot be read or is damaged; ``file`` and ``line`` (1-based) say where, when known."""
 
     def __init__(self, reason: str, file: str | None = None, line: int | None = None) -> None:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from collector.topics import TopicError, check_segment
 from processing.events import TwitchEvent
 from processing.journal import Factor, JournalEntry, new_entry_id
+from twitchwatch.errors import UserError
 
 NS_PER_S = 1_000_000_000
 FELT_BEFORE_S = 10.0
@@ -52,7 +53,7 @@ CHANCE_SPAN_S = 600.0
 HA_DEFAULT_PRESS = "PRESS"
 
 
-class FeltError(ValueError):
+class FeltError(UserError, ValueError):
     """A felt mark's payload is not usable; ``key`` names the offending field."""
 
     def __init__(self, reason: str, key: str) -> None:

@@ -47,6 +47,7 @@ from scipy import stats
 from collector.topics import ROOT, check_segment
 from processing.events import MinuteRate, muscle_minutes
 from processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
+from twitchwatch.errors import UserError
 
 ComputedBy = Literal["worker", "cli", "dashboard", "report", "test"]
 COMPUTED_BY: tuple[ComputedBy, ...] = ("worker", "cli", "dashboard", "report", "test")
@@ -63,7 +64,7 @@ def flags_topic(user: str) -> str:
     return f"{ROOT}/{check_segment(user, 'user')}/flags"
 
 
-class FlagError(ValueError):
+class FlagError(UserError, ValueError):
     """A stored or received flag is malformed; ``key`` names the offending field."""
 
     def __init__(self, reason: str, key: str) -> None:

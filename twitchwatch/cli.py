@@ -15,11 +15,11 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from collector.publisher import PublishError
 from collector.recordings import MAX_CHUNK_S, open_recording
 from collector.simulate import (
     SimulationError,
@@ -34,17 +34,17 @@ from collector.synth import TruthEvent
 from processing.events import EventKind
 from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
 from processing.segments import segment_of
-from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
+from processing.store import EventQuery, EventStore, open_store, parse_store_url
 from processing.worker import FlagTask, HaDiscovery, Worker
 from twitchwatch import data_cli, person_cli
 from twitchwatch.config import (
-    ConfigError,
     DeviceMap,
     Settings,
     default_demo_store_url,
     load_device_file,
     load_settings,
 )
+from twitchwatch.errors import TwitchwatchError, UserError
 from twitchwatch.timeargs import parse_when
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ T = TypeVar("T")
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
 
 
-class CliError(Exception):
+class CliError(TwitchwatchError):
     """A failure the user can act on: printed without a traceback, exit code 1."""
 
 
@@ -212,19 +212,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         **person_cli.HANDLERS,
         **data_cli.HANDLERS,
     }
+    return run_command(lambda: handlers[args.command](args))
+
+
+def run_command(command: Callable[[], int]) -> int:
+    """A command's exit status: its own, 2 for a user error (bad input or configuration: the message
+    says what to fix), 1 for another failure twitchwatch explains (the message) and 1 with the traceback
+    for anything else — a bug, even when it is a ``ValueError`` from numpy, is not a usage error."""
     try:
-        return handlers[args.command](args)
-    except ConfigError as exc:
+        return command()
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (SimulationError, StoreUrlError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (CliError, StoreError, PublishError, person_cli.PersonCliError) as exc:
+    except TwitchwatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            "error: this is a bug in twitchwatch; please report it with the traceback above", file=sys.stderr
+        )
+        return 1
 
 
 def run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:

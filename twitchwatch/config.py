@@ -84,6 +84,7 @@ from processing.flags import FlagRules
 from processing.journal import DEFAULT_WINDOW_NS, HOUR_NS, Factor
 from processing.segments import SEGMENTS
 from processing.store import InfluxAuth, StoreUrlError, parse_store_url
+from twitchwatch.errors import UserError
 
 
 def default_data_dir() -> Path:
@@ -163,7 +164,7 @@ def parse_timezone(name: str) -> dt.tzinfo:
         ) from None
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Configuration is invalid. ``problems`` are (key path, reason) pairs."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:

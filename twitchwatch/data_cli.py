@@ -26,10 +26,11 @@ from processing.archive import (
 from processing.store import EventStore, StoreError, open_store
 from twitchwatch import __version__
 from twitchwatch.config import Settings, load_settings
+from twitchwatch.errors import TwitchwatchError
 from twitchwatch.progress import Progress
 
 
-class DataCliError(Exception):
+class DataCliError(TwitchwatchError):
     """A failure the user can act on: printed without a traceback, exit code 1."""
 
 

@@ -18,12 +18,13 @@ from processing.journal import Factor, JournalEntry, parse_factor
 from processing.localtime import local_datetime, to_ns, zone_name
 from processing.store import EventStore, open_store
 from twitchwatch.config import Settings, load_settings
+from twitchwatch.errors import TwitchwatchError
 from twitchwatch.timeargs import parse_when
 
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
 
 
-class PersonCliError(Exception):
+class PersonCliError(TwitchwatchError):
     """A failure the user can act on; ``twitchwatch.cli`` prints it and exits 1."""
 
 

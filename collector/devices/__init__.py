@@ -50,6 +50,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from collector.frames import SampleType, Unit
+from twitchwatch.errors import TwitchwatchError, UserError
 
 __all__ = [
     "Chunk",
@@ -78,7 +79,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------- errors
 
 
-class NotificationError(ValueError):
+class NotificationError(UserError, ValueError):
     """A notification could not be decoded. ``offset`` is the byte at which decoding failed."""
 
     def __init__(self, reason: str, offset: int) -> None:
@@ -87,11 +88,11 @@ class NotificationError(ValueError):
         self.offset = offset
 
 
-class ControlError(ValueError):
+class ControlError(UserError, ValueError):
     """The device refused a command, or answered with something this profile cannot use."""
 
 
-class ParamError(ValueError):
+class ParamError(UserError, ValueError):
     """Settings or decode parameters are invalid. ``problems`` are (key path, reason) pairs."""
 
     def __init__(self, what: str, problems: Sequence[tuple[str, str]]) -> None:
@@ -107,11 +108,11 @@ class ParamError(ValueError):
         )
 
 
-class UnknownProfile(ValueError):
+class UnknownProfile(UserError, ValueError):
     """No registered profile has this name."""
 
 
-class ProfileError(RuntimeError):
+class ProfileError(TwitchwatchError, RuntimeError):
     """The profile package itself is broken (found at discovery, never silently skipped)."""
 
 

@@ -25,6 +25,7 @@ from collector.emulate.motion import MotionTimeline
 from collector.frames import Unit
 from collector.recordings.source import ReplaySource
 from collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
+from twitchwatch.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ IDENTITY: Final = (1.0, 0.0, 0.0, 0.0)
 SEGMENT_S: Final = 7 * 24 * 3600.0
 
 
-class EmulationError(ValueError):
+class EmulationError(UserError, ValueError):
     """The emulation cannot run as asked; the message names the option."""
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.frames import Unit
+from twitchwatch.errors import UserError
 
 FloatArray = npt.NDArray[np.float64]
 StreamKind = Literal["emg", "acc", "gyro", "orientation"]
@@ -39,7 +40,7 @@ DEFAULT_CHUNK_S: Final = 1.0
 MAX_CHUNK_S: Final = 60.0
 
 
-class RecordingError(ValueError):
+class RecordingError(UserError, ValueError):
     """A recording cannot be read or written as asked; the message names the file and the line, byte or
     field."""
 

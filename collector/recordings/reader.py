@@ -38,6 +38,7 @@ from collector.recordings.model import (
     RecordingError,
     Series,
 )
+from twitchwatch.errors import TwitchwatchError
 
 if TYPE_CHECKING:
     from collector.recordings.source import ReplaySource
@@ -46,7 +47,7 @@ FORMATS_PACKAGE: Final = "collector.recordings.formats"
 HEAD_BYTES: Final = 65536  # what content detection looks at
 
 
-class FormatPackageError(RuntimeError):
+class FormatPackageError(TwitchwatchError, RuntimeError):
     """The formats package itself is broken (found by the scan, never silently skipped)."""
 
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from collector.frames import Frame, Unit
 from collector.status import StreamInfo
 from collector.topics import TopicError, check_segment
+from twitchwatch.errors import UserError
 
 
-class ReplayError(ValueError):
+class ReplayError(UserError, ValueError):
     """A replay cannot start as asked; the message names the option or the file."""
 
 

@@ -11,13 +11,14 @@ from processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from processing.flags import FlagSet
 from processing.journal import JournalEntry
 from processing.localtime import HOUR_NS
+from twitchwatch.errors import TwitchwatchError, UserError
 
 
-class StoreError(RuntimeError):
+class StoreError(TwitchwatchError, RuntimeError):
     """A store rejected a request or could not be reached; the message says what to do next."""
 
 
-class QueryError(StoreError, ValueError):
+class QueryError(StoreError, UserError, ValueError):
     """A query was malformed (e.g. an inverted time range); ``key`` names the offending field."""
 
     def __init__(self, reason: str, key: str) -> None:

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from twitchwatch.errors import UserError
 
-class StoreUrlError(ValueError):
+
+class StoreUrlError(UserError, ValueError):
     """A store URL is malformed; the message shows the accepted forms."""
 
 
