@@ -45,7 +45,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +55,10 @@ from scipy import signal as sps
 from bench.formats import Stream, read_any
 from bench.scoring import Event, Span
 from collector import synth
+from collector.signals import TwitchSignal
 from processing.rest import GateParams
 
-SignalKind = Literal["emg", "acc"]
+SignalKind = TwitchSignal  # collector.signals
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 

@@ -34,15 +34,15 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
 from collector.frames import Unit
+from collector.signals import TwitchSignal
 
-Signal = Literal["emg", "acc"]
+Signal = TwitchSignal  # collector.signals
 FloatArray = npt.NDArray[np.float64]
 
 # Twitches are sporadic and isolated: never closer than this, so each is a separate ground-truth event.

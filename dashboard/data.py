@@ -19,7 +19,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from processing.events import (
-    MINUTE_NS,
     EventKind,
     MinuteRate,
     MuscleMinutes,
@@ -35,9 +34,7 @@ from processing.journal import FactorEffect, JournalEntry
 from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, hour_offset_ns, local_datetime
 from processing.report import ReportData
 from processing.store import HourCount
-
-NS_PER_S = 1_000_000_000
-HOUR_NS = 3600 * NS_PER_S
+from processing.timeunits import HOUR_NS, MINUTE_NS, NS_PER_S
 
 RANGE_PRESETS: dict[str, dt.timedelta] = {
     "Last 1 h": dt.timedelta(hours=1),

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from collector.status import DeviceStatus
-from dashboard.data import NO_TIME, NS_PER_S, decimate
+from dashboard.data import NO_TIME, decimate
 from dashboard.livefeed import FeedSnapshot, StreamView
 from processing.events import TwitchEvent
+from processing.timeunits import NS_PER_S
 
 COL_DEVICE = "device"
 COL_STATE = "state"

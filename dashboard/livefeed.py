@@ -30,12 +30,12 @@ from collector.mqtt import CA_FILE_HINT, MqttTarget
 from collector.ratelog import RateLimitedLog
 from collector.status import DeviceStatus, StatusError
 from collector.topics import Topic, TopicError, raw_filter, status_filter
+from processing.timeunits import NS_PER_S
 
 log = logging.getLogger(__name__)
 WINDOW_S = 30.0
 # A frame queue bound on top of the time window, for a stream with tiny frames at a high rate.
 MAX_FRAMES = 20_000
-NS = 1_000_000_000
 
 BrokerState = Literal["connecting", "connected", "unreachable"]
 
@@ -103,7 +103,7 @@ class _Stream:
 
     def view(self, device: str, stream: str) -> StreamView:
         if self.frames:
-            step = NS / self.sample_rate
+            step = NS_PER_S / self.sample_rate
             times = [t0 + (np.arange(len(v)) * step).astype(np.int64) for t0, v in self.frames]
             t_ns = np.concatenate(times).astype(np.int64)
             values = np.concatenate([v for _, v in self.frames])
@@ -126,7 +126,7 @@ class _Stream:
 
 
 def _span_ns(values: npt.NDArray[np.float64], rate: float) -> int:
-    return round(len(values) * NS / rate)
+    return round(len(values) * NS_PER_S / rate)
 
 
 class LiveFeed:
@@ -135,7 +135,7 @@ class LiveFeed:
     def __init__(self, target: MqttTarget, user: str, window_s: float = WINDOW_S) -> None:
         self._target = target
         self._user = user
-        self._window_ns = int(window_s * NS)
+        self._window_ns = int(window_s * NS_PER_S)
         self._lock = threading.Lock()
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._statuses: dict[str, DeviceStatus] = {}

@@ -43,6 +43,7 @@ from processing.events import SOURCES, EventKind, MinuteRate, Source, TwitchEven
 from processing.flags import FlagError, FlagSet
 from processing.journal import Factor, JournalEntry, JournalError
 from processing.store import EventQuery, EventStore, StoreError
+from processing.timeunits import DAY_NS
 from twitchwatch.errors import UserError
 
 FORMAT = "twitchwatch-archive"
@@ -52,7 +53,6 @@ EVENTS, RATES, JOURNAL, FELT, FLAGS = "events.csv", "rates.csv", "journal.csv", 
 DEVICE_MAP = "device-map.toml"
 
 ALL_TIME_NS = -(2**63)  # "since the beginning": stores take it as no lower bound
-DAY_NS = 86_400_000_000_000  # a long history is read from a store one day of data at a time
 BATCH = 5000  # rows per store write (and per check)
 _INT64 = (-(2**63), 2**63 - 1)
 _READ_CHUNK = 1 << 20

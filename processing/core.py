@@ -39,17 +39,18 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
+from collector.signals import TwitchSignal
 from processing.events import EventKind
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-SignalKind = Literal["emg", "acc"]
+SignalKind = TwitchSignal  # collector.signals: the kinds a twitch detector reads
 
 _NEVER = np.iinfo(np.int64).max
 _NO_LANES = np.zeros(0, dtype=np.intp)

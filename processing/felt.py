@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from collector.topics import TopicError, check_segment
 from processing.events import TwitchEvent
 from processing.journal import Factor, JournalEntry, new_entry_id
+from processing.timeunits import NS_PER_S
 from twitchwatch.errors import UserError
 
-NS_PER_S = 1_000_000_000
 FELT_BEFORE_S = 10.0
 FELT_AFTER_S = 2.0
 # The detection rate a mark is judged against (for ``chance``) is counted this long either side of it.

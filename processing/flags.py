@@ -47,6 +47,7 @@ from scipy import stats
 from collector.topics import ROOT, check_segment
 from processing.events import MinuteRate, muscle_minutes
 from processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
+from processing.timeunits import HOUR_NS
 from twitchwatch.errors import UserError
 
 ComputedBy = Literal["worker", "cli", "dashboard", "report", "test"]
@@ -222,9 +223,6 @@ class FlagSet:
 
 # ---------------------------------------------------------------------------------------------------
 # Rules
-
-DAY_NS = 86_400_000_000_000
-HOUR_NS = 3_600_000_000_000
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from processing.events import (
-    MINUTE_NS,
     TWITCH_KINDS,
     EventKind,
     MinuteRate,
@@ -48,10 +47,11 @@ from processing.events import (
 )
 from processing.felt import FeltComparison, compare_by_muscle
 from processing.flag_service import compute_flag_set
-from processing.flags import HOUR_NS, FlagRules, FlagSet
+from processing.flags import FlagRules, FlagSet
 from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
 from processing.localtime import day_of, hour_of_day
 from processing.store import EventQuery, EventStore, QueryError
+from processing.timeunits import HOUR_NS, MINUTE_NS
 
 NOTICE = (
     "twitchwatch is not a medical device. This report summarises what its sensors recorded; it does not "

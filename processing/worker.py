@@ -31,12 +31,13 @@ import aiomqtt
 from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
 from collector.mqtt import MqttTarget
 from collector.ratelog import RateLimitedLog
+from collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
 from collector.status import DeviceStatus, StatusError
 from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
 from processing import homeassistant as ha
 from processing.core import FloatArray
 from processing.detector import Detection, StreamingDetector
-from processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
+from processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from processing.felt import FeltError, felt_entry
 from processing.flag_service import compute_flag_set
 from processing.flags import FlagRules, FlagSet, flags_topic
@@ -44,8 +45,9 @@ from processing.fusion import Fuser
 from processing.journal import JournalEntry
 from processing.motion import MotionDetector
 from processing.rest import GateParams
-from processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
+from processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
 from processing.store import EventQuery, EventStore, StoreError
+from processing.timeunits import MINUTE_NS
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +122,6 @@ class StreamDetector(Protocol):
     def finish(self) -> Sequence[Detection]: ...
 
 
-MOTION: tuple[StreamKind, ...] = ("gyro", "orientation")  # streams that only veto (processing/motion.py)
-
-
 @dataclass
 class _Stream:
     user: str
@@ -147,14 +146,6 @@ class _Stream:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.user, self.device, self.stream)
-
-
-def signal_of(unit: Unit) -> StreamKind | None:
-    return {Unit.MICROVOLT: "emg", Unit.G: "acc", Unit.DEG_PER_S: "gyro"}.get(unit)  # type: ignore[return-value]
-
-
-def signal_of_name(signal: str) -> StreamKind | None:
-    return {"emg": "emg", "acc": "acc", "gyro": "gyro", "orientation": "orientation"}.get(signal)  # type: ignore[return-value]
 
 
 def warmup_samples(detector: StreamDetector) -> int:
@@ -627,11 +618,11 @@ class Worker:
         """The detector a stream needs: from its unit, or for a unitless stream (the Myo's raw EMG comes
         in device counts, its orientation as a unitless quaternion) from what the device's status says the
         stream carries. Gyroscope and orientation streams get the movement detector (they only veto)."""
-        kind = signal_of(unit)
+        kind = kind_of_unit(unit)
         if kind is None and unit is Unit.UNITLESS:
             status = self._status.get((user, device))
             info = status.streams.get(stream) if status is not None else None
-            kind = signal_of_name(info.signal) if info is not None else None
+            kind = stream_kind(info.signal) if info is not None else None
         return kind
 
     def _stream_for(
@@ -670,7 +661,9 @@ class Worker:
             frame.t0_ns,
         )
         self._streams[key] = st
-        muscles = [None if kind in MOTION else self.muscle(st, lane) for lane in range(st.detector.lanes)]
+        muscles = [
+            None if kind in MOTION_SIGNALS else self.muscle(st, lane) for lane in range(st.detector.lanes)
+        ]
         warmup_ns = round(warmup_samples(st.detector) * 1e9 / st.rate)
         self._rest.start(st.key, kind, muscles, st.seg_t0_ns, warmup_ns)
         return st

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from processing.archive import (
-    DAY_NS,
     EVENTS,
     FELT,
     FLAGS,
@@ -41,6 +40,7 @@ from processing.journal import Factor, JournalEntry
 from processing.store import EventQuery, EventStore
 from processing.store.influx import InfluxStore
 from processing.store.sqlite import SQLiteStore
+from processing.timeunits import DAY_NS
 from tests.harness.influx import InfluxServer
 from twitchwatch.cli import main
 

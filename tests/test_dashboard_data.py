@@ -20,9 +20,10 @@ from processing.localtime import hour_offset_ns, to_ns
 from processing.report import build_report
 from processing.store import EventQuery, HourCount
 from processing.store.sqlite import SQLiteStore
+from processing.timeunits import HOUR_NS
 from tests.harness.dashboard import NS, event
 
-H = data.HOUR_NS
+H = HOUR_NS
 T0 = 1_700_000_000 * NS // H * H  # an exact UTC hour (2023-11-14 22:00 UTC)
 UTC = dt.UTC
 PLUS2 = dt.timezone(dt.timedelta(hours=2))

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from processing.events import MINUTE_NS, MinuteRate
-from processing.journal import (
-    HOUR_NS,
-    Factor,
-    JournalEntry,
-    JournalError,
-    RateSum,
-    factor_effects,
-    parse_factor,
-)
+from processing.events import MinuteRate
+from processing.journal import Factor, JournalEntry, JournalError, RateSum, factor_effects, parse_factor
+from processing.timeunits import HOUR_NS, MINUTE_NS
 
 T0 = 1_780_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from processing.events import MINUTE_NS, MinuteRate, Source
+from processing.events import MinuteRate, Source
+from processing.timeunits import MINUTE_NS
 from processing.worker import RATE_GRACE_NS, RateBook
 
 KEY: tuple[str, str, str, Source] = ("u", "calf_left", "dev", "live")

@@ -81,9 +81,10 @@ from collector.devices import DeviceProfile
 from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from collector.topics import TopicError, check_segment
 from processing.flags import FlagRules
-from processing.journal import DEFAULT_WINDOW_NS, HOUR_NS, Factor
+from processing.journal import DEFAULT_WINDOW_NS, Factor
 from processing.segments import SEGMENTS
 from processing.store import InfluxAuth, StoreUrlError, parse_store_url
+from processing.timeunits import HOUR_NS
 from twitchwatch.errors import UserError
 
 

@@ -50,6 +50,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from collector.frames import SampleType, Unit
+from collector.signals import StreamKind
 from twitchwatch.errors import TwitchwatchError, UserError
 
 __all__ = [
@@ -178,7 +179,7 @@ def validate_model(model: type[M], params: Mapping[str, object], what: str) -> M
 
 # ---------------------------------------------------------------------------------------------- values
 
-Signal = Literal["emg", "acc", "gyro", "orientation", "other"]
+Signal = StreamKind | Literal["other"]  # collector.signals, or a channel the pipeline does not use
 
 _SAMPLE_TYPES: Final = {
     np.dtype(np.int8): SampleType.INT8,

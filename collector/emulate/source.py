@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -24,13 +24,13 @@ import numpy.typing as npt
 from collector.emulate.motion import MotionTimeline
 from collector.frames import Unit
 from collector.recordings.source import ReplaySource
+from collector.signals import StreamKind
 from collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
 from twitchwatch.errors import UserError
 
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
-SourceSignal = Literal["emg", "acc", "gyro", "orientation"]
 GYRO_NOISE_DPS: Final = 0.07  # white noise RMS per axis, as a BMI160-class gyroscope at ~50 Hz bandwidth
 GYRO_BIAS_DPS: Final = 0.3  # spread of the per-axis zero-rate offset
 IDENTITY: Final = (1.0, 0.0, 0.0, 0.0)
@@ -45,7 +45,7 @@ class EmulationError(UserError, ValueError):
 
 
 class SampleSource(ABC):
-    signal: SourceSignal
+    signal: StreamKind
     sample_rate: float
     channels: int
     unit: Unit
@@ -122,7 +122,7 @@ class ArraySource(SampleSource):
 
     def __init__(
         self,
-        signal: SourceSignal,
+        signal: StreamKind,
         sample_rate: float,
         unit: Unit,
         blocks: Iterator[FloatArray] | FloatArray,
@@ -222,7 +222,7 @@ class RecordingSources:
         return ArraySource(_KIND.get(signal, "acc"), rate, stream.unit, blocks, channels)
 
 
-_KIND: Final[dict[str, SourceSignal]] = {"emg": "emg", "gyro": "gyro", "orientation": "orientation"}
+_KIND: Final[dict[str, StreamKind]] = {"emg": "emg", "gyro": "gyro", "orientation": "orientation"}
 # What plays for a movement quantity a recording lacks: (unit, the still value; None = zeros)
 _STILL: Final[dict[str, tuple[Unit, tuple[float, ...] | None]]] = {
     "gyro": (Unit.DEG_PER_S, None),
@@ -239,7 +239,7 @@ class StillSource(SampleSource):
         sample_rate: float,
         channels: int,
         unit: Unit,
-        signal: SourceSignal = "gyro",
+        signal: StreamKind = "gyro",
         value: Sequence[float] | None = None,
     ) -> None:
         self.signal = signal

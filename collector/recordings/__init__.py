@@ -16,9 +16,7 @@ and replaying produce and consume recordings, so they live in ``collector/`` and
 
 from collector.recordings.model import (
     DEFAULT_CHUNK_S,
-    KINDS,
     MAX_CHUNK_S,
-    STANDARD_GRAVITY,
     Annotation,
     Channel,
     Chunk,
@@ -27,7 +25,6 @@ from collector.recordings.model import (
     Recording,
     RecordingError,
     Series,
-    StreamKind,
     force_signal,
     group_channels,
     infer_channel,
@@ -41,6 +38,7 @@ from collector.recordings.reader import (
     reader_class,
     readers,
 )
+from collector.signals import KINDS, STANDARD_GRAVITY, StreamKind
 
 __all__ = [
     "DEFAULT_CHUNK_S",

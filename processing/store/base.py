@@ -10,7 +10,7 @@ from typing import Self
 from processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from processing.flags import FlagSet
 from processing.journal import JournalEntry
-from processing.localtime import HOUR_NS
+from processing.timeunits import HOUR_NS
 from twitchwatch.errors import TwitchwatchError, UserError
 
 

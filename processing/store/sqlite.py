@@ -11,7 +11,6 @@ from typing import Any
 from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
 from processing.flags import FlagError, FlagSet
 from processing.journal import Factor, JournalEntry
-from processing.localtime import HOUR_NS
 from processing.store.base import (
     EventQuery,
     EventStore,
@@ -20,6 +19,7 @@ from processing.store.base import (
     check_hour_offset,
     check_range,
 )
+from processing.timeunits import HOUR_NS
 
 # Journal and flags: separate tables, created on open of an existing file too (additive schema).
 _PERSON_SCHEMA = """

@@ -39,7 +39,6 @@ from collector.recordings.formats.session import (
 from collector.recordings.model import (
     ANNOTATION_LABELS,
     DEFAULT_CHUNK_S,
-    KINDS,
     Annotation,
     Chunk,
     Group,
@@ -48,9 +47,9 @@ from collector.recordings.model import (
     Series,
     check_chunk_seconds,
     infer_channel,
-    kind_of_unit,
 )
 from collector.recordings.reader import RecordingReader
+from collector.signals import KINDS, kind_of_unit
 
 # ---- the header ------------------------------------------------------------------------------------
 EDF_MAGIC: Final = b"0       "

@@ -32,7 +32,6 @@ import numpy.typing as npt
 from collector.frames import Frame, SampleType, Unit, sequence_gap
 from collector.recordings.model import (
     DEFAULT_CHUNK_S,
-    KINDS,
     Annotation,
     Channel,
     Chunk,
@@ -44,13 +43,12 @@ from collector.recordings.model import (
     force_signal,
     group_channels,
     infer_channel,
-    kind_of_unit,
     named,
     sanitise,
-    stream_kind,
 )
 from collector.recordings.reader import RecordingReader
 from collector.recordings.source import ReplayError, ReplaySource, ReplayStream, select_devices
+from collector.signals import KINDS, kind_of_unit, stream_kind
 from collector.status import DeviceStatus, StatusError, StreamInfo
 
 log = logging.getLogger(__name__)
