@@ -25,7 +25,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.frames import Frame, FrameError, decode, sequence_gap
+from collector.continuity import continuity
+from collector.frames import Frame, FrameError, decode
 from collector.mqtt import CA_FILE_HINT, MqttTarget
 from collector.ratelog import RateLimitedLog
 from collector.status import DeviceStatus, StatusError
@@ -82,16 +83,17 @@ class _Stream:
     missing: int = 0
     bad: int = 0
     last_sequence: int | None = None
+    expected_t0_ns: int = 0  # where the last frame ended
     last_arrival_ns: int = 0
 
     def add(self, frame: Frame, arrival_ns: int, window_ns: int) -> None:
         if self.last_sequence is not None:
-            gap = sequence_gap(self.last_sequence, frame.sequence)
-            self.missing += max(gap, 0)
+            self.missing += continuity(self.last_sequence, self.expected_t0_ns, frame).missing
         if frame.sample_rate != self.sample_rate or frame.unit.symbol != self.unit:
             self.frames.clear()  # a reconfigured stream: old samples no longer line up
         self.unit, self.sample_rate = frame.unit.symbol, frame.sample_rate
         self.last_sequence = frame.sequence
+        self.expected_t0_ns = frame.t0_ns + frame.duration_ns
         self.received += 1
         self.last_arrival_ns = arrival_ns
         self.frames.append((frame.t0_ns, frame.values()))

@@ -28,7 +28,8 @@ from typing import Protocol
 
 import aiomqtt
 
-from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
+from collector.continuity import continuity
+from collector.frames import Frame, FrameError, Unit, decode
 from collector.mqtt import MqttTarget
 from collector.ratelog import RateLimitedLog
 from collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
@@ -51,8 +52,6 @@ from processing.timeunits import MINUTE_NS
 
 log = logging.getLogger(__name__)
 
-# A forward jump in device time larger than this starts a new segment (sensor taken off, link down).
-MAX_TIME_JUMP_NS = 1_000_000_000
 # Minutes are final this long (device time) after they end, so events released late still count.
 RATE_GRACE_NS = 5_000_000_000
 # Vetoes are kept this long before anything the worker still holds (a minute, an event, a stream's data):
@@ -631,16 +630,14 @@ class Worker:
         key = (user, device, stream)
         st = self._streams.get(key)
         if st is not None and st.matches(frame):
-            gap = sequence_gap(st.last_seq, frame.sequence)
-            if gap < 0 and frame.t0_ns < st.next_t_ns:
+            step = continuity(st.last_seq, st.next_t_ns, frame)
+            if step.step == "duplicate":
                 self.stats.duplicates += 1  # a QoS-1 redelivery or a reordered frame: already processed
                 return None
-            if gap < 0:
-                gap = 0  # sequence went back but time went on: the device restarted, nothing was lost
-            jump = frame.t0_ns - st.next_t_ns
-            if gap == 0 and abs(jump) <= MAX_TIME_JUMP_NS and not st.ended:
+            if step.bridgeable and not st.ended:
                 return st
-            if gap > 0:
+            if step.missing:
+                gap = step.missing
                 self.stats.gaps += 1
                 self.stats.missing_frames += gap
                 self._rlog.warning(

@@ -16,12 +16,12 @@ import numpy.typing as npt
 import pyedflib
 import pytest
 
+from collector.continuity import CLOCK_JITTER_NS
 from collector.frames import Frame, SampleType, Unit
 from collector.recordings import Annotation, open_recording
 from collector.recordings.formats.edf import edf_start_ns, export_edf
 from collector.recordings.formats.session import (
     FORMAT_VERSION,
-    TIME_TOLERANCE_NS,
     Session,
     SessionError,
     SessionWriter,
@@ -192,7 +192,7 @@ def test_small_clock_jitter_is_not_a_gap(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     with SessionWriter(tmp_path / "j.h5") as w:
         for seq in range(10):
-            jitter = (-1) ** seq * (TIME_TOLERANCE_NS // 2 - 1_000_000)  # ±, so twice that between frames
+            jitter = (-1) ** seq * (CLOCK_JITTER_NS // 2 - 1_000_000)  # ±, so twice that between frames
             assert w.add_frame("d", "emg", _emg(seq, rng, T0 + seq * EMG_PERIOD + jitter)) == "ok"
         assert w.counts.gaps == 0
 
