@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("collector", "processing", "dashboard", "twitchwatch", "bench")
 # Exceptions used as control flow, never shown to anyone: not errors.
 EXCEPTION_BASES = ("Error", "Exception", "Exposed", "Disconnected", "Profile")
-NOT_ERRORS = {"collector.ble.session._Stopping", "bench.baselines.NotApplicable"}
+NOT_ERRORS = {"collector.ble.connection._Stopping", "bench.baselines.NotApplicable"}
 
 
 def _exception_classes() -> list[tuple[str, str]]:
