@@ -271,7 +271,6 @@ def quantise(x: FloatArray, spec: SignalSpec) -> npt.NDArray[np.int16]:
 
 # ---- synthetic physiology: generate / inject -------------------------------------------------------
 
-EMG_KINDS = ("fasciculation", "myoclonic_jerk", "sustained", "artifact")  # EventKind values
 LEAD_S = 1.5  # no event starts earlier: a detector spends its first second learning the noise floor
 SNR_SPREAD_DB = 3.0  # each fasciculation's SNR is snr_db ± this (uniform)
 TWITCH_GUARD_S = MIN_SPACING_S  # quiet time after a twitch before the next event

@@ -509,13 +509,6 @@ def hour_of_day_frame(counts: Sequence[HourCount], tz: dt.tzinfo, muscles: Seque
 
 
 # ---- history: daily counts and trends ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class HistoryFilter:
-    days: tuple[dt.date, dt.date]  # inclusive, local dates
-    source: Source | None
-    session: str | None  # None: every session
-
-
 def sessions(events: Iterable[TwitchEvent]) -> list[str]:
     """Session ids seen in ``events``, sorted; events without one are listed as ``NO_SESSION``."""
     return sorted({e.session_id or NO_SESSION for e in events})

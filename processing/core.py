@@ -1459,11 +1459,6 @@ def gaussian_block_levels(engine: LaneEngine, probs: tuple[float, float]) -> tup
     return _LEVELS[key]
 
 
-def moving_sum(ext: FloatArray, w: int) -> FloatArray:
-    """Sums over w consecutive rows of ``ext`` ((n + w − 1) × lanes) → n × lanes (see ``_Work``)."""
-    return _Work(ext.shape[0] - w + 1, 1, ext.shape[1], w).moving_sum(ext).copy()
-
-
 def _per_piece(ufunc: np.ufunc, flat: FloatArray, bounds: npt.NDArray[np.intp]) -> FloatArray:
     """``ufunc`` reduced over each piece [start, stop) of ``flat`` (``bounds``: starts and stops
     interleaved). A stop at the array's end is left off: reduceat's last index runs to the end."""

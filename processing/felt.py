@@ -147,10 +147,6 @@ class FeltComparison:
         )
 
 
-def _near(mark_ns: int, t_ns: int, before_ns: int, after_ns: int) -> bool:
-    return mark_ns - before_ns <= t_ns <= mark_ns + after_ns
-
-
 def compare_felt(
     marks: Sequence[JournalEntry],
     detections: Sequence[TwitchEvent],

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import time
 import zoneinfo
 from pathlib import Path
@@ -213,13 +212,10 @@ async def test_a_muscle_that_appears_later_gets_its_discovery_config(
 
 
 async def test_the_worker_counts_flag_days_in_its_zone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three weeks of twitching at 23:30 New York time, up to yesterday: the worker's flag days are the
     New York dates (in UTC each is a day later), with the zone the settings give the task."""
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
     monkeypatch.setenv("TWITCHWATCH_TIMEZONE", "America/New_York")
     monkeypatch.setenv("TWITCHWATCH_USER", "alice")
     task = flag_task_from(load_settings())

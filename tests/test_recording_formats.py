@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import os
 import re
 import shutil
 import subprocess
@@ -62,6 +61,7 @@ from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detec
 from processing.store import EventQuery
 from processing.store.sqlite import SQLiteStore
 from processing.worker import Worker
+from tests.harness import environ_without_settings
 from tests.harness.mosquitto import MosquittoServer
 from tests.test_replay import until
 from twitchwatch.cli import main
@@ -216,7 +216,7 @@ async def test_every_format_replays_into_the_worker(
     frames = sum(1 for _ in source.frames(source.start_ns))
     source.close()
     device = f"rt-{reader.__name__.lower()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     env |= {"TWITCHWATCH_MQTT_URL": mosquitto.url, "TWITCHWATCH_USER": USER}
     env["TWITCHWATCH_STORE_URL"] = f"sqlite:///{tmp_path / 'unused.db'}"
     with SQLiteStore(tmp_path / "events.db") as store:

@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -30,10 +29,7 @@ DAY = 24 * HOUR
 
 
 @pytest.fixture
-def db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
+def db(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     path = tmp_path / "tw.db"
     monkeypatch.setenv("TWITCHWATCH_STORE_URL", f"sqlite:///{path}")
     monkeypatch.setenv("TWITCHWATCH_USER", "alice")

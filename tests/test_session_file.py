@@ -7,7 +7,6 @@ sample, sequence number and timestamp in the file can be checked exactly.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
@@ -418,14 +417,13 @@ def test_not_hdf5_and_truncated_files(demo: tuple[Path, list[Frame], list[Frame]
 
 @pytest.mark.parametrize("command", ["export", "replay"])
 def test_cli_exits_2_on_a_broken_session(
+    clean_env: None,
     demo: tuple[Path, list[Frame], list[Frame]],
     tmp_path: Path,
     command: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for key in [k for k in os.environ if k.startswith("TWITCHWATCH_")]:
-        monkeypatch.delenv(key)
     monkeypatch.setenv("TWITCHWATCH_STORE_URL", f"sqlite:///{tmp_path / 'unused.db'}")
     path = demo[0]
     _break(path, "version")
