@@ -5,19 +5,15 @@ backoff, persistent QoS-1 session so the broker keeps frames while the worker is
 (batches events to the store off the event loop, retries on failure, never drops). ``Worker.stop`` asks
 both to finish: detectors release their last events, everything pending is written, then the tasks end.
 
-With ``flags=FlagTask(...)`` it owns a third task, the flag computer: every ``interval_s`` it evaluates
-the persistent-activity rules over the store in a thread (weeks of rates must not stall the MQTT
-loop), replaces the user's stored flags and publishes them retained on ``flags_topic(user)``. With
-``FlagTask.ha`` set, a fourth task publishes Home Assistant discovery and low-rate states.
+With ``flags=FlagTask(...)`` it also owns the periodic flag and Home Assistant tasks
+(``processing.periodic``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import dataclasses
-import datetime as dt
 import json
 import logging
 import time
@@ -35,16 +31,15 @@ from collector.ratelog import RateLimitedLog
 from collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
 from collector.status import DeviceStatus, StatusError
 from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
-from processing import homeassistant as ha
 from processing.core import FloatArray
 from processing.detector import Detection, StreamingDetector
 from processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from processing.felt import FeltError, felt_entry
-from processing.flag_service import compute_flag_set
-from processing.flags import FlagRules, FlagSet, flags_topic
+from processing.flags import FlagSet
 from processing.fusion import Fuser
 from processing.journal import JournalEntry
 from processing.motion import MotionDetector
+from processing.periodic import FlagTask, PeriodicTasks
 from processing.rest import GateParams
 from processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
 from processing.store import EventQuery, EventStore, StoreError
@@ -84,25 +79,6 @@ class WorkerStats:
     ha_updates: int = 0
     felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
     bad_felt: int = 0
-
-
-@dataclass(frozen=True)
-class HaDiscovery:
-    prefix: str = "homeassistant"
-    interval_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class FlagTask:
-    """The worker's periodic flag computation. ``devices``: configured devices (for ``stale_sensor``);
-    ``users``: computed for even before any of their frames arrive (users seen later are added)."""
-
-    rules: FlagRules
-    interval_s: float = 300.0
-    devices: tuple[str, ...] = ()
-    users: tuple[str, ...] = ()
-    ha: HaDiscovery | None = None
-    tz: dt.tzinfo = dt.UTC  # local days and hours of the flags (TWITCHWATCH_TIMEZONE)
 
 
 class StreamDetector(Protocol):
@@ -353,7 +329,9 @@ class RateBook:
         return min((m for minutes in self.minutes.values() for m in minutes), default=None)
 
 
-class Worker:
+class Worker(PeriodicTasks):
+    stats: WorkerStats  # all of the worker's counters (the periodic tasks see theirs)
+
     def __init__(
         self,
         target: MqttTarget,
@@ -472,10 +450,6 @@ class Worker:
                 if isinstance(message.payload, bytes | bytearray)
                 else str(message.payload).encode(),
             )
-
-    async def _sleep_or_stop(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _finish(self) -> None:
         for st in self._streams.values():
@@ -874,118 +848,3 @@ class Worker:
         except aiomqtt.MqttError as exc:
             # Events are already stored; the topic is a notification, so a missed one is only logged.
             self._rlog.warning("publish", "could not publish events: %s", exc)
-
-    # ---- flags and Home Assistant (periodic, low rate) --------------------------------------------
-    def flag_users(self) -> list[str]:
-        users = set(self.flag_task.users if self.flag_task else ())
-        if self.user != "+":
-            users.add(self.user)
-        users.update(u for u, _ in self._last_frame_wall)
-        return sorted(users)
-
-    def _last_frames(self, user: str, task: FlagTask) -> dict[str, int | None]:
-        """Configured devices belong to the configured users; another user seen on the bus has none."""
-        if user not in task.users and user != self.user:
-            return {}
-        return {d: self._last_frame_wall.get((user, d)) for d in task.devices}
-
-    async def _flags_loop(self, task: FlagTask) -> None:
-        while not self._stop.is_set():
-            await self.compute_flags_once(task)
-            await self._sleep_or_stop(task.interval_s)
-
-    async def compute_flags_once(self, task: FlagTask) -> None:
-        for user in self.flag_users():
-            now = time.time_ns()
-            try:
-                flag_set = await asyncio.to_thread(self._compute_and_store, task, user, now)
-            except StoreError as exc:
-                self.stats.flag_errors += 1
-                self._rlog.warning("flags", "could not compute flags of %s, will retry: %s", user, exc)
-                continue
-            self.flag_sets[user] = flag_set
-            self.stats.flag_computations += 1
-            client = self._client
-            if client is not None:
-                await self._publish_flag_set(client, flag_set)
-        self.flags_computed.set()
-
-    def _compute_and_store(self, task: FlagTask, user: str, now_ns: int) -> FlagSet:
-        flag_set = compute_flag_set(
-            self.store,
-            user=user,
-            now_ns=now_ns,
-            rules=task.rules,
-            computed_by="worker",
-            last_frame_ns=self._last_frames(user, task),
-            watched_since_ns=self.started_ns,
-            tz=task.tz,
-        )
-        self.store.replace_flags(flag_set)
-        return flag_set
-
-    async def _republish_flags(self, client: aiomqtt.Client) -> None:
-        for flag_set in list(self.flag_sets.values()):
-            await self._publish_flag_set(client, flag_set)
-        self._ha_muscles.clear()  # the broker may have lost retained configs: send them again
-
-    async def _publish_flag_set(self, client: aiomqtt.Client, flag_set: FlagSet) -> None:
-        messages = [ha.Message(flags_topic(flag_set.user), flag_set.to_json())]
-        if self.flag_task is not None and self.flag_task.ha is not None:
-            messages += ha.flag_messages(flag_set)
-        if await self._publish_all(client, messages, "flags"):
-            self.stats.flags_published += 1
-
-    async def _publish_all(self, client: aiomqtt.Client, messages: list[ha.Message], what: str) -> bool:
-        try:
-            for m in messages:
-                await client.publish(m.topic, m.payload, qos=1, retain=m.retain)
-        except aiomqtt.MqttError as exc:
-            # Stored already; the retained topics are re-published on the next connection.
-            self._rlog.warning(what, "could not publish %s: %s", what, exc)
-            return False
-        return True
-
-    async def _ha_loop(self, settings: HaDiscovery) -> None:
-        while await self._connected_unless_stopped():
-            client = self._client
-            if client is not None:
-                await self.publish_ha_once(client, settings)
-            await self._sleep_or_stop(settings.interval_s)
-
-    async def _connected_unless_stopped(self) -> bool:
-        """Wait for a broker connection; False once the worker is stopping."""
-        if self._stop.is_set():
-            return False
-        if self.connected.is_set():
-            return True
-        waiters = {asyncio.create_task(self.connected.wait()), asyncio.create_task(self._stop.wait())}
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-        return not self._stop.is_set()
-
-    async def publish_ha_once(self, client: aiomqtt.Client, settings: HaDiscovery) -> None:
-        for user in self.flag_users():
-            now = time.time_ns()
-            try:
-                muscles, recent = await asyncio.to_thread(self._recent_rates, user, now)
-            except StoreError as exc:
-                self._rlog.warning("ha", "could not read rates of %s for Home Assistant: %s", user, exc)
-                continue
-            messages: list[ha.Message] = []
-            known = frozenset(muscles)
-            if self._ha_muscles.get(user) != known:
-                messages += ha.discovery_messages(settings.prefix, user, known)
-            messages += ha.rate_messages(user, known, recent)
-            if await self._publish_all(client, messages, "Home Assistant states"):
-                self._ha_muscles[user] = known
-                self.stats.ha_updates += 1
-
-    def _recent_rates(self, user: str, now_ns: int) -> tuple[list[str], list[MinuteRate]]:
-        muscles = self.store.muscles(user)
-        recent = self.store.rates(EventQuery(since_ns=now_ns - ha.RATE_WINDOW_NS, until_ns=now_ns, user=user))
-        return muscles, recent

@@ -18,8 +18,9 @@ from processing.events import MinuteRate
 from processing.flags import FlagKind, FlagRules, FlagSet, flags_topic
 from processing.homeassistant import flag_state_topic, rate_messages, rate_state_topic
 from processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
+from processing.periodic import FlagTask, HaDiscovery
 from processing.store.sqlite import SQLiteStore
-from processing.worker import FlagTask, HaDiscovery, Worker
+from processing.worker import Worker
 from tests.harness import free_port
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.cli import flag_task_from

@@ -32,10 +32,11 @@ from collector.simulate import (
 )
 from collector.synth import TruthEvent
 from processing.events import EventKind
+from processing.periodic import FlagTask, HaDiscovery
 from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
 from processing.segments import segment_of
 from processing.store import EventQuery, EventStore, open_store, parse_store_url
-from processing.worker import FlagTask, HaDiscovery, Worker
+from processing.worker import Worker
 from twitchwatch import data_cli, person_cli
 from twitchwatch.config import (
     DeviceMap,
