@@ -57,14 +57,28 @@ def _imported_names(module: str, path: Path) -> Iterator[tuple[str, str | None]]
                 yield target, alias.name
 
 
+def _sources(package: Path) -> Iterator[Path]:
+    """The package's own files: a folder linked in from elsewhere is that folder's package, read once."""
+    for path in sorted(package.rglob("*.py")):
+        if not any(parent.is_symlink() for parent in path.relative_to(ROOT).parents if parent != Path(".")):
+            yield path
+
+
 @cache
 def graph() -> Mapping[str, Module]:
-    files = {_name(f): f for pkg in _packages() for f in pkg.rglob("*.py")}
+    files = {_name(f): f for pkg in _packages() for f in _sources(pkg)}
 
-    def resolve(name: str) -> str | None:
+    def longest(name: str) -> str | None:
         while name and name not in files:
             name = name.rpartition(".")[0]
         return name or None
+
+    def resolve(name: str) -> str | None:
+        # ``twitchwatch.collector.x`` is ``collector.x`` where twitchwatch/ links to the top-level folders.
+        found = longest(name)
+        if found == "twitchwatch" and name.startswith("twitchwatch."):
+            return longest(name.removeprefix("twitchwatch.")) or found
+        return found
 
     modules: dict[str, Module] = {}
     for name, path in files.items():
