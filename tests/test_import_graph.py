@@ -10,6 +10,8 @@ packages is not an edge (every submodule would otherwise form a cycle with an ``
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -231,3 +233,15 @@ def test_only_the_report_command_and_page_load_the_renderers() -> None:
         loaded = reachable(modules, module)
         assert renderers not in loaded, f"{module} reaches {renderers}"
         assert not any("matplotlib" in modules[m].external for m in loaded), f"{module} reaches matplotlib"
+
+
+def test_importing_the_app_worker_and_cli_leaves_matplotlib_unloaded() -> None:
+    """The same at run time, third-party imports included: a fresh interpreter imports the dashboard app, the
+    worker, the report's data and the CLI, and matplotlib is not among its modules."""
+    code = (
+        "import sys\n"
+        "import dashboard.app, processing.worker, processing.report, twitchwatch.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
