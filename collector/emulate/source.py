@@ -24,7 +24,7 @@ import numpy.typing as npt
 from collector.emulate.motion import MotionTimeline
 from collector.frames import Unit
 from collector.recordings.source import ReplaySource
-from collector.signals import StreamKind
+from collector.signals import StreamKind, stream_kind
 from collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
 from twitchwatch.errors import UserError
 
@@ -214,15 +214,14 @@ class RecordingSources:
                     "%s has no %s stream: it plays as a sensor at rest", self.recording.description, signal
                 )
             unit, value = _STILL[signal]
-            return StillSource(rate, channels, unit, _KIND[signal], value)
+            return StillSource(rate, channels, unit, stream_kind(signal) or "acc", value)
         index = self.stream_for(signal)
         stream = self.recording.streams[index]
         frames = (f.values() for i, f in self.recording.frames(self.recording.start_ns) if i == index)
         blocks = (fit_channels(b, channels) for b in resample(frames, stream.sample_rate, rate))
-        return ArraySource(_KIND.get(signal, "acc"), rate, stream.unit, blocks, channels)
+        return ArraySource(stream_kind(signal) or "acc", rate, stream.unit, blocks, channels)
 
 
-_KIND: Final[dict[str, StreamKind]] = {"emg": "emg", "gyro": "gyro", "orientation": "orientation"}
 # What plays for a movement quantity a recording lacks: (unit, the still value; None = zeros)
 _STILL: Final[dict[str, tuple[Unit, tuple[float, ...] | None]]] = {
     "gyro": (Unit.DEG_PER_S, None),
