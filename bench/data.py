@@ -55,10 +55,11 @@ from scipy import signal as sps
 from bench.formats import Stream, read_any
 from bench.scoring import Event, Span
 from collector import synth
-from collector.signals import TwitchSignal
+from collector.signals import TwitchSignal, unit_symbol
 from processing.rest import GateParams
 
 SignalKind = TwitchSignal  # collector.signals
+EMG_UNIT = unit_symbol("emg")
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -238,7 +239,7 @@ def load_biosppy_emg(path: Path) -> Recording:
         "emg",
         rate,
         x,
-        "µV",
+        EMG_UNIT,
         rest,
         active,
         note=f"{bits}-bit counts × {BITALINO_UV_PER_COUNT:.4f} µV (BITalino EMG transfer function, assumed)",
@@ -260,7 +261,7 @@ def load_biosppy_acc(path: Path) -> Recording:
     rate = _rate(header, path)
     x, note = acc_to_g(a, header.get("Units", "?"))
     whole: tuple[Span, ...] = ((0.0, x.shape[0] / rate),)
-    return Recording(f"biosppy/{path.stem}", "acc", rate, x, "g", (), whole, note=note)
+    return Recording(f"biosppy/{path.stem}", "acc", rate, x, unit_symbol("acc"), (), whole, note=note)
 
 
 @dataclass(frozen=True)
@@ -347,7 +348,7 @@ def load_emgdb(hea: Path) -> Recording:
         "emg",
         rate,
         x,
-        "µV",
+        EMG_UNIT,
         (),
         whole,
         surface=False,
@@ -370,7 +371,7 @@ def load_otb(path: Path, channels: Sequence[int] = OTB_CHANNELS) -> Recording:
         "emg",
         rate,
         data[:, list(channels)],
-        "µV",
+        EMG_UNIT,
         rest,
         active,
         note=f"channels {', '.join(map(str, channels))} of 64; active: force ≥ 5 %MVC, rest: < 2 %MVC",
@@ -401,7 +402,7 @@ def load_myo(path: Path, rate: float = MYO_RATE) -> Recording:
         "emg",
         rate,
         x,
-        "µV",
+        EMG_UNIT,
         rest,
         active,
         note="resampled to 200 Hz (sample-and-hold); envelope rule checked against gesture labels",
