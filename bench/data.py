@@ -54,9 +54,9 @@ from scipy import signal as sps
 
 from bench.formats import Stream, read_any
 from bench.scoring import Event, Span
-from collector import synth
-from collector.signals import TwitchSignal, unit_symbol
-from processing.rest import GateParams
+from twitchwatch.collector import synth
+from twitchwatch.collector.signals import TwitchSignal, unit_symbol
+from twitchwatch.processing.rest import GateParams
 
 SignalKind = TwitchSignal  # collector.signals
 EMG_UNIT = unit_symbol("emg")

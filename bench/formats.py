@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.scoring import Span
-from collector.signals import KINDS, STREAM_KINDS, StreamKind
+from twitchwatch.collector.signals import KINDS, STREAM_KINDS, StreamKind
 from twitchwatch.errors import UserError
 
 FloatArray = npt.NDArray[np.float64]

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from collector.frames import Frame, sequence_gap
+from twitchwatch.collector.frames import Frame, sequence_gap
 
 CLOCK_JITTER_NS: Final = 50_000_000
 DETECTOR_BRIDGE_NS: Final = 1_000_000_000

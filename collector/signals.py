@@ -17,7 +17,7 @@ from typing import Final, Literal, get_args
 
 import numpy as np
 
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 StreamKind = Literal["emg", "acc", "gyro", "orientation"]
 TwitchSignal = Literal["emg", "acc"]  # streams a twitch detector reads

@@ -39,8 +39,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from collector.frames import Unit
-from collector.signals import TwitchSignal
+from twitchwatch.collector.frames import Unit
+from twitchwatch.collector.signals import TwitchSignal
 
 Signal = TwitchSignal  # collector.signals
 FloatArray = npt.NDArray[np.float64]

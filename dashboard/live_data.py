@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from collector.status import DeviceStatus
-from dashboard.data import NO_TIME, decimate
-from dashboard.livefeed import FeedSnapshot, StreamView
-from processing.events import TwitchEvent
-from processing.timeunits import NS_PER_S
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.dashboard.data import NO_TIME, decimate
+from twitchwatch.dashboard.livefeed import FeedSnapshot, StreamView
+from twitchwatch.processing.events import TwitchEvent
+from twitchwatch.processing.timeunits import NS_PER_S
 
 COL_DEVICE = "device"
 COL_STATE = "state"

@@ -11,13 +11,13 @@ from collections.abc import Callable
 import altair as alt
 import streamlit as st
 
-from dashboard import data, live_data
-from dashboard.app import LIVE_REFRESH_S, Context, page_header
-from dashboard.livefeed import FeedSnapshot, LiveFeed
-from processing.events import TWITCH_KINDS, EventKind, TwitchEvent
-from processing.journal import Factor, JournalEntry
-from processing.store import EventQuery, EventStore, StoreError
-from processing.timeunits import MINUTE_NS, NS_PER_S
+from twitchwatch.dashboard import data, live_data
+from twitchwatch.dashboard.app import LIVE_REFRESH_S, Context, page_header
+from twitchwatch.dashboard.livefeed import FeedSnapshot, LiveFeed
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, TwitchEvent
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.timeunits import MINUTE_NS, NS_PER_S
 
 HEADING_TWITCHES = "Twitches now"
 FELT_BUTTON = "I felt a twitch"

@@ -25,13 +25,13 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.continuity import continuity
-from collector.frames import Frame, FrameError, decode
-from collector.mqtt import CA_FILE_HINT, MqttTarget
-from collector.ratelog import RateLimitedLog
-from collector.status import DeviceStatus, StatusError
-from collector.topics import Topic, TopicError, raw_filter, status_filter
-from processing.timeunits import NS_PER_S
+from twitchwatch.collector.continuity import continuity
+from twitchwatch.collector.frames import Frame, FrameError, decode
+from twitchwatch.collector.mqtt import CA_FILE_HINT, MqttTarget
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.status import DeviceStatus, StatusError
+from twitchwatch.collector.topics import Topic, TopicError, raw_filter, status_filter
+from twitchwatch.processing.timeunits import NS_PER_S
 
 log = logging.getLogger(__name__)
 WINDOW_S = 30.0

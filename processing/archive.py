@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol, TypeVar
 
-from processing.events import SOURCES, EventKind, MinuteRate, Source, TwitchEvent
-from processing.flags import FlagError, FlagSet
-from processing.journal import Factor, JournalEntry, JournalError
-from processing.store import EventQuery, EventStore, StoreError
-from processing.timeunits import DAY_NS
 from twitchwatch.errors import UserError
+from twitchwatch.processing.events import SOURCES, EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.flags import FlagError, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry, JournalError
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.timeunits import DAY_NS
 
 FORMAT = "twitchwatch-archive"
 FORMAT_VERSION = 2  # 1: stores before rest tracking (no reason, no rest_s, no felt marks)

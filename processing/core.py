@@ -45,8 +45,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from collector.signals import TwitchSignal
-from processing.events import EventKind
+from twitchwatch.collector.signals import TwitchSignal
+from twitchwatch.processing.events import EventKind
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

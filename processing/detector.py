@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from processing.acc import AccEngine, acc_params
-from processing.core import Detection, DetectorParams, FloatArray, LaneEngine, SignalKind
-from processing.emg import EmgEngine, emg_params
+from twitchwatch.processing.acc import AccEngine, acc_params
+from twitchwatch.processing.core import Detection, DetectorParams, FloatArray, LaneEngine, SignalKind
+from twitchwatch.processing.emg import EmgEngine, emg_params
 
 __all__ = ["DETECTOR_KINDS", "Detection", "DetectorKind", "DetectorParams", "SignalKind", "StreamingDetector"]
 

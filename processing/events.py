@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from processing.timeunits import MINUTE_NS
+from twitchwatch.processing.timeunits import MINUTE_NS
 
 _MINUTE_S = 60.0
 Source = Literal["live", "replay"]

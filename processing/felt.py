@@ -39,11 +39,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.topics import TopicError, check_segment
-from processing.events import TwitchEvent
-from processing.journal import Factor, JournalEntry, new_entry_id
-from processing.timeunits import NS_PER_S
+from twitchwatch.collector.topics import TopicError, check_segment
 from twitchwatch.errors import UserError
+from twitchwatch.processing.events import TwitchEvent
+from twitchwatch.processing.journal import Factor, JournalEntry, new_entry_id
+from twitchwatch.processing.timeunits import NS_PER_S
 
 FELT_BEFORE_S = 10.0
 FELT_AFTER_S = 2.0

@@ -10,9 +10,9 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from processing.flags import ComputedBy, FlagRules, FlagSet, evaluate, last_frames_from_rates
-from processing.localtime import day_of, day_start_ns
-from processing.store import EventQuery, EventStore
+from twitchwatch.processing.flags import ComputedBy, FlagRules, FlagSet, evaluate, last_frames_from_rates
+from twitchwatch.processing.localtime import day_of, day_start_ns
+from twitchwatch.processing.store import EventQuery, EventStore
 
 
 def compute_flag_set(

@@ -44,11 +44,11 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from collector.topics import ROOT, check_segment
-from processing.events import MinuteRate, muscle_minutes
-from processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
-from processing.timeunits import HOUR_NS
+from twitchwatch.collector.topics import ROOT, check_segment
 from twitchwatch.errors import UserError
+from twitchwatch.processing.events import MinuteRate, muscle_minutes
+from twitchwatch.processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
+from twitchwatch.processing.timeunits import HOUR_NS
 
 ComputedBy = Literal["worker", "cli", "dashboard", "report", "test"]
 COMPUTED_BY: tuple[ComputedBy, ...] = ("worker", "cli", "dashboard", "report", "test")

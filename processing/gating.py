@@ -31,12 +31,12 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from collector.signals import STREAM_KINDS, StreamKind
-from processing.core import Detection, FloatArray
-from processing.detector import StreamingDetector
-from processing.events import EventKind
-from processing.motion import MOTION_KINDS, MotionDetection, MotionDetector
-from processing.rest import GateParams, RestGate, Scope, SourceId, scopes_of
+from twitchwatch.collector.signals import STREAM_KINDS, StreamKind
+from twitchwatch.processing.core import Detection, FloatArray
+from twitchwatch.processing.detector import StreamingDetector
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.motion import MOTION_KINDS, MotionDetection, MotionDetector
+from twitchwatch.processing.rest import GateParams, RestGate, Scope, SourceId, scopes_of
 
 VETO_WHAT: dict[tuple[StreamKind, EventKind], str] = {
     ("emg", EventKind.SUSTAINED): "voluntary activity",

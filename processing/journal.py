@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processing.events import MinuteRate, muscle_minutes
-from processing.timeunits import HOUR_NS
 from twitchwatch.errors import UserError
+from twitchwatch.processing.events import MinuteRate, muscle_minutes
+from twitchwatch.processing.timeunits import HOUR_NS
 
 _FAR = 2**63  # sorts after any end time
 NOTE_MAX = 2000  # characters: a journal note, not a document

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-from processing.timeunits import HOUR_NS, NS_PER_S
+from twitchwatch.processing.timeunits import HOUR_NS, NS_PER_S
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

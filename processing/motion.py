@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from collector.signals import MOTION_SIGNALS, MotionSignal
-from processing.core import Detection, FloatArray
-from processing.events import EventKind
+from twitchwatch.collector.signals import MOTION_SIGNALS, MotionSignal
+from twitchwatch.processing.core import Detection, FloatArray
+from twitchwatch.processing.events import EventKind
 
 MotionKind = MotionSignal  # collector.signals: the kinds that only show movement
 MOTION_KINDS = MOTION_SIGNALS

@@ -20,12 +20,12 @@ from typing import Protocol
 
 import aiomqtt
 
-from collector.ratelog import RateLimitedLog
-from processing import homeassistant as ha
-from processing.events import MinuteRate
-from processing.flag_service import compute_flag_set
-from processing.flags import FlagRules, FlagSet, flags_topic
-from processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.processing import homeassistant as ha
+from twitchwatch.processing.events import MinuteRate
+from twitchwatch.processing.flag_service import compute_flag_set
+from twitchwatch.processing.flags import FlagRules, FlagSet, flags_topic
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from processing.events import (
+from twitchwatch.processing.events import (
     TWITCH_KINDS,
     EventKind,
     MinuteRate,
@@ -45,13 +45,13 @@ from processing.events import (
     muscle_minutes,
     rerun_free_events,
 )
-from processing.felt import FeltComparison, compare_by_muscle
-from processing.flag_service import compute_flag_set
-from processing.flags import FlagRules, FlagSet
-from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
-from processing.localtime import day_of, hour_of_day
-from processing.store import EventQuery, EventStore, QueryError
-from processing.timeunits import HOUR_NS, MINUTE_NS
+from twitchwatch.processing.felt import FeltComparison, compare_by_muscle
+from twitchwatch.processing.flag_service import compute_flag_set
+from twitchwatch.processing.flags import FlagRules, FlagSet
+from twitchwatch.processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
+from twitchwatch.processing.localtime import day_of, hour_of_day
+from twitchwatch.processing.store import EventQuery, EventStore, QueryError
+from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS
 
 NOTICE = (
     "twitchwatch is not a medical device. This report summarises what its sensors recorded; it does not "

@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from collector.signals import StreamKind
-from processing.events import EventKind, TwitchEvent
-from processing.rest import GateParams, RestGate, Scope, SourceId
-from processing.segments import segment_of
+from twitchwatch.collector.signals import StreamKind
+from twitchwatch.processing.events import EventKind, TwitchEvent
+from twitchwatch.processing.rest import GateParams, RestGate, Scope, SourceId
+from twitchwatch.processing.segments import segment_of
 
 StreamKey = tuple[str, str, str]  # (user, device, stream)
 SegmentMap = Callable[[str], str | None]  # device → its configured body segment

@@ -24,26 +24,26 @@ from typing import Protocol
 
 import aiomqtt
 
-from collector.continuity import continuity
-from collector.frames import Frame, FrameError, Unit, decode
-from collector.mqtt import MqttTarget
-from collector.ratelog import RateLimitedLog
-from collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
-from collector.status import DeviceStatus, StatusError
-from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
-from processing.core import FloatArray
-from processing.detector import Detection, StreamingDetector
-from processing.events import EventKind, MinuteRate, Source, TwitchEvent
-from processing.felt import FeltError, felt_entry
-from processing.flags import FlagSet
-from processing.fusion import Fuser
-from processing.journal import JournalEntry
-from processing.motion import MotionDetector
-from processing.periodic import FlagTask, PeriodicTasks
-from processing.rest import GateParams
-from processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
-from processing.store import EventQuery, EventStore, StoreError
-from processing.timeunits import MINUTE_NS
+from twitchwatch.collector.continuity import continuity
+from twitchwatch.collector.frames import Frame, FrameError, Unit, decode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
+from twitchwatch.collector.status import DeviceStatus, StatusError
+from twitchwatch.collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
+from twitchwatch.processing.core import FloatArray
+from twitchwatch.processing.detector import Detection, StreamingDetector
+from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.felt import FeltError, felt_entry
+from twitchwatch.processing.flags import FlagSet
+from twitchwatch.processing.fusion import Fuser
+from twitchwatch.processing.journal import JournalEntry
+from twitchwatch.processing.motion import MotionDetector
+from twitchwatch.processing.periodic import FlagTask, PeriodicTasks
+from twitchwatch.processing.rest import GateParams
+from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.timeunits import MINUTE_NS
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collector.continuity import CLOCK_JITTER_NS, DETECTOR_BRIDGE_NS, continuity
-from collector.frames import MAX_SEQUENCE, Frame, SampleType, Unit
 from tests.test_import_graph import _by_suffix, graph
+from twitchwatch.collector.continuity import CLOCK_JITTER_NS, DETECTOR_BRIDGE_NS, continuity
+from twitchwatch.collector.frames import MAX_SEQUENCE, Frame, SampleType, Unit
 
 RATE = 100.0
 SAMPLES = 10
@@ -53,6 +53,10 @@ def test_the_sequence_wraps_without_a_gap() -> None:
 
 def test_recorder_worker_and_live_feed_all_use_it() -> None:
     modules = graph()
-    rule = _by_suffix(modules, "collector.continuity")
-    for user in ("collector.recordings.formats.session", "processing.worker", "dashboard.livefeed"):
+    rule = _by_suffix(modules, "twitchwatch.collector.continuity")
+    for user in (
+        "twitchwatch.collector.recordings.formats.session",
+        "twitchwatch.processing.worker",
+        "twitchwatch.dashboard.livefeed",
+    ):
         assert rule in modules[_by_suffix(modules, user)].imports, user

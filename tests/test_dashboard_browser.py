@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from processing.journal import Factor
-from processing.store import open_store
 from tests.harness import environ_without_settings, unavailable
 from tests.harness.dashboard import (
     CHROMIUM,
@@ -32,6 +30,8 @@ from tests.harness.dashboard import (
     spread,
 )
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.processing.journal import Factor
+from twitchwatch.processing.store import open_store
 
 pytestmark = pytest.mark.browser
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processing.store.sqlite import SQLiteStore
 from twitchwatch.cli import main, run_command
 from twitchwatch.errors import TwitchwatchError, UserError
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("collector", "processing", "dashboard", "twitchwatch", "bench")
 # Exceptions used as control flow, never shown to anyone: not errors.
 EXCEPTION_BASES = ("Error", "Exception", "Exposed", "Disconnected", "Profile")
-NOT_ERRORS = {"collector.ble.connection._Stopping", "bench.baselines.NotApplicable"}
+NOT_ERRORS = {"twitchwatch.collector.ble.connection._Stopping", "bench.baselines.NotApplicable"}
 
 
 def _exception_classes() -> list[tuple[str, str]]:
@@ -97,8 +97,8 @@ def test_a_bug_exits_1_with_the_traceback_even_as_a_value_error(capsys: pytest.C
 
 def test_user_errors_stay_value_errors_where_they_were() -> None:
     """Code that catches ``ValueError`` around the project's own parsers still catches them."""
-    from collector.frames import FrameError
-    from collector.recordings.model import RecordingError
+    from twitchwatch.collector.frames import FrameError
+    from twitchwatch.collector.recordings.model import RecordingError
     from twitchwatch.config import ConfigError
 
     for cls in (FrameError, RecordingError, ConfigError):

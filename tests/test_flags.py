@@ -11,9 +11,15 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from processing.events import EventKind, MinuteRate, TwitchEvent, rerun_free_events, rerun_free_rates
-from processing.flag_service import compute_flag_set, flags_for_display
-from processing.flags import (
+from twitchwatch.processing.events import (
+    EventKind,
+    MinuteRate,
+    TwitchEvent,
+    rerun_free_events,
+    rerun_free_rates,
+)
+from twitchwatch.processing.flag_service import compute_flag_set, flags_for_display
+from twitchwatch.processing.flags import (
     Flag,
     FlagError,
     FlagKind,
@@ -22,8 +28,8 @@ from processing.flags import (
     evaluate,
     histories,
 )
-from processing.localtime import day_end_ns, day_start_ns, to_ns
-from processing.store import EventQuery, EventStore
+from twitchwatch.processing.localtime import day_end_ns, day_start_ns, to_ns
+from twitchwatch.processing.store import EventQuery, EventStore
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from processing.events import MinuteRate
-from processing.journal import Factor, JournalEntry, JournalError, RateSum, factor_effects, parse_factor
-from processing.timeunits import HOUR_NS, MINUTE_NS
+from twitchwatch.processing.events import MinuteRate
+from twitchwatch.processing.journal import (
+    Factor,
+    JournalEntry,
+    JournalError,
+    RateSum,
+    factor_effects,
+    parse_factor,
+)
+from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS
 
 T0 = 1_780_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS
 

@@ -8,9 +8,9 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-from collector.frames import Unit
-from collector.signals import DIMENSIONS, KINDS, STREAM_KINDS, kind_of_unit
-from processing.timeunits import DAY_NS, HOUR_NS, MINUTE_NS, NS_PER_S
+from twitchwatch.collector.frames import Unit
+from twitchwatch.collector.signals import DIMENSIONS, KINDS, STREAM_KINDS, kind_of_unit
+from twitchwatch.processing.timeunits import DAY_NS, HOUR_NS, MINUTE_NS, NS_PER_S
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("collector", "processing", "dashboard", "twitchwatch", "bench")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from processing.events import MinuteRate, Source
-from processing.timeunits import MINUTE_NS
-from processing.worker import RATE_GRACE_NS, RateBook
+from twitchwatch.processing.events import MinuteRate, Source
+from twitchwatch.processing.timeunits import MINUTE_NS
+from twitchwatch.processing.worker import RATE_GRACE_NS, RateBook
 
 KEY: tuple[str, str, str, Source] = ("u", "calf_left", "dev", "live")
 T0 = 1_700_000_040 * 10**9  # a minute boundary

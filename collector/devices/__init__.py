@@ -49,8 +49,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from collector.frames import SampleType, Unit
-from collector.signals import StreamKind
+from twitchwatch.collector.frames import SampleType, Unit
+from twitchwatch.collector.signals import StreamKind
 from twitchwatch.errors import TwitchwatchError, UserError
 
 __all__ = [

@@ -33,8 +33,8 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from collector.signals import unit_symbol
-from collector.synth import TruthEvent
+from twitchwatch.collector.signals import unit_symbol
+from twitchwatch.collector.synth import TruthEvent
 
 FloatArray = npt.NDArray[np.float64]
 Kind = Literal["posture", "walking", "jerk"]

@@ -21,11 +21,11 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from collector.emulate.motion import MotionTimeline
-from collector.frames import Unit
-from collector.recordings.source import ReplaySource
-from collector.signals import StreamKind, stream_kind
-from collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
+from twitchwatch.collector.emulate.motion import MotionTimeline
+from twitchwatch.collector.frames import Unit
+from twitchwatch.collector.recordings.source import ReplaySource
+from twitchwatch.collector.signals import StreamKind, stream_kind
+from twitchwatch.collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
 from twitchwatch.errors import UserError
 
 log = logging.getLogger(__name__)

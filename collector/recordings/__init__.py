@@ -14,7 +14,7 @@
 and replaying produce and consume recordings, so they live in ``collector/`` and processing imports them.
 """
 
-from collector.recordings.model import (
+from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     MAX_CHUNK_S,
     Annotation,
@@ -30,7 +30,7 @@ from collector.recordings.model import (
     infer_channel,
     sanitise,
 )
-from collector.recordings.reader import (
+from twitchwatch.collector.recordings.reader import (
     FormatPackageError,
     RecordingReader,
     UnknownFormat,
@@ -38,7 +38,7 @@ from collector.recordings.reader import (
     reader_class,
     readers,
 )
-from collector.signals import KINDS, STANDARD_GRAVITY, StreamKind
+from twitchwatch.collector.signals import KINDS, STANDARD_GRAVITY, StreamKind
 
 __all__ = [
     "DEFAULT_CHUNK_S",

@@ -28,7 +28,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from collector.signals import DIMENSIONS, KINDS, StreamKind, unit_symbol
+from twitchwatch.collector.signals import DIMENSIONS, KINDS, StreamKind, unit_symbol
 from twitchwatch.errors import UserError
 
 FloatArray = npt.NDArray[np.float64]

@@ -20,12 +20,12 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from collector.frames import MAX_SEQUENCE, Frame, SampleType
-from collector.recordings.model import DEFAULT_CHUNK_S, Chunk, RecordingError, sanitise
-from collector.recordings.reader import RecordingReader, UnknownFormat, open_recording
-from collector.recordings.source import ReplayError, ReplaySource, ReplayStream
-from collector.signals import KINDS
-from collector.topics import TopicError, check_segment
+from twitchwatch.collector.frames import MAX_SEQUENCE, Frame, SampleType
+from twitchwatch.collector.recordings.model import DEFAULT_CHUNK_S, Chunk, RecordingError, sanitise
+from twitchwatch.collector.recordings.reader import RecordingReader, UnknownFormat, open_recording
+from twitchwatch.collector.recordings.source import ReplayError, ReplaySource, ReplayStream
+from twitchwatch.collector.signals import KINDS
+from twitchwatch.collector.topics import TopicError, check_segment
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 import numpy as np
 
-from collector.recordings.model import (
+from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     Annotation,
     Chunk,
@@ -41,9 +41,9 @@ from collector.recordings.model import (
 from twitchwatch.errors import TwitchwatchError
 
 if TYPE_CHECKING:
-    from collector.recordings.source import ReplaySource
+    from twitchwatch.collector.recordings.source import ReplaySource
 
-FORMATS_PACKAGE: Final = "collector.recordings.formats"
+FORMATS_PACKAGE: Final = "twitchwatch.collector.recordings.formats"
 HEAD_BYTES: Final = 65536  # what content detection looks at
 
 

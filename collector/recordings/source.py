@@ -13,9 +13,9 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from collector.frames import Frame, Unit
-from collector.status import StreamInfo
-from collector.topics import TopicError, check_segment
+from twitchwatch.collector.frames import Frame, Unit
+from twitchwatch.collector.status import StreamInfo
+from twitchwatch.collector.topics import TopicError, check_segment
 from twitchwatch.errors import UserError
 
 

@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from processing.events import SOURCES, TWITCH_KINDS, EventKind, MinuteRate, Source, TwitchEvent
-from processing.flags import FlagError, FlagSet
-from processing.journal import Factor, JournalEntry
-from processing.store.base import (
+from twitchwatch.processing.events import SOURCES, TWITCH_KINDS, EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.flags import FlagError, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store.base import (
     EventQuery,
     EventStore,
     HourCount,
@@ -44,7 +44,7 @@ from processing.store.base import (
     check_hour_offset,
     check_range,
 )
-from processing.store.spec import InfluxAuth
+from twitchwatch.processing.store.spec import InfluxAuth
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
-from processing.flags import FlagError, FlagSet
-from processing.journal import Factor, JournalEntry
-from processing.store.base import (
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.flags import FlagError, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store.base import (
     EventQuery,
     EventStore,
     HourCount,
@@ -19,7 +19,7 @@ from processing.store.base import (
     check_hour_offset,
     check_range,
 )
-from processing.timeunits import HOUR_NS
+from twitchwatch.processing.timeunits import HOUR_NS
 
 # Journal and flags: separate tables, created on open of an existing file too (additive schema).
 _PERSON_SCHEMA = """

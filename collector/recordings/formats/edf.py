@@ -28,15 +28,15 @@ import numpy as np
 import numpy.typing as npt
 import pyedflib
 
-from collector.frames import SampleType
-from collector.recordings.formats.session import (
+from twitchwatch.collector.frames import SampleType
+from twitchwatch.collector.recordings.formats.session import (
     Session,
     SessionError,
     SessionReader,
     StreamRecord,
     channel_labels,
 )
-from collector.recordings.model import (
+from twitchwatch.collector.recordings.model import (
     ANNOTATION_LABELS,
     DEFAULT_CHUNK_S,
     Annotation,
@@ -48,8 +48,8 @@ from collector.recordings.model import (
     check_chunk_seconds,
     infer_channel,
 )
-from collector.recordings.reader import RecordingReader
-from collector.signals import KINDS, kind_of_unit
+from twitchwatch.collector.recordings.reader import RecordingReader
+from twitchwatch.collector.signals import KINDS, kind_of_unit
 
 # ---- the header ------------------------------------------------------------------------------------
 EDF_MAGIC: Final = b"0       "

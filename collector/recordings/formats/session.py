@@ -29,9 +29,9 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from collector.continuity import continuity
-from collector.frames import Frame, SampleType, Unit
-from collector.recordings.model import (
+from twitchwatch.collector.continuity import continuity
+from twitchwatch.collector.frames import Frame, SampleType, Unit
+from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     Annotation,
     Channel,
@@ -47,10 +47,10 @@ from collector.recordings.model import (
     named,
     sanitise,
 )
-from collector.recordings.reader import RecordingReader
-from collector.recordings.source import ReplayError, ReplaySource, ReplayStream, select_devices
-from collector.signals import KINDS, kind_of_unit, stream_kind
-from collector.status import DeviceStatus, StatusError, StreamInfo
+from twitchwatch.collector.recordings.reader import RecordingReader
+from twitchwatch.collector.recordings.source import ReplayError, ReplaySource, ReplayStream, select_devices
+from twitchwatch.collector.signals import KINDS, kind_of_unit, stream_kind
+from twitchwatch.collector.status import DeviceStatus, StatusError, StreamInfo
 
 log = logging.getLogger(__name__)
 
