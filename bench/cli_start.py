@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from twitchwatch.processing.events import MINUTE_NS, EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
 from twitchwatch.processing.journal import Factor, JournalEntry
-from twitchwatch.processing.localtime import HOUR_NS
 from twitchwatch.processing.store import open_store
+from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS
 
 COMMANDS: dict[str, list[str]] = {
     "--help": ["--help"],

@@ -45,7 +45,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +55,11 @@ from scipy import signal as sps
 from bench.formats import Stream, read_any
 from bench.scoring import Event, Span
 from twitchwatch.collector import synth
+from twitchwatch.collector.signals import TwitchSignal, unit_symbol
 from twitchwatch.processing.rest import GateParams
 
-SignalKind = Literal["emg", "acc"]
+SignalKind = TwitchSignal  # collector.signals
+EMG_UNIT = unit_symbol("emg")
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -240,7 +242,7 @@ def load_biosppy_emg(path: Path) -> Recording:
         "emg",
         rate,
         x,
-        "µV",
+        EMG_UNIT,
         rest,
         active,
         note=f"{bits}-bit counts × {BITALINO_UV_PER_COUNT:.4f} µV (BITalino EMG transfer function, assumed)",
@@ -262,7 +264,7 @@ def load_biosppy_acc(path: Path) -> Recording:
     rate = _rate(header, path)
     x, note = acc_to_g(a, header.get("Units", "?"))
     whole: tuple[Span, ...] = ((0.0, x.shape[0] / rate),)
-    return Recording(f"biosppy/{path.stem}", "acc", rate, x, "g", (), whole, note=note)
+    return Recording(f"biosppy/{path.stem}", "acc", rate, x, unit_symbol("acc"), (), whole, note=note)
 
 
 @dataclass(frozen=True)
@@ -349,7 +351,7 @@ def load_emgdb(hea: Path) -> Recording:
         "emg",
         rate,
         x,
-        "µV",
+        EMG_UNIT,
         (),
         whole,
         surface=False,
@@ -372,7 +374,7 @@ def load_otb(path: Path, channels: Sequence[int] = OTB_CHANNELS) -> Recording:
         "emg",
         rate,
         data[:, list(channels)],
-        "µV",
+        EMG_UNIT,
         rest,
         active,
         note=f"channels {', '.join(map(str, channels))} of 64; active: force ≥ 5 %MVC, rest: < 2 %MVC",
@@ -403,7 +405,7 @@ def load_myo(path: Path, rate: float = MYO_RATE) -> Recording:
         "emg",
         rate,
         x,
-        "µV",
+        EMG_UNIT,
         rest,
         active,
         note="resampled to 200 Hz (sample-and-hold); envelope rule checked against gesture labels",

@@ -37,25 +37,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
 from bench.scoring import Span
+from twitchwatch.collector.signals import KINDS, STREAM_KINDS, StreamKind
+from twitchwatch.errors import UserError
 
-StreamKind = Literal["emg", "acc", "gyro", "orientation"]
 FloatArray = npt.NDArray[np.float64]
 
-UNITS: dict[StreamKind, str] = {"emg": "µV", "acc": "g", "gyro": "°/s", "orientation": "1"}
+UNITS: dict[StreamKind, str] = {kind: KINDS[kind].unit.symbol for kind in STREAM_KINDS}
 PLUX_EMG_SPAN_MV = 3.0  # full ADC range at the electrodes: 3-V supply over a gain of 1000, in mV
 PLUX_ACC_CMIN, PLUX_ACC_CMAX = 28000.0, 38000.0
 PLUX_ACC_SENSORS = frozenset({"XYZ", "CACC", "ACC"})
 MOBILISED_RATE = 100.0
 
 
-class FormatError(ValueError):
+class FormatError(UserError, ValueError):
     """A file claims a format but breaks it; the message names the file and the line, group or field."""
 
 

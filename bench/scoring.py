@@ -201,11 +201,6 @@ def merge(a: dict[str, Counts], b: dict[str, Counts]) -> dict[str, Counts]:
 Span = tuple[float, float]
 
 
-def in_spans(t: float, spans: Sequence[Span]) -> bool:
-    """Whether time ``t`` lies in one of the sorted, disjoint half-open spans."""
-    return bool(within_mask([t], spans)[0])
-
-
 def within_mask(times: Sequence[float], spans: Sequence[Span]) -> np.ndarray:
     starts = np.array([a for a, _ in spans])
     ends = np.array([b for _, b in spans])

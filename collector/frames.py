@@ -32,6 +32,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from twitchwatch.errors import UserError
+
 FORMAT_VERSION: Final = 1
 HEADER = struct.Struct("<BBBBIqff")
 HEADER_SIZE: Final = HEADER.size
@@ -75,7 +77,7 @@ class Unit(enum.IntEnum):
 _SYMBOLS: Final = {Unit.MICROVOLT: "µV", Unit.G: "g", Unit.DEG_PER_S: "°/s", Unit.UNITLESS: "1"}
 
 
-class FrameError(ValueError):
+class FrameError(UserError, ValueError):
     """A frame could not be decoded. ``offset`` is the byte where decoding failed."""
 
     def __init__(self, reason: str, offset: int) -> None:

@@ -11,13 +11,15 @@ from urllib.parse import unquote, urlsplit
 if TYPE_CHECKING:
     import aiomqtt
 
+from twitchwatch.errors import UserError
+
 CA_FILE_HINT = (
     "if the broker's certificate comes from a private CA, set TWITCHWATCH_MQTT_CA_FILE to that CA's "
     "certificate (PEM)"
 )
 
 
-class MqttUrlError(ValueError):
+class MqttUrlError(UserError, ValueError):
     """An MQTT URL is malformed."""
 
 

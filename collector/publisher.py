@@ -12,6 +12,7 @@ from twitchwatch.collector.frames import Frame, encode
 from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.collector.status import DeviceStatus
 from twitchwatch.collector.topics import Topic
+from twitchwatch.errors import TwitchwatchError
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 64
 
 
-class PublishError(RuntimeError):
+class PublishError(TwitchwatchError, RuntimeError):
     """The broker could not be reached or refused a publish; the message names the broker."""
 
 

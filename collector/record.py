@@ -33,15 +33,16 @@ from twitchwatch.collector.recordings import Annotation
 from twitchwatch.collector.recordings.formats.session import SessionWriter
 from twitchwatch.collector.status import DeviceStatus, StatusError
 from twitchwatch.collector.topics import ROOT, Topic, TopicError, check_segment
+from twitchwatch.errors import TwitchwatchError, UserError
 
 log = logging.getLogger(__name__)
 
 
-class RecordError(RuntimeError):
+class RecordError(TwitchwatchError, RuntimeError):
     """The recorder could not reach the broker; the message names it."""
 
 
-class TruthError(ValueError):
+class TruthError(UserError, ValueError):
     """A ground-truth file is not the JSON lines ``twitchwatch simulate --truth`` writes; names file and
     line."""
 

@@ -27,7 +27,7 @@ from typing import Final, Literal
 from twitchwatch.collector.frames import MAX_SEQUENCE
 from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.collector.publisher import FramePublisher
-from twitchwatch.collector.recordings.playback import ReplayError, ReplaySource
+from twitchwatch.collector.recordings.source import ReplayError, ReplaySource
 from twitchwatch.collector.simulate import _Pacer
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
 from twitchwatch.collector.topics import check_segment

@@ -9,10 +9,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from twitchwatch.errors import UserError
+
 State = Literal["online", "offline"]
 
 
-class StatusError(ValueError):
+class StatusError(UserError, ValueError):
     """A status payload is not valid JSON of the expected shape; ``key`` names the offending key."""
 
     def __init__(self, reason: str, key: str = "") -> None:

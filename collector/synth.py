@@ -34,15 +34,15 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
 from twitchwatch.collector.frames import Unit
+from twitchwatch.collector.signals import TwitchSignal
 
-Signal = Literal["emg", "acc"]
+Signal = TwitchSignal  # collector.signals
 FloatArray = npt.NDArray[np.float64]
 
 # Twitches are sporadic and isolated: never closer than this, so each is a separate ground-truth event.
@@ -271,7 +271,6 @@ def quantise(x: FloatArray, spec: SignalSpec) -> npt.NDArray[np.int16]:
 
 # ---- synthetic physiology: generate / inject -------------------------------------------------------
 
-EMG_KINDS = ("fasciculation", "myoclonic_jerk", "sustained", "artifact")  # EventKind values
 LEAD_S = 1.5  # no event starts earlier: a detector spends its first second learning the noise floor
 SNR_SPREAD_DB = 3.0  # each fasciculation's SNR is snr_db ± this (uniform)
 TWITCH_GUARD_S = MIN_SPACING_S  # quiet time after a twitch before the next event

@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from twitchwatch.errors import UserError
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-class SimulationError(ValueError):
+class SimulationError(UserError, ValueError):
     """A simulation option is invalid; the message names the option."""
 
 

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from twitchwatch.errors import UserError
+
 ROOT: Final = "twitchwatch"
 # Topic segments become MQTT levels and InfluxDB tag values: keep them to a safe, readable set.
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -15,7 +17,7 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 Kind = Literal["raw", "events", "status", "flags"]
 
 
-class TopicError(ValueError):
+class TopicError(UserError, ValueError):
     """A topic or one of its segments is not part of the twitchwatch layout."""
 
 

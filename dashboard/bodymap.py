@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -200,10 +200,6 @@ def _legend(max_rate: float, y: float, total_w: float, unit: str) -> list[str]:
         _text(x + 14, y + 39, "no sensor / no data", size=10, anchor="start"),
     ]
     return parts
-
-
-def rates_by_muscle(muscles: Sequence[str], per_hour: Sequence[float]) -> dict[str, float]:
-    return dict(zip(muscles, per_hour, strict=True))
 
 
 def as_img(figure: BodyMap) -> str:

@@ -19,7 +19,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from twitchwatch.processing.events import (
-    MINUTE_NS,
     EventKind,
     MinuteRate,
     MuscleMinutes,
@@ -42,9 +41,7 @@ from twitchwatch.processing.localtime import (
 )
 from twitchwatch.processing.report import ReportData
 from twitchwatch.processing.store import HourCount
-
-NS_PER_S = 1_000_000_000
-HOUR_NS = 3600 * NS_PER_S
+from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS, NS_PER_S
 
 RANGE_PRESETS: dict[str, dt.timedelta] = {
     "Last 1 h": dt.timedelta(hours=1),
@@ -519,13 +516,6 @@ def hour_of_day_frame(counts: Sequence[HourCount], tz: dt.tzinfo, muscles: Seque
 
 
 # ---- history: daily counts and trends ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class HistoryFilter:
-    days: tuple[dt.date, dt.date]  # inclusive, local dates
-    source: Source | None
-    session: str | None  # None: every session
-
-
 def sessions(events: Iterable[TwitchEvent]) -> list[str]:
     """Session ids seen in ``events``, sorted; events without one are listed as ``NO_SESSION``."""
     return sorted({e.session_id or NO_SESSION for e in events})

@@ -13,6 +13,7 @@ from twitchwatch.dashboard.app import Context, page_header
 from twitchwatch.processing.journal import Factor, JournalEntry, JournalError, factor_effects
 from twitchwatch.processing.localtime import local_datetime
 from twitchwatch.processing.store import EventQuery, StoreError
+from twitchwatch.processing.timeunits import NS_PER_S
 
 HEADING_ADD = "Add an entry"
 HEADING_ENTRIES = "Entries"
@@ -29,7 +30,7 @@ def render(ctx: Context) -> None:
     add_form(ctx, tz, now_ns)
     period = str(st.sidebar.radio("Show entries from", tuple(PERIODS), index=1, key="journal_period"))
     days = PERIODS[period]
-    since_ns = 0 if days is None else now_ns - days * 24 * 3600 * data.NS_PER_S
+    since_ns = 0 if days is None else now_ns - days * 24 * 3600 * NS_PER_S
     try:
         entries = ctx.store.journal_entries(since_ns, None, user=ctx.user)
     except StoreError as exc:
@@ -63,7 +64,7 @@ def add_form(ctx: Context, tz: dt.tzinfo, now_ns: int) -> None:
     try:
         entry = JournalEntry(
             ctx.user,
-            int(when.timestamp()) * data.NS_PER_S,
+            int(when.timestamp()) * NS_PER_S,
             Factor(str(factor)),
             amount.strip(),
             note.strip(),

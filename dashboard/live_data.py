@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from twitchwatch.collector.status import DeviceStatus
-from twitchwatch.dashboard.data import NO_TIME, NS_PER_S, decimate
+from twitchwatch.dashboard.data import NO_TIME, decimate
 from twitchwatch.dashboard.livefeed import FeedSnapshot, StreamView
 from twitchwatch.processing.events import TwitchEvent
+from twitchwatch.processing.timeunits import NS_PER_S
 
 COL_DEVICE = "device"
 COL_STATE = "state"

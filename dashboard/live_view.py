@@ -14,9 +14,10 @@ import streamlit as st
 from twitchwatch.dashboard import data, live_data
 from twitchwatch.dashboard.app import LIVE_REFRESH_S, Context, page_header
 from twitchwatch.dashboard.livefeed import FeedSnapshot, LiveFeed
-from twitchwatch.processing.events import MINUTE_NS, TWITCH_KINDS, EventKind, TwitchEvent
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, TwitchEvent
 from twitchwatch.processing.journal import Factor, JournalEntry
 from twitchwatch.processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.timeunits import MINUTE_NS, NS_PER_S
 
 HEADING_TWITCHES = "Twitches now"
 FELT_BUTTON = "I felt a twitch"
@@ -76,7 +77,7 @@ def live_section(store: EventStore, user: str, feed: Callable[[], LiveFeed], tz:
 
 def twitches_section(store: EventStore, user: str, now_ns: int, tz: dt.tzinfo) -> list[TwitchEvent]:
     st.header(HEADING_TWITCHES)
-    since_ns = now_ns - data.LIVE_LONG_S * data.NS_PER_S
+    since_ns = now_ns - data.LIVE_LONG_S * NS_PER_S
     try:
         events = store.events(
             EventQuery(since_ns, user=user, kinds=(*TWITCH_KINDS, EventKind.DURING_MOVEMENT))

@@ -25,17 +25,18 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from twitchwatch.collector.frames import Frame, FrameError, decode, sequence_gap
+from twitchwatch.collector.continuity import continuity
+from twitchwatch.collector.frames import Frame, FrameError, decode
 from twitchwatch.collector.mqtt import CA_FILE_HINT, MqttTarget
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.status import DeviceStatus, StatusError
 from twitchwatch.collector.topics import Topic, TopicError, raw_filter, status_filter
+from twitchwatch.processing.timeunits import NS_PER_S
 
 log = logging.getLogger(__name__)
 WINDOW_S = 30.0
 # A frame queue bound on top of the time window, for a stream with tiny frames at a high rate.
 MAX_FRAMES = 20_000
-NS = 1_000_000_000
 
 BrokerState = Literal["connecting", "connected", "unreachable"]
 
@@ -82,16 +83,17 @@ class _Stream:
     missing: int = 0
     bad: int = 0
     last_sequence: int | None = None
+    expected_t0_ns: int = 0  # where the last frame ended
     last_arrival_ns: int = 0
 
     def add(self, frame: Frame, arrival_ns: int, window_ns: int) -> None:
         if self.last_sequence is not None:
-            gap = sequence_gap(self.last_sequence, frame.sequence)
-            self.missing += max(gap, 0)
+            self.missing += continuity(self.last_sequence, self.expected_t0_ns, frame).missing
         if frame.sample_rate != self.sample_rate or frame.unit.symbol != self.unit:
             self.frames.clear()  # a reconfigured stream: old samples no longer line up
         self.unit, self.sample_rate = frame.unit.symbol, frame.sample_rate
         self.last_sequence = frame.sequence
+        self.expected_t0_ns = frame.t0_ns + frame.duration_ns
         self.received += 1
         self.last_arrival_ns = arrival_ns
         self.frames.append((frame.t0_ns, frame.values()))
@@ -103,7 +105,7 @@ class _Stream:
 
     def view(self, device: str, stream: str) -> StreamView:
         if self.frames:
-            step = NS / self.sample_rate
+            step = NS_PER_S / self.sample_rate
             times = [t0 + (np.arange(len(v)) * step).astype(np.int64) for t0, v in self.frames]
             t_ns = np.concatenate(times).astype(np.int64)
             values = np.concatenate([v for _, v in self.frames])
@@ -126,7 +128,7 @@ class _Stream:
 
 
 def _span_ns(values: npt.NDArray[np.float64], rate: float) -> int:
-    return round(len(values) * NS / rate)
+    return round(len(values) * NS_PER_S / rate)
 
 
 class LiveFeed:
@@ -135,7 +137,7 @@ class LiveFeed:
     def __init__(self, target: MqttTarget, user: str, window_s: float = WINDOW_S) -> None:
         self._target = target
         self._user = user
-        self._window_ns = int(window_s * NS)
+        self._window_ns = int(window_s * NS_PER_S)
         self._lock = threading.Lock()
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._statuses: dict[str, DeviceStatus] = {}

@@ -19,6 +19,7 @@ from twitchwatch.processing.localtime import day_of
 from twitchwatch.processing.report import ReportData
 from twitchwatch.processing.report_render import render_csv, render_pdf
 from twitchwatch.processing.store import StoreError
+from twitchwatch.processing.timeunits import NS_PER_S
 
 HEADING_SUMMARY = "Summary"
 HEADING_MUSCLES = "By muscle"
@@ -48,7 +49,7 @@ def period_controls(tz: dt.tzinfo, now_ns: int) -> tuple[str, int, int]:
     choices = (*data.REPORT_PERIODS, data.CUSTOM_RANGE)
     period = str(st.sidebar.radio("Period", choices, index=1, key="report_period"))
     if period != data.CUSTOM_RANGE:
-        return period, now_ns - data.REPORT_PERIODS[period] * 24 * 3600 * data.NS_PER_S, now_ns
+        return period, now_ns - data.REPORT_PERIODS[period] * 24 * 3600 * NS_PER_S, now_ns
     today = day_of(now_ns, tz)
     picked = st.sidebar.date_input(
         "Dates", value=(today - dt.timedelta(days=29), today), max_value=today, key="report_dates"

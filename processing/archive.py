@@ -39,10 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol, TypeVar
 
+from twitchwatch.errors import UserError
 from twitchwatch.processing.events import SOURCES, EventKind, MinuteRate, Source, TwitchEvent
 from twitchwatch.processing.flags import FlagError, FlagSet
 from twitchwatch.processing.journal import Factor, JournalEntry, JournalError
 from twitchwatch.processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.timeunits import DAY_NS
 
 FORMAT = "twitchwatch-archive"
 FORMAT_VERSION = 2  # 1: stores before rest tracking (no reason, no rest_s, no felt marks)
@@ -51,7 +53,6 @@ EVENTS, RATES, JOURNAL, FELT, FLAGS = "events.csv", "rates.csv", "journal.csv", 
 DEVICE_MAP = "device-map.toml"
 
 ALL_TIME_NS = -(2**63)  # "since the beginning": stores take it as no lower bound
-DAY_NS = 86_400_000_000_000  # a long history is read from a store one day of data at a time
 BATCH = 5000  # rows per store write (and per check)
 _INT64 = (-(2**63), 2**63 - 1)
 _READ_CHUNK = 1 << 20
@@ -150,7 +151,7 @@ def upgrade(file: str, row: Row, version: int) -> Row:
 # Errors and progress
 
 
-class ArchiveError(Exception):
+class ArchiveError(UserError):
     """The archive cannot be read or is damaged; ``file`` and ``line`` (1-based) say where, when known."""
 
     def __init__(self, reason: str, file: str | None = None, line: int | None = None) -> None:

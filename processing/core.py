@@ -39,18 +39,19 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 from scipy import signal as sps
 
+from twitchwatch.collector.signals import TwitchSignal
 from twitchwatch.processing.events import EventKind
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-SignalKind = Literal["emg", "acc"]
+SignalKind = TwitchSignal  # collector.signals: the kinds a twitch detector reads
 
 _NEVER = np.iinfo(np.int64).max
 _NO_LANES = np.zeros(0, dtype=np.intp)
@@ -99,7 +100,8 @@ sosfilt_inplace = _kernel()
 
 @dataclass(frozen=True)
 class DetectorParams:
-    """Every tunable of a detector; ``for_signal`` gives the defaults documented in docs/detection.md."""
+    """Every tunable of a detector; ``processing.detector.default_params`` gives the defaults documented in
+    docs/detection.md."""
 
     band_hz: tuple[float, float]  # detection band (Butterworth band-pass, 4th order per edge)
     smooth_ms: float  # moving-sum window of the power (matched to the shortest events)
@@ -166,16 +168,6 @@ class DetectorParams:
     tail_tolerance: float = 1.1  # the estimate's scatter on Gaussian noise: no rise within it
     tail_max: float = 4.0  # thresholds rise at most this many times
     tail_after_activity_s: float = 2.0  # quiet blocks this soon after activity on the lane do not count
-
-    @classmethod
-    def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
-        if kind == "emg":
-            from twitchwatch.processing.emg import emg_params
-
-            return emg_params(sample_rate)
-        from twitchwatch.processing.acc import acc_params
-
-        return acc_params(sample_rate)
 
     def __post_init__(self) -> None:
         lo, hi = self.band_hz
@@ -1513,11 +1505,6 @@ def gaussian_block_levels(engine: LaneEngine, probs: tuple[float, float]) -> tup
         lo, hi = (float(np.quantile(rel, 1.0 - q)) for q in probs)
         _LEVELS[key] = (lo, hi)
     return _LEVELS[key]
-
-
-def moving_sum(ext: FloatArray, w: int) -> FloatArray:
-    """Sums over w consecutive rows of ``ext`` ((n + w − 1) × lanes) → n × lanes (see ``_Work``)."""
-    return _Work(ext.shape[0] - w + 1, 1, ext.shape[1], w).moving_sum(ext).copy()
 
 
 def _per_piece(ufunc: np.ufunc, flat: FloatArray, bounds: npt.NDArray[np.intp]) -> FloatArray:

@@ -13,11 +13,43 @@ parameter.
 
 from __future__ import annotations
 
-from twitchwatch.processing.acc import AccEngine
-from twitchwatch.processing.core import Detection, DetectorParams, FloatArray, LaneEngine, SignalKind
-from twitchwatch.processing.emg import EmgEngine
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Detection", "DetectorParams", "SignalKind", "StreamingDetector"]
+from twitchwatch.processing.acc import AccEngine, acc_params
+from twitchwatch.processing.core import Detection, DetectorParams, FloatArray, LaneEngine, SignalKind
+from twitchwatch.processing.emg import EmgEngine, emg_params
+
+__all__ = ["DETECTOR_KINDS", "Detection", "DetectorKind", "DetectorParams", "SignalKind", "StreamingDetector"]
+
+
+@dataclass(frozen=True)
+class DetectorKind:
+    """What one kind of signal is detected with: its engine and its default parameters for a rate."""
+
+    engine: Callable[[float, int, DetectorParams], LaneEngine]  # (sample rate, channels, params)
+    params: Callable[[float], DetectorParams]  # sample rate → the defaults of docs/detection.md
+
+
+# The one place a detector kind meets its engine and parameters. It lives here, above ``core`` (the
+# shared machinery) and ``emg``/``acc`` (its subclasses), so that neither has to import the other.
+DETECTOR_KINDS: Final[Mapping[SignalKind, DetectorKind]] = {
+    "emg": DetectorKind(EmgEngine, emg_params),
+    "acc": DetectorKind(AccEngine, acc_params),
+}
+
+
+def default_params(kind: SignalKind, sample_rate: float) -> DetectorParams:
+    """The documented defaults (docs/detection.md) of ``kind``'s detector at ``sample_rate``."""
+    return _detector_kind(kind).params(sample_rate)
+
+
+def _detector_kind(kind: str) -> DetectorKind:
+    found = next((d for k, d in DETECTOR_KINDS.items() if k == kind), None)
+    if found is None:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, DETECTOR_KINDS))}, got {kind!r}")
+    return found
 
 
 class StreamingDetector:
@@ -26,18 +58,12 @@ class StreamingDetector:
     def __init__(
         self, kind: SignalKind, sample_rate: float, channels: int, params: DetectorParams | None = None
     ) -> None:
-        if kind not in ("emg", "acc"):
-            raise ValueError(f"kind must be 'emg' or 'acc', got {kind!r}")
+        detector = _detector_kind(kind)
         self.kind: SignalKind = kind
         self.rate = sample_rate
-        self.params = params or DetectorParams.for_signal(kind, sample_rate)
-        engine: LaneEngine = (
-            EmgEngine(sample_rate, channels, self.params)
-            if kind == "emg"
-            else AccEngine(sample_rate, channels, self.params)
-        )
-        self._engine = engine
-        self.lanes = engine.lanes
+        self.params = params or detector.params(sample_rate)
+        self._engine = detector.engine(sample_rate, channels, self.params)
+        self.lanes = self._engine.lanes
 
     @property
     def noise_floor(self) -> FloatArray:

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-MINUTE_NS = 60_000_000_000  # minute rates are per wall-clock minute
+from twitchwatch.processing.timeunits import MINUTE_NS
+
 _MINUTE_S = 60.0
 Source = Literal["live", "replay"]
 SOURCES: tuple[Source, ...] = ("live", "replay")

@@ -40,10 +40,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from twitchwatch.collector.topics import TopicError, check_segment
+from twitchwatch.errors import UserError
 from twitchwatch.processing.events import TwitchEvent
 from twitchwatch.processing.journal import Factor, JournalEntry, new_entry_id
+from twitchwatch.processing.timeunits import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 FELT_BEFORE_S = 10.0
 FELT_AFTER_S = 2.0
 # The detection rate a mark is judged against (for ``chance``) is counted this long either side of it.
@@ -52,7 +53,7 @@ CHANCE_SPAN_S = 600.0
 HA_DEFAULT_PRESS = "PRESS"
 
 
-class FeltError(ValueError):
+class FeltError(UserError, ValueError):
     """A felt mark's payload is not usable; ``key`` names the offending field."""
 
     def __init__(self, reason: str, key: str) -> None:
@@ -144,10 +145,6 @@ class FeltComparison:
             "by chance); "
             f"{self.detections_near} of {self.detections} detected twitch(es) were near a felt one."
         )
-
-
-def _near(mark_ns: int, t_ns: int, before_ns: int, after_ns: int) -> bool:
-    return mark_ns - before_ns <= t_ns <= mark_ns + after_ns
 
 
 def compare_felt(

@@ -4,7 +4,10 @@ A ``Flag`` says which rule fired on which muscle, the rule in words with its thr
 that met it and the dates that raised it. A ``FlagSet`` is one computation for one user: stores keep
 the latest set per user (``EventStore.replace_flags`` / ``current_flags``), the worker publishes it
 retained on ``flags_topic(user)``, and ``twitchwatch flags --json`` and the dashboard both show
-``FlagSet.to_json_dict()`` of the set ``flags_for_display`` returns.
+``FlagSet.to_json_dict()`` of the set ``processing.flag_service.flags_for_display`` returns.
+
+This module is pure: values and rules, no store. Reading a store and evaluating the rules over it is
+``processing.flag_service`` (the store imports the values here, so the rules must not import the store).
 
 The rules (thresholds in ``FlagRules``; docs/flags-and-report.md says why each default):
 
@@ -34,17 +37,15 @@ import datetime as dt
 import enum
 import json
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from twitchwatch.collector.topics import ROOT, check_segment
+from twitchwatch.errors import UserError
 from twitchwatch.processing.events import MinuteRate, muscle_minutes
 from twitchwatch.processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
-
-if TYPE_CHECKING:  # the store imports these values; only type checking needs the store here
-    from twitchwatch.processing.store import EventStore
+from twitchwatch.processing.timeunits import HOUR_NS
 
 ComputedBy = Literal["worker", "cli", "dashboard", "report", "test"]
 COMPUTED_BY: tuple[ComputedBy, ...] = ("worker", "cli", "dashboard", "report", "test")
@@ -61,7 +62,7 @@ def flags_topic(user: str) -> str:
     return f"{ROOT}/{check_segment(user, 'user')}/flags"
 
 
-class FlagError(ValueError):
+class FlagError(UserError, ValueError):
     """A stored or received flag is malformed; ``key`` names the offending field."""
 
     def __init__(self, reason: str, key: str) -> None:
@@ -219,9 +220,6 @@ class FlagSet:
 
 # ---------------------------------------------------------------------------------------------------
 # Rules
-
-DAY_NS = 86_400_000_000_000
-HOUR_NS = 3_600_000_000_000
 
 
 @dataclass(frozen=True)
@@ -771,42 +769,6 @@ def evaluate(
     )
 
 
-def compute_flag_set(
-    store: EventStore,
-    *,
-    user: str,
-    now_ns: int,
-    rules: FlagRules,
-    computed_by: ComputedBy,
-    last_frame_ns: Mapping[str, int | None] | None = None,
-    watched_since_ns: int | None = None,
-    devices: Sequence[str] = (),
-    tz: dt.tzinfo = dt.UTC,
-) -> FlagSet:
-    """Read the lookback window of ``user``'s rates from ``store`` and evaluate every rule, with days
-    and hours local to ``tz``.
-
-    Without ``last_frame_ns`` (no worker watching), a configured device's last frame is taken from the
-    store: the end of its latest minute rate, or None when it has none within the lookback."""
-    from twitchwatch.processing.store import EventQuery  # at call time: the store package imports this module
-
-    since = day_start_ns(day_of(now_ns, tz) - dt.timedelta(days=rules.lookback_days), tz)
-    rates = store.rates(EventQuery(since_ns=since, until_ns=now_ns, user=user))
-    if last_frame_ns is None:
-        last_frame_ns = last_frames_from_rates(rates, devices)
-        watched_since_ns = since if watched_since_ns is None else watched_since_ns
-    flags = evaluate(
-        rates,
-        user=user,
-        now_ns=now_ns,
-        rules=rules,
-        last_frame_ns=last_frame_ns,
-        watched_since_ns=watched_since_ns,
-        tz=tz,
-    )
-    return FlagSet(user, now_ns, computed_by, tuple(flags))
-
-
 def last_frames_from_rates(rates: Sequence[MinuteRate], devices: Sequence[str]) -> dict[str, int | None]:
     last: dict[str, int | None] = dict.fromkeys(devices)
     for r in rates:
@@ -815,26 +777,3 @@ def last_frames_from_rates(rates: Sequence[MinuteRate], devices: Sequence[str]) 
             previous = last[r.device]
             last[r.device] = end if previous is None else max(previous, end)
     return last
-
-
-def flags_for_display(
-    store: EventStore,
-    *,
-    user: str,
-    rules: FlagRules,
-    devices: Sequence[str] = (),
-    max_age_s: float = 900.0,
-    now_ns: int | None = None,
-    computed_by: ComputedBy = "cli",
-    tz: dt.tzinfo = dt.UTC,
-    compute: Callable[..., FlagSet] = compute_flag_set,
-) -> FlagSet:
-    """What ``twitchwatch flags`` and the dashboard show: the set the worker stored, if it is at most
-    ``max_age_s`` old; otherwise a fresh computation from the store (``computed_by`` says which).
-    ``compute`` takes ``compute_flag_set``'s arguments: the dashboard passes a cached one, so a page
-    rerun every few seconds does not recompute weeks of history each time."""
-    now = time.time_ns() if now_ns is None else now_ns
-    stored = store.current_flags(user)
-    if stored is not None and 0 <= now - stored.computed_at_ns <= max_age_s * 1e9:
-        return stored
-    return compute(store, user=user, now_ns=now, rules=rules, computed_by=computed_by, devices=devices, tz=tz)

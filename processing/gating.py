@@ -26,19 +26,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from twitchwatch.collector.signals import STREAM_KINDS, StreamKind
 from twitchwatch.processing.core import Detection, FloatArray
 from twitchwatch.processing.detector import StreamingDetector
 from twitchwatch.processing.events import EventKind
 from twitchwatch.processing.motion import MOTION_KINDS, MotionDetection, MotionDetector
 from twitchwatch.processing.rest import GateParams, RestGate, Scope, SourceId, scopes_of
 
-StreamKind = Literal["emg", "acc", "gyro", "orientation"]
-STREAM_KINDS: tuple[StreamKind, ...] = ("emg", "acc", "gyro", "orientation")
 VETO_WHAT: dict[tuple[StreamKind, EventKind], str] = {
     ("emg", EventKind.SUSTAINED): "voluntary activity",
     ("emg", EventKind.ARTIFACT): "artifact",

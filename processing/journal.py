@@ -16,14 +16,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from twitchwatch.processing.events import MINUTE_NS, MinuteRate, muscle_minutes
+from twitchwatch.errors import UserError
+from twitchwatch.processing.events import MinuteRate, muscle_minutes
+from twitchwatch.processing.timeunits import HOUR_NS
 
-HOUR_NS = 60 * MINUTE_NS
 _FAR = 2**63  # sorts after any end time
 NOTE_MAX = 2000  # characters: a journal note, not a document
 
 
-class JournalError(ValueError):
+class JournalError(UserError, ValueError):
     """A journal entry is invalid; ``key`` names the offending field."""
 
     def __init__(self, reason: str, key: str) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-NS_PER_S = 1_000_000_000
+from twitchwatch.processing.timeunits import HOUR_NS, NS_PER_S
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -46,9 +47,6 @@ def hour_start_ns(ns: int, tz: dt.tzinfo = dt.UTC) -> int:
     a half-hour offset such as Asia/Kolkata)."""
     local = local_datetime(ns, tz)
     return ns - ns % NS_PER_S - (local.minute * 60 + local.second) * NS_PER_S
-
-
-HOUR_NS = 3600 * NS_PER_S
 
 
 def hour_offset_ns(tz: dt.tzinfo, at_ns: int) -> int:

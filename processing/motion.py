@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from twitchwatch.collector.signals import MOTION_SIGNALS, MotionSignal
 from twitchwatch.processing.core import Detection, FloatArray
 from twitchwatch.processing.events import EventKind
 
-MotionKind = Literal["gyro", "orientation"]
-MOTION_KINDS: tuple[MotionKind, ...] = ("gyro", "orientation")
+MotionKind = MotionSignal  # collector.signals: the kinds that only show movement
+MOTION_KINDS = MOTION_SIGNALS
 _CHANNELS: dict[MotionKind, int] = {"gyro": 3, "orientation": 4}
 
 

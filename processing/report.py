@@ -1,7 +1,8 @@
 """The doctor-visit report: what a physician asks, answered from the store.
 
 ``build_report(store, since_ns, until_ns, user)`` gathers a ``ReportData`` (pure values); rendering is
-in ``processing.report_render`` (``render_pdf``, ``render_csv``, re-exported here).
+in ``processing.report_render`` (``render_pdf``, ``render_csv``), imported only by the report command and the
+Report page, so that nothing else loads matplotlib.
 
 Definitions used throughout (docs/flags-and-report.md):
 
@@ -37,7 +38,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from twitchwatch.processing.events import (
-    MINUTE_NS,
     TWITCH_KINDS,
     EventKind,
     MinuteRate,
@@ -46,11 +46,12 @@ from twitchwatch.processing.events import (
     rerun_free_events,
 )
 from twitchwatch.processing.felt import FeltComparison, compare_by_muscle
-from twitchwatch.processing.flags import HOUR_NS, FlagRules, FlagSet, compute_flag_set
+from twitchwatch.processing.flag_service import compute_flag_set
+from twitchwatch.processing.flags import FlagRules, FlagSet
 from twitchwatch.processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
 from twitchwatch.processing.localtime import day_of, hour_of_day
-from twitchwatch.processing.report_render import render_csv, render_pdf
 from twitchwatch.processing.store import EventQuery, EventStore, QueryError
+from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS
 
 NOTICE = (
     "twitchwatch is not a medical device. This report summarises what its sensors recorded; it does not "
@@ -450,6 +451,4 @@ __all__ = [
     "build_report",
     "episodes_of",
     "gaps_of",
-    "render_csv",
-    "render_pdf",
 ]

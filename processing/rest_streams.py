@@ -31,13 +31,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
+from twitchwatch.collector.signals import StreamKind
 from twitchwatch.processing.events import EventKind, TwitchEvent
 from twitchwatch.processing.rest import GateParams, RestGate, Scope, SourceId
 from twitchwatch.processing.segments import segment_of
 
-StreamKind = Literal["emg", "acc", "gyro", "orientation"]
 StreamKey = tuple[str, str, str]  # (user, device, stream)
 SegmentMap = Callable[[str], str | None]  # device → its configured body segment
 WARMING_UP = "detector warming up"

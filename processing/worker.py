@@ -5,19 +5,15 @@ backoff, persistent QoS-1 session so the broker keeps frames while the worker is
 (batches events to the store off the event loop, retries on failure, never drops). ``Worker.stop`` asks
 both to finish: detectors release their last events, everything pending is written, then the tasks end.
 
-With ``flags=FlagTask(...)`` it owns a third task, the flag computer: every ``interval_s`` it evaluates
-the persistent-activity rules over the store in a thread (weeks of rates must not stall the MQTT
-loop), replaces the user's stored flags and publishes them retained on ``flags_topic(user)``. With
-``FlagTask.ha`` set, a fourth task publishes Home Assistant discovery and low-rate states.
+With ``flags=FlagTask(...)`` it also owns the periodic flag and Home Assistant tasks
+(``processing.periodic``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import dataclasses
-import datetime as dt
 import json
 import logging
 import time
@@ -28,28 +24,29 @@ from typing import Protocol
 
 import aiomqtt
 
-from twitchwatch.collector.frames import Frame, FrameError, Unit, decode, sequence_gap
+from twitchwatch.collector.continuity import continuity
+from twitchwatch.collector.frames import Frame, FrameError, Unit, decode
 from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
 from twitchwatch.collector.status import DeviceStatus, StatusError
 from twitchwatch.collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
-from twitchwatch.processing import homeassistant as ha
 from twitchwatch.processing.core import FloatArray
 from twitchwatch.processing.detector import Detection, StreamingDetector
-from twitchwatch.processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from twitchwatch.processing.felt import FeltError, felt_entry
-from twitchwatch.processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
+from twitchwatch.processing.flags import FlagSet
 from twitchwatch.processing.fusion import Fuser
 from twitchwatch.processing.journal import JournalEntry
 from twitchwatch.processing.motion import MotionDetector
+from twitchwatch.processing.periodic import FlagTask, PeriodicTasks
 from twitchwatch.processing.rest import GateParams
-from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
+from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
 from twitchwatch.processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.timeunits import MINUTE_NS
 
 log = logging.getLogger(__name__)
 
-# A forward jump in device time larger than this starts a new segment (sensor taken off, link down).
-MAX_TIME_JUMP_NS = 1_000_000_000
 # Minutes are final this long (device time) after they end, so events released late still count.
 RATE_GRACE_NS = 5_000_000_000
 # Vetoes are kept this long before anything the worker still holds (a minute, an event, a stream's data):
@@ -85,25 +82,6 @@ class WorkerStats:
     bad_felt: int = 0
 
 
-@dataclass(frozen=True)
-class HaDiscovery:
-    prefix: str = "homeassistant"
-    interval_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class FlagTask:
-    """The worker's periodic flag computation. ``devices``: configured devices (for ``stale_sensor``);
-    ``users``: computed for even before any of their frames arrive (users seen later are added)."""
-
-    rules: FlagRules
-    interval_s: float = 300.0
-    devices: tuple[str, ...] = ()
-    users: tuple[str, ...] = ()
-    ha: HaDiscovery | None = None
-    tz: dt.tzinfo = dt.UTC  # local days and hours of the flags (TWITCHWATCH_TIMEZONE)
-
-
 class StreamDetector(Protocol):
     """What the worker needs of a stream's detector: ``StreamingDetector``, and the movement detector of
     gyroscope and orientation streams (whose detections of kind sustained are movement)."""
@@ -118,9 +96,6 @@ class StreamDetector(Protocol):
     def process(self, chunk: FloatArray) -> Sequence[Detection]: ...
 
     def finish(self) -> Sequence[Detection]: ...
-
-
-MOTION: tuple[StreamKind, ...] = ("gyro", "orientation")  # streams that only veto (processing/motion.py)
 
 
 @dataclass
@@ -147,14 +122,6 @@ class _Stream:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.user, self.device, self.stream)
-
-
-def signal_of(unit: Unit) -> StreamKind | None:
-    return {Unit.MICROVOLT: "emg", Unit.G: "acc", Unit.DEG_PER_S: "gyro"}.get(unit)  # type: ignore[return-value]
-
-
-def signal_of_name(signal: str) -> StreamKind | None:
-    return {"emg": "emg", "acc": "acc", "gyro": "gyro", "orientation": "orientation"}.get(signal)  # type: ignore[return-value]
 
 
 def warmup_samples(detector: StreamDetector) -> int:
@@ -363,7 +330,9 @@ class RateBook:
         return min((m for minutes in self.minutes.values() for m in minutes), default=None)
 
 
-class Worker:
+class Worker(PeriodicTasks):
+    stats: WorkerStats  # all of the worker's counters (the periodic tasks see theirs)
+
     def __init__(
         self,
         target: MqttTarget,
@@ -482,10 +451,6 @@ class Worker:
                 if isinstance(message.payload, bytes | bytearray)
                 else str(message.payload).encode(),
             )
-
-    async def _sleep_or_stop(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _finish(self) -> None:
         for st in self._streams.values():
@@ -627,11 +592,11 @@ class Worker:
         """The detector a stream needs: from its unit, or for a unitless stream (the Myo's raw EMG comes
         in device counts, its orientation as a unitless quaternion) from what the device's status says the
         stream carries. Gyroscope and orientation streams get the movement detector (they only veto)."""
-        kind = signal_of(unit)
+        kind = kind_of_unit(unit)
         if kind is None and unit is Unit.UNITLESS:
             status = self._status.get((user, device))
             info = status.streams.get(stream) if status is not None else None
-            kind = signal_of_name(info.signal) if info is not None else None
+            kind = stream_kind(info.signal) if info is not None else None
         return kind
 
     def _stream_for(
@@ -640,16 +605,14 @@ class Worker:
         key = (user, device, stream)
         st = self._streams.get(key)
         if st is not None and st.matches(frame):
-            gap = sequence_gap(st.last_seq, frame.sequence)
-            if gap < 0 and frame.t0_ns < st.next_t_ns:
+            step = continuity(st.last_seq, st.next_t_ns, frame)
+            if step.step == "duplicate":
                 self.stats.duplicates += 1  # a QoS-1 redelivery or a reordered frame: already processed
                 return None
-            if gap < 0:
-                gap = 0  # sequence went back but time went on: the device restarted, nothing was lost
-            jump = frame.t0_ns - st.next_t_ns
-            if gap == 0 and abs(jump) <= MAX_TIME_JUMP_NS and not st.ended:
+            if step.bridgeable and not st.ended:
                 return st
-            if gap > 0:
+            if step.missing:
+                gap = step.missing
                 self.stats.gaps += 1
                 self.stats.missing_frames += gap
                 self._rlog.warning(
@@ -670,7 +633,9 @@ class Worker:
             frame.t0_ns,
         )
         self._streams[key] = st
-        muscles = [None if kind in MOTION else self.muscle(st, lane) for lane in range(st.detector.lanes)]
+        muscles = [
+            None if kind in MOTION_SIGNALS else self.muscle(st, lane) for lane in range(st.detector.lanes)
+        ]
         warmup_ns = round(warmup_samples(st.detector) * 1e9 / st.rate)
         self._rest.start(st.key, kind, muscles, st.seg_t0_ns, warmup_ns)
         return st
@@ -891,118 +856,3 @@ class Worker:
         except aiomqtt.MqttError as exc:
             # Events are already stored; the topic is a notification, so a missed one is only logged.
             self._rlog.warning("publish", "could not publish events: %s", exc)
-
-    # ---- flags and Home Assistant (periodic, low rate) --------------------------------------------
-    def flag_users(self) -> list[str]:
-        users = set(self.flag_task.users if self.flag_task else ())
-        if self.user != "+":
-            users.add(self.user)
-        users.update(u for u, _ in self._last_frame_wall)
-        return sorted(users)
-
-    def _last_frames(self, user: str, task: FlagTask) -> dict[str, int | None]:
-        """Configured devices belong to the configured users; another user seen on the bus has none."""
-        if user not in task.users and user != self.user:
-            return {}
-        return {d: self._last_frame_wall.get((user, d)) for d in task.devices}
-
-    async def _flags_loop(self, task: FlagTask) -> None:
-        while not self._stop.is_set():
-            await self.compute_flags_once(task)
-            await self._sleep_or_stop(task.interval_s)
-
-    async def compute_flags_once(self, task: FlagTask) -> None:
-        for user in self.flag_users():
-            now = time.time_ns()
-            try:
-                flag_set = await asyncio.to_thread(self._compute_and_store, task, user, now)
-            except StoreError as exc:
-                self.stats.flag_errors += 1
-                self._rlog.warning("flags", "could not compute flags of %s, will retry: %s", user, exc)
-                continue
-            self.flag_sets[user] = flag_set
-            self.stats.flag_computations += 1
-            client = self._client
-            if client is not None:
-                await self._publish_flag_set(client, flag_set)
-        self.flags_computed.set()
-
-    def _compute_and_store(self, task: FlagTask, user: str, now_ns: int) -> FlagSet:
-        flag_set = compute_flag_set(
-            self.store,
-            user=user,
-            now_ns=now_ns,
-            rules=task.rules,
-            computed_by="worker",
-            last_frame_ns=self._last_frames(user, task),
-            watched_since_ns=self.started_ns,
-            tz=task.tz,
-        )
-        self.store.replace_flags(flag_set)
-        return flag_set
-
-    async def _republish_flags(self, client: aiomqtt.Client) -> None:
-        for flag_set in list(self.flag_sets.values()):
-            await self._publish_flag_set(client, flag_set)
-        self._ha_muscles.clear()  # the broker may have lost retained configs: send them again
-
-    async def _publish_flag_set(self, client: aiomqtt.Client, flag_set: FlagSet) -> None:
-        messages = [ha.Message(flags_topic(flag_set.user), flag_set.to_json())]
-        if self.flag_task is not None and self.flag_task.ha is not None:
-            messages += ha.flag_messages(flag_set)
-        if await self._publish_all(client, messages, "flags"):
-            self.stats.flags_published += 1
-
-    async def _publish_all(self, client: aiomqtt.Client, messages: list[ha.Message], what: str) -> bool:
-        try:
-            for m in messages:
-                await client.publish(m.topic, m.payload, qos=1, retain=m.retain)
-        except aiomqtt.MqttError as exc:
-            # Stored already; the retained topics are re-published on the next connection.
-            self._rlog.warning(what, "could not publish %s: %s", what, exc)
-            return False
-        return True
-
-    async def _ha_loop(self, settings: HaDiscovery) -> None:
-        while await self._connected_unless_stopped():
-            client = self._client
-            if client is not None:
-                await self.publish_ha_once(client, settings)
-            await self._sleep_or_stop(settings.interval_s)
-
-    async def _connected_unless_stopped(self) -> bool:
-        """Wait for a broker connection; False once the worker is stopping."""
-        if self._stop.is_set():
-            return False
-        if self.connected.is_set():
-            return True
-        waiters = {asyncio.create_task(self.connected.wait()), asyncio.create_task(self._stop.wait())}
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-        return not self._stop.is_set()
-
-    async def publish_ha_once(self, client: aiomqtt.Client, settings: HaDiscovery) -> None:
-        for user in self.flag_users():
-            now = time.time_ns()
-            try:
-                muscles, recent = await asyncio.to_thread(self._recent_rates, user, now)
-            except StoreError as exc:
-                self._rlog.warning("ha", "could not read rates of %s for Home Assistant: %s", user, exc)
-                continue
-            messages: list[ha.Message] = []
-            known = frozenset(muscles)
-            if self._ha_muscles.get(user) != known:
-                messages += ha.discovery_messages(settings.prefix, user, known)
-            messages += ha.rate_messages(user, known, recent)
-            if await self._publish_all(client, messages, "Home Assistant states"):
-                self._ha_muscles[user] = known
-                self.stats.ha_updates += 1
-
-    def _recent_rates(self, user: str, now_ns: int) -> tuple[list[str], list[MinuteRate]]:
-        muscles = self.store.muscles(user)
-        recent = self.store.rates(EventQuery(since_ns=now_ns - ha.RATE_WINDOW_NS, until_ns=now_ns, user=user))
-        return muscles, recent

@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 
 import pytest
 
-from tests.harness import ServiceMissing, unavailable
+from tests.harness import ServiceMissing, clear_settings, unavailable
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.processing.store import EventStore
@@ -31,6 +31,13 @@ def _serve(start: Callable[[Path], S], workdir: Path) -> Iterator[S]:
         unavailable(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``TWITCHWATCH_*`` setting of the developer's leaks into the test: settings come from what the test
+    sets. (A subprocess gets ``tests.harness.environ_without_settings()``.)"""
+    clear_settings(monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.harness import environ_without_settings
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.collector.mqtt import parse_mqtt_url
@@ -97,7 +97,7 @@ def run_cli(store_url: str, auth: InfluxAuth, tmp_path: Path, *argv: str) -> sub
     """``twitchwatch …`` with this store and user (the password from a ``_FILE`` secret)."""
     secret = tmp_path / f"influx-password-{uuid.uuid4().hex[:6]}"
     secret.write_text(f"{auth.password}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     env.update(
         TWITCHWATCH_STORE_URL=store_url,
         TWITCHWATCH_INFLUX_USERNAME=auth.username or "",

@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import getpass
-import os
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from tests.harness import ServiceMissing, free_port, require_binary, unavailable
+from tests.harness import ServiceMissing, environ_without_settings, free_port, require_binary, unavailable
 from tests.harness.access import (
     DASHBOARD,
     ROOT,
@@ -72,7 +71,7 @@ class Stack:
         self, user: str, home: Path, *, tls: bool = False, ca: bool = True, **more: str
     ) -> dict[str, str]:
         """A ``twitchwatch`` subprocess's environment: this account, nothing of the developer's own."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+        env = environ_without_settings()
         env.update(TWITCHWATCH_MQTT_URL=self.broker.url_for(user, tls=tls), HOME=str(home), **more)
         if tls and ca:
             env["TWITCHWATCH_MQTT_CA_FILE"] = str(self.tls.ca)
@@ -337,13 +336,10 @@ async def test_tls_without_the_ca_fails_with_what_to_set(stack: Stack, tmp_path:
 
 
 def test_ca_file_reaches_the_clients_through_the_settings(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    clean_env: None, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from twitchwatch.config import load_settings
 
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
     monkeypatch.setenv("TWITCHWATCH_MQTT_URL", stack.broker.url_for("alice", tls=True))
     monkeypatch.setenv("TWITCHWATCH_MQTT_CA_FILE", str(stack.tls.ca))
     target = load_settings().mqtt

@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import struct
 import uuid
@@ -23,7 +22,6 @@ import pytest
 from tests.harness.influx import InfluxServer
 from twitchwatch.cli import main
 from twitchwatch.processing.archive import (
-    DAY_NS,
     EVENTS,
     FELT,
     FLAGS,
@@ -43,6 +41,7 @@ from twitchwatch.processing.journal import Factor, JournalEntry
 from twitchwatch.processing.store import EventQuery, EventStore
 from twitchwatch.processing.store.influx import InfluxStore
 from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.timeunits import DAY_NS
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE
@@ -500,10 +499,7 @@ def test_a_value_the_target_cannot_hold_is_refused_before_any_write(
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
+def env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     path = tmp_path / "tw.db"
     monkeypatch.setenv("TWITCHWATCH_STORE_URL", f"sqlite:///{path}")
     monkeypatch.setenv("TWITCHWATCH_USER", "alice")

@@ -90,7 +90,7 @@ async def _retained_status(mqtt: MqttTarget, device: str) -> DeviceStatus:
 async def test_polar_h10_streams_into_the_store_with_status(
     mosquitto: MosquittoServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="twitchwatch.collector.ble.session")
+    caplog.set_level(logging.INFO, logger="twitchwatch.collector.ble.connection")
     mqtt = parse_mqtt_url(mosquitto.url)
     db = tmp_path / "ble.db"
     async with radio() as r, await emulate("polar-h10", r.link, rate_per_min=40, seed=3) as polar:
@@ -248,8 +248,8 @@ async def test_three_models_stream_at_once(mosquitto: MosquittoServer, tmp_path:
                 assert status.profile == runners[name].target.profile.NAME
             assert worker.stats.bad_frames == 0
             for runner in runners.values():
-                assert runner.stats.session.notifications >= 20
-                assert runner.stats.session.bad_notifications == 0
+                assert runner.stats.connection.notifications >= 20
+                assert runner.stats.connection.bad_notifications == 0
     monitored = {rate.device for rate in SQLiteStore(tmp_path / "three.db").rates(EventQuery(user=USER))}
     # Myo EMG arrives in raw ADC counts (no unit): the worker takes its detector from the status's signal.
     assert monitored == {"polar", "board", "myo"}
@@ -288,7 +288,7 @@ async def test_the_other_four_models_stream_into_the_worker(
                 assert (status.state, status.profile) == ("online", profile), name
             assert worker.stats.bad_frames == 0
             for runner in runners.values():
-                assert runner.stats.session.bad_notifications == 0
+                assert runner.stats.connection.bad_notifications == 0
     rates = SQLiteStore(tmp_path / "four.db").rates(EventQuery(user=USER))
     assert {rate.device for rate in rates} == set(models)
     assert {rate.muscle for rate in rates} == {f"{name}_muscle" for name in models}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -118,12 +117,10 @@ def test_bad_ble_entries_name_the_key(tmp_path: Path, text: str, key: str, reaso
 
 
 def test_collect_without_ble_devices_says_what_to_add(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "devices.toml"
     path.write_text('[devices.sim1.streams.emg]\nmuscle = "calf_left"\n', encoding="utf-8")
-    for key in [k for k in os.environ if k.startswith("TWITCHWATCH_")]:
-        monkeypatch.delenv(key)
     monkeypatch.setenv("TWITCHWATCH_CONFIG", str(path))
     assert main(["collect"]) == 1
     assert "no BLE devices in the device map" in capsys.readouterr().err

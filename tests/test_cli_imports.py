@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from twitchwatch.processing.events import MINUTE_NS, EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
 from twitchwatch.processing.journal import Factor, JournalEntry
-from twitchwatch.processing.localtime import HOUR_NS
 from twitchwatch.processing.store import open_store
+from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS
 
 # Libraries none of the quick commands needs: the detector's numerics, the dashboard, sessions and EDF,
 # plotting, and the clients of MQTT, BLE and InfluxDB (a SQLite store is read here).

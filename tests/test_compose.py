@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import ServiceMissing, unavailable
+from tests.harness import ServiceMissing, clear_settings, unavailable
 from tests.harness.access import make_certs
 from twitchwatch.cli import build_parser, join_dash_values
 from twitchwatch.config import Settings, load_settings
@@ -68,9 +68,7 @@ def _settings(
     svc: dict[str, Any], name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca: Path
 ) -> Settings:
     """The service's settings, with its secrets where compose mounts them (``/run/secrets/<name>``)."""
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
+    clear_settings(monkeypatch)
     mounted = set(svc.get("secrets", []))
     for key, value in svc["environment"].items():
         value = _defaults(value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zoneinfo
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import environ_without_settings
 from twitchwatch.collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from twitchwatch.config import ConfigError, load_device_file, load_settings
 
@@ -27,10 +27,7 @@ muscle = "calf_left"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
+def clean_env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
@@ -128,7 +125,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_config_check_command(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text(GOOD)
     bad.write_text(GOOD.replace("profile = ", "profil = "))
@@ -168,7 +165,7 @@ def test_timezone_is_an_iana_name_and_a_bad_one_names_the_key(monkeypatch: pytes
     ],
 )
 def test_timezone_defaults_to_the_machines_zone(tz_env: str, expected: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     env.update(TZ=tz_env, XDG_DATA_HOME=str(tmp_path))
     code = "from twitchwatch.config import load_settings; s = load_settings(); print(s.timezone, s.tz)"
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -176,7 +173,7 @@ def test_timezone_defaults_to_the_machines_zone(tz_env: str, expected: str, tmp_
 
 
 def test_config_check_shows_the_zone_and_refuses_an_unknown_one() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     ok = _cli("config", "check", env={**env, "TWITCHWATCH_TIMEZONE": "Australia/Sydney"})
     assert ok.returncode == 0, ok.stderr
     assert "time zone Australia/Sydney" in ok.stdout

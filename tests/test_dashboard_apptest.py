@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import os
 import re
 import time
 import uuid
@@ -63,11 +62,8 @@ class StoreTarget:
 
 @pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
 def store(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clean_env: None, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[StoreTarget]:
-    for name in list(os.environ):
-        if name.startswith("TWITCHWATCH_"):  # the developer's own settings must not leak in
-            monkeypatch.delenv(name)
     monkeypatch.setenv("TWITCHWATCH_USER", USER)
     monkeypatch.setenv("TWITCHWATCH_MQTT_URL", f"mqtt://127.0.0.1:{free_port()}")  # nothing listens
     monkeypatch.setenv("TWITCHWATCH_TIMEZONE", ZONE)

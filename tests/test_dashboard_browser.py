@@ -7,7 +7,6 @@ HTML. Screenshots go to ``test-artifacts/`` (git-ignored) for a human to look at
 from __future__ import annotations
 
 import base64
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from tests.harness import unavailable
+from tests.harness import environ_without_settings, unavailable
 from tests.harness.dashboard import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -74,7 +73,7 @@ def dashboard(store_url: str, tmp_path: Path, mosquitto: MosquittoServer) -> Ite
 @pytest.fixture
 def simulator(mosquitto: MosquittoServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``twitchwatch simulate`` publishing one muscle in real time into the harness broker."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     env.update(TWITCHWATCH_MQTT_URL=mosquitto.url, TWITCHWATCH_USER=USER, HOME=str(tmp_path))
     argv = [sys.executable, "-m", "twitchwatch", "simulate", "--muscle", "calf_left", "--duration", "5m"]
     with (tmp_path / "simulate.log").open("wb") as log:

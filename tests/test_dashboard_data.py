@@ -21,8 +21,9 @@ from twitchwatch.processing.localtime import hour_offset_ns, to_ns
 from twitchwatch.processing.report import build_report
 from twitchwatch.processing.store import EventQuery, HourCount
 from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.timeunits import HOUR_NS
 
-H = data.HOUR_NS
+H = HOUR_NS
 T0 = 1_700_000_000 * NS // H * H  # an exact UTC hour (2023-11-14 22:00 UTC)
 UTC = dt.UTC
 PLUS2 = dt.timezone(dt.timedelta(hours=2))

@@ -5,7 +5,6 @@ dashboard, a journal delete included, before it), the OIDC gate without a signed
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from streamlit.testing.v1 import AppTest
 
-from tests.harness import unavailable
+from tests.harness import environ_without_settings, unavailable
 from tests.harness.dashboard import CHROMIUM, CHROMIUM_ARGS, NS, USER, DashboardProcess, spread
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.config import ConfigError, load_settings
@@ -31,11 +30,8 @@ MENU = "[data-testid='stSidebarNav']"
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def clean_env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No TWITCHWATCH_* of the developer's; HOME (Streamlit's secrets) in a temp dir."""
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -193,7 +189,7 @@ def test_password_comparison() -> None:
 
 
 def test_dashboard_beyond_loopback_without_a_login_exits_2_saying_how_to_set_one(clean_env: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     argv = [sys.executable, "-m", "twitchwatch", "dashboard", "--host", "0.0.0.0", "--port", "1"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2

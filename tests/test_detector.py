@@ -25,7 +25,7 @@ from twitchwatch.collector.synth import (
     spec_for,
 )
 from twitchwatch.processing.core import DetectorParams, _public_sosfilt, same_shape, sosfilt_inplace
-from twitchwatch.processing.detector import Detection, StreamingDetector
+from twitchwatch.processing.detector import Detection, StreamingDetector, default_params
 from twitchwatch.processing.emg import on_factor
 from twitchwatch.processing.events import EventKind
 
@@ -367,7 +367,7 @@ def test_the_matched_filter_finds_faint_potentials_and_not_spikes_of_their_peak(
     assert _found(dets, potentials, fs) >= 11
     assert _found(dets, spikes, fs) <= 2
     energy = dataclasses.replace(
-        DetectorParams.for_signal("emg", fs), matched_widths_ms=(), on_factor=on_factor(round(0.005 * fs))
+        default_params("emg", fs), matched_widths_ms=(), on_factor=on_factor(round(0.005 * fs))
     )
     by_energy = _run("emg", x, fs, _chunks(x.shape[0], round(fs / 20)), energy)
     if fs == 1000.0:  # at 2 kHz a 2-sample spike lasts 1 ms: too little energy for the 5-ms window
@@ -537,7 +537,7 @@ def test_mains_notch() -> None:
     phys = Physiology(fasciculation=20, myoclonic_jerk=0, sustained=0, artifact=0, hum=0.0)
     x, truth = generate("emg", fs, 120, phys, seed=9)
     x = x + 30.0 * np.sin(2 * np.pi * 50.0 * np.arange(x.shape[0]) / fs)[:, None]
-    notched = dataclasses.replace(DetectorParams.for_signal("emg", fs), notch_hz=50.0)
+    notched = dataclasses.replace(default_params("emg", fs), notch_hz=50.0)
     plain = _rates(_confusion(_run("emg", x, fs), truth, fs), "fasciculation")
     fixed = _rates(_confusion(_run("emg", x, fs, params=notched), truth, fs), "fasciculation")
     assert fixed[0] >= 0.95
@@ -586,10 +586,10 @@ def test_detector_band_is_the_snr_band() -> None:
     """SNR is measured in the band the detector uses (below 1 kHz the device's anti-aliasing filter is
     the detector's upper edge)."""
     for fs in (1000.0, 2000.0):
-        assert DetectorParams.for_signal("emg", fs).band_hz == analysis_band("emg", fs)
-    assert DetectorParams.for_signal("emg", 200.0).band_hz[0] == analysis_band("emg", 200.0)[0]
+        assert default_params("emg", fs).band_hz == analysis_band("emg", fs)
+    assert default_params("emg", 200.0).band_hz[0] == analysis_band("emg", 200.0)[0]
     for fs in (25.0, 100.0, 416.0):
-        assert DetectorParams.for_signal("acc", fs).band_hz == analysis_band("acc", fs)
+        assert default_params("acc", fs).band_hz == analysis_band("acc", fs)
 
 
 def test_invalid_input_is_refused() -> None:
@@ -599,7 +599,7 @@ def test_invalid_input_is_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
         StreamingDetector("ecg", 1000.0, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Nyquist"):
-        StreamingDetector("emg", 800.0, 1, DetectorParams.for_signal("emg", 2000.0))
+        StreamingDetector("emg", 800.0, 1, default_params("emg", 2000.0))
 
 
 def test_compiled_filter_matches_scipy() -> None:

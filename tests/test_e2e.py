@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from tests.harness import free_port
+from tests.harness import environ_without_settings, free_port
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
 from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
@@ -192,7 +191,7 @@ async def test_worker_survives_bad_frames_and_marks_gaps(mosquitto: MosquittoSer
 
 # ---- the real commands, as subprocesses -----------------------------------------------------------
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     return env | extra
 
 

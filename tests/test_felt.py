@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -141,10 +140,7 @@ def test_chance_is_what_a_marks_detection_rate_would_give_anyway() -> None:
 
 # ---- CLI ------------------------------------------------------------------------------------------
 @pytest.fixture
-def db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
+def db(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     path = tmp_path / "tw.db"
     monkeypatch.setenv("TWITCHWATCH_STORE_URL", f"sqlite:///{path}")
     monkeypatch.setenv("TWITCHWATCH_USER", "alice")

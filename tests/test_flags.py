@@ -18,15 +18,14 @@ from twitchwatch.processing.events import (
     rerun_free_events,
     rerun_free_rates,
 )
+from twitchwatch.processing.flag_service import compute_flag_set, flags_for_display
 from twitchwatch.processing.flags import (
     Flag,
     FlagError,
     FlagKind,
     FlagRules,
     FlagSet,
-    compute_flag_set,
     evaluate,
-    flags_for_display,
     histories,
 )
 from twitchwatch.processing.localtime import day_end_ns, day_start_ns, to_ns

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import time
 import zoneinfo
 from pathlib import Path
@@ -23,8 +22,9 @@ from twitchwatch.processing.events import MinuteRate
 from twitchwatch.processing.flags import FlagKind, FlagRules, FlagSet, flags_topic
 from twitchwatch.processing.homeassistant import flag_state_topic, rate_messages, rate_state_topic
 from twitchwatch.processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
+from twitchwatch.processing.periodic import FlagTask, HaDiscovery
 from twitchwatch.processing.store.sqlite import SQLiteStore
-from twitchwatch.processing.worker import FlagTask, HaDiscovery, Worker
+from twitchwatch.processing.worker import Worker
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE
@@ -213,13 +213,10 @@ async def test_a_muscle_that_appears_later_gets_its_discovery_config(
 
 
 async def test_the_worker_counts_flag_days_in_its_zone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three weeks of twitching at 23:30 New York time, up to yesterday: the worker's flag days are the
     New York dates (in UTC each is a day later), with the zone the settings give the task."""
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
     monkeypatch.setenv("TWITCHWATCH_TIMEZONE", "America/New_York")
     monkeypatch.setenv("TWITCHWATCH_USER", "alice")
     task = flag_task_from(load_settings())

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from twitchwatch.processing.events import MINUTE_NS, MinuteRate
+from twitchwatch.processing.events import MinuteRate
 from twitchwatch.processing.journal import (
-    HOUR_NS,
     Factor,
     JournalEntry,
     JournalError,
@@ -14,6 +13,7 @@ from twitchwatch.processing.journal import (
     factor_effects,
     parse_factor,
 )
+from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS
 
 T0 = 1_780_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import os
 import re
 import shutil
 import subprocess
@@ -37,6 +36,7 @@ import numpy.typing as npt
 import pyedflib
 import pytest
 
+from tests.harness import environ_without_settings
 from tests.harness.mosquitto import MosquittoServer
 from tests.test_replay import until
 from twitchwatch.cli import main
@@ -56,8 +56,9 @@ from twitchwatch.collector.recordings import (
 from twitchwatch.collector.recordings.formats.csv import CsvReader
 from twitchwatch.collector.recordings.formats.edf import EdfReader, export_edf
 from twitchwatch.collector.recordings.formats.session import SessionReader
-from twitchwatch.collector.recordings.playback import ReplayError, ReplaySource, open_source
+from twitchwatch.collector.recordings.playback import open_source
 from twitchwatch.collector.recordings.reader import discover
+from twitchwatch.collector.recordings.source import ReplayError, ReplaySource
 from twitchwatch.collector.synth import Physiology, TruthEvent, generate
 from twitchwatch.processing.events import EventKind, TwitchEvent
 from twitchwatch.processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
@@ -215,7 +216,7 @@ async def test_every_format_replays_into_the_worker(
     frames = sum(1 for _ in source.frames(source.start_ns))
     source.close()
     device = f"rt-{reader.__name__.lower()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     env |= {"TWITCHWATCH_MQTT_URL": mosquitto.url, "TWITCHWATCH_USER": USER}
     env["TWITCHWATCH_STORE_URL"] = f"sqlite:///{tmp_path / 'unused.db'}"
     with SQLiteStore(tmp_path / "events.db") as store:

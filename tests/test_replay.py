@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
@@ -33,9 +32,10 @@ import numpy as np
 import pyedflib
 import pytest
 
+from tests.harness import environ_without_settings
 from tests.harness.mosquitto import MosquittoServer
 from tests.test_recordings import Sig, biosppy_acc_g, biosppy_emg_uv, write_edf
-from tests.test_session import T0, write_demo_session
+from tests.test_session_file import T0, write_demo_session
 from twitchwatch.cli import main
 from twitchwatch.collector.frames import Frame, SampleType, Unit, decode, encode
 from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
@@ -43,7 +43,8 @@ from twitchwatch.collector.record import Recorder, TruthError, read_truth
 from twitchwatch.collector.recordings import STANDARD_GRAVITY, open_recording
 from twitchwatch.collector.recordings.formats.edf import edf_start_ns
 from twitchwatch.collector.recordings.formats.session import Session, SessionSource, SessionWriter
-from twitchwatch.collector.recordings.playback import ReplayError, open_source
+from twitchwatch.collector.recordings.playback import open_source
+from twitchwatch.collector.recordings.source import ReplayError
 from twitchwatch.collector.replay import LOOP_PAUSE_NS, ReplayOptions, run_replay
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
 from twitchwatch.processing.events import EventKind, TwitchEvent
@@ -59,7 +60,7 @@ MARKER = "calf feels jumpy"
 
 
 def _env(mosquitto: MosquittoServer, tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
+    env = environ_without_settings()
     return env | {
         "TWITCHWATCH_MQTT_URL": mosquitto.url,
         "TWITCHWATCH_STORE_URL": f"sqlite:///{tmp / 'unused.db'}",
@@ -546,10 +547,8 @@ async def test_recorder_skips_malformed_input_and_marks_gaps(
 
 
 def test_record_without_a_broker_exits_1_and_leaves_no_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key in [k for k in os.environ if k.startswith("TWITCHWATCH_")]:
-        monkeypatch.delenv(key)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

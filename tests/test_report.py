@@ -26,10 +26,8 @@ from twitchwatch.processing.report import (
     build_report,
     episodes_of,
     gaps_of,
-    render_csv,
-    render_pdf,
 )
-from twitchwatch.processing.report_render import body_position
+from twitchwatch.processing.report_render import body_position, render_csv, render_pdf
 from twitchwatch.processing.store import EventQuery, EventStore, QueryError
 from twitchwatch.processing.store.sqlite import SQLiteStore
 

@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,8 @@ import pytest
 
 from twitchwatch.cli import main
 from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
-from twitchwatch.processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
+from twitchwatch.processing.flag_service import compute_flag_set, flags_for_display
+from twitchwatch.processing.flags import FlagRules, FlagSet
 from twitchwatch.processing.journal import Factor, JournalEntry
 from twitchwatch.processing.localtime import day_of, day_start_ns, to_ns
 from twitchwatch.processing.store.sqlite import SQLiteStore
@@ -29,10 +29,7 @@ DAY = 24 * HOUR
 
 
 @pytest.fixture
-def db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TWITCHWATCH_"):
-            monkeypatch.delenv(key)
+def db(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     path = tmp_path / "tw.db"
     monkeypatch.setenv("TWITCHWATCH_STORE_URL", f"sqlite:///{path}")
     monkeypatch.setenv("TWITCHWATCH_USER", "alice")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from twitchwatch.processing.events import MINUTE_NS, MinuteRate, Source
+from twitchwatch.processing.events import MinuteRate, Source
+from twitchwatch.processing.timeunits import MINUTE_NS
 from twitchwatch.processing.worker import RATE_GRACE_NS, RateBook
 
 KEY: tuple[str, str, str, Source] = ("u", "calf_left", "dev", "live")

@@ -19,12 +19,14 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twitchwatch import data_cli, person_cli
 from twitchwatch.collector.timetext import SimulationError, parse_duration
+from twitchwatch.errors import TwitchwatchError, UserError
 from twitchwatch.processing.events import EventKind
 from twitchwatch.progress import Progress, SignalProgress, is_terminal
 
@@ -34,9 +36,10 @@ if TYPE_CHECKING:
     from twitchwatch.collector.simulate import SimulationPlan
     from twitchwatch.collector.synth import TruthEvent
     from twitchwatch.config import DeviceMap, Settings
+    from twitchwatch.processing.periodic import FlagTask
     from twitchwatch.processing.recordings import DetectionRun, Plan, RecordingEvent
     from twitchwatch.processing.store import EventQuery, EventStore
-    from twitchwatch.processing.worker import FlagTask, Worker
+    from twitchwatch.processing.worker import Worker
 
 log = logging.getLogger("twitchwatch")
 T = TypeVar("T")
@@ -44,7 +47,7 @@ T = TypeVar("T")
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
 
 
-class CliError(Exception):
+class CliError(TwitchwatchError):
     """A failure the user can act on: printed without a traceback, exit code 1."""
 
 
@@ -225,25 +228,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         **person_cli.HANDLERS,
         **data_cli.HANDLERS,
     }
+    return run_command(lambda: handlers[args.command](args))
+
+
+def run_command(command: Callable[[], int]) -> int:
+    """A command's exit status: its own, 2 for a user error (bad input or configuration: the message
+    says what to fix), 1 for another failure twitchwatch explains (the message) and 1 with the traceback
+    for anything else — a bug, even when it is a ``ValueError`` from numpy, is not a usage error."""
     try:
-        return handlers[args.command](args)
-    except ValueError as exc:  # ConfigError, SimulationError, StoreUrlError, RecordingError among them
+        return command()
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except _runtime_errors() as exc:
+    except TwitchwatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def _runtime_errors() -> tuple[type[Exception], ...]:
-    """The failures printed without a traceback (exit 1). Looked up only when something was raised, so
-    that a quick command does not import the MQTT publisher to name its error."""
-    from twitchwatch.collector.publisher import PublishError
-    from twitchwatch.processing.store import StoreError
-
-    return (CliError, StoreError, PublishError, person_cli.PersonCliError)
+    except Exception:
+        traceback.print_exc()
+        print(
+            "error: this is a bug in twitchwatch; please report it with the traceback above", file=sys.stderr
+        )
+        return 1
 
 
 def run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
@@ -449,7 +456,7 @@ def segment_map_from(settings: Settings) -> Callable[[str], str | None]:
 
 
 def flag_task_from(settings: Settings) -> FlagTask:
-    from twitchwatch.processing.worker import FlagTask, HaDiscovery
+    from twitchwatch.processing.periodic import FlagTask, HaDiscovery
 
     ha = HaDiscovery(settings.ha_prefix, settings.ha_interval_s) if settings.ha_discovery else None
     return FlagTask(

@@ -78,10 +78,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from twitchwatch.collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from twitchwatch.collector.topics import TopicError, check_segment
+from twitchwatch.errors import UserError
 from twitchwatch.processing.flags import FlagRules
-from twitchwatch.processing.journal import DEFAULT_WINDOW_NS, HOUR_NS, Factor
+from twitchwatch.processing.journal import DEFAULT_WINDOW_NS, Factor
 from twitchwatch.processing.segments import SEGMENTS
 from twitchwatch.processing.store import InfluxAuth, StoreUrlError, parse_store_url
+from twitchwatch.processing.timeunits import HOUR_NS
 
 if TYPE_CHECKING:  # imported where used: the profiles bring numpy, the BLE targets bleak
     from twitchwatch.collector.ble.target import DeviceTarget, Timing
@@ -165,7 +167,7 @@ def parse_timezone(name: str) -> dt.tzinfo:
         ) from None
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Configuration is invalid. ``problems`` are (key path, reason) pairs."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:

@@ -19,7 +19,8 @@ from twitchwatch.config import ConfigError, Settings, load_settings
 from twitchwatch.dashboard import app, login
 from twitchwatch.dashboard.livefeed import LiveFeed
 from twitchwatch.person_cli import flag_display_args, report_args
-from twitchwatch.processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
+from twitchwatch.processing.flag_service import compute_flag_set, flags_for_display
+from twitchwatch.processing.flags import FlagRules, FlagSet
 from twitchwatch.processing.report import ReportData, build_report
 from twitchwatch.processing.store import EventStore, InfluxAuth, StoreError, open_store
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from twitchwatch.errors import UserError
+
 if TYPE_CHECKING:
     from twitchwatch.config import Settings
 
@@ -62,7 +64,7 @@ def dashboard_command(host: str, port: int) -> list[str]:
     return argv
 
 
-class DashboardExposed(ValueError):
+class DashboardExposed(UserError, ValueError):
     """The dashboard would serve other machines without a login; the message says how to set one."""
 
 

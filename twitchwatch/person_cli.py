@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from twitchwatch.collector.topics import TopicError, check_segment
-from twitchwatch.processing.flags import RATES_WORDS, FlagSet, flags_for_display
+from twitchwatch.config import Settings
+from twitchwatch.errors import TwitchwatchError
+from twitchwatch.processing.flag_service import flags_for_display
+from twitchwatch.processing.flags import RATES_WORDS, FlagSet
 from twitchwatch.processing.journal import Factor, JournalEntry, parse_factor
 from twitchwatch.processing.localtime import local_datetime, to_ns, zone_name
 from twitchwatch.processing.store import EventStore, open_store
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
 
 
-class PersonCliError(Exception):
+class PersonCliError(TwitchwatchError):
     """A failure the user can act on; ``twitchwatch.cli`` prints it and exits 1."""
 
 
@@ -248,7 +251,8 @@ def cmd_felt(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     err = sys.stderr
-    from twitchwatch.processing.report import build_report, render_csv, render_pdf
+    from twitchwatch.processing.report import build_report
+    from twitchwatch.processing.report_render import render_csv, render_pdf
 
     if args.pdf is None and args.csv is None:
         raise PersonCliError("say where to write the report: --pdf OUT.pdf and/or --csv OUT.csv")

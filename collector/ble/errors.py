@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from twitchwatch.errors import TwitchwatchError
+
 Step = Literal["scan", "connect", "services", "start", "stream", "stop"]
 
 
-class DeviceStepError(Exception):
+class DeviceStepError(TwitchwatchError):
     """One step with one device failed. The message names the device, the step and what to do; the
     collector logs it and tries again with backoff (one device never stops the others)."""
 
@@ -19,5 +21,5 @@ class DeviceStepError(Exception):
         self.advice = advice
 
 
-class Disconnected(Exception):
+class Disconnected(TwitchwatchError):
     """The link dropped (the device went out of range, was switched off, or dropped it)."""

@@ -2,11 +2,11 @@
 
 Ownership: ``Collector.run`` opens one publisher per device (retained status, last-will offline) and owns
 one ``asyncio.TaskGroup`` with one task per device. A device task loops: find it by scanning, connect
-(bleak-retry-connector), run a ``Session`` until the link drops, then back off and go again. Failures of
+(bleak-retry-connector), run a ``Connection`` until the link drops, then back off and go again. Failures of
 one device are logged with what to do and retried; they never end the others. Each publisher
 (``collector.outbox.LivePublisher``) owns its MQTT connection and its sender task: a broker that goes away
 after the start costs nothing while it comes back within ``broker_buffer_s``. ``stop()`` (SIGINT/SIGTERM
-in the CLI) makes every session send its stop writes, unsubscribe and disconnect; then the publishers
+in the CLI) makes every connection send its stop writes, unsubscribe and disconnect; then the publishers
 deliver what is queued, mark every device offline (retained) and close.
 """
 
@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 
 from bleak.exc import BleakError
 
+from twitchwatch.collector.ble.connection import Connection, ConnectionStats, Events
 from twitchwatch.collector.ble.errors import DeviceStepError, Disconnected
 from twitchwatch.collector.ble.framing import Framer
 from twitchwatch.collector.ble.scan import find
-from twitchwatch.collector.ble.session import Events, Session, SessionStats
 from twitchwatch.collector.ble.target import BleBackend, DeviceTarget, Timing
 from twitchwatch.collector.frames import Frame
 from twitchwatch.collector.mqtt import MqttTarget
@@ -44,7 +44,7 @@ class DeviceStats:
     last_error: str = ""
     battery_percent: int | None = None
     frames_published: int = 0
-    session: SessionStats = field(default_factory=SessionStats)  # of the latest connection
+    connection: ConnectionStats = field(default_factory=ConnectionStats)  # of the latest connection
 
 
 class DeviceRunner:
@@ -74,7 +74,7 @@ class DeviceRunner:
     async def run(self) -> None:
         backoff = self.timing.backoff_initial_s
         while not self.stop.is_set():
-            session: Session | None = None
+            connection: Connection | None = None
             try:
                 device = await self._unless_stopped(find(self.target, self.timing.scan_s, self.backend))
                 if self.stop.is_set():
@@ -87,8 +87,8 @@ class DeviceRunner:
                         "Is it switched on, charged, within a few metres, and not connected to a phone "
                         "or another app? twitchwatch keeps looking",
                     )
-                session = self._session()
-                await session.run(device)
+                connection = self._connection()
+                await connection.run(device)
             except DeviceStepError as exc:
                 self._failed(exc.step, str(exc))
                 log.warning("%s. Next try in %.0f s.", exc, backoff)
@@ -107,10 +107,10 @@ class DeviceRunner:
                 await self._went_offline()
             if self.stop.is_set():
                 break
-            if session is not None and session.streamed:
+            if connection is not None and connection.streamed:
                 backoff = self.timing.backoff_initial_s  # it worked: a drop retries promptly
             await self._sleep(backoff)
-            if session is None or not session.streamed:
+            if connection is None or not connection.streamed:
                 backoff = min(backoff * 2, self.timing.backoff_max_s)
 
     def _failed(self, step: str, message: str) -> None:
@@ -131,21 +131,21 @@ class DeviceRunner:
             return await task
         return None
 
-    def _session(self) -> Session:
+    def _connection(self) -> Connection:
         self.stats.connects += 1
         self.framer.mark_reconnect()
         events = Events(self._frame, self._online, self._battery, self._shape_changed)
-        session = Session(
+        connection = Connection(
             self.target, self.backend, self.timing, self.framer, events, self.connect_lock, self.stop
         )
-        self.stats.session = session.stats
-        return session
+        self.stats.connection = connection.stats
+        return connection
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), seconds)
 
-    # ---- events from the session ------------------------------------------------------------------
+    # ---- events from the connection ------------------------------------------------------------------
     async def _frame(self, stream: str, frame: Frame) -> None:
         await self.publisher.publish(stream, frame)
         self.stats.frames_published += 1
@@ -232,7 +232,7 @@ class Collector:
 
     async def run(self) -> None:
         connect_lock = asyncio.Lock()  # one connection attempt at a time per adapter, as controllers need
-        sessions = [uuid.uuid4().hex[:12] for _ in self.targets]
+        run_ids = [uuid.uuid4().hex[:12] for _ in self.targets]
         publishers = [
             LivePublisher(
                 self.mqtt,
@@ -241,10 +241,10 @@ class Collector:
                 DeviceStatus.offline(target.profile.NAME, "live", session_id),
                 buffer_s=self.timing.broker_buffer_s,
             )
-            for target, session_id in zip(self.targets, sessions, strict=True)
+            for target, session_id in zip(self.targets, run_ids, strict=True)
         ]
         async with opened(publishers):  # a broker wrong from the start fails here, before any device
-            for target, publisher, session_id in zip(self.targets, publishers, sessions, strict=True):
+            for target, publisher, session_id in zip(self.targets, publishers, run_ids, strict=True):
                 self.runners[target.name] = DeviceRunner(
                     target, publisher, self.backend, self.timing, connect_lock, self._stop, session_id
                 )

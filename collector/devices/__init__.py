@@ -50,6 +50,8 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from twitchwatch.collector.frames import SampleType, Unit
+from twitchwatch.collector.signals import StreamKind
+from twitchwatch.errors import TwitchwatchError, UserError
 
 __all__ = [
     "Chunk",
@@ -78,7 +80,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------- errors
 
 
-class NotificationError(ValueError):
+class NotificationError(UserError, ValueError):
     """A notification could not be decoded. ``offset`` is the byte at which decoding failed."""
 
     def __init__(self, reason: str, offset: int) -> None:
@@ -87,11 +89,11 @@ class NotificationError(ValueError):
         self.offset = offset
 
 
-class ControlError(ValueError):
+class ControlError(UserError, ValueError):
     """The device refused a command, or answered with something this profile cannot use."""
 
 
-class ParamError(ValueError):
+class ParamError(UserError, ValueError):
     """Settings or decode parameters are invalid. ``problems`` are (key path, reason) pairs."""
 
     def __init__(self, what: str, problems: Sequence[tuple[str, str]]) -> None:
@@ -107,11 +109,11 @@ class ParamError(ValueError):
         )
 
 
-class UnknownProfile(ValueError):
+class UnknownProfile(UserError, ValueError):
     """No registered profile has this name."""
 
 
-class ProfileError(RuntimeError):
+class ProfileError(TwitchwatchError, RuntimeError):
     """The profile package itself is broken (found at discovery, never silently skipped)."""
 
 
@@ -177,7 +179,7 @@ def validate_model(model: type[M], params: Mapping[str, object], what: str) -> M
 
 # ---------------------------------------------------------------------------------------------- values
 
-Signal = Literal["emg", "acc", "gyro", "orientation", "other"]
+Signal = StreamKind | Literal["other"]  # collector.signals, or a channel the pipeline does not use
 
 _SAMPLE_TYPES: Final = {
     np.dtype(np.int8): SampleType.INT8,

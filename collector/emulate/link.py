@@ -34,6 +34,8 @@ from bumble.transport import open_transport
 from bumble.transport.common import Transport
 from bumble.transport.tcp_server import open_tcp_server_transport_with_socket
 
+from twitchwatch.errors import TwitchwatchError
+
 __all__ = [
     "HciDevice",
     "LinkError",
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 
-class LinkError(RuntimeError):
+class LinkError(TwitchwatchError, RuntimeError):
     """A radio could not be opened; the message names the transport and what to try."""
 
 

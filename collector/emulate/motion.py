@@ -33,6 +33,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from twitchwatch.collector.signals import unit_symbol
 from twitchwatch.collector.synth import TruthEvent
 
 FloatArray = npt.NDArray[np.float64]
@@ -168,7 +169,7 @@ class Turn:
             start_ns + round(self.end_s * 1e9),
             kind,
             math.degrees(peak),
-            "°/s",
+            unit_symbol("gyro"),
             detail,
         )
 

@@ -16,20 +16,21 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from twitchwatch.collector.emulate.motion import MotionTimeline
 from twitchwatch.collector.frames import Unit
-from twitchwatch.collector.recordings.playback import ReplaySource
+from twitchwatch.collector.recordings.source import ReplaySource
+from twitchwatch.collector.signals import StreamKind, stream_kind
 from twitchwatch.collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
+from twitchwatch.errors import UserError
 
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
-SourceSignal = Literal["emg", "acc", "gyro", "orientation"]
 GYRO_NOISE_DPS: Final = 0.07  # white noise RMS per axis, as a BMI160-class gyroscope at ~50 Hz bandwidth
 GYRO_BIAS_DPS: Final = 0.3  # spread of the per-axis zero-rate offset
 IDENTITY: Final = (1.0, 0.0, 0.0, 0.0)
@@ -39,12 +40,12 @@ IDENTITY: Final = (1.0, 0.0, 0.0, 0.0)
 SEGMENT_S: Final = 7 * 24 * 3600.0
 
 
-class EmulationError(ValueError):
+class EmulationError(UserError, ValueError):
     """The emulation cannot run as asked; the message names the option."""
 
 
 class SampleSource(ABC):
-    signal: SourceSignal
+    signal: StreamKind
     sample_rate: float
     channels: int
     unit: Unit
@@ -121,7 +122,7 @@ class ArraySource(SampleSource):
 
     def __init__(
         self,
-        signal: SourceSignal,
+        signal: StreamKind,
         sample_rate: float,
         unit: Unit,
         blocks: Iterator[FloatArray] | FloatArray,
@@ -213,15 +214,14 @@ class RecordingSources:
                     "%s has no %s stream: it plays as a sensor at rest", self.recording.description, signal
                 )
             unit, value = _STILL[signal]
-            return StillSource(rate, channels, unit, _KIND[signal], value)
+            return StillSource(rate, channels, unit, stream_kind(signal) or "acc", value)
         index = self.stream_for(signal)
         stream = self.recording.streams[index]
         frames = (f.values() for i, f in self.recording.frames(self.recording.start_ns) if i == index)
         blocks = (fit_channels(b, channels) for b in resample(frames, stream.sample_rate, rate))
-        return ArraySource(_KIND.get(signal, "acc"), rate, stream.unit, blocks, channels)
+        return ArraySource(stream_kind(signal) or "acc", rate, stream.unit, blocks, channels)
 
 
-_KIND: Final[dict[str, SourceSignal]] = {"emg": "emg", "gyro": "gyro", "orientation": "orientation"}
 # What plays for a movement quantity a recording lacks: (unit, the still value; None = zeros)
 _STILL: Final[dict[str, tuple[Unit, tuple[float, ...] | None]]] = {
     "gyro": (Unit.DEG_PER_S, None),
@@ -238,7 +238,7 @@ class StillSource(SampleSource):
         sample_rate: float,
         channels: int,
         unit: Unit,
-        signal: SourceSignal = "gyro",
+        signal: StreamKind = "gyro",
         value: Sequence[float] | None = None,
     ) -> None:
         self.signal = signal

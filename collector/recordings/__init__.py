@@ -4,7 +4,8 @@
   streams, the clock, annotations — and the rules that infer a channel's type, unit and muscle.
 - ``reader``: :class:`RecordingReader`, the readers' registry filled by a scan of ``formats/`` (one module
   per format), and :func:`open_recording`, which picks the reader by content, then by extension.
-- ``playback``: a recording as a wearable sends it (:func:`open_source`), for ``twitchwatch replay`` and
+- ``source``: what a replay plays (:class:`ReplaySource`: devices, streams, frames in device-time order).
+- ``playback``: any recording as a wearable sends it (:func:`open_source`), for ``twitchwatch replay`` and
   ``simulate --ble --recording``.
 - ``formats/``: ``edf`` (EDF/BDF and their + variants: reading, the header, EDF+/BDF+ export), ``csv``
   (numeric text), ``session`` (the project's own HDF5 sessions: writer, reader, exact replay).
@@ -15,9 +16,7 @@ and replaying produce and consume recordings, so they live in ``collector/`` and
 
 from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
-    KINDS,
     MAX_CHUNK_S,
-    STANDARD_GRAVITY,
     Annotation,
     Channel,
     Chunk,
@@ -26,7 +25,6 @@ from twitchwatch.collector.recordings.model import (
     Recording,
     RecordingError,
     Series,
-    StreamKind,
     force_signal,
     group_channels,
     infer_channel,
@@ -40,6 +38,7 @@ from twitchwatch.collector.recordings.reader import (
     reader_class,
     readers,
 )
+from twitchwatch.collector.signals import KINDS, STANDARD_GRAVITY, StreamKind
 
 __all__ = [
     "DEFAULT_CHUNK_S",

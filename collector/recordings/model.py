@@ -28,59 +28,21 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from twitchwatch.collector.frames import Unit
+from twitchwatch.collector.signals import DIMENSIONS, KINDS, StreamKind, unit_symbol
+from twitchwatch.errors import UserError
 
 FloatArray = npt.NDArray[np.float64]
-StreamKind = Literal["emg", "acc", "gyro", "orientation"]
 Category = Literal["truth", "marker"]
 
-STANDARD_GRAVITY: Final = 9.80665  # m/s² per g
 DEFAULT_CHUNK_S: Final = 1.0
 MAX_CHUNK_S: Final = 60.0
 
 
-class RecordingError(ValueError):
+class RecordingError(UserError, ValueError):
     """A recording cannot be read or written as asked; the message names the file and the line, byte or
     field."""
 
 
-# ---- signal kinds: one table ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Kind:
-    """What a signal kind is in a recording: the unit its samples are read in, the EDF physical dimension
-    (ASCII: EDF headers are), the word a label starts with, and the axis names of its sensors in the order
-    the detector takes them (sessions number gyroscope axes 1–3)."""
-
-    unit: Unit
-    dimension: str
-    word: str
-    axes: str
-    family: str  # what its dimension is, for notes
-
-
-KINDS: Final[dict[StreamKind, Kind]] = {
-    "emg": Kind(Unit.MICROVOLT, "uV", "EMG", "", "voltage"),
-    "acc": Kind(Unit.G, "g", "ACC", "XYZ", "acceleration"),
-    "gyro": Kind(Unit.DEG_PER_S, "deg/s", "GYR", "XYZ123", "angular rate"),
-    "orientation": Kind(Unit.UNITLESS, "", "ORI", "WXYZ1234", "quaternion"),
-}
-
-# Physical dimension → (signal type, factor to the kind's unit: µV for EMG, g for acceleration, °/s).
-_DIMENSIONS: Final[dict[str, tuple[StreamKind, float]]] = {
-    "uV": ("emg", 1.0),
-    "µV": ("emg", 1.0),  # micro sign
-    "μV": ("emg", 1.0),  # Greek mu
-    "mV": ("emg", 1e3),
-    "V": ("emg", 1e6),
-    "g": ("acc", 1.0),
-    "m/s^2": ("acc", 1.0 / STANDARD_GRAVITY),
-    "m/s2": ("acc", 1.0 / STANDARD_GRAVITY),
-    "m/s²": ("acc", 1.0 / STANDARD_GRAVITY),
-    "deg/s": ("gyro", 1.0),
-    "°/s": ("gyro", 1.0),
-    "dps": ("gyro", 1.0),
-    "rad/s": ("gyro", 180.0 / np.pi),
-}
 _TYPE_WORDS: Final[dict[str, StreamKind]] = {
     "EMG": "emg",
     "ACC": "acc",
@@ -92,20 +54,6 @@ _TYPE_WORDS: Final[dict[str, StreamKind]] = {
 _AXIS_SUFFIX: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]+([WXYZwxyz1-4])$")  # acc_x, wrist-Y, calf z, gyr 2
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.:-]+")
 ANNOTATION_LABELS: Final = frozenset({"EDF Annotations", "BDF Annotations"})
-
-
-def kind_of_unit(unit: Unit) -> StreamKind | None:
-    """The signal kind a wire unit means; None for a unitless stream (device counts or a quaternion)."""
-    return next((k for k, info in KINDS.items() if info.unit is unit and unit is not Unit.UNITLESS), None)
-
-
-def stream_kind(name: str) -> StreamKind | None:
-    """``name`` ("emg", "acc", "gyro", "orientation") as a signal kind; None for anything else."""
-    return next((kind for kind in KINDS if kind == name), None)
-
-
-def unit_symbol(kind: StreamKind) -> str:
-    return KINDS[kind].unit.symbol
 
 
 # ---- channels and what they hold ---------------------------------------------------------------------
@@ -154,7 +102,7 @@ def infer_channel(index: int, label: str, dimension: str, rate: float) -> Channe
     base = Channel(index, label, dim, rate, None, sanitise(label))
     if label.strip() in ANNOTATION_LABELS:
         return replace(base, note="annotation signal, not used for detection")
-    known = _DIMENSIONS.get(dim)
+    known = DIMENSIONS.get(dim)
     if known is not None:
         signal, scale = known
         note = ""
@@ -184,7 +132,7 @@ def force_signal(ch: Channel, signal: StreamKind, named_by_user: bool) -> Channe
     are)."""
     if ch.label.strip() in ANNOTATION_LABELS:
         return ch
-    known = _DIMENSIONS.get(ch.dimension)
+    known = DIMENSIONS.get(ch.dimension)
     unit = unit_symbol(signal)
     if known is not None and known[0] == signal:
         return named(replace(ch, signal=signal, scale=known[1], note=""))

@@ -38,15 +38,17 @@ from twitchwatch.collector.recordings.model import (
     RecordingError,
     Series,
 )
+from twitchwatch.errors import TwitchwatchError
 
 if TYPE_CHECKING:
-    from twitchwatch.collector.recordings.playback import ReplaySource
+    pass
+    from twitchwatch.collector.recordings.source import ReplaySource
 
 FORMATS_PACKAGE: Final = "twitchwatch.collector.recordings.formats"
 HEAD_BYTES: Final = 65536  # what content detection looks at
 
 
-class FormatPackageError(RuntimeError):
+class FormatPackageError(TwitchwatchError, RuntimeError):
     """The formats package itself is broken (found by the scan, never silently skipped)."""
 
 

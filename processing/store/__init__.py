@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
-
 from twitchwatch.processing.store.base import EventQuery, EventStore, HourCount, QueryError, StoreError
+from twitchwatch.processing.store.spec import (
+    InfluxAuth,
+    InfluxSpec,
+    SQLiteSpec,
+    StoreUrlError,
+    parse_store_url,
+)
 
 __all__ = [
     "EventQuery",
@@ -25,61 +28,6 @@ __all__ = [
     "open_store",
     "parse_store_url",
 ]
-
-
-class StoreUrlError(ValueError):
-    """A store URL is malformed; the message shows the accepted forms."""
-
-
-@dataclass(frozen=True)
-class InfluxAuth:
-    """Token auth (InfluxDB 2.x/3.x) or username/password (1.x); both empty means no auth."""
-
-    token: str | None = None
-    username: str | None = None
-    password: str | None = None
-
-    def __repr__(self) -> str:  # never print secrets
-        return f"InfluxAuth(token={'***' if self.token else None}, username={self.username!r})"
-
-
-@dataclass(frozen=True)
-class SQLiteSpec:
-    path: Path
-
-
-@dataclass(frozen=True)
-class InfluxSpec:
-    base_url: str
-    database: str
-
-
-_FORMS = "sqlite:///path/to/file.db or influxdb://host:port/database (influxdbs:// for TLS)"
-
-
-def parse_store_url(url: str) -> SQLiteSpec | InfluxSpec:
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
-            raise StoreUrlError(f"bad SQLite URL {url!r}: use {_FORMS}")
-        return SQLiteSpec(Path(parts.path[1:]))
-    if parts.scheme in ("influxdb", "influxdbs"):
-        database = parts.path.strip("/")
-        if not parts.hostname or not database or "/" in database:
-            raise StoreUrlError(f"bad InfluxDB URL {url!r}: use {_FORMS}")
-        if parts.username or parts.password:
-            raise StoreUrlError(
-                "put InfluxDB credentials in TWITCHWATCH_INFLUX_TOKEN or TWITCHWATCH_INFLUX_USERNAME/"
-                "_PASSWORD (or their *_FILE forms), not in the URL"
-            )
-        try:
-            port = parts.port or 8086
-        except ValueError as exc:
-            raise StoreUrlError(f"bad port in {url!r}: {exc}") from None
-        http = "https" if parts.scheme == "influxdbs" else "http"
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        return InfluxSpec(f"{http}://{host}:{port}", database)
-    raise StoreUrlError(f"unknown store URL scheme {parts.scheme!r} in {url!r}: use {_FORMS}")
 
 
 def open_store(url: str, auth: InfluxAuth | None = None, *, create: bool = False) -> EventStore:

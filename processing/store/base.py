@@ -7,17 +7,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
 
+from twitchwatch.errors import TwitchwatchError, UserError
 from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from twitchwatch.processing.flags import FlagSet
 from twitchwatch.processing.journal import JournalEntry
-from twitchwatch.processing.localtime import HOUR_NS
+from twitchwatch.processing.timeunits import HOUR_NS
 
 
-class StoreError(RuntimeError):
+class StoreError(TwitchwatchError, RuntimeError):
     """A store rejected a request or could not be reached; the message says what to do next."""
 
 
-class QueryError(StoreError, ValueError):
+class QueryError(StoreError, UserError, ValueError):
     """A query was malformed (e.g. an inverted time range); ``key`` names the offending field."""
 
     def __init__(self, reason: str, key: str) -> None:

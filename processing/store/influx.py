@@ -36,7 +36,6 @@ import httpx
 from twitchwatch.processing.events import SOURCES, TWITCH_KINDS, EventKind, MinuteRate, Source, TwitchEvent
 from twitchwatch.processing.flags import FlagError, FlagSet
 from twitchwatch.processing.journal import Factor, JournalEntry
-from twitchwatch.processing.store import InfluxAuth
 from twitchwatch.processing.store.base import (
     EventQuery,
     EventStore,
@@ -45,6 +44,7 @@ from twitchwatch.processing.store.base import (
     check_hour_offset,
     check_range,
 )
+from twitchwatch.processing.store.spec import InfluxAuth
 
 log = logging.getLogger(__name__)
 

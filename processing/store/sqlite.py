@@ -11,7 +11,6 @@ from typing import Any
 from twitchwatch.processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
 from twitchwatch.processing.flags import FlagError, FlagSet
 from twitchwatch.processing.journal import Factor, JournalEntry
-from twitchwatch.processing.localtime import HOUR_NS
 from twitchwatch.processing.store.base import (
     EventQuery,
     EventStore,
@@ -20,6 +19,7 @@ from twitchwatch.processing.store.base import (
     check_hour_offset,
     check_range,
 )
+from twitchwatch.processing.timeunits import HOUR_NS
 
 # Journal and flags: separate tables, created on open of an existing file too (additive schema).
 _PERSON_SCHEMA = """

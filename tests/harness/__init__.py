@@ -27,6 +27,20 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+SETTINGS_PREFIX = "TWITCHWATCH_"  # every setting twitchwatch reads from the environment
+
+
+def environ_without_settings(**extra: str) -> dict[str, str]:
+    """A subprocess's environment: this one without the developer's ``TWITCHWATCH_*``, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIX)} | extra
+
+
+def clear_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove every ``TWITCHWATCH_*`` variable for this test (``monkeypatch`` puts them back)."""
+    for key in [k for k in os.environ if k.startswith(SETTINGS_PREFIX)]:
+        monkeypatch.delenv(key)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -24,7 +24,6 @@ import numpy as np
 
 from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
-    KINDS,
     Annotation,
     Channel,
     Chunk,
@@ -38,6 +37,7 @@ from twitchwatch.collector.recordings.model import (
     sanitise,
 )
 from twitchwatch.collector.recordings.reader import HEAD_BYTES, RecordingReader
+from twitchwatch.collector.signals import KINDS
 
 _TIME_NAMES: Final = frozenset({"time", "t", "timestamp"})
 _TIME_UNITS: Final = {

@@ -39,7 +39,6 @@ from twitchwatch.collector.recordings.formats.session import (
 from twitchwatch.collector.recordings.model import (
     ANNOTATION_LABELS,
     DEFAULT_CHUNK_S,
-    KINDS,
     Annotation,
     Chunk,
     Group,
@@ -48,9 +47,9 @@ from twitchwatch.collector.recordings.model import (
     Series,
     check_chunk_seconds,
     infer_channel,
-    kind_of_unit,
 )
 from twitchwatch.collector.recordings.reader import RecordingReader
+from twitchwatch.collector.signals import KINDS, kind_of_unit
 
 # ---- the header ------------------------------------------------------------------------------------
 EDF_MAGIC: Final = b"0       "

@@ -29,10 +29,10 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from twitchwatch.collector.frames import Frame, SampleType, Unit, sequence_gap
+from twitchwatch.collector.continuity import continuity
+from twitchwatch.collector.frames import Frame, SampleType, Unit
 from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
-    KINDS,
     Annotation,
     Channel,
     Chunk,
@@ -44,13 +44,12 @@ from twitchwatch.collector.recordings.model import (
     force_signal,
     group_channels,
     infer_channel,
-    kind_of_unit,
     named,
     sanitise,
-    stream_kind,
 )
-from twitchwatch.collector.recordings.playback import ReplayError, ReplaySource, ReplayStream, select_devices
 from twitchwatch.collector.recordings.reader import RecordingReader
+from twitchwatch.collector.recordings.source import ReplayError, ReplaySource, ReplayStream, select_devices
+from twitchwatch.collector.signals import KINDS, kind_of_unit, stream_kind
 from twitchwatch.collector.status import DeviceStatus, StatusError, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -58,8 +57,6 @@ log = logging.getLogger(__name__)
 FORMAT_NAME: Final = "twitchwatch-session"
 FORMAT_VERSION: Final = 1
 
-# Device clocks jitter; a frame that starts within this of where the previous one ended is contiguous.
-TIME_TOLERANCE_NS: Final = 50_000_000
 # Buffered samples (values, all streams) that force a flush even before the caller's next periodic one.
 MAX_BUFFERED_VALUES: Final = 2_000_000
 
@@ -107,9 +104,9 @@ class SessionError(RecordingError):
 # ---- values ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Gap:
-    """A discontinuity before frame ``frame`` of a stream part: frames lost (``lost``), device time jumping by
-    more than ``TIME_TOLERANCE_NS`` with no frame lost (``time_jump``), or the sequence starting over while
-    time went on (``restart``, a device that rebooted)."""
+    """A discontinuity before frame ``frame`` of a stream part (``collector.continuity``): frames lost
+    (``lost``), device time jumping by more than ``CLOCK_JITTER_NS`` with no frame lost (``time_jump``), or
+    the sequence starting over while time went on (``restart``, a device that rebooted)."""
 
     frame: int
     kind: GapKind
@@ -251,20 +248,13 @@ class _PartWriter:
         result: FrameOutcome = "ok"
         missing = 0
         if self.frames:
-            gap = sequence_gap(self.last_seq, frame.sequence)
-            jump = frame.t0_ns - self.expected_t0
-            kind = 0
-            if gap < 0 and frame.t0_ns <= self.last_t0:
+            step = continuity(self.last_seq, self.expected_t0, frame)
+            if step.step == "duplicate":
                 self.duplicates += 1  # a QoS-1 redelivery or a reordered frame: already stored
                 return "duplicate", 0
-            if gap < 0:
-                kind = GAP_KINDS["restart"]
-            elif gap > 0:
-                kind = GAP_KINDS["lost"]
-            elif abs(jump) > TIME_TOLERANCE_NS:
-                kind = GAP_KINDS["time_jump"]
-            if kind:
-                missing = max(gap, 0)
+            if step.is_gap:
+                missing = step.missing
+                kind = GAP_KINDS[step.step]
                 self._gaps.append(
                     (self.frames, kind, self.last_seq, frame.sequence, missing, self.expected_t0, frame.t0_ns)
                 )

@@ -1,7 +1,7 @@
 """One connection to one wearable: connect, check, start, stream until the link drops or we stop, stop.
 
 Notification callbacks only enqueue ``(characteristic, bytes, arrival time)``; the disconnect callback
-and the stop request enqueue a marker. So the session's one reader awaits a single queue, in order, and
+and the stop request enqueue a marker. So the connection's one reader awaits a single queue, in order, and
 never misses a disconnect that happens between two notifications.
 """
 
@@ -57,11 +57,11 @@ Item = Note | _Marker
 
 
 class _Stopping(Exception):
-    """Stop was requested while the session was still starting."""
+    """Stop was requested while the connection was still starting."""
 
 
 @dataclass
-class SessionStats:
+class ConnectionStats:
     notifications: int = 0
     bad_notifications: int = 0
     unexpected: int = 0  # notifications on a characteristic without decoder (e.g. control point chatter)
@@ -70,7 +70,7 @@ class SessionStats:
 
 @dataclass(frozen=True)
 class Events:
-    """What a session tells its owner: frames to publish, and status changes."""
+    """What a connection tells its owner: frames to publish, and status changes."""
 
     frame: Callable[[str, Frame], Awaitable[None]]
     online: Callable[[int | None], Awaitable[None]]
@@ -79,7 +79,7 @@ class Events:
 
 
 @dataclass
-class Session:
+class Connection:
     target: DeviceTarget
     backend: BleBackend
     timing: Timing
@@ -87,7 +87,7 @@ class Session:
     events: Events
     connect_lock: asyncio.Lock
     stop: asyncio.Event
-    stats: SessionStats = field(default_factory=SessionStats)
+    stats: ConnectionStats = field(default_factory=ConnectionStats)
     streamed: bool = False
     _queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
     _decoders: Mapping[str, Decoder[Any]] = field(default_factory=dict)

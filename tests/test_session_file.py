@@ -7,7 +7,6 @@ sample, sequence number and timestamp in the file can be checked exactly.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
@@ -17,12 +16,12 @@ import pyedflib
 import pytest
 
 from twitchwatch.cli import main
+from twitchwatch.collector.continuity import CLOCK_JITTER_NS
 from twitchwatch.collector.frames import Frame, SampleType, Unit
 from twitchwatch.collector.recordings import Annotation, open_recording
 from twitchwatch.collector.recordings.formats.edf import edf_start_ns, export_edf
 from twitchwatch.collector.recordings.formats.session import (
     FORMAT_VERSION,
-    TIME_TOLERANCE_NS,
     Session,
     SessionError,
     SessionWriter,
@@ -192,7 +191,7 @@ def test_small_clock_jitter_is_not_a_gap(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     with SessionWriter(tmp_path / "j.h5") as w:
         for seq in range(10):
-            jitter = (-1) ** seq * (TIME_TOLERANCE_NS // 2 - 1_000_000)  # ±, so twice that between frames
+            jitter = (-1) ** seq * (CLOCK_JITTER_NS // 2 - 1_000_000)  # ±, so twice that between frames
             assert w.add_frame("d", "emg", _emg(seq, rng, T0 + seq * EMG_PERIOD + jitter)) == "ok"
         assert w.counts.gaps == 0
 
@@ -418,14 +417,13 @@ def test_not_hdf5_and_truncated_files(demo: tuple[Path, list[Frame], list[Frame]
 
 @pytest.mark.parametrize("command", ["export", "replay"])
 def test_cli_exits_2_on_a_broken_session(
+    clean_env: None,
     demo: tuple[Path, list[Frame], list[Frame]],
     tmp_path: Path,
     command: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for key in [k for k in os.environ if k.startswith("TWITCHWATCH_")]:
-        monkeypatch.delenv(key)
     monkeypatch.setenv("TWITCHWATCH_STORE_URL", f"sqlite:///{tmp_path / 'unused.db'}")
     path = demo[0]
     _break(path, "version")

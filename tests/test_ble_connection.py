@@ -1,4 +1,4 @@
-"""One session's connect step against a device that never answers, on the real Bumble stack."""
+"""One connection's connect step against a device that never answers, on the real Bumble stack."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from bleak.backends.device import BLEDevice
 from bumble.hci import Address
 
 from tests.bumble_bleak.harness import radio
+from twitchwatch.collector.ble.connection import Connection, Events
 from twitchwatch.collector.ble.errors import DeviceStepError
 from twitchwatch.collector.ble.framing import Framer
-from twitchwatch.collector.ble.session import Events, Session
 from twitchwatch.collector.ble.target import DeviceTarget, Timing
 from twitchwatch.collector.devices import get_profile
 from twitchwatch.collector.frames import Frame
@@ -33,7 +33,7 @@ async def test_a_device_that_never_accepts_the_connection_times_out_with_advice(
     # to connect to until the timeout.
     device = BLEDevice(target.address or "", "Polar H10 DEADBEEF", {"address": Address("C0:DE:AD:00:BE:EF")})
     async with radio() as r:
-        session = Session(
+        connection = Connection(
             target,
             r.backend,
             timing,
@@ -44,10 +44,10 @@ async def test_a_device_that_never_accepts_the_connection_times_out_with_advice(
         )
         with pytest.raises(DeviceStepError) as failure:
             async with asyncio.timeout(60):
-                await session.run(device)
+                await connection.run(device)
     assert failure.value.step == "connect"
     assert str(failure.value).startswith(
         "ghost (polar-h10, C0:DE:AD:00:BE:EF): connect failed: no connection"
     )
     assert "switched on" in str(failure.value)
-    assert not session.streamed
+    assert not connection.streamed
