@@ -53,10 +53,10 @@ def test_the_sequence_wraps_without_a_gap() -> None:
 
 def test_recorder_worker_and_live_feed_all_use_it() -> None:
     modules = graph()
-    rule = _by_suffix(modules, "twitchwatch.collector.continuity")
+    rule = _by_suffix(modules, "collector.continuity")
     for user in (
-        "twitchwatch.collector.recordings.formats.session",
-        "twitchwatch.processing.worker",
-        "twitchwatch.dashboard.livefeed",
+        "collector.recordings.formats.session",
+        "processing.worker",
+        "dashboard.livefeed",
     ):
         assert rule in modules[_by_suffix(modules, user)].imports, user

@@ -19,8 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The report's renderers load matplotlib (seconds, tens of MB): only the report command and page may.
-RENDERERS = "twitchwatch.processing.report_render"
-REPORT_PAGE = ("twitchwatch.dashboard.pages.report", "twitchwatch.dashboard.report_view")
+RENDERERS = "processing.report_render"
+REPORT_PAGE = ("dashboard.pages.report", "dashboard.report_view")
 
 
 @dataclass(frozen=True)
@@ -181,16 +181,16 @@ def test_the_graph_sees_every_kind_of_import() -> None:
     modules = graph()
     # twitchwatch.cli imports the replay player inside its command functions only.
     cli = modules[_by_suffix(modules, "twitchwatch.cli")]
-    assert _by_suffix(modules, "twitchwatch.collector.recordings.playback") in cli.imports
+    assert _by_suffix(modules, "collector.recordings.playback") in cli.imports
     # the reader names the replay source for type checking only.
-    reader = modules[_by_suffix(modules, "twitchwatch.collector.recordings.reader")]
-    assert _by_suffix(modules, "twitchwatch.collector.recordings.source") in reader.imports
+    reader = modules[_by_suffix(modules, "collector.recordings.reader")]
+    assert _by_suffix(modules, "collector.recordings.source") in reader.imports
     # ``from package import name``: the package when the name is not a module (a class), else the module.
-    flag_service = modules[_by_suffix(modules, "twitchwatch.processing.flag_service")]
-    assert _by_suffix(modules, "twitchwatch.processing.store") in flag_service.imports
-    store = modules[_by_suffix(modules, "twitchwatch.processing.store")]
-    assert _by_suffix(modules, "twitchwatch.processing.store.spec") in store.imports
-    assert "numpy" in modules[_by_suffix(modules, "twitchwatch.processing.core")].external
+    flag_service = modules[_by_suffix(modules, "processing.flag_service")]
+    assert _by_suffix(modules, "processing.store") in flag_service.imports
+    store = modules[_by_suffix(modules, "processing.store")]
+    assert _by_suffix(modules, "processing.store.spec") in store.imports
+    assert "numpy" in modules[_by_suffix(modules, "processing.core")].external
 
 
 def test_cycles_are_found_and_named() -> None:
@@ -229,10 +229,10 @@ def test_only_the_report_command_and_page_load_the_renderers() -> None:
     importers = {m.name for m in modules.values() if renderers in m.imports}
     assert importers - allowed - {_by_suffix(modules, "tests.test_report")} == set()
     for start in (
-        "twitchwatch.dashboard.app",
-        "twitchwatch.processing.worker",
-        "twitchwatch.collector.record",
-        "twitchwatch.processing.report",
+        "dashboard.app",
+        "processing.worker",
+        "collector.record",
+        "processing.report",
     ):
         module = _by_suffix(modules, start)
         loaded = reachable(modules, module)
@@ -245,7 +245,8 @@ def test_importing_the_app_worker_and_cli_leaves_matplotlib_unloaded() -> None:
     worker, the report's data and the CLI, and matplotlib is not among its modules."""
     code = (
         "import sys\n"
-        "import dashboard.app, processing.worker, processing.report, twitchwatch.cli\n"
+        "import twitchwatch.dashboard.app, twitchwatch.processing.worker, twitchwatch.processing.report\n"
+        "import twitchwatch.cli\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -11,22 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twitchwatch import __version__
-from twitchwatch.config import Settings, load_settings
 from twitchwatch.errors import TwitchwatchError
-from twitchwatch.processing.archive import (
-    DEVICE_MAP,
-    EVENTS,
-    FELT,
-    FLAGS,
-    JOURNAL,
-    RATES,
-    ArchiveError,
-    CheckedArchive,
-    check_archive,
-    export_archive,
-    load_archive,
-)
-from twitchwatch.processing.store import EventStore, StoreError, open_store
 from twitchwatch.progress import Progress
 
 # The archive, the store and the settings model are imported when a data command runs, not when the
@@ -116,6 +101,9 @@ class _Stages:
 
 
 def _run(work: Callable[[Settings, _Stages], int], prefix: str) -> int:
+    from twitchwatch.config import load_settings
+    from twitchwatch.processing.archive import ArchiveError
+    from twitchwatch.processing.store import StoreError
 
     settings = load_settings()
     stages = _Stages(prefix)
@@ -133,6 +121,7 @@ def _run(work: Callable[[Settings, _Stages], int], prefix: str) -> int:
 
 
 def _open(url: str, settings: Settings, *, create: bool = False) -> EventStore:
+    from twitchwatch.processing.store import open_store
 
     return open_store(url, settings.influx_auth, create=create)
 
@@ -155,6 +144,7 @@ def _users(store: EventStore, args: argparse.Namespace, settings: Settings) -> l
 
 
 def _counts(rows: Mapping[str, int]) -> str:
+    from twitchwatch.processing.archive import EVENTS, FELT, FLAGS, JOURNAL, RATES
 
     words = {
         EVENTS: "events",
@@ -190,6 +180,7 @@ def _device_map(settings: Settings) -> Path | None:
 
 
 def _export(args: argparse.Namespace, settings: Settings, stages: _Stages) -> int:
+    from twitchwatch.processing.archive import export_archive
 
     out: Path = args.out
     if out.exists():
@@ -210,6 +201,7 @@ def _export(args: argparse.Namespace, settings: Settings, stages: _Stages) -> in
 
 
 def _check_device_map_target(checked: CheckedArchive, target: Path | None) -> None:
+    from twitchwatch.processing.archive import DEVICE_MAP
 
     if target is None:
         return
@@ -224,6 +216,7 @@ def _check_device_map_target(checked: CheckedArchive, target: Path | None) -> No
 def _import_checked(
     checked: CheckedArchive, store: EventStore, stages: _Stages, device_map_to: Path | None
 ) -> str:
+    from twitchwatch.processing.archive import load_archive
 
     summary = load_archive(checked, store, report=stages)
     stages.close()
@@ -241,6 +234,7 @@ def _import_checked(
 
 
 def _import(args: argparse.Namespace, settings: Settings, stages: _Stages) -> int:
+    from twitchwatch.processing.archive import check_archive
 
     url = args.store or settings.store_url
     # Opened to write (an absent database or file is created, empty) but written only once the whole
@@ -264,6 +258,7 @@ def _import(args: argparse.Namespace, settings: Settings, stages: _Stages) -> in
 
 
 def _copy(args: argparse.Namespace, settings: Settings, stages: _Stages) -> int:
+    from twitchwatch.processing.archive import check_archive, export_archive
 
     if args.source == args.target:
         raise DataCliError("--from and --to name the same store")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from twitchwatch.collector.topics import TopicError, check_segment
-from twitchwatch.config import Settings
 from twitchwatch.errors import TwitchwatchError
 from twitchwatch.processing.flag_service import flags_for_display
 from twitchwatch.processing.flags import RATES_WORDS, FlagSet
