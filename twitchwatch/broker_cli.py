@@ -1,0 +1,74 @@
+"""``twitchwatch broker setup``: the RabbitMQ layout that several workers share (``processing/amqp.py``,
+docs/scaling.md). Registered by ``twitchwatch.cli``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from collector.topics import TopicError, check_segment
+from processing.amqp import DEFAULT_PARTITIONS, AmqpError, display_url, setup_broker
+from twitchwatch.config import load_settings
+
+
+def add_parser(sub: Any) -> None:
+    broker = sub.add_parser("broker", help="the RabbitMQ layout for several workers (docs/scaling.md)")
+    cmds = broker.add_subparsers(dest="broker_command", required=True)
+    p = cmds.add_parser(
+        "setup",
+        help="declare exchanges, partition queues and users' bindings on TWITCHWATCH_AMQP_URL (idempotent)",
+    )
+    p.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help=f"partition queues (default TWITCHWATCH_AMQP_PARTITIONS, {DEFAULT_PARTITIONS}); fixed for a "
+        "deployment: changing it moves users between queues",
+    )
+    p.add_argument("--user", action="append", default=[], help="bind this user's messages; repeat")
+    p.add_argument("--users-file", type=Path, default=None, help="users to bind, one per line")
+
+
+def _users(args: argparse.Namespace) -> list[str]:
+    users = list(args.user)
+    if args.users_file is not None:
+        try:
+            lines = args.users_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(f"--users-file {args.users_file}: cannot read ({exc.strerror or exc})") from None
+        users += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    for i, user in enumerate(users):
+        try:
+            check_segment(user, "user")
+        except TopicError as exc:
+            where = "--user" if i < len(args.user) else f"--users-file line {i - len(args.user) + 1}"
+            raise ValueError(f"{where}: {exc}") from None
+    return list(dict.fromkeys(users))
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    url = settings.amqp_url_value()
+    if url is None:
+        print("error: TWITCHWATCH_AMQP_URL is not set (or TWITCHWATCH_AMQP_URL_FILE)", file=sys.stderr)
+        return 2
+    partitions = args.partitions or settings.amqp_partitions
+    users = _users(args)
+    try:
+        report = asyncio.run(setup_broker(url, partitions, users))
+    except (AmqpError, OSError) as exc:
+        print(f"error: {display_url(url)}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{display_url(url)}: {partitions} partitions")
+    for line in report.lines():
+        print(f"  {line}")
+    if not users:
+        print("  no users bound: every user's messages go to twitchwatch.unassigned (one worker) until bound")
+    return 0
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"broker": cmd_broker}
