@@ -59,6 +59,10 @@ VETO_KEEP_NS = 120_000_000_000
 # Two events of one muscle and device this close are one twitch found twice (redelivered frames).
 SAME_EVENT_NS = 50_000_000
 NEVER_NS = 2**62  # a horizon nothing holds back
+# Frames recorded less than LIVE_NS ago are live data; handled more than LAG_WARN_NS after their end, the
+# worker is falling behind (a wearable buffers a few hundred ms at most; the gate holds events 2 s anyway).
+LIVE_NS = 600_000_000_000
+LAG_WARN_NS = 5_000_000_000
 
 MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
 StreamKey = tuple[str, str, str]  # (user, device, stream)
@@ -98,6 +102,8 @@ class WorkerStats:
     felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
     bad_felt: int = 0
     redelivered_frames: int = 0  # frames a broker delivered again (a partition taken over, a reconnect)
+    lag_ms: int = 0  # how long after its end the latest live frame was handled (wall clock − device time)
+    behind: int = 0  # live frames handled more than LAG_WARN_NS after their end
     events_already_stored: int = 0  # events found again in redelivered frames and found in the store
 
 
@@ -716,7 +722,8 @@ class Worker:
         st = self._stream_for(user, device, stream, frame, kind)
         if st is None:
             return receipt
-        st.last_wall_ns = self._last_frame_ns = time.time_ns()
+        st.last_wall_ns = self._last_frame_ns = now = time.time_ns()
+        self._note_lag(user, device, now - (frame.t0_ns + frame.duration_ns))
         self.stats.frames += 1
         self.stats.samples += frame.samples * frame.channels
         self._last_frame_wall[(user, device)] = time.time_ns()
@@ -731,6 +738,23 @@ class Worker:
         self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
         self._ask_priors()
         return receipt
+
+    def _note_lag(self, user: str, device: str, lag_ns: int) -> None:
+        """A worker that falls behind says so: frames of live data (recorded within ``LIVE_NS``; not a
+        backfill or a replay of old data) handled more than ``LAG_WARN_NS`` after they ended are counted and
+        logged, before a broker's queue limit drops frames for it."""
+        if not 0 <= lag_ns < LIVE_NS:
+            return
+        self.stats.lag_ms = lag_ns // 1_000_000
+        if lag_ns > LAG_WARN_NS:
+            self.stats.behind += 1
+            self._rlog.warning(
+                "lag",
+                "falling behind: a frame of %s/%s handled %.1f s after it ended",
+                user,
+                device,
+                lag_ns / 1e9,
+            )
 
     def _signal(self, user: str, device: str, stream: str, unit: Unit) -> StreamKind | None:
         """The detector a stream needs: from its unit, or for a unitless stream (the Myo's raw EMG comes

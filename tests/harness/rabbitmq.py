@@ -122,7 +122,7 @@ class RabbitServer:
             # AMQP listens only once the node has booted; MQTT once its plugin has.
             wait_for_port(self.amqp_port, 90, "rabbitmq", self.workdir / "stdout.log")
             wait_for_port(self.mqtt_port, 30, "rabbitmq mqtt", self.workdir / "stdout.log")
-        except Exception:
+        except BaseException:  # interrupted too: never leave a node behind
             _kill(proc)
             raise
         return proc
