@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -108,8 +109,10 @@ HEADER = (
 )
 
 
-def _plans(streams: int, users: int, seconds: float, signal: str) -> list[SimulationPlan]:
-    start = dt.datetime.now().astimezone()
+def _plans(
+    streams: int, users: int, seconds: float, signal: str, ago: dt.timedelta = dt.timedelta(0)
+) -> list[SimulationPlan]:
+    start = dt.datetime.now().astimezone() - ago
     per_user = [streams // users + (1 if i < streams % users else 0) for i in range(users)]
     return [
         SimulationPlan(
@@ -289,6 +292,78 @@ def _drained(server: RabbitServer) -> bool:
     return ready == 0
 
 
+def profile_worker(streams: int, seconds: float, signal: str, top: int = 14) -> None:
+    """The worker's own CPU per frame, without broker or network: the frames ``streams`` wearables send over
+    ``seconds`` (made first, not measured), handed to ``Worker.handle`` in arrival order (a SQLite store in a
+    temp dir, flushed at the end), timed with process CPU time, then again under cProfile for where it
+    goes."""
+    import cProfile
+    import pstats
+
+    from collector.frames import encode
+    from collector.simulate import _next_frame
+    from collector.status import DeviceStatus, StreamInfo
+    from collector.synth import MuscleSegment
+    from collector.topics import Topic
+    from processing.store.sqlite import SQLiteStore
+    from processing.worker import Worker
+
+    lanes = 8 if signal == "emg8" else 1  # an 8-channel EMG wearable: eight muscles' signals in one frame
+    (plan,) = _plans(streams, 1, seconds, signal.removesuffix("8"), dt.timedelta(hours=1))  # not live: no lag
+    start_ns = round(plan.start.timestamp() * 1e9)
+    devices = {
+        plan.device(m): [
+            MuscleSegment(f"{m}c{c}", plan.spec, start_ns, seconds, plan.per_minute, seed=i * lanes + c)
+            for c in range(lanes)
+        ]
+        for i, m in enumerate(plan.muscles)
+    }
+    spec = plan.spec
+    messages = []
+    for device, gens in devices.items():
+        muscles = tuple(g.muscle for g in gens for _ in range(spec.channels))
+        status = DeviceStatus(
+            "online",
+            "sim",
+            "live",
+            "s1",
+            None,
+            {spec.signal: StreamInfo(0, spec.signal, spec.sample_rate, muscles)},
+        )
+        messages.append((str(Topic(plan.user, device, "status")), status.to_json()))
+    seq = 0
+    while next(iter(devices.values()))[0].remaining:
+        for device, gens in devices.items():
+            parts = [_next_frame(g, plan.chunk, seq) for g in gens]
+            frame = dataclasses.replace(parts[0], raw=np.hstack([f.raw for f in parts]))
+            messages.append((str(Topic(plan.user, device, "raw", spec.signal)), encode(frame)))
+        seq += 1
+    frames = len(messages) - streams
+
+    def run() -> Worker:
+        with tempfile.TemporaryDirectory() as tmp, SQLiteStore(Path(tmp) / "events.db") as store:
+            worker = Worker(parse_mqtt_url("mqtt://127.0.0.1:1"), store, user=plan.user)
+            for topic, payload in messages:
+                worker.handle(topic, payload)
+            asyncio.run(worker.drain())
+            return worker
+
+    cpu0 = time.process_time()
+    worker = run()
+    cpu = time.process_time() - cpu0
+    channels = streams * plan.spec.channels * lanes
+    per_frame_us = cpu / frames * 1e6
+    print(
+        f"worker alone: {streams} {signal} streams ({channels} channels), {seconds:.0f} s, {frames} frames, "
+        f"{worker.stats.events_stored} events: {cpu:.2f} s CPU, {per_frame_us:.0f} µs per frame -> "
+        f"{channels * seconds / cpu:.0f} channels per core in real time"
+    )
+    profiler = cProfile.Profile()
+    profiler.runcall(run)
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--publish"]:
@@ -298,9 +373,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
     parser.add_argument("--streams", type=int, nargs="+", default=[48, 96])
     parser.add_argument("--seconds", type=float, default=40.0)
-    parser.add_argument("--signal", choices=["emg", "acc"], default="emg")
+    parser.add_argument("--signal", choices=["emg", "acc", "emg8"], default="emg")
     parser.add_argument("--paths", nargs="+", default=["mosquitto", "rabbit1", "rabbit2"])
+    parser.add_argument(
+        "--profile", action="store_true", help="the worker alone, no broker: CPU per frame and where"
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        profile_worker(args.streams[0], args.seconds, args.signal)
+        return
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
         f"{args.signal}, {args.seconds:.0f} s per run"
