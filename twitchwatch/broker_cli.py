@@ -34,20 +34,25 @@ def add_parser(sub: Any) -> None:
 
 
 def _users(args: argparse.Namespace) -> list[str]:
-    users = list(args.user)
+    """--user values, then the users file's (one per line; blank lines and # comments skipped), each checked
+    as a topic segment; an error names the option or the file's line."""
+    named: list[tuple[str, str]] = [("--user", u) for u in args.user]
     if args.users_file is not None:
         try:
             lines = args.users_file.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise ValueError(f"--users-file {args.users_file}: cannot read ({exc.strerror or exc})") from None
-        users += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    for i, user in enumerate(users):
+        named += [
+            (f"--users-file {args.users_file} line {n}", line.strip())
+            for n, line in enumerate(lines, 1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    for where, user in named:
         try:
             check_segment(user, "user")
         except TopicError as exc:
-            where = "--user" if i < len(args.user) else f"--users-file line {i - len(args.user) + 1}"
             raise ValueError(f"{where}: {exc}") from None
-    return list(dict.fromkeys(users))
+    return list(dict.fromkeys(user for _, user in named))
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
