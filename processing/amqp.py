@@ -36,7 +36,7 @@ import aiormq.abc
 
 from collector.ratelog import RateLimitedLog
 from collector.topics import ROOT, check_segment
-from processing.worker import Receipt, StreamKey, Worker
+from processing.worker import LEAD_NS, Receipt, StreamKey, Worker
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,6 @@ EXCHANGE = "twitchwatch.mqtt"  # where the MQTT plugin publishes (mqtt.exchange 
 UNASSIGNED = "twitchwatch.unassigned"  # the alternate exchange, and its queue
 DEFAULT_PARTITIONS = 16
 MAX_PARTITIONS = 1000
-# Device time a frame's acknowledgement trails what is stored: more than a detector's warm-up (1 s) and the
-# rest gate's look-back, so a worker taking the partition over starts its detectors on stored past.
-LEAD_NS = 3_000_000_000
 # A stream silent this long (wall time) is ended: its last events are stored and its frames acknowledged.
 IDLE_NS = 10_000_000_000
 # The three kinds of message a worker consumes, as topic-exchange patterns after the user word.

@@ -59,6 +59,10 @@ VETO_KEEP_NS = 120_000_000_000
 # Two events of one muscle and device this close are one twitch found twice (redelivered frames).
 SAME_EVENT_NS = 50_000_000
 NEVER_NS = 2**62  # a horizon nothing holds back
+# Device time a frame's acknowledgement to a broker trails what is stored (processing/amqp.py): more than a
+# detector's warm-up (1 s) and the rest gate's look-back, so a worker taking the partition over starts its
+# detectors on stored past.
+LEAD_NS = 3_000_000_000
 # Frames recorded less than LIVE_NS ago are live data; handled more than LAG_WARN_NS after their end, the
 # worker is falling behind (a wearable buffers a few hundred ms at most; the gate holds events 2 s anyway).
 LIVE_NS = 600_000_000_000
@@ -220,6 +224,9 @@ class _MinuteTally:
     carried_s: float = 0.0
     carried_rest_s: float | None = 0.0
     dirty: bool = True  # changed since last written
+    # Covered by redelivered frames of a partition taken over, before the stored tally was read: the dead
+    # worker's stored tally counts these seconds already, unless there is none.
+    redelivered: list[tuple[int, int]] = field(default_factory=list)
 
     def cover(self, start_ns: int, end_ns: int) -> None:
         spans = self.spans
@@ -279,6 +286,11 @@ class RateBook:
     _asked: set[RateKey] = field(default_factory=set)
     _unresolved: dict[RateKey, tuple[int, int]] = field(default_factory=dict)  # key → (minute, first data)
     _to_ask: list[tuple[RateKey, int]] = field(default_factory=list)
+    # Keys whose first data came redelivered (a partition taken over from a worker that died): their first
+    # minute's stored tally is the dead worker's, to be continued, not a replay to be replaced.
+    _resumed: set[RateKey] = field(default_factory=set)
+    _resume_first: dict[RateKey, int] = field(default_factory=dict)  # its first minute
+    _resume_carried: dict[RateKey, bool] = field(default_factory=dict)  # once read: was a tally stored
 
     def _tally(self, key: RateKey, minute: int, at_ns: int) -> _MinuteTally:
         tally = self.minutes[key].get(minute)
@@ -288,6 +300,8 @@ class RateBook:
                 self._asked.add(key)
                 self._unresolved[key] = (minute, at_ns)
                 self._to_ask.append((key, minute))
+                if key in self._resumed:
+                    self._resume_first[key] = minute
         return tally
 
     def lookups(self) -> list[tuple[RateKey, int]]:
@@ -303,8 +317,24 @@ class RateBook:
         """The store's row for the key's first minute (None: there is none, or it could not be read)."""
         minute, at_ns = self._unresolved.pop(key)
         tally = self.minutes[key].setdefault(minute, _MinuteTally())
+        if key in self._resumed:
+            # Taken over: the dead worker's stored tally covers what it had stored of the redelivered
+            # frames, so this run adds only the time after them (and those of their twitches the store did
+            # not hold: the others were looked up and dropped). What it had received but not yet stored is
+            # lost from the minute (a second or two). Without a stored tally, the redelivered time counts.
+            self._resume_carried[key] = stored is not None
+            if stored is not None:
+                self._carry(tally, stored)
+            else:
+                for a, b in tally.redelivered:
+                    tally.cover(a, b)
+            tally.redelivered.clear()
         # 1 s of slack for clock jitter between the end of the old run and the start of the new
-        if stored is not None and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0:
+        if (
+            key not in self._resumed
+            and stored is not None
+            and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0
+        ):
             self._carry(tally, stored)
         tally.dirty = True
 
@@ -318,13 +348,21 @@ class RateBook:
         elif tally.carried_rest_s is not None:
             tally.carried_rest_s += row.rest_s
 
-    def cover(self, key: RateKey, start_ns: int, end_ns: int) -> None:
+    def cover(self, key: RateKey, start_ns: int, end_ns: int, resumed: bool = False) -> None:
+        """``resumed``: the data came redelivered (see ``_resumed``); matters for a key's first data only."""
+        if resumed and key not in self._asked:
+            self._resumed.add(key)
         t = start_ns
         while t < end_ns:
             minute = t - t % MINUTE_NS
             stop = min(end_ns, minute + MINUTE_NS)
             tally = self._tally(key, minute, t)
-            tally.cover(t, stop)
+            carried = self._resume_carried.get(key)
+            if not (resumed and self._resume_first.get(key) == minute) or carried is False:
+                tally.cover(t, stop)
+            elif carried is None:
+                tally.redelivered.append((t, stop))  # its stored tally, being read, may count it already
+            # else: the dead worker's stored tally, carried, counts it
             tally.dirty = True
             t = stop
 
@@ -886,10 +924,11 @@ class Worker:
         if st.kind == "gyro" or st.kind == "orientation":
             return  # a movement stream watches no muscle: it only vetoes
         source, _ = self._source(st)
+        resumed = start_ns < self._redelivered_until.get((st.user, st.device), 0)
         for lane in range(st.detector.lanes):
             muscle = self.muscle(st, lane)
             self._fuser.register((st.user, muscle), st.key, st.kind)
-            self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns)
+            self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns, resumed)
 
     def _emit(self, st: _Stream, detections: Sequence[Detection]) -> None:
         """Detections become events and wait in the fuser for their muscle's other streams; activity and
