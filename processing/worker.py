@@ -74,7 +74,7 @@ Receipt = tuple[StreamKey, int] | None  # a frame's stream and end (device time)
 
 
 class Ingest(Protocol):
-    """Where frames come from when not from the worker's own MQTT subscription (processing/ingest.py):
+    """Where frames come from when not from the worker's own MQTT subscription (processing/amqp.py):
     it hands every message to ``worker.handle`` in its arrival order and acknowledges it to its broker once
     ``worker.ack_horizons`` (snapshotted before a completed ``worker.flush_stored``) has passed it; when
     ``stop`` is set it calls ``worker.drain`` and acknowledges what that stored."""
