@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -181,7 +182,9 @@ async def _watch(url: str, db: Path, until: float, published: list[float], store
 
         listener = asyncio.create_task(listen())
         await poll()
-        listener.cancel()
+        listener.cancel()  # and let it end before the client closes under it
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
     return len(seen)
 
 
