@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.mqtt import parse_mqtt_url
-from collector.simulate import SimulationPlan, run_simulation
-from processing.amqp import setup_broker
 from tests.harness.mosquitto import MosquittoServer
 from tests.harness.rabbitmq import RabbitServer
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.simulate import SimulationPlan, run_simulation
+from twitchwatch.processing.amqp import setup_broker
 
 USERS = 16
 PARTITIONS = 16
@@ -303,13 +303,13 @@ def profile_worker(streams: int, seconds: float, signal: str, top: int = 14) -> 
     import cProfile
     import pstats
 
-    from collector.frames import encode
-    from collector.simulate import _next_frame
-    from collector.status import DeviceStatus, StreamInfo
-    from collector.synth import MuscleSegment
-    from collector.topics import Topic
-    from processing.store.sqlite import SQLiteStore
-    from processing.worker import Worker
+    from twitchwatch.collector.frames import encode
+    from twitchwatch.collector.simulate import _next_frame
+    from twitchwatch.collector.status import DeviceStatus, StreamInfo
+    from twitchwatch.collector.synth import MuscleSegment
+    from twitchwatch.collector.topics import Topic
+    from twitchwatch.processing.store.sqlite import SQLiteStore
+    from twitchwatch.processing.worker import Worker
 
     lanes = 8 if signal == "emg8" else 1  # an 8-channel EMG wearable: eight muscles' signals in one frame
     (plan,) = _plans(streams, 1, seconds, signal.removesuffix("8"), dt.timedelta(hours=1))  # not live: no lag

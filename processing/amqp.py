@@ -34,9 +34,9 @@ from urllib.parse import urlsplit
 import aiormq
 import aiormq.abc
 
-from collector.ratelog import RateLimitedLog
-from collector.topics import ROOT, check_segment
-from processing.worker import LEAD_NS, Receipt, StreamKey, Worker
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.topics import ROOT, check_segment
+from twitchwatch.processing.worker import LEAD_NS, Receipt, StreamKey, Worker
 
 log = logging.getLogger(__name__)
 

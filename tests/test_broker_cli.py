@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from processing.amqp import UNASSIGNED, partition_of, queue_name
 from tests.harness.rabbitmq import RabbitServer
 from twitchwatch.cli import main
 from twitchwatch.config import ConfigError, load_settings
+from twitchwatch.processing.amqp import UNASSIGNED, partition_of, queue_name
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:

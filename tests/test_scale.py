@@ -28,14 +28,14 @@ from pathlib import Path
 
 import pytest
 
-from collector.mqtt import parse_mqtt_url
-from collector.simulate import SimulationPlan, run_simulation
-from processing.amqp import UNASSIGNED, partition_of, queue_name, setup_broker
-from processing.events import TWITCH_KINDS, EventKind
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker as ProcessWorker
 from tests.harness.rabbitmq import RabbitServer
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.simulate import SimulationPlan, run_simulation
+from twitchwatch.processing.amqp import UNASSIGNED, partition_of, queue_name, setup_broker
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker as ProcessWorker
 
 PARTITIONS = 8
 MUSCLE = "calf_left"

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.mqtt import parse_mqtt_url
-from processing.store.sqlite import SQLiteStore
-from processing.worker import LAG_WARN_NS, Worker
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import LAG_WARN_NS, Worker
 
 
 def _frame(seq: int, end_ns: int) -> bytes:

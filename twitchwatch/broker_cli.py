@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from collector.topics import TopicError, check_segment
-from processing.amqp import DEFAULT_PARTITIONS, AmqpError, display_url, setup_broker
+from twitchwatch.collector.topics import TopicError, check_segment
 from twitchwatch.config import load_settings
+from twitchwatch.processing.amqp import DEFAULT_PARTITIONS, AmqpError, display_url, setup_broker
 
 
 def add_parser(sub: Any) -> None:
