@@ -101,6 +101,10 @@ class Fuser:
                 out.extend(self._ready(m, everything=False))
         return out
 
+    def oldest_held_ns(self) -> int | None:
+        """The start of the oldest event still waiting for a partner."""
+        return min((h.event.start_ns for m in self._muscles.values() for h in m.held), default=None)
+
     def flush(self) -> list[TwitchEvent]:
         """Everything held (shutdown)."""
         out: list[TwitchEvent] = []

@@ -53,7 +53,30 @@ RATE_GRACE_NS = 5_000_000_000
 # nothing asks about earlier time, and without pruning a months-long run would keep every walk.
 VETO_KEEP_NS = 120_000_000_000
 
+# Two events of one muscle and device this close are one twitch found twice (redelivered frames).
+SAME_EVENT_NS = 50_000_000
+NEVER_NS = 2**62  # a horizon nothing holds back
+# Device time a frame's acknowledgement to a broker trails what is stored (processing/amqp.py): more than a
+# detector's warm-up (1 s) and the rest gate's look-back, so a worker taking the partition over starts its
+# detectors on stored past.
+LEAD_NS = 3_000_000_000
+# Frames recorded less than LIVE_NS ago are live data; handled more than LAG_WARN_NS after their end, the
+# worker is falling behind (a wearable buffers a few hundred ms at most; the gate holds events 2 s anyway).
+LIVE_NS = 600_000_000_000
+LAG_WARN_NS = 5_000_000_000
+
 MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
+StreamKey = tuple[str, str, str]  # (user, device, stream)
+Receipt = tuple[StreamKey, int] | None  # a frame's stream and end (device time); None: any other message
+
+
+class Ingest(Protocol):
+    """Where frames come from when not from the worker's own MQTT subscription (processing/amqp.py):
+    it hands every message to ``worker.handle`` in its arrival order and acknowledges it to its broker once
+    ``worker.ack_horizons`` (snapshotted before a completed ``worker.flush_stored``) has passed it; when
+    ``stop`` is set it calls ``worker.drain`` and acknowledges what that stored."""
+
+    async def run(self, worker: Worker, stop: asyncio.Event) -> None: ...
 
 
 @dataclass
@@ -80,6 +103,10 @@ class WorkerStats:
     ha_updates: int = 0
     felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
     bad_felt: int = 0
+    redelivered_frames: int = 0  # frames a broker delivered again (a partition taken over, a reconnect)
+    lag_ms: int = 0  # how long after its end the latest live frame was handled (wall clock − device time)
+    behind: int = 0  # live frames handled more than LAG_WARN_NS after their end
+    events_already_stored: int = 0  # events found again in redelivered frames and found in the store
 
 
 class StreamDetector(Protocol):
@@ -112,6 +139,7 @@ class _Stream:
     last_seq: int
     next_t_ns: int
     ended: bool = False  # its detector finished (device offline): kept only to tell gaps and duplicates
+    last_wall_ns: int = 0  # when its latest frame arrived (an idle stream is ended, see end_idle)
 
     def matches(self, frame: Frame) -> bool:
         return (self.rate, self.channels, self.unit) == (frame.sample_rate, frame.channels, frame.unit)
@@ -164,6 +192,9 @@ class _MinuteTally:
     carried_s: float = 0.0
     carried_rest_s: float | None = 0.0
     dirty: bool = True  # changed since last written
+    # Covered by redelivered frames of a partition taken over, before the stored tally was read: the dead
+    # worker's stored tally counts these seconds already, unless there is none.
+    redelivered: list[tuple[int, int]] = field(default_factory=list)
 
     def cover(self, start_ns: int, end_ns: int) -> None:
         spans = self.spans
@@ -223,6 +254,11 @@ class RateBook:
     _asked: set[RateKey] = field(default_factory=set)
     _unresolved: dict[RateKey, tuple[int, int]] = field(default_factory=dict)  # key → (minute, first data)
     _to_ask: list[tuple[RateKey, int]] = field(default_factory=list)
+    # Keys whose first data came redelivered (a partition taken over from a worker that died): their first
+    # minute's stored tally is the dead worker's, to be continued, not a replay to be replaced.
+    _resumed: set[RateKey] = field(default_factory=set)
+    _resume_first: dict[RateKey, int] = field(default_factory=dict)  # its first minute
+    _resume_carried: dict[RateKey, bool] = field(default_factory=dict)  # once read: was a tally stored
 
     def _tally(self, key: RateKey, minute: int, at_ns: int) -> _MinuteTally:
         tally = self.minutes[key].get(minute)
@@ -232,6 +268,8 @@ class RateBook:
                 self._asked.add(key)
                 self._unresolved[key] = (minute, at_ns)
                 self._to_ask.append((key, minute))
+                if key in self._resumed:
+                    self._resume_first[key] = minute
         return tally
 
     def lookups(self) -> list[tuple[RateKey, int]]:
@@ -247,8 +285,24 @@ class RateBook:
         """The store's row for the key's first minute (None: there is none, or it could not be read)."""
         minute, at_ns = self._unresolved.pop(key)
         tally = self.minutes[key].setdefault(minute, _MinuteTally())
+        if key in self._resumed:
+            # Taken over: the dead worker's stored tally covers what it had stored of the redelivered
+            # frames, so this run adds only the time after them (and those of their twitches the store did
+            # not hold: the others were looked up and dropped). What it had received but not yet stored is
+            # lost from the minute (a second or two). Without a stored tally, the redelivered time counts.
+            self._resume_carried[key] = stored is not None
+            if stored is not None:
+                self._carry(tally, stored)
+            else:
+                for a, b in tally.redelivered:
+                    tally.cover(a, b)
+            tally.redelivered.clear()
         # 1 s of slack for clock jitter between the end of the old run and the start of the new
-        if stored is not None and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0:
+        if (
+            key not in self._resumed
+            and stored is not None
+            and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0
+        ):
             self._carry(tally, stored)
         tally.dirty = True
 
@@ -262,13 +316,21 @@ class RateBook:
         elif tally.carried_rest_s is not None:
             tally.carried_rest_s += row.rest_s
 
-    def cover(self, key: RateKey, start_ns: int, end_ns: int) -> None:
+    def cover(self, key: RateKey, start_ns: int, end_ns: int, resumed: bool = False) -> None:
+        """``resumed``: the data came redelivered (see ``_resumed``); matters for a key's first data only."""
+        if resumed and key not in self._asked:
+            self._resumed.add(key)
         t = start_ns
         while t < end_ns:
             minute = t - t % MINUTE_NS
             stop = min(end_ns, minute + MINUTE_NS)
             tally = self._tally(key, minute, t)
-            tally.cover(t, stop)
+            carried = self._resume_carried.get(key)
+            if not (resumed and self._resume_first.get(key) == minute) or carried is False:
+                tally.cover(t, stop)
+            elif carried is None:
+                tally.redelivered.append((t, stop))  # its stored tally, being read, may count it already
+            # else: the dead worker's stored tally, carried, counts it
             tally.dirty = True
             t = stop
 
@@ -346,6 +408,7 @@ class Worker(PeriodicTasks):
         flags: FlagTask | None = None,
         segment_map: SegmentMap | None = None,
         gate: GateParams | None = None,
+        ingest: Ingest | None = None,
     ) -> None:
         self.target = target
         self.store = store
@@ -376,12 +439,24 @@ class Worker(PeriodicTasks):
         self._last_frame_wall: dict[tuple[str, str], int] = {}
         self.started_ns = time.time_ns()  # when watching began: the reference for devices never heard from
         self._ha_muscles: dict[str, frozenset[str]] = {}  # discovery configs already published
+        self.ingest = ingest
+        # Device time up to which a broker redelivered a device's frames: events found before it may be
+        # stored already (by a worker that died before acknowledging them) and are looked up first.
+        self._redelivered_until: dict[tuple[str, str], int] = {}
+        self._unsure: list[TwitchEvent] = []  # events waiting for that look-up
+        self._count_later: list[TwitchEvent] = []  # their final twitches, counted once looked up
+        self._redelivered_verdict: dict[tuple[str, str, str, str, int], bool] = {}  # key → new (not stored)
+        self._last_frame_ns = 0  # wall time of the latest frame of any stream
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._mqtt_loop(), name="worker-mqtt")
+                # Frames come over MQTT (subscribed here), or from another ingest; the MQTT connection
+                # always carries what the worker publishes (events, flags, Home Assistant).
+                tg.create_task(self._mqtt_loop(subscribe=self.ingest is None), name="worker-mqtt")
+                if self.ingest is not None:
+                    tg.create_task(self._ingest_loop(self.ingest), name="worker-ingest")
                 tg.create_task(self._writer_loop(), name="worker-writer")
                 if self.flag_task is not None:
                     tg.create_task(self._flags_loop(self.flag_task), name="worker-flags")
@@ -403,21 +478,31 @@ class Worker(PeriodicTasks):
     def stop(self) -> None:
         self._stop.set()
 
-    async def _mqtt_loop(self) -> None:
+    async def _ingest_loop(self, ingest: Ingest) -> None:
+        await ingest.run(self, self._stop)
+        await self._finish()
+
+    async def _mqtt_loop(self, subscribe: bool = True) -> None:
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                async with self.target.client(self.client_id, clean_session=False) as client:
+                # Subscribed: a persistent session keeps frames while away. Publishing only (frames from
+                # another ingest): a clean session under a client id of its own per process.
+                async with self.target.client(self.client_id, clean_session=not subscribe) as client:
                     self._client = client
-                    await client.subscribe(status_filter(self.user), qos=1)
-                    await client.subscribe(raw_filter(self.user), qos=1)
-                    await client.subscribe(felt_filter(self.user), qos=1)
+                    if subscribe:
+                        await client.subscribe(status_filter(self.user), qos=1)
+                        await client.subscribe(raw_filter(self.user), qos=1)
+                        await client.subscribe(felt_filter(self.user), qos=1)
+                    else:  # devices whose status went to a worker that has since died
+                        await client.subscribe(status_filter(self.user), qos=1)
                     self.connected.set()
                     backoff = 1.0
                     await self._republish_flags(client)
                     log.info("worker connected to %s", self.target.display)
-                    await self._read_until_stopped(client)
-                    await self._finish()
+                    await self._read_until_stopped(client, retained_status_only=not subscribe)
+                    if subscribe:
+                        await self._finish()
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 self._client = None
@@ -428,11 +513,11 @@ class Worker(PeriodicTasks):
                 backoff = min(backoff * 2, 30.0)
             finally:
                 self._client = None
-        if self._pending or self._rates.minutes:  # stopped while disconnected: still store what we have
+        if subscribe and (self._pending or self._rates.minutes):  # stopped while disconnected: still store
             await self._finish()
 
-    async def _read_until_stopped(self, client: aiomqtt.Client) -> None:
-        reader = asyncio.create_task(self._read(client))
+    async def _read_until_stopped(self, client: aiomqtt.Client, retained_status_only: bool = False) -> None:
+        reader = asyncio.create_task(self._read(client, retained_status_only))
         stopper = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -443,8 +528,11 @@ class Worker(PeriodicTasks):
         if reader in done:
             reader.result()  # re-raise MqttError so the outer loop reconnects
 
-    async def _read(self, client: aiomqtt.Client) -> None:
+    async def _read(self, client: aiomqtt.Client, retained_status_only: bool = False) -> None:
         async for message in client.messages:
+            if retained_status_only:
+                self._adopt_status(str(message.topic), message.payload)
+                continue
             self.handle(
                 str(message.topic),
                 bytes(message.payload)
@@ -464,26 +552,84 @@ class Worker(PeriodicTasks):
         await self._flush(final=True)
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
-    def handle(self, topic: str, payload: bytes) -> None:
+    def handle(self, topic: str, payload: bytes, redelivered: bool = False) -> Receipt:
+        """One message of any source. For a frame of a stream a detector here takes, its stream's key
+        (processed, or recognised as a duplicate by its sequence number): the source acknowledges it once
+        ``ack_horizons`` has passed its end. ``redelivered``: the broker delivered it before (to this worker
+        or one that died), so what it yields may be stored already."""
         try:
             felt_by = felt_user(topic)
         except TopicError as exc:
             self.stats.bad_topics += 1
             self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
-            return
+            return None
         if felt_by is not None:
             self._on_felt(felt_by, payload)
-            return
+            return None
         try:
             t = Topic.parse(topic)
         except TopicError as exc:
             self.stats.bad_topics += 1
             self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
-            return
+            return None
         if t.kind == "status":
             self._on_status(t, payload)
         elif t.kind == "raw" and t.stream is not None:
-            self._on_frame(t.user, t.device, t.stream, payload)
+            return self._on_frame(t.user, t.device, t.stream, payload, redelivered)
+        return None
+
+    def _adopt_status(self, topic: str, payload: object) -> None:
+        """A device's retained status, for a device this worker has no status of yet (its partition moved
+        here after the status went to another worker). Statuses in the partition's own order win."""
+        try:
+            t = Topic.parse(topic)
+        except TopicError:
+            return
+        if t.kind == "status" and (t.user, t.device) not in self._status and isinstance(payload, bytes):
+            self._on_status(t, payload)
+
+    @property
+    def busy(self) -> bool:
+        """Felt marks are still being stored."""
+        return bool(self._felt_writes)
+
+    def ack_horizons(self) -> dict[StreamKey, int] | None:
+        """Per stream, the device time before which everything derived from its frames has been handed
+        to the writer: what its detector has settled, bounded by the oldest event still held anywhere
+        (fusion, the rest gate, the look-up of redelivered events, the writer's queue). None while a
+        minute's stored rate is still being read (its tallies are held back from the writer). After the
+        next completed flush, frames ending before their stream's horizon are stored."""
+        if self._rates.unresolved:
+            return None
+        held = [self._fuser.oldest_held_ns(), self._rest.oldest_held_ns()]
+        held += [min((e.start_ns for e in q), default=None) for q in (self._pending, self._unsure)]
+        floor = min((t for t in held if t is not None), default=NEVER_NS)
+        return {
+            key: floor if st.ended else min(floor, st.time_of(st.detector.settled))
+            for key, st in self._streams.items()
+        }
+
+    async def flush_stored(self) -> None:
+        """Write everything handed to the writer so far (retried until the store takes it)."""
+        await self._flush(final=False)
+
+    async def drain(self) -> None:
+        """End every stream and store all it yielded (a source stopping)."""
+        await self._finish()
+
+    def end_idle(self, idle_ns: int) -> None:
+        """End streams whose latest frame arrived more than ``idle_ns`` before the latest frame of any
+        stream (wall time): a device that went away without an offline status must not hold its last
+        events, and the acknowledgement of its last frames, for ever. Measured against other streams'
+        frames, not the clock: while nothing arrives at all (a broker restarting, this worker stalled)
+        every stream is as idle as the others, and ending them would blind their detectors for nothing.
+        Frames that come later start a new stream."""
+        now = self._last_frame_ns
+        idle = [st for st in self._streams.values() if not st.ended and now - st.last_wall_ns > idle_ns]
+        for st in idle:
+            self._end_stream(st)
+        if idle:
+            self._store_events(self._fuser.release())
 
     def _on_felt(self, user: str, payload: bytes) -> None:
         """A felt twitch marked from a phone or Home Assistant: a journal entry, stored off the event loop
@@ -561,19 +707,29 @@ class Worker(PeriodicTasks):
         self._emit(st, st.detector.finish())
         self._rest.end(st.key)
 
-    def _on_frame(self, user: str, device: str, stream: str, payload: bytes) -> None:
+    def _on_frame(
+        self, user: str, device: str, stream: str, payload: bytes, redelivered: bool = False
+    ) -> Receipt:
         try:
             frame = decode(payload)
         except FrameError as exc:
             self.stats.bad_frames += 1
             self._rlog.warning("frame", "bad frame on %s/%s/%s: %s", user, device, stream, exc)
-            return
+            return None
         kind = self._signal(user, device, stream, frame.unit)
         if kind is None:
-            return  # a stream no detector here understands
+            return None  # a stream no detector here understands
+        if redelivered:
+            self.stats.redelivered_frames += 1
+            end = frame.t0_ns + frame.duration_ns
+            self._redelivered_until[(user, device)] = max(self._redelivered_until.get((user, device), 0), end)
+        key = (user, device, stream)
+        receipt = (key, frame.t0_ns + frame.duration_ns)
         st = self._stream_for(user, device, stream, frame, kind)
         if st is None:
-            return
+            return receipt
+        st.last_wall_ns = self._last_frame_ns = now = time.time_ns()
+        self._note_lag(user, device, now - (frame.t0_ns + frame.duration_ns))
         self.stats.frames += 1
         self.stats.samples += frame.samples * frame.channels
         self._last_frame_wall[(user, device)] = time.time_ns()
@@ -587,6 +743,24 @@ class Worker(PeriodicTasks):
         self._store_events(self._fuser.release())
         self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
         self._ask_priors()
+        return receipt
+
+    def _note_lag(self, user: str, device: str, lag_ns: int) -> None:
+        """A worker that falls behind says so: frames of live data (recorded within ``LIVE_NS``; not a
+        backfill or a replay of old data) handled more than ``LAG_WARN_NS`` after they ended are counted and
+        logged, before a broker's queue limit drops frames for it."""
+        if not 0 <= lag_ns < LIVE_NS:
+            return
+        self.stats.lag_ms = lag_ns // 1_000_000
+        if lag_ns > LAG_WARN_NS:
+            self.stats.behind += 1
+            self._rlog.warning(
+                "lag",
+                "falling behind: a frame of %s/%s handled %.1f s after it ended",
+                user,
+                device,
+                lag_ns / 1e9,
+            )
 
     def _signal(self, user: str, device: str, stream: str, unit: Unit) -> StreamKind | None:
         """The detector a stream needs: from its unit, or for a unitless stream (the Myo's raw EMG comes
@@ -718,10 +892,11 @@ class Worker(PeriodicTasks):
         if st.kind == "gyro" or st.kind == "orientation":
             return  # a movement stream watches no muscle: it only vetoes
         source, _ = self._source(st)
+        resumed = start_ns < self._redelivered_until.get((st.user, st.device), 0)
         for lane in range(st.detector.lanes):
             muscle = self.muscle(st, lane)
             self._fuser.register((st.user, muscle), st.key, st.kind)
-            self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns)
+            self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns, resumed)
 
     def _emit(self, st: _Stream, detections: Sequence[Detection]) -> None:
         """Detections become events and wait in the fuser for their muscle's other streams; activity and
@@ -784,13 +959,74 @@ class Worker(PeriodicTasks):
         now)."""
         self._rest.hold(events)
         for event in self._rest.release(everything):
-            self._pending.append(event)
-            if event.kind is EventKind.DURING_MOVEMENT:
-                self.stats.events_during_movement += 1
-        # Counted only once final: a twitch right before its muscle's contraction is re-written above.
+            if event.start_ns < self._redelivered_until.get((event.user, event.device), 0):
+                self._unsure.append(event)  # looked up in the store before the writer takes it
+            else:
+                self._accept(event)
+        # Counted only once final: a twitch right before its muscle's contraction is re-written above. One
+        # from a redelivered frame is counted once the store look-up has found it new (not the dead worker's).
         for event in self._rest.counted():
-            self._rates.count((event.user, event.muscle, event.device, event.source), event.start_ns)
+            if event.start_ns < self._redelivered_until.get((event.user, event.device), 0):
+                self._count_later.append(event)
+            else:
+                self._count(event)
+        self._count_settled()
         self.stats.twitches_retracted = self._rest.retracted
+
+    def _accept(self, event: TwitchEvent) -> None:
+        self._pending.append(event)
+        if event.kind is EventKind.DURING_MOVEMENT:
+            self.stats.events_during_movement += 1
+
+    def _count(self, event: TwitchEvent) -> None:
+        self._rates.count((event.user, event.muscle, event.device, event.source), event.start_ns)
+
+    def _count_settled(self) -> None:
+        """Final twitches of redelivered frames: counted when looked up as new, dropped when the store held
+        them already (their minute's stored tally has them), kept while the look-up is still to come."""
+        waiting = []
+        for event in self._count_later:
+            verdict = self._redelivered_verdict.get(_event_key(event))
+            if verdict is None:
+                waiting.append(event)
+            elif verdict:
+                self._count(event)
+        self._count_later = waiting
+
+    def _not_stored(self, events: list[TwitchEvent]) -> list[TwitchEvent]:
+        """Of events found in redelivered frames, those the store does not hold yet: a worker that died
+        after storing them, before the broker had their frames' acknowledgement, stored one of the same
+        muscle and device overlapping it (within ``SAME_EVENT_NS``; a detector started afresh may place its
+        edges a block apart). Raises ``StoreError``."""
+        new = []
+        for e in events:
+            query = EventQuery(
+                e.start_ns - SAME_EVENT_NS, e.end_ns + SAME_EVENT_NS, e.user, e.muscle, e.source
+            )
+            if any(
+                s.device == e.device
+                and s.start_ns <= e.end_ns + SAME_EVENT_NS
+                and s.end_ns >= e.start_ns - SAME_EVENT_NS
+                for s in self.store.events(query)
+            ):
+                self.stats.events_already_stored += 1
+            else:
+                new.append(e)
+        return new
+
+    async def _settle_unsure(self) -> None:
+        """Redelivered events become new (queued, counted) or known (dropped) before any minute they fall
+        in can be taken by the writer. Raises ``StoreError``."""
+        if not self._unsure:
+            return
+        batch = list(self._unsure)
+        new = await asyncio.to_thread(self._not_stored, batch)
+        del self._unsure[: len(batch)]
+        fresh = {_event_key(e) for e in new}
+        self._redelivered_verdict.update({_event_key(e): _event_key(e) in fresh for e in batch})
+        for e in new:
+            self._accept(e)
+        self._count_settled()
 
     def _prune_vetoes(self) -> None:
         """Forget vetoes older than anything still held (minutes, events, streams' latest data)."""
@@ -812,6 +1048,19 @@ class Worker(PeriodicTasks):
         async with self._flush_lock:
             watermarks = None if final else self._watermark_ns
             while True:
+                try:
+                    await self._settle_unsure()
+                except StoreError as exc:
+                    self.stats.store_errors += 1
+                    self._rlog.warning("store", "cannot look up redelivered events, retrying: %s", exc)
+                    if final and self._stop.is_set() and self.stats.store_errors > 5:
+                        log.error("storing %d redelivered events unchecked at shutdown", len(self._unsure))
+                        for e in self._unsure:
+                            self._accept(e)
+                        self._unsure.clear()
+                    else:
+                        await asyncio.sleep(1.0)
+                    continue
                 events, done = self._pending[: self.batch_size], self._rates.take(watermarks)
                 running = self._rates.changed_open()
                 rates = done + running
@@ -856,3 +1105,8 @@ class Worker(PeriodicTasks):
         except aiomqtt.MqttError as exc:
             # Events are already stored; the topic is a notification, so a missed one is only logged.
             self._rlog.warning("publish", "could not publish events: %s", exc)
+
+
+def _event_key(e: TwitchEvent) -> tuple[str, str, str, str, int]:
+    """One event across its provisional and final writes (the stores' key)."""
+    return (e.user, e.device, e.muscle, e.source, e.start_ns)

@@ -6,6 +6,7 @@
 #   mqtt_worker_password                     MQTT account twitchwatch-worker
 #   mqtt_dashboard_password                  MQTT account twitchwatch-dashboard
 #   dashboard_password                       the dashboard's login (you type this one)
+#   rabbitmq_worker_password, amqp_worker_url  RabbitMQ account twitchwatch-worker (profile `scale`)
 #   mqtt-tls/, mqtt-ca.key                   the broker's TLS certificate and its private CA (mqtt-certs.sh)
 #   mqtt-wearers/<user>                      one MQTT account per wearer: scripts/add-wearer.sh USER
 # Run from the checkout: scripts/compose-secrets.sh [WEARER ...] (default: $TWITCHWATCH_USER, else "me").
@@ -36,6 +37,16 @@ secret influx_dashboard_password -hex 24
 secret mqtt_worker_password -hex 24
 secret mqtt_dashboard_password -hex 24
 secret dashboard_password -base64 18
+# The profile `scale` (docs/scaling.md): RabbitMQ's account for broker setup and the workers, and their AMQP
+# URL with it (a secret as a whole: it holds the password).
+secret rabbitmq_worker_password -hex 24
+if [ -s secrets/amqp_worker_url ]; then
+    echo "kept     secrets/amqp_worker_url"
+else
+    printf 'amqps://twitchwatch-worker:%s@rabbitmq:5671/?cafile=/run/secrets/mqtt_ca' \
+        "$(cat secrets/rabbitmq_worker_password)" >secrets/amqp_worker_url
+    echo "made     secrets/amqp_worker_url"
+fi
 if [ -s secrets/mqtt-tls/server.crt ]; then
     echo "kept     secrets/mqtt-tls (renew: scripts/mqtt-certs.sh)"
 else

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The test suite starts its own Mosquitto and InfluxDB, drives a real Chromium and makes certificates with
+# The test suite starts its own Mosquitto, InfluxDB and RabbitMQ, drives a real Chromium and makes certificates with
 # openssl; install them from Debian's packages when they are missing and this user may install packages.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_passwd >/dev/null || need+=(mosquitto)
 command -v influxd >/dev/null || need+=(influxdb)
+# The scale-out tests start their own RabbitMQ node (MQTT and consistent-hash plugins ship with it).
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v chromium >/dev/null || need+=(chromium)
 # The access-control tests make their private CA with scripts/mqtt-certs.sh.
 command -v openssl >/dev/null || need+=(openssl)

@@ -8,7 +8,8 @@
 #                           (TWITCHWATCH_MQTT_CA_FILE=OUT_DIR/ca.crt)
 #   server.key, server.crt  the broker's key and certificate (825 days), valid for every NAME: the host
 #                           names and IP addresses clients connect to (default: localhost 127.0.0.1
-#                           mosquitto, the last being the broker's name inside the compose network)
+#                           mosquitto rabbitmq, the last two being the brokers' names inside the compose
+#                           network; rabbitmq for the profile `scale`)
 # CA_KEY (default secrets/mqtt-ca.key, outside OUT_DIR so the broker never sees it) is the CA's key: it
 # signs certificates every client accepts, so keep it safe, or offline once you are done.
 # The CA is made once and kept: rerun to renew the broker's certificate (or add names) under the same CA,
@@ -20,7 +21,7 @@ ca_key=${2:-secrets/mqtt-ca.key}
 [ $# -gt 0 ] && shift
 [ $# -gt 0 ] && shift
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(localhost 127.0.0.1 mosquitto)
+[ ${#names[@]} -gt 0 ] || names=(localhost 127.0.0.1 mosquitto rabbitmq)
 command -v openssl >/dev/null || { echo "mqtt-certs.sh: openssl not found (Debian: apt-get install openssl)" >&2; exit 1; }
 
 san=()

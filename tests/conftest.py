@@ -12,6 +12,7 @@ import pytest
 from tests.harness import ServiceMissing, clear_settings, unavailable
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
+from tests.harness.rabbitmq import RabbitServer
 from twitchwatch.processing.store import EventStore
 from twitchwatch.processing.store.influx import InfluxStore
 from twitchwatch.processing.store.sqlite import SQLiteStore
@@ -48,6 +49,12 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
 @pytest.fixture(scope="session")
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
     yield from _serve(InfluxServer.start, tmp_path_factory.mktemp("influxdb"))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
+    """A private RabbitMQ node (MQTT and consistent-hash plugins); it takes several seconds to boot."""
+    yield from _serve(RabbitServer.start, tmp_path_factory.mktemp("rabbitmq"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])

@@ -18,6 +18,7 @@ from twitchwatch.config import Settings, load_settings
 from twitchwatch.dashboard_launch import require_login_beyond_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
+SCALE = ("broker-setup", "worker-a", "worker-b")  # the profile `scale`'s twitchwatch services
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,11 @@ def test_expected_services(compose: dict[str, Any]) -> None:
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert services["mosquitto-setup"]["image"] == "eclipse-mosquitto:2"
     assert services["influxdb"]["image"] == "influxdb:2.7"
-    assert set(_twitchwatch_services(compose)) == {"worker", "dashboard", "simulator"}
+    assert set(_twitchwatch_services(compose)) == {"worker", "dashboard", "simulator", *SCALE}
     assert services["simulator"]["profiles"] == ["demo"]
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.")
+    for name in ("rabbitmq", *SCALE):
+        assert services[name]["profiles"] == ["scale"], name
 
 
 def test_every_command_is_a_valid_invocation(compose: dict[str, Any]) -> None:
@@ -48,7 +52,8 @@ def test_every_command_is_a_valid_invocation(compose: dict[str, Any]) -> None:
         command = svc["command"]
         assert command[0] == "twitchwatch", name
         args = parser.parse_args(join_dash_values(command[1:]))  # exits (SystemExit) on an invalid command
-        assert args.command == {"worker": "process"}.get(name, name if name != "simulator" else "simulate")
+        expected = {"worker": "process", "simulator": "simulate", "broker-setup": "broker"}
+        assert args.command == expected.get(name, "process" if name in SCALE else name)
 
 
 def _defaults(value: object) -> str:
@@ -77,6 +82,12 @@ def _settings(
             assert secret in mounted, f"{name}: {key} reads {value}, but the service does not mount it"
             if secret == "mqtt_ca":
                 value = str(ca)
+            elif secret == "amqp_worker_url":  # as scripts/compose-secrets.sh writes it
+                path = tmp_path / f"{name}-{secret}"
+                path.write_text(
+                    f"amqps://twitchwatch-worker:{name}-pw@rabbitmq:5671/?cafile=/run/secrets/mqtt_ca"
+                )
+                value = str(path)
             else:
                 path = tmp_path / f"{name}-{secret}"
                 path.write_text(f"{name}-{secret}-value\n")
@@ -90,6 +101,7 @@ def test_environment_is_valid_configuration_with_least_privilege(
 ) -> None:
     """Each service's environment validates, and each has its own MQTT and InfluxDB account, over TLS."""
     accounts = {"worker": "twitchwatch-worker", "dashboard": "twitchwatch-dashboard", "simulator": "me"}
+    accounts |= dict.fromkeys(SCALE, "twitchwatch-worker")
     for name, svc in _twitchwatch_services(compose).items():
         settings = _settings(svc, name, tmp_path, monkeypatch, private_ca)
         mqtt = settings.mqtt
@@ -99,18 +111,38 @@ def test_environment_is_valid_configuration_with_least_privilege(
             8883,
             str(private_ca),
         )
-        assert (
-            mqtt.password
-            == f"{name}-{'mqtt_wearer' if name == 'simulator' else f'mqtt_{name}'}_password-value"
-        )
+        secret = {"simulator": "mqtt_wearer_password"} | dict.fromkeys(SCALE, "rabbitmq_worker_password")
+        assert mqtt.password == f"{name}-{secret.get(name, f'mqtt_{name}_password')}-value"
         assert settings.influx_auth.token is None, f"{name} must not hold an InfluxDB token (the admin's)"
         if name != "simulator":
+            influx = "worker" if name in SCALE else name
             assert settings.influx_auth.username == accounts[name]
-            assert settings.influx_auth.password == f"{name}-influx_{name}_password-value"
+            assert settings.influx_auth.password == f"{name}-influx_{influx}_password-value"
         assert "influx_token" not in svc["secrets"]
         assert settings.store_url.startswith("influxdb://influxdb:8086/")
-        assert settings.user == "me"
         assert str(settings.tz) == "UTC"  # unless the host's .env names a zone
+        if name in SCALE:  # frames from RabbitMQ's partitions, the URL (with its password) a secret
+            url = f"amqps://twitchwatch-worker:{name}-pw@rabbitmq:5671/?cafile=/run/secrets/mqtt_ca"
+            assert settings.amqp_url_value() == url
+            assert mqtt.host == "rabbitmq"
+        else:
+            assert settings.user == "me"
+            assert settings.amqp_url is None
+
+
+def test_the_scale_workers_split_the_partitions(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    slots = [services[name]["environment"]["TWITCHWATCH_AMQP_SLOT"] for name in ("worker-a", "worker-b")]
+    assert slots == ["0/2", "1/2"]
+    for name in ("worker-a", "worker-b"):
+        assert services[name]["depends_on"]["broker-setup"] == {"condition": "service_completed_successfully"}
+    conf = (ROOT / "deploy/rabbitmq/rabbitmq.conf").read_text().splitlines()
+    assert "mqtt.exchange = twitchwatch.mqtt" in conf  # where broker setup's bindings are
+    assert "mqtt.allow_anonymous = false" in conf
+    assert "listeners.tcp = none" in conf  # TLS only
+    assert "mqtt.listeners.tcp = none" in conf
+    assert "rabbitmq_mqtt" in (ROOT / "deploy/rabbitmq/enabled_plugins").read_text()
+    assert subprocess.run(["sh", "-n", str(ROOT / "deploy/rabbitmq/start.sh")], check=False).returncode == 0
 
 
 def test_the_dashboard_has_a_login_where_it_listens(

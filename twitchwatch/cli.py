@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -24,7 +25,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from twitchwatch import data_cli, person_cli
+from twitchwatch import broker_cli, data_cli, person_cli
 from twitchwatch.collector.timetext import SimulationError, parse_duration
 from twitchwatch.errors import TwitchwatchError, UserError
 from twitchwatch.processing.events import EventKind
@@ -81,8 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate(sub)
-    p = sub.add_parser("process", help="run the worker: MQTT frames → twitch events → store")
-    p.add_argument("--client-id", default=None, help="MQTT client id (default twitchwatch-worker-<user>)")
+    p = sub.add_parser(
+        "process",
+        help="run the worker: MQTT frames (or RabbitMQ partitions, TWITCHWATCH_AMQP_URL) → events → store",
+    )
+    p.add_argument(
+        "--client-id",
+        default=None,
+        help="MQTT client id (default twitchwatch-worker-<user>; with TWITCHWATCH_AMQP_URL, …-<host>-<pid>)",
+    )
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard")
     p.add_argument(
         "--host",
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     person_cli.add_parsers(sub)
     data_cli.add_parser(sub)
+    broker_cli.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )
@@ -227,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": cmd_replay,
         **person_cli.HANDLERS,
         **data_cli.HANDLERS,
+        **broker_cli.HANDLERS,
     }
     return run_command(lambda: handlers[args.command](args))
 
@@ -471,21 +481,36 @@ def flag_task_from(settings: Settings) -> FlagTask:
 
 def cmd_process(args: argparse.Namespace) -> int:
     from twitchwatch.config import load_settings
+    from twitchwatch.processing.amqp import AmqpSource, display_url
     from twitchwatch.processing.store import open_store
     from twitchwatch.processing.worker import Worker
 
     settings = load_settings()
     store = open_store(settings.store_url, settings.influx_auth, create=True)
+    amqp_url = settings.amqp_url_value()
+    # From RabbitMQ's partitions every user's frames come (each partition holds many people); the MQTT
+    # connection then only publishes, under a client id of its own (workers must not take each other's).
+    default_id = f"twitchwatch-worker-{settings.user}"
+    if amqp_url:
+        default_id = f"twitchwatch-worker-{socket.gethostname()}-{os.getpid()}"
+    client_id = args.client_id or default_id
+    ingest = (
+        AmqpSource(amqp_url, settings.amqp_partitions, settings.amqp_slot_value(), consumer_prefix=client_id)
+        if amqp_url
+        else None
+    )
     worker = Worker(
         settings.mqtt,
         store,
-        user=settings.user,
+        user="+" if ingest is not None else settings.user,
         muscle_map=muscle_map_from(settings),
-        client_id=args.client_id or f"twitchwatch-worker-{settings.user}",
+        client_id=client_id,
         flags=flag_task_from(settings),
         segment_map=segment_map_from(settings),
+        ingest=ingest,
     )
-    log.info("worker: %s → %s (user %s)", settings.mqtt.display, store.url, settings.user)
+    source = display_url(amqp_url) if amqp_url else settings.mqtt.display
+    log.info("worker: %s → %s (user %s)", source, store.url, "any" if ingest else settings.user)
     try:
         run_until_signal(lambda stop: _run_worker(worker, stop))
     finally:

@@ -22,6 +22,11 @@ Environment:
                            report and dashboard count in (default: the machine's zone)
   TWITCHWATCH_DASHBOARD_PASSWORD  the dashboard's login password (also as *_FILE); required, or an OIDC
                            login, for `twitchwatch dashboard --host` beyond loopback
+  TWITCHWATCH_AMQP_URL     amqp://user:password@host:port/vhost (also as *_FILE): `process` consumes
+                           RabbitMQ's partition queues instead of subscribing over MQTT (docs/scaling.md)
+  TWITCHWATCH_AMQP_PARTITIONS  number of partition queues (default 16; as `broker setup` made them)
+  TWITCHWATCH_AMQP_SLOT    i/n: this worker's share of the partitions (p % n == i), taken first; the rest it
+                           stands by for
   TWITCHWATCH_DASHBOARD_OIDC_EMAILS  comma-separated e-mail addresses that may sign in through Streamlit's
                            OIDC login ([auth] in .streamlit/secrets.toml); required with it
 
@@ -63,6 +68,7 @@ import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -413,6 +419,25 @@ class Settings(BaseSettings):
     timezone: str = Field(default_factory=machine_timezone)
     dashboard_password: SecretStr | None = None
     dashboard_oidc_emails: str | None = None
+    # Scale-out (docs/scaling.md): frames from RabbitMQ's partition queues instead of an MQTT subscription.
+    amqp_url: SecretStr | None = None  # amqp://user:password@host:port/vhost: a secret as a whole
+    amqp_partitions: int = Field(default=16, ge=1, le=1000)
+    amqp_slot: str | None = None  # "i/n": this worker's share of the partitions, subscribed first
+
+    @field_validator("amqp_slot")
+    @classmethod
+    def _slot(cls, v: str | None) -> str | None:
+        if v is not None:
+            index, sep, count = v.partition("/")
+            if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+                raise ValueError(f"expected i/n with 0 <= i < n (this worker's share), got {v!r}")
+        return v
+
+    def amqp_slot_value(self) -> tuple[int, int] | None:
+        if self.amqp_slot is None:
+            return None
+        index, _, count = self.amqp_slot.partition("/")
+        return int(index), int(count)
 
     @model_validator(mode="before")
     @classmethod
@@ -430,6 +455,18 @@ class Settings(BaseSettings):
         except MqttUrlError as exc:
             raise ValueError(str(exc)) from None
         return v
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            parts = urlsplit(v.get_secret_value())
+            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+                raise ValueError("expected amqp://[user:password@]host[:port][/vhost] (amqps:// for TLS)")
+        return v
+
+    def amqp_url_value(self) -> str | None:
+        return self.amqp_url.get_secret_value() if self.amqp_url is not None else None
 
     @field_validator("mqtt_ca_file")
     @classmethod
@@ -545,7 +582,14 @@ class Settings(BaseSettings):
         return 3 * self.flags_interval_s
 
 
-_SECRET_FILES = ("mqtt_password", "influx_token", "influx_username", "influx_password", "dashboard_password")
+_SECRET_FILES = (
+    "mqtt_password",
+    "influx_token",
+    "influx_username",
+    "influx_password",
+    "dashboard_password",
+    "amqp_url",
+)
 MIN_DASHBOARD_PASSWORD = 12
 
 

@@ -1,0 +1,340 @@
+"""Scale-out on RabbitMQ: the partition layout (``twitchwatch broker setup``) and the worker's AMQP
+source.
+
+Layout (docs/scaling.md): RabbitMQ's MQTT plugin publishes the collectors' messages into
+``twitchwatch.mqtt`` (``mqtt.exchange`` in rabbitmq.conf), a topic exchange. Each user's raw frames, device
+statuses and felt marks are bound to one of N partition queues, ``twitchwatch.p00`` …, chosen by a stable
+hash of the user name: all of a person's wearables reach one worker, in order, because the rest gate and the
+fusion of a muscle's streams look across a person's devices. A user not bound yet is not lost: the
+exchange's alternate exchange sends their messages to ``twitchwatch.unassigned``, a queue of its own. Every
+queue is a quorum queue (replicated in a cluster, kept across restarts) with single-active-consumer on:
+every worker consumes every queue, the broker lets exactly one of them have each queue's messages, and hands
+the queue to another when that one goes.
+
+The worker acknowledges a frame only once what was derived from it is stored (``Worker.ack_horizons``), and
+a further ``LEAD_NS`` of device time later: a worker taking over a partition gets at least that much of each
+stream's already-stored past again, which its fresh detectors spend learning their noise floor, so no
+twitch falls into their blind first second. Events found in such redelivered frames are looked up in the
+store first (``Worker._not_stored``); frames redelivered to the same worker are recognised by sequence
+number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiormq
+import aiormq.abc
+
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.topics import ROOT, check_segment
+from twitchwatch.processing.worker import LEAD_NS, Receipt, StreamKey, Worker
+
+log = logging.getLogger(__name__)
+
+EXCHANGE = "twitchwatch.mqtt"  # where the MQTT plugin publishes (mqtt.exchange = twitchwatch.mqtt)
+UNASSIGNED = "twitchwatch.unassigned"  # the alternate exchange, and its queue
+DEFAULT_PARTITIONS = 16
+MAX_PARTITIONS = 1000
+# A stream silent this long (wall time) is ended: its last events are stored and its frames acknowledged.
+IDLE_NS = 10_000_000_000
+# The three kinds of message a worker consumes, as topic-exchange patterns after the user word.
+_PATTERNS = ("*.raw.*", "*.status", "felt")
+
+
+class AmqpError(RuntimeError):
+    """The broker refused the layout (an existing queue with other arguments, no permission)."""
+
+
+def queue_name(partition: int) -> str:
+    return f"twitchwatch.p{partition:02d}"
+
+
+def partition_of(user: str, partitions: int) -> int:
+    """The partition of a user: CRC-32 of the name, the same on every run, machine and Python."""
+    return zlib.crc32(user.encode()) % partitions
+
+
+def routing_word(segment: str) -> str:
+    """A topic level as a routing-key word: the MQTT plugin turns '/' into '.' and '.' into '/'."""
+    return segment.replace(".", "/")
+
+
+def topic_of(routing_key: str) -> str:
+    """The MQTT topic a routing key came from (the plugin's mapping, reversed)."""
+    return routing_key.translate(str.maketrans("./", "/."))
+
+
+def binding_keys(user: str) -> list[str]:
+    return [f"{ROOT}.{routing_word(check_segment(user, 'user'))}.{p}" for p in _PATTERNS]
+
+
+def display_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{parts.hostname}{port}{parts.path or '/'}"
+
+
+# ---- broker setup ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SetupReport:
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+    bound: tuple[tuple[str, str], ...]  # (user, queue)
+
+    def lines(self) -> list[str]:
+        out = [f"created {name}" for name in self.created]
+        out += [f"kept {name} (already there)" for name in self.existing]
+        out += [f"bound user {user} -> {queue}" for user, queue in self.bound]
+        return out
+
+
+async def _exists(connection: aiormq.abc.AbstractConnection, kind: str, name: str) -> bool:
+    """A passive declare on a channel of its own (a missing name closes the channel)."""
+    channel = await connection.channel()
+    try:
+        if kind == "exchange":
+            await channel.exchange_declare(name, passive=True)
+        else:
+            await channel.queue_declare(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return False
+    with contextlib.suppress(aiormq.exceptions.AMQPError):
+        await channel.close()
+    return True
+
+
+async def _declare(connection: aiormq.abc.AbstractConnection, kind: str, name: str, **kwargs: Any) -> bool:
+    """Declare one exchange or queue; True when it was there already."""
+    existed = await _exists(connection, kind, name)
+    channel = await connection.channel()
+    try:
+        if kind == "exchange":
+            await channel.exchange_declare(name, durable=True, **kwargs)
+        else:
+            await channel.queue_declare(name, durable=True, **kwargs)
+    except aiormq.exceptions.AMQPError as exc:
+        raise AmqpError(f"{kind} {name}: the broker refused it: {exc}") from None
+    with contextlib.suppress(aiormq.exceptions.AMQPError):
+        await channel.close()
+    return existed
+
+
+async def setup_broker(url: str, partitions: int, users: Sequence[str]) -> SetupReport:
+    """Declare the exchanges, the partition queues and the users' bindings; idempotent (declaring what
+    exists with the same arguments changes nothing). Raises ``AmqpError`` naming what the broker refused."""
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise AmqpError(f"partitions: {partitions} is not within 1..{MAX_PARTITIONS}")
+    for user in users:
+        check_segment(user, "user")
+    done: dict[bool, list[str]] = {True: [], False: []}
+    queue_args = {"x-queue-type": "quorum", "x-single-active-consumer": True}
+    connection = await aiormq.connect(url)
+    try:
+        existed = await _declare(connection, "exchange", UNASSIGNED, exchange_type="topic")
+        done[existed].append(f"exchange {UNASSIGNED}")
+        existed = await _declare(
+            connection,
+            "exchange",
+            EXCHANGE,
+            exchange_type="topic",
+            arguments={"alternate-exchange": UNASSIGNED},
+        )
+        done[existed].append(f"exchange {EXCHANGE}")
+        for name in [*(queue_name(p) for p in range(partitions)), UNASSIGNED]:
+            existed = await _declare(connection, "queue", name, arguments=queue_args)
+            done[existed].append(f"queue {name}")
+        channel = await connection.channel()
+        for pattern in _PATTERNS:  # users not bound yet: kept apart, never dropped
+            await channel.queue_bind(UNASSIGNED, UNASSIGNED, routing_key=f"{ROOT}.*.{pattern}")
+        bound = []
+        for user in users:
+            queue = queue_name(partition_of(user, partitions))
+            for key in binding_keys(user):
+                await channel.queue_bind(queue, EXCHANGE, routing_key=key)
+            bound.append((user, queue))
+    except aiormq.exceptions.AMQPError as exc:
+        raise AmqpError(f"the broker refused a binding: {exc}") from None
+    finally:
+        await connection.close()
+    return SetupReport(tuple(done[False]), tuple(done[True]), tuple(bound))
+
+
+# ---- the worker's source ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outstanding:
+    """Deliveries not yet acknowledged on the current channel, in delivery order."""
+
+    items: deque[tuple[int, Receipt]] = field(default_factory=deque)
+
+    def ackable(self, receipt: Receipt, horizons: dict[StreamKey, int], busy: bool) -> bool:
+        if receipt is None:
+            return not busy  # a felt mark being stored holds the others' acknowledgement back
+        key, end_ns = receipt
+        return end_ns + LEAD_NS <= horizons.get(key, 2**62)
+
+
+@dataclass(frozen=True)
+class AmqpSource:
+    """``TWITCHWATCH_AMQP_URL``'s partitions, consumed by ``Worker.run`` (processing/worker.py ``Ingest``)."""
+
+    url: str
+    partitions: int = DEFAULT_PARTITIONS
+    # (index, count): this worker's share, the partitions p with p % count == index, which it subscribes to
+    # at once; the others ``standby_delay_s`` later. The broker gives a single-active-consumer queue to
+    # whichever consumer came first, so workers started together split the partitions by their slots and
+    # stand by for each other's. None: every queue at once (the first worker up takes them all).
+    slot: tuple[int, int] | None = None
+    standby_delay_s: float = 5.0
+    consumer_prefix: str = (
+        "twitchwatch-worker"  # consumer tags <prefix>.<queue>: who is active, for operators
+    )
+    prefetch: int = 20_000  # per queue: must exceed the frames of LEAD_NS + detector latency of its streams
+    ack_interval_s: float = 0.5
+
+    @property
+    def queues(self) -> list[str]:
+        return [*(queue_name(p) for p in range(self.partitions)), UNASSIGNED]
+
+    def share(self) -> tuple[list[str], list[str]]:
+        """(queues subscribed at once, queues subscribed as standby); the unassigned queue is slot 0's."""
+        if self.slot is None:
+            return self.queues, []
+        index, count = self.slot
+        mine = [queue_name(p) for p in range(self.partitions) if p % count == index]
+        if index == 0:
+            mine.append(UNASSIGNED)
+        return mine, [q for q in self.queues if q not in mine]
+
+    async def run(self, worker: Worker, stop: asyncio.Event) -> None:
+        backoff = 1.0
+        rlog = RateLimitedLog(log)
+        while not stop.is_set():
+            try:
+                connection = await aiormq.connect(self.url)
+            except (OSError, aiormq.exceptions.AMQPError) as exc:
+                rlog.warning(
+                    "connect", "AMQP %s: %s; retrying in %.0f s", display_url(self.url), exc, backoff
+                )
+                await _sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 1.0
+            try:
+                await self._consume(connection, worker, stop)
+                return
+            except (OSError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+                # Unacknowledged frames go back to their queues; this worker (or a standby) gets them
+                # again, marked redelivered, and recognises what it has already processed.
+                log.warning("AMQP %s lost: %s; reconnecting", display_url(self.url), exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+        await worker.drain()
+
+    async def _consume(
+        self, connection: aiormq.abc.AbstractConnection, worker: Worker, stop: asyncio.Event
+    ) -> None:
+        channel = await connection.channel()
+        await channel.basic_qos(prefetch_count=self.prefetch)
+        pending = _Outstanding()
+
+        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+            # No await before handle: aiormq starts one task per delivery in order, so frames stay in order.
+            delivery = message.delivery
+            assert isinstance(delivery, aiormq.spec.Basic.Deliver)
+            receipt = worker.handle(
+                topic_of(delivery.routing_key or ""), message.body, bool(delivery.redelivered)
+            )
+            pending.items.append((delivery.delivery_tag or 0, receipt))
+
+        consumers: list[str] = []
+
+        async def subscribe(queues: list[str]) -> None:
+            for queue in queues:
+                try:
+                    ok = await channel.basic_consume(
+                        queue, on_message, consumer_tag=f"{self.consumer_prefix}.{queue}"
+                    )
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    raise AmqpError(
+                        f"queue {queue} does not exist: run 'twitchwatch broker setup' first"
+                    ) from None
+                consumers.append(ok.consumer_tag or "")
+
+        mine, standby = self.share()
+        await subscribe(mine)
+        log.info("worker consuming %s on %s", ", ".join(mine), display_url(self.url))
+        standby_at = asyncio.get_running_loop().time() + self.standby_delay_s
+        closing = asyncio.ensure_future(channel.closing)
+        try:
+            while not stop.is_set():
+                if standby and asyncio.get_running_loop().time() >= standby_at:
+                    await subscribe(standby)
+                    log.info("worker standing by for %s", ", ".join(standby))
+                    standby = []
+                await _sleep_or_stop(stop, self.ack_interval_s, closing)
+                if closing.done():
+                    closing.result()  # re-raise why the channel closed
+                worker.end_idle(IDLE_NS)
+                await self._ack_stored(channel, worker, pending)
+            for tag in consumers:  # no more deliveries; what was delivered is drained and acknowledged
+                await channel.basic_cancel(tag)
+            await worker.drain()
+            await self._ack_stored(channel, worker, pending, everything=True)
+            await channel.close()
+        finally:
+            closing.cancel()
+
+    async def _ack_stored(
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        worker: Worker,
+        pending: _Outstanding,
+        everything: bool = False,
+    ) -> None:
+        """Snapshot the horizons, let the writer store everything handed to it, then acknowledge what the
+        snapshot covered: the longest run from the front with one multiple-ack, the others one by one only
+        when the broker's credit runs low (a slow stream must not stall the whole partition)."""
+        horizons = worker.ack_horizons()
+        busy = worker.busy
+        count = len(pending.items)
+        await worker.flush_stored()
+        if horizons is None or channel.is_closed:
+            return
+        items = pending.items
+        run = 0
+        while run < count and (everything or pending.ackable(items[run][1], horizons, busy)):
+            run += 1
+        if run:
+            await channel.basic_ack(items[run - 1][0], multiple=True)
+            for _ in range(run):
+                items.popleft()
+        if len(items) > self.prefetch // 2:
+            keep: deque[tuple[int, Receipt]] = deque()
+            for i, (tag, receipt) in enumerate(items):
+                if i < count - run and pending.ackable(receipt, horizons, busy):
+                    await channel.basic_ack(tag)
+                else:
+                    keep.append((tag, receipt))
+            pending.items = keep
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float, *others: asyncio.Future[Any]) -> None:
+    waiter: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([waiter, *others], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()

@@ -1,0 +1,38 @@
+"""A worker that falls behind says so: live frames handled long after they ended are counted and logged."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import LAG_WARN_NS, Worker
+
+
+def _frame(seq: int, end_ns: int) -> bytes:
+    raw = np.zeros((50, 1), dtype=np.int16)
+    return encode(Frame(0, seq, end_ns - 50_000_000, 1000.0, 0.5, Unit.MICROVOLT, SampleType.INT16, raw))
+
+
+def test_late_live_frames_are_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with SQLiteStore(tmp_path / "events.db") as store:
+        worker = Worker(parse_mqtt_url("mqtt://127.0.0.1:1"), store, user="+")
+        now = time.time_ns()
+        topic = "twitchwatch/u/d/raw/emg"
+        worker.handle(topic, _frame(0, now - 100_000_000))  # on time
+        assert worker.stats.behind == 0
+        assert 0 <= worker.stats.lag_ms < LAG_WARN_NS // 1_000_000
+        with caplog.at_level(logging.WARNING):
+            worker.handle(topic, _frame(1, now - 2 * LAG_WARN_NS))
+        assert worker.stats.behind == 1
+        assert worker.stats.lag_ms >= 2 * LAG_WARN_NS // 1_000_000
+        assert "falling behind" in caplog.text
+        # Old data (a backfill, a replay of last month) is not live: no lag to speak of.
+        worker.handle("twitchwatch/u/old/raw/emg", _frame(0, now - 3600 * 10**9))
+        assert worker.stats.behind == 1
