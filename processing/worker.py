@@ -227,6 +227,9 @@ class _MinuteTally:
 
 
 RateKey = tuple[str, str, str, Source]
+# Twitches remembered as counted, so that a re-write as during movement takes its count back (re-writes
+# come about a second after the first write; this is hours of twitches at any plausible rate).
+COUNTED_KEYS_KEPT = 100_000
 
 
 @dataclass
@@ -334,9 +337,10 @@ class RateBook:
             tally.dirty = True
             t = stop
 
-    def count(self, key: RateKey, at_ns: int) -> None:
+    def count(self, key: RateKey, at_ns: int, delta: int = 1) -> None:
+        """One twitch more in its minute (``delta=-1``: one taken back, re-judged as during movement)."""
         tally = self._tally(key, at_ns - at_ns % MINUTE_NS, at_ns)
-        tally.twitches += 1
+        tally.twitches = max(tally.twitches + delta, 0)
         tally.dirty = True
 
     def take(self, watermarks: dict[tuple[str, str], int] | None) -> list[MinuteRate]:
@@ -444,8 +448,7 @@ class Worker(PeriodicTasks):
         # stored already (by a worker that died before acknowledging them) and are looked up first.
         self._redelivered_until: dict[tuple[str, str], int] = {}
         self._unsure: list[TwitchEvent] = []  # events waiting for that look-up
-        self._count_later: list[TwitchEvent] = []  # their final twitches, counted once looked up
-        self._redelivered_verdict: dict[tuple[str, str, str, str, int], bool] = {}  # key → new (not stored)
+        self._counted_keys: dict[tuple[str, str, str, str, int], None] = {}  # twitches counted, oldest first
         self._last_frame_ns = 0  # wall time of the latest frame of any stream
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -963,35 +966,30 @@ class Worker(PeriodicTasks):
                 self._unsure.append(event)  # looked up in the store before the writer takes it
             else:
                 self._accept(event)
-        # Counted only once final: a twitch right before its muscle's contraction is re-written above. One
-        # from a redelivered frame is counted once the store look-up has found it new (not the dead worker's).
-        for event in self._rest.counted():
-            if event.start_ns < self._redelivered_until.get((event.user, event.device), 0):
-                self._count_later.append(event)
-            else:
-                self._count(event)
-        self._count_settled()
+        self._rest.counted()  # the gate's list of final twitches: counted here as they are queued (below)
         self.stats.twitches_retracted = self._rest.retracted
 
     def _accept(self, event: TwitchEvent) -> None:
+        """Queue an event for the store and keep its minute's count equal to the twitches queued: a twitch
+        is counted as it is written (its first, provisional write), and taken back when its re-write says
+        during movement. A minute's tally and its events then go to the store in the same flush, so the
+        stored tally always counts exactly the stored twitches — what a worker taking over a partition
+        relies on when it drops redelivered events the store already holds."""
         self._pending.append(event)
-        if event.kind is EventKind.DURING_MOVEMENT:
-            self.stats.events_during_movement += 1
-
-    def _count(self, event: TwitchEvent) -> None:
-        self._rates.count((event.user, event.muscle, event.device, event.source), event.start_ns)
-
-    def _count_settled(self) -> None:
-        """Final twitches of redelivered frames: counted when looked up as new, dropped when the store held
-        them already (their minute's stored tally has them), kept while the look-up is still to come."""
-        waiting = []
-        for event in self._count_later:
-            verdict = self._redelivered_verdict.get(_event_key(event))
-            if verdict is None:
-                waiting.append(event)
-            elif verdict:
-                self._count(event)
-        self._count_later = waiting
+        key = _event_key(event)
+        rate_key = (event.user, event.muscle, event.device, event.source)
+        if event.kind.is_twitch:
+            if key not in self._counted_keys:
+                self._counted_keys[key] = None
+                self._rates.count(rate_key, event.start_ns)
+        else:
+            if key in self._counted_keys:
+                del self._counted_keys[key]
+                self._rates.count(rate_key, event.start_ns, -1)
+            if event.kind is EventKind.DURING_MOVEMENT:
+                self.stats.events_during_movement += 1
+        while len(self._counted_keys) > COUNTED_KEYS_KEPT:  # re-writes come within seconds
+            del self._counted_keys[next(iter(self._counted_keys))]
 
     def _not_stored(self, events: list[TwitchEvent]) -> list[TwitchEvent]:
         """Of events found in redelivered frames, those the store does not hold yet: a worker that died
@@ -1022,11 +1020,8 @@ class Worker(PeriodicTasks):
         batch = list(self._unsure)
         new = await asyncio.to_thread(self._not_stored, batch)
         del self._unsure[: len(batch)]
-        fresh = {_event_key(e) for e in new}
-        self._redelivered_verdict.update({_event_key(e): _event_key(e) in fresh for e in batch})
         for e in new:
             self._accept(e)
-        self._count_settled()
 
     def _prune_vetoes(self) -> None:
         """Forget vetoes older than anything still held (minutes, events, streams' latest data)."""
