@@ -9,4 +9,6 @@ COPY dashboard ./dashboard
 COPY twitchwatch ./twitchwatch
 RUN pip install . && useradd --create-home --uid 10001 twitchwatch
 USER twitchwatch
+# The worker's journal and checkpoints (docs/reliability.md): a volume in compose, owned by this user.
+RUN mkdir -p /home/twitchwatch/.local/share/twitchwatch/state
 CMD ["twitchwatch", "--help"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -31,8 +31,21 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
-class _Client(aiomqtt.Client):
-    """aiomqtt's client, with a connect error that says what to do about an untrusted certificate."""
+class Client(aiomqtt.Client):
+    """aiomqtt's client, with a connect error that says what to do about an untrusted certificate, and
+    with ``manual_ack`` the acknowledgement of each QoS-1 message left to the caller (``ack``): the worker
+    acknowledges a frame only once it is journaled, so a frame it has not kept is sent again."""
+
+    def __init__(self, *args: Any, manual_ack: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.manual_ack = manual_ack
+        # aiomqtt does not pass paho's manual_ack through; paho's own switch does it.
+        self._client.manual_ack_set(manual_ack)
+
+    def ack(self, message: aiomqtt.Message) -> None:
+        """Acknowledge a message received with ``manual_ack`` (nothing to do for QoS 0 or without it)."""
+        if self.manual_ack and message.qos > 0:
+            self._client.ack(message.mid, message.qos)
 
     async def __aenter__(self) -> Self:
         try:
@@ -80,8 +93,9 @@ class MqttTarget:
         will: aiomqtt.Will | None = None,
         max_queued_outgoing: int | None = None,
         max_inflight: int | None = None,
-    ) -> aiomqtt.Client:
-        return _Client(
+        manual_ack: bool = False,
+    ) -> Client:
+        return Client(
             self.host,
             self.port,
             username=self.username,
@@ -93,6 +107,7 @@ class MqttTarget:
             keepalive=30,
             max_queued_outgoing_messages=max_queued_outgoing,
             max_inflight_messages=max_inflight,
+            manual_ack=manual_ack,
         )
 
 

@@ -18,18 +18,20 @@ import bisect
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
 import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import aiomqtt
 
 from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
-from collector.mqtt import MqttTarget
+from collector.mqtt import Client, MqttTarget
 from collector.ratelog import RateLimitedLog
 from collector.status import DeviceStatus, StatusError
 from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
@@ -45,6 +47,7 @@ from processing.motion import MotionDetector
 from processing.rest import GateParams
 from processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
 from processing.store import EventQuery, EventStore, StoreError
+from processing.wal import IngestJournal, JournalError, fingerprint, write_json_atomically
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,29 @@ RATE_GRACE_NS = 5_000_000_000
 # Vetoes are kept this long before anything the worker still holds (a minute, an event, a stream's data):
 # nothing asks about earlier time, and without pruning a months-long run would keep every walk.
 VETO_KEEP_NS = 120_000_000_000
+# Reconnect backoff: doubling from 1 s, never more than this between tries (a broker restart costs seconds).
+MAX_BACKOFF_S = 5.0
+# How long frames of a device that announced no muscles wait for its retained status (which a broker
+# delivers after the frames it queued for the worker): then they are named after their channel.
+STATUS_WAIT_S = 2.0
+# Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
+CHECKPOINT_S = 1.0
 
-MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
+MuscleMap = Callable[[str, str, int], str | None]
+
+# The sources of every object a checkpoint holds: a snapshot is loaded only by the code that wrote it.
+_STATE_SOURCES = (
+    *Path(__file__).parent.glob("*.py"),
+    Path(inspect.getfile(Frame)),
+    Path(inspect.getfile(DeviceStatus)),
+)
+
+
+def felt_user_or_none(topic: str) -> str | None:
+    try:
+        return felt_user(topic)
+    except TopicError:
+        return None  # (device, stream, channel) → muscle from config
 
 
 @dataclass
@@ -82,6 +106,8 @@ class WorkerStats:
     ha_updates: int = 0
     felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
     bad_felt: int = 0
+    journal_replayed: int = 0  # messages journaled by a killed predecessor, processed again at start
+    frames_held: int = 0  # frames that waited for their device's status
 
 
 @dataclass(frozen=True)
@@ -361,6 +387,10 @@ class RateBook:
         """The start of the oldest minute still held."""
         return min((m for minutes in self.minutes.values() for m in minutes), default=None)
 
+    def reask(self) -> None:
+        """After a restore from a snapshot: the lookups that were in flight are made again."""
+        self._to_ask = [(key, minute) for key, (minute, _) in self._unresolved.items()]
+
 
 class Worker:
     def __init__(
@@ -376,6 +406,8 @@ class Worker:
         flags: FlagTask | None = None,
         segment_map: SegmentMap | None = None,
         gate: GateParams | None = None,
+        state_dir: Path | None = None,
+        status_wait_s: float = 0.0,
     ) -> None:
         self.target = target
         self.store = store
@@ -390,7 +422,8 @@ class Worker:
         self._pending: list[TwitchEvent] = []
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
         # When each muscle could be assessed: every stream's vetoes; fused events wait here to be judged.
-        self._rest = RestStreams(gate or GateParams(), segment_map or (lambda _device: None))
+        self._segment_map = segment_map or (lambda _device: None)
+        self._rest = RestStreams(gate or GateParams(), self._segment_map)
         self._rates = RateBook(ask_prior=True, rest=self._rest)
         self._prior_reads: set[asyncio.Task[None]] = set()  # owned here; _finish awaits, run() cancels
         self._felt_writes: set[asyncio.Task[None]] = set()  # likewise
@@ -406,9 +439,20 @@ class Worker:
         self._last_frame_wall: dict[tuple[str, str], int] = {}
         self.started_ns = time.time_ns()  # when watching began: the reference for devices never heard from
         self._ha_muscles: dict[str, frozenset[str]] = {}  # discovery configs already published
+        # Frames of devices whose status has not come yet, in arrival order (``status_wait_s``).
+        self.status_wait_s = status_wait_s
+        self._held: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+        self._held_since: dict[tuple[str, str], float] = {}
+        self._unannounced: set[tuple[str, str]] = set()  # waited for a status that did not come
+        # The write-ahead journal and its checkpoints (processing/wal.py); None: nothing survives a kill.
+        self.state_dir = state_dir
+        self._journal: IngestJournal | None = None
+        self._last_checkpoint = 0.0
+        self._statuses_saved: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
+        self._recover()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._mqtt_loop(), name="worker-mqtt")
@@ -429,6 +473,9 @@ class Worker:
         finally:
             for task in (*self._prior_reads, *self._felt_writes):  # only left when run() was cancelled
                 task.cancel()
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -437,7 +484,10 @@ class Worker:
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                async with self.target.client(self.client_id, clean_session=False) as client:
+                client_of = self.target.client(
+                    self.client_id, clean_session=False, manual_ack=self._journal is not None
+                )
+                async with client_of as client:
                     self._client = client
                     await client.subscribe(status_filter(self.user), qos=1)
                     await client.subscribe(raw_filter(self.user), qos=1)
@@ -455,13 +505,13 @@ class Worker:
                     break
                 log.warning("MQTT %s: %s; reconnecting in %.0f s", self.target.display, exc, backoff)
                 await self._sleep_or_stop(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
             finally:
                 self._client = None
         if self._pending or self._rates.minutes:  # stopped while disconnected: still store what we have
             await self._finish()
 
-    async def _read_until_stopped(self, client: aiomqtt.Client) -> None:
+    async def _read_until_stopped(self, client: Client) -> None:
         reader = asyncio.create_task(self._read(client))
         stopper = asyncio.create_task(self._stop.wait())
         try:
@@ -473,20 +523,25 @@ class Worker:
         if reader in done:
             reader.result()  # re-raise MqttError so the outer loop reconnects
 
-    async def _read(self, client: aiomqtt.Client) -> None:
+    async def _read(self, client: Client) -> None:
         async for message in client.messages:
-            self.handle(
-                str(message.topic),
+            topic = str(message.topic)
+            payload = (
                 bytes(message.payload)
                 if isinstance(message.payload, bytes | bytearray)
-                else str(message.payload).encode(),
+                else str(message.payload).encode()
             )
+            if self._journal is not None:
+                self._journal.append(topic, payload)  # before the broker forgets it: see processing/wal.py
+            self.handle(topic, payload)
+            client.ack(message)
 
     async def _sleep_or_stop(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _finish(self) -> None:
+        self._release_held(everything=True)
         for st in self._streams.values():
             self._end_stream(st)
         self._store_events(self._fuser.flush(), everything=True)
@@ -496,6 +551,152 @@ class Worker:
         if self._felt_writes:
             await asyncio.gather(*self._felt_writes)
         await self._flush(final=True)
+        async with self._flush_lock:
+            self._checkpoint(force=True)
+
+    # ---- journal and checkpoints (processing/wal.py) ---------------------------------------------
+    def _recover(self) -> None:
+        """Open the state directory and resume: the snapshot's state, then every message journaled after
+        it, through the ordinary ingestion (which also warms the detectors up), before any live frame."""
+        if self.state_dir is None:
+            return
+        journal = IngestJournal(
+            self.state_dir / f"worker-{self.client_id}",
+            fingerprint(_STATE_SOURCES),
+            persistent_id=lambda obj: "segment_map" if obj is self._segment_map else None,
+            persistent_load=self._persistent_load,
+        )
+        recovered = journal.open()  # JournalError: another worker holds it
+        self._journal = journal
+        if recovered.state is not None:
+            self._restore(recovered.state)
+        else:
+            self._load_statuses()
+        replayed = 0
+        for record in recovered.records:
+            if felt_user_or_none(record.topic) is None:  # felt marks are stored apart (time of arrival)
+                self.handle(record.topic, record.payload)
+                replayed += 1
+        self.stats.journal_replayed = replayed
+        if recovered.state is not None or replayed:
+            log.info(
+                "resumed from %s: %s, then %d journaled message(s)",
+                journal.directory,
+                "the last checkpoint" if recovered.state is not None else "no usable checkpoint",
+                replayed,
+            )
+
+    def _persistent_load(self, name: str) -> object:
+        if name == "segment_map":
+            return self._segment_map
+        raise JournalError(f"unknown reference {name!r} in the worker's snapshot")
+
+    def _state(self) -> dict[str, Any]:
+        """Everything ingestion keeps between messages (not the stats: they are per run)."""
+        return {
+            "streams": self._streams,
+            "status": self._status,
+            "fuser": self._fuser,
+            "rest": self._rest,
+            "rates": self._rates,
+            "pending": self._pending,
+            "watermarks": self._watermark_ns,
+            "held": self._held,
+            "unannounced": self._unannounced,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self._streams = state["streams"]
+        self._status = state["status"]
+        self._fuser = state["fuser"]
+        self._rest = state["rest"]
+        self._rates = state["rates"]
+        self._pending = state["pending"]
+        self._watermark_ns = state["watermarks"]
+        self._held = state["held"]
+        self._unannounced = state["unannounced"]
+        now = time.monotonic()
+        self._held_since = dict.fromkeys(self._held, now)
+        self._rates.reask()  # lookups in flight when it died
+        self._statuses_saved = self._statuses_json()
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Snapshot the ingestion state (call with the flush lock held: no write is in flight, so nothing
+        taken from the book is missing from it). At most every ``CHECKPOINT_S`` unless forced."""
+        journal = self._journal
+        now = time.monotonic()
+        if journal is None or (not force and now - self._last_checkpoint < CHECKPOINT_S):
+            return
+        self._last_checkpoint = now
+        try:
+            journal.checkpoint(self._state())
+            statuses = self._statuses_json()
+            if statuses != self._statuses_saved:
+                write_json_atomically(journal.directory / "devices.json", statuses)
+                self._statuses_saved = statuses
+        except OSError as exc:  # the journal keeps everything meanwhile: it only grows
+            self._rlog.warning("checkpoint", "cannot write the worker's checkpoint: %s", exc)
+
+    def _statuses_json(self) -> dict[str, str]:
+        return {f"{u}/{d}": s.to_json().decode() for (u, d), s in self._status.items()}
+
+    def _load_statuses(self) -> None:
+        """Without a usable snapshot (another version wrote it), at least every device's muscles."""
+        if self._journal is None:
+            return
+        path = self._journal.directory / "devices.json"
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            for key, text in saved.items():
+                user, _, device = key.partition("/")
+                self._status[(user, device)] = DeviceStatus.from_json(text.encode())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, AttributeError, StatusError) as exc:
+            log.error("cannot read the devices' statuses in %s (%s): muscles are learnt again", path, exc)
+            return
+        self._statuses_saved = self._statuses_json()
+
+    # ---- frames waiting for their device's status -------------------------------------------------
+    def _must_wait(self, user: str, device: str, stream: str) -> bool:
+        key = (user, device)
+        if key in self._held:
+            return True  # behind frames already waiting: order is kept
+        if self.status_wait_s <= 0 or key in self._status or key in self._unannounced:
+            return False
+        return self.muscle_map(device, stream, 0) is None
+
+    def _hold(self, user: str, device: str, stream: str, payload: bytes) -> None:
+        key = (user, device)
+        if key not in self._held:
+            self._held[key] = []
+            self._held_since[key] = time.monotonic()
+        self._held[key].append((stream, payload))
+        self.stats.frames_held += 1
+
+    def _release_held(self, key: tuple[str, str] | None = None, everything: bool = False) -> None:
+        """Process waiting frames: a device's once its status came (``key``); every device that waited
+        ``status_wait_s`` (or all, ``everything``), named after their channels from then on."""
+        now = time.monotonic()
+        if key is not None:
+            keys = [key] if key in self._held else []
+        else:
+            keys = [
+                k for k, since in self._held_since.items() if everything or now - since >= self.status_wait_s
+            ]
+            if keys:
+                self._rlog.warning(
+                    "unannounced",
+                    "no status from %s within %.0f s: its channels are named after where they come from",
+                    ", ".join(f"{u}/{d}" for u, d in keys),
+                    self.status_wait_s,
+                )
+            self._unannounced.update(k for k in keys if k not in self._status)
+        for k in keys:
+            frames = self._held.pop(k)
+            self._held_since.pop(k, None)
+            for stream, payload in frames:
+                self._on_frame(k[0], k[1], stream, payload)
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
     def handle(self, topic: str, payload: bytes) -> None:
@@ -517,7 +718,10 @@ class Worker:
         if t.kind == "status":
             self._on_status(t, payload)
         elif t.kind == "raw" and t.stream is not None:
-            self._on_frame(t.user, t.device, t.stream, payload)
+            if self._must_wait(t.user, t.device, t.stream):
+                self._hold(t.user, t.device, t.stream, payload)
+            else:
+                self._on_frame(t.user, t.device, t.stream, payload)
 
     def _on_felt(self, user: str, payload: bytes) -> None:
         """A felt twitch marked from a phone or Home Assistant: a journal entry, stored off the event loop
@@ -574,6 +778,8 @@ class Worker:
             # stream still need the channels' muscles.
             status = dataclasses.replace(status, streams=previous.streams)
         self._status[key] = status
+        self._unannounced.discard(key)
+        self._release_held(key)
 
     def _restart_device(self, user: str, device: str) -> None:
         for key in [k for k in self._streams if k[:2] == (user, device)]:
@@ -832,8 +1038,11 @@ class Worker:
         while not self._stop.is_set():
             await self._sleep_or_stop(self.flush_interval)
             if not self._stop.is_set():
+                self._release_held()
                 await self._flush(final=False)
                 self._prune_vetoes()
+                async with self._flush_lock:
+                    self._checkpoint()
 
     async def _flush(self, final: bool) -> None:
         async with self._flush_lock:

@@ -35,7 +35,8 @@ from processing.events import EventKind
 from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
 from processing.segments import segment_of
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
-from processing.worker import FlagTask, HaDiscovery, Worker
+from processing.wal import JournalError
+from processing.worker import STATUS_WAIT_S, FlagTask, HaDiscovery, Worker
 from twitchwatch import data_cli, person_cli
 from twitchwatch.config import (
     ConfigError,
@@ -220,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SimulationError, StoreUrlError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (CliError, StoreError, PublishError, person_cli.PersonCliError) as exc:
+    except (CliError, StoreError, PublishError, JournalError, person_cli.PersonCliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -479,6 +480,8 @@ def cmd_process(args: argparse.Namespace) -> int:
         client_id=args.client_id or f"twitchwatch-worker-{settings.user}",
         flags=flag_task_from(settings),
         segment_map=segment_map_from(settings),
+        state_dir=settings.state_dir,
+        status_wait_s=STATUS_WAIT_S,
     )
     log.info("worker: %s → %s (user %s)", settings.mqtt.display, store.url, settings.user)
     try:

@@ -24,6 +24,9 @@ Environment:
                            login, for `twitchwatch dashboard --host` beyond loopback
   TWITCHWATCH_DASHBOARD_OIDC_EMAILS  comma-separated e-mail addresses that may sign in through Streamlit's
                            OIDC login ([auth] in .streamlit/secrets.toml); required with it
+  TWITCHWATCH_STATE_DIR    where the worker keeps its journal of received frames and its checkpoints, so
+                           a killed worker resumes where it was (default: state/ beside the SQLite store's
+                           default, ~/.local/share/twitchwatch/state)
 
 TOML device map (unknown keys are rejected)::
 
@@ -89,6 +92,11 @@ from processing.store import InfluxAuth, StoreUrlError, parse_store_url
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "twitchwatch"
+
+
+def default_state_dir() -> Path:
+    """The worker's journal and checkpoints (processing/wal.py): local files, whatever the store."""
+    return default_data_dir() / "state"
 
 
 def default_store_url() -> str:
@@ -408,6 +416,7 @@ class Settings(BaseSettings):
     timezone: str = Field(default_factory=machine_timezone)
     dashboard_password: SecretStr | None = None
     dashboard_oidc_emails: str | None = None
+    state_dir: Path = Field(default_factory=default_state_dir)
 
     @model_validator(mode="before")
     @classmethod
