@@ -23,11 +23,13 @@ class PublishError(RuntimeError):
     """The broker could not be reached or refused a publish; the message names the broker."""
 
 
-async def connect_publisher(target: MqttTarget, status_topic: str, offline: bytes) -> aiomqtt.Client:
+async def connect_publisher(
+    target: MqttTarget, status_topic: str, offline: bytes, identifier: str | None = None
+) -> aiomqtt.Client:
     """A connected client for one device's frames: ``offline`` is its retained last will on
     ``status_topic``, and up to ``IN_FLIGHT`` QoS-1 publishes may wait for their acknowledgements."""
     will = aiomqtt.Will(status_topic, offline, qos=1, retain=True)
-    client = target.client(will=will, max_inflight=IN_FLIGHT * 2)
+    client = target.client(identifier, will=will, max_inflight=IN_FLIGHT * 2)
     client.pending_calls_threshold = IN_FLIGHT + 8  # our window is deliberate, not a backlog
     await client.__aenter__()
     return client

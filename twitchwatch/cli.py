@@ -371,7 +371,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 0
         print(
             f"published {stats.frames} frames ({stats.samples} samples, "
-            f"{stats.signal_seconds:.0f} s of signal per muscle), {stats.truth_events} twitches injected",
+            f"{stats.signal_seconds:.0f} s of signal per muscle), {stats.truth_events} twitches injected; "
+            f"{stats.broker_reconnects} broker reconnect(s), {stats.frames_dropped} frames lost",
             file=sys.stderr,
         )
         return 0
@@ -1071,7 +1072,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(
             f"replayed {stats.frames} frames ({stats.signal_seconds:.1f} s of signal, "
             f"{stats.passes} pass(es))"
-            f" as session {stats.session_id}, source=replay, {options.effective_clock} time",
+            f" as session {stats.session_id}, source=replay, {options.effective_clock} time; "
+            f"{stats.broker_reconnects} broker reconnect(s), {stats.frames_lost} frames lost",
             file=sys.stderr,
         )
         return 0
