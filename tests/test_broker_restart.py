@@ -157,25 +157,36 @@ async def _simulate_through_restart(
     return await asyncio.wait_for(sim, 120)
 
 
-def test_the_simulate_command_survives_a_broker_restart(tmp_path: Path) -> None:
+async def test_the_simulate_command_survives_a_broker_restart(tmp_path: Path) -> None:
     """``twitchwatch simulate`` used to die with ``MqttCodeError [code:4] … not currently connected``."""
     broker = MosquittoServer.start(tmp_path / "broker", persistence=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWITCHWATCH_")}
     env |= {"TWITCHWATCH_MQTT_URL": broker.url, "TWITCHWATCH_USER": "cli"}
     try:
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "twitchwatch", "simulate", "--muscle", "calf_left", "--duration", "16"],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        asyncio.run(asyncio.sleep(4))
+        async with parse_mqtt_url(broker.url).client() as listener:
+            await listener.subscribe("twitchwatch/cli/+/raw/+", qos=1)
+            sim = await asyncio.create_subprocess_exec(
+                *(
+                    sys.executable,
+                    "-m",
+                    "twitchwatch",
+                    "simulate",
+                    "--muscle",
+                    "calf_left",
+                    "--duration",
+                    "16",
+                ),
+                env=env,
+                stderr=subprocess.PIPE,
+            )
+            async for _ in listener.messages:  # streaming: now take the broker away
+                break
         broker.stop()
-        asyncio.run(asyncio.sleep(DOWN_S))
+        await asyncio.sleep(DOWN_S)
         broker.restart()
-        _, err = sim.communicate(timeout=120)
+        _, err = await asyncio.wait_for(sim.communicate(), 120)
     finally:
         broker.stop()
-    assert sim.returncode == 0, err
-    assert "published 320 frames" in err, err
-    assert "1 broker reconnect(s), 0 frames lost" in err, err
+    assert sim.returncode == 0, err.decode()
+    assert "published 320 frames" in err.decode(), err.decode()
+    assert "1 broker reconnect(s), 0 frames lost" in err.decode(), err.decode()
