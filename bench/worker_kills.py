@@ -56,10 +56,17 @@ class TrialResult:
     events_differ: int = 0  # events (any kind) in one store and not the other
     minutes_differ: int = 0  # minute rows that differ between the two stores
     replayed: list[int] = field(default_factory=list)  # messages each restart took from the journal
+    caught_up: bool = True  # its minute rows covered the whole simulation in the end
 
     @property
     def perfect(self) -> bool:
-        return (self.misnamed, self.lost, self.duplicated, self.events_differ, self.minutes_differ) == (
+        return self.caught_up and (
+            self.misnamed,
+            self.lost,
+            self.duplicated,
+            self.events_differ,
+            self.minutes_differ,
+        ) == (
             0,
             0,
             0,
@@ -172,7 +179,9 @@ class _KilledWorker:
         return None
 
 
-async def _caught_up(store_path: Path, user: str, seconds: float, within_s: float) -> None:
+async def _caught_up(store_path: Path, user: str, seconds: float, within_s: float) -> bool:
+    """Whether the killed worker's store covers the whole simulation within ``within_s`` (it does not when
+    frames were lost: the trial is then reported, not aborted)."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         with SQLiteStore(store_path) as store:
@@ -180,9 +189,9 @@ async def _caught_up(store_path: Path, user: str, seconds: float, within_s: floa
                 sum(r.monitored_s for r in store.rates(EventQuery(user=user, muscle=m))) for m in MUSCLES
             ]
         if min(monitored) >= seconds - 0.5:
-            return
+            return True
         await asyncio.sleep(0.5)
-    raise AssertionError(f"the killed worker did not catch up within {within_s} s: monitored {monitored}")
+    return False
 
 
 async def trial(
@@ -224,7 +233,7 @@ async def trial(
             if control.stats.frames >= stats.frames or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
-        await _caught_up(workdir / "killed.db", user, seconds, 180)
+        result.caught_up = await _caught_up(workdir / "killed.db", user, seconds, 120)
         if killed.stop() != 0:
             raise AssertionError(f"the worker did not stop cleanly: {killed.log.read_text()[-2000:]}")
         control.stop()
@@ -275,12 +284,13 @@ async def _main(args: argparse.Namespace) -> int:
                     f"journal replayed {r.replayed}; twitches injected {r.truth}, found by the control "
                     f"{r.injected}, stored once {r.stored_once}, misnamed {r.misnamed}, lost {r.lost}, "
                     f"duplicated {r.duplicated}; events differing {r.events_differ}, minute rows "
-                    f"differing {r.minutes_differ}",
+                    f"differing {r.minutes_differ}{'' if r.caught_up else '; minutes never complete'}",
                     flush=True,
                 )
                 totals.kills += r.kills
                 for name in ("truth", "injected", "stored_once", "misnamed", "lost", "duplicated"):
                     setattr(totals, name, getattr(totals, name) + getattr(r, name))
+                totals.caught_up &= r.caught_up
                 totals.events_differ += r.events_differ
                 totals.minutes_differ += r.minutes_differ
         finally:

@@ -19,6 +19,7 @@ async def test_random_kills_lose_and_misname_nothing(mosquitto: MosquittoServer,
     seed = random.randrange(1_000_000)  # a different set of moments each run; the seed is in the report
     result = await trial(mosquitto, tmp_path, seconds=36, speed=3, kills=3, seed=seed)
     summary = f"seed {seed}, kills at {result.kills} s, journal replayed {result.replayed}: {result}"
+    assert result.caught_up, summary  # every minute row complete
     assert result.truth >= 24, summary
     assert result.injected >= result.truth - 2, summary  # the control's own detector finds them
     assert result.stored_once == result.injected, summary
