@@ -21,6 +21,7 @@ import datetime as dt
 import inspect
 import json
 import logging
+import pickle
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -66,7 +67,7 @@ STATUS_WAIT_S = 2.0
 # Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
 CHECKPOINT_S = 1.0
 
-MuscleMap = Callable[[str, str, int], str | None]
+MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
 
 # The sources of every object a checkpoint holds: a snapshot is loaded only by the code that wrote it.
 _STATE_SOURCES = (
@@ -76,11 +77,11 @@ _STATE_SOURCES = (
 )
 
 
-def felt_user_or_none(topic: str) -> str | None:
+def _felt_user_or_none(topic: str) -> str | None:
     try:
         return felt_user(topic)
     except TopicError:
-        return None  # (device, stream, channel) → muscle from config
+        return None
 
 
 @dataclass
@@ -108,6 +109,7 @@ class WorkerStats:
     bad_felt: int = 0
     journal_replayed: int = 0  # messages journaled by a killed predecessor, processed again at start
     frames_held: int = 0  # frames that waited for their device's status
+    journal_errors: int = 0  # journal appends or checkpoints that failed (processing/wal.py)
 
 
 @dataclass(frozen=True)
@@ -531,8 +533,7 @@ class Worker:
                 if isinstance(message.payload, bytes | bytearray)
                 else str(message.payload).encode()
             )
-            if self._journal is not None:
-                self._journal.append(topic, payload)  # before the broker forgets it: see processing/wal.py
+            self._journal_message(topic, payload)
             self.handle(topic, payload)
             client.ack(message)
 
@@ -555,6 +556,23 @@ class Worker:
             self._checkpoint(force=True)
 
     # ---- journal and checkpoints (processing/wal.py) ---------------------------------------------
+    def _journal_message(self, topic: str, payload: bytes) -> None:
+        """Journal a message before it is handled and acknowledged. A journal that cannot be written (disk
+        full) must not stop the worker: the message is handled as without one, and that is said loudly."""
+        if self._journal is None:
+            return
+        try:
+            self._journal.append(topic, payload)
+        except OSError as exc:
+            self.stats.journal_errors += 1
+            self._rlog.warning(
+                "journal",
+                "cannot journal a message (%s): until this is fixed, a worker killed now loses what it has "
+                "not stored (%d messages so far)",
+                exc,
+                self.stats.journal_errors,
+            )
+
     def _recover(self) -> None:
         """Open the state directory and resume: the snapshot's state, then every message journaled after
         it, through the ordinary ingestion (which also warms the detectors up), before any live frame."""
@@ -574,7 +592,7 @@ class Worker:
             self._load_statuses()
         replayed = 0
         for record in recovered.records:
-            if felt_user_or_none(record.topic) is None:  # felt marks are stored apart (time of arrival)
+            if _felt_user_or_none(record.topic) is None:  # felt marks are stored apart (time of arrival)
                 self.handle(record.topic, record.payload)
                 replayed += 1
         self.stats.journal_replayed = replayed
@@ -634,8 +652,10 @@ class Worker:
             if statuses != self._statuses_saved:
                 write_json_atomically(journal.directory / "devices.json", statuses)
                 self._statuses_saved = statuses
-        except OSError as exc:  # the journal keeps everything meanwhile: it only grows
-            self._rlog.warning("checkpoint", "cannot write the worker's checkpoint: %s", exc)
+        except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+            # The journal keeps everything meanwhile: it only grows, and a restart replays more of it.
+            self.stats.journal_errors += 1
+            self._rlog.warning("checkpoint", "cannot write the worker's checkpoint: %r", exc)
 
     def _statuses_json(self) -> dict[str, str]:
         return {f"{u}/{d}": s.to_json().decode() for (u, d), s in self._status.items()}

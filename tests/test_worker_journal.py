@@ -5,6 +5,7 @@ frames that arrive before their device's status wait for it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,20 @@ def test_one_directory_serves_one_worker(tmp_path: Path) -> None:
         _journal(tmp_path).open()
     first.close()
     _journal(tmp_path).open()
+
+
+def test_a_journal_on_a_full_disk_does_not_stop_the_worker(tmp_path: Path) -> None:
+    worker = _worker(tmp_path / "w.db", tmp_path / "state")
+    worker._recover()
+    journal = worker._journal
+    assert journal is not None
+    assert journal._fd is not None
+    os.close(journal._fd)
+    journal._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC, as on a full disk
+    messages = _messages(3)
+    for topic, payload in messages:
+        worker._journal_message(topic, payload)
+        worker.handle(topic, payload)
+    assert worker.stats.journal_errors == len(messages)
+    assert worker.stats.frames == len(messages) - 2  # every frame handled all the same
+    journal.close()
