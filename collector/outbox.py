@@ -48,12 +48,13 @@ class Message:
 
 
 class Outbox:
-    """Messages waiting for the broker, oldest first, bounded by signal time span and bytes."""
+    """Messages waiting for the broker, oldest first, bounded by signal time span and bytes (``buffer_s``
+    None: by bytes only — a source that waits for room bounds it by count, whatever span that holds)."""
 
-    def __init__(self, buffer_s: float, max_bytes: int = 256 * 2**20) -> None:
-        if not buffer_s > 0 or max_bytes < 1:
+    def __init__(self, buffer_s: float | None, max_bytes: int = 256 * 2**20) -> None:
+        if (buffer_s is not None and not buffer_s > 0) or max_bytes < 1:
             raise ValueError("buffer_s and max_bytes must be positive")
-        self.span_ns = round(buffer_s * 1e9)
+        self.span_ns = None if buffer_s is None else round(buffer_s * 1e9)
         self.max_bytes = max_bytes
         self._queue: deque[Message] = deque()
         self._newest_ns: int | None = None
@@ -94,7 +95,8 @@ class Outbox:
         dropped = 0
         newest = self._newest_ns if self._newest_ns is not None else 0
         while len(self._queue) > 1 and (
-            self.bytes > self.max_bytes or newest - self._queue[0].t_ns > self.span_ns
+            self.bytes > self.max_bytes
+            or (self.span_ns is not None and newest - self._queue[0].t_ns > self.span_ns)
         ):
             self.bytes -= len(self._queue.popleft().payload)
             dropped += 1
@@ -117,7 +119,8 @@ class LivePublisher:
 
     ``max_waiting``: a source that can wait (a file, the simulator at full speed) is held in ``publish``
     while that many frames wait for the broker, so a broker that is away pauses it instead of filling the
-    outbox; a live source (a wearable, a paced simulation) leaves it None and the outbox's bound applies."""
+    outbox; a live source (a wearable, a paced simulation) leaves it None and the outbox's bound applies
+    (``buffer_s`` of signal time: without ``max_waiting`` it must be given)."""
 
     def __init__(
         self,
@@ -142,7 +145,9 @@ class LivePublisher:
         # One client id for the publisher's whole life: a broker restarted with its sessions (persistence)
         # knows this client again on reconnect instead of firing its will (offline) over the new status.
         self._client_id = f"twitchwatch-{user}-{device}-{uuid.uuid4().hex[:8]}"
-        self._outbox = Outbox(buffer_s)
+        # A source held at max_waiting frames is bounded by that count: a span bound would drop frames of
+        # a file whose frames are long (10 s of a 50-Hz accelerometer each) while nothing is wrong.
+        self._outbox = Outbox(None if max_waiting is not None else buffer_s)
         self._policy = reconnect or Reconnect()
         self._wake = asyncio.Event()  # something to send
         self._idle = asyncio.Event()  # nothing left to send (set by the sender)

@@ -86,6 +86,24 @@ async def test_simulate_and_the_worker_go_on_through_a_broker_restart(tmp_path: 
         assert covered >= 24 - 0.5
 
 
+async def test_a_simulation_at_full_speed_waits_and_drops_nothing(tmp_path: Path) -> None:
+    """At full speed the simulator waits for the broker instead of buffering; frames of 10 s each (a 50-Hz
+    accelerometer, 500 samples a frame) must not trip the outbox's time bound (they did: 128 waiting frames
+    are 21 minutes of signal, beyond its 10)."""
+    async with _broker_and_worker(tmp_path, "fast") as (broker, worker):
+        start = dt.datetime.now().astimezone().replace(microsecond=0) - dt.timedelta(days=1)
+        plan = SimulationPlan(
+            ("calf_left", "calf_right"), "acc", start, 3 * 3600, None, 6, 7, "fast", None, 50, 500
+        )
+        sim = asyncio.create_task(run_simulation(plan, parse_mqtt_url(broker.url)))
+        await _restart_when(broker, lambda: worker.stats.frames >= 200, worker)
+        stats = await asyncio.wait_for(sim, 120)
+        assert stats.frames == 2 * 3 * 3600 // 10
+        assert stats.frames_dropped == 0
+        await wait_for(lambda: worker.stats.frames >= stats.frames, 60, "every frame at the worker")
+        assert (worker.stats.frames, worker.stats.gaps, worker.stats.missing_frames) == (stats.frames, 0, 0)
+
+
 async def test_a_simulation_beyond_its_buffer_counts_what_it_dropped(tmp_path: Path) -> None:
     """The broker away longer than the outbox holds: the oldest frames are dropped, counted by the simulator
     and seen by the worker as one gap of exactly that many frames."""
