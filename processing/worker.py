@@ -64,6 +64,9 @@ MAX_BACKOFF_S = 5.0
 # How long frames of a device that announced no muscles wait for its retained status (which a broker
 # delivers after the frames it queued for the worker): then they are named after their channel.
 STATUS_WAIT_S = 2.0
+# How long a device's streams outlive its offline status in case its frames go on (a broker restart fires
+# the publishers' wills although they reconnect at once).
+OFFLINE_GRACE_S = 3.0
 # Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
 CHECKPOINT_S = 1.0
 
@@ -410,6 +413,7 @@ class Worker:
         gate: GateParams | None = None,
         state_dir: Path | None = None,
         status_wait_s: float = 0.0,
+        offline_grace_s: float = 0.0,
     ) -> None:
         self.target = target
         self.store = store
@@ -446,6 +450,9 @@ class Worker:
         self._held: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
         self._held_since: dict[tuple[str, str], float] = {}
         self._unannounced: set[tuple[str, str]] = set()  # waited for a status that did not come
+        # Devices whose offline status came (``offline_grace_s``): their streams end unless frames go on.
+        self.offline_grace_s = offline_grace_s
+        self._offline_since: dict[tuple[str, str], float] = {}
         # The write-ahead journal and its checkpoints (processing/wal.py); None: nothing survives a kill.
         self.state_dir = state_dir
         self._journal: IngestJournal | None = None
@@ -543,6 +550,7 @@ class Worker:
 
     async def _finish(self) -> None:
         self._release_held(everything=True)
+        self._end_offline(everything=True)
         for st in self._streams.values():
             self._end_stream(st)
         self._store_events(self._fuser.flush(), everything=True)
@@ -621,6 +629,7 @@ class Worker:
             "watermarks": self._watermark_ns,
             "held": self._held,
             "unannounced": self._unannounced,
+            "offline": list(self._offline_since),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -635,6 +644,7 @@ class Worker:
         self._unannounced = state["unannounced"]
         now = time.monotonic()
         self._held_since = dict.fromkeys(self._held, now)
+        self._offline_since = dict.fromkeys(state.get("offline", ()), now)
         self._rates.reask()  # lookups in flight when it died
         self._statuses_saved = self._statuses_json()
 
@@ -788,9 +798,13 @@ class Worker:
             self._rlog.warning("status", "bad status from %s/%s: %s", t.user, t.device, exc)
             return
         key = (t.user, t.device)
+        if status.state != "offline":
+            self._offline_since.pop(key, None)  # back (a will fired by a restarted broker, then this)
         previous = self._status.get(key)
         if previous is not None and status.session_id != previous.session_id:
             self._restart_device(t.user, t.device)  # a new run: its sequence numbers start over
+        elif status.state == "offline" and self.offline_grace_s > 0:
+            self._offline_since[key] = time.monotonic()  # ended unless its frames go on (_end_offline)
         elif status.state == "offline":
             self._end_device(t.user, t.device)  # its streams ended: they hold no muscle's rest back
         if previous is not None and not status.streams:
@@ -800,6 +814,16 @@ class Worker:
         self._status[key] = status
         self._unannounced.discard(key)
         self._release_held(key)
+
+    def _end_offline(self, everything: bool = False) -> None:
+        """End the streams of devices offline for ``offline_grace_s`` with no frame since. The grace is for
+        a broker restarted with its sessions: it fires the publishers' wills (offline) although they
+        reconnect and go on, and ending their streams would cost each a second of warm-up."""
+        now = time.monotonic()
+        for key, since in list(self._offline_since.items()):
+            if everything or now - since >= self.offline_grace_s:
+                del self._offline_since[key]
+                self._end_device(*key)
 
     def _restart_device(self, user: str, device: str) -> None:
         for key in [k for k in self._streams if k[:2] == (user, device)]:
@@ -822,6 +846,7 @@ class Worker:
         self._rest.end(st.key)
 
     def _on_frame(self, user: str, device: str, stream: str, payload: bytes) -> None:
+        self._offline_since.pop((user, device), None)  # it goes on: that offline was not the end
         try:
             frame = decode(payload)
         except FrameError as exc:
@@ -1059,6 +1084,7 @@ class Worker:
             await self._sleep_or_stop(self.flush_interval)
             if not self._stop.is_set():
                 self._release_held()
+                self._end_offline()
                 await self._flush(final=False)
                 self._prune_vetoes()
                 async with self._flush_lock:

@@ -26,7 +26,7 @@ from collector.replay import ReplayOptions, run_replay
 from collector.simulate import SimulationPlan, SimulationStats, run_simulation
 from processing.store import EventQuery
 from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
+from processing.worker import OFFLINE_GRACE_S, Worker
 from tests.bumble_bleak.harness import wait_for
 from tests.harness.mosquitto import MosquittoServer
 from tests.test_recordings import Sig, write_edf
@@ -41,7 +41,12 @@ async def _broker_and_worker(tmp_path: Path, user: str) -> AsyncIterator[tuple[M
     broker = MosquittoServer.start(tmp_path / "broker", persistence=True)
     store = SQLiteStore(tmp_path / "w.db")
     worker = Worker(
-        parse_mqtt_url(broker.url), store, user=user, client_id=f"restart-{user}", flush_interval=0.2
+        parse_mqtt_url(broker.url),
+        store,
+        user=user,
+        client_id=f"restart-{user}",
+        flush_interval=0.2,
+        offline_grace_s=OFFLINE_GRACE_S,  # as twitchwatch process
     )
     task = asyncio.create_task(worker.run())
     try:
@@ -80,6 +85,11 @@ async def test_simulate_and_the_worker_go_on_through_a_broker_restart(tmp_path: 
         assert (stats.broker_reconnects, stats.frames_dropped) == (2, 0)  # one per device, nothing lost
         await wait_for(lambda: worker.stats.frames >= stats.frames, 60, "every frame at the worker")
         assert (worker.stats.frames, worker.stats.gaps, worker.stats.missing_frames) == (stats.frames, 0, 0)
+        # The offline wills the restarted broker fired did not end the streams: each is one from the start
+        # (no second spent warming up again).
+        first_t0 = {st.device: st.seg_t0_ns for st in worker._streams.values()}
+        start_ns = round(plan.start.timestamp() * 1e9)
+        assert first_t0 == dict.fromkeys((plan.device(m) for m in plan.muscles), start_ns)
         rates = worker.store.rates(EventQuery(user="sim"))
     for muscle in plan.muscles:  # after the worker's final write: every second of both muscles covered
         covered = sum(r.monitored_s for r in rates if r.muscle == muscle)

@@ -36,7 +36,7 @@ from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detec
 from processing.segments import segment_of
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
 from processing.wal import JournalError
-from processing.worker import STATUS_WAIT_S, FlagTask, HaDiscovery, Worker
+from processing.worker import OFFLINE_GRACE_S, STATUS_WAIT_S, FlagTask, HaDiscovery, Worker
 from twitchwatch import data_cli, person_cli
 from twitchwatch.config import (
     ConfigError,
@@ -483,6 +483,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         segment_map=segment_map_from(settings),
         state_dir=settings.state_dir,
         status_wait_s=STATUS_WAIT_S,
+        offline_grace_s=OFFLINE_GRACE_S,
     )
     log.info("worker: %s → %s (user %s)", settings.mqtt.display, store.url, settings.user)
     try:
