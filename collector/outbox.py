@@ -138,8 +138,8 @@ class LivePublisher:
         self._status_topic = str(Topic(user, device, "status"))
         self._status = status
         self._status_dirty = True
-        # The status goes out after the frames queued before it, not ahead of them: an offline status
-        # overtaking the last frames would end the stream at the worker before its end.
+        # An offline status goes out after the frames queued before it, not ahead of them: overtaking the
+        # last frames, it would end the stream at the worker before its end.
         self._status_after = 0
         self._offline = DeviceStatus.offline(status.profile, status.source, status.session_id)
         # One client id for the publisher's whole life: a broker restarted with its sessions (persistence)
@@ -224,7 +224,9 @@ class LivePublisher:
         """The device's retained status from now on (sent at once, or as soon as the broker is back)."""
         self._status = status
         self._status_dirty = True
-        self._status_after = self.frames_queued
+        # An offline status comes after the frames before it; any other goes out at once, ahead of frames
+        # waiting (it names their muscles: the worker should know it before them).
+        self._status_after = self.frames_queued if status.state == "offline" else 0
         self._idle.clear()
         self._wake.set()
 
