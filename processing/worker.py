@@ -65,8 +65,9 @@ MAX_BACKOFF_S = 5.0
 # delivers after the frames it queued for the worker): then they are named after their channel.
 STATUS_WAIT_S = 2.0
 # How long a device's streams outlive its offline status in case its frames go on (a broker restart fires
-# the publishers' wills although they reconnect at once).
-OFFLINE_GRACE_S = 3.0
+# the publishers' wills although they reconnect): beyond a publisher's 5-s backoff plus its connect, and
+# as long as a stream may fall behind before the rest gate stops waiting for it (GateParams.stale_ns).
+OFFLINE_GRACE_S = 10.0
 # Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
 CHECKPOINT_S = 1.0
 
