@@ -21,7 +21,7 @@ async def test_random_kills_lose_and_misname_nothing(mosquitto: MosquittoServer,
     summary = f"seed {seed}, kills at {result.kills} s, journal replayed {result.replayed}: {result}"
     assert result.caught_up, summary  # every minute row complete
     assert result.truth >= 24, summary
-    assert result.injected >= result.truth - 2, summary  # the control's own detector finds them
+    assert result.injected >= 0.9 * result.truth, summary  # the control's own detector finds them
     assert result.stored_once == result.injected, summary
     assert (result.misnamed, result.lost, result.duplicated) == (0, 0, 0), summary
     assert (result.events_differ, result.minutes_differ) == (0, 0), summary
