@@ -601,9 +601,18 @@ class Worker:
             self._load_statuses()
         replayed = 0
         for record in recovered.records:
-            if _felt_user_or_none(record.topic) is None:  # felt marks are stored apart (time of arrival)
+            if _felt_user_or_none(record.topic) is not None:  # felt marks are stored apart (time of arrival)
+                continue
+            try:
                 self.handle(record.topic, record.payload)
-                replayed += 1
+            except Exception:
+                # The message that killed the worker is in its journal: replayed, it would stop every start.
+                self.stats.journal_errors += 1
+                log.exception(
+                    "a journaled message on %s fails again: skipped, so the worker starts", record.topic
+                )
+                continue
+            replayed += 1
         self.stats.journal_replayed = replayed
         if recovered.state is not None or replayed:
             log.info(

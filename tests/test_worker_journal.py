@@ -252,3 +252,29 @@ def test_a_journal_on_a_full_disk_does_not_stop_the_worker(tmp_path: Path) -> No
     assert worker.stats.journal_errors == len(messages)
     assert worker.stats.frames == len(messages) - 2  # every frame handled all the same
     journal.close()
+
+
+def test_a_journaled_message_that_fails_again_does_not_stop_the_start(tmp_path: Path) -> None:
+    """The message that stopped a worker is in its journal: a restart must not stop on it again (a crash
+    loop outliving the broker's retained message). A status whose stream id overflows an int stops the
+    worker as issue 14 found it; whether handling it raises or counts it, the start goes on."""
+    state = tmp_path / "state"
+    dead = _worker(tmp_path / "w.db", state)
+    dead._recover()
+    assert dead._journal is not None
+    poison = (
+        b'{"state":"online","profile":"sim","source":"live","session_id":"a","battery":null,'
+        b'"streams":{"emg":{"stream_id":1e999,"signal":"emg","sample_rate":1000,"channels":["x"]}}}'
+    )
+    dead._journal.append(f"twitchwatch/{USER}/bad/status", poison)
+    good = _messages(3)
+    for topic, payload in good:
+        dead._journal.append(topic, payload)
+    dead._journal.close()
+
+    resumed = _worker(tmp_path / "w.db", state)
+    resumed._recover()
+    assert resumed.stats.frames == len(good) - 2
+    assert resumed.stats.journal_errors + resumed.stats.bad_status == 1
+    assert resumed._journal is not None
+    resumed._journal.close()
