@@ -28,6 +28,7 @@ queue is the defence there: what was not acknowledged is sent again).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -121,8 +122,6 @@ class IngestJournal:
         except OSError as exc:
             raise JournalError(f"cannot use the state directory {self.directory}: {exc}") from exc
         try:
-            import fcntl
-
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self._lock_fd)
