@@ -19,11 +19,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.mqtt import parse_mqtt_url
-from collector.simulate import SimulationPlan, run_simulation
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.simulate import SimulationPlan, run_simulation
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 
 async def _one(broker: MosquittoServer, tmp: Path, name: str, journal: bool, hours: float) -> float:

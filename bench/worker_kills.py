@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.mqtt import parse_mqtt_url
-from collector.simulate import SimulationPlan, run_simulation
-from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.simulate import SimulationPlan, run_simulation
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 MUSCLES = ("calf_left", "calf_right")
 MATCH_S = 0.5

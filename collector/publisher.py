@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiomqtt
 
-from collector.mqtt import MqttTarget
+from twitchwatch.collector.mqtt import MqttTarget
 
 # QoS-1 publishes kept in flight at once: enough to hide the broker round trip at replay speed.
 IN_FLIGHT = 64

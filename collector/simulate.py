@@ -21,13 +21,13 @@ from typing import IO
 
 import numpy as np
 
-from collector.frames import Frame, SampleType
-from collector.mqtt import MqttTarget
-from collector.outbox import LivePublisher, opened
-from collector.publisher import IN_FLIGHT
-from collector.status import DeviceStatus, StreamInfo
-from collector.synth import MuscleSegment, Signal, SignalSpec, TruthEvent, quantise, spec_for
-from collector.topics import check_segment
+from twitchwatch.collector.frames import Frame, SampleType
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.outbox import LivePublisher, opened
+from twitchwatch.collector.publisher import IN_FLIGHT
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.collector.synth import MuscleSegment, Signal, SignalSpec, TruthEvent, quantise, spec_for
+from twitchwatch.collector.topics import check_segment
 
 BROKER_BUFFER_S = 600.0  # as `collect`'s default: ten minutes of signal wait for a broker that went away
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")

@@ -31,24 +31,24 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
-from collector.mqtt import Client, MqttTarget
-from collector.ratelog import RateLimitedLog
-from collector.status import DeviceStatus, StatusError
-from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
-from processing import homeassistant as ha
-from processing.core import FloatArray
-from processing.detector import Detection, StreamingDetector
-from processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
-from processing.felt import FeltError, felt_entry
-from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
-from processing.fusion import Fuser
-from processing.journal import JournalEntry
-from processing.motion import MotionDetector
-from processing.rest import GateParams
-from processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
-from processing.store import EventQuery, EventStore, StoreError
-from processing.wal import IngestJournal, JournalError, fingerprint, write_json_atomically
+from twitchwatch.collector.frames import Frame, FrameError, Unit, decode, sequence_gap
+from twitchwatch.collector.mqtt import Client, MqttTarget
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.status import DeviceStatus, StatusError
+from twitchwatch.collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
+from twitchwatch.processing import homeassistant as ha
+from twitchwatch.processing.core import FloatArray
+from twitchwatch.processing.detector import Detection, StreamingDetector
+from twitchwatch.processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.felt import FeltError, felt_entry
+from twitchwatch.processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
+from twitchwatch.processing.fusion import Fuser
+from twitchwatch.processing.journal import JournalEntry
+from twitchwatch.processing.motion import MotionDetector
+from twitchwatch.processing.rest import GateParams
+from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.wal import IngestJournal, JournalError, fingerprint, write_json_atomically
 
 log = logging.getLogger(__name__)
 

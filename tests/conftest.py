@@ -9,12 +9,12 @@ from typing import Protocol, TypeVar
 
 import pytest
 
-from processing.store import EventStore
-from processing.store.influx import InfluxStore
-from processing.store.sqlite import SQLiteStore
 from tests.harness import ServiceMissing, unavailable
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.processing.store import EventStore
+from twitchwatch.processing.store.influx import InfluxStore
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 
 class _Service(Protocol):

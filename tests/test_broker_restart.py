@@ -18,18 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.mqtt import parse_mqtt_url
-from collector.record import Recorder
-from collector.recordings.formats.session import SessionWriter
-from collector.recordings.playback import open_source
-from collector.replay import ReplayOptions, run_replay
-from collector.simulate import SimulationPlan, SimulationStats, run_simulation
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import OFFLINE_GRACE_S, Worker
 from tests.bumble_bleak.harness import wait_for
 from tests.harness.mosquitto import MosquittoServer
 from tests.test_recordings import Sig, write_edf
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.record import Recorder
+from twitchwatch.collector.recordings.formats.session import SessionWriter
+from twitchwatch.collector.recordings.playback import open_source
+from twitchwatch.collector.replay import ReplayOptions, run_replay
+from twitchwatch.collector.simulate import SimulationPlan, SimulationStats, run_simulation
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import OFFLINE_GRACE_S, Worker
 
 pytestmark = pytest.mark.mosquitto
 

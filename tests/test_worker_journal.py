@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.mqtt import MqttTarget
-from collector.status import DeviceStatus, StreamInfo
-from processing.events import EventKind
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.wal import IngestJournal, JournalError, Record
-from processing.worker import Worker
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.wal import IngestJournal, JournalError, Record
+from twitchwatch.processing.worker import Worker
 
 T0 = 1_700_000_000_000_000_000
 USER = "u"
