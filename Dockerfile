@@ -18,6 +18,8 @@ COPY --from=build /dist/*.whl /tmp/
 RUN pip install /tmp/twitchwatch-*.whl && rm /tmp/twitchwatch-*.whl \
     && useradd --create-home --uid 10001 twitchwatch
 USER twitchwatch
+# The worker's journal and checkpoints (docs/reliability.md): a volume in compose, owned by this user.
+RUN mkdir -p /home/twitchwatch/.local/share/twitchwatch/state
 WORKDIR /home/twitchwatch
 # Checked from the wheel by `make test` (tests/check_wheel.py runs this CMD in a fresh venv).
 CMD ["twitchwatch", "--help"]

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test check-wheel lint system-deps bench clean
+.PHONY: install demo test check-wheel lint system-deps bench reliability clean
 
 install: $(STAMP)
 
@@ -42,6 +42,12 @@ bench: install
 	$(PY) -m bench.accuracy
 	$(PY) -m bench.latency
 	$(PY) -m bench.history_build
+
+# Fault injection (docs/reliability.md): 20 random worker kills, broker restarts per command, the journal's cost.
+reliability: install
+	$(PY) -m bench.worker_kills --trials 4 --kills 5 --seconds 120 --speed 2
+	$(PY) -m bench.broker_restart --down 3 --down 12
+	$(PY) -m bench.journal_cost --rounds 3 --hours 6
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts

@@ -58,6 +58,7 @@ def main() -> None:
 
             db = Path(tmp) / "history.db"
             env["TWITCHWATCH_STORE_URL"] = f"sqlite:///{db}"
+            env["TWITCHWATCH_STATE_DIR"] = str(Path(tmp) / "state")
             worker = subprocess.Popen(
                 [sys.executable, "-m", "twitchwatch", "process", "--client-id", "bench"],
                 env=env,

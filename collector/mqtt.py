@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -35,15 +35,40 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
+if TYPE_CHECKING:
+
+    class Client(aiomqtt.Client):
+        """What ``_client_class`` builds, for type checking (the class itself is built on first use)."""
+
+        manual_ack: bool
+
+        def __init__(self, *args: Any, manual_ack: bool = False, **kwargs: Any) -> None: ...
+
+        def ack(self, message: aiomqtt.Message) -> None: ...
+
+
 @functools.cache
-def _client_class() -> type[aiomqtt.Client]:
-    """aiomqtt's client, with a connect error that says what to do about an untrusted certificate.
+def _client_class() -> type[Client]:
+    """aiomqtt's client, with a connect error that says what to do about an untrusted certificate, and
+    with ``manual_ack`` the acknowledgement of each QoS-1 message left to the caller (``ack``): the worker
+    acknowledges a frame only once it is journaled, so a frame it has not kept is sent again.
 
     Built on first use: parsing an MQTT URL (every command's configuration) need not import aiomqtt and
     paho, only connecting does."""
     import aiomqtt
 
-    class Client(aiomqtt.Client):
+    class _Client(aiomqtt.Client):
+        def __init__(self, *args: Any, manual_ack: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.manual_ack = manual_ack
+            # aiomqtt does not pass paho's manual_ack through; paho's own switch does it.
+            self._client.manual_ack_set(manual_ack)
+
+        def ack(self, message: aiomqtt.Message) -> None:
+            """Acknowledge a message received with ``manual_ack`` (nothing to do for QoS 0 or without it)."""
+            if self.manual_ack and message.qos > 0:
+                self._client.ack(message.mid, message.qos)
+
         async def __aenter__(self) -> Self:
             try:
                 return await super().__aenter__()
@@ -55,7 +80,7 @@ def _client_class() -> type[aiomqtt.Client]:
                     ) from exc.__context__
                 raise
 
-    return Client
+    return cast("type[Client]", _Client)
 
 
 @dataclass(frozen=True)
@@ -92,7 +117,8 @@ class MqttTarget:
         will: aiomqtt.Will | None = None,
         max_queued_outgoing: int | None = None,
         max_inflight: int | None = None,
-    ) -> aiomqtt.Client:
+        manual_ack: bool = False,
+    ) -> Client:
         return _client_class()(
             self.host,
             self.port,
@@ -105,6 +131,7 @@ class MqttTarget:
             keepalive=30,
             max_queued_outgoing_messages=max_queued_outgoing,
             max_inflight_messages=max_inflight,
+            manual_ack=manual_ack,
         )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,15 +44,17 @@ class Message:
     topic: str
     payload: bytes
     t_ns: int  # signal time of the frame's first sample: what ``buffer_s`` is measured in
+    order: int = 0  # its place among the publisher's frames: a status is sent after the frames before it
 
 
 class Outbox:
-    """Messages waiting for the broker, oldest first, bounded by signal time span and bytes."""
+    """Messages waiting for the broker, oldest first, bounded by signal time span and bytes (``buffer_s``
+    None: by bytes only — a source that waits for room bounds it by count, whatever span that holds)."""
 
-    def __init__(self, buffer_s: float, max_bytes: int = 256 * 2**20) -> None:
-        if not buffer_s > 0 or max_bytes < 1:
+    def __init__(self, buffer_s: float | None, max_bytes: int = 256 * 2**20) -> None:
+        if (buffer_s is not None and not buffer_s > 0) or max_bytes < 1:
             raise ValueError("buffer_s and max_bytes must be positive")
-        self.span_ns = round(buffer_s * 1e9)
+        self.span_ns = None if buffer_s is None else round(buffer_s * 1e9)
         self.max_bytes = max_bytes
         self._queue: deque[Message] = deque()
         self._newest_ns: int | None = None
@@ -69,11 +72,17 @@ class Outbox:
             self._newest_ns = message.t_ns
         return self._enforce()
 
-    def take(self, n: int) -> list[Message]:
-        """Remove and return up to n of the oldest messages (to be sent)."""
-        out = [self._queue.popleft() for _ in range(min(n, len(self._queue)))]
+    def take(self, n: int, before: int | None = None) -> list[Message]:
+        """Remove and return up to n of the oldest messages (to be sent); with ``before``, only those
+        whose ``order`` is lower."""
+        out: list[Message] = []
+        while self._queue and len(out) < n and (before is None or self._queue[0].order < before):
+            out.append(self._queue.popleft())
         self.bytes -= sum(len(m.payload) for m in out)
         return out
+
+    def has_before(self, order: int) -> bool:
+        return bool(self._queue) and self._queue[0].order < order
 
     def restore(self, messages: Iterable[Message]) -> int:
         """Put messages that could not be sent back in front, in order; returns how many were dropped."""
@@ -86,7 +95,8 @@ class Outbox:
         dropped = 0
         newest = self._newest_ns if self._newest_ns is not None else 0
         while len(self._queue) > 1 and (
-            self.bytes > self.max_bytes or newest - self._queue[0].t_ns > self.span_ns
+            self.bytes > self.max_bytes
+            or (self.span_ns is not None and newest - self._queue[0].t_ns > self.span_ns)
         ):
             self.bytes -= len(self._queue.popleft().payload)
             dropped += 1
@@ -99,13 +109,18 @@ class Reconnect:
     """How the sender waits between connection attempts and how long a shutdown may spend delivering."""
 
     initial_s: float = 1.0
-    max_s: float = 30.0
+    max_s: float = 5.0  # a broker restart takes seconds: never wait much longer than it to try again
     drain_s: float = 10.0
 
 
 class LivePublisher:
     """``async with LivePublisher(...) as pub: await pub.publish("acc", frame)`` — never raises for a lost
-    broker once open; ``stats`` tell what was queued, sent and dropped."""
+    broker once open; ``stats`` tell what was queued, sent and dropped.
+
+    ``max_waiting``: a source that can wait (a file, the simulator at full speed) is held in ``publish``
+    while that many frames wait for the broker, so a broker that is away pauses it instead of filling the
+    outbox; a live source (a wearable, a paced simulation) leaves it None and the outbox's bound applies
+    (``buffer_s`` of signal time: without ``max_waiting`` it must be given)."""
 
     def __init__(
         self,
@@ -116,18 +131,29 @@ class LivePublisher:
         *,
         buffer_s: float = 600.0,
         reconnect: Reconnect | None = None,
+        max_waiting: int | None = None,
     ) -> None:
         self._target = target
         self._user, self._device = user, device
         self._status_topic = str(Topic(user, device, "status"))
         self._status = status
         self._status_dirty = True
+        # An offline status goes out after the frames queued before it, not ahead of them: overtaking the
+        # last frames, it would end the stream at the worker before its end.
+        self._status_after = 0
         self._offline = DeviceStatus.offline(status.profile, status.source, status.session_id)
-        self._outbox = Outbox(buffer_s)
+        # One client id for the publisher's whole life: a broker restarted with its sessions (persistence)
+        # knows this client again on reconnect instead of firing its will (offline) over the new status.
+        self._client_id = f"twitchwatch-{user}-{device}-{uuid.uuid4().hex[:8]}"
+        # A source held at max_waiting frames is bounded by that count: a span bound would drop frames of
+        # a file whose frames are long (10 s of a 50-Hz accelerometer each) while nothing is wrong.
+        self._outbox = Outbox(None if max_waiting is not None else buffer_s)
         self._policy = reconnect or Reconnect()
         self._wake = asyncio.Event()  # something to send
         self._idle = asyncio.Event()  # nothing left to send (set by the sender)
         self._closing = asyncio.Event()
+        self._max_waiting = max_waiting
+        self._taken = asyncio.Event()  # the sender took a batch: room in the outbox (``max_waiting``)
         self._sender: asyncio.Task[None] | None = None
         self._rlog = RateLimitedLog(log, every=30.0)
         self.connected = asyncio.Event()
@@ -165,7 +191,9 @@ class LivePublisher:
 
     async def publish(self, stream: str, frame: Frame) -> None:
         topic = str(Topic(self._user, self._device, "raw", stream))
-        dropped = self._outbox.put(Message(topic, encode(frame), frame.t0_ns))
+        while self._max_waiting is not None and len(self._outbox) >= self._max_waiting:
+            await self._room()
+        dropped = self._outbox.put(Message(topic, encode(frame), frame.t0_ns, self.frames_queued))
         self.frames_queued += 1
         self._idle.clear()
         if dropped:
@@ -180,10 +208,25 @@ class LivePublisher:
             )
         self._wake.set()
 
+    async def _room(self) -> None:
+        """Wait for the sender to take a batch (or to end: a failed sender must not hang the source)."""
+        sender = self._sender
+        if sender is None or sender.done():
+            raise RuntimeError(f"{self._device}: the MQTT sender is not running")
+        self._taken.clear()
+        taken = asyncio.ensure_future(self._taken.wait())
+        try:
+            await asyncio.wait({taken, sender}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            taken.cancel()
+
     async def set_status(self, status: DeviceStatus) -> None:
         """The device's retained status from now on (sent at once, or as soon as the broker is back)."""
         self._status = status
         self._status_dirty = True
+        # An offline status comes after the frames before it; any other goes out at once, ahead of frames
+        # waiting (it names their muscles: the worker should know it before them).
+        self._status_after = self.frames_queued if status.state == "offline" else 0
         self._idle.clear()
         self._wake.set()
 
@@ -248,7 +291,9 @@ class LivePublisher:
         return bool(self._outbox) or self._status_dirty
 
     async def _connect(self) -> aiomqtt.Client:
-        client = await connect_publisher(self._target, self._status_topic, self._offline.to_json())
+        client = await connect_publisher(
+            self._target, self._status_topic, self._offline.to_json(), self._client_id
+        )
         self.connected.set()
         return client
 
@@ -302,7 +347,7 @@ class LivePublisher:
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         while True:
-            if self._status_dirty:
+            if self._status_dirty and not self._outbox.has_before(self._status_after):
                 self._status_dirty = False
                 try:
                     await client.publish(
@@ -315,9 +360,10 @@ class LivePublisher:
                 except BaseException:
                     self._status_dirty = True
                     raise
-            batch = self._outbox.take(IN_FLIGHT)
+            batch = self._outbox.take(IN_FLIGHT, self._status_after if self._status_dirty else None)
             if not batch:
                 return
+            self._taken.set()  # a waiting source may queue the next batch while this one is sent
             await self._send(client, batch)
             self.frames_sent += len(batch)
 

@@ -37,6 +37,9 @@ from twitchwatch.errors import TwitchwatchError, UserError
 
 log = logging.getLogger(__name__)
 
+# Reconnect backoff: doubling from 1 s, never more than this between tries (a broker restart costs seconds).
+MAX_BACKOFF_S = 5.0
+
 
 class RecordError(TwitchwatchError, RuntimeError):
     """The recorder could not reach the broker; the message names it."""
@@ -196,7 +199,7 @@ class Recorder:
                     log.warning("MQTT %s: %s; reconnecting in %.0f s", self.target.display, exc, backoff)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
             return self.stats
         finally:
             self._finish()

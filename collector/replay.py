@@ -5,17 +5,17 @@ format twitchwatch reads — a session's recorded frames unchanged, any other fi
 frames) describes what a recording holds (devices, streams, the muscle of each channel) and yields wire frames
 in device-time order.
 
-:func:`run_replay` publishes them with one :class:`~collector.publisher.FramePublisher` per device, whose
-retained status says ``source: "replay"`` (so the worker stores the events with ``source=replay``) and
-carries a fresh ``session_id``. Time: ``recorded`` keeps the recording's own timestamps (events land where
-the live run put them); ``now`` shifts every timestamp by one constant so the first replayed sample is at
+:func:`run_replay` publishes them with one :class:`~collector.outbox.LivePublisher` per device (a broker
+restart pauses the replay until it is back: a file can wait, nothing is dropped), whose retained status
+says ``source: "replay"`` (so the worker stores the events with ``source=replay``) and carries a fresh
+``session_id``. Time: ``recorded`` keeps the recording's own timestamps (events land where the live run
+put them); ``now`` shifts every timestamp by one constant so the first replayed sample is at
 the wall-clock time the replay starts. By default ``--speed max`` keeps recorded time, a paced replay uses
 ``now``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -26,7 +26,8 @@ from typing import Final, Literal
 
 from twitchwatch.collector.frames import MAX_SEQUENCE
 from twitchwatch.collector.mqtt import MqttTarget
-from twitchwatch.collector.publisher import FramePublisher
+from twitchwatch.collector.outbox import LivePublisher, opened
+from twitchwatch.collector.publisher import IN_FLIGHT
 from twitchwatch.collector.recordings.source import ReplayError, ReplaySource
 from twitchwatch.collector.simulate import _Pacer
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
@@ -72,6 +73,8 @@ class ReplayStats:
     passes: int = 0
     signal_seconds: float = 0.0
     time_shift_ns: int = 0  # added to the recording's timestamps in the first pass
+    broker_reconnects: int = 0
+    frames_lost: int = 0  # never reached the broker (it was away at the end and did not come back in time)
 
 
 async def run_replay(
@@ -85,7 +88,6 @@ async def run_replay(
             f"--start {options.start_s:g}: past the end of the recording ({source.duration_s:.1f} s long)"
         )
     stats = ReplayStats(uuid.uuid4().hex[:12])
-    per_pass_s = (source.end_ns - from_ns) / 1e9
     shift = time.time_ns() - from_ns if options.effective_clock == "now" else 0
     stats.time_shift_ns = shift
     devices: dict[str, dict[str, StreamInfo]] = {}
@@ -101,38 +103,59 @@ async def run_replay(
         f" shifted by {shift / 1e9:+.3f} s" if shift else "",
         stats.session_id,
     )
-    async with contextlib.AsyncExitStack() as stack:
-        pubs: dict[str, FramePublisher] = {}
-        for device, streams in devices.items():
-            status = DeviceStatus("online", profiles[device], "replay", stats.session_id, None, streams)
-            pubs[device] = await stack.enter_async_context(
-                FramePublisher(target, options.user, device, status)
-            )
-        pace = _Pacer(options.speed)
-        seq_shift = [0] * len(source.streams)
-        while True:
-            await pace.jump_to(from_ns + shift)
-            first: dict[int, int] = {}
-            last: dict[int, int] = {}
-            for i, frame in source.frames(from_ns):
-                s = source.streams[i]
-                first.setdefault(i, frame.sequence)
-                last[i] = frame.sequence
-                out = dataclasses.replace(
-                    frame, sequence=(frame.sequence + seq_shift[i]) % MAX_SEQUENCE, t0_ns=frame.t0_ns + shift
-                )
-                await pubs[s.device].publish(s.stream, out)
-                stats.frames += 1
-                end = out.t0_ns + out.duration_ns
-                done = min(per_pass_s, (frame.t0_ns + frame.duration_ns - from_ns) / 1e9)
-                stats.signal_seconds = stats.passes * per_pass_s + done
-                await pace.wait_until(end)
-                if progress:
-                    progress(stats.signal_seconds, (stats.passes + 1) * per_pass_s)
-            stats.passes += 1
-            if not options.loop or not last or (options.max_passes and stats.passes >= options.max_passes):
-                break
-            shift += source.end_ns - from_ns + LOOP_PAUSE_NS
-            for i in last:
-                seq_shift[i] += (last[i] - first[i]) % MAX_SEQUENCE + 1
+    pubs = {
+        device: LivePublisher(
+            target,
+            options.user,
+            device,
+            DeviceStatus("online", profiles[device], "replay", stats.session_id, None, streams),
+            max_waiting=IN_FLIGHT * 2,
+        )
+        for device, streams in devices.items()
+    }
+    try:
+        async with opened(list(pubs.values())):
+            await _play(source, pubs, options, stats, from_ns, shift, progress)
+    finally:
+        stats.broker_reconnects = sum(p.reconnects for p in pubs.values())
+        stats.frames_lost = sum(p.frames_dropped + p.frames_waiting for p in pubs.values())
     return stats
+
+
+async def _play(
+    source: ReplaySource,
+    pubs: dict[str, LivePublisher],
+    options: ReplayOptions,
+    stats: ReplayStats,
+    from_ns: int,
+    shift: int,
+    progress: Progress | None,
+) -> None:
+    per_pass_s = (source.end_ns - from_ns) / 1e9
+    pace = _Pacer(options.speed)
+    seq_shift = [0] * len(source.streams)
+    while True:
+        await pace.jump_to(from_ns + shift)
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for i, frame in source.frames(from_ns):
+            s = source.streams[i]
+            first.setdefault(i, frame.sequence)
+            last[i] = frame.sequence
+            out = dataclasses.replace(
+                frame, sequence=(frame.sequence + seq_shift[i]) % MAX_SEQUENCE, t0_ns=frame.t0_ns + shift
+            )
+            await pubs[s.device].publish(s.stream, out)
+            stats.frames += 1
+            end = out.t0_ns + out.duration_ns
+            done = min(per_pass_s, (frame.t0_ns + frame.duration_ns - from_ns) / 1e9)
+            stats.signal_seconds = stats.passes * per_pass_s + done
+            await pace.wait_until(end)
+            if progress:
+                progress(stats.signal_seconds, (stats.passes + 1) * per_pass_s)
+        stats.passes += 1
+        if not options.loop or not last or (options.max_passes and stats.passes >= options.max_passes):
+            break
+        shift += source.end_ns - from_ns + LOOP_PAUSE_NS
+        for i in last:
+            seq_shift[i] += (last[i] - first[i]) % MAX_SEQUENCE + 1

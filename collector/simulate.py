@@ -8,13 +8,13 @@ weeks of history with realistic off-body gaps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -23,7 +23,8 @@ import numpy as np
 
 from twitchwatch.collector.frames import Frame, SampleType
 from twitchwatch.collector.mqtt import MqttTarget
-from twitchwatch.collector.publisher import FramePublisher
+from twitchwatch.collector.outbox import LivePublisher, opened
+from twitchwatch.collector.publisher import IN_FLIGHT
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
 from twitchwatch.collector.synth import MuscleSegment, Signal, SignalSpec, TruthEvent, quantise, spec_for
 from twitchwatch.collector.timetext import SimulationError as SimulationError
@@ -31,6 +32,8 @@ from twitchwatch.collector.timetext import parse_duration as parse_duration
 from twitchwatch.collector.timetext import parse_iso_time as parse_iso_time
 from twitchwatch.collector.timetext import parse_start as parse_start
 from twitchwatch.collector.topics import check_segment
+
+BROKER_BUFFER_S = 600.0  # as `collect`'s default: ten minutes of signal wait for a broker that went away
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class SimulationStats:
     samples: int = 0
     truth_events: int = 0
     signal_seconds: float = 0.0
+    frames_dropped: int = 0  # the broker was away longer than the outbox holds: the worker sees a gap
+    broker_reconnects: int = 0
 
 
 Progress = Callable[[float, float], None]  # (signal seconds done, total)
@@ -138,13 +143,15 @@ async def run_simulation(
     target: MqttTarget,
     truth: IO[str] | None = None,
     progress: Progress | None = None,
+    broker_buffer_s: float = BROKER_BUFFER_S,
 ) -> SimulationStats:
-    """Stream the plan to the broker; write ground truth as JSON lines as segments begin."""
+    """Stream the plan to the broker; write ground truth as JSON lines as segments begin. A broker that goes
+    away is waited for (``broker_buffer_s`` of signal kept per device when paced: collector/outbox.py)."""
     session = uuid.uuid4().hex[:12]
     stats = SimulationStats()
     segments = plan.segments()
     total = sum((b - a).total_seconds() for a, b in segments)
-    async with _Publishers(plan, target, session) as pubs:
+    async with publishers(plan, target, session, stats, broker_buffer_s) as pubs:
         pace = _Pacer(plan.speed)
         seq = dict.fromkeys(plan.muscles, 0)
         for index, (a, b) in enumerate(segments):
@@ -197,30 +204,30 @@ def _write_truth(out: IO[str] | None, events: list[TruthEvent], stats: Simulatio
     out.flush()
 
 
-class _Publishers:
-    """Opens one publisher per muscle and closes them all, whatever happens."""
-
-    def __init__(self, plan: SimulationPlan, target: MqttTarget, session: str) -> None:
-        self._pubs = {
-            m: FramePublisher(target, plan.user, plan.device(m), _status(plan, m, session))
-            for m in plan.muscles
-        }
-        self._open: list[FramePublisher] = []
-
-    async def __aenter__(self) -> dict[str, FramePublisher]:
-        try:
-            for pub in self._pubs.values():
-                await pub.__aenter__()
-                self._open.append(pub)
-        except BaseException:
-            await self.__aexit__(*sys.exc_info())
-            raise
-        return self._pubs
-
-    async def __aexit__(self, *exc: object) -> None:
-        for pub in reversed(self._open):
-            await pub.__aexit__(*exc)  # type: ignore[arg-type]
-        self._open.clear()
+@contextlib.asynccontextmanager
+async def publishers(
+    plan: SimulationPlan, target: MqttTarget, session: str, stats: SimulationStats, buffer_s: float
+) -> AsyncIterator[dict[str, LivePublisher]]:
+    """One publisher per muscle, outlasting a broker restart (collector/outbox.py): paced, the simulated
+    wearable goes on and its frames wait in the outbox as a real one's do; at full speed it waits for the
+    broker instead. Closed together; what never reached the broker is counted in ``stats``."""
+    pubs = {
+        m: LivePublisher(
+            target,
+            plan.user,
+            plan.device(m),
+            _status(plan, m, session),
+            buffer_s=buffer_s,
+            max_waiting=IN_FLIGHT * 2 if plan.speed is None else None,
+        )
+        for m in plan.muscles
+    }
+    try:
+        async with opened(list(pubs.values())):
+            yield pubs
+    finally:
+        stats.frames_dropped = sum(p.frames_dropped + p.frames_waiting for p in pubs.values())
+        stats.broker_reconnects = sum(p.reconnects for p in pubs.values())
 
 
 class _Pacer:

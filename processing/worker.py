@@ -14,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import inspect
 import json
 import logging
+import pickle
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import aiomqtt
 
 from twitchwatch.collector.continuity import continuity
 from twitchwatch.collector.frames import Frame, FrameError, Unit, decode
-from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.mqtt import Client, MqttTarget
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
 from twitchwatch.collector.status import DeviceStatus, StatusError
@@ -44,6 +47,7 @@ from twitchwatch.processing.rest import GateParams
 from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
 from twitchwatch.processing.store import EventQuery, EventStore, StoreError
 from twitchwatch.processing.timeunits import MINUTE_NS
+from twitchwatch.processing.wal import IngestJournal, JournalError, fingerprint, write_json_atomically
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,17 @@ RATE_GRACE_NS = 5_000_000_000
 # Vetoes are kept this long before anything the worker still holds (a minute, an event, a stream's data):
 # nothing asks about earlier time, and without pruning a months-long run would keep every walk.
 VETO_KEEP_NS = 120_000_000_000
+# Reconnect backoff: doubling from 1 s, never more than this between tries (a broker restart costs seconds).
+MAX_BACKOFF_S = 5.0
+# How long frames of a device that announced no muscles wait for its retained status (which a broker
+# delivers after the frames it queued for the worker): then they are named after their channel.
+STATUS_WAIT_S = 2.0
+# How long a device's streams outlive its offline status in case its frames go on (a broker restart fires
+# the publishers' wills although they reconnect): beyond a publisher's 5-s backoff plus its connect, and
+# as long as a stream may fall behind before the rest gate stops waiting for it (GateParams.stale_ns).
+OFFLINE_GRACE_S = 10.0
+# Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
+CHECKPOINT_S = 1.0
 
 # Two events of one muscle and device this close are one twitch found twice (redelivered frames).
 SAME_EVENT_NS = 50_000_000
@@ -77,6 +92,21 @@ class Ingest(Protocol):
     ``stop`` is set it calls ``worker.drain`` and acknowledges what that stored."""
 
     async def run(self, worker: Worker, stop: asyncio.Event) -> None: ...
+
+
+# The sources of every object a checkpoint holds: a snapshot is loaded only by the code that wrote it.
+_STATE_SOURCES = (
+    *Path(__file__).parent.glob("*.py"),
+    Path(inspect.getfile(Frame)),
+    Path(inspect.getfile(DeviceStatus)),
+)
+
+
+def _felt_user_or_none(topic: str) -> str | None:
+    try:
+        return felt_user(topic)
+    except TopicError:
+        return None
 
 
 @dataclass
@@ -107,6 +137,9 @@ class WorkerStats:
     lag_ms: int = 0  # how long after its end the latest live frame was handled (wall clock − device time)
     behind: int = 0  # live frames handled more than LAG_WARN_NS after their end
     events_already_stored: int = 0  # events found again in redelivered frames and found in the store
+    journal_replayed: int = 0  # messages journaled by a killed predecessor, processed again at start
+    frames_held: int = 0  # frames that waited for their device's status
+    journal_errors: int = 0  # journal appends or checkpoints that failed (processing/wal.py)
 
 
 class StreamDetector(Protocol):
@@ -395,6 +428,10 @@ class RateBook:
         """The start of the oldest minute still held."""
         return min((m for minutes in self.minutes.values() for m in minutes), default=None)
 
+    def reask(self) -> None:
+        """After a restore from a snapshot: the lookups that were in flight are made again."""
+        self._to_ask = [(key, minute) for key, (minute, _) in self._unresolved.items()]
+
 
 class Worker(PeriodicTasks):
     stats: WorkerStats  # all of the worker's counters (the periodic tasks see theirs)
@@ -413,6 +450,9 @@ class Worker(PeriodicTasks):
         segment_map: SegmentMap | None = None,
         gate: GateParams | None = None,
         ingest: Ingest | None = None,
+        state_dir: Path | None = None,
+        status_wait_s: float = 0.0,
+        offline_grace_s: float = 0.0,
     ) -> None:
         self.target = target
         self.store = store
@@ -427,7 +467,8 @@ class Worker(PeriodicTasks):
         self._pending: list[TwitchEvent] = []
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
         # When each muscle could be assessed: every stream's vetoes; fused events wait here to be judged.
-        self._rest = RestStreams(gate or GateParams(), segment_map or (lambda _device: None))
+        self._segment_map = segment_map or (lambda _device: None)
+        self._rest = RestStreams(gate or GateParams(), self._segment_map)
         self._rates = RateBook(ask_prior=True, rest=self._rest)
         self._prior_reads: set[asyncio.Task[None]] = set()  # owned here; _finish awaits, run() cancels
         self._felt_writes: set[asyncio.Task[None]] = set()  # likewise
@@ -450,9 +491,23 @@ class Worker(PeriodicTasks):
         self._unsure: list[TwitchEvent] = []  # events waiting for that look-up
         self._counted_keys: dict[tuple[str, str, str, str, int], None] = {}  # twitches counted, oldest first
         self._last_frame_ns = 0  # wall time of the latest frame of any stream
+        # Frames of devices whose status has not come yet, in arrival order (``status_wait_s``).
+        self.status_wait_s = status_wait_s
+        self._held: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+        self._held_since: dict[tuple[str, str], float] = {}
+        self._unannounced: set[tuple[str, str]] = set()  # waited for a status that did not come
+        # Devices whose offline status came (``offline_grace_s``): their streams end unless frames go on.
+        self.offline_grace_s = offline_grace_s
+        self._offline_since: dict[tuple[str, str], float] = {}
+        # The write-ahead journal and its checkpoints (processing/wal.py); None: nothing survives a kill.
+        self.state_dir = state_dir
+        self._journal: IngestJournal | None = None
+        self._last_checkpoint = 0.0
+        self._statuses_saved: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
+        self._recover()
         try:
             async with asyncio.TaskGroup() as tg:
                 # Frames come over MQTT (subscribed here), or from another ingest; the MQTT connection
@@ -477,6 +532,9 @@ class Worker(PeriodicTasks):
         finally:
             for task in (*self._prior_reads, *self._felt_writes):  # only left when run() was cancelled
                 task.cancel()
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -489,9 +547,15 @@ class Worker(PeriodicTasks):
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                # Subscribed: a persistent session keeps frames while away. Publishing only (frames from
-                # another ingest): a clean session under a client id of its own per process.
-                async with self.target.client(self.client_id, clean_session=not subscribe) as client:
+                # Subscribed: a persistent session keeps frames while away, each acknowledged once
+                # journaled. Publishing only (frames from another ingest): a clean session under a client
+                # id of its own per process.
+                client_of = self.target.client(
+                    self.client_id,
+                    clean_session=not subscribe,
+                    manual_ack=subscribe and self._journal is not None,
+                )
+                async with client_of as client:
                     self._client = client
                     if subscribe:
                         await client.subscribe(status_filter(self.user), qos=1)
@@ -513,13 +577,13 @@ class Worker(PeriodicTasks):
                     break
                 log.warning("MQTT %s: %s; reconnecting in %.0f s", self.target.display, exc, backoff)
                 await self._sleep_or_stop(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
             finally:
                 self._client = None
         if subscribe and (self._pending or self._rates.minutes):  # stopped while disconnected: still store
             await self._finish()
 
-    async def _read_until_stopped(self, client: aiomqtt.Client, retained_status_only: bool = False) -> None:
+    async def _read_until_stopped(self, client: Client, retained_status_only: bool = False) -> None:
         reader = asyncio.create_task(self._read(client, retained_status_only))
         stopper = asyncio.create_task(self._stop.wait())
         try:
@@ -531,19 +595,24 @@ class Worker(PeriodicTasks):
         if reader in done:
             reader.result()  # re-raise MqttError so the outer loop reconnects
 
-    async def _read(self, client: aiomqtt.Client, retained_status_only: bool = False) -> None:
+    async def _read(self, client: Client, retained_status_only: bool = False) -> None:
         async for message in client.messages:
-            if retained_status_only:
-                self._adopt_status(str(message.topic), message.payload)
-                continue
-            self.handle(
-                str(message.topic),
+            topic = str(message.topic)
+            payload = (
                 bytes(message.payload)
                 if isinstance(message.payload, bytes | bytearray)
-                else str(message.payload).encode(),
+                else str(message.payload).encode()
             )
+            if retained_status_only:
+                self._adopt_status(topic, payload)
+                continue
+            self._journal_message(topic, payload)
+            self.handle(topic, payload)
+            client.ack(message)
 
     async def _finish(self) -> None:
+        self._release_held(everything=True)
+        self._end_offline(everything=True)
         for st in self._streams.values():
             self._end_stream(st)
         self._store_events(self._fuser.flush(), everything=True)
@@ -553,6 +622,182 @@ class Worker(PeriodicTasks):
         if self._felt_writes:
             await asyncio.gather(*self._felt_writes)
         await self._flush(final=True)
+        async with self._flush_lock:
+            self._checkpoint(force=True)
+
+    # ---- journal and checkpoints (processing/wal.py) ---------------------------------------------
+    def _journal_message(self, topic: str, payload: bytes) -> None:
+        """Journal a message before it is handled and acknowledged. A journal that cannot be written (disk
+        full) must not stop the worker: the message is handled as without one, and that is said loudly."""
+        if self._journal is None:
+            return
+        try:
+            self._journal.append(topic, payload)
+        except OSError as exc:
+            self.stats.journal_errors += 1
+            self._rlog.warning(
+                "journal",
+                "cannot journal a message (%s): until this is fixed, a worker killed now loses what it has "
+                "not stored (%d messages so far)",
+                exc,
+                self.stats.journal_errors,
+            )
+
+    def _recover(self) -> None:
+        """Open the state directory and resume: the snapshot's state, then every message journaled after
+        it, through the ordinary ingestion (which also warms the detectors up), before any live frame."""
+        if self.state_dir is None:
+            return
+        journal = IngestJournal(
+            self.state_dir / f"worker-{self.client_id}",
+            fingerprint(_STATE_SOURCES),
+            persistent_id=lambda obj: "segment_map" if obj is self._segment_map else None,
+            persistent_load=self._persistent_load,
+        )
+        recovered = journal.open()  # JournalError: another worker holds it
+        self._journal = journal
+        if recovered.state is not None:
+            self._restore(recovered.state)
+        else:
+            self._load_statuses()
+        replayed = 0
+        for record in recovered.records:
+            if _felt_user_or_none(record.topic) is not None:  # felt marks are stored apart (time of arrival)
+                continue
+            try:
+                self.handle(record.topic, record.payload)
+            except Exception:
+                # The message that killed the worker is in its journal: replayed, it would stop every start.
+                self.stats.journal_errors += 1
+                log.exception(
+                    "a journaled message on %s fails again: skipped, so the worker starts", record.topic
+                )
+                continue
+            replayed += 1
+        self.stats.journal_replayed = replayed
+        if recovered.state is not None or replayed:
+            log.info(
+                "resumed from %s: %s, then %d journaled message(s)",
+                journal.directory,
+                "the last checkpoint" if recovered.state is not None else "no usable checkpoint",
+                replayed,
+            )
+
+    def _persistent_load(self, name: str) -> object:
+        if name == "segment_map":
+            return self._segment_map
+        raise JournalError(f"unknown reference {name!r} in the worker's snapshot")
+
+    def _state(self) -> dict[str, Any]:
+        """Everything ingestion keeps between messages (not the stats: they are per run)."""
+        return {
+            "streams": self._streams,
+            "status": self._status,
+            "fuser": self._fuser,
+            "rest": self._rest,
+            "rates": self._rates,
+            "pending": self._pending,
+            "watermarks": self._watermark_ns,
+            "held": self._held,
+            "unannounced": self._unannounced,
+            "offline": list(self._offline_since),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self._streams = state["streams"]
+        self._status = state["status"]
+        self._fuser = state["fuser"]
+        self._rest = state["rest"]
+        self._rates = state["rates"]
+        self._pending = state["pending"]
+        self._watermark_ns = state["watermarks"]
+        self._held = state["held"]
+        self._unannounced = state["unannounced"]
+        now = time.monotonic()
+        self._held_since = dict.fromkeys(self._held, now)
+        self._offline_since = dict.fromkeys(state.get("offline", ()), now)
+        self._rates.reask()  # lookups in flight when it died
+        self._statuses_saved = self._statuses_json()
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Snapshot the ingestion state (call with the flush lock held: no write is in flight, so nothing
+        taken from the book is missing from it). At most every ``CHECKPOINT_S`` unless forced."""
+        journal = self._journal
+        now = time.monotonic()
+        if journal is None or (not force and now - self._last_checkpoint < CHECKPOINT_S):
+            return
+        self._last_checkpoint = now
+        try:
+            journal.checkpoint(self._state())
+            statuses = self._statuses_json()
+            if statuses != self._statuses_saved:
+                write_json_atomically(journal.directory / "devices.json", statuses)
+                self._statuses_saved = statuses
+        except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+            # The journal keeps everything meanwhile: it only grows, and a restart replays more of it.
+            self.stats.journal_errors += 1
+            self._rlog.warning("checkpoint", "cannot write the worker's checkpoint: %r", exc)
+
+    def _statuses_json(self) -> dict[str, str]:
+        return {f"{u}/{d}": s.to_json().decode() for (u, d), s in self._status.items()}
+
+    def _load_statuses(self) -> None:
+        """Without a usable snapshot (another version wrote it), at least every device's muscles."""
+        if self._journal is None:
+            return
+        path = self._journal.directory / "devices.json"
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            for key, text in saved.items():
+                user, _, device = key.partition("/")
+                self._status[(user, device)] = DeviceStatus.from_json(text.encode())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, AttributeError, StatusError) as exc:
+            log.error("cannot read the devices' statuses in %s (%s): muscles are learnt again", path, exc)
+            return
+        self._statuses_saved = self._statuses_json()
+
+    # ---- frames waiting for their device's status -------------------------------------------------
+    def _must_wait(self, user: str, device: str, stream: str) -> bool:
+        key = (user, device)
+        if key in self._held:
+            return True  # behind frames already waiting: order is kept
+        if self.status_wait_s <= 0 or key in self._status or key in self._unannounced:
+            return False
+        return self.muscle_map(device, stream, 0) is None
+
+    def _hold(self, user: str, device: str, stream: str, payload: bytes) -> None:
+        key = (user, device)
+        if key not in self._held:
+            self._held[key] = []
+            self._held_since[key] = time.monotonic()
+        self._held[key].append((stream, payload))
+        self.stats.frames_held += 1
+
+    def _release_held(self, key: tuple[str, str] | None = None, everything: bool = False) -> None:
+        """Process waiting frames: a device's once its status came (``key``); every device that waited
+        ``status_wait_s`` (or all, ``everything``), named after their channels from then on."""
+        now = time.monotonic()
+        if key is not None:
+            keys = [key] if key in self._held else []
+        else:
+            keys = [
+                k for k, since in self._held_since.items() if everything or now - since >= self.status_wait_s
+            ]
+            if keys:
+                self._rlog.warning(
+                    "unannounced",
+                    "no status from %s within %.0f s: its channels are named after where they come from",
+                    ", ".join(f"{u}/{d}" for u, d in keys),
+                    self.status_wait_s,
+                )
+            self._unannounced.update(k for k in keys if k not in self._status)
+        for k in keys:
+            frames = self._held.pop(k)
+            self._held_since.pop(k, None)
+            for stream, payload in frames:
+                self._on_frame(k[0], k[1], stream, payload)
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
     def handle(self, topic: str, payload: bytes, redelivered: bool = False) -> Receipt:
@@ -578,6 +823,12 @@ class Worker(PeriodicTasks):
         if t.kind == "status":
             self._on_status(t, payload)
         elif t.kind == "raw" and t.stream is not None:
+            # Over MQTT a frame may come before its device's retained status (a worker restarting takes its
+            # queued frames first): it waits for it, journaled. A partition queue keeps each device's
+            # status ahead of its frames, and a frame is acknowledged only once what it yields is stored.
+            if self.ingest is None and self._must_wait(t.user, t.device, t.stream):
+                self._hold(t.user, t.device, t.stream, payload)
+                return None
             return self._on_frame(t.user, t.device, t.stream, payload, redelivered)
         return None
 
@@ -679,9 +930,13 @@ class Worker(PeriodicTasks):
             self._rlog.warning("status", "bad status from %s/%s: %s", t.user, t.device, exc)
             return
         key = (t.user, t.device)
+        if status.state != "offline":
+            self._offline_since.pop(key, None)  # back (a will fired by a restarted broker, then this)
         previous = self._status.get(key)
         if previous is not None and status.session_id != previous.session_id:
             self._restart_device(t.user, t.device)  # a new run: its sequence numbers start over
+        elif status.state == "offline" and self.offline_grace_s > 0:
+            self._offline_since[key] = time.monotonic()  # ended unless its frames go on (_end_offline)
         elif status.state == "offline":
             self._end_device(t.user, t.device)  # its streams ended: they hold no muscle's rest back
         if previous is not None and not status.streams:
@@ -689,6 +944,18 @@ class Worker(PeriodicTasks):
             # stream still need the channels' muscles.
             status = dataclasses.replace(status, streams=previous.streams)
         self._status[key] = status
+        self._unannounced.discard(key)
+        self._release_held(key)
+
+    def _end_offline(self, everything: bool = False) -> None:
+        """End the streams of devices offline for ``offline_grace_s`` with no frame since. The grace is for
+        a broker restarted with its sessions: it fires the publishers' wills (offline) although they
+        reconnect and go on, and ending their streams would cost each a second of warm-up."""
+        now = time.monotonic()
+        for key, since in list(self._offline_since.items()):
+            if everything or now - since >= self.offline_grace_s:
+                del self._offline_since[key]
+                self._end_device(*key)
 
     def _restart_device(self, user: str, device: str) -> None:
         for key in [k for k in self._streams if k[:2] == (user, device)]:
@@ -713,6 +980,7 @@ class Worker(PeriodicTasks):
     def _on_frame(
         self, user: str, device: str, stream: str, payload: bytes, redelivered: bool = False
     ) -> Receipt:
+        self._offline_since.pop((user, device), None)  # it goes on: that offline was not the end
         try:
             frame = decode(payload)
         except FrameError as exc:
@@ -1036,8 +1304,12 @@ class Worker(PeriodicTasks):
         while not self._stop.is_set():
             await self._sleep_or_stop(self.flush_interval)
             if not self._stop.is_set():
+                self._release_held()
+                self._end_offline()
                 await self._flush(final=False)
                 self._prune_vetoes()
+                async with self._flush_lock:
+                    self._checkpoint()
 
     async def _flush(self, final: bool) -> None:
         async with self._flush_lock:

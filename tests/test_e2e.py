@@ -203,6 +203,7 @@ def worker_process(
         TWITCHWATCH_MQTT_URL=mosquitto.url,
         TWITCHWATCH_STORE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
         TWITCHWATCH_USER="cli",
+        TWITCHWATCH_STATE_DIR=str(tmp_path / "state"),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "twitchwatch", "process", "--client-id", "cli-worker"],

@@ -378,7 +378,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 0
         print(
             f"published {stats.frames} frames ({stats.samples} samples, "
-            f"{stats.signal_seconds:.0f} s of signal per muscle), {stats.truth_events} twitches injected",
+            f"{stats.signal_seconds:.0f} s of signal per muscle), {stats.truth_events} twitches injected; "
+            f"{stats.broker_reconnects} broker reconnect(s), {stats.frames_dropped} frames lost",
             file=sys.stderr,
         )
         return 0
@@ -483,7 +484,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     from twitchwatch.config import load_settings
     from twitchwatch.processing.amqp import AmqpSource, display_url
     from twitchwatch.processing.store import open_store
-    from twitchwatch.processing.worker import Worker
+    from twitchwatch.processing.worker import OFFLINE_GRACE_S, STATUS_WAIT_S, Worker
 
     settings = load_settings()
     store = open_store(settings.store_url, settings.influx_auth, create=True)
@@ -508,6 +509,9 @@ def cmd_process(args: argparse.Namespace) -> int:
         flags=flag_task_from(settings),
         segment_map=segment_map_from(settings),
         ingest=ingest,
+        state_dir=settings.state_dir,
+        status_wait_s=STATUS_WAIT_S,
+        offline_grace_s=OFFLINE_GRACE_S,
     )
     source = display_url(amqp_url) if amqp_url else settings.mqtt.display
     log.info("worker: %s → %s (user %s)", source, store.url, "any" if ingest else settings.user)
@@ -1136,7 +1140,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(
             f"replayed {stats.frames} frames ({stats.signal_seconds:.1f} s of signal, "
             f"{stats.passes} pass(es))"
-            f" as session {stats.session_id}, source=replay, {options.effective_clock} time",
+            f" as session {stats.session_id}, source=replay, {options.effective_clock} time; "
+            f"{stats.broker_reconnects} broker reconnect(s), {stats.frames_lost} frames lost",
             file=sys.stderr,
         )
         return 0

@@ -29,6 +29,9 @@ Environment:
                            stands by for
   TWITCHWATCH_DASHBOARD_OIDC_EMAILS  comma-separated e-mail addresses that may sign in through Streamlit's
                            OIDC login ([auth] in .streamlit/secrets.toml); required with it
+  TWITCHWATCH_STATE_DIR    where the worker keeps its journal of received frames and its checkpoints, so
+                           a killed worker resumes where it was (default: state/ beside the SQLite store's
+                           default, ~/.local/share/twitchwatch/state)
 
 TOML device map (unknown keys are rejected)::
 
@@ -99,6 +102,11 @@ if TYPE_CHECKING:  # imported where used: the profiles bring numpy, the BLE targ
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "twitchwatch"
+
+
+def default_state_dir() -> Path:
+    """The worker's journal and checkpoints (processing/wal.py): local files, whatever the store."""
+    return default_data_dir() / "state"
 
 
 def default_store_url() -> str:
@@ -438,6 +446,8 @@ class Settings(BaseSettings):
             return None
         index, _, count = self.amqp_slot.partition("/")
         return int(index), int(count)
+
+    state_dir: Path = Field(default_factory=default_state_dir)
 
     @model_validator(mode="before")
     @classmethod

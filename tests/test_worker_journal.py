@@ -1,0 +1,280 @@
+"""The worker's journal and checkpoints (processing/wal.py): a worker that dies resumes to exactly the state
+it had, a torn record or a snapshot of another version is handled, one directory serves one worker, and
+frames that arrive before their device's status wait for it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.wal import IngestJournal, JournalError, Record
+from twitchwatch.processing.worker import Worker
+
+T0 = 1_700_000_000_000_000_000
+USER = "u"
+MUSCLES = {"left": "calf_left", "right": "calf_right"}
+
+
+def _status(muscle: str, session: str = "run-a") -> bytes:
+    info = {"emg": StreamInfo(0, "emg", 1000.0, (muscle,))}
+    return DeviceStatus("online", "sim", "live", session, None, info).to_json()
+
+
+def _signal(seconds: float, seed: int) -> np.ndarray:
+    """Noise with a twitch every ~1.3 s (30-80 x the noise), so that events fall all through the run."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 3.0, (int(seconds * 1000), 1))
+    for at in np.arange(1500, x.shape[0] - 100, 1300) + rng.integers(
+        -200, 200, 1 + (x.shape[0] - 1600) // 1300
+    ):
+        x[at : at + 10, 0] += rng.uniform(90, 240) * np.hanning(10)
+    return x
+
+
+def _messages(seconds: float = 40.0) -> list[tuple[str, bytes]]:
+    """Two devices' statuses, then their frames interleaved as a broker delivers them."""
+    out = [(f"twitchwatch/{USER}/{d}/status", _status(m)) for d, m in MUSCLES.items()]
+    signals = {d: _signal(seconds, i) for i, d in enumerate(MUSCLES)}
+    for i in range(int(seconds * 10)):
+        for d, x in signals.items():
+            raw = np.round(x[i * 100 : (i + 1) * 100] / 0.5).astype(np.int16)
+            frame = Frame(0, i, T0 + i * 100_000_000, 1000.0, 0.5, Unit.MICROVOLT, SampleType.INT16, raw)
+            out.append((f"twitchwatch/{USER}/{d}/raw/emg", encode(frame)))
+    return out
+
+
+def _worker(path: Path, state_dir: Path | None = None, status_wait_s: float = 0.0) -> Worker:
+    return Worker(
+        MqttTarget("127.0.0.1", 1),  # never connects: fed as its reader feeds it
+        SQLiteStore(path),
+        user=USER,
+        client_id="journal-test",
+        state_dir=state_dir,
+        status_wait_s=status_wait_s,
+    )
+
+
+def _feed(worker: Worker, messages: list[tuple[str, bytes]]) -> None:
+    """What the MQTT reader does with each message: journal it, then process it."""
+    for topic, payload in messages:
+        if worker._journal is not None:
+            worker._journal.append(topic, payload)
+        worker.handle(topic, payload)
+
+
+def _stored(worker: Worker) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    events = worker.store.events(EventQuery(user=USER))
+    rates = worker.store.rates(EventQuery(user=USER))
+    return (
+        sorted((e.muscle, e.device, e.kind.value, e.start_ns, e.end_ns, e.amplitude) for e in events),
+        sorted((r.muscle, r.device, r.minute_ns, r.twitches, r.monitored_s, r.rest_s) for r in rates),
+    )
+
+
+@pytest.mark.parametrize("checkpoint_at", [0.3, 0.0])
+async def test_a_worker_that_dies_resumes_to_exactly_what_it_would_have_stored(
+    tmp_path: Path, checkpoint_at: float
+) -> None:
+    """A worker checkpoints at 30 % of the stream (or never), is abandoned at 60 % without storing a thing,
+    and its successor — fed the journal, then what the broker redelivers (the last frames again) and the
+    rest — stores what a worker that never died stores, event for event and minute for minute."""
+    messages = _messages()
+    control = _worker(tmp_path / "control.db")
+    _feed(control, messages)
+    await control._finish()
+
+    state = tmp_path / "state"
+    dead = _worker(tmp_path / "resumed.db", state)
+    dead._recover()
+    cut, checkpoint = int(len(messages) * 0.6), int(len(messages) * checkpoint_at)
+    _feed(dead, messages[:checkpoint])
+    if checkpoint:
+        dead._checkpoint(force=True)
+    _feed(dead, messages[checkpoint:cut])
+    assert dead._journal is not None
+    dead._journal.close()  # killed: nothing stored, nothing finished
+
+    resumed = _worker(tmp_path / "resumed.db", state)
+    resumed._recover()
+    assert resumed.stats.journal_replayed == cut - checkpoint
+    _feed(resumed, messages[cut - 6 : cut])  # unacknowledged when it died: the broker sends them again
+    assert resumed.stats.duplicates == 6
+    _feed(resumed, messages[cut:])
+    await resumed._finish()
+
+    events, rates = _stored(resumed)
+    assert (events, rates) == _stored(control)
+    twitches = [e for e in events if e[2] == EventKind.FASCICULATION.value]
+    assert {e[0] for e in twitches} == set(MUSCLES.values())
+    assert len(twitches) >= 50
+    assert sum(r[3] for r in rates) == len(twitches)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("snapshot", ["kept", "of another version"])
+async def test_a_clean_stop_leaves_the_muscles_for_the_next_start(tmp_path: Path, snapshot: str) -> None:
+    """After a clean stop the journal is empty, and a device whose frames come before its retained status
+    (as a broker delivers what it queued for the worker) still gets its muscle: from the snapshot, or when
+    another version wrote that, from the devices' statuses saved beside it."""
+    state = tmp_path / "state"
+    first = _worker(tmp_path / "first.db", state)
+    first._recover()
+    _feed(first, _messages(5))
+    await first._finish()
+    assert first._journal is not None
+    first._journal.close()
+    directory = state / "worker-journal-test"
+    assert [f.stat().st_size for f in directory.glob("journal-*.log")] == [0]
+    saved = json.loads((directory / "devices.json").read_text())
+    assert sorted(saved) == [f"{USER}/left", f"{USER}/right"]
+    if snapshot != "kept":
+        data = (directory / "snapshot.pkl").read_bytes()
+        (directory / "snapshot.pkl").write_bytes(data.replace(b'"fingerprint": "', b'"fingerprint": "0', 1))
+
+    second = _worker(tmp_path / "second.db", state)
+    second._recover()
+    assert second.stats.journal_replayed == 0
+    x = _signal(3, 9)
+    raw = np.round(x / 0.5).astype(np.int16)
+    for i in range(30):  # the device went on while the worker was away: no status in between
+        t0 = T0 + 60 * 10**9 + i * 100_000_000
+        frame = Frame(
+            0, 1000 + i, t0, 1000.0, 0.5, Unit.MICROVOLT, SampleType.INT16, raw[i * 100 : (i + 1) * 100]
+        )
+        _feed(second, [(f"twitchwatch/{USER}/left/raw/emg", encode(frame))])
+    await second._finish()
+    assert second.stats.frames == 30
+    events = second.store.events(EventQuery(user=USER))
+    rates = second.store.rates(EventQuery(user=USER))
+    assert events
+    assert {e.muscle for e in events} == {r.muscle for r in rates} == {"calf_left"}
+
+
+def test_frames_before_their_status_wait_for_it(tmp_path: Path) -> None:
+    worker = _worker(tmp_path / "w.db", status_wait_s=2.0)
+    messages = _messages(3)
+    statuses, frames = messages[:2], messages[2:]
+    left = [m for m in frames if "/left/" in m[0]]
+    _feed(worker, left)
+    assert (worker.stats.frames, worker.stats.frames_held) == (0, 30)
+    _feed(worker, statuses[:1])  # the retained status, delivered after the queued frames
+    assert worker.stats.frames == 30
+    assert {worker.muscle(st, 0) for st in worker._streams.values()} == {"calf_left"}
+
+
+def test_frames_of_a_device_that_never_announces_itself_are_named_after_their_channel(tmp_path: Path) -> None:
+    worker = _worker(tmp_path / "w.db", status_wait_s=2.0)
+    right = [m for m in _messages(3)[2:] if "/right/" in m[0]]
+    _feed(worker, right[:10])
+    assert worker.stats.frames == 0
+    worker._held_since = dict.fromkeys(worker._held_since, 0.0)  # as if 2 s had passed
+    worker._release_held()
+    _feed(worker, right[10:])  # no longer held
+    assert (worker.stats.frames, worker.stats.frames_held) == (30, 10)
+    assert {worker.muscle(st, 0) for st in worker._streams.values()} == {"right.emg.ch0"}
+
+
+def _journal(directory: Path, fingerprint: str = "v1") -> IngestJournal:
+    return IngestJournal(directory, fingerprint)
+
+
+def test_a_torn_last_record_is_cut_off(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    assert journal.open().records == []
+    for i in range(3):
+        journal.append(f"t/{i}", bytes([i]) * 100)
+    journal.close()
+    (segment,) = tmp_path.glob("journal-*.log")
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-40])  # killed in the middle of writing the third
+    again = _journal(tmp_path)
+    assert again.open().records == [Record("t/0", bytes(100)), Record("t/1", b"\x01" * 100)]
+    again.append("t/3", b"x")
+    again.close()
+    assert [r.topic for r in _journal(tmp_path).open().records] == ["t/0", "t/1", "t/3"]
+
+
+def test_a_checkpoint_drops_what_it_covers(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    journal.open()
+    journal.append("t/0", b"a")
+    journal.checkpoint({"state": 1})
+    journal.append("t/1", b"b")
+    journal.close()
+    recovered = _journal(tmp_path).open()
+    assert (recovered.state, recovered.records, recovered.stale) == (
+        {"state": 1},
+        [Record("t/1", b"b")],
+        False,
+    )
+
+
+def test_a_snapshot_of_another_version_is_not_loaded(tmp_path: Path) -> None:
+    journal = _journal(tmp_path, "old")
+    journal.open()
+    journal.checkpoint({"detectors": "of the old code"})
+    journal.append("t/1", b"b")
+    journal.close()
+    recovered = _journal(tmp_path, "new").open()
+    assert (recovered.state, recovered.records, recovered.stale) == (None, [Record("t/1", b"b")], True)
+
+
+def test_one_directory_serves_one_worker(tmp_path: Path) -> None:
+    first = _journal(tmp_path)
+    first.open()
+    with pytest.raises(JournalError, match="another worker is using"):
+        _journal(tmp_path).open()
+    first.close()
+    _journal(tmp_path).open()
+
+
+def test_a_journal_on_a_full_disk_does_not_stop_the_worker(tmp_path: Path) -> None:
+    worker = _worker(tmp_path / "w.db", tmp_path / "state")
+    worker._recover()
+    journal = worker._journal
+    assert journal is not None
+    assert journal._fd is not None
+    os.close(journal._fd)
+    journal._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC, as on a full disk
+    messages = _messages(3)
+    for topic, payload in messages:
+        worker._journal_message(topic, payload)
+        worker.handle(topic, payload)
+    assert worker.stats.journal_errors == len(messages)
+    assert worker.stats.frames == len(messages) - 2  # every frame handled all the same
+    journal.close()
+
+
+def test_a_journaled_message_that_fails_again_does_not_stop_the_start(tmp_path: Path) -> None:
+    """The message that stopped a worker is in its journal: a restart must not stop on it again (a crash
+    loop outliving the broker's retained message). A status whose stream id overflows an int stops the
+    worker as issue 14 found it; whether handling it raises or counts it, the start goes on."""
+    state = tmp_path / "state"
+    dead = _worker(tmp_path / "w.db", state)
+    dead._recover()
+    assert dead._journal is not None
+    poison = (
+        b'{"state":"online","profile":"sim","source":"live","session_id":"a","battery":null,'
+        b'"streams":{"emg":{"stream_id":1e999,"signal":"emg","sample_rate":1000,"channels":["x"]}}}'
+    )
+    dead._journal.append(f"twitchwatch/{USER}/bad/status", poison)
+    good = _messages(3)
+    for topic, payload in good:
+        dead._journal.append(topic, payload)
+    dead._journal.close()
+
+    resumed = _worker(tmp_path / "w.db", state)
+    resumed._recover()
+    assert resumed.stats.frames == len(good) - 2
+    assert resumed.stats.journal_errors + resumed.stats.bad_status == 1
+    assert resumed._journal is not None
+    resumed._journal.close()
