@@ -23,13 +23,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiomqtt
 
 from twitchwatch.collector.continuity import continuity
 from twitchwatch.collector.frames import Frame, FrameError, Unit, decode
-from twitchwatch.collector.mqtt import Client, MqttTarget
+from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
 from twitchwatch.collector.status import DeviceStatus, StatusError
@@ -48,6 +48,9 @@ from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, is_veto
 from twitchwatch.processing.store import EventQuery, EventStore, StoreError
 from twitchwatch.processing.timeunits import MINUTE_NS
 from twitchwatch.processing.wal import IngestJournal, JournalError, fingerprint, write_json_atomically
+
+if TYPE_CHECKING:
+    from twitchwatch.collector.mqtt import Client
 
 log = logging.getLogger(__name__)
 
@@ -370,6 +373,15 @@ class RateBook:
             tally.dirty = True
             t = stop
 
+    def carries(self, key: RateKey, at_ns: int) -> bool | None:
+        """Does the stored tally carried into this minute already count a twitch at ``at_ns`` that a dead
+        worker stored? Only a taken-over key's first minute carries one (True once read, None while it is
+        being read); in its later minutes this run's tally replaces the stored one and must count it."""
+        minute = at_ns - at_ns % MINUTE_NS
+        if key not in self._resumed or self._resume_first.get(key) != minute:
+            return False
+        return self._resume_carried.get(key)
+
     def count(self, key: RateKey, at_ns: int, delta: int = 1) -> None:
         """One twitch more in its minute (``delta=-1``: one taken back, re-judged as during movement)."""
         tally = self._tally(key, at_ns - at_ns % MINUTE_NS, at_ns)
@@ -490,6 +502,7 @@ class Worker(PeriodicTasks):
         self._redelivered_until: dict[tuple[str, str], int] = {}
         self._unsure: list[TwitchEvent] = []  # events waiting for that look-up
         self._counted_keys: dict[tuple[str, str, str, str, int], None] = {}  # twitches counted, oldest first
+        self._known: list[TwitchEvent] = []  # redelivered twitches found stored, their count to decide
         self._last_frame_ns = 0  # wall time of the latest frame of any stream
         # Frames of devices whose status has not come yet, in arrival order (``status_wait_s``).
         self.status_wait_s = status_wait_s
@@ -1259,37 +1272,59 @@ class Worker(PeriodicTasks):
         while len(self._counted_keys) > COUNTED_KEYS_KEPT:  # re-writes come within seconds
             del self._counted_keys[next(iter(self._counted_keys))]
 
-    def _not_stored(self, events: list[TwitchEvent]) -> list[TwitchEvent]:
-        """Of events found in redelivered frames, those the store does not hold yet: a worker that died
-        after storing them, before the broker had their frames' acknowledgement, stored one of the same
-        muscle and device overlapping it (within ``SAME_EVENT_NS``; a detector started afresh may place its
-        edges a block apart). Raises ``StoreError``."""
-        new = []
+    def _not_stored(self, events: list[TwitchEvent]) -> tuple[list[TwitchEvent], list[TwitchEvent]]:
+        """Of events found in redelivered frames, those the store does not hold yet, and the stored copies
+        of the others: a worker that died after storing them, before the broker had their frames'
+        acknowledgement, stored one of the same muscle and device overlapping it (within ``SAME_EVENT_NS``;
+        a detector started afresh may place its edges a block apart). Raises ``StoreError``."""
+        new, stored = [], []
         for e in events:
             query = EventQuery(
                 e.start_ns - SAME_EVENT_NS, e.end_ns + SAME_EVENT_NS, e.user, e.muscle, e.source
             )
-            if any(
-                s.device == e.device
+            same = [
+                s
+                for s in self.store.events(query)
+                if s.device == e.device
                 and s.start_ns <= e.end_ns + SAME_EVENT_NS
                 and s.end_ns >= e.start_ns - SAME_EVENT_NS
-                for s in self.store.events(query)
-            ):
+            ]
+            if same:
                 self.stats.events_already_stored += 1
+                stored.append(same[0])
             else:
                 new.append(e)
-        return new
+        return new, stored
 
     async def _settle_unsure(self) -> None:
         """Redelivered events become new (queued, counted) or known (dropped) before any minute they fall
         in can be taken by the writer. Raises ``StoreError``."""
+        if self._known:
+            self._count_known()
         if not self._unsure:
             return
         batch = list(self._unsure)
-        new = await asyncio.to_thread(self._not_stored, batch)
+        new, stored = await asyncio.to_thread(self._not_stored, batch)
         del self._unsure[: len(batch)]
+        # What the store holds decides the count: the dead worker may have judged one differently.
+        self._known.extend(s for s in stored if s.kind.is_twitch)
         for e in new:
             self._accept(e)
+        self._count_known()
+
+    def _count_known(self) -> None:
+        """Twitches of redelivered frames that the dead worker had stored: not stored again, and counted
+        unless the stored tally carried into their minute counts them already (``RateBook.carries``)."""
+        waiting = []
+        for e in self._known:
+            key = (e.user, e.muscle, e.device, e.source)
+            carried = self._rates.carries(key, e.start_ns)
+            if carried is None:
+                waiting.append(e)
+            elif not carried and _event_key(e) not in self._counted_keys:
+                self._counted_keys[_event_key(e)] = None
+                self._rates.count(key, e.start_ns)
+        self._known = waiting
 
     def _prune_vetoes(self) -> None:
         """Forget vetoes older than anything still held (minutes, events, streams' latest data)."""
@@ -1328,8 +1363,12 @@ class Worker(PeriodicTasks):
                     else:
                         await asyncio.sleep(1.0)
                     continue
-                events, done = self._pending[: self.batch_size], self._rates.take(watermarks)
-                running = self._rates.changed_open()
+                events = self._pending[: self.batch_size]
+                # The minute tallies go with the last batch of events: a stored tally then never counts a
+                # twitch the store does not hold yet (what a worker taking over a partition relies on).
+                more = len(self._pending) > self.batch_size
+                done = [] if more else self._rates.take(watermarks)
+                running = [] if more else self._rates.changed_open()
                 rates = done + running
                 if not events and not rates:
                     return
