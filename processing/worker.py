@@ -28,10 +28,11 @@ from typing import Protocol
 
 import aiomqtt
 
-from collector.frames import Frame, FrameError, Unit, decode, sequence_gap
+from collector.frames import Frame, Unit, decode, sequence_gap
+from collector.limits import MAX_FRAME_BYTES, RejectedError, check_frame, check_payload_size
 from collector.mqtt import MqttTarget
 from collector.ratelog import RateLimitedLog
-from collector.status import DeviceStatus, StatusError
+from collector.status import DeviceStatus
 from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
 from processing import homeassistant as ha
 from processing.core import FloatArray
@@ -82,6 +83,10 @@ class WorkerStats:
     ha_updates: int = 0
     felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
     bad_felt: int = 0
+    # Messages dropped at the edge, per reason kind (collector/limits.py): ``frame.rate``,
+    # ``status.json_depth``…
+    # ``internal`` counts messages whose handling raised anything else (a bug: logged with its traceback).
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -499,11 +504,31 @@ class Worker:
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
     def handle(self, topic: str, payload: bytes) -> None:
+        """One message from the bus. Whatever it holds, it cannot stop the worker: a message that breaks a
+        limit is counted per kind, logged and dropped (``_reject``); anything else it raises is a bug,
+        counted as ``internal`` and logged with its traceback, and the worker goes on with the next."""
+        try:
+            self._dispatch(topic, payload)
+        except Exception:
+            self._count_rejected("internal")
+            self._rlog.exception(
+                "internal", "dropped a message on %.200r after an unexpected error (a bug)", topic
+            )
+
+    def _reject(self, exc: RejectedError, where: str) -> None:
+        self._count_rejected(exc.kind)
+        # One rate-limited line per kind: a flood of one fault never hides the first of another.
+        self._rlog.warning(exc.kind, "dropped a message on %s [%s]: %s", where, exc.kind, exc)
+
+    def _count_rejected(self, kind: str) -> None:
+        self.stats.rejected[kind] = self.stats.rejected.get(kind, 0) + 1
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
         try:
             felt_by = felt_user(topic)
         except TopicError as exc:
             self.stats.bad_topics += 1
-            self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
+            self._reject(exc, f"{topic[:200]!r}")
             return
         if felt_by is not None:
             self._on_felt(felt_by, payload)
@@ -512,7 +537,7 @@ class Worker:
             t = Topic.parse(topic)
         except TopicError as exc:
             self.stats.bad_topics += 1
-            self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
+            self._reject(exc, f"{topic[:200]!r}")
             return
         if t.kind == "status":
             self._on_status(t, payload)
@@ -559,9 +584,9 @@ class Worker:
             return
         try:
             status = DeviceStatus.from_json(payload)
-        except StatusError as exc:
+        except RejectedError as exc:  # the device's previous status, if any, stays in force
             self.stats.bad_status += 1
-            self._rlog.warning("status", "bad status from %s/%s: %s", t.user, t.device, exc)
+            self._reject(exc, f"{t.user}/{t.device}/status")
             return
         key = (t.user, t.device)
         previous = self._status.get(key)
@@ -596,15 +621,29 @@ class Worker:
         self._rest.end(st.key)
 
     def _on_frame(self, user: str, device: str, stream: str, payload: bytes) -> None:
+        where = f"{user}/{device}/raw/{stream}"
         try:
+            check_payload_size(payload, MAX_FRAME_BYTES, "frame.size")  # before decoding copies it
             frame = decode(payload)
-        except FrameError as exc:
+        except RejectedError as exc:
             self.stats.bad_frames += 1
-            self._rlog.warning("frame", "bad frame on %s/%s/%s: %s", user, device, stream, exc)
+            self._reject(exc, where)
             return
         kind = self._signal(user, device, stream, frame.unit)
         if kind is None:
             return  # a stream no detector here understands
+        try:
+            check_frame(
+                kind,
+                sample_rate=frame.sample_rate,
+                channels=frame.channels,
+                samples=frame.samples,
+                t0_ns=frame.t0_ns,
+            )
+        except RejectedError as exc:
+            self.stats.bad_frames += 1
+            self._reject(exc, where)
+            return
         st = self._stream_for(user, device, stream, frame, kind)
         if st is None:
             return
