@@ -36,7 +36,7 @@ from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detec
 from processing.segments import segment_of
 from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
 from processing.worker import FlagTask, HaDiscovery, Worker
-from twitchwatch import data_cli, person_cli
+from twitchwatch import data_cli, person_cli, quarantine_cli
 from twitchwatch.config import (
     ConfigError,
     DeviceMap,
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     person_cli.add_parsers(sub)
     data_cli.add_parser(sub)
+    quarantine_cli.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )
@@ -211,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": cmd_replay,
         **person_cli.HANDLERS,
         **data_cli.HANDLERS,
+        **quarantine_cli.HANDLERS,
     }
     try:
         return handlers[args.command](args)
@@ -479,6 +481,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         client_id=args.client_id or f"twitchwatch-worker-{settings.user}",
         flags=flag_task_from(settings),
         segment_map=segment_map_from(settings),
+        quarantine=quarantine_cli.quarantine_of(settings),
     )
     log.info("worker: %s → %s (user %s)", settings.mqtt.display, store.url, settings.user)
     try:

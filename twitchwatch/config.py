@@ -24,6 +24,8 @@ Environment:
                            login, for `twitchwatch dashboard --host` beyond loopback
   TWITCHWATCH_DASHBOARD_OIDC_EMAILS  comma-separated e-mail addresses that may sign in through Streamlit's
                            OIDC login ([auth] in .streamlit/secrets.toml); required with it
+  TWITCHWATCH_STATE_DIR    the worker's state: the quarantine of rows a store refused (default
+                           $XDG_STATE_HOME/twitchwatch, i.e. ~/.local/state/twitchwatch)
 
 TOML device map (unknown keys are rejected)::
 
@@ -88,6 +90,11 @@ from processing.store import InfluxAuth, StoreUrlError, parse_store_url
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "twitchwatch"
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "twitchwatch"
 
 
@@ -408,6 +415,7 @@ class Settings(BaseSettings):
     timezone: str = Field(default_factory=machine_timezone)
     dashboard_password: SecretStr | None = None
     dashboard_oidc_emails: str | None = None
+    state_dir: Path = Field(default_factory=default_state_dir)  # the quarantine (processing/quarantine.py)
 
     @model_validator(mode="before")
     @classmethod

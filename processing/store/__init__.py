@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from processing.store.base import EventQuery, EventStore, HourCount, QueryError, StoreError
+from processing.store.base import EventQuery, EventStore, HourCount, QueryError, StoreError, StoreRejected
 
 __all__ = [
     "EventQuery",
@@ -21,6 +21,7 @@ __all__ = [
     "QueryError",
     "SQLiteSpec",
     "StoreError",
+    "StoreRejected",
     "StoreUrlError",
     "open_store",
     "parse_store_url",
