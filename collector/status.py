@@ -32,8 +32,10 @@ class StatusError(RejectedError):
     ``key`` names the offending key, ``kind`` the fault for counting (``status.format``,
     ``status.stream_id`` …)."""
 
-    def __init__(self, reason: str, key: str = "", kind: str = "status.format") -> None:
-        super().__init__(kind, reason, key=key)
+    def __init__(
+        self, reason: str, key: str = "", kind: str = "status.format", offset: int | None = None
+    ) -> None:
+        super().__init__(kind, reason, key=key, offset=offset)
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,7 @@ def _load(data: bytes) -> Any:
         check_payload_size(data, MAX_STATUS_BYTES, "status.size")
         check_json_depth(data)
     except RejectedError as exc:
-        raise StatusError(
-            exc.reason + (f" (at byte {exc.offset})" if exc.offset is not None else ""), "", exc.kind
-        ) from None
+        raise StatusError(exc.reason, "", exc.kind, exc.offset) from None
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -122,7 +122,7 @@ def _checked(check: Callable[[object, str, str], str], value: object, key: str) 
     try:
         return check(value, key, "status.name")
     except RejectedError as exc:
-        raise StatusError(exc.reason, key, exc.kind) from None
+        raise StatusError(exc.reason, exc.key, exc.kind) from None
 
 
 def _stream(name: str, value: Any) -> StreamInfo:

@@ -971,7 +971,7 @@ class Worker:
                 log.error("%s", exc)
             else:
                 log.error(
-                    "the store refused %d events and %d minute rates; kept in the quarantine %s (first: %s)",
+                    "kept %d events and %d minute rates in the quarantine %s (the first because: %s)",
                     len(events),
                     len(rates),
                     self.quarantine.path,
