@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from processing.store import EventStore
 from processing.store.influx import InfluxStore
@@ -15,6 +17,11 @@ from processing.store.sqlite import SQLiteStore
 from tests.harness import ServiceMissing, unavailable
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
+
+# Property-based tests repeat exactly in CI (a failure there is reproducible as is); locally they explore.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 class _Service(Protocol):
