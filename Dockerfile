@@ -7,6 +7,9 @@ COPY collector ./collector
 COPY processing ./processing
 COPY dashboard ./dashboard
 COPY twitchwatch ./twitchwatch
-RUN pip install . && useradd --create-home --uid 10001 twitchwatch
+# /var/lib/twitchwatch: the worker's state (the quarantine), a volume in compose; owned by the user so a fresh
+# named volume, which copies the image's directory, is writable.
+RUN pip install . && useradd --create-home --uid 10001 twitchwatch \
+    && mkdir -p /var/lib/twitchwatch && chown twitchwatch /var/lib/twitchwatch
 USER twitchwatch
 CMD ["twitchwatch", "--help"]
