@@ -57,7 +57,7 @@ from bench.scoring import (
     spread,
     within,
 )
-from collector import synth
+from twitchwatch.collector import synth
 
 # A decent surface electrode: the detector work's reference SNR, Physiology's default (collector/synth.py; the
 # SNR is 20·log10(fasciculation peak / band-limited robust noise RMS)).

@@ -36,8 +36,8 @@ import numpy.typing as npt
 
 from bench.data import SignalKind
 from bench.scoring import TWITCH, Event, Span
-from processing.detector import Detection, StreamingDetector
-from processing.gating import GatedRun, GateStream
+from twitchwatch.processing.detector import Detection, StreamingDetector
+from twitchwatch.processing.gating import GatedRun, GateStream
 
 FloatArray = npt.NDArray[np.float64]
 

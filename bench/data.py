@@ -54,8 +54,8 @@ from scipy import signal as sps
 
 from bench.formats import Stream, read_any
 from bench.scoring import Event, Span
-from collector import synth
-from processing.rest import GateParams
+from twitchwatch.collector import synth
+from twitchwatch.processing.rest import GateParams
 
 SignalKind = Literal["emg", "acc"]
 FloatArray = npt.NDArray[np.float64]

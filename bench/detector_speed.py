@@ -28,8 +28,8 @@ from scipy import signal as sps
 
 from bench import data
 from bench.accuracy import DECENT_SNR_DB
-from collector.frames import Frame, SampleType, Unit, decode, encode
-from processing.detector import StreamingDetector
+from twitchwatch.collector.frames import Frame, SampleType, Unit, decode, encode
+from twitchwatch.processing.detector import StreamingDetector
 
 RATE = 1000.0
 CHUNK = 100  # 100 ms at 1 kHz

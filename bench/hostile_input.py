@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.mqtt import MqttTarget
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 T0 = 1_700_000_000_000_000_000
 HEADER = struct.Struct("<BBBBIqff")

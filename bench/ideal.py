@@ -54,7 +54,7 @@ from bench import data
 from bench.baselines import twitchwatch_gated
 from bench.data import SignalKind
 from bench.scoring import score
-from collector import synth
+from twitchwatch.collector import synth
 
 FloatArray = npt.NDArray[np.float64]
 

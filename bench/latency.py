@@ -32,9 +32,9 @@ from bench.accuracy import DECENT_SNR_DB
 from bench.baselines import run_twitchwatch
 from bench.data import SignalKind
 from bench.scoring import TWITCH, TWITCH_CLASSES, Event, is_class, match_pairs
-from collector import synth
-from processing.gating import GatedRun, GateStream
-from processing.rest import GateParams
+from twitchwatch.collector import synth
+from twitchwatch.processing.gating import GatedRun, GateStream
+from twitchwatch.processing.rest import GateParams
 
 TARGET_MS = 150.0
 RATES = {"fasciculation": 30.0, "myoclonic_jerk": 6.0, "sustained": 1.0, "artifact": 0.5}

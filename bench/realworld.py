@@ -37,8 +37,8 @@ import numpy.typing as npt
 from bench.data import Capture
 from bench.formats import Stream
 from bench.scoring import span_seconds, within_mask
-from processing.gating import GatedRun, GateStream, Judged, veto_what
-from processing.rest import GateParams
+from twitchwatch.processing.gating import GatedRun, GateStream, Judged, veto_what
+from twitchwatch.processing.rest import GateParams
 
 TARGET_PER_MIN = 0.3
 REST_TARGET_PER_MIN = 2.0

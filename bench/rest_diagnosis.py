@@ -28,9 +28,9 @@ from bench import data
 from bench.accuracy import DECENT_SNR_DB, INJECTED_RATES, REAL_SEEDS, inject_rest, injection_seeds
 from bench.data import Recording
 from bench.scoring import TOLERANCE_S, Event, Span, span_seconds, within
-from processing.core import Cluster, Features, FloatArray, Verdict
-from processing.emg import EmgEngine, emg_params
-from processing.events import EventKind
+from twitchwatch.processing.core import Cluster, Features, FloatArray, Verdict
+from twitchwatch.processing.emg import EmgEngine, emg_params
+from twitchwatch.processing.events import EventKind
 
 REASON_RULE = (
     ("train", "train"),

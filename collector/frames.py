@@ -32,7 +32,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from collector.limits import RejectedError
+from twitchwatch.collector.limits import RejectedError
 
 FORMAT_VERSION: Final = 1
 HEADER = struct.Struct("<BBBBIqff")

@@ -26,12 +26,12 @@ from types import TracebackType
 
 import aiomqtt
 
-from collector.frames import Frame, encode
-from collector.mqtt import MqttTarget
-from collector.publisher import IN_FLIGHT, connect_error, connect_publisher
-from collector.ratelog import RateLimitedLog
-from collector.status import DeviceStatus
-from collector.topics import Topic
+from twitchwatch.collector.frames import Frame, encode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.publisher import IN_FLIGHT, connect_error, connect_publisher
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.collector.topics import Topic
 
 log = logging.getLogger(__name__)
 

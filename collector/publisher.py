@@ -8,10 +8,10 @@ from types import TracebackType
 
 import aiomqtt
 
-from collector.frames import Frame, encode
-from collector.mqtt import MqttTarget
-from collector.status import DeviceStatus
-from collector.topics import Topic
+from twitchwatch.collector.frames import Frame, encode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.collector.topics import Topic
 
 log = logging.getLogger(__name__)
 

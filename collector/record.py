@@ -26,13 +26,13 @@ from pathlib import Path
 
 import aiomqtt
 
-from collector.frames import FrameError, decode
-from collector.mqtt import MqttTarget
-from collector.ratelog import RateLimitedLog
-from collector.recordings import Annotation
-from collector.recordings.formats.session import SessionWriter
-from collector.status import DeviceStatus, StatusError
-from collector.topics import ROOT, Topic, TopicError, check_segment
+from twitchwatch.collector.frames import FrameError, decode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.recordings import Annotation
+from twitchwatch.collector.recordings.formats.session import SessionWriter
+from twitchwatch.collector.status import DeviceStatus, StatusError
+from twitchwatch.collector.topics import ROOT, Topic, TopicError, check_segment
 
 log = logging.getLogger(__name__)
 

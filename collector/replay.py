@@ -24,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from collector.frames import MAX_SEQUENCE
-from collector.mqtt import MqttTarget
-from collector.publisher import FramePublisher
-from collector.recordings.playback import ReplayError, ReplaySource
-from collector.simulate import _Pacer
-from collector.status import DeviceStatus, StreamInfo
-from collector.topics import check_segment
+from twitchwatch.collector.frames import MAX_SEQUENCE
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.publisher import FramePublisher
+from twitchwatch.collector.recordings.playback import ReplayError, ReplaySource
+from twitchwatch.collector.simulate import _Pacer
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.collector.topics import check_segment
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from typing import IO
 
 import numpy as np
 
-from collector.frames import Frame, SampleType
-from collector.mqtt import MqttTarget
-from collector.publisher import FramePublisher
-from collector.status import DeviceStatus, StreamInfo
-from collector.synth import MuscleSegment, Signal, SignalSpec, TruthEvent, quantise, spec_for
-from collector.topics import check_segment
+from twitchwatch.collector.frames import Frame, SampleType
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.publisher import FramePublisher
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.collector.synth import MuscleSegment, Signal, SignalSpec, TruthEvent, quantise, spec_for
+from twitchwatch.collector.topics import check_segment
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from collector.limits import (
+from twitchwatch.collector.limits import (
     MAX_CHANNELS,
     MAX_STATUS_BYTES,
     MAX_STREAMS,

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 Signal = Literal["emg", "acc"]
 FloatArray = npt.NDArray[np.float64]

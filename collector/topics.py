@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from collector.limits import NAME, RejectedError
+from twitchwatch.collector.limits import NAME, RejectedError
 
 ROOT: Final = "twitchwatch"
 

@@ -24,15 +24,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import bodymap, data
-from dashboard.livefeed import LiveFeed
-from processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source, rerun_free_rates
-from processing.felt import FeltComparison
-from processing.flags import FlagSet
-from processing.journal import Factor
-from processing.localtime import day_of, zone_name
-from processing.report import ReportData
-from processing.store import EventQuery, EventStore, HourCount, StoreError
+from twitchwatch.dashboard import bodymap, data
+from twitchwatch.dashboard.livefeed import LiveFeed
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source, rerun_free_rates
+from twitchwatch.processing.felt import FeltComparison
+from twitchwatch.processing.flags import FlagSet
+from twitchwatch.processing.journal import Factor
+from twitchwatch.processing.localtime import day_of, zone_name
+from twitchwatch.processing.report import ReportData
+from twitchwatch.processing.store import EventQuery, EventStore, HourCount, StoreError
 
 TITLE = "twitchwatch"
 PAGES_DIR = Path(__file__).resolve().with_name("pages")

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from processing.segments import PART_BY_NAME, Side, locate
+from twitchwatch.processing.segments import PART_BY_NAME, Side, locate
 
 View = Literal["front", "back"]
 

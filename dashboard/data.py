@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from processing.events import (
+from twitchwatch.processing.events import (
     MINUTE_NS,
     EventKind,
     MinuteRate,
@@ -29,12 +29,19 @@ from processing.events import (
     muscle_minutes,
     rerun_free_events,
 )
-from processing.felt import FELT_AFTER_S, FELT_BEFORE_S, FeltComparison
-from processing.flags import Flag, FlagRules
-from processing.journal import FactorEffect, JournalEntry
-from processing.localtime import day_end_ns, day_of, day_start_ns, hour_of_day, hour_offset_ns, local_datetime
-from processing.report import ReportData
-from processing.store import HourCount
+from twitchwatch.processing.felt import FELT_AFTER_S, FELT_BEFORE_S, FeltComparison
+from twitchwatch.processing.flags import Flag, FlagRules
+from twitchwatch.processing.journal import FactorEffect, JournalEntry
+from twitchwatch.processing.localtime import (
+    day_end_ns,
+    day_of,
+    day_start_ns,
+    hour_of_day,
+    hour_offset_ns,
+    local_datetime,
+)
+from twitchwatch.processing.report import ReportData
+from twitchwatch.processing.store import HourCount
 
 NS_PER_S = 1_000_000_000
 HOUR_NS = 3600 * NS_PER_S

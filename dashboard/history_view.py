@@ -12,13 +12,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
-from dashboard.app import Context, date_pair, page_header, show_felt
-from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent, rerun_free_events
-from processing.felt import compare_by_muscle
-from processing.journal import Factor
-from processing.localtime import day_of, zone_name
-from processing.store import EventQuery, StoreError
+from twitchwatch.dashboard import data
+from twitchwatch.dashboard.app import Context, date_pair, page_header, show_felt
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent, rerun_free_events
+from twitchwatch.processing.felt import compare_by_muscle
+from twitchwatch.processing.journal import Factor
+from twitchwatch.processing.localtime import day_of, zone_name
+from twitchwatch.processing.store import EventQuery, StoreError
 
 HEADING_DAILY = "Twitches per day"
 HEADING_TRENDS = "Trends"

@@ -8,11 +8,11 @@ import time
 
 import streamlit as st
 
-from dashboard import data
-from dashboard.app import Context, page_header
-from processing.journal import Factor, JournalEntry, JournalError, factor_effects
-from processing.localtime import local_datetime
-from processing.store import EventQuery, StoreError
+from twitchwatch.dashboard import data
+from twitchwatch.dashboard.app import Context, page_header
+from twitchwatch.processing.journal import Factor, JournalEntry, JournalError, factor_effects
+from twitchwatch.processing.localtime import local_datetime
+from twitchwatch.processing.store import EventQuery, StoreError
 
 HEADING_ADD = "Add an entry"
 HEADING_ENTRIES = "Entries"

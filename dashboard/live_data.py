@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from collector.status import DeviceStatus
-from dashboard.data import NO_TIME, NS_PER_S, decimate
-from dashboard.livefeed import FeedSnapshot, StreamView
-from processing.events import TwitchEvent
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.dashboard.data import NO_TIME, NS_PER_S, decimate
+from twitchwatch.dashboard.livefeed import FeedSnapshot, StreamView
+from twitchwatch.processing.events import TwitchEvent
 
 COL_DEVICE = "device"
 COL_STATE = "state"

@@ -11,12 +11,12 @@ from collections.abc import Callable
 import altair as alt
 import streamlit as st
 
-from dashboard import data, live_data
-from dashboard.app import LIVE_REFRESH_S, Context, page_header
-from dashboard.livefeed import FeedSnapshot, LiveFeed
-from processing.events import MINUTE_NS, TWITCH_KINDS, EventKind, TwitchEvent
-from processing.journal import Factor, JournalEntry
-from processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.dashboard import data, live_data
+from twitchwatch.dashboard.app import LIVE_REFRESH_S, Context, page_header
+from twitchwatch.dashboard.livefeed import FeedSnapshot, LiveFeed
+from twitchwatch.processing.events import MINUTE_NS, TWITCH_KINDS, EventKind, TwitchEvent
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError
 
 HEADING_TWITCHES = "Twitches now"
 FELT_BUTTON = "I felt a twitch"

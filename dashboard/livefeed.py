@@ -25,11 +25,11 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.frames import Frame, FrameError, decode, sequence_gap
-from collector.mqtt import CA_FILE_HINT, MqttTarget
-from collector.ratelog import RateLimitedLog
-from collector.status import DeviceStatus, StatusError
-from collector.topics import Topic, TopicError, raw_filter, status_filter
+from twitchwatch.collector.frames import Frame, FrameError, decode, sequence_gap
+from twitchwatch.collector.mqtt import CA_FILE_HINT, MqttTarget
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.status import DeviceStatus, StatusError
+from twitchwatch.collector.topics import Topic, TopicError, raw_filter, status_filter
 
 log = logging.getLogger(__name__)
 WINDOW_S = 30.0

@@ -13,12 +13,12 @@ import time
 
 import streamlit as st
 
-from dashboard import data
-from dashboard.app import Context, date_pair, page_header, show_body_map, show_felt, show_flags
-from processing.localtime import day_of
-from processing.report import ReportData
-from processing.report_render import render_csv, render_pdf
-from processing.store import StoreError
+from twitchwatch.dashboard import data
+from twitchwatch.dashboard.app import Context, date_pair, page_header, show_body_map, show_felt, show_flags
+from twitchwatch.processing.localtime import day_of
+from twitchwatch.processing.report import ReportData
+from twitchwatch.processing.report_render import render_csv, render_pdf
+from twitchwatch.processing.store import StoreError
 
 HEADING_SUMMARY = "Summary"
 HEADING_MUSCLES = "By muscle"

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from processing.core import (
+from twitchwatch.processing.core import (
     Cluster,
     DetectorParams,
     Features,
@@ -25,7 +25,7 @@ from processing.core import (
     format_span,
     sosfilt_inplace,
 )
-from processing.events import EventKind
+from twitchwatch.processing.events import EventKind
 
 
 def acc_params(sample_rate: float) -> DetectorParams:

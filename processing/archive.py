@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol, TypeVar
 
-from processing.events import SOURCES, EventKind, MinuteRate, Source, TwitchEvent
-from processing.flags import FlagError, FlagSet
-from processing.journal import Factor, JournalEntry, JournalError
-from processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.events import SOURCES, EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.flags import FlagError, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry, JournalError
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError
 
 FORMAT = "twitchwatch-archive"
 FORMAT_VERSION = 2  # 1: stores before rest tracking (no reason, no rest_s, no felt marks)

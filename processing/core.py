@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from processing.events import EventKind
+from twitchwatch.processing.events import EventKind
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -168,10 +168,10 @@ class DetectorParams:
     @classmethod
     def for_signal(cls, kind: SignalKind, sample_rate: float) -> DetectorParams:
         if kind == "emg":
-            from processing.emg import emg_params
+            from twitchwatch.processing.emg import emg_params
 
             return emg_params(sample_rate)
-        from processing.acc import acc_params
+        from twitchwatch.processing.acc import acc_params
 
         return acc_params(sample_rate)
 

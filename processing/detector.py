@@ -13,9 +13,9 @@ parameter.
 
 from __future__ import annotations
 
-from processing.acc import AccEngine
-from processing.core import Detection, DetectorParams, FloatArray, LaneEngine, SignalKind
-from processing.emg import EmgEngine
+from twitchwatch.processing.acc import AccEngine
+from twitchwatch.processing.core import Detection, DetectorParams, FloatArray, LaneEngine, SignalKind
+from twitchwatch.processing.emg import EmgEngine
 
 __all__ = ["Detection", "DetectorParams", "SignalKind", "StreamingDetector"]
 

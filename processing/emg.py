@@ -18,7 +18,7 @@ import numpy.typing as npt
 from scipy import fft as sp_fft
 from scipy import signal as sps
 
-from processing.core import (
+from twitchwatch.processing.core import (
     Cluster,
     DetectorParams,
     Features,
@@ -30,7 +30,7 @@ from processing.core import (
     format_span,
     sosfilt_inplace,
 )
-from processing.events import EventKind
+from twitchwatch.processing.events import EventKind
 
 
 def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorParams:

@@ -39,9 +39,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.topics import TopicError, check_segment
-from processing.events import TwitchEvent
-from processing.journal import Factor, JournalEntry, new_entry_id
+from twitchwatch.collector.topics import TopicError, check_segment
+from twitchwatch.processing.events import TwitchEvent
+from twitchwatch.processing.journal import Factor, JournalEntry, new_entry_id
 
 NS_PER_S = 1_000_000_000
 FELT_BEFORE_S = 10.0

@@ -42,12 +42,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from scipy import stats
 
-from collector.topics import ROOT, check_segment
-from processing.events import MinuteRate, muscle_minutes
-from processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
+from twitchwatch.collector.topics import ROOT, check_segment
+from twitchwatch.processing.events import MinuteRate, muscle_minutes
+from twitchwatch.processing.localtime import day_of, day_start_ns, format_clock, hour_start_ns
 
 if TYPE_CHECKING:  # the store imports these values; only type checking needs the store here
-    from processing.store import EventStore
+    from twitchwatch.processing.store import EventStore
 
 ComputedBy = Literal["worker", "cli", "dashboard", "report", "test"]
 COMPUTED_BY: tuple[ComputedBy, ...] = ("worker", "cli", "dashboard", "report", "test")
@@ -786,7 +786,7 @@ def compute_flag_set(
 
     Without ``last_frame_ns`` (no worker watching), a configured device's last frame is taken from the
     store: the end of its latest minute rate, or None when it has none within the lookback."""
-    from processing.store import EventQuery  # at call time: the store package imports this module
+    from twitchwatch.processing.store import EventQuery  # at call time: the store package imports this module
 
     since = day_start_ns(day_of(now_ns, tz) - dt.timedelta(days=rules.lookback_days), tz)
     rates = store.rates(EventQuery(since_ns=since, until_ns=now_ns, user=user))

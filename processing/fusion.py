@@ -32,8 +32,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from processing.core import SignalKind
-from processing.events import TwitchEvent
+from twitchwatch.processing.core import SignalKind
+from twitchwatch.processing.events import TwitchEvent
 
 StreamId = tuple[str, str, str]  # (user, device, stream)
 MuscleKey = tuple[str, str]  # (user, muscle)

@@ -31,11 +31,11 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from processing.core import Detection, FloatArray
-from processing.detector import StreamingDetector
-from processing.events import EventKind
-from processing.motion import MOTION_KINDS, MotionDetection, MotionDetector
-from processing.rest import GateParams, RestGate, Scope, SourceId, scopes_of
+from twitchwatch.processing.core import Detection, FloatArray
+from twitchwatch.processing.detector import StreamingDetector
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.motion import MOTION_KINDS, MotionDetection, MotionDetector
+from twitchwatch.processing.rest import GateParams, RestGate, Scope, SourceId, scopes_of
 
 StreamKind = Literal["emg", "acc", "gyro", "orientation"]
 STREAM_KINDS: tuple[StreamKind, ...] = ("emg", "acc", "gyro", "orientation")

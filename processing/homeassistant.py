@@ -20,9 +20,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from collector.topics import ROOT, check_segment
-from processing.events import MinuteRate, RestTally, muscle_minutes
-from processing.flags import FlagKind, FlagSet
+from twitchwatch.collector.topics import ROOT, check_segment
+from twitchwatch.processing.events import MinuteRate, RestTally, muscle_minutes
+from twitchwatch.processing.flags import FlagKind, FlagSet
 
 RATE_WINDOW_NS = 3_600_000_000_000
 

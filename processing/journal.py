@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processing.events import MINUTE_NS, MinuteRate, muscle_minutes
+from twitchwatch.processing.events import MINUTE_NS, MinuteRate, muscle_minutes
 
 HOUR_NS = 60 * MINUTE_NS
 _FAR = 2**63  # sorts after any end time

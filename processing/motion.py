@@ -37,8 +37,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from processing.core import Detection, FloatArray
-from processing.events import EventKind
+from twitchwatch.processing.core import Detection, FloatArray
+from twitchwatch.processing.events import EventKind
 
 MotionKind = Literal["gyro", "orientation"]
 MOTION_KINDS: tuple[MotionKind, ...] = ("gyro", "orientation")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from processing.events import EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
 
 FILE_NAME: Final = "quarantine.jsonl"
 # Enough for a long outage's worth of refused rows (an event line is ~500 bytes: 130,000 of them), and

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Final
 
-from collector.recordings import (
+from twitchwatch.collector.recordings import (
     Channel,
     Chunk,
     Group,
@@ -30,10 +30,10 @@ from collector.recordings import (
     force_signal,
     group_channels,
 )
-from collector.topics import check_segment
-from processing.detector import SignalKind
-from processing.events import EventKind
-from processing.gating import Detector, GatedRun, GateStream, Judged, make_detector
+from twitchwatch.collector.topics import check_segment
+from twitchwatch.processing.detector import SignalKind
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.gating import Detector, GatedRun, GateStream, Judged, make_detector
 
 
 # ---- what runs: detector groups ----------------------------------------------------------------------

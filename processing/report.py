@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from processing.events import (
+from twitchwatch.processing.events import (
     MINUTE_NS,
     TWITCH_KINDS,
     EventKind,
@@ -45,12 +45,12 @@ from processing.events import (
     muscle_minutes,
     rerun_free_events,
 )
-from processing.felt import FeltComparison, compare_by_muscle
-from processing.flags import HOUR_NS, FlagRules, FlagSet, compute_flag_set
-from processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
-from processing.localtime import day_of, hour_of_day
-from processing.report_render import render_csv, render_pdf
-from processing.store import EventQuery, EventStore, QueryError
+from twitchwatch.processing.felt import FeltComparison, compare_by_muscle
+from twitchwatch.processing.flags import HOUR_NS, FlagRules, FlagSet, compute_flag_set
+from twitchwatch.processing.journal import Factor, FactorEffect, JournalEntry, factor_effects
+from twitchwatch.processing.localtime import day_of, hour_of_day
+from twitchwatch.processing.report_render import render_csv, render_pdf
+from twitchwatch.processing.store import EventQuery, EventStore, QueryError
 
 NOTICE = (
     "twitchwatch is not a medical device. This report summarises what its sensors recorded; it does not "

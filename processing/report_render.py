@@ -25,10 +25,10 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Ellipse, FancyBboxPatch, Rectangle
 
-from processing.localtime import format_clock, local_datetime, zone_name
+from twitchwatch.processing.localtime import format_clock, local_datetime, zone_name
 
 if TYPE_CHECKING:
-    from processing.report import ReportData
+    from twitchwatch.processing.report import ReportData
 
 A4 = (8.27, 11.69)
 CSV_COLUMNS = (

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from processing.events import EventKind, TwitchEvent
+from twitchwatch.processing.events import EventKind, TwitchEvent
 
 ScopeKind = Literal["muscle", "device", "segment"]
 Scope = tuple[str, ScopeKind, str]  # (user, kind, name)

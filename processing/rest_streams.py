@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from processing.events import EventKind, TwitchEvent
-from processing.rest import GateParams, RestGate, Scope, SourceId
-from processing.segments import segment_of
+from twitchwatch.processing.events import EventKind, TwitchEvent
+from twitchwatch.processing.rest import GateParams, RestGate, Scope, SourceId
+from twitchwatch.processing.segments import segment_of
 
 StreamKind = Literal["emg", "acc", "gyro", "orientation"]
 StreamKey = tuple[str, str, str]  # (user, device, stream)

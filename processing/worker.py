@@ -28,25 +28,25 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from collector.frames import Frame, Unit, decode, sequence_gap
-from collector.limits import MAX_FRAME_BYTES, RejectedError, check_frame, check_payload_size
-from collector.mqtt import MqttTarget
-from collector.ratelog import RateLimitedLog
-from collector.status import DeviceStatus
-from collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
-from processing import homeassistant as ha
-from processing.core import FloatArray
-from processing.detector import Detection, StreamingDetector
-from processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
-from processing.felt import FeltError, felt_entry
-from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
-from processing.fusion import Fuser
-from processing.journal import JournalEntry
-from processing.motion import MotionDetector
-from processing.quarantine import Entry, Quarantine, QuarantineError
-from processing.rest import GateParams
-from processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
-from processing.store import EventQuery, EventStore, StoreError, StoreRejected
+from twitchwatch.collector.frames import Frame, Unit, decode, sequence_gap
+from twitchwatch.collector.limits import MAX_FRAME_BYTES, RejectedError, check_frame, check_payload_size
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.ratelog import RateLimitedLog
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.collector.topics import Topic, TopicError, felt_filter, felt_user, raw_filter, status_filter
+from twitchwatch.processing import homeassistant as ha
+from twitchwatch.processing.core import FloatArray
+from twitchwatch.processing.detector import Detection, StreamingDetector
+from twitchwatch.processing.events import MINUTE_NS, EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.felt import FeltError, felt_entry
+from twitchwatch.processing.flags import FlagRules, FlagSet, compute_flag_set, flags_topic
+from twitchwatch.processing.fusion import Fuser
+from twitchwatch.processing.journal import JournalEntry
+from twitchwatch.processing.motion import MotionDetector
+from twitchwatch.processing.quarantine import Entry, Quarantine, QuarantineError
+from twitchwatch.processing.rest import GateParams
+from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, StreamKind, is_veto, veto_reason
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError, StoreRejected
 
 log = logging.getLogger(__name__)
 

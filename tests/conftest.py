@@ -11,12 +11,12 @@ from typing import Protocol, TypeVar
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from processing.store import EventStore
-from processing.store.influx import InfluxStore
-from processing.store.sqlite import SQLiteStore
 from tests.harness import ServiceMissing, unavailable
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.processing.store import EventStore
+from twitchwatch.processing.store.influx import InfluxStore
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 # Property-based tests repeat exactly in CI (a failure there is reproducible as is); locally they explore.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)

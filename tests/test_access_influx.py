@@ -21,15 +21,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.mqtt import parse_mqtt_url
-from collector.simulate import SimulationPlan, run_simulation
-from processing.events import TWITCH_KINDS, EventKind, TwitchEvent
-from processing.journal import Factor, JournalEntry
-from processing.store import EventQuery, InfluxAuth, StoreError, open_store
-from processing.store.influx import InfluxStore
-from processing.worker import Worker
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.simulate import SimulationPlan, run_simulation
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, TwitchEvent
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store import EventQuery, InfluxAuth, StoreError, open_store
+from twitchwatch.processing.store.influx import InfluxStore
+from twitchwatch.processing.worker import Worker
 
 pytestmark = pytest.mark.influx
 

@@ -28,14 +28,6 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.mqtt import MqttTarget, parse_mqtt_url
-from collector.simulate import SimulationPlan, run_simulation
-from dashboard.livefeed import LiveFeed
-from processing.events import TWITCH_KINDS
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
 from tests.harness import ServiceMissing, free_port, require_binary, unavailable
 from tests.harness.access import (
     DASHBOARD,
@@ -48,6 +40,14 @@ from tests.harness.access import (
     start_acl_broker,
 )
 from tests.harness.mosquitto import MosquittoServer, TlsFiles
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
+from twitchwatch.collector.simulate import SimulationPlan, run_simulation
+from twitchwatch.dashboard.livefeed import LiveFeed
+from twitchwatch.processing.events import TWITCH_KINDS
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 pytestmark = pytest.mark.mosquitto
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from processing.archive import (
+from tests.harness.influx import InfluxServer
+from twitchwatch.cli import main
+from twitchwatch.processing.archive import (
     DAY_NS,
     EVENTS,
     FELT,
@@ -35,14 +37,12 @@ from processing.archive import (
     load_archive,
     utc_text,
 )
-from processing.events import EventKind, MinuteRate, TwitchEvent
-from processing.flags import Flag, FlagKind, FlagSet
-from processing.journal import Factor, JournalEntry
-from processing.store import EventQuery, EventStore
-from processing.store.influx import InfluxStore
-from processing.store.sqlite import SQLiteStore
-from tests.harness.influx import InfluxServer
-from twitchwatch.cli import main
+from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.flags import Flag, FlagKind, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store import EventQuery, EventStore
+from twitchwatch.processing.store.influx import InfluxStore
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE

@@ -16,10 +16,10 @@ from bleak_retry_connector import establish_connection
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
-from collector.emulate.link import VirtualLink
 from tests.bumble_bleak import BumbleBackend, bumble_backend
 from tests.bumble_bleak.advertising import uuid_from_le
 from tests.bumble_bleak.harness import wait_for
+from twitchwatch.collector.emulate.link import VirtualLink
 
 SERVICE = "7e570001-0000-4000-8000-00805f9b34fb"
 DATA = "7e570002-0000-4000-8000-00805f9b34fb"

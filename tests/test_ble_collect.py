@@ -15,23 +15,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.ble.runtime import Collector
-from collector.ble.target import DeviceTarget, Timing
-from collector.devices import get_profile
-from collector.emulate import Movement, emulate
-from collector.frames import Frame, Unit, decode
-from collector.mqtt import MqttTarget, parse_mqtt_url
-from collector.outbox import LivePublisher
-from collector.publisher import PublishError
-from collector.status import DeviceStatus
-from collector.topics import Topic, raw_filter
-from processing.events import TWITCH_KINDS
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
 from tests.bumble_bleak.harness import TEST_TIMING, Radio, radio, wait_for
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.cli import run_until_signal
+from twitchwatch.collector.ble.runtime import Collector
+from twitchwatch.collector.ble.target import DeviceTarget, Timing
+from twitchwatch.collector.devices import get_profile
+from twitchwatch.collector.emulate import Movement, emulate
+from twitchwatch.collector.frames import Frame, Unit, decode
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
+from twitchwatch.collector.outbox import LivePublisher
+from twitchwatch.collector.publisher import PublishError
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.collector.topics import Topic, raw_filter
+from twitchwatch.processing.events import TWITCH_KINDS
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 pytestmark = pytest.mark.mosquitto
 USER = "tester"
@@ -90,7 +90,7 @@ async def _retained_status(mqtt: MqttTarget, device: str) -> DeviceStatus:
 async def test_polar_h10_streams_into_the_store_with_status(
     mosquitto: MosquittoServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="collector.ble.session")
+    caplog.set_level(logging.INFO, logger="twitchwatch.collector.ble.session")
     mqtt = parse_mqtt_url(mosquitto.url)
     db = tmp_path / "ble.db"
     async with radio() as r, await emulate("polar-h10", r.link, rate_per_min=40, seed=3) as polar:
@@ -153,7 +153,7 @@ async def test_dropped_link_reconnects_and_the_worker_records_the_gap(
 async def test_silent_and_absent_devices_are_retried_while_the_others_stream(
     mosquitto: MosquittoServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="collector.ble.runtime")
+    caplog.set_level(logging.WARNING, logger="twitchwatch.collector.ble.runtime")
     mqtt = parse_mqtt_url(mosquitto.url)
     async with (
         radio() as r,
@@ -435,7 +435,7 @@ async def test_a_broker_away_longer_than_the_buffer_costs_a_counted_gap(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     timing = dataclasses.replace(TEST_TIMING, broker_buffer_s=0.5)
-    caplog.set_level(logging.WARNING, logger="collector.outbox")
+    caplog.set_level(logging.WARNING, logger="twitchwatch.collector.outbox")
     async with (
         radio() as r,
         await emulate("polar-h10", r.link, rate_per_min=0, seed=42) as polar,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.devices.polar import PolarH10Settings
 from twitchwatch.cli import main
+from twitchwatch.collector.devices.polar import PolarH10Settings
 from twitchwatch.config import ConfigError, DeviceFile, load_device_file
 
 MAP = """

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.ble.framing import CLOCK_TRUST_NS, Framer
-from collector.devices import Chunk, get_profile
-from collector.devices.polar import POLAR_EPOCH_NS
-from collector.frames import Frame, Unit, encode
-from collector.mqtt import parse_mqtt_url
-from collector.topics import Topic
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
+from twitchwatch.collector.ble.framing import CLOCK_TRUST_NS, Framer
+from twitchwatch.collector.devices import Chunk, get_profile
+from twitchwatch.collector.devices.polar import POLAR_EPOCH_NS
+from twitchwatch.collector.frames import Frame, Unit, encode
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.topics import Topic
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 NOW = 1_790_000_000_000_000_000  # a fixed "host clock" reading (2026)
 RATE = 200.0

@@ -7,12 +7,19 @@ import json
 import pytest
 from bleak.backends.scanner import AdvertisementData
 
-from collector.ble.scan import Nearby, find, matching_profiles, render_nearby, scan_nearby, service_filter
-from collector.ble.target import DeviceTarget
-from collector.devices import get_profile, profiles
-from collector.devices.polar import HEART_RATE_SERVICE, POLAR_COMPANY_ID
-from collector.emulate import emulate
 from tests.bumble_bleak.harness import radio
+from twitchwatch.collector.ble.scan import (
+    Nearby,
+    find,
+    matching_profiles,
+    render_nearby,
+    scan_nearby,
+    service_filter,
+)
+from twitchwatch.collector.ble.target import DeviceTarget
+from twitchwatch.collector.devices import get_profile, profiles
+from twitchwatch.collector.devices.polar import HEART_RATE_SERVICE, POLAR_COMPANY_ID
+from twitchwatch.collector.emulate import emulate
 
 
 def _adv(name: str | None, services: list[str], companies: tuple[int, ...] = ()) -> AdvertisementData:

@@ -8,13 +8,13 @@ import pytest
 from bleak.backends.device import BLEDevice
 from bumble.hci import Address
 
-from collector.ble.errors import DeviceStepError
-from collector.ble.framing import Framer
-from collector.ble.session import Events, Session
-from collector.ble.target import DeviceTarget, Timing
-from collector.devices import get_profile
-from collector.frames import Frame
 from tests.bumble_bleak.harness import radio
+from twitchwatch.collector.ble.errors import DeviceStepError
+from twitchwatch.collector.ble.framing import Framer
+from twitchwatch.collector.ble.session import Events, Session
+from twitchwatch.collector.ble.target import DeviceTarget, Timing
+from twitchwatch.collector.devices import get_profile
+from twitchwatch.collector.frames import Frame
 
 
 async def _ignore(*_args: object) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
+from twitchwatch.collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from twitchwatch.config import ConfigError, load_device_file, load_settings
 
 GOOD = """

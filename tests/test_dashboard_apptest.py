@@ -31,20 +31,20 @@ import streamlit as st
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.status import DeviceStatus, StreamInfo
-from dashboard import app, bodymap, data, history_view, live_view, report_view
-from processing.events import EventKind, MinuteRate, TwitchEvent
-from processing.flags import Flag, FlagKind, FlagSet
-from processing.journal import Factor, JournalEntry
-from processing.localtime import day_of
-from processing.report import build_report
-from processing.store import EventStore, InfluxAuth, open_store
 from tests.harness import free_port
 from tests.harness.dashboard import NS, USER, MqttSender, event, minute_floor, minute_rates, spread
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch import cli
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.dashboard import app, bodymap, data, history_view, live_view, report_view
+from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.flags import Flag, FlagKind, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.localtime import day_of
+from twitchwatch.processing.report import build_report
+from twitchwatch.processing.store import EventStore, InfluxAuth, open_store
 
 ENTRY = Path(__file__).resolve().parents[1] / "twitchwatch" / "dashboard_entry.py"
 # Not the test machine's zone (UTC on CI), so a page that ignored TWITCHWATCH_TIMEZONE would show it.

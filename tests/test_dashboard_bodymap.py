@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from dashboard import bodymap
+from twitchwatch.dashboard import bodymap
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from processing.journal import Factor
-from processing.store import open_store
 from tests.harness import unavailable
 from tests.harness.dashboard import (
     CHROMIUM,
@@ -33,6 +31,8 @@ from tests.harness.dashboard import (
     spread,
 )
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.processing.journal import Factor
+from twitchwatch.processing.store import open_store
 
 pytestmark = pytest.mark.browser
 

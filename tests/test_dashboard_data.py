@@ -11,16 +11,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dashboard import app, data
-from processing.events import EventKind, MinuteRate, RestTally, Source, muscle_minutes
-from processing.flags import histories
-from processing.homeassistant import rate_per_hour
-from processing.journal import Factor, JournalEntry, factor_effects
-from processing.localtime import hour_offset_ns, to_ns
-from processing.report import build_report
-from processing.store import EventQuery, HourCount
-from processing.store.sqlite import SQLiteStore
 from tests.harness.dashboard import NS, event
+from twitchwatch.dashboard import app, data
+from twitchwatch.processing.events import EventKind, MinuteRate, RestTally, Source, muscle_minutes
+from twitchwatch.processing.flags import histories
+from twitchwatch.processing.homeassistant import rate_per_hour
+from twitchwatch.processing.journal import Factor, JournalEntry, factor_effects
+from twitchwatch.processing.localtime import hour_offset_ns, to_ns
+from twitchwatch.processing.report import build_report
+from twitchwatch.processing.store import EventQuery, HourCount
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 H = data.HOUR_NS
 T0 = 1_700_000_000 * NS // H * H  # an exact UTC hour (2023-11-14 22:00 UTC)

@@ -6,11 +6,11 @@ import dataclasses
 
 import numpy as np
 
-from collector.status import DeviceStatus, StreamInfo
-from dashboard import live_data
-from dashboard.livefeed import FeedSnapshot, StreamView
-from processing.events import EventKind
 from tests.harness.dashboard import NS, event
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.dashboard import live_data
+from twitchwatch.dashboard.livefeed import FeedSnapshot, StreamView
+from twitchwatch.processing.events import EventKind
 
 T0 = 1_700_000_000 * NS
 

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from collector.frames import MAX_SEQUENCE, Frame, SampleType, Unit, encode
-from collector.mqtt import parse_mqtt_url
-from collector.status import DeviceStatus
-from dashboard.livefeed import FeedSnapshot, LiveFeed
 from tests.harness import free_port
 from tests.harness.dashboard import NS, USER, MqttSender
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.collector.frames import MAX_SEQUENCE, Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.dashboard.livefeed import FeedSnapshot, LiveFeed
 
 T0 = 1_700_000_000 * NS
 

@@ -16,14 +16,14 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from streamlit.testing.v1 import AppTest
 
-from dashboard import login
-from processing.journal import Factor, JournalEntry
-from processing.store import open_store
 from tests.harness import unavailable
 from tests.harness.dashboard import CHROMIUM, CHROMIUM_ARGS, NS, USER, DashboardProcess, spread
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.config import ConfigError, load_settings
+from twitchwatch.dashboard import login
 from twitchwatch.dashboard_launch import ENTRY, DashboardExposed, is_loopback, require_login_beyond_loopback
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store import open_store
 
 PASSWORD = "correct horse battery staple"
 RENDER_TIMEOUT_MS = 60_000

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
 from tests.harness import free_port
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 
 def _events(db: Path) -> int:

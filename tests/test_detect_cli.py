@@ -24,10 +24,6 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from collector.recordings import STANDARD_GRAVITY
-from collector.synth import MuscleSegment, quantise, spec_for
-from processing.events import EventKind
-from processing.rest import GateParams
 from tests.test_motion import add_turn, rest
 from tests.test_recordings import (
     Sig,
@@ -36,6 +32,10 @@ from tests.test_recordings import (
     biosppy_emg_uv,
     write_edf,
 )
+from twitchwatch.collector.recordings import STANDARD_GRAVITY
+from twitchwatch.collector.synth import MuscleSegment, quantise, spec_for
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.rest import GateParams
 
 EMG_TOLERANCE_S = 0.025
 ACC_TOLERANCE_S = 0.080

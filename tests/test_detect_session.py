@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.frames import Frame, SampleType, Unit
-from collector.recordings import RecordingError, open_recording
-from collector.recordings.formats.edf import export_edf
-from collector.recordings.formats.session import Session, SessionWriter
-from collector.status import DeviceStatus, StreamInfo
-from collector.synth import Physiology, TruthEvent, generate
-from processing.recordings import DetectionRun, RecordingEvent, plan_detection
 from twitchwatch.cli import main
+from twitchwatch.collector.frames import Frame, SampleType, Unit
+from twitchwatch.collector.recordings import RecordingError, open_recording
+from twitchwatch.collector.recordings.formats.edf import export_edf
+from twitchwatch.collector.recordings.formats.session import Session, SessionWriter
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.collector.synth import Physiology, TruthEvent, generate
+from twitchwatch.processing.recordings import DetectionRun, RecordingEvent, plan_detection
 
 T0 = 1_780_000_000_000_000_000
 RATE = 1000.0

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.synth import (
+from twitchwatch.collector.synth import (
     MuscleSegment,
     Physiology,
     Signal,
@@ -23,10 +23,10 @@ from collector.synth import (
     noise_level,
     spec_for,
 )
-from processing.core import DetectorParams, _public_sosfilt, same_shape, sosfilt_inplace
-from processing.detector import Detection, StreamingDetector
-from processing.emg import on_factor
-from processing.events import EventKind
+from twitchwatch.processing.core import DetectorParams, _public_sosfilt, same_shape, sosfilt_inplace
+from twitchwatch.processing.detector import Detection, StreamingDetector
+from twitchwatch.processing.emg import on_factor
+from twitchwatch.processing.events import EventKind
 
 # A detection matches a true event when they overlap, either widened by this much.
 SLACK_S = 0.05

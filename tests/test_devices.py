@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.devices import (
+from twitchwatch.collector.devices import (
     Chunk,
     ControlError,
     Decoder,
@@ -44,8 +44,8 @@ from collector.devices import (
     thingy52,
     validate_settings,
 )
-from collector.devices import open as open_profile
-from collector.frames import Unit
+from twitchwatch.collector.devices import open as open_profile
+from twitchwatch.collector.frames import Unit
 
 VECTOR_DIR = Path(__file__).resolve().parent / "data" / "vectors"
 EXPECTED_PROFILES = {
@@ -638,7 +638,7 @@ def test_every_expected_profile_is_registered() -> None:
     assert set(registry) >= EXPECTED_PROFILES
     for name, cls in registry.items():
         assert name == cls.NAME
-        assert cls.__module__.startswith("collector.devices.")
+        assert cls.__module__.startswith("twitchwatch.collector.devices.")
         assert cls.SETTINGS().type == name  # type: ignore[call-arg]
         assert cls.DEFAULT_STREAM in {s.name for s in cls.STREAMS}
         assert get_profile(name) is cls
@@ -646,7 +646,7 @@ def test_every_expected_profile_is_registered() -> None:
 
 PROFILE_SOURCE = """
 from typing import Literal
-from collector.devices import DeviceProfile, ProfileSettings
+from twitchwatch.collector.devices import DeviceProfile, ProfileSettings
 
 class Settings_{cls}(ProfileSettings):
     type: Literal["{settings_type}"] = "{settings_type}"

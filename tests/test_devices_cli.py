@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import tests.test_devices as vectors
-from collector.devices import NotificationError, decode_hex
 from twitchwatch.cli import main
+from twitchwatch.collector.devices import NotificationError, decode_hex
 
 
 def test_every_vector_passes_through_the_command(

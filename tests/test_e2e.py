@@ -26,16 +26,16 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.mqtt import MqttTarget, parse_mqtt_url
-from collector.simulate import SimulationPlan, run_simulation
-from processing.events import TWITCH_KINDS, EventKind
-from processing.store import EventQuery, EventStore, open_store
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
 from tests.harness import free_port
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
+from twitchwatch.collector.simulate import SimulationPlan, run_simulation
 from twitchwatch.demo import embedded_broker
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind
+from twitchwatch.processing.store import EventQuery, EventStore, open_store
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 if TYPE_CHECKING:
     from tests.harness.influx import InfluxServer

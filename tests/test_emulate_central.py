@@ -21,12 +21,12 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy
 
-from collector.devices import Chunk, Decoder, get_profile, profiles
-from collector.emulate import EmulatedDevice, emulate, emulated_profiles
-from collector.emulate.link import VirtualLink
-from collector.emulate.motion import MotionTimeline, Movement
-from collector.emulate.source import MovingAccSource, SampleSource, SynthSource, motion_source
-from collector.synth import Signal, TruthEvent
+from twitchwatch.collector.devices import Chunk, Decoder, get_profile, profiles
+from twitchwatch.collector.emulate import EmulatedDevice, emulate, emulated_profiles
+from twitchwatch.collector.emulate.link import VirtualLink
+from twitchwatch.collector.emulate.motion import MotionTimeline, Movement
+from twitchwatch.collector.emulate.source import MovingAccSource, SampleSource, SynthSource, motion_source
+from twitchwatch.collector.synth import Signal, TruthEvent
 
 WAIT_S = 60.0  # generous: a loaded 2-core machine; every wait ends on an event long before this
 
@@ -442,7 +442,7 @@ async def test_gyroscope_and_orientation_decode_to_the_generators_movement(
 
 
 async def test_h10_timestamps_and_truth_follow_the_generator(link: VirtualLink) -> None:
-    from collector.devices.polar import POLAR_EPOCH_NS
+    from twitchwatch.collector.devices.polar import POLAR_EPOCH_NS
 
     taps = Taps(per_minute=120.0)
     truth: list[TruthEvent] = []

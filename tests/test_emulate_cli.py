@@ -20,14 +20,14 @@ import numpy as np
 import pyedflib
 import pytest
 
-from collector.devices import get_profile
-from collector.emulate.link import RadioHub, open_hci_device
-from collector.emulate.motion import Movement
-from collector.emulate.source import fit_channels, resample
-from collector.simulate import SimulationError
 from tests.test_emulate_central import Central, scan_for, uuid_str, wait
 from tests.test_recordings import Sig, emg_4khz_uv, write_edf
 from twitchwatch.cli import parse_movement
+from twitchwatch.collector.devices import get_profile
+from twitchwatch.collector.emulate.link import RadioHub, open_hci_device
+from twitchwatch.collector.emulate.motion import Movement
+from twitchwatch.collector.emulate.source import fit_channels, resample
+from twitchwatch.collector.simulate import SimulationError
 
 TWITCHWATCH = Path(sys.executable).parent / "twitchwatch"
 

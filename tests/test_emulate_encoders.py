@@ -16,16 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from collector.devices import Chunk, ganglion, metamotion, movesense, myo, polar, thingy52
-from collector.devices import open as openp
-from collector.emulate.devices import ganglion as egang
-from collector.emulate.devices import metamotion as emeta
-from collector.emulate.devices import movesense as emove
-from collector.emulate.devices import myo as emyo
-from collector.emulate.devices import open as eopen
-from collector.emulate.devices import polar as epolar
-from collector.emulate.devices import thingy52 as ething
-from collector.frames import Unit
+from twitchwatch.collector.devices import Chunk, ganglion, metamotion, movesense, myo, polar, thingy52
+from twitchwatch.collector.devices import open as openp
+from twitchwatch.collector.emulate.devices import ganglion as egang
+from twitchwatch.collector.emulate.devices import metamotion as emeta
+from twitchwatch.collector.emulate.devices import movesense as emove
+from twitchwatch.collector.emulate.devices import myo as emyo
+from twitchwatch.collector.emulate.devices import open as eopen
+from twitchwatch.collector.emulate.devices import polar as epolar
+from twitchwatch.collector.emulate.devices import thingy52 as ething
+from twitchwatch.collector.frames import Unit
 
 VECTOR_DIR = Path(__file__).resolve().parent / "data" / "vectors"
 

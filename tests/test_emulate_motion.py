@@ -12,10 +12,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from collector.emulate import synth_sources
-from collector.emulate.motion import MotionTimeline, Movement, quaternion, rotation
-from collector.emulate.peripheral import EmulationOptions
-from collector.emulate.source import (
+from tests.test_recordings import Sig, write_edf
+from twitchwatch.collector.emulate import synth_sources
+from twitchwatch.collector.emulate.motion import MotionTimeline, Movement, quaternion, rotation
+from twitchwatch.collector.emulate.peripheral import EmulationOptions
+from twitchwatch.collector.emulate.source import (
     GYRO_BIAS_DPS,
     GYRO_NOISE_DPS,
     CombinedSource,
@@ -27,8 +28,7 @@ from collector.emulate.source import (
     SampleSource,
     SynthSource,
 )
-from collector.recordings.playback import open_source
-from tests.test_recordings import Sig, write_edf
+from twitchwatch.collector.recordings.playback import open_source
 
 FloatArray = npt.NDArray[np.float64]
 T0 = 1_700_000_000_000_000_000

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from bumble.device import Peer
 
-from collector.devices import Chunk, ControlError, polar
-from collector.devices import open as openp
-from collector.emulate import emulate
-from collector.emulate.link import VirtualLink
-from collector.frames import Unit
 from tests.test_emulate_central import CASES, Central, Taps, canonical, scan_for, uuid_str, wait
+from twitchwatch.collector.devices import Chunk, ControlError, polar
+from twitchwatch.collector.devices import open as openp
+from twitchwatch.collector.emulate import emulate
+from twitchwatch.collector.emulate.link import VirtualLink
+from twitchwatch.collector.frames import Unit
 
 
 @pytest.fixture

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.mqtt import parse_mqtt_url
-from collector.topics import TopicError, felt_filter, felt_topic, felt_user
-from processing.events import EventKind, TwitchEvent
-from processing.felt import (
+from tests.harness.mosquitto import MosquittoServer
+from tests.test_worker_rest import until
+from twitchwatch.cli import main
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.topics import TopicError, felt_filter, felt_topic, felt_user
+from twitchwatch.processing.events import EventKind, TwitchEvent
+from twitchwatch.processing.felt import (
     FELT_AFTER_S,
     FELT_BEFORE_S,
     FeltError,
@@ -25,13 +28,10 @@ from processing.felt import (
     compare_felt,
     felt_entry,
 )
-from processing.journal import Factor, JournalEntry
-from processing.store import EventStore
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
-from tests.harness.mosquitto import MosquittoServer
-from tests.test_worker_rest import until
-from twitchwatch.cli import main
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store import EventStore
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S

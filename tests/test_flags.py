@@ -11,8 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from processing.events import EventKind, MinuteRate, TwitchEvent, rerun_free_events, rerun_free_rates
-from processing.flags import (
+from twitchwatch.processing.events import (
+    EventKind,
+    MinuteRate,
+    TwitchEvent,
+    rerun_free_events,
+    rerun_free_rates,
+)
+from twitchwatch.processing.flags import (
     Flag,
     FlagError,
     FlagKind,
@@ -23,8 +29,8 @@ from processing.flags import (
     flags_for_display,
     histories,
 )
-from processing.localtime import day_end_ns, day_start_ns, to_ns
-from processing.store import EventQuery, EventStore
+from twitchwatch.processing.localtime import day_end_ns, day_start_ns, to_ns
+from twitchwatch.processing.store import EventQuery, EventStore
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from processing.flags import FlagRules
-from processing.journal import Factor
 from twitchwatch.config import ConfigError, load_settings
+from twitchwatch.processing.flags import FlagRules
+from twitchwatch.processing.journal import Factor
 
 
 @pytest.fixture(autouse=True)

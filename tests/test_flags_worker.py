@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from collector.mqtt import MqttTarget, parse_mqtt_url
-from processing.events import MinuteRate
-from processing.flags import FlagKind, FlagRules, FlagSet, flags_topic
-from processing.homeassistant import flag_state_topic, rate_messages, rate_state_topic
-from processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
-from processing.store.sqlite import SQLiteStore
-from processing.worker import FlagTask, HaDiscovery, Worker
 from tests.harness import free_port
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.cli import flag_task_from
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
 from twitchwatch.config import load_settings
+from twitchwatch.processing.events import MinuteRate
+from twitchwatch.processing.flags import FlagKind, FlagRules, FlagSet, flags_topic
+from twitchwatch.processing.homeassistant import flag_state_topic, rate_messages, rate_state_topic
+from twitchwatch.processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import FlagTask, HaDiscovery, Worker
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE

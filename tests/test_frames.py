@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.frames import (
+from twitchwatch.collector.frames import (
     HEADER_SIZE,
     Frame,
     FrameError,

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.mqtt import parse_mqtt_url
-from collector.synth import spec_for
-from processing.events import EventKind, TwitchEvent
-from processing.fusion import Fuser, FusionParams
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.synth import spec_for
+from twitchwatch.processing.events import EventKind, TwitchEvent
+from twitchwatch.processing.fusion import Fuser, FusionParams
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 MS = 1_000_000
 EMG = ("u", "band", "emg")

@@ -23,17 +23,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.frames import HEADER, Frame, SampleType, Unit, encode
-from collector.limits import RejectedError
-from collector.mqtt import MqttTarget
-from collector.recordings.model import RecordingError
-from collector.recordings.reader import RecordingReader, open_recording, readers
-from collector.status import DeviceStatus, StatusError, StreamInfo
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
 from tests.test_recording_formats import write as write_generated
+from twitchwatch.collector.frames import HEADER, Frame, SampleType, Unit, encode
+from twitchwatch.collector.limits import RejectedError
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.recordings.model import RecordingError
+from twitchwatch.collector.recordings.reader import RecordingReader, open_recording, readers
+from twitchwatch.collector.status import DeviceStatus, StatusError, StreamInfo
 from twitchwatch.config import ConfigError, load_device_file
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 T0 = 1_700_000_000_000_000_000
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -354,8 +354,8 @@ def test_the_environment_loads_or_raises_config_error(env: dict[str, str]) -> No
 
 def test_rejected_error_is_what_every_bad_message_raises() -> None:
     """FrameError, StatusError and TopicError are one family: the worker catches one type."""
-    from collector.frames import FrameError
-    from collector.topics import TopicError
+    from twitchwatch.collector.frames import FrameError
+    from twitchwatch.collector.topics import TopicError
 
     assert issubclass(FrameError, RejectedError)
     assert issubclass(StatusError, RejectedError)

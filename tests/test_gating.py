@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from processing.events import EventKind
-from processing.gating import GatedRun, GateStream, Judged, veto_what
-from processing.rest import GateParams
 from tests.test_motion import add_turn, rest
 from tests.test_recordings import add_potential
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.gating import GatedRun, GateStream, Judged, veto_what
+from twitchwatch.processing.rest import GateParams
 
 EMG_RATE, GYRO_RATE, SECONDS = 1000.0, 100.0, 40.0
 TWITCHES = (3.0, 6.0, 11.0, 14.5, 20.5, 26.0, 31.0, 36.0)  # s, on each EMG channel

@@ -16,17 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.frames import HEADER, Frame, SampleType, Unit, encode
-from collector.mqtt import MqttTarget, parse_mqtt_url
-from collector.status import DeviceStatus, StreamInfo
-from processing.events import EventKind, MinuteRate, TwitchEvent
-from processing.quarantine import Quarantine
-from processing.store import EventQuery, EventStore
-from processing.store.influx import InfluxStore
-from processing.worker import Worker
 from tests.harness.influx import InfluxServer
 from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.cli import main
+from twitchwatch.collector.frames import HEADER, Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.quarantine import Quarantine
+from twitchwatch.processing.store import EventQuery, EventStore
+from twitchwatch.processing.store.influx import InfluxStore
+from twitchwatch.processing.worker import Worker
 
 T0 = 1_700_000_000_000_000_000
 GOOD_DEVICE = "good"
@@ -88,7 +88,7 @@ HOSTILE: list[tuple[str, bytes, bool, str]] = [
 
 async def _reference_events(tmp_path: Path) -> list[TwitchEvent]:
     """What the good device alone gives: fed straight to a worker with its own SQLite store."""
-    from processing.store.sqlite import SQLiteStore
+    from twitchwatch.processing.store.sqlite import SQLiteStore
 
     with SQLiteStore(tmp_path / "reference.db") as store:
         worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u")
@@ -141,7 +141,7 @@ async def test_hostile_messages_are_counted_per_kind_and_the_good_device_stores_
     target = parse_mqtt_url(mosquitto.url)
     await _clear_retained(target)
     await _publish(target, [(f"twitchwatch/u/{t}", p, True) for t, p, r, _ in HOSTILE if r])
-    caplog.set_level(logging.WARNING, logger="processing.worker")
+    caplog.set_level(logging.WARNING, logger="twitchwatch.processing.worker")
     try:
         for run in range(2):  # the second run is the restart that used to crash-loop on the retained ones
             worker = Worker(target, store, user="u", client_id=f"hostile-{run}-{uuid.uuid4().hex[:6]}")
@@ -233,7 +233,7 @@ async def test_shutdown_is_bounded_and_keeps_what_the_store_did_not_take(
     influxdb.drop_database(influx_store.database)
     late = [_event("calf_left", T0 + (10 + i) * 10**9) for i in range(7)]
     worker._pending.extend(late)
-    caplog.set_level(logging.ERROR, logger="processing.worker")
+    caplog.set_level(logging.ERROR, logger="twitchwatch.processing.worker")
     await asyncio.wait_for(worker._flush(final=True), 60)  # a hang guard, not a speed assertion
     assert [e.row for e in quarantine.entries()] == late
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("shutdown:")]
@@ -255,7 +255,7 @@ async def test_shutdown_is_bounded_and_keeps_what_the_store_did_not_take(
 def test_the_10_mb_frame_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
     """The size check comes first: no 10-MB copy, no sample array (the memory figures are in
     docs/reliability.md)."""
-    from processing.store.sqlite import SQLiteStore
+    from twitchwatch.processing.store.sqlite import SQLiteStore
 
     with SQLiteStore(tmp_path / "w.db") as store:
         worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u")
@@ -272,7 +272,7 @@ def _stream_status(**stream: object) -> bytes:
 
 
 def test_status_limits_name_the_kind_and_the_key() -> None:
-    from collector.status import StatusError
+    from twitchwatch.collector.status import StatusError
 
     cases = [
         (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from processing.events import MINUTE_NS, MinuteRate
-from processing.journal import (
+from twitchwatch.processing.events import MINUTE_NS, MinuteRate
+from twitchwatch.processing.journal import (
     HOUR_NS,
     Factor,
     JournalEntry,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processing.events import EventKind
-from processing.motion import MotionDetection, MotionDetector, MotionParams
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.motion import MotionDetection, MotionDetector, MotionParams
 
 RATE = 100.0
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.frames import Frame, SampleType, Unit
-from collector.mqtt import parse_mqtt_url
-from collector.outbox import LivePublisher, Message, Outbox, Reconnect, opened
-from collector.status import DeviceStatus
 from tests.bumble_bleak.harness import wait_for
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.collector.frames import Frame, SampleType, Unit
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.outbox import LivePublisher, Message, Outbox, Reconnect, opened
+from twitchwatch.collector.status import DeviceStatus
 
 SECOND = 1_000_000_000
 
@@ -132,7 +132,7 @@ async def test_publishers_wait_for_the_broker_together_at_shutdown(
 
         task = asyncio.create_task(collect())
         await wait_for(lambda: all(p.frames_waiting == 1 for p in pubs), 30, "a frame waiting on each")
-        with caplog.at_level(logging.WARNING, logger="collector.outbox"):
+        with caplog.at_level(logging.WARNING, logger="twitchwatch.collector.outbox"):
             release.set()
             await wait_for(lambda: all(p.draining for p in pubs), 30, "all three draining at once")
             broker.restart()
@@ -157,7 +157,7 @@ async def test_a_drain_cut_short_says_what_is_lost(tmp_path: Path, caplog: pytes
             async with opened(pubs):
                 await _lose_the_broker(broker, pubs, frames_after=2)
 
-        with caplog.at_level(logging.ERROR, logger="collector.outbox"):
+        with caplog.at_level(logging.ERROR, logger="twitchwatch.collector.outbox"):
             task = asyncio.create_task(collect())
             await wait_for(lambda: all(p.draining for p in pubs), 60, "both draining")
             task.cancel()

@@ -37,8 +37,11 @@ import numpy.typing as npt
 import pyedflib
 import pytest
 
-from collector.mqtt import parse_mqtt_url
-from collector.recordings import (
+from tests.harness.mosquitto import MosquittoServer
+from tests.test_replay import until
+from twitchwatch.cli import main
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.recordings import (
     Annotation,
     Chunk,
     FormatPackageError,
@@ -50,20 +53,17 @@ from collector.recordings import (
     reader_class,
     readers,
 )
-from collector.recordings.formats.csv import CsvReader
-from collector.recordings.formats.edf import EdfReader, export_edf
-from collector.recordings.formats.session import SessionReader
-from collector.recordings.playback import ReplayError, ReplaySource, open_source
-from collector.recordings.reader import discover
-from collector.synth import Physiology, TruthEvent, generate
-from processing.events import EventKind, TwitchEvent
-from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
-from tests.harness.mosquitto import MosquittoServer
-from tests.test_replay import until
-from twitchwatch.cli import main
+from twitchwatch.collector.recordings.formats.csv import CsvReader
+from twitchwatch.collector.recordings.formats.edf import EdfReader, export_edf
+from twitchwatch.collector.recordings.formats.session import SessionReader
+from twitchwatch.collector.recordings.playback import ReplayError, ReplaySource, open_source
+from twitchwatch.collector.recordings.reader import discover
+from twitchwatch.collector.synth import Physiology, TruthEvent, generate
+from twitchwatch.processing.events import EventKind, TwitchEvent
+from twitchwatch.processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 FloatArray = npt.NDArray[np.float64]
 RATE = 1000.0
@@ -133,7 +133,7 @@ def _key(e: RecordingEvent) -> tuple[object, ...]:
 # ---- every format: write → read → replay and detect ---------------------------------------------------
 def test_the_scan_finds_every_format() -> None:
     assert {cls.__name__ for cls in FORMATS} >= {"EdfReader", "CsvReader", "SessionReader"}
-    assert all(cls.__module__.startswith("collector.recordings.formats.") for cls in FORMATS)
+    assert all(cls.__module__.startswith("twitchwatch.collector.recordings.formats.") for cls in FORMATS)
 
 
 @pytest.mark.parametrize("reader", FORMATS, ids=lambda cls: cls.__name__)
@@ -304,7 +304,7 @@ def test_a_new_format_is_one_module(package: Callable[[str, str], str], tmp_path
     name = package(
         "wav",
         """
-        from collector.recordings.formats.csv import CsvReader
+        from twitchwatch.collector.recordings.formats.csv import CsvReader
 
         class WavReader(CsvReader):
             EXTENSIONS = (".wavtest",)

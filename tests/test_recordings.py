@@ -19,7 +19,8 @@ import pyedflib
 import pytest
 import scipy.signal as sps
 
-from collector.recordings import (
+from tests.datafiles import RECORDINGS
+from twitchwatch.collector.recordings import (
     STANDARD_GRAVITY,
     Channel,
     Recording,
@@ -29,12 +30,11 @@ from collector.recordings import (
     open_recording,
     sanitise,
 )
-from collector.recordings.formats.csv import CsvReader
-from collector.recordings.formats.edf import EdfReader, check_edf_header
-from collector.recordings.formats.session import SessionReader
-from collector.topics import TopicError
-from processing.recordings import DetectionRun, Plan, plan_detection
-from tests.datafiles import RECORDINGS
+from twitchwatch.collector.recordings.formats.csv import CsvReader
+from twitchwatch.collector.recordings.formats.edf import EdfReader, check_edf_header
+from twitchwatch.collector.recordings.formats.session import SessionReader
+from twitchwatch.collector.topics import TopicError
+from twitchwatch.processing.recordings import DetectionRun, Plan, plan_detection
 
 FloatArray = npt.NDArray[np.float64]
 DATA = RECORDINGS

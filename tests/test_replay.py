@@ -33,24 +33,24 @@ import numpy as np
 import pyedflib
 import pytest
 
-from collector.frames import Frame, SampleType, Unit, decode, encode
-from collector.mqtt import MqttTarget, parse_mqtt_url
-from collector.record import Recorder, TruthError, read_truth
-from collector.recordings import STANDARD_GRAVITY, open_recording
-from collector.recordings.formats.edf import edf_start_ns
-from collector.recordings.formats.session import Session, SessionSource, SessionWriter
-from collector.recordings.playback import ReplayError, open_source
-from collector.replay import LOOP_PAUSE_NS, ReplayOptions, run_replay
-from collector.status import DeviceStatus, StreamInfo
-from processing.events import EventKind, TwitchEvent
-from processing.recordings import DetectionRun, plan_detection
-from processing.store import EventQuery
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
 from tests.harness.mosquitto import MosquittoServer
 from tests.test_recordings import Sig, biosppy_acc_g, biosppy_emg_uv, write_edf
 from tests.test_session import T0, write_demo_session
 from twitchwatch.cli import main
+from twitchwatch.collector.frames import Frame, SampleType, Unit, decode, encode
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
+from twitchwatch.collector.record import Recorder, TruthError, read_truth
+from twitchwatch.collector.recordings import STANDARD_GRAVITY, open_recording
+from twitchwatch.collector.recordings.formats.edf import edf_start_ns
+from twitchwatch.collector.recordings.formats.session import Session, SessionSource, SessionWriter
+from twitchwatch.collector.recordings.playback import ReplayError, open_source
+from twitchwatch.collector.replay import LOOP_PAUSE_NS, ReplayOptions, run_replay
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.processing.events import EventKind, TwitchEvent
+from twitchwatch.processing.recordings import DetectionRun, plan_detection
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 MUSCLES = ("calf_left", "calf_right")
 USER = "rec"

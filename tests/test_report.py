@@ -14,11 +14,11 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
-from processing.flags import FlagKind
-from processing.journal import Factor, JournalEntry
-from processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
-from processing.report import (
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.flags import FlagKind
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.localtime import day_end_ns, day_of, day_start_ns, to_ns
+from twitchwatch.processing.report import (
     NOTICE,
     Episode,
     Gap,
@@ -29,9 +29,9 @@ from processing.report import (
     render_csv,
     render_pdf,
 )
-from processing.report_render import body_position
-from processing.store import EventQuery, EventStore, QueryError
-from processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.report_render import body_position
+from twitchwatch.processing.store import EventQuery, EventStore, QueryError
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND

@@ -16,12 +16,12 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from processing.events import EventKind, MinuteRate, TwitchEvent
-from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
-from processing.journal import Factor, JournalEntry
-from processing.localtime import day_of, day_start_ns, to_ns
-from processing.store.sqlite import SQLiteStore
 from twitchwatch.cli import main
+from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.localtime import day_of, day_start_ns, to_ns
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 MINUTE = 60_000_000_000
 HOUR = 60 * MINUTE

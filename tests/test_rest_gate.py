@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import synth
-from processing.detector import StreamingDetector
-from processing.events import EventKind, TwitchEvent
-from processing.rest import GateParams, RestGate, scopes_of
-from processing.rest_streams import RestStreams
+from twitchwatch.collector import synth
+from twitchwatch.processing.detector import StreamingDetector
+from twitchwatch.processing.events import EventKind, TwitchEvent
+from twitchwatch.processing.rest import GateParams, RestGate, scopes_of
+from twitchwatch.processing.rest_streams import RestStreams
 
 S = 1_000_000_000
 EMG = ("me", "dev1", "emg")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard import bodymap
-from processing.segments import PARTS, SEGMENTS, segment_of
+from twitchwatch.dashboard import bodymap
+from twitchwatch.processing.segments import PARTS, SEGMENTS, segment_of
 
 
 @pytest.mark.parametrize(

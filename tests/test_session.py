@@ -16,19 +16,19 @@ import numpy.typing as npt
 import pyedflib
 import pytest
 
-from collector.frames import Frame, SampleType, Unit
-from collector.recordings import Annotation, open_recording
-from collector.recordings.formats.edf import edf_start_ns, export_edf
-from collector.recordings.formats.session import (
+from twitchwatch.cli import main
+from twitchwatch.collector.frames import Frame, SampleType, Unit
+from twitchwatch.collector.recordings import Annotation, open_recording
+from twitchwatch.collector.recordings.formats.edf import edf_start_ns, export_edf
+from twitchwatch.collector.recordings.formats.session import (
     FORMAT_VERSION,
     TIME_TOLERANCE_NS,
     Session,
     SessionError,
     SessionWriter,
 )
-from collector.status import DeviceStatus, StreamInfo
-from processing.recordings import plan_detection
-from twitchwatch.cli import main
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.processing.recordings import plan_detection
 
 T0 = 1_700_000_000_123_456_789  # device time of the first EMG sample (ns since the epoch)
 EMG_PERIOD = 50_000_000  # 50 samples at 1 kHz

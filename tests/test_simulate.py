@@ -7,8 +7,14 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from collector.simulate import SimulationError, SimulationPlan, WearWindow, parse_duration, parse_start
-from collector.synth import MIN_SPACING_S, MuscleSegment, spec_for
+from twitchwatch.collector.simulate import (
+    SimulationError,
+    SimulationPlan,
+    WearWindow,
+    parse_duration,
+    parse_start,
+)
+from twitchwatch.collector.synth import MIN_SPACING_S, MuscleSegment, spec_for
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from processing.events import EventKind, MinuteRate, Source, TwitchEvent
-from processing.flags import Flag, FlagKind, FlagSet
-from processing.journal import Factor, JournalEntry
-from processing.store import (
+from tests.harness import free_port
+from tests.harness.influx import InfluxServer
+from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.flags import Flag, FlagKind, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store import (
     EventQuery,
     EventStore,
     HourCount,
@@ -30,7 +32,7 @@ from processing.store import (
     open_store,
     parse_store_url,
 )
-from processing.store.influx import (
+from twitchwatch.processing.store.influx import (
     Dialect,
     InfluxStore,
     dialect_for_version,
@@ -38,9 +40,7 @@ from processing.store.influx import (
     quote_field_string,
     quote_literal,
 )
-from processing.store.sqlite import SQLiteStore
-from tests.harness import free_port
-from tests.harness.influx import InfluxServer
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 HOUR = 3_600_000_000_000
 MINUTE = 60_000_000_000

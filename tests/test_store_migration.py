@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from processing.events import EventKind, MinuteRate, RestTally, muscle_minutes
-from processing.journal import Factor
-from processing.store import EventQuery, EventStore
-from processing.store.influx import InfluxStore, Line
-from processing.store.sqlite import SQLiteStore
 from tests.harness.influx import InfluxServer
+from twitchwatch.processing.events import EventKind, MinuteRate, RestTally, muscle_minutes
+from twitchwatch.processing.journal import Factor
+from twitchwatch.processing.store import EventQuery, EventStore
+from twitchwatch.processing.store.influx import InfluxStore, Line
+from twitchwatch.processing.store.sqlite import SQLiteStore
 
 DATA = Path(__file__).with_name("data")
 T0 = 1_700_000_040_000_000_000  # the old store's first minute

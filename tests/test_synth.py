@@ -9,7 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from collector.synth import (
+from tests.datafiles import RECORDINGS
+from twitchwatch.collector.synth import (
     LEAD_S,
     MIN_SPACING_S,
     REST_MARGIN_S,
@@ -21,7 +22,6 @@ from collector.synth import (
     inject,
     noise_level,
 )
-from tests.datafiles import RECORDINGS
 
 QUIET = Physiology(fasciculation=0, myoclonic_jerk=0, sustained=0, artifact=0)
 ONLY_FASC = Physiology(fasciculation=30, myoclonic_jerk=0, sustained=0, artifact=0)

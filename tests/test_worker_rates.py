@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from processing.events import MINUTE_NS, MinuteRate, Source
-from processing.worker import RATE_GRACE_NS, RateBook
+from twitchwatch.processing.events import MINUTE_NS, MinuteRate, Source
+from twitchwatch.processing.worker import RATE_GRACE_NS, RateBook
 
 KEY: tuple[str, str, str, Source] = ("u", "calf_left", "dev", "live")
 T0 = 1_700_000_040 * 10**9  # a minute boundary

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from collector import synth
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.mqtt import MqttTarget, parse_mqtt_url
-from collector.status import DeviceStatus, StreamInfo
-from processing.events import TWITCH_KINDS, EventKind, TwitchEvent
-from processing.rest import GateParams
-from processing.store import EventQuery, EventStore
-from processing.worker import Worker
 from tests.harness.mosquitto import MosquittoServer
+from twitchwatch.collector import synth
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, TwitchEvent
+from twitchwatch.processing.rest import GateParams
+from twitchwatch.processing.store import EventQuery, EventStore
+from twitchwatch.processing.worker import Worker
 
 pytestmark = pytest.mark.mosquitto
 

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.frames import Frame, SampleType, Unit, encode
-from collector.mqtt import MqttTarget
-from collector.status import DeviceStatus, StreamInfo
-from processing.events import EventKind
-from processing.store import EventQuery
-from processing.store.influx import InfluxStore
-from processing.store.sqlite import SQLiteStore
-from processing.worker import Worker
 from tests.harness import ServiceMissing, unavailable
 from tests.harness.influx import InfluxServer
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.influx import InfluxStore
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 T0 = 1_700_000_000_000_000_000
 RAW = "twitchwatch/u/dev/raw/emg"
@@ -209,7 +209,7 @@ async def test_a_worker_stopped_without_waiting_says_what_it_had_not_stored(
     assert worker._pending  # detected, not yet written (the writer waits an hour)
     task = asyncio.create_task(worker.run())
     await asyncio.sleep(0.05)  # running: its MQTT loop retries an unreachable broker
-    with caplog.at_level(logging.ERROR, logger="processing.worker"):
+    with caplog.at_level(logging.ERROR, logger="twitchwatch.processing.worker"):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

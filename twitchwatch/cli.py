@@ -19,9 +19,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from collector.publisher import PublishError
-from collector.recordings import MAX_CHUNK_S, open_recording
-from collector.simulate import (
+from twitchwatch import data_cli, person_cli, quarantine_cli
+from twitchwatch.collector.publisher import PublishError
+from twitchwatch.collector.recordings import MAX_CHUNK_S, open_recording
+from twitchwatch.collector.simulate import (
     SimulationError,
     SimulationPlan,
     WearWindow,
@@ -30,13 +31,7 @@ from collector.simulate import (
     run_simulation,
     truth_file,
 )
-from collector.synth import TruthEvent
-from processing.events import EventKind
-from processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
-from processing.segments import segment_of
-from processing.store import EventQuery, EventStore, StoreError, StoreUrlError, open_store, parse_store_url
-from processing.worker import FlagTask, HaDiscovery, Worker
-from twitchwatch import data_cli, person_cli, quarantine_cli
+from twitchwatch.collector.synth import TruthEvent
 from twitchwatch.config import (
     ConfigError,
     DeviceMap,
@@ -45,10 +40,22 @@ from twitchwatch.config import (
     load_device_file,
     load_settings,
 )
+from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.recordings import DetectionRun, Plan, RecordingEvent, plan_detection
+from twitchwatch.processing.segments import segment_of
+from twitchwatch.processing.store import (
+    EventQuery,
+    EventStore,
+    StoreError,
+    StoreUrlError,
+    open_store,
+    parse_store_url,
+)
+from twitchwatch.processing.worker import FlagTask, HaDiscovery, Worker
 from twitchwatch.timeargs import parse_when
 
 if TYPE_CHECKING:
-    from collector.emulate.motion import Movement
+    from twitchwatch.collector.emulate.motion import Movement
 
 log = logging.getLogger("twitchwatch")
 T = TypeVar("T")
@@ -386,7 +393,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def parse_movement(text: str | None) -> Movement:
     """``walking=0.5,posture=1,jerks=0.2`` (events per minute) → ``Movement``; None → a still wearer."""
-    from collector.emulate.motion import Movement
+    from twitchwatch.collector.emulate.motion import Movement
 
     if not text:
         return Movement()
@@ -410,9 +417,9 @@ def parse_movement(text: str | None) -> Movement:
 
 
 def cmd_simulate_ble(args: argparse.Namespace) -> int:
-    from collector.emulate.run import BleSimulation, run_ble_simulation
-    from collector.emulate.source import RecordingSources
-    from collector.recordings.playback import open_source
+    from twitchwatch.collector.emulate.run import BleSimulation, run_ble_simulation
+    from twitchwatch.collector.emulate.source import RecordingSources
+    from twitchwatch.collector.recordings.playback import open_source
 
     speed = _positive_float(args.speed, "--speed") if args.speed != "max" else None
     if speed is None:
@@ -779,7 +786,7 @@ def _segment_words(device: DeviceMap) -> str:
 
 # ---- devices ---------------------------------------------------------------------------------------
 def cmd_devices(args: argparse.Namespace) -> int:
-    from collector import devices
+    from twitchwatch.collector import devices
 
     if args.devices_command == "scan":
         return cmd_devices_scan(args)
@@ -795,7 +802,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_devices_scan(args: argparse.Namespace) -> int:
     from bleak.exc import BleakError
 
-    from collector.ble.scan import render_nearby, scan_nearby
+    from twitchwatch.collector.ble.scan import render_nearby, scan_nearby
 
     if not args.timeout > 0:
         raise CliError("--timeout: seconds to scan, > 0")
@@ -813,7 +820,7 @@ def cmd_devices_scan(args: argparse.Namespace) -> int:
 
 # ---- collect ---------------------------------------------------------------------------------------
 def cmd_collect(args: argparse.Namespace) -> int:
-    from collector.ble.runtime import Collector
+    from twitchwatch.collector.ble.runtime import Collector
 
     settings = load_settings()
     targets, timing = settings.device_file().collect_plan(args.device)
@@ -873,8 +880,8 @@ def _add_record(sub: Any) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from collector.record import Recorder, RecordError, TruthError, read_truth, select_truth
-    from collector.recordings.formats.session import SessionWriter
+    from twitchwatch.collector.record import Recorder, RecordError, TruthError, read_truth, select_truth
+    from twitchwatch.collector.recordings.formats.session import SessionWriter
 
     settings = load_settings()
     duration = parse_duration(args.duration) if args.duration else None
@@ -983,7 +990,7 @@ def _add_export(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from collector.recordings.formats.edf import export_edf
+    from twitchwatch.collector.recordings.formats.edf import export_edf
 
     with open_recording(args.session, rate=args.rate) as reader:
         result = export_edf(reader, args.edf)
@@ -1052,8 +1059,8 @@ def _start_seconds(text: str) -> float:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from collector.recordings.playback import open_source
-    from collector.replay import ReplayOptions, run_replay
+    from twitchwatch.collector.recordings.playback import open_source
+    from twitchwatch.collector.replay import ReplayOptions, run_replay
 
     settings = load_settings()
     speed = None if args.speed == "max" else _positive_float(args.speed, "--speed")

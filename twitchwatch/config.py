@@ -78,14 +78,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from collector.ble.target import DeviceTarget, Timing
-from collector.devices import DeviceProfile
-from collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
-from collector.topics import TopicError, check_segment
-from processing.flags import FlagRules
-from processing.journal import DEFAULT_WINDOW_NS, HOUR_NS, Factor
-from processing.segments import SEGMENTS
-from processing.store import InfluxAuth, StoreUrlError, parse_store_url
+from twitchwatch.collector.ble.target import DeviceTarget, Timing
+from twitchwatch.collector.devices import DeviceProfile
+from twitchwatch.collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
+from twitchwatch.collector.topics import TopicError, check_segment
+from twitchwatch.processing.flags import FlagRules
+from twitchwatch.processing.journal import DEFAULT_WINDOW_NS, HOUR_NS, Factor
+from twitchwatch.processing.segments import SEGMENTS
+from twitchwatch.processing.store import InfluxAuth, StoreUrlError, parse_store_url
 
 
 def default_data_dir() -> Path:
@@ -258,7 +258,7 @@ class DeviceMap(_Strict):
             if self.settings:
                 raise ValueError("'settings' belong to a device profile; 'sim' devices take none")
             return self
-        from collector.devices import ParamError, UnknownProfile, get_profile
+        from twitchwatch.collector.devices import ParamError, UnknownProfile, get_profile
 
         try:
             profile = get_profile(self.profile)
@@ -323,7 +323,7 @@ class DeviceFile(_Strict):
 
     def collect_plan(self, only: Sequence[str] | None = None) -> tuple[list[DeviceTarget], Timing]:
         """The BLE devices ``twitchwatch collect`` streams (all non-``sim`` ones, or those named)."""
-        from collector.devices import get_profile
+        from twitchwatch.collector.devices import get_profile
 
         ble = {name: dev for name, dev in self.devices.items() if dev.profile != "sim"}
         unknown = sorted(set(only or ()) - set(ble))

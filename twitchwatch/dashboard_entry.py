@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from collector.mqtt import MqttTarget
-from dashboard import app, login
-from dashboard.livefeed import LiveFeed
-from processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
-from processing.report import ReportData, build_report
-from processing.store import EventStore, InfluxAuth, StoreError, open_store
+from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.config import ConfigError, Settings, load_settings
+from twitchwatch.dashboard import app, login
+from twitchwatch.dashboard.livefeed import LiveFeed
 from twitchwatch.person_cli import flag_display_args, report_args
+from twitchwatch.processing.flags import FlagRules, FlagSet, compute_flag_set, flags_for_display
+from twitchwatch.processing.report import ReportData, build_report
+from twitchwatch.processing.store import EventStore, InfluxAuth, StoreError, open_store
 
 
 def _close(store: EventStore) -> None:

@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from processing.archive import (
+from twitchwatch import __version__
+from twitchwatch.config import Settings, load_settings
+from twitchwatch.processing.archive import (
     DEVICE_MAP,
     EVENTS,
     FELT,
@@ -23,9 +25,7 @@ from processing.archive import (
     export_archive,
     load_archive,
 )
-from processing.store import EventStore, StoreError, open_store
-from twitchwatch import __version__
-from twitchwatch.config import Settings, load_settings
+from twitchwatch.processing.store import EventStore, StoreError, open_store
 from twitchwatch.progress import Progress
 
 

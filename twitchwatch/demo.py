@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 
 from amqtt.broker import Broker
 
-from collector.mqtt import MqttTarget
-from collector.simulate import SimulationPlan, run_simulation
-from processing.store import open_store
-from processing.worker import Worker
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.simulate import SimulationPlan, run_simulation
 from twitchwatch.config import Settings
+from twitchwatch.processing.store import open_store
+from twitchwatch.processing.worker import Worker
 
 log = logging.getLogger(__name__)
 DEMO_MUSCLES = ("calf_left", "calf_right")

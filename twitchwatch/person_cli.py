@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from collector.topics import TopicError, check_segment
-from processing.flags import RATES_WORDS, FlagSet, flags_for_display
-from processing.journal import Factor, JournalEntry, parse_factor
-from processing.localtime import local_datetime, to_ns, zone_name
-from processing.store import EventStore, open_store
+from twitchwatch.collector.topics import TopicError, check_segment
 from twitchwatch.config import Settings, load_settings
+from twitchwatch.processing.flags import RATES_WORDS, FlagSet, flags_for_display
+from twitchwatch.processing.journal import Factor, JournalEntry, parse_factor
+from twitchwatch.processing.localtime import local_datetime, to_ns, zone_name
+from twitchwatch.processing.store import EventStore, open_store
 from twitchwatch.timeargs import parse_when
 
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
@@ -238,7 +238,7 @@ def cmd_felt(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     err = sys.stderr
-    from processing.report import build_report, render_csv, render_pdf
+    from twitchwatch.processing.report import build_report, render_csv, render_pdf
 
     if args.pdf is None and args.csv is None:
         raise PersonCliError("say where to write the report: --pdf OUT.pdf and/or --csv OUT.csv")

@@ -10,10 +10,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from processing.events import TwitchEvent
-from processing.quarantine import FILE_NAME, Entry, Quarantine, QuarantineError
-from processing.store import EventStore, StoreError, StoreRejected, open_store
 from twitchwatch.config import Settings, load_settings
+from twitchwatch.processing.events import TwitchEvent
+from twitchwatch.processing.quarantine import FILE_NAME, Entry, Quarantine, QuarantineError
+from twitchwatch.processing.store import EventStore, StoreError, StoreRejected, open_store
 
 
 def quarantine_of(settings: Settings) -> Quarantine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from collector.simulate import SimulationError, parse_duration, parse_iso_time
+from twitchwatch.collector.simulate import SimulationError, parse_duration, parse_iso_time
 
 
 def parse_when(text: str, now: dt.datetime, option: str) -> dt.datetime:

@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Final
 
-from collector.devices import Chunk, DeviceProfile
-from collector.frames import MAX_SEQUENCE, Frame
+from twitchwatch.collector.devices import Chunk, DeviceProfile
+from twitchwatch.collector.frames import MAX_SEQUENCE, Frame
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,15 @@ from typing import Any, TypeVar
 
 from bleak.exc import BleakError
 
-from collector.ble.errors import DeviceStepError, Disconnected
-from collector.ble.framing import Framer
-from collector.ble.scan import find
-from collector.ble.session import Events, Session, SessionStats
-from collector.ble.target import BleBackend, DeviceTarget, Timing
-from collector.frames import Frame
-from collector.mqtt import MqttTarget
-from collector.outbox import LivePublisher, opened
-from collector.status import DeviceStatus, StreamInfo
+from twitchwatch.collector.ble.errors import DeviceStepError, Disconnected
+from twitchwatch.collector.ble.framing import Framer
+from twitchwatch.collector.ble.scan import find
+from twitchwatch.collector.ble.session import Events, Session, SessionStats
+from twitchwatch.collector.ble.target import BleBackend, DeviceTarget, Timing
+from twitchwatch.collector.frames import Frame
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.outbox import LivePublisher, opened
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -11,8 +11,8 @@ from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from collector.ble.target import BleBackend, DeviceTarget
-from collector.devices import DeviceProfile, profiles
+from twitchwatch.collector.ble.target import BleBackend, DeviceTarget
+from twitchwatch.collector.devices import DeviceProfile, profiles
 
 
 @dataclass(frozen=True)

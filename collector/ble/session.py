@@ -22,12 +22,12 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 from bleak_retry_connector import establish_connection
 
-from collector.ble.errors import DeviceStepError, Disconnected
-from collector.ble.framing import Framer
-from collector.ble.target import BleBackend, DeviceTarget, Timing
-from collector.devices import ControlError, Decoder, NotificationError, Plan
-from collector.frames import Frame
-from collector.ratelog import RateLimitedLog
+from twitchwatch.collector.ble.errors import DeviceStepError, Disconnected
+from twitchwatch.collector.ble.framing import Framer
+from twitchwatch.collector.ble.target import BleBackend, DeviceTarget, Timing
+from twitchwatch.collector.devices import ControlError, Decoder, NotificationError, Plan
+from twitchwatch.collector.frames import Frame
+from twitchwatch.collector.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
-from collector.devices import DeviceProfile
-from collector.topics import check_segment
+from twitchwatch.collector.devices import DeviceProfile
+from twitchwatch.collector.topics import check_segment
 
 
 def _no_muscle(_stream: str, _channel: int) -> str | None:

@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from collector.frames import SampleType, Unit
+from twitchwatch.collector.frames import SampleType, Unit
 
 __all__ = [
     "Chunk",

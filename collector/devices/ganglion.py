@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
-from collector.devices import (
+from twitchwatch.collector.devices import (
     Chunk,
     Decoder,
     DeviceProfile,
@@ -61,7 +61,7 @@ from collector.devices import (
     need,
     validate_model,
 )
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 SERVICE: Final = "0000fe84-0000-1000-8000-00805f9b34fb"
 RECEIVE: Final = "2d30c082-f39f-4ce6-923f-3484ea480596"  # notify: data from the board

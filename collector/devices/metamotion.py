@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 
-from collector.devices import (
+from twitchwatch.collector.devices import (
     Chunk,
     Decoder,
     DeviceProfile,
@@ -48,7 +48,7 @@ from collector.devices import (
     need,
     validate_model,
 )
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 SERVICE: Final = "326a9000-85cb-9195-d9dd-464cfbbae75a"
 COMMAND: Final = "326a9001-85cb-9195-d9dd-464cfbbae75a"  # write

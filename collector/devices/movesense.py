@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 
-from collector.devices import (
+from twitchwatch.collector.devices import (
     Chunk,
     Decoder,
     DeviceProfile,
@@ -44,7 +44,7 @@ from collector.devices import (
     need,
     uniform_times,
 )
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 SERVICE: Final = "34802252-7185-4d5d-b431-630e7050e8f0"
 WRITE: Final = "34800001-7185-4d5d-b431-630e7050e8f0"

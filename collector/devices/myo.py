@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Final, Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from collector.devices import (
+from twitchwatch.collector.devices import (
     Chunk,
     Decoder,
     DeviceProfile,
@@ -39,7 +39,7 @@ from collector.devices import (
     need,
     validate_model,
 )
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 
 def _uuid(short: int) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from collector.devices import (
+from twitchwatch.collector.devices import (
     Chunk,
     ControlError,
     Decoder,
@@ -47,7 +47,7 @@ from collector.devices import (
     need,
     uniform_times,
 )
-from collector.frames import SampleType, Unit
+from twitchwatch.collector.frames import SampleType, Unit
 
 SERVICE: Final = "2ea10001-c8c6-4f65-b0fd-1e2a1953559d"
 CONTROL_POINT: Final = "2ea10002-c8c6-4f65-b0fd-1e2a1953559d"  # write with response, indicate

@@ -52,7 +52,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector.devices import (
+from twitchwatch.collector.devices import (
     Chunk,
     ControlError,
     Decoder,
@@ -67,7 +67,7 @@ from collector.devices import (
     need,
     validate_model,
 )
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 PMD_SERVICE: Final = "fb005c80-02e7-f387-1cad-8acd2d8df0c8"
 # Polar sensors advertise the Heart Rate service and Polar Electro's company id rather than PMD.

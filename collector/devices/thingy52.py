@@ -35,7 +35,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from pydantic import Field
 
-from collector.devices import (
+from twitchwatch.collector.devices import (
     Chunk,
     Decoder,
     DeviceProfile,
@@ -47,7 +47,7 @@ from collector.devices import (
     StatelessDecoder,
     StreamSpec,
 )
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 
 def _uuid(short: int) -> str:

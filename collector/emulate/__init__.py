@@ -2,8 +2,8 @@
 
 Public API (stable; extended only by keyword arguments with defaults)::
 
-    from collector.emulate import EmulatedDevice, emulate, emulated_profiles
-    from collector.emulate.link import VirtualLink, RadioHub, open_hci_device
+    from twitchwatch.collector.emulate import EmulatedDevice, emulate, emulated_profiles
+    from twitchwatch.collector.emulate.link import VirtualLink, RadioHub, open_hci_device
 
     async with VirtualLink() as link:
         async with await emulate("polar-h10", link, muscles=("calf_left",), rate_per_min=10.0,
@@ -49,11 +49,23 @@ from typing import Self
 
 from bumble.device import Device
 
-from collector.emulate.link import HciDevice, LinkError, VirtualLink, open_hci_device, random_static_address
-from collector.emulate.motion import MotionTimeline, Movement
-from collector.emulate.peripheral import EmulationOptions, Peripheral, SourceFactory
-from collector.emulate.source import EmulationError, MovingAccSource, SampleSource, SynthSource, motion_source
-from collector.synth import Signal, TruthEvent
+from twitchwatch.collector.emulate.link import (
+    HciDevice,
+    LinkError,
+    VirtualLink,
+    open_hci_device,
+    random_static_address,
+)
+from twitchwatch.collector.emulate.motion import MotionTimeline, Movement
+from twitchwatch.collector.emulate.peripheral import EmulationOptions, Peripheral, SourceFactory
+from twitchwatch.collector.emulate.source import (
+    EmulationError,
+    MovingAccSource,
+    SampleSource,
+    SynthSource,
+    motion_source,
+)
+from twitchwatch.collector.synth import Signal, TruthEvent
 
 __all__ = [
     "EmulatedDevice",
@@ -73,7 +85,7 @@ def emulated_profiles() -> Mapping[str, type[Peripheral]]:
     """Every emulated device by profile name (found by scanning ``collector.emulate.devices``)."""
     global _registry
     if _registry is None:
-        package = importlib.import_module("collector.emulate.devices")
+        package = importlib.import_module("twitchwatch.collector.emulate.devices")
         found: dict[str, type[Peripheral]] = {}
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
             module = importlib.import_module(f"{package.__name__}.{info.name}")

@@ -33,7 +33,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from collector.synth import TruthEvent
+from twitchwatch.collector.synth import TruthEvent
 
 FloatArray = npt.NDArray[np.float64]
 Kind = Literal["posture", "walking", "jerk"]

@@ -24,9 +24,9 @@ from typing import Any, ClassVar, Final
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
-from collector.emulate.motion import Movement
-from collector.emulate.source import CombinedSource, SampleSource
-from collector.synth import TruthEvent
+from twitchwatch.collector.emulate.motion import Movement
+from twitchwatch.collector.emulate.source import CombinedSource, SampleSource
+from twitchwatch.collector.synth import TruthEvent
 
 log = logging.getLogger(__name__)
 

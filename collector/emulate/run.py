@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from collector.emulate import emulate
-from collector.emulate.link import LinkError, ServedController, VirtualLink, serve_hci
-from collector.emulate.motion import Movement
-from collector.emulate.peripheral import SourceFactory
-from collector.emulate.source import EmulationError
-from collector.synth import TruthEvent
+from twitchwatch.collector.emulate import emulate
+from twitchwatch.collector.emulate.link import LinkError, ServedController, VirtualLink, serve_hci
+from twitchwatch.collector.emulate.motion import Movement
+from twitchwatch.collector.emulate.peripheral import SourceFactory
+from twitchwatch.collector.emulate.source import EmulationError
+from twitchwatch.collector.synth import TruthEvent
 
 
 @dataclass(frozen=True)

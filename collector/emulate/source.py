@@ -21,10 +21,10 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from collector.emulate.motion import MotionTimeline
-from collector.frames import Unit
-from collector.recordings.playback import ReplaySource
-from collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
+from twitchwatch.collector.emulate.motion import MotionTimeline
+from twitchwatch.collector.frames import Unit
+from twitchwatch.collector.recordings.playback import ReplaySource
+from twitchwatch.collector.synth import MuscleSegment, Signal, TruthEvent, spec_for
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@
 and replaying produce and consume recordings, so they live in ``collector/`` and processing imports them.
 """
 
-from collector.recordings.model import (
+from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     KINDS,
     MAX_CHUNK_S,
@@ -32,7 +32,7 @@ from collector.recordings.model import (
     infer_channel,
     sanitise,
 )
-from collector.recordings.reader import (
+from twitchwatch.collector.recordings.reader import (
     FormatPackageError,
     RecordingReader,
     UnknownFormat,

@@ -28,7 +28,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 FloatArray = npt.NDArray[np.float64]
 StreamKind = Literal["emg", "acc", "gyro", "orientation"]

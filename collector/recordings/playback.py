@@ -23,11 +23,11 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from collector.frames import MAX_SEQUENCE, Frame, SampleType, Unit
-from collector.recordings.model import DEFAULT_CHUNK_S, KINDS, Chunk, RecordingError, sanitise
-from collector.recordings.reader import RecordingReader, UnknownFormat, open_recording
-from collector.status import StreamInfo
-from collector.topics import TopicError, check_segment
+from twitchwatch.collector.frames import MAX_SEQUENCE, Frame, SampleType, Unit
+from twitchwatch.collector.recordings.model import DEFAULT_CHUNK_S, KINDS, Chunk, RecordingError, sanitise
+from twitchwatch.collector.recordings.reader import RecordingReader, UnknownFormat, open_recording
+from twitchwatch.collector.status import StreamInfo
+from twitchwatch.collector.topics import TopicError, check_segment
 
 log = logging.getLogger(__name__)
 

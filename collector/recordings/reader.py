@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 import numpy as np
 
-from collector.recordings.model import (
+from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     Annotation,
     Chunk,
@@ -40,9 +40,9 @@ from collector.recordings.model import (
 )
 
 if TYPE_CHECKING:
-    from collector.recordings.playback import ReplaySource
+    from twitchwatch.collector.recordings.playback import ReplaySource
 
-FORMATS_PACKAGE: Final = "collector.recordings.formats"
+FORMATS_PACKAGE: Final = "twitchwatch.collector.recordings.formats"
 HEAD_BYTES: Final = 65536  # what content detection looks at
 
 

@@ -1,7 +1,7 @@
 """History page script, run by ``st.navigation`` (see ``dashboard.app.pages``)."""
 
-from dashboard.app import context
-from dashboard.history_view import render
+from twitchwatch.dashboard.app import context
+from twitchwatch.dashboard.history_view import render
 
 ctx = context()
 if ctx is not None:

@@ -1,6 +1,6 @@
 """Overview page script, run by ``st.navigation`` (see ``dashboard.app.pages``)."""
 
-from dashboard.app import context, render_overview
+from twitchwatch.dashboard.app import context, render_overview
 
 ctx = context()
 if ctx is not None:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from processing.store.base import EventQuery, EventStore, HourCount, QueryError, StoreError, StoreRejected
+from twitchwatch.processing.store.base import (
+    EventQuery,
+    EventStore,
+    HourCount,
+    QueryError,
+    StoreError,
+    StoreRejected,
+)
 
 __all__ = [
     "EventQuery",
@@ -88,9 +95,9 @@ def open_store(url: str, auth: InfluxAuth | None = None, *, create: bool = False
     before the first write, so that commands that only read never create one."""
     spec = parse_store_url(url)
     if isinstance(spec, SQLiteSpec):
-        from processing.store.sqlite import SQLiteStore
+        from twitchwatch.processing.store.sqlite import SQLiteStore
 
         return SQLiteStore(spec.path)
-    from processing.store.influx import InfluxStore
+    from twitchwatch.processing.store.influx import InfluxStore
 
     return InfluxStore(spec.base_url, spec.database, auth or InfluxAuth(), create=create)

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from processing.events import EventKind, MinuteRate, Source, TwitchEvent
-from processing.flags import FlagSet
-from processing.journal import JournalEntry
-from processing.localtime import HOUR_NS
+from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.flags import FlagSet
+from twitchwatch.processing.journal import JournalEntry
+from twitchwatch.processing.localtime import HOUR_NS
 
 
 class StoreError(RuntimeError):

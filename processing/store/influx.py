@@ -33,11 +33,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from processing.events import SOURCES, TWITCH_KINDS, EventKind, MinuteRate, Source, TwitchEvent
-from processing.flags import FlagError, FlagSet
-from processing.journal import Factor, JournalEntry
-from processing.store import InfluxAuth
-from processing.store.base import (
+from twitchwatch.processing.events import SOURCES, TWITCH_KINDS, EventKind, MinuteRate, Source, TwitchEvent
+from twitchwatch.processing.flags import FlagError, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.store import InfluxAuth
+from twitchwatch.processing.store.base import (
     EventQuery,
     EventStore,
     HourCount,

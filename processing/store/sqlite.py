@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
-from processing.flags import FlagError, FlagSet
-from processing.journal import Factor, JournalEntry
-from processing.localtime import HOUR_NS
-from processing.store.base import (
+from twitchwatch.processing.events import TWITCH_KINDS, EventKind, MinuteRate, TwitchEvent
+from twitchwatch.processing.flags import FlagError, FlagSet
+from twitchwatch.processing.journal import Factor, JournalEntry
+from twitchwatch.processing.localtime import HOUR_NS
+from twitchwatch.processing.store.base import (
     EventQuery,
     EventStore,
     HourCount,

@@ -7,9 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from collector.ble.target import BleBackend, Timing
-from collector.emulate.link import VirtualLink
 from tests.bumble_bleak import bumble_backend
+from twitchwatch.collector.ble.target import BleBackend, Timing
+from twitchwatch.collector.emulate.link import VirtualLink
 
 # Short timeouts and backoff so failures and reconnects happen within a test; still generous for a
 # loaded 2-core machine (nothing here asserts on time).

@@ -14,10 +14,10 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.mqtt import parse_mqtt_url
-from processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from tests.harness import free_port
+from twitchwatch.collector.mqtt import parse_mqtt_url
 from twitchwatch.dashboard_launch import dashboard_command
+from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchEvent
 
 NS = 1_000_000_000
 USER = "me"

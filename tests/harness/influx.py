@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from processing.store import InfluxAuth
 from tests.harness import free_port, require_binary
+from twitchwatch.processing.store import InfluxAuth
 
 
 def _config(workdir: Path, http_port: int, rpc_port: int) -> str:

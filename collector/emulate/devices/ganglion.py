@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from bumble.gatt import Characteristic, Service
 
-from collector.devices.ganglion import (
+from twitchwatch.collector.devices.ganglion import (
     DISCONNECT,
     PACKET_SIZE,
     RECEIVE,
@@ -38,7 +38,7 @@ from collector.devices.ganglion import (
     START_STREAMING,
     STOP_STREAMING,
 )
-from collector.emulate.peripheral import (
+from twitchwatch.collector.emulate.peripheral import (
     AD_COMPLETE_16,
     AD_COMPLETE_NAME,
     AD_FLAGS,

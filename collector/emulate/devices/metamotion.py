@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from bumble.gatt import Characteristic, Service
 
-from collector.devices.metamotion import (
+from twitchwatch.collector.devices.metamotion import (
     COMMAND,
     GYRO_DATA_REGISTER,
     GYRO_ODR_CODE,
@@ -48,7 +48,7 @@ from collector.devices.metamotion import (
     REG_SAMPLING,
     SERVICE,
 )
-from collector.emulate.peripheral import (
+from twitchwatch.collector.emulate.peripheral import (
     AD_COMPLETE_128,
     AD_COMPLETE_NAME,
     AD_FLAGS,

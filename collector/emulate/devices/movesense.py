@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from bumble.gatt import Characteristic, Service
 
-from collector.devices.movesense import (
+from twitchwatch.collector.devices.movesense import (
     COMMAND_RESULT,
     DATA,
     HELLO,
@@ -37,7 +37,7 @@ from collector.devices.movesense import (
     WRITE,
     Rate,
 )
-from collector.emulate.peripheral import (
+from twitchwatch.collector.emulate.peripheral import (
     AD_COMPLETE_128,
     AD_COMPLETE_NAME,
     AD_FLAGS,

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from bumble.gatt import Characteristic, Service
 
-from collector.devices.myo import (
+from twitchwatch.collector.devices.myo import (
     ACCELEROMETER_SCALE,
     CLASSIFIER_EVENT,
     COMMAND,
@@ -46,7 +46,7 @@ from collector.devices.myo import (
     EmgMode,
     ImuMode,
 )
-from collector.emulate.peripheral import (
+from twitchwatch.collector.emulate.peripheral import (
     AD_COMPLETE_128,
     AD_COMPLETE_NAME,
     AD_FLAGS,

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from bumble.gatt import Characteristic, Service
 
-from collector.devices.open import (
+from twitchwatch.collector.devices.open import (
     ALL_STREAMS,
     CONTROL_POINT,
     DATA,
@@ -37,7 +37,7 @@ from collector.devices.open import (
     Status,
     encode_frame,
 )
-from collector.emulate.peripheral import (
+from twitchwatch.collector.emulate.peripheral import (
     AD_COMPLETE_128,
     AD_COMPLETE_NAME,
     AD_FLAGS,
@@ -49,7 +49,7 @@ from collector.emulate.peripheral import (
     advertising_payload,
     uuid128_le,
 )
-from collector.frames import Unit
+from twitchwatch.collector.frames import Unit
 
 FloatArray = npt.NDArray[np.float64]
 

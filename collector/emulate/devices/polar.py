@@ -42,8 +42,8 @@ import numpy as np
 import numpy.typing as npt
 from bumble.gatt import Characteristic, Service
 
-from collector.devices import NotificationError
-from collector.devices.polar import (
+from twitchwatch.collector.devices import NotificationError
+from twitchwatch.collector.devices.polar import (
     FEATURES_READ,
     HEADER_SIZE,
     PMD_CONTROL_POINT,
@@ -58,7 +58,7 @@ from collector.devices.polar import (
     Status,
     parse_settings,
 )
-from collector.emulate.peripheral import (
+from twitchwatch.collector.emulate.peripheral import (
     AD_COMPLETE_128,
     AD_COMPLETE_NAME,
     AD_FLAGS,

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from bumble.device import Connection
 from bumble.gatt import Characteristic, Service
 
-from collector.devices.thingy52 import (
+from twitchwatch.collector.devices.thingy52 import (
     ACC_SCALE,
     COMPASS_SCALE,
     GYRO_SCALE,
@@ -34,7 +34,7 @@ from collector.devices.thingy52 import (
     MOTION_SERVICE,
     RAW_DATA,
 )
-from collector.emulate.peripheral import (
+from twitchwatch.collector.emulate.peripheral import (
     AD_COMPLETE_128,
     AD_COMPLETE_NAME,
     AD_FLAGS,

@@ -22,7 +22,7 @@ from typing import ClassVar, Final
 
 import numpy as np
 
-from collector.recordings.model import (
+from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     KINDS,
     Annotation,
@@ -37,7 +37,7 @@ from collector.recordings.model import (
     infer_channel,
     sanitise,
 )
-from collector.recordings.reader import HEAD_BYTES, RecordingReader
+from twitchwatch.collector.recordings.reader import HEAD_BYTES, RecordingReader
 
 _TIME_NAMES: Final = frozenset({"time", "t", "timestamp"})
 _TIME_UNITS: Final = {

@@ -28,15 +28,15 @@ import numpy as np
 import numpy.typing as npt
 import pyedflib
 
-from collector.frames import SampleType
-from collector.recordings.formats.session import (
+from twitchwatch.collector.frames import SampleType
+from twitchwatch.collector.recordings.formats.session import (
     Session,
     SessionError,
     SessionReader,
     StreamRecord,
     channel_labels,
 )
-from collector.recordings.model import (
+from twitchwatch.collector.recordings.model import (
     ANNOTATION_LABELS,
     DEFAULT_CHUNK_S,
     KINDS,
@@ -50,7 +50,7 @@ from collector.recordings.model import (
     infer_channel,
     kind_of_unit,
 )
-from collector.recordings.reader import RecordingReader
+from twitchwatch.collector.recordings.reader import RecordingReader
 
 # ---- the header ------------------------------------------------------------------------------------
 EDF_MAGIC: Final = b"0       "

@@ -29,8 +29,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from collector.frames import Frame, SampleType, Unit, sequence_gap
-from collector.recordings.model import (
+from twitchwatch.collector.frames import Frame, SampleType, Unit, sequence_gap
+from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     KINDS,
     Annotation,
@@ -49,9 +49,9 @@ from collector.recordings.model import (
     sanitise,
     stream_kind,
 )
-from collector.recordings.playback import ReplayError, ReplaySource, ReplayStream, select_devices
-from collector.recordings.reader import RecordingReader
-from collector.status import DeviceStatus, StatusError, StreamInfo
+from twitchwatch.collector.recordings.playback import ReplayError, ReplaySource, ReplayStream, select_devices
+from twitchwatch.collector.recordings.reader import RecordingReader
+from twitchwatch.collector.status import DeviceStatus, StatusError, StreamInfo
 
 log = logging.getLogger(__name__)
 
