@@ -16,7 +16,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /dist/*.whl /tmp/
 RUN pip install /tmp/twitchwatch-*.whl && rm /tmp/twitchwatch-*.whl \
-    && useradd --create-home --uid 10001 twitchwatch
+    && useradd --create-home --uid 10001 twitchwatch \
+    && mkdir -p /var/lib/twitchwatch && chown twitchwatch /var/lib/twitchwatch
 USER twitchwatch
 # The worker's journal and checkpoints (docs/reliability.md): a volume in compose, owned by this user.
 RUN mkdir -p /home/twitchwatch/.local/share/twitchwatch/state

@@ -32,7 +32,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from twitchwatch.errors import UserError
+from twitchwatch.collector.limits import RejectedError
 
 FORMAT_VERSION: Final = 1
 HEADER = struct.Struct("<BBBBIqff")
@@ -77,13 +77,14 @@ class Unit(enum.IntEnum):
 _SYMBOLS: Final = {Unit.MICROVOLT: "µV", Unit.G: "g", Unit.DEG_PER_S: "°/s", Unit.UNITLESS: "1"}
 
 
-class FrameError(UserError, ValueError):
-    """A frame could not be decoded. ``offset`` is the byte where decoding failed."""
+class FrameError(RejectedError):
+    """A frame could not be decoded. ``offset`` is the byte where decoding failed; ``kind`` names the
+    fault for counting (``frame.truncated``, ``frame.version`` …)."""
 
-    def __init__(self, reason: str, offset: int) -> None:
-        super().__init__(f"{reason} (at byte {offset})")
-        self.reason = reason
-        self.offset = offset
+    offset: int
+
+    def __init__(self, reason: str, offset: int, kind: str = "frame.format") -> None:
+        super().__init__(kind, reason, offset=offset)
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,39 +171,44 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
     """Parse a frame; raises ``FrameError`` naming the offending byte offset."""
     buf = bytes(data)
     if len(buf) < HEADER_SIZE:
-        raise FrameError(f"truncated header: {len(buf)} of {HEADER_SIZE} bytes", len(buf))
+        raise FrameError(f"truncated header: {len(buf)} of {HEADER_SIZE} bytes", len(buf), "frame.truncated")
     version, type_unit, channels, stream_id, sequence, t0_ns, rate, scale = HEADER.unpack_from(buf)
     if version != FORMAT_VERSION:
-        raise FrameError(f"unsupported format version {version} (this decoder reads {FORMAT_VERSION})", 0)
+        raise FrameError(
+            f"unsupported format version {version} (this decoder reads {FORMAT_VERSION})", 0, "frame.version"
+        )
     try:
         sample_type = SampleType(type_unit & 0x0F)
     except ValueError:
-        raise FrameError(f"unknown sample type {type_unit & 0x0F}", 1) from None
+        raise FrameError(f"unknown sample type {type_unit & 0x0F}", 1, "frame.sample_type") from None
     try:
         unit = Unit(type_unit >> 4)
     except ValueError:
-        raise FrameError(f"unknown unit {type_unit >> 4}", 1) from None
+        raise FrameError(f"unknown unit {type_unit >> 4}", 1, "frame.unit") from None
     if channels == 0:
-        raise FrameError("channel count is 0", 2)
+        raise FrameError("channel count is 0", 2, "frame.channels")
     if not (rate > 0 and np.isfinite(rate)):
-        raise FrameError(f"sample rate {rate} is not a finite positive number", 16)
+        raise FrameError(f"sample rate {rate} is not a finite positive number", 16, "frame.rate")
     if not (np.isfinite(scale) and scale != 0):
-        raise FrameError(f"scale {scale} is not a finite non-zero number", 20)
+        raise FrameError(f"scale {scale} is not a finite non-zero number", 20, "frame.scale")
     body = len(buf) - HEADER_SIZE
     stride = sample_type.dtype.itemsize * channels
     if body == 0:
-        raise FrameError("frame has no samples", HEADER_SIZE)
+        raise FrameError("frame has no samples", HEADER_SIZE, "frame.truncated")
     if body % stride:
         whole = HEADER_SIZE + (body // stride) * stride
         raise FrameError(
             f"truncated samples: {body} bytes is not a whole number of {channels}-channel "
             f"{sample_type.name.lower()} samples",
             whole,
+            "frame.truncated",
         )
     raw = np.frombuffer(buf, dtype=sample_type.dtype, offset=HEADER_SIZE).reshape(-1, channels)
     if sample_type is SampleType.FLOAT32 and not np.isfinite(raw).all():
         bad = int(np.flatnonzero(~np.isfinite(raw.reshape(-1)))[0])
-        raise FrameError("non-finite float sample", HEADER_SIZE + bad * sample_type.dtype.itemsize)
+        raise FrameError(
+            "non-finite float sample", HEADER_SIZE + bad * sample_type.dtype.itemsize, "frame.nonfinite"
+        )
     return Frame(stream_id, sequence, t0_ns, float(rate), float(scale), unit, sample_type, raw)
 
 

@@ -18,10 +18,18 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = defaultdict(int)
 
     def warning(self, key: str, msg: str, *args: object) -> None:
+        self._log(logging.WARNING, key, msg, args, exc_info=False)
+
+    def exception(self, key: str, msg: str, *args: object) -> None:
+        """An error with the traceback of the exception being handled, under the same limit."""
+        self._log(logging.ERROR, key, msg, args, exc_info=True)
+
+    def _log(self, level: int, key: str, msg: str, args: tuple[object, ...], exc_info: bool) -> None:
         now = time.monotonic()
         if now - self._last.get(key, -math.inf) < self.every:
             self._suppressed[key] += 1
             return
         self._last[key] = now
         n = self._suppressed.pop(key, 0)
-        self.logger.warning(msg + (f" ({n} more like this suppressed)" if n else ""), *args)
+        text = msg + (f" ({n} more like this suppressed)" if n else "")
+        self.logger.log(level, text, *args, exc_info=exc_info)

@@ -4,26 +4,27 @@ Home Assistant button, stored by the worker; docs/wire-format.md)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from twitchwatch.errors import UserError
+from twitchwatch.collector.limits import NAME, RejectedError
 
 ROOT: Final = "twitchwatch"
-# Topic segments become MQTT levels and InfluxDB tag values: keep them to a safe, readable set.
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 Kind = Literal["raw", "events", "status", "flags"]
 
 
-class TopicError(UserError, ValueError):
+class TopicError(RejectedError):
     """A topic or one of its segments is not part of the twitchwatch layout."""
+
+    def __init__(self, reason: str, kind: str = "topic") -> None:
+        super().__init__(kind, reason)
 
 
 def check_segment(value: str, what: str) -> str:
-    if not _SEGMENT.match(value):
-        raise TopicError(f"{what} {value!r} must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+    # Topic segments become MQTT levels and InfluxDB tag values: keep them to a safe, readable set.
+    if not NAME.fullmatch(value):
+        raise TopicError(f"{what} {value[:80]!r} must be 1-64 characters of A-Z a-z 0-9 _ . : -")
     return value
 
 

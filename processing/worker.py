@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiomqtt
 
 from twitchwatch.collector.continuity import continuity
-from twitchwatch.collector.frames import Frame, FrameError, Unit, decode
+from twitchwatch.collector.frames import Frame, Unit, decode
+from twitchwatch.collector.limits import MAX_FRAME_BYTES, RejectedError, check_frame, check_payload_size
 from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
@@ -43,9 +44,10 @@ from twitchwatch.processing.fusion import Fuser
 from twitchwatch.processing.journal import JournalEntry
 from twitchwatch.processing.motion import MotionDetector
 from twitchwatch.processing.periodic import FlagTask, PeriodicTasks
+from twitchwatch.processing.quarantine import Entry, Quarantine, QuarantineError
 from twitchwatch.processing.rest import GateParams
 from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
-from twitchwatch.processing.store import EventQuery, EventStore, StoreError
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError, StoreRejected
 from twitchwatch.processing.timeunits import MINUTE_NS
 from twitchwatch.processing.wal import IngestJournal, JournalError, fingerprint, write_json_atomically
 
@@ -56,6 +58,9 @@ log = logging.getLogger(__name__)
 
 # Minutes are final this long (device time) after they end, so events released late still count.
 RATE_GRACE_NS = 5_000_000_000
+# The first stop waits at most this long for a store that does not take the last writes; what it has not
+# taken by then goes to the quarantine (or, without one, is logged as not stored).
+SHUTDOWN_WRITE_S = 30.0
 # Vetoes are kept this long before anything the worker still holds (a minute, an event, a stream's data):
 # nothing asks about earlier time, and without pruning a months-long run would keep every walk.
 VETO_KEEP_NS = 120_000_000_000
@@ -130,6 +135,9 @@ class WorkerStats:
     events_stored: int = 0
     rates_stored: int = 0
     store_errors: int = 0
+    events_quarantined: int = 0  # refused by the store alone in their batch, or not stored by shutdown
+    rates_quarantined: int = 0
+    quarantine_dropped: int = 0  # rows the quarantine had no room (or no file) for: logged as errors
     flag_computations: int = 0
     flag_errors: int = 0
     flags_published: int = 0
@@ -143,6 +151,10 @@ class WorkerStats:
     journal_replayed: int = 0  # messages journaled by a killed predecessor, processed again at start
     frames_held: int = 0  # frames that waited for their device's status
     journal_errors: int = 0  # journal appends or checkpoints that failed (processing/wal.py)
+    # Messages dropped at the edge, per reason kind (collector/limits.py): ``frame.rate``,
+    # ``status.json_depth``…
+    # ``internal`` counts messages whose handling raised anything else (a bug: logged with its traceback).
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 class StreamDetector(Protocol):
@@ -186,6 +198,25 @@ class _Stream:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.user, self.device, self.stream)
+
+
+def _write_split(
+    write: Callable[[Sequence[TwitchEvent]], None] | Callable[[Sequence[MinuteRate]], None],
+    rows: Sequence[Any],
+) -> list[tuple[Any, str]]:
+    """Write ``rows``; a batch the store refuses is halved until each refused row stands alone (about
+    2·log2(n) writes per bad row). Returns the refused rows with the store's reason. Writes are
+    idempotent, so halves a server already took in part are simply written again."""
+    if not rows:
+        return []
+    try:
+        write(rows)
+    except StoreRejected as exc:
+        if len(rows) == 1:
+            return [(rows[0], str(exc))]
+        mid = len(rows) // 2
+        return _write_split(write, rows[:mid]) + _write_split(write, rows[mid:])
+    return []
 
 
 def warmup_samples(detector: StreamDetector) -> int:
@@ -465,6 +496,8 @@ class Worker(PeriodicTasks):
         state_dir: Path | None = None,
         status_wait_s: float = 0.0,
         offline_grace_s: float = 0.0,
+        quarantine: Quarantine | None = None,
+        shutdown_write_s: float = SHUTDOWN_WRITE_S,
     ) -> None:
         self.target = target
         self.store = store
@@ -473,6 +506,9 @@ class Worker(PeriodicTasks):
         self.client_id = client_id
         self.flush_interval = flush_interval
         self.batch_size = batch_size
+        self.quarantine = quarantine
+        self.shutdown_write_s = shutdown_write_s
+        self._in_flight = (0, 0)  # events and finished minutes a write thread holds right now
         self.stats = WorkerStats()
         self._streams: dict[tuple[str, str, str], _Stream] = {}
         self._status: dict[tuple[str, str], DeviceStatus] = {}
@@ -533,14 +569,8 @@ class Worker(PeriodicTasks):
                     tg.create_task(self._flags_loop(self.flag_task), name="worker-flags")
                     if self.flag_task.ha is not None:
                         tg.create_task(self._ha_loop(self.flag_task.ha), name="worker-ha")
-        except asyncio.CancelledError:  # stopped without waiting (a second Ctrl-C): say what is lost
-            minutes = sum(len(m) for m in self._rates.minutes.values())
-            if self._pending or minutes:
-                log.error(
-                    "stopped before the store took %d events and %d minute rates; they are lost",
-                    len(self._pending),
-                    minutes,
-                )
+        except asyncio.CancelledError:  # stopped without waiting (a second Ctrl-C)
+            self._keep_unconfirmed()
             raise
         finally:
             for task in (*self._prior_reads, *self._felt_writes):  # only left when run() was cancelled
@@ -814,15 +844,37 @@ class Worker(PeriodicTasks):
 
     # ---- ingest (synchronous, on the event loop; numpy per frame is sub-millisecond) -------------
     def handle(self, topic: str, payload: bytes, redelivered: bool = False) -> Receipt:
-        """One message of any source. For a frame of a stream a detector here takes, its stream's key
-        (processed, or recognised as a duplicate by its sequence number): the source acknowledges it once
-        ``ack_horizons`` has passed its end. ``redelivered``: the broker delivered it before (to this worker
-        or one that died), so what it yields may be stored already."""
+        """One message of any source. Whatever it holds, it cannot stop the worker: a message that breaks a
+        limit is counted per kind, logged and dropped (``_reject``); anything else it raises is a bug,
+        counted as ``internal`` and logged with its traceback, and the worker goes on with the next.
+
+        For a frame of a stream a detector here takes, its stream's key (processed, or recognised as a
+        duplicate by its sequence number): the source acknowledges it once ``ack_horizons`` has passed
+        its end. ``redelivered``: the broker delivered it before (to this worker or one that died), so
+        what it yields may be stored already."""
+        try:
+            return self._dispatch(topic, payload, redelivered)
+        except Exception:
+            self._count_rejected("internal")
+            self._rlog.exception(
+                "internal", "dropped a message on %.200r after an unexpected error (a bug)", topic
+            )
+            return None
+
+    def _reject(self, exc: RejectedError, where: str) -> None:
+        self._count_rejected(exc.kind)
+        # One rate-limited line per kind: a flood of one fault never hides the first of another.
+        self._rlog.warning(exc.kind, "dropped a message on %s [%s]: %s", where, exc.kind, exc)
+
+    def _count_rejected(self, kind: str) -> None:
+        self.stats.rejected[kind] = self.stats.rejected.get(kind, 0) + 1
+
+    def _dispatch(self, topic: str, payload: bytes, redelivered: bool) -> Receipt:
         try:
             felt_by = felt_user(topic)
         except TopicError as exc:
             self.stats.bad_topics += 1
-            self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
+            self._reject(exc, f"{topic[:200]!r}")
             return None
         if felt_by is not None:
             self._on_felt(felt_by, payload)
@@ -831,7 +883,7 @@ class Worker(PeriodicTasks):
             t = Topic.parse(topic)
         except TopicError as exc:
             self.stats.bad_topics += 1
-            self._rlog.warning("topic", "ignoring message on %s: %s", topic, exc)
+            self._reject(exc, f"{topic[:200]!r}")
             return None
         if t.kind == "status":
             self._on_status(t, payload)
@@ -938,9 +990,9 @@ class Worker(PeriodicTasks):
             return
         try:
             status = DeviceStatus.from_json(payload)
-        except StatusError as exc:
+        except RejectedError as exc:  # the device's previous status, if any, stays in force
             self.stats.bad_status += 1
-            self._rlog.warning("status", "bad status from %s/%s: %s", t.user, t.device, exc)
+            self._reject(exc, f"{t.user}/{t.device}/status")
             return
         key = (t.user, t.device)
         if status.state != "offline":
@@ -994,15 +1046,29 @@ class Worker(PeriodicTasks):
         self, user: str, device: str, stream: str, payload: bytes, redelivered: bool = False
     ) -> Receipt:
         self._offline_since.pop((user, device), None)  # it goes on: that offline was not the end
+        where = f"{user}/{device}/raw/{stream}"
         try:
+            check_payload_size(payload, MAX_FRAME_BYTES, "frame.size")  # before decoding copies it
             frame = decode(payload)
-        except FrameError as exc:
+        except RejectedError as exc:
             self.stats.bad_frames += 1
-            self._rlog.warning("frame", "bad frame on %s/%s/%s: %s", user, device, stream, exc)
+            self._reject(exc, where)
             return None
         kind = self._signal(user, device, stream, frame.unit)
         if kind is None:
             return None  # a stream no detector here understands
+        try:
+            check_frame(
+                kind,
+                sample_rate=frame.sample_rate,
+                channels=frame.channels,
+                samples=frame.samples,
+                t0_ns=frame.t0_ns,
+            )
+        except RejectedError as exc:
+            self.stats.bad_frames += 1
+            self._reject(exc, where)
+            return None
         if redelivered:
             self.stats.redelivered_frames += 1
             end = frame.t0_ns + frame.duration_ns
@@ -1347,8 +1413,13 @@ class Worker(PeriodicTasks):
                     self._checkpoint()
 
     async def _flush(self, final: bool) -> None:
+        """Move pending events and minute rates to the store. A batch the store refuses is split until
+        the refused rows stand alone, and those are quarantined (``_write``); a store that fails (down,
+        locked, full) keeps everything for the next try. The final flush at shutdown tries for at most
+        ``shutdown_write_s`` and then keeps what is left in the quarantine (``_give_up``)."""
         async with self._flush_lock:
             watermarks = None if final else self._watermark_ns
+            deadline = time.monotonic() + self.shutdown_write_s
             while True:
                 try:
                     await self._settle_unsure()
@@ -1369,11 +1440,11 @@ class Worker(PeriodicTasks):
                 more = len(self._pending) > self.batch_size
                 done = [] if more else self._rates.take(watermarks)
                 running = [] if more else self._rates.changed_open()
-                rates = done + running
-                if not events and not rates:
+                if not events and not done and not running:
                     return
+                self._in_flight = (len(events), len(done))
                 try:
-                    await asyncio.to_thread(self._write, events, rates)
+                    refused = await asyncio.to_thread(self._write, events, done, running)
                 except StoreError as exc:
                     self._requeue(done)
                     self._rates.mark_dirty(running)
@@ -1381,19 +1452,103 @@ class Worker(PeriodicTasks):
                     self._rlog.warning(
                         "store", "store write failed, keeping %d events to retry: %s", len(self._pending), exc
                     )
-                    if final and self._stop.is_set() and self.stats.store_errors > 5:
-                        log.error("giving up on %d unstored events at shutdown: %s", len(self._pending), exc)
+                    if final and time.monotonic() >= deadline:
+                        self._give_up(exc)
                         return
-                    await asyncio.sleep(1.0)
+                    await (asyncio.sleep(1.0) if final else self._sleep_or_stop(1.0))
+                    if not final:
+                        return  # the writer loop tries again; a stop meanwhile finds the lock free
                     continue
+                finally:
+                    self._in_flight = (0, 0)
                 del self._pending[: len(events)]
-                self.stats.events_stored += len(events)
-                self.stats.rates_stored += len(done)
+                self.stats.events_stored += len(events) - refused[0]
+                self.stats.rates_stored += len(done) - refused[1]
                 await self._publish(events)
 
-    def _write(self, events: list[TwitchEvent], rates: list[MinuteRate]) -> None:
-        self.store.write_events(events)
-        self.store.write_rates(rates)
+    def _write(
+        self, events: list[TwitchEvent], done: list[MinuteRate], running: list[MinuteRate]
+    ) -> tuple[int, int]:
+        """Write, splitting what the store refuses; refused rows are quarantined. A refused running tally
+        is not: its minute's final value will be, once. Returns the events and finished minutes refused.
+        Raises ``StoreError`` (not refused: unreachable, locked, full) for the caller to retry it all."""
+        bad_events = _write_split(self.store.write_events, events)
+        bad_rates = _write_split(self.store.write_rates, done + running)
+        bad_done = [(r, why) for r, why in bad_rates if r in done]
+        if len(bad_rates) > len(bad_done):
+            self._rlog.warning(
+                "refused-open", "the store refused %d running minute tallies", len(bad_rates) - len(bad_done)
+            )
+        self._quarantine(bad_events, bad_done)
+        return len(bad_events), len(bad_done)
+
+    def _quarantine(
+        self, events: Sequence[tuple[TwitchEvent, str]], rates: Sequence[tuple[MinuteRate, str]]
+    ) -> None:
+        """Keep refused rows where an operator sees them: the quarantine file, else the log (as errors)."""
+        if not events and not rates:
+            return
+        now = time.time_ns()
+        refused: list[tuple[TwitchEvent | MinuteRate, str]] = [*events, *rates]
+        entries = [Entry(now, self.store.url, why, row) for row, why in refused]
+        self.stats.events_quarantined += len(events)
+        self.stats.rates_quarantined += len(rates)
+        kept = 0
+        if self.quarantine is not None:
+            try:
+                kept = self.quarantine.add(entries)
+            except QuarantineError as exc:
+                log.error("%s", exc)
+            else:
+                log.error(
+                    "kept %d events and %d minute rates in the quarantine %s (the first because: %s)",
+                    len(events),
+                    len(rates),
+                    self.quarantine.path,
+                    entries[0].reason,
+                )
+        for entry in entries[kept:]:
+            self.stats.quarantine_dropped += 1
+            log.error("not stored and not quarantined (%s): %s", entry.reason, entry.to_json())
+
+    def _give_up(self, exc: StoreError) -> None:
+        """The end of a bounded shutdown: everything not stored goes to the quarantine, said as it is."""
+        events, rates = list(self._pending), self._rates.take(None)
+        self._pending.clear()
+        why = f"not stored at shutdown within {self.shutdown_write_s:g} s: {exc}"
+        self._quarantine([(e, why) for e in events], [(r, why) for r in rates])
+        log.error(
+            "shutdown: the store took %d events and %d minute rates this run; %d events and %d minute "
+            "rates were not stored (%s)%s",
+            self.stats.events_stored,
+            self.stats.rates_stored,
+            len(events),
+            len(rates),
+            exc,
+            f" and are in the quarantine {self.quarantine.path}: `twitchwatch quarantine retry` stores them"
+            if self.quarantine is not None
+            else "",
+        )
+
+    def _keep_unconfirmed(self) -> None:
+        """Stopped without waiting: what the store has not confirmed goes to the quarantine, and the log
+        says how much of it a write under way may have stored already (retrying it is harmless)."""
+        events = list(self._pending)
+        rates = self._rates.take(None)
+        if not events and not rates:
+            return
+        in_events, in_rates = self._in_flight
+        why = "not confirmed stored: the worker was stopped without waiting"
+        self._quarantine([(e, why) for e in events], [(r, why) for r in rates])
+        log.error(
+            "stopped without waiting: %d events and %d minute rates not confirmed stored (a write of %d "
+            "events and %d minutes was under way and may have stored them)%s",
+            len(events),
+            len(rates),
+            in_events,
+            in_rates,
+            f"; kept in the quarantine {self.quarantine.path}" if self.quarantine is not None else "",
+        )
 
     def _requeue(self, rates: list[MinuteRate]) -> None:
         self._rates.requeue(rates)

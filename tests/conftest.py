@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.harness import ServiceMissing, clear_settings, unavailable
 from tests.harness.influx import InfluxServer
@@ -16,6 +18,11 @@ from tests.harness.rabbitmq import RabbitServer
 from twitchwatch.processing.store import EventStore
 from twitchwatch.processing.store.influx import InfluxStore
 from twitchwatch.processing.store.sqlite import SQLiteStore
+
+# Property-based tests repeat exactly in CI (a failure there is reproducible as is); locally they explore.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 class _Service(Protocol):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from twitchwatch import broker_cli, data_cli, person_cli
+from twitchwatch import broker_cli, data_cli, person_cli, quarantine_cli
 from twitchwatch.collector.timetext import SimulationError, parse_duration
 from twitchwatch.errors import TwitchwatchError, UserError
 from twitchwatch.processing.events import EventKind
@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     person_cli.add_parsers(sub)
     data_cli.add_parser(sub)
     broker_cli.add_parser(sub)
+    quarantine_cli.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )
@@ -237,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **person_cli.HANDLERS,
         **data_cli.HANDLERS,
         **broker_cli.HANDLERS,
+        **quarantine_cli.HANDLERS,
     }
     return run_command(lambda: handlers[args.command](args))
 
@@ -512,6 +514,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         state_dir=settings.state_dir,
         status_wait_s=STATUS_WAIT_S,
         offline_grace_s=OFFLINE_GRACE_S,
+        quarantine=quarantine_cli.quarantine_of(settings),
     )
     source = display_url(amqp_url) if amqp_url else settings.mqtt.display
     log.info("worker: %s → %s (user %s)", source, store.url, "any" if ingest else settings.user)

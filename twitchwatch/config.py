@@ -29,9 +29,10 @@ Environment:
                            stands by for
   TWITCHWATCH_DASHBOARD_OIDC_EMAILS  comma-separated e-mail addresses that may sign in through Streamlit's
                            OIDC login ([auth] in .streamlit/secrets.toml); required with it
-  TWITCHWATCH_STATE_DIR    where the worker keeps its journal of received frames and its checkpoints, so
-                           a killed worker resumes where it was (default: state/ beside the SQLite store's
-                           default, ~/.local/share/twitchwatch/state)
+  TWITCHWATCH_STATE_DIR    the worker's state: its journal of received frames and checkpoints (a killed
+                           worker resumes where it was) and the quarantine of rows a store refused
+                           (default: state/ beside the SQLite store's default,
+                           ~/.local/share/twitchwatch/state)
 
 TOML device map (unknown keys are rejected)::
 

@@ -6,7 +6,14 @@
 
 from __future__ import annotations
 
-from twitchwatch.processing.store.base import EventQuery, EventStore, HourCount, QueryError, StoreError
+from twitchwatch.processing.store.base import (
+    EventQuery,
+    EventStore,
+    HourCount,
+    QueryError,
+    StoreError,
+    StoreRejected,
+)
 from twitchwatch.processing.store.spec import (
     InfluxAuth,
     InfluxSpec,
@@ -24,6 +31,7 @@ __all__ = [
     "QueryError",
     "SQLiteSpec",
     "StoreError",
+    "StoreRejected",
     "StoreUrlError",
     "open_store",
     "parse_store_url",

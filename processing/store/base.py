@@ -18,6 +18,13 @@ class StoreError(TwitchwatchError, RuntimeError):
     """A store rejected a request or could not be reached; the message says what to do next."""
 
 
+class StoreRejected(StoreError):
+    """The store refused the values it was given (one it cannot hold: a name line protocol cannot carry,
+    a time outside its range, a type conflict with older data), not that it was unreachable: the same
+    write fails again, so a writer splits the batch and keeps the refused row aside (the worker's
+    quarantine) instead of retrying it forever."""
+
+
 class QueryError(StoreError, UserError, ValueError):
     """A query was malformed (e.g. an inverted time range); ``key`` names the offending field."""
 

@@ -41,6 +41,7 @@ from twitchwatch.processing.store.base import (
     EventStore,
     HourCount,
     StoreError,
+    StoreRejected,
     check_hour_offset,
     check_range,
 )
@@ -111,13 +112,13 @@ def _check_key_text(value: str, what: str) -> None:
     """Reject what no line-protocol escape can carry in a measurement, tag key or tag value."""
     bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:
-        raise StoreError(
+        raise StoreRejected(
             f"InfluxDB cannot store {what} {value!r}: line protocol has no escape for the control "
             f"character {bad!r} (U+{ord(bad):04X}) in a tag; remove it from the name"
         )
     if value.endswith("\\"):
         # Both parsers read the backslash as escaping the separator after it, and refuse the line.
-        raise StoreError(
+        raise StoreRejected(
             f"InfluxDB cannot store {what} {value!r}: line protocol tags may not end with a backslash; "
             "rename it"
         )
@@ -146,25 +147,25 @@ def quote_field_string(value: str) -> str:
     """A string field value: both parsers unescape ``\\\\`` and ``\\"`` inside the quotes; a newline
     inside the quotes is part of the value."""
     if any(unicodedata.category(c) == "Cs" for c in value):
-        raise StoreError(f"cannot store {value!r}: it contains a lone surrogate, which is not UTF-8")
+        raise StoreRejected(f"cannot store {value!r}: it contains a lone surrogate, which is not UTF-8")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def format_float(value: float, what: str) -> str:
     if not math.isfinite(value):
-        raise StoreError(f"InfluxDB cannot store {what} = {value}: only finite numbers fit a float field")
+        raise StoreRejected(f"InfluxDB cannot store {what} = {value}: only finite numbers fit a float field")
     return repr(float(value))  # shortest text that parses back to the identical double
 
 
 def format_int(value: int, what: str) -> str:
     if not _INT64[0] <= value <= _INT64[1]:
-        raise StoreError(f"InfluxDB cannot store {what} = {value}: integer fields are 64-bit")
+        raise StoreRejected(f"InfluxDB cannot store {what} = {value}: integer fields are 64-bit")
     return f"{value}i"
 
 
 def _check_time(ns: int, what: str) -> int:
     if not MIN_TIME_NS <= ns <= MAX_TIME_NS:
-        raise StoreError(f"InfluxDB cannot store {what} = {ns} ns: outside {MIN_TIME_NS}..{MAX_TIME_NS}")
+        raise StoreRejected(f"InfluxDB cannot store {what} = {ns} ns: outside {MIN_TIME_NS}..{MAX_TIME_NS}")
     return ns
 
 
@@ -471,6 +472,13 @@ def _next_step(status: int, message: str, database: str) -> str:
     return "see the InfluxDB server's log, then retry (writes are idempotent)"
 
 
+def _refused(status: int, message: str) -> bool:
+    """A write the server refused for what it holds (400/422: unparsable, a type conflict, outside the
+    retention policy; 413: too large, which a smaller batch cures), not for where it went: sent again as
+    it is, it fails again."""
+    return status in (400, 413, 422) and "database not found" not in message.lower()
+
+
 def _http_auth(auth: InfluxAuth) -> tuple[dict[str, str], httpx.BasicAuth | None]:
     # A token goes in the header InfluxDB 2.x/3.x expect; 1.x users use basic auth (keeping the
     # password out of URLs and access logs, unlike the ``u``/``p`` parameters).
@@ -642,7 +650,10 @@ class InfluxStore(EventStore):
         for body in _request_bodies(lines):
             response = self._send("POST", "/write", params=params, content=body, headers=headers)
             if not response.is_success:  # includes 1.x's "400 partial write": never drop silently
-                raise self._fail(response, f"write of {len(lines)} points to {self.database!r}")
+                error = self._fail(response, f"write of {len(lines)} points to {self.database!r}")
+                if _refused(response.status_code, str(error)):
+                    raise StoreRejected(str(error)) from None
+                raise error
 
     # -- EventStore -----------------------------------------------------------------------------
 

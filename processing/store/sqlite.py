@@ -16,6 +16,7 @@ from twitchwatch.processing.store.base import (
     EventStore,
     HourCount,
     StoreError,
+    StoreRejected,
     check_hour_offset,
     check_range,
 )
@@ -50,6 +51,9 @@ CREATE TABLE IF NOT EXISTS rates (
 CREATE INDEX IF NOT EXISTS rates_by_time ON rates (minute_ns);
 """
 _SCHEMA_VERSION = 3
+# What a row itself causes (a number beyond INTEGER, text that is not UTF-8, a NULL in a NOT NULL column):
+# the same row fails again however often it is sent.
+_REFUSED = (OverflowError, UnicodeEncodeError, sqlite3.IntegrityError, sqlite3.DataError)
 _INT64 = (-(2**63), 2**63 - 1)
 _EVENT_COLUMNS = (
     "user, muscle, device, stream, channel, kind, start_ns, end_ns, amplitude, unit, confidence, "
@@ -111,6 +115,8 @@ class SQLiteStore(EventStore):
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite query failed on {self.path}: {exc}") from exc
+            except OverflowError as exc:  # a bound beyond INTEGER (sqlite3 does not wrap it in its own)
+                raise StoreError(f"SQLite query on {self.path} has a number beyond 64 bits: {exc}") from exc
 
     def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -119,7 +125,9 @@ class SQLiteStore(EventStore):
             try:
                 with self._db:
                     self._db.executemany(sql, rows)
-            except sqlite3.Error as exc:
+            except _REFUSED as exc:
+                raise StoreRejected(f"SQLite cannot store a row in {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:  # locked, read-only, disk full: the same write may pass later
                 raise StoreError(f"SQLite write failed on {self.path}: {exc}") from exc
 
     def write_events(self, events: Sequence[TwitchEvent]) -> None:
@@ -273,7 +281,7 @@ class SQLiteStore(EventStore):
         for what, numbers in checks:
             for n in numbers:
                 if not _INT64[0] <= n <= _INT64[1]:
-                    raise StoreError(f"SQLite cannot store {what}: {n} does not fit a 64-bit integer")
+                    raise StoreRejected(f"SQLite cannot store {what}: {n} does not fit a 64-bit integer")
 
     def add_journal_entry(self, entry: JournalEntry) -> None:
         self._write(
