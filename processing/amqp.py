@@ -36,6 +36,7 @@ import aiormq.abc
 
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.topics import ROOT, check_segment
+from twitchwatch.errors import TwitchwatchError
 from twitchwatch.processing.worker import LEAD_NS, Receipt, StreamKey, Worker
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ IDLE_NS = 10_000_000_000
 _PATTERNS = ("*.raw.*", "*.status", "felt")
 
 
-class AmqpError(RuntimeError):
+class AmqpError(TwitchwatchError, RuntimeError):
     """The broker refused the layout (an existing queue with other arguments, no permission)."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from twitchwatch.errors import TwitchwatchError
 from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
 
 FILE_NAME: Final = "quarantine.jsonl"
@@ -29,7 +30,7 @@ What = Literal["event", "rate"]
 Row = TwitchEvent | MinuteRate
 
 
-class QuarantineError(Exception):
+class QuarantineError(TwitchwatchError):
     """The quarantine file could not be read or written; the message names it and the line."""
 
 

@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from twitchwatch.collector.topics import TopicError, check_segment
+from twitchwatch.errors import UserError
 
 # The settings model and the AMQP client are imported when the command runs, not for every command's
 # parser (twitchwatch --help and the quick commands do without them: tests/test_cli_imports.py).
+
+
+class BrokerOptionError(UserError, ValueError):
+    """A ``broker setup`` option or users file is wrong; the message names the option or the file's line."""
 
 
 def add_parser(sub: Any) -> None:
@@ -42,7 +47,8 @@ def _users(args: argparse.Namespace) -> list[str]:
         try:
             lines = args.users_file.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise ValueError(f"--users-file {args.users_file}: cannot read ({exc.strerror or exc})") from None
+            reason = exc.strerror or exc
+            raise BrokerOptionError(f"--users-file {args.users_file}: cannot read ({reason})") from None
         named += [
             (f"--users-file {args.users_file} line {n}", line.strip())
             for n, line in enumerate(lines, 1)
@@ -52,7 +58,7 @@ def _users(args: argparse.Namespace) -> list[str]:
         try:
             check_segment(user, "user")
         except TopicError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise BrokerOptionError(f"{where}: {exc}") from None
     return list(dict.fromkeys(user for _, user in named))
 
 
