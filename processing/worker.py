@@ -689,7 +689,10 @@ class Worker(PeriodicTasks):
     def _recover(self) -> None:
         """Open the state directory and resume: the snapshot's state, then every message journaled after
         it, through the ordinary ingestion (which also warms the detectors up), before any live frame."""
-        if self.state_dir is None:
+        if self.state_dir is None or self.ingest is not None:
+            # From RabbitMQ a frame is acknowledged only once what it yields is stored: the queue is the
+            # journal, and a partition's frames go to whichever worker holds it. A local journal would replay
+            # another run's frames into this one.
             return
         journal = IngestJournal(
             self.state_dir / f"worker-{self.client_id}",

@@ -58,6 +58,7 @@ class Worker:
             TWITCHWATCH_AMQP_PARTITIONS=str(partitions),
             TWITCHWATCH_AMQP_SLOT=slot,
             TWITCHWATCH_STORE_URL=store_url,
+            TWITCHWATCH_STATE_DIR=str(log.parent / "state"),  # never the developer's
         )
         self.log = log
         self.name = f"worker-{slot.replace('/', 'of')}"
