@@ -1308,8 +1308,8 @@ class Worker(PeriodicTasks):
 
     def _store_events(self, events: list[TwitchEvent], everything: bool = False) -> None:
         """Fused events wait for the rest gate to judge them; then, in order, they are queued for the store
-        and twitches finally judged at rest counted in their minute (``everything``: at shutdown, judge all
-        now)."""
+        and counted in their minute (``_accept``), or looked up first when they come from redelivered frames
+        (``everything``: at shutdown, judge all now)."""
         self._rest.hold(events)
         for event in self._rest.release(everything):
             if event.start_ns < self._redelivered_until.get((event.user, event.device), 0):
@@ -1326,18 +1326,23 @@ class Worker(PeriodicTasks):
         stored tally always counts exactly the stored twitches — what a worker taking over a partition
         relies on when it drops redelivered events the store already holds."""
         self._pending.append(event)
-        key = _event_key(event)
-        rate_key = (event.user, event.muscle, event.device, event.source)
         if event.kind.is_twitch:
-            if key not in self._counted_keys:
-                self._counted_keys[key] = None
-                self._rates.count(rate_key, event.start_ns)
+            self._count(event)
         else:
-            if key in self._counted_keys:
+            key = _event_key(event)
+            if key in self._counted_keys:  # a re-write of a counted twitch: take it back
                 del self._counted_keys[key]
-                self._rates.count(rate_key, event.start_ns, -1)
+                self._rates.count(_rate_key(event), event.start_ns, -1)
             if event.kind is EventKind.DURING_MOVEMENT:
                 self.stats.events_during_movement += 1
+
+    def _count(self, event: TwitchEvent) -> None:
+        """One twitch more in its minute, once per event however often it is written."""
+        key = _event_key(event)
+        if key in self._counted_keys:
+            return
+        self._counted_keys[key] = None
+        self._rates.count(_rate_key(event), event.start_ns)
         while len(self._counted_keys) > COUNTED_KEYS_KEPT:  # re-writes come within seconds
             del self._counted_keys[next(iter(self._counted_keys))]
 
@@ -1368,17 +1373,14 @@ class Worker(PeriodicTasks):
     async def _settle_unsure(self) -> None:
         """Redelivered events become new (queued, counted) or known (dropped) before any minute they fall
         in can be taken by the writer. Raises ``StoreError``."""
-        if self._known:
-            self._count_known()
-        if not self._unsure:
-            return
-        batch = list(self._unsure)
-        new, stored = await asyncio.to_thread(self._not_stored, batch)
-        del self._unsure[: len(batch)]
-        # What the store holds decides the count: the dead worker may have judged one differently.
-        self._known.extend(s for s in stored if s.kind.is_twitch)
-        for e in new:
-            self._accept(e)
+        if self._unsure:
+            batch = list(self._unsure)
+            new, stored = await asyncio.to_thread(self._not_stored, batch)
+            del self._unsure[: len(batch)]
+            # What the store holds decides the count: the dead worker may have judged one differently.
+            self._known.extend(s for s in stored if s.kind.is_twitch)
+            for e in new:
+                self._accept(e)
         self._count_known()
 
     def _count_known(self) -> None:
@@ -1386,13 +1388,11 @@ class Worker(PeriodicTasks):
         unless the stored tally carried into their minute counts them already (``RateBook.carries``)."""
         waiting = []
         for e in self._known:
-            key = (e.user, e.muscle, e.device, e.source)
-            carried = self._rates.carries(key, e.start_ns)
+            carried = self._rates.carries(_rate_key(e), e.start_ns)
             if carried is None:
                 waiting.append(e)
-            elif not carried and _event_key(e) not in self._counted_keys:
-                self._counted_keys[_event_key(e)] = None
-                self._rates.count(key, e.start_ns)
+            elif not carried:
+                self._count(e)
         self._known = waiting
 
     def _prune_vetoes(self) -> None:
@@ -1569,6 +1569,10 @@ class Worker(PeriodicTasks):
         except aiomqtt.MqttError as exc:
             # Events are already stored; the topic is a notification, so a missed one is only logged.
             self._rlog.warning("publish", "could not publish events: %s", exc)
+
+
+def _rate_key(e: TwitchEvent) -> RateKey:
+    return (e.user, e.muscle, e.device, e.source)
 
 
 def _event_key(e: TwitchEvent) -> tuple[str, str, str, str, int]:
