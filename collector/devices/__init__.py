@@ -1,7 +1,7 @@
 """Device profiles: each wearable model's BLE protocol as pure decoders plus a small start/stop plan.
 
 One module per model lives in this package; each defines one or more ``DeviceProfile`` subclasses keyed by
-a class constant ``NAME``. Nobody keeps a list: ``profiles()`` scans the package with ``pkgutil`` and
+a class constant ``NAME``. Nobody keeps a list: ``profiles()`` scans the package (collector/plugins.py) and
 imports every public module. A module that fails to import fails the scan (``ProfileImportError``), a
 module without a profile is an error, and two profiles with one ``NAME`` are an error
 (``DuplicateProfileError``). Modules whose names start with ``_`` are private helpers and are not scanned.
@@ -34,11 +34,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import importlib
 import json
 import math
 import operator
-import pkgutil
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -50,6 +48,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from twitchwatch.collector.frames import SampleType, Unit
+from twitchwatch.collector.plugins import own_classes, public_modules
 from twitchwatch.collector.signals import StreamKind
 from twitchwatch.errors import TwitchwatchError, UserError
 
@@ -439,24 +438,10 @@ def discover(package: str = __name__) -> dict[str, type[DeviceProfile]]:
 
     Loud by design: an import failure, a module without a profile, a malformed or duplicate ``NAME`` each
     raise ``ProfileError``; nothing is skipped silently."""
-    pkg = importlib.import_module(package)
     found: dict[str, type[DeviceProfile]] = {}
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module_name = f"{package}.{info.name}"
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise ProfileImportError(module_name, exc) from exc
-        classes = [
-            obj
-            for obj in vars(module).values()
-            if isinstance(obj, type)
-            and issubclass(obj, DeviceProfile)
-            and obj.__module__ == module.__name__
-            and "NAME" in obj.__dict__
-        ]
+    for module in public_modules(package, ProfileImportError):
+        module_name = module.__name__
+        classes = [c for c in own_classes(module) if issubclass(c, DeviceProfile) and "NAME" in c.__dict__]
         if not classes:
             raise ProfileError(f"{module_name} defines no device profile (a class with its own NAME)")
         for cls in classes:

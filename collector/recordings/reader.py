@@ -20,8 +20,6 @@ project's own sessions) plays them as they are (:meth:`RecordingReader.replay_so
 from __future__ import annotations
 
 import abc
-import importlib
-import pkgutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 import numpy as np
 
+from twitchwatch.collector.plugins import own_classes, public_modules
 from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     Annotation,
@@ -135,31 +134,22 @@ class RecordingReader(abc.ABC):
 
 
 # ---- finding the readers -----------------------------------------------------------------------------
+def _import_failed(name: str, exc: Exception) -> FormatPackageError:
+    return FormatPackageError(f"recording format module {name} failed to import: {type(exc).__name__}: {exc}")
+
+
 def discover(package: str) -> tuple[type[RecordingReader], ...]:
     """Import every public module of ``package``; each registers its reader by defining it. Loud by design:
     a module that fails to import or defines no reader is a :class:`FormatPackageError`."""
-    pkg = importlib.import_module(package)
     found: list[type[RecordingReader]] = []
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        name = f"{package}.{info.name}"
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:
-            raise FormatPackageError(
-                f"recording format module {name} failed to import: {type(exc).__name__}: {exc}"
-            ) from exc
+    for module in public_modules(package, _import_failed):
         own = [
-            obj
-            for obj in vars(module).values()
-            if isinstance(obj, type)
-            and issubclass(obj, RecordingReader)
-            and obj.__module__ == module.__name__
-            and obj.__dict__.get("EXTENSIONS")
+            c for c in own_classes(module) if issubclass(c, RecordingReader) and c.__dict__.get("EXTENSIONS")
         ]
         if not own:
-            raise FormatPackageError(f"{name} defines no recording reader (a class with its own EXTENSIONS)")
+            raise FormatPackageError(
+                f"{module.__name__} defines no recording reader (a class with its own EXTENSIONS)"
+            )
         found.extend(own)
     return tuple(found)
 
