@@ -72,10 +72,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore
         with SQLiteStore(tmp_path / "events.db") as sqlite_store:
             yield sqlite_store
         return
-    server: InfluxServer = request.getfixturevalue("influxdb")
+    yield request.getfixturevalue("influx_store")
+
+
+@pytest.fixture
+def influx_store(influxdb: InfluxServer) -> Iterator[InfluxStore]:
+    """A fresh database on the harness's InfluxDB, created by the store itself on open (as the worker's
+    is) and dropped afterwards."""
     database = f"test_{uuid.uuid4().hex[:12]}"
     try:
-        with InfluxStore(server.base_url, database, server.auth, create=True) as influx_store:
+        with InfluxStore(influxdb.base_url, database, influxdb.auth, create=True) as influx_store:
             yield influx_store
     finally:
-        server.drop_database(database)
+        influxdb.drop_database(database)

@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -116,16 +115,6 @@ async def _wait_for(predicate: object, what: str, seconds: float = 60.0) -> None
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def influx_store(influxdb: InfluxServer) -> Iterator[InfluxStore]:
-    database = f"hostile_{uuid.uuid4().hex[:10]}"
-    try:
-        with InfluxStore(influxdb.base_url, database, influxdb.auth, create=True) as store:
-            yield store
-    finally:
-        influxdb.drop_database(database)
 
 
 @pytest.mark.mosquitto

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -466,16 +465,6 @@ def test_arbitrary_strings_round_trip_and_filter(
 
 
 # --- InfluxDB specifics -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def influx_store(influxdb: InfluxServer) -> Iterator[InfluxStore]:
-    database = fresh_db()
-    try:
-        with InfluxStore(influxdb.base_url, database, influxdb.auth, create=True) as s:
-            yield s
-    finally:
-        influxdb.drop_database(database)
 
 
 @pytest.mark.influx
