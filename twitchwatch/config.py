@@ -63,11 +63,13 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import json
 import os
 import re
 import ssl
 import time
 import tomllib
+import typing
 import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +86,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from twitchwatch.collector.mqtt import MqttTarget, MqttUrlError, parse_mqtt_url
 from twitchwatch.collector.topics import TopicError, check_segment
@@ -207,7 +208,9 @@ def _segment(value: str, what: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The device map's validators are built when a device file is first read, not by every command that
+    # imports the settings.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class StreamMap(_Strict):
@@ -407,8 +410,10 @@ def _from_file_env(values: dict[str, Any], name: str) -> None:
             raise ValueError(f"{file_var}={path}: cannot read ({exc.strerror or exc})") from None
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TWITCHWATCH_", extra="forbid", frozen=True)
+class Settings(BaseModel):
+    """Every ``TWITCHWATCH_*`` variable as a validated field (read by ``load_settings``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     mqtt_url: str = "mqtt://localhost:1883"
     mqtt_password: SecretStr | None = None  # overrides the URL's password; for Docker secrets
@@ -626,19 +631,45 @@ def _env_key(path: str) -> str:
     return f"TWITCHWATCH_{head.upper()}" + (f".{rest}" if rest else "")
 
 
+def _json_valued(name: str) -> bool:
+    """A field holding a table (the flag rules, the journal windows) is spelt as JSON in its variable."""
+    annotation = Settings.model_fields[name].annotation
+    return dataclasses.is_dataclass(annotation) or typing.get_origin(annotation) is dict
+
+
+def _from_environment() -> dict[str, Any]:
+    """The fields set in the environment, names matched without regard to case as the shell may spell them.
+
+    Read here rather than through pydantic-settings: a command that only reads the store then starts
+    ~50 ms sooner (docs/benchmarks.md, command-line start-up), and the rules are these few lines.
+    """
+    env = {key.upper(): value for key, value in os.environ.items() if key.upper().startswith("TWITCHWATCH_")}
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        key = f"TWITCHWATCH_{name.upper()}"
+        if key not in env:
+            continue
+        if not _json_valued(name):
+            values[name] = env[key]
+            continue
+        try:
+            values[name] = json.loads(env[key])
+        except json.JSONDecodeError as exc:
+            raise ConfigError("the environment", [(key, f"not valid JSON: {exc}")]) from None
+    return values
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment (and overrides); raise ``ConfigError`` naming the variable."""
+    """Settings from the environment (and overrides, which win); raise ``ConfigError`` naming the variable."""
     unknown = _unknown_env()
     if unknown:
         raise ConfigError("the environment", unknown)
+    values = _from_environment()
+    values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings.model_validate(values)
     except ValidationError as exc:
         problems = [(_env_key(key), reason) for key, reason in _problems(exc)]
         raise ConfigError("the environment", problems) from None
-    except SettingsError as exc:  # a JSON-valued variable that is not JSON
-        field = re.search(r'field "(\w+)"', str(exc))
-        key = _env_key(field.group(1)) if field else "the environment"
-        raise ConfigError("the environment", [(key, f"not valid JSON: {exc.__cause__ or exc}")]) from None
     except ValueError as exc:  # a *_FILE that cannot be read
         raise ConfigError("the environment", [("(secret file)", str(exc))]) from None
