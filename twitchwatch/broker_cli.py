@@ -4,7 +4,6 @@ docs/scaling.md). Registered by ``twitchwatch.cli``."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +73,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     partitions = args.partitions or settings.amqp_partitions
     users = _users(args)
     try:
+        import asyncio
+
         report = asyncio.run(setup_broker(url, partitions, users))
     except (AmqpError, OSError) as exc:
         print(f"error: {display_url(url)}: {exc}", file=sys.stderr)

@@ -10,7 +10,6 @@ the MQTT, BLE or Streamlit stacks (tests/test_cli_imports.py; figures in docs/be
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import datetime as dt
 import json
@@ -32,6 +31,8 @@ from twitchwatch.processing.events import EventKind
 from twitchwatch.progress import Progress, SignalProgress, is_terminal
 
 if TYPE_CHECKING:
+    import asyncio
+
     from twitchwatch.collector.emulate.motion import Movement
     from twitchwatch.collector.record import Recorder
     from twitchwatch.collector.simulate import SimulationPlan
@@ -218,6 +219,10 @@ def join_dash_values(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # twitchwatch uses no pydantic plug-ins; looking for them scans every installed distribution's
+    # metadata when the settings model is built (~35 ms of a quick command's start). A person who does
+    # use one sets the variable themselves.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = build_parser().parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("amqtt", "transitions", "httpx", "fontTools", "matplotlib", "PIL"):
@@ -268,6 +273,7 @@ def run_command(command: Callable[[], int]) -> int:
 def run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine; SIGINT/SIGTERM set the stop event it was given, so it can shut down cleanly. A second
     one cancels it and raises ``KeyboardInterrupt`` (exit 130): the user does not want to wait."""
+    import asyncio
 
     async def runner() -> T:
         stop = asyncio.Event()
@@ -302,6 +308,8 @@ def run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) ->
 
 async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
     """Run ``work`` until it finishes or ``stop`` is set; on stop it is cancelled and None is returned."""
+    import asyncio
+
     task = asyncio.create_task(work)
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -527,6 +535,8 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 async def _run_worker(worker: Worker, stop: asyncio.Event) -> None:
+    import asyncio
+
     async def stopper() -> None:
         await stop.wait()
         worker.stop()
@@ -845,6 +855,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_devices_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
     from bleak.exc import BleakError
 
     from twitchwatch.collector.ble.scan import render_nearby, scan_nearby
@@ -926,6 +938,8 @@ def _add_record(sub: Any) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    import asyncio
+
     from twitchwatch.collector.record import Recorder, RecordError, TruthError, read_truth, select_truth
     from twitchwatch.collector.recordings.formats.session import SessionWriter
     from twitchwatch.config import load_settings
@@ -996,6 +1010,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 async def _record_progress(recorder: Recorder, progress: Progress) -> None:
     """Seconds recorded and frames taken, once a second (the progress rate-limits what it shows)."""
+    import asyncio
+
     t0 = time.monotonic()
     while True:
         progress.update(time.monotonic() - t0, f"{recorder.stats.frames:,} frames")

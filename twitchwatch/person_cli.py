@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from twitchwatch.collector.topics import TopicError, check_segment
 from twitchwatch.errors import TwitchwatchError
-from twitchwatch.processing.flag_service import flags_for_display
-from twitchwatch.processing.flags import RATES_WORDS, FlagSet
 from twitchwatch.processing.journal import Factor, JournalEntry, parse_factor
 from twitchwatch.processing.localtime import local_datetime, to_ns, zone_name
-from twitchwatch.processing.store import EventStore, open_store
 from twitchwatch.timeargs import parse_when
 
 if TYPE_CHECKING:
     from twitchwatch.config import Settings
+    from twitchwatch.processing.flags import FlagSet
+    from twitchwatch.processing.store import EventStore
 
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
 
@@ -91,6 +90,8 @@ def load_settings() -> Settings:
 
 
 def _open(settings: Settings) -> EventStore:
+    from twitchwatch.processing.store import open_store
+
     return open_store(settings.store_url, settings.influx_auth)
 
 
@@ -121,6 +122,8 @@ def report_args(settings: Settings) -> dict[str, Any]:
 
 
 def cmd_flags(args: argparse.Namespace) -> int:
+    from twitchwatch.processing.flag_service import flags_for_display
+
     out = sys.stdout
     settings = load_settings()
     with _open(settings) as store:
@@ -133,6 +136,8 @@ def cmd_flags(args: argparse.Namespace) -> int:
 
 
 def print_flags(flag_set: FlagSet, interval_s: float, out: TextIO, tz: dt.tzinfo = dt.UTC) -> None:
+    from twitchwatch.processing.flags import RATES_WORDS
+
     if flag_set.computed_by == "worker":
         origin = f"computed by the worker at {_local(flag_set.computed_at_ns, tz)}"
     else:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from twitchwatch.processing.events import TwitchEvent
 from twitchwatch.processing.quarantine import FILE_NAME, Entry, Quarantine, QuarantineError
-from twitchwatch.processing.store import EventStore, StoreError, StoreRejected, open_store
 
-if TYPE_CHECKING:  # the settings model (pydantic) is imported when the command runs
+if TYPE_CHECKING:  # the settings model (pydantic) and the stores are imported when the command runs
     from twitchwatch.config import Settings
+    from twitchwatch.processing.store import EventStore
 
 
 def quarantine_of(settings: Settings) -> Quarantine:
@@ -69,6 +69,8 @@ def _describe(e: Entry) -> str:
 def _retry(quarantine: Quarantine, url: str, settings: Settings) -> int:
     """One row at a time, so each refusal is its own; a store that cannot be reached stops it with the
     quarantine unchanged (writes are idempotent, so rows written before that are harmless to keep)."""
+    from twitchwatch.processing.store import StoreError, StoreRejected, open_store
+
     entries, read_bytes = quarantine.snapshot()
     if not entries:
         print(f"the quarantine {quarantine.path} is empty")
