@@ -89,12 +89,15 @@ def measure(runs: int, source: Path | None) -> dict[str, list[Sample]]:
             "TWITCHWATCH_USER": USER,
             "XDG_DATA_HOME": str(work / "data"),
         }
+        # An installed wheel has its bytecode compiled by pip; a shell that sets PYTHONDONTWRITEBYTECODE
+        # would otherwise time compiling every module from source on every run.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if source is not None:
             env["PYTHONPATH"] = str(source.resolve())
         argvs = {BASELINE: [sys.executable, "-c", "pass"]}
         argvs |= {name: [sys.executable, "-m", "twitchwatch", *args] for name, args in COMMANDS.items()}
         samples: dict[str, list[Sample]] = {name: [] for name in argvs}
-        for argv in argvs.values():  # once untimed: the files are in the page cache for every run
+        for argv in argvs.values():  # once untimed: bytecode written, files in the page cache for every run
             run_once(argv, env, work)
         for _ in range(runs):
             for name, argv in argvs.items():
