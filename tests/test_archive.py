@@ -541,7 +541,7 @@ def test_cli_export_and_import_with_the_device_map(
     )
     assert main([*argv, "--device-map-to", str(written_map)]) == 0  # the same file again: fine
     written_map.write_text("# mine\n", encoding="utf-8")
-    assert main([*argv, "--device-map-to", str(written_map)]) == 1
+    assert main([*argv, "--device-map-to", str(written_map)]) == 2
     assert "exists and differs" in capsys.readouterr().err
 
 
@@ -550,22 +550,22 @@ def test_cli_export_names_the_users_a_store_holds(
 ) -> None:
     with SQLiteStore(env) as store:
         write_history(store, replace(rich_history(), events=[], rates=[], flags=[]))
-    assert main(["data", "export", str(tmp_path / "x.zip"), "--user", "carol"]) == 1
+    assert main(["data", "export", str(tmp_path / "x.zip"), "--user", "carol"]) == 2
     assert "holds nothing of 'carol' (it holds: alice, bob)" in capsys.readouterr().err
     assert not (tmp_path / "x.zip").exists()
     assert main(["data", "export", str(tmp_path / "x.zip"), "--all-users"]) == 0
     assert "users: alice, bob" in capsys.readouterr().out
-    assert main(["data", "export", str(tmp_path / "x.zip")]) == 1
+    assert main(["data", "export", str(tmp_path / "x.zip")]) == 2
     assert "exists already" in capsys.readouterr().err
 
 
-def test_cli_import_of_a_damaged_archive_exits_1_naming_file_and_line(
+def test_cli_import_of_a_damaged_archive_exits_2_naming_file_and_line(
     env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = _unpacked(tmp_path)
     line = _edit_line(folder, EVENTS, (",live,", ",dead,"))
     _reseal(folder, EVENTS)
-    assert main(["data", "import", str(folder)]) == 1
+    assert main(["data", "import", str(folder)]) == 2
     assert f"events.csv line {line}: source: 'dead' is not one of live, replay" in capsys.readouterr().err
     with SQLiteStore(env) as store:
         assert store.users() == []
@@ -592,5 +592,5 @@ def test_cli_copy_between_sqlite_and_influxdb(
     assert main(["data", "copy", "--from", influx_url, "--to", f"sqlite:///{back}", "--all-users"]) == 0
     with SQLiteStore(back) as store:
         assert snapshot(store) == ordered(history)
-    assert main(["data", "copy", "--from", influx_url, "--to", influx_url]) == 1
+    assert main(["data", "copy", "--from", influx_url, "--to", influx_url]) == 2
     assert "the same store" in capsys.readouterr().err

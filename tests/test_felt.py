@@ -166,7 +166,7 @@ def test_felt_from_the_command_line(db: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_felt_with_a_bad_muscle_name_says_so(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["felt", "--muscle", "calf left"]) == 1
+    assert main(["felt", "--muscle", "calf left"]) == 2
     assert "--muscle 'calf left' must be" in capsys.readouterr().err
 
 

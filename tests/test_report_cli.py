@@ -123,7 +123,7 @@ def test_journal_add_list_delete(
     assert main(["journal", "delete", entries[1]["id"], "--yes"]) == 0
     with SQLiteStore(db) as store:
         assert store.journal_entries() == []
-    assert main(["journal", "delete", coffee, "--yes"]) == 1
+    assert main(["journal", "delete", coffee, "--yes"]) == 2
     assert "journal list" in capsys.readouterr().err
 
 
@@ -174,7 +174,7 @@ def test_report_as_a_command_prints_progress_not_library_chatter(db: Path, tmp_p
 
 
 def test_report_needs_an_output(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["report", "--since", "7d"]) == 1
+    assert main(["report", "--since", "7d"]) == 2
     assert "--pdf OUT.pdf" in capsys.readouterr().err
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twitchwatch import __version__
-from twitchwatch.errors import TwitchwatchError
+from twitchwatch.errors import UserError
 from twitchwatch.progress import Progress
 
 # The archive, the store and the settings model are imported when a data command runs, not when the
@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from twitchwatch.processing.store import EventStore
 
 
-class DataCliError(TwitchwatchError):
-    """A failure the user can act on: printed without a traceback, exit code 1."""
+class DataCliError(UserError):
+    """Bad input to a data command (an output that exists, a user the store does not hold): printed
+    without a traceback, exit code 2."""
 
 
 def add_parser(sub: Any) -> None:
@@ -112,7 +113,7 @@ def _run(work: Callable[[Settings, _Stages], int], prefix: str) -> int:
     except (ArchiveError, DataCliError, StoreError) as exc:
         stages.abandon()
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UserError) else 1
     except BaseException:
         stages.abandon()
         raise

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from twitchwatch.collector.topics import TopicError, check_segment
-from twitchwatch.errors import TwitchwatchError
+from twitchwatch.errors import UserError
 from twitchwatch.processing.journal import Factor, JournalEntry, parse_factor
 from twitchwatch.processing.localtime import local_datetime, to_ns, zone_name
 from twitchwatch.timeargs import parse_when
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 NOTICE = "twitchwatch is not a medical device and does not diagnose anything."
 
 
-class PersonCliError(TwitchwatchError):
-    """A failure the user can act on; ``twitchwatch.cli`` prints it and exits 1."""
+class PersonCliError(UserError):
+    """Bad input to a person's command (a muscle name, an entry id, a missing output): ``twitchwatch.cli``
+    prints it and exits 2."""
 
 
 def add_parsers(sub: Any) -> None:
