@@ -88,6 +88,21 @@ def felt_entry(user: str, payload: bytes, received_ns: int) -> JournalEntry:
     return JournalEntry(user, time_ns, Factor.FELT, note="", muscle=muscle, entry_id=entry_id)
 
 
+def with_arrival_time(payload: bytes, received_ns: int) -> bytes:
+    """A mark's payload as the worker journals and handles it: one without its own time gets the time it
+    arrived (``at``, Unix seconds to the microsecond), so a mark replayed from the journal of a worker killed
+    before storing it is stored at that time and under the same id — once. A payload that is not a mark's
+    is returned as it is, for ``felt_entry`` to refuse."""
+    text = payload.decode("utf-8", errors="replace").strip()
+    try:
+        fields: object = {} if text in ("", HA_DEFAULT_PRESS) else json.loads(text)
+    except ValueError:
+        return payload
+    if not isinstance(fields, dict) or "at" in fields:
+        return payload
+    return json.dumps({**fields, "at": round(received_ns / 1000) / 1e6}).encode()
+
+
 def _json(text: str) -> object:
     try:
         return json.loads(text)

@@ -38,7 +38,7 @@ from twitchwatch.collector.topics import Topic, TopicError, felt_filter, felt_us
 from twitchwatch.processing.core import FloatArray
 from twitchwatch.processing.detector import Detection, StreamingDetector
 from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchEvent
-from twitchwatch.processing.felt import FeltError, felt_entry
+from twitchwatch.processing.felt import FeltError, felt_entry, with_arrival_time
 from twitchwatch.processing.flags import FlagSet
 from twitchwatch.processing.fusion import Fuser
 from twitchwatch.processing.journal import JournalEntry
@@ -649,9 +649,16 @@ class Worker(PeriodicTasks):
             if retained_status_only:
                 self._adopt_status(topic, payload)
                 continue
-            self._journal_message(topic, payload)
-            self.handle(topic, payload)
+            self.receive(topic, payload)
             client.ack(message)
+
+    def receive(self, topic: str, payload: bytes) -> None:
+        """One message from the MQTT subscription: journaled, then handled; acknowledged by the caller. A
+        felt mark is journaled with the time it arrived, so that replayed it is stored as it would be."""
+        if _felt_user_or_none(topic) is not None:
+            payload = with_arrival_time(payload, time.time_ns())
+        self._journal_message(topic, payload)
+        self.handle(topic, payload)
 
     async def _finish(self) -> None:
         self._release_held(everything=True)
@@ -708,8 +715,6 @@ class Worker(PeriodicTasks):
             self._load_statuses()
         replayed = 0
         for record in recovered.records:
-            if _felt_user_or_none(record.topic) is not None:  # felt marks are stored apart (time of arrival)
-                continue
             try:
                 self.handle(record.topic, record.payload)
             except Exception:
@@ -771,6 +776,9 @@ class Worker(PeriodicTasks):
         journal = self._journal
         now = time.monotonic()
         if journal is None or (not force and now - self._last_checkpoint < CHECKPOINT_S):
+            return
+        if self._felt_writes and not force:
+            # A mark being stored is not in the state: the journal that holds it must outlive the write.
             return
         self._last_checkpoint = now
         try:

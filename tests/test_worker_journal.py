@@ -4,8 +4,10 @@ frames that arrive before their device's status wait for it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +280,35 @@ def test_a_journaled_message_that_fails_again_does_not_stop_the_start(tmp_path: 
     assert resumed.stats.journal_errors + resumed.stats.bad_status == 1
     assert resumed._journal is not None
     resumed._journal.close()
+
+
+async def test_a_felt_mark_journaled_before_a_kill_is_stored_once_after_the_restart(tmp_path: Path) -> None:
+    """A mark is acknowledged to the broker once journaled, but stored off the event loop: a worker killed
+    in between must not lose it (it used to skip marks when replaying), and one killed after storing it must
+    not store it twice. The mark without a time of its own is stored at the time it first arrived."""
+    state = tmp_path / "state"
+    db = tmp_path / "w.db"
+    topic = f"twitchwatch/{USER}/felt"
+    dead = _worker(db, state)
+    dead._recover()
+    before = time.time_ns()
+    dead.receive(topic, b'{"muscle": "calf_left"}')  # its write task never runs: killed first
+    after = time.time_ns()
+    assert dead._felt_writes
+    dead._checkpoint()  # a checkpoint now would drop the journal that holds the unstored mark
+    assert dead.stats.felt_marks == 0
+    for task in dead._felt_writes:
+        task.cancel()
+    assert dead._journal is not None
+    dead._journal.close()
+
+    for _ in range(2):  # the second start replays it again: the journal outlived a stored mark
+        resumed = _worker(db, state)
+        resumed._recover()
+        await asyncio.gather(*resumed._felt_writes)
+        assert resumed.stats.felt_marks == 1
+        assert resumed._journal is not None
+        resumed._journal.close()
+    entries = SQLiteStore(db).journal_entries(user=USER)
+    assert [(e.factor.value, e.muscle) for e in entries] == [("felt", "calf_left")]
+    assert before - 1000 <= entries[0].time_ns <= after + 1000
