@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
+    import ssl
+
     import aiomqtt
 
 from twitchwatch.errors import UserError
@@ -23,16 +24,22 @@ class MqttUrlError(UserError, ValueError):
     """An MQTT URL is malformed."""
 
 
-class _ClosingSSLSocket(ssl.SSLSocket):
+@functools.cache
+def _closing_socket_class() -> type[ssl.SSLSocket]:
     """paho leaves the socket of a failed TLS handshake (an untrusted certificate) open until the
-    garbage collector finds it: one leaked socket per reconnect attempt. This one closes itself."""
+    garbage collector finds it: one leaked socket per reconnect attempt. This one closes itself. Built on
+    first use, as ``ssl`` is imported: a command that only parses an MQTT URL starts sooner."""
+    import ssl
 
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except BaseException:
-            self.close()
-            raise
+    class _ClosingSSLSocket(ssl.SSLSocket):
+        def do_handshake(self, block: bool = False) -> None:
+            try:
+                super().do_handshake(block)
+            except BaseException:
+                self.close()
+                raise
+
+    return _ClosingSSLSocket
 
 
 if TYPE_CHECKING:
@@ -55,6 +62,8 @@ def _client_class() -> type[Client]:
 
     Built on first use: parsing an MQTT URL (every command's configuration) need not import aiomqtt and
     paho, only connecting does."""
+    import ssl
+
     import aiomqtt
 
     class _Client(aiomqtt.Client):
@@ -101,8 +110,10 @@ class MqttTarget:
         the system's CAs, or only ``ca_file`` when one is given; None without TLS."""
         if not self.tls:
             return None
+        import ssl
+
         context = ssl.create_default_context(cafile=self.ca_file)
-        context.sslsocket_class = _ClosingSSLSocket
+        context.sslsocket_class = _closing_socket_class()
         return context
 
     @property

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -491,6 +490,8 @@ def flag_task_from(settings: Settings) -> FlagTask:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    import socket
+
     from twitchwatch.config import load_settings
     from twitchwatch.processing.amqp import AmqpSource, display_url
     from twitchwatch.processing.store import open_store

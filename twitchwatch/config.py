@@ -66,9 +66,7 @@ import functools
 import json
 import os
 import re
-import ssl
 import time
-import tomllib
 import typing
 import zoneinfo
 from collections.abc import Sequence
@@ -384,6 +382,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
 
 def load_device_file(path: str | Path) -> DeviceFile:
     """Read and validate a TOML device map; raise ``ConfigError`` with key paths."""
+    import tomllib  # here: only the commands that read a device map need it
+
     p = Path(path)
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -495,6 +495,8 @@ class Settings(BaseModel):
                 "set, but TWITCHWATCH_MQTT_URL is not mqtts://: the CA would not be used and the connection "
                 "would not be encrypted"
             )
+        import ssl  # here: most commands never check a CA file, and ssl costs ~10 ms of their start
+
         try:
             ssl.create_default_context(cafile=str(v))
         except OSError as exc:  # ssl.SSLError is an OSError too
