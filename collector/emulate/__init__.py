@@ -39,8 +39,6 @@ Device modules live in ``collector/emulate/devices/`` and are found by scanning 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import pkgutil
 import zlib
 from asyncio import Event
 from collections.abc import Callable, Mapping, Sequence
@@ -65,6 +63,7 @@ from twitchwatch.collector.emulate.source import (
     SynthSource,
     motion_source,
 )
+from twitchwatch.collector.plugins import own_classes, public_modules
 from twitchwatch.collector.synth import Signal, TruthEvent
 
 __all__ = [
@@ -85,17 +84,19 @@ def emulated_profiles() -> Mapping[str, type[Peripheral]]:
     """Every emulated device by profile name (found by scanning ``collector.emulate.devices``)."""
     global _registry
     if _registry is None:
-        package = importlib.import_module("twitchwatch.collector.emulate.devices")
         found: dict[str, type[Peripheral]] = {}
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
-            for obj in vars(module).values():
-                if isinstance(obj, type) and issubclass(obj, Peripheral) and "PROFILE" in obj.__dict__:
+        for module in public_modules("twitchwatch.collector.emulate.devices", _import_failed):
+            for obj in own_classes(module):
+                if issubclass(obj, Peripheral) and "PROFILE" in obj.__dict__:
                     if obj.PROFILE in found:
                         raise EmulationError(f"two emulators claim profile {obj.PROFILE!r}")
                     found[obj.PROFILE] = obj
         _registry = found
     return dict(_registry)
+
+
+def _import_failed(module: str, exc: Exception) -> Exception:
+    return EmulationError(f"the emulator module {module} cannot be imported: {exc!r}")
 
 
 def _serial(address: str) -> str:
