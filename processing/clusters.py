@@ -278,13 +278,22 @@ class ClusterAssembly:
         per segment, not per piece: what a piece needs (its peak, the peak of its moving sum, its core
         samples and frequency sums) comes from reductions over all the segment's pieces together, so a
         piece costs a few Python operations."""
-        m, blk, r0 = seg.m, self.blk, seg.r0
         ln = np.asarray(lanes)
-        n = ln.size
-        e = seg.env[r0 : r0 + m].T[ln]  # lane-major: each lane's samples in a row
-        on = seg.on_w[ln]
-        hi = e > on[:, None]
-        st = self._hysteresis(hi, e < (on * self.spans.off_ratio)[:, None], self._env_state[ln])
+        e = seg.env[seg.r0 : seg.r0 + seg.m].T[ln]  # lane-major: each lane's samples in a row
+        hi = e > seg.on_w[ln][:, None]
+        st, cont, slow_l = self._lanes_state(lanes, ln, seg, e, hi)
+        self._lanes_pieces(lanes, ln, seg, e, hi, st, cont.tolist(), slow_l)
+
+    def _lanes_state(
+        self, lanes: list[int], ln: IntArray, seg: Segment, e: FloatArray, hi: BoolArray
+    ) -> tuple[BoolArray, BoolArray, list[bool]]:
+        """``_scan_lanes``'s hysteresis: per lane (rows) and sample, whether it is active (slow activity
+        marking whole blocks); the lanes' state carried on; their quiet blocks cleared; the pieces open from
+        the previous segment that ended with it ended. Returns the activity, whether each lane's open piece
+        continues into the segment, and whether the lane has slow activity in it."""
+        n, blk = ln.size, self.blk
+        off = seg.on_w[ln] * self.spans.off_ratio
+        st = self._hysteresis(hi, e < off[:, None], self._env_state[ln])
         was, env_state = self._in_piece[ln], self._env_state[ln]
         self._env_state[ln] = st[:, -1]
         # A piece open at the segment's start continues if it is still active; without slow activity
@@ -304,6 +313,23 @@ class ClusterAssembly:
             c = self.open[lanes[j]]
             if c is not None:
                 self._end_piece(lanes[j], c)
+        return st, cont, slow_l
+
+    def _lanes_pieces(
+        self,
+        lanes: list[int],
+        ln: IntArray,
+        seg: Segment,
+        e: FloatArray,
+        hi: BoolArray,
+        st: BoolArray,
+        cont_l: list[bool],
+        slow_l: list[bool],
+    ) -> None:
+        """``_scan_lanes``'s pieces (the runs of ``st``), in lane order, measured by reductions over all of
+        them at once: each grows its lane's cluster; a whole one gives its features now, one that goes on
+        past the segment is stored in parts."""
+        n, m, r0 = ln.size, seg.m, seg.r0
         pad = np.zeros((n, m + 2), dtype=bool)
         pad[:, 1:-1] = st
         row, col = (pad[:, 1:] != pad[:, :-1]).nonzero()  # rises and falls alternate in each row
@@ -322,7 +348,6 @@ class ClusterAssembly:
         core_pos, core_env = keys % m + seg.base, e.ravel()[keys]
         lo: list[int] = keys.searchsorted(fa).tolist()
         up: list[int] = keys.searchsorted(fe).tolist()
-        cont_l: list[bool] = cont.tolist()
         for k, (j, ak, bk) in enumerate(zip(prow.tolist(), a.tolist(), b.tolist(), strict=True)):
             lane = lanes[j]
             starts, ends = ak > 0 or not cont_l[j], bk < m
@@ -479,13 +504,7 @@ class ClusterAssembly:
         blk, m, r0 = self.blk, seg.m, seg.r0
         ln = np.asarray(lanes)
         e = seg.env[r0 : r0 + m, ln]
-        on = seg.on_w[ln]
-        hi = e > on
-        idx = np.where(hi | (e < on * self.spans.off_ratio), self._ramp[:m, None], -1)
-        np.maximum.accumulate(idx, axis=0, out=idx)  # the state is that of the last decisive sample
-        # hi at each lane's last decisive sample: a plain gather (take_along_axis builds the same indices
-        # through Python-level code).
-        st = np.where(idx >= 0, hi[np.maximum(idx, 0), self._lane_ids[: ln.size]], self._env_state[ln])
+        st = self._long_hysteresis(ln, seg, e)
         env_end = st[-1].tolist()
         slow = seg.slow_on[:, ln]
         blocks = st.reshape(-1, blk, ln.size)  # a view: ``st`` is a fresh C-contiguous array
@@ -546,6 +565,20 @@ class ClusterAssembly:
             self._release_at[lane] = _NEVER if end_active else -(-(c.end + c.gap + 1) // blk)
             done.add(lane)
         return done
+
+    def _long_hysteresis(self, ln: IntArray, seg: Segment, e: FloatArray) -> BoolArray:
+        """``_hysteresis`` for ``_scan_long``, sample-major (samples × lanes ``ln``, ``e`` their moving
+        sums): the long lanes' moving sums are read in place, not transposed."""
+        on = seg.on_w[ln]
+        hi = e > on
+        idx = np.where(hi | (e < on * self.spans.off_ratio), self._ramp[: seg.m, None], -1)
+        np.maximum.accumulate(idx, axis=0, out=idx)  # the state is that of the last decisive sample
+        # hi at each lane's last decisive sample: a plain gather (take_along_axis builds the same indices
+        # through Python-level code).
+        st: BoolArray = np.where(
+            idx >= 0, hi[np.maximum(idx, 0), self._lane_ids[: ln.size]], self._env_state[ln]
+        )
+        return st
 
     def _count_slow(self, c: Cluster, block0: int, slow: BoolArray) -> int:
         """Count the slow blocks (flags from absolute block ``block0``) not counted before."""
