@@ -28,7 +28,7 @@ from bench import data
 from bench.accuracy import DECENT_SNR_DB, INJECTED_RATES, REAL_SEEDS, inject_rest, injection_seeds
 from bench.data import Recording
 from bench.scoring import TOLERANCE_S, Event, Span, span_seconds, within
-from twitchwatch.processing.core import Cluster, Features, FloatArray, Verdict
+from twitchwatch.processing.core import Features, FloatArray, Verdict
 from twitchwatch.processing.emg import EmgEngine, emg_params
 from twitchwatch.processing.events import EventKind
 
@@ -99,11 +99,6 @@ class TracedEmg(EmgEngine):
     def __init__(self, sample_rate: float, channels: int) -> None:
         super().__init__(sample_rate, channels, emg_params(sample_rate))
         self.released: list[Released] = []
-        self._lane = -1
-
-    def _release(self, lane: int, c: Cluster) -> None:
-        self._lane = lane
-        super()._release(lane, c)
 
     def classify(self, f: Features) -> Verdict:
         verdict = super().classify(f)
@@ -114,12 +109,12 @@ class TracedEmg(EmgEngine):
         floor_rms = math.sqrt(max(c.floor, 1e-300))
         self.released.append(
             Released(
-                self._lane,
+                f.lane,
                 max(c.start - self.delay, 0) / self.rate,
                 max(c.end - self.delay, 1) / self.rate,
                 kind,
                 why,
-                self._blip(self._lane, c, kind),
+                self._blip(f.lane, c, kind),
                 c.peak / floor_rms,
                 c.peak_env / max(self.params.on_factor * self.w * c.floor, 1e-300),
                 f.context,

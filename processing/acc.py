@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
+from twitchwatch.processing.clusters import Cluster
 from twitchwatch.processing.core import (
-    Cluster,
     DetectorParams,
     Features,
     FloatArray,

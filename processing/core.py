@@ -1,7 +1,8 @@
 """The streaming machinery both detectors share: filters, blocks, noise floor, hysteresis, clusters.
 
 Per lane (an EMG channel, or an accelerometer's three axes together); docs/detection.md explains each step
-and every parameter:
+and every parameter. Steps 1-4 and the release's classification are ``LaneEngine``'s (with the floor in
+``NoiseFloor``); steps 5-7, pieces grown into clusters, are ``processing.clusters.ClusterAssembly``'s:
 
 1. **Whole blocks only.** Input waits until a whole number of blocks (``block_ms``, aligned to the
    absolute sample index, never to chunk edges) is there; the rest waits for the next chunk.
@@ -38,8 +39,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import cast
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -47,21 +47,19 @@ from scipy import ndimage
 from scipy import signal as sps
 
 from twitchwatch.collector.signals import TwitchSignal
+from twitchwatch.processing.clusters import Cluster, ClusterAssembly, Segment, Spans
 from twitchwatch.processing.events import EventKind
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 SignalKind = TwitchSignal  # collector.signals: the kinds a twitch detector reads
 
-_NEVER = np.iinfo(np.int64).max
-_NO_LANES = np.zeros(0, dtype=np.intp)
 # The ufuncs' reductions called directly: ``a.max()``, ``a.sum()``, ``a.all()`` reach the same reductions
 # through Python-level wrappers that cost more than the reduction itself on a piece's or an epoch's values.
 _max = np.maximum.reduce
 _sum = np.add.reduce
 _all = np.logical_and.reduce
 _any = np.logical_or.reduce
-_FIRST = np.zeros(1, dtype=np.intp)  # reduceat over a whole array
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
 _TAIL_MEDIAN = 5  # blocks (100 ms) whose median power tells a louder stretch from one potential
 
@@ -178,6 +176,22 @@ class DetectorParams:
         if self.epoch_blocks < 1 or self.block_ms <= 0 or self.smooth_ms <= 0:
             raise ValueError("block_ms, smooth_ms and epoch_blocks must be positive")
 
+    def spans(self, sample_rate: float) -> Spans:
+        """What cluster assembly measures with at ``sample_rate`` (``processing.clusters.Spans``)."""
+        hold = round(self.hold_ms * 1e-3 * sample_rate)
+        return Spans(
+            rate=sample_rate,
+            hold=hold,
+            activity_gap=max(hold, round(self.activity_gap_ms * 1e-3 * sample_rate)),
+            slow_gap=max(hold, round(self.slow_gap_ms * 1e-3 * sample_rate)),
+            jerk_max=round(self.jerk_max_ms * 1e-3 * sample_rate),
+            jerk_max_ms=self.jerk_max_ms,
+            store_cap=max(2, round(self.store_s * sample_rate)),
+            sat_run=max(3, round(self.saturation_ms * 1e-3 * sample_rate)),
+            core_ratio=10 ** (-self.core_db / 10),
+            off_ratio=self.off_factor / self.on_factor,
+        )
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -245,115 +259,6 @@ def same_shape(a: FloatArray, b: FloatArray, max_lag: int) -> bool:
 
 
 @dataclass(slots=True)
-class Cluster:
-    """An event being assembled on one lane (absolute sample indices)."""
-
-    start: int
-    end: int
-    context_pre: float  # sub-threshold power before it, × floor
-    baseline: FloatArray  # raw block mean before it (per channel of the lane)
-    floor: float  # the floor when it began (power per sample)
-    gap: int  # samples a following piece may wait and still join
-    active: int = 0  # samples in pieces
-    pieces: int = 0
-    first_on: int = -1  # first and last core sample (``settle``)
-    last_on: int = -1
-    n_on: int = 0  # core samples
-    core_idx: list[npt.NDArray[np.intp]] = field(default_factory=list)  # samples above onset, per piece
-    core_env: list[FloatArray] = field(default_factory=list)  # ... and their moving sums
-    core_span: list[tuple[int, int]] = field(default_factory=list)  # ... and where their pieces lie
-    peak: float = 0.0
-    peak_env: float = 0.0  # moving sum of the power, for the margin over the threshold
-    slow_blocks: int = 0  # blocks with slow activity
-    slow_excursion: float = 0.0  # EMG: largest |moving mean of raw − baseline|
-    saturated: bool = False
-    recent: list[float] = field(default_factory=list)  # peaks of the clusters begun on its lane in context_ms
-    long: bool = False  # its core has passed jerk_max_ms: activity, whatever comes
-    piece_slow: bool = False  # the open piece has slow activity
-    slow_upto: int = -1  # the last block counted in slow_blocks (each block counts once)
-    num: float = 0.0  # Σ(Δy)² and Σy² over its pieces, for the dominant frequency
-    den: float = 0.0
-    piece_start: int = 0  # the open piece: where it began, its onset level, its samples so far
-    piece_on: float = 0.0
-    parts_y: list[FloatArray] = field(default_factory=list)
-    parts_x: list[FloatArray] = field(default_factory=list)
-    parts_env: list[FloatArray] = field(default_factory=list)
-    stored: int = 0
-    tail: float = 1.0  # the lane's ``LaneEngine.tail`` when it began
-    piece_peak: float = 0.0  # the open piece's largest moving sum
-    # The end of its last piece within ``core_db`` of its peak: the band-pass's ringing after a large
-    # potential and noise's blips around it (pieces further below) do not keep the cluster open.
-    merge_end: int = 0
-
-    def duration_ms(self, rate: float) -> float:
-        return (self.end - self.start) * 1e3 / rate
-
-    def settle(self, core_ratio: float) -> None:
-        """The core: samples above onset and within ``core_ratio`` (``10 ** (-core_db / 10)``) of the
-        cluster's peak power — the potentials' main phases, not the band-pass's ringing, whose length grows
-        with the amplitude."""
-        if not self.core_idx:
-            return
-        if len(self.core_idx) == 1:
-            idx, env = self.core_idx[0], self.core_env[0]
-        else:
-            idx, env = np.concatenate(self.core_idx), np.concatenate(self.core_env)
-        sel = idx[env > self.peak_env * core_ratio]
-        if sel.size:
-            self.first_on, self.last_on, self.n_on = int(sel[0]), int(sel[-1]), int(sel.size)
-
-    def main_piece_ms(self, rate: float, core_ratio: float) -> float | None:
-        """The core span of the piece holding the peak where the others are its smaller neighbours: one
-        other piece of any smaller size, or any number of at most a quarter of its peak power (half its
-        amplitude: a potential's own ringing and noise's blips around it, not a unit's repeats); None
-        otherwise."""
-        big = self.main_piece()
-        if big is None:
-            return None
-        idx, env = self.core_idx[big], self.core_env[big]
-        sel = idx[env > self.peak_env * core_ratio]
-        return (int(sel[-1]) - int(sel[0]) + 1) * 1e3 / rate if sel.size else None
-
-    def main_piece(self) -> int | None:
-        """The piece holding the peak, where the others are its smaller neighbours (``main_piece_ms``)."""
-        n = len(self.core_idx)
-        if n < 2:
-            return None
-        peaks = [float(_max(e)) if e.size else 0.0 for e in self.core_env]
-        big = max(range(n), key=peaks.__getitem__)
-        if n > 2 and any(4.0 * p > peaks[big] for i, p in enumerate(peaks) if i != big):
-            return None
-        return big
-
-    def core_span_of(self) -> tuple[int, int] | None:
-        """From the start of the piece holding the first core sample to the end of the one holding the
-        last: the potential itself, without the blips the hold gathered before or after it."""
-        if self.first_on < 0 or not self.core_span:
-            return None
-        first = next((a for a, b in self.core_span if a <= self.first_on < b), None)
-        last = next((b for a, b in reversed(self.core_span) if a <= self.last_on < b), None)
-        return None if first is None or last is None else (first, last)
-
-    def core_ms(self, rate: float) -> float:
-        """From the first to the last core sample of its pieces: the potentials' main phases, not the
-        filter's tail (slow-only clusters: their whole span)."""
-        if self.first_on < 0:
-            return self.duration_ms(rate)
-        return (self.last_on - self.first_on + 1) * 1e3 / rate
-
-    def fill(self) -> float:
-        """Fraction of the core span that is core: dense bursts near 1, sparse trains low."""
-        return self.n_on / max(self.last_on - self.first_on + 1, 1) if self.first_on >= 0 else 0.0
-
-    def dominant_hz(self, rate: float) -> float:
-        """Power-weighted RMS frequency (Rice's second spectral moment): for a sinusoid of frequency f,
-        Σ(Δy)²/Σy² = 4 sin²(πf/fs), inverted exactly."""
-        if self.den <= 0:
-            return 0.0
-        return float(rate / math.pi * math.asin(math.sqrt(min(self.num / self.den, 4.0)) / 2))
-
-
-@dataclass(slots=True)
 class Features:
     """What classification sees when a cluster is released."""
 
@@ -385,21 +290,6 @@ class Features:
         whose peak reached ``ratio`` × its own."""
         floor = ratio * self.cluster.peak
         return sum(p >= floor for p in self.cluster.recent) >= count
-
-
-@dataclass(slots=True)
-class _Seg:
-    """One segment's arrays (samples × lanes or channels; block rows × lanes) and its offsets."""
-
-    base: int  # absolute sample index of row r0
-    r0: int
-    m: int
-    x: FloatArray
-    y: FloatArray
-    p: FloatArray
-    env: FloatArray  # moving sum of p over w samples
-    slow_on: BoolArray  # blocks of the segment × lanes
-    quiet: BoolArray  # blocks of the segment × lanes (pieces clear it)
 
 
 class NoiseFloor:
@@ -466,13 +356,14 @@ class NoiseFloor:
 
 
 class LaneEngine:
-    """Shared streaming core; subclasses supply lane power, the slow statistic and classification."""
+    """Shared streaming core; subclasses supply lane power, the slow statistic and classification.
+
+    Its parts: the block loop, filters and history ring here; the noise floor (``noise``, a ``NoiseFloor``);
+    cluster assembly (``clusters``, a ``ClusterAssembly``), which calls back ``new_cluster`` and
+    ``release_cluster`` (``ClusterHost``) for what lies outside a cluster."""
 
     lanes: int
     dof_per_sample = 1  # squared signals summed into one lane's power (accelerometer: 3 axes)
-    # From this many candidate lanes in a segment on, ``_scan_lanes`` handles them together; fewer are
-    # cheaper one by one (``_scan``). Both give the same events to the bit (tests/test_detector.py).
-    batch_lanes = 3
 
     def __init__(self, sample_rate: float, channels: int, lanes: int, params: DetectorParams) -> None:
         if not sample_rate > 0:
@@ -504,28 +395,19 @@ class LaneEngine:
         self.blk = max(1, round(p.block_ms * 1e-3 * sample_rate))
         self.epoch = p.epoch_blocks
         self._warm_blocks = self.epoch * max(1, math.ceil(p.warmup_s * sample_rate / self.blk / self.epoch))
-        self.hold = round(p.hold_ms * 1e-3 * sample_rate)
-        self.activity_gap = max(self.hold, round(p.activity_gap_ms * 1e-3 * sample_rate))
-        self.slow_gap = max(self.hold, round(p.slow_gap_ms * 1e-3 * sample_rate))
+        self.spans = p.spans(sample_rate)
         self._ctx_blocks = max(1, round(p.context_ms * 1e-3 * sample_rate / self.blk))
         self._ctx_guard = round(p.context_guard_ms * 1e-3 * sample_rate)
         self._busy_window = round(p.context_ms * 1e-3 * sample_rate)
-        self._off_ratio = p.off_factor / p.on_factor
         # Independent samples per sample of power (band-limited noise is correlated; axes add).
         self._dof = self.dof_per_sample * min(1.0, (min(p.band_hz[1], nyq) - p.band_hz[0]) / nyq)
         rise = max(1.5, 1.0 + 4.0 * math.sqrt(2.0 / (self.epoch * self.blk * self._dof)))
         self.noise = NoiseFloor(lanes, self.epoch, self.blk, self.epoch * self.blk / sample_rate, p, rise)
-        self._jerk_max = round(p.jerk_max_ms * 1e-3 * sample_rate)
-        self._store_cap = max(2, round(p.store_s * sample_rate))
-        self._core_ratio = 10 ** (-p.core_db / 10)
         # Context thresholds, computed once: before an event the window is fixed; after it, a few lengths.
         self._pre_thr = self._ctx_threshold(self._ctx_blocks * self.blk)
         self._post_thr: dict[int, float] = {}
-        self._sat_run = max(3, round(p.saturation_ms * 1e-3 * sample_rate))
         self._shape_lag = max(1, round(0.004 * sample_rate))  # the peak may move by a phase: ±4 ms
         self._cross_blocks = round(p.cross_lane_ms * 1e-3 * sample_rate / self.blk)
-        self._ramp = np.arange(self.epoch * self.blk)  # sample numbers within a segment (never longer)
-        self._lane_ids = np.arange(lanes)
         # running state
         self._left: FloatArray | None = None  # raw rows short of a whole block
         self._work: _Work | None = None
@@ -567,10 +449,8 @@ class LaneEngine:
         self._ring_bmax = np.zeros((ring, lanes))  # largest moving sum (the background's tail)
         self._ring_steady = np.zeros((ring, lanes), dtype=bool)  # ... and no slow activity there
         self._tail_every = min(self._tail_every, ring // self.epoch)  # refits read the ring
-        self._env_state = np.zeros(lanes, dtype=bool)  # hysteresis on the smoothed power
-        self._in_piece = np.zeros(lanes, dtype=bool)  # hysteresis or slow activity
-        self._open: list[Cluster | None] = [None] * lanes
-        self._release_at = np.full(lanes, _NEVER, dtype=np.int64)  # block index
+        # Pieces grown into clusters (segments never cross an epoch: at most one epoch of samples).
+        self.clusters = ClusterAssembly(self, lanes, self.blk, self.epoch * self.blk, self.spans)
         self._prev_end = [-(10**18)] * lanes
         self._prev_kind: list[EventKind | None] = [None] * lanes
         self._prev_peak = [0.0] * lanes
@@ -669,17 +549,7 @@ class LaneEngine:
 
     def finish(self) -> list[Detection]:
         """End of stream: close what is open and release everything (a last partial block is dropped)."""
-        now = self._block * self.blk
-        for lane in range(self.lanes):
-            c = self._open[lane]
-            if c is not None:
-                if self._in_piece[lane]:
-                    c.end = now
-                    self._end_piece(lane, c)
-                self._release(lane, c)
-        self._in_piece[:] = False
-        self._env_state[:] = False
-        self._release_at[:] = _NEVER
+        self.clusters.finish(self._block * self.blk)
         out, self._out = self._out, []
         return out
 
@@ -691,7 +561,7 @@ class LaneEngine:
         """Every detection that will cover a sample before this index (reported time, band-pass delay taken
         off) has been returned: what is still open or not yet processed starts at or after it."""
         now = self._block * self.blk
-        start = min((c.start for c in self._open if c is not None), default=now)
+        start = min((c.start for c in self.clusters.open if c is not None), default=now)
         return max(min(start, now) - self.delay, 0)
 
     def open_activity(self) -> list[tuple[int, int, int]]:
@@ -700,7 +570,7 @@ class LaneEngine:
         d = self.delay
         return [
             (lane, max(c.start - d, 0), max(c.end - d, 1))
-            for lane, c in enumerate(self._open)
+            for lane, c in enumerate(self.clusters.open)
             if c is not None and self.known_activity(c)
         ]
 
@@ -809,31 +679,16 @@ class LaneEngine:
         quiet &= ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], aux[b0:b1], quiet)  # before pieces clear ``quiet``
         self.segment_raw(x[b0 * blk : b1 * blk], y[b0 * blk : b1 * blk], k0 * blk)
-        if _all(quiet, axis=None) and not _any(self._in_piece):  # the usual case: nothing to look at
-            cand = _NO_LANES
-        else:
-            cand = (self._in_piece | ~_all(quiet, axis=0)).nonzero()[0]
-        if cand.size:
-            seg = _Seg(k0 * blk, b0 * blk, (b1 - b0) * blk, x, y, p, env, slow_on, quiet)
-            lanes = cand.tolist()
-            long = [i for i in lanes if (c := self._open[i]) is not None and c.long and c.gap >= seg.m]
-            done = self._scan_long(long, seg) if long else set()
-            rest = [lane for lane in lanes if lane not in done] if done else lanes
-            if len(rest) >= self.batch_lanes:
-                self._scan_lanes(rest, seg)
-            else:
-                for lane in rest:
-                    self._scan(lane, seg)
+        lanes = self.clusters.candidates(quiet)
+        if lanes:
+            seg = Segment(k0 * blk, b0 * blk, (b1 - b0) * blk, x, y, p, env, slow_on, quiet, self._on_w)
+            self.clusters.scan(lanes, seg)
         self._epoch_bm[e0:e1] = bm[b0:b1]
         self._epoch_slow[e0:e1] = slow[b0:b1]
         self._block = k0 + b1 - b0
         if self._block % self.epoch == 0:
             self._update_floor()
-        if any(self._open):  # a cluster is open somewhere (Cluster objects are truthy)
-            for lane in (self._release_at <= self._block).nonzero()[0].tolist():
-                c = self._open[lane]
-                if c is not None:
-                    self._release(lane, c)
+        self.clusters.release_due(self._block)
 
     def _update_floor(self) -> None:
         self.epoch_end(self._epoch_slow)
@@ -869,8 +724,8 @@ class LaneEngine:
         assert self._tail_model is not None
         k0, k1 = max(self._tail_next, self._warm_blocks), self._block
         self._tail_next = k1
-        if any(self._open):  # activity still open: from its end so far (as its release will set it)
-            for lane, c in enumerate(self._open):
+        if any(self.clusters.open):  # activity still open: from its end so far (as its release will set it)
+            for lane, c in enumerate(self.clusters.open):
                 if c is not None and (c.long or c.slow_blocks):
                     until = -(-c.end // self.blk) + self._tail_guard
                     self._tail_from[lane] = max(int(self._tail_from[lane]), until)
@@ -909,419 +764,15 @@ class LaneEngine:
         out: FloatArray = a * a
         return out
 
-    def _scan_lanes(self, lanes: list[int], seg: _Seg) -> None:
-        """Hysteresis over all candidate lanes at once, then their pieces in lane order. The array work is
-        per segment, not per piece: what a piece needs (its peak, the peak of its moving sum, its core
-        samples and frequency sums) comes from reductions over all the segment's pieces together, so a
-        piece costs a few Python operations."""
-        m, blk, r0 = seg.m, self.blk, seg.r0
-        ln = np.asarray(lanes)
-        n = ln.size
-        e = seg.env[r0 : r0 + m].T[ln]  # lane-major: each lane's samples in a row
-        on = self._on_w[ln]
-        hi = e > on[:, None]
-        st = self._hysteresis(hi, e < (on * self._off_ratio)[:, None], self._env_state[ln])
-        was, env_state = self._in_piece[ln], self._env_state[ln]
-        self._env_state[ln] = st[:, -1]
-        # A piece open at the segment's start continues if it is still active; without slow activity
-        # only if the power's hysteresis kept it (slow activity alone held it: it ended).
-        if _any(seg.slow_on, axis=None):
-            slow = seg.slow_on[:, ln]
-            slow_lanes = _any(slow, axis=0)
-            st.reshape(n, -1, blk)[...] |= slow.T[:, :, None]  # slow activity marks all of its blocks
-            cont = was & st[:, 0] & (env_state | slow_lanes)
-            slow_l: list[bool] = slow_lanes.tolist()
-        else:
-            cont = was & st[:, 0] & env_state
-            slow_l = [False] * n
-        self._in_piece[ln] = st[:, -1]
-        seg.quiet[:, ln] &= ~_any(st.reshape(n, -1, blk), axis=2).T
-        for j in (was & ~cont).nonzero()[0].tolist():  # the open piece ended with the previous segment
-            c = self._open[lanes[j]]
-            if c is not None:
-                self._end_piece(lanes[j], c)
-        pad = np.zeros((n, m + 2), dtype=bool)
-        pad[:, 1:-1] = st
-        row, col = (pad[:, 1:] != pad[:, :-1]).nonzero()  # rises and falls alternate in each row
-        if not row.size:
-            return
-        prow, a, b = row[::2], col[::2], col[1::2]
-        fa, fb = prow * m + a, prow * m + b  # into the flattened lane-major arrays
-        # A piece's features come from its first store_s (longer than any segment with the defaults).
-        fe = fb if m <= self._store_cap else np.minimum(fb, fa + self._store_cap)
-        pw = seg.p[r0 : r0 + m].T[ln]
-        bounds = _pairs(fa, fb)
-        peak_p: list[float] = _per_piece(np.maximum, pw.ravel(), bounds).tolist()
-        peak_env: list[float] = _per_piece(np.maximum, e.ravel(), bounds).tolist()
-        num, den = self._sums(seg, ln, pw, fa, fe, bounds if fe is fb else _pairs(fa, fe))
-        keys = np.flatnonzero(hi)  # core candidates: above onset (a piece that starts here has this onset)
-        core_pos, core_env = keys % m + seg.base, e.ravel()[keys]
-        lo: list[int] = keys.searchsorted(fa).tolist()
-        up: list[int] = keys.searchsorted(fe).tolist()
-        cont_l: list[bool] = cont.tolist()
-        for k, (j, ak, bk) in enumerate(zip(prow.tolist(), a.tolist(), b.tolist(), strict=True)):
-            lane = lanes[j]
-            starts, ends = ak > 0 or not cont_l[j], bk < m
-            c = self._grow(lane, seg, ak, bk, math.sqrt(peak_p[k]), peak_env[k], starts, slow_l[j])
-            if c.long:  # known activity: its features are settled, only its extent and peak grow
-                if ends:
-                    self._end_piece(lane, c)
-            elif starts and ends:  # the whole piece is here: its features from the batch, now
-                if lo[k] < up[k]:
-                    c.core_idx.append(core_pos[lo[k] : up[k]])
-                    c.core_env.append(core_env[lo[k] : up[k]])
-                    c.core_span.append((c.piece_start, c.end))
-                if bk - ak >= 2:
-                    c.num += num[k]
-                    c.den += den[k]
-                if c.piece_slow:
-                    rows = slice(r0 + ak, r0 + ak + min(bk - ak, self._store_cap))
-                    self._check_saturation(c, seg.x[rows, self.lane_channels(lane)])
-                self._settle_piece(lane, c)
-            else:
-                self._store_part(lane, c, seg, ak, bk, ends)
-
-    def _scan(self, lane: int, seg: _Seg) -> None:
-        """Hysteresis over one lane's samples of the segment, then its pieces: with few candidate lanes
-        this costs fewer array operations than ``_scan_lanes``, and gives the same to the bit."""
-        m, r0 = seg.m, seg.r0
-        on = float(self._on_w[lane])
-        off = on * self._off_ratio
-        env = seg.env[r0 : r0 + m, lane]
-        was = bool(self._in_piece[lane])
-        c = self._open[lane]
-        slow_rows = seg.slow_on[:, lane]
-        if _any(slow_rows):
-            self._scan_slow(lane, seg, env, on, off, slow_rows, was)
-            return
-        above = (env > on).nonzero()[0]
-        if was and not self._env_state[lane]:  # slow activity ended with the previous segment
-            self._in_piece[lane] = False
-            if c is not None:
-                self._end_piece(lane, c)
-            was = False
-        i = 0 if was else (int(above[0]) if above.size else m)
-        cont = False
-        while i < m:  # a piece from i (continuing one if i == 0 and was) to the first sample below off
-            below = (env[i:] < off).nonzero()[0]
-            stop = i + int(below[0]) if below.size else m
-            cont = stop == m
-            if stop > i:
-                self._piece(lane, seg, i, stop, env, starts=i > 0 or not was, ends=not cont, slow=False)
-            elif was:  # the open piece ended with the previous segment
-                c = self._open[lane]
-                if c is not None:
-                    self._end_piece(lane, c)
-            k = int(above.searchsorted(stop))
-            i = int(above[k]) if k < above.size else m
-            was = False
-        self._env_state[lane] = self._in_piece[lane] = cont
-
-    def _scan_slow(
-        self, lane: int, seg: _Seg, env: FloatArray, on: float, off: float, slow_rows: BoolArray, was: bool
-    ) -> None:
-        """``_scan`` with slow activity: hysteresis on the power or'ed with slow activity block-wise."""
-        m = seg.m
-        st = self._hysteresis((env > on)[None, :], (env < off)[None, :], self._env_state[lane : lane + 1])[0]
-        self._env_state[lane] = st[-1]
-        st |= np.repeat(slow_rows, self.blk)
-        self._in_piece[lane] = st[-1]
-        active = bool(st[0])
-        if was and not active:  # the open piece ended with the previous segment
-            c = self._open[lane]
-            if c is not None:
-                self._end_piece(lane, c)
-        edges = [0, *((st[1:] != st[:-1]).nonzero()[0] + 1).tolist(), m]
-        for i in range(0 if active else 1, len(edges) - 1, 2):
-            a, b = edges[i], edges[i + 1]
-            self._piece(lane, seg, a, b, env, starts=a > 0 or not was, ends=b < m)
-
-    def _piece(
-        self,
-        lane: int,
-        seg: _Seg,
-        a: int,
-        b: int,
-        env: FloatArray,
-        *,
-        starts: bool,
-        ends: bool,
-        slow: bool = True,
-    ) -> None:
-        """Rows [a, b) of the segment are active on ``lane`` (``env``: its moving sum in the segment)."""
-        ra, rb = seg.r0 + a, seg.r0 + b
-        peak = math.sqrt(float(_max(seg.p[ra:rb, lane])))
-        c = self._grow(lane, seg, a, b, peak, float(_max(env[a:b])), starts, slow)
-        seg.quiet[a // self.blk : (b - 1) // self.blk + 1, lane] = False
-        if c.long:  # known activity: its features are settled, only its extent and peak grow
-            if ends:
-                self._end_piece(lane, c)
-        elif starts and ends:  # the whole piece is here: its features from views, now
-            keep = min(b - a, self._store_cap - c.stored)
-            if keep > 0:
-                ch = self.lane_channels(lane)
-                self._piece_features(
-                    c, seg.y[ra : ra + keep, ch], seg.x[ra : ra + keep, ch], env[a : a + keep]
-                )
-            self._settle_piece(lane, c)
-        else:
-            self._store_part(lane, c, seg, a, b, ends)
-
-    def _hysteresis(self, hi: BoolArray, lo: BoolArray, state: BoolArray) -> BoolArray:
-        """Per lane (rows) and sample: on from a sample above onset (``hi``) until one below offset
-        (``lo``); before the first of either, the lane's state from the previous segment."""
-        m = hi.shape[1]
-        idx = np.where(hi | lo, self._ramp[:m], -1)
-        np.maximum.accumulate(idx, axis=1, out=idx)  # the state is that of the last decisive sample
-        flat = np.maximum(idx, 0)
-        flat += self._lane_ids[: hi.shape[0], None] * m
-        st: BoolArray = np.where(idx >= 0, hi.ravel()[flat], state[:, None])
-        return st
-
-    def _sums(
-        self,
-        seg: _Seg,
-        ln: npt.NDArray[np.intp],
-        pw: FloatArray,
-        fa: npt.NDArray[np.intp],
-        fe: npt.NDArray[np.intp],
-        bounds: npt.NDArray[np.intp],
-    ) -> tuple[list[float], list[float]]:
-        """Σ(Δy)² and Σy² (ends halved) over each piece's feature samples [fa, fe) of the lane-major
-        arrays (``bounds``: the two interleaved), for the dominant frequency. ``_piece_sums`` gives the
-        same for a piece stored in parts: the same per-sample values summed by the same reduceat, so the
-        chunking cannot change them."""
-        m = seg.m
-        y = seg.y[seg.r0 : seg.r0 + m, self.lanes_channels(ln)]
-        dq = np.empty((m - 1, ln.size))
-        self.lane_power(y[1:] - y[:-1], dq)
-        q = np.zeros((ln.size, m))
-        q[:, 1:] = dq.T
-        dbounds = bounds.copy()
-        dbounds[0::2] += 1  # Δy from a piece's second sample on
-        if dbounds[-2] == q.size:  # a one-sample piece at the very end: no Δy, its result is not used
-            dbounds[-2] -= 1
-        pf = pw.ravel()
-        num: list[float] = _per_piece(np.add, q.ravel(), dbounds).tolist()
-        s = _per_piece(np.add, pf, bounds)
-        den: list[float] = (s - 0.5 * (pf[fa] + pf[fe - 1])).tolist()
-        return num, den
-
-    def _scan_long(self, lanes: list[int], seg: _Seg) -> set[int]:
-        """Clusters already known to be activity grow by everything active in this segment at once,
-        vectorised over their lanes, with the same result as piece by piece (their dips, shorter than a
-        segment, are shorter than their gaps). Returns the lanes done; the others (a segment that may start
-        a new cluster, or nothing active) take the general path."""
-        blk, m, r0 = self.blk, seg.m, seg.r0
-        ln = np.asarray(lanes)
-        e = seg.env[r0 : r0 + m, ln]
-        on = self._on_w[ln]
-        hi = e > on
-        idx = np.where(hi | (e < on * self._off_ratio), self._ramp[:m, None], -1)
-        np.maximum.accumulate(idx, axis=0, out=idx)  # the state is that of the last decisive sample
-        # hi at each lane's last decisive sample: a plain gather (take_along_axis builds the same indices
-        # through Python-level code).
-        st = np.where(idx >= 0, hi[np.maximum(idx, 0), self._lane_ids[: ln.size]], self._env_state[ln])
-        env_end = st[-1].tolist()
-        slow = seg.slow_on[:, ln]
-        blocks = st.reshape(-1, blk, ln.size)  # a view: ``st`` is a fresh C-contiguous array
-        blocks |= slow[:, None, :]  # slow activity marks every sample of its blocks
-        # Per-lane scalars as Python lists, taken once: indexing numpy arrays lane by lane costs more.
-        first: list[int] = st.argmax(axis=0).tolist()
-        last: list[int] = (m - 1 - st[::-1].argmax(axis=0)).tolist()
-        any_act = _column_any(st)
-        was_arr: BoolArray = self._in_piece[ln]
-        was: list[bool] = was_arr.tolist()
-        ok = []
-        for j, lane in enumerate(lanes):
-            c = self._open[lane]
-            assert c is not None
-            if any_act[j] and (was[j] or seg.base + first[j] - c.end <= c.gap):
-                ok.append(j)
-        if not ok:
-            return set()
-        cols = np.asarray(ok)
-        sub, lns = st[:, cols], ln[cols]
-        pk: list[float] = _max(np.where(sub, seg.p[r0 : r0 + m, lns], -np.inf), axis=0).tolist()
-        pe: list[float] = _max(np.where(sub, e[:, cols], -np.inf), axis=0).tolist()
-        count: list[int] = _sum(sub, axis=0, dtype=np.intp).tolist()
-        rises: list[int] = (
-            _sum(sub[1:] & ~sub[:-1], axis=0, dtype=np.intp) + (sub[0] & ~was_arr[cols])
-        ).tolist()
-        block0 = seg.base // blk
-        busy = _any(sub.reshape(-1, blk, cols.size), axis=1)
-        seg.quiet[:, lns] &= ~busy
-        busy_slow = busy & slow[:, cols]
-        any_slow = _column_any(busy_slow)
-        # ``_count_slow`` for all lanes at once: the counts and the last slow block of each.
-        n_slow: list[int] = _sum(busy_slow, axis=0, dtype=np.intp).tolist()
-        last_slow: list[int] = (block0 + busy_slow.shape[0] - 1 - busy_slow[::-1].argmax(axis=0)).tolist()
-        starts_on: list[bool] = sub[0].tolist()
-        ends_on: list[bool] = sub[-1].tolist()
-        done: set[int] = set()
-        for i, j in enumerate(ok):
-            lane = lanes[j]
-            c = self._open[lane]
-            assert c is not None
-            if was[j] and not starts_on[i]:  # the open piece ended with the previous segment
-                self._end_piece(lane, c)
-            c.pieces += rises[i]
-            c.active += count[i]
-            c.peak = max(c.peak, math.sqrt(pk[i]))
-            c.peak_env = max(c.peak_env, pe[i])
-            if any_slow[i]:
-                if c.slow_upto < block0:  # always: this segment is new to the lane, all its blocks count
-                    c.slow_blocks += n_slow[i]
-                    c.slow_upto = last_slow[i]
-                else:  # pragma: no cover - kept so that a block can never count twice
-                    self._count_slow(c, block0, busy_slow[:, i])
-                c.gap = max(c.gap, self.slow_gap)
-            c.end = seg.base + last[j] + 1
-            self._env_state[lane] = env_end[j]
-            self._in_piece[lane] = end_active = ends_on[i]
-            self._release_at[lane] = _NEVER if end_active else -(-(c.end + c.gap + 1) // blk)
-            done.add(lane)
-        return done
-
-    def _count_slow(self, c: Cluster, block0: int, slow: BoolArray) -> int:
-        """Count the slow blocks (flags from absolute block ``block0``) not counted before."""
-        nz = slow.nonzero()[0]
-        if not nz.size:  # the usual case: nothing to count, no more array operations
-            return 0
-        idx = nz + block0
-        new = idx[idx > c.slow_upto]
-        if new.size:
-            c.slow_blocks += new.size
-            c.slow_upto = int(new[-1])
-        return int(new.size)
-
-    def _grow(
-        self, lane: int, seg: _Seg, a: int, b: int, peak: float, peak_env: float, starts: bool, slow: bool
-    ) -> Cluster:
-        """Rows [a, b) of the segment are active on ``lane``: start, extend or join its cluster with their
-        extent, peak, peak moving sum (``peak_env``) and slow blocks."""
-        start = seg.base + a
-        c = self._open[lane]
-        if starts or c is None:
-            if c is not None and start - self._merge_end(c) > c.gap:
-                self._release(lane, c)
-                c = None
-            if c is None:
-                c = self._new_cluster(lane, start)
-            c.pieces += 1
-            c.piece_start = start
-            c.piece_slow = False
-            c.piece_on = float(self._on_w[lane])
-            c.piece_peak = 0.0
-            self._release_at[lane] = _NEVER
-        if peak_env > c.piece_peak:
-            c.piece_peak = peak_env
-        c.active += b - a
-        if peak > c.peak:
-            c.peak = peak
-        if peak_env > c.peak_env:
-            c.peak_env = peak_env
-        if slow:
-            blk = self.blk
-            kb0, kb1 = a // blk, (b - 1) // blk + 1
-            n_slow = self._count_slow(c, seg.base // blk + kb0, seg.slow_on[kb0:kb1, lane])
-            c.piece_slow = c.piece_slow or n_slow > 0
-        c.end = seg.base + b
-        return c
-
-    def _store_part(self, lane: int, c: Cluster, seg: _Seg, a: int, b: int, ends: bool) -> None:
-        """A piece spanning segments: copies of its samples until it ends, then the features a whole piece
-        gets, from the same values."""
-        keep = min(b - a, self._store_cap - c.stored)
-        if keep > 0:
-            ra, ch = seg.r0 + a, self.lane_channels(lane)
-            c.parts_y.append(seg.y[ra : ra + keep, ch].copy())
-            c.parts_x.append(seg.x[ra : ra + keep, ch].copy())
-            c.parts_env.append(seg.env[ra : ra + keep, lane].copy())
-            c.stored += keep
-        if ends:
-            self._end_piece(lane, c)
-
-    def _end_piece(self, lane: int, c: Cluster) -> None:
-        if c.parts_y:
-            one = len(c.parts_y) == 1
-            y = c.parts_y[0] if one else np.concatenate(c.parts_y)
-            raw = c.parts_x[0] if one else np.concatenate(c.parts_x)
-            env = c.parts_env[0] if one else np.concatenate(c.parts_env)
-            self._piece_features(c, y, raw, env)
-            c.parts_y, c.parts_x, c.parts_env, c.stored = [], [], [], 0
-        self._settle_piece(lane, c)
-
-    def _settle_piece(self, lane: int, c: Cluster) -> None:
-        if c.long:  # known activity: only the gap may still widen
-            if c.piece_slow:
-                c.gap = max(c.gap, self.slow_gap)
-        elif c.piece_slow and self.artifact_like(lane, c):
-            c.gap = self.slow_gap
-        elif c.end - c.start > self._jerk_max:
-            c.settle(self._core_ratio)
-            if c.core_ms(self.rate) > self.params.jerk_max_ms:
-                c.gap = max(c.gap, self.activity_gap)
-                c.long = True  # its core only grows: no need to keep core samples any more
-        if c.piece_peak >= self._core_ratio * c.peak_env:
-            c.merge_end = c.end
-        # The first block boundary past end + gap: a piece starting at end + gap still joins.
-        self._release_at[lane] = -(-(self._merge_end(c) + c.gap + 1) // self.blk)
-
-    def _merge_end(self, c: Cluster) -> int:
-        """Where a cluster's gap is counted from: its last piece within ``core_db`` of its peak; activity
-        and artifacts gather every fragment, so from their end."""
-        return c.end if c.long or c.slow_blocks else max(c.merge_end, c.start)
-
-    def _piece_features(self, c: Cluster, y: FloatArray, raw: FloatArray, env: FloatArray) -> None:
-        """Core samples, frequency sums and saturation of a piece stored in parts (``y`` and ``raw``
-        samples × the lane's channels, ``env`` its moving sum): what ``_scan_lanes`` computes for a whole
-        piece, from the same samples. Samples above onset are kept for the core (``Cluster.settle``)."""
-        idx = (env > c.piece_on).nonzero()[0]
-        if idx.size and not c.long:
-            c.core_idx.append(idx + c.piece_start)
-            c.core_env.append(env[idx])
-            c.core_span.append((c.piece_start, c.end))
-        if y.shape[0] >= 2:
-            num, den = self._piece_sums(y)
-            c.num += num
-            c.den += den
-        self._check_saturation(c, raw)
-
-    def _piece_sums(self, y: FloatArray) -> tuple[float, float]:
-        """``_sums`` for one piece's samples (× the lane's channels): the same per-sample values and the
-        same reduceat, hence the same sums to the bit."""
-        p, q = np.empty((y.shape[0], 1)), np.empty((y.shape[0] - 1, 1))
-        self.lane_power(y, p)
-        self.lane_power(y[1:] - y[:-1], q)
-        pf = p.ravel()
-        s = float(np.add.reduceat(pf, _FIRST)[0])
-        return float(np.add.reduceat(q.ravel(), _FIRST)[0]), s - 0.5 * float(pf[0] + pf[-1])
-
-    def _check_saturation(self, c: Cluster, raw: FloatArray) -> None:
-        if c.piece_slow and not c.saturated and raw.shape[0] >= self._sat_run:  # a rail comes with a step
-            c.saturated = self._saturated(raw, c.baseline, self.saturation_limit(c.floor))
-
-    def _saturated(self, raw: FloatArray, baseline: FloatArray, limit: float) -> bool:
-        """A run of identical samples at the piece's extreme, far from the baseline: the ADC or the
-        amplifier sat at a rail."""
-        hi, lo = _max(raw, axis=0), np.minimum.reduce(raw, axis=0)
-        if not _any((hi - baseline >= limit) | (baseline - lo >= limit)):
-            return False
-        for col in range(raw.shape[1]):
-            v = raw[:, col]
-            for extreme in (hi[col], lo[col]):
-                if abs(extreme - baseline[col]) >= limit and _longest_run(v == extreme) >= self._sat_run:
-                    return True
-        return False
-
-    def _new_cluster(self, lane: int, start: int) -> Cluster:
+    def new_cluster(self, lane: int, start: int) -> Cluster:
+        """A cluster on ``lane`` from sample ``start`` (``ClusterHost``), with what the history says before
+        it: its context, the raw baseline, the floor and tail of the moment, the lane's recent peaks."""
         kb = start // self.blk
         floor = float(self.floor[lane])
         ke = (start - self._ctx_guard) // self.blk  # clear of the event's own rise through the filter
         ctx = self._context(lane, ke - self._ctx_blocks, ke, floor)
         baseline = self._ring_bx[(kb - 1) % self._ring_n, self.lane_channels(lane)].copy()
-        self._open[lane] = c = Cluster(start, start, ctx, baseline, floor, self.hold)
+        c = Cluster(start, start, ctx, baseline, floor, self.spans.hold)
         c.tail = float(self.tail[lane])
         recent = self._recent[lane]
         while recent and recent[0][0] < start - self._busy_window:
@@ -1332,7 +783,7 @@ class LaneEngine:
     def _blip(self, lane: int, c: Cluster, kind: EventKind) -> bool:
         """Brief, not an artifact, and never more than ``report_margin`` × the onset threshold; or a
         would-be twitch that ``confirms`` turns down."""
-        brief = kind.is_twitch or (kind is EventKind.SUSTAINED and c.end - c.start <= self._jerk_max)
+        brief = kind.is_twitch or (kind is EventKind.SUSTAINED and c.end - c.start <= self.spans.jerk_max)
         if not brief:
             return False
         if c.peak_env < self.params.report_margin * c.piece_on:
@@ -1401,18 +852,18 @@ class LaneEngine:
         going_on[lane] = False
         return int(np.count_nonzero(going_on))
 
-    def _release(self, lane: int, c: Cluster) -> None:
-        self._open[lane] = None
-        self._release_at[lane] = _NEVER
+    def release_cluster(self, lane: int, c: Cluster) -> None:
+        """A complete cluster (``ClusterHost``): its context after it, its features and verdict; reported
+        unless a blip."""
         blk = self.blk
         first = -(-(c.end + self._ctx_guard) // blk)  # whole blocks after the end's tail, in the hold
-        last = min(self._written, -(-(c.end + self.hold) // blk))
+        last = min(self._written, -(-(c.end + self.spans.hold) // blk))
         ctx_post = self._context(lane, first, last, c.floor)
         context = max(
             c.context_pre / self._pre_thr,
             ctx_post / self._post_threshold(last - first) if last > first else 0.0,
         )
-        c.settle(self._core_ratio)
+        c.settle(self.spans.core_ratio)
         if c.long or c.slow_blocks:  # activity or an artifact: not the background the tail learns
             until = -(-c.end // self.blk) + self._tail_guard
             self._tail_from[lane] = max(int(self._tail_from[lane]), until)
@@ -1441,7 +892,7 @@ class LaneEngine:
         vetoes = not kind.is_twitch if verdict.vetoes is None else verdict.vetoes
         where = None
         if vetoes and not verdict.guarded:  # the context before it and the hold after it
-            where = (max(start - self._busy_window, 0), end + self.hold)
+            where = (max(start - self._busy_window, 0), end + self.spans.hold)
         self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes, where))
 
 
@@ -1505,33 +956,3 @@ def gaussian_block_levels(engine: LaneEngine, probs: tuple[float, float]) -> tup
         lo, hi = (float(np.quantile(rel, 1.0 - q)) for q in probs)
         _LEVELS[key] = (lo, hi)
     return _LEVELS[key]
-
-
-def _per_piece(ufunc: np.ufunc, flat: FloatArray, bounds: npt.NDArray[np.intp]) -> FloatArray:
-    """``ufunc`` reduced over each piece [start, stop) of ``flat`` (``bounds``: starts and stops
-    interleaved). A stop at the array's end is left off: reduceat's last index runs to the end."""
-    if bounds[-1] == flat.size:
-        bounds = bounds[:-1]
-    out: FloatArray = ufunc.reduceat(flat, bounds)[::2]
-    return out
-
-
-def _pairs(start: npt.NDArray[np.intp], stop: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-    """Interleaved [start, stop) bounds for ``reduceat``: its even results are the pieces' reductions."""
-    out = np.empty(2 * start.size, dtype=np.intp)
-    out[0::2] = start
-    out[1::2] = stop
-    return out
-
-
-def _column_any(a: BoolArray) -> list[bool]:
-    """Per column: any True, as Python bools (cheaper to index lane by lane than a numpy array)."""
-    return cast(list[bool], _any(a, axis=0).tolist())
-
-
-def _longest_run(mask: BoolArray) -> int:
-    """Length of the longest run of True."""
-    if not mask.any():
-        return 0
-    d = np.diff(np.concatenate([[0], mask.view(np.int8), [0]]))
-    return int((np.flatnonzero(d == -1) - np.flatnonzero(d == 1)).max())

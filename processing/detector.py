@@ -74,13 +74,13 @@ class StreamingDetector:
     def max_latency_s(self) -> float:
         """Longest signal time from a twitch's end (as the band-pass delivers it) to its release: hold +
         one block. The reported times are earlier by the band-pass's group delay (``delay_s``)."""
-        return (self._engine.hold + self._engine.blk) / self.rate
+        return (self._engine.spans.hold + self._engine.blk) / self.rate
 
     @property
     def max_slow_latency_s(self) -> float:
         """The same for events with slow activity — artifacts, and accelerometer events with movement,
         which wait for the movement gate: slow gap + one block."""
-        return (self._engine.slow_gap + self._engine.blk) / self.rate
+        return (self._engine.spans.slow_gap + self._engine.blk) / self.rate
 
     @property
     def delay_s(self) -> float:

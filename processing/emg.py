@@ -18,8 +18,8 @@ import numpy.typing as npt
 from scipy import fft as sp_fft
 from scipy import signal as sps
 
+from twitchwatch.processing.clusters import Cluster
 from twitchwatch.processing.core import (
-    Cluster,
     DetectorParams,
     Features,
     FloatArray,
@@ -175,7 +175,7 @@ class EmgEngine(LaneEngine):
         self._lowpass = max(3, round(params.lowpass_ms * 1e-3 * sample_rate))
         # Raw history for the slow excursion: an event of up to store_s, its margins and release delay;
         # and the band-passed history for the matched filter.
-        self._ring = np.zeros((self._store_cap + round(1.5 * sample_rate) + 4 * self._lowpass, channels))
+        self._ring = np.zeros((self.spans.store_cap + round(1.5 * sample_rate) + 4 * self._lowpass, channels))
         self._yring = np.zeros_like(self._ring)
         self._ring_end = 0
         self._bank: FloatArray | None = None
@@ -292,7 +292,7 @@ class EmgEngine(LaneEngine):
         out; a pop's step, a motion swing or a rail does not. Events longer than store_s keep 0 (they are
         activity or artifacts on other grounds)."""
         k = self._lowpass
-        if c.end - c.start > self._store_cap:
+        if c.end - c.start > self.spans.store_cap:
             return
         lo = max(c.start - 3 * k, 0)
         if c.start - k - lo < k // 2:
@@ -312,7 +312,8 @@ class EmgEngine(LaneEngine):
         shape (≥ 500 Hz) and only for clusters short enough to be one potential or a brief burst."""
         pre, half, size = self._wave_pre, self._half_wave, self._ring.shape[0]
         lo, hi = start - pre, min(end + half, self._ring_end)
-        if half < 2 or end - start > self._jerk_max or lo < 0 or hi - lo > size or self._ring_end - lo > size:
+        too_long = end - start > self.spans.jerk_max
+        if half < 2 or too_long or lo < 0 or hi - lo > size or self._ring_end - lo > size:
             return None
         a, b = lo % size, hi % size
         v = (
@@ -366,7 +367,7 @@ class EmgEngine(LaneEngine):
         quiet = 1.0 - 0.3 * f.context  # busier surroundings → less sure
         if ms > prm.fasc_max_ms:
             if c.fill() < prm.jerk_fill:
-                main = c.main_piece_ms(self.rate, self._core_ratio)
+                main = c.main_piece_ms(self.rate, self.spans.core_ratio)
                 if main is not None and main <= prm.fasc_max_ms:  # a potential and smaller neighbours
                     big = c.main_piece()
                     span = c.core_span[big] if big is not None else None

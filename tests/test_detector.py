@@ -717,7 +717,7 @@ def _lanes(fs: float) -> np.ndarray:
 
 def _run_lanes(x: np.ndarray, fs: float, cuts: Sequence[int], batch_lanes: int) -> list[Detection]:
     det = StreamingDetector("emg", fs, x.shape[1])
-    det._engine.batch_lanes = batch_lanes
+    det._engine.clusters.batch_lanes = batch_lanes
     out: list[Detection] = []
     for a, b in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
         out += det.process(x[a:b])

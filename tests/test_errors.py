@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.source_tree import module_name, python_files, syntax
 from twitchwatch.cli import main, run_command
 from twitchwatch.errors import TwitchwatchError, UserError
 from twitchwatch.processing.store.sqlite import SQLiteStore
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("collector", "processing", "dashboard", "twitchwatch", "bench")
 # Exceptions used as control flow, never shown to anyone: not errors.
 EXCEPTION_BASES = ("Error", "Exception", "Exposed", "Disconnected", "Profile")
@@ -23,22 +23,14 @@ NOT_ERRORS = {"twitchwatch.collector.ble.connection._Stopping", "bench.baselines
 def _exception_classes() -> list[tuple[str, str]]:
     """(module, class) of every class in the project whose name or bases say it is an exception."""
     found: list[tuple[str, str]] = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
-            if package == "twitchwatch" and parts[1] in ("collector", "processing", "dashboard"):
-                continue  # the links to the top-level folders: read there, once
-            if package in ("collector", "processing", "dashboard"):
-                parts.insert(0, "twitchwatch")  # imported under the one installed name
-            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if not isinstance(node, ast.ClassDef):
-                    continue
-                bases = [ast.unparse(b) for b in node.bases]
-                if any(
-                    b.endswith(("Error", "Exception", "Exposed", "Disconnected", "Profile")) for b in bases
-                ):
-                    found.append((module, node.name))
+    for path in python_files(*PACKAGES):  # the linked folders once, under their own names
+        module = module_name(path, installed=True)  # imported under the one installed name
+        for node in ast.walk(syntax(path)):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = [ast.unparse(b) for b in node.bases]
+            if any(b.endswith(("Error", "Exception", "Exposed", "Disconnected", "Profile")) for b in bases):
+                found.append((module, node.name))
     return found
 
 

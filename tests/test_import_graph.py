@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.source_tree import ROOT, module_name, python_files, syntax
+
 # The report's renderers load matplotlib (seconds, tens of MB): only the report command and page may.
 RENDERERS = "processing.report_render"
 REPORT_PAGE = ("dashboard.pages.report", "dashboard.report_view")
@@ -31,20 +32,10 @@ class Module:
     external: frozenset[str]  # top-level names of everything else (numpy, matplotlib, …)
 
 
-def _packages() -> list[Path]:
-    """Every top-level package of the repository (a directory with an ``__init__.py``)."""
-    return sorted(p.parent for p in ROOT.glob("*/__init__.py") if not p.parent.name.startswith("."))
-
-
-def _name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def _imported_names(module: str, path: Path) -> Iterator[tuple[str, str | None]]:
     """(module, name or None) for every import statement anywhere in the file."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in ast.walk(syntax(path)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name, None
@@ -59,16 +50,10 @@ def _imported_names(module: str, path: Path) -> Iterator[tuple[str, str | None]]
                 yield target, alias.name
 
 
-def _sources(package: Path) -> Iterator[Path]:
-    """The package's own files: a folder linked in from elsewhere is that folder's package, read once."""
-    for path in sorted(package.rglob("*.py")):
-        if not any(parent.is_symlink() for parent in path.relative_to(ROOT).parents if parent != Path(".")):
-            yield path
-
-
 @cache
 def graph() -> Mapping[str, Module]:
-    files = {_name(f): f for pkg in _packages() for f in _sources(pkg)}
+    # Every package's files, a folder linked in from elsewhere read once as its own package.
+    files = {module_name(f): f for f in python_files()}
 
     def longest(name: str) -> str | None:
         while name and name not in files:

@@ -9,22 +9,16 @@ registries) and work only in a checkout, never from the wheel: this test fails o
 from __future__ import annotations
 
 import ast
-import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BARE = ("collector", "processing", "dashboard")
+from tests.source_tree import LINKED, ROOT, python_files, syntax
 
-
-def _tracked_python_files() -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True)
-    return [ROOT / name for name in out.stdout.split() if not (ROOT / name).is_symlink()]
+BARE = LINKED
 
 
 def _bare_imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: list[str] = []
-    for node in ast.walk(tree):
+    for node in ast.walk(syntax(path)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -36,7 +30,7 @@ def _bare_imports(path: Path) -> list[str]:
 
 
 def test_no_module_is_imported_by_its_bare_name() -> None:
-    files = _tracked_python_files()
+    files = python_files()  # every package's, the tests' and the benchmarks' included
     assert len(files) > 100, "the scan found too few files to be the project"
     offenders = [hit for path in files for hit in _bare_imports(path)]
     assert offenders == [], "import these as twitchwatch.<package>…:\n" + "\n".join(offenders)

@@ -8,11 +8,11 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.source_tree import ROOT, python_files, syntax
 from twitchwatch.collector.frames import Unit
 from twitchwatch.collector.signals import DIMENSIONS, KINDS, STREAM_KINDS, kind_of_unit
 from twitchwatch.processing.timeunits import DAY_NS, HOUR_NS, MINUTE_NS, NS_PER_S
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("collector", "processing", "dashboard", "twitchwatch", "bench")
 SIGNALS_HOME = Path("collector/signals.py")
 TIME_HOME = Path("processing/timeunits.py")
@@ -20,9 +20,8 @@ TIME_NAMES = {"NS", "NS_PER_S", "SECOND_NS", "MINUTE_NS", "HOUR_NS", "DAY_NS"}
 
 
 def _trees() -> Iterator[tuple[Path, ast.Module]]:
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            yield path.relative_to(ROOT), ast.parse(path.read_text(encoding="utf-8"))
+    for path in python_files(*PACKAGES):
+        yield path.relative_to(ROOT), syntax(path)
 
 
 def _literal_strings(node: ast.Subscript) -> set[str]:
