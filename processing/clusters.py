@@ -294,19 +294,18 @@ class ClusterAssembly:
         n, blk = ln.size, self.blk
         off = seg.on_w[ln] * self.spans.off_ratio
         st = self._hysteresis(hi, e < off[:, None], self._env_state[ln])
-        was, env_state = self._in_piece[ln], self._env_state[ln]
+        was = self._in_piece[ln]
         self._env_state[ln] = st[:, -1]
-        # A piece open at the segment's start continues if it is still active; without slow activity
-        # only if the power's hysteresis kept it (slow activity alone held it: it ended).
         if _any(seg.slow_on, axis=None):
             slow = seg.slow_on[:, ln]
             slow_lanes = _any(slow, axis=0)
             st.reshape(n, -1, blk)[...] |= slow.T[:, :, None]  # slow activity marks all of its blocks
-            cont = was & st[:, 0] & (env_state | slow_lanes)
             slow_l: list[bool] = slow_lanes.tolist()
         else:
-            cont = was & st[:, 0] & env_state
             slow_l = [False] * n
+        # A piece open at the segment's start continues if its first sample is active, as within a segment:
+        # a piece held by slow activity goes on where the power takes over at once.
+        cont = was & st[:, 0]
         self._in_piece[ln] = st[:, -1]
         seg.quiet[:, ln] &= ~_any(st.reshape(n, -1, blk), axis=2).T
         for j in (was & ~cont).nonzero()[0].tolist():  # the open piece ended with the previous segment
@@ -384,7 +383,9 @@ class ClusterAssembly:
             self._scan_slow(lane, seg, env, on, off, slow_rows, was)
             return
         above = (env > on).nonzero()[0]
-        if was and not self._env_state[lane]:  # slow activity ended with the previous segment
+        # Slow activity held the open piece and ended with the previous segment: the piece goes on only where
+        # the power takes over at once (its first sample above onset), as within a segment.
+        if was and not self._env_state[lane] and not (above.size and above[0] == 0):
             self._in_piece[lane] = False
             if c is not None:
                 self._end_piece(lane, c)
