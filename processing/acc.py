@@ -90,6 +90,8 @@ class AccEngine(LaneEngine):
         self._move_fall = 1.0 - math.exp(-epoch_s / params.floor_tau_s)
         self._move_rise = 1.0 - math.exp(-epoch_s / params.move_rest_rise_s)
         self._move_rest = -1.0  # the movement band's resting level (g), from the first epoch on
+        self._move_rest_since = 0  # the block from which it holds (an epoch's end) ...
+        self._move_rest_before = -1.0  # ... and what it was before
 
     def start_filters(self, x0: FloatArray) -> None:
         self._lf_zi = np.ascontiguousarray(sps.sosfilt_zi(self._lf_sos)[None, :, :] * x0[:, None, None])
@@ -172,6 +174,7 @@ class AccEngine(LaneEngine):
         k = self._block % self._ring_n  # the epoch just written: the ring's rows before k (whole epochs)
         ctx = self._ring_slow[k - self.epoch if k else self._ring_n - self.epoch : k or self._ring_n, 0]
         level = max(float(np.sqrt(np.mean(ctx * ctx))), 1e-6)
+        self._move_rest_before, self._move_rest_since = self._move_rest, self._block
         if self._move_rest < 0:
             self._move_rest = level
         rate = self._move_fall if level < self._move_rest else self._move_rise
@@ -179,17 +182,23 @@ class AccEngine(LaneEngine):
         self._move_rest *= math.exp(rate * math.log(level / self._move_rest))
 
     def _move_ctx_threshold(self) -> float:
-        return max(self.params.move_ctx_g, self.params.move_ctx_factor * self._move_rest)
+        """Against the resting level as it was at the decision block of the cluster being decided (it is
+        decided by the end of the segment that writes that block: at most one epoch's end later), not as
+        far as the stream happens to be written."""
+        before = self.decision_block() < self._move_rest_since
+        rest = self._move_rest_before if before else self._move_rest
+        return max(self.params.move_ctx_g, self.params.move_ctx_factor * rest)
 
     def movement_around(self, c: Cluster, lane: int = 0) -> float:
         """RMS of the 1–5 Hz band (g) over ``move_ctx_ms`` before a transient: a muscle twitch comes out of
         stillness; a shift of weight, a step or the start of a gesture moves the body first. Not through
         the transient (its own leakage, a jerk's swing), nor in the ``move_ctx_settle_ms`` after the
-        previous event, whose swing the band is still ringing with."""
+        previous event, whose swing the band is still ringing with. Within the history the ring holds when
+        the transient is decided (``LaneEngine.ring_from``: bounded by its own decision block)."""
         blk = self.blk
         k1 = max(c.start // blk, 0)
         after_prev = -(-(self._prev_end[lane] + self._move_ctx_settle) // blk)
-        k0 = max(k1 - self._move_ctx_blocks, self._written - self._ring_n + self.epoch, after_prev, 0)
+        k0 = max(k1 - self._move_ctx_blocks, self.ring_from(), after_prev, 0)
         if k1 <= k0:
             return 0.0
         v = self._ring_slow[np.arange(k0, k1) % self._ring_n, 0]

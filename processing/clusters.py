@@ -11,8 +11,9 @@ core", steps 5-7):
   core samples, frequency sums and saturation — come from its first ``store_s`` of samples, from the same
   values in the same order however the stream was chunked (a piece spanning segments is stored in parts and
   measured when it ends), so the events are identical to the bit for any chunking.
-- **Release**: a cluster is complete at the first block boundary past its end + gap, or when a piece starts
-  beyond its gap; the engine's ``release_cluster`` then classifies and reports it.
+- **Release**: a cluster is complete at the first block boundary past its end + gap (``due``), or when a
+  piece starts beyond its gap; the engine's ``release_cluster`` then classifies and reports it, once the
+  blocks its decision reads have been written.
 
 What a cluster needs from outside — the lanes' power and channels, the saturation limit, whether a piece with
 slow activity looks like an artifact, a new cluster's context from the history, and classification — the
@@ -205,7 +206,8 @@ class ClusterHost(Protocol):
         ...
 
     def release_cluster(self, lane: int, c: Cluster) -> None:
-        """``c`` is complete (and no longer open on ``lane``): classify and report it."""
+        """``c`` is complete (and no longer open on ``lane``): classify and report it once what its
+        decision reads has been written."""
         ...
 
 
@@ -563,7 +565,7 @@ class ClusterAssembly:
             c.end = seg.base + last[j] + 1
             self._env_state[lane] = env_end[j]
             self._in_piece[lane] = end_active = ends_on[i]
-            self._release_at[lane] = _NEVER if end_active else -(-(c.end + c.gap + 1) // blk)
+            self._release_at[lane] = _NEVER if end_active else self.due(c)  # from c.end: known activity
             done.add(lane)
         return done
 
@@ -663,8 +665,12 @@ class ClusterAssembly:
                 c.long = True  # its core only grows: no need to keep core samples any more
         if c.piece_peak >= self.spans.core_ratio * c.peak_env:
             c.merge_end = c.end
-        # The first block boundary past end + gap: a piece starting at end + gap still joins.
-        self._release_at[lane] = -(-(self._merge_end(c) + c.gap + 1) // self.blk)
+        self._release_at[lane] = self.due(c)
+
+    def due(self, c: Cluster) -> int:
+        """The block at whose start a cluster's gap has passed: the first block boundary past the end its
+        gap is counted from + the gap (a piece starting at end + gap still joins)."""
+        return -(-(self._merge_end(c) + c.gap + 1) // self.blk)
 
     def _merge_end(self, c: Cluster) -> int:
         """Where a cluster's gap is counted from: its last piece within ``core_db`` of its peak; activity

@@ -24,14 +24,17 @@ and every parameter. Steps 1-4 and the release's classification are ``LaneEngine
    a cluster whose core passed ``jerk_max_ms`` bridges ``activity_gap_ms`` (and grows vectorised with the
    other such lanes), one with artifact-like slow activity ``slow_gap_ms`` — activity and artifacts are
    never counted, so they may wait longer to gather their fragments. A cluster is **released** at the
-   first block boundary past its end + gap, so a twitch leaves the detector at most ``hold_ms +
-   block_ms`` of signal time after it ended; then the subclass classifies it from its core, fill,
-   context, train and slow features.
+   first block boundary past its end + gap, and decided once the blocks its decision reads — the hold
+   after its end — are written (its *decision block*, ``LaneEngine.release_cluster``), so a twitch leaves
+   the detector at most ``hold_ms + block_ms`` of signal time after it ended; then the subclass
+   classifies it from its core, fill, context, train and slow features.
 
 Everything a detection carries is computed from the same samples in the same order whatever the chunking
 (maxima, integer counts, sums over a piece's samples taken in one call, context from block statistics
-fixed when the block is first seen), so the events are identical to the bit for any chunking;
-``tests/test_detector.py`` proves it with hypothesis.
+fixed when the block is first seen), and a decision reads the history up to and back from its decision
+block, never from how far the stream happens to be written, so the events are identical to the bit, and
+come out in the same order, for any chunking; ``tests/test_detector.py`` samples chunkings with
+hypothesis, ``tests/test_detector_chunking.py`` runs cases that once differed through many.
 """
 
 from __future__ import annotations
@@ -456,6 +459,11 @@ class LaneEngine:
         self._prev_peak = [0.0] * lanes
         self._prev_span = [(0, 0)] * lanes  # the previous cluster's samples, for its waveform
         self._recent: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
+        # Clusters complete but not decided yet: (decision block, lane, start, cluster), decided once the
+        # blocks up to their decision block are written (``release_cluster``).
+        self._pending: list[tuple[int, int, int, Cluster]] = []
+        self._horizon = 0  # the decision block of the cluster being decided (``decision_block``)
+        self._reach = -1  # samples after a cluster's end its decision reads: hold, ``decision_reach``
         self._out: list[Detection] = []
 
     @property
@@ -550,6 +558,7 @@ class LaneEngine:
     def finish(self) -> list[Detection]:
         """End of stream: close what is open and release everything (a last partial block is dropped)."""
         self.clusters.finish(self._block * self.blk)
+        self._decide_due(final=True)
         out, self._out = self._out, []
         return out
 
@@ -561,17 +570,25 @@ class LaneEngine:
         """Every detection that will cover a sample before this index (reported time, band-pass delay taken
         off) has been returned: what is still open or not yet processed starts at or after it."""
         now = self._block * self.blk
-        start = min((c.start for c in self.clusters.open if c is not None), default=now)
+        start = min((c.start for _, c in self._undecided()), default=now)
         return max(min(start, now) - self.delay, 0)
 
+    def _undecided(self) -> list[tuple[int, Cluster]]:
+        """(lane, cluster) of the clusters not reported yet: those waiting for their decision
+        (``release_cluster``), then the ones still open."""
+        out = [(lane, c) for _, lane, _, c in self._pending]
+        out += [(lane, c) for lane, c in enumerate(self.clusters.open) if c is not None]
+        return out
+
     def open_activity(self) -> list[tuple[int, int, int]]:
-        """(lane, start, end so far) of the clusters still open that are already known to be activity: a
-        contraction or a walk vetoes its muscle while it lasts, not only once it has ended."""
+        """(lane, start, end so far) of the clusters not reported yet (still open, or complete and waiting
+        for their decision) that are already known to be activity: a contraction or a walk vetoes its
+        muscle while it lasts, not only once it has ended."""
         d = self.delay
         return [
             (lane, max(c.start - d, 0), max(c.end - d, 1))
-            for lane, c in enumerate(self.clusters.open)
-            if c is not None and self.known_activity(c)
+            for lane, c in self._undecided()
+            if self.known_activity(c)
         ]
 
     def known_activity(self, c: Cluster) -> bool:
@@ -689,6 +706,8 @@ class LaneEngine:
         if self._block % self.epoch == 0:
             self._update_floor()
         self.clusters.release_due(self._block)
+        if self._pending:
+            self._decide_due()
 
     def _update_floor(self) -> None:
         self.epoch_end(self._epoch_slow)
@@ -724,9 +743,9 @@ class LaneEngine:
         assert self._tail_model is not None
         k0, k1 = max(self._tail_next, self._warm_blocks), self._block
         self._tail_next = k1
-        if any(self.clusters.open):  # activity still open: from its end so far (as its release will set it)
-            for lane, c in enumerate(self.clusters.open):
-                if c is not None and (c.long or c.slow_blocks):
+        if self._pending or any(self.clusters.open):  # activity not decided yet: as its decision will set it
+            for lane, c in self._undecided():
+                if c.long or c.slow_blocks:
                     until = -(-c.end // self.blk) + self._tail_guard
                     self._tail_from[lane] = max(int(self._tail_from[lane]), until)
         rows = np.arange(k0, k1) % self._ring_n
@@ -774,10 +793,6 @@ class LaneEngine:
         baseline = self._ring_bx[(kb - 1) % self._ring_n, self.lane_channels(lane)].copy()
         c = Cluster(start, start, ctx, baseline, floor, self.spans.hold)
         c.tail = float(self.tail[lane])
-        recent = self._recent[lane]
-        while recent and recent[0][0] < start - self._busy_window:
-            recent.popleft()
-        c.recent = [peak for _, peak in recent]  # every earlier cluster of the lane is released by now
         return c
 
     def _blip(self, lane: int, c: Cluster, kind: EventKind) -> bool:
@@ -836,7 +851,7 @@ class LaneEngine:
         kb = (c.start - self._ctx_guard) // blk  # blocks before it: [kb - cross, kb)
         ks = c.start // blk  # its own blocks: [ks, ke)
         ke = -(-c.end // blk)
-        k0 = max(kb - self._cross_blocks, self._written - self._ring_n + self.epoch)
+        k0 = max(kb - self._cross_blocks, self.ring_from())
         if last <= max(k0, ks) or kb <= k0:
             return 0
         quiet = self._ring_q[np.arange(k0, last) % self._ring_n]
@@ -853,11 +868,63 @@ class LaneEngine:
         return int(np.count_nonzero(going_on))
 
     def release_cluster(self, lane: int, c: Cluster) -> None:
-        """A complete cluster (``ClusterHost``): its context after it, its features and verdict; reported
-        unless a blip."""
+        """A complete cluster (``ClusterHost``), decided at its *decision block*: the first block boundary
+        by which both its gap has passed (``ClusterAssembly.due``) and everything its decision reads after
+        its end — the hold's context, ``decision_reach`` — has been written. Until then it waits; the
+        waiting ones are decided at the end of the segment that writes their decision block (the same
+        block whatever the chunking), in the order of their decision blocks, lanes and starts, so that the
+        same clusters come out in the same order for any chunking. A new piece beyond the gap completes a
+        cluster whose hold is not all written yet: it is still decided from the whole hold."""
+        if self._reach < 0:  # the subclass's reach, known once it is built
+            self._reach = max(self.spans.hold, self.decision_reach())
+        when = max(self.clusters.due(c), -(-(c.end + self._reach) // self.blk))
+        self._pending.append((when, lane, c.start, c))
+
+    def _decide_due(self, final: bool = False) -> None:
+        """Decide the clusters whose decision block is written (``final``: all of them, at the stream's end,
+        with what there is)."""
+        written, due = self._written, self._pending
+        if not final:
+            if len(due) == 1 and due[0][0] > written:  # the usual wait: nothing to decide yet
+                return
+            due = [w for w in self._pending if w[0] <= written]
+            if not due:
+                return
+            self._pending = [w for w in self._pending if w[0] > written]
+        else:
+            self._pending = []
+        if len(due) > 1:
+            due.sort(key=lambda w: w[:3])
+        for when, lane, _, c in due:
+            self._horizon = when
+            self._decide(lane, c)
+
+    def decision_block(self) -> int:
+        """The decision block (``release_cluster``) of the cluster being decided: what its decision reads
+        lies before it, and it is decided by the end of the segment that writes it, so the history it may
+        read is bounded by it, never by how far the stream happens to be written."""
+        return self._horizon
+
+    def ring_from(self) -> int:
+        """The first block of the history ring that a decision may read: the ring still holds it when the
+        cluster is decided (at most a segment, one epoch, after its decision block), whatever the
+        chunking."""
+        return self._horizon - self._ring_n + self.epoch
+
+    def decision_reach(self) -> int:
+        """Samples after a cluster's end that its decision reads (besides the hold's context)."""
+        return 0
+
+    def _decide(self, lane: int, c: Cluster) -> None:
+        """A complete cluster whose decision block is written: its context after it, its features and
+        verdict; reported unless a blip."""
         blk = self.blk
+        recent = self._recent[lane]
+        while recent and recent[0][0] < c.start - self._busy_window:
+            recent.popleft()
+        c.recent = [peak for _, peak in recent]  # every earlier cluster of the lane is decided by now
         first = -(-(c.end + self._ctx_guard) // blk)  # whole blocks after the end's tail, in the hold
-        last = min(self._written, -(-(c.end + self.spans.hold) // blk))
+        last = min(self._written, -(-(c.end + self.spans.hold) // blk))  # short only at the stream's end
         ctx_post = self._context(lane, first, last, c.floor)
         context = max(
             c.context_pre / self._pre_thr,

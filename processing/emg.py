@@ -246,7 +246,7 @@ class EmgEngine(LaneEngine):
             return math.inf
         length, size, pre = bank.shape[1], self._yring.shape[0], self._noise_span
         lo, hi = c.start - pre - length + 1, min(c.end + length, self._ring_end)
-        if lo < 0 or hi - lo < pre + length or self._ring_end - lo > size:
+        if lo < 0 or hi - lo < pre + length or self._history_end() - lo > size:
             return math.inf
         a, b = lo % size, hi % size
         ring = self._yring
@@ -268,6 +268,18 @@ class EmgEngine(LaneEngine):
         if k < score.shape[0] and float(_max(score[k:])) > SPIKE_RATIO * best:
             return 0.0  # a pulse shorter than any potential's main phase explains it: a spike
         return best / max(c.floor, 1e-300)
+
+    def decision_reach(self) -> int:
+        """Past a cluster's end its decision reads a template's length (``match_score``), half a waveform
+        (``waveform``) and the slow excursion's window (``release_features``)."""
+        length = self._bank.shape[1] if self._bank is not None else 0
+        return max(length, self._half_wave, self._lowpass)
+
+    def _history_end(self) -> int:
+        """How far the raw rings may have been written when the cluster being decided is: by the end of the
+        epoch after its decision block (``LaneEngine.ring_from``). History before this minus the rings'
+        length counts as gone, whatever the chunking."""
+        return (self.decision_block() + self.epoch) * self.blk
 
     def confirms(self, lane: int, c: Cluster) -> bool:
         """The matched filter decides the candidates near the threshold: from ``MATCHED_SURE`` × the
@@ -313,7 +325,7 @@ class EmgEngine(LaneEngine):
         pre, half, size = self._wave_pre, self._half_wave, self._ring.shape[0]
         lo, hi = start - pre, min(end + half, self._ring_end)
         too_long = end - start > self.spans.jerk_max
-        if half < 2 or too_long or lo < 0 or hi - lo > size or self._ring_end - lo > size:
+        if half < 2 or too_long or lo < 0 or hi - lo > size or self._history_end() - lo > size:
             return None
         a, b = lo % size, hi % size
         v = (
