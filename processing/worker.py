@@ -2,7 +2,8 @@
 
 Tasks and ownership: ``Worker.run`` owns two tasks in a TaskGroup — the MQTT loop (reconnects with
 backoff, persistent QoS-1 session so the broker keeps frames while the worker is away) and the writer
-(batches events to the store off the event loop, retries on failure, never drops). ``Worker.stop`` asks
+(writes events to the store off the event loop as soon as they are released, batching what arrives during a
+write, minute rates every ``flush_interval``; retries on failure, never drops). ``Worker.stop`` asks
 both to finish: detectors release their last events, everything pending is written, then the tasks end.
 
 With ``flags=FlagTask(...)`` it also owns the periodic flag and Home Assistant tasks
@@ -329,6 +330,9 @@ class RateBook:
     _resumed: set[RateKey] = field(default_factory=set)
     _resume_first: dict[RateKey, int] = field(default_factory=dict)  # its first minute
     _resume_carried: dict[RateKey, bool] = field(default_factory=dict)  # once read: was a tally stored
+    # Minutes whose twitch count changed since their tally was last handed out with ``recounted_open``: a
+    # write of events carries these tallies with it (the stored tally counts the stored twitches).
+    _recounted: set[tuple[RateKey, int]] = field(default_factory=set)
 
     def _tally(self, key: RateKey, minute: int, at_ns: int) -> _MinuteTally:
         tally = self.minutes[key].get(minute)
@@ -415,9 +419,11 @@ class RateBook:
 
     def count(self, key: RateKey, at_ns: int, delta: int = 1) -> None:
         """One twitch more in its minute (``delta=-1``: one taken back, re-judged as during movement)."""
-        tally = self._tally(key, at_ns - at_ns % MINUTE_NS, at_ns)
+        minute = at_ns - at_ns % MINUTE_NS
+        tally = self._tally(key, minute, at_ns)
         tally.twitches = max(tally.twitches + delta, 0)
         tally.dirty = True
+        self._recounted.add((key, minute))
 
     def take(self, watermarks: dict[tuple[str, str], int] | None) -> list[MinuteRate]:
         """Minutes that ended ``RATE_GRACE_NS`` before their device's latest data and whose rest is known
@@ -443,6 +449,7 @@ class RateBook:
     def changed_open(self) -> list[MinuteRate]:
         """Running tallies of minutes still open, changed since last asked: written as they grow, so the
         dashboard divides by monitored time from the first seconds on; the final value overwrites them."""
+        self._recounted = {(k, m) for k, m in self._recounted if k in self._unresolved}
         out = []
         for key, minutes in self.minutes.items():
             if key in self._unresolved:
@@ -453,11 +460,31 @@ class RateBook:
                     out.append(tally.rate(key, m, self.rest))
         return out
 
+    def recounted_open(self) -> list[MinuteRate]:
+        """Running tallies of the open minutes whose twitch count changed since last asked (a subset of
+        ``changed_open``, which a later call still returns until written): what must go to the store with
+        the events just counted. A key whose stored rate is still being read keeps its minutes for a call
+        after ``resolve``; a minute already taken is written by ``take``'s caller."""
+        out, waiting = [], set()
+        for key, minute in sorted(self._recounted):
+            if key in self._unresolved:
+                waiting.add((key, minute))
+                continue
+            tally = self.minutes.get(key, {}).get(minute)
+            if tally is not None:
+                tally.dirty = False
+                out.append(tally.rate(key, minute, self.rest))
+        self._recounted = waiting
+        return out
+
     def mark_dirty(self, rates: list[MinuteRate]) -> None:
+        """Tallies a failed write hands back: written again (with the next events, and at the interval)."""
         for r in rates:
-            tally = self.minutes.get((r.user, r.muscle, r.device, r.source), {}).get(r.minute_ns)
+            key = (r.user, r.muscle, r.device, r.source)
+            tally = self.minutes.get(key, {}).get(r.minute_ns)
             if tally is not None:
                 tally.dirty = True
+                self._recounted.add((key, r.minute_ns))
 
     def requeue(self, rates: list[MinuteRate]) -> None:
         """Finished minutes a failed write hands back, to be taken again as they were."""
@@ -488,6 +515,7 @@ class Worker(PeriodicTasks):
         muscle_map: MuscleMap | None = None,
         client_id: str = "twitchwatch-worker",
         flush_interval: float = 0.5,
+        flush_on_release: bool = True,
         batch_size: int = 1000,
         flags: FlagTask | None = None,
         segment_map: SegmentMap | None = None,
@@ -505,6 +533,9 @@ class Worker(PeriodicTasks):
         self.muscle_map = muscle_map or (lambda _d, _s, _c: None)
         self.client_id = client_id
         self.flush_interval = flush_interval
+        # Events are written as soon as they are released (``_writer_loop``); False: every flush_interval.
+        self.flush_on_release = flush_on_release
+        self._released = asyncio.Event()  # set when events are queued for the store
         self.batch_size = batch_size
         self.quarantine = quarantine
         self.shutdown_write_s = shutdown_write_s
@@ -1326,6 +1357,8 @@ class Worker(PeriodicTasks):
         stored tally always counts exactly the stored twitches — what a worker taking over a partition
         relies on when it drops redelivered events the store already holds."""
         self._pending.append(event)
+        if self.flush_on_release:
+            self._released.set()
         if event.kind.is_twitch:
             self._count(event)
         else:
@@ -1405,21 +1438,46 @@ class Worker(PeriodicTasks):
 
     # ---- output ----------------------------------------------------------------------------------
     async def _writer_loop(self) -> None:
+        """Events go to the store as soon as they are released, with whatever else is queued by then: one
+        write is in flight at a time, and the next takes everything that came meanwhile (``soon``). Every
+        ``flush_interval`` the rest is done: finished minutes and every running tally written, frames that
+        waited for a status released, offline devices ended, old vetoes pruned, the checkpoint taken."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.flush_interval
         while not self._stop.is_set():
-            await self._sleep_or_stop(self.flush_interval)
-            if not self._stop.is_set():
-                self._release_held()
-                self._end_offline()
-                await self._flush(final=False)
-                self._prune_vetoes()
-                async with self._flush_lock:
-                    self._checkpoint()
+            await self._wait_for_release(due - loop.time())
+            if self._stop.is_set():
+                break
+            self._released.clear()
+            if loop.time() < due:
+                await self._flush(final=False, soon=True)
+                continue
+            due = loop.time() + self.flush_interval
+            self._release_held()
+            self._end_offline()
+            await self._flush(final=False)
+            self._prune_vetoes()
+            async with self._flush_lock:
+                self._checkpoint()
 
-    async def _flush(self, final: bool) -> None:
+    async def _wait_for_release(self, seconds: float) -> None:
+        """Until events are released, the worker stops, or ``seconds`` have passed."""
+        if seconds <= 0 or self._released.is_set():
+            return
+        waiters = [asyncio.ensure_future(self._released.wait()), asyncio.ensure_future(self._stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _flush(self, final: bool, soon: bool = False) -> None:
         """Move pending events and minute rates to the store. A batch the store refuses is split until
         the refused rows stand alone, and those are quarantined (``_write``); a store that fails (down,
         locked, full) keeps everything for the next try. The final flush at shutdown tries for at most
-        ``shutdown_write_s`` and then keeps what is left in the quarantine (``_give_up``)."""
+        ``shutdown_write_s`` and then keeps what is left in the quarantine (``_give_up``). ``soon``: the
+        events and the running tallies of the minutes they were counted in, nothing else (finished minutes
+        and the other tallies wait for the interval)."""
         async with self._flush_lock:
             watermarks = None if final else self._watermark_ns
             deadline = time.monotonic() + self.shutdown_write_s
@@ -1441,8 +1499,11 @@ class Worker(PeriodicTasks):
                 # The minute tallies go with the last batch of events: a stored tally then never counts a
                 # twitch the store does not hold yet (what a worker taking over a partition relies on).
                 more = len(self._pending) > self.batch_size
-                done = [] if more else self._rates.take(watermarks)
-                running = [] if more else self._rates.changed_open()
+                if soon:
+                    done, running = [], ([] if more else self._rates.recounted_open())
+                else:
+                    done = [] if more else self._rates.take(watermarks)
+                    running = [] if more else self._rates.changed_open()
                 if not events and not done and not running:
                     return
                 self._in_flight = (len(events), len(done))
