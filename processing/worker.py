@@ -74,6 +74,8 @@ STATUS_WAIT_S = 2.0
 # the publishers' wills although they reconnect): beyond a publisher's 5-s backoff plus its connect, and
 # as long as a stream may fall behind before the rest gate stops waiting for it (GateParams.stale_ns).
 OFFLINE_GRACE_S = 10.0
+# Frame topics remembered parsed (one per stream; cleared when full).
+TOPICS_KEPT = 10_000
 # Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
 CHECKPOINT_S = 1.0
 
@@ -189,6 +191,7 @@ class _Stream:
     next_t_ns: int
     ended: bool = False  # its detector finished (device offline): kept only to tell gaps and duplicates
     last_wall_ns: int = 0  # when its latest frame arrived (an idle stream is ended, see end_idle)
+    rate_keys: list[RateKey] | None = None  # per lane, from the device's status (Worker._rate_keys)
 
     def matches(self, frame: Frame) -> bool:
         return (self.rate, self.channels, self.unit) == (frame.sample_rate, frame.channels, frame.unit)
@@ -345,6 +348,10 @@ class RateBook:
                 if key in self._resumed:
                     self._resume_first[key] = minute
         return tally
+
+    @property
+    def wants_lookups(self) -> bool:
+        return bool(self._to_ask)
 
     def lookups(self) -> list[tuple[RateKey, int]]:
         """(key, minute) pairs whose stored rate is wanted, each handed out once."""
@@ -542,6 +549,7 @@ class Worker(PeriodicTasks):
         self._in_flight = (0, 0)  # events and finished minutes a write thread holds right now
         self.stats = WorkerStats()
         self._streams: dict[tuple[str, str, str], _Stream] = {}
+        self._topics: dict[str, StreamKey] = {}  # raw topics already parsed (``_dispatch``)
         self._status: dict[tuple[str, str], DeviceStatus] = {}
         self._pending: list[TwitchEvent] = []
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
@@ -904,6 +912,9 @@ class Worker(PeriodicTasks):
         self.stats.rejected[kind] = self.stats.rejected.get(kind, 0) + 1
 
     def _dispatch(self, topic: str, payload: bytes, redelivered: bool) -> Receipt:
+        raw = self._topics.get(topic)  # a frame's topic, parsed before: (user, device, stream)
+        if raw is not None:
+            return self._on_raw(*raw, payload, redelivered)
         try:
             felt_by = felt_user(topic)
         except TopicError as exc:
@@ -922,14 +933,20 @@ class Worker(PeriodicTasks):
         if t.kind == "status":
             self._on_status(t, payload)
         elif t.kind == "raw" and t.stream is not None:
-            # Over MQTT a frame may come before its device's retained status (a worker restarting takes its
-            # queued frames first): it waits for it, journaled. A partition queue keeps each device's
-            # status ahead of its frames, and a frame is acknowledged only once what it yields is stored.
-            if self.ingest is None and self._must_wait(t.user, t.device, t.stream):
-                self._hold(t.user, t.device, t.stream, payload)
-                return None
-            return self._on_frame(t.user, t.device, t.stream, payload, redelivered)
+            if len(self._topics) >= TOPICS_KEPT:
+                self._topics.clear()  # a flood of made-up topics costs parsing, never memory
+            self._topics[topic] = (t.user, t.device, t.stream)
+            return self._on_raw(t.user, t.device, t.stream, payload, redelivered)
         return None
+
+    def _on_raw(self, user: str, device: str, stream: str, payload: bytes, redelivered: bool) -> Receipt:
+        # Over MQTT a frame may come before its device's retained status (a worker restarting takes its
+        # queued frames first): it waits for it, journaled. A partition queue keeps each device's status
+        # ahead of its frames, and a frame is acknowledged only once what it yields is stored.
+        if self.ingest is None and self._must_wait(user, device, stream):
+            self._hold(user, device, stream, payload)
+            return None
+        return self._on_frame(user, device, stream, payload, redelivered)
 
     def _adopt_status(self, topic: str, payload: object) -> None:
         """A device's retained status, for a device this worker has no status of yet (its partition moved
@@ -1021,6 +1038,7 @@ class Worker(PeriodicTasks):
     def _on_status(self, t: Topic, payload: bytes) -> None:
         if not payload:  # a cleared retained status
             self._status.pop((t.user, t.device), None)
+            self._status_changed(t.user, t.device)
             return
         try:
             status = DeviceStatus.from_json(payload)
@@ -1043,6 +1061,7 @@ class Worker(PeriodicTasks):
             # stream still need the channels' muscles.
             status = dataclasses.replace(status, streams=previous.streams)
         self._status[key] = status
+        self._status_changed(t.user, t.device)
         self._unannounced.discard(key)
         self._release_held(key)
 
@@ -1080,13 +1099,12 @@ class Worker(PeriodicTasks):
         self, user: str, device: str, stream: str, payload: bytes, redelivered: bool = False
     ) -> Receipt:
         self._offline_since.pop((user, device), None)  # it goes on: that offline was not the end
-        where = f"{user}/{device}/raw/{stream}"
         try:
             check_payload_size(payload, MAX_FRAME_BYTES, "frame.size")  # before decoding copies it
             frame = decode(payload)
         except RejectedError as exc:
             self.stats.bad_frames += 1
-            self._reject(exc, where)
+            self._reject(exc, f"{user}/{device}/raw/{stream}")
             return None
         kind = self._signal(user, device, stream, frame.unit)
         if kind is None:
@@ -1101,32 +1119,36 @@ class Worker(PeriodicTasks):
             )
         except RejectedError as exc:
             self.stats.bad_frames += 1
-            self._reject(exc, where)
+            self._reject(exc, f"{user}/{device}/raw/{stream}")
             return None
+        end = frame.t0_ns + frame.duration_ns
         if redelivered:
             self.stats.redelivered_frames += 1
-            end = frame.t0_ns + frame.duration_ns
             self._redelivered_until[(user, device)] = max(self._redelivered_until.get((user, device), 0), end)
         key = (user, device, stream)
-        receipt = (key, frame.t0_ns + frame.duration_ns)
+        receipt = (key, end)
         st = self._stream_for(user, device, stream, frame, kind)
         if st is None:
             return receipt
         st.last_wall_ns = self._last_frame_ns = now = time.time_ns()
-        self._note_lag(user, device, now - (frame.t0_ns + frame.duration_ns))
+        self._note_lag(user, device, now - end)
         self.stats.frames += 1
         self.stats.samples += frame.samples * frame.channels
-        self._last_frame_wall[(user, device)] = time.time_ns()
+        self._last_frame_wall[(user, device)] = now
         detections = st.detector.process(frame.values())
-        st.next_t_ns = frame.t0_ns + frame.duration_ns
+        st.next_t_ns = end
         st.last_seq = frame.sequence
-        self._cover(st, frame.t0_ns, st.next_t_ns)
-        self._emit(st, detections)
+        self._cover(st, frame.t0_ns, end)
+        if detections:
+            self._emit(st, detections)
         self._report_rest(st)
-        self._fuser.advance(st.key, st.next_t_ns)
+        self._fuser.advance(key, end)
         self._store_events(self._fuser.release())
-        self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
-        self._ask_priors()
+        device_key = (user, device)
+        if end > self._watermark_ns.get(device_key, 0):
+            self._watermark_ns[device_key] = end
+        if self._rates.wants_lookups:
+            self._ask_priors()
         return receipt
 
     def _note_lag(self, user: str, device: str, lag_ns: int) -> None:
@@ -1273,14 +1295,31 @@ class Worker(PeriodicTasks):
         return next((r for r in rows if r.device == device and r.minute_ns == minute_ns), None)
 
     def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:
-        if st.kind == "gyro" or st.kind == "orientation":
-            return  # a movement stream watches no muscle: it only vetoes
-        source, _ = self._source(st)
         resumed = start_ns < self._redelivered_until.get((st.user, st.device), 0)
-        for lane in range(st.detector.lanes):
-            muscle = self.muscle(st, lane)
-            self._fuser.register((st.user, muscle), st.key, st.kind)
-            self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns, resumed)
+        for rate_key in self._rate_keys(st):
+            self._rates.cover(rate_key, start_ns, end_ns, resumed)
+
+    def _rate_keys(self, st: _Stream) -> list[RateKey]:
+        """The minute-rate key of each lane, the lanes registered with the fuser: worked out once per
+        stream and again after its device's status changed (muscle names, source)."""
+        keys = st.rate_keys
+        if keys is None:
+            kind = st.kind
+            if kind == "gyro" or kind == "orientation":
+                return []  # a movement stream watches no muscle: it only vetoes
+            source, _ = self._source(st)
+            keys = []
+            for lane in range(st.detector.lanes):
+                muscle = self.muscle(st, lane)
+                self._fuser.register((st.user, muscle), st.key, kind)
+                keys.append((st.user, muscle, st.device, source))
+            st.rate_keys = keys
+        return keys
+
+    def _status_changed(self, user: str, device: str) -> None:
+        for st in self._streams.values():
+            if st.user == user and st.device == device:
+                st.rate_keys = None
 
     def _emit(self, st: _Stream, detections: Sequence[Detection]) -> None:
         """Detections become events and wait in the fuser for their muscle's other streams; activity and
