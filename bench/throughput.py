@@ -405,7 +405,7 @@ def _drained(server: RabbitServer) -> bool:
     return ready == 0
 
 
-def profile_worker(streams: int, seconds: float, signal: str, top: int = 14) -> None:
+def profile_worker(streams: int, seconds: float, signal: str, top: int = 14, sort: str = "tottime") -> None:
     """The worker's own CPU per frame, without broker or network: the frames ``streams`` wearables send over
     ``seconds`` (made first, not measured), handed to ``Worker.handle`` in arrival order (a SQLite store in a
     temp dir, flushed at the end), timed with process CPU time, then again under cProfile for where it
@@ -413,6 +413,8 @@ def profile_worker(streams: int, seconds: float, signal: str, top: int = 14) -> 
     import cProfile
     import pstats
 
+    from twitchwatch.collector.frames import decode
+    from twitchwatch.processing.detector import StreamingDetector
     from twitchwatch.processing.store.sqlite import SQLiteStore
     from twitchwatch.processing.worker import Worker
 
@@ -443,10 +445,34 @@ def profile_worker(streams: int, seconds: float, signal: str, top: int = 14) -> 
         f"{worker.stats.events_stored} events: {cpu:.2f} s CPU, {per_frame_us:.0f} µs per frame -> "
         f"{channels * seconds / cpu:.0f} channels per core in real time"
     )
+    # What the detectors alone cost on the same frames: one per stream, as the worker runs them, and
+    # every stream as a lane of one detector fed one (samples × streams) array per tick — what batching
+    # frames across streams (issue 15 item 3, not done) could reach. Decoding is not timed.
+    chunks = [decode(payload).values() for _, frames_of in made for payload in frames_of]
+    per_stream = len(made[0][1])
+    spec = _spec(signal)
+    for label, batched in (("one detector per stream", False), ("all streams as lanes of one", True)):
+        if batched:
+            ticks = [
+                np.hstack([chunks[w * per_stream + k] for w in range(streams)]) for k in range(per_stream)
+            ]
+            detectors = [StreamingDetector(spec.signal, spec.sample_rate, streams * spec.channels * lanes)]
+        else:
+            ticks = chunks
+            detectors = [
+                StreamingDetector(spec.signal, spec.sample_rate, spec.channels * lanes)
+                for _ in range(streams)
+            ]
+        found = 0
+        cpu0 = time.process_time()
+        for i, chunk in enumerate(ticks):
+            found += len(detectors[i // per_stream if not batched else 0].process(chunk))
+        cpu = time.process_time() - cpu0
+        print(f"detectors alone, {label}: {cpu / frames * 1e6:.0f} µs per frame ({found} detections)")
     profiler = cProfile.Profile()
     profiler.runcall(run)
     stats = pstats.Stats(profiler)
-    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats(sort).print_stats(top)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -466,9 +492,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--profile", action="store_true", help="the worker alone, no broker: CPU per frame and where"
     )
+    parser.add_argument("--sort", default="tottime", help="--profile: pstats order (tottime, cumulative)")
+    parser.add_argument("--top", type=int, default=14, help="--profile: functions listed")
     args = parser.parse_args(argv)
     if args.profile:
-        profile_worker(args.streams[0], args.seconds, args.signal)
+        profile_worker(args.streams[0], args.seconds, args.signal, args.top, args.sort)
         return
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
