@@ -289,11 +289,16 @@ async def _watch(url: str, db: Path, until: float, published: list[float], store
 
 
 def _worker_env(
-    base: dict[str, str], mqtt_url: str, db: Path, amqp: str | None, slot: str | None
+    base: dict[str, str], mqtt_url: str, db: Path, amqp: str | None, slot: str | None, state: Path
 ) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith("TWITCHWATCH_")}
     env.update(
-        TWITCHWATCH_MQTT_URL=mqtt_url, TWITCHWATCH_STORE_URL=f"sqlite:///{db}", TWITCHWATCH_USER="bench00"
+        TWITCHWATCH_MQTT_URL=mqtt_url,
+        TWITCHWATCH_STORE_URL=f"sqlite:///{db}",
+        TWITCHWATCH_USER="bench00",
+        # The run's own state directory: a journal left by another run under the same client id would be
+        # replayed into this one.
+        TWITCHWATCH_STATE_DIR=str(state),
     )
     if amqp:
         env.update(TWITCHWATCH_AMQP_URL=amqp, TWITCHWATCH_AMQP_PARTITIONS=str(PARTITIONS))
@@ -302,7 +307,17 @@ def _worker_env(
     return env
 
 
-def run_path(path: str, streams: int, seconds: float, signal: str, workdir: Path, publishers: int) -> Result:
+def run_path(
+    path: str,
+    streams: int,
+    seconds: float,
+    signal: str,
+    workdir: Path,
+    publishers: int,
+    profile_dir: Path | None = None,
+) -> Result:
+    """One row; ``profile_dir``: each worker runs under cProfile (its event loop's thread), the profile
+    written there when it stops."""
     workdir.mkdir(parents=True)
     rabbit = path.startswith("rabbit")
     workers_n = 2 if path == "rabbit2" else 1
@@ -322,11 +337,24 @@ def run_path(path: str, streams: int, seconds: float, signal: str, workdir: Path
     try:
         for i in range(workers_n):
             slot = f"{i}/{workers_n}" if rabbit else None
-            env = _worker_env(dict(os.environ), mqtt_url, db, amqp, slot)
+            env = _worker_env(dict(os.environ), mqtt_url, db, amqp, slot, workdir / "state")
+            profiled = (
+                ["-m", "cProfile", "-o", str(profile_dir / f"{path}-{streams}-w{i}.prof")]
+                if profile_dir
+                else []
+            )
             with (workdir / f"worker{i}.log").open("wb") as err:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "twitchwatch", "process", "--client-id", f"bench-worker-{i}"],
+                        [
+                            sys.executable,
+                            *profiled,
+                            "-m",
+                            "twitchwatch",
+                            "process",
+                            "--client-id",
+                            f"bench-worker-{i}",
+                        ],
                         env=env,
                         stdout=subprocess.DEVNULL,
                         stderr=err,
@@ -494,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--publishers", type=int, default=2, help="publisher processes (frames made beforehand)"
     )
     parser.add_argument(
+        "--profile-workers", type=Path, metavar="DIR", help="run the workers under cProfile, profiles to DIR"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="the worker alone, no broker: CPU per frame and where"
     )
     parser.add_argument("--sort", default="tottime", help="--profile: pstats order (tottime, cumulative)")
@@ -511,7 +542,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         for streams in args.streams:
             for path in args.paths:
                 result = run_path(
-                    path, streams, args.seconds, args.signal, Path(tmp) / f"{path}-{streams}", args.publishers
+                    path,
+                    streams,
+                    args.seconds,
+                    args.signal,
+                    Path(tmp) / f"{path}-{streams}",
+                    args.publishers,
+                    args.profile_workers,
                 )
                 print(result.row(), flush=True)
 
