@@ -127,19 +127,20 @@ class Wearable:
 
 
 def _wearables(streams: int, users: int, lanes: int) -> list[Wearable]:
-    """``streams`` devices spread over ``users`` users (as ``_plans``), ``lanes`` muscles each (an 8-channel
-    EMG wearable: eight muscles' signals in one frame). Seeds as the profile always used them."""
+    """``streams`` devices spread over ``users`` users, ``lanes`` muscles each (an 8-channel EMG wearable:
+    eight muscles' signals in one frame), every muscle with its own seed (those the profile always used)."""
     per_user = [streams // users + (1 if i < streams % users else 0) for i in range(users)]
-    out = []
+    out: list[Wearable] = []
     for u, n in enumerate(per_user):
         for j in range(n):
             name = f"m{u:02d}x{j:03d}"
+            first = len(out) * lanes
             out.append(
                 Wearable(
                     f"bench{u:02d}",
                     f"sim-{name}",
                     tuple(f"{name}c{c}" for c in range(lanes)),
-                    tuple(j * lanes + c for c in range(lanes)),
+                    tuple(first + c for c in range(lanes)),
                 )
             )
     return out
@@ -400,7 +401,7 @@ def run_path(
         worker_cores = sum(cpu_s(p.pid) - c for p, c in zip(procs, cpu0, strict=True)) / wall
         broker_cores = (tree_cpu_s(broker_pid) - b0) / wall
         drained = _drained(server) if isinstance(server, RabbitServer) else True
-        channels = streams * (1 if signal == "emg" else 3)
+        channels = streams * _spec(signal).channels * _lanes(signal)
         return Result(
             path,
             streams,
