@@ -1,5 +1,6 @@
 """The worker's writer: events go to the store as soon as they are released, not at the next interval, and
-each write carries the running tally of the minutes its twitches were counted in."""
+each write carries the running tally of the minutes its twitches were counted in; the minute rates follow
+a device's status when it names the muscles mid-stream."""
 
 from __future__ import annotations
 
@@ -76,3 +77,27 @@ async def test_without_release_writes_events_wait_for_the_interval(tmp_path: Pat
     await task
     assert len(store.events(EventQuery(user="u"))) == 2
     store.close()
+
+
+async def test_a_status_naming_the_muscles_mid_stream_moves_its_minutes_to_the_named_muscle(
+    tmp_path: Path,
+) -> None:
+    """Frames before their device's status are counted under the channel's name; once the status names the
+    muscle, coverage and counts go to it (the per-stream rate keys are worked out again)."""
+    store = SQLiteStore(tmp_path / "w.db")
+    worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u")
+    x = _noise(12, 7)
+    x[8000:8010, 0] += 150 * np.hanning(10)
+    frames = _frames(x, T0)
+    for payload in frames[:40]:  # 4 s unannounced
+        worker.handle(RAW, payload)
+    worker.handle(STATUS, _status("run-a"))
+    for payload in frames[40:]:
+        worker.handle(RAW, payload)
+    await worker._finish()
+    rates = {r.muscle: r for r in store.rates(EventQuery(user="u"))}
+    store.close()
+    assert set(rates) == {"dev.emg.ch0", "calf_left"}
+    assert rates["dev.emg.ch0"].monitored_s == 4.0
+    assert rates["calf_left"].monitored_s == 8.0
+    assert rates["calf_left"].twitches == 1
