@@ -23,10 +23,10 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import json
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -39,13 +39,19 @@ import numpy as np
 
 from tests.harness.mosquitto import MosquittoServer
 from tests.harness.rabbitmq import RabbitServer
+from twitchwatch.collector.frames import HEADER as FRAME_HEADER
+from twitchwatch.collector.frames import encode
 from twitchwatch.collector.mqtt import parse_mqtt_url
-from twitchwatch.collector.simulate import SimulationPlan, run_simulation
+from twitchwatch.collector.simulate import _next_frame
+from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.collector.synth import MuscleSegment, SignalSpec, spec_for
+from twitchwatch.collector.topics import Topic
 from twitchwatch.processing.amqp import setup_broker
 
 USERS = 16
 PARTITIONS = 16
 TICKS = os.sysconf("SC_CLK_TCK")
+T0_OFFSET = 8  # where a frame's device timestamp sits in its header (collector/frames.py)
 
 
 def cpu_s(pid: int) -> float:
@@ -110,45 +116,140 @@ HEADER = (
 )
 
 
-def _plans(
-    streams: int, users: int, seconds: float, signal: str, ago: dt.timedelta = dt.timedelta(0)
-) -> list[SimulationPlan]:
-    start = dt.datetime.now().astimezone() - ago
+@dataclass(frozen=True)
+class Wearable:
+    """One simulated device: its user, its name, and one muscle (with its own signal seed) per lane."""
+
+    user: str
+    device: str
+    muscles: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+def _wearables(streams: int, users: int, lanes: int) -> list[Wearable]:
+    """``streams`` devices spread over ``users`` users, ``lanes`` muscles each (an 8-channel EMG wearable:
+    eight muscles' signals in one frame), every muscle with its own seed (those the profile always used)."""
     per_user = [streams // users + (1 if i < streams % users else 0) for i in range(users)]
-    return [
-        SimulationPlan(
-            tuple(f"m{i:02d}x{j:03d}" for j in range(n)),
-            signal,  # type: ignore[arg-type]
-            start,
-            seconds,
-            1.0,
-            6.0,
-            100 + i,
-            f"bench{i:02d}",
-            chunk=50 if signal == "emg" else 5,
-        )
-        for i, n in enumerate(per_user)
-        if n
+    out: list[Wearable] = []
+    for u, n in enumerate(per_user):
+        for j in range(n):
+            name = f"m{u:02d}x{j:03d}"
+            first = len(out) * lanes
+            out.append(
+                Wearable(
+                    f"bench{u:02d}",
+                    f"sim-{name}",
+                    tuple(f"{name}c{c}" for c in range(lanes)),
+                    tuple(first + c for c in range(lanes)),
+                )
+            )
+    return out
+
+
+def _spec(signal: str) -> SignalSpec:
+    return spec_for(signal.removesuffix("8"))  # type: ignore[arg-type]
+
+
+def _chunk(signal: str) -> int:
+    return 5 if signal == "acc" else 50  # 50-ms frames: EMG at 1 kHz, the accelerometer at 100 Hz
+
+
+def _lanes(signal: str) -> int:
+    return 8 if signal == "emg8" else 1
+
+
+def status_message(w: Wearable, signal: str, session: str, state: str = "online") -> tuple[str, bytes]:
+    spec = _spec(signal)
+    muscles = tuple(m for m in w.muscles for _ in range(spec.channels))
+    info = StreamInfo(0, spec.signal, spec.sample_rate, muscles)
+    status = DeviceStatus(state, "sim", "live", session, None, {spec.signal: info})  # type: ignore[arg-type]
+    return str(Topic(w.user, w.device, "status")), status.to_json()
+
+
+def wearable_frames(w: Wearable, signal: str, start_ns: int, seconds: float) -> tuple[str, list[bytes]]:
+    """The raw topic of a wearable and its encoded frames over ``seconds`` from ``start_ns``, 6 twitches a
+    minute per muscle (collector/synth.py); frame k covers [start + k·d, start + (k+1)·d)."""
+    spec, chunk = _spec(signal), _chunk(signal)
+    gens = [
+        MuscleSegment(m, spec, start_ns, seconds, 6.0, seed=s)
+        for m, s in zip(w.muscles, w.seeds, strict=True)
     ]
+    frames = []
+    seq = 0
+    while gens[0].remaining:
+        parts = [_next_frame(g, chunk, seq) for g in gens]
+        frames.append(encode(dataclasses.replace(parts[0], raw=np.hstack([f.raw for f in parts]))))
+        seq += 1
+    return str(Topic(w.user, w.device, "raw", spec.signal)), frames
 
 
-def publish_main(url: str, streams: int, users: int, seconds: float, signal: str) -> None:
-    """The publisher process: every plan at once, paced by the clock. Prints how far behind the clock it
-    published (s, p99 and max over its frame steps): latency is measured from device time, so a publisher
-    that cannot keep up adds its own lag to every figure."""
+def publish_main(
+    url: str, streams: int, users: int, seconds: float, signal: str, part: int, parts: int
+) -> None:
+    """One publisher process, ``part`` of ``parts``: the wearables ``w`` with ``w mod parts == part``.
+
+    Every frame is made and encoded first, each wearable at its own phase within a frame (real devices are
+    not in step); the process connects (one MQTT connection, QoS 1 as the collectors publish, paho's network
+    thread), publishes the retained statuses, says ``ready`` and reads the start time (ns) from stdin. The
+    frames' device times are moved to it (the timestamp field, in place) and each is published when it ends
+    by the clock. Prints how far behind the clock it published (s, p99 and max over its bursts): latency is
+    measured from device time, so a publisher that falls behind adds its lag to every figure."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
     target = parse_mqtt_url(url)
+    mine = _wearables(streams, users, _lanes(signal))[part::parts]
+    spec = _spec(signal)
+    frame_ns = round(_chunk(signal) * 1e9 / spec.sample_rate)
+    session = f"bench{part}-{os.getpid()}"
+    origin = time.time_ns()
+    timeline: list[tuple[int, str, bytearray]] = []
+    for i, w in enumerate(mine):
+        phase = (i * parts + part) * frame_ns // max(streams, 1)
+        topic, frames = wearable_frames(w, signal, origin + phase, seconds)
+        timeline += [(origin + phase + (k + 1) * frame_ns, topic, bytearray(f)) for k, f in enumerate(frames)]
+    timeline.sort(key=lambda item: item[0])
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{part}-{os.getpid()}")
+    client.username_pw_set(target.username, target.password)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(target.host, target.port, keepalive=60)
+    client.loop_start()
+    for w in mine:
+        topic, payload = status_message(w, signal, session)
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(30)
+    print("ready", flush=True)
+    start = int(sys.stdin.readline())
+    shift = start - origin
+    for _, _, buf in timeline:
+        t0 = FRAME_HEADER.unpack_from(buf)[5]
+        struct.pack_into("<q", buf, T0_OFFSET, t0 + shift)
     lags: list[float] = []
-    t0 = time.time()
-
-    def progress(done_s: float, _total: float) -> None:
-        lags.append(time.time() - t0 - done_s)
-
-    async def run() -> None:
-        plans = _plans(streams, users, seconds, signal)
-        await asyncio.gather(*(run_simulation(p, target, progress=progress) for p in plans))
-
-    asyncio.run(run())
-    print(json.dumps({"lag_p99": float(np.percentile(lags, 99)), "lag_max": max(lags)}))
+    i, n = 0, len(timeline)
+    last = None
+    while i < n:
+        now = time.time_ns()
+        due = timeline[i][0] + shift
+        if due > now:
+            time.sleep((due - now) / 1e9)
+            continue
+        while i < n and timeline[i][0] + shift <= now:
+            last = client.publish(timeline[i][1], bytes(timeline[i][2]), qos=1)
+            i += 1
+        lags.append((time.time_ns() - (timeline[i - 1][0] + shift)) / 1e9)
+    if last is not None:
+        last.wait_for_publish(60)
+    for w in mine:  # the wearables go offline, as a collector says when it stops: their last events follow
+        topic, payload = status_message(w, signal, session, "offline")
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(30)
+    client.disconnect()
+    client.loop_stop()
+    print(
+        json.dumps(
+            {"lag_p99": float(np.percentile(lags, 99)) if lags else 0.0, "lag_max": max(lags, default=0.0)}
+        )
+    )
 
 
 async def _watch(url: str, db: Path, until: float, published: list[float], stored: list[float]) -> int:
@@ -189,11 +290,16 @@ async def _watch(url: str, db: Path, until: float, published: list[float], store
 
 
 def _worker_env(
-    base: dict[str, str], mqtt_url: str, db: Path, amqp: str | None, slot: str | None
+    base: dict[str, str], mqtt_url: str, db: Path, amqp: str | None, slot: str | None, state: Path
 ) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith("TWITCHWATCH_")}
     env.update(
-        TWITCHWATCH_MQTT_URL=mqtt_url, TWITCHWATCH_STORE_URL=f"sqlite:///{db}", TWITCHWATCH_USER="bench00"
+        TWITCHWATCH_MQTT_URL=mqtt_url,
+        TWITCHWATCH_STORE_URL=f"sqlite:///{db}",
+        TWITCHWATCH_USER="bench00",
+        # The run's own state directory: a journal left by another run under the same client id would be
+        # replayed into this one.
+        TWITCHWATCH_STATE_DIR=str(state),
     )
     if amqp:
         env.update(TWITCHWATCH_AMQP_URL=amqp, TWITCHWATCH_AMQP_PARTITIONS=str(PARTITIONS))
@@ -202,7 +308,17 @@ def _worker_env(
     return env
 
 
-def run_path(path: str, streams: int, seconds: float, signal: str, workdir: Path) -> Result:
+def run_path(
+    path: str,
+    streams: int,
+    seconds: float,
+    signal: str,
+    workdir: Path,
+    publishers: int,
+    profile_dir: Path | None = None,
+) -> Result:
+    """One row; ``profile_dir``: each worker runs under cProfile (its event loop's thread), the profile
+    written there when it stops."""
     workdir.mkdir(parents=True)
     rabbit = path.startswith("rabbit")
     workers_n = 2 if path == "rabbit2" else 1
@@ -222,47 +338,70 @@ def run_path(path: str, streams: int, seconds: float, signal: str, workdir: Path
     try:
         for i in range(workers_n):
             slot = f"{i}/{workers_n}" if rabbit else None
-            env = _worker_env(dict(os.environ), mqtt_url, db, amqp, slot)
+            env = _worker_env(dict(os.environ), mqtt_url, db, amqp, slot, workdir / "state")
+            profiled = (
+                ["-m", "cProfile", "-o", str(profile_dir / f"{path}-{streams}-w{i}.prof")]
+                if profile_dir
+                else []
+            )
             with (workdir / f"worker{i}.log").open("wb") as err:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "twitchwatch", "process", "--client-id", f"bench-worker-{i}"],
+                        [
+                            sys.executable,
+                            *profiled,
+                            "-m",
+                            "twitchwatch",
+                            "process",
+                            "--client-id",
+                            f"bench-worker-{i}",
+                        ],
                         env=env,
                         stdout=subprocess.DEVNULL,
                         stderr=err,
                     )
                 )
-        time.sleep(8 if rabbit else 4)  # imports, connections; RabbitMQ: the standby subscriptions
+        pubs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.throughput", "--publish", mqtt_url]
+                + [str(a) for a in (streams, users, seconds, signal, part, publishers)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for part in range(publishers)
+        ]
+        for pub in pubs:  # frames made and encoded, statuses published
+            assert pub.stdout is not None
+            if pub.stdout.readline().strip() != b"ready":
+                raise RuntimeError("a publisher process failed before publishing")
+        time.sleep(
+            8 if rabbit else 2
+        )  # the workers' imports, connections; RabbitMQ: the standby subscriptions
         cpu0 = [cpu_s(p.pid) for p in procs]
         b0 = tree_cpu_s(broker_pid)
+        p0 = [cpu_s(p.pid) for p in pubs]
         t0 = time.time()
-        publisher = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.throughput",
-                "--publish",
-                mqtt_url,
-                str(streams),
-                str(users),
-                str(seconds),
-                signal,
-            ],
-            stdout=subprocess.PIPE,
-        )
+        for pub in pubs:
+            assert pub.stdin is not None
+            pub.stdin.write(f"{round(t0 * 1e9)}\n".encode())
+            pub.stdin.close()
         published: list[float] = []
         stored: list[float] = []
         events = asyncio.run(_watch(mqtt_url, db, t0 + seconds + 5, published, stored))
-        # The publisher's own CPU, from its exit status (os.wait4), not from every child waited for since.
-        assert publisher.stdout is not None
-        report = json.loads(publisher.stdout.read() or b'{"lag_p99": NaN}')
-        _, status, usage = os.wait4(publisher.pid, 0)
-        publisher.returncode = os.waitstatus_to_exitcode(status)
+        # The publishers' own CPU since the start, from their exit status (os.wait4).
+        reports = []
+        pub_cpu = 0.0
+        for pub, before in zip(pubs, p0, strict=True):
+            assert pub.stdout is not None
+            reports.append(json.loads(pub.stdout.read() or b'{"lag_p99": NaN}'))
+            _, status, usage = os.wait4(pub.pid, 0)
+            pub.returncode = os.waitstatus_to_exitcode(status)
+            pub_cpu += usage.ru_utime + usage.ru_stime - before
         wall = time.time() - t0
         worker_cores = sum(cpu_s(p.pid) - c for p, c in zip(procs, cpu0, strict=True)) / wall
         broker_cores = (tree_cpu_s(broker_pid) - b0) / wall
         drained = _drained(server) if isinstance(server, RabbitServer) else True
-        channels = streams * (1 if signal == "emg" else 3)
+        channels = streams * _spec(signal).channels * _lanes(signal)
         return Result(
             path,
             streams,
@@ -270,12 +409,12 @@ def run_path(path: str, streams: int, seconds: float, signal: str, workdir: Path
             workers_n,
             worker_cores,
             broker_cores,
-            (usage.ru_utime + usage.ru_stime) / wall,
+            pub_cpu / wall,
             published,
             stored,
             events,
             drained,
-            float(report["lag_p99"]),
+            max(float(r["lag_p99"]) for r in reports),
         )
     finally:
         for p in procs:
@@ -295,7 +434,7 @@ def _drained(server: RabbitServer) -> bool:
     return ready == 0
 
 
-def profile_worker(streams: int, seconds: float, signal: str, top: int = 14) -> None:
+def profile_worker(streams: int, seconds: float, signal: str, top: int = 14, sort: str = "tottime") -> None:
     """The worker's own CPU per frame, without broker or network: the frames ``streams`` wearables send over
     ``seconds`` (made first, not measured), handed to ``Worker.handle`` in arrival order (a SQLite store in a
     temp dir, flushed at the end), timed with process CPU time, then again under cProfile for where it
@@ -303,49 +442,23 @@ def profile_worker(streams: int, seconds: float, signal: str, top: int = 14) -> 
     import cProfile
     import pstats
 
-    from twitchwatch.collector.frames import encode
-    from twitchwatch.collector.simulate import _next_frame
-    from twitchwatch.collector.status import DeviceStatus, StreamInfo
-    from twitchwatch.collector.synth import MuscleSegment
-    from twitchwatch.collector.topics import Topic
+    from twitchwatch.collector.frames import decode
+    from twitchwatch.processing.detector import StreamingDetector
     from twitchwatch.processing.store.sqlite import SQLiteStore
     from twitchwatch.processing.worker import Worker
 
-    lanes = 8 if signal == "emg8" else 1  # an 8-channel EMG wearable: eight muscles' signals in one frame
-    (plan,) = _plans(streams, 1, seconds, signal.removesuffix("8"), dt.timedelta(hours=1))  # not live: no lag
-    start_ns = round(plan.start.timestamp() * 1e9)
-    devices = {
-        plan.device(m): [
-            MuscleSegment(f"{m}c{c}", plan.spec, start_ns, seconds, plan.per_minute, seed=i * lanes + c)
-            for c in range(lanes)
-        ]
-        for i, m in enumerate(plan.muscles)
-    }
-    spec = plan.spec
-    messages = []
-    for device, gens in devices.items():
-        muscles = tuple(g.muscle for g in gens for _ in range(spec.channels))
-        status = DeviceStatus(
-            "online",
-            "sim",
-            "live",
-            "s1",
-            None,
-            {spec.signal: StreamInfo(0, spec.signal, spec.sample_rate, muscles)},
-        )
-        messages.append((str(Topic(plan.user, device, "status")), status.to_json()))
-    seq = 0
-    while next(iter(devices.values()))[0].remaining:
-        for device, gens in devices.items():
-            parts = [_next_frame(g, plan.chunk, seq) for g in gens]
-            frame = dataclasses.replace(parts[0], raw=np.hstack([f.raw for f in parts]))
-            messages.append((str(Topic(plan.user, device, "raw", spec.signal)), encode(frame)))
-        seq += 1
+    lanes = _lanes(signal)
+    wearables = _wearables(streams, 1, lanes)
+    start_ns = time.time_ns() - 3600 * 10**9  # an hour ago: not live, so no lag warnings
+    messages = [status_message(w, signal, "s1") for w in wearables]
+    made = [wearable_frames(w, signal, start_ns, seconds) for w in wearables]
+    for k in range(len(made[0][1])):  # in arrival order: every wearable's frame k, then k + 1
+        messages += [(topic, frames[k]) for topic, frames in made]
     frames = len(messages) - streams
 
     def run() -> Worker:
         with tempfile.TemporaryDirectory() as tmp, SQLiteStore(Path(tmp) / "events.db") as store:
-            worker = Worker(parse_mqtt_url("mqtt://127.0.0.1:1"), store, user=plan.user)
+            worker = Worker(parse_mqtt_url("mqtt://127.0.0.1:1"), store, user=wearables[0].user)
             for topic, payload in messages:
                 worker.handle(topic, payload)
             asyncio.run(worker.drain())
@@ -354,24 +467,52 @@ def profile_worker(streams: int, seconds: float, signal: str, top: int = 14) -> 
     cpu0 = time.process_time()
     worker = run()
     cpu = time.process_time() - cpu0
-    channels = streams * plan.spec.channels * lanes
+    channels = streams * _spec(signal).channels * lanes
     per_frame_us = cpu / frames * 1e6
     print(
         f"worker alone: {streams} {signal} streams ({channels} channels), {seconds:.0f} s, {frames} frames, "
         f"{worker.stats.events_stored} events: {cpu:.2f} s CPU, {per_frame_us:.0f} µs per frame -> "
         f"{channels * seconds / cpu:.0f} channels per core in real time"
     )
+    # What the detectors alone cost on the same frames: one per stream, as the worker runs them, and
+    # every stream as a lane of one detector fed one (samples × streams) array per tick — what batching
+    # frames across streams (issue 15 item 3, not done) could reach. Decoding is not timed.
+    chunks = [decode(payload).values() for _, frames_of in made for payload in frames_of]
+    per_stream = len(made[0][1])
+    spec = _spec(signal)
+    # The accelerometer's engine takes its axes together as one lane: it has no lanes to batch streams into.
+    batchable = signal != "acc"
+    for label, batched in (("one detector per stream", False), ("all streams as lanes of one", True)):
+        if batched and not batchable:
+            continue
+        if batched:
+            ticks = [
+                np.hstack([chunks[w * per_stream + k] for w in range(streams)]) for k in range(per_stream)
+            ]
+            detectors = [StreamingDetector(spec.signal, spec.sample_rate, streams * spec.channels * lanes)]
+        else:
+            ticks = chunks
+            detectors = [
+                StreamingDetector(spec.signal, spec.sample_rate, spec.channels * lanes)
+                for _ in range(streams)
+            ]
+        found = 0
+        cpu0 = time.process_time()
+        for i, chunk in enumerate(ticks):
+            found += len(detectors[i // per_stream if not batched else 0].process(chunk))
+        cpu = time.process_time() - cpu0
+        print(f"detectors alone, {label}: {cpu / frames * 1e6:.0f} µs per frame ({found} detections)")
     profiler = cProfile.Profile()
     profiler.runcall(run)
     stats = pstats.Stats(profiler)
-    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats(sort).print_stats(top)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--publish"]:
-        url, streams, users, seconds, signal = argv[1:]
-        publish_main(url, int(streams), int(users), float(seconds), signal)
+        url, streams, users, seconds, signal, part, parts = argv[1:]
+        publish_main(url, int(streams), int(users), float(seconds), signal, int(part), int(parts))
         return
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
     parser.add_argument("--streams", type=int, nargs="+", default=[48, 96])
@@ -379,11 +520,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--signal", choices=["emg", "acc", "emg8"], default="emg")
     parser.add_argument("--paths", nargs="+", default=["mosquitto", "rabbit1", "rabbit2"])
     parser.add_argument(
+        "--publishers", type=int, default=2, help="publisher processes (frames made beforehand)"
+    )
+    parser.add_argument(
+        "--profile-workers", type=Path, metavar="DIR", help="run the workers under cProfile, profiles to DIR"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="the worker alone, no broker: CPU per frame and where"
     )
+    parser.add_argument("--sort", default="tottime", help="--profile: pstats order (tottime, cumulative)")
+    parser.add_argument("--top", type=int, default=14, help="--profile: functions listed")
     args = parser.parse_args(argv)
     if args.profile:
-        profile_worker(args.streams[0], args.seconds, args.signal)
+        profile_worker(args.streams[0], args.seconds, args.signal, args.top, args.sort)
         return
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
@@ -393,7 +542,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="twitchwatch-throughput-") as tmp:
         for streams in args.streams:
             for path in args.paths:
-                result = run_path(path, streams, args.seconds, args.signal, Path(tmp) / f"{path}-{streams}")
+                result = run_path(
+                    path,
+                    streams,
+                    args.seconds,
+                    args.signal,
+                    Path(tmp) / f"{path}-{streams}",
+                    args.publishers,
+                    args.profile_workers,
+                )
                 print(result.row(), flush=True)
 
 

@@ -25,6 +25,7 @@ sample value for n samples of c channels — see ``wire_bytes_per_value``.
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -77,6 +78,12 @@ class Unit(enum.IntEnum):
 _SYMBOLS: Final = {Unit.MICROVOLT: "µV", Unit.G: "g", Unit.DEG_PER_S: "°/s", Unit.UNITLESS: "1"}
 
 
+# The decoder's look-ups (an enum call and a dtype per frame cost more than the rest of the header).
+_SAMPLE_TYPE_OF: Final = {int(t): t for t in SampleType}
+_UNIT_OF: Final = {int(u): u for u in Unit}
+_DTYPE_OF: Final = {t: t.dtype for t in SampleType}
+
+
 class FrameError(RejectedError):
     """A frame could not be decoded. ``offset`` is the byte where decoding failed; ``kind`` names the
     fault for counting (``frame.truncated``, ``frame.version`` …)."""
@@ -107,9 +114,9 @@ class Frame:
             raise ValueError(f"stream_id {self.stream_id} outside 0..255")
         if not 0 <= self.sequence < MAX_SEQUENCE:
             raise ValueError(f"sequence {self.sequence} outside u32")
-        if not (self.sample_rate > 0 and np.isfinite(self.sample_rate)):
+        if not (self.sample_rate > 0 and math.isfinite(self.sample_rate)):
             raise ValueError(f"sample_rate must be finite and > 0, got {self.sample_rate}")
-        if not (np.isfinite(self.scale) and self.scale != 0):
+        if not (math.isfinite(self.scale) and self.scale != 0):
             raise ValueError(f"scale must be finite and non-zero, got {self.scale}")
 
     @property
@@ -177,22 +184,21 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
         raise FrameError(
             f"unsupported format version {version} (this decoder reads {FORMAT_VERSION})", 0, "frame.version"
         )
-    try:
-        sample_type = SampleType(type_unit & 0x0F)
-    except ValueError:
-        raise FrameError(f"unknown sample type {type_unit & 0x0F}", 1, "frame.sample_type") from None
-    try:
-        unit = Unit(type_unit >> 4)
-    except ValueError:
-        raise FrameError(f"unknown unit {type_unit >> 4}", 1, "frame.unit") from None
+    sample_type = _SAMPLE_TYPE_OF.get(type_unit & 0x0F)
+    if sample_type is None:
+        raise FrameError(f"unknown sample type {type_unit & 0x0F}", 1, "frame.sample_type")
+    unit = _UNIT_OF.get(type_unit >> 4)
+    if unit is None:
+        raise FrameError(f"unknown unit {type_unit >> 4}", 1, "frame.unit")
     if channels == 0:
         raise FrameError("channel count is 0", 2, "frame.channels")
-    if not (rate > 0 and np.isfinite(rate)):
+    if not (rate > 0 and math.isfinite(rate)):
         raise FrameError(f"sample rate {rate} is not a finite positive number", 16, "frame.rate")
-    if not (np.isfinite(scale) and scale != 0):
+    if not (math.isfinite(scale) and scale != 0):
         raise FrameError(f"scale {scale} is not a finite non-zero number", 20, "frame.scale")
     body = len(buf) - HEADER_SIZE
-    stride = sample_type.dtype.itemsize * channels
+    dtype = _DTYPE_OF[sample_type]
+    stride = dtype.itemsize * channels
     if body == 0:
         raise FrameError("frame has no samples", HEADER_SIZE, "frame.truncated")
     if body % stride:
@@ -203,7 +209,7 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
             whole,
             "frame.truncated",
         )
-    raw = np.frombuffer(buf, dtype=sample_type.dtype, offset=HEADER_SIZE).reshape(-1, channels)
+    raw = np.frombuffer(buf, dtype=dtype, offset=HEADER_SIZE).reshape(-1, channels)
     if sample_type is SampleType.FLOAT32 and not np.isfinite(raw).all():
         bad = int(np.flatnonzero(~np.isfinite(raw.reshape(-1)))[0])
         raise FrameError(

@@ -57,6 +57,7 @@ class _Held:
 
 @dataclass
 class _Muscle:
+    index: int  # the order muscles were first seen in: the order their events leave
     streams: dict[StreamId, SignalKind] = field(default_factory=dict)
     held: list[_Held] = field(default_factory=list)
 
@@ -67,12 +68,15 @@ class Fuser:
     def __init__(self, params: FusionParams | None = None) -> None:
         self.params = params or FusionParams()
         self._muscles: dict[MuscleKey, _Muscle] = {}
+        # Muscles holding events: the only ones ``release`` visits (a frame of one stream need not look
+        # at every muscle of every user).
+        self._busy: set[MuscleKey] = set()
         self._watermark: dict[StreamId, int] = {}
         self.merged = 0  # events that found a partner
 
     def register(self, muscle: MuscleKey, stream: StreamId, kind: SignalKind) -> None:
         """``stream`` covers ``muscle`` (idempotent)."""
-        self._muscles.setdefault(muscle, _Muscle()).streams[stream] = kind
+        self._muscle(muscle).streams[stream] = kind
 
     def advance(self, stream: StreamId, t_ns: int) -> None:
         """``stream`` has processed data up to ``t_ns`` (device time)."""
@@ -81,7 +85,7 @@ class Fuser:
 
     def add(self, stream: StreamId, kind: SignalKind, event: TwitchEvent) -> None:
         key = (event.user, event.muscle)
-        m = self._muscles.setdefault(key, _Muscle())
+        m = self._muscle(key)
         m.streams.setdefault(stream, kind)
         new = _Held(event, stream, kind)
         if event.kind.is_twitch:
@@ -92,24 +96,36 @@ class Fuser:
                     self.merged += 1
                     return
         m.held.append(new)
+        self._busy.add(key)
+
+    def _muscle(self, key: MuscleKey) -> _Muscle:
+        m = self._muscles.get(key)
+        if m is None:
+            m = self._muscles[key] = _Muscle(len(self._muscles))
+        return m
 
     def release(self) -> list[TwitchEvent]:
-        """Events no partner can join any more, in start order per muscle."""
+        """Events no partner can join any more, in start order per muscle, muscles in the order first seen."""
+        if not self._busy:
+            return []
         out: list[TwitchEvent] = []
-        for m in self._muscles.values():
-            if m.held:
-                out.extend(self._ready(m, everything=False))
+        for key in sorted(self._busy, key=lambda k: self._muscles[k].index):
+            m = self._muscles[key]
+            out.extend(self._ready(m, everything=False))
+            if not m.held:
+                self._busy.discard(key)
         return out
 
     def oldest_held_ns(self) -> int | None:
         """The start of the oldest event still waiting for a partner."""
-        return min((h.event.start_ns for m in self._muscles.values() for h in m.held), default=None)
+        return min((h.event.start_ns for k in self._busy for h in self._muscles[k].held), default=None)
 
     def flush(self) -> list[TwitchEvent]:
         """Everything held (shutdown)."""
         out: list[TwitchEvent] = []
         for m in self._muscles.values():
             out.extend(self._ready(m, everything=True))
+        self._busy.clear()
         return out
 
     def _pairs(self, h: _Held, new: _Held) -> bool:

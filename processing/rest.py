@@ -116,6 +116,15 @@ def scopes_of(user: str, muscle: str, device: str, segment: str | None) -> tuple
     return tuple(scopes)
 
 
+@dataclass(frozen=True, eq=False)
+class Blocker:
+    """A source that holds a ``RestGate.ready`` answer back, and how far it must settle to let it go."""
+
+    source: SourceId
+    state: _Source
+    need_ns: int
+
+
 @dataclass
 class _Source:
     scopes: set[Scope] = field(default_factory=set)
@@ -177,13 +186,26 @@ class RestGate:
     def ready(self, scopes: Iterable[Scope], end_ns: int, provisional: bool = False) -> bool:
         """Is everything known that could veto any time before ``end_ns`` in these scopes? ``provisional``:
         known as far as ``before_ns`` past it (a contraction beginning later may still reach back)."""
+        return self.blocker(scopes, end_ns, provisional) is None
+
+    def blocker(self, scopes: Iterable[Scope], end_ns: int, provisional: bool = False) -> Blocker | None:
+        """What ``ready`` waits for: a source not settled far enough and not stale, and how far it must
+        settle (None: ready). While ``blocks`` says it still does, ``ready`` is False — a source leaves a
+        scope only when forgotten, and scopes only grow — so a caller asking again and again (every frame)
+        need only check that one source until it lets go, then ask ``blocker`` afresh."""
         for scope in scopes:
             for sid in self._by_scope.get(scope, ()):
                 s = self._sources[sid]
                 ahead = self.params.before_ns if provisional else self._before(sid)
                 if s.settled_ns < end_ns + ahead and not self._stale(sid, s):
-                    return False
-        return True
+                    return Blocker(sid, s, end_ns + ahead)
+        return None
+
+    def blocks(self, b: Blocker) -> bool:
+        """Does the source ``blocker`` named still hold its answer back (not settled that far, not stale,
+        not forgotten or replaced)?"""
+        s = self._sources.get(b.source)
+        return s is b.state and s.settled_ns < b.need_ns and not self._stale(b.source, s)
 
     def horizon(self, scopes: Iterable[Scope]) -> int:
         """Up to when these scopes are settled (``ready`` holds for any end ≤ the answer)."""

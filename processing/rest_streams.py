@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from twitchwatch.collector.signals import StreamKind
 from twitchwatch.processing.events import EventKind, TwitchEvent
-from twitchwatch.processing.rest import GateParams, RestGate, Scope, SourceId
+from twitchwatch.processing.rest import Blocker, GateParams, RestGate, Scope, SourceId
 from twitchwatch.processing.segments import segment_of
 
 StreamKey = tuple[str, str, str]  # (user, device, stream)
@@ -85,10 +85,12 @@ class RestStreams:
     _streams: dict[StreamKey, _Lanes] = field(default_factory=dict)
     _device_muscles: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     _muscle_scopes: dict[tuple[str, str], frozenset[Scope]] = field(default_factory=dict)
-    _held: list[TwitchEvent] = field(default_factory=list)
-    # Twitches written before the whole guard ahead of their muscle's activity was known, and those
-    # finally judged at rest and not yet counted.
-    _provisional: list[TwitchEvent] = field(default_factory=list)
+    # Events waiting for the gate, each with what it waited for when last asked (``RestGate.blocker``):
+    # asked again only once that source lets go, not on every frame of every stream.
+    _held: list[tuple[TwitchEvent, Blocker | None]] = field(default_factory=list)
+    # Twitches written before the whole guard ahead of their muscle's activity was known (likewise), and
+    # those finally judged at rest and not yet counted.
+    _provisional: list[tuple[TwitchEvent, Blocker | None]] = field(default_factory=list)
     _counted: list[TwitchEvent] = field(default_factory=list)
     retracted: int = 0  # provisional twitches re-written as during_movement
 
@@ -210,7 +212,7 @@ class RestStreams:
 
     # ---- events ----------------------------------------------------------------------------------
     def hold(self, events: Iterable[TwitchEvent]) -> None:
-        self._held.extend(events)
+        self._held.extend((e, None) for e in events)
 
     def release(self, everything: bool = False) -> list[TwitchEvent]:
         """Events to write now (all, finally judged, with ``everything``). A twitch comes out as soon as
@@ -220,20 +222,29 @@ class RestStreams:
         key) as ``during_movement``. Other kinds pass at once. Twitches finally judged at rest are handed
         out by ``counted``."""
         out: list[TwitchEvent] = []
-        keep: list[TwitchEvent] = []
-        for e in self._held:
+        keep: list[tuple[TwitchEvent, Blocker | None]] = []
+        gate = self.gate
+        for e, blocker in self._held:
             if not e.kind.is_twitch:
                 out.append(e)
                 continue
-            scopes = self.scopes(e.user, e.muscle)
-            final = everything or self.gate.ready(scopes, e.end_ns)
-            if not final and not self.gate.ready(scopes, e.end_ns, provisional=True):
-                keep.append(e)
+            if not everything and blocker is not None and gate.blocks(blocker):
+                keep.append((e, blocker))  # not provisionally ready, so not finally either
                 continue
-            judged = self.gate.judge(e, scopes)
+            scopes = self.scopes(e.user, e.muscle)
+            final = everything or gate.ready(scopes, e.end_ns)
+            if not final:
+                blocker = gate.blocker(scopes, e.end_ns, provisional=True)
+                if blocker is not None:
+                    keep.append((e, blocker))
+                    continue
+            judged = gate.judge(e, scopes)
             out.append(judged)
             if judged.kind.is_twitch:
-                (self._counted if final else self._provisional).append(judged)
+                if final:
+                    self._counted.append(judged)
+                else:
+                    self._provisional.append((judged, None))
         self._held = keep
         out += self._confirm(everything)
         return out
@@ -241,13 +252,19 @@ class RestStreams:
     def _confirm(self, everything: bool) -> list[TwitchEvent]:
         """Provisional twitches whose guard ahead is known now: confirmed (counted), or re-written."""
         out: list[TwitchEvent] = []
-        keep: list[TwitchEvent] = []
-        for e in self._provisional:
-            scopes = self.scopes(e.user, e.muscle)
-            if not (everything or self.gate.ready(scopes, e.end_ns)):
-                keep.append(e)
+        keep: list[tuple[TwitchEvent, Blocker | None]] = []
+        gate = self.gate
+        for e, blocker in self._provisional:
+            if not everything and blocker is not None and gate.blocks(blocker):
+                keep.append((e, blocker))
                 continue
-            judged = self.gate.judge(e, scopes)
+            scopes = self.scopes(e.user, e.muscle)
+            if not everything:
+                blocker = gate.blocker(scopes, e.end_ns)
+                if blocker is not None:
+                    keep.append((e, blocker))
+                    continue
+            judged = gate.judge(e, scopes)
             if judged.kind.is_twitch:
                 self._counted.append(judged)
             else:
@@ -266,4 +283,4 @@ class RestStreams:
         return len(self._held) + len(self._provisional)
 
     def oldest_held_ns(self) -> int | None:
-        return min((e.start_ns for e in (*self._held, *self._provisional)), default=None)
+        return min((e.start_ns for e, _ in (*self._held, *self._provisional)), default=None)

@@ -2,7 +2,8 @@
 
 Tasks and ownership: ``Worker.run`` owns two tasks in a TaskGroup — the MQTT loop (reconnects with
 backoff, persistent QoS-1 session so the broker keeps frames while the worker is away) and the writer
-(batches events to the store off the event loop, retries on failure, never drops). ``Worker.stop`` asks
+(writes events to the store off the event loop as soon as they are released, batching what arrives during a
+write, minute rates every ``flush_interval``; retries on failure, never drops). ``Worker.stop`` asks
 both to finish: detectors release their last events, everything pending is written, then the tasks end.
 
 With ``flags=FlagTask(...)`` it also owns the periodic flag and Home Assistant tasks
@@ -73,6 +74,8 @@ STATUS_WAIT_S = 2.0
 # the publishers' wills although they reconnect): beyond a publisher's 5-s backoff plus its connect, and
 # as long as a stream may fall behind before the rest gate stops waiting for it (GateParams.stale_ns).
 OFFLINE_GRACE_S = 10.0
+# Frame topics remembered parsed (one per stream; cleared when full).
+TOPICS_KEPT = 10_000
 # Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
 CHECKPOINT_S = 1.0
 
@@ -188,6 +191,7 @@ class _Stream:
     next_t_ns: int
     ended: bool = False  # its detector finished (device offline): kept only to tell gaps and duplicates
     last_wall_ns: int = 0  # when its latest frame arrived (an idle stream is ended, see end_idle)
+    rate_keys: list[RateKey] | None = None  # per lane, from the device's status (Worker._rate_keys)
 
     def matches(self, frame: Frame) -> bool:
         return (self.rate, self.channels, self.unit) == (frame.sample_rate, frame.channels, frame.unit)
@@ -329,6 +333,9 @@ class RateBook:
     _resumed: set[RateKey] = field(default_factory=set)
     _resume_first: dict[RateKey, int] = field(default_factory=dict)  # its first minute
     _resume_carried: dict[RateKey, bool] = field(default_factory=dict)  # once read: was a tally stored
+    # Minutes whose twitch count changed since their tally was last handed out with ``recounted_open``: a
+    # write of events carries these tallies with it (the stored tally counts the stored twitches).
+    _recounted: set[tuple[RateKey, int]] = field(default_factory=set)
 
     def _tally(self, key: RateKey, minute: int, at_ns: int) -> _MinuteTally:
         tally = self.minutes[key].get(minute)
@@ -341,6 +348,10 @@ class RateBook:
                 if key in self._resumed:
                     self._resume_first[key] = minute
         return tally
+
+    @property
+    def wants_lookups(self) -> bool:
+        return bool(self._to_ask)
 
     def lookups(self) -> list[tuple[RateKey, int]]:
         """(key, minute) pairs whose stored rate is wanted, each handed out once."""
@@ -415,9 +426,11 @@ class RateBook:
 
     def count(self, key: RateKey, at_ns: int, delta: int = 1) -> None:
         """One twitch more in its minute (``delta=-1``: one taken back, re-judged as during movement)."""
-        tally = self._tally(key, at_ns - at_ns % MINUTE_NS, at_ns)
+        minute = at_ns - at_ns % MINUTE_NS
+        tally = self._tally(key, minute, at_ns)
         tally.twitches = max(tally.twitches + delta, 0)
         tally.dirty = True
+        self._recounted.add((key, minute))
 
     def take(self, watermarks: dict[tuple[str, str], int] | None) -> list[MinuteRate]:
         """Minutes that ended ``RATE_GRACE_NS`` before their device's latest data and whose rest is known
@@ -443,6 +456,7 @@ class RateBook:
     def changed_open(self) -> list[MinuteRate]:
         """Running tallies of minutes still open, changed since last asked: written as they grow, so the
         dashboard divides by monitored time from the first seconds on; the final value overwrites them."""
+        self._recounted = {(k, m) for k, m in self._recounted if k in self._unresolved}
         out = []
         for key, minutes in self.minutes.items():
             if key in self._unresolved:
@@ -453,11 +467,31 @@ class RateBook:
                     out.append(tally.rate(key, m, self.rest))
         return out
 
+    def recounted_open(self) -> list[MinuteRate]:
+        """Running tallies of the open minutes whose twitch count changed since last asked (a subset of
+        ``changed_open``, which a later call still returns until written): what must go to the store with
+        the events just counted. A key whose stored rate is still being read keeps its minutes for a call
+        after ``resolve``; a minute already taken is written by ``take``'s caller."""
+        out, waiting = [], set()
+        for key, minute in sorted(self._recounted):
+            if key in self._unresolved:
+                waiting.add((key, minute))
+                continue
+            tally = self.minutes.get(key, {}).get(minute)
+            if tally is not None:
+                tally.dirty = False
+                out.append(tally.rate(key, minute, self.rest))
+        self._recounted = waiting
+        return out
+
     def mark_dirty(self, rates: list[MinuteRate]) -> None:
+        """Tallies a failed write hands back: written again (with the next events, and at the interval)."""
         for r in rates:
-            tally = self.minutes.get((r.user, r.muscle, r.device, r.source), {}).get(r.minute_ns)
+            key = (r.user, r.muscle, r.device, r.source)
+            tally = self.minutes.get(key, {}).get(r.minute_ns)
             if tally is not None:
                 tally.dirty = True
+                self._recounted.add((key, r.minute_ns))
 
     def requeue(self, rates: list[MinuteRate]) -> None:
         """Finished minutes a failed write hands back, to be taken again as they were."""
@@ -488,6 +522,7 @@ class Worker(PeriodicTasks):
         muscle_map: MuscleMap | None = None,
         client_id: str = "twitchwatch-worker",
         flush_interval: float = 0.5,
+        flush_on_release: bool = True,
         batch_size: int = 1000,
         flags: FlagTask | None = None,
         segment_map: SegmentMap | None = None,
@@ -505,12 +540,16 @@ class Worker(PeriodicTasks):
         self.muscle_map = muscle_map or (lambda _d, _s, _c: None)
         self.client_id = client_id
         self.flush_interval = flush_interval
+        # Events are written as soon as they are released (``_writer_loop``); False: every flush_interval.
+        self.flush_on_release = flush_on_release
+        self._released = asyncio.Event()  # set when events are queued for the store
         self.batch_size = batch_size
         self.quarantine = quarantine
         self.shutdown_write_s = shutdown_write_s
         self._in_flight = (0, 0)  # events and finished minutes a write thread holds right now
         self.stats = WorkerStats()
         self._streams: dict[tuple[str, str, str], _Stream] = {}
+        self._topics: dict[str, StreamKey] = {}  # raw topics already parsed (``_dispatch``)
         self._status: dict[tuple[str, str], DeviceStatus] = {}
         self._pending: list[TwitchEvent] = []
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
@@ -881,6 +920,9 @@ class Worker(PeriodicTasks):
         self.stats.rejected[kind] = self.stats.rejected.get(kind, 0) + 1
 
     def _dispatch(self, topic: str, payload: bytes, redelivered: bool) -> Receipt:
+        raw = self._topics.get(topic)  # a frame's topic, parsed before: (user, device, stream)
+        if raw is not None:
+            return self._on_raw(*raw, payload, redelivered)
         try:
             felt_by = felt_user(topic)
         except TopicError as exc:
@@ -899,14 +941,20 @@ class Worker(PeriodicTasks):
         if t.kind == "status":
             self._on_status(t, payload)
         elif t.kind == "raw" and t.stream is not None:
-            # Over MQTT a frame may come before its device's retained status (a worker restarting takes its
-            # queued frames first): it waits for it, journaled. A partition queue keeps each device's
-            # status ahead of its frames, and a frame is acknowledged only once what it yields is stored.
-            if self.ingest is None and self._must_wait(t.user, t.device, t.stream):
-                self._hold(t.user, t.device, t.stream, payload)
-                return None
-            return self._on_frame(t.user, t.device, t.stream, payload, redelivered)
+            if len(self._topics) >= TOPICS_KEPT:
+                self._topics.clear()  # a flood of made-up topics costs parsing, never memory
+            self._topics[topic] = (t.user, t.device, t.stream)
+            return self._on_raw(t.user, t.device, t.stream, payload, redelivered)
         return None
+
+    def _on_raw(self, user: str, device: str, stream: str, payload: bytes, redelivered: bool) -> Receipt:
+        # Over MQTT a frame may come before its device's retained status (a worker restarting takes its
+        # queued frames first): it waits for it, journaled. A partition queue keeps each device's status
+        # ahead of its frames, and a frame is acknowledged only once what it yields is stored.
+        if self.ingest is None and self._must_wait(user, device, stream):
+            self._hold(user, device, stream, payload)
+            return None
+        return self._on_frame(user, device, stream, payload, redelivered)
 
     def _adopt_status(self, topic: str, payload: object) -> None:
         """A device's retained status, for a device this worker has no status of yet (its partition moved
@@ -998,6 +1046,7 @@ class Worker(PeriodicTasks):
     def _on_status(self, t: Topic, payload: bytes) -> None:
         if not payload:  # a cleared retained status
             self._status.pop((t.user, t.device), None)
+            self._status_changed(t.user, t.device)
             return
         try:
             status = DeviceStatus.from_json(payload)
@@ -1020,6 +1069,7 @@ class Worker(PeriodicTasks):
             # stream still need the channels' muscles.
             status = dataclasses.replace(status, streams=previous.streams)
         self._status[key] = status
+        self._status_changed(t.user, t.device)
         self._unannounced.discard(key)
         self._release_held(key)
 
@@ -1057,13 +1107,12 @@ class Worker(PeriodicTasks):
         self, user: str, device: str, stream: str, payload: bytes, redelivered: bool = False
     ) -> Receipt:
         self._offline_since.pop((user, device), None)  # it goes on: that offline was not the end
-        where = f"{user}/{device}/raw/{stream}"
         try:
             check_payload_size(payload, MAX_FRAME_BYTES, "frame.size")  # before decoding copies it
             frame = decode(payload)
         except RejectedError as exc:
             self.stats.bad_frames += 1
-            self._reject(exc, where)
+            self._reject(exc, f"{user}/{device}/raw/{stream}")
             return None
         kind = self._signal(user, device, stream, frame.unit)
         if kind is None:
@@ -1078,32 +1127,36 @@ class Worker(PeriodicTasks):
             )
         except RejectedError as exc:
             self.stats.bad_frames += 1
-            self._reject(exc, where)
+            self._reject(exc, f"{user}/{device}/raw/{stream}")
             return None
+        end = frame.t0_ns + frame.duration_ns
         if redelivered:
             self.stats.redelivered_frames += 1
-            end = frame.t0_ns + frame.duration_ns
             self._redelivered_until[(user, device)] = max(self._redelivered_until.get((user, device), 0), end)
         key = (user, device, stream)
-        receipt = (key, frame.t0_ns + frame.duration_ns)
+        receipt = (key, end)
         st = self._stream_for(user, device, stream, frame, kind)
         if st is None:
             return receipt
         st.last_wall_ns = self._last_frame_ns = now = time.time_ns()
-        self._note_lag(user, device, now - (frame.t0_ns + frame.duration_ns))
+        self._note_lag(user, device, now - end)
         self.stats.frames += 1
         self.stats.samples += frame.samples * frame.channels
-        self._last_frame_wall[(user, device)] = time.time_ns()
+        self._last_frame_wall[(user, device)] = now
         detections = st.detector.process(frame.values())
-        st.next_t_ns = frame.t0_ns + frame.duration_ns
+        st.next_t_ns = end
         st.last_seq = frame.sequence
-        self._cover(st, frame.t0_ns, st.next_t_ns)
-        self._emit(st, detections)
+        self._cover(st, frame.t0_ns, end)
+        if detections:
+            self._emit(st, detections)
         self._report_rest(st)
-        self._fuser.advance(st.key, st.next_t_ns)
+        self._fuser.advance(key, end)
         self._store_events(self._fuser.release())
-        self._watermark_ns[(user, device)] = max(self._watermark_ns.get((user, device), 0), st.next_t_ns)
-        self._ask_priors()
+        device_key = (user, device)
+        if end > self._watermark_ns.get(device_key, 0):
+            self._watermark_ns[device_key] = end
+        if self._rates.wants_lookups:
+            self._ask_priors()
         return receipt
 
     def _note_lag(self, user: str, device: str, lag_ns: int) -> None:
@@ -1250,14 +1303,31 @@ class Worker(PeriodicTasks):
         return next((r for r in rows if r.device == device and r.minute_ns == minute_ns), None)
 
     def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:
-        if st.kind == "gyro" or st.kind == "orientation":
-            return  # a movement stream watches no muscle: it only vetoes
-        source, _ = self._source(st)
         resumed = start_ns < self._redelivered_until.get((st.user, st.device), 0)
-        for lane in range(st.detector.lanes):
-            muscle = self.muscle(st, lane)
-            self._fuser.register((st.user, muscle), st.key, st.kind)
-            self._rates.cover((st.user, muscle, st.device, source), start_ns, end_ns, resumed)
+        for rate_key in self._rate_keys(st):
+            self._rates.cover(rate_key, start_ns, end_ns, resumed)
+
+    def _rate_keys(self, st: _Stream) -> list[RateKey]:
+        """The minute-rate key of each lane, the lanes registered with the fuser: worked out once per
+        stream and again after its device's status changed (muscle names, source)."""
+        keys = st.rate_keys
+        if keys is None:
+            kind = st.kind
+            if kind == "gyro" or kind == "orientation":
+                return []  # a movement stream watches no muscle: it only vetoes
+            source, _ = self._source(st)
+            keys = []
+            for lane in range(st.detector.lanes):
+                muscle = self.muscle(st, lane)
+                self._fuser.register((st.user, muscle), st.key, kind)
+                keys.append((st.user, muscle, st.device, source))
+            st.rate_keys = keys
+        return keys
+
+    def _status_changed(self, user: str, device: str) -> None:
+        for st in self._streams.values():
+            if st.user == user and st.device == device:
+                st.rate_keys = None
 
     def _emit(self, st: _Stream, detections: Sequence[Detection]) -> None:
         """Detections become events and wait in the fuser for their muscle's other streams; activity and
@@ -1334,6 +1404,8 @@ class Worker(PeriodicTasks):
         stored tally always counts exactly the stored twitches — what a worker taking over a partition
         relies on when it drops redelivered events the store already holds."""
         self._pending.append(event)
+        if self.flush_on_release:
+            self._released.set()
         if event.kind.is_twitch:
             self._count(event)
         else:
@@ -1413,21 +1485,46 @@ class Worker(PeriodicTasks):
 
     # ---- output ----------------------------------------------------------------------------------
     async def _writer_loop(self) -> None:
+        """Events go to the store as soon as they are released, with whatever else is queued by then: one
+        write is in flight at a time, and the next takes everything that came meanwhile (``soon``). Every
+        ``flush_interval`` the rest is done: finished minutes and every running tally written, frames that
+        waited for a status released, offline devices ended, old vetoes pruned, the checkpoint taken."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.flush_interval
         while not self._stop.is_set():
-            await self._sleep_or_stop(self.flush_interval)
-            if not self._stop.is_set():
-                self._release_held()
-                self._end_offline()
-                await self._flush(final=False)
-                self._prune_vetoes()
-                async with self._flush_lock:
-                    self._checkpoint()
+            await self._wait_for_release(due - loop.time())
+            if self._stop.is_set():
+                break
+            self._released.clear()
+            if loop.time() < due:
+                await self._flush(final=False, soon=True)
+                continue
+            due = loop.time() + self.flush_interval
+            self._release_held()
+            self._end_offline()
+            await self._flush(final=False)
+            self._prune_vetoes()
+            async with self._flush_lock:
+                self._checkpoint()
 
-    async def _flush(self, final: bool) -> None:
+    async def _wait_for_release(self, seconds: float) -> None:
+        """Until events are released, the worker stops, or ``seconds`` have passed."""
+        if seconds <= 0 or self._released.is_set():
+            return
+        waiters = [asyncio.ensure_future(self._released.wait()), asyncio.ensure_future(self._stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _flush(self, final: bool, soon: bool = False) -> None:
         """Move pending events and minute rates to the store. A batch the store refuses is split until
         the refused rows stand alone, and those are quarantined (``_write``); a store that fails (down,
         locked, full) keeps everything for the next try. The final flush at shutdown tries for at most
-        ``shutdown_write_s`` and then keeps what is left in the quarantine (``_give_up``)."""
+        ``shutdown_write_s`` and then keeps what is left in the quarantine (``_give_up``). ``soon``: the
+        events and the running tallies of the minutes they were counted in, nothing else (finished minutes
+        and the other tallies wait for the interval)."""
         async with self._flush_lock:
             watermarks = None if final else self._watermark_ns
             deadline = time.monotonic() + self.shutdown_write_s
@@ -1449,8 +1546,11 @@ class Worker(PeriodicTasks):
                 # The minute tallies go with the last batch of events: a stored tally then never counts a
                 # twitch the store does not hold yet (what a worker taking over a partition relies on).
                 more = len(self._pending) > self.batch_size
-                done = [] if more else self._rates.take(watermarks)
-                running = [] if more else self._rates.changed_open()
+                if soon:
+                    done, running = [], ([] if more else self._rates.recounted_open())
+                else:
+                    done = [] if more else self._rates.take(watermarks)
+                    running = [] if more else self._rates.changed_open()
                 if not events and not done and not running:
                     return
                 self._in_flight = (len(events), len(done))

@@ -84,6 +84,39 @@ def test_ready_waits_for_every_source_of_the_scopes_until_it_goes_stale() -> Non
     assert g.horizon(CALF) == 20 * S - S // 2
 
 
+def test_a_blocker_holds_the_answer_back_until_its_source_settles_goes_stale_or_is_forgotten() -> None:
+    """What ``RestStreams`` relies on to skip asking again: while ``blocks`` is True, ``ready`` is False."""
+    g = gate()
+    for sid in (EMG, ACC, OTHER):
+        g.settle(sid, 5 * S)
+    b = g.blocker(CALF, 5 * S)
+    assert b is not None
+    assert not g.ready(CALF, 5 * S)
+    for step in range(1, 4):  # the blocker's source settles in steps: blocked exactly while short of need
+        g.settle(b.source, 5 * S + step * S // 8)
+        assert g.blocks(b) == (5 * S + step * S // 8 < b.need_ns)
+        if g.blocks(b):
+            assert not g.ready(CALF, 5 * S)
+    g.settle(b.source, b.need_ns)
+    assert not g.blocks(b)
+    # stale: the user's other streams went on while the blocking one stayed behind
+    g2 = gate()
+    b2 = g2.blocker(CALF, 5 * S)
+    assert b2 is not None
+    assert g2.blocks(b2)
+    g2.settle(ACC if b2.source != ACC else EMG, 30 * S)
+    assert not g2.blocks(b2)
+    # forgotten, and replaced by a source of the same name starting afresh: asked again
+    g3 = gate()
+    b3 = g3.blocker(CALF, 5 * S)
+    assert b3 is not None
+    g3.forget(b3.source)
+    assert not g3.blocks(b3)
+    g3.watch(b3.source, [("me", "muscle", "calf_left")])
+    assert not g3.blocks(b3)  # a new source: the caller asks ``blocker`` afresh
+    assert g3.blocker(CALF, 5 * S) is not None
+
+
 def test_open_activity_vetoes_while_it_lasts_and_is_replaced_as_it_grows() -> None:
     g = gate()
     g.open(EMG, [(10 * S, 12 * S, "contraction")])

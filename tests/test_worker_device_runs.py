@@ -199,7 +199,7 @@ async def test_a_worker_stopped_without_waiting_says_what_it_had_not_stored(
     stored, and without a quarantine each row is logged in full (with one, it is kept there:
     tests/test_hostile_input.py)."""
     store = SQLiteStore(tmp_path / "w.db")
-    worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u", flush_interval=3600)
+    worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u", flush_interval=3600, flush_on_release=False)
     x = _noise(10, 7)
     for second in (3, 6):
         x[second * 1000 : second * 1000 + 10, 0] += 150 * np.hanning(10)
