@@ -78,6 +78,18 @@ OFFLINE_GRACE_S = 10.0
 TOPICS_KEPT = 10_000
 # Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
 CHECKPOINT_S = 1.0
+# A snapshot pickles every stream's detector (~75 kB each): with many streams it takes tens of ms, on the
+# event loop. The interval grows so that snapshots take at most 1/CHECKPOINT_SHARE of the time, up to
+# CHECKPOINT_MAX_S — the journal a killed worker replays grows with it (a second of frames replays in well
+# under a second).
+CHECKPOINT_SHARE = 25
+CHECKPOINT_MAX_S = 15.0
+
+
+def checkpoint_interval(took_s: float) -> float:
+    """Seconds until the next checkpoint after one that took ``took_s``."""
+    return min(max(CHECKPOINT_S, CHECKPOINT_SHARE * took_s), CHECKPOINT_MAX_S)
+
 
 # Two events of one muscle and device this close are one twitch found twice (redelivered frames).
 SAME_EVENT_NS = 50_000_000
@@ -591,6 +603,7 @@ class Worker(PeriodicTasks):
         self.state_dir = state_dir
         self._journal: IngestJournal | None = None
         self._last_checkpoint = 0.0
+        self._checkpoint_every = CHECKPOINT_S
         self._statuses_saved: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -811,10 +824,10 @@ class Worker(PeriodicTasks):
 
     def _checkpoint(self, force: bool = False) -> None:
         """Snapshot the ingestion state (call with the flush lock held: no write is in flight, so nothing
-        taken from the book is missing from it). At most every ``CHECKPOINT_S`` unless forced."""
+        taken from the book is missing from it). At most every ``checkpoint_interval`` unless forced."""
         journal = self._journal
         now = time.monotonic()
-        if journal is None or (not force and now - self._last_checkpoint < CHECKPOINT_S):
+        if journal is None or (not force and now - self._last_checkpoint < self._checkpoint_every):
             return
         if self._felt_writes and not force:
             # A mark being stored is not in the state: the journal that holds it must outlive the write.
@@ -822,6 +835,7 @@ class Worker(PeriodicTasks):
         self._last_checkpoint = now
         try:
             journal.checkpoint(self._state())
+            self._checkpoint_every = checkpoint_interval(time.monotonic() - now)
             statuses = self._statuses_json()
             if statuses != self._statuses_saved:
                 write_json_atomically(journal.directory / "devices.json", statuses)

@@ -20,7 +20,7 @@ from twitchwatch.processing.events import EventKind
 from twitchwatch.processing.store import EventQuery
 from twitchwatch.processing.store.sqlite import SQLiteStore
 from twitchwatch.processing.wal import IngestJournal, JournalError, Record
-from twitchwatch.processing.worker import Worker
+from twitchwatch.processing.worker import CHECKPOINT_MAX_S, CHECKPOINT_S, Worker, checkpoint_interval
 
 T0 = 1_700_000_000_000_000_000
 USER = "u"
@@ -312,3 +312,27 @@ async def test_a_felt_mark_journaled_before_a_kill_is_stored_once_after_the_rest
     entries = SQLiteStore(db).journal_entries(user=USER)
     assert [(e.factor.value, e.muscle) for e in entries] == [("felt", "calf_left")]
     assert before - 1000 <= entries[0].time_ns <= after + 1000
+
+
+def test_checkpoints_space_out_as_they_grow_costly(tmp_path: Path) -> None:
+    """A snapshot holds every stream's detector: with thousands of streams it takes tens of ms on the event
+    loop. The next one waits 25 times as long as the last took (at least 1 s, at most 15 s), so snapshots
+    take at most ~4 % of the time; a forced one (a clean stop) is always written."""
+    assert checkpoint_interval(0.002) == CHECKPOINT_S
+    assert checkpoint_interval(0.1) == pytest.approx(2.5)
+    assert checkpoint_interval(3.0) == CHECKPOINT_MAX_S
+    worker = _worker(tmp_path / "w.db", tmp_path / "state")
+    worker._recover()
+    journal = worker._journal
+    assert journal is not None
+    _feed(worker, _messages(5))
+    worker._checkpoint()
+    assert journal.checkpoints == 1
+    assert CHECKPOINT_S <= worker._checkpoint_every <= CHECKPOINT_MAX_S
+    worker._checkpoint_every = checkpoint_interval(0.2)  # as after a 200-ms snapshot: the next in 5 s
+    worker._last_checkpoint -= CHECKPOINT_S  # a second later: not due yet
+    worker._checkpoint()
+    assert journal.checkpoints == 1
+    worker._checkpoint(force=True)
+    assert journal.checkpoints == 2
+    journal.close()
