@@ -67,8 +67,7 @@ def felt_entry(user: str, payload: bytes, received_ns: int) -> JournalEntry:
     received. An empty payload, ``{}`` or Home Assistant's default ``PRESS`` mark "now, somewhere". A mark
     with its time carries an id made from it, so a redelivered message replaces itself instead of
     counting twice."""
-    text = payload.decode("utf-8", errors="replace").strip()
-    fields: object = {} if text in ("", HA_DEFAULT_PRESS) else _json(text)
+    fields = _fields(payload)
     if not isinstance(fields, dict):
         raise FeltError('must be a JSON object like {"muscle": "calf_left"}', "(payload)")
     unknown = sorted(set(fields) - {"muscle", "at"})
@@ -93,14 +92,19 @@ def with_arrival_time(payload: bytes, received_ns: int) -> bytes:
     arrived (``at``, Unix seconds to the microsecond), so a mark replayed from the journal of a worker killed
     before storing it is stored at that time and under the same id — once. A payload that is not a mark's
     is returned as it is, for ``felt_entry`` to refuse."""
-    text = payload.decode("utf-8", errors="replace").strip()
     try:
-        fields: object = {} if text in ("", HA_DEFAULT_PRESS) else json.loads(text)
-    except ValueError:
+        fields = _fields(payload)
+    except FeltError:
         return payload
     if not isinstance(fields, dict) or "at" in fields:
         return payload
     return json.dumps({**fields, "at": round(received_ns / 1000) / 1e6}).encode()
+
+
+def _fields(payload: bytes) -> object:
+    """A payload's JSON value; an empty one, or Home Assistant's default press, is no fields at all."""
+    text = payload.decode("utf-8", errors="replace").strip()
+    return {} if text in ("", HA_DEFAULT_PRESS) else _json(text)
 
 
 def _json(text: str) -> object:
