@@ -707,7 +707,8 @@ class Worker(PeriodicTasks):
     def receive(self, topic: str, payload: bytes) -> None:
         """One message from the MQTT subscription: journaled, then handled; acknowledged by the caller. A
         felt mark is journaled with the time it arrived, so that replayed it is stored as it would be."""
-        if _felt_user_or_none(topic) is not None:
+        # A frame's topic, parsed before, is not split again on this per-message path.
+        if topic not in self._topics and _felt_user_or_none(topic) is not None:
             payload = with_arrival_time(payload, time.time_ns())
         self._journal_message(topic, payload)
         self.handle(topic, payload)
