@@ -434,46 +434,73 @@ def _drained(server: RabbitServer) -> bool:
     return ready == 0
 
 
-def profile_worker(streams: int, seconds: float, signal: str, top: int = 14, sort: str = "tottime") -> None:
+def profile_worker(
+    streams: int,
+    seconds: float,
+    signal: str,
+    top: int = 14,
+    sort: str = "tottime",
+    backlogs: Sequence[int] = (0, 1, 2, 4),
+) -> None:
     """The worker's own CPU per frame, without broker or network: the frames ``streams`` wearables send over
-    ``seconds`` (made first, not measured), handed to ``Worker.handle`` in arrival order (a SQLite store in a
+    ``seconds`` (made first, not measured), handed to the worker in arrival order (a SQLite store in a
     temp dir, flushed at the end), timed with process CPU time, then again under cProfile for where it
-    goes."""
+    goes. ``backlogs``: frames per stream in each batch handed to ``Worker.handle_many`` — what a worker
+    that is that many frames behind takes from its queue at once; 0: one ``Worker.handle`` call per
+    message, the baseline (a worker that keeps up). Every backlog must store the same events."""
     import cProfile
     import pstats
 
     from twitchwatch.collector.frames import decode
     from twitchwatch.processing.detector import StreamingDetector
+    from twitchwatch.processing.store import EventQuery
     from twitchwatch.processing.store.sqlite import SQLiteStore
     from twitchwatch.processing.worker import Worker
 
     lanes = _lanes(signal)
     wearables = _wearables(streams, 1, lanes)
     start_ns = time.time_ns() - 3600 * 10**9  # an hour ago: not live, so no lag warnings
-    messages = [status_message(w, signal, "s1") for w in wearables]
+    statuses = [status_message(w, signal, "s1") for w in wearables]
     made = [wearable_frames(w, signal, start_ns, seconds) for w in wearables]
+    messages = list(statuses)
     for k in range(len(made[0][1])):  # in arrival order: every wearable's frame k, then k + 1
         messages += [(topic, frames[k]) for topic, frames in made]
     frames = len(messages) - streams
 
-    def run() -> Worker:
+    def run(backlog: int) -> tuple[Worker, list[tuple[object, ...]]]:
         with tempfile.TemporaryDirectory() as tmp, SQLiteStore(Path(tmp) / "events.db") as store:
             worker = Worker(parse_mqtt_url("mqtt://127.0.0.1:1"), store, user=wearables[0].user)
-            for topic, payload in messages:
-                worker.handle(topic, payload)
+            if backlog == 0:
+                for topic, payload in messages:
+                    worker.handle(topic, payload)
+            else:
+                size = backlog * streams
+                for at in range(0, len(messages), size):
+                    worker.handle_many([(t, p, False) for t, p in messages[at : at + size]])
             asyncio.run(worker.drain())
-            return worker
+            query = EventQuery(user=wearables[0].user)
+            rows = [dataclasses.astuple(e) for e in store.events(query)]
+            rows += [dataclasses.astuple(r) for r in store.rates(query)]
+            return worker, sorted(rows, key=repr)
 
-    cpu0 = time.process_time()
-    worker = run()
-    cpu = time.process_time() - cpu0
-    channels = streams * _spec(signal).channels * lanes
-    per_frame_us = cpu / frames * 1e6
-    print(
-        f"worker alone: {streams} {signal} streams ({channels} channels), {seconds:.0f} s, {frames} frames, "
-        f"{worker.stats.events_stored} events: {cpu:.2f} s CPU, {per_frame_us:.0f} µs per frame -> "
-        f"{channels * seconds / cpu:.0f} channels per core in real time"
-    )
+    baseline = 0.0
+    reference: list[tuple[object, ...]] | None = None
+    for backlog in backlogs:
+        cpu0 = time.process_time()
+        worker, stored = run(backlog)
+        cpu = time.process_time() - cpu0
+        baseline = baseline or cpu
+        reference = stored if reference is None else reference
+        channels = streams * _spec(signal).channels * lanes
+        label = "one message at a time" if backlog == 0 else f"backlog of {backlog} frame(s) per stream"
+        print(
+            f"worker alone, {label}: {streams} {signal} streams ({channels} channels), {seconds:.0f} s, "
+            f"{frames} frames, {worker.stats.events_stored} events"
+            f"{'' if stored == reference else ' (NOT the same events)'}: {cpu:.2f} s CPU, "
+            f"{cpu / frames * 1e6:.0f} µs per frame (x{cpu / baseline:.2f}) -> "
+            f"{channels * seconds / cpu:.0f} channels per core in real time",
+            flush=True,
+        )
     # What the detectors alone cost on the same frames: one per stream, as the worker runs them, and
     # every stream as a lane of one detector fed one (samples × streams) array per tick — what batching
     # frames across streams (issue 15 item 3, not done) could reach. Decoding is not timed.
@@ -503,7 +530,7 @@ def profile_worker(streams: int, seconds: float, signal: str, top: int = 14, sor
         cpu = time.process_time() - cpu0
         print(f"detectors alone, {label}: {cpu / frames * 1e6:.0f} µs per frame ({found} detections)")
     profiler = cProfile.Profile()
-    profiler.runcall(run)
+    profiler.runcall(run, backlogs[-1])
     stats = pstats.Stats(profiler)
     stats.sort_stats(sort).print_stats(top)
 
@@ -530,9 +557,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--sort", default="tottime", help="--profile: pstats order (tottime, cumulative)")
     parser.add_argument("--top", type=int, default=14, help="--profile: functions listed")
+    parser.add_argument(
+        "--backlogs",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 4],
+        help="--profile: frames per stream per batch (0: one message at a time, the baseline); "
+        "the last one is profiled",
+    )
     args = parser.parse_args(argv)
     if args.profile:
-        profile_worker(args.streams[0], args.seconds, args.signal, args.top, args.sort)
+        profile_worker(args.streams[0], args.seconds, args.signal, args.top, args.sort, args.backlogs)
         return
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
         def ack(self, message: aiomqtt.Message) -> None: ...
 
+        def take_queued(self, limit: int) -> list[aiomqtt.Message]: ...
+
 
 @functools.cache
 def _client_class() -> type[Client]:
@@ -77,6 +79,16 @@ def _client_class() -> type[Client]:
             """Acknowledge a message received with ``manual_ack`` (nothing to do for QoS 0 or without it)."""
             if self.manual_ack and message.qos > 0:
                 self._client.ack(message.mid, message.qos)
+
+        def take_queued(self, limit: int) -> list[aiomqtt.Message]:
+            """Up to ``limit`` messages already received, without waiting. The worker takes its backlog
+            in batches this way: aiomqtt's iterator starts a task and waits on it for every message, even
+            with thousands queued, which cost a busy worker as much as decoding them."""
+            queue = self._queue
+            taken: list[aiomqtt.Message] = []
+            while len(taken) < limit and not queue.empty():
+                taken.append(queue.get_nowait())
+            return taken
 
         async def __aenter__(self) -> Self:
             try:

@@ -37,7 +37,7 @@ import aiormq.abc
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.topics import ROOT, check_segment
 from twitchwatch.errors import TwitchwatchError
-from twitchwatch.processing.worker import LEAD_NS, Receipt, StreamKey, Worker
+from twitchwatch.processing.worker import BATCH_MAX, LEAD_NS, Receipt, StreamKey, Worker
 
 log = logging.getLogger(__name__)
 
@@ -252,14 +252,30 @@ class AmqpSource:
         await channel.basic_qos(prefetch_count=self.prefetch)
         pending = _Outstanding()
 
+        # Deliveries are handled in batches (``Worker.handle_many``): those whose tasks run before the
+        # loop comes back to the batch, at most BATCH_MAX. A worker behind gets many at once and handles
+        # each stream's frames of them in one detector call; one that keeps up gets batches of one or two.
+        batch: list[tuple[int, str, bytes, bool]] = []
+        loop = asyncio.get_running_loop()
+
+        def run_batch() -> None:
+            if not batch:
+                return
+            items = batch.copy()
+            batch.clear()
+            receipts = worker.handle_many([(topic, body, again) for _, topic, body, again in items])
+            pending.items.extend((item[0], receipt) for item, receipt in zip(items, receipts, strict=True))
+
         async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
-            # No await before handle: aiormq starts one task per delivery in order, so frames stay in order.
+            # No await here: aiormq starts one task per delivery in order, so frames stay in order.
             delivery = message.delivery
             assert isinstance(delivery, aiormq.spec.Basic.Deliver)
-            receipt = worker.handle(
-                topic_of(delivery.routing_key or ""), message.body, bool(delivery.redelivered)
-            )
-            pending.items.append((delivery.delivery_tag or 0, receipt))
+            if not batch:
+                loop.call_soon(run_batch)
+            topic = topic_of(delivery.routing_key or "")
+            batch.append((delivery.delivery_tag or 0, topic, message.body, bool(delivery.redelivered)))
+            if len(batch) >= BATCH_MAX:
+                run_batch()
 
         consumers: list[str] = []
 
@@ -289,10 +305,12 @@ class AmqpSource:
                 await _sleep_or_stop(stop, self.ack_interval_s, closing)
                 if closing.done():
                     closing.result()  # re-raise why the channel closed
+                run_batch()  # what was delivered is handled before streams are judged idle
                 worker.end_idle(IDLE_NS)
                 await self._ack_stored(channel, worker, pending)
             for tag in consumers:  # no more deliveries; what was delivered is drained and acknowledged
                 await channel.basic_cancel(tag)
+            run_batch()
             await worker.drain()
             await self._ack_stored(channel, worker, pending, everything=True)
             await channel.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiomqtt
+import numpy as np
 
 from twitchwatch.collector.continuity import continuity
 from twitchwatch.collector.frames import Frame, Unit, decode
@@ -84,6 +85,9 @@ CHECKPOINT_S = 1.0
 # under a second).
 CHECKPOINT_SHARE = 25
 CHECKPOINT_MAX_S = 15.0
+# Messages taken from the MQTT client's queue and handled as one batch (``Worker.handle_many``): at most
+# this many, so a long backlog is worked through in pieces of ~0.1-0.5 s with the writer running between.
+BATCH_MAX = 4096
 
 
 def checkpoint_interval(took_s: float) -> float:
@@ -123,6 +127,10 @@ _STATE_SOURCES = (
     Path(inspect.getfile(Frame)),
     Path(inspect.getfile(DeviceStatus)),
 )
+
+
+def _payload_bytes(payload: object) -> bytes:
+    return bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
 
 
 def _felt_user_or_none(topic: str) -> str | None:
@@ -204,6 +212,10 @@ class _Stream:
     ended: bool = False  # its detector finished (device offline): kept only to tell gaps and duplicates
     last_wall_ns: int = 0  # when its latest frame arrived (an idle stream is ended, see end_idle)
     rate_keys: list[RateKey] | None = None  # per lane, from the device's status (Worker._rate_keys)
+    # Within a batch (``Worker.handle_many``): frames accepted, their detection deferred to the batch's end,
+    # and the end of the last of them.
+    queued: list[FloatArray] = field(default_factory=list)
+    queued_end_ns: int = 0
 
     def matches(self, frame: Frame) -> bool:
         return (self.rate, self.channels, self.unit) == (frame.sample_rate, frame.channels, frame.unit)
@@ -605,6 +617,9 @@ class Worker(PeriodicTasks):
         self._last_checkpoint = 0.0
         self._checkpoint_every = CHECKPOINT_S
         self._statuses_saved: dict[str, str] = {}
+        # Within ``handle_many``: the streams holding queued frames, in the order they first got one.
+        self._batching = False
+        self._deferred: list[_Stream] = []
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -692,26 +707,33 @@ class Worker(PeriodicTasks):
 
     async def _read(self, client: Client, retained_status_only: bool = False) -> None:
         async for message in client.messages:
-            topic = str(message.topic)
-            payload = (
-                bytes(message.payload)
-                if isinstance(message.payload, bytes | bytearray)
-                else str(message.payload).encode()
-            )
+            # The backlog comes along: a worker behind handles each stream's queued frames in one call.
+            batch = [message, *client.take_queued(BATCH_MAX - 1)]
+            items = [(str(m.topic), _payload_bytes(m.payload)) for m in batch]
             if retained_status_only:
-                self._adopt_status(topic, payload)
+                for topic, payload in items:
+                    self._adopt_status(topic, payload)
                 continue
-            self.receive(topic, payload)
-            client.ack(message)
+            self.receive_many(items)
+            for m in batch:
+                client.ack(m)
 
     def receive(self, topic: str, payload: bytes) -> None:
-        """One message from the MQTT subscription: journaled, then handled; acknowledged by the caller. A
-        felt mark is journaled with the time it arrived, so that replayed it is stored as it would be."""
-        # A frame's topic, parsed before, is not split again on this per-message path.
-        if topic not in self._topics and _felt_user_or_none(topic) is not None:
-            payload = with_arrival_time(payload, time.time_ns())
-        self._journal_message(topic, payload)
-        self.handle(topic, payload)
+        """One message from the MQTT subscription (``receive_many``)."""
+        self.receive_many([(topic, payload)])
+
+    def receive_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Messages from the MQTT subscription, in arrival order: journaled, then handled as one batch;
+        acknowledged by the caller. A felt mark is journaled with the time it arrived, so that replayed it
+        is stored as it would be."""
+        items: list[tuple[str, bytes, bool]] = []
+        for topic, payload in messages:
+            # A frame's topic, parsed before, is not split again on this per-message path.
+            if topic not in self._topics and _felt_user_or_none(topic) is not None:
+                payload = with_arrival_time(payload, time.time_ns())
+            self._journal_message(topic, payload)
+            items.append((topic, payload, False))
+        self.handle_many(items)
 
     async def _finish(self) -> None:
         self._release_held(everything=True)
@@ -766,18 +788,12 @@ class Worker(PeriodicTasks):
             self._restore(recovered.state)
         else:
             self._load_statuses()
-        replayed = 0
-        for record in recovered.records:
-            try:
-                self.handle(record.topic, record.payload)
-            except Exception:
-                # The message that killed the worker is in its journal: replayed, it would stop every start.
-                self.stats.journal_errors += 1
-                log.exception(
-                    "a journaled message on %s fails again: skipped, so the worker starts", record.topic
-                )
-                continue
-            replayed += 1
+        # In batches, as a worker behind takes its backlog: a long journal replays several times faster. A
+        # message that fails (the one that killed the worker, say) is counted and skipped by ``handle``.
+        records = list(recovered.records)
+        for at in range(0, len(records), BATCH_MAX):
+            self.handle_many([(r.topic, r.payload, False) for r in records[at : at + BATCH_MAX]])
+        replayed = len(records)
         self.stats.journal_replayed = replayed
         if recovered.state is not None or replayed:
             log.info(
@@ -925,6 +941,62 @@ class Worker(PeriodicTasks):
                 "internal", "dropped a message on %.200r after an unexpected error (a bug)", topic
             )
             return None
+
+    def handle_many(self, messages: Sequence[tuple[str, bytes, bool]]) -> list[Receipt]:
+        """Messages (topic, payload, redelivered) in arrival order, each as ``handle`` would, with one
+        difference in cost only: a stream's frames in the batch go through its detector in one call, at
+        the end of the batch, and the rest gate, fusion and the writer hear of them once. A worker that has
+        fallen behind takes its backlog this way and catches up; one that keeps up gets batches of one.
+
+        The events are the same: a detector's events do not depend on how its samples are chunked
+        (tests/test_detector_chunking.py), and everything that could see a stream's state between two
+        of its frames — a status, a felt mark, a gap or a new stream ending the old one — first runs the
+        frames queued before it (``_run_deferred``, ``_end_stream``)."""
+        if self._batching:  # re-entered (a status releasing held frames): already batching
+            return [self.handle(topic, payload, again) for topic, payload, again in messages]
+        self._batching = True
+        try:
+            receipts: list[Receipt] = []
+            for topic, payload, again in messages:
+                if topic not in self._topics:  # not a frame of a known stream: it may see their state
+                    self._run_deferred()
+                receipts.append(self.handle(topic, payload, again))
+            return receipts
+        finally:
+            self._batching = False
+            self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        """Run the frames queued in this batch through their detectors, stream by stream, then release what
+        fusion and the rest gate can."""
+        if not self._deferred:
+            return
+        streams, self._deferred = self._deferred, []
+        for st in streams:
+            try:
+                self._run_queued(st)
+            except Exception:
+                self._count_rejected("internal")
+                self._rlog.exception(
+                    "internal", "dropped frames of %s/%s/%s after an unexpected error (a bug)", *st.key
+                )
+        self._store_events(self._fuser.release())
+        if self._rates.wants_lookups:
+            self._ask_priors()
+
+    def _run_queued(self, st: _Stream) -> None:
+        chunks, st.queued = st.queued, []
+        if chunks:
+            self._detect(st, chunks[0] if len(chunks) == 1 else np.concatenate(chunks), st.queued_end_ns)
+
+    def _detect(self, st: _Stream, values: FloatArray, end_ns: int) -> None:
+        """A stream's samples, up to ``end_ns``, through its detector: events to fusion, vetoes and
+        progress to the rest gate."""
+        detections = st.detector.process(values)
+        if detections:
+            self._emit(st, detections)
+        self._report_rest(st)
+        self._fuser.advance(st.key, end_ns)
 
     def _reject(self, exc: RejectedError, where: str) -> None:
         self._count_rejected(exc.kind)
@@ -1114,6 +1186,7 @@ class Worker(PeriodicTasks):
         Its record stays until replaced, so frames that follow are still checked for gaps."""
         if st.ended:
             return
+        self._run_queued(st)  # its frames of this batch first
         st.ended = True
         self._emit(st, st.detector.finish())
         self._rest.end(st.key)
@@ -1158,18 +1231,21 @@ class Worker(PeriodicTasks):
         self.stats.frames += 1
         self.stats.samples += frame.samples * frame.channels
         self._last_frame_wall[(user, device)] = now
-        detections = st.detector.process(frame.values())
+        values = frame.values()
         st.next_t_ns = end
         st.last_seq = frame.sequence
         self._cover(st, frame.t0_ns, end)
-        if detections:
-            self._emit(st, detections)
-        self._report_rest(st)
-        self._fuser.advance(key, end)
-        self._store_events(self._fuser.release())
         device_key = (user, device)
         if end > self._watermark_ns.get(device_key, 0):
             self._watermark_ns[device_key] = end
+        if self._batching:
+            if not st.queued:
+                self._deferred.append(st)
+            st.queued.append(values)
+            st.queued_end_ns = end
+            return receipt
+        self._detect(st, values, end)
+        self._store_events(self._fuser.release())
         if self._rates.wants_lookups:
             self._ask_priors()
         return receipt

@@ -1,0 +1,182 @@
+"""A worker that has fallen behind takes its backlog in batches (``Worker.handle_many``): each stream's frames
+of a batch go through its detector in one call. What it stores must not depend on that: the same messages,
+handled one at a time or in batches of any size, give the same events, minute rates and counters — with
+the things that could see a stream between two of its frames in the middle of the batches (a status that
+renames a muscle, a gap, a duplicate, a bad frame, a felt mark, a change of sample rate, a device going
+offline). A real SQLite file; the signals are ``collector.synth``'s physiology (twitches, a contraction, a
+walk on the accelerometer that vetoes the muscle)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_worker_rest import (
+    CONTRACTING,
+    REST_ONLY,
+    SEED,
+    T0,
+    USER,
+    WALKING,
+    status,
+    stream,
+)
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.processing.store import EventQuery
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
+
+S = 1_000_000_000
+Message = tuple[str, bytes]
+
+
+def _messages() -> list[Message]:
+    """Two wearables' statuses and frames in time order, with what happens to wearables on the way."""
+    arm = [
+        stream("arm", "emg", "emg", CONTRACTING, SEED),
+        stream("arm", "acc", "acc", WALKING, SEED),
+    ]
+    leg = [stream("leg", "emg", "emg", REST_ONLY, 3)]
+    # A twitch in the last frame before the gap: only the end of its stream (the gap) releases it.
+    x = leg[0].x
+    x[39_950:39_960, 0] += 30 * float(np.std(x[:30_000])) * np.hanning(10)
+    arm_muscles = {"emg": "forearm", "acc": "forearm"}
+    timed: list[tuple[int, int, str, bytes]] = []  # (time, order at that time, topic, payload)
+    for k, s in enumerate([*arm, *leg]):
+        timed += [(t, k, topic, payload) for t, topic, payload in s.frames()]
+    timed.sort()
+    out: list[Message] = [
+        (f"twitchwatch/{USER}/arm/status", status(arm, arm_muscles)),
+        (f"twitchwatch/{USER}/leg/status", status(leg, {"emg": "calf"})),
+    ]
+    leg_emg = f"twitchwatch/{USER}/leg/raw/emg"
+    arm_emg = f"twitchwatch/{USER}/arm/raw/emg"
+    for t, _, topic, payload in timed:
+        at = (t - T0) / S
+        if topic == leg_emg and 40.0 <= at < 40.3:
+            continue  # three frames lost: a gap, the stream restarts
+        out.append((topic, payload))
+        if topic == arm_emg and 20.0 <= at < 20.1:
+            out.append((topic, payload))  # delivered twice (QoS 1)
+            out.append((topic, b"\x00garbage"))  # and a frame that cannot be decoded
+        if topic == leg_emg and 60.0 <= at < 60.1:
+            out.append((f"twitchwatch/{USER}/leg/status", status(leg, {"emg": "calf_left"})))
+        if topic == leg_emg and 70.0 <= at < 70.1:
+            felt = {"muscle": "calf_left", "at": (t - 2 * S) / S}
+            out.append((f"twitchwatch/{USER}/felt", json.dumps(felt).encode()))
+    out += _faster_leg(T0 + 160 * S)  # the same device, now at 2 kHz: a new stream
+    offline = DeviceStatus("offline", "sim", "live", "run1", None, {}).to_json()
+    out.append((f"twitchwatch/{USER}/arm/status", offline))
+    out += _faster_leg(T0 + 175 * S, first=150)
+    return out
+
+
+def _faster_leg(t0: int, first: int = 0) -> list[Message]:
+    """15 s of the leg's EMG at 2 kHz (a twitch a second), as 100-ms frames."""
+    rng = np.random.default_rng(first)
+    x = rng.normal(0, 3.0, (30_000, 1))
+    for at in range(3000, 30_000, 2000):
+        x[at : at + 20, 0] += 150 * np.hanning(20)
+    out = []
+    for i in range(150):
+        raw = np.round(x[i * 200 : (i + 1) * 200] / 0.5).astype(np.int16)
+        frame = Frame(0, first + i, t0 + i * S // 10, 2000.0, 0.5, Unit.MICROVOLT, SampleType.INT16, raw)
+        out.append((f"twitchwatch/{USER}/leg/raw/emg", encode(frame)))
+    return out
+
+
+def _worker(path: Path) -> Worker:
+    return Worker(MqttTarget("127.0.0.1", 1), SQLiteStore(path), user=USER, client_id="batch-test")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    events: list[tuple[str, str, str, str, int, int, float, float]]
+    rates: list[tuple[str, str, int, int, float, float | None]]
+    journal: list[tuple[str | None, int]]
+    counters: tuple[object, ...]
+
+
+async def _outcome(worker: Worker) -> Outcome:
+    await worker.drain()
+    query = EventQuery(user=USER)
+    stats = worker.stats
+    return Outcome(
+        sorted(
+            (e.muscle, e.device, e.stream, e.kind.value, e.start_ns, e.end_ns, e.amplitude, e.confidence)
+            for e in worker.store.events(query)
+        ),
+        sorted(
+            (r.muscle, r.device, r.minute_ns, r.twitches, r.monitored_s, r.rest_s)
+            for r in worker.store.rates(query)
+        ),
+        sorted((e.muscle, e.time_ns) for e in worker.store.journal_entries(user=USER)),
+        (
+            stats.frames,
+            stats.samples,
+            stats.gaps,
+            stats.missing_frames,
+            stats.duplicates,
+            stats.bad_frames,
+            stats.events_detected,
+            stats.events_stored,
+            stats.vetoes,
+            stats.twitches_retracted,
+            dict(stats.rejected),
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def messages() -> list[Message]:
+    return _messages()
+
+
+async def test_the_messages_exercise_what_a_batch_must_respect(
+    tmp_path: Path, messages: list[Message]
+) -> None:
+    """The control run sees twitches on every muscle, vetoes, a gap, a duplicate, a bad frame, a felt mark
+    and the renamed muscle: otherwise the comparison below would prove less than it says."""
+    worker = _worker(tmp_path / "one.db")
+    for topic, payload in messages:
+        worker.handle(topic, payload)
+    outcome = await _outcome(worker)
+    muscles = {e[0] for e in outcome.events}
+    assert {"forearm", "calf", "calf_left"} <= muscles
+    assert worker.stats.vetoes > 0
+    assert worker.stats.gaps >= 1
+    assert worker.stats.duplicates >= 1
+    assert worker.stats.bad_frames == 1
+    assert outcome.journal
+    assert [e for e in outcome.events if e[1] == "leg" and 39.9 <= (e[4] - T0) / S < 40.0]  # before the gap
+
+
+@pytest.mark.parametrize("size", [2, 7, 64, 1000, 100_000])
+async def test_batches_of_any_size_store_what_one_message_at_a_time_stores(
+    tmp_path: Path, messages: list[Message], size: int
+) -> None:
+    one = _worker(tmp_path / "one.db")
+    for topic, payload in messages:
+        one.handle(topic, payload)
+    batched = _worker(tmp_path / "batched.db")
+    receipts = []
+    for at in range(0, len(messages), size):
+        receipts += batched.handle_many([(t, p, False) for t, p in messages[at : at + size]])
+    assert len(receipts) == len(messages)
+    assert await _outcome(batched) == await _outcome(one)
+
+
+async def test_a_batch_gives_each_message_the_receipt_handle_gives_it(
+    tmp_path: Path, messages: list[Message]
+) -> None:
+    """The AMQP source acknowledges each delivery by its receipt (its stream and frame end)."""
+    one = _worker(tmp_path / "one.db")
+    expected = [one.handle(t, p) for t, p in messages[:500]]
+    batched = _worker(tmp_path / "batched.db")
+    assert batched.handle_many([(t, p, False) for t, p in messages[:500]]) == expected
