@@ -88,6 +88,8 @@ CHECKPOINT_MAX_S = 15.0
 # Messages taken from the MQTT client's queue and handled as one batch (``Worker.handle_many``): at most
 # this many, so a long backlog is worked through in pieces of ~0.1-0.5 s with the writer running between.
 BATCH_MAX = 4096
+# ... gathered for at most this long from the socket first (``_backlog``): the latency a batch may add.
+GATHER_S = 0.05
 
 
 def checkpoint_interval(took_s: float) -> float:
@@ -127,6 +129,21 @@ _STATE_SOURCES = (
     Path(inspect.getfile(Frame)),
     Path(inspect.getfile(DeviceStatus)),
 )
+
+
+async def _backlog(client: Client) -> list[aiomqtt.Message]:
+    """What the broker has already sent, taken at once (up to ``BATCH_MAX - 1`` more messages). paho reads one
+    message per turn of the event loop, so the reader lets the loop turn while that adds messages — the
+    socket holds a backlog — and stops when two turns add none, or after ``GATHER_S``. A worker that keeps
+    up finds nothing more and loses a turn or two; one behind gathers hundreds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + GATHER_S
+    idle = 0
+    while idle < 2 and len(client.messages) < BATCH_MAX - 1 and loop.time() < deadline:
+        before = len(client.messages)
+        await asyncio.sleep(0)
+        idle = idle + 1 if len(client.messages) == before else 0
+    return client.take_queued(BATCH_MAX - 1)
 
 
 def _payload_bytes(payload: object) -> bytes:
@@ -170,6 +187,8 @@ class WorkerStats:
     redelivered_frames: int = 0  # frames a broker delivered again (a partition taken over, a reconnect)
     lag_ms: int = 0  # how long after its end the latest live frame was handled (wall clock − device time)
     behind: int = 0  # live frames handled more than LAG_WARN_NS after their end
+    batches: int = 0  # backlogs taken at once (``Worker.handle_many`` with more than one message)
+    largest_batch: int = 0  # messages in the largest of them
     events_already_stored: int = 0  # events found again in redelivered frames and found in the store
     journal_replayed: int = 0  # messages journaled by a killed predecessor, processed again at start
     frames_held: int = 0  # frames that waited for their device's status
@@ -708,7 +727,7 @@ class Worker(PeriodicTasks):
     async def _read(self, client: Client, retained_status_only: bool = False) -> None:
         async for message in client.messages:
             # The backlog comes along: a worker behind handles each stream's queued frames in one call.
-            batch = [message, *client.take_queued(BATCH_MAX - 1)]
+            batch = [message, *await _backlog(client)]
             items = [(str(m.topic), _payload_bytes(m.payload)) for m in batch]
             if retained_status_only:
                 for topic, payload in items:
@@ -954,6 +973,9 @@ class Worker(PeriodicTasks):
         frames queued before it (``_run_deferred``, ``_end_stream``)."""
         if self._batching:  # re-entered (a status releasing held frames): already batching
             return [self.handle(topic, payload, again) for topic, payload, again in messages]
+        if len(messages) > 1:
+            self.stats.batches += 1
+            self.stats.largest_batch = max(self.stats.largest_batch, len(messages))
         self._batching = True
         try:
             receipts: list[Receipt] = []

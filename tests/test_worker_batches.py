@@ -8,13 +8,18 @@ walk on the accelerometer that vetoes the muscle)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.harness.mosquitto import MosquittoServer
 from tests.test_worker_rest import (
     CONTRACTING,
     REST_ONLY,
@@ -24,9 +29,10 @@ from tests.test_worker_rest import (
     WALKING,
     status,
     stream,
+    until,
 )
 from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
-from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
 from twitchwatch.collector.status import DeviceStatus
 from twitchwatch.processing.store import EventQuery
 from twitchwatch.processing.store.sqlite import SQLiteStore
@@ -180,3 +186,55 @@ async def test_a_batch_gives_each_message_the_receipt_handle_gives_it(
     expected = [one.handle(t, p) for t, p in messages[:500]]
     batched = _worker(tmp_path / "batched.db")
     assert batched.handle_many([(t, p, False) for t, p in messages[:500]]) == expected
+
+
+def _publish_from_a_thread(target: MqttTarget, messages: list[Message]) -> None:
+    """Publish with paho's own network thread and wait until the broker has every message (QoS 1)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="batch-publisher")
+    client.username_pw_set(target.username, target.password)
+    client.connect(target.host, target.port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.mosquitto
+async def test_a_worker_behind_gathers_its_backlog_from_the_socket(
+    tmp_path: Path, messages: list[Message], mosquitto: MosquittoServer
+) -> None:
+    """A worker that falls behind — here its event loop is blocked while frames keep coming — finds them
+    waiting in its socket. paho reads one message per turn of the event loop; the reader lets the loop
+    turn while messages keep arriving and takes them as one batch (``largest_batch``), instead of handling
+    them one or two at a time, and stores what a worker handling them one at a time stores."""
+    backlog = messages[:2500]
+    target = parse_mqtt_url(mosquitto.url)
+    worker = Worker(target, SQLiteStore(tmp_path / "live.db"), user=USER, client_id="batch-live")
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.connected.wait(), 15)
+    publisher = threading.Thread(target=_publish_from_a_thread, args=(target, backlog))
+    publisher.start()
+    publisher.join()  # blocks the event loop, the worker's too, while the broker sends it everything
+    expected_frames = sum(1 for t, _ in backlog if "/raw/" in t) - 2  # one duplicate, one undecodable
+    await until(lambda: worker.stats.frames >= expected_frames, 60)
+    worker.stop()
+    await asyncio.wait_for(task, 60)
+    assert worker.stats.frames == expected_frames
+    assert worker.stats.largest_batch >= 100, worker.stats
+
+    one = _worker(tmp_path / "one.db")
+    for topic, payload in backlog:
+        one.handle(topic, payload)
+    control = await _outcome(one)
+    stored = EventQuery(user=USER)
+    assert (
+        sorted(
+            (e.muscle, e.device, e.stream, e.kind.value, e.start_ns, e.end_ns, e.amplitude, e.confidence)
+            for e in worker.store.events(stored)
+        )
+        == control.events
+    )
