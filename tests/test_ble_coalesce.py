@@ -11,23 +11,32 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import aiomqtt
 import numpy as np
 import pytest
 
 from tests.bumble_bleak.harness import TEST_TIMING, Radio, radio, wait_for
+from tests.harness.mosquitto import MosquittoServer
 from twitchwatch.collector.ble.coalesce import Coalescer, Placed, Run
 from twitchwatch.collector.ble.connection import Connection, Events
 from twitchwatch.collector.ble.errors import Disconnected
 from twitchwatch.collector.ble.framing import Framer
+from twitchwatch.collector.ble.runtime import Collector
 from twitchwatch.collector.ble.scan import find
 from twitchwatch.collector.ble.target import DeviceTarget
 from twitchwatch.collector.continuity import continuity
 from twitchwatch.collector.devices import Chunk, get_profile
 from twitchwatch.collector.emulate import EmulatedDevice, emulate
-from twitchwatch.collector.frames import MAX_SEQUENCE, Frame, SampleType, Unit
+from twitchwatch.collector.frames import MAX_SEQUENCE, Frame, SampleType, Unit, decode
+from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.topics import raw_filter
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
 
 NOW = 1_790_000_000_000_000_000
+USER = "tester"
 SPAN = 50_000_000
 
 
@@ -326,9 +335,11 @@ async def _session(
     [
         ("metamotion", {"odr_hz": 100}, ("acc",), 5),  # one sample per notification, unpacked
         ("thingy52", {"rate_hz": 50}, ("acc", "gyro"), 2),  # one sample of each per notification
+        ("myo", {}, ("emg",), 10),  # two 8-channel samples per notification at 200 Hz, four characteristics
+        ("ganglion", {}, ("emg",), 10),  # two samples per packet at 200 Hz, packet ids
     ],
 )
-async def test_a_one_sample_device_sends_frames_of_the_span_with_the_same_samples_and_times(
+async def test_a_small_notification_device_sends_frames_of_the_span_with_the_same_samples_and_times(
     profile: str, settings: dict[str, object], streams: tuple[str, ...], per_frame: int
 ) -> None:
     async with _session(profile, settings, streams, 0.05) as s:
@@ -339,9 +350,24 @@ async def test_a_one_sample_device_sends_frames_of_the_span_with_the_same_sample
     for stream in streams:
         frames, reference = s.published(stream), s.reference(stream)
         assert max(f.samples for f in frames) == per_frame
-        # The emulator notifies in 100-ms bursts: a burst's last frame may be short (sent when due).
+        # The emulators notify in 100-ms bursts: a burst's last frame may be short (sent when due).
         assert len(frames) <= 0.6 * len(reference) + 2
         assert_same_signal(frames, reference)
+
+
+@pytest.mark.parametrize(
+    ("profile", "stream"),
+    [("polar-h10", "acc"), ("movesense", "acc"), ("open", "emg")],
+)
+async def test_devices_that_notify_a_span_or_more_send_the_frames_they_sent_before(
+    profile: str, stream: str
+) -> None:
+    async with _session(profile, {}, (stream,), 0.05) as s:
+        connection, task = await s.connect()
+        await wait_for(lambda: sum(f.samples for _, f in s.frames) >= 200, 60, "samples")
+        await s.stop(task)
+    assert s.published(stream) == s.reference(stream)
+    assert connection.stats.span_flushes == connection.stats.end_flushes == 0
 
 
 async def test_a_drop_or_stop_mid_frame_is_flushed_and_the_reconnect_still_shows_as_a_gap() -> None:
@@ -380,3 +406,66 @@ async def test_a_stalled_device_partial_frame_goes_out_when_due_while_still_conn
         assert not task.done()  # no disconnect, no stop: the span's timer sent it
         await s.stop(task)
     assert_same_signal(s.published("acc"), s.reference("acc"))
+
+
+# ---- through the broker to the worker ----------------------------------------------------------------------
+
+
+@pytest.mark.mosquitto
+async def test_the_worker_sees_a_coalesced_stream_whole_and_a_drop_as_one_gap(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """``collect`` (the device runner, its publisher) → Mosquitto → worker, for a one-sample-per-notification
+    board: 5-sample frames at the broker, no gap while it streams, exactly one over a dropped link."""
+    mqtt = parse_mqtt_url(mosquitto.url)
+    at_broker: list[Frame] = []
+
+    async def read(reader: aiomqtt.Client) -> None:
+        async for message in reader.messages:
+            assert isinstance(message.payload, bytes)
+            at_broker.append(decode(message.payload))
+
+    async with (
+        radio() as r,
+        await emulate("metamotion", r.link, seed=62) as board,
+        mqtt.client("coalesce-reader") as reader,
+    ):
+        await reader.subscribe(raw_filter(USER), qos=1)
+        reading = asyncio.create_task(read(reader))
+        cls = get_profile("metamotion")
+        target = DeviceTarget("meta", cls.from_params({"odr_hz": 100}), ("acc",), address=board.address)
+        collector = Collector([target], mqtt, USER, backend=r.backend, timing=TEST_TIMING)
+        worker = Worker(
+            mqtt, SQLiteStore(tmp_path / "w.db"), user=USER, client_id="coalesce-w", flush_interval=0.2
+        )
+        working = asyncio.create_task(worker.run())
+        collecting = asyncio.create_task(collector.run())
+        try:
+            await asyncio.wait_for(worker.connected.wait(), 30)
+            await asyncio.wait_for(collector.started.wait(), 30)
+            runner = collector.runners["meta"]
+            await wait_for(lambda: worker.stats.frames >= 40, 60, "frames before the drop")
+            assert worker.stats.gaps == 0
+            await board.drop_link()
+            await wait_for(lambda: runner.stats.connects == 2 and runner.online.is_set(), 60, "reconnected")
+            before = worker.stats.frames
+            await wait_for(lambda: worker.stats.frames >= before + 40, 60, "frames after the reconnect")
+            collector.stop()
+            await asyncio.wait_for(collecting, 60)
+            await wait_for(lambda: worker.stats.frames == len(at_broker), 30, "the worker took every frame")
+        finally:
+            collector.stop()
+            await asyncio.wait_for(collecting, 60)
+            worker.stop()
+            await asyncio.wait_for(working, 60)
+            reading.cancel()
+    assert worker.stats.gaps == 1
+    assert worker.stats.duplicates == 0
+    assert runner.framer.stats.gaps_marked == 1
+    assert max(f.samples for f in at_broker) == 5
+    assert sum(f.samples == 5 for f in at_broker) >= 0.9 * len(at_broker)
+    jumps = [
+        b.sequence - a.sequence for a, b in itertools.pairwise(at_broker) if b.sequence != a.sequence + 1
+    ]
+    assert len(jumps) == 1
+    assert jumps[0] > 1
