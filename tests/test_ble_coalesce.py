@@ -25,7 +25,7 @@ from twitchwatch.collector.ble.errors import Disconnected
 from twitchwatch.collector.ble.framing import Framer
 from twitchwatch.collector.ble.runtime import Collector
 from twitchwatch.collector.ble.scan import find
-from twitchwatch.collector.ble.target import DeviceTarget
+from twitchwatch.collector.ble.target import DeviceTarget, Timing
 from twitchwatch.collector.continuity import continuity
 from twitchwatch.collector.devices import Chunk, get_profile
 from twitchwatch.collector.emulate import EmulatedDevice, emulate
@@ -469,3 +469,9 @@ async def test_the_worker_sees_a_coalesced_stream_whole_and_a_drop_as_one_gap(
     ]
     assert len(jumps) == 1
     assert jumps[0] > 1
+
+
+@pytest.mark.parametrize("span_s", [-0.01, 0.26, float("nan")])
+def test_timing_refuses_a_span_outside_0_to_a_quarter_second(span_s: float) -> None:
+    with pytest.raises(ValueError, match="frame_span_s"):
+        Timing(frame_span_s=span_s)
