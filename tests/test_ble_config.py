@@ -30,6 +30,7 @@ muscle = "calf_right"
 scan_timeout = 4
 backoff_max = 30
 broker_buffer = 120
+frame_span = 0.1
 """
 
 
@@ -58,6 +59,16 @@ def test_collect_plan_takes_the_ble_devices_with_their_settings_streams_and_musc
     assert timing.backoff_max_s == 30
     assert timing.connect_s == 30  # default
     assert timing.broker_buffer_s == 120
+    assert timing.frame_span_s == 0.1
+
+
+def test_frames_are_coalesced_to_50_ms_unless_the_map_says_otherwise(tmp_path: Path) -> None:
+    _, timing = _load(tmp_path, '[devices.x]\nprofile = "metamotion"\n').collect_plan()
+    assert timing.frame_span_s == 0.05
+    _, timing = _load(
+        tmp_path, '[devices.x]\nprofile = "metamotion"\n[collect]\nframe_span = 0\n'
+    ).collect_plan()
+    assert timing.frame_span_s == 0  # off: one frame per notification
 
 
 def test_collect_plan_can_pick_devices_and_names_unknown_ones(tmp_path: Path) -> None:
@@ -108,6 +119,8 @@ def test_movement_false_starts_only_the_chosen_streams(tmp_path: Path) -> None:
         ("[collect]\nbackoff_initial = 10\nbackoff_max = 5\n", "collect", "backoff_max"),
         ("[collect]\nretries = 3\n", "collect.retries", "Extra inputs"),
         ("[collect]\nbroker_buffer = -1\n", "collect.broker_buffer", "greater than 0"),
+        ("[collect]\nframe_span = -0.01\n", "collect.frame_span", "greater than or equal to 0"),
+        ("[collect]\nframe_span = 0.5\n", "collect.frame_span", "less than or equal to 0.25"),
     ],
 )
 def test_bad_ble_entries_name_the_key(tmp_path: Path, text: str, key: str, reason: str) -> None:

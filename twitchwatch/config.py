@@ -55,6 +55,7 @@ TOML device map (unknown keys are rejected)::
     backoff_initial = 1
     backoff_max = 60
     broker_buffer = 600                # s of frames kept per device while the MQTT broker is away
+    frame_span = 0.05                  # s: notifications merged into frames of up to this (0 = off)
 """
 
 from __future__ import annotations
@@ -296,6 +297,11 @@ class CollectOptions(_Strict):
     # Seconds of signal kept in memory per device while the MQTT broker is away (~1 MB a minute for a
     # Polar H10's accelerometer at 200 Hz); older frames are dropped first, counted and logged.
     broker_buffer: float = Field(default=600.0, gt=0, le=86400)
+    # Seconds of signal a stream's consecutive notifications are merged into (a MetaMotion or Thingy:52
+    # notifies one sample at a time; the broker's and the worker's cost is per frame); no sample waits
+    # longer. 0: one frame per notification. At most 0.25 (collector.ble.target.MAX_FRAME_SPAN_S): the
+    # wait adds to every event's latency.
+    frame_span: float = Field(default=0.05, ge=0, le=0.25)
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -372,6 +378,7 @@ class DeviceFile(_Strict):
             c.backoff_initial,
             c.backoff_max,
             broker_buffer_s=c.broker_buffer,
+            frame_span_s=c.frame_span,
         )
         return targets, timing
 

@@ -3,6 +3,12 @@
 Notification callbacks only enqueue ``(characteristic, bytes, arrival time)``; the disconnect callback
 and the stop request enqueue a marker. So the connection's one reader awaits a single queue, in order, and
 never misses a disconnect that happens between two notifications.
+
+Coalescing (``collector.ble.coalesce``, ``Timing.frame_span_s``): each chunk is placed in time by the framer
+as it arrives and waits in its stream's pending run until the run is full, breaks (a gap, a shape or time
+change) or has waited the span. The span's timer only enqueues a ``Tick`` too, so the same reader flushes
+due runs in order with the notifications. Everything pending is published before a status change goes out
+and when the connection ends (stop, drop); from the stop on, each chunk goes out at once.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 from bleak_retry_connector import establish_connection
 
+from twitchwatch.collector.ble.coalesce import Coalescer, Run
 from twitchwatch.collector.ble.errors import DeviceStepError, Disconnected
 from twitchwatch.collector.ble.framing import Framer
 from twitchwatch.collector.ble.target import BleBackend, DeviceTarget, Timing
@@ -53,7 +60,14 @@ class Note:
     received_ns: int
 
 
-Item = Note | _Marker
+@dataclass(frozen=True)
+class Tick:
+    """The pending run due first has waited the span (``Coalescer.deadline_ns``) at ``due_ns``."""
+
+    due_ns: int
+
+
+Item = Note | Tick | _Marker
 
 
 class _Stopping(Exception):
@@ -66,6 +80,9 @@ class ConnectionStats:
     bad_notifications: int = 0
     unexpected: int = 0  # notifications on a characteristic without decoder (e.g. control point chatter)
     other_streams: int = 0  # chunks of streams the config did not ask for
+    frames: int = 0
+    span_flushes: int = 0  # frames sent because their first sample had waited the span
+    end_flushes: int = 0  # frames sent as the connection ended (stop, drop) with samples pending
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,12 @@ class Connection:
     _decoders: Mapping[str, Decoder[Any]] = field(default_factory=dict)
     _states: dict[str, Any] = field(default_factory=dict)
     _rlog: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
+    _coalescer: Coalescer = field(init=False)
+    _timer: asyncio.TimerHandle | None = None
+    _timer_due_ns: int | None = None
+
+    def __post_init__(self) -> None:
+        self._coalescer = Coalescer(round(self.timing.frame_span_s * 1e9))
 
     # ---- life cycle -------------------------------------------------------------------------------
     async def run(self, device: BLEDevice) -> None:
@@ -120,6 +143,7 @@ class Connection:
         finally:
             watcher.cancel()
             await self._close(client, plan if started else None)
+            self._disarm()
 
     async def _connect_unless_stopped(self, device: BLEDevice) -> BleakClient | None:
         """Connect, or give up at once when stop is requested (a connect can take ``connect_s``)."""
@@ -295,6 +319,12 @@ class Connection:
                 return
             if item is DISCONNECTED:
                 raise Disconnected("link dropped")
+            if isinstance(item, Tick):
+                due = self._coalescer.due(item.due_ns)
+                self.stats.span_flushes += len(due)
+                await self._publish(due)
+                self._arm()
+                continue
             assert isinstance(item, Note)
             await self._handle(item)
 
@@ -302,6 +332,7 @@ class Connection:
         self.stats.notifications += 1
         if note.characteristic == BATTERY_LEVEL:
             if note.data:
+                await self._publish(self._coalescer.flush())  # the samples before the status that follows
                 await self.events.battery(note.data[0])
             return
         decoder = self._decoders.get(note.characteristic)
@@ -328,8 +359,8 @@ class Connection:
                 self.stats.other_streams += 1
                 continue
             before = self.framer.shape(chunk.stream)
-            frame = self.framer.frame(chunk, note.received_ns)
-            if frame is None:
+            placed = self.framer.place(chunk, note.received_ns)
+            if placed is None:
                 self._rlog.warning(
                     f"rate-{self.target.name}",
                     "%s: %s chunk has no sample rate and none can be derived; not published",
@@ -337,15 +368,54 @@ class Connection:
                     chunk.stream,
                 )
                 continue
-            await self.events.frame(chunk.stream, frame)
-            self.streamed = True
+            await self._publish(self._coalescer.add(placed))
             if self.framer.shape(chunk.stream) != before:
+                # The new shape's first frame, and all else pending, before the status that names it.
+                await self._publish(self._coalescer.flush())
                 await self.events.shape_changed()
+        self._arm()
+
+    async def _publish(self, runs: list[Run]) -> None:
+        for run in runs:
+            await self.events.frame(run.stream, self.framer.number(run))
+            self.stats.frames += 1
+            self.streamed = True
+
+    @property
+    def pending_samples(self) -> int:
+        """Samples placed but not yet sent, waiting for their frame to fill."""
+        return self._coalescer.pending_samples
+
+    def pending_due_ns(self) -> int | None:
+        """When the first pending frame goes out at the latest (wall-clock ns; None: nothing pending)."""
+        return self._coalescer.deadline_ns()
+
+    def _arm(self) -> None:
+        """Keep one timer, set for when the first pending run is due; its callback only enqueues a ``Tick``.
+        The wall clock that stamps arrivals may step: the wait is capped at the span either way."""
+        due = self._coalescer.deadline_ns()
+        if due == self._timer_due_ns:
+            return
+        self._disarm()
+        if due is None:
+            return
+        delay = min(max(due - time.time_ns(), 0), self._coalescer.span_ns) / 1e9
+        self._timer = asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, Tick(due))
+        self._timer_due_ns = due
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_due_ns = None, None
 
     # ---- stop -------------------------------------------------------------------------------------
     async def _close(self, client: BleakClient, plan: Plan | None) -> None:
         """Stop writes, unsubscribe, disconnect — each bounded, none allowed to block shutdown. Data that
-        arrives meanwhile is still decoded and published."""
+        arrives meanwhile is still decoded and published, each chunk at once: nothing waits for a span."""
+        pending = self._coalescer.flush()
+        self.stats.end_flushes += len(pending)
+        await self._publish(pending)
+        self._coalescer = Coalescer(0)
         if plan is not None and client.is_connected:
             try:
                 async with asyncio.timeout(self.timing.response_s):

@@ -12,6 +12,10 @@ within ``CLOCK_TRUST_NS`` of the host's; otherwise (a clock never set, a device 
 boot) the first chunk of a connection anchors device time to its arrival, and device time then drives
 the samples' spacing. Chunks without device timestamps continue their stream's time seamlessly unless
 arrival drifts more than ``DRIFT_NS`` from it, which re-anchors.
+
+Two steps, so that chunks can be merged between them (``collector.ble.coalesce``): ``place`` gives a chunk its
+time and the gap before it, chunk by chunk as they arrive; ``number`` turns a run of placed chunks into one
+frame with the stream's next sequence number. ``frame`` does both for one chunk.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Final
 
+from twitchwatch.collector.ble.coalesce import Placed, Run
 from twitchwatch.collector.devices import Chunk, DeviceProfile
 from twitchwatch.collector.frames import MAX_SEQUENCE, Frame
 
@@ -37,6 +42,7 @@ MAX_SKIP: Final = 1_000_000
 class _Track:
     stream_id: int
     sequence: int = -1  # last sent; -1 = none yet
+    placed: bool = False  # a chunk was placed (it may still wait in a coalesced run for its number)
     next_t_ns: int | None = None
     frame_ns: int = 0
     rate: float | None = None
@@ -78,7 +84,7 @@ class Framer:
         """A new connection: every stream's next frame marks a gap, and device time is re-anchored."""
         self._offset_ns = None
         for track in self._tracks.values():
-            if track.sequence >= 0:
+            if track.placed:
                 track.after_gap = True
 
     def shape(self, stream: str) -> StreamShape | None:
@@ -88,7 +94,13 @@ class Framer:
         return StreamShape(track.rate, track.channels)
 
     def frame(self, chunk: Chunk, received_ns: int) -> Frame | None:
-        """The wire frame for ``chunk``; None (counted) when no sample rate can be known for it."""
+        """The wire frame for ``chunk`` alone; None (counted) when no sample rate can be known for it."""
+        placed = self.place(chunk, received_ns)
+        return None if placed is None else self.number(Run((placed,)))
+
+    def place(self, chunk: Chunk, received_ns: int) -> Placed | None:
+        """``chunk`` placed in its stream's time, with the sequence numbers a gap before it skips; None
+        (counted) when no sample rate can be known for it. Its number comes with ``number``."""
         track = self._tracks.get(chunk.stream)
         if track is None:
             track = self._tracks[chunk.stream] = _Track(self.stream_id(chunk.stream))
@@ -97,18 +109,34 @@ class Framer:
             self.stats.no_rate += 1
             return None
         t0 = self._t0(chunk, track, rate, received_ns)
-        sequence = self._sequence(chunk, track, t0)
-        duration = round(chunk.samples * 1e9 / rate)
-        track.next_t_ns, track.frame_ns, track.rate, track.channels = (
-            t0 + duration,
-            duration,
+        skip = self._skip(chunk, track, t0) if track.placed else 0
+        track.next_t_ns, track.rate, track.channels = (
+            t0 + round(chunk.samples * 1e9 / rate),
             rate,
             chunk.channels,
         )
-        track.sequence, track.after_gap, track.device_sequence = sequence, False, chunk.sequence
+        track.placed, track.after_gap, track.device_sequence = True, False, chunk.sequence
+        return Placed(
+            chunk.stream, t0, rate, chunk.scale, chunk.unit, chunk.sample_type, chunk.raw, skip, received_ns
+        )
+
+    def number(self, run: Run) -> Frame:
+        """The wire frame of placed chunks (``collector.ble.coalesce``): the stream's next sequence number,
+        past the numbers its first chunk skips."""
+        track = self._tracks[run.stream]
+        first = run.first
+        sequence = 0 if track.sequence < 0 else (track.sequence + 1 + first.skip) % MAX_SEQUENCE
+        track.sequence, track.frame_ns = sequence, run.duration_ns
         self.stats.frames += 1
         return Frame(
-            track.stream_id, sequence, t0, rate, chunk.scale, chunk.unit, chunk.sample_type, chunk.raw
+            track.stream_id,
+            sequence,
+            first.t0_ns,
+            first.rate,
+            first.scale,
+            first.unit,
+            first.sample_type,
+            run.raw(),
         )
 
     def _rate(self, chunk: Chunk, track: _Track) -> float | None:
@@ -143,9 +171,7 @@ class Framer:
             )
         return received_ns - last_device_ns
 
-    def _sequence(self, chunk: Chunk, track: _Track, t0: int) -> int:
-        if track.sequence < 0:
-            return 0
+    def _skip(self, chunk: Chunk, track: _Track, t0: int) -> int:
         missing = 0
         if track.after_gap:
             missing = 1
@@ -162,4 +188,4 @@ class Framer:
         if missing:
             self.stats.gaps_marked += 1
             self.stats.frames_skipped += missing
-        return (track.sequence + 1 + missing) % MAX_SEQUENCE
+        return missing

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
 from twitchwatch.collector.devices import DeviceProfile
 from twitchwatch.collector.topics import check_segment
+
+# A frame's first sample waits up to the span before it is sent: more than a quarter second would eat most of
+# the 400-ms budget from a twitch's end to its event stored (docs/benchmarks.md).
+MAX_FRAME_SPAN_S: Final = 0.25
 
 
 def _no_muscle(_stream: str, _channel: int) -> str | None:
@@ -42,7 +47,9 @@ class DeviceTarget:
 @dataclass(frozen=True)
 class Timing:
     """Timeouts and the reconnect policy (seconds). Backoff doubles from ``backoff_initial_s`` up to
-    ``backoff_max_s`` while a device keeps failing, and starts over once it has streamed."""
+    ``backoff_max_s`` while a device keeps failing, and starts over once it has streamed. ``frame_span_s``:
+    a stream's consecutive notifications are merged into frames of up to this much signal, none held back
+    longer (``collector.ble.coalesce``); 0 = one frame per notification."""
 
     scan_s: float = 10.0
     connect_s: float = 30.0
@@ -51,6 +58,7 @@ class Timing:
     backoff_max_s: float = 60.0
     connect_attempts: int = 2  # bleak-retry-connector's attempts within one connect
     broker_buffer_s: float = 600.0  # signal time of frames kept while the MQTT broker is away
+    frame_span_s: float = 0.05
 
     def __post_init__(self) -> None:
         names = ("scan_s", "connect_s", "response_s", "backoff_initial_s", "backoff_max_s", "broker_buffer_s")
@@ -59,6 +67,8 @@ class Timing:
                 raise ValueError(f"{name} must be > 0")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be ≥ backoff_initial_s")
+        if not 0 <= self.frame_span_s <= MAX_FRAME_SPAN_S:
+            raise ValueError(f"frame_span_s must be within 0..{MAX_FRAME_SPAN_S:g}")
         if self.connect_attempts < 1:
             raise ValueError("connect_attempts must be ≥ 1")
 
