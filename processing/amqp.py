@@ -37,7 +37,14 @@ import aiormq.abc
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.topics import ROOT, check_segment
 from twitchwatch.errors import TwitchwatchError
-from twitchwatch.processing.worker import BATCH_MAX, LEAD_NS, Receipt, StreamKey, Worker
+from twitchwatch.processing.worker import (
+    BATCH_MAX,
+    LEAD_NS,
+    Receipt,
+    StreamKey,
+    Worker,
+    gather_backlog,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,11 +259,15 @@ class AmqpSource:
         await channel.basic_qos(prefetch_count=self.prefetch)
         pending = _Outstanding()
 
-        # Deliveries are handled in batches (``Worker.handle_many``): those whose tasks run before the
-        # loop comes back to the batch, at most BATCH_MAX. A worker behind gets many at once and handles
-        # each stream's frames of them in one detector call; one that keeps up gets batches of one or two.
+        # Deliveries are handled in batches (``Worker.handle_many``): those that arrive while the loop turns
+        # (``gather_backlog``), at most BATCH_MAX. A worker behind gets many at once and handles each
+        # stream's frames of them in one detector call; one that keeps up gets batches of one or two.
         batch: list[tuple[int, str, bytes, bool]] = []
-        loop = asyncio.get_running_loop()
+        gathering: set[asyncio.Task[None]] = set()  # owned here: cancelled at the end, then run_batch
+
+        async def gather() -> None:
+            await gather_backlog(lambda: len(batch), BATCH_MAX)
+            run_batch()
 
         def run_batch() -> None:
             if not batch:
@@ -271,7 +282,9 @@ class AmqpSource:
             delivery = message.delivery
             assert isinstance(delivery, aiormq.spec.Basic.Deliver)
             if not batch:
-                loop.call_soon(run_batch)
+                task = asyncio.create_task(gather())
+                gathering.add(task)
+                task.add_done_callback(gathering.discard)
             topic = topic_of(delivery.routing_key or "")
             batch.append((delivery.delivery_tag or 0, topic, message.body, bool(delivery.redelivered)))
             if len(batch) >= BATCH_MAX:
@@ -310,12 +323,15 @@ class AmqpSource:
                 await self._ack_stored(channel, worker, pending)
             for tag in consumers:  # no more deliveries; what was delivered is drained and acknowledged
                 await channel.basic_cancel(tag)
+            await _cancel(gathering)
             run_batch()
             await worker.drain()
             await self._ack_stored(channel, worker, pending, everything=True)
             await channel.close()
         finally:
             closing.cancel()
+            for task in gathering:  # a channel that closed: its deliveries come again, unacknowledged
+                task.cancel()
 
     async def _ack_stored(
         self,
@@ -333,22 +349,30 @@ class AmqpSource:
         await worker.flush_stored()
         if horizons is None or channel.is_closed:
             return
+        # Deliveries keep arriving while this awaits the broker: they are appended to ``items``, which is
+        # therefore only ever taken from at the front, before an await, and never replaced.
         items = pending.items
         run = 0
         while run < count and (everything or pending.ackable(items[run][1], horizons, busy)):
             run += 1
-        if run:
-            await channel.basic_ack(items[run - 1][0], multiple=True)
-            for _ in range(run):
-                items.popleft()
+        last = items[run - 1][0] if run else None
+        for _ in range(run):
+            items.popleft()
+        if last is not None:
+            await channel.basic_ack(last, multiple=True)
         if len(items) > self.prefetch // 2:
-            keep: deque[tuple[int, Receipt]] = deque()
-            for i, (tag, receipt) in enumerate(items):
-                if i < count - run and pending.ackable(receipt, horizons, busy):
+            covered = [items.popleft() for _ in range(min(count - run, len(items)))]
+            ready = [pending.ackable(receipt, horizons, busy) for _, receipt in covered]
+            items.extendleft(reversed([item for item, ok in zip(covered, ready, strict=True) if not ok]))
+            for (tag, _), ok in zip(covered, ready, strict=True):
+                if ok:
                     await channel.basic_ack(tag)
-                else:
-                    keep.append((tag, receipt))
-            pending.items = keep
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float, *others: asyncio.Future[Any]) -> None:

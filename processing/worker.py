@@ -131,18 +131,23 @@ _STATE_SOURCES = (
 )
 
 
-async def _backlog(client: Client) -> list[aiomqtt.Message]:
-    """What the broker has already sent, taken at once (up to ``BATCH_MAX - 1`` more messages). paho reads one
-    message per turn of the event loop, so the reader lets the loop turn while that adds messages — the
-    socket holds a backlog — and stops when two turns add none, or after ``GATHER_S``. A worker that keeps
-    up finds nothing more and loses a turn or two; one behind gathers hundreds."""
+async def gather_backlog(size: Callable[[], int], limit: int) -> None:
+    """Let the event loop turn while messages keep arriving: until two turns add none to ``size()``, it
+    reaches ``limit``, or ``GATHER_S`` has passed. Both clients (paho, aiormq) parse what the socket holds a
+    message or a few per turn, so a worker behind would otherwise take its backlog one or two messages at a
+    time; one that keeps up finds nothing more and loses a turn or two."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + GATHER_S
     idle = 0
-    while idle < 2 and len(client.messages) < BATCH_MAX - 1 and loop.time() < deadline:
-        before = len(client.messages)
+    while idle < 2 and size() < limit and loop.time() < deadline:
+        before = size()
         await asyncio.sleep(0)
-        idle = idle + 1 if len(client.messages) == before else 0
+        idle = idle + 1 if size() == before else 0
+
+
+async def _backlog(client: Client) -> list[aiomqtt.Message]:
+    """What the broker has already sent, taken at once (up to ``BATCH_MAX - 1`` more messages)."""
+    await gather_backlog(lambda: len(client.messages), BATCH_MAX - 1)
     return client.take_queued(BATCH_MAX - 1)
 
 

@@ -31,7 +31,7 @@ import pytest
 from tests.harness.rabbitmq import RabbitServer
 from twitchwatch.collector.mqtt import parse_mqtt_url
 from twitchwatch.collector.simulate import SimulationPlan, run_simulation
-from twitchwatch.processing.amqp import UNASSIGNED, partition_of, queue_name, setup_broker
+from twitchwatch.processing.amqp import UNASSIGNED, AmqpSource, partition_of, queue_name, setup_broker
 from twitchwatch.processing.events import TWITCH_KINDS, EventKind
 from twitchwatch.processing.store import EventQuery
 from twitchwatch.processing.store.sqlite import SQLiteStore
@@ -297,3 +297,40 @@ def test_a_broker_restart_loses_nothing(
     # Each person wore it twice, 20 s before the restart and 20 s after: 40 s monitored in all.
     _check_exactly_once(db, tmp_path / "reference.db", truth, before, 40)
     _check_exactly_once(db, tmp_path / "reference.db", truth_after, after, 40)
+
+
+def test_a_worker_with_little_credit_acknowledges_every_frame(rabbitmq: RabbitServer, tmp_path: Path) -> None:
+    """A worker comes to a backlog with little credit (prefetch 200 a queue, 20 s of one wearer's frames):
+    it acknowledges frames one by one while deliveries keep arriving, in batches, during every
+    acknowledgement it awaits. None may be lost from its list of outstanding deliveries — an
+    acknowledgement round used to replace that list, dropping what arrived meanwhile (never acknowledged:
+    a queue stalls once its credit is spent), or fail on it changing underneath (it did: ``deque mutated
+    during iteration`` stopped the worker) — and every twitch is stored exactly once."""
+    users = [f"credit{i}" for i in range(4)]
+    asyncio.run(setup_broker(rabbitmq.amqp_url, PARTITIONS, users))
+    plans = _plans(users, seconds=30, speed=4.0, seed=70)
+    truth, recorded = asyncio.run(_simulate(rabbitmq, plans))  # no worker yet: the frames wait queued
+    assert rabbitmq.messages() > 0
+    db = tmp_path / "events.db"
+
+    async def consume() -> ProcessWorker:
+        with SQLiteStore(db) as store:
+            source = AmqpSource(rabbitmq.amqp_url, PARTITIONS, prefetch=200, ack_interval_s=0.05)
+            worker = ProcessWorker(parse_mqtt_url(rabbitmq.mqtt_url), store, user="+", ingest=source)
+            task = asyncio.create_task(worker.run())
+            deadline = time.monotonic() + 120
+            # Polling the broker's counts (rabbitmqctl, off the event loop the worker runs on).
+            while time.monotonic() < deadline and not task.done():
+                if await asyncio.to_thread(rabbitmq.messages) == 0:
+                    break
+                await asyncio.sleep(0.5)
+            worker.stop()
+            await asyncio.wait_for(task, 60)  # re-raises what stopped its ingest
+            return worker
+
+    worker = asyncio.run(consume())
+    assert rabbitmq.messages() == 0, "frames left unacknowledged"
+    assert worker.stats.rejected.get("internal", 0) == 0
+    assert worker.stats.batches > 0
+    _reference(recorded, tmp_path / "reference.db")
+    _check_exactly_once(db, tmp_path / "reference.db", truth, plans, 30)
