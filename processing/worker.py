@@ -1007,9 +1007,13 @@ class Worker(PeriodicTasks):
                 self._rlog.exception(
                     "internal", "dropped frames of %s/%s/%s after an unexpected error (a bug)", *st.key
                 )
-        self._store_events(self._fuser.release())
-        if self._rates.wants_lookups:
-            self._ask_priors()
+        try:  # as in ``handle``: nothing a batch raises stops the worker
+            self._store_events(self._fuser.release())
+            if self._rates.wants_lookups:
+                self._ask_priors()
+        except Exception:
+            self._count_rejected("internal")
+            self._rlog.exception("internal", "could not release the events of a batch (a bug)")
 
     def _run_queued(self, st: _Stream) -> None:
         chunks, st.queued = st.queued, []
