@@ -928,7 +928,7 @@ def test_report_page_summary_and_downloads(store: StoreTarget) -> None:
     assert fills(body_map_svg(at)) == {"calf_left": {"#bd0026"}}
     assert "Not coloured (no time at rest in this range): calf_right." in page_text(at)
     assert shown["calf_right"]["twitches at rest"] == "2"
-    first_left = dt.datetime.fromtimestamp((now - 10 * day) / NS, dt.UTC).date()
+    first_left = day_of(now - 10 * day, TZ)  # the day in the zone the page counts in, not UTC
     assert shown["calf_left"]["first recorded"] == first_left.isoformat()
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
     assert set(buttons) == {"Download PDF", "Download CSV (daily counts)"}

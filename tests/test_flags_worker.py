@@ -36,16 +36,18 @@ def seed(store: SQLiteStore, now_ns: int) -> None:
     30 minutes of calf_left at one twitch a minute, at rest half of each minute (120/h at rest), for the
     Home Assistant rate."""
     today = day_of(now_ns)
+    last_minute = now_ns - now_ns % MINUTE
     rates = []
     for back in range(20, 0, -1):
         start = day_start_ns(today - dt.timedelta(days=back))
         for minute in range(24 * 60):
             t = start + minute * MINUTE
+            if t >= last_minute - 60 * MINUTE:
+                continue  # in the first hour of a day, yesterday's end would fall in Home Assistant's hour
             rates.append(
                 MinuteRate("alice", "calf_left", "dev1", "live", t, int(minute % 15 == 0), 60.0, 60.0)
             )
             rates.append(MinuteRate("alice", "control_arm", "dev2", "live", t, 0, 60.0, 60.0))
-    last_minute = now_ns - now_ns % MINUTE
     for k in range(1, 31):
         rates.append(
             MinuteRate("alice", "calf_left", "dev1", "live", last_minute - k * MINUTE, 1, 60.0, 30.0)
