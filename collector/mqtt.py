@@ -104,6 +104,11 @@ def _client_class() -> type[Client]:
     return cast("type[Client]", _Client)
 
 
+def payload_bytes(payload: object) -> bytes:
+    """A received message's payload as bytes (aiomqtt types it as text, a number or None too; None: empty)."""
+    return bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
+
+
 @dataclass(frozen=True)
 class MqttTarget:
     host: str

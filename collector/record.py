@@ -27,7 +27,7 @@ from pathlib import Path
 import aiomqtt
 
 from twitchwatch.collector.frames import FrameError, decode
-from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.mqtt import MqttTarget, payload_bytes
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.recordings import Annotation
 from twitchwatch.collector.recordings.formats.session import SessionWriter
@@ -230,9 +230,7 @@ class Recorder:
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            payload = message.payload
-            data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
-            self.handle(str(message.topic), data)
+            self.handle(str(message.topic), payload_bytes(message.payload))
 
     def _finish(self) -> None:
         s = self.stats

@@ -32,7 +32,7 @@ import numpy as np
 from twitchwatch.collector.continuity import continuity
 from twitchwatch.collector.frames import Frame, Unit, decode
 from twitchwatch.collector.limits import MAX_FRAME_BYTES, RejectedError, check_frame, check_payload_size
-from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.mqtt import MqttTarget, payload_bytes
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
 from twitchwatch.collector.status import DeviceStatus, StatusError
@@ -149,10 +149,6 @@ async def _backlog(client: Client) -> list[aiomqtt.Message]:
     """What the broker has already sent, taken at once (up to ``BATCH_MAX - 1`` more messages)."""
     await gather_backlog(lambda: len(client.messages), BATCH_MAX - 1)
     return client.take_queued(BATCH_MAX - 1)
-
-
-def _payload_bytes(payload: object) -> bytes:
-    return bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
 
 
 def _felt_user_or_none(topic: str) -> str | None:
@@ -733,7 +729,7 @@ class Worker(PeriodicTasks):
         async for message in client.messages:
             # The backlog comes along: a worker behind handles each stream's queued frames in one call.
             batch = [message, *await _backlog(client)]
-            items = [(str(m.topic), _payload_bytes(m.payload)) for m in batch]
+            items = [(str(m.topic), payload_bytes(m.payload)) for m in batch]
             if retained_status_only:
                 for topic, payload in items:
                     self._adopt_status(topic, payload)
