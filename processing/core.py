@@ -64,6 +64,7 @@ _sum = np.add.reduce
 _all = np.logical_and.reduce
 _any = np.logical_or.reduce
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
+_WORKS_KEPT = 3  # chunk lengths whose work buffers a detector keeps (a live stream cycles through 2-3)
 _TAIL_MEDIAN = 5  # blocks (100 ms) whose median power tells a louder stretch from one potential
 
 
@@ -413,7 +414,9 @@ class LaneEngine:
         self._cross_blocks = round(p.cross_lane_ms * 1e-3 * sample_rate / self.blk)
         # running state
         self._left: FloatArray | None = None  # raw rows short of a whole block
-        self._work: _Work | None = None
+        # Work buffers by chunk length: a stream's frames rarely fill whole blocks, so its chunks alternate
+        # between a few lengths (50-sample frames in 20-sample blocks: 40, 60, 40, ...).
+        self._works: dict[int, _Work] = {}
         self._ptail = np.zeros((self.w - 1, lanes))  # last w-1 power samples (moving sum)
         self._block = 0  # absolute index of the next block
         self._written = 0  # blocks whose statistics are in the ring
@@ -601,9 +604,11 @@ class LaneEngine:
             zi = sps.sosfilt_zi(self._sos)
             self._zi = np.ascontiguousarray(zi[None, :, :] * x[0][:, None, None])
             self.start_filters(x[0])
-        wk = self._work
-        if wk is None or wk.n != n:  # buffers reused from chunk to chunk: no page faults on big arrays
-            wk = self._work = _Work(n, self.channels, nl, w)
+        wk = self._works.get(n)
+        if wk is None:  # buffers reused from chunk to chunk: no page faults on big arrays
+            if len(self._works) >= _WORKS_KEPT:  # the oldest goes (a replay: big chunks, few kept)
+                self._works.pop(next(iter(self._works)))
+            wk = self._works[n] = _Work(n, self.channels, nl, w)
         np.copyto(wk.yt, x.T)  # channels × samples: the filter runs along contiguous rows, in place
         sosfilt_inplace(self._sos, wk.yt, self._zi)
         y = wk.y
