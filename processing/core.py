@@ -469,6 +469,12 @@ class LaneEngine:
         self._reach = -1  # samples after a cluster's end its decision reads: hold, ``decision_reach``
         self._out: list[Detection] = []
 
+    def __getstate__(self) -> dict[str, object]:
+        # A checkpoint pickles every stream's detector: its scratch buffers are not state.
+        state = self.__dict__.copy()
+        state["_works"] = {}
+        return state
+
     @property
     def floor(self) -> FloatArray:
         """Per lane: the noise floor, mean power per sample (``NoiseFloor``)."""
