@@ -161,12 +161,14 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 class LeanPublisher:
     """One connection that publishes at QoS 1. Packets get their identifiers from ``prepare``, 1..65535 and
-    around again, and must be sent in the order they were prepared: the broker acknowledges QoS-1 packets in
-    the order it received them (§4.6), which the reader checks. At most ``max_inflight`` packets are out
-    unacknowledged; ``send`` waits for room. A thread sends PINGREQ when nothing was sent for half the
-    keepalive."""
+    around again, and must be sent in the order they were prepared. The reader checks that every PUBACK is
+    for a packet in flight and not acknowledged yet — not that they come in order: Mosquitto acknowledges in
+    the order it received (§4.6), but RabbitMQ's MQTT plugin as its queues confirm, out of order across
+    queues. At most ``max_inflight`` packets are out unacknowledged; ``send`` waits for room (at most
+    ``ROOM_TIMEOUT_S``). A thread sends PINGREQ when nothing was sent for half the keepalive."""
 
     ACK_POLL_S = 0.01  # the reader's pause between reads: the PUBACKs of 10 ms come in one recv
+    ROOM_TIMEOUT_S = 60.0  # a broker that stops acknowledging: an error, not a publisher hung for ever
 
     def __init__(self, sock: socket.socket, keepalive: int, max_inflight: int) -> None:
         self._sock = sock
@@ -175,6 +177,10 @@ class LeanPublisher:
         self._next_id = 1
         self._sent = 0  # packets with an identifier handed to the socket (only the sending thread writes)
         self._acked = 0  # PUBACKs read (only the reader writes; under _changed)
+        # The reader's: the oldest packet unacknowledged, how many came before it, which after it are acked.
+        self._oldest = 1
+        self._acked_before_oldest = 0
+        self._acked_ids = bytearray(MAX_PACKET_ID + 1)
         self.pings_answered = 0
         self._error: MqttWireError | None = None
         self._waiting = False
@@ -240,7 +246,7 @@ class LeanPublisher:
         while at < len(packets):
             room = self._max_inflight - (self._sent - self._acked)
             if room <= 0:
-                self._wait(lambda: self._sent - self._acked < self._max_inflight, None, "room")
+                self._wait(lambda: self._sent - self._acked < self._max_inflight, self.ROOM_TIMEOUT_S, "room")
                 continue
             chunk = packets[at:] if at == 0 and len(packets) <= room else packets[at : at + room]
             self._sent += len(chunk)
@@ -271,7 +277,7 @@ class LeanPublisher:
         self._sock.close()
         self._pinger.join(5)
 
-    def _wait(self, done: Callable[[], bool], timeout: float | None, what: str) -> None:
+    def _wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         self._waiting = True  # the reader hands each PUBACK over at once while someone waits
         try:
             with self._changed:
@@ -282,7 +288,7 @@ class LeanPublisher:
             raise self._error
         if not ok:
             raise MqttWireError(
-                f"waited {timeout:.0f} s for {what}: {self._sent - self._acked} of {self._sent} packets "
+                f"waited {timeout:g} s for {what}: {self._sent - self._acked} of {self._sent} packets "
                 "sent are still unacknowledged"
             )
 
@@ -327,9 +333,7 @@ class LeanPublisher:
             kind = p.first & 0xF0
             if kind == PUBACK:
                 (packet_id,) = struct.unpack("!H", p.body)
-                expected = acked % MAX_PACKET_ID + 1
-                if packet_id != expected:
-                    raise MqttWireError(f"PUBACK for packet {packet_id}, expected {expected}")
+                self._check_off(packet_id)
                 acked += 1
             elif kind == PINGRESP:
                 self.pings_answered += 1
@@ -338,6 +342,17 @@ class LeanPublisher:
         with self._changed:
             self._acked = acked
             self._changed.notify_all()
+
+    def _check_off(self, packet_id: int) -> None:
+        """Mark ``packet_id`` acknowledged; one not in flight, or acknowledged twice, is an error."""
+        in_flight = self._sent - self._acked_before_oldest  # oldest .. newest sent, some acknowledged already
+        if (packet_id - self._oldest) % MAX_PACKET_ID >= in_flight or self._acked_ids[packet_id]:
+            raise MqttWireError(f"PUBACK for packet {packet_id}, which is not in flight")
+        self._acked_ids[packet_id] = 1
+        while self._acked_ids[self._oldest]:
+            self._acked_ids[self._oldest] = 0
+            self._oldest = self._oldest % MAX_PACKET_ID + 1
+            self._acked_before_oldest += 1
 
     def _fail(self, exc: MqttWireError) -> None:
         with self._changed:

@@ -5,6 +5,8 @@ identifiers wrap, and a wrong password is refused with the CONNACK's code named.
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -16,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.mqtt_wire import (
     ConnectRefused,
     LeanPublisher,
+    MqttWireError,
     decode_remaining_length,
     encode_remaining_length,
     encode_string,
@@ -56,6 +59,30 @@ def test_strings_and_packet_splitting() -> None:
     packets, used = split_packets(b"\x40\x02\x00\x01\xd0\x00\x40\x02\x00")
     assert [(p.first, p.body) for p in packets] == [(0x40, b"\x00\x01"), (0xD0, b"")]
     assert used == 6
+
+
+def _pubacks(*ids: int) -> bytes:
+    return b"".join(b"\x40\x02" + struct.pack("!H", i) for i in ids)
+
+
+def test_pubacks_out_of_order_count_and_a_stray_one_fails() -> None:
+    """RabbitMQ's MQTT plugin acknowledges as its queues confirm, not in order: a socket pair plays it."""
+    ours, broker = socket.socketpair()
+    pub = LeanPublisher(ours, keepalive=60, max_inflight=4)
+    try:
+        pub.send([pub.prepare("t", bytes([k])).data for k in range(4)])
+        broker.sendall(_pubacks(3, 1, 4))
+        with pytest.raises(MqttWireError, match=r"waited 0\.3 s for PUBACKs: 1 of 4"):
+            pub.wait_acknowledged(0.3)
+        broker.sendall(_pubacks(2))
+        pub.wait_acknowledged(5)
+        pub.send([pub.prepare("t", b"5").data])
+        broker.sendall(_pubacks(3))  # acknowledged before: not in flight
+        with pytest.raises(MqttWireError, match="PUBACK for packet 3, which is not in flight"):
+            pub.wait_acknowledged(5)
+    finally:
+        broker.close()
+        pub.close()
 
 
 class Subscriber:
