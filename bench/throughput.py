@@ -1,13 +1,18 @@
 """End-to-end capacity: simulated wearables → broker → ``twitchwatch process`` worker(s) → SQLite, measured.
 
 Run: ``nice .venv/bin/python -m bench.throughput [--streams 48 96] [--seconds 40]
-[--signal emg|acc] [--paths mosquitto rabbit1 rabbit2]``.
+[--signal emg|acc] [--paths mosquitto rabbit1 rabbit2] [--paho-publisher]``.
 
 Each path starts its own broker (tests/harness: Mosquitto, or a RabbitMQ node with ``broker setup``), its
-worker process(es) and a publisher process (``run_simulation`` at real-time pace, one device per stream, the
-frames a wearable sends: EMG 1 kHz in 50-ms frames, or a 3-axis accelerometer). Mosquitto: one user, one
-worker (as `make demo`). RabbitMQ: the streams spread over 16 users (16 partitions), one worker, or two on
-slots 0/2 and 1/2. Figures over the publishing window:
+worker process(es) and ``--publishers`` publisher processes (one simulated device per stream, the frames a
+wearable sends: EMG 1 kHz in 50-ms frames, or a 3-axis accelerometer, made beforehand and published at
+real-time pace). The publishers are a lean wire-level MQTT client (``bench/mqtt_wire.py``: every PUBLISH
+packet built beforehand, one ``sendall`` per burst, PUBACKs counted by a thread): they share the machine with
+the broker and the worker, and with paho-mqtt's per-message cost (~0.65 of a core for 3,840 messages a
+second) the machine was full before the worker was — the figures measured the publisher.
+``--paho-publisher`` publishes with paho-mqtt, to compare. Mosquitto: one user, one worker (as `make demo`).
+RabbitMQ: the streams spread over 16 users (16 partitions), one worker, or two on slots 0/2 and 1/2.
+Figures over the publishing window:
 
 - worker, broker and publisher CPU (cores, from /proc: user + system time over wall time);
 - latency from a detected twitch's end (device time = wall time: the simulator paces frames by the clock) to
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import json
@@ -37,11 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.mqtt_wire import LeanPublisher
 from tests.harness.mosquitto import MosquittoServer
 from tests.harness.rabbitmq import RabbitServer
 from twitchwatch.collector.frames import HEADER as FRAME_HEADER
 from twitchwatch.collector.frames import encode
-from twitchwatch.collector.mqtt import parse_mqtt_url
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
 from twitchwatch.collector.simulate import _next_frame
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
 from twitchwatch.collector.synth import MuscleSegment, SignalSpec, spec_for
@@ -184,19 +191,17 @@ def wearable_frames(w: Wearable, signal: str, start_ns: int, seconds: float) -> 
 
 
 def publish_main(
-    url: str, streams: int, users: int, seconds: float, signal: str, part: int, parts: int
+    url: str, streams: int, users: int, seconds: float, signal: str, part: int, parts: int, paho: bool = False
 ) -> None:
     """One publisher process, ``part`` of ``parts``: the wearables ``w`` with ``w mod parts == part``.
 
     Every frame is made and encoded first, each wearable at its own phase within a frame (real devices are
-    not in step); the process connects (one MQTT connection, QoS 1 as the collectors publish, paho's network
-    thread), publishes the retained statuses, says ``ready`` and reads the start time (ns) from stdin. The
-    frames' device times are moved to it (the timestamp field, in place) and each is published when it ends
-    by the clock. Prints how far behind the clock it published (s, p99 and max over its bursts): latency is
-    measured from device time, so a publisher that falls behind adds its lag to every figure."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
+    not in step); the process connects (one MQTT connection, QoS 1 as the collectors publish), publishes the
+    retained statuses, says ``ready`` and reads the start time (ns) from stdin. The frames' device times are
+    moved to it (the timestamp field, in place) and each is published when it ends by the clock. Prints how
+    far behind the clock it published (s, p99 and max over its bursts): latency is measured from device time,
+    so a publisher that falls behind adds its lag to every figure. ``paho``: paho-mqtt's client (its network
+    thread) instead of the lean one (``bench.mqtt_wire``), to compare what each costs."""
     target = parse_mqtt_url(url)
     mine = _wearables(streams, users, _lanes(signal))[part::parts]
     spec = _spec(signal)
@@ -209,22 +214,95 @@ def publish_main(
         topic, frames = wearable_frames(w, signal, origin + phase, seconds)
         timeline += [(origin + phase + (k + 1) * frame_ns, topic, bytearray(f)) for k, f in enumerate(frames)]
     timeline.sort(key=lambda item: item[0])
+    online = [status_message(w, signal, session) for w in mine]
+    # The wearables go offline at the end, as a collector says when it stops: their last events follow.
+    offline = [status_message(w, signal, session, "offline") for w in mine]
+    client_id = f"bench-pub-{part}-{os.getpid()}"
+    publish = _publish_paho if paho else _publish_lean
+    lags = publish(target, client_id, timeline, origin, online, offline)
+    print(
+        json.dumps(
+            {"lag_p99": float(np.percentile(lags, 99)) if lags else 0.0, "lag_max": max(lags, default=0.0)}
+        )
+    )
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{part}-{os.getpid()}")
+
+def _start_shift(origin: int) -> int:
+    """Say ``ready``, read the start time (ns) from stdin: how far the frames' times move."""
+    print("ready", flush=True)
+    return int(sys.stdin.readline()) - origin
+
+
+def _shift_t0(buf: bytearray, at: int, shift: int) -> None:
+    """Move the device time of the frame at ``buf[at:]`` by ``shift`` ns, in place."""
+    t0 = FRAME_HEADER.unpack_from(buf, at)[5]
+    struct.pack_into("<q", buf, at + T0_OFFSET, t0 + shift)
+
+
+Message = tuple[str, bytes]
+
+
+def _publish_lean(
+    target: MqttTarget,
+    client_id: str,
+    timeline: list[tuple[int, str, bytearray]],
+    origin: int,
+    online: list[Message],
+    offline: list[Message],
+) -> list[float]:
+    """Every frame's PUBLISH packet built before the start (its device time patched in at the start), then
+    one ``sendall`` per burst of due packets; waiting for room under the in-flight bound counts as lag."""
+    if target.tls:
+        raise SystemExit("the lean publisher speaks plain mqtt:// only; --paho-publisher for mqtts://")
+    with LeanPublisher.connect(
+        target.host, target.port, client_id, target.username, target.password, keepalive=60, max_inflight=1000
+    ) as client:
+        client.publish(online, retain=True)
+        packets = [client.prepare(topic, frame) for _, topic, frame in timeline]
+        shift = _start_shift(origin)
+        for p in packets:
+            _shift_t0(p.data, p.payload_at, shift)
+        dues = [due + shift for due, _, _ in timeline]
+        data = [p.data for p in packets]
+        lags: list[float] = []
+        i, n = 0, len(dues)
+        while i < n:
+            now = time.time_ns()
+            if dues[i] > now:
+                time.sleep((dues[i] - now) / 1e9)
+                continue
+            j = bisect.bisect_right(dues, now, i)
+            client.send(data[i:j])
+            lags.append((time.time_ns() - dues[j - 1]) / 1e9)
+            i = j
+        client.wait_acknowledged(60)
+        client.publish(offline, retain=True)
+    return lags
+
+
+def _publish_paho(
+    target: MqttTarget,
+    client_id: str,
+    timeline: list[tuple[int, str, bytearray]],
+    origin: int,
+    online: list[Message],
+    offline: list[Message],
+) -> list[float]:
+    """paho-mqtt's client, one ``publish`` call per frame (the first publisher; ``--paho-publisher``)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     client.username_pw_set(target.username, target.password)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect(target.host, target.port, keepalive=60)
     client.loop_start()
-    for w in mine:
-        topic, payload = status_message(w, signal, session)
+    for topic, payload in online:
         client.publish(topic, payload, qos=1, retain=True).wait_for_publish(30)
-    print("ready", flush=True)
-    start = int(sys.stdin.readline())
-    shift = start - origin
+    shift = _start_shift(origin)
     for _, _, buf in timeline:
-        t0 = FRAME_HEADER.unpack_from(buf)[5]
-        struct.pack_into("<q", buf, T0_OFFSET, t0 + shift)
+        _shift_t0(buf, 0, shift)
     lags: list[float] = []
     i, n = 0, len(timeline)
     last = None
@@ -240,16 +318,11 @@ def publish_main(
         lags.append((time.time_ns() - (timeline[i - 1][0] + shift)) / 1e9)
     if last is not None:
         last.wait_for_publish(60)
-    for w in mine:  # the wearables go offline, as a collector says when it stops: their last events follow
-        topic, payload = status_message(w, signal, session, "offline")
+    for topic, payload in offline:
         client.publish(topic, payload, qos=1, retain=True).wait_for_publish(30)
     client.disconnect()
     client.loop_stop()
-    print(
-        json.dumps(
-            {"lag_p99": float(np.percentile(lags, 99)) if lags else 0.0, "lag_max": max(lags, default=0.0)}
-        )
-    )
+    return lags
 
 
 async def _watch(url: str, db: Path, until: float, published: list[float], stored: list[float]) -> int:
@@ -316,9 +389,10 @@ def run_path(
     workdir: Path,
     publishers: int,
     profile_dir: Path | None = None,
+    paho_publisher: bool = False,
 ) -> Result:
     """One row; ``profile_dir``: each worker runs under cProfile (its event loop's thread), the profile
-    written there when it stops."""
+    written there when it stops; ``paho_publisher``: the publishers publish with paho-mqtt."""
     workdir.mkdir(parents=True)
     rabbit = path.startswith("rabbit")
     workers_n = 2 if path == "rabbit2" else 1
@@ -364,7 +438,8 @@ def run_path(
         pubs = [
             subprocess.Popen(
                 [sys.executable, "-m", "bench.throughput", "--publish", mqtt_url]
-                + [str(a) for a in (streams, users, seconds, signal, part, publishers)],
+                + [str(a) for a in (streams, users, seconds, signal, part, publishers)]
+                + (["--paho"] if paho_publisher else []),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
@@ -538,8 +613,10 @@ def profile_worker(
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--publish"]:
-        url, streams, users, seconds, signal, part, parts = argv[1:]
-        publish_main(url, int(streams), int(users), float(seconds), signal, int(part), int(parts))
+        url, streams, users, seconds, signal, part, parts, *paho = argv[1:]
+        publish_main(
+            url, int(streams), int(users), float(seconds), signal, int(part), int(parts), paho == ["--paho"]
+        )
         return
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
     parser.add_argument("--streams", type=int, nargs="+", default=[48, 96])
@@ -548,6 +625,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--paths", nargs="+", default=["mosquitto", "rabbit1", "rabbit2"])
     parser.add_argument(
         "--publishers", type=int, default=2, help="publisher processes (frames made beforehand)"
+    )
+    parser.add_argument(
+        "--paho-publisher",
+        action="store_true",
+        help="publish with paho-mqtt instead of the lean wire-level client (bench/mqtt_wire.py), to compare",
     )
     parser.add_argument(
         "--profile-workers", type=Path, metavar="DIR", help="run the workers under cProfile, profiles to DIR"
@@ -585,6 +667,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     Path(tmp) / f"{path}-{streams}",
                     args.publishers,
                     args.profile_workers,
+                    args.paho_publisher,
                 )
                 print(result.row(), flush=True)
 
