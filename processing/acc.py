@@ -22,6 +22,7 @@ from twitchwatch.processing.core import (
     FloatArray,
     LaneEngine,
     Verdict,
+    butter_sos,
     format_span,
     sosfilt_inplace,
 )
@@ -77,9 +78,9 @@ class AccEngine(LaneEngine):
 
     def __init__(self, sample_rate: float, channels: int, params: DetectorParams) -> None:
         super().__init__(sample_rate, channels, 1, params)
-        self._lf_sos = sps.butter(2, params.movement_band_hz, btype="bandpass", fs=sample_rate, output="sos")
+        self._lf_sos = butter_sos(2, params.movement_band_hz, "bandpass", sample_rate)
         self._lf_zi: FloatArray | None = None
-        self._ctx_sos = sps.butter(2, params.move_ctx_band_hz, btype="bandpass", fs=sample_rate, output="sos")
+        self._ctx_sos = butter_sos(2, params.move_ctx_band_hz, "bandpass", sample_rate)
         self._ctx_zi: FloatArray | None = None
         self._ctx_rms: FloatArray = np.zeros((0, 1))
         self._all_channels = np.arange(channels)

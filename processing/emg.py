@@ -11,6 +11,7 @@ number with its source.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -27,6 +28,7 @@ from twitchwatch.processing.core import (
     Verdict,
     _max,
     _sum,
+    band_sections,
     format_span,
     sosfilt_inplace,
 )
@@ -168,6 +170,22 @@ def matched_bank(
     return bank, gains, potentials
 
 
+@functools.lru_cache(maxsize=32)
+def _bank(
+    rate: float,
+    band_hz: tuple[float, float],
+    notch_hz: float | None,
+    notch_q: float,
+    widths_ms: tuple[float, ...],
+    orders: tuple[int, ...],
+    spike_ms: float,
+) -> tuple[FloatArray, FloatArray, int]:
+    """``matched_bank`` for a detector's band, built once per band and bank (as the band itself,
+    ``core.band_design``: a worker builds hundreds of detectors at once)."""
+    sos, _ = band_sections(rate, band_hz, notch_hz, notch_q)
+    return matched_bank(sos, rate, widths_ms, orders, spike_ms)
+
+
 class EmgEngine(LaneEngine):
     def __init__(self, sample_rate: float, channels: int, params: DetectorParams) -> None:
         super().__init__(sample_rate, channels, channels, params)
@@ -182,9 +200,16 @@ class EmgEngine(LaneEngine):
         self._potentials = 0  # the bank's rows that are potentials (the rest: spikes)
         self._bank_scale = np.zeros(0)
         if params.matched_widths_ms:
-            widths, orders = params.matched_widths_ms, params.matched_orders
-            spike = params.matched_spike_ms
-            self._bank, gains, self._potentials = matched_bank(self._sos, sample_rate, widths, orders, spike)
+            bank, gains, self._potentials = _bank(
+                sample_rate,
+                params.band_hz,
+                params.notch_hz,
+                params.notch_q,
+                params.matched_widths_ms,
+                params.matched_orders,
+                params.matched_spike_ms,
+            )
+            self._bank = bank.copy()
             self._bank_scale = 1.0 / gains
         self._bank_spectra: dict[int, npt.NDArray[np.complex128]] = {}
         self._noise_span = round(params.matched_noise_ms * 1e-3 * sample_rate)
