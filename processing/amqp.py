@@ -44,6 +44,7 @@ from twitchwatch.processing.worker import (
     StreamKey,
     Worker,
     gather_backlog,
+    gather_s,
 )
 
 log = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ class AmqpSource:
         gathering: set[asyncio.Task[None]] = set()  # owned here: cancelled at the end, then run_batch
 
         async def gather() -> None:
-            await gather_backlog(lambda: len(batch), BATCH_MAX)
+            await gather_backlog(lambda: len(batch), BATCH_MAX, gather_s(worker.behind_s()))
             run_batch()
 
         def run_batch() -> None:

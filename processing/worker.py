@@ -90,6 +90,12 @@ CHECKPOINT_MAX_S = 15.0
 BATCH_MAX = 4096
 # ... gathered for at most this long from the socket first (``_backlog``): the latency a batch may add.
 GATHER_S = 0.05
+# A worker already behind gathers longer: a quarter of how far behind it is, up to GATHER_MAX_S. Gathering
+# 50 ms of 300 streams' frames gives each stream's detector one or two frames a call; 250 ms gives it five,
+# each costing half as much — the latency it adds is a fraction of what the backlog already holds, and the
+# cheaper frames are how the worker catches up instead of falling further behind.
+GATHER_BEHIND = 0.25
+GATHER_MAX_S = 0.5
 
 
 def checkpoint_interval(took_s: float) -> float:
@@ -131,13 +137,18 @@ _STATE_SOURCES = (
 )
 
 
-async def gather_backlog(size: Callable[[], int], limit: int) -> None:
+def gather_s(behind_s: float) -> float:
+    """How long a worker ``behind_s`` seconds behind its live frames gathers a batch (``GATHER_BEHIND``)."""
+    return min(max(GATHER_S, GATHER_BEHIND * behind_s), GATHER_MAX_S)
+
+
+async def gather_backlog(size: Callable[[], int], limit: int, seconds: float = GATHER_S) -> None:
     """Let the event loop turn while messages keep arriving: until two turns add none to ``size()``, it
-    reaches ``limit``, or ``GATHER_S`` has passed. Both clients (paho, aiormq) parse what the socket holds a
+    reaches ``limit``, or ``seconds`` have passed. Both clients (paho, aiormq) parse what the socket holds a
     message or a few per turn, so a worker behind would otherwise take its backlog one or two messages at a
     time; one that keeps up finds nothing more and loses a turn or two."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + GATHER_S
+    deadline = loop.time() + seconds
     idle = 0
     while idle < 2 and size() < limit and loop.time() < deadline:
         before = size()
@@ -145,9 +156,9 @@ async def gather_backlog(size: Callable[[], int], limit: int) -> None:
         idle = idle + 1 if size() == before else 0
 
 
-async def _backlog(client: Client) -> list[aiomqtt.Message]:
+async def _backlog(client: Client, seconds: float = GATHER_S) -> list[aiomqtt.Message]:
     """What the broker has already sent, taken at once (up to ``BATCH_MAX - 1`` more messages)."""
-    await gather_backlog(lambda: len(client.messages), BATCH_MAX - 1)
+    await gather_backlog(lambda: len(client.messages), BATCH_MAX - 1, seconds)
     return client.take_queued(BATCH_MAX - 1)
 
 
@@ -636,6 +647,7 @@ class Worker(PeriodicTasks):
         self._journal: IngestJournal | None = None
         self._last_checkpoint = 0.0
         self._checkpoint_every = CHECKPOINT_S
+        self._lag_seen = -float("inf")  # when ``stats.lag_ms`` was last set (monotonic)
         self._statuses_saved: dict[str, str] = {}
         # Within ``handle_many``: the streams holding queued frames, in the order they first got one.
         self._batching = False
@@ -728,7 +740,7 @@ class Worker(PeriodicTasks):
     async def _read(self, client: Client, retained_status_only: bool = False) -> None:
         async for message in client.messages:
             # The backlog comes along: a worker behind handles each stream's queued frames in one call.
-            batch = [message, *await _backlog(client)]
+            batch = [message, *await _backlog(client, gather_s(self.behind_s()))]
             items = [(str(m.topic), payload_bytes(m.payload)) for m in batch]
             if retained_status_only:
                 for topic, payload in items:
@@ -737,6 +749,13 @@ class Worker(PeriodicTasks):
             self.receive_many(items)
             for m in batch:
                 client.ack(m)
+
+    def behind_s(self) -> float:
+        """How far behind its live frames the worker is: the lag of the last one handled (``_note_lag``),
+        if it was handled within the last second (old frames — a replay, a backfill — say nothing)."""
+        if time.monotonic() - self._lag_seen > 1.0:
+            return 0.0
+        return self.stats.lag_ms / 1000
 
     def receive(self, topic: str, payload: bytes) -> None:
         """One message from the MQTT subscription (``receive_many``)."""
@@ -1284,6 +1303,7 @@ class Worker(PeriodicTasks):
         if not 0 <= lag_ns < LIVE_NS:
             return
         self.stats.lag_ms = lag_ns // 1_000_000
+        self._lag_seen = time.monotonic()
         if lag_ns > LAG_WARN_NS:
             self.stats.behind += 1
             self._rlog.warning(

@@ -12,7 +12,7 @@ import pytest
 from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
 from twitchwatch.collector.mqtt import parse_mqtt_url
 from twitchwatch.processing.store.sqlite import SQLiteStore
-from twitchwatch.processing.worker import LAG_WARN_NS, Worker
+from twitchwatch.processing.worker import GATHER_MAX_S, GATHER_S, LAG_WARN_NS, Worker, gather_s
 
 
 def _frame(seq: int, end_ns: int) -> bytes:
@@ -36,3 +36,23 @@ def test_late_live_frames_are_counted_and_logged(tmp_path: Path, caplog: pytest.
         # Old data (a backfill, a replay of last month) is not live: no lag to speak of.
         worker.handle("twitchwatch/u/old/raw/emg", _frame(0, now - 3600 * 10**9))
         assert worker.stats.behind == 1
+
+
+def test_a_worker_behind_gathers_longer_batches(tmp_path: Path) -> None:
+    """How long the reader gathers a batch follows how far behind the live frames the worker is: the
+    usual 50 ms while it keeps up, a quarter of its lag when behind (each stream's detector then gets
+    several frames a call, each cheaper: how it catches up), never more than half a second; a lag seen
+    more than a second ago (since then only old frames, or none) no longer counts."""
+    assert gather_s(0.0) == GATHER_S
+    assert gather_s(0.1) == GATHER_S
+    assert gather_s(1.0) == pytest.approx(0.25)
+    assert gather_s(30.0) == GATHER_MAX_S
+    with SQLiteStore(tmp_path / "events.db") as store:
+        worker = Worker(parse_mqtt_url("mqtt://127.0.0.1:1"), store, user="+")
+        assert worker.behind_s() == 0.0
+        now = time.time_ns()
+        worker.handle("twitchwatch/u/d/raw/emg", _frame(0, now - 1_200_000_000))
+        assert 1.2 <= worker.behind_s() < 5.0
+        assert gather_s(worker.behind_s()) >= 0.3
+        worker._lag_seen -= 1.5  # a second and a half without a live frame
+        assert worker.behind_s() == 0.0
