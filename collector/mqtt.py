@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import ssl
 
     import aiomqtt
+    from paho.mqtt.client import MQTTMessageInfo
 
 from twitchwatch.errors import UserError
 
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
 
         def take_queued(self, limit: int) -> list[aiomqtt.Message]: ...
 
+        def publish_nowait(
+            self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False
+        ) -> MQTTMessageInfo: ...
+
 
 @functools.cache
 def _client_class() -> type[Client]:
@@ -89,6 +94,19 @@ def _client_class() -> type[Client]:
             while len(taken) < limit and not queue.empty():
                 taken.append(queue.get_nowait())
             return taken
+
+        def publish_nowait(
+            self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False
+        ) -> MQTTMessageInfo:
+            """Hand a message to paho and return: paho sends it and, at QoS 1, resends it until the broker
+            acknowledges it (``is_published()`` of what it returns). ``publish`` instead waits for that
+            acknowledgement, and it comes in the same TCP stream as everything the broker sends this
+            client: behind every frame still queued for a worker that has fallen behind. Raises
+            ``aiomqtt.MqttError`` when paho refuses it (not connected)."""
+            info = self._client.publish(topic, payload, qos, retain)
+            if info.rc != 0:  # paho's MQTT_ERR_SUCCESS
+                raise aiomqtt.MqttError(f"could not publish to {topic}: paho error {info.rc}")
+            return info
 
         async def __aenter__(self) -> Self:
             try:

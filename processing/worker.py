@@ -54,6 +54,8 @@ from twitchwatch.processing.timeunits import MINUTE_NS
 from twitchwatch.processing.wal import IngestJournal, JournalError, fingerprint, write_json_atomically
 
 if TYPE_CHECKING:
+    from paho.mqtt.client import MQTTMessageInfo
+
     from twitchwatch.collector.mqtt import Client
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ RATE_GRACE_NS = 5_000_000_000
 # The first stop waits at most this long for a store that does not take the last writes; what it has not
 # taken by then goes to the quarantine (or, without one, is logged as not stored).
 SHUTDOWN_WRITE_S = 30.0
+PUBLISHED_WAIT_S = 5.0  # at shutdown, for the broker to acknowledge the last event notifications
 # Vetoes are kept this long before anything the worker still holds (a minute, an event, a stream's data):
 # nothing asks about earlier time, and without pruning a months-long run would keep every walk.
 VETO_KEEP_NS = 120_000_000_000
@@ -615,7 +618,9 @@ class Worker(PeriodicTasks):
         self._prior_reads: set[asyncio.Task[None]] = set()  # owned here; _finish awaits, run() cancels
         self._felt_writes: set[asyncio.Task[None]] = set()  # likewise
         self._watermark_ns: dict[tuple[str, str], int] = {}
-        self._client: aiomqtt.Client | None = None
+        self._client: Client | None = None
+        # Events published and not yet acknowledged by the broker: waited for (a while) before stopping.
+        self._unconfirmed: list[MQTTMessageInfo] = []
         self._stop = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._rlog = RateLimitedLog(log)
@@ -788,6 +793,19 @@ class Worker(PeriodicTasks):
         await self._flush(final=True)
         async with self._flush_lock:
             self._checkpoint(force=True)
+        await self._confirm_published()
+
+    async def _confirm_published(self) -> None:
+        """Before the connection closes: the events published last (``_publish`` does not wait) reach the
+        broker, for at most ``PUBLISHED_WAIT_S`` — paho reads their acknowledgements as the loop turns."""
+        deadline = time.monotonic() + PUBLISHED_WAIT_S
+        while self._client is not None and time.monotonic() < deadline:
+            self._unconfirmed = [info for info in self._unconfirmed if not info.is_published()]
+            if not self._unconfirmed:
+                return
+            await asyncio.sleep(0.01)
+        if self._unconfirmed:
+            log.warning("%d event notifications unconfirmed at shutdown (stored)", len(self._unconfirmed))
 
     # ---- journal and checkpoints (processing/wal.py) ---------------------------------------------
     def _journal_message(self, topic: str, payload: bytes) -> None:
@@ -1803,15 +1821,21 @@ class Worker(PeriodicTasks):
         self._rates.requeue(rates)
 
     async def _publish(self, events: list[TwitchEvent]) -> None:
+        """Stored events, published for whoever listens (Home Assistant, the dashboard's live view). Not
+        awaited to the broker's acknowledgement: that comes behind every frame queued for this worker, so a
+        worker behind would hold its next store write for as long as its backlog (up to aiomqtt's 10-s
+        timeout each time); paho resends an unacknowledged one itself."""
         client = self._client
         if client is None or not events:
             return
         by_device: dict[tuple[str, str], list[dict[str, object]]] = defaultdict(list)
         for e in events:
             by_device[(e.user, e.device)].append(e.to_json_dict())
+        self._unconfirmed = [info for info in self._unconfirmed if not info.is_published()]
         try:
             for (user, device), items in by_device.items():
-                await client.publish(str(Topic(user, device, "events")), json.dumps(items), qos=1)
+                topic = str(Topic(user, device, "events"))
+                self._unconfirmed.append(client.publish_nowait(topic, json.dumps(items), qos=1))
         except aiomqtt.MqttError as exc:
             # Events are already stored; the topic is a notification, so a missed one is only logged.
             self._rlog.warning("publish", "could not publish events: %s", exc)

@@ -5,13 +5,17 @@ a device's status when it names the muscles mid-stream."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from tests.harness.mosquitto import MosquittoServer
 from tests.test_worker_device_runs import RAW, STATUS, T0, _frames, _noise, _status
-from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
 from twitchwatch.processing.store import EventQuery
 from twitchwatch.processing.store.sqlite import SQLiteStore
 from twitchwatch.processing.timeunits import MINUTE_NS
@@ -101,3 +105,53 @@ async def test_a_status_naming_the_muscles_mid_stream_moves_its_minutes_to_the_n
     assert rates["dev.emg.ch0"].monitored_s == 4.0
     assert rates["calf_left"].monitored_s == 8.0
     assert rates["calf_left"].twitches == 1
+
+
+@pytest.mark.mosquitto
+async def test_a_broker_slow_to_acknowledge_does_not_hold_back_storing(tmp_path: Path) -> None:
+    """The writer publishes what it stored on ``…/events``; the broker's acknowledgement of that comes in
+    the same TCP stream as every frame queued for the worker, so a worker behind would wait for its whole
+    backlog before its next store write (aiomqtt's publish waits up to 10 s, then gives up). Here the broker
+    is frozen (SIGSTOP) after the worker connected: the second twitch must still be stored while it is —
+    within 8 s, before aiomqtt's 10-s timeout could have freed a writer waiting for the first one's
+    acknowledgement. Thawed, the broker gets both notifications before the worker disconnects."""
+    broker = MosquittoServer.start(tmp_path / "broker")
+    store = SQLiteStore(tmp_path / "w.db")
+    worker = Worker(parse_mqtt_url(broker.url), store, user="u", flush_interval=3600, client_id="slow-ack")
+    x = _noise(12, 7)
+    for second in (3, 8):
+        x[second * 1000 : second * 1000 + 10, 0] += 150 * np.hanning(10)
+    frames = _frames(x, T0)
+    task = asyncio.create_task(worker.run())
+    frozen = False
+    try:
+        await asyncio.wait_for(worker.connected.wait(), 15)
+        os.kill(broker.process.pid, signal.SIGSTOP)
+        frozen = True
+        worker.handle(STATUS, _status("run-a"))
+        for payload in frames[:60]:  # 6 s: the first twitch, released and stored, its notification sent
+            worker.handle(RAW, payload)
+            await asyncio.sleep(0)
+        await _until(lambda: len(store.events(EventQuery(user="u"))) == 1, "the first twitch stored")
+        for payload in frames[60:]:
+            worker.handle(RAW, payload)
+            await asyncio.sleep(0)
+
+        async def second_stored() -> None:
+            while len(store.events(EventQuery(user="u"))) < 2:  # noqa: ASYNC110 - another task writes
+                await asyncio.sleep(0.01)
+
+        try:
+            await asyncio.wait_for(second_stored(), 8)
+        except TimeoutError:
+            raise AssertionError("the second twitch waited for the broker's acknowledgement") from None
+        os.kill(broker.process.pid, signal.SIGCONT)
+        frozen = False
+    finally:
+        if frozen:
+            os.kill(broker.process.pid, signal.SIGCONT)
+        worker.stop()
+        await task
+        broker.stop()
+    assert worker._unconfirmed == [], "both notifications reached the broker before the worker stopped"
+    store.close()
