@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from twitchwatch.errors import TwitchwatchError
+
 MAX_REMAINING_LENGTH = 268_435_455  # four bytes of 7 bits: the most a packet may carry (MQTT 3.1.1 §2.2.3)
 MAX_PACKET_ID = 65_535
 
@@ -39,7 +41,7 @@ CONNACK_CODES = {
 }
 
 
-class MqttWireError(Exception):
+class MqttWireError(TwitchwatchError):
     """The broker broke the protocol, closed the connection, or did not acknowledge in time."""
 
 
