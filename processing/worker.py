@@ -800,12 +800,16 @@ class Worker(PeriodicTasks):
         broker, for at most ``PUBLISHED_WAIT_S`` — paho reads their acknowledgements as the loop turns."""
         deadline = time.monotonic() + PUBLISHED_WAIT_S
         while self._client is not None and time.monotonic() < deadline:
-            self._unconfirmed = [info for info in self._unconfirmed if not info.is_published()]
-            if not self._unconfirmed:
+            if not self._still_unconfirmed():
                 return
             await asyncio.sleep(0.01)
         if self._unconfirmed:
             log.warning("%d event notifications unconfirmed at shutdown (stored)", len(self._unconfirmed))
+
+    def _still_unconfirmed(self) -> list[MQTTMessageInfo]:
+        """The published events the broker has not acknowledged yet (the others are forgotten)."""
+        self._unconfirmed = [info for info in self._unconfirmed if not info.is_published()]
+        return self._unconfirmed
 
     # ---- journal and checkpoints (processing/wal.py) ---------------------------------------------
     def _journal_message(self, topic: str, payload: bytes) -> None:
@@ -1731,7 +1735,7 @@ class Worker(PeriodicTasks):
                 del self._pending[: len(events)]
                 self.stats.events_stored += len(events) - refused[0]
                 self.stats.rates_stored += len(done) - refused[1]
-                await self._publish(events)
+                self._publish(events)
 
     def _write(
         self, events: list[TwitchEvent], done: list[MinuteRate], running: list[MinuteRate]
@@ -1820,7 +1824,7 @@ class Worker(PeriodicTasks):
     def _requeue(self, rates: list[MinuteRate]) -> None:
         self._rates.requeue(rates)
 
-    async def _publish(self, events: list[TwitchEvent]) -> None:
+    def _publish(self, events: list[TwitchEvent]) -> None:
         """Stored events, published for whoever listens (Home Assistant, the dashboard's live view). Not
         awaited to the broker's acknowledgement: that comes behind every frame queued for this worker, so a
         worker behind would hold its next store write for as long as its backlog (up to aiomqtt's 10-s
@@ -1831,7 +1835,7 @@ class Worker(PeriodicTasks):
         by_device: dict[tuple[str, str], list[dict[str, object]]] = defaultdict(list)
         for e in events:
             by_device[(e.user, e.device)].append(e.to_json_dict())
-        self._unconfirmed = [info for info in self._unconfirmed if not info.is_published()]
+        self._still_unconfirmed()
         try:
             for (user, device), items in by_device.items():
                 topic = str(Topic(user, device, "events"))
