@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import unquote, urlsplit
@@ -43,6 +45,64 @@ def _closing_socket_class() -> type[ssl.SSLSocket]:
     return _ClosingSSLSocket
 
 
+# One read from the kernel takes what the socket holds, up to this: a worker's backlog of frames (~100-byte
+# PUBLISH packets) comes in hundreds a read instead of three reads each (``ReadAheadSocket``).
+READ_AHEAD_BYTES = 256 * 1024
+
+
+class ReadAheadSocket:
+    """A plain TCP socket for paho whose reads come from one large ``recv`` kept in memory.
+
+    paho reads a packet in three or four ``recv`` calls (its first byte, its length bytes, the rest), and
+    aiomqtt asks it for one packet each time the event loop finds the socket readable: a worker taking
+    thousands of frames a second spent a fifth of its time there, in system calls and event-loop turns
+    (py-spy, ``docs/benchmarks.md``). Served from memory, the packets need no system call, and
+    ``pending()`` — the bytes read ahead and not yet taken — is what aiomqtt already asks a TLS socket for
+    (its read-ahead is OpenSSL's): while some remain it reads the next packet in the same turn. One turn
+    takes at most ``READ_AHEAD_BYTES`` before the loop runs anything else.
+
+    Everything else (``send``, ``fileno``, ``setblocking``, ``close``) is the socket's own. A read that
+    finds nothing in memory is the socket's: ``BlockingIOError`` when the kernel has nothing, ``b""`` at
+    the end of the stream, as paho expects of a socket."""
+
+    def __init__(self, sock: socket.socket, size: int = READ_AHEAD_BYTES) -> None:
+        self.sock = sock
+        self._size = size
+        self._buf = b""
+        self._pos = 0
+        self.reads = 0  # from the kernel
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data = self.sock.recv(max(bufsize, self._size))
+            self.reads += 1
+            if len(data) <= bufsize:  # nothing left over to keep (the end of the stream is b"")
+                self._buf, self._pos = b"", 0
+                return data
+            self._buf, self._pos = data, 0
+        start = self._pos
+        self._pos = min(start + bufsize, len(self._buf))
+        return self._buf[start : self._pos]
+
+    def pending(self) -> int:
+        """Bytes read from the kernel and not yet taken."""
+        return len(self._buf) - self._pos
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def _read_ahead(create: Callable[[], Any]) -> Callable[[], Any]:
+    """paho's socket factory, with a plain TCP socket wrapped in ``ReadAheadSocket`` (a TLS socket has
+    OpenSSL's read-ahead, a websocket paho's own wrapper: those stay as they are)."""
+
+    def create_read_ahead() -> Any:
+        sock = create()
+        return ReadAheadSocket(sock) if type(sock) is socket.socket else sock
+
+    return create_read_ahead
+
+
 if TYPE_CHECKING:
 
     class Client(aiomqtt.Client):
@@ -79,6 +139,10 @@ def _client_class() -> type[Client]:
             self.manual_ack = manual_ack
             # aiomqtt does not pass paho's manual_ack through; paho's own switch does it.
             self._client.manual_ack_set(manual_ack)
+            # paho makes its socket with this on every (re)connect; tests/test_mqtt_read_ahead.py fails if
+            # a paho release renames it.
+            paho = self._client
+            paho._create_socket = _read_ahead(paho._create_socket)  # type: ignore[method-assign]
 
         def ack(self, message: aiomqtt.Message) -> None:
             """Acknowledge a message received with ``manual_ack`` (nothing to do for QoS 0 or without it)."""
