@@ -752,8 +752,7 @@ class Worker(PeriodicTasks):
                     self._adopt_status(topic, payload)
                 continue
             self.receive_many(items)
-            for m in batch:
-                client.ack(m)
+            client.ack_many(batch)
 
     def behind_s(self) -> float:
         """How far behind its live frames the worker is: the lag of the last one handled (``_note_lag``),
