@@ -207,7 +207,7 @@ class WorkerStats:
     events_already_stored: int = 0  # events found again in redelivered frames and found in the store
     journal_replayed: int = 0  # messages journaled by a killed predecessor, processed again at start
     frames_held: int = 0  # frames that waited for their device's status
-    journal_errors: int = 0  # journal appends or checkpoints that failed (processing/wal.py)
+    journal_errors: int = 0  # messages not journaled, and checkpoints that failed (processing/wal.py)
     # Messages dropped at the edge, per reason kind (collector/limits.py): ``frame.rate``,
     # ``status.json_depth``…
     # ``internal`` counts messages whose handling raised anything else (a bug: logged with its traceback).
@@ -769,14 +769,14 @@ class Worker(PeriodicTasks):
         """Messages from the MQTT subscription, in arrival order: journaled, then handled as one batch;
         acknowledged by the caller. A felt mark is journaled with the time it arrived, so that replayed it
         is stored as it would be."""
-        items: list[tuple[str, bytes, bool]] = []
+        kept: list[tuple[str, bytes]] = []
         for topic, payload in messages:
             # A frame's topic, parsed before, is not split again on this per-message path.
             if topic not in self._topics and _felt_user_or_none(topic) is not None:
                 payload = with_arrival_time(payload, time.time_ns())
-            self._journal_message(topic, payload)
-            items.append((topic, payload, False))
-        self.handle_many(items)
+            kept.append((topic, payload))
+        self._journal_messages(kept)
+        self.handle_many([(topic, payload, False) for topic, payload in kept])
 
     async def _finish(self) -> None:
         self._release_held(everything=True)
@@ -811,15 +811,15 @@ class Worker(PeriodicTasks):
         return self._unconfirmed
 
     # ---- journal and checkpoints (processing/wal.py) ---------------------------------------------
-    def _journal_message(self, topic: str, payload: bytes) -> None:
-        """Journal a message before it is handled and acknowledged. A journal that cannot be written (disk
-        full) must not stop the worker: the message is handled as without one, and that is said loudly."""
-        if self._journal is None:
+    def _journal_messages(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Journal messages before they are handled and acknowledged. A journal that cannot be written (disk
+        full) must not stop the worker: they are handled as without one, and that is said loudly."""
+        if self._journal is None or not messages:
             return
         try:
-            self._journal.append(topic, payload)
+            self._journal.append_many(messages)
         except OSError as exc:
-            self.stats.journal_errors += 1
+            self.stats.journal_errors += len(messages)
             self._rlog.warning(
                 "journal",
                 "cannot journal a message (%s): until this is fixed, a worker killed now loses what it has "

@@ -189,11 +189,18 @@ def _journal(directory: Path, fingerprint: str = "v1") -> IngestJournal:
     return IngestJournal(directory, fingerprint)
 
 
-def test_a_torn_last_record_is_cut_off(tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_write", [False, True])
+def test_a_torn_last_record_is_cut_off(tmp_path: Path, one_write: bool) -> None:
+    """Whether appended one by one or as a batch in one write (``append_many``), the same bytes."""
     journal = _journal(tmp_path)
     assert journal.open().records == []
-    for i in range(3):
-        journal.append(f"t/{i}", bytes([i]) * 100)
+    records = [(f"t/{i}", bytes([i]) * 100) for i in range(3)]
+    if one_write:
+        journal.append_many(records)
+    else:
+        for topic, payload in records:
+            journal.append(topic, payload)
+    assert journal.position == 3
     journal.close()
     (segment,) = tmp_path.glob("journal-*.log")
     data = segment.read_bytes()
@@ -248,9 +255,8 @@ def test_a_journal_on_a_full_disk_does_not_stop_the_worker(tmp_path: Path) -> No
     os.close(journal._fd)
     journal._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC, as on a full disk
     messages = _messages(3)
-    for topic, payload in messages:
-        worker._journal_message(topic, payload)
-        worker.handle(topic, payload)
+    worker.receive_many(messages[:5])  # journaled as one batch
+    worker.receive_many(messages[5:])
     assert worker.stats.journal_errors == len(messages)
     assert worker.stats.frames == len(messages) - 2  # every frame handled all the same
     journal.close()
