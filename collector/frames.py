@@ -215,7 +215,34 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
         raise FrameError(
             "non-finite float sample", HEADER_SIZE + bad * sample_type.dtype.itemsize, "frame.nonfinite"
         )
-    return Frame(stream_id, sequence, t0_ns, float(rate), float(scale), unit, sample_type, raw)
+    return _checked_frame(stream_id, sequence, t0_ns, float(rate), float(scale), unit, sample_type, raw)
+
+
+def _checked_frame(
+    stream_id: int,
+    sequence: int,
+    t0_ns: int,
+    rate: float,
+    scale: float,
+    unit: Unit,
+    sample_type: SampleType,
+    raw: npt.NDArray[np.generic],
+) -> Frame:
+    """A frame whose fields ``decode`` has checked already (the header's field widths bound the ids, the
+    rest it tested): built without ``Frame.__post_init__`` checking them again, for every frame a worker
+    takes."""
+    frame = Frame.__new__(Frame)
+    frame.__dict__.update(
+        stream_id=stream_id,
+        sequence=sequence,
+        t0_ns=t0_ns,
+        sample_rate=rate,
+        scale=scale,
+        unit=unit,
+        sample_type=sample_type,
+        raw=raw,
+    )
+    return frame
 
 
 def wire_bytes_per_value(samples: int, channels: int, sample_type: SampleType = SampleType.INT16) -> float:

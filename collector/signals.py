@@ -67,9 +67,15 @@ DIMENSIONS: Final[dict[str, tuple[StreamKind, float]]] = {
 }
 
 
+# Wire unit → kind, the first kind of each unit (asked for every frame a worker takes).
+_KIND_OF_UNIT: Final[dict[Unit, StreamKind]] = {
+    info.unit: k for k, info in reversed(KINDS.items()) if info.unit is not Unit.UNITLESS
+}
+
+
 def kind_of_unit(unit: Unit) -> StreamKind | None:
     """The signal kind a wire unit means; None for a unitless stream (device counts or a quaternion)."""
-    return next((k for k, info in KINDS.items() if info.unit is unit and unit is not Unit.UNITLESS), None)
+    return _KIND_OF_UNIT.get(unit)
 
 
 def stream_kind(name: str) -> StreamKind | None:
