@@ -260,9 +260,9 @@ class AmqpSource:
         await channel.basic_qos(prefetch_count=self.prefetch)
         pending = _Outstanding()
 
-        # Deliveries are handled in batches (``Worker.handle_many``): those that arrive while the loop turns
-        # (``gather_backlog``), at most BATCH_MAX. A worker behind gets many at once and handles each
-        # stream's frames of them in one detector call; one that keeps up gets batches of one or two.
+        # Deliveries are handled in batches (``Worker.handle_many``): those that arrive while it gathers
+        # (``gather_backlog``: 20 ms, longer when behind), at most BATCH_MAX. A worker behind gets many at
+        # once and handles each stream's frames of them in one detector call.
         batch: list[tuple[int, str, bytes, bool]] = []
         gathering: set[asyncio.Task[None]] = set()  # owned here: cancelled at the end, then run_batch
 

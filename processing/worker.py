@@ -94,14 +94,15 @@ BATCH_MAX = 4096
 # ... gathered for this long first (``gather_backlog``), unless nothing comes for GATHER_IDLE_S: the latency
 # a batch may add. A worker that keeps up pays per batch far more than per frame (waking the reader, the
 # journal write, the acknowledgements, releasing events, the writer's round): gathering 20 ms rather than
-# taking each frame alone cut its CPU at a tenth of its capacity from 0.77 to 0.30 of a core, and at half
-# of it the latency too (p99 to stored 726 → 439 ms), as the writer no longer waits behind one-frame batches.
+# taking each frame alone cut its CPU at a seventh of its capacity from 0.77 to 0.38 of a core, and at half
+# of it the latency too (p99 to stored 596 → 474 ms), as the writer no longer waits behind one-frame batches
+# (docs/benchmarks.md, "Batches for a worker that keeps up").
 GATHER_S = 0.02
 # Nothing new for this long ends the gathering early: a trickle of frames is not held back, and a broker
 # that stops sending until it has acknowledgements (its in-flight window) is not waited on for long.
 GATHER_IDLE_S = 0.002
 # A worker already behind gathers longer: a quarter of how far behind it is, up to GATHER_MAX_S. Gathering
-# 50 ms of 300 streams' frames gives each stream's detector one or two frames a call; 250 ms gives it five,
+# 20-50 ms of 300 streams' frames gives each stream's detector one or two frames a call; 250 ms gives it five,
 # each costing half as much — the latency it adds is a fraction of what the backlog already holds, and the
 # cheaper frames are how the worker catches up instead of falling further behind.
 GATHER_BEHIND = 0.25
@@ -1016,7 +1017,7 @@ class Worker(PeriodicTasks):
         """Messages (topic, payload, redelivered) in arrival order, each as ``handle`` would, with one
         difference in cost only: a stream's frames in the batch go through its detector in one call, at
         the end of the batch, and the rest gate, fusion and the writer hear of them once. A worker that has
-        fallen behind takes its backlog this way and catches up; one that keeps up gets batches of one.
+        fallen behind takes its backlog this way and catches up; one that keeps up, 20 ms of frames at a time.
 
         The events are the same: a detector's events do not depend on how its samples are chunked
         (tests/test_detector_chunking.py), and everything that could see a stream's state between two

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.mosquitto
 
 USER = "rest"
 T0 = 1_700_000_000_000_000_000 // 60_000_000_000 * 60_000_000_000  # a minute start
+LIVE_GAP_S = 0.05  # between frames published ``live``: longer than the worker gathers a batch (GATHER_S)
 S = 1_000_000_000
 SECONDS = 150.0
 GUARDS = GateParams()  # the worker's defaults
@@ -106,9 +107,13 @@ async def run_worker(
     devices: dict[str, tuple[list[Stream], dict[str, str]]],
     client_id: str,
     segment_map: Callable[[str], str | None] | None = None,
+    live: tuple[float, float] | None = None,
 ) -> Worker:
     """Publish the devices' statuses and frames (in time order, as they would arrive) into the broker
-    while the worker runs; stop it cleanly once it has processed them all."""
+    while the worker runs; stop it cleanly once it has processed them all. Published as fast as the broker
+    takes them, the worker gets many frames a batch (as when it replays a backlog); ``live``: the frames
+    between these two times (s) come one batch each, spaced as a wearable's frames reach a worker that
+    keeps up — each alone through the detector, the gate and the writer."""
     worker = Worker(
         target, store, user=USER, client_id=client_id, flush_interval=0.2, segment_map=segment_map
     )
@@ -118,8 +123,10 @@ async def run_worker(
     async with target.client() as client:
         for device, (streams, muscles) in devices.items():
             await client.publish(f"twitchwatch/{USER}/{device}/status", status(streams, muscles), qos=1)
-        for _, topic, payload in frames:
+        for t, topic, payload in frames:
             await client.publish(topic, payload, qos=1)
+            if live is not None and live[0] <= (t - T0) / S <= live[1]:
+                await asyncio.sleep(LIVE_GAP_S)
     await until(lambda: worker.stats.frames >= len(frames), 120)
     worker.stop()
     await asyncio.wait_for(task, 60)
@@ -290,7 +297,15 @@ async def test_a_twitch_right_before_its_muscles_contraction_is_rewritten_and_ne
     first_unit = contraction[0] - 0.5
     add_potential(emg.x[:, 0], emg.fs, first_unit, 60.0)
     target = parse_mqtt_url(mosquitto.url)
-    worker = await run_worker(target, store, {"arm": ([emg], {"emg": "biceps_left"})}, "rest-retract")
+    # Frames as they come live around the potential and the contraction's start: the potential is judged
+    # (provisionally) before the frames that show the contraction are in.
+    worker = await run_worker(
+        target,
+        store,
+        {"arm": ([emg], {"emg": "biceps_left"})},
+        "rest-retract",
+        live=(first_unit - 1.0, contraction[0] + 2.0),
+    )
     kinds = (*TWITCH_KINDS, EventKind.DURING_MOVEMENT)
     events = store.events(EventQuery(user=USER, muscle="biceps_left", kinds=kinds))
     at = [e for e in events if abs((e.start_ns - T0) / S - first_unit) < 0.05]
