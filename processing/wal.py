@@ -212,7 +212,8 @@ class IngestJournal:
     def append_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """Journal messages (topic, payload) in order, in one write: a batch costs one system call, not one
         per frame. Once this returns, they survive the process being killed; killed during it, the
-        records written whole are kept and a torn one ends the journal (none was acknowledged yet)."""
+        records written whole are kept and a torn one ends the journal (none was acknowledged yet). A write
+        that fails (``OSError``: a full disk) leaves none of them."""
         if self._fd is None:
             raise JournalError("journal is not open")
         out = bytearray()
@@ -221,10 +222,18 @@ class IngestJournal:
             body = name + payload
             out += _RECORD.pack(len(payload), zlib.crc32(body), len(name))
             out += body
+        start = os.fstat(self._fd).st_size
         view = memoryview(out)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            # A write cut short (a full disk) would leave a torn record, and the journal ends at the first
+            # one: every record appended after it would be lost to a restart. The batch goes, whole.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
         self.position += len(messages)
 
     def checkpoint(self, state: object) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -210,6 +212,44 @@ def test_a_torn_last_record_is_cut_off(tmp_path: Path, one_write: bool) -> None:
     again.append("t/3", b"x")
     again.close()
     assert [r.topic for r in _journal(tmp_path).open().records] == ["t/0", "t/1", "t/3"]
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from twitchwatch.processing.wal import IngestJournal
+
+directory = Path(sys.argv[1])
+journal = IngestJournal(directory, "v1")
+journal.open()
+journal.append_many([("t/0", b"a" * 100)])
+(segment,) = directory.glob("journal-*.log")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (segment.stat().st_size + 1000, resource.RLIM_INFINITY))
+try:
+    journal.append_many([(f"t/big{i}", b"b" * 100) for i in range(20)])  # ~2.2 kB: cut at 1 kB
+except OSError as exc:
+    print("refused", exc.errno)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+journal.append_many([("t/1", b"c" * 100)])
+journal.close()
+"""
+
+
+def test_a_batch_the_disk_cuts_short_leaves_no_torn_record(tmp_path: Path) -> None:
+    """A full disk mid-batch (here a file-size limit: the kernel writes what fits, then refuses) must not
+    leave a torn record: the journal ends at the first one, and what the worker appended after it would be
+    lost to a restart. The batch goes whole; the next one is kept."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused"), done.stdout
+    assert [r.topic for r in _journal(tmp_path).open().records] == ["t/0", "t/1"]
 
 
 def test_a_checkpoint_drops_what_it_covers(tmp_path: Path) -> None:
