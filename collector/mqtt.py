@@ -111,6 +111,7 @@ if TYPE_CHECKING:
         """What ``_client_class`` builds, for type checking (the class itself is built on first use)."""
 
         manual_ack: bool
+        _queue_packet: Callable[..., object] | None
 
         def __init__(self, *args: Any, manual_ack: bool = False, **kwargs: Any) -> None: ...
 
@@ -159,11 +160,15 @@ def _client_class() -> type[Client]:
             self.manual_ack = manual_ack
             # aiomqtt does not pass paho's manual_ack through; paho's own switch does it.
             self._client.manual_ack_set(manual_ack)
-            # paho makes its socket with this on every (re)connect; tests/test_mqtt_reader.py fails if
-            # a paho release renames it.
+            # Three of paho's internals, each used only where it is what paho 2.0-2.2 has: a release that
+            # changes one costs speed, not a client that cannot start (tests/test_mqtt_reader.py fails).
             paho = self._client
-            paho._create_socket = _read_ahead(paho._create_socket)  # type: ignore[method-assign]
-            paho._on_message_filtered = _Filters()  # type: ignore[no-untyped-call]
+            create = getattr(paho, "_create_socket", None)
+            if callable(create):  # paho makes its socket with this on every (re)connect
+                paho._create_socket = _read_ahead(create)  # type: ignore[method-assign]
+            if type(getattr(paho, "_on_message_filtered", None)) is MQTTMatcher:
+                paho._on_message_filtered = _Filters()  # type: ignore[no-untyped-call]
+            self._queue_packet: Callable[..., object] | None = getattr(paho, "_packet_queue", None)
 
         def ack(self, message: aiomqtt.Message) -> None:
             """Acknowledge a message received with ``manual_ack`` (nothing to do for QoS 0 or without it)."""
@@ -180,9 +185,13 @@ def _client_class() -> type[Client]:
                     self.ack(m)
                 return
             mids = [m.mid for m in messages if m.qos == 1]
-            if mids:  # PUBACK: 0x40, remaining length 2, the packet id; one big-endian word each
+            queue = self._queue_packet
+            if queue is None:  # a paho without it: one by one
+                for mid in mids:
+                    self._client.ack(mid, 1)
+            elif mids:  # PUBACK: 0x40, remaining length 2, the packet id; one big-endian word each
                 acks = struct.pack(f"!{len(mids)}I", *(_PUBACK_WORD | mid for mid in mids))
-                self._client._packet_queue(_PUBACK, acks, 0, 1)
+                queue(_PUBACK, acks, 0, 1)
 
         def take_queued(self, limit: int) -> list[aiomqtt.Message]:
             """Up to ``limit`` messages already received, without waiting. The worker takes its backlog

@@ -183,8 +183,13 @@ def test_ack_many_acknowledges_exactly_what_it_is_given(mosquitto: MosquittoServ
 
 
 async def _filters() -> None:
-    paho = parse_mqtt_url("mqtt://127.0.0.1:1").client("filters")._client
+    client = parse_mqtt_url("mqtt://127.0.0.1:1").client("filters")
+    paho = client._client
     matcher = paho._on_message_filtered
+    # The paho internals the client uses are there (without them it falls back to paho's slower ways).
+    assert type(matcher).__name__ == "_Filters"
+    assert client._queue_packet is not None
+    assert paho._create_socket.__name__ == "create_read_ahead"
     assert list(matcher.iter_match("a/b")) == []  # type: ignore[no-untyped-call]  # none: skipped
 
     def callback(*_: object) -> None:
