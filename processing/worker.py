@@ -161,9 +161,9 @@ async def gather_backlog(size: Callable[[], int], limit: int, seconds: float = G
     count, last = size(), loop.time()
     while count < limit:
         await asyncio.sleep(GATHER_IDLE_S / 2)
-        now = loop.time()
-        if size() != count:
-            count, last = size(), now
+        now, n = loop.time(), size()
+        if n != count:
+            count, last = n, now
         elif now - last >= GATHER_IDLE_S:
             return
         if now >= deadline:
