@@ -159,6 +159,7 @@ class LiveFeed:
         self._client.reconnect_delay_set(1, 30)
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._started = False
@@ -206,8 +207,18 @@ class LiveFeed:
         if reason.is_failure:
             self._set_state("unreachable", f"the broker refused the connection: {reason}")
             return
-        self._set_state("connected", "")
+        # "connected" once the broker has the subscriptions (SUBACK): before that a frame published
+        # elsewhere would not reach the feed, and silence is judged from ``listening_since_ns``.
         client.subscribe([(raw_filter(self._user), 0), (status_filter(self._user), 0)])
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: list[ReasonCode], _props: Any
+    ) -> None:
+        refused = [r for r in reasons if r.is_failure]
+        if refused:  # an ACL that denies this user's topics: say so rather than wait for data in silence
+            self._set_state("unreachable", f"the broker refused the subscription: {refused[0]}")
+            return
+        self._set_state("connected", "")
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
         # paho does not pass the reason; with TLS an untrusted certificate is the usual one.

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.harness import free_port
 from tests.harness.dashboard import NS, USER, MqttSender
@@ -93,3 +95,16 @@ def test_without_a_broker_it_says_why_and_keeps_trying() -> None:
         assert snap.listening_since_ns == 0
     finally:
         feed.stop()
+
+
+def test_a_subscription_the_broker_refuses_is_said() -> None:
+    """MQTT 3.1.1 brokers (Mosquitto's ACLs among them) grant a denied subscription and deliver nothing, so
+    no harness broker refuses one; paho's SUBACK callback is called here as its network thread would."""
+    feed = LiveFeed(parse_mqtt_url(f"mqtt://127.0.0.1:{free_port()}"), USER)
+    feed._on_subscribe(feed._client, None, 1, [ReasonCode(PacketTypes.SUBACK, identifier=0)] * 2, None)
+    assert feed.snapshot().state == "connected"
+    refused = [ReasonCode(PacketTypes.SUBACK, identifier=0), ReasonCode(PacketTypes.SUBACK, identifier=0x80)]
+    feed._on_subscribe(feed._client, None, 2, refused, None)
+    snap = feed.snapshot()
+    assert snap.state == "unreachable"
+    assert "refused the subscription" in snap.problem
