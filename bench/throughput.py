@@ -30,6 +30,7 @@ import bisect
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sqlite3
 import struct
@@ -153,12 +154,22 @@ def _wearables(streams: int, users: int, lanes: int) -> list[Wearable]:
     return out
 
 
+SIGNALS = ("emg", "emg8", "acc", "acc50")
+FRAME_SPAN_S = 0.05  # the collector's default ``[collect] frame_span``
+
+
 def _spec(signal: str) -> SignalSpec:
+    """``emg``: 1-kHz single-channel EMG; ``emg8``: 8-channel wearables; ``acc``: 3-axis accelerometers at
+    100 Hz; ``acc50``: at 50 Hz, as the issue's targets name them."""
+    if signal == "acc50":
+        return spec_for("acc", 50.0)
     return spec_for(signal.removesuffix("8"))  # type: ignore[arg-type]
 
 
-def _chunk(signal: str) -> int:
-    return 5 if signal == "acc" else 50  # 50-ms frames: EMG at 1 kHz, the accelerometer at 100 Hz
+def _chunk(signal: str, span_s: float = FRAME_SPAN_S) -> int:
+    """Samples a frame: as many as the collector's coalescing puts in ``span_s`` (a frame never spans more:
+    50 ms is 50 samples at 1 kHz, 5 at 100 Hz, 2 at 50 Hz), at least one."""
+    return max(1, math.floor(span_s * _spec(signal).sample_rate + 1e-9))
 
 
 def _lanes(signal: str) -> int:
@@ -173,10 +184,12 @@ def status_message(w: Wearable, signal: str, session: str, state: str = "online"
     return str(Topic(w.user, w.device, "status")), status.to_json()
 
 
-def wearable_frames(w: Wearable, signal: str, start_ns: int, seconds: float) -> tuple[str, list[bytes]]:
+def wearable_frames(
+    w: Wearable, signal: str, start_ns: int, seconds: float, span_s: float = FRAME_SPAN_S
+) -> tuple[str, list[bytes]]:
     """The raw topic of a wearable and its encoded frames over ``seconds`` from ``start_ns``, 6 twitches a
     minute per muscle (collector/synth.py); frame k covers [start + k·d, start + (k+1)·d)."""
-    spec, chunk = _spec(signal), _chunk(signal)
+    spec, chunk = _spec(signal), _chunk(signal, span_s)
     gens = [
         MuscleSegment(m, spec, start_ns, seconds, 6.0, seed=s)
         for m, s in zip(w.muscles, w.seeds, strict=True)
@@ -191,7 +204,15 @@ def wearable_frames(w: Wearable, signal: str, start_ns: int, seconds: float) -> 
 
 
 def publish_main(
-    url: str, streams: int, users: int, seconds: float, signal: str, part: int, parts: int, paho: bool = False
+    url: str,
+    streams: int,
+    users: int,
+    seconds: float,
+    signal: str,
+    part: int,
+    parts: int,
+    paho: bool = False,
+    span_s: float = FRAME_SPAN_S,
 ) -> None:
     """One publisher process, ``part`` of ``parts``: the wearables ``w`` with ``w mod parts == part``.
 
@@ -205,13 +226,13 @@ def publish_main(
     target = parse_mqtt_url(url)
     mine = _wearables(streams, users, _lanes(signal))[part::parts]
     spec = _spec(signal)
-    frame_ns = round(_chunk(signal) * 1e9 / spec.sample_rate)
+    frame_ns = round(_chunk(signal, span_s) * 1e9 / spec.sample_rate)
     session = f"bench{part}-{os.getpid()}"
     origin = time.time_ns()
     timeline: list[tuple[int, str, bytearray]] = []
     for i, w in enumerate(mine):
         phase = (i * parts + part) * frame_ns // max(streams, 1)
-        topic, frames = wearable_frames(w, signal, origin + phase, seconds)
+        topic, frames = wearable_frames(w, signal, origin + phase, seconds, span_s)
         timeline += [(origin + phase + (k + 1) * frame_ns, topic, bytearray(f)) for k, f in enumerate(frames)]
     timeline.sort(key=lambda item: item[0])
     online = [status_message(w, signal, session) for w in mine]
@@ -390,6 +411,7 @@ def run_path(
     publishers: int,
     profile_dir: Path | None = None,
     paho_publisher: bool = False,
+    span_s: float = FRAME_SPAN_S,
 ) -> Result:
     """One row; ``profile_dir``: each worker runs under cProfile (its event loop's thread), the profile
     written there when it stops; ``paho_publisher``: the publishers publish with paho-mqtt."""
@@ -438,7 +460,7 @@ def run_path(
         pubs = [
             subprocess.Popen(
                 [sys.executable, "-m", "bench.throughput", "--publish", mqtt_url]
-                + [str(a) for a in (streams, users, seconds, signal, part, publishers)]
+                + [str(a) for a in (streams, users, seconds, signal, part, publishers, span_s)]
                 + (["--paho"] if paho_publisher else []),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -516,6 +538,7 @@ def profile_worker(
     top: int = 14,
     sort: str = "tottime",
     backlogs: Sequence[int] = (0, 1, 2, 4),
+    span_s: float = FRAME_SPAN_S,
 ) -> None:
     """The worker's own CPU per frame, without broker or network: the frames ``streams`` wearables send over
     ``seconds`` (made first, not measured), handed to the worker in arrival order (a SQLite store in a
@@ -536,7 +559,7 @@ def profile_worker(
     wearables = _wearables(streams, 1, lanes)
     start_ns = time.time_ns() - 3600 * 10**9  # an hour ago: not live, so no lag warnings
     statuses = [status_message(w, signal, "s1") for w in wearables]
-    made = [wearable_frames(w, signal, start_ns, seconds) for w in wearables]
+    made = [wearable_frames(w, signal, start_ns, seconds, span_s) for w in wearables]
     messages = list(statuses)
     for k in range(len(made[0][1])):  # in arrival order: every wearable's frame k, then k + 1
         messages += [(topic, frames[k]) for topic, frames in made]
@@ -583,7 +606,7 @@ def profile_worker(
     per_stream = len(made[0][1])
     spec = _spec(signal)
     # The accelerometer's engine takes its axes together as one lane: it has no lanes to batch streams into.
-    batchable = signal != "acc"
+    batchable = not signal.startswith("acc")
     for label, batched in (("one detector per stream", False), ("all streams as lanes of one", True)):
         if batched and not batchable:
             continue
@@ -613,15 +636,30 @@ def profile_worker(
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--publish"]:
-        url, streams, users, seconds, signal, part, parts, *paho = argv[1:]
+        url, streams, users, seconds, signal, part, parts, span, *paho = argv[1:]
         publish_main(
-            url, int(streams), int(users), float(seconds), signal, int(part), int(parts), paho == ["--paho"]
+            url,
+            int(streams),
+            int(users),
+            float(seconds),
+            signal,
+            int(part),
+            int(parts),
+            paho == ["--paho"],
+            float(span),
         )
         return
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
     parser.add_argument("--streams", type=int, nargs="+", default=[48, 96])
     parser.add_argument("--seconds", type=float, default=40.0)
-    parser.add_argument("--signal", choices=["emg", "acc", "emg8"], default="emg")
+    parser.add_argument("--signal", choices=SIGNALS, default="emg", help="acc: 100 Hz; acc50: 50 Hz")
+    parser.add_argument(
+        "--frame-span",
+        type=float,
+        default=FRAME_SPAN_S,
+        metavar="S",
+        help="seconds of signal a frame spans at most, as the collector's [collect] frame_span",
+    )
     parser.add_argument("--paths", nargs="+", default=["mosquitto", "rabbit1", "rabbit2"])
     parser.add_argument(
         "--publishers", type=int, default=2, help="publisher processes (frames made beforehand)"
@@ -649,11 +687,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.profile:
-        profile_worker(args.streams[0], args.seconds, args.signal, args.top, args.sort, args.backlogs)
+        profile_worker(
+            args.streams[0], args.seconds, args.signal, args.top, args.sort, args.backlogs, args.frame_span
+        )
         return
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
-        f"{args.signal}, {args.seconds:.0f} s per run"
+        f"{args.signal} in frames of {_chunk(args.signal, args.frame_span)} samples, "
+        f"{args.seconds:.0f} s per run"
     )
     print(HEADER)
     with tempfile.TemporaryDirectory(prefix="twitchwatch-throughput-") as tmp:
@@ -668,6 +709,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     args.publishers,
                     args.profile_workers,
                     args.paho_publisher,
+                    args.frame_span,
                 )
                 print(result.row(), flush=True)
 
