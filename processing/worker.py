@@ -125,6 +125,9 @@ LEAD_NS = 3_000_000_000
 # worker is falling behind (a wearable buffers a few hundred ms at most; the gate holds events 2 s anyway).
 LIVE_NS = 600_000_000_000
 LAG_WARN_NS = 5_000_000_000
+# The ingest clock (``end_idle``) runs with the wall clock while frames arrive; a pause in which none arrive
+# at all (a broker restarting, this worker stopped or starved, its connection down) counts this much at most.
+INGEST_PAUSE_NS = 1_000_000_000
 
 MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
 StreamKey = tuple[str, str, str]  # (user, device, stream)
@@ -255,7 +258,7 @@ class _Stream:
     last_seq: int
     next_t_ns: int
     ended: bool = False  # its detector finished (device offline): kept only to tell gaps and duplicates
-    last_wall_ns: int = 0  # when its latest frame arrived (an idle stream is ended, see end_idle)
+    last_ingest_ns: int = 0  # the ingest clock when its latest frame arrived (``Worker.end_idle``)
     rate_keys: list[RateKey] | None = None  # per lane, from the device's status (Worker._rate_keys)
     # Within a batch (``Worker.handle_many``): frames accepted, their detection deferred to the batch's end,
     # and the end of the last of them.
@@ -650,6 +653,8 @@ class Worker(PeriodicTasks):
         self._counted_keys: dict[tuple[str, str, str, str, int], None] = {}  # twitches counted, oldest first
         self._known: list[TwitchEvent] = []  # redelivered twitches found stored, their count to decide
         self._last_frame_ns = 0  # wall time of the latest frame of any stream
+        self._ingest_ns = 0  # the ingest clock (``end_idle``): kept in checkpoints with the streams
+        self.ingest_pause_ns = INGEST_PAUSE_NS
         # Frames of devices whose status has not come yet, in arrival order (``status_wait_s``).
         self.status_wait_s = status_wait_s
         self._held: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
@@ -892,6 +897,7 @@ class Worker(PeriodicTasks):
             "held": self._held,
             "unannounced": self._unannounced,
             "offline": list(self._offline_since),
+            "ingest_ns": self._ingest_ns,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -907,6 +913,7 @@ class Worker(PeriodicTasks):
         now = time.monotonic()
         self._held_since = dict.fromkeys(self._held, now)
         self._offline_since = dict.fromkeys(state.get("offline", ()), now)
+        self._ingest_ns = state.get("ingest_ns", 0)  # a checkpoint from before it: its streams look fresh
         self._rates.reask()  # lookups in flight when it died
         self._statuses_saved = self._statuses_json()
 
@@ -1161,14 +1168,18 @@ class Worker(PeriodicTasks):
         await self._finish()
 
     def end_idle(self, idle_ns: int) -> None:
-        """End streams whose latest frame arrived more than ``idle_ns`` before the latest frame of any
-        stream (wall time): a device that went away without an offline status must not hold its last
-        events, and the acknowledgement of its last frames, for ever. Measured against other streams'
-        frames, not the clock: while nothing arrives at all (a broker restarting, this worker stalled)
-        every stream is as idle as the others, and ending them would blind their detectors for nothing.
-        Frames that come later start a new stream."""
-        now = self._last_frame_ns
-        idle = [st for st in self._streams.values() if not st.ended and now - st.last_wall_ns > idle_ns]
+        """End streams whose latest frame came more than ``idle_ns`` of the ingest clock ago: a device that
+        went away without an offline status must not hold its last events, and the acknowledgement of its
+        last frames, for ever. Frames that come later start a new stream.
+
+        The ingest clock runs only while frames arrive (``INGEST_PAUSE_NS``): while none arrive at all (a
+        broker restarting, this worker stopped, its connection down) every stream is as silent as the
+        others, and ending them would blind their detectors for nothing. Judged by the wall clock, or by
+        the latest frame of any stream, the first batch after such a pause ended every stream not in it
+        — their frames were waiting in the broker — and a twitch in the new detectors' warm-up was lost
+        (tests/test_scale.py, a broker restart)."""
+        now = self._ingest_ns
+        idle = [st for st in self._streams.values() if not st.ended and now - st.last_ingest_ns > idle_ns]
         for st in idle:
             self._end_stream(st)
         if idle:
@@ -1304,7 +1315,11 @@ class Worker(PeriodicTasks):
         st = self._stream_for(user, device, stream, frame, kind)
         if st is None:
             return receipt
-        st.last_wall_ns = self._last_frame_ns = now = time.time_ns()
+        now = time.time_ns()
+        if self._last_frame_ns:
+            self._ingest_ns += min(max(now - self._last_frame_ns, 0), self.ingest_pause_ns)
+        st.last_ingest_ns = self._ingest_ns
+        self._last_frame_ns = now
         self._note_lag(user, device, now - end)
         self.stats.frames += 1
         self.stats.samples += frame.samples * frame.channels

@@ -1,0 +1,64 @@
+"""A stream is ended as idle when other streams' frames keep coming without it (``Worker.end_idle``), not
+when nothing came at all: after a pause in which no frame arrived (a broker restarting, the worker stopped),
+the first frames to come back must not end the streams whose frames are still on their way."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
+from twitchwatch.collector.mqtt import MqttTarget
+from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.processing.store.sqlite import SQLiteStore
+from twitchwatch.processing.worker import Worker
+
+USER = "idle"
+T0 = 1_700_000_000_000_000_000
+FRAME_NS = 100_000_000
+IDLE_NS = 300_000_000
+
+
+def _frame(device: str, seq: int) -> tuple[str, bytes]:
+    raw = np.random.default_rng(seq).normal(0, 6, (100, 1)).astype(np.int16)
+    frame = Frame(0, seq, T0 + seq * FRAME_NS, 1000.0, 0.5, Unit.MICROVOLT, SampleType.INT16, raw)
+    return f"twitchwatch/{USER}/{device}/raw/emg", encode(frame)
+
+
+def _worker(tmp_path: Path) -> Worker:
+    worker = Worker(MqttTarget("127.0.0.1", 1), SQLiteStore(tmp_path / "e.db"), user=USER, client_id="idle")
+    worker.ingest_pause_ns = 100_000_000
+    for device in ("a", "b"):
+        worker.handle(f"twitchwatch/{USER}/{device}/status", DeviceStatus("online").to_json())
+    return worker
+
+
+def _ended(worker: Worker, device: str) -> bool:
+    return worker._streams[(USER, device, "emg")].ended
+
+
+def test_a_pause_in_which_nothing_arrives_ends_no_stream(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    worker.handle(*_frame("a", 0))
+    worker.handle(*_frame("b", 0))
+    time.sleep(0.6)  # nothing arrives: twice the idle time
+    worker.handle(*_frame("a", 1))  # a's frames come back first; b's are still on their way
+    worker.end_idle(IDLE_NS)
+    assert not _ended(worker, "b")
+    worker.handle(*_frame("b", 1))
+    assert worker.stats.gaps == 0
+    assert not _ended(worker, "b")
+
+
+def test_a_stream_silent_while_others_go_on_is_ended(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    worker.handle(*_frame("a", 0))
+    worker.handle(*_frame("b", 0))
+    for seq in range(1, 8):  # a goes on for 0.7 s, b says nothing
+        time.sleep(0.1)
+        worker.handle(*_frame("a", seq))
+    worker.end_idle(IDLE_NS)
+    assert _ended(worker, "b")
+    assert not _ended(worker, "a")
