@@ -87,7 +87,7 @@ async def _link_phase(
 ) -> Phase:
     base = _metamotion()
     targets = [dataclasses.replace(base, name=f"mm{i}", address=a) for i, a in enumerate(addresses)]
-    timing = dataclasses.replace(TEST_TIMING, frame_span_s=span_s)
+    timing = dataclasses.replace(TEST_TIMING, frame_span_s=span_s, motion_frame_span_s=span_s)
     collector = Collector(targets, mqtt, USER, backend=r.backend, timing=timing)
     task = asyncio.create_task(collector.run())
     try:

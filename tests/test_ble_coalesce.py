@@ -145,6 +145,29 @@ def test_chunks_longer_than_the_span_are_framed_as_before() -> None:
     assert _coalesced(feed) == _per_notification(feed)
 
 
+def _emg(first: int, rate: float = 1000.0) -> Chunk:
+    raw = np.arange(first, first + 1, dtype=np.int16).reshape(1, 1)
+    return Chunk("emg", raw, 0.5, Unit.MICROVOLT, rate)
+
+
+def test_motion_streams_have_their_own_span() -> None:
+    """One connection, a 50-Hz accelerometer and 1-kHz EMG notifying a sample at a time: the EMG in frames of
+    the span (50 ms), the accelerometer of the motion span (100 ms: five samples, not two)."""
+    framer, coalescer = Framer(get_profile("open")), Coalescer(SPAN, 2 * SPAN)
+    frames: list[Frame] = []
+    for k in range(1000):
+        t = NOW + (k + 1) * 1_000_000
+        if (placed := framer.place(_emg(k), t)) is not None:
+            frames += [framer.number(run) for run in coalescer.add(placed)]
+        if k % 20 == 19 and (placed := framer.place(_acc(k // 20, rate=50.0), t)) is not None:
+            frames += [framer.number(run) for run in coalescer.add(placed)]
+    frames += [framer.number(run) for run in coalescer.flush()]
+    sizes = {unit: {f.samples for f in frames if f.unit is unit} for unit in (Unit.MICROVOLT, Unit.G)}
+    assert sizes == {Unit.MICROVOLT: {50}, Unit.G: {5}}
+    assert coalescer.longest_ns == 2 * SPAN
+    assert Coalescer(SPAN).longest_ns == SPAN  # no motion span: the span for every stream
+
+
 def test_off_is_one_frame_per_notification() -> None:
     feed = _steady(12)
     assert _coalesced(feed, span_ns=0) == _per_notification(feed)
@@ -280,6 +303,7 @@ class _Session:
     device: EmulatedDevice
     target: DeviceTarget
     span_s: float
+    motion_span_s: float
     tap: _Tap
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     frames: list[tuple[str, Frame]] = field(default_factory=list)
@@ -292,7 +316,9 @@ class _Session:
         found = await find(self.target, TEST_TIMING.scan_s, self.r.backend)
         assert found is not None
         self.tap.mark_reconnect()
-        timing = dataclasses.replace(TEST_TIMING, frame_span_s=self.span_s)
+        timing = dataclasses.replace(
+            TEST_TIMING, frame_span_s=self.span_s, motion_frame_span_s=self.motion_span_s
+        )
         events = Events(self._frame, _ignore, _ignore, _ignore)
         connection = Connection(
             self.target, self.r.backend, timing, self.tap, events, asyncio.Lock(), self.stop_event
@@ -322,19 +348,26 @@ def _pending_for_long(connection: Connection) -> bool:
 
 @contextlib.asynccontextmanager
 async def _session(
-    profile: str, settings: dict[str, object], streams: tuple[str, ...], span_s: float
+    profile: str,
+    settings: dict[str, object],
+    streams: tuple[str, ...],
+    span_s: float,
+    motion_span_s: float | None = None,
 ) -> AsyncIterator[_Session]:
+    """``motion_span_s``: the accelerometers' and gyroscopes' span, ``span_s`` unless given."""
     async with radio() as r, await emulate(profile, r.link, seed=61) as device:
         cls = get_profile(profile)
         target = DeviceTarget("dev", cls.from_params(settings), streams, address=device.address)
-        yield _Session(r, device, target, span_s, _Tap(cls))
+        motion = span_s if motion_span_s is None else motion_span_s
+        yield _Session(r, device, target, span_s, motion, _Tap(cls))
 
 
 @pytest.mark.parametrize(
     ("profile", "settings", "streams", "per_frame"),
     [
-        ("metamotion", {"odr_hz": 100}, ("acc",), 5),  # one sample per notification, unpacked
-        ("thingy52", {"rate_hz": 50}, ("acc", "gyro"), 2),  # one sample of each per notification
+        # Accelerometers and gyroscopes in frames of up to 100 ms (``motion_frame_span_s``), EMG of 50 ms.
+        ("metamotion", {"odr_hz": 100}, ("acc",), 10),  # one sample per notification, unpacked
+        ("thingy52", {"rate_hz": 50}, ("acc", "gyro"), 5),  # one sample of each per notification
         ("myo", {}, ("emg",), 10),  # two 8-channel samples per notification at 200 Hz, four characteristics
         ("ganglion", {}, ("emg",), 10),  # two samples per packet at 200 Hz, packet ids
     ],
@@ -342,7 +375,7 @@ async def _session(
 async def test_a_small_notification_device_sends_frames_of_the_span_with_the_same_samples_and_times(
     profile: str, settings: dict[str, object], streams: tuple[str, ...], per_frame: int
 ) -> None:
-    async with _session(profile, settings, streams, 0.05) as s:
+    async with _session(profile, settings, streams, 0.05, Timing().motion_frame_span_s) as s:
         connection, task = await s.connect()
         await wait_for(lambda: sum(f.samples for _, f in s.frames) >= 400, 60, "two seconds of samples")
         await s.stop(task)
@@ -362,7 +395,7 @@ async def test_a_small_notification_device_sends_frames_of_the_span_with_the_sam
 async def test_devices_that_notify_a_span_or_more_send_the_frames_they_sent_before(
     profile: str, stream: str
 ) -> None:
-    async with _session(profile, {}, (stream,), 0.05) as s:
+    async with _session(profile, {}, (stream,), 0.05, Timing().motion_frame_span_s) as s:
         connection, task = await s.connect()
         await wait_for(lambda: sum(f.samples for _, f in s.frames) >= 200, 60, "samples")
         await s.stop(task)
@@ -416,7 +449,9 @@ async def test_the_worker_sees_a_coalesced_stream_whole_and_a_drop_as_one_gap(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
     """``collect`` (the device runner, its publisher) → Mosquitto → worker, for a one-sample-per-notification
-    board: 5-sample frames at the broker, no gap while it streams, exactly one over a dropped link."""
+    board: frames of the motion span at the broker (10 samples at 100 Hz), no gap while it streams, exactly
+    one over a dropped link."""
+    per_frame = round(TEST_TIMING.motion_frame_span_s * 100)
     mqtt = parse_mqtt_url(mosquitto.url)
     at_broker: list[Frame] = []
 
@@ -462,8 +497,8 @@ async def test_the_worker_sees_a_coalesced_stream_whole_and_a_drop_as_one_gap(
     assert worker.stats.gaps == 1
     assert worker.stats.duplicates == 0
     assert runner.framer.stats.gaps_marked == 1
-    assert max(f.samples for f in at_broker) == 5
-    assert sum(f.samples == 5 for f in at_broker) >= 0.9 * len(at_broker)
+    assert max(f.samples for f in at_broker) == per_frame
+    assert sum(f.samples == per_frame for f in at_broker) >= 0.9 * len(at_broker)
     jumps = [
         b.sequence - a.sequence for a, b in itertools.pairwise(at_broker) if b.sequence != a.sequence + 1
     ]
@@ -475,3 +510,7 @@ async def test_the_worker_sees_a_coalesced_stream_whole_and_a_drop_as_one_gap(
 def test_timing_refuses_a_span_outside_0_to_a_quarter_second(span_s: float) -> None:
     with pytest.raises(ValueError, match="frame_span_s"):
         Timing(frame_span_s=span_s)
+    with pytest.raises(ValueError, match="motion_frame_span_s"):
+        Timing(motion_frame_span_s=span_s)
+    with pytest.raises(ValueError, match="motion_span_ns"):
+        Coalescer(SPAN, -1)

@@ -65,10 +65,17 @@ def test_collect_plan_takes_the_ble_devices_with_their_settings_streams_and_musc
 def test_frames_are_coalesced_to_50_ms_unless_the_map_says_otherwise(tmp_path: Path) -> None:
     _, timing = _load(tmp_path, '[devices.x]\nprofile = "metamotion"\n').collect_plan()
     assert timing.frame_span_s == 0.05
+    assert timing.motion_frame_span_s == 0.1  # accelerometers and gyroscopes
     _, timing = _load(
         tmp_path, '[devices.x]\nprofile = "metamotion"\n[collect]\nframe_span = 0\n'
     ).collect_plan()
     assert timing.frame_span_s == 0  # off: one frame per notification
+    _, timing = _load(
+        tmp_path, '[devices.x]\nprofile = "metamotion"\n[collect]\nmotion_frame_span = 0.2\n'
+    ).collect_plan()
+    assert (timing.frame_span_s, timing.motion_frame_span_s) == (0.05, 0.2)
+    with pytest.raises(ConfigError, match="motion_frame_span"):
+        _load(tmp_path, '[devices.x]\nprofile = "metamotion"\n[collect]\nmotion_frame_span = 0.3\n')
 
 
 def test_collect_plan_can_pick_devices_and_names_unknown_ones(tmp_path: Path) -> None:

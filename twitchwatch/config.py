@@ -56,6 +56,7 @@ TOML device map (unknown keys are rejected)::
     backoff_max = 60
     broker_buffer = 600                # s of frames kept per device while the MQTT broker is away
     frame_span = 0.05                  # s: notifications merged into frames of up to this (0 = off)
+    motion_frame_span = 0.1            # s: the same for accelerometers and gyroscopes
 """
 
 from __future__ import annotations
@@ -302,6 +303,9 @@ class CollectOptions(_Strict):
     # longer. 0: one frame per notification. At most 0.25 (collector.ble.target.MAX_FRAME_SPAN_S): the
     # wait adds to every event's latency.
     frame_span: float = Field(default=0.05, ge=0, le=0.25)
+    # The same for accelerometer and gyroscope streams: a 50-Hz sensor's 50-ms frame holds two samples and
+    # is mostly header, and a movement only vetoes (EMG events wait for it at most this much longer).
+    motion_frame_span: float = Field(default=0.1, ge=0, le=0.25)
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -379,6 +383,7 @@ class DeviceFile(_Strict):
             c.backoff_max,
             broker_buffer_s=c.broker_buffer,
             frame_span_s=c.frame_span,
+            motion_frame_span_s=c.motion_frame_span,
         )
         return targets, timing
 

@@ -10,7 +10,8 @@ frame. A chunk joins the run pending for its stream only when the worker could n
 - it has the run's rate, scale, unit, sample type and channel count;
 - it starts where the run ends to within half a sample period (a re-anchored or jittered time stays a
   frame boundary, so every frame still starts at the t0 the chunk had on its own);
-- the run with it still spans at most ``span_ns`` of samples.
+- the run with it still spans at most ``span_ns`` of samples (``motion_span_ns`` for an accelerometer or a
+  gyroscope: its samples are few and its frames were mostly header; only a veto waits on it).
 
 Otherwise the pending run is complete and the chunk starts the next one. A run is also complete once another
 chunk of the size just added would not fit, so a frame goes out as soon as its span is known to be full rather
@@ -26,7 +27,7 @@ longer than the span. ``flush`` hands out everything pending (disconnect, stop, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -109,33 +110,48 @@ class _Pending:
         )
 
 
+MOTION_UNITS: Final = frozenset({Unit.G, Unit.DEG_PER_S})
+
+
 @dataclass
 class Coalescer:
-    """Pending runs of one connection's streams (at most one per stream)."""
+    """Pending runs of one connection's streams (at most one per stream). ``motion_span_ns``: the span of
+    accelerometer and gyroscope streams (``MOTION_UNITS``); None: ``span_ns`` too."""
 
     span_ns: int
+    motion_span_ns: int | None = None
     _pending: dict[str, _Pending] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.span_ns < 0:
-            raise ValueError(f"span_ns must be ≥ 0, got {self.span_ns}")
+        for name in ("span_ns", "motion_span_ns"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {value}")
+
+    @property
+    def longest_ns(self) -> int:
+        """The longest any sample waits (the timer's bound)."""
+        return max(self.span_ns, self.motion_span_ns or 0)
+
+    def span_of(self, chunk: Placed) -> int:
+        motion = self.motion_span_ns is not None and chunk.unit in MOTION_UNITS
+        return self.motion_span_ns if motion and self.motion_span_ns is not None else self.span_ns
 
     def add(self, chunk: Placed) -> list[Run]:
         """Runs complete now, in order (none, the one ``chunk`` ended, and/or the one it filled)."""
-        if self.span_ns == 0:
-            return [Run((chunk,))]
+        span = self.span_of(chunk)
+        if span == 0:
+            return [*self.flush(chunk.stream), Run((chunk,))]
         done: list[Run] = []
         pending = self._pending.get(chunk.stream)
-        if pending is not None and pending.takes(chunk, self.span_ns):
+        if pending is not None and pending.takes(chunk, span):
             pending.parts.append(chunk)
             pending.samples += chunk.samples
         else:
             if pending is not None:
                 done.append(self._complete(chunk.stream))
-            pending = self._pending[chunk.stream] = _Pending(
-                [chunk], chunk.samples, chunk.received_ns + self.span_ns
-            )
-        if pending.span_with(chunk.samples) > self.span_ns:  # another chunk like this one would not fit
+            pending = self._pending[chunk.stream] = _Pending([chunk], chunk.samples, chunk.received_ns + span)
+        if pending.span_with(chunk.samples) > span:  # another chunk like this one would not fit
             done.append(self._complete(chunk.stream))
         return done
 

@@ -115,7 +115,9 @@ class Connection:
     _timer_due_ns: int | None = None
 
     def __post_init__(self) -> None:
-        self._coalescer = Coalescer(round(self.timing.frame_span_s * 1e9))
+        self._coalescer = Coalescer(
+            round(self.timing.frame_span_s * 1e9), round(self.timing.motion_frame_span_s * 1e9)
+        )
 
     # ---- life cycle -------------------------------------------------------------------------------
     async def run(self, device: BLEDevice) -> None:
@@ -399,7 +401,7 @@ class Connection:
         self._disarm()
         if due is None:
             return
-        delay = min(max(due - time.time_ns(), 0), self._coalescer.span_ns) / 1e9
+        delay = min(max(due - time.time_ns(), 0), self._coalescer.longest_ns) / 1e9
         self._timer = asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, Tick(due))
         self._timer_due_ns = due
 

@@ -49,7 +49,8 @@ class Timing:
     """Timeouts and the reconnect policy (seconds). Backoff doubles from ``backoff_initial_s`` up to
     ``backoff_max_s`` while a device keeps failing, and starts over once it has streamed. ``frame_span_s``:
     a stream's consecutive notifications are merged into frames of up to this much signal, none held back
-    longer (``collector.ble.coalesce``); 0 = one frame per notification."""
+    longer (``collector.ble.coalesce``); 0 = one frame per notification. ``motion_frame_span_s``: the same
+    for accelerometers and gyroscopes."""
 
     scan_s: float = 10.0
     connect_s: float = 30.0
@@ -59,6 +60,7 @@ class Timing:
     connect_attempts: int = 2  # bleak-retry-connector's attempts within one connect
     broker_buffer_s: float = 600.0  # signal time of frames kept while the MQTT broker is away
     frame_span_s: float = 0.05
+    motion_frame_span_s: float = 0.1
 
     def __post_init__(self) -> None:
         names = ("scan_s", "connect_s", "response_s", "backoff_initial_s", "backoff_max_s", "broker_buffer_s")
@@ -67,8 +69,9 @@ class Timing:
                 raise ValueError(f"{name} must be > 0")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be ≥ backoff_initial_s")
-        if not 0 <= self.frame_span_s <= MAX_FRAME_SPAN_S:
-            raise ValueError(f"frame_span_s must be within 0..{MAX_FRAME_SPAN_S:g}")
+        for span in ("frame_span_s", "motion_frame_span_s"):
+            if not 0 <= getattr(self, span) <= MAX_FRAME_SPAN_S:
+                raise ValueError(f"{span} must be within 0..{MAX_FRAME_SPAN_S:g}")
         if self.connect_attempts < 1:
             raise ValueError("connect_attempts must be ≥ 1")
 
