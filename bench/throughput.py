@@ -1,13 +1,14 @@
 """End-to-end capacity: simulated wearables → broker → ``twitchwatch process`` worker(s) → SQLite, measured.
 
 Run: ``nice .venv/bin/python -m bench.throughput [--streams 48 96] [--seconds 40]
-[--signal emg|acc] [--paths mosquitto rabbit1 rabbit2] [--paho-publisher]``.
+[--signal emg|emg8|acc|acc50] [--frame-span S] [--paths mosquitto rabbit1 rabbit2] [--paho-publisher]``.
 
 Each path starts its own broker (tests/harness: Mosquitto, or a RabbitMQ node with ``broker setup``), its
 worker process(es) and ``--publishers`` publisher processes (one simulated device per stream, the frames a
-wearable sends: EMG 1 kHz in 50-ms frames, or a 3-axis accelerometer, made beforehand and published at
-real-time pace). The publishers are a lean wire-level MQTT client (``bench/mqtt_wire.py``: every PUBLISH
-packet built beforehand, one ``sendall`` per burst, PUBACKs counted by a thread): they share the machine with
+wearable sends: EMG 1 kHz in 50-ms frames, or a 3-axis accelerometer at 100 or 50 Hz in frames of up to
+``--frame-span`` as the collector's coalescing makes them, made beforehand and published at real-time
+pace). The publishers are a lean wire-level MQTT client (``bench/mqtt_wire.py``: every PUBLISH packet built
+beforehand, one ``sendall`` per burst, PUBACKs counted by a thread): they share the machine with
 the broker and the worker, and with paho-mqtt's per-message cost (~0.65 of a core for 3,840 messages a
 second) the machine was full before the worker was — the figures measured the publisher.
 ``--paho-publisher`` publishes with paho-mqtt, to compare. Mosquitto: one user, one worker (as `make demo`).
