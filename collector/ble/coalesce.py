@@ -27,12 +27,13 @@ longer than the span. ``flush`` hands out everything pending (disconnect, stop, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from twitchwatch.collector.frames import SampleType, Unit
+from twitchwatch.collector.signals import kind_of_unit
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,13 +111,10 @@ class _Pending:
         )
 
 
-MOTION_UNITS: Final = frozenset({Unit.G, Unit.DEG_PER_S})
-
-
 @dataclass
 class Coalescer:
     """Pending runs of one connection's streams (at most one per stream). ``motion_span_ns``: the span of
-    accelerometer and gyroscope streams (``MOTION_UNITS``); None: ``span_ns`` too."""
+    accelerometer and gyroscope streams (by their unit, ``kind_of_unit``); None: ``span_ns`` too."""
 
     span_ns: int
     motion_span_ns: int | None = None
@@ -134,8 +132,9 @@ class Coalescer:
         return max(self.span_ns, self.motion_span_ns or 0)
 
     def span_of(self, chunk: Placed) -> int:
-        motion = self.motion_span_ns is not None and chunk.unit in MOTION_UNITS
-        return self.motion_span_ns if motion and self.motion_span_ns is not None else self.span_ns
+        if self.motion_span_ns is not None and kind_of_unit(chunk.unit) in ("acc", "gyro"):
+            return self.motion_span_ns
+        return self.span_ns
 
     def add(self, chunk: Placed) -> list[Run]:
         """Runs complete now, in order (none, the one ``chunk`` ended, and/or the one it filled)."""
