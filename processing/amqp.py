@@ -212,6 +212,7 @@ class AmqpSource:
     )
     prefetch: int = 20_000  # per queue: must exceed the frames of LEAD_NS + detector latency of its streams
     ack_interval_s: float = 0.5
+    idle_ns: int = IDLE_NS
 
     @property
     def queues(self) -> list[str]:
@@ -264,6 +265,7 @@ class AmqpSource:
         # (``gather_backlog``: 20 ms, longer when behind), at most BATCH_MAX. A worker behind gets many at
         # once and handles each stream's frames of them in one detector call.
         batch: list[tuple[int, str, bytes, bool]] = []
+        delivered = [0]  # deliveries so far on this channel: none since the last look, the source is quiet
         gathering: set[asyncio.Task[None]] = set()  # owned here: cancelled at the end, then run_batch
 
         async def gather() -> None:
@@ -286,6 +288,7 @@ class AmqpSource:
                 task = asyncio.create_task(gather())
                 gathering.add(task)
                 task.add_done_callback(gathering.discard)
+            delivered[0] += 1
             topic = topic_of(delivery.routing_key or "")
             batch.append((delivery.delivery_tag or 0, topic, message.body, bool(delivery.redelivered)))
             if len(batch) >= BATCH_MAX:
@@ -310,6 +313,7 @@ class AmqpSource:
         log.info("worker consuming %s on %s", ", ".join(mine), display_url(self.url))
         standby_at = asyncio.get_running_loop().time() + self.standby_delay_s
         closing = asyncio.ensure_future(channel.closing)
+        seen = 0
         try:
             while not stop.is_set():
                 if standby and asyncio.get_running_loop().time() >= standby_at:
@@ -320,7 +324,11 @@ class AmqpSource:
                 if closing.done():
                     closing.result()  # re-raise why the channel closed
                 run_batch()  # what was delivered is handled before streams are judged idle
-                worker.end_idle(IDLE_NS)
+                # Nothing came, and every consumer has credit left: the broker has nothing for this worker.
+                if delivered[0] == seen and len(pending.items) < self.prefetch:
+                    worker.source_quiet()
+                seen = delivered[0]
+                worker.end_idle(self.idle_ns)
                 await self._ack_stored(channel, worker, pending)
             for tag in consumers:  # no more deliveries; what was delivered is drained and acknowledged
                 await channel.basic_cancel(tag)

@@ -125,8 +125,9 @@ LEAD_NS = 3_000_000_000
 # worker is falling behind (a wearable buffers a few hundred ms at most; the gate holds events 2 s anyway).
 LIVE_NS = 600_000_000_000
 LAG_WARN_NS = 5_000_000_000
-# The ingest clock (``end_idle``) runs with the wall clock while frames arrive; a pause in which none arrive
-# at all (a broker restarting, this worker stopped or starved, its connection down) counts this much at most.
+# The ingest clock (``end_idle``) runs with the wall clock while frames arrive or the source is connected with
+# nothing waiting (``source_quiet``); a pause with neither (a broker restarting, this worker stopped or
+# starved, its connection down) counts this much at most.
 INGEST_PAUSE_NS = 1_000_000_000
 
 MuscleMap = Callable[[str, str, int], str | None]  # (device, stream, channel) → muscle from config
@@ -652,7 +653,7 @@ class Worker(PeriodicTasks):
         self._unsure: list[TwitchEvent] = []  # events waiting for that look-up
         self._counted_keys: dict[tuple[str, str, str, str, int], None] = {}  # twitches counted, oldest first
         self._known: list[TwitchEvent] = []  # redelivered twitches found stored, their count to decide
-        self._last_frame_ns = 0  # wall time of the latest frame of any stream
+        self._last_tick_ns = 0  # wall time the ingest clock last moved: a frame, or a quiet source
         self._ingest_ns = 0  # the ingest clock (``end_idle``): kept in checkpoints with the streams
         self.ingest_pause_ns = INGEST_PAUSE_NS
         # Frames of devices whose status has not come yet, in arrival order (``status_wait_s``).
@@ -1172,11 +1173,12 @@ class Worker(PeriodicTasks):
         went away without an offline status must not hold its last events, and the acknowledgement of its
         last frames, for ever. Frames that come later start a new stream.
 
-        The ingest clock runs only while frames arrive (``INGEST_PAUSE_NS``): while none arrive at all (a
-        broker restarting, this worker stopped, its connection down) every stream is as silent as the
-        others, and ending them would blind their detectors for nothing. Judged by the wall clock, or by
-        the latest frame of any stream, the first batch after such a pause ended every stream not in it
-        — their frames were waiting in the broker — and a twitch in the new detectors' warm-up was lost
+        The ingest clock runs while frames arrive, or while the source says nothing waits for this worker
+        (``source_quiet``); a pause with neither counts ``INGEST_PAUSE_NS`` at most: while nothing arrives
+        at all (a broker restarting, this worker stopped, its connection down) every stream is as silent
+        as the others, and ending them would blind their detectors for nothing. Judged by the wall clock,
+        or by the latest frame of any stream, the first batch after such a pause ended every stream not in
+        it — their frames were waiting in the broker — and a twitch in the new detectors' warm-up was lost
         (tests/test_scale.py, a broker restart)."""
         now = self._ingest_ns
         idle = [st for st in self._streams.values() if not st.ended and now - st.last_ingest_ns > idle_ns]
@@ -1184,6 +1186,21 @@ class Worker(PeriodicTasks):
             self._end_stream(st)
         if idle:
             self._store_events(self._fuser.release())
+
+    def source_quiet(self) -> None:
+        """The source is connected, could be sent more, and has been sent nothing since it last called
+        this: nothing waits for this worker in the broker, so the silence is the devices', and the ingest
+        clock runs on. Without it a worker whose streams all fall silent at once — a lone wearer's device
+        switched off without an offline status — never ended them: their last events stayed in the
+        detectors and their last frames unacknowledged. Each call counts at most ``ingest_pause_ns``, as
+        a pause between frames does: one made just after this worker was stopped or starved, before its
+        deliveries were read, ends nothing."""
+        self._tick(time.time_ns())
+
+    def _tick(self, now_ns: int) -> None:
+        if self._last_tick_ns:
+            self._ingest_ns += min(max(now_ns - self._last_tick_ns, 0), self.ingest_pause_ns)
+        self._last_tick_ns = now_ns
 
     def _on_felt(self, user: str, payload: bytes) -> None:
         """A felt twitch marked from a phone or Home Assistant: a journal entry, stored off the event loop
@@ -1316,10 +1333,8 @@ class Worker(PeriodicTasks):
         if st is None:
             return receipt
         now = time.time_ns()
-        if self._last_frame_ns:
-            self._ingest_ns += min(max(now - self._last_frame_ns, 0), self.ingest_pause_ns)
+        self._tick(now)
         st.last_ingest_ns = self._ingest_ns
-        self._last_frame_ns = now
         self._note_lag(user, device, now - end)
         self.stats.frames += 1
         self.stats.samples += frame.samples * frame.channels

@@ -14,6 +14,7 @@ look-up this test fails with duplicates).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -26,9 +27,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bench.mqtt_wire import LeanPublisher
 from tests.harness.rabbitmq import RabbitServer
+from tests.test_worker_rest import REST_ONLY
+from tests.test_worker_rest import T0 as REST_T0
+from tests.test_worker_rest import USER as REST_USER
+from tests.test_worker_rest import status as rest_status
+from tests.test_worker_rest import stream as rest_stream
 from twitchwatch.collector.mqtt import parse_mqtt_url
 from twitchwatch.collector.simulate import SimulationPlan, run_simulation
 from twitchwatch.processing.amqp import UNASSIGNED, AmqpSource, partition_of, queue_name, setup_broker
@@ -334,3 +342,59 @@ def test_a_worker_with_little_credit_acknowledges_every_frame(rabbitmq: RabbitSe
     assert worker.stats.batches > 0
     _reference(recorded, tmp_path / "reference.db")
     _check_exactly_once(db, tmp_path / "reference.db", truth, plans, 30)
+
+
+def test_a_lone_wearer_who_vanishes_without_an_offline_status_is_ended(
+    rabbitmq: RabbitServer, tmp_path: Path
+) -> None:
+    """One wearer, the only one this worker serves, whose device stops without an offline status (its
+    battery died, its collector lost power before its will could be set): no frame of any stream comes
+    any more. The worker must still end the stream after ``idle_ns`` — store the twitch its detector held
+    in the last frame and acknowledge the last frames — while it runs, not only when it is stopped. The
+    ingest clock used to advance only with frames, so here it never did: the last frames stayed
+    unacknowledged and the twitch unstored until the worker stopped."""
+    user = "vanished"
+    asyncio.run(setup_broker(rabbitmq.amqp_url, PARTITIONS, [user]))
+    leg = rest_stream("leg", "emg", "emg", REST_ONLY, 5)
+    x = leg.x[:20_000].copy()  # 20 s, with a twitch in the last frame: only the stream's end releases it
+    x[19_950:19_960, 0] += 30 * float(np.std(x[:10_000])) * np.hanning(10)
+    leg = dataclasses.replace(leg, x=x)
+    topic = f"twitchwatch/{REST_USER}/leg/status"
+    messages = [(topic, rest_status([leg], {"emg": MUSCLE}))]
+    messages += [(t, p) for _, t, p in leg.frames()]
+    messages = [(m[0].replace(f"/{REST_USER}/", f"/{user}/", 1), m[1]) for m in messages]
+    reference = tmp_path / "reference.db"
+    _reference(messages, reference)
+    with SQLiteStore(reference) as ref:
+        expected = [e.start_ns for e in ref.events(EventQuery(user=user, kinds=SHAPED))]
+    assert any(t >= REST_T0 + 19_900_000_000 for t in expected), "the last frame's twitch is an event"
+    target = parse_mqtt_url(rabbitmq.mqtt_url)
+    with LeanPublisher.connect(
+        target.host, target.port, "vanishing", target.username, target.password
+    ) as pub:
+        pub.publish(messages, timeout=60)
+    db = tmp_path / "events.db"
+
+    async def consume() -> tuple[list[int], int]:
+        with SQLiteStore(db) as store, SQLiteStore(db) as reader:
+            source = AmqpSource(rabbitmq.amqp_url, PARTITIONS, ack_interval_s=0.2, idle_ns=2_000_000_000)
+            worker = ProcessWorker(parse_mqtt_url(rabbitmq.mqtt_url), store, user="+", ingest=source)
+            task = asyncio.create_task(worker.run())
+            deadline = time.monotonic() + 60
+            stored: list[int] = []
+            left = -1
+            # While it runs: the broker's counts (rabbitmqctl) lag by seconds, so both must hold.
+            while time.monotonic() < deadline and not task.done():
+                await asyncio.sleep(0.5)
+                stored = [e.start_ns for e in reader.events(EventQuery(user=user, kinds=SHAPED))]
+                left = await asyncio.to_thread(rabbitmq.messages)
+                if len(stored) >= len(expected) and left == 0:
+                    break
+            worker.stop()
+            await asyncio.wait_for(task, 60)
+            return stored, left
+
+    stored, left = asyncio.run(consume())
+    assert len(stored) == len(expected), "the last frame's twitch was not stored while the worker ran"
+    assert all(abs(s - e) <= MATCH_S * 1e9 for s, e in zip(sorted(stored), sorted(expected), strict=True))
+    assert left == 0, f"{left} frames still unacknowledged a minute after the device fell silent"

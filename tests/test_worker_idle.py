@@ -1,6 +1,7 @@
-"""A stream is ended as idle when other streams' frames keep coming without it (``Worker.end_idle``), not
-when nothing came at all: after a pause in which no frame arrived (a broker restarting, the worker stopped),
-the first frames to come back must not end the streams whose frames are still on their way."""
+"""A stream is ended as idle when other streams' frames keep coming without it, or when the source says
+nothing waits for the worker (``Worker.end_idle``, ``Worker.source_quiet``), not when nothing came at all:
+after a pause in which no frame arrived (a broker restarting, the worker stopped), the first frames to come
+back must not end the streams whose frames are still on their way."""
 
 from __future__ import annotations
 
@@ -61,4 +62,30 @@ def test_a_stream_silent_while_others_go_on_is_ended(tmp_path: Path) -> None:
         worker.handle(*_frame("a", seq))
     worker.end_idle(IDLE_NS)
     assert _ended(worker, "b")
+    assert not _ended(worker, "a")
+
+
+def test_a_quiet_source_ends_streams_that_all_fell_silent(tmp_path: Path) -> None:
+    """Every stream falls silent at once (a lone wearer's device switched off without an offline status):
+    no frame advances the ingest clock, but a source that is connected with nothing waiting says so
+    (``source_quiet``), and the clock runs on."""
+    worker = _worker(tmp_path)
+    worker.handle(*_frame("a", 0))
+    worker.handle(*_frame("b", 0))
+    for _ in range(7):  # 0.7 s of a quiet source: more than the idle time
+        time.sleep(0.1)
+        worker.source_quiet()
+    worker.end_idle(IDLE_NS)
+    assert _ended(worker, "a")
+    assert _ended(worker, "b")
+
+
+def test_a_quiet_source_after_a_pause_counts_it_as_a_pause(tmp_path: Path) -> None:
+    """The first ``source_quiet`` after this worker was stopped or starved may come before its deliveries
+    are read: it counts the pause as one (``ingest_pause_ns``), not as the wall time it lasted."""
+    worker = _worker(tmp_path)
+    worker.handle(*_frame("a", 0))
+    time.sleep(0.6)
+    worker.source_quiet()
+    worker.end_idle(IDLE_NS)
     assert not _ended(worker, "a")
