@@ -118,7 +118,8 @@ def scopes_of(user: str, muscle: str, device: str, segment: str | None) -> tuple
 
 @dataclass(frozen=True, eq=False)
 class Blocker:
-    """A source that holds a ``RestGate.ready`` answer back, and how far it must settle to let it go."""
+    """A source that holds a ``RestGate.ready`` answer back, and how far it must settle to let it go
+    (``need_ns``: settled at least that far)."""
 
     source: SourceId
     state: _Source
@@ -196,9 +197,11 @@ class RestGate:
         for scope in scopes:
             for sid in self._by_scope.get(scope, ()):
                 s = self._sources[sid]
-                ahead = self.params.before_ns if provisional else self._before(sid)
-                if s.settled_ns < end_ns + ahead and not self._stale(sid, s):
-                    return Blocker(sid, s, end_ns + ahead)
+                # A veto may still start where the source has settled, and ``first_veto`` counts one
+                # starting (guard included) at the interval's very end: settled past it, not up to it.
+                need = end_ns + (self.params.before_ns if provisional else self._before(sid)) + 1
+                if s.settled_ns < need and not self._stale(sid, s):
+                    return Blocker(sid, s, need)
         return None
 
     def blocks(self, b: Blocker) -> bool:
@@ -214,7 +217,7 @@ class RestGate:
             for sid in self._by_scope.get(scope, ()):
                 s = self._sources[sid]
                 if not self._stale(sid, s):
-                    upto = min(upto, s.settled_ns - self._before(sid))
+                    upto = min(upto, s.settled_ns - self._before(sid) - 1)
         return upto
 
     def first_veto(self, scopes: Iterable[Scope], start_ns: int, end_ns: int) -> Veto | None:

@@ -76,12 +76,34 @@ def test_ready_waits_for_every_source_of_the_scopes_until_it_goes_stale() -> Non
     assert not g.ready(CALF, 5 * S)  # the other device on the segment has not settled
     g.settle(OTHER, 6 * S)
     assert g.ready(CALF, 5 * S)
-    assert g.horizon(CALF) == 6 * S - S // 2
+    assert g.horizon(CALF) == 6 * S - S // 2 - 1  # settled past end + guard, not up to it
     g.settle(EMG, 20 * S)  # OTHER silent while the user's streams went 14 s on: stale, ignored
     g.settle(ACC, 20 * S)
     assert g.ready(CALF, 19 * S)
     g.forget(OTHER)
-    assert g.horizon(CALF) == 20 * S - S // 2
+    assert g.horizon(CALF) == 20 * S - S // 2 - 1
+
+
+def test_a_source_settled_exactly_to_the_guard_past_the_end_still_holds_the_answer() -> None:
+    """``settle(t)``: no veto starts before t, but one may start at t, and a veto whose guard ahead reaches
+    exactly to an event's end covers it (``first_veto`` counts closed intervals). So the answer waits for
+    every source to settle *past* end + guard: settled up to it, the worker counted a twitch when its
+    frames came one at a time and vetoed the same twitch when they came in a batch (a 50-Hz accelerometer
+    in 100-ms frames, a train of transients starting exactly 100 ms after the twitch's end)."""
+    g = gate()
+    end = 5 * S
+    for sid in (EMG, ACC, OTHER):
+        g.settle(sid, end + S // 2)  # before_ns and before_activity_ns are S // 2 here
+    assert not g.ready(CALF, end)
+    assert not g.ready(CALF, end, provisional=True)
+    assert g.horizon(CALF) < end
+    g.veto(ACC, end + S // 2, end + S, "train of transients")  # starts where ACC had settled
+    assert g.first_veto(CALF, end - S // 100, end) is not None  # and reaches back over the end
+    for sid in (EMG, ACC, OTHER):
+        g.settle(sid, end + S // 2 + 1)
+    assert g.ready(CALF, end)
+    assert g.horizon(CALF) == end
+    assert g.judge(twitch(4.99, 5.0), CALF).kind is EventKind.DURING_MOVEMENT
 
 
 def test_a_blocker_holds_the_answer_back_until_its_source_settles_goes_stale_or_is_forgotten() -> None:
@@ -240,7 +262,7 @@ def test_a_twitch_shortly_before_its_muscles_own_activity_is_its_first_motor_uni
     assert g.ready(CALF, 10 * S, provisional=True)
     assert not g.ready(CALF, 10 * S)  # a contraction starting up to 1 s after the end would still reach it
     g.veto(EMG, 10 * S + S // 2, 12 * S, "voluntary activity on calf")
-    g.settle(EMG, 11 * S)
+    g.settle(EMG, 11 * S + 1)  # past end + guard: a veto starting at 11 s would reach 10 s
     assert g.ready(CALF, 10 * S)
     first_unit = g.judge(twitch(9.99, 10.0), CALF)
     assert first_unit.kind is EventKind.DURING_MOVEMENT

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from bench.mqtt_wire import LeanPublisher
+from bench.throughput import Wearable, status_message, wearable_frames
 from tests.harness.mosquitto import MosquittoServer
 from tests.test_worker_rest import (
     CONTRACTING,
@@ -174,6 +175,37 @@ async def test_batches_of_any_size_store_what_one_message_at_a_time_stores(
         receipts += batched.handle_many([(t, p, False) for t, p in messages[at : at + size]])
     assert len(receipts) == len(messages)
     assert await _outcome(batched) == await _outcome(one)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+async def test_a_veto_starting_exactly_at_the_guard_past_a_twitch_is_seen_however_frames_come(
+    tmp_path: Path, size: int
+) -> None:
+    """Two simulated 50-Hz accelerometers in 100-ms frames (the collector's motion framing) whose twitch is
+    followed, exactly 100 ms (the rest gate's guard ahead of movement) after its end, by a train of
+    transients. One message at a time, the gate used to answer as soon as the stream had settled up to
+    end + guard, before the train (starting right there) was known: the twitch was counted; in batches it
+    was vetoed. Settled past end + guard, both veto it."""
+    wearables = [Wearable("bench00", f"sim-m00x{i}", (f"m00x{i}c0",), (i,)) for i in (359, 466)]
+    messages = [status_message(w, "acc50", "s1") for w in wearables]
+    made = [wearable_frames(w, "acc50", T0, 20.0, 0.1) for w in wearables]
+    for k in range(len(made[0][1])):
+        messages += [(topic, frames[k]) for topic, frames in made]
+
+    async def stored(worker: Worker) -> list[tuple[str, str, int]]:
+        await worker.drain()
+        rows = worker.store.events(EventQuery(user="bench00"))
+        return sorted((e.muscle, e.kind.value, e.start_ns - T0) for e in rows)
+
+    one = Worker(MqttTarget("127.0.0.1", 1), SQLiteStore(tmp_path / "one.db"), user="bench00")
+    for topic, payload in messages:
+        one.handle(topic, payload)
+    batched = Worker(MqttTarget("127.0.0.1", 1), SQLiteStore(tmp_path / "batched.db"), user="bench00")
+    for at in range(0, len(messages), size * len(wearables)):
+        batched.handle_many([(t, p, False) for t, p in messages[at : at + size * len(wearables)]])
+    expected = await stored(batched)
+    assert [e for e in expected if e[1] == "during_movement"], "the case this test is about"
+    assert await stored(one) == expected
 
 
 async def test_a_batch_gives_each_message_the_receipt_handle_gives_it(
