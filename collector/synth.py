@@ -246,6 +246,17 @@ class MuscleSegment:
         sway = 0.01 * np.sin(2 * np.pi * 0.1 * t + self._wander_phase)
         return noise + self._gravity[None, :] + sway[:, None] * self._gravity[None, :]
 
+    def _peak(self, s: _Shape) -> float:
+        """The largest |potential| over all of the shape's samples, whichever chunks they fall in: a
+        twitch split across two frames is scaled as one (each part by its own peak, the tail of one came out
+        as large as the whole, and the signal depended on the frame size). The same arithmetic as
+        ``next_chunk`` and ``_add``, so a twitch within one chunk comes out exactly as before."""
+        fs = self.spec.sample_rate
+        k0 = int(s.onset_s * fs) - 1
+        t = (k0 + np.arange(int(s.duration_s * fs) + 4)) / fs
+        u = (t - s.onset_s) / s.duration_s
+        return float(np.max(np.abs(_potential(u[(u >= 0) & (u <= 1)], s.param))))
+
     def _add(self, x: FloatArray, t: FloatArray, s: _Shape) -> None:
         u = (t - s.onset_s) / s.duration_s  # 0..1 across the event
         m = (u >= 0) & (u <= 1)
@@ -253,16 +264,21 @@ class MuscleSegment:
             return
         um = u[m]
         if self.spec.signal == "emg":
-            # Hermite-like phases: derivatives of a Gaussian give bi- (1st) and triphasic (2nd) potentials.
-            z = (um - 0.5) * 6.0
-            g = np.exp(-0.5 * z * z)
-            w = -z * g if s.param == 2 else (1 - z * z) * g
-            w = w / np.max(np.abs(w)) * s.amplitude
-            x[m, 0] += w
+            w = _potential(um, s.param)
+            x[m, 0] += w / self._peak(s) * s.amplitude
             return
         env = np.sin(np.pi * um) ** 2
         w = s.amplitude * env * np.sin(2 * np.pi * s.param * s.duration_s * um)
         x[m, :] += w[:, None] * np.asarray(s.direction)[None, :]
+
+
+def _potential(u: FloatArray, phases: float) -> FloatArray:
+    """A motor-unit potential across its span (u from 0 to 1), unscaled. Hermite-like phases: derivatives
+    of a Gaussian give bi- (1st) and triphasic (2nd) potentials."""
+    z = (u - 0.5) * 6.0
+    g = np.exp(-0.5 * z * z)
+    out: FloatArray = -z * g if phases == 2 else (1 - z * z) * g
+    return out
 
 
 def quantise(x: FloatArray, spec: SignalSpec) -> npt.NDArray[np.int16]:

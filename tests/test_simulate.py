@@ -74,6 +74,24 @@ def test_generator_is_deterministic_and_chunk_independent_in_truth() -> None:
     assert np.array_equal(xa, xb)
 
 
+@pytest.mark.parametrize("signal", ["emg", "acc"])
+def test_the_signal_is_the_same_whatever_the_frame_size(signal: str) -> None:
+    """A twitch split across two chunks (frames) is the same twitch: each part used to be scaled by its own
+    peak, so the tail of a potential in the next frame came out as large as the whole potential, and the
+    signal — and what a worker found in it — depended on the collector's frame size."""
+    spec = spec_for(signal)  # type: ignore[arg-type]
+    out = []
+    for chunk in (50, 7, 20, 1000):
+        seg = MuscleSegment("m", spec, 0, 60, 40, seed=11)
+        parts = []
+        while seg.remaining:
+            parts.append(seg.next_chunk(chunk)[1])
+        out.append(np.vstack(parts))
+    assert len(MuscleSegment("m", spec, 0, 60, 40, seed=11).truth()) > 20
+    for x in out[1:]:
+        assert np.array_equal(x, out[0])
+
+
 def test_rate_and_spacing_of_injected_twitches() -> None:
     seg = MuscleSegment("m", spec_for("acc"), 0, 3600, 12, seed=9)
     starts = np.array([t.start_ns for t in seg.truth()]) / 1e9
