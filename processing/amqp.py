@@ -233,7 +233,11 @@ class AmqpSource:
         rlog = RateLimitedLog(log)
         while not stop.is_set():
             try:
-                connection = await aiormq.connect(self.url)
+                # Named after the worker (its consumer tags' prefix): operators, and the tests, tell
+                # the workers' connections apart (rabbitmqctl list_connections client_properties).
+                connection = await aiormq.connect(
+                    self.url, client_properties={"connection_name": self.consumer_prefix}
+                )
             except (OSError, aiormq.exceptions.AMQPError) as exc:
                 rlog.warning(
                     "connect", "AMQP %s: %s; retrying in %.0f s", display_url(self.url), exc, backoff
@@ -257,6 +261,9 @@ class AmqpSource:
     async def _consume(
         self, connection: aiormq.abc.AbstractConnection, worker: Worker, stop: asyncio.Event
     ) -> None:
+        # A new channel: whatever this worker had not acknowledged on the one before went back to the
+        # queues, and single-active-consumer may have given those queues to a standby meanwhile.
+        worker.detach_streams()
         channel = await connection.channel()
         await channel.basic_qos(prefetch_count=self.prefetch)
         pending = _Outstanding()

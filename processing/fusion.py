@@ -98,6 +98,16 @@ class Fuser:
         m.held.append(new)
         self._busy.add(key)
 
+    def drop(self, user: str, device: str) -> None:
+        """Forget the device's streams and the events of it still held (another worker has their frames
+        now: ``Worker.detach_streams``)."""
+        for m in self._muscles.values():
+            m.held = [h for h in m.held if (h.event.user, h.event.device) != (user, device)]
+            for stream in [s for s in m.streams if s[:2] == (user, device)]:
+                del m.streams[stream]
+        for stream in [s for s in self._watermark if s[:2] == (user, device)]:
+            del self._watermark[stream]
+
     def _muscle(self, key: MuscleKey) -> _Muscle:
         m = self._muscles.get(key)
         if m is None:

@@ -128,6 +128,16 @@ class RestStreams:
             for source in lanes.sources:
                 self.gate.forget(source)
 
+    def drop(self, key: StreamKey) -> None:
+        """The stream went to another worker (``Worker.detach_streams``): it holds nothing back, and the
+        events of its device still held here, or written and not yet final, are that worker's to judge
+        again from the same frames."""
+        self.end(key)
+        device = key[:2]
+        self._held = [(e, b) for e, b in self._held if (e.user, e.device) != device]
+        self._provisional = [(e, b) for e, b in self._provisional if (e.user, e.device) != device]
+        self._counted = [e for e in self._counted if (e.user, e.device) != device]
+
     def veto(
         self, key: StreamKey, lane: int, start_ns: int, end_ns: int, reason: str, guard: bool = True
     ) -> None:

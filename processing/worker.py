@@ -21,7 +21,7 @@ import logging
 import pickle
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -215,6 +215,8 @@ class WorkerStats:
     felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
     bad_felt: int = 0
     redelivered_frames: int = 0  # frames a broker delivered again (a partition taken over, a reconnect)
+    # Streams a lost connection left to another worker (``Worker.detach_streams``): dropped, not finished.
+    streams_handed_over: int = 0
     lag_ms: int = 0  # how long after its end the latest live frame was handled (wall clock − device time)
     behind: int = 0  # live frames handled more than LAG_WARN_NS after their end
     batches: int = 0  # backlogs taken at once (``Worker.handle_many`` with more than one message)
@@ -259,6 +261,9 @@ class _Stream:
     last_seq: int
     next_t_ns: int
     ended: bool = False  # its detector finished (device offline): kept only to tell gaps and duplicates
+    # The source's connection was lost since its latest frame: its unacknowledged frames went back to the
+    # broker, maybe to another worker (``Worker.detach_streams``).
+    detached: bool = False
     last_ingest_ns: int = 0  # the ingest clock when its latest frame arrived (``Worker.end_idle``)
     rate_keys: list[RateKey] | None = None  # per lane, from the device's status (Worker._rate_keys)
     # Within a batch (``Worker.handle_many``): frames accepted, their detection deferred to the batch's end,
@@ -409,6 +414,34 @@ class RateBook:
     # Minutes whose twitch count changed since their tally was last handed out with ``recounted_open``: a
     # write of events carries these tallies with it (the stored tally counts the stored twitches).
     _recounted: set[tuple[RateKey, int]] = field(default_factory=set)
+    # Keys of detached streams (``Worker.detach_streams``): their tallies are not written until their
+    # stream is back, and are discarded if it went to another worker.
+    _frozen: set[RateKey] = field(default_factory=set)
+
+    def freeze(self, keys: Iterable[RateKey]) -> None:
+        self._frozen.update(keys)
+
+    def thaw(self, keys: Iterable[RateKey]) -> None:
+        self._frozen.difference_update(keys)
+
+    def discard(self, keys: Iterable[RateKey]) -> None:
+        """Forget the keys' tallies unwritten, and that their first minute was looked up: the worker that
+        has their data now writes them, and should they come back here, their stored rows are read
+        again."""
+        for key in set(keys):
+            self.minutes.pop(key, None)
+            self._frozen.discard(key)
+            self._asked.discard(key)
+            self._unresolved.pop(key, None)
+            self._resumed.discard(key)
+            self._resume_first.pop(key, None)
+            self._resume_carried.pop(key, None)
+            self._to_ask = [(k, m) for k, m in self._to_ask if k != key]
+            self._recounted = {(k, m) for k, m in self._recounted if k != key}
+
+    def _held_back(self, key: RateKey) -> bool:
+        """Not written now: its stored row is being read, or its stream is detached."""
+        return key in self._unresolved or key in self._frozen
 
     def _tally(self, key: RateKey, minute: int, at_ns: int) -> _MinuteTally:
         tally = self.minutes[key].get(minute)
@@ -437,6 +470,8 @@ class RateBook:
 
     def resolve(self, key: RateKey, stored: MinuteRate | None) -> None:
         """The store's row for the key's first minute (None: there is none, or it could not be read)."""
+        if key not in self._unresolved:  # discarded while it was being read
+            return
         minute, at_ns = self._unresolved.pop(key)
         tally = self.minutes[key].setdefault(minute, _MinuteTally())
         if key in self._resumed:
@@ -510,7 +545,7 @@ class RateBook:
         (all when None)."""
         out: list[MinuteRate] = []
         for key, minutes in self.minutes.items():
-            if key in self._unresolved:
+            if self._held_back(key):
                 continue
             if watermarks is None:
                 done = list(minutes)
@@ -529,10 +564,10 @@ class RateBook:
     def changed_open(self) -> list[MinuteRate]:
         """Running tallies of minutes still open, changed since last asked: written as they grow, so the
         dashboard divides by monitored time from the first seconds on; the final value overwrites them."""
-        self._recounted = {(k, m) for k, m in self._recounted if k in self._unresolved}
+        self._recounted = {(k, m) for k, m in self._recounted if self._held_back(k)}
         out = []
         for key, minutes in self.minutes.items():
-            if key in self._unresolved:
+            if self._held_back(key):
                 continue
             for m, tally in sorted(minutes.items()):
                 if tally.dirty:
@@ -547,7 +582,7 @@ class RateBook:
         after ``resolve``; a minute already taken is written by ``take``'s caller."""
         out, waiting = [], set()
         for key, minute in sorted(self._recounted):
-            if key in self._unresolved:
+            if self._held_back(key):
                 waiting.add((key, minute))
                 continue
             tally = self.minutes.get(key, {}).get(minute)
@@ -1187,6 +1222,40 @@ class Worker(PeriodicTasks):
         if idle:
             self._store_events(self._fuser.release())
 
+    def detach_streams(self) -> None:
+        """The source lost its connection: the frames it had not acknowledged went back to their queues,
+        and the broker may give them, and the partitions after them, to another worker. Until a stream is
+        heard of again here (any frame, a redelivered one too, or its device's status), what it would
+        write of its minutes is held back; if it is ended before (idle, shutdown), it is dropped instead
+        of finished — its detector's last events, the events of its device still held and its minutes'
+        tallies are the other worker's to write, from the same frames. Finished here as well, a stale
+        partial tally overwrote that worker's complete minute."""
+        for st in self._streams.values():
+            if not st.ended and not st.detached:
+                st.detached = True
+                self._rates.freeze(self._rate_keys(st))
+
+    def _attach(self, user: str, device: str, stream: str | None = None) -> None:
+        """A detached stream (of the device; ``stream``: that one only) is heard of again: still this
+        worker's."""
+        for st in self._streams.values():
+            if st.detached and (st.user, st.device) == (user, device) and stream in (None, st.stream):
+                st.detached = False
+                self._rates.thaw(self._rate_keys(st))
+
+    def _hand_over(self, st: _Stream) -> None:
+        """End a detached stream without finishing it: another worker has its frames (``detach_streams``)."""
+        st.ended = True
+        st.queued = []
+        self._rest.drop(st.key)
+        self._fuser.drop(st.user, st.device)
+        self._rates.discard(self._rate_keys(st))
+        self.stats.streams_handed_over += 1
+        log.info(
+            "%s/%s/%s: not heard of since the connection was lost; left to the worker that has its frames",
+            *st.key,
+        )
+
     def source_quiet(self) -> None:
         """The source is connected, could be sent more, and has been sent nothing since it last called
         this: nothing waits for this worker in the broker, so the silence is the devices', and the ingest
@@ -1248,6 +1317,7 @@ class Worker(PeriodicTasks):
             self._reject(exc, f"{t.user}/{t.device}/status")
             return
         key = (t.user, t.device)
+        self._attach(t.user, t.device)
         if status.state != "offline":
             self._offline_since.pop(key, None)  # back (a will fired by a restarted broker, then this)
         previous = self._status.get(key)
@@ -1291,6 +1361,9 @@ class Worker(PeriodicTasks):
         """The stream's detector releases what it holds, and the stream stops reporting to the rest gate.
         Its record stays until replaced, so frames that follow are still checked for gaps."""
         if st.ended:
+            return
+        if st.detached:
+            self._hand_over(st)
             return
         self._run_queued(st)  # its frames of this batch first
         st.ended = True
@@ -1392,6 +1465,8 @@ class Worker(PeriodicTasks):
     ) -> _Stream | None:
         key = (user, device, stream)
         st = self._streams.get(key)
+        if st is not None and st.detached:
+            self._attach(user, device, stream)
         if st is not None and st.matches(frame):
             step = continuity(st.last_seq, st.next_t_ns, frame)
             if step.step == "duplicate":

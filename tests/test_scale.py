@@ -398,3 +398,44 @@ def test_a_lone_wearer_who_vanishes_without_an_offline_status_is_ended(
     assert len(stored) == len(expected), "the last frame's twitch was not stored while the worker ran"
     assert all(abs(s - e) <= MATCH_S * 1e9 for s, e in zip(sorted(stored), sorted(expected), strict=True))
     assert left == 0, f"{left} frames still unacknowledged a minute after the device fell silent"
+
+
+def test_a_worker_whose_connection_drops_leaves_its_partitions_to_the_standby_cleanly(
+    rabbitmq: RabbitServer, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Worker a's connection to the broker is closed mid-stream (a network blip): its partitions go to b, the
+    standby, with a's unacknowledged frames; a reconnects as standby. What a still holds of those wearers
+    (their detectors, the twitches not yet stored, the minute being counted) came from frames b now
+    processes again, so a must drop it, not finish it: finished, a's partial minute tallies (18 s of 35)
+    overwrote b's complete ones (``Worker.detach_streams``). Every twitch stored exactly once, every
+    minute counted once."""
+    users = [f"blip{i:02d}" for i in range(20)]
+    asyncio.run(setup_broker(rabbitmq.amqp_url, PARTITIONS, users))
+    db = tmp_path / "events.db"
+    store_url = f"sqlite:///{db}"
+    workers.append(Worker(rabbitmq, store_url, "0/2", tmp_path / "w0.log", PARTITIONS))
+    workers.append(Worker(rabbitmq, store_url, "1/2", tmp_path / "w1.log", PARTITIONS))
+    a, b = workers
+    queues = [*(queue_name(p) for p in range(PARTITIONS)), UNASSIGNED]
+    _wait(lambda: len(rabbitmq.active_consumers()) == len(queues), 60, "both workers to consume")
+    plans = _plans(users, seconds=40, speed=2.0, seed=90)
+
+    async def run_and_cut() -> tuple[dict[str, list[float]], Recorded]:
+        sim = asyncio.create_task(_simulate(rabbitmq, plans))
+        await asyncio.sleep(8)
+        assert await asyncio.to_thread(rabbitmq.close_connections, a.name, "network blip (test)") == 1
+        return await sim
+
+    truth, recorded = asyncio.run(run_and_cut())
+    cut = frozenset(u for u in users if partition_of(u, PARTITIONS) % 2 == 0)  # a's share
+    _wait(lambda: rabbitmq.messages() == 0, 90, "every frame acknowledged")
+    moved = rabbitmq.active_consumers()
+    assert all(tag.startswith(b.name) for tag in moved.values()), moved  # a came back as standby
+    # a hears nothing of its wearers any more: it leaves them to b (10 s on), without writing a thing.
+    _wait(lambda: a.log.read_text().count("left to the worker") == len(cut), 60, "a to hand its streams over")
+    b.stop()  # b first: a stopping after it must not write over b's minutes either
+    a.stop()
+    assert a.stats()["streams_handed_over"] == len(cut)
+    assert b.stats()["redelivered_frames"] > 0
+    _reference(recorded, tmp_path / "reference.db")
+    _check_exactly_once(db, tmp_path / "reference.db", truth, plans, 40, moved=cut)

@@ -5,14 +5,17 @@ back must not end the streams whose frames are still on their way."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
 from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.collector.status import DeviceStatus
+from twitchwatch.processing.store import EventQuery
 from twitchwatch.processing.store.sqlite import SQLiteStore
 from twitchwatch.processing.worker import Worker
 
@@ -89,3 +92,28 @@ def test_a_quiet_source_after_a_pause_counts_it_as_a_pause(tmp_path: Path) -> No
     worker.source_quiet()
     worker.end_idle(IDLE_NS)
     assert not _ended(worker, "a")
+
+
+def test_a_stream_not_heard_of_after_the_connection_was_lost_is_left_to_another_worker(
+    tmp_path: Path,
+) -> None:
+    """After the source lost its connection (``detach_streams``), a stream whose frames come again is still
+    this worker's; one never heard of again went, with its unacknowledged frames, to another worker: it
+    is dropped, and nothing of its minutes is written here (a stale partial tally would overwrite the
+    other worker's)."""
+    worker = _worker(tmp_path)
+    for seq in range(5):
+        worker.handle(*_frame("a", seq))
+        worker.handle(*_frame("b", seq))
+    worker.detach_streams()
+    for seq in range(5, 12):  # a's frames go on here; b's went elsewhere
+        time.sleep(0.1)
+        worker.handle(*_frame("a", seq))
+    worker.end_idle(IDLE_NS)
+    assert _ended(worker, "b")
+    assert not _ended(worker, "a")
+    assert worker.stats.streams_handed_over == 1
+    asyncio.run(worker.drain())
+    rates = worker.store.rates(EventQuery(user=USER))
+    assert {r.device for r in rates} == {"a"}
+    assert sum(r.monitored_s for r in rates) == pytest.approx(1.2)

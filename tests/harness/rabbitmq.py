@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -151,6 +152,31 @@ class RabbitServer:
             if r.get("active") is True and str(r["queue_name"]).startswith(prefix)
         }
 
+    def close_connections(self, name: str, reason: str = "closed by the test") -> int:
+        """Close the client connections named ``name`` (their ``connection_name``), as a network failure
+        between them and the broker would: their channels go, their unacknowledged deliveries return to
+        their queues. Returns how many were closed. (The JSON formatter writes pids in a form
+        ``close_connection`` does not take back, so this reads the plain table.)"""
+        out = subprocess.run(
+            [_script("rabbitmqctl"), "-n", self.node, "list_connections", "pid", "client_properties", "-q"],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        rows = [line.split("\t", 1) for line in out.stdout.splitlines()]
+        pids = [row[0] for row in rows if len(row) == 2 and _connection_name(row[1]) == name]
+        for pid in pids:
+            subprocess.run(
+                [_script("rabbitmqctl"), "-n", self.node, "close_connection", pid, reason],
+                env=self._env(),
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
+        return len(pids)
+
     def messages(self, prefix: str = "twitchwatch.") -> int:
         """Messages in the queues named ``prefix…``, ready and unacknowledged."""
         rows = self.ctl("list_queues", "name", "messages")
@@ -169,6 +195,13 @@ class RabbitServer:
     def restart(self) -> None:
         self.stop()
         self.process = self._launch()
+
+
+def _connection_name(client_properties: str) -> str | None:
+    """The ``connection_name`` in rabbitmqctl's rendering of a connection's client properties (a list of
+    ``{"key",value}`` tuples)."""
+    m = re.search(r'\{"connection_name","([^"]*)"\}', client_properties)
+    return m.group(1) if m else None
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
