@@ -305,6 +305,7 @@ class _Session:
     span_s: float
     motion_span_s: float
     tap: _Tap
+    silence_s: float = TEST_TIMING.silence_s
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     frames: list[tuple[str, Frame]] = field(default_factory=list)
     connections: list[Connection] = field(default_factory=list)
@@ -317,7 +318,10 @@ class _Session:
         assert found is not None
         self.tap.mark_reconnect()
         timing = dataclasses.replace(
-            TEST_TIMING, frame_span_s=self.span_s, motion_frame_span_s=self.motion_span_s
+            TEST_TIMING,
+            frame_span_s=self.span_s,
+            motion_frame_span_s=self.motion_span_s,
+            silence_s=self.silence_s,
         )
         events = Events(self._frame, _ignore, _ignore, _ignore)
         connection = Connection(
@@ -438,6 +442,22 @@ async def test_a_stalled_device_partial_frame_goes_out_when_due_while_still_conn
         assert connection.stats.end_flushes == 0
         assert not task.done()  # no disconnect, no stop: the span's timer sent it
         await s.stop(task)
+    assert_same_signal(s.published("acc"), s.reference("acc"))
+
+
+async def test_a_connected_device_that_stops_sending_data_is_dropped_after_the_silence_timeout() -> None:
+    """Connected, but its notifications stop (another app stopped the measurement, its firmware hung): the
+    connection ends as a drop does after ``silence_s``, so its runner marks it offline and reconnects,
+    instead of showing it online while nothing is recorded. The partial frame still went out when due."""
+    async with _session("metamotion", {"odr_hz": 100}, ("acc",), 0.23) as s:
+        s.silence_s = 1.0
+        connection, task = await s.connect()
+        await s.device.set_silent(True)
+        with pytest.raises(Disconnected, match="no data for 1 s"):
+            async with asyncio.timeout(30):
+                await task
+        assert connection.stats.silences == 1
+        assert connection.pending_samples == 0
     assert_same_signal(s.published("acc"), s.reference("acc"))
 
 

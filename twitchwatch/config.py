@@ -57,6 +57,7 @@ TOML device map (unknown keys are rejected)::
     broker_buffer = 600                # s of frames kept per device while the MQTT broker is away
     frame_span = 0.05                  # s: notifications merged into frames of up to this (0 = off)
     motion_frame_span = 0.1            # s: the same for accelerometers and gyroscopes
+    silence_timeout = 10               # s without data from a connected device: reconnect it
 """
 
 from __future__ import annotations
@@ -306,6 +307,9 @@ class CollectOptions(_Strict):
     # The same for accelerometer and gyroscope streams: a 50-Hz sensor's 50-ms frame holds two samples and
     # is mostly header, and a movement only vetoes (EMG events wait for it at most this much longer).
     motion_frame_span: float = Field(default=0.1, ge=0, le=0.25)
+    # Seconds a connected device may send no data before it is taken for stalled: disconnected, marked
+    # offline, connected again (collector.ble.target.Timing.silence_s).
+    silence_timeout: float = Field(default=10.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -384,6 +388,7 @@ class DeviceFile(_Strict):
             broker_buffer_s=c.broker_buffer,
             frame_span_s=c.frame_span,
             motion_frame_span_s=c.motion_frame_span,
+            silence_s=c.silence_timeout,
         )
         return targets, timing
 

@@ -83,6 +83,7 @@ class ConnectionStats:
     frames: int = 0
     span_flushes: int = 0  # frames sent because their first sample had waited the span
     end_flushes: int = 0  # frames sent as the connection ended (stop, drop) with samples pending
+    silences: int = 0  # connections dropped because a connected device sent no data for ``silence_s``
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Connection:
     _coalescer: Coalescer = field(init=False)
     _timer: asyncio.TimerHandle | None = None
     _timer_due_ns: int | None = None
+    _heard: float = 0.0  # event-loop time of the latest data notification (``Timing.silence_s``)
 
     def __post_init__(self) -> None:
         self._coalescer = Coalescer(
@@ -315,8 +317,17 @@ class Connection:
 
     # ---- streaming --------------------------------------------------------------------------------
     async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._heard = loop.time()
         while True:
-            item = await self._queue.get()
+            try:
+                async with asyncio.timeout_at(self._heard + self.timing.silence_s):
+                    item = await self._queue.get()
+            except TimeoutError:
+                self.stats.silences += 1
+                raise Disconnected(
+                    f"no data for {self.timing.silence_s:g} s while connected: the device stopped streaming"
+                ) from None
             if item is STOP:
                 return
             if item is DISCONNECTED:
@@ -346,6 +357,7 @@ class Connection:
             chunks, self._states[note.characteristic] = decoder.decode(
                 note.data, self._states[note.characteristic]
             )
+            self._heard = asyncio.get_running_loop().time()  # data: the device streams (``silence_s``)
         except NotificationError as exc:
             self.stats.bad_notifications += 1
             self._rlog.warning(

@@ -50,7 +50,10 @@ class Timing:
     ``backoff_max_s`` while a device keeps failing, and starts over once it has streamed. ``frame_span_s``:
     a stream's consecutive notifications are merged into frames of up to this much signal, none held back
     longer (``collector.ble.coalesce``); 0 = one frame per notification. ``motion_frame_span_s``: the same
-    for accelerometers and gyroscopes."""
+    for accelerometers and gyroscopes. ``silence_s``: a connected device that sends no data this long has
+    stopped streaming (another app stopped its measurement, its firmware hung, the link is up but dead):
+    the connection is dropped, the device marked offline and connected again, instead of saying "online"
+    while nothing is recorded."""
 
     scan_s: float = 10.0
     connect_s: float = 30.0
@@ -61,9 +64,21 @@ class Timing:
     broker_buffer_s: float = 600.0  # signal time of frames kept while the MQTT broker is away
     frame_span_s: float = 0.05
     motion_frame_span_s: float = 0.1
+    # More than any profile's longest gap between data notifications (a Polar's 25-Hz accelerometer sends
+    # one every 1.4 s) and twice a typical BLE supervision timeout (4–6 s), after which a dead link is
+    # reported as a disconnection anyway.
+    silence_s: float = 10.0
 
     def __post_init__(self) -> None:
-        names = ("scan_s", "connect_s", "response_s", "backoff_initial_s", "backoff_max_s", "broker_buffer_s")
+        names = (
+            "scan_s",
+            "connect_s",
+            "response_s",
+            "backoff_initial_s",
+            "backoff_max_s",
+            "broker_buffer_s",
+            "silence_s",
+        )
         for name in names:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
