@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,10 @@ _EVENT_COLUMNS = (
 _RATE_COLUMNS = "user, muscle, device, source, minute_ns, twitches, monitored_s, rest_s"
 
 
+# How long opening a store waits for other processes opening or writing it (SQLite's busy timeout too).
+OPEN_WAIT_S = 30.0
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a store written by an older twitchwatch up to this schema, in place and losslessly.
 
@@ -69,10 +75,13 @@ def _migrate(db: sqlite3.Connection) -> None:
     Version 2 had no rest tracking: its minute rates keep ``rest_s`` NULL (unknown, shown as "before rest
     tracking", never as all-rest) and its events an empty ``reason``.
     """
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    events = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-    rates = {row[1] for row in db.execute("PRAGMA table_info(rates)")}
-    with db:
+    # Looked at and changed in one write transaction: two processes opening the store at once (a worker
+    # and the dashboard) would otherwise both see a column missing and both add it.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        events = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        rates = {row[1] for row in db.execute("PRAGMA table_info(rates)")}
         if "dominant_hz" not in events:
             db.execute("ALTER TABLE events ADD COLUMN dominant_hz REAL")
         if "reason" not in events:
@@ -81,6 +90,44 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute("ALTER TABLE rates ADD COLUMN rest_s REAL")
         if version < _SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock this step needs, where SQLite does not wait for it: switching to
+    WAL, or two connections both upgrading their read locks (it answers one of them at once rather than
+    deadlock)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A connection to the store at ``path``, its schema created or brought up to date. Several processes
+    may open one file at the same moment (``make demo``: the worker and the dashboard; workers sharing a
+    file): a step SQLite answers "database is locked" without waiting is tried again, for up to
+    ``OPEN_WAIT_S``."""
+    deadline = time.monotonic() + OPEN_WAIT_S
+    while True:
+        # One connection shared across threads (the worker writes from a thread, Streamlit reads from its
+        # script threads); the store's lock serialises use of it.
+        db = sqlite3.connect(path, check_same_thread=False, timeout=OPEN_WAIT_S)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            _migrate(db)
+            db.executescript(_PERSON_SCHEMA)
+            return db
+        except sqlite3.Error as exc:
+            db.close()
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(random.uniform(0.01, 0.05))
 
 
 class SQLiteStore(EventStore):
@@ -89,25 +136,12 @@ class SQLiteStore(EventStore):
         self.url = f"sqlite:///{self.path}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection shared across threads (the worker writes from a thread, Streamlit reads
-            # from its script threads); the lock serialises use of it.
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            _migrate(self._db)
+            self._db = _open(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot open SQLite store {self.path}: {exc}; check the path and permissions"
             ) from exc
         self._lock = threading.Lock()
-        self._create_person_tables()
-
-    def _create_person_tables(self) -> None:
-        try:
-            self._db.executescript(_PERSON_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot add the journal and flag tables to {self.path}: {exc}") from exc
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
