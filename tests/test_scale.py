@@ -418,6 +418,10 @@ def test_a_worker_whose_connection_drops_leaves_its_partitions_to_the_standby_cl
     a, b = workers
     queues = [*(queue_name(p) for p in range(PARTITIONS)), UNASSIGNED]
     _wait(lambda: len(rabbitmq.active_consumers()) == len(queues), 60, "both workers to consume")
+    active = rabbitmq.active_consumers()
+    assert {q for q, tag in active.items() if tag.startswith(b.name)} == {
+        queue_name(p) for p in range(1, PARTITIONS, 2)
+    }, active  # both run, each on its own share
     plans = _plans(users, seconds=40, speed=2.0, seed=90)
 
     async def run_and_cut() -> tuple[dict[str, list[float]], Recorded]:
