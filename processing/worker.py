@@ -1245,11 +1245,12 @@ class Worker(PeriodicTasks):
 
     def _hand_over(self, st: _Stream) -> None:
         """End a detached stream without finishing it: another worker has its frames (``detach_streams``)."""
+        keys = self._rate_keys(st)  # first: worked out afresh, they would register it with the fuser again
         st.ended = True
         st.queued = []
         self._rest.drop(st.key)
         self._fuser.drop(st.user, st.device)
-        self._rates.discard(self._rate_keys(st))
+        self._rates.discard(keys)
         self.stats.streams_handed_over += 1
         log.info(
             "%s/%s/%s: not heard of since the connection was lost; left to the worker that has its frames",
