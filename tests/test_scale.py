@@ -1,6 +1,7 @@
 """Scale-out on a real RabbitMQ (tests/harness/rabbitmq.py): twenty simulated wearables of twenty people,
-two ``twitchwatch process`` workers on the partition queues, one of them SIGKILLed mid-stream; and a broker
-restart with frames queued and unacknowledged.
+two ``twitchwatch process`` workers on the partition queues, one of them SIGKILLed mid-stream, or its
+connection closed mid-stream; a broker restart with frames queued and unacknowledged; a worker with little
+credit; a lone wearer whose device falls silent without an offline status.
 
 What counts: every event a worker that is never interrupted stores from the same frames (the same pipeline
 fed by hand, ``_reference``) is stored exactly once — one stored event within ±0.5 s, never two, none
@@ -206,6 +207,28 @@ def _check_exactly_once(
             assert monitored_s - 2.0 <= monitored <= monitored_s + over, (plan.user, monitored, rates)
 
 
+def _two_workers(
+    rabbitmq: RabbitServer, tmp_path: Path, workers: list[Worker], db: Path
+) -> tuple[Worker, Worker]:
+    """Workers a (slot 0/2) and b (1/2) on one SQLite store, once each is the active consumer of its own
+    share of the partitions (a also of the unassigned queue) and stands by for the other's."""
+    store_url = f"sqlite:///{db}"
+    workers.append(Worker(rabbitmq, store_url, "0/2", tmp_path / "w0.log", PARTITIONS))
+    workers.append(Worker(rabbitmq, store_url, "1/2", tmp_path / "w1.log", PARTITIONS))
+    a, b = workers
+    queues = [*(queue_name(p) for p in range(PARTITIONS)), UNASSIGNED]
+    _wait(lambda: len(rabbitmq.active_consumers()) == len(queues), 60, "both workers to consume")
+    active = rabbitmq.active_consumers()
+    assert {q for q, tag in active.items() if tag.startswith(a.name)} == {
+        *(queue_name(p) for p in range(0, PARTITIONS, 2)),
+        UNASSIGNED,
+    }, active
+    assert {q for q, tag in active.items() if tag.startswith(b.name)} == {
+        queue_name(p) for p in range(1, PARTITIONS, 2)
+    }, active
+    return a, b
+
+
 def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_is_killed(
     rabbitmq: RabbitServer, tmp_path: Path, workers: list[Worker]
 ) -> None:
@@ -217,20 +240,8 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_is_k
     assert shares == {0, 1}  # both workers have wearers of their own
 
     db = tmp_path / "events.db"
-    store_url = f"sqlite:///{db}"
-    workers.append(Worker(rabbitmq, store_url, "0/2", tmp_path / "w0.log", PARTITIONS))
-    workers.append(Worker(rabbitmq, store_url, "1/2", tmp_path / "w1.log", PARTITIONS))
-    a, b = workers
+    a, b = _two_workers(rabbitmq, tmp_path, workers, db)
     queues = [*(queue_name(p) for p in range(PARTITIONS)), UNASSIGNED]
-    _wait(lambda: len(rabbitmq.active_consumers()) == len(queues), 60, "both workers to consume")
-    active = rabbitmq.active_consumers()
-    assert {q for q, tag in active.items() if tag.startswith(a.name)} == {
-        *(queue_name(p) for p in range(0, PARTITIONS, 2)),
-        UNASSIGNED,
-    }
-    assert {q for q, tag in active.items() if tag.startswith(b.name)} == {
-        queue_name(p) for p in range(1, PARTITIONS, 2)
-    }
 
     plans = _plans(users, seconds=40, speed=2.0, seed=10)
 
@@ -412,16 +423,7 @@ def test_a_worker_whose_connection_drops_leaves_its_partitions_to_the_standby_cl
     users = [f"blip{i:02d}" for i in range(20)]
     asyncio.run(setup_broker(rabbitmq.amqp_url, PARTITIONS, users))
     db = tmp_path / "events.db"
-    store_url = f"sqlite:///{db}"
-    workers.append(Worker(rabbitmq, store_url, "0/2", tmp_path / "w0.log", PARTITIONS))
-    workers.append(Worker(rabbitmq, store_url, "1/2", tmp_path / "w1.log", PARTITIONS))
-    a, b = workers
-    queues = [*(queue_name(p) for p in range(PARTITIONS)), UNASSIGNED]
-    _wait(lambda: len(rabbitmq.active_consumers()) == len(queues), 60, "both workers to consume")
-    active = rabbitmq.active_consumers()
-    assert {q for q, tag in active.items() if tag.startswith(b.name)} == {
-        queue_name(p) for p in range(1, PARTITIONS, 2)
-    }, active  # both run, each on its own share
+    a, b = _two_workers(rabbitmq, tmp_path, workers, db)
     plans = _plans(users, seconds=40, speed=2.0, seed=90)
 
     async def run_and_cut() -> tuple[dict[str, list[float]], Recorded]:
