@@ -272,7 +272,7 @@ class AmqpSource:
         # (``gather_backlog``: 20 ms, longer when behind), at most BATCH_MAX. A worker behind gets many at
         # once and handles each stream's frames of them in one detector call.
         batch: list[tuple[int, str, bytes, bool]] = []
-        delivered = [0]  # deliveries so far on this channel: none since the last look, the source is quiet
+        delivered = 0  # deliveries so far on this channel: none since the last look, the source is quiet
         gathering: set[asyncio.Task[None]] = set()  # owned here: cancelled at the end, then run_batch
 
         async def gather() -> None:
@@ -289,13 +289,14 @@ class AmqpSource:
 
         async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
             # No await here: aiormq starts one task per delivery in order, so frames stay in order.
+            nonlocal delivered
             delivery = message.delivery
             assert isinstance(delivery, aiormq.spec.Basic.Deliver)
             if not batch:
                 task = asyncio.create_task(gather())
                 gathering.add(task)
                 task.add_done_callback(gathering.discard)
-            delivered[0] += 1
+            delivered += 1
             topic = topic_of(delivery.routing_key or "")
             batch.append((delivery.delivery_tag or 0, topic, message.body, bool(delivery.redelivered)))
             if len(batch) >= BATCH_MAX:
@@ -332,9 +333,9 @@ class AmqpSource:
                     closing.result()  # re-raise why the channel closed
                 run_batch()  # what was delivered is handled before streams are judged idle
                 # Nothing came, and every consumer has credit left: the broker has nothing for this worker.
-                if delivered[0] == seen and len(pending.items) < self.prefetch:
+                if delivered == seen and len(pending.items) < self.prefetch:
                     worker.source_quiet()
-                seen = delivered[0]
+                seen = delivered
                 worker.end_idle(self.idle_ns)
                 await self._ack_stored(channel, worker, pending)
             for tag in consumers:  # no more deliveries; what was delivered is drained and acknowledged

@@ -136,7 +136,6 @@ class RestStreams:
         device = key[:2]
         self._held = [(e, b) for e, b in self._held if (e.user, e.device) != device]
         self._provisional = [(e, b) for e, b in self._provisional if (e.user, e.device) != device]
-        self._counted = [e for e in self._counted if (e.user, e.device) != device]
 
     def veto(
         self, key: StreamKey, lane: int, start_ns: int, end_ns: int, reason: str, guard: bool = True

@@ -100,10 +100,7 @@ def _busy(exc: sqlite3.Error) -> bool:
     """Another connection holds the lock this step needs, where SQLite does not wait for it: switching to
     WAL, or two connections both upgrading their read locks (it answers one of them at once rather than
     deadlock)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "locked" in str(exc) or "busy" in str(exc)
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # extended codes too
 
 
 def _open(path: Path) -> sqlite3.Connection:
