@@ -78,15 +78,15 @@ def test_frames_are_coalesced_to_50_ms_unless_the_map_says_otherwise(tmp_path: P
         _load(tmp_path, '[devices.x]\nprofile = "metamotion"\n[collect]\nmotion_frame_span = 0.3\n')
 
 
-def test_a_silent_connected_device_is_reconnected_after_10_s_unless_the_map_says_otherwise(
+def test_a_silent_connected_device_is_reconnected_after_30_s_unless_the_map_says_otherwise(
     tmp_path: Path,
 ) -> None:
     _, timing = _load(tmp_path, '[devices.x]\nprofile = "metamotion"\n').collect_plan()
-    assert timing.silence_s == 10.0
-    _, timing = _load(
-        tmp_path, '[devices.x]\nprofile = "metamotion"\n[collect]\nsilence_timeout = 30\n'
-    ).collect_plan()
     assert timing.silence_s == 30.0
+    _, timing = _load(
+        tmp_path, '[devices.x]\nprofile = "metamotion"\n[collect]\nsilence_timeout = 60\n'
+    ).collect_plan()
+    assert timing.silence_s == 60.0
     with pytest.raises(ConfigError, match="silence_timeout"):
         _load(tmp_path, '[devices.x]\nprofile = "metamotion"\n[collect]\nsilence_timeout = 0\n')
 

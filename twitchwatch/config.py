@@ -57,7 +57,7 @@ TOML device map (unknown keys are rejected)::
     broker_buffer = 600                # s of frames kept per device while the MQTT broker is away
     frame_span = 0.05                  # s: notifications merged into frames of up to this (0 = off)
     motion_frame_span = 0.1            # s: the same for accelerometers and gyroscopes
-    silence_timeout = 10               # s without data from a connected device: reconnect it
+    silence_timeout = 30               # s without data from a connected device: reconnect it
 """
 
 from __future__ import annotations
@@ -309,7 +309,7 @@ class CollectOptions(_Strict):
     motion_frame_span: float = Field(default=0.1, ge=0, le=0.25)
     # Seconds a connected device may send no data before it is taken for stalled: disconnected, marked
     # offline, connected again (collector.ble.target.Timing.silence_s).
-    silence_timeout: float = Field(default=10.0, gt=0, le=3600)
+    silence_timeout: float = Field(default=30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _order(self) -> Self:

@@ -64,10 +64,11 @@ class Timing:
     broker_buffer_s: float = 600.0  # signal time of frames kept while the MQTT broker is away
     frame_span_s: float = 0.05
     motion_frame_span_s: float = 0.1
-    # More than any profile's longest gap between data notifications (a Polar's 25-Hz accelerometer sends
-    # one every 1.4 s) and twice a typical BLE supervision timeout (4–6 s), after which a dead link is
-    # reported as a disconnection anyway.
-    silence_s: float = 10.0
+    # Well beyond any profile's longest gap between data notifications: a Polar's compressed (delta) frame
+    # fills its 232-byte MTU, and a still 25-Hz accelerometer's 2-bit deltas make that up to 11 s of signal
+    # in one notification (raw frames: 36 samples, 1.4 s). A dead link is reported within a supervision
+    # timeout (4–6 s) anyway; this is for a device that stays connected and stops sending.
+    silence_s: float = 30.0
 
     def __post_init__(self) -> None:
         names = (
