@@ -128,17 +128,21 @@ class RabbitServer:
             raise
         return proc
 
-    def ctl(self, *args: str) -> list[dict[str, object]]:
-        """``rabbitmqctl <args> --formatter json`` against this node (its own cookie), parsed."""
+    def _rabbitmqctl(self, *args: str) -> str:
+        """``rabbitmqctl <args>`` against this node (its own cookie): what it printed."""
         out = subprocess.run(
-            [_script("rabbitmqctl"), "-n", self.node, *args, "--formatter", "json"],
+            [_script("rabbitmqctl"), "-n", self.node, *args],
             env=self._env(),
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
         )
-        rows = json.loads(out.stdout or "[]")
+        return out.stdout
+
+    def ctl(self, *args: str) -> list[dict[str, object]]:
+        """``rabbitmqctl <args> --formatter json`` against this node, parsed."""
+        rows = json.loads(self._rabbitmqctl(*args, "--formatter", "json") or "[]")
         assert isinstance(rows, list)
         return rows
 
@@ -157,24 +161,11 @@ class RabbitServer:
         between them and the broker would: their channels go, their unacknowledged deliveries return to
         their queues. Returns how many were closed. (The JSON formatter writes pids in a form
         ``close_connection`` does not take back, so this reads the plain table.)"""
-        out = subprocess.run(
-            [_script("rabbitmqctl"), "-n", self.node, "list_connections", "pid", "client_properties", "-q"],
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        rows = [line.split("\t", 1) for line in out.stdout.splitlines()]
+        table = self._rabbitmqctl("list_connections", "pid", "client_properties", "-q")
+        rows = [line.split("\t", 1) for line in table.splitlines()]
         pids = [row[0] for row in rows if len(row) == 2 and _connection_name(row[1]) == name]
         for pid in pids:
-            subprocess.run(
-                [_script("rabbitmqctl"), "-n", self.node, "close_connection", pid, reason],
-                env=self._env(),
-                capture_output=True,
-                timeout=60,
-                check=True,
-            )
+            self._rabbitmqctl("close_connection", pid, reason)
         return len(pids)
 
     def messages(self, prefix: str = "twitchwatch.") -> int:
