@@ -60,6 +60,7 @@ DIMENSIONS: Final[dict[str, tuple[StreamKind, float]]] = {
     "m/s^2": ("acc", 1.0 / STANDARD_GRAVITY),
     "m/s2": ("acc", 1.0 / STANDARD_GRAVITY),
     "m/s²": ("acc", 1.0 / STANDARD_GRAVITY),
+    "mg": ("acc", 1e-3),  # milli-g (Daphnet, Axivity exports): no sensor file means milligrams
     "deg/s": ("gyro", 1.0),
     "°/s": ("gyro", 1.0),
     "dps": ("gyro", 1.0),

@@ -7,14 +7,16 @@ channels of one rate together, each accelerometer, gyroscope or orientation sens
 (:class:`Group`). Readers (``collector.recordings.reader``) fill it in and stream :class:`Chunk` s of samples
 in the detectors' units.
 
-Signal type per channel, from its physical dimension (µV, uV, mV, V → EMG, converted to µV; g, m/s² →
-accelerometer, converted to g; deg/s, °/s, dps, rad/s → gyroscope, converted to °/s) or, where the file gives
-none, from a label that starts with ``EMG``, ``ACC``, ``GYR`` or ``ORI`` (an orientation quaternion, w x y z).
-A label like ``EMG calf_left`` or ``ACC calf_left X`` also names the muscle (the word after the type) and, for
-an accelerometer, gyroscope or orientation, the axis; otherwise the muscle is the label itself, made safe for
-topics and tags (``[A-Za-z0-9_.:-]``). Axes of one sensor (same label apart from a trailing X/Y/Z, W, or 1–4)
-are one stream. Channels with any other dimension (temperature, force, EDF+ annotations, ...) are skipped with
-a note saying why.
+Signal type per channel, from its physical dimension (µV, uV, mV, V → EMG, converted to µV; g, mg, m/s² →
+accelerometer, converted to g; deg/s, °/s, dps, rad/s → gyroscope, converted to °/s) or, where the file
+gives none, from a word of the label (``EMG``, ``ACC``/``accel``/``accelerometer``, ``GYR``/``gyro``,
+``ORI``/``QUAT``: an orientation quaternion, w x y z; ``acc_x``, ``EMG1`` and ``accX`` count). A 3-axis
+accelerometer with no unit is read in the unit gravity shows in it (``gravity_unit``: g, m/s² or milli-g).
+A label like ``EMG calf_left`` or ``ACC calf_left X`` also names the muscle (the word after the type) and,
+for an accelerometer, gyroscope or orientation, the axis; otherwise the muscle is the label's words other
+than the type, or the label itself, made safe for topics and tags (``[A-Za-z0-9_.:-]``). Axes of one sensor
+(same label apart from a trailing X/Y/Z, W, or 1–4, or an ``x-axis`` word) are one stream. Channels with
+any other dimension (temperature, force, EDF+ annotations, ...) are skipped with a note saying why.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from twitchwatch.collector.signals import DIMENSIONS, KINDS, StreamKind, unit_symbol
+from twitchwatch.collector.signals import DIMENSIONS, KINDS, STANDARD_GRAVITY, StreamKind, unit_symbol
 from twitchwatch.errors import UserError
 
 FloatArray = npt.NDArray[np.float64]
 Category = Literal["truth", "marker"]
+Role = Literal["", "time", "counter"]
 
 DEFAULT_CHUNK_S: Final = 1.0
 MAX_CHUNK_S: Final = 60.0
@@ -45,13 +48,22 @@ class RecordingError(UserError, ValueError):
 
 _TYPE_WORDS: Final[dict[str, StreamKind]] = {
     "EMG": "emg",
+    "SEMG": "emg",
     "ACC": "acc",
+    "ACCEL": "acc",
+    "ACCELERATION": "acc",
+    "ACCELEROMETER": "acc",
     "GYR": "gyro",
     "GYRO": "gyro",
+    "GYROSCOPE": "gyro",
     "ORI": "orientation",
     "QUAT": "orientation",
 }
 _AXIS_SUFFIX: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]+([WXYZwxyz1-4])$")  # acc_x, wrist-Y, calf z, gyr 2
+_CAMEL_AXIS: Final = re.compile(r"^(.*[a-z])([WXYZ])$")  # accX, wristGyrZ
+# "accelerometer x-axis", "gyro Y axis"
+_AXIS_WORD: Final = re.compile(r"^(.*?)[\s_.-]*\b([XYZxyz])[\s_-]?axis$", re.IGNORECASE)
+_WORD_SEP: Final = re.compile(r"[\s_.-]+")
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.:-]+")
 ANNOTATION_LABELS: Final = frozenset({"EDF Annotations", "BDF Annotations"})
 
@@ -73,6 +85,10 @@ class Channel:
     axis: str = ""  # X, Y, Z (accelerometer, gyroscope), W (orientation) or a number 1–4
     note: str = ""
     block: str = ""  # channels of different blocks never share a stream (a session's stream parts)
+    role: Role = ""  # a column that is the file's time or sample count: never a signal, even by --signal
+    # How gravity reads in this column's sensor (its three axes together; median over the file's first
+    # rows), where the file gives no unit: what tells g, m/s² and milli-g apart (``gravity_unit``).
+    gravity: float | None = None
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.rate) and self.rate > 0):
@@ -95,11 +111,22 @@ def sanitise(name: str) -> str:
     return _UNSAFE.sub("_", name).strip("_")[:64] or "unknown"
 
 
-def infer_channel(index: int, label: str, dimension: str, rate: float) -> Channel:
-    """Signal type, unit conversion, muscle and sensor axis from a label and a physical dimension."""
+def infer_channel(
+    index: int,
+    label: str,
+    dimension: str,
+    rate: float,
+    gravity: float | None = None,
+    sensor: tuple[str, str] = ("", ""),
+) -> Channel:
+    """Signal type, unit conversion, muscle and sensor axis from a label and a physical dimension.
+    ``gravity``: how gravity reads in the column's sensor (``Channel.gravity``); ``sensor``: (sensor, axis)
+    where the file's layout says so and the label does not (``named``)."""
     dim = dimension.strip()
     word = _type_word(label)
-    base = Channel(index, label, dim, rate, None, sanitise(label))
+    base = Channel(
+        index, label, dim, rate, None, sanitise(label), gravity=gravity, sensor=sensor[0], axis=sensor[1]
+    )
     if label.strip() in ANNOTATION_LABELS:
         return replace(base, note="annotation signal, not used for detection")
     known = DIMENSIONS.get(dim)
@@ -117,36 +144,72 @@ def infer_channel(index: int, label: str, dimension: str, rate: float) -> Channe
     if word == "orientation":
         return named(replace(base, signal=word, note="orientation: values taken as a unit quaternion"))
     if word is not None:
-        return named(
-            replace(base, signal=word, note=f"no physical dimension: values taken as {unit_symbol(word)}")
-        )
+        return undimensioned(base, word)
     return replace(
         base,
         note="no physical dimension and no EMG/ACC/GYR/ORI in the label (name the type with --signal)",
     )
 
 
+# How gravity's 1 g reads in each unit a file may leave unsaid. An accelerometer's median magnitude over a
+# few seconds stays within a factor of 2 of 1 g whatever its wearer does (walking, running: peaks of
+# 2-3 g, but the median stays near 1 g), and the three ranges are a decade apart: no overlap.
+_GRAVITY_UNITS: Final = (("g", 1.0), ("m/s²", 1.0 / STANDARD_GRAVITY), ("milli-g", 1e-3))
+
+
+def gravity_unit(gravity: float) -> tuple[str, float] | None:
+    """(unit name, factor to g) of the unit in which gravity reads ``gravity``, or None for none of them."""
+    for name, scale in _GRAVITY_UNITS:
+        if 0.5 <= gravity * scale <= 2.0:
+            return name, scale
+    return None
+
+
+def undimensioned(ch: Channel, signal: StreamKind) -> Channel:
+    """``ch`` as a ``signal`` channel whose file gives no unit. An accelerometer's unit is read off gravity
+    where its three axes are known (``Channel.gravity``); one that fits no unit is left out, since taking
+    raw counts as g would make every moment movement, and no twitch would ever be counted."""
+    unit = unit_symbol(signal)
+    if signal != "acc" or ch.gravity is None:
+        return named(
+            replace(ch, signal=signal, scale=1.0, note=f"no physical dimension: values taken as {unit}")
+        )
+    found = gravity_unit(ch.gravity)
+    if found is None:
+        return replace(
+            ch,
+            signal=None,
+            note=(
+                f"no physical dimension, and gravity reads {ch.gravity:.4g} in its sensor: neither g, m/s² "
+                "nor milli-g (raw counts?); give the unit in the header, e.g. 'acc x [m/s^2]'"
+            ),
+        )
+    name, scale = found
+    converted = "" if scale == 1.0 else f", converted to {unit}"
+    read = f"gravity reads {ch.gravity:.4g} in its sensor"
+    note = f"no physical dimension: values taken as {name}{converted} ({read})"
+    return named(replace(ch, signal=signal, scale=scale, note=note))
+
+
 def force_signal(ch: Channel, signal: StreamKind, named_by_user: bool) -> Channel:
     """``--signal``: the type for a channel whose dimension is blank or a unit of that signal, and for a
     channel the user named explicitly (``named_by_user``) whatever its dimension (values then taken as they
-    are)."""
-    if ch.label.strip() in ANNOTATION_LABELS:
+    are). A file's time or sample-count column stays what it is unless the user named it."""
+    if ch.label.strip() in ANNOTATION_LABELS or (ch.role and not named_by_user):
         return ch
     known = DIMENSIONS.get(ch.dimension)
     unit = unit_symbol(signal)
     if known is not None and known[0] == signal:
         return named(replace(ch, signal=signal, scale=known[1], note=""))
     if not ch.dimension:
-        return named(
-            replace(ch, signal=signal, scale=1.0, note=f"no physical dimension: values taken as {unit}")
-        )
+        return undimensioned(ch, signal)
     if named_by_user:
         return named(
             replace(
                 ch,
                 signal=signal,
                 scale=1.0,
-                note=f"dimension {ch.dimension!r} forced: values taken as {unit}",
+                note=f"dimension {ch.dimension!r} taken as {unit} (forced with --channels and --signal)",
             )
         )
     return replace(
@@ -157,23 +220,55 @@ def force_signal(ch: Channel, signal: StreamKind, named_by_user: bool) -> Channe
 
 
 def _type_word(label: str) -> StreamKind | None:
-    tokens = label.split()
-    return _TYPE_WORDS.get(tokens[0].upper()) if tokens else None
+    """The signal type a label names: its first word (split on spaces, ``_``, ``-`` and ``.``) that is a
+    type word, alone or with a channel number or an axis letter stuck to it (``EMG1``, ``accX``)."""
+    for token in label_words(label):
+        word = token.upper()
+        for stem in (word, word.rstrip("0123456789"), word[:-1] if word[-1:] in "XYZ" else ""):
+            kind = _TYPE_WORDS.get(stem)
+            if kind is not None:
+                return kind
+    return None
+
+
+def sensor_axis(label: str, axes: str) -> tuple[str, str]:
+    """(sensor, axis) as a label names them: a last word of one axis letter (``ACC wrist X``), an axis
+    word (``accelerometer x-axis``), an axis after a separator (``acc_x``, ``wrist-Y``) or stuck to a
+    lowercase word (``accX``); else (label, "")."""
+    sensor = label.strip()
+    tokens = sensor.split()
+    if len(tokens) >= 2 and len(tokens[-1]) == 1 and tokens[-1].upper() in axes:
+        return " ".join(tokens[:-1]), tokens[-1].upper()
+    for rule in (_AXIS_WORD, _AXIS_SUFFIX, _CAMEL_AXIS):
+        if (m := rule.match(sensor)) is not None and m.group(2).upper() in axes:
+            return m.group(1), m.group(2).upper()
+    return sensor, ""
+
+
+def label_words(label: str) -> list[str]:
+    """A label's words, split on spaces, ``_``, ``-`` and ``.`` (``ankle_horiz_fwd`` → three)."""
+    return [w for w in _WORD_SEP.split(label.strip()) if w]
+
+
+def _muscle_of(sensor: str) -> str:
+    """A sensor's muscle: the word after a leading type word (``EMG calf_left``), else the sensor's words
+    other than type words (``left_wrist_acc`` → ``left_wrist``), else the sensor itself."""
+    words = sensor.split()
+    if len(words) >= 2 and words[0].upper() in _TYPE_WORDS:
+        return words[1]
+    tokens = label_words(sensor)
+    rest = [w for w in tokens if _type_word(w) is None]
+    return "_".join(rest) if rest and len(rest) < len(tokens) else sensor
 
 
 def named(ch: Channel) -> Channel:
-    """Muscle, sensor and axis of a channel whose signal type is known."""
-    tokens = ch.label.split()
-    sensor, axis = ch.label.strip(), ""
+    """Muscle, sensor and axis of a channel whose signal type is known. Where the label names no axis, the
+    sensor and axis the file's layout gave (``infer_channel``'s ``sensor``) stand."""
     axes = KINDS[ch.signal].axes if ch.signal is not None else ""
-    if axes:
-        if len(tokens) >= 2 and len(tokens[-1]) == 1 and tokens[-1].upper() in axes:
-            sensor, axis = " ".join(tokens[:-1]), tokens[-1].upper()
-        elif (m := _AXIS_SUFFIX.match(sensor)) is not None and m.group(2).upper() in axes:
-            sensor, axis = m.group(1), m.group(2).upper()
-    words = sensor.split()
-    muscle = words[1] if len(words) >= 2 and words[0].upper() in _TYPE_WORDS else sensor
-    return replace(ch, muscle=sanitise(muscle), sensor=sensor, axis=axis)
+    sensor, axis = sensor_axis(ch.label, axes) if axes else (ch.label.strip(), "")
+    if axes and not axis and ch.sensor and ch.axis in axes:
+        sensor, axis = ch.sensor, ch.axis
+    return replace(ch, muscle=sanitise(_muscle_of(sensor)), sensor=sensor, axis=axis)
 
 
 # ---- streams: channels as a wearable sends them ------------------------------------------------------

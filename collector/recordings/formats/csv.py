@@ -4,11 +4,15 @@ Found by extension (``.csv``, ``.tsv``) or by content: any UTF-8 text whose firs
 numbers (BioSPPy's ``.txt`` exports, a ``.dat`` file). ``#`` lines and blank lines are skipped. An optional
 header row names the channels; a label may carry its unit in brackets (``EMG calf [mV]``). Delimiter: tab,
 semicolon, comma or whitespace, whichever the first data row uses. Text is UTF-8 (a byte-order mark is fine).
+A device's header block before the data (``key,value`` lines: GENEActiv's exports) is skipped, and read for
+the sample rate, the time zone and the columns' descriptions (``collector.recordings.csvhead``).
 
-All columns share one rate: the caller's (``--rate``), else the file's time column's (a column named
-``time``, ``t`` or ``timestamp``, in seconds unless its header says ``[ms]``, ``[us]`` or ``[ns]``), estimated
-from its first rows. A time column whose first value is a date between 2000 and 2100 (Unix seconds) also says
-when the recording started; samples still follow one another at the rate.
+All columns share one rate: the caller's (``--rate``), the header block's, else the file's time column's (a
+column named ``time``, ``t``, ``timestamp`` … in seconds unless its header says ``[ms]``, ``[us]`` or
+``[ns]``, or a column of date-times), estimated from its first rows. A first time that is a date between 2000
+and 2100 also says when the recording started; samples still follow one another at the rate. A sample
+counter (``samples``) is neither signal nor time. Three columns with no unit that make one accelerometer get
+the unit gravity shows in them (``model.gravity_unit``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import ClassVar, Final
 
 import numpy as np
 
+from twitchwatch.collector.recordings.csvhead import Preamble, datetime_ns, is_datetime, read_preamble
 from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     Annotation,
@@ -34,12 +39,29 @@ from twitchwatch.collector.recordings.model import (
     Series,
     check_chunk_seconds,
     infer_channel,
+    label_words,
     sanitise,
+    sensor_axis,
 )
 from twitchwatch.collector.recordings.reader import HEAD_BYTES, RecordingReader
 from twitchwatch.collector.signals import KINDS
 
-_TIME_NAMES: Final = frozenset({"time", "t", "timestamp"})
+_TIME_NAMES: Final = frozenset(
+    {"time", "t", "timestamp", "timestamps", "datetime", "date_time", "date time", "time_s", "seconds", "ts"}
+)
+_COUNTER_NAMES: Final = frozenset(
+    {
+        "sample",
+        "samples",
+        "sample index",
+        "sample_index",
+        "sample number",
+        "sample_number",
+        "index",
+        "n",
+        "nseq",
+    }
+)
 _TIME_UNITS: Final = {
     unit: Decimal(factor)
     for units, factor in (
@@ -51,9 +73,105 @@ _TIME_UNITS: Final = {
     for unit in units
 }
 _LABEL_UNIT: Final = re.compile(r"^(.*?)\s*[\[(]\s*([^\])]*?)\s*[\])]\s*$")  # "EMG calf [mV]", "acc_x (g)"
-RATE_ROWS: Final = 1000  # rows of the time column a rate is estimated from
+RATE_ROWS: Final = 1000  # rows of the time column a rate is estimated from (and gravity's magnitude)
+GRAVITY_ROWS: Final = 10  # rows at least that tell how gravity reads in a sensor's columns
+HEAD_LINES: Final = 400  # lines a device's header block may take before the first data row
+HEADER_RUN: Final = 11  # a header and the rows under it that tell it from a header block
 # Unix seconds of 2000-01-01 and 2100-01-01: a first time in between is a date, not seconds from the start.
 _EPOCH_RANGE: Final = (946_684_800, 4_102_444_800)
+
+
+def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> float | None:
+    """The median vector magnitude of three columns over ``rows`` (rows that are not all numbers left
+    out); None with fewer than ``GRAVITY_ROWS`` such rows."""
+    values: list[list[float]] = []
+    for fields in rows:
+        try:
+            values.append([float(fields[c]) for c in cols])
+        except ValueError:
+            continue
+    if len(values) < GRAVITY_ROWS:
+        return None
+    norms = np.linalg.norm(np.array(values), axis=1)
+    norms = norms[np.isfinite(norms)]
+    return float(np.median(norms)) if norms.size >= GRAVITY_ROWS else None
+
+
+def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[Decimal], int | None, str]:
+    """A time column's first values in seconds, the start in ns since the Unix epoch where they are dates
+    between 2000 and 2100, and a note on the time zone taken; no seconds if they are not times."""
+    factor = _TIME_UNITS.get(unit)
+    if factor is not None:
+        try:
+            seconds = [Decimal(t) * factor for t in texts]
+        except InvalidOperation:
+            seconds = []
+        if seconds and all(s.is_finite() for s in seconds):
+            start = (
+                int(seconds[0] * 1_000_000_000) if _EPOCH_RANGE[0] <= seconds[0] < _EPOCH_RANGE[1] else None
+            )
+            return seconds, start, ""
+    stamps = [datetime_ns(t) for t in texts]
+    if not stamps or any(s is None for s in stamps):
+        return [], None, ""
+    ns = [s[0] - (s[1] if s[1] is not None else 0) * 1_000_000_000 for s in stamps if s is not None]
+    first = stamps[0]
+    assert first is not None
+    note = ""
+    if first[1] is None:  # a clock with no zone: the header block's zone, else UTC
+        if preamble.utc_offset is not None:
+            offset, key = preamble.utc_offset
+            ns = [t - offset * 1_000_000_000 for t in ns]
+            note = f"date-times in UTC{offset / 3600:+g} h from its {key!r} line"
+        else:
+            note = "date-times with no time zone: taken as UTC"
+    seconds = [Decimal(t - ns[0]) / Decimal(1_000_000_000) for t in ns]
+    start = ns[0] if _EPOCH_RANGE[0] * 10**9 <= ns[0] < _EPOCH_RANGE[1] * 10**9 else None
+    if start is None:
+        note = ""  # a clock from zero (``1970-01-01 00:04:40``): times from the start, no date
+    return seconds, start, note
+
+
+def _starts_data(line: str, after: str | None) -> bool:
+    """``line`` is the first data row: a row, followed by the end or by a line of its width (a lone number
+    in a header block is not data)."""
+    if not _is_row(line):
+        return False
+    if after is None:
+        return True
+    try:
+        return len(_split(after, _delimiter_of(line))) == len(_split(line, _delimiter_of(line)))
+    except csv.Error:
+        return False
+
+
+def _column_types(fields: Sequence[str]) -> tuple[str, ...]:
+    return tuple("n" if _is_number(f) else "t" if is_datetime(f) else "s" for f in fields)
+
+
+def _typed_run(header: Sequence[str], lines: Sequence[str]) -> bool:
+    """``lines`` start rows under ``header``: those of its width (at least the first) keep one type per
+    column, one of them numbers."""
+    run: list[tuple[str, ...]] = []
+    for line in lines:
+        try:
+            fields = _split(line, _delimiter_of(line))
+        except csv.Error:
+            break
+        if len(fields) != len(header):
+            break
+        run.append(_column_types(fields))
+    return bool(run) and len(set(run)) == 1 and "n" in run[0]
+
+
+def _is_row(line: str) -> bool:
+    """A data row: every field a number or a date-time, at least one a number."""
+    try:
+        fields = _split(line, _delimiter_of(line))
+    except csv.Error:
+        return False
+    numbers = [_is_number(f) for f in fields]
+    return any(numbers) and all(n or is_datetime(f) for n, f in zip(numbers, fields, strict=True))
 
 
 def _is_number(text: str) -> bool:
@@ -144,57 +262,69 @@ class CsvReader(RecordingReader):
     def _split(self, line: str) -> list[str]:
         return _split(line, self._delimiter)
 
+    def _head(self) -> list[tuple[str, int, int]]:
+        """(line, line number, byte position) of the first non-blank, non-comment lines: enough to hold a
+        device's header block, then the first data row and the one after it."""
+        head: list[tuple[str, int, int]] = []
+        while len(head) < HEAD_LINES and (line := self._next_line()) is not None:
+            head.append((line, self._line_no, self._line_pos))
+            if len(head) >= 2 and _starts_data(head[-2][0], head[-1][0]):
+                break
+        return head
+
     def _open(self, rate: float | None) -> None:
-        first = self._next_line()
-        if first is None:
+        head = self._head()
+        if not head:
             raise RecordingError(f"{self.path}: no data rows")
-        first_no = self._line_no
-        self._delimiter = _delimiter_of(first)
-        fields = self._split(first)
-        header = not all(_is_number(f) for f in fields)
-        row_no, row_pos = first_no, self._line_pos
-        if header:
-            data = self._next_line()
-            if data is None:
-                raise RecordingError(f"{self.path}: no data rows after the header on line {first_no}")
-            row_no, row_pos = self._line_no, self._line_pos
-            self._delimiter = _delimiter_of(data)
-            fields = self._split(first)
-            values = len(self._split(data))
-            if values != len(fields):
-                spaces = (
-                    " (whitespace-separated: labels cannot contain spaces)" if self._delimiter is None else ""
-                )
-                raise RecordingError(
-                    f"{self.path}: {len(fields)} labels in the header on line {first_no}, but line {row_no} "
-                    f"has {values} values{spaces}"
-                )
-        self._columns = len(fields)
+        k, fields = self._find_data(head)
+        data, row_no, row_pos = head[k]
+        self._delimiter = _delimiter_of(data)
+        values = len(self._split(data))
+        block = head[: k - 1 if fields else k]
+        preamble = read_preamble([_split(line, _delimiter_of(line)) for line, _, _ in block])
+        self._columns = values
         self._data = (row_pos, row_no - 1)  # where the first data row starts, and the lines before it
-        names = fields if header else [f"ch{i}" for i in range(len(fields))]
-        labels: list[tuple[str, str]] = []
-        for i, name in enumerate(names):
-            label, unit = name, ""
-            if (m := _LABEL_UNIT.match(name)) is not None:
-                label, unit = m.group(1), m.group(2)
-            labels.append((label or f"ch{i}", unit))
-        time_column = next(
-            (i for i, (label, _) in enumerate(labels) if header and label.lower() in _TIME_NAMES), None
-        )
         notes: list[str] = []
+        if block:
+            notes.append(f"lines {block[0][1]}–{block[-1][1]}: the device's header block, not data")
+        first = self._split(data)
+        labels = self._labels(fields, first, preamble, notes)
+        time_column = next((i for i, (label, _) in enumerate(labels) if label.lower() in _TIME_NAMES), None)
+        if time_column is None:  # a date-time column is the time whatever its name
+            time_column = next((i for i, text in enumerate(first) if is_datetime(text)), None)
         start_ns: int | None = None
+        if rate is None and preamble.rate is not None:
+            rate = preamble.rate[0]
+            notes.append(f"sample rate {rate:g} Hz from its {preamble.rate[1]!r} line")
         if time_column is not None:
-            rate, start_ns, note = self._from_time_column(time_column, *labels[time_column], rate)
+            rate, start_ns, note = self._from_time_column(time_column, *labels[time_column], rate, preamble)
             notes.extend([note] if note else [])
+        counters = [
+            i for i, (label, _) in enumerate(labels) if label.lower() in _COUNTER_NAMES and i != time_column
+        ]
         if rate is None:
-            raise RecordingError(f"{self.path}: a CSV file has no sample rate: pass it (--rate HZ)")
+            counted = (
+                f" (its {labels[counters[0]][0]!r} column counts samples, it does not time them)"
+                if counters
+                else ""
+            )
+            raise RecordingError(f"{self.path}: a CSV file has no sample rate: pass it (--rate HZ){counted}")
         self.rate = rate
+        gravity, layout = self._sensors(labels, {time_column, *counters})
         channels: list[Channel] = []
         for i, (label, unit) in enumerate(labels):
-            if i == time_column or (header and label.lower() in _TIME_NAMES):
-                channels.append(Channel(i, label, unit, rate, None, sanitise(label), note="time column"))
+            if i == time_column or label.lower() in _TIME_NAMES:
+                channels.append(
+                    Channel(i, label, unit, rate, None, sanitise(label), note="time column", role="time")
+                )
+            elif i in counters:
+                channels.append(
+                    Channel(
+                        i, label, unit, rate, None, sanitise(label), note="sample counter", role="counter"
+                    )
+                )
             else:
-                channels.append(infer_channel(i, label, unit, rate))
+                channels.append(infer_channel(i, label, unit, rate, gravity.get(i), layout.get(i, ("", ""))))
         if len({c.label for c in channels}) < len(channels):
             notes.append("repeated column labels: select those channels by index")
         rows = self._count_rows(row_no)
@@ -202,36 +332,135 @@ class CsvReader(RecordingReader):
             self.path, "CSV", tuple(channels), rows / rate, tuple(notes), start_ns=start_ns
         )
 
+    def _find_data(self, head: list[tuple[str, int, int]]) -> tuple[int, list[str]]:
+        """Where the data starts among the head's lines, and the header's fields (none if no header).
+
+        A file starts with its data, or with a header whose next lines are rows of its width whose columns
+        each keep one type (numbers, date-times or text: ``noon,1``, ``night,2`` are rows of a time column
+        that holds text). Otherwise a header block comes first (``Device Model,1.1``, ``Device Firmware
+        Version,Ver4.08a``: one width, but no column keeps its type); the data then starts at the first row of
+        numbers and date-times that the next line matches in width, after the header right before it (if
+        that line has its width)."""
+        if _starts_data(head[0][0], head[1][0] if len(head) > 1 else None):
+            return 0, []
+        first = _split(head[0][0], _delimiter_of(head[1][0] if len(head) > 1 else head[0][0]))
+        if _typed_run(first, [line for line, _, _ in head[1:HEADER_RUN]]):
+            return 1, first
+        after = [line for line, _, _ in head[1:]] + [None]
+        k = next((i for i, (line, _, _) in enumerate(head) if _starts_data(line, after[i])), None)
+        if k is None and len(head) == 1:
+            raise RecordingError(f"{self.path}: no data rows after the header on line {head[0][1]}")
+        if k is None or k == 1:  # a header alone before the rows: it must fit them
+            delimiter = _delimiter_of(head[1][0])
+            width = len(_split(head[1][0], delimiter))
+            if width != len(first):
+                spaces = " (whitespace-separated: labels cannot contain spaces)" if delimiter is None else ""
+                raise RecordingError(
+                    f"{self.path}: {len(first)} labels in the header on line {head[0][1]}, but line "
+                    f"{head[1][1]} has {width} values{spaces}"
+                )
+        if k is None:
+            raise RecordingError(f"{self.path}: no row of numbers in its first {len(head)} lines")
+        before = _split(head[k - 1][0], _delimiter_of(head[k][0])) if k >= 1 else []
+        width = len(_split(head[k][0], _delimiter_of(head[k][0])))
+        return k, before if len(before) == width else []
+
+    def _labels(
+        self, fields: list[str], first: list[str], preamble: Preamble, notes: list[str]
+    ) -> list[tuple[str, str]]:
+        """(label, unit) per column: from the header row; without one, from the header block's column
+        descriptions where they fit the columns after a date-time; else ``ch0``, ``ch1``, …"""
+        if fields:
+            out: list[tuple[str, str]] = []
+            for i, name in enumerate(fields):
+                label, unit = name, ""
+                if (m := _LABEL_UNIT.match(name)) is not None:
+                    label, unit = m.group(1), m.group(2)
+                out.append((label or f"ch{i}", unit))
+            return out
+        out = [(f"ch{i}", "") for i in range(len(first))]
+        described = list(preamble.columns)
+        dated = [i for i, text in enumerate(first) if is_datetime(text)]
+        rest = [i for i in range(len(first)) if i not in dated[:1]]
+        if described and len(described) == len(rest):
+            for i, (label, unit) in zip(rest, described, strict=True):
+                out[i] = (label or f"ch{i}", unit)
+            notes.append("column names and units from the header block's sensor descriptions")
+        return out
+
+    def _first_rows(self) -> list[list[str]]:
+        """Fields of the first ``RATE_ROWS`` data rows (up to a row of the wrong width, which the stream
+        names when it gets there)."""
+        rows: list[list[str]] = []
+        self._rewind()
+        while len(rows) < RATE_ROWS and (line := self._next_line()) is not None:
+            fields = self._split(line)
+            if len(fields) != self._columns:
+                break
+            rows.append(fields)
+        self._rewind()
+        return rows
+
+    def _sensors(
+        self, labels: list[tuple[str, str]], skip: set[int | None]
+    ) -> tuple[dict[int, float], dict[int, tuple[str, str]]]:
+        """For three columns with no unit that make one 3-axis sensor: how gravity reads in them (column →
+        median magnitude over the first rows) and, where the labels name no axes, the sensor and axis their
+        layout gives (three columns sharing a first word, ``ankle_vert`` …, or a header-less file's only
+        three), X, Y, Z in column order."""
+        bare = [i for i, (_, unit) in enumerate(labels) if not unit and i not in skip]
+        triples: list[list[int]] = []
+        layout: dict[int, tuple[str, str]] = {}
+        by_sensor: dict[str, dict[str, int]] = {}
+        unaxed: list[int] = []
+        for i in bare:
+            sensor, axis = sensor_axis(labels[i][0], "XYZ")
+            if axis:
+                by_sensor.setdefault(sensor, {})[axis] = i
+            else:
+                unaxed.append(i)
+        triples += [
+            [axes["X"], axes["Y"], axes["Z"]]
+            for axes in by_sensor.values()
+            if sorted(axes) == ["X", "Y", "Z"]
+        ]
+        by_word: dict[str, list[int]] = {}
+        for i in unaxed:
+            words = label_words(labels[i][0])
+            if len(words) >= 2:
+                by_word.setdefault(words[0].lower(), []).append(i)
+        groups = {label_words(labels[cols[0]][0])[0]: cols for cols in by_word.values() if len(cols) == 3}
+        if not groups and len(unaxed) == 3 and all(re.fullmatch(r"ch\d+", labels[i][0]) for i in unaxed):
+            groups = {"ch": unaxed}  # a header-less file's only three columns besides its time
+        for name, cols in groups.items():
+            layout.update({i: (name, axis) for i, axis in zip(cols, "XYZ", strict=True)})
+            triples.append(cols)
+        if not triples:
+            return {}, layout
+        rows = self._first_rows()
+        gravity: dict[int, float] = {}
+        for cols in triples:
+            g = _median_magnitude(rows, cols)
+            if g is not None:
+                gravity.update(dict.fromkeys(cols, g))
+        return gravity, layout
+
     def _from_time_column(
-        self, column: int, label: str, unit: str, rate: float | None
+        self, column: int, label: str, unit: str, rate: float | None, preamble: Preamble
     ) -> tuple[float | None, int | None, str]:
         """The rate (unless given) and the start (if a date) from the first rows of the time column, and a
         note saying what was taken from it."""
-        factor = _TIME_UNITS.get(unit)
-        texts: list[str] = []
-        self._rewind()
-        while len(texts) < RATE_ROWS and (line := self._next_line()) is not None:
-            fields = self._split(line)
-            if len(fields) != self._columns:
-                break  # the stream names the line
-            texts.append(fields[column])
-        self._rewind()
-        try:
-            seconds = [Decimal(t) * factor for t in texts] if factor is not None else []
-        except InvalidOperation:
-            seconds = []
-        if not seconds or not all(s.is_finite() for s in seconds):
+        texts = [fields[column] for fields in self._first_rows()]
+        seconds, start_ns, note = _times(texts, unit, preamble)
+        if not seconds:
             if rate is None:
                 raise RecordingError(
                     f"{self.path}: a CSV file has no sample rate: pass it (--rate HZ); its {label!r} column "
-                    "holds no times in seconds, ms, us or ns"
+                    "holds no times in seconds, ms, us or ns, nor date-times"
                 )
-            return rate, None, ""
-        start_ns = None
-        if _EPOCH_RANGE[0] <= seconds[0] < _EPOCH_RANGE[1]:
-            start_ns = int(seconds[0] * 1_000_000_000)
+            return rate, None, note
         if rate is not None:
-            return rate, start_ns, ""
+            return rate, start_ns, note
         steps = np.diff(np.array([float(s - seconds[0]) for s in seconds]))
         if not steps.size or not np.all(steps > 0):
             raise RecordingError(
@@ -242,7 +471,8 @@ class CsvReader(RecordingReader):
         estimate = 1.0 / float(usual.mean())
         whole = round(estimate)
         found = float(whole) if abs(estimate - whole) <= 1e-3 * estimate else round(estimate, 3)
-        return found, start_ns, f"sample rate {found:g} Hz from the {label!r} column"
+        said = f"sample rate {found:g} Hz from the {label!r} column"
+        return found, start_ns, f"{said}; {note}" if note else said
 
     def _rewind(self) -> None:
         self._file.seek(self._data[0])

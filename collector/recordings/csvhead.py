@@ -1,0 +1,104 @@
+"""What the head of a text recording says besides its numbers: date-times, and a device's header block.
+
+Wearables' own exports put a block of ``key,value`` lines before the data (GENEActiv: ``Measurement
+Frequency,50.0 Hz``, ``Time Zone,GMT -04``, then per column ``Sensor type,…`` and ``Units,…``), and time
+their rows with date-times (``2019-08-06 10:25:50:000``, ``1970-01-01 00:04:40.015``, ISO 8601 with a
+zone). ``formats.csv`` reads the numbers; this module reads those, and nothing here touches a file.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+# Year-month-day, then the time of day; the fraction after ".", "," or ":" (GENEActiv writes
+# ``10:25:50:000``); an optional zone (Z, +02:00, +0200, UTC+2).
+_DATETIME: Final = re.compile(
+    r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})[T ](\d{1,2}):(\d{2}):(\d{2})(?:[.,:](\d{1,9}))?"
+    r"\s*(Z|(?:UTC|GMT)?\s*[+-]\s*\d{1,2}(?::?\d{2})?|UTC|GMT)?$",
+    re.IGNORECASE,
+)
+_OFFSET: Final = re.compile(r"^(?:UTC|GMT)?\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+# A header block's sample rate: "Measurement Frequency", "Sample rate", "Sampling frequency (Hz)", "Fs".
+_RATE_KEY: Final = re.compile(
+    r"^(?:(?:measurement|sample|sampling)\s*)?(?:frequency|rate)(?:\s*\(hz\))?$|^fs$", re.IGNORECASE
+)
+_RATE_VALUE: Final = re.compile(r"^([0-9]+(?:\.[0-9]*)?)\s*(?:hz)?$", re.IGNORECASE)
+_ZONE_KEYS: Final = frozenset({"time zone", "timezone", "tz", "utc offset"})
+
+
+def utc_offset_s(text: str) -> int | None:
+    """Seconds east of UTC from ``GMT -04``, ``UTC+01:00``, ``+0200``, ``Z`` or ``UTC``; None if not one."""
+    t = text.strip()
+    if t.upper() in ("Z", "UTC", "GMT"):
+        return 0
+    m = _OFFSET.match(t)
+    if m is None:
+        return None
+    sign, hours, minutes = m.group(1), int(m.group(2)), int(m.group(3) or 0)
+    if hours > 14 or minutes > 59:
+        return None
+    offset = hours * 3600 + minutes * 60
+    return -offset if sign == "-" else offset
+
+
+def datetime_ns(text: str) -> tuple[int, int | None] | None:
+    """(ns since the Unix epoch reading the clock as UTC, the zone's offset east of UTC in seconds or None
+    where the text gives none) of a date-time; None if ``text`` is not one."""
+    m = _DATETIME.match(text.strip())
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return None
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    fraction = m.group(7) or ""
+    ns = int(fraction.ljust(9, "0")) if fraction else 0
+    days = calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0)) // 86400
+    clock = ((days * 24 + hour) * 60 + minute) * 60 + second
+    zone = m.group(8)
+    offset = utc_offset_s(zone) if zone else None
+    if zone and offset is None:
+        return None
+    return clock * 1_000_000_000 + ns, offset
+
+
+def is_datetime(text: str) -> bool:
+    return datetime_ns(text) is not None
+
+
+@dataclass(frozen=True)
+class Preamble:
+    """What a header block said, each with the key it came from (for the notes)."""
+
+    lines: int = 0  # lines of the block (non-blank)
+    rate: tuple[float, str] | None = None  # Hz, key
+    utc_offset: tuple[int, str] | None = None  # seconds east of UTC, key
+    columns: tuple[tuple[str, str], ...] = ()  # (label, unit) per column it describes, in order
+
+
+def read_preamble(rows: Sequence[Sequence[str]]) -> Preamble:
+    """The sample rate, the time zone and the column descriptions (``Sensor type`` / ``Units`` pairs) of
+    a header block, given as its rows of fields."""
+    rate: tuple[float, str] | None = None
+    offset: tuple[int, str] | None = None
+    columns: list[tuple[str, str]] = []
+    for fields in rows:
+        if not fields:
+            continue
+        key, value = fields[0].strip(), (fields[1].strip() if len(fields) > 1 else "")
+        low = " ".join(key.lower().split())
+        if rate is None and _RATE_KEY.match(low) and (m := _RATE_VALUE.match(value)) is not None:
+            hz = float(m.group(1))
+            rate = (hz, key) if hz > 0 else None
+        elif offset is None and low in _ZONE_KEYS and (s := utc_offset_s(value)) is not None:
+            offset = (s, key)
+        elif low == "sensor type":
+            columns.append((value, ""))
+        elif low == "units" and columns and not columns[-1][1]:
+            columns[-1] = (columns[-1][0], value)
+    return Preamble(len(rows), rate, offset, tuple(columns))
