@@ -40,6 +40,7 @@ from twitchwatch.collector.recordings.model import (
     ANNOTATION_LABELS,
     DEFAULT_CHUNK_S,
     Annotation,
+    Channel,
     Chunk,
     Group,
     Recording,
@@ -49,7 +50,7 @@ from twitchwatch.collector.recordings.model import (
     infer_channel,
 )
 from twitchwatch.collector.recordings.reader import RecordingReader
-from twitchwatch.collector.signals import KINDS, kind_of_unit
+from twitchwatch.collector.signals import KINDS, StreamKind, kind_of_unit
 
 # ---- the header ------------------------------------------------------------------------------------
 EDF_MAGIC: Final = b"0       "
@@ -786,9 +787,9 @@ def _export_recording(
         scaling = _float_scaling(float(lo[gi].min()), float(hi[gi].max()), bdf=True)
         group_scalings.append(scaling)
         for c in g.channels:
-            label = c.label[:EDF_LABEL_LEN]
+            label = _export_label(c, g.signal)
             if label != c.label:
-                notes.append(f"{c.display}: label cut to EDF's {EDF_LABEL_LEN} characters")
+                notes.append(f"{c.display}: labelled {label!r} (EDF labels hold {EDF_LABEL_LEN} characters)")
             dimension = KINDS[g.signal].dimension
             headers.append(_signal_header(label, dimension, g.rate, scaling, f"{rec.path.name} {c.display}"))
     notes.append(f"samples quantised to 24 bits over each stream's range, in {_units(groups)}")
@@ -808,6 +809,19 @@ def _export_recording(
         notes.append("repeated labels: two channels have the same label")
     marks = [_mark(a) for a in rec.annotations]
     return _write(out, True, feeds, headers, marks, start_ns, rec.path.stem, notes, progress)
+
+
+def _export_label(c: Channel, signal: StreamKind) -> str:
+    """The channel's own label where it fits EDF's 16 characters and reads back as the same signal and
+    axis; else its type word, muscle and axis (``ACC MEMS X``), the muscle cut to fit, which ``detect``
+    reads back as the same sensor (a cut ``MEMS accelerometer x-axis`` would lose its axis)."""
+    kind = KINDS[signal]
+    if len(c.label) <= EDF_LABEL_LEN:
+        back = infer_channel(c.index, c.label, kind.dimension, c.rate)
+        if back.signal == signal and back.axis == c.axis:
+            return c.label
+    tail = f" {c.axis}" if c.axis else ""
+    return f"{kind.word} {c.muscle[: EDF_LABEL_LEN - len(kind.word) - 1 - len(tail)]}{tail}"
 
 
 def _units(groups: Sequence[Group]) -> str:
