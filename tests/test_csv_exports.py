@@ -135,6 +135,43 @@ def test_an_export_to_bdf_reads_back_as_the_same_sensor(tmp_path: Path) -> None:
     )
 
 
+def test_an_openbci_gui_recording_reads_by_content(tmp_path: Path) -> None:
+    """OpenBCI GUI's text file (a Ganglion's): ``%`` lines with the rate, a header, µV electrode channels,
+    an accelerometer written only every tenth row (zeros between), Unix-second and formatted time stamps."""
+    start = 1_765_100_000.0
+    header = (
+        "Sample Index, EXG Channel 0, EXG Channel 1, EXG Channel 2, EXG Channel 3, Accel Channel 0, "
+        "Accel Channel 1, Accel Channel 2, Other, Other, Timestamp, Marker Channel, Timestamp (Formatted)"
+    )
+    lines = [
+        "%OpenBCI Raw EXG Data",
+        "%Number of channels = 4",
+        "%Sample Rate = 200 Hz",
+        "%Board = Ganglion",
+        header,
+    ]
+    rng = np.random.default_rng(5)
+    for i in range(600):
+        t = start + (i // 4) * 0.02 + rng.uniform(0, 0.001)  # time stamps of packets, not of samples
+        acc = "0.010, -0.020, 0.990" if i % 10 == 0 else "0.000, 0.000, 0.000"
+        exg = ", ".join(f"{v:.3f}" for v in rng.normal(0, 5, 4))
+        when = f"2025-12-07 09:33:{20 + (t - start):06.3f}"
+        lines.append(f"{i % 200}, {exg}, {acc}, 0, 0, {t:.6f}, 0.0, {when}")
+    path = tmp_path / "OpenBCI-RAW-2025-12-07_09-33-20.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open_recording(path) as reader:
+        rec = reader.recording
+    (emg,) = rec.streams
+    assert emg.rate == 200.0
+    assert [c.muscle for c in emg.channels] == ["Channel_0", "Channel_1", "Channel_2", "Channel_3"]
+    assert rec.start_ns is not None
+    assert abs(rec.start_ns - start * 1e9) < 1e6  # its first time stamp, jitter and all
+    skipped = {c.index: c.note for c in rec.channels if c.signal is None}
+    assert skipped[0] == "sample counter"
+    assert "neither g, m/s² nor milli-g" in skipped[5]  # mostly zeros: no gravity in it, no accelerometer
+    assert skipped[10] == skipped[12] == "time column"
+
+
 # ---- units from gravity --------------------------------------------------------------------------------
 def _write_xyz(path: Path, header: str, scale: float, rows: int = 400) -> None:
     rng = np.random.default_rng(3)

@@ -1,7 +1,8 @@
 """What the head of a text recording says besides its numbers: date-times, and a device's header block.
 
 Wearables' own exports put a block of ``key,value`` lines before the data (GENEActiv: ``Measurement
-Frequency,50.0 Hz``, ``Time Zone,GMT -04``, then per column ``Sensor type,…`` and ``Units,…``), and time
+Frequency,50.0 Hz``, ``Time Zone,GMT -04``, then per column ``Sensor type,…`` and ``Units,…``; OpenBCI's
+GUI: ``%Sample Rate = 200 Hz``), and time
 their rows with date-times (``2019-08-06 10:25:50:000``, ``1970-01-01 00:04:40.015``, ISO 8601 with a
 zone). ``formats.csv`` reads the numbers; this module reads those, and nothing here touches a file.
 """
@@ -27,6 +28,7 @@ _RATE_KEY: Final = re.compile(
     r"^(?:(?:measurement|sample|sampling)\s*)?(?:frequency|rate)(?:\s*\(hz\))?$|^fs$", re.IGNORECASE
 )
 _RATE_VALUE: Final = re.compile(r"^([0-9]+(?:\.[0-9]*)?)\s*(?:hz)?$", re.IGNORECASE)
+_KEY_VALUE: Final = re.compile(r"^\s*[%;]?\s*([^=:]+?)\s*[=:]\s*(.*)$")  # a block's "key = value" line
 _ZONE_KEYS: Final = frozenset({"time zone", "timezone", "tz", "utc offset"})
 
 
@@ -90,7 +92,9 @@ def read_preamble(rows: Sequence[Sequence[str]]) -> Preamble:
     for fields in rows:
         if not fields:
             continue
-        key, value = fields[0].strip(), (fields[1].strip() if len(fields) > 1 else "")
+        if len(fields) == 1 and (m := _KEY_VALUE.match(fields[0])) is not None:
+            fields = [m.group(1), m.group(2)]  # OpenBCI's "%Sample Rate = 200 Hz"
+        key, value = fields[0].strip().lstrip("%;").strip(), (fields[1].strip() if len(fields) > 1 else "")
         low = " ".join(key.lower().split())
         if rate is None and _RATE_KEY.match(low) and (m := _RATE_VALUE.match(value)) is not None:
             hz = float(m.group(1))

@@ -49,6 +49,7 @@ class RecordingError(UserError, ValueError):
 _TYPE_WORDS: Final[dict[str, StreamKind]] = {
     "EMG": "emg",
     "SEMG": "emg",
+    "EXG": "emg",  # OpenBCI's GUI names its electrode channels so (µV); on a muscle they record its EMG
     "ACC": "acc",
     "ACCEL": "acc",
     "ACCELERATION": "acc",
@@ -251,11 +252,12 @@ def label_words(label: str) -> list[str]:
 
 
 def _muscle_of(sensor: str) -> str:
-    """A sensor's muscle: the word after a leading type word (``EMG calf_left``), else the sensor's words
-    other than type words (``left_wrist_acc`` → ``left_wrist``), else the sensor itself."""
+    """A sensor's muscle: the words after a leading type word (``EMG calf_left``; ``EXG Channel 0`` →
+    ``Channel 0``, four of which must stay apart), else the sensor's words other than type words
+    (``left_wrist_acc`` → ``left_wrist``), else the sensor itself."""
     words = sensor.split()
     if len(words) >= 2 and words[0].upper() in _TYPE_WORDS:
-        return words[1]
+        return " ".join(words[1:])
     tokens = label_words(sensor)
     rest = [w for w in tokens if _type_word(w) is None]
     return "_".join(rest) if rest and len(rest) < len(tokens) else sensor

@@ -145,6 +145,16 @@ def _starts_data(line: str, after: str | None) -> bool:
         return False
 
 
+def _block_fields(line: str) -> list[str]:
+    """A header block line's fields: split on its tab, semicolon or comma; a line with none is one field
+    (``%Sample Rate = 200 Hz`` is a key and a value, not five columns)."""
+    delimiter = _delimiter_of(line)
+    try:
+        return _split(line, delimiter) if delimiter is not None else [line]
+    except csv.Error:
+        return [line]
+
+
 def _column_types(fields: Sequence[str]) -> tuple[str, ...]:
     return tuple("n" if _is_number(f) else "t" if is_datetime(f) else "s" for f in fields)
 
@@ -207,7 +217,8 @@ class CsvReader(RecordingReader):
 
     @classmethod
     def claims(cls, head: bytes) -> bool:
-        """Text with a row of numbers among its first lines (a file's magic, for a format without one)."""
+        """Text with a row of numbers (and date-times) among its first lines (a file's magic, for a format
+        without one)."""
         if b"\x00" in head:
             return False
         try:
@@ -219,16 +230,7 @@ class CsvReader(RecordingReader):
         lines = text.removeprefix("\ufeff").splitlines()
         if len(head) >= HEAD_BYTES and lines:
             lines.pop()  # possibly cut
-        for raw in lines:
-            line = raw.strip()
-            if line and not line.startswith("#"):
-                try:
-                    fields = _split(line, _delimiter_of(line))
-                except csv.Error:
-                    return False
-                if fields and all(_is_number(f) for f in fields):
-                    return True
-        return False
+        return any(_is_row(line) for raw in lines if (line := raw.strip()) and not line.startswith("#"))
 
     def __init__(self, path: Path, rate: float | None = None) -> None:
         self.path = path
@@ -281,7 +283,7 @@ class CsvReader(RecordingReader):
         self._delimiter = _delimiter_of(data)
         values = len(self._split(data))
         block = head[: k - 1 if fields else k]
-        preamble = read_preamble([_split(line, _delimiter_of(line)) for line, _, _ in block])
+        preamble = read_preamble([_block_fields(line) for line, _, _ in block])
         self._columns = values
         self._data = (row_pos, row_no - 1)  # where the first data row starts, and the lines before it
         notes: list[str] = []
@@ -310,21 +312,7 @@ class CsvReader(RecordingReader):
             )
             raise RecordingError(f"{self.path}: a CSV file has no sample rate: pass it (--rate HZ){counted}")
         self.rate = rate
-        gravity, layout = self._sensors(labels, {time_column, *counters})
-        channels: list[Channel] = []
-        for i, (label, unit) in enumerate(labels):
-            if i == time_column or label.lower() in _TIME_NAMES:
-                channels.append(
-                    Channel(i, label, unit, rate, None, sanitise(label), note="time column", role="time")
-                )
-            elif i in counters:
-                channels.append(
-                    Channel(
-                        i, label, unit, rate, None, sanitise(label), note="sample counter", role="counter"
-                    )
-                )
-            else:
-                channels.append(infer_channel(i, label, unit, rate, gravity.get(i), layout.get(i, ("", ""))))
+        channels = self._channels(labels, time_column, counters)
         if len({c.label for c in channels}) < len(channels):
             notes.append("repeated column labels: select those channels by index")
         rows = self._count_rows(row_no)
@@ -364,6 +352,25 @@ class CsvReader(RecordingReader):
         before = _split(head[k - 1][0], _delimiter_of(head[k][0])) if k >= 1 else []
         width = len(_split(head[k][0], _delimiter_of(head[k][0])))
         return k, before if len(before) == width else []
+
+    def _channels(
+        self, labels: list[tuple[str, str]], time_column: int | None, counters: list[int]
+    ) -> list[Channel]:
+        """Each column as a channel: the time and sample-count columns in their roles, the rest inferred."""
+        rate = self.rate
+        gravity, layout = self._sensors(labels, {time_column, *counters})
+        channels: list[Channel] = []
+        for i, (label, unit) in enumerate(labels):
+            if i == time_column or label.lower() in _TIME_NAMES:
+                ch = Channel(i, label, unit, rate, None, sanitise(label), note="time column", role="time")
+            elif i in counters:
+                ch = Channel(
+                    i, label, unit, rate, None, sanitise(label), note="sample counter", role="counter"
+                )
+            else:
+                ch = infer_channel(i, label, unit, rate, gravity.get(i), layout.get(i, ("", "")))
+            channels.append(ch)
+        return channels
 
     def _labels(
         self, fields: list[str], first: list[str], preamble: Preamble, notes: list[str]
