@@ -172,6 +172,66 @@ def test_an_openbci_gui_recording_reads_by_content(tmp_path: Path) -> None:
     assert skipped[10] == skipped[12] == "time column"
 
 
+def test_a_polar_sensor_logger_file_is_timed_by_the_sensor_clock(tmp_path: Path) -> None:
+    """Polar Sensor Logger's accelerometer file: the phone's time stamps come a batch at a time (alike
+    within a batch); the sensor's nanosecond clock times the samples. Units in brackets (mg)."""
+    lines = ["Phone timestamp;sensor timestamp [ns];X [mg];Y [mg];Z [mg]"]
+    for i in range(400):
+        phone = f"2025-12-07T09:00:{(i // 36) * 0.18:06.3f}"  # 36 samples a notification
+        lines.append(f"{phone};{599_616_147_545_250_336 + i * 5_000_000};{-4 + i % 3};-1005;72")
+    path = tmp_path / "Polar_H10_ACC.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open_recording(path) as reader:
+        rec = reader.recording
+    (acc,) = rec.streams
+    assert acc.rate == 200.0
+    assert [(c.axis, c.scale) for c in acc.channels] == [("X", 1e-3), ("Y", 1e-3), ("Z", 1e-3)]
+    assert acc.lanes[0].label == "ACC X/Y/Z"
+    assert "sample rate 200 Hz from the 'sensor timestamp' column" in rec.notes
+    # The sensor clock counts from 2000, not 1970: the start comes from the phone's date-times.
+    assert rec.start_ns == datetime_ns("2025-12-07 09:00:00")[0]  # type: ignore[index]
+
+
+def test_an_ecg_file_is_not_run_as_emg(tmp_path: Path) -> None:
+    path = tmp_path / "Polar_H10_ECG.txt"
+    rows = "".join(
+        f"2025-12-07T09:00:00.000;{i * 7_692_307};{i * 7.692307:.3f};{(i % 130) - 40}\n" for i in range(300)
+    )
+    path.write_text(
+        "Phone timestamp;sensor timestamp [ns];timestamp [ms];ecg [uV]\n" + rows, encoding="utf-8"
+    )
+    with open_recording(path) as reader:
+        rec = reader.recording
+    (ecg,) = [c for c in rec.channels if c.label == "ecg"]
+    assert ecg.signal is None
+    assert "the label says ECG: not a muscle's signal" in ecg.note
+    with pytest.raises(RecordingError, match="no EMG or accelerometer channel"):
+        plan_detection(rec, signal="emg")
+    plan = plan_detection(rec, select=["ecg"], signal="emg")  # named: run anyway
+    assert [c.label for g in plan.groups for c in g.channels] == ["ecg"]
+
+
+def test_sensor_loggers_unlabelled_nanoseconds_and_bare_axes(tmp_path: Path) -> None:
+    """Sensor Logger's TotalAcceleration.csv: ``time`` in ns since 1970 with no unit said, then the seconds
+    elapsed, then z, y, x in m/s² (gravity included)."""
+    t0 = 1_765_100_000_000_000_000
+    rows = "".join(
+        f"{t0 + i * 10_000_000},{i / 100},{9.7 + 0.01 * (i % 5)},{0.3},{-1.2}\n" for i in range(300)
+    )
+    path = tmp_path / "TotalAcceleration.csv"
+    path.write_text("time,seconds_elapsed,z,y,x\n" + rows, encoding="utf-8")
+    with open_recording(path) as reader:
+        rec = reader.recording
+        assert rec.channels[0].rate == 100.0
+    assert rec.start_ns == t0
+    assert "times since 1970 in ns (their size says so)" in rec.notes
+    assert rec.channels[1].role == "time"
+    plan = plan_detection(rec, signal="acc")
+    (acc,) = plan.groups
+    assert [c.label for c in acc.channels] == ["x", "y", "z"]
+    assert {c.scale for c in acc.channels} == {1.0 / STANDARD_GRAVITY}
+
+
 # ---- units from gravity --------------------------------------------------------------------------------
 def _write_xyz(path: Path, header: str, scale: float, rows: int = 400) -> None:
     rng = np.random.default_rng(3)
@@ -338,6 +398,7 @@ def test_read_preamble_takes_rate_zone_and_column_descriptions() -> None:
         ("MEMS accelerometer x-axis", ("MEMS accelerometer", "X")),
         ("gyro Y axis", ("gyro", "Y")),
         ("ankle_vert", ("ankle_vert", "")),
+        ("z", ("", "Z")),
         ("max", ("max", "")),
     ],
 )

@@ -60,6 +60,9 @@ _TYPE_WORDS: Final[dict[str, StreamKind]] = {
     "ORI": "orientation",
     "QUAT": "orientation",
 }
+# Labels of other body signals, recorded beside EMG by the same amplifiers (a Polar H10's ECG, an OpenBCI
+# board's EEG) and in the same µV: their beats and waves are no muscle's twitches.
+_OTHER_WORDS: Final = frozenset({"ECG", "EKG", "EEG", "EOG", "PPG", "BVP", "EDA", "GSR", "RESP"})
 _AXIS_SUFFIX: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]+([WXYZwxyz1-4])$")  # acc_x, wrist-Y, calf z, gyr 2
 _CAMEL_AXIS: Final = re.compile(r"^(.*[a-z])([WXYZ])$")  # accX, wristGyrZ
 # "accelerometer x-axis", "gyro Y axis"
@@ -130,6 +133,11 @@ def infer_channel(
     )
     if label.strip() in ANNOTATION_LABELS:
         return replace(base, note="annotation signal, not used for detection")
+    if (other := _other_word(label)) is not None and word is None:
+        return replace(
+            base,
+            note=f"the label says {other}: not a muscle's signal (--channels and --signal run it anyway)",
+        )
     known = DIMENSIONS.get(dim)
     if known is not None:
         signal, scale = known
@@ -196,7 +204,9 @@ def force_signal(ch: Channel, signal: StreamKind, named_by_user: bool) -> Channe
     """``--signal``: the type for a channel whose dimension is blank or a unit of that signal, and for a
     channel the user named explicitly (``named_by_user``) whatever its dimension (values then taken as they
     are). A file's time or sample-count column stays what it is unless the user named it."""
-    if ch.label.strip() in ANNOTATION_LABELS or (ch.role and not named_by_user):
+    if ch.label.strip() in ANNOTATION_LABELS:
+        return ch
+    if not named_by_user and (ch.role or (_other_word(ch.label) and _type_word(ch.label) is None)):
         return ch
     known = DIMENSIONS.get(ch.dimension)
     unit = unit_symbol(signal)
@@ -232,11 +242,19 @@ def _type_word(label: str) -> StreamKind | None:
     return None
 
 
+def _other_word(label: str) -> str | None:
+    return next(
+        (w.upper() for w in label_words(label) if w.upper().rstrip("0123456789") in _OTHER_WORDS), None
+    )
+
+
 def sensor_axis(label: str, axes: str) -> tuple[str, str]:
     """(sensor, axis) as a label names them: a last word of one axis letter (``ACC wrist X``), an axis
     word (``accelerometer x-axis``), an axis after a separator (``acc_x``, ``wrist-Y``) or stuck to a
     lowercase word (``accX``); else (label, "")."""
     sensor = label.strip()
+    if len(sensor) == 1 and sensor.upper() in axes:  # "X", "y": the file's only sensor
+        return "", sensor.upper()
     tokens = sensor.split()
     if len(tokens) >= 2 and len(tokens[-1]) == 1 and tokens[-1].upper() in axes:
         return " ".join(tokens[:-1]), tokens[-1].upper()
@@ -270,6 +288,8 @@ def named(ch: Channel) -> Channel:
     sensor, axis = sensor_axis(ch.label, axes) if axes else (ch.label.strip(), "")
     if axes and not axis and ch.sensor and ch.axis in axes:
         sensor, axis = ch.sensor, ch.axis
+    if not sensor and ch.signal is not None:  # bare axis labels: the sensor is named by its kind
+        sensor = KINDS[ch.signal].word
     return replace(ch, muscle=sanitise(_muscle_of(sensor)), sensor=sensor, axis=axis)
 
 

@@ -18,6 +18,7 @@ the unit gravity shows in them (``model.gravity_unit``).
 from __future__ import annotations
 
 import csv
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
@@ -48,7 +49,10 @@ from twitchwatch.collector.signals import KINDS
 
 _TIME_NAMES: Final = frozenset(
     {"time", "t", "timestamp", "timestamps", "datetime", "date_time", "date time", "time_s", "seconds", "ts"}
+    | {"seconds_elapsed", "elapsed", "elapsed time", "elapsed_time"}
 )
+# Times since 1970 with no unit said, by size: ms (Android's currentTimeMillis), µs, ns (Sensor Logger).
+_EPOCH_SCALES: Final = ((Decimal("1e-3"), "ms"), (Decimal("1e-6"), "µs"), (Decimal("1e-9"), "ns"))
 _COUNTER_NAMES: Final = frozenset(
     {
         "sample",
@@ -97,6 +101,17 @@ def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> flo
     return float(np.median(norms)) if norms.size >= GRAVITY_ROWS else None
 
 
+def _in_epoch(seconds: Decimal) -> bool:
+    return _EPOCH_RANGE[0] <= seconds < _EPOCH_RANGE[1]
+
+
+def _is_time_name(label: str) -> bool:
+    """A time column's name: ``time``, ``timestamp`` … or a label ending in one (``Phone timestamp``)."""
+    low = label.lower().strip()
+    words = label_words(low)
+    return low in _TIME_NAMES or (len(words) > 1 and words[-1] in ("time", "timestamp", "timestamps"))
+
+
 def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[Decimal], int | None, str]:
     """A time column's first values in seconds, the start in ns since the Unix epoch where they are dates
     between 2000 and 2100, and a note on the time zone taken; no seconds if they are not times."""
@@ -107,10 +122,14 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
         except InvalidOperation:
             seconds = []
         if seconds and all(s.is_finite() for s in seconds):
-            start = (
-                int(seconds[0] * 1_000_000_000) if _EPOCH_RANGE[0] <= seconds[0] < _EPOCH_RANGE[1] else None
-            )
-            return seconds, start, ""
+            note = ""
+            if not unit:  # no unit said: a time since 1970 in ms, µs or ns shows by its size
+                scaled = next(((f, name) for f, name in _EPOCH_SCALES if _in_epoch(seconds[0] * f)), None)
+                if scaled is not None:
+                    seconds = [s * scaled[0] for s in seconds]
+                    note = f"times since 1970 in {scaled[1]} (their size says so)"
+            start = int(seconds[0] * 1_000_000_000) if _in_epoch(seconds[0]) else None
+            return seconds, start, note
     stamps = [datetime_ns(t) for t in texts]
     if not stamps or any(s is None for s in stamps):
         return [], None, ""
@@ -291,16 +310,10 @@ class CsvReader(RecordingReader):
             notes.append(f"lines {block[0][1]}–{block[-1][1]}: the device's header block, not data")
         first = self._split(data)
         labels = self._labels(fields, first, preamble, notes)
-        time_column = next((i for i, (label, _) in enumerate(labels) if label.lower() in _TIME_NAMES), None)
-        if time_column is None:  # a date-time column is the time whatever its name
-            time_column = next((i for i, text in enumerate(first) if is_datetime(text)), None)
-        start_ns: int | None = None
         if rate is None and preamble.rate is not None:
             rate = preamble.rate[0]
             notes.append(f"sample rate {rate:g} Hz from its {preamble.rate[1]!r} line")
-        if time_column is not None:
-            rate, start_ns, note = self._from_time_column(time_column, *labels[time_column], rate, preamble)
-            notes.extend([note] if note else [])
+        time_column, rate, start_ns = self._time(labels, first, rate, preamble, notes)
         counters = [
             i for i, (label, _) in enumerate(labels) if label.lower() in _COUNTER_NAMES and i != time_column
         ]
@@ -361,7 +374,7 @@ class CsvReader(RecordingReader):
         gravity, layout = self._sensors(labels, {time_column, *counters})
         channels: list[Channel] = []
         for i, (label, unit) in enumerate(labels):
-            if i == time_column or label.lower() in _TIME_NAMES:
+            if i == time_column or _is_time_name(label):
                 ch = Channel(i, label, unit, rate, None, sanitise(label), note="time column", role="time")
             elif i in counters:
                 ch = Channel(
@@ -452,22 +465,44 @@ class CsvReader(RecordingReader):
                 gravity.update(dict.fromkeys(cols, g))
         return gravity, layout
 
-    def _from_time_column(
-        self, column: int, label: str, unit: str, rate: float | None, preamble: Preamble
-    ) -> tuple[float | None, int | None, str]:
-        """The rate (unless given) and the start (if a date) from the first rows of the time column, and a
-        note saying what was taken from it."""
-        texts = [fields[column] for fields in self._first_rows()]
-        seconds, start_ns, note = _times(texts, unit, preamble)
+    def _time(
+        self,
+        labels: list[tuple[str, str]],
+        first: list[str],
+        rate: float | None,
+        preamble: Preamble,
+        notes: list[str],
+    ) -> tuple[int | None, float | None, int | None]:
+        """The time column, the rate (unless given) and the start (if a date) from the first rows. Of the
+        columns named as times or holding date-times, the first whose values increase row by row times the
+        samples (Polar Sensor Logger's sensor clock, not the phone's, which stamps whole batches alike); the
+        start comes from it, else from any of them that holds a date."""
+        named = [i for i, (label, _) in enumerate(labels) if _is_time_name(label)]
+        candidates = named + [i for i, text in enumerate(first) if is_datetime(text) and i not in named]
+        if not candidates:
+            return None, rate, None
+        rows = self._first_rows()
+        timed = {i: _times([r[i] for r in rows], labels[i][1], preamble) for i in candidates}
+        rising = [
+            i
+            for i in candidates
+            if len(timed[i][0]) > 1 and all(map(operator.lt, timed[i][0], timed[i][0][1:]))
+        ]
+        column = (rising or candidates)[0]
+        seconds, start_ns, note = timed[column]
+        if start_ns is None:
+            start_ns, note = next(((t[1], t[2]) for t in timed.values() if t[1] is not None), (None, note))
+        label = labels[column][0]
+        notes.extend([note] if note else [])
         if not seconds:
             if rate is None:
                 raise RecordingError(
                     f"{self.path}: a CSV file has no sample rate: pass it (--rate HZ); its {label!r} column "
                     "holds no times in seconds, ms, us or ns, nor date-times"
                 )
-            return rate, None, note
+            return column, rate, None
         if rate is not None:
-            return rate, start_ns, note
+            return column, rate, start_ns
         steps = np.diff(np.array([float(s - seconds[0]) for s in seconds]))
         if not steps.size or not np.all(steps > 0):
             raise RecordingError(
@@ -478,8 +513,8 @@ class CsvReader(RecordingReader):
         estimate = 1.0 / float(usual.mean())
         whole = round(estimate)
         found = float(whole) if abs(estimate - whole) <= 1e-3 * estimate else round(estimate, 3)
-        said = f"sample rate {found:g} Hz from the {label!r} column"
-        return found, start_ns, f"{said}; {note}" if note else said
+        notes.append(f"sample rate {found:g} Hz from the {label!r} column")
+        return column, found, start_ns
 
     def _rewind(self) -> None:
         self._file.seek(self._data[0])
