@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.datafiles import RECORDINGS
-from twitchwatch.collector.recordings import RecordingError, open_recording
+from twitchwatch.collector.recordings import Recording, RecordingError, open_recording
 from twitchwatch.collector.recordings.csvhead import datetime_ns, read_preamble, utc_offset_s
 from twitchwatch.collector.recordings.formats.edf import export_edf
 from twitchwatch.collector.recordings.model import gravity_unit, sensor_axis
@@ -40,6 +40,13 @@ def _magnitudes(path: Path, rate: float | None = None, signal: str | None = None
         groups[i].lanes[0].label: float(np.median(np.linalg.norm(np.concatenate(p), axis=1)))
         for i, p in parts.items()
     }
+
+
+def _read(path: Path, lines: list[str]) -> Recording:
+    """``lines`` written to ``path`` and read back: what the recording is."""
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open_recording(path) as reader:
+        return reader.recording
 
 
 # ---- the real exports ----------------------------------------------------------------------------------
@@ -157,10 +164,7 @@ def test_an_openbci_gui_recording_reads_by_content(tmp_path: Path) -> None:
         exg = ", ".join(f"{v:.3f}" for v in rng.normal(0, 5, 4))
         when = f"2025-12-07 09:33:{20 + (t - start):06.3f}"
         lines.append(f"{i % 200}, {exg}, {acc}, 0, 0, {t:.6f}, 0.0, {when}")
-    path = tmp_path / "OpenBCI-RAW-2025-12-07_09-33-20.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with open_recording(path) as reader:
-        rec = reader.recording
+    rec = _read(tmp_path / "OpenBCI-RAW-2025-12-07_09-33-20.txt", lines)
     (emg,) = rec.streams
     assert emg.rate == 200.0
     assert [c.muscle for c in emg.channels] == ["Channel_0", "Channel_1", "Channel_2", "Channel_3"]
@@ -179,10 +183,7 @@ def test_a_polar_sensor_logger_file_is_timed_by_the_sensor_clock(tmp_path: Path)
     for i in range(400):
         phone = f"2025-12-07T09:00:{(i // 36) * 0.18:06.3f}"  # 36 samples a notification
         lines.append(f"{phone};{599_616_147_545_250_336 + i * 5_000_000};{-4 + i % 3};-1005;72")
-    path = tmp_path / "Polar_H10_ACC.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with open_recording(path) as reader:
-        rec = reader.recording
+    rec = _read(tmp_path / "Polar_H10_ACC.txt", lines)
     (acc,) = rec.streams
     assert acc.rate == 200.0
     assert [(c.axis, c.scale) for c in acc.channels] == [("X", 1e-3), ("Y", 1e-3), ("Z", 1e-3)]
