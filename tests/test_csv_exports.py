@@ -274,12 +274,28 @@ def test_raw_counts_are_left_out_with_what_to_do(tmp_path: Path) -> None:
         plan_detection(rec)
 
 
-def test_a_unit_in_the_header_wins_over_gravity(tmp_path: Path) -> None:
+def test_a_unit_the_header_says_stands_where_gravity_agrees(tmp_path: Path) -> None:
     path = tmp_path / "acc.csv"
-    _write_xyz(path, "time,acc_x [g],acc_y [g],acc_z [g]", STANDARD_GRAVITY)
+    _write_xyz(path, "time,acc_x [m/s^2],acc_y [m/s^2],acc_z [m/s^2]", STANDARD_GRAVITY)
     with open_recording(path) as reader:
         (acc,) = reader.recording.streams
+    assert {c.scale for c in acc.channels} == {1.0 / STANDARD_GRAVITY}
+    assert {c.note for c in acc.channels} == {""}
+
+
+def test_a_unit_the_header_says_wrongly_gives_way_to_gravity(tmp_path: Path) -> None:
+    """BioSPPy's example accelerometer says m/s² and holds g (gravity reads 1.01 in it): 1 m/s² is a tenth
+    of gravity, which no worn accelerometer's median magnitude can be."""
+    path = RECORDINGS / "biosppy_examples" / "acc.txt"
+    with open_recording(path) as reader:
+        rec = reader.recording
+    (acc,) = rec.streams
+    assert [c.label for c in acc.channels] == ["acc_x", "acc_y", "acc_z"]  # its "# Labels:=" line
+    assert rec.channels[0].rate == 100.0  # its "# Sampling Rate (Hz):= 100.00" line
     assert {c.scale for c in acc.channels} == {1.0}
+    assert "the file says m/s^2, but gravity reads 1.01" in acc.channels[0].note
+    (g,) = _magnitudes(path).values()
+    assert g == pytest.approx(1.0, abs=0.05)
 
 
 def test_a_single_axis_keeps_the_old_rule(tmp_path: Path) -> None:

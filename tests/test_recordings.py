@@ -422,15 +422,14 @@ def test_edf_refuses_a_rate(tmp_path: Path, small_edf: bytes) -> None:
 
 # ---- CSV ----------------------------------------------------------------------------------------------
 def test_real_text_file_with_comment_header(tmp_path: Path) -> None:
-    """BioSPPy's own text format: '#' lines, then one number a row; no labels, so no type without --signal."""
+    """BioSPPy's own text format: '#' lines (``Sampling Rate (Hz):= 1000.00``, ``Labels:= EMG``), then one
+    number a row: the comment lines name the channel and give the rate."""
     path = DATA / "biosppy_examples" / "emg.txt"
-    with open_recording(path, rate=1000) as reader:
+    with open_recording(path) as reader:
         rec = reader.recording
-        assert [(c.label, c.signal) for c in rec.channels] == [("ch0", None)]
+        assert [(c.label, c.signal, c.rate) for c in rec.channels] == [("EMG", "emg", 1000.0)]
         assert rec.duration_s == pytest.approx(100.0)
-        with pytest.raises(RecordingError, match="no EMG or accelerometer channel"):
-            plan_detection(rec)
-        plan = plan_detection(rec, signal="emg")
+        plan = plan_detection(rec)
         assert "values taken as µV" in plan.groups[0].channels[0].note
         samples = sum(c.data.shape[0] for c in reader.chunks(plan.groups, 1.0))
     assert samples == 100_000

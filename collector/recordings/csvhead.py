@@ -28,7 +28,8 @@ _RATE_KEY: Final = re.compile(
     r"^(?:(?:measurement|sample|sampling)\s*)?(?:frequency|rate)(?:\s*\(hz\))?$|^fs$", re.IGNORECASE
 )
 _RATE_VALUE: Final = re.compile(r"^([0-9]+(?:\.[0-9]*)?)\s*(?:hz)?$", re.IGNORECASE)
-_KEY_VALUE: Final = re.compile(r"^\s*[%;]?\s*([^=:]+?)\s*[=:]\s*(.*)$")  # a block's "key = value" line
+# A block's "key = value" line: OpenBCI's "%Sample Rate = 200 Hz", BioSPPy's "# Sampling Rate (Hz):= 1000.00".
+_KEY_VALUE: Final = re.compile(r"^\s*[%;]?\s*([^=:]+?)\s*(?::=|[=:])\s*(.*)$")
 _ZONE_KEYS: Final = frozenset({"time zone", "timezone", "tz", "utc offset"})
 
 
@@ -81,6 +82,8 @@ class Preamble:
     rate: tuple[float, str] | None = None  # Hz, key
     utc_offset: tuple[int, str] | None = None  # seconds east of UTC, key
     columns: tuple[tuple[str, str], ...] = ()  # (label, unit) per column it describes, in order
+    labels: tuple[str, ...] = ()  # the columns' names on one line (BioSPPy's "Labels:= acc_x acc_y acc_z")
+    units: str = ""  # one unit for every column ("Units:= m/s^2")
 
 
 def read_preamble(rows: Sequence[Sequence[str]]) -> Preamble:
@@ -89,11 +92,13 @@ def read_preamble(rows: Sequence[Sequence[str]]) -> Preamble:
     rate: tuple[float, str] | None = None
     offset: tuple[int, str] | None = None
     columns: list[tuple[str, str]] = []
+    labels: tuple[str, ...] = ()
+    units = ""
     for fields in rows:
         if not fields:
             continue
-        if len(fields) == 1 and (m := _KEY_VALUE.match(fields[0])) is not None:
-            fields = [m.group(1), m.group(2)]  # OpenBCI's "%Sample Rate = 200 Hz"
+        if (m := _KEY_VALUE.match(fields[0])) is not None:  # "%Sample Rate = 200 Hz", "Labels:= a<TAB>b"
+            fields = [m.group(1), m.group(2), *fields[1:]]
         key, value = fields[0].strip().lstrip("%;").strip(), (fields[1].strip() if len(fields) > 1 else "")
         low = " ".join(key.lower().split())
         if rate is None and _RATE_KEY.match(low) and (m := _RATE_VALUE.match(value)) is not None:
@@ -105,4 +110,9 @@ def read_preamble(rows: Sequence[Sequence[str]]) -> Preamble:
             columns.append((value, ""))
         elif low == "units" and columns and not columns[-1][1]:
             columns[-1] = (columns[-1][0], value)
-    return Preamble(len(rows), rate, offset, tuple(columns))
+        elif low == "units" and not columns:
+            units = value
+        elif low in ("labels", "columns", "channels") and not labels:
+            many = [f.strip() for f in fields[1:] if f.strip()]
+            labels = tuple(many) if len(many) > 1 else tuple(value.split())
+    return Preamble(len(rows), rate, offset, tuple(columns), labels, units)

@@ -145,6 +145,13 @@ def infer_channel(
         if word is not None and word != signal:
             family = KINDS[signal].family
             note = f"the label says {word.upper()} but {dim} is a {family}: used as {signal.upper()}"
+        elif signal == "acc" and gravity is not None and not 0.5 <= gravity * scale <= 2.0:
+            found = gravity_unit(gravity)
+            if found is not None:  # gravity is 1 g: a file that says otherwise names the wrong unit
+                scale = found[1]
+                note = (
+                    f"the file says {dim}, but gravity reads {gravity:.4g} in its sensor: taken as {found[0]}"
+                )
         return named(replace(base, signal=signal, scale=scale, note=note))
     if dim:
         return replace(

@@ -45,7 +45,7 @@ from twitchwatch.collector.recordings.model import (
     sensor_axis,
 )
 from twitchwatch.collector.recordings.reader import HEAD_BYTES, RecordingReader
-from twitchwatch.collector.signals import KINDS
+from twitchwatch.collector.signals import DIMENSIONS, KINDS
 
 _TIME_NAMES: Final = frozenset(
     {"time", "t", "timestamp", "timestamps", "datetime", "date_time", "date time", "time_s", "seconds", "ts"}
@@ -255,6 +255,7 @@ class CsvReader(RecordingReader):
         self.path = path
         self._file = path.open("rb")
         self._line_no = 0
+        self._comments: list[tuple[int, str]] | None = None  # comment lines, while the head is read
         try:
             self._open(rate)
         except BaseException:
@@ -276,7 +277,9 @@ class CsvReader(RecordingReader):
                 where = f"{self.path}: line {self._line_no}, character {exc.start + 1}"
                 raise RecordingError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02X})") from None
             line = line.removeprefix("\ufeff").strip() if self._line_no == 1 else line.strip()
-            if line and not line.startswith("#"):
+            if line.startswith("#") and self._comments is not None:
+                self._comments.append((self._line_no, line.lstrip("#").strip()))
+            elif line and not line.startswith("#"):
                 self._line_pos = pos
                 return line
 
@@ -285,7 +288,8 @@ class CsvReader(RecordingReader):
 
     def _head(self) -> list[tuple[str, int, int]]:
         """(line, line number, byte position) of the first non-blank, non-comment lines: enough to hold a
-        device's header block, then the first data row and the one after it."""
+        device's header block, then the first data row and the one after it. The comment lines among them
+        are kept too (``_comments``): BioSPPy's ``# Sampling Rate (Hz):= 1000.00`` is a header block."""
         head: list[tuple[str, int, int]] = []
         while len(head) < HEAD_LINES and (line := self._next_line()) is not None:
             head.append((line, self._line_no, self._line_pos))
@@ -294,7 +298,9 @@ class CsvReader(RecordingReader):
         return head
 
     def _open(self, rate: float | None) -> None:
+        self._comments = []
         head = self._head()
+        comments, self._comments = self._comments, None
         if not head:
             raise RecordingError(f"{self.path}: no data rows")
         k, fields = self._find_data(head)
@@ -302,7 +308,8 @@ class CsvReader(RecordingReader):
         self._delimiter = _delimiter_of(data)
         values = len(self._split(data))
         block = head[: k - 1 if fields else k]
-        preamble = read_preamble([_block_fields(line) for line, _, _ in block])
+        said = [text for number, text in comments if number < row_no and text]  # comments before the data
+        preamble = read_preamble([_block_fields(line) for line in [*said, *(line for line, _, _ in block)]])
         self._columns = values
         self._data = (row_pos, row_no - 1)  # where the first data row starts, and the lines before it
         notes: list[str] = []
@@ -399,6 +406,9 @@ class CsvReader(RecordingReader):
                 out.append((label or f"ch{i}", unit))
             return out
         out = [(f"ch{i}", "") for i in range(len(first))]
+        if len(preamble.labels) == len(first):  # "Labels:= acc_x acc_y acc_z" (and "Units:= …" for all)
+            notes.append("column names from the header block's labels")
+            return [(label, preamble.units) for label in preamble.labels]
         described = list(preamble.columns)
         dated = [i for i, text in enumerate(first) if is_datetime(text)]
         rest = [i for i in range(len(first)) if i not in dated[:1]]
@@ -424,11 +434,16 @@ class CsvReader(RecordingReader):
     def _sensors(
         self, labels: list[tuple[str, str]], skip: set[int | None]
     ) -> tuple[dict[int, float], dict[int, tuple[str, str]]]:
-        """For three columns with no unit that make one 3-axis sensor: how gravity reads in them (column →
+        """For three columns with no unit or an acceleration's that make one 3-axis sensor: how gravity reads
+        in them (column →
         median magnitude over the first rows) and, where the labels name no axes, the sensor and axis their
         layout gives (three columns sharing a first word, ``ankle_vert`` …, or a header-less file's only
         three), X, Y, Z in column order."""
-        bare = [i for i, (_, unit) in enumerate(labels) if not unit and i not in skip]
+        bare = [
+            i
+            for i, (_, unit) in enumerate(labels)
+            if (not unit or DIMENSIONS.get(unit, ("",))[0] == "acc") and i not in skip
+        ]
         triples: list[list[int]] = []
         layout: dict[int, tuple[str, str]] = {}
         by_sensor: dict[str, dict[str, int]] = {}
