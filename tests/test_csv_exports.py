@@ -347,6 +347,15 @@ def test_a_header_block_before_a_header_row(tmp_path: Path) -> None:
     assert "sample rate 500 Hz from its 'Sample rate' line" in rec.notes
 
 
+def test_a_marker_column_empty_in_most_rows_keeps_the_header_and_every_row(tmp_path: Path) -> None:
+    lines = ["time,EMG a [uV],marker"] + [f"{i / 1000},{i % 5},{'1' if i == 3 else ''}" for i in range(50)]
+    rec = _read(tmp_path / "marked.csv", lines)
+    assert [c.label for c in rec.channels] == ["time", "EMG a", "marker"]
+    assert rec.channels[0].rate == 1000.0
+    assert rec.duration_s == pytest.approx(0.05)
+    assert not any("header block" in n for n in rec.notes)
+
+
 def test_a_header_block_with_no_data_names_what_it_looked_at(tmp_path: Path) -> None:
     path = tmp_path / "nodata.csv"
     path.write_text("Device,GENEActiv\nModel,1.1\nUnits,g\n", encoding="utf-8")

@@ -174,14 +174,16 @@ def _block_fields(line: str) -> list[str]:
         return [line]
 
 
-def _column_types(fields: Sequence[str]) -> tuple[str, ...]:
-    return tuple("n" if _is_number(f) else "t" if is_datetime(f) else "s" for f in fields)
+def _column_type(field: str) -> str:
+    """n(umber), t(ime), s(tring), or "" for an empty field (a marker column's rows without a mark)."""
+    return "n" if _is_number(field) else "t" if is_datetime(field) else "s" if field else ""
 
 
 def _typed_run(header: Sequence[str], lines: Sequence[str]) -> bool:
     """``lines`` start rows under ``header``: those of its width (at least the first) keep one type per
-    column, one of them numbers."""
-    run: list[tuple[str, ...]] = []
+    column (empty fields aside), one of them numbers."""
+    types: list[set[str]] = [set() for _ in header]
+    rows = 0
     for line in lines:
         try:
             fields = _split(line, _delimiter_of(line))
@@ -189,8 +191,11 @@ def _typed_run(header: Sequence[str], lines: Sequence[str]) -> bool:
             break
         if len(fields) != len(header):
             break
-        run.append(_column_types(fields))
-    return bool(run) and len(set(run)) == 1 and "n" in run[0]
+        rows += 1
+        for seen, field in zip(types, fields, strict=True):
+            seen.add(_column_type(field))
+    kept = [seen - {""} for seen in types]
+    return rows > 0 and all(len(t) <= 1 for t in kept) and any(t == {"n"} for t in kept)
 
 
 def _is_row(line: str) -> bool:
@@ -371,7 +376,10 @@ class CsvReader(RecordingReader):
             raise RecordingError(f"{self.path}: no row of numbers in its first {len(head)} lines")
         before = _split(head[k - 1][0], _delimiter_of(head[k][0])) if k >= 1 else []
         width = len(_split(head[k][0], _delimiter_of(head[k][0])))
-        return k, before if len(before) == width else []
+        named = len(before) == width and not any(
+            _is_number(f) for f in before
+        )  # a header names, it holds no numbers
+        return k, before if named else []
 
     def _channels(
         self, labels: list[tuple[str, str]], time_column: int | None, counters: list[int]
