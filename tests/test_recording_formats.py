@@ -88,7 +88,8 @@ def generated() -> tuple[tuple[Series, ...], tuple[TruthEvent, ...]]:
 
 def write(reader: type[RecordingReader], folder: Path) -> Path:
     series, _ = generated()
-    return reader.write(folder / f"generated{reader.EXTENSIONS[0]}", series, START_NS)
+    suffix = reader.EXTENSIONS[0] if reader.EXTENSIONS else ".dat"  # a format known by content alone
+    return reader.write(folder / f"generated{suffix}", series, START_NS)
 
 
 def read_samples(reader: RecordingReader) -> dict[str, FloatArray]:
@@ -266,9 +267,12 @@ def test_a_file_no_reader_takes_is_named_with_what_is_read(tmp_path: Path) -> No
     with pytest.raises(UnknownFormat) as info:
         open_recording(notes)
     message = str(info.value)
-    assert message.startswith(f"{notes}: neither a twitchwatch session (HDF5), an EDF/EDF+/BDF/BDF+ file nor")
+    assert message.startswith(
+        f"{notes}: neither a PLUX OpenSignals file (HDF5), a twitchwatch session (HDF5), "
+        "an EDF/EDF+/BDF/BDF+ file nor"
+    )
     assert "told by content, then by extension: .bdf, .csv, .edf, .h5, .hdf5, .tsv" in message
-    with pytest.raises(ReplayError, match="neither a twitchwatch session"):
+    with pytest.raises(ReplayError, match="neither a PLUX OpenSignals file"):
         open_source(notes)
     # A name that promises CSV is read as CSV, and what is wrong is named by line and byte.
     binary = tmp_path / "binary.csv"

@@ -644,7 +644,7 @@ DETECT_PROGRESS_MIN_S = 600.0
 def _add_detect(sub: Any) -> None:
     p = sub.add_parser(
         "detect",
-        help="run the twitch detectors over a recording file (EDF/EDF+/BDF+, HDF5 session, CSV)",
+        help="run the twitch detectors over a recording file (EDF/EDF+/BDF+, HDF5 session, OpenSignals, CSV)",
         description="Stream a recording through the worker's twitch detectors and its rest gate (the file's "
         "streams are one device: its accelerometer and gyroscope movement, and each EMG channel's own "
         "activity, mark twitches found meanwhile as during_movement, with the reason); events on stdout, a "
@@ -654,7 +654,10 @@ def _add_detect(sub: Any) -> None:
         "path",
         type=Path,
         metavar="PATH",
-        help="EDF/BDF(+), a twitchwatch session or CSV/TSV text (told by content, then by extension)",
+        help=(
+            "EDF/BDF(+), a twitchwatch session, a PLUX OpenSignals file or CSV/TSV text "
+            "(told by content, then by extension)"
+        ),
     )
     p.add_argument("--json", action="store_true", help="events as JSON lines (default: a table)")
     p.add_argument(

@@ -22,7 +22,7 @@ any other dimension (temperature, force, EDF+ annotations, ...) are skipped with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
@@ -386,6 +386,27 @@ def steady_seconds(group: Group, samples: npt.NDArray[np.int64]) -> FloatArray:
 def check_chunk_seconds(chunk_seconds: float) -> None:
     if not 0 < chunk_seconds <= MAX_CHUNK_S:
         raise RecordingError(f"chunk length must be > 0 and at most {MAX_CHUNK_S:g} s, not {chunk_seconds}")
+
+
+def stepped_chunks(
+    groups: Sequence[Group],
+    chunk_seconds: float,
+    totals: Sequence[int],
+    read: Callable[[int, int, int], FloatArray],
+) -> Iterator[Chunk]:
+    """Chunks of ``groups`` advancing through a file together, ``chunk_seconds`` of each a step, for formats
+    that can read any span of a channel: ``read(group, start, n)`` gives a group's samples in its units,
+    ``totals`` how many each group has."""
+    check_chunk_seconds(chunk_seconds)
+    sizes = [g.chunk_samples(chunk_seconds) for g in groups]
+    step = 0
+    while any(step * n < total for n, total in zip(sizes, totals, strict=True)):
+        for gi, group in enumerate(groups):
+            start = step * sizes[gi]
+            n = min(sizes[gi], totals[gi] - start)
+            if n > 0:
+                yield Chunk(gi, start, read(gi, start, n), group.rate)
+        step += 1
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,10 +20,10 @@ project's own sessions) plays them as they are (:meth:`RecordingReader.replay_so
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from twitchwatch.collector.recordings.source import ReplaySource
 
 FORMATS_PACKAGE: Final = "twitchwatch.collector.recordings.formats"
+HDF5_MAGIC: Final = b"\x89HDF\r\n\x1a\n"  # twitchwatch sessions and PLUX OpenSignals files alike
 HEAD_BYTES: Final = 65536  # what content detection looks at
 
 
@@ -96,6 +97,12 @@ class RecordingReader(abc.ABC):
         """Whether ``head`` (a file's first bytes) is of this format: by default, its magic bytes."""
         return any(head.startswith(m) for m in cls.MAGIC)
 
+    @classmethod
+    def claims_file(cls, path: Path) -> bool:
+        """Asked only when several formats share the magic ``path`` starts with (HDF5 holds twitchwatch
+        sessions and PLUX OpenSignals files): whether the file, looked into, is of this format."""
+        return True
+
     @abc.abstractmethod
     def __init__(self, path: Path, rate: float | None = None) -> None: ...
 
@@ -133,6 +140,18 @@ class RecordingReader(abc.ABC):
         self.close()
 
 
+def hdf5_holds(path: Path, test: Callable[[Any], bool]) -> bool:
+    """Whether the HDF5 file at ``path`` passes ``test`` (given its root group): what tells the HDF5 formats
+    apart (``RecordingReader.claims_file``). False for a file h5py cannot open."""
+    import h5py  # only here: text formats need no HDF5 library loaded
+
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(test(f))
+    except OSError:
+        return False
+
+
 # ---- finding the readers -----------------------------------------------------------------------------
 def _import_failed(name: str, exc: Exception) -> FormatPackageError:
     return FormatPackageError(f"recording format module {name} failed to import: {type(exc).__name__}: {exc}")
@@ -144,34 +163,36 @@ def discover(package: str) -> tuple[type[RecordingReader], ...]:
     found: list[type[RecordingReader]] = []
     for module in public_modules(package, _import_failed):
         own = [
-            c for c in own_classes(module) if issubclass(c, RecordingReader) and c.__dict__.get("EXTENSIONS")
+            c
+            for c in own_classes(module)
+            if issubclass(c, RecordingReader) and (c.__dict__.get("EXTENSIONS") or c.__dict__.get("MAGIC"))
         ]
         if not own:
             raise FormatPackageError(
-                f"{module.__name__} defines no recording reader (a class with its own EXTENSIONS)"
+                f"{module.__name__} defines no recording reader (a class with its own EXTENSIONS or MAGIC)"
             )
         found.extend(own)
     return tuple(found)
 
 
-_scanned = False
+_discovered: tuple[type[RecordingReader], ...] | None = None
 
 
 def scan() -> None:
     """The formats package, discovered once."""
-    global _scanned
-    if not _scanned:
-        discover(FORMATS_PACKAGE)
-        _scanned = True
+    global _discovered
+    if _discovered is None:
+        _discovered = discover(FORMATS_PACKAGE)
 
 
 def readers() -> tuple[type[RecordingReader], ...]:
-    """Every registered reader, in the order of their first extension."""
+    """Every reader, in the order of their first extension; those known only by content after them."""
     scan()
     out: list[type[RecordingReader]] = []
     for _, cls in sorted(RecordingReader._registry.items()):
         if cls not in out:
             out.append(cls)
+    out += [cls for cls in _discovered or () if cls not in out]
     return tuple(out)
 
 
@@ -188,6 +209,8 @@ def reader_class(path: Path) -> type[RecordingReader]:
     head = _head(path)
     known = readers()
     by_magic = [cls for cls in known if cls.MAGIC and cls.claims(head)]
+    if len(by_magic) > 1:  # one container, several formats: each looks into the file
+        by_magic = [cls for cls in by_magic if cls.claims_file(path)] or by_magic[:1]
     by_look = [cls for cls in known if not cls.MAGIC and cls.claims(head)]
     for found in (by_magic, by_look):
         if len(found) == 1:

@@ -18,6 +18,7 @@ the unit gravity shows in them (``model.gravity_unit``).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import operator
 import re
 from collections.abc import Iterator, Sequence
@@ -137,18 +138,28 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
     first = stamps[0]
     assert first is not None
     note = ""
-    if first[1] is None:  # a clock with no zone: the header block's zone, else UTC
+    if first[1] is None:  # a clock with no zone: the header block's zone, else this computer's (as EDF's)
         if preamble.utc_offset is not None:
             offset, key = preamble.utc_offset
-            ns = [t - offset * 1_000_000_000 for t in ns]
             note = f"date-times in UTC{offset / 3600:+g} h from its {key!r} line"
         else:
-            note = "date-times with no time zone: taken as UTC"
+            offset = _local_offset_s(ns[0])
+            note = (
+                f"date-times with no time zone: taken as this computer's local time (UTC{offset / 3600:+g} h)"
+            )
+        ns = [t - offset * 1_000_000_000 for t in ns]
     seconds = [Decimal(t - ns[0]) / Decimal(1_000_000_000) for t in ns]
     start = ns[0] if _EPOCH_RANGE[0] * 10**9 <= ns[0] < _EPOCH_RANGE[1] * 10**9 else None
     if start is None:
         note = ""  # a clock from zero (``1970-01-01 00:04:40``): times from the start, no date
     return seconds, start, note
+
+
+def _local_offset_s(clock_ns: int) -> int:
+    """This computer's offset from UTC, in seconds, at a local clock reading (ns as if UTC)."""
+    naive = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=clock_ns // 1000)
+    offset = naive.astimezone().utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
 
 
 def _starts_data(line: str, after: str | None) -> bool:

@@ -42,12 +42,13 @@ from twitchwatch.collector.recordings.model import (
     Annotation,
     Channel,
     Chunk,
+    FloatArray,
     Group,
     Recording,
     RecordingError,
     Series,
-    check_chunk_seconds,
     infer_channel,
+    stepped_chunks,
 )
 from twitchwatch.collector.recordings.reader import RecordingReader
 from twitchwatch.collector.signals import KINDS, StreamKind, kind_of_unit
@@ -371,22 +372,15 @@ class EdfReader(RecordingReader):
         )
 
     def chunks(self, groups: Sequence[Group], chunk_seconds: float = DEFAULT_CHUNK_S) -> Iterator[Chunk]:
-        check_chunk_seconds(chunk_seconds)
-        sizes = [g.chunk_samples(chunk_seconds) for g in groups]
+        def read(gi: int, start: int, n: int) -> FloatArray:
+            data = np.empty((n, len(groups[gi].channels)))
+            for j, ch in enumerate(groups[gi].channels):
+                data[:, j] = self._edf.readSignal(ch.index, start, n)
+                data[:, j] *= ch.scale
+            return data
+
         totals = [self._samples[g.channels[0].index] for g in groups]
-        step = 0
-        while any(step * n < total for n, total in zip(sizes, totals, strict=True)):
-            for gi, group in enumerate(groups):
-                start = step * sizes[gi]
-                n = min(sizes[gi], totals[gi] - start)
-                if n <= 0:
-                    continue
-                data = np.empty((n, len(group.channels)))
-                for j, ch in enumerate(group.channels):
-                    data[:, j] = self._edf.readSignal(ch.index, start, n)
-                    data[:, j] *= ch.scale
-                yield Chunk(gi, start, data, group.rate)
-            step += 1
+        return stepped_chunks(groups, chunk_seconds, totals, read)
 
     @classmethod
     def write(

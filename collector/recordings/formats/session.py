@@ -47,7 +47,7 @@ from twitchwatch.collector.recordings.model import (
     named,
     sanitise,
 )
-from twitchwatch.collector.recordings.reader import RecordingReader
+from twitchwatch.collector.recordings.reader import HDF5_MAGIC, RecordingReader, hdf5_holds
 from twitchwatch.collector.recordings.source import ReplayError, ReplaySource, ReplayStream, select_devices
 from twitchwatch.collector.signals import KINDS, kind_of_unit, stream_kind
 from twitchwatch.collector.status import DeviceStatus, StatusError, StreamInfo
@@ -826,10 +826,15 @@ class SessionReader(RecordingReader):
     missing span (the detector itself sees the samples back to back, as the worker does live)."""
 
     EXTENSIONS: ClassVar[tuple[str, ...]] = (".h5", ".hdf5")
-    MAGIC: ClassVar[tuple[bytes, ...]] = (b"\x89HDF\r\n\x1a\n",)
+    MAGIC: ClassVar[tuple[bytes, ...]] = (HDF5_MAGIC,)
     NOUN: ClassVar[str] = "a twitchwatch session"
     DESCRIPTION: ClassVar[str] = "a twitchwatch session (HDF5)"
     DEVICE_PREFIX: ClassVar[str] = "session"
+
+    @classmethod
+    def claims_file(cls, path: Path) -> bool:
+        """An HDF5 file whose root says it is a session (its ``format`` attribute)."""
+        return hdf5_holds(path, lambda root: "format" in root.attrs)
 
     def __init__(self, path: Path, rate: float | None = None) -> None:
         if rate is not None:

@@ -1,4 +1,4 @@
-"""CSV exports as wearables and data sets write them, read by ``twitchwatch detect`` without hand editing.
+"""Recordings as other software writes them (wearables' and data sets' CSV exports, PLUX OpenSignals files),
 
 Real excerpts kept in the repository (tests/data/recordings/realworld: a GENEActiv export with its header
 block and date-times, Daphnet's milli-g accelerometers named by body segment, Mobilise-D's ``acc_x`` columns
@@ -8,17 +8,23 @@ a zone), then the pieces (``collector.recordings.csvhead``: date-times, time zon
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from tests.datafiles import RECORDINGS
-from twitchwatch.collector.recordings import Recording, RecordingError, open_recording
+from twitchwatch.collector.recordings import Recording, RecordingError, Series, open_recording
 from twitchwatch.collector.recordings.csvhead import datetime_ns, read_preamble, utc_offset_s
 from twitchwatch.collector.recordings.formats.edf import export_edf
+from twitchwatch.collector.recordings.formats.opensignals import OpenSignalsReader
+from twitchwatch.collector.recordings.formats.session import SessionReader
 from twitchwatch.collector.recordings.model import gravity_unit, sensor_axis
+from twitchwatch.collector.recordings.reader import reader_class
 from twitchwatch.collector.signals import STANDARD_GRAVITY
 from twitchwatch.processing.recordings import DetectionRun, plan_detection
 
@@ -322,14 +328,20 @@ def test_iso_date_times_with_a_zone_time_the_rows(tmp_path: Path) -> None:
     assert not any("time zone" in n for n in rec.notes)  # the zone was in the rows
 
 
-def test_date_times_without_a_zone_are_taken_as_utc_and_say_so(tmp_path: Path) -> None:
-    path = tmp_path / "naive.csv"
-    path.write_text("2026-03-01 09:00:00.000,5\n2026-03-01 09:00:00.010,6\n", encoding="utf-8")
-    with open_recording(path) as reader:
-        rec = reader.recording
-        assert reader.recording.channels[0].rate == 100.0
-    assert rec.start_ns == datetime_ns("2026-03-01 09:00:00")[0]  # type: ignore[index]
-    assert "date-times with no time zone: taken as UTC" in "; ".join(rec.notes)
+def test_date_times_without_a_zone_are_local_time_and_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As EDF's start is: the clock of the computer the file is read on (here one at UTC+1, POSIX ``TZ``)."""
+    monkeypatch.setenv("TZ", "XXX-1")
+    time.tzset()
+    try:
+        rec = _read(tmp_path / "naive.csv", ["2026-03-01 09:00:00.000,5", "2026-03-01 09:00:00.010,6"])
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert rec.channels[0].rate == 100.0
+    assert rec.start_ns == datetime_ns("2026-03-01 08:00:00")[0]  # type: ignore[index]
+    assert "date-times with no time zone: taken as this computer's local time (UTC+1 h)" in rec.notes
 
 
 def test_a_header_block_before_a_header_row(tmp_path: Path) -> None:
@@ -438,3 +450,46 @@ def test_gravity_units_do_not_overlap() -> None:
     assert gravity_unit(1010.0) == ("milli-g", 1e-3)
     for gap in (0.2, 2.5, 3.5, 25.0, 300.0, 2500.0, 31_000.0):
         assert gravity_unit(gap) is None, gap
+
+
+# ---- PLUX OpenSignals (HDF5) ---------------------------------------------------------------------------
+PLUX = REALWORLD / "bsnb-acc" / "sync_acc_1.h5"  # still, then ~9 s of shaking
+PLUX_EMG = REALWORLD / "bsnb-emg" / "emg_bursts.h5"
+
+
+def test_an_opensignals_file_is_told_from_a_session_by_looking_inside(tmp_path: Path) -> None:
+    assert reader_class(PLUX) is OpenSignalsReader
+    session = SessionReader.write(
+        tmp_path / "s.h5", [Series("EMG calf", "emg", 1000.0, np.zeros(2000))], 1_765_000_000 * 10**9
+    )
+    assert reader_class(session) is SessionReader
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(RecordingError, match="not a twitchwatch session"):
+        open_recording(other)  # neither looks like it: the session reader says what is missing
+
+
+def test_opensignals_accelerometer_in_g_by_plux_calibration() -> None:
+    with open_recording(PLUX) as reader:
+        rec = reader.recording
+        (acc,) = rec.streams
+        assert acc.rate == 1000.0
+        assert [c.axis for c in acc.channels] == ["X", "Y", "Z"]
+        still = next(iter(reader.chunks([acc], 2.0))).data  # the first 2 s: the device lies still
+    assert np.median(np.linalg.norm(still, axis=1)) == pytest.approx(1.0, abs=0.08)  # gravity, a few % off
+    assert rec.start_ns == round(dt.datetime(2019, 3, 29, 13, 55, 4, 452000).astimezone().timestamp() * 1e9)
+
+
+def test_opensignals_emg_in_microvolts_and_the_same_as_the_benchmark_reads_it() -> None:
+    from bench.formats import read_any
+
+    with open_recording(PLUX_EMG) as reader:
+        (emg,) = reader.recording.streams
+        x = np.concatenate([c.data for c in reader.chunks([emg], 1.0)])
+    loaded = read_any(PLUX_EMG)
+    assert loaded is not None
+    np.testing.assert_allclose(x, loaded.streams[0].x, rtol=0, atol=1e-9)
+    assert emg.channels[0].label == "EMG PORT3_CHN1"
+    assert abs(float(np.median(x))) < 100.0  # the ADC's mid-scale is 0 µV
+    assert 5.0 < float(np.std(x)) < 2000.0  # surface EMG with bursts: tens to hundreds of µV
