@@ -304,6 +304,17 @@ def test_a_unit_the_header_says_wrongly_gives_way_to_gravity(tmp_path: Path) -> 
     assert g == pytest.approx(1.0, abs=0.05)
 
 
+def test_three_columns_sharing_a_word_are_one_sensor_only_if_they_name_directions(tmp_path: Path) -> None:
+    """``left_calf``, ``left_thigh``, ``left_arm`` are three places, not the axes of one sensor."""
+    rows = [f"{i / 100},{0.1},{0.2},{0.97}" for i in range(50)]
+    rec = _read(tmp_path / "places.csv", ["time,left_calf,left_thigh,left_arm", *rows])
+    plan = plan_detection(rec, signal="acc")
+    assert [len(g.channels) for g in plan.groups] == [1, 1, 1]
+    rec = _read(tmp_path / "axes.csv", ["time,wrist_vert,wrist_horiz_fwd,wrist_horiz_lateral", *rows])
+    (acc,) = plan_detection(rec, signal="acc").groups
+    assert [c.axis for c in acc.channels] == ["X", "Y", "Z"]
+
+
 def test_a_single_axis_keeps_the_old_rule(tmp_path: Path) -> None:
     path = tmp_path / "one.csv"
     path.write_text("time,acc\n" + "".join(f"{i / 100},{9.8}\n" for i in range(50)), encoding="utf-8")

@@ -192,12 +192,13 @@ def undimensioned(ch: Channel, signal: StreamKind) -> Channel:
         )
     found = gravity_unit(ch.gravity)
     if found is None:
+        guess = "no gravity in it: taken out, or mostly zeros" if ch.gravity < 0.5 else "raw counts?"
         return replace(
             ch,
             signal=None,
             note=(
                 f"no physical dimension, and gravity reads {ch.gravity:.4g} in its sensor: neither g, m/s² "
-                "nor milli-g (raw counts?); give the unit in the header, e.g. 'acc x [m/s^2]'"
+                f"nor milli-g ({guess}); give the unit in the header, e.g. 'acc x [m/s^2]'"
             ),
         )
     name, scale = found

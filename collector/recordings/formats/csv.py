@@ -52,6 +52,25 @@ _TIME_NAMES: Final = frozenset(
     {"time", "t", "timestamp", "timestamps", "datetime", "date_time", "date time", "time_s", "seconds", "ts"}
     | {"seconds_elapsed", "elapsed", "elapsed time", "elapsed_time"}
 )
+# Words that name an axis by its direction (Daphnet's ankle_horiz_fwd, ankle_vert, ankle_horiz_lateral).
+_DIRECTIONS: Final = frozenset(
+    {
+        "vert",
+        "vertical",
+        "horiz",
+        "horizontal",
+        "fwd",
+        "forward",
+        "lateral",
+        "lat",
+        "ap",
+        "ml",
+        "si",
+        "up",
+        "side",
+    }
+)
+_NUMBERED: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]*\d+$")
 # Times since 1970 with no unit said, by size: ms (Android's currentTimeMillis), µs, ns (Sensor Logger).
 _EPOCH_SCALES: Final = ((Decimal("1e-3"), "ms"), (Decimal("1e-6"), "µs"), (Decimal("1e-9"), "ns"))
 _COUNTER_NAMES: Final = frozenset(
@@ -456,8 +475,8 @@ class CsvReader(RecordingReader):
         """For three columns with no unit or an acceleration's that make one 3-axis sensor: how gravity reads
         in them (column →
         median magnitude over the first rows) and, where the labels name no axes, the sensor and axis their
-        layout gives (three columns sharing a first word, ``ankle_vert`` …, or a header-less file's only
-        three), X, Y, Z in column order."""
+        layout gives (three columns sharing a first word and naming a direction, ``ankle_vert`` …, or a
+        header-less file's only three), X, Y, Z in column order."""
         bare = [
             i
             for i, (_, unit) in enumerate(labels)
@@ -480,10 +499,15 @@ class CsvReader(RecordingReader):
         ]
         by_word: dict[str, list[int]] = {}
         for i in unaxed:
-            words = label_words(labels[i][0])
-            if len(words) >= 2:
-                by_word.setdefault(words[0].lower(), []).append(i)
+            words = [w.lower() for w in label_words(labels[i][0])]
+            if len(words) >= 2 and _DIRECTIONS.intersection(words[1:]):  # ankle_vert, not left_calf
+                by_word.setdefault(words[0], []).append(i)
         groups = {label_words(labels[cols[0]][0])[0]: cols for cols in by_word.values() if len(cols) == 3}
+        numbered: dict[str, list[int]] = {}  # "Accel Channel 0", "… 1", "… 2" (OpenBCI): one label, numbered
+        for i in unaxed:
+            if (m := _NUMBERED.match(labels[i][0])) is not None and not any(i in c for c in groups.values()):
+                numbered.setdefault(m.group(1), []).append(i)
+        groups |= {stem: cols for stem, cols in numbered.items() if len(cols) == 3}
         if not groups and len(unaxed) == 3 and all(re.fullmatch(r"ch\d+", labels[i][0]) for i in unaxed):
             groups = {"ch": unaxed}  # a header-less file's only three columns besides its time
         for name, cols in groups.items():
