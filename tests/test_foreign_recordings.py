@@ -1,4 +1,4 @@
-"""Recordings as other software writes them (wearables' and data sets' CSV exports, PLUX OpenSignals files),
+"""Recordings as other software writes them (wearables' and data sets' CSV exports, PLUX OpenSignals files).
 
 Real excerpts kept in the repository (tests/data/recordings/realworld: a GENEActiv export with its header
 block and date-times, Daphnet's milli-g accelerometers named by body segment, Mobilise-D's ``acc_x`` columns
@@ -9,6 +9,7 @@ a zone), then the pieces (``collector.recordings.csvhead``: date-times, time zon
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from twitchwatch.collector.recordings.formats.edf import export_edf
 from twitchwatch.collector.recordings.formats.opensignals import OpenSignalsReader
 from twitchwatch.collector.recordings.formats.session import SessionReader
 from twitchwatch.collector.recordings.model import gravity_unit, sensor_axis
+from twitchwatch.collector.recordings.plux import Conversion, conversion
 from twitchwatch.collector.recordings.reader import reader_class
 from twitchwatch.collector.signals import STANDARD_GRAVITY
 from twitchwatch.processing.recordings import DetectionRun, plan_detection
@@ -504,3 +506,45 @@ def test_opensignals_emg_in_microvolts_and_the_same_as_the_benchmark_reads_it() 
     assert emg.channels[0].label == "EMG PORT3_CHN1"
     assert abs(float(np.median(x))) < 100.0  # the ADC's mid-scale is 0 µV
     assert 5.0 < float(np.std(x)) < 2000.0  # surface EMG with bursts: tens to hundreds of µV
+
+
+def test_an_opensignals_text_file_reads_as_its_hdf5_twin(tmp_path: Path) -> None:
+    """OpenSignals' text export: ``#`` lines with a JSON header, then tab-separated counts. Written here from
+    the HDF5 excerpt's own counts, it must read to the same g, start and rate."""
+    with h5py.File(PLUX) as f:
+        mac, g = next(iter(f.items()))
+        counts = [g["raw"][f"channel_{n}"][:, 0] for n in (1, 2, 3)]
+        seq = g["raw"]["nSeq"][:, 0]
+    info = {
+        "device": "biosignalsplux",
+        "sampling rate": 1000,
+        "column": ["nSeq", "DI", "CH1", "CH2", "CH3"],
+        "label": ["CH1", "CH2", "CH3"],
+        "sensor": ["XYZ", "XYZ", "XYZ"],
+        "resolution": [16, 16, 16],
+        "date": "2019-3-29",
+        "time": "13:55:4.452",
+    }
+    head = ["# OpenSignals Text File Format", f"# {json.dumps({mac: info})}", "# EndOfHeader"]
+    rows = [f"{seq[i]}\t0\t{counts[0][i]}\t{counts[1][i]}\t{counts[2][i]}" for i in range(len(seq))]
+    text = _read(tmp_path / "opensignals.txt", head + rows)
+    with open_recording(PLUX) as reader:
+        twin = reader.recording
+    assert [(c.label, c.signal, c.scale, c.offset) for c in text.streams[0].channels] == [
+        (c.label, c.signal, c.scale, c.offset) for c in twin.streams[0].channels
+    ]
+    assert text.start_ns == twin.start_ns
+    assert _magnitudes(tmp_path / "opensignals.txt") == pytest.approx(_magnitudes(PLUX), abs=1e-12)
+
+
+def test_bitalino_emg_has_its_own_transfer_function() -> None:
+    assert conversion("EMG", 10, "bitalino_rev") == Conversion(
+        "emg",
+        3.3 / 1009 * 1e6 / 2**10,
+        -3.3 / 1009 * 1e6 / 2,
+        "ADC counts → µV by PLUX's EMG transfer function (3.3 V, gain 1009, 10-bit)",
+    )
+    assert conversion("ACC", 10, "bitalino_rev") == "a BITalino accelerometer has no default calibration"
+    assert conversion("FORCEPLATFORM", 16, "biosignalsplux") == (
+        "sensor 'FORCEPLATFORM' is neither EMG nor an accelerometer"
+    )

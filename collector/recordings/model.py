@@ -84,11 +84,12 @@ class Channel:
     rate: float  # Hz
     signal: StreamKind | None
     muscle: str
-    scale: float = 1.0  # file values × scale = µV (EMG), g (accelerometer) or °/s (gyroscope)
+    scale: float = 1.0  # file values × scale (+ offset) = µV (EMG), g (accelerometer) or °/s (gyroscope)
     sensor: str = ""  # axes of one accelerometer, gyroscope or orientation share one stream
     axis: str = ""  # X, Y, Z (accelerometer, gyroscope), W (orientation) or a number 1–4
     note: str = ""
     block: str = ""  # channels of different blocks never share a stream (a session's stream parts)
+    offset: float = 0.0  # added after ``scale``: ADC counts whose zero is not the unit's (PLUX's sensors)
     role: Role = ""  # a column that is the file's time or sample count: never a signal, even by --signal
     # How gravity reads in this column's sensor (its three axes together; median over the file's first
     # rows), where the file gives no unit: what tells g, m/s² and milli-g apart (``gravity_unit``).

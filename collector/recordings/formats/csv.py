@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import operator
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import ClassVar, Final
@@ -42,9 +44,12 @@ from twitchwatch.collector.recordings.model import (
     check_chunk_seconds,
     infer_channel,
     label_words,
+    named,
     sanitise,
     sensor_axis,
 )
+from twitchwatch.collector.recordings.plux import conversion
+from twitchwatch.collector.recordings.plux import start_ns as plux_start_ns
 from twitchwatch.collector.recordings.reader import HEAD_BYTES, RecordingReader
 from twitchwatch.collector.signals import DIMENSIONS, KINDS
 
@@ -103,6 +108,73 @@ HEAD_LINES: Final = 400  # lines a device's header block may take before the fir
 HEADER_RUN: Final = 11  # a header and the rows under it that tell it from a header block
 # Unix seconds of 2000-01-01 and 2100-01-01: a first time in between is a date, not seconds from the start.
 _EPOCH_RANGE: Final = (946_684_800, 4_102_444_800)
+
+
+@dataclass(frozen=True)
+class _OpenSignals:
+    """A PLUX OpenSignals text file's header (its ``# {…}`` JSON line), the first device's."""
+
+    device: str  # its MAC
+    model: str  # "biosignalsplux", "bitalino_rev" …
+    rate: float
+    columns: tuple[str, ...]  # "nSeq", "DI", "CH1" …
+    sensors: dict[str, tuple[str, int]]  # analog column → (sensor, bits)
+    date: str
+    time: str
+
+
+def _opensignals(comments: Sequence[str], columns: int) -> _OpenSignals | None:
+    """The OpenSignals header among a file's comment lines, if its first device's columns are the file's."""
+    for text in comments:
+        if not text.startswith("{"):
+            continue
+        try:
+            devices = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(devices, dict) or not devices:
+            return None
+        mac, info = next(iter(devices.items()))
+        try:
+            names = tuple(str(c) for c in info["column"])
+            labels, sensors, bits = info["label"], info["sensor"], info["resolution"]
+            rate = float(info["sampling rate"])
+            analog = {str(lab): (str(sen), int(b)) for lab, sen, b in zip(labels, sensors, bits, strict=True)}
+        except (KeyError, TypeError, ValueError):
+            return None
+        if len(names) != columns or not rate > 0 or info.get("convertedValues", 0):
+            return None  # another device's columns too, or values already converted: read as plain CSV
+        model = str(info.get("device", ""))
+        return _OpenSignals(
+            str(mac), model, rate, names, analog, str(info.get("date", "")), str(info.get("time", ""))
+        )
+    return None
+
+
+def _plux_channels(channels: list[Channel], plux: _OpenSignals) -> list[Channel]:
+    """The analog columns of an OpenSignals text file, in µV or g by PLUX's transfer functions (``plux``);
+    its accelerometer channels, three by three in column order, one sensor each."""
+    out: list[Channel] = []
+    axes = 0
+    for ch in channels:
+        found = plux.sensors.get(ch.label)
+        if found is None or ch.role:
+            out.append(ch)
+            continue
+        how = conversion(*found, plux.model)
+        if isinstance(how, str):
+            out.append(replace(ch, signal=None, note=how))
+            continue
+        if how.kind == "emg":
+            label = f"EMG {ch.label}"
+        else:
+            label = f"ACC {plux.device}" + (f" {axes // 3 + 1}" if axes >= 3 else "") + f" {'XYZ'[axes % 3]}"
+            axes += 1
+        read = Channel(
+            ch.index, label, "", ch.rate, how.kind, "", how.scale, note=how.note, offset=how.offset
+        )
+        out.append(named(read))
+    return out
 
 
 def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> float | None:
@@ -351,11 +423,18 @@ class CsvReader(RecordingReader):
         if block:
             notes.append(f"lines {block[0][1]}–{block[-1][1]}: the device's header block, not data")
         first = self._split(data)
-        labels = self._labels(fields, first, preamble, notes)
+        plux = _opensignals(said, len(first))
+        labels = [(name, "") for name in plux.columns] if plux and not fields else []
+        labels = labels or self._labels(fields, first, preamble, notes)
+        if rate is None and plux is not None:
+            rate = plux.rate
+            notes.append(f"sample rate {rate:g} Hz from its OpenSignals header")
         if rate is None and preamble.rate is not None:
             rate = preamble.rate[0]
             notes.append(f"sample rate {rate:g} Hz from its {preamble.rate[1]!r} line")
         time_column, rate, start_ns = self._time(labels, first, rate, preamble, notes)
+        if start_ns is None and plux is not None:
+            start_ns = plux_start_ns(plux.date, plux.time, notes)
         counters = [
             i for i, (label, _) in enumerate(labels) if label.lower() in _COUNTER_NAMES and i != time_column
         ]
@@ -368,6 +447,8 @@ class CsvReader(RecordingReader):
             raise RecordingError(f"{self.path}: a CSV file has no sample rate: pass it (--rate HZ){counted}")
         self.rate = rate
         channels = self._channels(labels, time_column, counters)
+        if plux is not None:
+            channels = _plux_channels(channels, plux)
         if len({c.label for c in channels}) < len(channels):
             notes.append("repeated column labels: select those channels by index")
         rows = self._count_rows(row_no)
@@ -597,6 +678,7 @@ class CsvReader(RecordingReader):
         where = {col: k for k, col in enumerate(used)}
         picks = [np.array([where[c.index] for c in g.channels]) for g in groups]
         scales = [np.array([c.scale for c in g.channels]) for g in groups]
+        offsets = [np.array([c.offset for c in g.channels]) for g in groups]
         start = 0
         while True:
             lines, numbers = self._take(n)
@@ -604,7 +686,7 @@ class CsvReader(RecordingReader):
                 return
             block = self._parse(lines, numbers, used)
             for gi, group in enumerate(groups):
-                yield Chunk(gi, start, block[:, picks[gi]] * scales[gi], group.rate)
+                yield Chunk(gi, start, block[:, picks[gi]] * scales[gi] + offsets[gi], group.rate)
             start += len(lines)
 
     def _take(self, n: int) -> tuple[list[str], list[int]]:

@@ -7,24 +7,16 @@ with attributes ``sensor`` and ``label``. ``raw/nSeq`` (a sample counter) and th
 signals. HDF5 also holds twitchwatch sessions: a file is this format when a root group has a ``sampling
 rate`` and a ``raw`` group (``claims_file``).
 
-Counts become physical units by PLUX's transfer functions (its sensor data sheets):
-
-- **EMG**: µV = (ADC / 2ⁿ − ½) · VCC / G · 10⁶, with VCC 3 V and gain 1000 (biosignalsplux and its hubs),
-  3.3 V and 1009 (BITalino);
-- **accelerometer** (``XYZ``, ``ACC``, ``cACC``): g = 2 (ADC · 2^(16−n) − Cmin) / (Cmax − Cmin) − 1 with
-  PLUX's default calibration, Cmin 28000 and Cmax 38000 (a few per cent off without the device's own values).
-  BITalino's accelerometer has no published default calibration: it is skipped with a note.
-
-Any other sensor (force platform, ECG, EDA …) is skipped with a note. Each device is its own stream block
-(``Channel.block``); a device's accelerometer channels, three by three in channel order, are one sensor.
+Counts become µV and g by PLUX's transfer functions (``collector.recordings.plux``); any other sensor (force
+platform, ECG, EDA …) is skipped with a note. Each device is its own stream block (``Channel.block``); a
+device's accelerometer channels, three by three in channel order, are one sensor.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -46,25 +38,16 @@ from twitchwatch.collector.recordings.model import (
     named,
     stepped_chunks,
 )
+from twitchwatch.collector.recordings.plux import acc_transfer, conversion, emg_transfer, start_ns
 from twitchwatch.collector.recordings.reader import HDF5_MAGIC, RecordingReader, hdf5_holds
 from twitchwatch.collector.signals import KINDS
-
-# (VCC in volts, EMG sensor gain): biosignalsplux and its hubs ("channeller"), BITalino.
-_PLUX_EMG: Final = (3.0, 1000.0)
-_BITALINO_EMG: Final = (3.3, 1009.0)
-_ACC_SENSORS: Final = frozenset({"XYZ", "ACC", "CACC"})
-ACC_CMIN, ACC_CMAX = 28000.0, 38000.0  # PLUX's default accelerometer calibration, at 16 bits
-_DATE: Final = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
-_TIME: Final = re.compile(r"^(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?$")
 
 
 @dataclass(frozen=True)
 class _Source:
-    """Where a channel's counts are and how they become units: value = counts × scale + offset."""
+    """Where a channel's counts are (its ``scale`` and ``offset`` make them units)."""
 
     dataset: str  # "<device>/raw/channel_N"
-    scale: float
-    offset: float
     samples: int
 
 
@@ -136,8 +119,7 @@ class OpenSignalsReader(RecordingReader):
         bits = _ints(group.attrs.get("resolution", []))
         if len(bits) != len(numbers):
             raise RecordingError(f"{where}: {len(numbers)} channels but {len(bits)} resolutions")
-        device = _text(group.attrs.get("device", "")).lower()
-        bitalino = device.startswith("bitalino")
+        device = _text(group.attrs.get("device", ""))
         out: list[Channel] = []
         axes = 0
         for n, nbits in zip(numbers, bits, strict=True):
@@ -145,66 +127,40 @@ class OpenSignalsReader(RecordingReader):
             if name not in group["raw"]:
                 raise RecordingError(f"{where}: 'channels' names {n} but raw/{name} is missing")
             ds = group["raw"][name]
-            sensor = _text(ds.attrs.get("sensor", "")).upper()
+            sensor = _text(ds.attrs.get("sensor", ""))
             label = _text(ds.attrs.get("label", "")) or f"CH{n}"
             index = len(self._sources) + len(self._others)
-            source = f"{mac}/raw/{name}"
-            if sensor == "EMG":
-                vcc, gain = _BITALINO_EMG if bitalino else _PLUX_EMG
-                self._sources[index] = _Source(source, *emg_transfer(nbits, bitalino), int(ds.shape[0]))
-                note = (
-                    f"ADC counts → µV by PLUX's EMG transfer function ({vcc:g} V, gain {gain:g}, {nbits}-bit)"
-                )
-                out.append(
-                    named(Channel(index, f"EMG {label}", "", rate, "emg", label, note=note, block=mac))
-                )
-            elif sensor in _ACC_SENSORS and not bitalino:
-                sensor_name = f"ACC {mac}" + (f" {axes // 3 + 1}" if axes >= 3 else "")
-                self._sources[index] = _Source(source, *acc_transfer(nbits), int(ds.shape[0]))
-                note = f"ADC counts → g by PLUX's default accelerometer calibration ({nbits} bits)"
-                ch = Channel(
-                    index, f"{sensor_name} {'XYZ'[axes % 3]}", "", rate, "acc", mac, note=note, block=mac
-                )
-                out.append(named(ch))
-                axes += 1
-            else:
-                why = (
-                    "a BITalino accelerometer has no default calibration"
-                    if sensor in _ACC_SENSORS
-                    else (f"sensor {sensor or '?'!r} is neither EMG nor an accelerometer")
-                )
+            how = conversion(sensor, nbits, device)
+            if isinstance(how, str):
                 self._others.add(index)
-                out.append(Channel(index, label, "", rate, None, label, note=why, block=mac))
+                out.append(Channel(index, label, "", rate, None, label, note=how, block=mac))
+                continue
+            self._sources[index] = _Source(f"{mac}/raw/{name}", int(ds.shape[0]))
+            if how.kind == "emg":
+                ch = Channel(
+                    index, f"EMG {label}", "", rate, "emg", label, how.scale, note=how.note, block=mac
+                )
+            else:
+                sensor_name = f"ACC {mac}" + (f" {axes // 3 + 1}" if axes >= 3 else "")
+                label = f"{sensor_name} {'XYZ'[axes % 3]}"
+                ch = Channel(index, label, "", rate, "acc", mac, how.scale, note=how.note, block=mac)
+                axes += 1
+            out.append(named(replace(ch, offset=how.offset)))
         if axes % 3:
             notes.append(f"device {mac}: {axes} accelerometer channel(s), not three per sensor")
         return out
 
     def _start(self, group: h5py.Group, notes: list[str]) -> int | None:
-        """When the device started, from its ``date`` and ``time`` (local time of the computer that
-        recorded, read as this computer's, as EDF's start is)."""
-        date = _DATE.match(_text(group.attrs.get("date", "")))
-        time = _TIME.match(_text(group.attrs.get("time", "")))
-        if date is None or time is None:
-            return None
-        year, month, day = (int(g) for g in date.groups())
-        hour, minute, second = (int(g) for g in time.groups()[:3])
-        micro = int((time.group(4) or "").ljust(6, "0"))
-        try:
-            when = dt.datetime(year, month, day, hour, minute, second, micro).astimezone()
-        except ValueError:
-            notes.append(
-                f"its start ({date.group(0)} {time.group(0)}) is no date: times from the file's start"
-            )
-            return None
-        return round(when.timestamp() * 1e6) * 1000
+        """When the device started (``plux.start_ns``)."""
+        return start_ns(_text(group.attrs.get("date", "")), _text(group.attrs.get("time", "")), notes)
 
     def chunks(self, groups: Sequence[Group], chunk_seconds: float = DEFAULT_CHUNK_S) -> Iterator[Chunk]:
         def read(gi: int, start: int, n: int) -> FloatArray:
             data = np.empty((n, len(groups[gi].channels)))
             for j, ch in enumerate(groups[gi].channels):
-                src = self._sources[ch.index]
-                counts = np.asarray(self._file[src.dataset][start : start + n], dtype=np.float64).reshape(-1)
-                data[:, j] = counts * src.scale + src.offset
+                dataset = self._file[self._sources[ch.index].dataset]
+                counts = np.asarray(dataset[start : start + n], dtype=np.float64).reshape(-1)
+                data[:, j] = counts * ch.scale + ch.offset
             return data
 
         totals = [min(self._sources[c.index].samples for c in g.channels) for g in groups]
@@ -250,19 +206,6 @@ class OpenSignalsReader(RecordingReader):
 
 
 WRITE_BITS: Final = 24  # finer than PLUX's 16 bits: a written file reads back within 2^-15 of its range
-
-
-def emg_transfer(bits: int, bitalino: bool = False) -> tuple[float, float]:
-    """(µV per count, µV at count 0) of PLUX's EMG transfer function."""
-    vcc, gain = _BITALINO_EMG if bitalino else _PLUX_EMG
-    full = vcc / gain * 1e6  # µV across the ADC's range
-    return full / 2**bits, -full / 2
-
-
-def acc_transfer(bits: int) -> tuple[float, float]:
-    """(g per count, g at count 0) of PLUX's accelerometer with its default calibration."""
-    span = ACC_CMAX - ACC_CMIN
-    return 2 * 2 ** (16 - bits) / span, -2 * ACC_CMIN / span - 1
 
 
 def _counts(path: Path, s: Series, ch: Channel) -> npt.NDArray[np.uint32]:
