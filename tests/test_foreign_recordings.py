@@ -548,3 +548,21 @@ def test_bitalino_emg_has_its_own_transfer_function() -> None:
     assert conversion("FORCEPLATFORM", 16, "biosignalsplux") == (
         "sensor 'FORCEPLATFORM' is neither EMG nor an accelerometer"
     )
+
+
+def test_empatica_exports_give_their_start_and_rate_on_their_first_two_lines(tmp_path: Path) -> None:
+    """Empatica E4's ACC.csv: the start (Unix seconds) and the rate repeated per column, then counts at 64 a
+    g. Read as plain rows, the start would be a sample of 1.5 billion g."""
+    rows = ["1495437325.000000, 1495437325.000000, 1495437325.000000", "32.000000, 32.000000, 32.000000"]
+    rows += [f"{-9 + i % 2}.000000, 5.000000, 62.000000" for i in range(320)]
+    acc = _read(tmp_path / "ACC.csv", rows)
+    (stream,) = acc.streams
+    assert stream.rate == 32.0
+    assert [(c.label, c.axis, c.scale) for c in stream.channels] == [(f"ACC {a}", a, 1 / 64) for a in "XYZ"]
+    assert acc.start_ns == 1_495_437_325 * 10**9
+    assert acc.duration_s == pytest.approx(10.0)
+    (g,) = _magnitudes(tmp_path / "ACC.csv").values()
+    assert g == pytest.approx(math.hypot(9, 5, 62) / 64, abs=0.01)
+    bvp = _read(tmp_path / "BVP.csv", ["1495437325.000000", "64.000000", *(f"{i % 7}.5" for i in range(100))])
+    assert bvp.streams == ()  # a pulse wave, named so: no muscle's signal
+    assert "the label says BVP" in bvp.channels[0].note

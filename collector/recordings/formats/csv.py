@@ -110,6 +110,40 @@ HEADER_RUN: Final = 11  # a header and the rows under it that tell it from a hea
 _EPOCH_RANGE: Final = (946_684_800, 4_102_444_800)
 
 
+E4_COUNTS_PER_G: Final = 64.0  # Empatica E4's accelerometer: ±2 g in 8 bits
+
+
+def _empatica(head: Sequence[tuple[str, int, int]]) -> tuple[int, float] | None:
+    """(start in ns, rate) where a file starts as Empatica's exports do: a row of one Unix time (2000–2100)
+    repeated for each column, then a row of one rate likewise; None otherwise."""
+    if len(head) < 2:
+        return None
+    rows = [_split(line, _delimiter_of(line)) for line, _, _ in head[:2]]
+    try:
+        (start,), (rate,) = ({Decimal(v) for v in row} for row in rows)
+    except (ValueError, InvalidOperation):  # not one value a row
+        return None
+    if len(rows[0]) != len(rows[1]) or not _in_epoch(start) or not 0 < rate <= 100_000:
+        return None
+    return int(start * 1_000_000_000), float(rate)
+
+
+def _empatica_acc(path: Path, columns: int) -> bool:
+    return path.stem.upper() == "ACC" and columns == 3
+
+
+def _empatica_channel(ch: Channel) -> Channel:
+    note = f"Empatica's accelerometer: {E4_COUNTS_PER_G:g} counts a g"
+    return named(replace(ch, signal="acc", scale=1 / E4_COUNTS_PER_G, note=note))
+
+
+def _empatica_labels(path: Path, columns: int) -> list[tuple[str, str]]:
+    """An Empatica export's columns: named by its file (``ACC.csv``: x, y, z; ``BVP.csv``, ``EDA.csv`` …)."""
+    if _empatica_acc(path, columns):
+        return [(f"ACC {axis}", "") for axis in "XYZ"]
+    return [(path.stem, "")] * columns
+
+
 @dataclass(frozen=True)
 class _OpenSignals:
     """A PLUX OpenSignals text file's header (its ``# {…}`` JSON line), the first device's."""
@@ -410,7 +444,7 @@ class CsvReader(RecordingReader):
         comments, self._comments = self._comments, None
         if not head:
             raise RecordingError(f"{self.path}: no data rows")
-        k, fields = self._find_data(head)
+        head, k, fields, e4 = self._locate(head)
         data, row_no, row_pos = head[k]
         self._delimiter = _delimiter_of(data)
         values = len(self._split(data))
@@ -425,6 +459,10 @@ class CsvReader(RecordingReader):
         first = self._split(data)
         plux = _opensignals(said, len(first))
         labels = [(name, "") for name in plux.columns] if plux and not fields else []
+        if e4 is not None:
+            labels = _empatica_labels(self.path, len(first))
+            rate = rate or e4[1]
+            notes.append(f"Empatica's layout: the start on line 1, the rate on line 2 ({e4[1]:g} Hz)")
         labels = labels or self._labels(fields, first, preamble, notes)
         if rate is None and plux is not None:
             rate = plux.rate
@@ -435,6 +473,8 @@ class CsvReader(RecordingReader):
         time_column, rate, start_ns = self._time(labels, first, rate, preamble, notes)
         if start_ns is None and plux is not None:
             start_ns = plux_start_ns(plux.date, plux.time, notes)
+        if start_ns is None and e4 is not None:
+            start_ns = e4[0]
         counters = [
             i for i, (label, _) in enumerate(labels) if label.lower() in _COUNTER_NAMES and i != time_column
         ]
@@ -449,12 +489,26 @@ class CsvReader(RecordingReader):
         channels = self._channels(labels, time_column, counters)
         if plux is not None:
             channels = _plux_channels(channels, plux)
+        if e4 is not None and _empatica_acc(self.path, len(first)):
+            channels = [_empatica_channel(c) for c in channels]
         if len({c.label for c in channels}) < len(channels):
             notes.append("repeated column labels: select those channels by index")
         rows = self._count_rows(row_no)
         self.recording = Recording(
             self.path, "CSV", tuple(channels), rows / rate, tuple(notes), start_ns=start_ns
         )
+
+    def _locate(
+        self, head: list[tuple[str, int, int]]
+    ) -> tuple[list[tuple[str, int, int]], int, list[str], tuple[int, float] | None]:
+        """The head (longer by a line where it had to be), where its data starts, the header's fields, and
+        Empatica's start and rate where the file is laid out as its exports are."""
+        e4 = _empatica(head)
+        if e4 is None:
+            return head, *self._find_data(head), None
+        if (line := self._next_line()) is None:  # the first sample, after the start and the rate
+            raise RecordingError(f"{self.path}: no data rows after its start and rate (Empatica's layout)")
+        return [*head[:2], (line, self._line_no, self._line_pos)], 2, [], e4
 
     def _find_data(self, head: list[tuple[str, int, int]]) -> tuple[int, list[str]]:
         """Where the data starts among the head's lines, and the header's fields (none if no header).
