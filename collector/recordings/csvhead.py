@@ -10,9 +10,11 @@ zone). ``formats.csv`` reads the numbers; this module reads those, and nothing h
 from __future__ import annotations
 
 import calendar
+import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
 # Year-month-day, then the time of day; the fraction after ".", "," or ":" (GENEActiv writes
@@ -30,6 +32,8 @@ _RATE_KEY: Final = re.compile(
 _RATE_VALUE: Final = re.compile(r"^([0-9]+(?:\.[0-9]*)?)\s*(?:hz)?$", re.IGNORECASE)
 # A block's "key = value" line: OpenBCI's "%Sample Rate = 200 Hz", BioSPPy's "# Sampling Rate (Hz):= 1000.00".
 _KEY_VALUE: Final = re.compile(r"^\s*[%;]?\s*([^=:]+?)\s*(?::=|[=:])\s*(.*)$")
+# Unix seconds of 2000-01-01 and 2100-01-01: a first time in between is a date, not seconds from the start.
+EPOCH_RANGE: Final = (946_684_800, 4_102_444_800)
 _ZONE_KEYS: Final = frozenset({"time zone", "timezone", "tz", "utc offset"})
 
 
@@ -116,3 +120,23 @@ def read_preamble(rows: Sequence[Sequence[str]]) -> Preamble:
             many = [f.strip() for f in fields[1:] if f.strip()]
             labels = tuple(many) if len(many) > 1 else tuple(value.split())
     return Preamble(len(rows), rate, offset, tuple(columns), labels, units)
+
+
+def in_epoch(seconds: Decimal) -> bool:
+    """Unix seconds between 2000 and 2100: a date, not seconds from a recording's start."""
+    return EPOCH_RANGE[0] <= seconds < EPOCH_RANGE[1]
+
+
+def delimiter_of(row: str) -> str | None:
+    """Tab, semicolon or comma if the row has one; whitespace (None) between several values; a single
+    column otherwise (split on a comma it does not have)."""
+    found = next((d for d in ("\t", ";", ",") if d in row), None)
+    if found is None and len(row.split()) == 1:
+        return ","
+    return found
+
+
+def split_fields(line: str, delimiter: str | None) -> list[str]:
+    if delimiter is None:
+        return line.split()
+    return [f.strip() for f in next(csv.reader([line], delimiter=delimiter))]

@@ -19,18 +19,33 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import operator
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import ClassVar, Final
 
 import numpy as np
 
-from twitchwatch.collector.recordings.csvhead import Preamble, datetime_ns, is_datetime, read_preamble
+from twitchwatch.collector.recordings.csvhead import (
+    EPOCH_RANGE,
+    Preamble,
+    datetime_ns,
+    delimiter_of,
+    in_epoch,
+    is_datetime,
+    read_preamble,
+    split_fields,
+)
+from twitchwatch.collector.recordings.layouts import (
+    empatica,
+    empatica_acc,
+    empatica_channel,
+    empatica_labels,
+    opensignals_header,
+    plux_channels,
+)
 from twitchwatch.collector.recordings.model import (
     DEFAULT_CHUNK_S,
     Annotation,
@@ -44,11 +59,9 @@ from twitchwatch.collector.recordings.model import (
     check_chunk_seconds,
     infer_channel,
     label_words,
-    named,
     sanitise,
     sensor_axis,
 )
-from twitchwatch.collector.recordings.plux import conversion
 from twitchwatch.collector.recordings.plux import start_ns as plux_start_ns
 from twitchwatch.collector.recordings.reader import HEAD_BYTES, RecordingReader
 from twitchwatch.collector.signals import DIMENSIONS, KINDS
@@ -106,109 +119,6 @@ RATE_ROWS: Final = 1000  # rows of the time column a rate is estimated from (and
 GRAVITY_ROWS: Final = 10  # rows at least that tell how gravity reads in a sensor's columns
 HEAD_LINES: Final = 400  # lines a device's header block may take before the first data row
 HEADER_RUN: Final = 11  # a header and the rows under it that tell it from a header block
-# Unix seconds of 2000-01-01 and 2100-01-01: a first time in between is a date, not seconds from the start.
-_EPOCH_RANGE: Final = (946_684_800, 4_102_444_800)
-
-
-E4_COUNTS_PER_G: Final = 64.0  # Empatica E4's accelerometer: ±2 g in 8 bits
-
-
-def _empatica(head: Sequence[tuple[str, int, int]]) -> tuple[int, float] | None:
-    """(start in ns, rate) where a file starts as Empatica's exports do: a row of one Unix time (2000–2100)
-    repeated for each column, then a row of one rate likewise; None otherwise."""
-    if len(head) < 2:
-        return None
-    rows = [_split(line, _delimiter_of(line)) for line, _, _ in head[:2]]
-    try:
-        (start,), (rate,) = ({Decimal(v) for v in row} for row in rows)
-    except (ValueError, InvalidOperation):  # not one value a row
-        return None
-    if len(rows[0]) != len(rows[1]) or not _in_epoch(start) or not 0 < rate <= 100_000:
-        return None
-    return int(start * 1_000_000_000), float(rate)
-
-
-def _empatica_acc(path: Path, columns: int) -> bool:
-    return path.stem.upper() == "ACC" and columns == 3
-
-
-def _empatica_channel(ch: Channel) -> Channel:
-    note = f"Empatica's accelerometer: {E4_COUNTS_PER_G:g} counts a g"
-    return named(replace(ch, signal="acc", scale=1 / E4_COUNTS_PER_G, note=note))
-
-
-def _empatica_labels(path: Path, columns: int) -> list[tuple[str, str]]:
-    """An Empatica export's columns: named by its file (``ACC.csv``: x, y, z; ``BVP.csv``, ``EDA.csv`` …)."""
-    if _empatica_acc(path, columns):
-        return [(f"ACC {axis}", "") for axis in "XYZ"]
-    return [(path.stem, "")] * columns
-
-
-@dataclass(frozen=True)
-class _OpenSignals:
-    """A PLUX OpenSignals text file's header (its ``# {…}`` JSON line), the first device's."""
-
-    device: str  # its MAC
-    model: str  # "biosignalsplux", "bitalino_rev" …
-    rate: float
-    columns: tuple[str, ...]  # "nSeq", "DI", "CH1" …
-    sensors: dict[str, tuple[str, int]]  # analog column → (sensor, bits)
-    date: str
-    time: str
-
-
-def _opensignals(comments: Sequence[str], columns: int) -> _OpenSignals | None:
-    """The OpenSignals header among a file's comment lines, if its first device's columns are the file's."""
-    for text in comments:
-        if not text.startswith("{"):
-            continue
-        try:
-            devices = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(devices, dict) or not devices:
-            return None
-        mac, info = next(iter(devices.items()))
-        try:
-            names = tuple(str(c) for c in info["column"])
-            labels, sensors, bits = info["label"], info["sensor"], info["resolution"]
-            rate = float(info["sampling rate"])
-            analog = {str(lab): (str(sen), int(b)) for lab, sen, b in zip(labels, sensors, bits, strict=True)}
-        except (KeyError, TypeError, ValueError):
-            return None
-        if len(names) != columns or not rate > 0 or info.get("convertedValues", 0):
-            return None  # another device's columns too, or values already converted: read as plain CSV
-        model = str(info.get("device", ""))
-        return _OpenSignals(
-            str(mac), model, rate, names, analog, str(info.get("date", "")), str(info.get("time", ""))
-        )
-    return None
-
-
-def _plux_channels(channels: list[Channel], plux: _OpenSignals) -> list[Channel]:
-    """The analog columns of an OpenSignals text file, in µV or g by PLUX's transfer functions (``plux``);
-    its accelerometer channels, three by three in column order, one sensor each."""
-    out: list[Channel] = []
-    axes = 0
-    for ch in channels:
-        found = plux.sensors.get(ch.label)
-        if found is None or ch.role:
-            out.append(ch)
-            continue
-        how = conversion(*found, plux.model)
-        if isinstance(how, str):
-            out.append(replace(ch, signal=None, note=how))
-            continue
-        if how.kind == "emg":
-            label = f"EMG {ch.label}"
-        else:
-            label = f"ACC {plux.device}" + (f" {axes // 3 + 1}" if axes >= 3 else "") + f" {'XYZ'[axes % 3]}"
-            axes += 1
-        read = Channel(
-            ch.index, label, "", ch.rate, how.kind, "", how.scale, note=how.note, offset=how.offset
-        )
-        out.append(named(read))
-    return out
 
 
 def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> float | None:
@@ -225,10 +135,6 @@ def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> flo
     norms = np.linalg.norm(np.array(values), axis=1)
     norms = norms[np.isfinite(norms)]
     return float(np.median(norms)) if norms.size >= GRAVITY_ROWS else None
-
-
-def _in_epoch(seconds: Decimal) -> bool:
-    return _EPOCH_RANGE[0] <= seconds < _EPOCH_RANGE[1]
 
 
 def _is_time_name(label: str) -> bool:
@@ -250,11 +156,11 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
         if seconds and all(s.is_finite() for s in seconds):
             note = ""
             if not unit:  # no unit said: a time since 1970 in ms, µs or ns shows by its size
-                scaled = next(((f, name) for f, name in _EPOCH_SCALES if _in_epoch(seconds[0] * f)), None)
+                scaled = next(((f, name) for f, name in _EPOCH_SCALES if in_epoch(seconds[0] * f)), None)
                 if scaled is not None:
                     seconds = [s * scaled[0] for s in seconds]
                     note = f"times since 1970 in {scaled[1]} (their size says so)"
-            start = int(seconds[0] * 1_000_000_000) if _in_epoch(seconds[0]) else None
+            start = int(seconds[0] * 1_000_000_000) if in_epoch(seconds[0]) else None
             return seconds, start, note
     stamps = [datetime_ns(t) for t in texts]
     if not stamps or any(s is None for s in stamps):
@@ -274,7 +180,7 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
             )
         ns = [t - offset * 1_000_000_000 for t in ns]
     seconds = [Decimal(t - ns[0]) / Decimal(1_000_000_000) for t in ns]
-    start = ns[0] if _EPOCH_RANGE[0] * 10**9 <= ns[0] < _EPOCH_RANGE[1] * 10**9 else None
+    start = ns[0] if EPOCH_RANGE[0] * 10**9 <= ns[0] < EPOCH_RANGE[1] * 10**9 else None
     if start is None:
         note = ""  # a clock from zero (``1970-01-01 00:04:40``): times from the start, no date
     return seconds, start, note
@@ -295,7 +201,7 @@ def _starts_data(line: str, after: str | None) -> bool:
     if after is None:
         return True
     try:
-        return len(_split(after, _delimiter_of(line))) == len(_split(line, _delimiter_of(line)))
+        return len(split_fields(after, delimiter_of(line))) == len(split_fields(line, delimiter_of(line)))
     except csv.Error:
         return False
 
@@ -303,9 +209,9 @@ def _starts_data(line: str, after: str | None) -> bool:
 def _block_fields(line: str) -> list[str]:
     """A header block line's fields: split on its tab, semicolon or comma; a line with none is one field
     (``%Sample Rate = 200 Hz`` is a key and a value, not five columns)."""
-    delimiter = _delimiter_of(line)
+    delimiter = delimiter_of(line)
     try:
-        return _split(line, delimiter) if delimiter is not None else [line]
+        return split_fields(line, delimiter) if delimiter is not None else [line]
     except csv.Error:
         return [line]
 
@@ -322,7 +228,7 @@ def _typed_run(header: Sequence[str], lines: Sequence[str]) -> bool:
     rows = 0
     for line in lines:
         try:
-            fields = _split(line, _delimiter_of(line))
+            fields = split_fields(line, delimiter_of(line))
         except csv.Error:
             break
         if len(fields) != len(header):
@@ -337,7 +243,7 @@ def _typed_run(header: Sequence[str], lines: Sequence[str]) -> bool:
 def _is_row(line: str) -> bool:
     """A data row: every field a number or a date-time, at least one a number."""
     try:
-        fields = _split(line, _delimiter_of(line))
+        fields = split_fields(line, delimiter_of(line))
     except csv.Error:
         return False
     numbers = [_is_number(f) for f in fields]
@@ -350,21 +256,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _delimiter_of(row: str) -> str | None:
-    """Tab, semicolon or comma if the row has one; whitespace (None) between several values; a single
-    column otherwise (split on a comma it does not have)."""
-    found = next((d for d in ("\t", ";", ",") if d in row), None)
-    if found is None and len(row.split()) == 1:
-        return ","
-    return found
-
-
-def _split(line: str, delimiter: str | None) -> list[str]:
-    if delimiter is None:
-        return line.split()
-    return [f.strip() for f in next(csv.reader([line], delimiter=delimiter))]
 
 
 class CsvReader(RecordingReader):
@@ -425,7 +316,7 @@ class CsvReader(RecordingReader):
                 return line
 
     def _split(self, line: str) -> list[str]:
-        return _split(line, self._delimiter)
+        return split_fields(line, self._delimiter)
 
     def _head(self) -> list[tuple[str, int, int]]:
         """(line, line number, byte position) of the first non-blank, non-comment lines: enough to hold a
@@ -446,7 +337,7 @@ class CsvReader(RecordingReader):
             raise RecordingError(f"{self.path}: no data rows")
         head, k, fields, e4 = self._locate(head)
         data, row_no, row_pos = head[k]
-        self._delimiter = _delimiter_of(data)
+        self._delimiter = delimiter_of(data)
         values = len(self._split(data))
         block = head[: k - 1 if fields else k]
         said = [text for number, text in comments if number < row_no and text]  # comments before the data
@@ -457,10 +348,10 @@ class CsvReader(RecordingReader):
         if block:
             notes.append(f"lines {block[0][1]}–{block[-1][1]}: the device's header block, not data")
         first = self._split(data)
-        plux = _opensignals(said, len(first))
+        plux = opensignals_header(said, len(first))
         labels = [(name, "") for name in plux.columns] if plux and not fields else []
         if e4 is not None:
-            labels = _empatica_labels(self.path, len(first))
+            labels = empatica_labels(self.path, len(first))
             rate = rate or e4[1]
             notes.append(f"Empatica's layout: the start on line 1, the rate on line 2 ({e4[1]:g} Hz)")
         labels = labels or self._labels(fields, first, preamble, notes)
@@ -488,9 +379,9 @@ class CsvReader(RecordingReader):
         self.rate = rate
         channels = self._channels(labels, time_column, counters)
         if plux is not None:
-            channels = _plux_channels(channels, plux)
-        if e4 is not None and _empatica_acc(self.path, len(first)):
-            channels = [_empatica_channel(c) for c in channels]
+            channels = plux_channels(channels, plux)
+        if e4 is not None and empatica_acc(self.path, len(first)):
+            channels = [empatica_channel(c) for c in channels]
         if len({c.label for c in channels}) < len(channels):
             notes.append("repeated column labels: select those channels by index")
         rows = self._count_rows(row_no)
@@ -503,7 +394,7 @@ class CsvReader(RecordingReader):
     ) -> tuple[list[tuple[str, int, int]], int, list[str], tuple[int, float] | None]:
         """The head (longer by a line where it had to be), where its data starts, the header's fields, and
         Empatica's start and rate where the file is laid out as its exports are."""
-        e4 = _empatica(head)
+        e4 = empatica(head)
         if e4 is None:
             return head, *self._find_data(head), None
         if (line := self._next_line()) is None:  # the first sample, after the start and the rate
@@ -521,7 +412,7 @@ class CsvReader(RecordingReader):
         that line has its width)."""
         if _starts_data(head[0][0], head[1][0] if len(head) > 1 else None):
             return 0, []
-        first = _split(head[0][0], _delimiter_of(head[1][0] if len(head) > 1 else head[0][0]))
+        first = split_fields(head[0][0], delimiter_of(head[1][0] if len(head) > 1 else head[0][0]))
         if _typed_run(first, [line for line, _, _ in head[1:HEADER_RUN]]):
             return 1, first
         after = [line for line, _, _ in head[1:]] + [None]
@@ -529,8 +420,8 @@ class CsvReader(RecordingReader):
         if k is None and len(head) == 1:
             raise RecordingError(f"{self.path}: no data rows after the header on line {head[0][1]}")
         if k is None or k == 1:  # a header alone before the rows: it must fit them
-            delimiter = _delimiter_of(head[1][0])
-            width = len(_split(head[1][0], delimiter))
+            delimiter = delimiter_of(head[1][0])
+            width = len(split_fields(head[1][0], delimiter))
             if width != len(first):
                 spaces = " (whitespace-separated: labels cannot contain spaces)" if delimiter is None else ""
                 raise RecordingError(
@@ -539,8 +430,8 @@ class CsvReader(RecordingReader):
                 )
         if k is None:
             raise RecordingError(f"{self.path}: no row of numbers in its first {len(head)} lines")
-        before = _split(head[k - 1][0], _delimiter_of(head[k][0])) if k >= 1 else []
-        width = len(_split(head[k][0], _delimiter_of(head[k][0])))
+        before = split_fields(head[k - 1][0], delimiter_of(head[k][0])) if k >= 1 else []
+        width = len(split_fields(head[k][0], delimiter_of(head[k][0])))
         named = len(before) == width and not any(
             _is_number(f) for f in before
         )  # a header names, it holds no numbers
