@@ -566,3 +566,40 @@ def test_empatica_exports_give_their_start_and_rate_on_their_first_two_lines(tmp
     bvp = _read(tmp_path / "BVP.csv", ["1495437325.000000", "64.000000", *(f"{i % 7}.5" for i in range(100))])
     assert bvp.streams == ()  # a pulse wave, named so: no muscle's signal
     assert "the label says BVP" in bvp.channels[0].note
+
+
+@pytest.mark.parametrize(
+    ("attrs", "data", "message"),
+    [
+        (
+            {"sampling rate": "abc"},
+            np.zeros((10, 1), np.uint16),
+            r"'sampling rate' \['abc'\] is not a positive",
+        ),
+        (
+            {"sampling rate": 0},
+            np.zeros((10, 1), np.uint16),
+            r"'sampling rate' \[0\] is not a positive number",
+        ),
+        ({"sampling rate": 1000, "resolution": [16, 16]}, np.zeros((10, 1), np.uint16), "1 channels but 2"),
+        ({"sampling rate": 1000, "resolution": [40]}, np.zeros((10, 1), np.uint16), "resolution 40 bits"),
+        ({"sampling rate": 1000}, np.zeros((10, 3), np.uint16), r"shape \(10, 3\), not samples × 1"),
+        ({"sampling rate": 1000}, np.array([[b"x"]] * 10), "not a dataset of numbers"),
+        (
+            {"sampling rate": 1000},
+            np.array([[1.0], [np.nan]]),
+            "raw/channel_1: sample 1 is not a finite number",
+        ),
+    ],
+)
+def test_a_broken_opensignals_file_names_what_is_wrong(
+    tmp_path: Path, attrs: dict[str, object], data: np.ndarray, message: str
+) -> None:
+    path = tmp_path / "broken.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("00:07:80:4D:2E:AD")
+        g.attrs.update({"channels": [1], "resolution": [16], **attrs})
+        g.create_dataset("raw/channel_1", data=data).attrs["sensor"] = "EMG"
+    with pytest.raises(RecordingError, match=message), open_recording(path) as reader:
+        for _ in reader.chunks(reader.recording.streams):
+            pass

@@ -15,6 +15,7 @@ device's accelerometer channels, three by three in channel order, are one sensor
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,7 +53,11 @@ class _Source:
 
 
 def _is_device(group: Any) -> bool:
-    return isinstance(group, h5py.Group) and "sampling rate" in group.attrs and "raw" in group
+    return (
+        isinstance(group, h5py.Group)
+        and "sampling rate" in group.attrs
+        and isinstance(group.get("raw"), h5py.Group)
+    )
 
 
 def _text(value: Any) -> str:
@@ -99,7 +104,7 @@ class OpenSignalsReader(RecordingReader):
         for mac, group in self._file.items():
             if not _is_device(group):
                 continue
-            rate = float(np.asarray(group.attrs["sampling rate"]).ravel()[0])
+            rate = self._rate(mac, group.attrs["sampling rate"])
             start = self._start(group, notes)
             starts += [start] if start is not None else []
             channels += self._device(mac, group, rate, notes)
@@ -110,6 +115,27 @@ class OpenSignalsReader(RecordingReader):
         )
         start_ns = min(starts, default=None)
         return Recording(self.path, "OpenSignals", tuple(channels), duration, tuple(notes), start_ns=start_ns)
+
+    def _rate(self, mac: str, value: Any) -> float:
+        try:
+            rate = float(np.asarray(value).ravel()[0])
+        except (ValueError, TypeError, IndexError):
+            rate = math.nan
+        if not (math.isfinite(rate) and rate > 0):
+            shown = np.asarray(value).ravel().tolist()
+            raise RecordingError(
+                f"{self.path}: device {mac}: 'sampling rate' {shown} is not a positive number"
+            )
+        return rate
+
+    def _check(self, where: str, ds: Any, bits: int) -> None:
+        """A channel's dataset: numbers, one column; its resolution a real ADC's."""
+        if not isinstance(ds, h5py.Dataset) or not np.issubdtype(ds.dtype, np.number):
+            raise RecordingError(f"{where}: not a dataset of numbers")
+        if ds.ndim not in (1, 2) or (ds.ndim == 2 and ds.shape[1] != 1):
+            raise RecordingError(f"{where}: shape {ds.shape}, not samples × 1")
+        if not 1 <= bits <= 32:
+            raise RecordingError(f"{where}: resolution {bits} bits is not an ADC's (1 to 32)")
 
     def _device(self, mac: str, group: h5py.Group, rate: float, notes: list[str]) -> list[Channel]:
         """A device's analog channels, in channel order; its accelerometer channels three by three as the
@@ -127,6 +153,7 @@ class OpenSignalsReader(RecordingReader):
             if name not in group["raw"]:
                 raise RecordingError(f"{where}: 'channels' names {n} but raw/{name} is missing")
             ds = group["raw"][name]
+            self._check(f"{where}: raw/{name}", ds, nbits)
             sensor = _text(ds.attrs.get("sensor", ""))
             label = _text(ds.attrs.get("label", "")) or f"CH{n}"
             index = len(self._sources) + len(self._others)
@@ -160,6 +187,9 @@ class OpenSignalsReader(RecordingReader):
             for j, ch in enumerate(groups[gi].channels):
                 dataset = self._file[self._sources[ch.index].dataset]
                 counts = np.asarray(dataset[start : start + n], dtype=np.float64).reshape(-1)
+                if not np.isfinite(counts).all():
+                    bad = start + int(np.flatnonzero(~np.isfinite(counts))[0])
+                    raise RecordingError(f"{self.path}: {dataset.name}: sample {bad} is not a finite number")
                 data[:, j] = counts * ch.scale + ch.offset
             return data
 
