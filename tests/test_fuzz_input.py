@@ -264,7 +264,7 @@ def test_a_recording_reads_or_raises_recording_error(
     reader: type[RecordingReader], data: st.DataObject, seeds: dict[str, bytes], tmp_path: Path
 ) -> None:
     payload = data.draw(st.one_of(st.binary(max_size=600), mutated_file(seeds[reader.__name__])))
-    path = tmp_path / f"fuzz{reader.EXTENSIONS[0]}"
+    path = tmp_path / f"fuzz{reader.EXTENSIONS[0] if reader.EXTENSIONS else '.dat'}"  # by content alone
     path.write_bytes(payload)
     try:
         with open_recording(path, rate=100.0) as opened:

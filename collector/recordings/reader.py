@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 FORMATS_PACKAGE: Final = "twitchwatch.collector.recordings.formats"
 HDF5_MAGIC: Final = b"\x89HDF\r\n\x1a\n"  # twitchwatch sessions and PLUX OpenSignals files alike
+# What h5py raises on a damaged file, besides OSError: the HDF5 library's own errors (RuntimeError: "Link
+# iteration failed", "wrong B-tree signature") and what its wrappers make of garbage.
+HDF5_DAMAGE: Final = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 HEAD_BYTES: Final = 65536  # what content detection looks at
 
 
@@ -142,13 +145,13 @@ class RecordingReader(abc.ABC):
 
 def hdf5_holds(path: Path, test: Callable[[Any], bool]) -> bool:
     """Whether the HDF5 file at ``path`` passes ``test`` (given its root group): what tells the HDF5 formats
-    apart (``RecordingReader.claims_file``). False for a file h5py cannot open."""
+    apart (``RecordingReader.claims_file``). False for a file h5py cannot open or read."""
     import h5py  # only here: text formats need no HDF5 library loaded
 
     try:
         with h5py.File(path, "r") as f:
             return bool(test(f))
-    except OSError:
+    except HDF5_DAMAGE:  # a damaged file is neither format's: the extension's reader says what is wrong
         return False
 
 

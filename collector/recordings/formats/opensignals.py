@@ -40,7 +40,7 @@ from twitchwatch.collector.recordings.model import (
     stepped_chunks,
 )
 from twitchwatch.collector.recordings.plux import acc_transfer, conversion, emg_transfer, start_ns
-from twitchwatch.collector.recordings.reader import HDF5_MAGIC, RecordingReader, hdf5_holds
+from twitchwatch.collector.recordings.reader import HDF5_DAMAGE, HDF5_MAGIC, RecordingReader, hdf5_holds
 from twitchwatch.collector.signals import KINDS
 
 
@@ -87,10 +87,13 @@ class OpenSignalsReader(RecordingReader):
         self.path = path
         try:
             self._file = h5py.File(path, "r")
-        except OSError as exc:
+        except HDF5_DAMAGE as exc:
             raise RecordingError(f"{path}: not a readable HDF5 file ({exc})") from None
         try:
             self.recording = self._describe()
+        except HDF5_DAMAGE as exc:
+            self._file.close()
+            raise RecordingError(f"{path}: a damaged HDF5 file ({type(exc).__name__}: {exc})") from None
         except BaseException:
             self._file.close()
             raise
@@ -136,6 +139,12 @@ class OpenSignalsReader(RecordingReader):
             raise RecordingError(f"{where}: shape {ds.shape}, not samples × 1")
         if not 1 <= bits <= 32:
             raise RecordingError(f"{where}: resolution {bits} bits is not an ADC's (1 to 32)")
+        # A damaged header can claim billions of samples that were never stored (HDF5 reads them as zeros).
+        stored, needed = ds.id.get_storage_size(), ds.size * ds.dtype.itemsize
+        if needed and (
+            stored == 0 or (stored < needed and not ds.compression) or needed > MAX_RATIO * stored
+        ):
+            raise RecordingError(f"{where}: {ds.shape[0]} samples, but {stored} bytes stored for them")
 
     def _device(self, mac: str, group: h5py.Group, rate: float, notes: list[str]) -> list[Channel]:
         """A device's analog channels, in channel order; its accelerometer channels three by three as the
@@ -185,11 +194,16 @@ class OpenSignalsReader(RecordingReader):
         def read(gi: int, start: int, n: int) -> FloatArray:
             data = np.empty((n, len(groups[gi].channels)))
             for j, ch in enumerate(groups[gi].channels):
-                dataset = self._file[self._sources[ch.index].dataset]
-                counts = np.asarray(dataset[start : start + n], dtype=np.float64).reshape(-1)
+                name = self._sources[ch.index].dataset
+                try:
+                    counts = np.asarray(self._file[name][start : start + n], dtype=np.float64).reshape(-1)
+                except HDF5_DAMAGE as exc:
+                    raise RecordingError(
+                        f"{self.path}: {name} samples {start}–{start + n}: unreadable ({exc})"
+                    ) from None
                 if not np.isfinite(counts).all():
                     bad = start + int(np.flatnonzero(~np.isfinite(counts))[0])
-                    raise RecordingError(f"{self.path}: {dataset.name}: sample {bad} is not a finite number")
+                    raise RecordingError(f"{self.path}: {name}: sample {bad} is not a finite number")
                 data[:, j] = counts * ch.scale + ch.offset
             return data
 
@@ -235,6 +249,7 @@ class OpenSignalsReader(RecordingReader):
         self._file.close()
 
 
+MAX_RATIO: Final = 1000  # most samples a compressed dataset may hold for each byte stored
 WRITE_BITS: Final = 24  # finer than PLUX's 16 bits: a written file reads back within 2^-15 of its range
 
 
