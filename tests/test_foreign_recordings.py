@@ -603,3 +603,14 @@ def test_a_broken_opensignals_file_names_what_is_wrong(
     with pytest.raises(RecordingError, match=message), open_recording(path) as reader:
         for _ in reader.chunks(reader.recording.streams):
             pass
+
+
+def test_an_opensignals_dataset_claiming_samples_never_stored_is_refused(tmp_path: Path) -> None:
+    """A damaged header can claim a billion samples that hold nothing (HDF5 would read zeros for hours)."""
+    path = tmp_path / "claims.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("00:07:80:4D:2E:AD")
+        g.attrs.update({"sampling rate": 1000, "channels": [1], "resolution": [16]})
+        g.create_dataset("raw/channel_1", shape=(10**9, 1), dtype=np.uint16).attrs["sensor"] = "EMG"
+    with pytest.raises(RecordingError, match=r"1000000000 samples, but 0 bytes stored for them"):
+        open_recording(path)
