@@ -17,7 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
+
+from twitchwatch.collector.signals import TwitchSignal
 
 PLUX_EMG: Final = (3.0, 1000.0)  # (VCC in volts, EMG sensor gain): biosignalsplux and its hubs ("channeller")
 BITALINO_EMG: Final = (3.3, 1009.0)
@@ -31,7 +33,7 @@ _TIME: Final = re.compile(r"^(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?$")  #
 class Conversion:
     """A channel read: its kind, value = counts × scale + offset, and a note saying how."""
 
-    kind: Literal["emg", "acc"]
+    kind: TwitchSignal
     scale: float
     offset: float
     note: str
