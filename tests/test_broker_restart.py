@@ -23,7 +23,7 @@ from tests.harness.mosquitto import MosquittoServer
 from tests.test_recordings import Sig, write_edf
 from twitchwatch.collector.mqtt import parse_mqtt_url
 from twitchwatch.collector.record import Recorder
-from twitchwatch.collector.recordings.formats.session import SessionWriter
+from twitchwatch.collector.recordings.formats.session import Session, SessionWriter
 from twitchwatch.collector.recordings.playback import open_source
 from twitchwatch.collector.replay import ReplayOptions, run_replay
 from twitchwatch.collector.simulate import SimulationPlan, SimulationStats, run_simulation
@@ -171,7 +171,16 @@ async def test_record_goes_on_and_marks_what_it_missed(tmp_path: Path) -> None:
         await asyncio.wait_for(recording, 60)
         writer.close()
         assert recorder.stats.frames + recorder.stats.missing_frames == stats.frames
-        assert recorder.stats.gaps == (recorder.stats.missing_frames > 0) * 2  # marked, per device
+        # Each device that lost frames while the recorder was away has its gap marked in the file, and
+        # counted. Whether both lost some depends on where each was in its frame when the broker stopped
+        # (CI once saw one device's frames all survive): the count follows the file, not an assumption.
+        with Session(tmp_path / "s.h5") as session:
+            marked = [g for p in session.streams for g in session.gaps(p)]
+            lost = {p.device for p in session.streams if any(g.missing_frames for g in session.gaps(p))}
+        assert recorder.stats.gaps == len(marked)  # counted as marked
+        assert sum(g.missing_frames for g in marked) == recorder.stats.missing_frames
+        assert len(lost) <= 2
+        assert bool(lost) == (recorder.stats.missing_frames > 0)
         assert len(recorder.stats.devices) == 2
 
 
