@@ -288,6 +288,7 @@ class CsvReader(RecordingReader):
         self._file = path.open("rb")
         self._line_no = 0
         self._comments: list[tuple[int, str]] | None = None  # comment lines, while the head is read
+        self._rows: list[list[str]] | None = None  # the first data rows' fields, once read (``_first_rows``)
         try:
             self._open(rate)
         except BaseException:
@@ -384,6 +385,7 @@ class CsvReader(RecordingReader):
             channels = [empatica_channel(c) for c in channels]
         if len({c.label for c in channels}) < len(channels):
             notes.append("repeated column labels: select those channels by index")
+        self._rows = None  # what opening needed of them
         rows = self._count_rows(row_no)
         self.recording = Recording(
             self.path, "CSV", tuple(channels), rows / rate, tuple(notes), start_ns=start_ns
@@ -484,16 +486,18 @@ class CsvReader(RecordingReader):
 
     def _first_rows(self) -> list[list[str]]:
         """Fields of the first ``RATE_ROWS`` data rows (up to a row of the wrong width, which the stream
-        names when it gets there)."""
-        rows: list[list[str]] = []
-        self._rewind()
-        while len(rows) < RATE_ROWS and (line := self._next_line()) is not None:
-            fields = self._split(line)
-            if len(fields) != self._columns:
-                break
-            rows.append(fields)
-        self._rewind()
-        return rows
+        names when it gets there), read once: the time column and gravity both look at them."""
+        if self._rows is None:
+            rows: list[list[str]] = []
+            self._rewind()
+            while len(rows) < RATE_ROWS and (line := self._next_line()) is not None:
+                fields = self._split(line)
+                if len(fields) != self._columns:
+                    break
+                rows.append(fields)
+            self._rewind()
+            self._rows = rows
+        return self._rows
 
     def _sensors(
         self, labels: list[tuple[str, str]], skip: set[int | None]
