@@ -146,7 +146,7 @@ def infer_channel(
         if word is not None and word != signal:
             family = KINDS[signal].family
             note = f"the label says {word.upper()} but {dim} is a {family}: used as {signal.upper()}"
-        elif signal == "acc" and gravity is not None and not 0.5 <= gravity * scale <= 2.0:
+        elif signal == "acc" and gravity is not None and not _is_gravity(gravity * scale):
             found = gravity_unit(gravity)
             if found is not None:  # gravity is 1 g: a file that says otherwise names the wrong unit
                 scale = found[1]
@@ -174,12 +174,14 @@ def infer_channel(
 _GRAVITY_UNITS: Final = (("g", 1.0), ("m/s²", 1.0 / STANDARD_GRAVITY), ("milli-g", 1e-3))
 
 
+def _is_gravity(g: float) -> bool:
+    """A worn accelerometer's median magnitude, in g, can be this."""
+    return 0.5 <= g <= 2.0
+
+
 def gravity_unit(gravity: float) -> tuple[str, float] | None:
     """(unit name, factor to g) of the unit in which gravity reads ``gravity``, or None for none of them."""
-    for name, scale in _GRAVITY_UNITS:
-        if 0.5 <= gravity * scale <= 2.0:
-            return name, scale
-    return None
+    return next(((name, scale) for name, scale in _GRAVITY_UNITS if _is_gravity(gravity * scale)), None)
 
 
 def undimensioned(ch: Channel, signal: StreamKind) -> Channel:
@@ -193,7 +195,7 @@ def undimensioned(ch: Channel, signal: StreamKind) -> Channel:
         )
     found = gravity_unit(ch.gravity)
     if found is None:
-        guess = "no gravity in it: taken out, or mostly zeros" if ch.gravity < 0.5 else "raw counts?"
+        guess = "no gravity in it: taken out, or mostly zeros" if ch.gravity < 1.0 else "raw counts?"
         return replace(
             ch,
             signal=None,
