@@ -19,7 +19,7 @@ from typing import Final
 
 from twitchwatch.collector.recordings.csvhead import delimiter_of, in_epoch, split_fields
 from twitchwatch.collector.recordings.model import Channel, named
-from twitchwatch.collector.recordings.plux import conversion
+from twitchwatch.collector.recordings.plux import channel_label, conversion
 
 E4_COUNTS_PER_G: Final = 64.0  # Empatica E4's accelerometer: ±2 g in 8 bits
 
@@ -110,11 +110,8 @@ def plux_channels(channels: list[Channel], plux: OpenSignalsHeader) -> list[Chan
         if isinstance(how, str):
             out.append(replace(ch, signal=None, note=how))
             continue
-        if how.kind == "emg":
-            label = f"EMG {ch.label}"
-        else:
-            label = f"ACC {plux.device}" + (f" {axes // 3 + 1}" if axes >= 3 else "") + f" {'XYZ'[axes % 3]}"
-            axes += 1
+        label = channel_label(how, ch.label, plux.device, axes)
+        axes += how.kind == "acc"
         read = Channel(
             ch.index, label, "", ch.rate, how.kind, "", how.scale, note=how.note, offset=how.offset
         )

@@ -69,6 +69,16 @@ def conversion(sensor: str, bits: int, device: str) -> Conversion | str:
     return f"sensor {sensor or '?'!r} is neither EMG nor an accelerometer"
 
 
+def channel_label(how: Conversion, label: str, device: str, axes: int) -> str:
+    """What a channel read by ``how`` is called, in either OpenSignals format: ``EMG <its label>``, or for
+    a device's ``axes``-th accelerometer channel ``ACC <device> X`` (three to a sensor, X, Y, Z in channel
+    order; ``ACC <device> 2 X`` … for a second sensor)."""
+    if how.kind == "emg":
+        return f"EMG {label}"
+    sensor = f"ACC {device}" + (f" {axes // 3 + 1}" if axes >= 3 else "")
+    return f"{sensor} {'XYZ'[axes % 3]}"
+
+
 def start_ns(date: str, time: str, notes: list[str]) -> int | None:
     """When a device started, from OpenSignals' ``date`` and ``time``: the recording computer's local time,
     read as this computer's (as EDF's start is). None, with a note where they are no date."""

@@ -29,7 +29,6 @@ from typing import ClassVar, Final
 import numpy as np
 
 from twitchwatch.collector.recordings.csvhead import (
-    EPOCH_RANGE,
     Preamble,
     datetime_ns,
     delimiter_of,
@@ -180,7 +179,7 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
             )
         ns = [t - offset * 1_000_000_000 for t in ns]
     seconds = [Decimal(t - ns[0]) / Decimal(1_000_000_000) for t in ns]
-    start = ns[0] if EPOCH_RANGE[0] * 10**9 <= ns[0] < EPOCH_RANGE[1] * 10**9 else None
+    start = ns[0] if in_epoch(Decimal(ns[0]).scaleb(-9)) else None
     if start is None:
         note = ""  # a clock from zero (``1970-01-01 00:04:40``): times from the start, no date
     return seconds, start, note

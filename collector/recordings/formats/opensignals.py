@@ -39,7 +39,13 @@ from twitchwatch.collector.recordings.model import (
     named,
     stepped_chunks,
 )
-from twitchwatch.collector.recordings.plux import acc_transfer, conversion, emg_transfer, start_ns
+from twitchwatch.collector.recordings.plux import (
+    acc_transfer,
+    channel_label,
+    conversion,
+    emg_transfer,
+    start_ns,
+)
 from twitchwatch.collector.recordings.reader import HDF5_DAMAGE, HDF5_MAGIC, RecordingReader, hdf5_holds
 from twitchwatch.collector.signals import KINDS
 
@@ -172,15 +178,9 @@ class OpenSignalsReader(RecordingReader):
                 out.append(Channel(index, label, "", rate, None, label, note=how, block=mac))
                 continue
             self._sources[index] = _Source(f"{mac}/raw/{name}", int(ds.shape[0]))
-            if how.kind == "emg":
-                ch = Channel(
-                    index, f"EMG {label}", "", rate, "emg", label, how.scale, note=how.note, block=mac
-                )
-            else:
-                sensor_name = f"ACC {mac}" + (f" {axes // 3 + 1}" if axes >= 3 else "")
-                label = f"{sensor_name} {'XYZ'[axes % 3]}"
-                ch = Channel(index, label, "", rate, "acc", mac, how.scale, note=how.note, block=mac)
-                axes += 1
+            called = channel_label(how, label, mac, axes)
+            axes += how.kind == "acc"
+            ch = Channel(index, called, "", rate, how.kind, label, how.scale, note=how.note, block=mac)
             out.append(named(replace(ch, offset=how.offset)))
         if axes % 3:
             notes.append(f"device {mac}: {axes} accelerometer channel(s), not three per sensor")
