@@ -614,3 +614,20 @@ def test_an_opensignals_dataset_claiming_samples_never_stored_is_refused(tmp_pat
         g.create_dataset("raw/channel_1", shape=(10**9, 1), dtype=np.uint16).attrs["sensor"] = "EMG"
     with pytest.raises(RecordingError, match=r"1000000000 samples, but 0 bytes stored for them"):
         open_recording(path)
+
+
+def test_a_damaged_size_is_refused_before_the_hdf5_library_allocates_it(tmp_path: Path) -> None:
+    """One byte of the excerpt changed (found by mutating it): the `sensor` attribute of channel 4 then claims
+    gigabytes. Read in this process, the HDF5 library spent 10–17 s of system time allocating them before it
+    failed (on a larger claim, the machine's memory); the walk in a capped child (`reader.hdf5_sound`) names
+    it at once. The byte is checked first, so a changed excerpt fails here rather than testing nothing."""
+    data = bytearray((REALWORLD / "bsnb-acc" / "loft_time_subject_1.h5").read_bytes())
+    assert data[60086] == 0, "the excerpt changed: the byte to damage is elsewhere now"
+    data[60086] = 173
+    path = tmp_path / "damaged.h5"
+    path.write_bytes(data)
+    where = r"/00:07:80:4D:2E:81/raw/channel_4 attribute 'sensor'"
+    with pytest.raises(RecordingError, match=f"damaged: {where} claims more memory"):
+        open_recording(path)
+    with pytest.raises(RecordingError, match="claims more memory"):
+        OpenSignalsReader(path)  # the reader on its own walks the file too

@@ -26,6 +26,7 @@ from twitchwatch.collector.recordings.formats.session import (
     SessionError,
     SessionWriter,
 )
+from twitchwatch.collector.recordings.reader import hdf5_sound
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
 from twitchwatch.processing.recordings import plan_detection
 
@@ -354,6 +355,10 @@ def _break(path: Path, how: str) -> None:
             f["devices/dev1/emg"].attrs["sample_rate"] = "fast"
         elif how == "short-samples":
             f["devices/dev1/emg/samples"].resize(1800, axis=0)
+        elif how == "ghost-device":  # a link into a file that is not there: h5py gives None, not a group
+            f["devices/ghost"] = h5py.ExternalLink("missing.h5", "/dev")
+        elif how == "ghost-part":
+            f["devices/dev1/ghost"] = h5py.SoftLink("/nowhere")
         elif how == "frames-table":
             rows = f["devices/dev1/emg/frames"]
             row = rows[3]
@@ -369,6 +374,8 @@ BROKEN = [
     ("unit", r"/devices/dev1/emg attribute 'unit_code': unknown unit 9"),
     ("muscles", r"/devices/dev1/acc attribute 'muscles': 1 names for 3 channels"),
     ("rate", r"/devices/dev1/emg attribute 'sample_rate': 'fast' is not a finite number"),
+    ("ghost-device", r"/devices/ghost: is not a group"),
+    ("ghost-part", r"/devices/dev1/ghost: is not a group \(a stream part\)"),
     (
         "short-samples",
         r"frames row 37: frames describe 1900 samples but .*samples holds 1800 \(truncated\?\)",
@@ -437,3 +444,18 @@ def test_cli_exits_2_on_a_broken_session(
     assert "format_version': 2 is not supported" in err
     assert str(path) in err
     assert not (tmp_path / "x.edf").exists()
+
+
+def test_a_file_whose_walk_misses_the_deadline_is_refused_and_nothing_waits_for_it(
+    demo: tuple[Path, list[Frame], list[Frame]],
+) -> None:
+    """The deadline a damaged file's endless loop in the HDF5 library meets (``reader.hdf5_sound``). No file
+    that loops for good was found to keep here, so a deadline no child can meet stands in for one: the child
+    is killed, the file refused, and a sound file walked in time is remembered, not walked again."""
+    path = demo[0]
+    with pytest.raises(SessionError, match=r"damaged: the HDF5 library did not finish .* within 0.001 s"):
+        hdf5_sound(path, SessionError, deadline_s=0.001)
+    hdf5_sound(path, SessionError)
+    hdf5_sound(path, SessionError, deadline_s=0.001)  # walked once already: no child
+    with Session(path) as s:
+        assert s.user == "alice"

@@ -20,6 +20,9 @@ project's own sessions) plays them as they are (:meth:`RecordingReader.replay_so
 from __future__ import annotations
 
 import abc
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +43,6 @@ from twitchwatch.collector.recordings.model import (
 from twitchwatch.errors import TwitchwatchError
 
 if TYPE_CHECKING:
-    pass
     from twitchwatch.collector.recordings.source import ReplaySource
 
 FORMATS_PACKAGE: Final = "twitchwatch.collector.recordings.formats"
@@ -49,6 +51,12 @@ HDF5_MAGIC: Final = b"\x89HDF\r\n\x1a\n"  # twitchwatch sessions and PLUX OpenSi
 # iteration failed", "wrong B-tree signature") and what its wrappers make of garbage.
 HDF5_DAMAGE: Final = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 HEAD_BYTES: Final = 65536  # what content detection looks at
+# How long the HDF5 library may take to walk a file's structure in a child (h5walk.py) before the file is
+# called damaged: the walk itself takes milliseconds; starting the child a fraction of a second, more on a
+# loaded machine.
+HDF5_WALK_DEADLINE_S: Final = 20.0
+_H5WALK: Final = Path(__file__).with_name("h5walk.py")
+_sound: set[tuple[str, int, int]] = set()  # files walked without trouble (path, size, mtime): walk once
 
 
 class FormatPackageError(TwitchwatchError, RuntimeError):
@@ -143,11 +151,52 @@ class RecordingReader(abc.ABC):
         self.close()
 
 
+def hdf5_sound(
+    path: Path, error: type[RecordingError] = RecordingError, deadline_s: float = HDF5_WALK_DEADLINE_S
+) -> None:
+    """Raise ``error`` if the HDF5 library, walking the file's structure in a child process, does not come
+    back within ``deadline_s`` or crashes. Every reader calls it before h5py opens a file in this process:
+    a damaged file can make the library loop forever in C (found by fuzzing: an attribute read that never
+    returns), which no Python signal interrupts, not even Ctrl-C — a command, replay or dashboard would hang
+    for good. A child can be killed. Other errors are not looked at here: the reader reports them."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _sound:
+        return
+    command = [sys.executable, "-I", str(_H5WALK), str(path)]
+    try:
+        done = subprocess.run(  # our own script and a path: no shell
+            command, stdin=subprocess.DEVNULL, capture_output=True, timeout=deadline_s, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise error(
+            f"{path}: damaged: the HDF5 library did not finish reading the file's structure within "
+            f"{deadline_s:g} s (a damaged HDF5 file can make it loop forever); restore the file from a copy"
+        ) from None
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise error(
+            f"{path}: damaged: the HDF5 library crashed ({name}) reading the file's structure; "
+            "restore the file from a copy"
+        )
+    where = done.stdout.decode("utf-8", "replace").strip()
+    if done.returncode > 0 and where:  # h5walk.OVERSIZED: a size field the library could not allocate
+        raise error(
+            f"{path}: damaged: {where} claims more memory than any sound file's does (a damaged size); "
+            "restore the file from a copy"
+        )
+    _sound.add(key)
+
+
 def hdf5_holds(path: Path, test: Callable[[Any], bool]) -> bool:
     """Whether the HDF5 file at ``path`` passes ``test`` (given its root group): what tells the HDF5 formats
     apart (``RecordingReader.claims_file``). False for a file h5py cannot open or read."""
     import h5py  # only here: text formats need no HDF5 library loaded
 
+    hdf5_sound(path)
     try:
         with h5py.File(path, "r") as f:
             return bool(test(f))

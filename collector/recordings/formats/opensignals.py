@@ -46,7 +46,13 @@ from twitchwatch.collector.recordings.plux import (
     emg_transfer,
     start_ns,
 )
-from twitchwatch.collector.recordings.reader import HDF5_DAMAGE, HDF5_MAGIC, RecordingReader, hdf5_holds
+from twitchwatch.collector.recordings.reader import (
+    HDF5_DAMAGE,
+    HDF5_MAGIC,
+    RecordingReader,
+    hdf5_holds,
+    hdf5_sound,
+)
 from twitchwatch.collector.signals import KINDS
 
 
@@ -91,6 +97,7 @@ class OpenSignalsReader(RecordingReader):
         if rate is not None:
             raise RecordingError(f"{path}: an OpenSignals file carries its rate (--rate is for CSV)")
         self.path = path
+        hdf5_sound(path)
         try:
             self._file = h5py.File(path, "r")
         except HDF5_DAMAGE as exc:

@@ -47,7 +47,13 @@ from twitchwatch.collector.recordings.model import (
     named,
     sanitise,
 )
-from twitchwatch.collector.recordings.reader import HDF5_MAGIC, RecordingReader, hdf5_holds
+from twitchwatch.collector.recordings.reader import (
+    HDF5_DAMAGE,
+    HDF5_MAGIC,
+    RecordingReader,
+    hdf5_holds,
+    hdf5_sound,
+)
 from twitchwatch.collector.recordings.source import ReplayError, ReplaySource, ReplayStream, select_devices
 from twitchwatch.collector.signals import KINDS, kind_of_unit, stream_kind
 from twitchwatch.collector.status import DeviceStatus, StatusError, StreamInfo
@@ -477,12 +483,20 @@ class Session:
         self.path = path
         if not path.is_file():
             raise SessionError(f"{path}: no such file")
+        hdf5_sound(path, SessionError)
         try:
             self._file = h5py.File(path, "r")
-        except OSError as exc:
+        except HDF5_DAMAGE as exc:
             raise SessionError(f"{path}: not a readable HDF5 file ({_h5_reason(exc)})") from None
+        self._at = "root"  # the object being checked: what a damaged file's error names
         try:
             self._check()
+        except SessionError:
+            self._file.close()
+            raise
+        except HDF5_DAMAGE as exc:  # the HDF5 library's own errors on a damaged file, not a layout problem
+            self._file.close()
+            raise self._fail(self._at, f"damaged ({_h5_reason(exc)})") from None
         except BaseException:
             self._file.close()
             raise
@@ -492,6 +506,7 @@ class Session:
 
     def _attr(self, obj: h5py.HLObject, name: str, kind: type) -> Any:
         where = f"{obj.name} attribute {name!r}"
+        self._at = where
         if name not in obj.attrs:
             raise self._fail(where, "missing")
         value = obj.attrs[name]
@@ -519,6 +534,7 @@ class Session:
 
     def _dataset(self, group: h5py.Group, name: str, dtype: np.dtype[Any] | None) -> h5py.Dataset:
         where = f"{group.name.rstrip('/')}/{name}"
+        self._at = where
         obj = group.get(name)
         if not isinstance(obj, h5py.Dataset):
             raise self._fail(where, "missing" if obj is None else "is not a dataset")
@@ -555,11 +571,17 @@ class Session:
         self._annotations = self._dataset(f, "annotations", ANNOTATION_DTYPE)
         self.devices: dict[str, DeviceRecord] = {}
         parts: list[StreamRecord] = []
-        for g in devices.values():
+        self._at = "/devices"
+        for name in devices:
+            self._at = f"/devices/{name}"
+            g = devices.get(name)  # None for a link to nothing
             if not isinstance(g, h5py.Group):
-                raise self._fail(g.name, "is not a group")
+                raise self._fail(self._at, "is not a group")
             self.devices[self._attr(g, "device", str)] = self._device_record(g)
-            parts.extend(self._part(p) for p in g.values())
+            self._at = g.name
+            for part in g:
+                self._at = f"{g.name}/{part}"
+                parts.append(self._part(g.get(part), self._at))
         parts.sort(key=lambda p: (p.first_t0_ns, p.device, p.stream, p.part))
         self.streams: tuple[StreamRecord, ...] = tuple(parts)
 
@@ -580,9 +602,9 @@ class Session:
             status,
         )
 
-    def _part(self, g: h5py.HLObject) -> StreamRecord:
+    def _part(self, g: h5py.HLObject | None, where: str) -> StreamRecord:
         if not isinstance(g, h5py.Group):
-            raise self._fail(g.name, "is not a group (a stream part)")
+            raise self._fail(where, "is not a group (a stream part)")
         v = {name: self._attr(g, name, kind) for name, kind in _PART_ATTRS.items()}
         try:
             unit = Unit(v["unit_code"])
@@ -614,10 +636,7 @@ class Session:
         n = frames.shape[0]
         if n == 0:
             raise self._fail(frames.name, "no frames (a stream part starts with its first frame)")
-        try:
-            first, last = frames[0], frames[n - 1]
-        except OSError as exc:
-            raise self._fail(frames.name, f"unreadable ({_h5_reason(exc)})") from None
+        first, last = self._read(frames, slice(0, 1))[0], self._read(frames, slice(n - 1, n))[0]
         if int(first["first_sample"]) != 0:
             raise self._fail(f"{frames.name} row 0", f"first_sample is {first['first_sample']}, expected 0")
         end = int(last["first_sample"]) + int(last["samples"])
@@ -663,7 +682,7 @@ class Session:
     def _read(self, ds: h5py.Dataset, sl: slice) -> npt.NDArray[Any]:
         try:
             return np.asarray(ds[sl])
-        except OSError as exc:
+        except HDF5_DAMAGE as exc:
             raise self._fail(
                 f"{ds.name} rows {sl.start}–{sl.stop}", f"unreadable ({_h5_reason(exc)})"
             ) from None
@@ -688,7 +707,7 @@ class Session:
         return out
 
     def gaps(self, stream: StreamRecord) -> list[Gap]:
-        ds = self._file[stream.path]["gaps"]
+        ds = self._part_dataset(stream, "gaps")
         names = {v: k for k, v in GAP_KINDS.items()}
         out = []
         for i, r in enumerate(self._read(ds, slice(0, ds.shape[0]))):
@@ -711,18 +730,27 @@ class Session:
         return out
 
     def frame_table(self, stream: StreamRecord, start: int = 0, stop: int | None = None) -> npt.NDArray[Any]:
-        ds = self._file[stream.path]["frames"]
+        ds = self._part_dataset(stream, "frames")
         return self._read(ds, slice(start, stream.frames if stop is None else stop))
 
     def frame_times(self, stream: StreamRecord) -> npt.NDArray[np.int64]:
-        ds = self._file[stream.path]["frames"]
+        ds = self._part_dataset(stream, "frames")
         try:
             return np.asarray(ds.fields("t0_ns")[:], dtype=np.int64)
-        except OSError as exc:
+        except HDF5_DAMAGE as exc:
             raise self._fail(ds.name, f"unreadable ({_h5_reason(exc)})") from None
 
     def samples(self, stream: StreamRecord, start: int, stop: int) -> npt.NDArray[np.generic]:
-        return self._read(self._file[stream.path]["samples"], slice(start, stop))
+        return self._read(self._part_dataset(stream, "samples"), slice(start, stop))
+
+    def _part_dataset(self, stream: StreamRecord, name: str) -> h5py.Dataset:
+        try:
+            ds = self._file[stream.path][name]
+        except HDF5_DAMAGE as exc:
+            raise self._fail(f"{stream.path}/{name}", f"unreadable ({_h5_reason(exc)})") from None
+        if not isinstance(ds, h5py.Dataset):
+            raise self._fail(f"{stream.path}/{name}", "is not a dataset")
+        return ds
 
     def frames(self, stream: StreamRecord, start: int = 0, block: int = 2048) -> Iterator[Frame]:
         """The part's frames from index ``start``, exactly as received; reads ``block`` frames at a time."""
@@ -793,7 +821,7 @@ def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _h5_reason(exc: OSError) -> str:
+def _h5_reason(exc: Exception) -> str:
     text = str(exc).removeprefix("Unable to synchronously open file ").removeprefix("Unable to open file ")
     return text[1:-1] if text.startswith("(") and text.endswith(")") else text
 
