@@ -268,11 +268,11 @@ def test_a_file_no_reader_takes_is_named_with_what_is_read(tmp_path: Path) -> No
         open_recording(notes)
     message = str(info.value)
     assert message.startswith(
-        f"{notes}: neither a PLUX OpenSignals file (HDF5), a twitchwatch session (HDF5), "
-        "an EDF/EDF+/BDF/BDF+ file nor"
+        f"{notes}: neither a PhysioNet WFDB record (.hea with its .dat), a PLUX OpenSignals file (HDF5), "
+        "a twitchwatch session (HDF5), an EDF/EDF+/BDF/BDF+ file nor"
     )
-    assert "told by content, then by extension: .bdf, .csv, .edf, .h5, .hdf5, .tsv" in message
-    with pytest.raises(ReplayError, match="neither a PLUX OpenSignals file"):
+    assert "told by content, then by extension: .bdf, .csv, .edf, .h5, .hdf5, .hea, .tsv" in message
+    with pytest.raises(ReplayError, match="neither a PhysioNet WFDB record"):
         open_source(notes)
     # A name that promises CSV is read as CSV, and what is wrong is named by line and byte.
     binary = tmp_path / "binary.csv"

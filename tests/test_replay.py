@@ -482,7 +482,7 @@ def test_replay_option_errors(tmp_path: Path) -> None:
     source.close()
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(ReplayError, match="neither a PLUX OpenSignals file"):
+    with pytest.raises(ReplayError, match="neither a PhysioNet WFDB record"):
         open_source(text)
 
 

@@ -264,6 +264,12 @@ def reader_class(path: Path) -> type[RecordingReader]:
     if len(by_magic) > 1:  # one container, several formats: each looks into the file
         by_magic = [cls for cls in by_magic if cls.claims_file(path)] or by_magic[:1]
     by_look = [cls for cls in known if not cls.MAGIC and cls.claims(head)]
+    if len(by_look) > 1:  # text both could read (a WFDB header of numbered records is a row of numbers too)
+        named = [cls for cls in by_look if path.suffix.lower() in cls.EXTENSIONS]
+        if not named:
+            listed = "; ".join(f"{cls.NOUN} ({', '.join(cls.EXTENSIONS)})" for cls in by_look)
+            raise RecordingError(f"{path}: reads as more than one format: {listed}; name it by the one it is")
+        by_look = named
     for found in (by_magic, by_look):
         if len(found) == 1:
             return found[0]
