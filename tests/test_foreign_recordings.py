@@ -241,6 +241,61 @@ def test_sensor_loggers_unlabelled_nanoseconds_and_bare_axes(tmp_path: Path) -> 
     assert {c.scale for c in acc.channels} == {1.0 / STANDARD_GRAVITY}
 
 
+def test_a_metabase_export_is_timed_by_its_epoch_column_and_its_clock_by_the_zone_it_names(
+    tmp_path: Path,
+) -> None:
+    """MbientLab's MetaBase (MetaMotion): ``epoch (ms)``, a local clock whose zone is in its name
+    (``time (-05:00)``), the seconds elapsed, and the axes in g."""
+    header = "epoch (ms),time (-05:00),elapsed (s),x-axis (g),y-axis (g),z-axis (g)"
+    t0 = 1_733_497_200_000  # 2024-12-06 15:00:00 UTC, 10:00 at UTC−5
+    rows = [
+        f"{t0 + 10 * i},2024-12-06T10:00:{i / 100:06.3f},{i / 100:.3f},0.01,-0.02,{0.99 + 0.01 * (i % 3):.2f}"
+        for i in range(300)
+    ]
+    rec = _read(tmp_path / "MetaWear_Accelerometer.csv", [header, *rows])
+    (acc,) = rec.streams
+    assert acc.rate == 100.0
+    assert [c.axis for c in acc.channels] == ["X", "Y", "Z"]
+    assert rec.start_ns == t0 * 1_000_000
+    assert [c.role for c in rec.channels[:3]] == ["time"] * 3
+    # Without the epoch column, the clock is read in the zone its name gives, not this computer's.
+    no_epoch = [",".join(line.split(",")[1:]) for line in [header, *rows]]
+    rec = _read(tmp_path / "clock_only.csv", no_epoch)
+    assert rec.start_ns == t0 * 1_000_000
+    assert "date-times in UTC-5 h, as the column's name says" in rec.notes
+
+
+def test_a_shimmer_export_takes_names_units_and_calibration_from_its_header_rows(tmp_path: Path) -> None:
+    """Shimmer's Consensys export: an Excel ``sep=`` line, the names, a row saying each column is
+    calibrated (``CAL``), the units (``m/(s^2)``, ``mV``), tab-separated rows ending in a tab."""
+    names = ["Timestamp_Unix", "Accel_LN_X", "Accel_LN_Y", "Accel_LN_Z", "EXG1_CH1_24BIT"]
+    lines = [
+        '"sep=\t"',
+        "".join(f"Shimmer_8A2B_{n}_CAL\t" for n in names),
+        "CAL\t" * len(names),
+        "ms\tm/(s^2)\tm/(s^2)\tm/(s^2)\tmV\t",
+    ]
+    t0 = 1_765_100_000_000.0
+    lines += [f"{t0 + i * 1000 / 512:.3f}\t0.12\t-0.3\t9.79\t{0.01 * (i % 7 - 3):.3f}\t" for i in range(600)]
+    rec = _read(tmp_path / "shimmer.csv", lines)
+    acc, emg = sorted(rec.streams, key=lambda g: g.signal)
+    assert (acc.rate, emg.rate) == (512.0, 512.0)
+    assert [(c.axis, c.dimension) for c in acc.channels] == [(a, "m/s^2") for a in "XYZ"]
+    assert acc.channels[0].scale == pytest.approx(1 / STANDARD_GRAVITY)
+    assert emg.channels[0].label == "Shimmer_8A2B_EXG1_CH1_24BIT"  # the calibration suffix is not its name
+    assert emg.channels[0].scale == 1000.0  # mV → µV
+    assert rec.channels[0].role == "time"
+    assert rec.start_ns == round(t0 * 1_000_000)
+    assert "units from line 4, the row under the column names" in rec.notes
+
+
+def test_a_header_of_unit_words_over_numbers_is_still_a_header(tmp_path: Path) -> None:
+    """A units row is only one under a names row: a file whose one header line is made of unit-like words
+    keeps it as its names."""
+    rec = _read(tmp_path / "plain.csv", ["time,g", *(f"{i / 100},{i % 5}" for i in range(50))])
+    assert [c.label for c in rec.channels] == ["time", "g"]
+
+
 # ---- units from gravity --------------------------------------------------------------------------------
 def _write_xyz(path: Path, header: str, scale: float, rows: int = 400) -> None:
     rng = np.random.default_rng(3)

@@ -36,6 +36,7 @@ from twitchwatch.collector.recordings.csvhead import (
     is_datetime,
     read_preamble,
     split_fields,
+    utc_offset_s,
 )
 from twitchwatch.collector.recordings.layouts import (
     empatica,
@@ -68,6 +69,7 @@ from twitchwatch.collector.signals import DIMENSIONS, KINDS
 _TIME_NAMES: Final = frozenset(
     {"time", "t", "timestamp", "timestamps", "datetime", "date_time", "date time", "time_s", "seconds", "ts"}
     | {"seconds_elapsed", "elapsed", "elapsed time", "elapsed_time"}
+    | {"epoch", "unix time", "unix_time", "unixtime"}  # MetaBase (MetaMotion): ``epoch (ms)``
 )
 # Words that name an axis by its direction (Daphnet's ankle_horiz_fwd, ankle_vert, ankle_horiz_lateral).
 _DIRECTIONS: Final = frozenset(
@@ -113,6 +115,7 @@ _TIME_UNITS: Final = {
     )
     for unit in units
 }
+_CAL_WORDS: Final = frozenset({"CAL", "RAW", "UNCAL"})  # Shimmer's row saying which values are calibrated
 _LABEL_UNIT: Final = re.compile(r"^(.*?)\s*[\[(]\s*([^\])]*?)\s*[\])]\s*$")  # "EMG calf [mV]", "acc_x (g)"
 RATE_ROWS: Final = 1000  # rows of the time column a rate is estimated from (and gravity's magnitude)
 GRAVITY_ROWS: Final = 10  # rows at least that tell how gravity reads in a sensor's columns
@@ -137,10 +140,15 @@ def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> flo
 
 
 def _is_time_name(label: str) -> bool:
-    """A time column's name: ``time``, ``timestamp`` … or a label ending in one (``Phone timestamp``)."""
+    """A time column's name: ``time``, ``timestamp`` … or a label ending in one (``Phone timestamp``), or
+    with the word timestamp anywhere (Shimmer's ``Shimmer_8A2B_Timestamp_Unix``)."""
     low = label.lower().strip()
     words = label_words(low)
-    return low in _TIME_NAMES or (len(words) > 1 and words[-1] in ("time", "timestamp", "timestamps"))
+    return (
+        low in _TIME_NAMES
+        or (len(words) > 1 and words[-1] == "time")
+        or any(w in ("timestamp", "timestamps") for w in words)
+    )
 
 
 def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[Decimal], int | None, str]:
@@ -168,8 +176,11 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
     first = stamps[0]
     assert first is not None
     note = ""
-    if first[1] is None:  # a clock with no zone: the header block's zone, else this computer's (as EDF's)
-        if preamble.utc_offset is not None:
+    if first[1] is None:  # a clock with no zone: the column's, the header block's, else this computer's
+        if (stated := utc_offset_s(unit)) is not None:  # MetaBase: ``time (-05:00)``
+            offset = stated
+            note = f"date-times in UTC{offset / 3600:+g} h, as the column's name says"
+        elif preamble.utc_offset is not None:
             offset, key = preamble.utc_offset
             note = f"date-times in UTC{offset / 3600:+g} h from its {key!r} line"
         else:
@@ -237,6 +248,42 @@ def _typed_run(header: Sequence[str], lines: Sequence[str]) -> bool:
             seen.add(_column_type(field))
     kept = [seen - {""} for seen in types]
     return rows > 0 and all(len(t) <= 1 for t in kept) and any(t == {"n"} for t in kept)
+
+
+def _unit_word(field: str) -> str | None:
+    """``field`` as a unit where it is one (Shimmer writes ``m/(s^2)``), else None."""
+    text = field.strip().replace("(", "").replace(")", "")
+    return text if text in DIMENSIONS or (text and text in _TIME_UNITS) else None
+
+
+def _names_over_units(
+    head: Sequence[tuple[str, int, int]], k: int, fields: list[str]
+) -> tuple[list[str], list[str], int]:
+    """The header's names, units and how many lines it takes: where the line over the data is a row of
+    units under the names (Shimmer's Consensys exports: names, a row of ``CAL``/``RAW``, units), the names
+    come from above it; otherwise the header is one line and says no units apart."""
+    if (
+        not fields
+        or k < 2
+        or not all(_unit_word(f) or not f.strip() or f.strip() == "no_units" for f in fields)
+    ):
+        return fields, [], 1
+    if not any(_unit_word(f) for f in fields):
+        return fields, [], 1
+    delimiter = delimiter_of(head[k][0])
+    above = k - 2
+    if (
+        above >= 1
+        and {f.strip().upper() for f in split_fields(head[above][0], delimiter)} - {""} <= _CAL_WORDS
+    ):
+        above -= 1
+    names = split_fields(head[above][0], delimiter)
+    if len(names) != len(fields) or any(_is_number(f) for f in names):
+        return fields, [], 1
+    calibrated = above < k - 2
+    if calibrated:  # every name carries its calibration as a suffix (``_CAL``): it is not the sensor's
+        names = [re.sub(r"[_ ](CAL|RAW|UNCAL)$", "", n.strip(), flags=re.IGNORECASE) for n in names]
+    return names, [_unit_word(f) or "" for f in fields], k - above
 
 
 def _is_row(line: str) -> bool:
@@ -339,7 +386,8 @@ class CsvReader(RecordingReader):
         data, row_no, row_pos = head[k]
         self._delimiter = delimiter_of(data)
         values = len(self._split(data))
-        block = head[: k - 1 if fields else k]
+        fields, units, header_lines = _names_over_units(head, k, fields)
+        block = head[: k - header_lines if fields else k]
         said = [text for number, text in comments if number < row_no and text]  # comments before the data
         preamble = read_preamble([_block_fields(line) for line in [*said, *(line for line, _, _ in block)]])
         self._columns = values
@@ -355,6 +403,9 @@ class CsvReader(RecordingReader):
             rate = rate or e4[1]
             notes.append(f"Empatica's layout: the start on line 1, the rate on line 2 ({e4[1]:g} Hz)")
         labels = labels or self._labels(fields, first, preamble, notes)
+        if units:  # Shimmer's layout: names, a calibration row, units
+            labels = [(label, unit or said) for (label, said), unit in zip(labels, units, strict=True)]
+            notes.append(f"units from line {head[k - 1][1]}, the row under the column names")
         if rate is None and plux is not None:
             rate = plux.rate
             notes.append(f"sample rate {rate:g} Hz from its OpenSignals header")
