@@ -167,7 +167,9 @@ def test_multi_segment_records_and_signal_files_are_refused_with_what_to_do(tmp_
     with pytest.raises(RecordingError, match="a multi-segment record"):
         WfdbReader(path)
     dat = _record(tmp_path, "rec 1 1000\nrec.dat 16 200\n", b"\x01\x00").with_suffix(".dat")
-    with pytest.raises(RecordingError, match=r"a WFDB signal file; open its header \(rec.hea\)"):
+    with pytest.raises(RecordingError, match=r"rec.dat: part of a WFDB record: open .*rec.hea$"):
+        open_recording(dat)  # no reader takes a .dat: the header beside it that names it is the way in
+    with pytest.raises(RecordingError, match=r"a WFDB record's signal file: open its header, .*rec.hea$"):
         WfdbReader(dat)
     with pytest.raises(RecordingError, match="a WFDB header carries the rate"):
         open_recording(dat.with_suffix(".hea"), rate=100)

@@ -114,6 +114,13 @@ class RecordingReader(abc.ABC):
         sessions and PLUX OpenSignals files): whether the file, looked into, is of this format."""
         return True
 
+    @classmethod
+    def part_of(cls, path: Path) -> Path | None:
+        """The file to open instead where ``path`` is one part of a recording of this format kept in
+        several files (a WFDB record's signal file: its header), else None. Asked of a file no reader
+        takes."""
+        return None
+
     @abc.abstractmethod
     def __init__(self, path: Path, rate: float | None = None) -> None: ...
 
@@ -279,6 +286,9 @@ def reader_class(path: Path) -> type[RecordingReader]:
     try:
         return RecordingReader.reader_for(path)
     except UnknownFormat:
+        for cls in known:
+            if (whole := cls.part_of(path)) is not None:
+                raise UnknownFormat(f"{path}: part of {cls.NOUN}: open {whole}") from None
         formats = sorted((cls.DESCRIPTION or cls.NOUN for cls in known), key=str.lower)
         listed = f"{', '.join(formats[:-1])} nor {formats[-1]}" if len(formats) > 1 else formats[0]
         raise UnknownFormat(

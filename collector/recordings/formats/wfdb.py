@@ -16,6 +16,7 @@ hand a recording to WFDB tools).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -45,6 +46,7 @@ FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_RATE: Final = 250.0  # WFDB's, where the record line gives none
 DEFAULT_GAIN: Final = 200.0
+PART_OF_HEADERS: Final = 200  # headers looked into for the one naming a signal file
 # Storage format → (bytes per sample, numpy type, offset subtracted); 212 is packed and handled apart.
 _FORMATS: Final[dict[int, tuple[int, str, int]]] = {
     16: (2, "<i2", 0),
@@ -169,13 +171,27 @@ class WfdbReader(RecordingReader):
             return False
         return _is_header(_lines(head.decode("utf-8", "replace")))
 
+    @classmethod
+    def part_of(cls, path: Path) -> Path | None:
+        """A signal file a header beside it names: its namesake first, then up to ``PART_OF_HEADERS``
+        others (a PhysioNet database's folder holds thousands)."""
+        same = path.with_suffix(".hea")
+        others = itertools.islice((h for h in path.parent.glob("*.hea") if h != same), PART_OF_HEADERS)
+        for header in itertools.chain([same] if same.is_file() else [], others):
+            try:
+                text = header.read_text("utf-8", "replace")
+            except OSError:
+                continue
+            lines = _lines(text)
+            if _is_header(lines) and any(line.split()[0] == path.name for line in lines[1:]):
+                return header
+        return None
+
     def __init__(self, path: Path, rate: float | None = None) -> None:
         if rate is not None:
             raise RecordingError(f"{path}: a WFDB header carries the rate (--rate is for CSV)")
-        if path.suffix.lower() == ".dat":
-            raise RecordingError(
-                f"{path}: a WFDB signal file; open its header ({path.with_suffix('.hea').name})"
-            )
+        if (header := self.part_of(path)) is not None and path.suffix.lower() != ".hea":
+            raise RecordingError(f"{path}: a WFDB record's signal file: open its header, {header}")
         self.path = path
         try:
             text = path.read_text("utf-8", "replace")
