@@ -59,6 +59,15 @@ def test_format_212_two_signals_packed_in_three_bytes(tmp_path: Path) -> None:
     assert x["EMG soleus"].tolist() == pytest.approx([(0x456 - 2) / 100, (1 - 2) / 100, (-2048 - 2) / 100])
 
 
+def test_format_212_odd_last_sample_in_two_bytes_is_left_out(tmp_path: Path) -> None:
+    """Three samples of one signal: a whole triplet, then the third in two bytes (as WFDB writes an odd
+    last sample). The whole pair is read; the last one, which no triplet holds, is not an error."""
+    path = _record(
+        tmp_path, "100 1 360\n100.dat 212 200 11 0 291 0 0 EMG x\n", bytes([0x23, 1, 0, 0xFF, 0x0F]), "100"
+    )
+    assert _values(path)["EMG x"].tolist() == pytest.approx([291 / 200 * 1000, 0.0])
+
+
 @pytest.mark.parametrize(
     ("fmt", "dat", "adc"),
     [

@@ -257,9 +257,12 @@ class WfdbReader(RecordingReader):
                 raise RecordingError(f"{self.path}: signal file {name!r} is not a file beside the header")
         return out
 
-    def _frame_bytes(self, members: list[int]) -> float:
-        fmt = self._signals[members[0]].format
-        return 1.5 * len(members) if fmt == 212 else _FORMATS[fmt][0] * len(members)
+    def _frames_held(self, members: list[int], size: int) -> int:
+        """Whole frames in ``size`` bytes of a file holding ``members``."""
+        fmt, k = self._signals[members[0]].format, len(members)
+        if fmt == 212:  # whole triplets only: an odd last sample may be written in two bytes
+            return size // 3 * 2 // k
+        return size // (_FORMATS[fmt][0] * k)
 
     def _check_files(self, stated: int | None, notes: list[str]) -> int:
         """How many samples every signal has: the header's count, or what the files hold."""
@@ -270,7 +273,7 @@ class WfdbReader(RecordingReader):
                 size = file.stat().st_size - self._signals[members[0]].offset
             except OSError as exc:
                 raise RecordingError(f"{self.path}: signal file {name}: {exc.strerror or exc}") from None
-            held.append(max(0, int(size // self._frame_bytes(members))))
+            held.append(max(0, self._frames_held(members, size)))
         samples = min(held) if stated is None else stated
         if stated is not None and min(held) < stated:
             notes.append(f"the header says {stated} samples, the signal files hold {min(held)}: read those")
