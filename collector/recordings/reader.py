@@ -162,10 +162,11 @@ def hdf5_sound(
     path: Path, error: type[RecordingError] = RecordingError, deadline_s: float = HDF5_WALK_DEADLINE_S
 ) -> None:
     """Raise ``error`` if the HDF5 library, walking the file's structure in a child process, does not come
-    back within ``deadline_s`` or crashes. Every reader calls it before h5py opens a file in this process:
-    a damaged file can make the library loop forever in C (found by fuzzing: an attribute read that never
-    returns), which no Python signal interrupts, not even Ctrl-C — a command, replay or dashboard would hang
-    for good. A child can be killed. Other errors are not looked at here: the reader reports them."""
+    back within ``deadline_s``, crashes, or names an object whose damaged size it could not allocate
+    (h5walk.py). Every reader calls it before h5py opens a file in this process: a damaged file can keep the
+    library busy in C — allocating gigabytes a damaged size claims, or looping — where no Python signal
+    reaches, not even Ctrl-C, and a command or replay would hang. A child can be killed. Other errors are
+    not looked at here: the reader reports them, naming what is wrong."""
     try:
         st = path.stat()
     except OSError as exc:
@@ -184,7 +185,10 @@ def hdf5_sound(
             f"{deadline_s:g} s (a damaged HDF5 file can make it loop forever); restore the file from a copy"
         ) from None
     if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
         raise error(
             f"{path}: damaged: the HDF5 library crashed ({name}) reading the file's structure; "
             "restore the file from a copy"
