@@ -28,7 +28,7 @@ from twitchwatch.collector.frames import HEADER, Frame, SampleType, Unit, encode
 from twitchwatch.collector.limits import RejectedError
 from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.collector.recordings.model import RecordingError
-from twitchwatch.collector.recordings.reader import HDF5_MAGIC, RecordingReader, open_recording, readers
+from twitchwatch.collector.recordings.reader import RecordingReader, open_recording, readers
 from twitchwatch.collector.status import DeviceStatus, StatusError, StreamInfo
 from twitchwatch.config import ConfigError, load_device_file
 from twitchwatch.processing.store import EventQuery
@@ -232,13 +232,16 @@ async def test_hostile_messages_never_escape_and_the_good_stream_is_unchanged(
 
 
 @pytest.fixture(scope="module")
-def seeds(workdir: Path) -> dict[str, bytes]:
-    """A small valid file of every format (its own writer), to mutate."""
+def seeds(workdir: Path) -> dict[str, tuple[bytes, dict[str, bytes]]]:
+    """A small valid file of every format (its own writer), to mutate, and the files beside it that it
+    names (a WFDB header's signal file), kept whole so a mutated header still finds its samples."""
     out = {}
     for cls in readers():
         folder = workdir / f"seed-{cls.__name__}"
         folder.mkdir()
-        out[cls.__name__] = write_generated(cls, folder).read_bytes()
+        main = write_generated(cls, folder)
+        beside = {p.name: p.read_bytes() for p in folder.iterdir() if p != main}
+        out[cls.__name__] = (main.read_bytes(), beside)
     return out
 
 
@@ -261,12 +264,19 @@ def mutated_file(draw: st.DrawFn, seed: bytes) -> bytes:
 )
 @given(data=st.data())
 def test_a_recording_reads_or_raises_recording_error(
-    reader: type[RecordingReader], data: st.DataObject, seeds: dict[str, bytes], tmp_path: Path
+    reader: type[RecordingReader],
+    data: st.DataObject,
+    seeds: dict[str, tuple[bytes, dict[str, bytes]]],
+    tmp_path: Path,
 ) -> None:
-    payload = data.draw(st.one_of(st.binary(max_size=600), mutated_file(seeds[reader.__name__])))
+    seed, beside = seeds[reader.__name__]
+    payload = data.draw(st.one_of(st.binary(max_size=600), mutated_file(seed)))
+    for name, content in beside.items():
+        (tmp_path / name).write_bytes(content)
     path = tmp_path / f"fuzz{reader.EXTENSIONS[0] if reader.EXTENSIONS else '.dat'}"  # by content alone
     path.write_bytes(payload)
-    rate = None if reader.MAGIC == (HDF5_MAGIC,) else 100.0  # HDF5 formats carry theirs and refuse one
+    # With and without --rate: formats that carry a rate refuse one before reading anything.
+    rate = 100.0 if data.draw(st.booleans()) else None
     try:
         with open_recording(path, rate=rate) as opened:
             for chunk in opened.chunks(opened.recording.streams, 1.0):
