@@ -119,6 +119,7 @@ PAGE_SCRIPTS: tuple[tuple[str, str], ...] = (
     ("history.py", "History"),
     ("journal.py", "Journal"),
     ("report.py", "Report"),
+    ("analyse.py", "Analyse"),
 )
 
 

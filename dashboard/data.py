@@ -13,6 +13,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,9 @@ from twitchwatch.processing.localtime import (
 from twitchwatch.processing.report import ReportData
 from twitchwatch.processing.store import HourCount
 from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS, NS_PER_S
+
+if TYPE_CHECKING:  # the Analyse page's values; the other pages need no detectors loaded
+    from twitchwatch.processing.recordings import LaneSummary, RecordingEvent
 
 RANGE_PRESETS: dict[str, dt.timedelta] = {
     "Last 1 h": dt.timedelta(hours=1),
@@ -974,3 +978,65 @@ def report_file_stem(report: ReportData) -> str:
     first = day_of(report.since_ns, report.tz)
     last = day_of(report.until_ns - 1, report.tz)
     return f"twitchwatch-report-{report.user}-{first.isoformat()}-to-{last.isoformat()}"
+
+
+# ---- Analyse: a recording through the detectors ------------------------------------------------------
+def length_text(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def analysis_lanes(summaries: Sequence[LaneSummary]) -> pd.DataFrame:
+    """One row per detector lane: what ``twitchwatch detect`` prints in its summary."""
+    rows = []
+    for s in summaries:
+        at_rest = s.per_assessable_minute
+        rows.append(
+            {
+                "channel": s.lane.label,
+                "muscle": s.lane.muscle,
+                "signal": s.lane.signal.upper(),
+                "rate (Hz)": f"{s.lane.rate:g}",
+                "length": length_text(s.seconds),
+                "at rest and still": "—" if s.assessable_s is None else length_text(s.assessable_s),
+                "twitches": s.twitches if s.lane.twitches else "—",
+                "during movement": s.counts.get(EventKind.DURING_MOVEMENT, 0),
+                "sustained": s.counts.get(EventKind.SUSTAINED, 0),
+                "artifacts": s.counts.get(EventKind.ARTIFACT, 0),
+                "twitches per minute at rest": "—" if at_rest is None else f"{at_rest:.2f}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+ANALYSIS_EVENT_COLUMNS = (
+    "start (s)",
+    "end (s)",
+    "channel",
+    "muscle",
+    "kind",
+    "duration (ms)",
+    "amplitude",
+    "unit",
+    "reason",
+)
+
+
+def analysis_events(events: Sequence[RecordingEvent]) -> pd.DataFrame:
+    """Every event found, in file time (seconds from its start)."""
+    rows = [
+        (
+            e.start,
+            e.end,
+            e.channel,
+            e.muscle,
+            e.kind.value,
+            round(e.duration_ms, 1),
+            e.amplitude,
+            e.unit,
+            e.reason,
+        )
+        for e in events
+    ]
+    return pd.DataFrame(rows, columns=list(ANALYSIS_EVENT_COLUMNS))

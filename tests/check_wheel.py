@@ -39,7 +39,7 @@ from tests.harness import free_port
 from tests.harness.dashboard import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("Overview", "Live", "History", "Journal", "Report")
+PAGES = ("Overview", "Live", "History", "Journal", "Report", "Analyse")
 RECORDING = ROOT / "tests" / "data" / "recordings" / "biosppy_examples" / "emg_1.txt"
 WAIT_S = 120  # for the demo's first events and its dashboard: a wait, not a speed requirement
 RENDER_MS = 60_000

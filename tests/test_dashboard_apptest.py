@@ -108,6 +108,7 @@ PAGES = {
     "history": "History",
     "journal": "Journal",
     "report": "Report",
+    "analyse": "Analyse",
 }
 
 
@@ -210,6 +211,9 @@ def test_empty_store_every_page_says_how_to_get_data(store: StoreTarget) -> None
     at = open_page("report", at)
     assert report_view.EMPTY in page_text(at)
     assert "Last 30 d: 0 twitches on 0 muscles." in page_text(at)
+    at = open_page("analyse", at)
+    assert "Nothing here is saved to your history" in page_text(at)
+    assert not at.exception
 
 
 def test_one_muscle_without_monitored_time_uses_the_range_length(store: StoreTarget) -> None:

@@ -30,7 +30,11 @@ from tests.harness.dashboard import (
     spread,
 )
 from tests.harness.mosquitto import MosquittoServer
+from tests.test_recording_formats import START_NS, generated
+from twitchwatch.collector.recordings import open_recording
+from twitchwatch.collector.recordings.formats.wfdb import WfdbReader
 from twitchwatch.processing.journal import Factor
+from twitchwatch.processing.recordings import DetectionRun, LaneSummary, plan_detection
 from twitchwatch.processing.store import open_store
 
 pytestmark = pytest.mark.browser
@@ -285,3 +289,50 @@ def test_history_journal_and_report_pages(dashboard: DashboardProcess, store_url
     download.value.save_as(pdf)
     assert download.value.suggested_filename.endswith(".pdf")
     assert pdf.read_bytes().startswith(b"%PDF-")
+
+
+def _detected(path: Path) -> tuple[list[LaneSummary], int]:
+    """What ``detect``'s code path finds in ``path``: the lanes' summaries and the number of events."""
+    with open_recording(path) as reader:
+        plan = plan_detection(reader.recording)
+        run = DetectionRun(plan)
+        found = sum(len(run.feed(chunk)) for chunk in reader.chunks(plan.groups))
+        found += len(run.finish())
+    return run.lane_summaries, found
+
+
+def test_analyse_page_runs_the_detectors_over_an_uploaded_recording(
+    dashboard: DashboardProcess, page: Page, tmp_path: Path
+) -> None:
+    """A generated EMG and accelerometer recording (20 twitches a minute) as a WFDB record, uploaded as
+    a person would (its header and its signal file together): the page shows what ``detect`` finds,
+    lane by lane and event by event, and stores nothing. A file no reader takes gets a message."""
+    series, _ = generated()
+    header = WfdbReader.write(tmp_path / "upload.hea", series, START_NS)
+    lanes, found = _detected(header)
+    assert found >= 10  # the 30-s recording has twitches to show
+    open_page(page, dashboard, "Analyse")
+    uploader = page.locator("[data-testid='stFileUploader'] input[type='file']")
+    uploader.set_input_files([str(header), str(header.with_suffix(".dat"))])
+    page.get_by_role("button", name="Analyse", exact=True).click()
+    expect(page.get_by_role("heading", name="What was found")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_text("upload.hea: WFDB, 0:30, 2 detector lane(s) from 4 channel(s)")).to_be_visible()
+    summary = table(page, "twitches per minute at rest")
+    for s in lanes:
+        row = summary.locator("tr", has_text=s.lane.label)
+        assert cell(row, 6) == str(s.twitches), s.lane.label
+    events = table(page, "duration (ms)")
+    expect(events.locator("tbody tr")).to_have_count(found)
+    expect(page.locator("[data-testid='stVegaLiteChart'] svg")).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Download events (CSV)")).to_be_visible()
+    screenshot(page, "analyse.png")
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a shopping list\nmilk\n")
+    open_page(page, dashboard, "Analyse")  # a new session: a fresh uploader
+    uploader.set_input_files([str(notes)])
+    page.get_by_role("button", name="Analyse", exact=True).click()
+    expect(page.get_by_text("Could not analyse notes.txt: notes.txt: neither", exact=False)).to_be_visible(
+        timeout=RENDER_TIMEOUT_MS
+    )
+    expect(page.locator("[data-testid='stException']")).to_have_count(0)
