@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 import altair as alt
 import pandas as pd
@@ -137,9 +137,19 @@ def _detect(path: Path, signal: TwitchSignal | None, rate: float | None) -> Anal
     )
 
 
+# What the readers' messages ask of the command line, and where that is on this page.
+_OPTIONS_HERE: Final = (("--rate", "the sample rate above"), ("--signal", "the signal above"))
+
+
+def error_text(name: str, error: str) -> str:
+    """The reader's message, pointing at this page's fields where it names ``detect``'s options."""
+    hints = [f"set {where}" for option, where in _OPTIONS_HERE if option in error]
+    return f"Could not analyse {name}: {error}" + (f" ({'; '.join(hints)})" if hints else "")
+
+
 def show(result: Analysis) -> None:
     if result.error:
-        st.error(f"Could not analyse {result.name}: {result.error}")
+        st.error(error_text(result.name, result.error))
         return
     assert result.lanes is not None
     assert result.events is not None

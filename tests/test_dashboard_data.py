@@ -742,3 +742,21 @@ def test_a_day_of_walking_is_not_a_quiet_day_in_the_trend() -> None:
     ]
     daily = pd.DataFrame(rows, columns=daily_frame([]).columns)
     assert data.trends(daily) == []  # one day fitted: no trend, not a falling one
+
+
+# ---- Analyse ---------------------------------------------------------------------------------------------
+def test_analyse_picks_the_recording_among_the_uploads() -> None:
+    from twitchwatch.dashboard.analyse_view import main_file
+
+    assert main_file(["walk.csv"]) == "walk.csv"
+    assert main_file(["emg_healthy.dat", "emg_healthy.hea"]) == "emg_healthy.hea"  # a WFDB record
+    with pytest.raises(ValueError, match=r"2 files: upload one recording at a time"):
+        main_file(["a.csv", "b.csv"])
+
+
+def test_analyse_errors_point_at_the_pages_fields_not_the_command_line() -> None:
+    from twitchwatch.dashboard.analyse_view import error_text
+
+    message = "x.csv: a CSV file has no sample rate: pass it (--rate HZ)"
+    assert error_text("x.csv", message) == f"Could not analyse x.csv: {message} (set the sample rate above)"
+    assert error_text("y.edf", "y.edf: no such file") == "Could not analyse y.edf: y.edf: no such file"
