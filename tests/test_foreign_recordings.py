@@ -296,6 +296,66 @@ def test_a_header_of_unit_words_over_numbers_is_still_a_header(tmp_path: Path) -
     assert [c.label for c in rec.channels] == ["time", "g"]
 
 
+ACTIGRAPH_BLOCK = [
+    "------------ Data File Created By ActiGraph GT3X+ ActiLife v6.13.3 Firmware v2.5.0 date format M/d/yyyy "
+    "at 30 Hz  Filter Normal -----------",
+    "Serial Number: MOS2E39180594",
+    "Start Time 10:00:00",
+    "Start Date 6/8/2019",
+    "Epoch Period (hh:mm:ss) 00:00:00",
+    "Download Time 12:02:14",
+    "Download Date 6/9/2019",
+    "Current Memory Address: 0",
+    "Current Battery Voltage: 4.21     Mode = 12",
+    "--------------------------------------------------",
+]
+
+
+def _local_ns(year: int, month: int, day: int, hour: int) -> int:
+    """A local wall-clock time in ns since 1970 (clocks without a zone are read as local time)."""
+    return round(dt.datetime(year, month, day, hour).astimezone().timestamp()) * 10**9
+
+
+def test_an_actigraph_export_takes_rate_start_and_date_order_from_its_header(tmp_path: Path) -> None:
+    """ActiLife's RAW CSV: its first line gives the rate ("at 30 Hz") and the date order ("date format
+    M/d/yyyy"), two lines give the start; the axes in g, no units said. With ``Timestamp`` rows too, their
+    dates (month first) time the samples."""
+    rows = [f"0.01{i % 3},-0.02,-1.00{i % 5}" for i in range(600)]
+    rec = _read(
+        tmp_path / "raw.csv", [*ACTIGRAPH_BLOCK, "Accelerometer X,Accelerometer Y,Accelerometer Z", *rows]
+    )
+    (acc,) = rec.streams
+    assert acc.rate == 30.0
+    assert [c.axis for c in acc.channels] == ["X", "Y", "Z"]
+    assert rec.start_ns == _local_ns(2019, 6, 8, 10)  # June 8th: month first, as the header says
+    assert "sample rate 30 Hz from its 'at 30 Hz' line" in rec.notes
+    stamped = [f"6/8/2019 10:{i // 1800:02d}:{i % 1800 / 30:06.3f},{row}" for i, row in enumerate(rows)]
+    header = "Timestamp,Accelerometer X,Accelerometer Y,Accelerometer Z"
+    rec = _read(tmp_path / "timestamps.csv", [*ACTIGRAPH_BLOCK, header, *stamped])
+    assert rec.channels[0].role == "time"
+    assert rec.start_ns == _local_ns(2019, 6, 8, 10)
+
+
+def test_day_and_month_first_dates_are_read_in_the_order_their_rows_show(tmp_path: Path) -> None:
+    """Without a header saying the order, a day past 12 in the first rows tells it; with none, the dates
+    cannot be read and the message says why."""
+    rows = [f"13/08/2019 10:00:{i / 50:06.3f},{0.1 * (i % 3)}" for i in range(100)]
+    rec = _read(tmp_path / "day_first.csv", ["time,EMG calf [uV]", *rows])
+    assert rec.channels[1].rate == 50.0
+    assert rec.start_ns == _local_ns(2019, 8, 13, 10)
+    ambiguous = [f"06/08/2019 10:00:{i / 50:06.3f},{0.1 * (i % 3)}" for i in range(100)]
+    path = tmp_path / "either.csv"
+    path.write_text("\n".join(["time,EMG calf [uV]", *ambiguous]) + "\n")
+    with pytest.raises(
+        RecordingError, match=r"the day and month first \('06/08/2019 10:00:00.000'\) but no day"
+    ):
+        open_recording(path)
+    assert datetime_ns("06/08/2019 10:00:00", "dmy") == datetime_ns("2019-08-06 10:00:00")
+    assert datetime_ns("06/08/2019 10:00:00", "mdy") == datetime_ns("2019-06-08 10:00:00")
+    assert datetime_ns("06/08/2019 10:00:00") is None  # no order: not read
+    assert datetime_ns("13/08/2019 10:00:00", "mdy") is None  # no 13th month
+
+
 # ---- units from gravity --------------------------------------------------------------------------------
 def _write_xyz(path: Path, header: str, scale: float, rows: int = 400) -> None:
     rng = np.random.default_rng(3)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Final, Literal
 
 # Year-month-day, then the time of day; the fraction after ".", "," or ":" (GENEActiv writes
 # ``10:25:50:000``); an optional zone (Z, +02:00, +0200, UTC+2).
@@ -24,6 +24,16 @@ _DATETIME: Final = re.compile(
     r"\s*(Z|(?:UTC|GMT)?\s*[+-]\s*\d{1,2}(?::?\d{2})?|UTC|GMT)?$",
     re.IGNORECASE,
 )
+# Day and month first, in either order (``6/8/2019 10:25:50.000``: ActiGraph's "M/d/yyyy", Europe's
+# d/M/yyyy): which is which comes from the file's header or from a day past 12 in its rows (``DateOrder``).
+_SLASHED: Final = re.compile(
+    r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})[T ](\d{1,2}):(\d{2}):(\d{2})(?:[.,:](\d{1,9}))?$"
+)
+_SLASHED_DATE: Final = re.compile(r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})$")
+# ActiGraph's first line: "… date format M/d/yyyy at 30 Hz  Filter Normal …".
+_DATE_FORMAT: Final = re.compile(r"date format\s+([dMy]+)[/.-]([dMy]+)[/.-]([dMy]+)", re.IGNORECASE)
+_AT_HZ: Final = re.compile(r"\bat\s+([0-9]+(?:\.[0-9]+)?)\s*Hz\b", re.IGNORECASE)
+_START_LINE: Final = re.compile(r"^start\s+(time|date)\s+(\S+)$", re.IGNORECASE)
 _OFFSET: Final = re.compile(r"^(?:UTC|GMT)?\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
 # A header block's sample rate: "Measurement Frequency", "Sample rate", "Sampling frequency (Hz)", "Fs".
 _RATE_KEY: Final = re.compile(
@@ -52,30 +62,66 @@ def utc_offset_s(text: str) -> int | None:
     return -offset if sign == "-" else offset
 
 
-def datetime_ns(text: str) -> tuple[int, int | None] | None:
+DateOrder = Literal["dmy", "mdy"]
+
+
+def _ymd(first: int, second: int, year: int, order: DateOrder) -> tuple[int, int, int]:
+    return (year, second, first) if order == "dmy" else (year, first, second)
+
+
+def datetime_ns(text: str, order: DateOrder | None = None) -> tuple[int, int | None] | None:
     """(ns since the Unix epoch reading the clock as UTC, the zone's offset east of UTC in seconds or None
-    where the text gives none) of a date-time; None if ``text`` is not one."""
-    m = _DATETIME.match(text.strip())
+    where the text gives none) of a date-time; None if ``text`` is not one. A date with the day and month
+    first (``6/8/2019 10:25:50``) is read in ``order``; without one, it is none."""
+    text = text.strip()
+    if (s := _SLASHED.match(text)) is not None:
+        if order is None:
+            return None
+        a, b, year, hour, minute, second = (int(g) for g in s.groups()[:6])
+        return _clock_ns(*_ymd(a, b, year, order), hour, minute, second, s.group(7) or "", None)
+    m = _DATETIME.match(text)
     if m is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
-        return None
-    if hour > 23 or minute > 59 or second > 60:
-        return None
-    fraction = m.group(7) or ""
-    ns = int(fraction.ljust(9, "0")) if fraction else 0
-    days = calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0)) // 86400
-    clock = ((days * 24 + hour) * 60 + minute) * 60 + second
     zone = m.group(8)
     offset = utc_offset_s(zone) if zone else None
     if zone and offset is None:
         return None
+    return _clock_ns(year, month, day, hour, minute, second, m.group(7) or "", offset)
+
+
+def _clock_ns(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, fraction: str, offset: int | None
+) -> tuple[int, int | None] | None:
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return None
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    ns = int(fraction.ljust(9, "0")) if fraction else 0
+    days = calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0)) // 86400
+    clock = ((days * 24 + hour) * 60 + minute) * 60 + second
     return clock * 1_000_000_000 + ns, offset
 
 
 def is_datetime(text: str) -> bool:
-    return datetime_ns(text) is not None
+    """A date-time in any order the reader knows (day and month first: either way round)."""
+    return any(datetime_ns(text, order) is not None for order in (None, "mdy", "dmy"))
+
+
+def date_order(texts: Sequence[str]) -> DateOrder | None:
+    """How day-and-month-first dates are written, from a day past 12 among ``texts``: None where they say
+    nothing (every field 12 or less, or none such a date)."""
+    firsts, seconds = [], []
+    for text in texts:
+        date = text.strip().split()[0] if text.strip() else ""
+        if (m := _SLASHED_DATE.match(date.split("T")[0])) is not None:
+            firsts.append(int(m.group(1)))
+            seconds.append(int(m.group(2)))
+    if any(f > 12 for f in firsts) and all(s <= 12 for s in seconds):
+        return "dmy"
+    if any(s > 12 for s in seconds) and all(f <= 12 for f in firsts):
+        return "mdy"
+    return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +130,8 @@ class Preamble:
 
     lines: int = 0  # lines of the block (non-blank)
     rate: tuple[float, str] | None = None  # Hz, key
+    date_order: DateOrder | None = None  # ActiGraph's "date format M/d/yyyy"
+    start: tuple[str, str] | None = None  # ActiGraph's "Start Date 6/8/2019", "Start Time 10:00:00"
     utc_offset: tuple[int, str] | None = None  # seconds east of UTC, key
     columns: tuple[tuple[str, str], ...] = ()  # (label, unit) per column it describes, in order
     labels: tuple[str, ...] = ()  # the columns' names on one line (BioSPPy's "Labels:= acc_x acc_y acc_z")
@@ -98,8 +146,19 @@ def read_preamble(rows: Sequence[Sequence[str]]) -> Preamble:
     columns: list[tuple[str, str]] = []
     labels: tuple[str, ...] = ()
     units = ""
+    order: DateOrder | None = None
+    start: dict[str, str] = {}
     for fields in rows:
         if not fields:
+            continue
+        line = " ".join(fields)
+        if order is None and (f := _DATE_FORMAT.search(line)) is not None:
+            letters = [g[0].lower() for g in f.groups()]
+            order = "dmy" if letters == ["d", "m", "y"] else "mdy" if letters == ["m", "d", "y"] else None
+        if rate is None and (phrase := _AT_HZ.search(line)) is not None and float(phrase.group(1)) > 0:
+            rate = (float(phrase.group(1)), phrase.group(0))
+        if (st := _START_LINE.match(line.strip())) is not None:
+            start[st.group(1).lower()] = st.group(2)
             continue
         if (m := _KEY_VALUE.match(fields[0])) is not None:  # "%Sample Rate = 200 Hz", "Labels:= a<TAB>b"
             fields = [m.group(1), m.group(2), *fields[1:]]
@@ -119,7 +178,8 @@ def read_preamble(rows: Sequence[Sequence[str]]) -> Preamble:
         elif low in ("labels", "columns", "channels") and not labels:
             many = [f.strip() for f in fields[1:] if f.strip()]
             labels = tuple(many) if len(many) > 1 else tuple(value.split())
-    return Preamble(len(rows), rate, offset, tuple(columns), labels, units)
+    when = (start["date"], start["time"]) if {"date", "time"} <= start.keys() else None
+    return Preamble(len(rows), rate, order, when, offset, tuple(columns), labels, units)
 
 
 def in_epoch(seconds: Decimal) -> bool:

@@ -30,6 +30,7 @@ import numpy as np
 
 from twitchwatch.collector.recordings.csvhead import (
     Preamble,
+    date_order,
     datetime_ns,
     delimiter_of,
     in_epoch,
@@ -169,7 +170,8 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
                     note = f"times since 1970 in {scaled[1]} (their size says so)"
             start = int(seconds[0] * 1_000_000_000) if in_epoch(seconds[0]) else None
             return seconds, start, note
-    stamps = [datetime_ns(t) for t in texts]
+    order = preamble.date_order or date_order(texts)
+    stamps = [datetime_ns(t, order) for t in texts]
     if not stamps or any(s is None for s in stamps):
         return [], None, ""
     ns = [s[0] - (s[1] if s[1] is not None else 0) * 1_000_000_000 for s in stamps if s is not None]
@@ -194,6 +196,20 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
     if start is None:
         note = ""  # a clock from zero (``1970-01-01 00:04:40``): times from the start, no date
     return seconds, start, note
+
+
+def _block_start(preamble: Preamble, notes: list[str]) -> int | None:
+    """The start a header block gives on lines of its own (ActiGraph's ``Start Date`` and ``Start Time``),
+    in its date order; local time, as other clocks without a zone."""
+    assert preamble.start is not None
+    date, clock = preamble.start
+    stamp = datetime_ns(f"{date} {clock}", preamble.date_order or date_order([date]))
+    if stamp is None:
+        notes.append(f"start {date} {clock} not understood (day and month order?): the start is not known")
+        return None
+    offset = _local_offset_s(stamp[0])
+    notes.append("start from the header block's start date and time, this computer's local time")
+    return stamp[0] - offset * 1_000_000_000
 
 
 def _local_offset_s(clock_ns: int) -> int:
@@ -417,6 +433,8 @@ class CsvReader(RecordingReader):
             start_ns = plux_start_ns(plux.date, plux.time, notes)
         if start_ns is None and e4 is not None:
             start_ns = e4[0]
+        if start_ns is None and preamble.start is not None:
+            start_ns = _block_start(preamble, notes)
         counters = [
             i for i, (label, _) in enumerate(labels) if label.lower() in _COUNTER_NAMES and i != time_column
         ]
@@ -634,9 +652,15 @@ class CsvReader(RecordingReader):
         notes.extend([note] if note else [])
         if not seconds:
             if rate is None:
+                holds = "no times in seconds, ms, us or ns, nor date-times"
+                if is_datetime(first[column]):  # day and month first, and nothing says which is which
+                    holds = (
+                        f"dates with the day and month first ({first[column]!r}) but no day past 12 and no "
+                        "'date format' line to tell which is which"
+                    )
                 raise RecordingError(
                     f"{self.path}: a CSV file has no sample rate: pass it (--rate HZ); its {label!r} column "
-                    "holds no times in seconds, ms, us or ns, nor date-times"
+                    f"holds {holds}"
                 )
             return column, rate, None
         if rate is not None:
