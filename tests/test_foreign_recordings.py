@@ -354,6 +354,7 @@ def test_day_and_month_first_dates_are_read_in_the_order_their_rows_show(tmp_pat
     assert datetime_ns("06/08/2019 10:00:00", "mdy") == datetime_ns("2019-06-08 10:00:00")
     assert datetime_ns("06/08/2019 10:00:00") is None  # no order: not read
     assert datetime_ns("13/08/2019 10:00:00", "mdy") is None  # no 13th month
+    assert datetime_ns("0000-01-01 00:00:00") is None  # no year 0: not a date (it raised ValueError)
 
 
 # ---- units from gravity --------------------------------------------------------------------------------

@@ -93,8 +93,8 @@ def datetime_ns(text: str, order: DateOrder | None = None) -> tuple[int, int | N
 def _clock_ns(
     year: int, month: int, day: int, hour: int, minute: int, second: int, fraction: str, offset: int | None
 ) -> tuple[int, int | None] | None:
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
-        return None
+    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return None  # (no year 0: the calendar has none, and no clock writes one)
     if hour > 23 or minute > 59 or second > 60:
         return None
     ns = int(fraction.ljust(9, "0")) if fraction else 0
