@@ -747,3 +747,11 @@ def test_a_damaged_size_is_refused_before_the_hdf5_library_allocates_it(tmp_path
         open_recording(path)
     with pytest.raises(RecordingError, match="claims more memory"):
         OpenSignalsReader(path)  # the reader on its own walks the file too
+
+
+def test_a_huge_value_among_the_first_rows_does_not_upset_gravity(tmp_path: Path) -> None:
+    """1e308 in a row: its norm overflows (numpy warned, an error under pytest's warnings-as-errors and
+    to anyone running with -W error); the row is left out of the median like any other outlier."""
+    rows = [f"{i / 100},{1e308 if i == 3 else 0.01},0.02,1.0" for i in range(200)]
+    rec = _read(tmp_path / "big.csv", ["t,acc_x,acc_y,acc_z", *rows])
+    assert rec.channels[1].gravity == pytest.approx(1.0, abs=0.01)

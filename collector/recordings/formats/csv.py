@@ -135,7 +135,8 @@ def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> flo
             continue
     if len(values) < GRAVITY_ROWS:
         return None
-    norms = np.linalg.norm(np.array(values), axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 in a row: an infinite norm, left out below
+        norms = np.linalg.norm(np.array(values), axis=1)
     norms = norms[np.isfinite(norms)]
     return float(np.median(norms)) if norms.size >= GRAVITY_ROWS else None
 
