@@ -57,6 +57,7 @@ HEAD_BYTES: Final = 65536  # what content detection looks at
 HDF5_WALK_DEADLINE_S: Final = 20.0
 _H5WALK: Final = Path(__file__).with_name("h5walk.py")
 _sound: set[tuple[str, int, int]] = set()  # files walked without trouble (path, size, mtime): walk once
+_SOUND_KEPT: Final = 1024  # a long-running dashboard walks every upload: forget them all past this many
 
 
 class FormatPackageError(TwitchwatchError, RuntimeError):
@@ -199,6 +200,8 @@ def hdf5_sound(
             f"{path}: damaged: {where} claims more memory than any sound file's does (a damaged size); "
             "restore the file from a copy"
         )
+    if len(_sound) >= _SOUND_KEPT:
+        _sound.clear()
     _sound.add(key)
 
 
