@@ -105,7 +105,11 @@ def _clock_ns(
 
 def is_datetime(text: str) -> bool:
     """A date-time in any order the reader knows (day and month first: either way round)."""
-    return any(datetime_ns(text, order) is not None for order in (None, "mdy", "dmy"))
+    if datetime_ns(text) is not None:
+        return True
+    return _SLASHED.match(text.strip()) is not None and any(
+        datetime_ns(text, order) is not None for order in ("mdy", "dmy")
+    )
 
 
 def date_order(texts: Sequence[str]) -> DateOrder | None:

@@ -180,17 +180,7 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
     assert first is not None
     note = ""
     if first[1] is None:  # a clock with no zone: the column's, the header block's, else this computer's
-        if (stated := utc_offset_s(unit)) is not None:  # MetaBase: ``time (-05:00)``
-            offset = stated
-            note = f"date-times in UTC{offset / 3600:+g} h, as the column's name says"
-        elif preamble.utc_offset is not None:
-            offset, key = preamble.utc_offset
-            note = f"date-times in UTC{offset / 3600:+g} h from its {key!r} line"
-        else:
-            offset = _local_offset_s(ns[0])
-            note = (
-                f"date-times with no time zone: taken as this computer's local time (UTC{offset / 3600:+g} h)"
-            )
+        offset, note = _zone(ns[0], unit, preamble)
         ns = [t - offset * 1_000_000_000 for t in ns]
     seconds = [Decimal(t - ns[0]) / Decimal(1_000_000_000) for t in ns]
     start = ns[0] if in_epoch(Decimal(ns[0]).scaleb(-9)) else None
@@ -199,17 +189,31 @@ def _times(texts: Sequence[str], unit: str, preamble: Preamble) -> tuple[list[De
     return seconds, start, note
 
 
+def _zone(clock_ns: int, unit: str, preamble: Preamble) -> tuple[int, str]:
+    """The offset east of UTC (seconds) of a clock reading with no zone, and a note saying whence: the zone
+    its column's name gives (MetaBase: ``time (-05:00)``), the header block's, else this computer's (as
+    EDF's start)."""
+    if (stated := utc_offset_s(unit)) is not None:
+        return stated, f"date-times in UTC{stated / 3600:+g} h, as the column's name says"
+    if preamble.utc_offset is not None:
+        offset, key = preamble.utc_offset
+        return offset, f"date-times in UTC{offset / 3600:+g} h from its {key!r} line"
+    offset = _local_offset_s(clock_ns)
+    local = f"this computer's local time (UTC{offset / 3600:+g} h)"
+    return offset, f"date-times with no time zone: taken as {local}"
+
+
 def _block_start(preamble: Preamble, notes: list[str]) -> int | None:
     """The start a header block gives on lines of its own (ActiGraph's ``Start Date`` and ``Start Time``),
-    in its date order; local time, as other clocks without a zone."""
+    in its date order and zone (``_zone``)."""
     assert preamble.start is not None
     date, clock = preamble.start
     stamp = datetime_ns(f"{date} {clock}", preamble.date_order or date_order([date]))
     if stamp is None:
         notes.append(f"start {date} {clock} not understood (day and month order?): the start is not known")
         return None
-    offset = _local_offset_s(stamp[0])
-    notes.append("start from the header block's start date and time, this computer's local time")
+    offset, note = _zone(stamp[0], "", preamble)
+    notes.append(f"start from the header block's start date and time; {note}")
     return stamp[0] - offset * 1_000_000_000
 
 
@@ -279,20 +283,15 @@ def _names_over_units(
     """The header's names, units and how many lines it takes: where the line over the data is a row of
     units under the names (Shimmer's Consensys exports: names, a row of ``CAL``/``RAW``, units), the names
     come from above it; otherwise the header is one line and says no units apart."""
-    if (
-        not fields
-        or k < 2
-        or not all(_unit_word(f) or not f.strip() or f.strip() == "no_units" for f in fields)
-    ):
+    blank = ("", "no_units")  # Shimmer's word for a column without one
+    if k < 2 or not any(map(_unit_word, fields)):
         return fields, [], 1
-    if not any(_unit_word(f) for f in fields):
+    if not all(_unit_word(f) or f.strip() in blank for f in fields):
         return fields, [], 1
     delimiter = delimiter_of(head[k][0])
     above = k - 2
-    if (
-        above >= 1
-        and {f.strip().upper() for f in split_fields(head[above][0], delimiter)} - {""} <= _CAL_WORDS
-    ):
+    said = {f.strip().upper() for f in split_fields(head[above][0], delimiter)} - {""}
+    if above >= 1 and said and said <= _CAL_WORDS:
         above -= 1
     names = split_fields(head[above][0], delimiter)
     if len(names) != len(fields) or any(_is_number(f) for f in names):
