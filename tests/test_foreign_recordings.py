@@ -9,6 +9,7 @@ a zone), then the pieces (``collector.recordings.csvhead``: date-times, time zon
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import math
 import time
@@ -755,3 +756,35 @@ def test_a_huge_value_among_the_first_rows_does_not_upset_gravity(tmp_path: Path
     rows = [f"{i / 100},{1e308 if i == 3 else 0.01},0.02,1.0" for i in range(200)]
     rec = _read(tmp_path / "big.csv", ["t,acc_x,acc_y,acc_z", *rows])
     assert rec.channels[1].gravity == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_gzip_compressed_csv_reads_as_the_plain_file(tmp_path: Path) -> None:
+    """Data sets ship big CSV files as .csv.gz (CAPTURE-24's daily-life accelerometer files): read as they
+    come, unpacked on the fly, the same channels, rate, start and samples as the plain file. A .gz cut short
+    is refused at opening; a compressed format that is not text asks to be unpacked."""
+    t0 = 1_733_497_200_000
+    lines = ["time [ms],acc_x [g],acc_y [g],acc_z [g]"]
+    lines += [f"{t0 + 10 * i},0.0{i % 7},-0.02,{0.99 + 0.001 * (i % 9):.3f}" for i in range(5000)]
+    text = "\n".join(lines) + "\n"
+    plain = tmp_path / "day.csv"
+    plain.write_text(text)
+    packed = tmp_path / "day.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    with open_recording(plain) as a, open_recording(packed) as b:
+        assert (b.recording.start_ns, b.recording.duration_s) == (
+            a.recording.start_ns,
+            a.recording.duration_s,
+        )
+        assert [c.label for c in b.recording.channels] == [c.label for c in a.recording.channels]
+        x = np.concatenate([c.data for c in a.chunks(a.recording.streams)])
+        y = np.concatenate([c.data for c in b.chunks(b.recording.streams)])
+    np.testing.assert_array_equal(x, y)
+    assert b.recording.streams[0].rate == 100.0
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(packed.read_bytes()[:2000])
+    with pytest.raises(RecordingError, match=r"cut.csv.gz: .*(cannot read|cannot unpack)"):
+        open_recording(cut)
+    session = tmp_path / "plux.h5.gz"
+    session.write_bytes(gzip.compress(PLUX.read_bytes()))
+    with pytest.raises(RecordingError, match=r"gzip-compressed, .* unpack it first \(gunzip -k plux.h5.gz\)"):
+        open_recording(session)

@@ -20,6 +20,8 @@ project's own sessions) plays them as they are (:meth:`RecordingReader.replay_so
 from __future__ import annotations
 
 import abc
+import gzip
+import io
 import signal
 import subprocess
 import sys
@@ -51,6 +53,8 @@ HDF5_MAGIC: Final = b"\x89HDF\r\n\x1a\n"  # twitchwatch sessions and PLUX OpenSi
 # iteration failed", "wrong B-tree signature") and what its wrappers make of garbage.
 HDF5_DAMAGE: Final = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 HEAD_BYTES: Final = 65536  # what content detection looks at
+GZIP_MAGIC: Final = b"\x1f\x8b"  # a gzip-compressed file (data sets ship big CSV files as .csv.gz)
+GZIP_DAMAGE: Final = (OSError, EOFError)  # gzip's BadGzipFile is an OSError; zlib.error is one too here
 # How long the HDF5 library may take to walk a file's structure in a child (h5walk.py) before the file is
 # called damaged: the walk itself takes milliseconds; starting the child a fraction of a second, more on a
 # loaded machine.
@@ -72,7 +76,9 @@ class RecordingReader(abc.ABC):
     """Open a file, describe it, stream it. Subclasses register themselves by ``EXTENSIONS``."""
 
     EXTENSIONS: ClassVar[tuple[str, ...]] = ()
-    MAGIC: ClassVar[tuple[bytes, ...]] = ()  # a file of the format starts with one of these
+    MAGIC: ClassVar[tuple[bytes, ...]] = ()
+    # Whether the reader reads a gzip-compressed file as it is (``open_binary``); others ask for it unpacked.
+    COMPRESSED: ClassVar[bool] = False  # a file of the format starts with one of these
     NOUN: ClassVar[str] = "a recording"  # "an EDF file": one file, in messages
     DESCRIPTION: ClassVar[str] = ""  # the format in a list of formats ("an EDF/EDF+/BDF/BDF+ file")
     DEVICE_PREFIX: ClassVar[str] = "rec"  # a replayed file is the device <prefix>-<file name>
@@ -262,28 +268,57 @@ def readers() -> tuple[type[RecordingReader], ...]:
     return tuple(out)
 
 
-def _head(path: Path) -> bytes:
+def is_gzip(path: Path) -> bool:
     try:
         with path.open("rb") as f:
+            return f.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
+
+
+def open_binary(path: Path) -> io.BufferedIOBase:
+    """``path`` for reading bytes, unpacked on the fly where it is gzip-compressed."""
+    return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open_binary(path) as f:
             return f.read(HEAD_BYTES)
-    except OSError as exc:
-        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: no such file") from None
+    except GZIP_DAMAGE as exc:  # an unreadable file, or a .gz cut short or damaged
+        raise RecordingError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def reader_class(path: Path) -> type[RecordingReader]:
-    """The reader for ``path``: the format its first bytes show, else the one its extension names."""
+    """The reader for ``path``: the format its first bytes show, else the one its extension names. A
+    gzip-compressed file is looked at unpacked and named by the extension before ``.gz``; a reader that
+    cannot read it so asks for it unpacked."""
+    cls = _reader_class(path)
+    if not cls.COMPRESSED and is_gzip(path):
+        packed = " and ".join(c.DESCRIPTION or c.NOUN for c in readers() if c.COMPRESSED)
+        raise RecordingError(
+            f"{path}: gzip-compressed, and only {packed} is read compressed: unpack it first "
+            f"(gunzip -k {path.name})"
+        )
+    return cls
+
+
+def _reader_class(path: Path) -> type[RecordingReader]:
     head = _head(path)
     known = readers()
+    named = path.with_suffix("") if path.suffix.lower() == ".gz" else path  # data.csv.gz: named as data.csv
     by_magic = [cls for cls in known if cls.MAGIC and cls.claims(head)]
     if len(by_magic) > 1:  # one container, several formats: each looks into the file
         by_magic = [cls for cls in by_magic if cls.claims_file(path)] or by_magic[:1]
     by_look = [cls for cls in known if not cls.MAGIC and cls.claims(head)]
     if len(by_look) > 1:  # text both could read (a WFDB header of numbered records is a row of numbers too)
-        named = [cls for cls in by_look if path.suffix.lower() in cls.EXTENSIONS]
-        if not named:
+        by_name = [cls for cls in by_look if named.suffix.lower() in cls.EXTENSIONS]
+        if not by_name:
             listed = "; ".join(f"{cls.NOUN} ({', '.join(cls.EXTENSIONS)})" for cls in by_look)
             raise RecordingError(f"{path}: reads as more than one format: {listed}; name it by the one it is")
-        by_look = named
+        by_look = by_name
     for found in (by_magic, by_look):
         if len(found) == 1:
             return found[0]
@@ -291,7 +326,7 @@ def reader_class(path: Path) -> type[RecordingReader]:
             names = ", ".join(cls.__name__ for cls in found)
             raise FormatPackageError(f"{path}: claimed by more than one reader ({names})")
     try:
-        return RecordingReader.reader_for(path)
+        return RecordingReader.reader_for(named)
     except UnknownFormat:
         for cls in known:
             if (whole := cls.part_of(path)) is not None:

@@ -64,7 +64,7 @@ from twitchwatch.collector.recordings.model import (
     sensor_axis,
 )
 from twitchwatch.collector.recordings.plux import start_ns as plux_start_ns
-from twitchwatch.collector.recordings.reader import HEAD_BYTES, RecordingReader
+from twitchwatch.collector.recordings.reader import GZIP_DAMAGE, HEAD_BYTES, RecordingReader, open_binary
 from twitchwatch.collector.signals import DIMENSIONS, KINDS
 
 _TIME_NAMES: Final = frozenset(
@@ -327,6 +327,7 @@ class CsvReader(RecordingReader):
     NOUN: ClassVar[str] = "a CSV file"
     DESCRIPTION: ClassVar[str] = "CSV/TSV text of numeric columns"
     DEVICE_PREFIX: ClassVar[str] = "csv"
+    COMPRESSED: ClassVar[bool] = True  # data sets ship big CSV files as .csv.gz
 
     @classmethod
     def claims(cls, head: bytes) -> bool:
@@ -347,7 +348,7 @@ class CsvReader(RecordingReader):
 
     def __init__(self, path: Path, rate: float | None = None) -> None:
         self.path = path
-        self._file = path.open("rb")
+        self._file = open_binary(path)
         self._line_no = 0
         self._comments: list[tuple[int, str]] | None = None  # comment lines, while the head is read
         self._rows: list[list[str]] | None = None  # the first data rows' fields, once read (``_first_rows``)
@@ -362,7 +363,12 @@ class CsvReader(RecordingReader):
         it starts in the file."""
         while True:
             pos = self._file.tell()
-            raw = self._file.readline()
+            try:
+                raw = self._file.readline()
+            except GZIP_DAMAGE as exc:  # a damaged .gz, found where it breaks
+                raise RecordingError(
+                    f"{self.path}: after line {self._line_no}: cannot unpack: {exc}"
+                ) from None
             if not raw:
                 return None
             self._line_no += 1
@@ -686,10 +692,13 @@ class CsvReader(RecordingReader):
         """Rows from the first data row on, from a byte scan for newlines (for progress; blank and comment
         lines among the data count too)."""
         lines, last = 0, b"\n"
-        with self.path.open("rb") as f:
-            while block := f.read(1 << 20):
-                lines += block.count(b"\n")
-                last = block[-1:]
+        try:
+            with open_binary(self.path) as f:
+                while block := f.read(1 << 20):
+                    lines += block.count(b"\n")
+                    last = block[-1:]
+        except GZIP_DAMAGE as exc:  # a damaged .gz: refused at opening, not part way through a run
+            raise RecordingError(f"{self.path}: after line {lines}: cannot unpack: {exc}") from None
         lines += last != b"\n"
         return max(0, lines - first_row + 1)
 
