@@ -788,3 +788,37 @@ def test_a_gzip_compressed_csv_reads_as_the_plain_file(tmp_path: Path) -> None:
     session.write_bytes(gzip.compress(PLUX.read_bytes()))
     with pytest.raises(RecordingError, match=r"gzip-compressed, .* unpack it first \(gunzip -k plux.h5.gz\)"):
         open_recording(session)
+
+
+def test_three_bare_axes_carrying_gravity_are_an_accelerometer(tmp_path: Path) -> None:
+    """CAPTURE-24's daily-life files (``time,x,y,z,annotation``, g, 100 Hz, compressed, activity labels
+    with semicolons): three axes named only x, y, z are an accelerometer when gravity shows in them as a
+    steady vector. Three zero-mean channels of the same size (EMG in mV) and a file named for a gyroscope are
+    not: they still ask for --signal."""
+    rng = np.random.default_rng(5)
+    rows = [
+        f"2016-11-13 02:18:{i / 100:09.6f},{-0.5 + 0.01 * rng.standard_normal():.6f},"
+        f"{-0.6 + 0.01 * rng.standard_normal():.6f},{0.6 + 0.01 * rng.standard_normal():.6f},"
+        + ("7030 sleeping;MET 0.95" if i > 1500 else "")
+        for i in range(3000)
+    ]
+    path = tmp_path / "P001.csv.gz"
+    path.write_bytes(gzip.compress(("\n".join(["time,x,y,z,annotation", *rows]) + "\n").encode()))
+    with open_recording(path) as reader:
+        rec = reader.recording
+        (acc,) = rec.streams
+        assert acc.signal == "acc"
+        assert acc.rate == 100.0
+        assert [c.axis for c in acc.channels] == ["X", "Y", "Z"]
+        assert "carrying gravity: taken as an accelerometer" in acc.channels[0].note
+        data = np.concatenate([c.data for c in reader.chunks(rec.streams)])
+    assert data.shape == (3000, 3)
+    assert float(np.median(np.linalg.norm(data, axis=1))) == pytest.approx(0.985, abs=0.01)
+
+    noise = rng.normal(0, 0.6, (2000, 3))
+    swinging = [f"{i / 1000},{a:.4f},{b:.4f},{c:.4f}" for i, (a, b, c) in enumerate(noise)]
+    rec = _read(tmp_path / "three.csv", ["t,x,y,z", *swinging])
+    assert rec.streams == ()  # magnitude near 1, but about zero: no gravity in it
+    steady = [f"{i / 100},0.5,0.6,{0.6 + 0.01 * (i % 3)}" for i in range(300)]
+    assert _read(tmp_path / "Gyroscope.csv", ["time,x,y,z", *steady]).streams == ()
+    assert len(_read(tmp_path / "Accel.csv", ["time,x,y,z", *steady]).streams) == 1

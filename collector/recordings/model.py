@@ -259,6 +259,11 @@ def _other_word(label: str) -> str | None:
     )
 
 
+def untyped(label: str) -> bool:
+    """A label that names no signal type, nor a signal twitchwatch leaves alone (ECG …)."""
+    return _type_word(label) is None and _other_word(label) is None
+
+
 def sensor_axis(label: str, axes: str) -> tuple[str, str]:
     """(sensor, axis) as a label names them: a last word of one axis letter (``ACC wrist X``), an axis
     word (``accelerometer x-axis``), an axis after a separator (``acc_x``, ``wrist-Y``) or stuck to a

@@ -22,6 +22,7 @@ import datetime as dt
 import operator
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import ClassVar, Final
@@ -58,10 +59,13 @@ from twitchwatch.collector.recordings.model import (
     RecordingError,
     Series,
     check_chunk_seconds,
+    gravity_unit,
     infer_channel,
     label_words,
     sanitise,
     sensor_axis,
+    undimensioned,
+    untyped,
 )
 from twitchwatch.collector.recordings.plux import start_ns as plux_start_ns
 from twitchwatch.collector.recordings.reader import GZIP_DAMAGE, HEAD_BYTES, RecordingReader, open_binary
@@ -93,6 +97,10 @@ _DIRECTIONS: Final = frozenset(
 _NUMBERED: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]*\d+$")
 # Times since 1970 with no unit said, by size: ms (Android's currentTimeMillis), µs, ns (Sensor Logger).
 _EPOCH_SCALES: Final = ((Decimal("1e-3"), "ms"), (Decimal("1e-6"), "µs"), (Decimal("1e-9"), "ns"))
+# A file named for another sensor: its bare x, y, z are not an accelerometer's (Sensor Logger's Gyroscope).
+_NOT_ACCELEROMETER: Final = frozenset(
+    {"gyro", "gyroscope", "magnetometer", "mag", "magnetic", "orientation", "rotation", "compass"}
+)
 _COUNTER_NAMES: Final = frozenset(
     {
         "sample",
@@ -124,21 +132,38 @@ HEAD_LINES: Final = 400  # lines a device's header block may take before the fir
 HEADER_RUN: Final = 11  # a header and the rows under it that tell it from a header block
 
 
-def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> float | None:
-    """The median vector magnitude of three columns over ``rows`` (rows that are not all numbers left
-    out); None with fewer than ``GRAVITY_ROWS`` such rows."""
+def _vectors(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> FloatArray | None:
+    """Three columns over ``rows`` as vectors (rows that are not all finite numbers left out); None with
+    fewer than ``GRAVITY_ROWS`` such rows."""
     values: list[list[float]] = []
     for fields in rows:
         try:
             values.append([float(fields[c]) for c in cols])
         except ValueError:
             continue
-    if len(values) < GRAVITY_ROWS:
-        return None
-    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 in a row: an infinite norm, left out below
-        norms = np.linalg.norm(np.array(values), axis=1)
-    norms = norms[np.isfinite(norms)]
-    return float(np.median(norms)) if norms.size >= GRAVITY_ROWS else None
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 in a row: an infinite norm, left out
+        kept = np.array(values).reshape(-1, 3)
+        kept = kept[np.isfinite(np.linalg.norm(kept, axis=1))]
+    return kept if kept.shape[0] >= GRAVITY_ROWS else None
+
+
+def _median_magnitude(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> float | None:
+    """The median vector magnitude of three columns over ``rows``: how gravity reads in them if they are an
+    accelerometer's."""
+    vectors = _vectors(rows, cols)
+    return None if vectors is None else float(np.median(np.linalg.norm(vectors, axis=1)))
+
+
+def _holds_gravity(rows: Sequence[Sequence[str]], cols: Sequence[int]) -> bool:
+    """Whether three columns carry a steady vector, as an accelerometer carries gravity: their mean vector is
+    at least half their median magnitude. EMG swings about zero, and a turning gyroscope's mean is small
+    beside its magnitude; an accelerometer worn through everyday life keeps gravity's direction on average
+    over seconds."""
+    vectors = _vectors(rows, cols)
+    if vectors is None:
+        return False
+    median = float(np.median(np.linalg.norm(vectors, axis=1)))
+    return median > 0 and float(np.linalg.norm(vectors.mean(axis=0))) >= 0.5 * median
 
 
 def _is_time_name(label: str) -> bool:
@@ -530,7 +555,34 @@ class CsvReader(RecordingReader):
             else:
                 ch = infer_channel(i, label, unit, rate, gravity.get(i), layout.get(i, ("", "")))
             channels.append(ch)
-        return channels
+        return self._bare_accelerometer(channels)
+
+    def _bare_accelerometer(self, channels: list[Channel]) -> list[Channel]:
+        """A file's only three axes named by nothing but x, y, z (CAPTURE-24's ``time,x,y,z``, Sensor
+        Logger's ``z,y,x``), of no unit and no type, taken as an accelerometer where gravity says so: its
+        magnitude fits a unit (``gravity_unit``) and the three carry it as a steady vector
+        (``_holds_gravity``). A file named for another sensor (``Gyroscope.csv``) is left alone."""
+        axes = [
+            c
+            for c in channels
+            if c.signal is None
+            and not c.role
+            and not c.dimension
+            and c.gravity is not None
+            and untyped(c.label)
+        ]
+        stem = {w.lower() for w in label_words(self.path.name.split(".")[0])}
+        if len(axes) != 3 or len({c.gravity for c in axes}) != 1 or stem & _NOT_ACCELEROMETER:
+            return channels  # (one gravity: the three are one sensor's, measured together)
+        gravity = axes[0].gravity
+        if gravity is None or gravity_unit(gravity) is None:
+            return channels
+        if not _holds_gravity(self._first_rows(), [c.index for c in axes]):
+            return channels
+        why = "three axes of no type, carrying gravity: taken as an accelerometer"
+        taken = {c.index: undimensioned(c, "acc") for c in axes}
+        taken = {i: replace(c, note=f"{why}; {c.note}") for i, c in taken.items()}
+        return [taken.get(c.index, c) for c in channels]
 
     def _labels(
         self, fields: list[str], first: list[str], preamble: Preamble, notes: list[str]
