@@ -76,9 +76,9 @@ class RecordingReader(abc.ABC):
     """Open a file, describe it, stream it. Subclasses register themselves by ``EXTENSIONS``."""
 
     EXTENSIONS: ClassVar[tuple[str, ...]] = ()
-    MAGIC: ClassVar[tuple[bytes, ...]] = ()
+    MAGIC: ClassVar[tuple[bytes, ...]] = ()  # a file of the format starts with one of these
     # Whether the reader reads a gzip-compressed file as it is (``open_binary``); others ask for it unpacked.
-    COMPRESSED: ClassVar[bool] = False  # a file of the format starts with one of these
+    COMPRESSED: ClassVar[bool] = False
     NOUN: ClassVar[str] = "a recording"  # "an EDF file": one file, in messages
     DESCRIPTION: ClassVar[str] = ""  # the format in a list of formats ("an EDF/EDF+/BDF/BDF+ file")
     DEVICE_PREFIX: ClassVar[str] = "rec"  # a replayed file is the device <prefix>-<file name>
