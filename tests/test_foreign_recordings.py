@@ -70,6 +70,7 @@ def test_geneactiv_export_reads_from_its_header_block() -> None:
     skipped = {c.label: c.note for c in rec.channels if c.signal is None}
     assert skipped["ch0"] == "time column"
     assert "lux" in skipped["Lux Photodiode 400nm - 1100nm"]
+    assert skipped["User button event marker"] == "labels or markers (whole numbers), not a signal"
     # Its first row is 2019-08-06 10:25:50.000 on a clock at GMT -04: 14:25:50 UTC.
     assert rec.start_ns == datetime_ns("2019-08-06 14:25:50")[0]  # type: ignore[index]
     assert any("'Measurement Frequency' line" in n for n in rec.notes)
@@ -79,22 +80,28 @@ def test_geneactiv_export_reads_from_its_header_block() -> None:
 
 
 def test_daphnet_milli_g_columns_become_three_accelerometers_in_g() -> None:
+    """Nothing in Daphnet's labels says accelerometer (``ankle_horiz_fwd``, no unit): each body part's three
+    directions carry gravity as a steady vector, in milli-g, which makes them one. ``is_anomaly`` (0/1) is a
+    label column: no signal, not even with --signal."""
     with open_recording(DAPHNET) as reader:
         rec = reader.recording
         assert (
             reader.recording.channels[0].rate == 64.0
         )  # from its date-time column (1970-01-01 00:04:40.000, .015, .031, …)
     assert rec.start_ns is None  # a clock from zero, not a date
-    with pytest.raises(RecordingError, match="no EMG or accelerometer channel"):
-        plan_detection(rec)  # nothing in the labels says accelerometer
-    mags = _magnitudes(DAPHNET, signal="acc")
-    assert sorted(mags) == ["ankle X/Y/Z", "is_anomaly", "leg X/Y/Z", "trunk X/Y/Z"]
+    assert [s.signal for s in rec.streams] == ["acc", "acc", "acc"]
+    anomaly = next(c for c in rec.channels if c.label == "is_anomaly")
+    assert (anomaly.signal, anomaly.role) == (None, "label")
+    mags = _magnitudes(DAPHNET)
+    assert sorted(mags) == ["ankle X/Y/Z", "leg X/Y/Z", "trunk X/Y/Z"]
     for label in ("ankle X/Y/Z", "leg X/Y/Z", "trunk X/Y/Z"):
         assert 0.85 < mags[label] < 1.2, (label, mags[label])
+    assert _magnitudes(DAPHNET, signal="acc") == mags
     with open_recording(DAPHNET) as reader:
         plan = plan_detection(reader.recording, signal="acc")
     forced = {c.label: c for g in plan.groups for c in g.channels}
     assert "timestamp" not in forced  # --signal never turns the time column into a signal
+    assert "is_anomaly" not in forced  # ... nor a column of labels
     assert forced["ankle_vert"].scale == 1e-3
     assert forced["ankle_vert"].axis == "Y"
     assert "milli-g" in forced["ankle_vert"].note
@@ -117,9 +124,9 @@ def test_mobilised_columns_are_named_by_their_labels_and_the_counter_is_no_signa
 
 def test_real_exports_run_through_the_detectors() -> None:
     """The whole chain over each export: every lane runs the file's length, the events lie inside it."""
-    for path, rate, signal in ((GENEACTIV, None, None), (DAPHNET, None, "acc"), (MOBILISED, 100.0, None)):
+    for path, rate in ((GENEACTIV, None), (DAPHNET, None), (MOBILISED, 100.0)):
         with open_recording(path, rate=rate) as reader:
-            plan = plan_detection(reader.recording, signal=signal)  # type: ignore[arg-type]
+            plan = plan_detection(reader.recording)
             run = DetectionRun(plan)
             events = [e for chunk in reader.chunks(plan.groups, 1.0) for e in run.feed(chunk)]
             events += run.finish()
@@ -822,3 +829,61 @@ def test_three_bare_axes_carrying_gravity_are_an_accelerometer(tmp_path: Path) -
     steady = [f"{i / 100},0.5,0.6,{0.6 + 0.01 * (i % 3)}" for i in range(300)]
     assert _read(tmp_path / "Gyroscope.csv", ["time,x,y,z", *steady]).streams == ()
     assert len(_read(tmp_path / "Accel.csv", ["time,x,y,z", *steady]).streams) == 1
+
+
+def test_body_part_sensors_of_no_type_are_accelerometers_where_gravity_shows(tmp_path: Path) -> None:
+    """Each sensor's three axes are judged on their own (Daphnet's layout, any number of sensors): a wrist in
+    m/s² and an ankle in g become two accelerometers; a swinging zero-mean triple (EMG-like) and one named for
+    a compass stay unread."""
+    rng = np.random.default_rng(11)
+    head = "t,wrist_x,wrist_y,wrist_z,ankle_x,ankle_y,ankle_z,pad_x,pad_y,pad_z,compass_x,compass_y,compass_z"
+    rows = []
+    for i in range(1500):
+        n = 0.01 * rng.standard_normal(12)
+        wrist = np.array([0.0, 5.9, 7.8]) + 10 * n[:3]  # m/s², 9.8 in all
+        ankle = np.array([0.98, 0.1, -0.1]) + n[3:6]
+        pad = rng.normal(0, 0.6, 3)
+        compass = np.array([0.3, 0.4, 0.3]) + n[9:]
+        rows.append(",".join([f"{i / 100:.2f}", *(f"{v:.5f}" for v in (*wrist, *ankle, *pad, *compass))]))
+    rec = _read(tmp_path / "body.csv", [head, *rows])
+    accs = {s.lanes[0].label: s for s in rec.streams}
+    assert sorted(accs) == ["ankle X/Y/Z", "wrist X/Y/Z"]
+    assert all(s.signal == "acc" for s in accs.values())
+    assert accs["wrist X/Y/Z"].channels[0].scale == pytest.approx(1 / STANDARD_GRAVITY)
+    assert accs["ankle X/Y/Z"].channels[0].scale == 1.0
+    unread = {c.label for c in rec.channels if c.signal is None}
+    assert {"pad_x", "compass_x", "t"} <= unread
+
+
+def test_label_columns_are_never_signals(tmp_path: Path) -> None:
+    """A class, a stimulus or a marker column (whole numbers, few of them, or text) is not a signal, even with
+    --signal; a column whose name says ``event`` but holds measured values is left to the usual rules."""
+    rows = [
+        f"{i / 200:.3f},{50 * math.sin(i / 3):.3f},{(i // 400) % 7},{'walk' if i > 500 else ''},"
+        f"{0.5 + 0.01 * math.cos(i):.4f}"
+        for i in range(1200)
+    ]
+    path = tmp_path / "gestures.csv"
+    path.write_text("\n".join(["time,EMG 1,restimulus,activity label,event rate", *rows]) + "\n")
+    with open_recording(path) as reader:
+        rec = reader.recording
+        plan = plan_detection(rec, signal="emg")
+    roles = {c.label: (c.role, c.signal) for c in rec.channels}
+    assert roles["restimulus"] == ("label", None)
+    assert roles["activity label"] == ("label", None)
+    assert roles["event rate"] == ("", None)  # fractions: not labels
+    forced = {c.label for g in plan.groups for c in g.channels}
+    assert forced == {"EMG 1", "event rate"}
+
+
+def test_a_time_column_of_whole_numbers_too_slow_for_seconds_counts_milliseconds(tmp_path: Path) -> None:
+    """UCI's Myo files: ``time`` in ms with no unit (1, 5, 6, 7 …). As seconds no muscle signal is that
+    slow; as milliseconds the rate is 1 kHz, and the note says so. A unit given, or fractions, stand."""
+    rows = [f"{t}\t{1e-5 * ((t * 7) % 5 - 2):g}\t{t % 3}" for t in [1, *range(5, 1200)]]
+    rec = _read(tmp_path / "1_raw_data.txt", ["time\tchannel1\tclass", *rows])
+    assert rec.channels[0].rate == 1000.0
+    assert any("taken as milliseconds (as seconds its rate would be 1 Hz)" in n for n in rec.notes)
+    seconds = [f"{t}\t{(t * 7) % 5 - 2}" for t in range(1, 200)]
+    assert _read(tmp_path / "slow.txt", ["time [s]\tEMG", *seconds]).channels[0].rate == 1.0
+    fractions = [f"{t / 4}\t{(t * 7) % 5 - 2}" for t in range(1, 200)]
+    assert _read(tmp_path / "quarter.txt", ["time\tEMG", *fractions]).channels[0].rate == 4.0

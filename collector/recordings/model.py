@@ -35,7 +35,7 @@ from twitchwatch.errors import UserError
 
 FloatArray = npt.NDArray[np.float64]
 Category = Literal["truth", "marker"]
-Role = Literal["", "time", "counter"]
+Role = Literal["", "time", "counter", "label"]
 
 DEFAULT_CHUNK_S: Final = 1.0
 MAX_CHUNK_S: Final = 60.0
@@ -90,7 +90,9 @@ class Channel:
     note: str = ""
     block: str = ""  # channels of different blocks never share a stream (a session's stream parts)
     offset: float = 0.0  # added after ``scale``: ADC counts whose zero is not the unit's (PLUX's sensors)
-    role: Role = ""  # a column that is the file's time or sample count: never a signal, even by --signal
+    # A column that is the file's time, sample count or labels (a class, a marker): never a signal, even by
+    # --signal.
+    role: Role = ""
     # How gravity reads in this column's sensor (its three axes together; median over the file's first
     # rows), where the file gives no unit: what tells g, m/s² and milli-g apart (``gravity_unit``).
     gravity: float | None = None

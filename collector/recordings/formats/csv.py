@@ -101,6 +101,15 @@ _EPOCH_SCALES: Final = ((Decimal("1e-3"), "ms"), (Decimal("1e-6"), "µs"), (Deci
 _NOT_ACCELEROMETER: Final = frozenset(
     {"gyro", "gyroscope", "magnetometer", "mag", "magnetic", "orientation", "rotation", "compass"}
 )
+# Words that name a column of labels or markers, not a signal (with whole-number values: ``_labels_column``).
+_LABEL_WORDS: Final = frozenset(
+    {"class", "label", "labels", "annotation", "annotations", "anomaly", "stimulus", "restimulus"}
+    | {"repetition", "rerepetition", "marker", "markers", "trigger", "triggers", "event", "events"}
+    | {"gesture", "button", "task", "condition"}
+)
+# Below this, a time column of no unit read as seconds times no muscle signal: whole numbers are then ms.
+_SLOWEST_HZ: Final = 10.0
+_LABEL_VALUES: Final = 64  # distinct values a column of labels holds at most in its first rows
 _COUNTER_NAMES: Final = frozenset(
     {
         "sample",
@@ -543,7 +552,8 @@ class CsvReader(RecordingReader):
     ) -> list[Channel]:
         """Each column as a channel: the time and sample-count columns in their roles, the rest inferred."""
         rate = self.rate
-        gravity, layout = self._sensors(labels, {time_column, *counters})
+        marks = [i for i, (label, unit) in enumerate(labels) if self._labels_column(i, label, unit)]
+        gravity, layout = self._sensors(labels, {time_column, *counters, *marks})
         channels: list[Channel] = []
         for i, (label, unit) in enumerate(labels):
             if i == time_column or _is_time_name(label):
@@ -552,37 +562,62 @@ class CsvReader(RecordingReader):
                 ch = Channel(
                     i, label, unit, rate, None, sanitise(label), note="sample counter", role="counter"
                 )
+            elif i in marks:
+                note = "labels or markers (whole numbers), not a signal"
+                ch = Channel(i, label, unit, rate, None, sanitise(label), note=note, role="label")
             else:
                 ch = infer_channel(i, label, unit, rate, gravity.get(i), layout.get(i, ("", "")))
             channels.append(ch)
         return self._bare_accelerometer(channels)
 
     def _bare_accelerometer(self, channels: list[Channel]) -> list[Channel]:
-        """A file's only three axes named by nothing but x, y, z (CAPTURE-24's ``time,x,y,z``, Sensor
-        Logger's ``z,y,x``), of no unit and no type, taken as an accelerometer where gravity says so: its
-        magnitude fits a unit (``gravity_unit``) and the three carry it as a steady vector
-        (``_holds_gravity``). A file named for another sensor (``Gyroscope.csv``) is left alone."""
-        axes = [
-            c
-            for c in channels
-            if c.signal is None
-            and not c.role
-            and not c.dimension
-            and c.gravity is not None
-            and untyped(c.label)
-        ]
+        """Three axes of one sensor, of no unit and no type — named by nothing but x, y, z (CAPTURE-24's
+        ``time,x,y,z``, Sensor Logger's ``z,y,x``) or by a body part and directions (Daphnet's
+        ``ankle_vert`` …) — taken as an accelerometer where gravity says so: its magnitude fits a unit
+        (``gravity_unit``) and the three carry it as a steady vector (``_holds_gravity``). A file or a
+        sensor named for another kind of sensor (``Gyroscope.csv``, ``mag_x``) is left alone."""
+        by_sensor: dict[str, list[Channel]] = {}
+        for c in channels:
+            candidate = not (c.signal or c.role or c.dimension) and c.gravity is not None
+            if candidate and untyped(c.label):
+                # its sensor: the layout's (``ankle_vert``), else its label's (``wrist_x``)
+                by_sensor.setdefault(c.sensor or sensor_axis(c.label, "XYZ")[0], []).append(c)
         stem = {w.lower() for w in label_words(self.path.name.split(".")[0])}
-        if len(axes) != 3 or len({c.gravity for c in axes}) != 1 or stem & _NOT_ACCELEROMETER:
-            return channels  # (one gravity: the three are one sensor's, measured together)
-        gravity = axes[0].gravity
-        if gravity is None or gravity_unit(gravity) is None:
+        if stem & _NOT_ACCELEROMETER:
             return channels
-        if not _holds_gravity(self._first_rows(), [c.index for c in axes]):
-            return channels
-        why = "three axes of no type, carrying gravity: taken as an accelerometer"
-        taken = {c.index: undimensioned(c, "acc") for c in axes}
-        taken = {i: replace(c, note=f"{why}; {c.note}") for i, c in taken.items()}
+        taken: dict[int, Channel] = {}
+        for sensor, axes in by_sensor.items():
+            if len(axes) != 3 or len({c.gravity for c in axes}) != 1:  # (one gravity: measured together)
+                continue
+            if {w.lower() for w in label_words(sensor)} & _NOT_ACCELEROMETER:
+                continue
+            gravity = axes[0].gravity
+            if gravity is None or gravity_unit(gravity) is None:
+                continue
+            if not _holds_gravity(self._first_rows(), [c.index for c in axes]):
+                continue
+            why = "three axes of no type, carrying gravity: taken as an accelerometer"
+            taken |= {c.index: undimensioned(c, "acc") for c in axes}
+            taken |= {c.index: replace(taken[c.index], note=f"{why}; {taken[c.index].note}") for c in axes}
         return [taken.get(c.index, c) for c in channels]
+
+    def _labels_column(self, index: int, label: str, unit: str) -> bool:
+        """A column of labels or markers — a class, an annotation, a stimulus, an anomaly flag, a button's
+        events (UCI's ``class``, Daphnet's ``is_anomaly``, Ninapro's ``restimulus``, GENEActiv's ``User
+        button event marker``) — by its name and its values: whole numbers, few of them, or text. Never a
+        signal, even by --signal (an anomaly flag is no accelerometer)."""
+        if unit or not untyped(label) or not _LABEL_WORDS.intersection(w.lower() for w in label_words(label)):
+            return False
+        values: set[float] = set()
+        for fields in self._first_rows():
+            text = fields[index].strip()
+            if not _is_number(text):
+                continue  # text (an activity's name) or nothing: a label's too
+            value = float(text)
+            if not value.is_integer():
+                return False
+            values.add(value)
+        return len(values) <= _LABEL_VALUES
 
     def _labels(
         self, fields: list[str], first: list[str], preamble: Preamble, notes: list[str]
@@ -731,6 +766,18 @@ class CsvReader(RecordingReader):
             )
         usual = steps[np.abs(steps - np.median(steps)) <= 0.1 * np.median(steps)]  # not across a gap
         estimate = 1.0 / float(usual.mean())
+        if (
+            not labels[column][1]
+            and estimate < _SLOWEST_HZ
+            and all(s == s.to_integral_value() for s in seconds)
+        ):
+            # Whole numbers a few apart, no unit: an Arduino's millis(), a logger's ms (UCI's Myo files). As
+            # seconds no muscle signal is that slow; pass --rate where they are seconds after all.
+            notes.append(
+                f"the {label!r} column counts whole numbers and gives no unit: taken as milliseconds (as "
+                f"seconds its rate would be {estimate:.3g} Hz)"
+            )
+            estimate *= 1000.0
         whole = round(estimate)
         found = float(whole) if abs(estimate - whole) <= 1e-3 * estimate else round(estimate, 3)
         notes.append(f"sample rate {found:g} Hz from the {label!r} column")
