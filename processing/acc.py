@@ -60,6 +60,9 @@ def acc_params(sample_rate: float) -> DetectorParams:
         # Measured (bench.accuracy, bench.latency): jerk F1 at 20 dB 0.88 → 0.94, fasciculations 0.95 →
         # 0.98, no false twitch in the BioSPPy walk; a few activity bouts now come out as two.
         slow_gap_ms=200.0,
+        # A heartbeat's vibration (20-40 Hz) is sampled a few times a cycle at wearable rates: its sampled
+        # peak varies with the phase the samples fall on, by up to about twice.
+        heart_peak_ratio=2.0,
     )
 
 

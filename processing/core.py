@@ -42,7 +42,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,6 +211,15 @@ class DetectorParams:
     tail_tolerance: float = 1.1  # the estimate's scatter on Gaussian noise: no rise within it
     tail_max: float = 4.0  # thresholds rise at most this many times
     tail_after_activity_s: float = 2.0  # quiet blocks this soon after activity on the lane do not count
+    # The heart's rhythm (``LaneEngine._heart_rhythm``): a would-be twitch that ends a run of this many brief
+    # events (itself included) at a heart rate in this range, each interval within ``heart_tolerance`` of
+    # the next (one missed beat allowed), is a heartbeat — ECG picked up by an electrode on the trunk, the
+    # shoulder or the upper arm, or the chest wall's vibration under an accelerometer — not a twitch
+    # (0 beats: off).
+    heart_beats: int = 6
+    heart_bpm: tuple[float, float] = (30.0, 200.0)
+    heart_tolerance: float = 0.10
+    heart_peak_ratio: float = 1.5
 
     def __post_init__(self) -> None:
         lo, hi = self.band_hz
@@ -400,6 +409,17 @@ class NoiseFloor:
             self.floor = np.where(stuck, self.floor + self._alpha_up * (low - self.floor), self.floor)
 
 
+def _beat_before(beats: Sequence[int], at: int, period: float, tol: float) -> int | None:
+    """The latest of ``beats`` (ascending) one ``period``, within ``tol`` of it, before ``at``."""
+    for b in reversed(beats):
+        gap = at - b
+        if gap > period * (1 + tol):
+            return None
+        if gap >= period * (1 - tol):
+            return b
+    return None
+
+
 class LaneEngine:
     """Shared streaming core; subclasses supply lane power, the slow statistic and classification.
 
@@ -491,6 +511,8 @@ class LaneEngine:
         self._prev_peak = [0.0] * lanes
         self._prev_span = [(0, 0)] * lanes  # the previous cluster's samples, for its waveform
         self._recent: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
+        self._beats: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
+        self._beat_span = (sample_rate * 60.0 / p.heart_bpm[1], sample_rate * 60.0 / p.heart_bpm[0])
         # Clusters complete but not decided yet: (decision block, lane, start, cluster), decided once the
         # blocks up to their decision block are written (``release_cluster``).
         self._pending: list[tuple[int, int, int, Cluster]] = []
@@ -835,6 +857,48 @@ class LaneEngine:
         c.tail = float(self.tail[lane])
         return c
 
+    def _heart_rhythm(self, lane: int, start: int, peak: float) -> float | None:
+        """The period (s) of the heart's rhythm if a brief event (``start``, ``peak``) ends a run of
+        ``heart_beats`` brief events on the lane in one: intervals within ``heart_bpm``, each within
+        ``heart_tolerance`` of the next (the heart's rate drifts, but from beat to beat by a few per cent),
+        at most one of them two beats long (a beat too weak to cross the threshold), every peak within
+        ``heart_peak_ratio`` of this one's (a heartbeat looks the same on the same electrode each time;
+        potentials of different motor units do not). Events between the beats (twitches) are skipped."""
+        beats, need = self._beats[lane], self.params.heart_beats
+        lo, hi = self._beat_span
+        while beats and beats[0][0] < start - hi * (need + 1):
+            beats.popleft()
+        if need < 2 or len(beats) < need - 2:
+            return None
+        ratio = self.params.heart_peak_ratio
+        alike = [b for b, p in beats if peak / ratio <= p <= peak * ratio]
+        for prev in reversed(alike):
+            first = start - prev
+            if first > hi:
+                break
+            if first >= lo and (period := self._rhythm_back(alike, prev, first, need - 2)) is not None:
+                return period / self.rate
+        return None
+
+    def _rhythm_back(self, beats: list[int], at: int, first: int, more: int) -> float | None:
+        """Following a rhythm whose latest interval is ``first`` back from the beat at ``at``, ``more``
+        beats further: their mean period (samples), or None where the run breaks."""
+        tol, period, missed, span = self.params.heart_tolerance, float(first), 0, first
+        for _ in range(more):
+            found = _beat_before(beats, at, period, tol)
+            if found is None and not missed:
+                found = _beat_before(beats, at, 2 * period, tol)
+                missed = 1 if found is not None else 0
+                if found is not None:
+                    span += at - found
+                    period, at = (at - found) / 2, found
+                    continue
+            if found is None:
+                return None
+            span += at - found
+            period, at = float(at - found), found
+        return span / (more + 1 + missed)
+
     def _blip(self, lane: int, c: Cluster, kind: EventKind) -> bool:
         """Brief, not an artifact, and never more than ``report_margin`` × the onset threshold; or a
         would-be twitch that ``confirms`` turns down."""
@@ -984,6 +1048,10 @@ class LaneEngine:
         self._prev_span[lane] = (c.start, c.end)
         f.lane, f.hold_blocks = lane, (first, last)
         verdict = self.classify(f)
+        brief = not c.long and c.end - c.start <= self.spans.jerk_max
+        if verdict.kind.is_twitch and (every := self._heart_rhythm(lane, c.start, c.peak)) is not None:
+            why = f"heartbeat: a run of brief events in the heart's rhythm, every {every:.2f} s"
+            verdict = Verdict(EventKind.ARTIFACT, 0.8, why, vetoes=False)
         kind = verdict.kind
         self._prev_end[lane] = c.end  # even a blip tells that something went on here
         self._prev_kind[lane] = kind
@@ -991,6 +1059,8 @@ class LaneEngine:
         self._recent[lane].append((c.start, c.peak))
         if self._blip(lane, c, kind):
             return  # barely over the onset threshold, brief: noise's tail more often than an event
+        if brief:
+            self._beats[lane].append((c.start, c.peak))
         conf = round(min(max(verdict.confidence, 0.01), 0.99), 3)
         d = self.delay  # report when it happened, not when it came out of the band-pass
         hz = round(c.dominant_hz(self.rate), 1)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import signal as sps
 
 from twitchwatch.collector.synth import (
     MuscleSegment,
@@ -488,8 +489,10 @@ def test_every_rejected_event_says_why_and_no_twitch_does(sig: Signal) -> None:
     assert len(rejected) >= 5
     assert all(d.reason for d in rejected), [d for d in rejected if not d.reason]
     assert not [d for d in dets if d.kind.is_twitch and (d.reason or d.vetoes)]
-    # Activity, movement and artifacts veto the muscle's assessment; only a unit's repeat does not.
-    assert all(d.vetoes for d in rejected if d.kind is EventKind.ARTIFACT or d.reason.startswith("activity "))
+    # Activity, movement and artifacts veto the muscle's assessment; only a unit's repeat and a heartbeat
+    # (the muscle is still at rest) do not.
+    vetoing = [d for d in rejected if d.kind is EventKind.ARTIFACT or d.reason.startswith("activity ")]
+    assert all(d.vetoes != d.reason.startswith("heartbeat") for d in vetoing)
     if sig == "acc":  # walking bouts are rejected as movement, with its band and duration
         assert any(d.reason.startswith("movement 0.3–5 Hz") and d.reason.endswith(" s") for d in rejected)
     else:  # contractions: activity with its duration
@@ -773,3 +776,114 @@ def test_quiet_epoch_floor_update_is_the_general_one(
         assert quick.slow.tobytes() == general.slow.tobytes()
         assert np.array_equal(quick._loud_epochs, general._loud_epochs)
     assert engine.floor is quick.floor  # the engine reads its floors from its NoiseFloor
+
+
+# ---- the heart's rhythm ----------------------------------------------------------------------------------
+def _heartbeats(
+    rng: np.random.Generator, seconds: float, bpm: float = 70.0, jitter: float = 0.03
+) -> list[float]:
+    """Beat times: a resting heart, each interval ``jitter`` (relative SD) off the mean."""
+    out, t = [], 1.0
+    while t < seconds - 1.0:
+        out.append(t)
+        t += 60.0 / bpm * (1.0 + jitter * rng.standard_normal())
+    return out
+
+
+def _ecg_on_emg(seconds: float, qrs_uv: float, seed: int) -> tuple[np.ndarray, list[float]]:
+    """Surface EMG at rest (5 µV RMS, 1 kHz) with a heart's ECG picked up: Q, R and S waves (the R ``qrs_uv``
+    high, 10 ms wide), and the slow P and T waves."""
+    fs, rng = 1000.0, np.random.default_rng(seed)
+    n = round(seconds * fs)
+    x = _background(rng, n, fs, 5.0)
+    beats = _heartbeats(rng, seconds)
+    u = np.arange(-400, 600) / fs
+    wave = qrs_uv * (
+        -0.12 * np.exp(-(((u + 0.025) / 0.008) ** 2))
+        + np.exp(-((u / 0.010) ** 2))
+        - 0.25 * np.exp(-(((u - 0.03) / 0.010) ** 2))
+        + 0.1 * np.exp(-(((u + 0.16) / 0.03) ** 2))
+        + 0.25 * np.exp(-(((u - 0.3) / 0.05) ** 2))
+    )
+    for b in beats:
+        i = round(b * fs) - 400
+        x[i : i + wave.size] += wave[: n - i]
+    return x[:, None], beats
+
+
+def _background(rng: np.random.Generator, n: int, fs: float, rms: float) -> np.ndarray:
+    """Band-limited (20–450 Hz) Gaussian noise of ``rms``: an electrode's background at rest."""
+    y = sps.sosfilt(sps.butter(4, [20.0, 450.0], "bandpass", fs=fs, output="sos"), rng.standard_normal(n))
+    return np.asarray(y * (rms / y.std()))
+
+
+def test_ecg_on_an_electrode_is_heartbeats_not_twitches() -> None:
+    """An electrode over the trunk, the shoulder or the upper arm picks up the heart's QRS complex: brief,
+    ten times the background, once a beat. Counted as twitches it made 47 a minute; in the heart's rhythm
+    they are artifacts that say so, and leave the muscle assessable (no veto)."""
+    x, beats = _ecg_on_emg(120.0, 50.0, seed=4)
+    dets = _run("emg", x, 1000.0, _chunks(x.shape[0], 50))
+    heart = [d for d in dets if d.reason.startswith("heartbeat")]
+    twitches = [d for d in dets if d.kind.is_twitch]
+    assert len(heart) >= 0.85 * len(beats), (len(heart), len(beats))
+    assert len(twitches) <= 0.1 * len(beats), twitches
+    assert all(d.kind is EventKind.ARTIFACT and not d.vetoes for d in heart)
+    assert all("every 0.8" in d.reason for d in heart[-20:]), heart[-20:]  # 70/min: every 0.86 s
+
+
+def test_a_chest_accelerometer_s_heartbeat_vibration_is_not_twitches() -> None:
+    """A chest strap's accelerometer (Polar H10, Movesense) feels each beat's vibration (the
+    seismocardiogram: 20–30 Hz, tens of milli-g). Sampled at 100 Hz its sampled peak varies with the phase
+    the samples fall on; still heartbeats, not 64 twitches a minute."""
+    fs, rng = 100.0, np.random.default_rng(8)
+    n = round(120.0 * fs)
+    x = np.tile([0.0, 0.0, 1.0], (n, 1)) + 0.004 * rng.standard_normal((n, 3))
+    beats = _heartbeats(rng, 120.0)
+    u = np.arange(15) / fs
+    for b in beats:
+        i = round(b * fs)
+        ring = 0.04 * np.exp(-u / 0.03)
+        x[i : i + 15, 2] += ring * np.sin(2 * np.pi * 25 * u)
+        x[i : i + 15, 0] += 0.5 * ring * np.sin(2 * np.pi * 25 * u + 1.0)
+    dets = _run("acc", x, fs, _chunks(n, 5))
+    heart = [d for d in dets if d.reason.startswith("heartbeat")]
+    twitches = [d for d in dets if d.kind.is_twitch]
+    assert len(heart) >= 0.8 * len(beats), (len(heart), len(beats))
+    assert len(twitches) <= 0.15 * len(beats), len(twitches)
+
+
+def test_random_twitches_are_not_a_heartbeat() -> None:
+    """Fasciculations fire at random, not in a rhythm: at 40 a minute (an ALS muscle's median in
+    high-density surface EMG) almost none end a run regular enough to pass for one."""
+    fs, rng = 1000.0, np.random.default_rng(12)
+    seconds = 600.0
+    x = _background(rng, round(seconds * fs), fs, 5.0)
+    times = np.cumsum(rng.exponential(60.0 / 40.0, 600))
+    times = times[(times > 3.0) & (times < seconds - 1.0)]
+    u = np.arange(-30, 30) / fs
+    for t in times:
+        width, sign = rng.uniform(0.002, 0.005), rng.choice([-1.0, 1.0])
+        i = round(t * fs) - 30
+        x[i : i + 60] += sign * rng.uniform(40.0, 120.0) * (-u / width) * np.exp(0.5 - (u / width) ** 2 / 2)
+    dets = _run("emg", x[:, None], fs, _chunks(x.shape[0], 50))
+    heart = [d for d in dets if d.reason.startswith("heartbeat")]
+    twitches = [d for d in dets if d.kind.is_twitch]
+    assert len(twitches) >= 0.8 * len(times)
+    assert len(heart) <= 0.01 * len(times), heart
+
+
+def test_twitches_between_heartbeats_still_count() -> None:
+    """Heartbeats on the lane do not hide a twitch between them: a fasciculation half a beat after one,
+    three times its size, is counted."""
+    x, beats = _ecg_on_emg(60.0, 50.0, seed=5)
+    fs = 1000.0
+    u = np.arange(-30, 30) / fs
+    placed = [beats[k] + 0.45 for k in range(20, len(beats) - 2, 7)]
+    for t in placed:
+        i = round(t * fs) - 30
+        x[i : i + 60, 0] += 150.0 * (-u / 0.003) * np.exp(0.5 - (u / 0.003) ** 2 / 2)
+    dets = _run("emg", x, fs, _chunks(x.shape[0], 50))
+    counted = [d for d in dets if d.kind.is_twitch]
+    for t in placed:
+        assert any(abs(d.start / fs - t) < 0.05 for d in counted), t
+    assert sum(d.reason.startswith("heartbeat") for d in dets) >= 0.7 * len(beats)
