@@ -64,6 +64,7 @@ _max = np.maximum.reduce
 _sum = np.add.reduce
 _all = np.logical_and.reduce
 _any = np.logical_or.reduce
+_BEATS_KEPT = 256  # brief events a lane remembers for the heart's rhythm (a run spans at most 14 s)
 _RING = 64  # blocks of history kept for context and baselines (> the longest look-back + one epoch)
 _WORKS_KEPT = 3  # chunk lengths whose work buffers a detector keeps (a live stream cycles through 2-3)
 _TAIL_MEDIAN = 5  # blocks (100 ms) whose median power tells a louder stretch from one potential
@@ -511,7 +512,9 @@ class LaneEngine:
         self._prev_peak = [0.0] * lanes
         self._prev_span = [(0, 0)] * lanes  # the previous cluster's samples, for its waveform
         self._recent: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
-        self._beats: list[deque[tuple[int, float]]] = [deque() for _ in range(lanes)]  # (start, peak)
+        # Brief events' (start, peak) per lane, for the heart's rhythm: the last ``heart_beats`` + 1 longest
+        # intervals' worth, and never more than _BEATS_KEPT (a lane busy with brief events for hours).
+        self._beats: list[deque[tuple[int, float]]] = [deque(maxlen=_BEATS_KEPT) for _ in range(lanes)]
         self._beat_span = (sample_rate * 60.0 / p.heart_bpm[1], sample_rate * 60.0 / p.heart_bpm[0])
         # Clusters complete but not decided yet: (decision block, lane, start, cluster), decided once the
         # blocks up to their decision block are written (``release_cluster``).
@@ -866,8 +869,7 @@ class LaneEngine:
         potentials of different motor units do not). Events between the beats (twitches) are skipped."""
         beats, need = self._beats[lane], self.params.heart_beats
         lo, hi = self._beat_span
-        while beats and beats[0][0] < start - hi * (need + 1):
-            beats.popleft()
+        self._forget_beats(lane, start)
         if need < 2 or len(beats) < need - 2:
             return None
         ratio = self.params.heart_peak_ratio
@@ -879,6 +881,12 @@ class LaneEngine:
             if first >= lo and (period := self._rhythm_back(alike, prev, first, need - 2)) is not None:
                 return period / self.rate
         return None
+
+    def _forget_beats(self, lane: int, now: int) -> None:
+        """Brief events too long before ``now`` to be part of a run ending there."""
+        beats, reach = self._beats[lane], self._beat_span[1] * (self.params.heart_beats + 1)
+        while beats and beats[0][0] < now - reach:
+            beats.popleft()
 
     def _rhythm_back(self, beats: list[int], at: int, first: int, more: int) -> float | None:
         """Following a rhythm whose latest interval is ``first`` back from the beat at ``at``, ``more``
@@ -1061,6 +1069,7 @@ class LaneEngine:
             return  # barely over the onset threshold, brief: noise's tail more often than an event
         if brief:
             self._beats[lane].append((c.start, c.peak))
+            self._forget_beats(lane, c.start)
         conf = round(min(max(verdict.confidence, 0.01), 0.99), 3)
         d = self.delay  # report when it happened, not when it came out of the band-pass
         hz = round(c.dominant_hz(self.rate), 1)
