@@ -221,6 +221,13 @@ class DetectorParams:
     heart_bpm: tuple[float, float] = (30.0, 200.0)
     heart_tolerance: float = 0.10
     heart_peak_ratio: float = 1.5
+    # A noisy background (``LaneEngine._check_background``): a lane whose floor has risen this many times
+    # (power) above its quiet level — the lowest it has been, which follows a louder background only over
+    # ``quiet_rise_s`` — cannot show the twitches it showed before (10: 10 dB, a 20-dB twitch at 10 dB is
+    # mostly missed), so it is not assessable: an artifact in pieces of at most ``noisy_piece_s`` (0: off).
+    noisy_factor: float = 10.0
+    quiet_rise_s: float = 1800.0
+    noisy_piece_s: float = 10.0
 
     def __post_init__(self) -> None:
         lo, hi = self.band_hz
@@ -516,6 +523,13 @@ class LaneEngine:
         # intervals' worth, and never more than _BEATS_KEPT (a lane busy with brief events for hours).
         self._beats: list[deque[tuple[int, float]]] = [deque(maxlen=_BEATS_KEPT) for _ in range(lanes)]
         self._beat_span = (sample_rate * 60.0 / p.heart_bpm[1], sample_rate * 60.0 / p.heart_bpm[0])
+        # The background's quiet level per lane (from the warm-up on) and, while the lane is noisy, the start
+        # of the piece not reported yet (samples).
+        self._quiet_ref = np.zeros(lanes)
+        self._quiet_rise = math.exp(self.epoch * self.blk / sample_rate / max(p.quiet_rise_s, 1e-9))
+        self._noisy_from: list[int | None] = [None] * lanes
+        self._noisy_ratio = [1.0] * lanes  # the largest floor / quiet level of the piece
+        self._noisy_piece = max(1, round(p.noisy_piece_s * sample_rate))
         # Clusters complete but not decided yet: (decision block, lane, start, cluster), decided once the
         # blocks up to their decision block are written (``release_cluster``).
         self._pending: list[tuple[int, int, int, Cluster]] = []
@@ -622,6 +636,9 @@ class LaneEngine:
         """End of stream: close what is open and release everything (a last partial block is dropped)."""
         self.clusters.finish(self._block * self.blk)
         self._decide_due(final=True)
+        for lane, start in enumerate(self._noisy_from):
+            if start is not None:
+                self._report_noisy(lane, start, self._block * self.blk)
         out, self._out = self._out, []
         return out
 
@@ -634,7 +651,8 @@ class LaneEngine:
         off) has been returned: what is still open or not yet processed starts at or after it."""
         now = self._block * self.blk
         start = min((c.start for _, c in self._undecided()), default=now)
-        return max(min(start, now) - self.delay, 0)
+        noisy = min((n for n in self._noisy_from if n is not None), default=now)
+        return max(min(start, noisy, now) - self.delay, 0)
 
     def _undecided(self) -> list[tuple[int, Cluster]]:
         """(lane, cluster) of the clusters not reported yet: those waiting for their decision
@@ -648,10 +666,13 @@ class LaneEngine:
         for their decision) that are already known to be activity: a contraction or a walk vetoes its
         muscle while it lasts, not only once it has ended."""
         d = self.delay
+        now = self._block * self.blk
         return [
             (lane, max(c.start - d, 0), max(c.end - d, 1))
             for lane, c in self._undecided()
             if self.known_activity(c)
+        ] + [
+            (lane, max(n - d, 0), max(now - d, 1)) for lane, n in enumerate(self._noisy_from) if n is not None
         ]
 
     def known_activity(self, c: Cluster) -> bool:
@@ -733,6 +754,7 @@ class LaneEngine:
             # (a stream that starts mid-contraction would otherwise count its first potential).
             self._prev_end = [self._block * self.blk] * self.lanes
             self._prev_peak = [-1.0] * self.lanes  # unknown: any size
+            self._quiet_ref = self.noise.floor.copy()
 
     def _segment(
         self,
@@ -785,6 +807,43 @@ class LaneEngine:
             self.noise.update(self._epoch_bm, self._epoch_slow, q)
         self._set_onsets()
         self._slow_thr = self.slow_threshold()
+        if self.params.noisy_factor > 0:
+            self._check_background()
+
+    def _check_background(self) -> None:
+        """At an epoch's end, after the floors moved: a lane whose floor is ``noisy_factor`` times its quiet
+        level is noisy from this epoch on — an electrode that lost contact or dried out, a sensor in a
+        vehicle's vibration. The detector's thresholds follow its floor, so twitches the size it found
+        before are now missed; time counted as assessable would make the rate fall while the person's
+        twitching did not. Each piece of at most ``noisy_piece_s`` is reported as an artifact that vetoes
+        exactly its span (while it lasts it is open activity: ``open_activity``)."""
+        floor = self.noise.floor
+        np.minimum(floor, self._quiet_ref * self._quiet_rise, out=self._quiet_ref)
+        ratio = floor / np.maximum(self._quiet_ref, 1e-300)
+        noisy = ratio > self.params.noisy_factor
+        if not noisy.any() and all(n is None for n in self._noisy_from):
+            return
+        now = self._block * self.blk
+        for lane, start in enumerate(self._noisy_from):
+            if noisy[lane]:
+                self._noisy_ratio[lane] = max(self._noisy_ratio[lane], float(ratio[lane]))
+                if start is None:
+                    self._noisy_from[lane] = now - self.epoch * self.blk  # from this epoch on
+                elif now - start >= self._noisy_piece:
+                    self._report_noisy(lane, start, now)
+                    self._noisy_from[lane] = now
+                    self._noisy_ratio[lane] = float(ratio[lane])
+            elif start is not None:
+                self._report_noisy(lane, start, now)
+                self._noisy_from[lane] = None
+
+    def _report_noisy(self, lane: int, start: int, end: int) -> None:
+        db = 10.0 * math.log10(max(self._noisy_ratio[lane], 1.0))
+        self._noisy_ratio[lane] = 1.0
+        why = f"noisy background, {db:.0f} dB above its quiet level: twitches would be missed"
+        d, rms = self.delay, math.sqrt(max(float(self.noise.floor[lane]), 0.0))
+        span = (max(start - d, 0), max(end - d, 1))
+        self._out.append(Detection(lane, *span, rms, EventKind.ARTIFACT, 0.9, 0.0, why, True, span))
 
     def _set_onsets(self) -> None:
         self._quiet_w = self.params.on_factor * self.w * self.floor

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
+import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
@@ -29,6 +31,7 @@ from twitchwatch.processing.core import DetectorParams, _public_sosfilt, same_sh
 from twitchwatch.processing.detector import Detection, StreamingDetector, default_params
 from twitchwatch.processing.emg import on_factor
 from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.gating import GatedRun, GateStream
 
 # A detection matches a true event when they overlap, either widened by this much.
 SLACK_S = 0.05
@@ -887,3 +890,42 @@ def test_twitches_between_heartbeats_still_count() -> None:
     for t in placed:
         assert any(abs(d.start / fs - t) < 0.05 for d in counted), t
     assert sum(d.reason.startswith("heartbeat") for d in dets) >= 0.7 * len(beats)
+
+
+# ---- a noisy background --------------------------------------------------------------------------------
+def test_a_background_grown_noisy_is_not_assessable_and_recovers() -> None:
+    """An electrode that loses contact: the background goes from 5 to 50 µV for five minutes. The floor
+    follows it within a minute, and twitches the size of those before (60 µV) vanish into it. That time must
+    not count as assessable rest — the rate per assessable minute would fall while the twitching did not:
+    the lane reports it as a noisy background (artifacts that veto exactly their span, in pieces of at most
+    10 s), and is assessable again once the background is back."""
+    fs, rng = 1000.0, np.random.default_rng(3)
+    parts = [(60.0, 5.0), (300.0, 50.0), (120.0, 5.0)]
+    x = np.concatenate([rng.standard_normal(round(s * fs)) * r for s, r in parts])
+    x = sps.sosfilt(sps.butter(4, [20.0, 450.0], "bandpass", fs=fs, output="sos"), x)
+    u = np.arange(-30, 30) / fs
+    times = np.arange(5.0, x.size / fs - 1.0, 3.7)
+    for t in times:
+        i = round(t * fs) - 30
+        x[i : i + 60] += 60.0 * (-u / 0.003) * np.exp(0.5 - (u / 0.003) ** 2 / 2)
+    run = GatedRun([GateStream("emg", "emg", fs, 1, "dev", ("calf",))])
+    out = []
+    for i in range(0, x.size, 50):
+        out += run.feed(0, x[i : i + 50, None])
+    out += run.finish()
+    noisy = [j for j in out if j.detection.reason.startswith("noisy background")]
+    assert noisy
+    assert all(j.detection.kind is EventKind.ARTIFACT and j.detection.vetoes for j in noisy)
+    assert all(j.end_s - j.start_s <= 10.0 + 1e-6 for j in noisy)
+    assert 60.0 < noisy[0].start_s < 100.0  # once the floor has followed the new background
+    assert 355.0 < noisy[-1].end_s < 375.0  # and until it is back
+    assert all(a.end_s == pytest.approx(b.start_s) for a, b in itertools.pairwise(noisy))  # one stretch
+    assert re.search(r"noisy background, 1[01] dB above its quiet level", noisy[0].detection.reason)
+    counted = [j for j in out if j.kind.is_twitch]
+    assert not [j for j in counted if 62.0 < j.start_s < 360.0]
+    before = sum(1 for t in times if 2.0 < t < 59.0)
+    after = sum(1 for t in times if t > 362.0)
+    assert sum(1 for j in counted if j.start_s < 60.0) >= 0.9 * before
+    assert sum(1 for j in counted if j.start_s > 362.0) >= 0.9 * after
+    # Assessable: the quiet minutes (less the warm-up), not the noisy five.
+    assert 170.0 < run.assessable_s(0, 0) < 185.0
