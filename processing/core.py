@@ -528,6 +528,7 @@ class LaneEngine:
         self._quiet_ref = np.zeros(lanes)
         self._quiet_rise = math.exp(self.epoch * self.blk / sample_rate / max(p.quiet_rise_s, 1e-9))
         self._noisy_from: list[int | None] = [None] * lanes
+        self._noisy_lanes = 0  # lanes noisy now: most epochs of most streams have none, and pay nothing more
         self._noisy_ratio = [1.0] * lanes  # the largest floor / quiet level of the piece
         self._noisy_piece = max(1, round(p.noisy_piece_s * sample_rate))
         # Clusters complete but not decided yet: (decision block, lane, start, cluster), decided once the
@@ -639,6 +640,7 @@ class LaneEngine:
         for lane, start in enumerate(self._noisy_from):
             if start is not None:
                 self._report_noisy(lane, start, self._block * self.blk)
+        self._noisy_from, self._noisy_lanes = [None] * self.lanes, 0
         out, self._out = self._out, []
         return out
 
@@ -651,8 +653,9 @@ class LaneEngine:
         off) has been returned: what is still open or not yet processed starts at or after it."""
         now = self._block * self.blk
         start = min((c.start for _, c in self._undecided()), default=now)
-        noisy = min((n for n in self._noisy_from if n is not None), default=now)
-        return max(min(start, noisy, now) - self.delay, 0)
+        if self._noisy_lanes:
+            start = min(start, *(n for n in self._noisy_from if n is not None))
+        return max(min(start, now) - self.delay, 0)
 
     def _undecided(self) -> list[tuple[int, Cluster]]:
         """(lane, cluster) of the clusters not reported yet: those waiting for their decision
@@ -666,14 +669,19 @@ class LaneEngine:
         for their decision) that are already known to be activity: a contraction or a walk vetoes its
         muscle while it lasts, not only once it has ended."""
         d = self.delay
-        now = self._block * self.blk
-        return [
+        out = [
             (lane, max(c.start - d, 0), max(c.end - d, 1))
             for lane, c in self._undecided()
             if self.known_activity(c)
-        ] + [
-            (lane, max(n - d, 0), max(now - d, 1)) for lane, n in enumerate(self._noisy_from) if n is not None
         ]
+        if self._noisy_lanes:  # a noisy background, while it lasts (``_check_background``)
+            now = self._block * self.blk
+            out += [
+                (lane, max(n - d, 0), max(now - d, 1))
+                for lane, n in enumerate(self._noisy_from)
+                if n is not None
+            ]
+        return out
 
     def known_activity(self, c: Cluster) -> bool:
         """Whatever else comes, ``c`` will be released as activity (its core passed ``jerk_max_ms``)."""
@@ -817,18 +825,26 @@ class LaneEngine:
         before are now missed; time counted as assessable would make the rate fall while the person's
         twitching did not. Each piece of at most ``noisy_piece_s`` is reported as an artifact that vetoes
         exactly its span (while it lasts it is open activity: ``open_activity``)."""
-        floor = self.noise.floor
-        np.minimum(floor, self._quiet_ref * self._quiet_rise, out=self._quiet_ref)
-        ratio = floor / np.maximum(self._quiet_ref, 1e-300)
+        floor, ref = self.noise.floor, self._quiet_ref
+        if self.lanes == 1:  # a stream's one lane (most streams): plain floats cost a tenth of numpy's calls
+            f, r = float(floor[0]), float(ref[0]) * self._quiet_rise
+            ref[0] = r = min(f, r)
+            if not self._noisy_lanes and not f > self.params.noisy_factor * r:
+                return
+        else:
+            ref *= self._quiet_rise
+            np.minimum(floor, ref, out=ref)
+            if not self._noisy_lanes and not _max(floor - self.params.noisy_factor * ref) > 0:
+                return
+        ratio = floor / np.maximum(ref, 1e-300)
         noisy = ratio > self.params.noisy_factor
-        if not noisy.any() and all(n is None for n in self._noisy_from):
-            return
         now = self._block * self.blk
         for lane, start in enumerate(self._noisy_from):
             if noisy[lane]:
                 self._noisy_ratio[lane] = max(self._noisy_ratio[lane], float(ratio[lane]))
                 if start is None:
                     self._noisy_from[lane] = now - self.epoch * self.blk  # from this epoch on
+                    self._noisy_lanes += 1
                 elif now - start >= self._noisy_piece:
                     self._report_noisy(lane, start, now)
                     self._noisy_from[lane] = now
@@ -836,6 +852,7 @@ class LaneEngine:
             elif start is not None:
                 self._report_noisy(lane, start, now)
                 self._noisy_from[lane] = None
+                self._noisy_lanes -= 1
 
     def _report_noisy(self, lane: int, start: int, end: int) -> None:
         db = 10.0 * math.log10(max(self._noisy_ratio[lane], 1.0))
