@@ -57,7 +57,10 @@ class Outbox:
         self.span_ns = None if buffer_s is None else round(buffer_s * 1e9)
         self.max_bytes = max_bytes
         self._queue: deque[Message] = deque()
-        self._newest_ns: int | None = None
+        # The queued message with the latest signal time: the span is measured to it. Kept only while it is
+        # queued — a frame stamped ahead of the rest (a host clock stepped back, a device clock that
+        # wrapped) must not make every later frame look older than ``buffer_s`` once it has been sent.
+        self._newest: Message | None = None
         self.bytes = 0
         self.dropped = 0  # messages dropped because the outbox was full, over its lifetime
 
@@ -68,8 +71,8 @@ class Outbox:
         """Queue a message; returns how many of the oldest were dropped to make room."""
         self._queue.append(message)
         self.bytes += len(message.payload)
-        if self._newest_ns is None or message.t_ns > self._newest_ns:
-            self._newest_ns = message.t_ns
+        if self._newest is None or message.t_ns > self._newest.t_ns:
+            self._newest = message
         return self._enforce()
 
     def take(self, n: int, before: int | None = None) -> list[Message]:
@@ -79,6 +82,8 @@ class Outbox:
         while self._queue and len(out) < n and (before is None or self._queue[0].order < before):
             out.append(self._queue.popleft())
         self.bytes -= sum(len(m.payload) for m in out)
+        if any(m is self._newest for m in out):
+            self._newest = max(self._queue, key=lambda m: m.t_ns, default=None)
         return out
 
     def has_before(self, order: int) -> bool:
@@ -89,17 +94,24 @@ class Outbox:
         batch = list(messages)
         self._queue.extendleft(reversed(batch))
         self.bytes += sum(len(m.payload) for m in batch)
+        latest = max(batch, key=lambda m: m.t_ns, default=None)
+        if latest is not None and (self._newest is None or latest.t_ns > self._newest.t_ns):
+            self._newest = latest
         return self._enforce()
 
     def _enforce(self) -> int:
         dropped = 0
-        newest = self._newest_ns if self._newest_ns is not None else 0
+        newest = self._newest.t_ns if self._newest is not None else 0
         while len(self._queue) > 1 and (
             self.bytes > self.max_bytes
             or (self.span_ns is not None and newest - self._queue[0].t_ns > self.span_ns)
         ):
-            self.bytes -= len(self._queue.popleft().payload)
+            gone = self._queue.popleft()
+            self.bytes -= len(gone.payload)
             dropped += 1
+            if gone is self._newest:  # the newest was the oldest too: measure to what is left
+                self._newest = max(self._queue, key=lambda m: m.t_ns, default=None)
+                newest = self._newest.t_ns if self._newest is not None else 0
         self.dropped += dropped
         return dropped
 

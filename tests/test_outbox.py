@@ -71,6 +71,20 @@ def test_a_restored_batch_that_no_longer_fits_loses_its_oldest() -> None:
     assert [m.topic for m in box.take(10)] == ["t/1", "t/2"]
 
 
+def test_a_frame_stamped_ahead_stops_counting_once_it_is_sent() -> None:
+    """One frame an hour ahead of the rest (a host clock stepped back after it, a device clock that wrapped)
+    is sent; the span is measured to what is still queued, not to it: 100 frames over 10 s, all kept."""
+    box = Outbox(buffer_s=600.0)
+    box.put(_msg(0, 3600.0))
+    assert len(box.take(10)) == 1
+    assert sum(box.put(_msg(i, i * 0.1)) for i in range(1, 101)) == 0
+    assert len(box) == 100
+    box.restore(box.take(50))  # a batch put back keeps its own times
+    assert len(box) == 100
+    assert box.put(_msg(101, 700.0)) == 100  # ... and the span still counts within what is queued
+    assert box.dropped == 100
+
+
 def test_a_single_message_is_always_kept() -> None:
     box = Outbox(buffer_s=1.0, max_bytes=5)
     assert box.put(_msg(0, 0.0, size=50)) == 0
