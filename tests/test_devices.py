@@ -825,6 +825,26 @@ def test_polar_timestamps_follow_the_previous_frame_and_the_rounding_rule() -> N
     assert polar.sample_times(90, 0, 2, 0.0) is None
 
 
+def test_polar_a_frame_that_never_came_is_lost_samples_not_a_stretched_frame() -> None:
+    """A PMD frame refused (cut by a small MTU) or never delivered: spread back to the frame before it, the
+    next frame's samples would span two frames' time at half the rate, its first sample a frame early, and
+    no gap would show. Counted back from its own timestamp at the rate, with the frame between lost."""
+    decoder = polar.PmdAccDecoder(1.0, 200.0)
+    samples = np.array([[0, 0, 1000]] * 36, dtype=np.int16).tobytes()
+    span = 180_000_000  # 36 samples at 200 Hz
+    t = 800_000_000_000_000_000
+    (first,), state = decoder.decode(pmd_frame(t, 0x01, samples), polar.PmdState())
+    assert first.lost_samples == 0
+    (after,), state = decoder.decode(pmd_frame(t + 2 * span, 0x01, samples), state)  # one frame missing
+    assert after.lost_samples == 36
+    assert after.timestamps_ns is not None
+    assert after.timestamps_ns.tolist() == [t + 2 * span - (35 - k) * 5_000_000 for k in range(36)]
+    (next_one,), _ = decoder.decode(pmd_frame(t + 3 * span, 0x01, samples), state)
+    assert next_one.lost_samples == 0
+    assert next_one.timestamps_ns is not None
+    assert next_one.timestamps_ns[0] == t + 2 * span + 5_000_000  # consecutive: spread as before
+
+
 def test_polar_start_plan_and_factor_from_the_start_response() -> None:
     h10 = polar.PolarH10()
     plan = h10.plan(["acc"])

@@ -347,6 +347,11 @@ def gyro_deg_per_s(frame: GyroFrame, factor: float) -> tuple[npt.NDArray[Any], f
 # ----------------------------------------------------------------------------------------- timestamps
 
 
+# A frame whose previous frame's timestamp lies more than this many frames back follows frames that never
+# came (``_frame_stamps``); consecutive frames are one frame apart to the sample (the device's own clock).
+LOST_FRAME_RATIO = 1.5
+
+
 def _round_ratio(num: int, den: int, rounding: Rounding) -> int:
     quotient, remainder = divmod(num, den)
     twice = 2 * remainder
@@ -394,13 +399,22 @@ class PmdState:
 
 def _frame_stamps(
     header: FrameHeader, state: PmdState, count: int, sample_rate: float, rounding: Rounding
-) -> npt.NDArray[np.int64] | None:
-    times = sample_times(header.timestamp_ns, state.previous_for(header), count, sample_rate, rounding)
+) -> tuple[npt.NDArray[np.int64] | None, int]:
+    """Per-sample times and the samples lost before the frame. Where the rate is known and the previous
+    frame's timestamp lies well over a frame before this one's (a frame that never arrived, or arrived cut
+    and was refused), the samples are counted back from this frame's timestamp at the rate and the span
+    between is lost: spread over it, they would put this frame a whole frame early, with no gap shown."""
+    previous, lost = state.previous_for(header), 0
+    if previous and sample_rate > 0 and count:
+        span_samples = (header.timestamp_ns - previous) * sample_rate / 1e9
+        if span_samples > LOST_FRAME_RATIO * count:
+            previous, lost = 0, round(span_samples) - count
+    times = sample_times(header.timestamp_ns, previous, count, sample_rate, rounding)
     if times is None:
-        return None
+        return None, 0
     if max(times) >= 2**63 or min(times) < -(2**63):
         raise NotificationError("frame timestamp does not fit in int64 nanoseconds", 1)
-    return np.array(times, dtype=np.int64)
+    return np.array(times, dtype=np.int64), lost
 
 
 @dataclass(frozen=True)
@@ -428,9 +442,10 @@ class PmdAccDecoder(_PmdStreamDecoder):
     def decode(self, data: bytes, state: PmdState) -> tuple[tuple[Chunk, ...], PmdState]:
         frame = parse_acc_frame(bytes(data))
         raw, scale = acc_milli_g(frame, self.factor)
-        stamps = _frame_stamps(frame.header, state, len(raw), self.sample_rate_hz, self.rounding)
+        stamps, lost = _frame_stamps(frame.header, state, len(raw), self.sample_rate_hz, self.rounding)
         rate = self.sample_rate_hz or None
-        return (Chunk("acc", raw, scale, Unit.G, rate, stamps),), state.after(frame.header)
+        chunk = Chunk("acc", raw, scale, Unit.G, rate, stamps, lost_samples=lost)
+        return (chunk,), state.after(frame.header)
 
 
 @dataclass(frozen=True)
@@ -442,9 +457,10 @@ class PmdGyroDecoder(_PmdStreamDecoder):
     def decode(self, data: bytes, state: PmdState) -> tuple[tuple[Chunk, ...], PmdState]:
         frame = parse_gyro_frame(bytes(data))
         raw, scale = gyro_deg_per_s(frame, self.factor)
-        stamps = _frame_stamps(frame.header, state, len(raw), self.sample_rate_hz, self.rounding)
+        stamps, lost = _frame_stamps(frame.header, state, len(raw), self.sample_rate_hz, self.rounding)
         rate = self.sample_rate_hz or None
-        return (Chunk("gyro", raw, scale, Unit.DEG_PER_S, rate, stamps),), state.after(frame.header)
+        chunk = Chunk("gyro", raw, scale, Unit.DEG_PER_S, rate, stamps, lost_samples=lost)
+        return (chunk,), state.after(frame.header)
 
 
 @dataclass(frozen=True, eq=False)
