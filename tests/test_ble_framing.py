@@ -128,6 +128,46 @@ def test_a_jump_in_the_devices_own_counter_marks_a_gap() -> None:
     assert framer.stats.frames_skipped == 3
 
 
+def test_a_repeated_or_late_device_frame_is_known_as_such() -> None:
+    """The open profile's counter not advancing (a notification delivered twice, or late) is a repeat: its
+    samples are not framed again as if new. After a gap (a reconnect) any counter starts afresh."""
+    framer = _framer("open")
+
+    def chunk(sequence: int) -> Chunk:
+        return Chunk("emg", np.zeros((N, 2), dtype=np.int16), 0.1, Unit.MICROVOLT, RATE, sequence=sequence)
+
+    assert not framer.repeated(chunk(10))  # nothing before it
+    framer.frame(chunk(10), NOW)
+    framer.frame(chunk(11), NOW + 200_000_000)
+    assert framer.repeated(chunk(11))
+    assert framer.repeated(chunk(9))
+    assert not framer.repeated(chunk(12))
+    framer.mark_reconnect()
+    assert not framer.repeated(chunk(0))
+
+
+def test_device_time_that_jumps_is_anchored_to_arrival_again() -> None:
+    """A device clock of ms since power-on wraps after 49.7 days (Movesense's u32); a timestamp can be
+    absurd. Placed by the old anchor, every later frame would sit weeks in the past (or overflow int64):
+    device time is anchored to arrival again, and the next frame marks a gap."""
+    framer = _framer("movesense")
+    wrap_ns = 2**32 * 1_000_000
+    first = framer.frame(_polar_chunk(wrap_ns - 300_000_000), NOW)
+    assert first is not None
+    wrapped = framer.frame(_polar_chunk(100_000_000), NOW + 400_000_000)
+    assert wrapped is not None
+    assert wrapped.t0_ns + wrapped.duration_ns - 5_000_000 == NOW + 400_000_000  # at its arrival
+    assert wrapped.sequence == 2  # one number skipped: a gap
+    assert framer.stats.reanchored == 1
+    following = framer.frame(_polar_chunk(300_000_000), NOW + 600_000_000)
+    assert following is not None
+    assert following.t0_ns == wrapped.t0_ns + 200_000_000  # device time drives the spacing again
+    absurd = framer.frame(_polar_chunk(2**62), NOW + 800_000_000)
+    assert absurd is not None
+    assert absurd.t0_ns + absurd.duration_ns - 5_000_000 == NOW + 800_000_000
+    assert framer.stats.reanchored == 2
+
+
 def test_no_sample_rate_means_no_frame_and_is_counted() -> None:
     framer = _framer()
     chunk = Chunk("acc", np.zeros((1, 3), dtype=np.int16), 1.0, Unit.G)

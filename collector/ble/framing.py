@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 CLOCK_TRUST_NS: Final = 60_000_000_000
 DRIFT_NS: Final = 500_000_000
+# Device time that puts a chunk's last sample further than this from its arrival has jumped: a counter
+# that wrapped (Movesense's u32 of ms, after 49.7 days), a clock reset, an absurd timestamp — or the
+# host's own clock was stepped. Device time is anchored to arrival again and every stream marks a gap.
+REANCHOR_NS: Final = CLOCK_TRUST_NS
 # A gap is marked with at most this many skipped numbers: far below the u32 half-range, past which the
 # worker would take the jump for a repeat.
 MAX_SKIP: Final = 1_000_000
@@ -65,6 +69,7 @@ class FramerStats:
     gaps_marked: int = 0
     frames_skipped: int = 0  # sequence numbers left out to mark gaps
     no_rate: int = 0  # chunks that could not be framed: no sample rate known or derivable
+    reanchored: int = 0  # times device time jumped away from arrival and was anchored to it again
 
 
 @dataclass
@@ -86,6 +91,16 @@ class Framer:
         for track in self._tracks.values():
             if track.placed:
                 track.after_gap = True
+
+    def repeated(self, chunk: Chunk) -> bool:
+        """A chunk whose device frame counter (the open profile's u32) is not past its stream's last one in
+        this connection: a notification delivered twice, or late. Its samples were placed already, or
+        would be placed over later ones as if new: not to be framed."""
+        track = self._tracks.get(chunk.stream)
+        if chunk.sequence is None or track is None or track.device_sequence is None or track.after_gap:
+            return False
+        ahead = (chunk.sequence - track.device_sequence) % MAX_SEQUENCE
+        return ahead == 0 or ahead >= MAX_SEQUENCE // 2
 
     def shape(self, stream: str) -> StreamShape | None:
         track = self._tracks.get(stream)
@@ -152,12 +167,28 @@ class Framer:
         if stamps is not None:
             if self._offset_ns is None:
                 self._offset_ns = self._anchor(int(stamps[-1]), received_ns)
+            elif abs(int(stamps[-1]) + self._offset_ns - received_ns) > REANCHOR_NS:
+                self._reanchor(int(stamps[-1]), received_ns)
             return int(stamps[0]) + self._offset_ns
         arrived_t0 = received_ns - round(chunk.samples * 1e9 / rate)
         if track.next_t_ns is None or track.after_gap:
             return arrived_t0
         expected = track.next_t_ns + round(chunk.lost_samples * 1e9 / rate)  # lost samples took time too
         return arrived_t0 if abs(arrived_t0 - expected) > DRIFT_NS else expected
+
+    def _reanchor(self, last_device_ns: int, received_ns: int) -> None:
+        assert self._offset_ns is not None
+        jump_s = (last_device_ns + self._offset_ns - received_ns) / 1e9
+        log.warning(
+            "%s: device time jumped %.0f s from arrival; anchored to arrival again (a gap is marked)",
+            self.profile.NAME,
+            jump_s,
+        )
+        self.stats.reanchored += 1
+        self._offset_ns = received_ns - last_device_ns
+        for track in self._tracks.values():
+            if track.placed:
+                track.after_gap = True
 
     def _anchor(self, last_device_ns: int, received_ns: int) -> int:
         epoch = self.profile.DEVICE_EPOCH_NS
