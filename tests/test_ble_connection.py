@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 from bleak.backends.device import BLEDevice
 from bumble.hci import Address
 
 from tests.bumble_bleak.harness import radio
-from twitchwatch.collector.ble.connection import Connection, Events
+from twitchwatch.collector.ble.connection import Connection, Events, battery_percent
 from twitchwatch.collector.ble.errors import DeviceStepError
 from twitchwatch.collector.ble.framing import Framer
-from twitchwatch.collector.ble.target import DeviceTarget, Timing
-from twitchwatch.collector.devices import get_profile
-from twitchwatch.collector.frames import Frame
+from twitchwatch.collector.ble.runtime import DeviceRunner
+from twitchwatch.collector.ble.target import BleBackend, DeviceTarget, Timing
+from twitchwatch.collector.devices import Chunk, get_profile
+from twitchwatch.collector.frames import Frame, Unit
+from twitchwatch.collector.status import DeviceStatus
 
 
 async def _ignore(*_args: object) -> None:
@@ -51,3 +54,29 @@ async def test_a_device_that_never_accepts_the_connection_times_out_with_advice(
     )
     assert "switched on" in str(failure.value)
     assert not connection.streamed
+
+
+def test_a_battery_level_past_100_is_unknown() -> None:
+    """The Battery Level characteristic holds 0-100; 101-255 are reserved. Passed on, 255 made the worker
+    refuse every status of the device (its muscles, its streams) until a valid level came."""
+    assert battery_percent(b"\x64") == 100
+    assert battery_percent(b"\x00") == 0
+    assert battery_percent(b"\xff") is None
+    assert battery_percent(b"") is None
+
+
+def test_the_first_status_names_no_stream_whose_rate_is_not_known_yet() -> None:
+    """Before a stream's first frame its rate is unknown; a rate of 0 in the "online" status made the worker
+    refuse the whole status (every connection's first, and all of them for a stream that never sends).
+    The stream is named once its first frame has told its shape, and the status the worker reads back is
+    valid either way."""
+    target = DeviceTarget("chest", get_profile("polar-h10")(), ("acc",), muscle_for=lambda _s, _c: "chest")
+    runner = DeviceRunner(target, None, BleBackend(), Timing(), asyncio.Lock(), asyncio.Event(), "run1")  # type: ignore[arg-type]
+    first = runner.status()
+    assert first.streams == {}
+    assert DeviceStatus.from_json(first.to_json()) == first
+    chunk = Chunk("acc", np.zeros((36, 3), dtype=np.int32), 0.001, Unit.G, 200.0)
+    assert runner.framer.frame(chunk, 1_790_000_000_000_000_000) is not None
+    named = runner.status()
+    assert named.streams["acc"].sample_rate == 200.0
+    assert DeviceStatus.from_json(named.to_json()) == named

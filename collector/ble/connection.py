@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 BATTERY_LEVEL: Final = "00002a19-0000-1000-8000-00805f9b34fb"
 
 
+def battery_percent(data: bytes | bytearray) -> int | None:
+    """The Battery Level characteristic's one byte, 0-100 %; anything else (empty, 101-255, which the
+    Bluetooth SIG reserves) is unknown: a status carrying it would be refused by the worker whole."""
+    return data[0] if data and data[0] <= 100 else None
+
+
 class _Marker:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -80,6 +86,7 @@ class ConnectionStats:
     bad_notifications: int = 0
     unexpected: int = 0  # notifications on a characteristic without decoder (e.g. control point chatter)
     other_streams: int = 0  # chunks of streams the config did not ask for
+    repeated: int = 0  # chunks whose device frame counter did not advance (delivered twice, or late)
     frames: int = 0
     span_flushes: int = 0  # frames sent because their first sample had waited the span
     end_flushes: int = 0  # frames sent as the connection ended (stop, drop) with samples pending
@@ -259,7 +266,7 @@ class Connection:
             async with asyncio.timeout(self.timing.response_s):
                 if "read" in char.properties:
                     data = await client.read_gatt_char(char)
-                    level = data[0] if data else None
+                    level = battery_percent(data)
                 if "notify" in char.properties:
                     await client.start_notify(char, self._on_notify(BATTERY_LEVEL))
         return level
@@ -344,9 +351,12 @@ class Connection:
     async def _handle(self, note: Note) -> None:
         self.stats.notifications += 1
         if note.characteristic == BATTERY_LEVEL:
-            if note.data:
+            level = battery_percent(note.data)
+            if level is not None:
                 await self._publish(self._coalescer.flush())  # the samples before the status that follows
-                await self.events.battery(note.data[0])
+                await self.events.battery(level)
+            else:
+                self.stats.bad_notifications += 1
             return
         decoder = self._decoders.get(note.characteristic)
         if decoder is None:
@@ -371,6 +381,16 @@ class Connection:
         for chunk in chunks:
             if chunk.stream not in self.target.streams:
                 self.stats.other_streams += 1
+                continue
+            if self.framer.repeated(chunk):
+                self.stats.repeated += 1
+                self._rlog.warning(
+                    f"repeat-{self.target.name}",
+                    "%s: %s frame %s again or late (the device's counter did not advance); not published",
+                    self.target.label,
+                    chunk.stream,
+                    chunk.sequence,
+                )
                 continue
             before = self.framer.shape(chunk.stream)
             placed = self.framer.place(chunk, note.received_ns)

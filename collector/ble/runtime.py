@@ -176,16 +176,19 @@ class DeviceRunner:
             "live",
             self.session_id,
             self.stats.battery_percent,
-            {name: self._stream_info(name) for name in self.target.streams},
+            {name: info for name in self.target.streams if (info := self._stream_info(name)) is not None},
         )
 
-    def _stream_info(self, stream: str) -> StreamInfo:
+    def _stream_info(self, stream: str) -> StreamInfo | None:
+        """What the status says of a stream, once its first frame has told its rate and channels (the
+        status is sent again then); before that nothing: a rate of 0 would make the worker refuse the
+        whole status, the other streams' muscles and the battery with it."""
         spec = self.target.profile.spec(stream)
         shape = self.framer.shape(stream)
-        channels = shape.channels if shape else max(len(spec.channels), 1)
-        rate = shape.sample_rate if shape else 0.0
-        muscles = tuple(self.target.muscle_for(stream, ch) or "" for ch in range(channels))
-        return StreamInfo(self.framer.stream_id(stream), spec.signal, rate, muscles)
+        if shape is None:
+            return None
+        muscles = tuple(self.target.muscle_for(stream, ch) or "" for ch in range(shape.channels))
+        return StreamInfo(self.framer.stream_id(stream), spec.signal, shape.sample_rate, muscles)
 
 
 class Collector:
