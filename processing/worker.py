@@ -934,6 +934,9 @@ class Worker(PeriodicTasks):
             "unannounced": self._unannounced,
             "offline": list(self._offline_since),
             "ingest_ns": self._ingest_ns,
+            # Twitches counted in their minute: a re-write after a restart (a provisional twitch judged
+            # during_movement) takes its count back only if the restored worker knows it was counted.
+            "counted": self._counted_keys,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -950,6 +953,7 @@ class Worker(PeriodicTasks):
         self._held_since = dict.fromkeys(self._held, now)
         self._offline_since = dict.fromkeys(state.get("offline", ()), now)
         self._ingest_ns = state.get("ingest_ns", 0)  # a checkpoint from before it: its streams look fresh
+        self._counted_keys = state.get("counted", {})
         self._rates.reask()  # lookups in flight when it died
         self._statuses_saved = self._statuses_json()
 

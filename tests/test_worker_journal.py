@@ -382,3 +382,56 @@ def test_checkpoints_space_out_as_they_grow_costly(tmp_path: Path) -> None:
     worker._checkpoint(force=True)
     assert journal.checkpoints == 2
     journal.close()
+
+
+async def test_a_twitch_re_written_after_a_restart_takes_its_count_back(tmp_path: Path) -> None:
+    """A potential half a second before a contraction is written as a twitch (and counted in its minute)
+    before the contraction is seen, then re-written as during_movement. A worker killed right after a
+    checkpoint taken between the two must still take the count back: it remembers which twitches it counted.
+    Before, the minute kept one twitch too many."""
+    from twitchwatch.collector import synth
+    from twitchwatch.processing.events import TWITCH_KINDS
+
+    second = 1_000_000_000
+    t0 = T0 // (60 * second) * (60 * second)
+    phys = synth.Physiology(fasciculation=20, myoclonic_jerk=0, sustained=0.5, artifact=0, snr_db=24)
+    x, truth = synth.generate("emg", 1000.0, 40.0, phys, 12)
+    onset = next(e.start_ns / second for e in truth if e.kind == "sustained") - 0.5
+    z = np.linspace(-3, 3, 10)
+    wave = -z * np.exp(-0.5 * z * z)
+    i = round(onset * 1000)
+    x[i : i + 10, 0] += 60 * wave / np.abs(wave).max()
+    status = DeviceStatus(
+        "online", "sim", "live", "run1", None, {"emg": StreamInfo(0, "emg", 1000.0, ("biceps",))}
+    )
+    messages = [(f"twitchwatch/{USER}/arm/status", status.to_json())]
+    for k in range(400):
+        raw = np.clip(np.round(x[k * 100 : (k + 1) * 100] / 0.5), -32768, 32767).astype(np.int16)
+        frame = Frame(0, k, t0 + k * second // 10, 1000.0, 0.5, Unit.MICROVOLT, SampleType.INT16, raw)
+        messages.append((f"twitchwatch/{USER}/arm/raw/emg", encode(frame)))
+
+    state = tmp_path / "state"
+    worker = _worker(tmp_path / "s.db", state)
+    worker._recover()
+    restarted = False
+    for topic, payload in messages:
+        assert worker._journal is not None
+        worker._journal.append(topic, payload)
+        worker.handle(topic, payload)
+        await worker._flush(final=False)
+        provisional = [
+            e for e, _ in worker._rest._provisional if abs((e.start_ns - t0) / second - onset) < 0.05
+        ]
+        if provisional and not restarted:
+            worker._checkpoint(force=True)
+            worker._journal.close()  # killed right after the checkpoint
+            worker = _worker(tmp_path / "s.db", state)
+            worker._recover()
+            restarted = True
+    await worker._finish()
+    assert restarted
+    events = worker.store.events(EventQuery(user=USER, kinds=(*TWITCH_KINDS, EventKind.DURING_MOVEMENT)))
+    at_onset = [e.kind for e in events if abs((e.start_ns - t0) / second - onset) < 0.05]
+    assert at_onset == [EventKind.DURING_MOVEMENT]
+    counted = sum(r.twitches for r in worker.store.rates(EventQuery(user=USER)))
+    assert counted == sum(e.kind.is_twitch for e in events)
