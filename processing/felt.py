@@ -39,6 +39,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from twitchwatch.collector.limits import MAX_TIME_NS
 from twitchwatch.collector.topics import TopicError, check_segment
 from twitchwatch.errors import UserError
 from twitchwatch.processing.events import TwitchEvent
@@ -115,6 +116,13 @@ def _json(text: str) -> object:
 
 
 def _time_ns(at: object) -> int:
+    ns = _parsed_ns(at)
+    if not 0 < ns < MAX_TIME_NS:  # as frames: a store cannot hold every time, and 64 bits of ns end in 2262
+        raise FeltError(f"{at!r} is outside 1970..2100", "at")
+    return ns
+
+
+def _parsed_ns(at: object) -> int:
     if isinstance(at, bool):
         raise FeltError(f"{at!r} is not a time", "at")
     if isinstance(at, int | float):

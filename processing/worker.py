@@ -213,6 +213,7 @@ class WorkerStats:
     flags_published: int = 0
     ha_updates: int = 0
     felt_marks: int = 0  # "I felt that" marks stored from twitchwatch/<user>/felt
+    felt_refused: int = 0  # felt marks the store refused (logged as errors; retrying would stall the rest)
     bad_felt: int = 0
     redelivered_frames: int = 0  # frames a broker delivered again (a partition taken over, a reconnect)
     # Streams a lost connection left to another worker (``Worker.detach_streams``): dropped, not finished.
@@ -1299,6 +1300,10 @@ class Worker(PeriodicTasks):
         while True:
             try:
                 await asyncio.to_thread(self.store.add_journal_entry, entry)
+            except StoreRejected as exc:  # the same write fails again: retried, it would hold the rest up
+                self.stats.felt_refused += 1
+                log.error("a felt mark the store refuses is not stored (%s): %s", exc, entry)
+                return
             except StoreError as exc:
                 if self._stop.is_set():
                     log.error("a felt mark at %s was not stored at shutdown: %s", entry.time_ns, exc)

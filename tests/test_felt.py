@@ -90,6 +90,11 @@ def test_a_redelivered_mark_with_its_time_keeps_its_id_and_one_without_gets_a_ne
         (b'{"at": "2023-11-14T22:13:20"}', "at"),  # no offset: the worker cannot know the zone
         (b'{"at": true}', "at"),
         (b'{"at": 1e300}', "at"),
+        # Past 2100 (and past 64-bit ns in 2262): the store refused it, and the worker retried it forever,
+        # its checkpoints held back meanwhile.
+        (b'{"at": 9999999999}', "at"),
+        (b'{"at": "2262-04-12T00:00:00Z"}', "at"),
+        (b'{"at": "1969-12-31T23:59:59Z"}', "at"),
     ],
 )
 def test_a_bad_payload_names_the_key(payload: bytes, key: str) -> None:
