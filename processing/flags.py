@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,8 @@ class Flag:
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Flag:
+        if not isinstance(data, Mapping):
+            raise FlagError(f"a flag must be an object, got {type(data).__name__}", "flags")
         try:
             kind = FlagKind(data["kind"])
         except KeyError:
@@ -159,15 +162,25 @@ class Flag:
                 first_day=dt.date.fromisoformat(data["first_day"]),
                 last_day=dt.date.fromisoformat(data["last_day"]),
                 days=tuple(dt.date.fromisoformat(d) for d in data["days"]),
-                raised_at_ns=int(data["raised_at_ns"]),
+                raised_at_ns=time_ns(data["raised_at_ns"], "raised_at_ns"),
                 device=str(data.get("device", "")),
             )
         except KeyError as exc:
             raise FlagError("missing", str(exc.args[0])) from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             if isinstance(exc, FlagError):
                 raise
             raise FlagError(str(exc), "flag") from None
+
+
+def time_ns(value: object, key: str) -> int:
+    """A stored time in ns since 1970: a whole number that fits 64 bits (a document written by hand or
+    damaged may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FlagError(f"must be a number of ns, got {value!r}"[:120], key)
+    if value != int(value) or not 0 <= value < 2**63:
+        raise FlagError(f"{value!r} is not a time in ns since 1970"[:120], key)
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -210,7 +223,7 @@ class FlagSet:
         try:
             return cls(
                 user=str(data["user"]),
-                computed_at_ns=int(data["computed_at_ns"]),
+                computed_at_ns=time_ns(data["computed_at_ns"], "computed_at_ns"),
                 computed_by=by,
                 flags=tuple(Flag.from_json_dict(f) for f in raw_flags),
             )

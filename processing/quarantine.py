@@ -116,7 +116,7 @@ class Quarantine:
                 continue
             try:
                 out.append(Entry.from_json(line))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, OverflowError) as exc:  # Infinity for an int: Overflow
                 raise QuarantineError(f"{self.path} line {number}: not a quarantined row ({exc})") from None
         return out, len(data)
 

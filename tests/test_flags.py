@@ -378,6 +378,24 @@ def test_flag_set_json_round_trip_and_bad_documents_name_the_key() -> None:
 
 
 @pytest.mark.parametrize(
+    ("document", "key"),
+    [
+        ('{"user": "a", "computed_at_ns": 1, "computed_by": "cli", "flags": [1]}', "flags"),
+        ('{"user": "a", "computed_at_ns": [1], "computed_by": "cli", "flags": []}', "computed_at_ns"),
+        ('{"user": "a", "computed_at_ns": Infinity, "computed_by": "cli", "flags": []}', "computed_at_ns"),
+        ('{"user": "a", "computed_at_ns": 1e30, "computed_by": "cli", "flags": []}', "computed_at_ns"),
+        ('{"user": "a", "computed_at_ns": "x", "computed_by": "cli", "flags": []}', "computed_at_ns"),
+    ],
+)
+def test_a_damaged_flag_document_is_a_flag_error(document: str, key: str) -> None:
+    """What an archive or a store may hold damaged: a flag that is no object, a time that is no 64-bit
+    number of ns. Each was a TypeError or an OverflowError, which the archive import did not catch."""
+    with pytest.raises(FlagError) as info:
+        FlagSet.from_json(document)
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [
         ("elevated_factor", 0.0),

@@ -22,7 +22,7 @@ from twitchwatch.collector.frames import HEADER, Frame, SampleType, Unit, encode
 from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
 from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
-from twitchwatch.processing.quarantine import Quarantine
+from twitchwatch.processing.quarantine import Quarantine, QuarantineError
 from twitchwatch.processing.store import EventQuery, EventStore
 from twitchwatch.processing.store.influx import InfluxStore
 from twitchwatch.processing.worker import Worker
@@ -283,3 +283,15 @@ def test_status_limits_name_the_kind_and_the_key() -> None:
     with pytest.raises(StatusError) as deep:
         DeviceStatus.from_json(b"[" * 50)
     assert (deep.value.kind, deep.value.offset) == ("status.json_depth", 8)
+
+
+def test_a_damaged_quarantine_line_is_a_quarantine_error(tmp_path: Path) -> None:
+    """``Infinity`` where a time in ns belongs (a hand edit, a damaged file) raised a bare OverflowError
+    out of ``twitchwatch quarantine``; it names the line like any other damage."""
+    path = tmp_path / "quarantine.jsonl"
+    row = {"user": "u", "muscle": "m", "device": "d", "source": "live", "minute_ns": 0}
+    row |= {"twitches": 1, "monitored_s": 1.0, "rest_s": 1.0}
+    doc = {"at_ns": "INF", "store": "s", "what": "rate", "reason": "r", "row": row}
+    path.write_text(json.dumps(doc).replace('"INF"', "Infinity") + "\n", encoding="utf-8")
+    with pytest.raises(QuarantineError, match=r"line 1: not a quarantined row"):
+        Quarantine(path).entries()
