@@ -269,9 +269,21 @@ def event_value(row: Row) -> TwitchEvent:
 
 
 def rate_value(row: Row) -> MinuteRate:
-    if row["monitored_s"] < 0:
-        raise ValueError(f"monitored_s: {row['monitored_s']} is negative")
+    """A minute's rate as a worker writes it: twitches counted from 0, at most a minute monitored (worn),
+    at rest for at most as long as monitored. An archive that says otherwise would skew every rate and
+    flag it enters (-50 twitches, 1e300 s)."""
+    monitored, rest, twitches = row["monitored_s"], row["rest_s"], row["twitches"]
+    if not (isinstance(twitches, int) and twitches >= 0):
+        raise ValueError(f"twitches: {twitches!r} is not a count")
+    if not (math.isfinite(monitored) and 0 <= monitored <= MINUTE_S + SECONDS_SLACK):
+        raise ValueError(f"monitored_s: {monitored!r} is not within a minute (0..60 s)")
+    if rest is not None and not (math.isfinite(rest) and 0 <= rest <= monitored + SECONDS_SLACK):
+        raise ValueError(f"rest_s: {rest!r} is not within the {monitored!r} s monitored")
     return MinuteRate(**_fields(row, "source"), source=_source(row["source"]))
+
+
+MINUTE_S = 60.0
+SECONDS_SLACK = 1e-6  # seconds summed from frames' durations in floating point
 
 
 def journal_value(row: Row) -> JournalEntry:

@@ -118,7 +118,8 @@ def rich_history() -> History:
                 rates.append(
                     MinuteRate(user, "calf_left", "polar1", "live", base + m * MINUTE, m % 7, 60.0, rest)
                 )
-                rates.append(MinuteRate(user, "bíceps ✓", "", "replay", base + m * MINUTE, 0, 12.75, rest))
+                short = None if rest is None else min(rest, 12.75)  # at rest no longer than worn, as a worker
+                rates.append(MinuteRate(user, "bíceps ✓", "", "replay", base + m * MINUTE, 0, 12.75, short))
     journal = [
         JournalEntry(
             "alice", T0 + HOUR, Factor.CAFFEINE, "2 cups", 'espresso, "double"\n=SUM(A1)', entry_id="c1"
@@ -432,6 +433,25 @@ def test_a_bad_cell_is_named_with_its_column_and_the_checksum(tmp_path: Path, st
     _refused(
         folder, store, RATES, line, "monitored_s: '6O.0' is not a number (and the file's SHA-256 does not"
     )
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ((",0,60.0,", ",-50,60.0,"), "twitches: -50 is not a count"),
+        ((",0,60.0,", ",0,1e300,"), "monitored_s: 1e+300 is not within a minute"),
+        ((",0,60.0,", ",0,60.0,75.0"), "rest_s: 75.0 is not within the 60.0 s monitored"),
+    ],
+)
+def test_an_impossible_minute_is_refused(
+    tmp_path: Path, store: EventStore, edit: tuple[str, str], words: str
+) -> None:
+    """Well-formed cells that no worker writes (−50 twitches, 1e300 s worn, more rest than worn) would skew
+    every rate and flag the minute enters: refused by name, with the checksum agreeing."""
+    folder = _unpacked(tmp_path)
+    line = _edit_line(folder, RATES, edit)
+    _reseal(folder, RATES)
+    _refused(folder, store, RATES, line, words)
 
 
 def test_an_unknown_column_is_refused(tmp_path: Path, store: EventStore) -> None:
