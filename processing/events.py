@@ -118,10 +118,6 @@ class MinuteRate:
         if self.rest_s is not None and not (math.isfinite(self.rest_s) and self.rest_s >= 0):
             raise ValueError(f"rest_s {self.rest_s} must be a finite number of seconds ≥ 0, or None")
 
-    @property
-    def per_minute(self) -> float:
-        return self.twitches * 60.0 / self.monitored_s if self.monitored_s > 0 else 0.0
-
 
 def rerun_free_rates(rates: Sequence[MinuteRate]) -> list[MinuteRate]:
     """``rates`` without the replayed minutes that a device also recorded live.
