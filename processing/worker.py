@@ -380,6 +380,8 @@ RateKey = tuple[str, str, str, Source]
 # Twitches remembered as counted, so that a re-write as during movement takes its count back (re-writes
 # come about a second after the first write; this is hours of twitches at any plausible rate).
 COUNTED_KEYS_KEPT = 100_000
+# Minutes already written that a key's late data may reopen (``RateBook._closed``): two hours of them.
+CLOSED_KEPT = 120
 
 
 @dataclass
@@ -418,6 +420,11 @@ class RateBook:
     # Keys of detached streams (``Worker.detach_streams``): their tallies are not written until their
     # stream is back, and are discarded if it went to another worker.
     _frozen: set[RateKey] = field(default_factory=set)
+    # The last CLOSED_KEPT minutes taken per key, with their tallies: data that still comes for one (a
+    # device clock stepped back, a frame stamped ahead that moved the watermark past the minute) reopens
+    # its tally instead of starting a fresh one, whose write would replace the stored row and lose what
+    # it counted.
+    _closed: dict[RateKey, dict[int, _MinuteTally]] = field(default_factory=lambda: defaultdict(dict))
 
     def freeze(self, keys: Iterable[RateKey]) -> None:
         self._frozen.update(keys)
@@ -439,6 +446,7 @@ class RateBook:
             self._resume_carried.pop(key, None)
             self._to_ask = [(k, m) for k, m in self._to_ask if k != key]
             self._recounted = {(k, m) for k, m in self._recounted if k != key}
+            self._closed.pop(key, None)
 
     def _held_back(self, key: RateKey) -> bool:
         """Not written now: its stored row is being read, or its stream is detached."""
@@ -446,6 +454,8 @@ class RateBook:
 
     def _tally(self, key: RateKey, minute: int, at_ns: int) -> _MinuteTally:
         tally = self.minutes[key].get(minute)
+        if tally is None and (closed := self._closed.get(key)) and minute in closed:
+            tally = self.minutes[key][minute] = closed.pop(minute)  # written already: reopened, not replaced
         if tally is None:
             tally = self.minutes[key][minute] = _MinuteTally()
             if self.ask_prior and key not in self._asked:
@@ -555,8 +565,17 @@ class RateBook:
                 done = [
                     m for m in minutes if m + MINUTE_NS <= horizon and self._rest_known(key, m, minutes[m])
                 ]
-            out.extend(minutes.pop(m).rate(key, m, self.rest) for m in sorted(done))
+            for m in sorted(done):
+                tally = minutes.pop(m)
+                out.append(tally.rate(key, m, self.rest))
+                self._close(key, m, tally)
         return out
+
+    def _close(self, key: RateKey, minute: int, tally: _MinuteTally) -> None:
+        closed = self._closed[key]
+        closed[minute] = tally
+        while len(closed) > CLOSED_KEPT:
+            del closed[min(closed)]
 
     def _rest_known(self, key: RateKey, minute: int, tally: _MinuteTally) -> bool:
         end = tally.end_ns

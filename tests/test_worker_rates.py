@@ -131,3 +131,30 @@ def test_a_minute_handed_back_by_a_failed_write_keeps_its_rest() -> None:
     assert [(r.monitored_s, r.rest_s) for r in done] == [(60.0, 45.0)]
     book.requeue(done)
     assert book.take(None) == done
+
+
+def test_data_for_a_minute_already_written_reopens_its_tally() -> None:
+    """A frame stamped ahead moves its device's watermark past the open minute, which is written; the data
+    that then comes for that minute (or after a device clock stepped back) adds to its tally. A fresh tally
+    would have replaced the stored row: 20 twitches in 40 s became 4 in 10 s."""
+    book = RateBook()
+    book.cover(KEY, T0, T0 + 40 * 10**9)
+    for s in range(20):
+        book.count(KEY, T0 + (2 * s + 1) * 10**9)
+    [written] = book.take({("u", "dev"): T0 + 10 * MINUTE_NS})  # the watermark far ahead
+    assert (written.twitches, written.monitored_s) == (20, 40.0)
+    book.cover(KEY, T0 + 40 * 10**9, T0 + 50 * 10**9)
+    for s in range(4):
+        book.count(KEY, T0 + (41 + 2 * s) * 10**9)
+    book.count(KEY, T0 + 3 * 10**9, delta=-1)  # and a re-write takes one back
+    [again] = book.take(None)
+    assert (again.minute_ns, again.twitches, again.monitored_s) == (T0, 23, 50.0)
+
+
+def test_only_the_last_two_hours_of_written_minutes_are_kept_to_reopen() -> None:
+    book = RateBook()
+    for m in range(200):
+        book.cover(KEY, T0 + m * MINUTE_NS, T0 + m * MINUTE_NS + 10**9)
+    assert len(book.take(None)) == 200
+    assert len(book._closed[KEY]) == 120
+    assert min(book._closed[KEY]) == T0 + 80 * MINUTE_NS
