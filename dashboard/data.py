@@ -28,6 +28,7 @@ from twitchwatch.processing.events import (
     TwitchEvent,
     muscle_minutes,
     rerun_free_events,
+    rerun_free_rates,
 )
 from twitchwatch.processing.felt import FELT_AFTER_S, FELT_BEFORE_S, FeltComparison
 from twitchwatch.processing.flags import Flag, FlagRules
@@ -317,15 +318,22 @@ def _minutes_text(minutes: float) -> str:
 def rerun_free_counts(
     live: Sequence[HourCount], replay: Sequence[HourCount], rates: Sequence[MinuteRate], offset_ns: int = 0
 ) -> list[HourCount]:
-    """Hourly counts of live and replayed twitches together, a replay of live data counted once: replayed
-    hours of a muscle that has live minute rates in that hour are left out (the hour-level form of
-    ``processing.events.rerun_free_rates``, since hourly counts carry no device). ``offset_ns``: the
-    counts' hour grid (``EventStore.hourly_twitch_counts``)."""
+    """Hourly counts of live and replayed twitches together, a replay of live data counted once, minute by
+    minute as ``processing.events.rerun_free_rates`` decides: an hour of a muscle without live minutes
+    takes its replayed count whole; in an hour with live minutes, the replayed minutes without a live row of
+    their device (a replay filling a dropped link) add their own twitches, from their minute rates (which
+    count the twitches stored in them), since hourly counts carry no minute. Left out whole, they made the
+    twitches shrink while their time at rest still counted. ``offset_ns``: the counts' hour grid
+    (``EventStore.hourly_twitch_counts``)."""
     live_hours = {(r.muscle, _hour_start(r.minute_ns, offset_ns)) for r in rates if r.source == "live"}
     merged: dict[tuple[int, str], int] = {(c.hour_ns, c.muscle): c.twitches for c in live}
     for c in replay:
         if (c.muscle, c.hour_ns) not in live_hours:
             merged[(c.hour_ns, c.muscle)] = merged.get((c.hour_ns, c.muscle), 0) + c.twitches
+    for r in rerun_free_rates(rates):
+        hour = _hour_start(r.minute_ns, offset_ns)
+        if r.source == "replay" and r.twitches and (r.muscle, hour) in live_hours:
+            merged[(hour, r.muscle)] = merged.get((hour, r.muscle), 0) + r.twitches
     return [HourCount(muscle, hour, n) for (hour, muscle), n in sorted(merged.items())]
 
 

@@ -571,6 +571,26 @@ def test_rerun_free_counts_on_a_half_hour_grid() -> None:
     assert data.rerun_free_counts([], replay, [live_minute], half) == [HourCount("a", T0 - half, 4)]
 
 
+def test_a_replay_filling_a_dropped_link_counts_its_twitches_with_its_time() -> None:
+    """Live for the first half hour, then the link dropped; the device's recording replayed over the whole
+    hour. The replay's first half repeats the live minutes (left out), its second half is the only record
+    (counted: 30 twitches with their 30 minutes at rest). Before, the whole replayed hour was left out while
+    its second half's time at rest still counted: the rate at rest was halved."""
+    mins = range(60)
+    rates = [MinuteRate("me", "a", "dev", "live", T0 + m * 60 * NS, 1, 60.0, 60.0) for m in mins if m < 30]
+    rates += [MinuteRate("me", "a", "dev", "replay", T0 + m * 60 * NS, 1, 60.0, 60.0) for m in mins]
+    counts = data.rerun_free_counts([HourCount("a", T0, 30)], [HourCount("a", T0, 60)], rates)
+    assert counts == [HourCount("a", T0, 60)]
+    table = data.frequency_table(counts, [], rates, 1.0)
+    assert table.loc[0, data.COL_PER_HOUR] == pytest.approx(60.0)
+    # Replayed on another device (a second sensor's own recording): its minutes all count.
+    other = [MinuteRate("me", "a", "sd", "replay", T0 + m * 60 * NS, 1, 60.0, 60.0) for m in range(30, 60)]
+    both = rates[:30] + other
+    assert data.rerun_free_counts([HourCount("a", T0, 30)], [HourCount("a", T0, 30)], both) == [
+        HourCount("a", T0, 60)
+    ]
+
+
 # ---- history ------------------------------------------------------------------------------------------
 def test_daily_counts_per_local_day_with_zero_days_and_no_sustained() -> None:
     day1 = dt.date(2023, 11, 15)  # T0 = 2023-11-14 22:00 UTC = 2023-11-15 00:00 at UTC+2
