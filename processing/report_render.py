@@ -311,8 +311,9 @@ def _body_map(ax: Axes, report: ReportData) -> list[str]:
     for view, cx in centres.items():
         _outline(ax, cx)
         ax.text(cx, -0.02, view, ha="center", fontsize=8, color="0.4")
-    rates = {m.muscle: (m.per_hour or 0.0) for m in report.muscles}
-    top = max(rates.values(), default=0.0) or 1.0
+    # A muscle without time at rest has no rate: a hollow grey dot, not the colour of "no twitches".
+    rates = {m.muscle: m.per_hour for m in report.muscles}
+    top = max((r for r in rates.values() if r is not None), default=0.0) or 1.0
     cmap = mpl.colormaps["YlOrRd"]
     unplaced = []
     for muscle, rate in sorted(rates.items()):
@@ -321,7 +322,11 @@ def _body_map(ax: Axes, report: ReportData) -> list[str]:
             unplaced.append(muscle)
             continue
         view, dx, y = where
-        ax.add_patch(Circle((centres[view] + dx, y), 0.035, color=cmap(0.15 + 0.85 * rate / top), zorder=3))
+        centre = (centres[view] + dx, y)
+        if rate is None:
+            ax.add_patch(Circle(centre, 0.035, fill=False, edgecolor="0.55", linestyle="--", zorder=3))
+        else:
+            ax.add_patch(Circle(centre, 0.035, color=cmap(0.15 + 0.85 * rate / top), zorder=3))
         ax.text(centres[view] + dx, y - 0.055, muscle, ha="center", fontsize=6, zorder=4)
     ax.set_xlim(0, 1.2)
     ax.set_ylim(-0.05, 1.0)
@@ -338,8 +343,13 @@ def _where_when_page(report: ReportData) -> Figure:
     fig = _page("Where and when", report)
     ax = fig.add_axes((0.06, 0.5, 0.88, 0.42))
     unplaced = _body_map(ax, report)
+    notes = []
+    if any(m.per_hour is None for m in report.muscles):
+        notes.append("Hollow dots: no time at rest recorded, no rate")
     if unplaced:
-        fig.text(0.06, 0.49, "Not on the map (name not recognised): " + ", ".join(unplaced), fontsize=7)
+        notes.append("Not on the map (name not recognised): " + ", ".join(unplaced))
+    if notes:
+        fig.text(0.06, 0.49, ". ".join(notes), fontsize=7)
     ax = fig.add_axes((0.2, 0.1, 0.72, 0.3))
     muscles = sorted(report.hour_of_day)
     if not muscles:

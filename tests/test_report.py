@@ -126,6 +126,28 @@ def test_a_replayed_live_session_is_counted_once(store: EventStore) -> None:
     assert report.hour_of_day["calf_left"][10] == 16 * 6
 
 
+def test_the_body_map_shows_a_muscle_never_at_rest_hollow_not_as_no_twitching(store: EventStore) -> None:
+    """calf_left: two hours at rest, no twitch (a true 0); calf_right: two hours worn, never at rest (no
+    rate). Both were drawn in the colour of 0 a hour: a doctor would read the moving calf as quiet."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+
+    from twitchwatch.processing.report_render import _body_map
+
+    def minute(muscle: str, i: int, rest: float) -> MinuteRate:
+        return MinuteRate("alice", muscle, "dev1", "live", START + i * MINUTE, 0, 60.0, rest)
+
+    store.write_rates([minute("calf_left", i, 60.0) for i in range(120)])
+    store.write_rates([minute("calf_right", i, 0.0) for i in range(120)])
+    report = build_report(store, START, START + 2 * HOUR, "alice")
+    assert {m.muscle: m.per_hour for m in report.muscles} == {"calf_left": 0.0, "calf_right": None}
+    fig = Figure()
+    ax = fig.add_axes((0, 0, 1, 1))
+    _body_map(ax, report)
+    dots = [d for d in ax.patches if isinstance(d, Circle) and d.get_radius() == 0.035]
+    assert sorted(d.get_fill() for d in dots) == [False, True]  # the moving calf hollow, the quiet one filled
+
+
 def test_pdf_is_valid_and_holds_the_key_text(store: EventStore) -> None:
     seed(store)
     report = build_report(store, START, START + 16 * DAY, "alice")
