@@ -26,7 +26,14 @@ import streamlit as st
 
 from twitchwatch.dashboard import bodymap, data
 from twitchwatch.dashboard.livefeed import LiveFeed
-from twitchwatch.processing.events import TWITCH_KINDS, EventKind, MinuteRate, Source, rerun_free_rates
+from twitchwatch.processing.events import (
+    TWITCH_KINDS,
+    EventKind,
+    MinuteRate,
+    Source,
+    rerun_free_events,
+    rerun_free_rates,
+)
 from twitchwatch.processing.felt import FeltComparison
 from twitchwatch.processing.flags import FlagSet
 from twitchwatch.processing.journal import Factor
@@ -438,7 +445,7 @@ def timeline_section(store: EventStore, range_data: RangeData, controls: Control
         st.altair_chart(hourly_chart(frame, controls.time_range.hours), width="stretch")
         st.caption("Twitches (fasciculations and myoclonic jerks) per clock hour, stacked by muscle.")
     st.subheader(HEADING_EVENTS)
-    scatter_section(store, range_data.query, tz)
+    scatter_section(store, range_data.query, tz, range_data.rates)
 
 
 def time_axis(range_hours: float) -> alt.Axis:
@@ -476,7 +483,11 @@ def hourly_chart(frame: pd.DataFrame, range_hours: float) -> alt.Chart:
     return chart
 
 
-def scatter_section(store: EventStore, query: EventQuery, tz: dt.tzinfo) -> None:
+def scatter_section(
+    store: EventStore, query: EventQuery, tz: dt.tzinfo, rates: Sequence[MinuteRate] = ()
+) -> None:
+    """The range's events one by one; a replay of live minutes shown once (``rerun_free_events``, with the
+    range's minute ``rates``), as every count on the page is."""
     kinds = (*TWITCH_KINDS, EventKind.SUSTAINED, EventKind.DURING_MOVEMENT)
     try:
         # One more than the cap tells "too many" apart from "exactly the cap" without counting them all.
@@ -484,6 +495,8 @@ def scatter_section(store: EventStore, query: EventQuery, tz: dt.tzinfo) -> None
     except StoreError as exc:
         st.error(f"Cannot read the event store: {exc}")
         return
+    if len(events) <= MAX_SCATTER_EVENTS:
+        events = rerun_free_events(events, rates)
     if not events:
         st.info("No events in this range.")
     elif len(events) > MAX_SCATTER_EVENTS:

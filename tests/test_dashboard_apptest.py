@@ -371,6 +371,9 @@ def test_a_replay_of_a_live_session_counts_once_under_all(store: StoreTarget) ->
         assert {m: row["twitches"] for m, row in frequency(at).items()} == expected, source
     at.radio(key="source").set_value("all").run()
     assert frequency(at)["calf_left"]["hours worn"] == "0.50"  # worn time once, not twice
+    # The scatter shows them once too (the page opens on the last 24 h: calf_left's 5 and calf_right's 2);
+    # its caption said 12.
+    assert [c.value.split(" ")[0] for c in at.caption if " events. Dot size" in c.value] == ["7"]
 
     at = open_page("history", at)
     today = day_of(start + 5 * MIN, TZ)
