@@ -19,7 +19,6 @@ from twitchwatch.processing.localtime import day_of
 from twitchwatch.processing.report import ReportData
 from twitchwatch.processing.report_render import render_csv, render_pdf
 from twitchwatch.processing.store import StoreError
-from twitchwatch.processing.timeunits import NS_PER_S
 
 HEADING_SUMMARY = "Summary"
 HEADING_MUSCLES = "By muscle"
@@ -44,13 +43,16 @@ def render(ctx: Context) -> None:
 
 
 def period_controls(tz: dt.tzinfo, now_ns: int) -> tuple[str, int, int]:
-    """The period's name and [since, until): the last 7/30/90 days, or whole local days picked (the days
-    since the twitching started, the months between two visits)."""
+    """The period's name and [since, until): the last 7/30/90 local days, today's so far included, or whole
+    local days picked (the days since the twitching started, the months between two visits). A preset of
+    N × 24 h before now began in the middle of a day: "Last 7 d" reported 8 days, two of them partial."""
     choices = (*data.REPORT_PERIODS, data.CUSTOM_RANGE)
     period = str(st.sidebar.radio("Period", choices, index=1, key="report_period"))
-    if period != data.CUSTOM_RANGE:
-        return period, now_ns - data.REPORT_PERIODS[period] * 24 * 3600 * NS_PER_S, now_ns
     today = day_of(now_ns, tz)
+    if period != data.CUSTOM_RANGE:
+        first = today - dt.timedelta(days=data.REPORT_PERIODS[period] - 1)
+        tr = data.dates_range(first, today, tz, now_ns)
+        return period, tr.since_ns, tr.until_ns
     picked = st.sidebar.date_input(
         "Dates", value=(today - dt.timedelta(days=29), today), max_value=today, key="report_dates"
     )

@@ -942,6 +942,7 @@ def test_report_page_summary_and_downloads(store: StoreTarget) -> None:
 
     at.radio(key="report_period").set_value("Last 7 d").run()
     assert "Last 7 d: 8 twitches on 2 muscles." in page_text(at)
+    assert " of 7 days, " in page_text(at)  # seven local days, today's so far included (it said 8)
     shown = {r["muscle"]: r for r in table_with(at, "first recorded").to_dict("records")}
     assert shown["calf_left"]["twitches at rest"] == "6"
 
