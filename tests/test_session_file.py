@@ -327,6 +327,44 @@ def test_export_bdf_plus_for_24_bit_streams(tmp_path: Path) -> None:
         np.testing.assert_allclose(signals[1 + ch][:200], expected, rtol=0, atol=0.6 * step)
 
 
+def test_export_writes_a_float_stream_s_nan_as_0_and_keeps_a_float32_rate_exact(tmp_path: Path) -> None:
+    """A float32 stream with a NaN sample (a sensor's dropout) crashed the export with an OverflowError (its
+    range came out infinite); it is written as 0, with a note. A 51.2-Hz accelerometer beside 1-kHz EMG
+    (rates stored as float32: 51.20000076) read back at 999.87 Hz (3.066-s records); now 5-s records."""
+    path = tmp_path / "nan.h5"
+    wave = (np.sin(np.arange(200, dtype=np.float32)) * 100)[:, None]
+    wave[57, 0] = np.nan
+    acc = np.zeros((256, 3), dtype=np.int16)
+    with SessionWriter(path) as w:
+        for k in range(4):
+            frame = Frame(
+                0,
+                k,
+                T0 + k * EMG_PERIOD,
+                1000,
+                1.0,
+                Unit.MICROVOLT,
+                SampleType.FLOAT32,
+                wave[k * 50 : k * 50 + 50],
+            )
+            w.add_frame("d", "emg", frame)
+        rate = float(np.float32(51.2))
+        w.add_frame("d", "acc", Frame(1, 0, T0, rate, 0.001, Unit.G, SampleType.INT16, acc))
+    with Session(path) as session:
+        result = export_edf(session, tmp_path / "nan.edf")
+    assert any("1 samples that are not numbers (NaN or infinity) written as 0" in n for n in result.notes)
+    edf, signals = _read_edf(result.path)
+    rates = [edf.getSampleFrequency(i) for i in range(edf.signals_in_file)]
+    emg = next(i for i, label in enumerate(edf.getSignalLabels()) if label.startswith("EMG"))
+    record = edf.datarecord_duration
+    edf.close()
+    assert record == 5.0
+    assert sorted(set(rates)) == [51.2, 1000.0]
+    step = 200.0 / 2**24
+    assert abs(signals[emg][57]) <= step
+    np.testing.assert_allclose(signals[emg][:57], wave[:57, 0], rtol=0, atol=2 * step)
+
+
 def test_cli_export(
     demo: tuple[Path, list[Frame], list[Frame]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

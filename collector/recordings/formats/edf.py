@@ -444,6 +444,8 @@ class _Scaling:
             return np.round(raw.astype(np.float64) / 2.0**self.shift).astype(np.int32)
         gain = (self.pmax - self.pmin) / (self.dmax - self.dmin)
         values = raw.astype(np.float64) * float(np.float32(scale))
+        # EDF holds no NaN or infinity: such a sample is written as 0 (``_data_range`` notes how many).
+        values[~np.isfinite(values)] = 0.0
         d = np.round((values - self.pmin) / gain) + self.dmin
         return np.clip(d, self.dmin, self.dmax).astype(np.int32)
 
@@ -526,7 +528,9 @@ def _signal_header(label: str, dimension: str, rate: float, sc: _Scaling, transd
     return {
         "label": label,
         "dimension": dimension,
-        "sample_frequency": rate,
+        # A session stores rates as float32 (51.2 is 51.20000076): its shortest decimal is the rate meant,
+        # for which edflib finds a whole record (5 s of 256 samples, not 3.066 s that drift 130 ppm).
+        "sample_frequency": float(str(np.float32(rate))),
         "physical_min": _edf_value(sc.pmin),
         "physical_max": _edf_value(sc.pmax),
         "digital_min": sc.dmin,
@@ -690,7 +694,7 @@ def _session_parts(
             else:
                 marks.append((onset, 0, f"{'clock_back' if g.time_gap_ns < 0 else g.kind} {name}"))
         feed = _SessionFeed(session, s, offset, fills, name)
-        lo, hi = _data_range(session, s)
+        lo, hi = _data_range(session, s, notes)
         feed.scaling = sc = _scaling(s, lo, hi, bdf, notes)
         feeds.append(feed)
         if offset:
@@ -703,12 +707,22 @@ def _session_parts(
     return feeds, headers, marks
 
 
-def _data_range(session: Session, s: StreamRecord) -> tuple[float, float]:
-    lo, hi = math.inf, -math.inf
+def _data_range(session: Session, s: StreamRecord, notes: list[str]) -> tuple[float, float]:
+    """The stream's smallest and largest stored values, over those that are numbers; a float stream's NaN or
+    infinite samples (a sensor's dropout) are counted and written as 0, with a note."""
+    lo, hi, bad = math.inf, -math.inf, 0
     for a in range(0, s.samples, _BLOCK_ROWS * 4):
         block = session.samples(s, a, min(s.samples, a + _BLOCK_ROWS * 4))
-        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
-    return lo, hi
+        if block.dtype.kind == "f":
+            finite = np.isfinite(block)
+            bad += int(block.size - np.count_nonzero(finite))
+            block = block[finite]
+        if block.size:
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    if bad:
+        notes.append(f"{s.label}: {bad} samples that are not numbers (NaN or infinity) written as 0")
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
 def export_edf(
