@@ -202,21 +202,32 @@ def test_writer_refuses_to_overwrite(demo: tuple[Path, list[Frame], list[Frame]]
         SessionWriter(demo[0])
 
 
-def test_unclosed_session_is_readable_up_to_the_last_flush(tmp_path: Path) -> None:
-    """What a crash leaves: flushed frames are there, ``complete`` is false."""
+def test_unclosed_session_is_readable_up_to_its_last_whole_chunks(tmp_path: Path) -> None:
+    """What a crash leaves: ``complete`` false, and the frames whose samples reached the file in whole
+    chunks (about a second of samples, 32 frames: each chunk is written once, so that a crash during a
+    flush cannot leave one half rewritten). 40 frames of 50 samples flushed: the samples' first 1,024-row
+    chunk and the first 32 frames are on disk; the 20 frames within those samples are read, exactly."""
     rng = np.random.default_rng(3)
     path = tmp_path / "cut.h5"
     w = SessionWriter(path)
-    for seq in range(6):
-        w.add_frame("d", "emg", _emg(seq, rng))
+    frames = [_emg(seq, rng) for seq in range(41)]
+    for f in frames[:40]:
+        w.add_frame("d", "emg", f)
     w.flush()
-    w.add_frame("d", "emg", _emg(6, rng))  # never flushed
+    w.add_frame("d", "emg", frames[40])  # never flushed
     copy = tmp_path / "copy.h5"
     copy.write_bytes(path.read_bytes())
     w.close()
     with Session(copy) as s:
         assert s.complete is False
-        assert s.streams[0].frames == 6
+        (stream,) = s.streams
+        assert (stream.frames, stream.samples) == (20, 1000)
+        np.testing.assert_array_equal(
+            s.samples(stream, 0, 1000), np.concatenate([f.raw for f in frames[:20]])
+        )
+    with Session(path) as s:  # closed: everything
+        assert s.complete is True
+        assert s.streams[0].frames == 41
 
 
 # ---- export ----------------------------------------------------------------------------------------

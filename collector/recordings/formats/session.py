@@ -184,6 +184,41 @@ def _append(ds: h5py.Dataset, rows: npt.NDArray[Any]) -> None:
         ds[n:] = rows
 
 
+class _ChunkAppender:
+    """Rows appended to a compressed dataset in whole chunks only, each written once; the rows short of a
+    chunk wait in memory until more come or the file is closed (``final``). A compressed chunk written
+    again, as a flush of a partial chunk does, is compressed anew and may move: a crash in the middle of
+    that leaves the file's index pointing at bytes half rewritten, and the whole chunk — up to a minute
+    of one channel — unreadable with every read of its stream. A chunk written once is whole or absent."""
+
+    def __init__(self, ds: h5py.Dataset) -> None:
+        self.ds = ds
+        self.rows = int(ds.chunks[0])
+        self._tail: list[npt.NDArray[Any]] = []
+        self._tail_rows = 0
+
+    def add(self, rows: npt.NDArray[Any]) -> None:
+        if len(rows):
+            self._tail.append(rows)
+            self._tail_rows += len(rows)
+
+    def write(self, final: bool = False) -> None:
+        whole = self._tail_rows if final else self._tail_rows - self._tail_rows % self.rows
+        if not whole:
+            return
+        rows = np.concatenate(self._tail, axis=0)
+        _append(self.ds, rows[:whole])
+        rest = rows[whole:]
+        self._tail, self._tail_rows = ([rest] if len(rest) else []), len(rest)
+
+
+def _chunk_rows(rate: float, channels: int) -> int:
+    """About a second of a stream's samples per chunk (a power of two, 64 rows at least): what a crash
+    before the next whole chunk loses. Larger chunks compress a little better and lose more."""
+    per_second = 1 << max(6, math.ceil(math.log2(max(rate, 1.0))))
+    return max(64, min(per_second, 65536 // channels))
+
+
 def signal_for(unit: Unit) -> str:
     """The signal a wire unit stands for; "" for a unitless stream (device counts, a quaternion)."""
     return kind_of_unit(unit) or ""
@@ -213,7 +248,7 @@ class _PartWriter:
         a["channels"] = c
         a["muscles"] = np.array([""] * c, dtype=_STR)
         a["duplicates"] = 0
-        rows = max(1024, 65536 // c)
+        rows = _chunk_rows(frame.sample_rate, c)
         group.create_dataset(
             "samples",
             shape=(0, c),
@@ -224,8 +259,9 @@ class _PartWriter:
             compression_opts=4,
             shuffle=True,
         )
+        # 32 frames: 1.6 s of 50-ms frames
         group.create_dataset(
-            "frames", shape=(0,), maxshape=(None,), dtype=FRAME_DTYPE, chunks=(4096,), compression="gzip"
+            "frames", shape=(0,), maxshape=(None,), dtype=FRAME_DTYPE, chunks=(32,), compression="gzip"
         )
         group.create_dataset("gaps", shape=(0,), maxshape=(None,), dtype=GAP_DTYPE, chunks=(256,))
         self.frames = 0  # written + buffered
@@ -238,6 +274,8 @@ class _PartWriter:
         self._raw: list[npt.NDArray[np.generic]] = []
         self._rows: list[tuple[int, int, int, int, int]] = []
         self._gaps: list[tuple[int, int, int, int, int, int, int]] = []
+        self._samples_out = _ChunkAppender(group["samples"])
+        self._frames_out = _ChunkAppender(group["frames"])
 
     def matches(self, frame: Frame) -> bool:
         return self.params == (
@@ -281,13 +319,16 @@ class _PartWriter:
         if signal:
             self.group.attrs["signal"] = signal
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        """What is buffered, in whole chunks (all of it when ``final``: the file is being closed)."""
         if self._raw:
-            _append(self.group["samples"], np.concatenate(self._raw, axis=0))
-            _append(self.group["frames"], np.array(self._rows, dtype=FRAME_DTYPE))
+            self._samples_out.add(np.concatenate(self._raw, axis=0))
+            self._frames_out.add(np.array(self._rows, dtype=FRAME_DTYPE))
             self._raw.clear()
             self._rows.clear()
             self.buffered_values = 0
+        self._samples_out.write(final)
+        self._frames_out.write(final)
         if self._gaps:
             _append(self.group["gaps"], np.array(self._gaps, dtype=GAP_DTYPE))
             self._gaps.clear()
@@ -379,7 +420,7 @@ class SessionWriter:
         part = self._parts.get(key)
         if part is None or not part.matches(frame):
             if part is not None:
-                part.flush()
+                part.flush(final=True)  # it gets no more rows: its last partial chunks are written now
             n = self._part_count.get(key, 0)
             self._part_count[key] = n + 1
             g = self._device(device)
@@ -416,10 +457,10 @@ class SessionWriter:
             self._file.attrs[k] = v
 
     # -- output --------------------------------------------------------------------------------------
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
         self._check_open()
         for part in self._parts.values():
-            part.flush()
+            part.flush(final)
         if self._pending_annotations:
             rows = [
                 (a.onset_ns, a.duration_ns, a.category, a.muscle, a.text, a.data)
@@ -438,7 +479,7 @@ class SessionWriter:
         if self.closed:
             return
         try:
-            self.flush()
+            self.flush(final=True)
             self._file.attrs["complete"] = True
         finally:
             self.closed = True
@@ -581,7 +622,9 @@ class Session:
             self._at = g.name
             for part in g:
                 self._at = f"{g.name}/{part}"
-                parts.append(self._part(g.get(part), self._at))
+                record = self._part(g.get(part), self._at)
+                if record is not None:
+                    parts.append(record)
         parts.sort(key=lambda p: (p.first_t0_ns, p.device, p.stream, p.part))
         self.streams: tuple[StreamRecord, ...] = tuple(parts)
 
@@ -602,7 +645,9 @@ class Session:
             status,
         )
 
-    def _part(self, g: h5py.HLObject | None, where: str) -> StreamRecord:
+    def _part(self, g: h5py.HLObject | None, where: str) -> StreamRecord | None:
+        """A stream part, checked; None for a part of a recording cut off (``complete`` false) before any
+        of its frames reached the file."""
         if not isinstance(g, h5py.Group):
             raise self._fail(where, "is not a group (a stream part)")
         v = {name: self._attr(g, name, kind) for name, kind in _PART_ATTRS.items()}
@@ -634,13 +679,17 @@ class Session:
         frames = self._dataset(g, "frames", FRAME_DTYPE)
         self._dataset(g, "gaps", GAP_DTYPE)
         n = frames.shape[0]
+        if not self.complete:
+            n = self._whole_frames(frames, samples.shape[0])
+            if n == 0:
+                return None
         if n == 0:
             raise self._fail(frames.name, "no frames (a stream part starts with its first frame)")
         first, last = self._read(frames, slice(0, 1))[0], self._read(frames, slice(n - 1, n))[0]
         if int(first["first_sample"]) != 0:
             raise self._fail(f"{frames.name} row 0", f"first_sample is {first['first_sample']}, expected 0")
         end = int(last["first_sample"]) + int(last["samples"])
-        if end != samples.shape[0]:
+        if end != samples.shape[0] and (self.complete or end > samples.shape[0]):
             raise self._fail(
                 f"{frames.name} row {n - 1}",
                 f"frames describe {end} samples but {samples.name} holds {samples.shape[0]} (truncated?)",
@@ -660,11 +709,22 @@ class Session:
             c,
             muscles,
             n,
-            int(samples.shape[0]),
+            end,
             int(first["t0_ns"]),
             int(last["t0_ns"]) + round(int(last["samples"]) * 1e9 / rate),
             int(g.attrs.get("duplicates", 0)),
         )
+
+    def _whole_frames(self, frames: h5py.Dataset, samples: int) -> int:
+        """In a recording cut off, the frames whose samples all reached the file: the writer writes the
+        frame table and the samples in whole chunks each, so either may hold rows the other does not yet
+        (the samples past the last such frame are not read)."""
+        n = frames.shape[0]
+        if n == 0:
+            return 0
+        ends = self._read(frames, slice(0, n))
+        stops = ends["first_sample"].astype(np.int64) + ends["samples"].astype(np.int64)
+        return int(np.searchsorted(stops, samples, side="right"))
 
     # -- contents ------------------------------------------------------------------------------------
     @property
