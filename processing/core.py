@@ -969,18 +969,14 @@ class LaneEngine:
         beats further: their mean period (samples), or None where the run breaks."""
         tol, period, missed, span = self.params.heart_tolerance, float(first), 0, first
         for _ in range(more):
-            found = _beat_before(beats, at, period, tol)
-            if found is None and not missed:
-                found = _beat_before(beats, at, 2 * period, tol)
-                missed = 1 if found is not None else 0
-                if found is not None:
-                    span += at - found
-                    period, at = (at - found) / 2, found
-                    continue
+            found, periods = _beat_before(beats, at, period, tol), 1
+            if found is None and not missed:  # one beat too weak to be seen: two periods back
+                found, periods = _beat_before(beats, at, 2 * period, tol), 2
+                missed = int(found is not None)
             if found is None:
                 return None
             span += at - found
-            period, at = float(at - found), found
+            period, at = (at - found) / periods, found
         return span / (more + 1 + missed)
 
     def _blip(self, lane: int, c: Cluster, kind: EventKind) -> bool:
