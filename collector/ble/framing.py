@@ -97,10 +97,8 @@ class Framer:
         this connection: a notification delivered twice, or late. Its samples were placed already, or
         would be placed over later ones as if new: not to be framed."""
         track = self._tracks.get(chunk.stream)
-        if chunk.sequence is None or track is None or track.device_sequence is None or track.after_gap:
-            return False
-        ahead = (chunk.sequence - track.device_sequence) % MAX_SEQUENCE
-        return ahead == 0 or ahead >= MAX_SEQUENCE // 2
+        ahead = None if track is None or track.after_gap else _device_step(chunk, track)
+        return ahead is not None and (ahead == 0 or ahead >= MAX_SEQUENCE // 2)
 
     def shape(self, stream: str) -> StreamShape | None:
         track = self._tracks.get(stream)
@@ -210,13 +208,20 @@ class Framer:
                 missing = max(1, round((t0 - track.next_t_ns) / track.frame_ns))
         if chunk.lost_samples:
             missing = max(missing, math.ceil(chunk.lost_samples / max(chunk.samples, 1)))
-        if chunk.sequence is not None and track.device_sequence is not None and not track.after_gap:
+        ahead = None if track.after_gap else _device_step(chunk, track)
+        if ahead is not None and 0 < ahead <= MAX_SEQUENCE // 2:
             # The open profile's u32 counter: frames the device sent that never arrived.
-            skipped = (chunk.sequence - track.device_sequence - 1) % MAX_SEQUENCE
-            if skipped < MAX_SEQUENCE // 2:
-                missing = max(missing, skipped)
+            missing = max(missing, ahead - 1)
         missing = min(missing, MAX_SKIP)
         if missing:
             self.stats.gaps_marked += 1
             self.stats.frames_skipped += missing
         return missing
+
+
+def _device_step(chunk: Chunk, track: _Track) -> int | None:
+    """How far the device's own frame counter (the open profile's u32) moved since the stream's last chunk,
+    modulo its wrap; None where there is no counter to compare."""
+    if chunk.sequence is None or track.device_sequence is None:
+        return None
+    return (chunk.sequence - track.device_sequence) % MAX_SEQUENCE
