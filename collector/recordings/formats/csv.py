@@ -109,6 +109,7 @@ _LABEL_WORDS: Final = frozenset(
 )
 # Below this, a time column of no unit read as seconds times no muscle signal: whole numbers are then ms.
 _SLOWEST_HZ: Final = 10.0
+_BARE_AXES: Final = "three axes of no type, carrying gravity: taken as an accelerometer"
 _LABEL_VALUES: Final = 64  # distinct values a column of labels holds at most in its first rows
 _COUNTER_NAMES: Final = frozenset(
     {
@@ -596,9 +597,9 @@ class CsvReader(RecordingReader):
                 continue
             if not _holds_gravity(self._first_rows(), [c.index for c in axes]):
                 continue
-            why = "three axes of no type, carrying gravity: taken as an accelerometer"
-            taken |= {c.index: undimensioned(c, "acc") for c in axes}
-            taken |= {c.index: replace(taken[c.index], note=f"{why}; {taken[c.index].note}") for c in axes}
+            for c in axes:
+                acc = undimensioned(c, "acc")
+                taken[c.index] = replace(acc, note=f"{_BARE_AXES}; {acc.note}")
         return [taken.get(c.index, c) for c in channels]
 
     def _labels_column(self, index: int, label: str, unit: str) -> bool:
