@@ -15,7 +15,9 @@ RUN pip install build && python -m build --outdir /dist .
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /dist/*.whl /tmp/
-RUN pip install /tmp/twitchwatch-*.whl && rm /tmp/twitchwatch-*.whl \
+# The dependency versions `make test` passed with (constraints.txt), not whatever was released since.
+COPY constraints.txt /tmp/
+RUN pip install --constraint /tmp/constraints.txt /tmp/twitchwatch-*.whl && rm /tmp/twitchwatch-*.whl /tmp/constraints.txt \
     && useradd --create-home --uid 10001 twitchwatch \
     && mkdir -p /var/lib/twitchwatch && chown twitchwatch /var/lib/twitchwatch
 USER twitchwatch

@@ -4,14 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test check-wheel lint system-deps bench reliability clean
+.PHONY: install demo test check-wheel lint system-deps bench reliability relock clean
 
 install: $(STAMP)
 
-# Reinstall only when the project's dependency list changes; `make install` is a no-op otherwise.
-$(STAMP): pyproject.toml scripts/bootstrap-venv.sh
+# Reinstall only when the project's dependency list or their tested versions change; a no-op otherwise.
+# constraints.txt holds the versions the suite last passed with (see its header; `make relock` renews it).
+$(STAMP): pyproject.toml constraints.txt scripts/bootstrap-venv.sh
 	@scripts/bootstrap-venv.sh $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 	@echo "installed into $(VENV)"
 
@@ -37,7 +38,7 @@ check-wheel: install system-deps
 	$(PY) -m tests.check_wheel
 
 bench: install
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(PY) -m bench.detector_speed
 	$(PY) -m bench.accuracy
 	$(PY) -m bench.latency
@@ -48,6 +49,11 @@ reliability: install
 	$(PY) -m bench.worker_kills --trials 4 --kills 5 --seconds 120 --speed 2
 	$(PY) -m bench.broker_restart --down 3 --down 12
 	$(PY) -m bench.journal_cost --rounds 3 --hours 6
+
+# The newest releases of every dependency, frozen into constraints.txt (keeping its header); then run
+# `make test` and commit constraints.txt with what the new versions needed.
+relock:
+	@scripts/relock.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts

@@ -6,8 +6,8 @@ Run: ``.venv/bin/python -m tests.check_wheel`` (``make test`` does, after the su
    twitchwatch/{collector,processing,dashboard} must have survived into the sdist as the files they point
    at. The wheel must hold only ``twitchwatch/`` (nothing generic in site-packages), every module and
    Streamlit page of the tree, and py.typed.
-2. A fresh venv in a temp dir, the wheel installed into it with its dependencies (pip's cache makes this a
-   few tens of seconds after the first time).
+2. A fresh venv in a temp dir, the wheel installed into it with its dependencies at the versions of
+   constraints.txt (pip's cache makes this a few tens of seconds after the first time).
 3. From a directory outside the checkout (nothing of it importable): ``twitchwatch --help``,
    ``--version`` (the project's version), ``config check``, ``detect`` on a small recording, the
    Dockerfile's own CMD, and a short ``demo``: it must store events and serve every dashboard page with
@@ -113,7 +113,9 @@ def install(wheel: Path, where: Path) -> Path:
     python = where / "bin" / "python"
     # --no-compile: byte-compiling scipy, pandas and Streamlit up front would be much of the install's time.
     quiet = ["--quiet", "--disable-pip-version-check", "--no-compile"]
-    run([str(python), "-m", "pip", "install", *quiet, str(wheel)], cwd=where)
+    # The dependency versions the suite passed with (constraints.txt), as the Dockerfile installs them.
+    tested = ["--constraint", str(ROOT / "constraints.txt")]
+    run([str(python), "-m", "pip", "install", *quiet, *tested, str(wheel)], cwd=where)
     return where / "bin" / "twitchwatch"
 
 
