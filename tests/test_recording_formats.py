@@ -353,6 +353,22 @@ def test_csv_rate_and_start_from_its_time_column(tmp_path: Path) -> None:
         assert (r.recording.channels[1].rate, r.recording.start_ns) == (500.0, None)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_csv_rate_from_jittered_times_is_the_rows_over_their_span(tmp_path: Path, seed: int) -> None:
+    """Times stamped ±0.2 ms around a 1-kHz clock (a logger's or a phone's): every step but a gap counts,
+    so the jitter cancels between neighbours — 1000 Hz, not 993-1005 Hz as from steps near the median. The
+    EMG detector's method must not change for a clock error a rate estimate made up (emg.CLOCK_TOLERANCE)."""
+    rng = np.random.default_rng(seed)
+    times = np.arange(5000) / 1000 + rng.uniform(-2e-4, 2e-4, 5000)
+    times[500:] += 0.5  # a gap of half a second: left out of the estimate
+    rows = "\n".join(f"{t:.6f},{np.sin(i / 3):.3f}" for i, t in enumerate(times))
+    path = tmp_path / "jittered.csv"
+    path.write_text(f"time [s],EMG a [uV]\n{rows}\n", encoding="utf-8")
+    with open_recording(path) as r:
+        assert r.recording.channels[1].rate == 1000.0
+        assert "sample rate 1000 Hz from the 'time' column" in r.recording.notes
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

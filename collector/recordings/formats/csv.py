@@ -765,8 +765,12 @@ class CsvReader(RecordingReader):
                 f"{self.path}: a CSV file has no sample rate: pass it (--rate HZ); its {label!r} column does "
                 "not increase from row to row"
             )
-        usual = steps[np.abs(steps - np.median(steps)) <= 0.1 * np.median(steps)]  # not across a gap
-        estimate = 1.0 / float(usual.mean())
+        # Steps across a gap (a sample or more lost: twice the usual step or more) are left out; every other
+        # step counts, so that the times' jitter cancels between neighbours (a late stamp makes one step
+        # longer and the next shorter) and the rate is the rows over the time they span. Keeping only steps
+        # near the median instead biased it by the jitter's shape: ±0.2 ms at 1 kHz read as 993-997 Hz.
+        usual = steps[np.abs(steps - np.median(steps)) < 0.5 * np.median(steps)]
+        estimate = usual.size / float(usual.sum())
         if (
             not labels[column][1]
             and estimate < _SLOWEST_HZ
