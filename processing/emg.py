@@ -39,11 +39,11 @@ def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorPar
     """Surface EMG, 200 Hz (Myo class) to 2 kHz: 20 Hz to min(450 Hz, 0.45·fs)."""
     smooth_ms = max(5.0, 2e3 / sample_rate)  # 5 ms, at least two samples
     w = max(1, round(smooth_ms * 1e-3 * sample_rate))
-    matched = sample_rate >= MATCHED_MIN_HZ
+    matched = reaches(sample_rate, MATCHED_MIN_HZ)
     return DetectorParams(
         # Below 1 kHz the upper edge would sit near Nyquist, where a Butterworth edge rings for several
         # of its (long) periods and smears a potential over 40 ms at 200 Hz: keep the high-pass only.
-        band_hz=(20.0, 450.0 if sample_rate >= 1000.0 else sample_rate / 2),
+        band_hz=(20.0, 450.0 if reaches(sample_rate, 1000.0) else sample_rate / 2),
         smooth_ms=smooth_ms,
         # With the matched filter the energy onset only proposes candidates (about 60 an hour on Gaussian
         # noise at 1 kHz); the filter decides (``matched_on``).
@@ -79,6 +79,19 @@ def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorPar
 
 
 MATCHED_MIN_HZ = 1000.0  # below, a 5-ms potential has too few samples for a shape: energy alone
+# Devices are sold at round rates (500 Hz, 1 kHz) and run a little off them: a crystal by up to 0.01 %, a
+# rate estimated from a file's time stamps by 0.1-0.5 % (or from a clock that drifts). A method that changed
+# at exactly 1000 Hz would detect one 1-kHz device's stream with another method than the next one's — at
+# 999 Hz BioSPPy's rest EMG gave 2.3 × the twitches. So a rate within this of a step counts as reaching it.
+CLOCK_TOLERANCE = 0.02
+
+
+def reaches(sample_rate: float, step_hz: float) -> bool:
+    """Whether a stream at ``sample_rate`` is detected as one at ``step_hz`` or more: a device sold at that
+    rate whose clock or rate estimate is a little under it counts (``CLOCK_TOLERANCE``)."""
+    return sample_rate >= step_hz * (1.0 - CLOCK_TOLERANCE)
+
+
 MATCHED_WIDTHS_MS = (0.9, 1.5, 2.5)  # σ of the Gaussian: potentials of ±3σ = 5–15 ms
 # Monophasic pulses of 1-2 ms: no wider than the main phase of the shortest potential (5 ms, σ 0.9 ms:
 # phases ≈ 1.5 ms wide at half height), and without the opposite phase a bipolar electrode records of
@@ -213,7 +226,7 @@ class EmgEngine(LaneEngine):
             self._bank_scale = 1.0 / gains
         self._bank_spectra: dict[int, npt.NDArray[np.complex128]] = {}
         self._noise_span = round(params.matched_noise_ms * 1e-3 * sample_rate)
-        self._half_wave = round(0.005 * sample_rate) if sample_rate >= 500.0 else 0
+        self._half_wave = round(0.005 * sample_rate) if reaches(sample_rate, 500.0) else 0
         self._wave_pre = round(0.04 * sample_rate)  # filter lead-in before the cluster
 
     def lane_power(self, y: FloatArray, out: FloatArray) -> None:

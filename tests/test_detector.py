@@ -123,6 +123,21 @@ def test_emg_fasciculations_across_rates(fs: float) -> None:
     assert prec >= 0.95, conf
 
 
+@pytest.mark.parametrize(("nominal", "off"), [(1000.0, 0.999), (1000.0, 0.985), (500.0, 0.995)])
+def test_a_device_a_little_slow_of_a_round_rate_is_detected_as_one_at_it(nominal: float, off: float) -> None:
+    """The EMG method (band edge, matched filter, its tail levels, the half-wave check) changes at round
+    rates; a 1-kHz device whose clock or rate estimate says 999 or 985 Hz is still a 1-kHz device: the same
+    samples give the same events, not another method's (at 999 Hz BioSPPy's rest gave 2.3 × the twitches)."""
+    x, _ = generate("emg", nominal, 120.0, Physiology(fasciculation=20, sustained=1, snr_db=14.0), seed=5)
+    at = _run("emg", x, nominal, _chunks(x.shape[0], 50))
+    near = _run("emg", x, nominal * off, _chunks(x.shape[0], 50))
+    assert len(at) > 20
+    kinds = [(d.kind, d.start) for d in at]
+    close = [(d.kind, d.start) for d in near]
+    assert len(close) == len(kinds)
+    assert all(a[0] == b[0] and abs(a[1] - b[1]) <= 2 for a, b in zip(kinds, close, strict=True))
+
+
 def test_accelerometer_classes_and_movement_gating() -> None:
     conf = _physiology_run("acc", 100.0, 20.0, 600.0, 3)
     sens, prec = _rates(conf, "fasciculation")
