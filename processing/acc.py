@@ -97,6 +97,16 @@ class AccEngine(LaneEngine):
         self._move_rest_since = 0  # the block from which it holds (an epoch's end) ...
         self._move_rest_before = -1.0  # ... and what it was before
 
+    def history_blocks(self) -> int:
+        """Enough for ``movement_around`` of the latest-decided transient that can still be a twitch: the
+        look-back before it, the transient with movement in it short of ``movement_min_ms`` and its core up
+        to ``jerk_max_ms``, then the slow gap and hold that close it. With the shared ring alone (1.5 s at
+        50-100 Hz) such a transient's look-back had been overwritten by its decision and read as stillness."""
+        p, sp = self.params, self.spans
+        ms = p.move_ctx_ms + p.movement_min_ms + p.jerk_max_ms
+        reach = ms * 1e-3 * self.rate + sp.slow_gap + sp.hold
+        return max(super().history_blocks(), math.ceil(reach / self.blk) + 1)
+
     def start_filters(self, x0: FloatArray) -> None:
         self._lf_zi = np.ascontiguousarray(sps.sosfilt_zi(self._lf_sos)[None, :, :] * x0[:, None, None])
         self._ctx_zi = np.ascontiguousarray(sps.sosfilt_zi(self._ctx_sos)[None, :, :] * x0[:, None, None])
@@ -165,7 +175,12 @@ class AccEngine(LaneEngine):
         if f.context > 1.0:
             return Verdict(EventKind.SUSTAINED, 0.6, "activity before it")
         around = self.movement_around(c)
-        if around > self._move_ctx_threshold():
+        if around is None and (f.previous_kind is None or not f.previous_kind.is_twitch):
+            # Nothing still before it to judge from: the stream's start, or the settle after other
+            # activity (a shift of weight's swing rings on). A twitch comes out of stillness; this did not.
+            after = "the start" if f.previous_kind is None else "other activity"
+            return Verdict(EventKind.SUSTAINED, 0.5, f"no still time before it: right after {after}")
+        if around is not None and around > self._move_ctx_threshold():
             return Verdict(EventKind.SUSTAINED, 0.6, f"movement before it ({around:.3f} g)")
         if c.slow_blocks or ms > prm.fasc_max_ms:
             return Verdict(EventKind.MYOCLONIC_JERK, sure * 0.9)
@@ -193,18 +208,20 @@ class AccEngine(LaneEngine):
         rest = self._move_rest_before if before else self._move_rest
         return max(self.params.move_ctx_g, self.params.move_ctx_factor * rest)
 
-    def movement_around(self, c: Cluster, lane: int = 0) -> float:
+    def movement_around(self, c: Cluster, lane: int = 0) -> float | None:
         """RMS of the 1–5 Hz band (g) over ``move_ctx_ms`` before a transient: a muscle twitch comes out of
         stillness; a shift of weight, a step or the start of a gesture moves the body first. Not through
         the transient (its own leakage, a jerk's swing), nor in the ``move_ctx_settle_ms`` after the
         previous event, whose swing the band is still ringing with. Within the history the ring holds when
-        the transient is decided (``LaneEngine.ring_from``: bounded by its own decision block)."""
+        the transient is decided (``LaneEngine.ring_from``: bounded by its own decision block). None when
+        none of that time is left to judge from: the transient starts within the settle after the
+        previous event, or the stream's start."""
         blk = self.blk
         k1 = max(c.start // blk, 0)
         after_prev = -(-(self._prev_end[lane] + self._move_ctx_settle) // blk)
         k0 = max(k1 - self._move_ctx_blocks, self.ring_from(), after_prev, 0)
         if k1 <= k0:
-            return 0.0
+            return None
         v = self._ring_slow[np.arange(k0, k1) % self._ring_n, 0]
         return float(np.sqrt(np.mean(v * v)))
 

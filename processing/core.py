@@ -503,8 +503,8 @@ class LaneEngine:
         self._epoch_slow = np.zeros((self.epoch, lanes))
         self._epoch_quiet = np.zeros((self.epoch, lanes), dtype=bool)
         # The ring holds whole epochs: a segment never crosses an epoch boundary, so it is written as
-        # one slice, never wrapped (the look-backs need at most _RING blocks; more history is harmless).
-        self._ring_n = ring = self.epoch * -(-_RING // self.epoch)
+        # one slice, never wrapped (the look-backs need at most ``history_blocks``; more is harmless).
+        self._ring_n = ring = self.epoch * -(-(self.history_blocks() + self.epoch) // self.epoch)
         self._ring_bm = np.zeros((ring, lanes))  # block power sums of quiet blocks (0 when loud)
         self._ring_q = np.zeros((ring, lanes), dtype=bool)  # quiet: no onset crossing, no slow activity
         self._ring_bx = np.zeros((ring, channels))  # raw block means (baselines)
@@ -1082,6 +1082,12 @@ class LaneEngine:
         for when, lane, _, c in due:
             self._horizon = when
             self._decide(lane, c)
+
+    def history_blocks(self) -> int:
+        """Blocks before a cluster's decision block that its decision may read (``ring_from``): the ring
+        holds this much besides the epoch being written. A subclass whose look-back reaches further
+        (``AccEngine``: movement before a transient decided late) asks for more."""
+        return _RING - self.epoch
 
     def decision_block(self) -> int:
         """The decision block (``release_cluster``) of the cluster being decided: what its decision reads

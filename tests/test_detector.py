@@ -535,6 +535,26 @@ def test_a_transient_after_a_shift_of_weight_is_movement_not_a_twitch() -> None:
     ], dets
 
 
+def test_a_transient_in_the_swing_after_a_posture_change_is_not_taken_as_out_of_stillness() -> None:
+    """0.28 s after a posture change (2 Hz, 0.3 g) the movement band still rings: there is no still time
+    before the transient to judge it from. It was judged on an empty look-back — as if still — and counted
+    as a fasciculation (a jerk in Mobilise-D's daily-life course, without a gyroscope, the same way); the
+    same transient at 20 s, out of stillness, is one."""
+    fs = 100.0
+    x, _ = generate("acc", fs, 30, QUIET, seed=12)
+    t = np.arange(200) / fs
+    x[1000:1200, 0] += 0.3 * np.sin(2 * np.pi * 2 * t) * np.hanning(200)  # 10-12 s
+    burst = 0.2 * np.sin(2 * np.pi * 25 * t[:5]) * np.hanning(5)
+    for at in (1201, 2000):
+        x[at : at + 5, 1] += burst
+    dets = [(d.kind, d.reason) for d in _run("acc", x, fs)]
+    assert dets == [
+        (EventKind.SUSTAINED, "movement 0.3–5 Hz 1.2 s"),
+        (EventKind.SUSTAINED, "no still time before it: right after other activity"),
+        (EventKind.FASCICULATION, ""),
+    ], dets
+
+
 def test_accelerometer_knock_is_an_artifact() -> None:
     fs = 100.0
     x, _ = generate("acc", fs, 20, QUIET, seed=6)
