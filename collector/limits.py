@@ -146,9 +146,20 @@ def check_stream_id(value: object, key: str) -> int:
     return value
 
 
+def is_finite_number(value: object) -> bool:
+    """A JSON number a float can hold: not a bool, not NaN or infinite, and not an integer past a float's
+    range (JSON's ``1`` followed by 400 zeros parses as an int that ``math.isfinite`` cannot convert)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_status_rate(value: object, signal: str, key: str) -> float:
     """A stream's announced rate: a finite number, within the signal's range where it has one."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise RejectedError("status.sample_rate", f"must be a finite number, got {value!r}"[:120], key=key)
     rate = float(value)
     allowed = SAMPLE_RATE_HZ.get(signal)

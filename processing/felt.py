@@ -39,7 +39,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from twitchwatch.collector.limits import MAX_TIME_NS
+from twitchwatch.collector.limits import (
+    MAX_JSON_DEPTH,
+    MAX_TIME_NS,
+    RejectedError,
+    check_json_depth,
+    is_finite_number,
+)
 from twitchwatch.collector.topics import TopicError, check_segment
 from twitchwatch.errors import UserError
 from twitchwatch.processing.events import TwitchEvent
@@ -52,6 +58,8 @@ FELT_AFTER_S = 2.0
 CHANCE_SPAN_S = 600.0
 # What a Home Assistant MQTT button publishes when nothing else is configured.
 HA_DEFAULT_PRESS = "PRESS"
+# A mark is a muscle name and a time: far under this. A bigger payload is no mark.
+MAX_FELT_BYTES = 4096
 
 
 class FeltError(UserError, ValueError):
@@ -103,7 +111,15 @@ def with_arrival_time(payload: bytes, received_ns: int) -> bytes:
 
 
 def _fields(payload: bytes) -> object:
-    """A payload's JSON value; an empty one, or Home Assistant's default press, is no fields at all."""
+    """A payload's JSON value; an empty one, or Home Assistant's default press, is no fields at all. Sized
+    and nested as a mark can be before it is parsed: ``json.loads`` recurses into nesting, and a deep enough
+    one raised RecursionError where the worker reads its messages, before any handler could refuse it."""
+    if len(payload) > MAX_FELT_BYTES:
+        raise FeltError(f"{len(payload)} bytes, more than the {MAX_FELT_BYTES} a mark needs", "(payload)")
+    try:
+        check_json_depth(payload, MAX_JSON_DEPTH)
+    except RejectedError as exc:
+        raise FeltError(str(exc), "(payload)") from None
     text = payload.decode("utf-8", errors="replace").strip()
     return {} if text in ("", HA_DEFAULT_PRESS) else _json(text)
 
@@ -126,7 +142,7 @@ def _parsed_ns(at: object) -> int:
     if isinstance(at, bool):
         raise FeltError(f"{at!r} is not a time", "at")
     if isinstance(at, int | float):
-        if not math.isfinite(at) or not 0 < at < 1e11:
+        if not is_finite_number(at) or not 0 < at < 1e11:
             raise FeltError(f"{at!r} is not Unix seconds", "at")
         return round(at * 1e6) * 1000  # microseconds: a double cannot hold today's time in ns exactly
     if isinstance(at, str):

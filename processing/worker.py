@@ -843,12 +843,24 @@ class Worker(PeriodicTasks):
         is stored as it would be."""
         kept: list[tuple[str, bytes]] = []
         for topic, payload in messages:
-            # A frame's topic, parsed before, is not split again on this per-message path.
-            if topic not in self._topics and _felt_user_or_none(topic) is not None:
-                payload = with_arrival_time(payload, time.time_ns())
-            kept.append((topic, payload))
+            kept.append((topic, self._stamped(topic, payload)))
         self._journal_messages(kept)
         self.handle_many([(topic, payload, False) for topic, payload in kept])
+
+    def _stamped(self, topic: str, payload: bytes) -> bytes:
+        """A felt mark with the time it arrived (``with_arrival_time``), any other message as it is. Before
+        the journal and ``handle``: whatever a payload raises here is counted as ``internal`` and the
+        payload goes on unchanged, for ``handle`` to refuse — an exception here would stop the read loop
+        with the batch unacknowledged, and the broker would hand the same message to every restart."""
+        # A frame's topic, parsed before, is not split again on this per-message path.
+        if topic in self._topics or _felt_user_or_none(topic) is None:
+            return payload
+        try:
+            return with_arrival_time(payload, time.time_ns())
+        except Exception:
+            self._count_rejected("internal")
+            self._rlog.exception("internal", "could not time a mark on %.200r (a bug)", topic)
+            return payload
 
     async def _finish(self) -> None:
         self._release_held(everything=True)

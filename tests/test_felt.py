@@ -95,6 +95,11 @@ def test_a_redelivered_mark_with_its_time_keeps_its_id_and_one_without_gets_a_ne
         (b'{"at": 9999999999}', "at"),
         (b'{"at": "2262-04-12T00:00:00Z"}', "at"),
         (b'{"at": "1969-12-31T23:59:59Z"}', "at"),
+        (b'{"at": 1' + b"0" * 400 + b"}", "at"),  # an int no float holds: OverflowError, untyped
+        # Nesting json.loads recursed into until RecursionError, where the worker reads its messages: it
+        # stopped, and the unacknowledged mark stopped every restart the same way.
+        (b"[" * 100_000 + b"]" * 100_000, "(payload)"),
+        (b'{"muscle": "' + b"a" * 5000 + b'"}', "(payload)"),  # no mark is 4 KiB
     ],
 )
 def test_a_bad_payload_names_the_key(payload: bytes, key: str) -> None:
@@ -191,11 +196,12 @@ async def test_felt_marks_published_on_mqtt_are_stored_by_the_worker(
         await client.publish(felt_topic("alice"), timed, qos=1)  # the same mark again: stored once
         await client.publish(felt_topic("alice"), b"PRESS", qos=1)  # Home Assistant's default payload
         await client.publish(felt_topic("alice"), b'{"muscle": "calf left"}', qos=1)  # refused, counted
+        await client.publish(felt_topic("alice"), b"[" * 100_000 + b"]" * 100_000, qos=1)  # refused too
         await client.publish(felt_topic("bob"), b"{}", qos=1)  # not this worker's user
-    await until(lambda: worker.stats.felt_marks + worker.stats.bad_felt >= 4, 30)
+    await until(lambda: worker.stats.felt_marks + worker.stats.bad_felt >= 5, 30)
     worker.stop()
     await asyncio.wait_for(task, 30)
-    assert (worker.stats.felt_marks, worker.stats.bad_felt) == (3, 1)
+    assert (worker.stats.felt_marks, worker.stats.bad_felt) == (3, 2)
     entries = store.journal_entries(user="alice")
     assert len(entries) == 2
     assert entries[0].muscle == "calf_left"

@@ -52,7 +52,17 @@ json_value = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-_odd_numbers = ["1e999", "-1e999", "NaN", "Infinity", "1e-999", "18446744073709551617", "-0", "1.5"]
+_odd_numbers = [
+    "1e999",
+    "-1e999",
+    "NaN",
+    "Infinity",
+    "1e-999",
+    "18446744073709551617",
+    "-0",
+    "1.5",
+    "1" + "0" * 400,
+]
 
 
 @st.composite

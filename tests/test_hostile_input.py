@@ -270,6 +270,8 @@ def test_status_limits_name_the_kind_and_the_key() -> None:
             "stream_id",
         ),
         (_stream_status(sample_rate=10), "status.sample_rate", "sample_rate"),
+        # An integer no float holds: math.isfinite raised OverflowError, counted as a bug ("internal").
+        (_stream_status(sample_rate=10**400), "status.sample_rate", "sample_rate"),
         (_stream_status(channels=["a\nb"]), "status.name", "channels[0]"),
         (_stream_status(channels=["m"] * 255), "status.channels", "channels"),
     ]
