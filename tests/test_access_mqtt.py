@@ -204,6 +204,17 @@ async def test_the_simulator_cannot_stream_for_someone_else(stack: Stack, accoun
     assert worker_sees.topics == ["twitchwatch/alice/sentinel/raw/emg"]
 
 
+async def test_a_wearer_marks_a_felt_twitch_for_the_worker_and_for_no_one_else(stack: Stack) -> None:
+    """The compose ACL let no one publish or read ``twitchwatch/<user>/felt``: marks from a phone shortcut
+    or a Home Assistant button never reached the worker. A wearer marks its own; another's it cannot."""
+    felt = "twitchwatch/+/felt"
+    async with listening(stack.target(WORKER), felt) as worker_sees:
+        await attempt(stack.target("bob"), "twitchwatch/alice/felt", b"{}")
+        await publish(stack.target("alice"), ("twitchwatch/alice/felt", b'{"muscle": "calf_left"}'))
+        await worker_sees.wait_for("twitchwatch/alice/felt")
+    assert worker_sees.topics == ["twitchwatch/alice/felt"]
+
+
 async def test_a_wearer_cannot_read_another_wearers_topics(stack: Stack) -> None:
     bobs = "twitchwatch/bob/dev/raw/emg"
     async with (

@@ -60,6 +60,7 @@ wearer_block() {
     printf '\n# wearer %s\nuser %s\n' "$1" "$1"
     printf 'topic write twitchwatch/%s/+/raw/+\n' "$1"
     printf 'topic write twitchwatch/%s/+/status\n' "$1"
+    printf 'topic write twitchwatch/%s/felt\n' "$1"
     printf 'topic read twitchwatch/%s/#\n' "$1"
 }
 
