@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeGuard
 
 from twitchwatch.errors import UserError
 
@@ -146,7 +146,7 @@ def check_stream_id(value: object, key: str) -> int:
     return value
 
 
-def is_finite_number(value: object) -> bool:
+def is_finite_number(value: object) -> TypeGuard[int | float]:
     """A JSON number a float can hold: not a bool, not NaN or infinite, and not an integer past a float's
     range (JSON's ``1`` followed by 400 zeros parses as an int that ``math.isfinite`` cannot convert)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
