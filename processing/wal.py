@@ -168,12 +168,16 @@ class IngestJournal:
                     self.directory,
                 )
                 return None, position, True
-            unpickler = pickle.Unpickler(io.BytesIO(data[header_end + 1 :]))
+            body = data[header_end + 1 :]
+            if "crc32" in header and zlib.crc32(body) != header["crc32"]:
+                raise ValueError("its checksum does not match (damaged on disk)")
+            unpickler = pickle.Unpickler(io.BytesIO(body))
             if self._persistent_load is not None:
                 unpickler.persistent_load = self._persistent_load  # type: ignore[method-assign]
             return unpickler.load(), position, False
-        except (ValueError, KeyError, TypeError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
-            # A snapshot is written atomically, so this is damage from outside: say so, keep the file.
+        except Exception as exc:  # a damaged pickle can raise anything (ImportError, …)
+            # A snapshot is written atomically, so this is damage from outside: say so, keep the file. Any
+            # exception: a damaged module name raised ModuleNotFoundError, which stopped every start.
             damaged = path.with_suffix(".damaged")
             path.replace(damaged)
             log.error("the worker's snapshot %s is unreadable (%s); kept as %s", path, exc, damaged)
@@ -243,8 +247,16 @@ class IngestJournal:
         pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
         pickler.persistent_id = self._persistent_id  # type: ignore[method-assign]
         pickler.dump(state)
-        header = json.dumps({"format": FORMAT, "fingerprint": self.fingerprint, "position": self.position})
-        data = _MAGIC + header.encode() + b"\n" + buffer.getvalue()
+        body = buffer.getvalue()
+        header = json.dumps(
+            {
+                "format": FORMAT,
+                "fingerprint": self.fingerprint,
+                "position": self.position,
+                "crc32": zlib.crc32(body),
+            }
+        )
+        data = _MAGIC + header.encode() + b"\n" + body
         path = self.directory / _SNAPSHOT
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
@@ -260,10 +272,16 @@ class IngestJournal:
                 old.unlink(missing_ok=True)
 
     def _roll(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
+        """Appends go on in a segment starting at the current position. The new one is opened before the
+        old one is closed: an open that fails (no inode left, a read-only remount) keeps the old segment,
+        still valid, and raises. Closed first, the descriptor kept its closed number: every append failed
+        until a restart, and a file opened meanwhile under that number received the journal's records."""
         path = self.directory / _segment_name(self.position)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        old, self._fd = self._fd, fd
+        if old is not None:
+            with contextlib.suppress(OSError):
+                os.close(old)
 
     def close(self) -> None:
         for fd in (self._fd, self._lock_fd):

@@ -277,6 +277,57 @@ def test_a_snapshot_of_another_version_is_not_loaded(tmp_path: Path) -> None:
     assert (recovered.state, recovered.records, recovered.stale) == (None, [Record("t/1", b"b")], True)
 
 
+def test_a_segment_that_cannot_be_opened_keeps_the_journal_on_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint's new segment that cannot be opened (no inode left, a read-only remount) fails that
+    checkpoint, not the journal: appends go on in the old segment, and the next checkpoint rolls. The old
+    descriptor was closed first and kept its number: every append failed (EBADF) until a restart, and a
+    file opened meanwhile under that number got the journal's records."""
+    journal = _journal(tmp_path)
+    journal.open()
+    journal.append("t/0", b"a")
+    real_open = os.open
+
+    def no_inode(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("journal-"):
+            raise OSError(28, "No space left on device")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_inode)
+    with pytest.raises(OSError, match="No space"):
+        journal.checkpoint({"state": 1})
+    monkeypatch.setattr(os, "open", real_open)
+    bystander = real_open(tmp_path / "bystander", os.O_WRONLY | os.O_CREAT, 0o600)  # may take a freed number
+    journal.append("t/1", b"b")  # not EBADF, and not into the bystander
+    os.close(bystander)
+    assert (tmp_path / "bystander").read_bytes() == b""
+    journal.close()
+    recovered = _journal(tmp_path).open()
+    assert [r.topic for r in recovered.records] == ["t/0", "t/1"]
+
+
+@pytest.mark.parametrize("damage", ["module name", "one bit"])
+def test_a_damaged_snapshot_is_set_aside_whatever_it_raises(tmp_path: Path, damage: str) -> None:
+    """A snapshot damaged on disk: a module name changed raised ModuleNotFoundError, which stopped every
+    start with "a bug" and kept the file; a flipped bit in the pickled body mostly loaded silently. Now
+    its checksum is checked and anything unpickling raises sets it aside."""
+    journal = _journal(tmp_path)
+    journal.open()
+    journal.checkpoint({"state": EventKind.FASCICULATION, "numbers": list(range(100))})
+    journal.close()
+    path = tmp_path / "snapshot.pkl"
+    data = path.read_bytes()
+    if damage == "module name":
+        data = data.replace(b"twitchwatch.processing.events", b"twitchwatch.processing.evxnts")
+    else:
+        data = data[:-20] + bytes([data[-20] ^ 0x04]) + data[-19:]
+    path.write_bytes(data)
+    recovered = _journal(tmp_path).open()
+    assert recovered.state is None
+    assert (tmp_path / "snapshot.damaged").exists()
+
+
 def test_one_directory_serves_one_worker(tmp_path: Path) -> None:
     first = _journal(tmp_path)
     first.open()
@@ -300,6 +351,24 @@ def test_a_journal_on_a_full_disk_does_not_stop_the_worker(tmp_path: Path) -> No
     assert worker.stats.journal_errors == len(messages)
     assert worker.stats.frames == len(messages) - 2  # every frame handled all the same
     journal.close()
+
+
+def test_a_message_past_any_limit_is_not_journaled_and_cuts_off_nothing(tmp_path: Path) -> None:
+    """A 65-MiB message beside a good stream (no broker limit stops it: Mosquitto's default is 256 MiB)
+    was journaled before the size check refused it; on recovery a record past the journal's 64-MiB limit
+    read as torn, and every record after it — acknowledged by then — was cut off. Now refused unjournaled."""
+    worker = _worker(tmp_path / "w.db", tmp_path / "state")
+    worker._recover()
+    messages = _messages(3)
+    huge = (messages[2][0], bytes(65 * 2**20))
+    worker.receive_many(messages[:3])
+    worker.receive_many([huge])
+    worker.receive_many(messages[3:])
+    assert worker.stats.frames == len(messages) - 2  # the statuses are no frames
+    assert worker._journal is not None
+    worker._journal.close()
+    records = _journal(worker._journal.directory, worker._journal.fingerprint).open().records
+    assert [(r.topic, r.payload) for r in records] == messages
 
 
 def test_a_journaled_message_that_fails_again_does_not_stop_the_start(tmp_path: Path) -> None:
