@@ -65,6 +65,9 @@ MAX_TIME_NS: Final = 4_102_444_800 * 1_000_000_000  # 2100-01-01T00:00:00Z
 # ---- status messages ------------------------------------------------------------------------------
 
 MAX_STATUS_BYTES: Final = 64 * 1024  # a status lists a few streams; a Myo's is under 1 KiB
+# The largest message the worker can accept of any kind (a felt mark is smaller still): a bigger one is
+# refused unread, and not journaled first.
+MAX_MESSAGE_BYTES: Final = max(MAX_FRAME_BYTES, MAX_STATUS_BYTES)
 # object → streams → stream → channels is depth 4; a little room for additions, none for a bomb.
 MAX_JSON_DEPTH: Final = 8
 MAX_STREAMS: Final = 16

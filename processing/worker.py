@@ -31,7 +31,13 @@ import numpy as np
 
 from twitchwatch.collector.continuity import continuity
 from twitchwatch.collector.frames import Frame, Unit, decode
-from twitchwatch.collector.limits import MAX_FRAME_BYTES, RejectedError, check_frame, check_payload_size
+from twitchwatch.collector.limits import (
+    MAX_FRAME_BYTES,
+    MAX_MESSAGE_BYTES,
+    RejectedError,
+    check_frame,
+    check_payload_size,
+)
 from twitchwatch.collector.mqtt import MqttTarget, payload_bytes
 from twitchwatch.collector.ratelog import RateLimitedLog
 from twitchwatch.collector.signals import MOTION_SIGNALS, StreamKind, kind_of_unit, stream_kind
@@ -844,7 +850,10 @@ class Worker(PeriodicTasks):
         kept: list[tuple[str, bytes]] = []
         for topic, payload in messages:
             kept.append((topic, self._stamped(topic, payload)))
-        self._journal_messages(kept)
+        # A message larger than any the worker accepts is refused by ``handle`` whatever it holds: it is
+        # not journaled (replayed, it would be refused again). Journaled, one past the journal's record
+        # limit read as a torn record on recovery, and the records after it — acknowledged — were cut off.
+        self._journal_messages([m for m in kept if len(m[1]) <= MAX_MESSAGE_BYTES])
         self.handle_many([(topic, payload, False) for topic, payload in kept])
 
     def _stamped(self, topic: str, payload: bytes) -> bytes:

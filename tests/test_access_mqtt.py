@@ -388,6 +388,9 @@ async def test_the_compose_broker_configuration(tmp_path: Path) -> None:
     try:
         alice = MqttTarget("127.0.0.1", secure, "alice", WEARERS["alice"], tls=True, ca_file=str(tls.ca))
         await publish(alice, ("twitchwatch/alice/dev/status", b"{}"))
+        await publish(alice, ("twitchwatch/alice/dev/raw/emg", bytes(250_000)))  # a frame's most, about
+        with pytest.raises(aiomqtt.MqttError):  # past max_packet_size: refused, the client disconnected
+            await asyncio.wait_for(publish(alice, ("twitchwatch/alice/dev/raw/emg", bytes(2 * 2**20))), 20)
         with pytest.raises(aiomqtt.MqttError, match="Not authorized"):
             await publish(dataclasses.replace(alice, username=None, password=None))
         with pytest.raises(aiomqtt.MqttError, match="Not authorized"):
