@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.harness import environ_without_settings, free_port
 from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
 from twitchwatch.collector.mqtt import MqttTarget
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
@@ -335,6 +336,25 @@ def test_one_directory_serves_one_worker(tmp_path: Path) -> None:
         _journal(tmp_path).open()
     first.close()
     _journal(tmp_path).open()
+
+
+def test_twitchwatch_process_says_another_worker_holds_its_state_directory(tmp_path: Path) -> None:
+    """The command's refusal is the documented message alone, not "a bug in twitchwatch" with a traceback
+    (the worker ran in a TaskGroup, whose ExceptionGroup hid the JournalError from the command's handler)."""
+    state = tmp_path / "state"
+    holder = _journal(state / "worker-locked-test")
+    holder.open()
+    env = environ_without_settings(
+        TWITCHWATCH_STATE_DIR=str(state),
+        TWITCHWATCH_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}",
+        TWITCHWATCH_STORE_URL=f"sqlite:///{tmp_path / 'events.db'}",
+    )
+    argv = [sys.executable, "-m", "twitchwatch", "process", "--client-id", "locked-test"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    holder.close()
+    assert done.returncode == 1, done.stderr
+    assert "error: another worker is using" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_a_journal_on_a_full_disk_does_not_stop_the_worker(tmp_path: Path) -> None:

@@ -542,10 +542,14 @@ async def _run_worker(worker: Worker, stop: asyncio.Event) -> None:
         await stop.wait()
         worker.stop()
 
-    async with asyncio.TaskGroup() as tg:
-        stop_task = tg.create_task(stopper())
+    # Not a TaskGroup: it wraps what ``run`` raises in an ExceptionGroup, and the worker's own refusals
+    # ("another worker is using …", a state directory it cannot write) came out as "a bug in twitchwatch".
+    stop_task = asyncio.create_task(stopper())
+    try:
         await worker.run()
+    finally:
         stop_task.cancel()
+        await asyncio.gather(stop_task, return_exceptions=True)
 
 
 # ---- dashboard / demo ------------------------------------------------------------------------------
