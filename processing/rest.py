@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -131,13 +131,22 @@ class _Source:
     scopes: set[Scope] = field(default_factory=set)
     settled_ns: int = _PAST
     open: list[Veto] = field(default_factory=list)  # vetoes still growing, replaced on every report
+    heard_ns: int = _PAST  # when it last settled, by the gate's clock (live only)
 
 
 class RestGate:
-    """Vetoes per scope, the sources that report them, and the answers: is this interval assessable?"""
+    """Vetoes per scope, the sources that report them, and the answers: is this interval assessable?
 
-    def __init__(self, params: GateParams | None = None) -> None:
+    ``clock`` (ns; the worker's wall clock): live, a source is stale only if it is also silent — it has
+    not settled for ``stale_ns`` by this clock. Device time alone cannot tell a device that stopped from
+    one whose user has a frame stamped far ahead: one frame from 2096 (another device of the user, or a
+    clock glitch) made every other source of the user stale for good, and the gate judged twitches before
+    the contraction that followed them was known. Offline (a recording, ``clock`` None) device time is all
+    there is."""
+
+    def __init__(self, params: GateParams | None = None, clock: Callable[[], int] | None = None) -> None:
         self.params = params or GateParams()
+        self._clock = clock
         self._sources: dict[SourceId, _Source] = {}
         self._by_scope: dict[Scope, set[SourceId]] = {}
         self._vetoes: dict[Scope, list[Veto]] = {}  # closed vetoes, sorted by start
@@ -167,6 +176,8 @@ class RestGate:
     def settle(self, source: SourceId, t_ns: int) -> None:
         """No veto of ``source`` will start before ``t_ns`` any more (only forwards)."""
         s = self._sources[source]
+        if self._clock is not None:
+            s.heard_ns = self._clock()
         if t_ns > s.settled_ns:
             s.settled_ns = t_ns
             user = source[0]
@@ -285,7 +296,8 @@ class RestGate:
         return Veto(start_ns, end_ns, reason, start_ns)
 
     def _stale(self, sid: SourceId, s: _Source) -> bool:
-        return self._latest.get(sid[0], _PAST) - s.settled_ns > self.params.stale_ns
+        behind = self._latest.get(sid[0], _PAST) - s.settled_ns > self.params.stale_ns
+        return behind and (self._clock is None or self._clock() - s.heard_ns > self.params.stale_ns)
 
     def _overlapping(self, scopes: Iterable[Scope], start_ns: int, end_ns: int) -> Iterable[Veto]:
         for scope in set(scopes):

@@ -81,6 +81,7 @@ class RestStreams:
 
     params: GateParams = field(default_factory=GateParams)
     segment_map: SegmentMap = field(default=lambda _device: None)  # nothing configured
+    clock: Callable[[], int] | None = None  # the wall clock, live (``RestGate``)
     gate: RestGate = field(init=False)
     _streams: dict[StreamKey, _Lanes] = field(default_factory=dict)
     _device_muscles: dict[tuple[str, str], set[str]] = field(default_factory=dict)
@@ -95,7 +96,7 @@ class RestStreams:
     retracted: int = 0  # provisional twitches re-written as during_movement
 
     def __post_init__(self) -> None:
-        self.gate = RestGate(self.params)
+        self.gate = RestGate(self.params, self.clock)
 
     # ---- streams ---------------------------------------------------------------------------------
     def start(

@@ -689,7 +689,7 @@ class Worker(PeriodicTasks):
         self._fuser = Fuser()  # per user+muscle: one event per twitch however many streams watch it
         # When each muscle could be assessed: every stream's vetoes; fused events wait here to be judged.
         self._segment_map = segment_map or (lambda _device: None)
-        self._rest = RestStreams(gate or GateParams(), self._segment_map)
+        self._rest = RestStreams(gate or GateParams(), self._segment_map, clock=time.time_ns)
         self._rates = RateBook(ask_prior=True, rest=self._rest)
         self._prior_reads: set[asyncio.Task[None]] = set()  # owned here; _finish awaits, run() cancels
         self._felt_writes: set[asyncio.Task[None]] = set()  # likewise

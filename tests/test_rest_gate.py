@@ -84,6 +84,30 @@ def test_ready_waits_for_every_source_of_the_scopes_until_it_goes_stale() -> Non
     assert g.horizon(CALF) == 20 * S - S // 2 - 1
 
 
+def test_live_a_source_far_ahead_does_not_make_the_others_stale_but_silence_does() -> None:
+    """Live (a clock given), stale means behind *and* silent for ``stale_ns``. One frame stamped in 2096 from
+    another device of the user made every other source of the user stale for good: the gate judged a twitch
+    before the contraction that followed it was known. A source that stopped still goes stale."""
+    now = [1000 * S]
+    g = RestGate(gate().params, clock=lambda: now[0])
+    g.watch(EMG, [("me", "muscle", "calf_left")])
+    g.watch(ACC, [("me", "device", "dev1")])
+    g.watch(OTHER, [("me", "device", "dev2"), ("me", "segment", "lower_leg_left")])
+    glitch = ("me", "dev9", "emg", 0)
+    g.watch(glitch, [("me", "device", "dev9")])
+    for sid in (EMG, ACC, OTHER):
+        g.settle(sid, 5 * S)
+    g.settle(glitch, 4_000_000_000 * S)  # 2096: the user's latest, decades ahead
+    now[0] += S
+    g.settle(EMG, 6 * S)
+    g.settle(ACC, 6 * S)
+    assert not g.ready(CALF, 5 * S)  # OTHER is heard from: still waited for, not stale
+    now[0] += 11 * S  # OTHER silent for 12 s by the clock (and behind): stale, no longer waited for
+    g.settle(EMG, 7 * S)
+    g.settle(ACC, 7 * S)
+    assert g.ready(CALF, 5 * S)
+
+
 def test_a_source_settled_exactly_to_the_guard_past_the_end_still_holds_the_answer() -> None:
     """``settle(t)``: no veto starts before t, but one may start at t, and a veto whose guard ahead reaches
     exactly to an event's end covers it (``first_veto`` counts closed intervals). So the answer waits for
