@@ -93,7 +93,7 @@ def test_live_a_source_far_ahead_does_not_make_the_others_stale_but_silence_does
     g.watch(EMG, [("me", "muscle", "calf_left")])
     g.watch(ACC, [("me", "device", "dev1")])
     g.watch(OTHER, [("me", "device", "dev2"), ("me", "segment", "lower_leg_left")])
-    glitch = ("me", "dev9", "emg", 0)
+    glitch = ("me", "dev9", "emg")
     g.watch(glitch, [("me", "device", "dev9")])
     for sid in (EMG, ACC, OTHER):
         g.settle(sid, 5 * S)
