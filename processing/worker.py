@@ -84,6 +84,9 @@ STATUS_WAIT_S = 2.0
 # the publishers' wills although they reconnect): beyond a publisher's 5-s backoff plus its connect, and
 # as long as a stream may fall behind before the rest gate stops waiting for it (GateParams.stale_ns).
 OFFLINE_GRACE_S = 10.0
+# Ended streams whose records (a few hundred bytes each, their detectors let go) are kept to tell a frame
+# that follows one from a gap or a duplicate; beyond, the longest silent are forgotten.
+ENDED_KEPT = 4096
 # Frame topics remembered parsed (one per stream; cleared when full).
 TOPICS_KEPT = 10_000
 # Checkpoints of the ingestion state (processing/wal.py) at most this often (wall time), after a store write.
@@ -252,6 +255,30 @@ class StreamDetector(Protocol):
     def process(self, chunk: FloatArray) -> Sequence[Detection]: ...
 
     def finish(self) -> Sequence[Detection]: ...
+
+
+class _Finished:
+    """An ended stream's detector, once it has released everything: its shape and where it stopped, and
+    nothing else. The detector itself (filters, ring, history: 80 kB for one EMG channel, 1.4 MB for 32)
+    is let go — kept for every stream that ever ended, a few hundred made-up device names took gigabytes,
+    pickled again at every checkpoint."""
+
+    def __init__(self, lanes: int, settled: int) -> None:
+        self.lanes = lanes
+        self._settled = settled
+
+    @property
+    def settled(self) -> int:
+        return self._settled
+
+    def open_activity(self) -> list[tuple[int, int, int]]:
+        return []
+
+    def process(self, chunk: FloatArray) -> Sequence[Detection]:
+        raise RuntimeError("an ended stream's detector takes no samples")
+
+    def finish(self) -> Sequence[Detection]:
+        return []
 
 
 @dataclass
@@ -683,6 +710,7 @@ class Worker(PeriodicTasks):
         self._in_flight = (0, 0)  # events and finished minutes a write thread holds right now
         self.stats = WorkerStats()
         self._streams: dict[tuple[str, str, str], _Stream] = {}
+        self._prune_at = ENDED_KEPT * 5 // 4  # ``_forget_ended`` counts the streams past this many
         self._topics: dict[str, StreamKey] = {}  # raw topics already parsed (``_dispatch``)
         self._status: dict[tuple[str, str], DeviceStatus] = {}
         self._pending: list[TwitchEvent] = []
@@ -1418,7 +1446,19 @@ class Worker(PeriodicTasks):
         self._run_queued(st)  # its frames of this batch first
         st.ended = True
         self._emit(st, st.detector.finish())
+        st.detector = _Finished(st.detector.lanes, st.detector.settled)
         self._rest.end(st.key)
+
+    def _forget_ended(self) -> None:
+        """At most about ``ENDED_KEPT`` ended streams' records are kept (each tells a frame that follows it
+        from a gap or a duplicate): beyond, the longest silent go, and a frame of one starts it anew. Asked
+        at every flush; the streams are counted only once there are a quarter more than that."""
+        if len(self._streams) < self._prune_at:
+            return
+        ended = sorted((st.last_ingest_ns, k) for k, st in self._streams.items() if st.ended)
+        for _, k in ended[: max(0, len(ended) - ENDED_KEPT)]:
+            del self._streams[k]
+        self._prune_at = len(self._streams) + ENDED_KEPT // 4
 
     def _on_frame(
         self, user: str, device: str, stream: str, payload: bytes, redelivered: bool = False
@@ -1850,6 +1890,7 @@ class Worker(PeriodicTasks):
         ``shutdown_write_s`` and then keeps what is left in the quarantine (``_give_up``). ``soon``: the
         events and the running tallies of the minutes they were counted in, nothing else (finished minutes
         and the other tallies wait for the interval)."""
+        self._forget_ended()
         async with self._flush_lock:
             watermarks = None if final else self._watermark_ns
             deadline = time.monotonic() + self.shutdown_write_s

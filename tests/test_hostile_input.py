@@ -21,6 +21,7 @@ from twitchwatch.cli import main
 from twitchwatch.collector.frames import HEADER, Frame, SampleType, Unit, encode
 from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
+from twitchwatch.processing.detector import StreamingDetector
 from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
 from twitchwatch.processing.quarantine import Quarantine, QuarantineError
 from twitchwatch.processing.store import EventQuery, EventStore
@@ -297,3 +298,36 @@ def test_a_damaged_quarantine_line_is_a_quarantine_error(tmp_path: Path) -> None
     path.write_text(json.dumps(doc).replace('"INF"', "Infinity") + "\n", encoding="utf-8")
     with pytest.raises(QuarantineError, match=r"line 1: not a quarantined row"):
         Quarantine(path).entries()
+
+
+async def test_made_up_devices_cost_a_record_each_and_only_so_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wearer's account may publish under any device name. Each made-up device that sent one frame and
+    went offline kept its stream's detector for good (84 kB for one EMG channel, 1.4 MB for 32; 600 of
+    them took the worker to 3.4 GB, pickled again at every checkpoint). An ended stream lets its detector
+    go, and past ``ENDED_KEPT`` ended records the longest silent are forgotten — the good device's
+    twitches are stored all the same."""
+    from twitchwatch.processing import worker as worker_module
+    from twitchwatch.processing.store.sqlite import SQLiteStore
+
+    monkeypatch.setattr(worker_module, "ENDED_KEPT", 40)
+    with SQLiteStore(tmp_path / "w.db") as store:
+        worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u")
+        worker._prune_at = 50
+        worker.handle(f"twitchwatch/u/{GOOD_DEVICE}/status", _good_status())
+        for k, frame in enumerate(_good_frames()):
+            if k < 100:
+                made_up = f"twitchwatch/u/fake{k:03d}"
+                worker.handle(f"{made_up}/raw/emg", _frame(1000.0, Unit.MICROVOLT, channels=32, t0=T0 + k))
+                worker.handle(f"{made_up}/status", b'{"state": "offline"}')
+            worker.handle(f"twitchwatch/u/{GOOD_DEVICE}/raw/emg", frame)
+            if k % 10 == 0:
+                await worker._flush(final=False)
+        kept = [st for st in worker._streams.values() if st.device != GOOD_DEVICE]
+        assert kept, "no made-up stream was ever recorded"
+        assert all(st.ended and not isinstance(st.detector, StreamingDetector) for st in kept)
+        assert len(kept) <= 50
+        await worker._finish()
+        twitches = [e for e in store.events(EventQuery(user="u")) if e.kind is EventKind.FASCICULATION]
+        assert sorted(round((e.start_ns - T0) / 1e9, 1) for e in twitches) == list(TWITCH_AT_S)
