@@ -84,6 +84,11 @@ STATUS_WAIT_S = 2.0
 # the publishers' wills although they reconnect): beyond a publisher's 5-s backoff plus its connect, and
 # as long as a stream may fall behind before the rest gate stops waiting for it (GateParams.stale_ns).
 OFFLINE_GRACE_S = 10.0
+# A stream silent this long on the ingest clock is ended, whatever the source: a device gone without an
+# offline status (no will: a hand-rolled publisher) kept its last minute open, and the floor for pruning the
+# rest gate's vetoes with it. A collector's will ends its streams sooner (``OFFLINE_GRACE_S``); RabbitMQ's
+# source ends them after ``amqp.IDLE_NS``.
+SILENT_END_NS = 60_000_000_000
 # Ended streams whose records (a few hundred bytes each, their detectors let go) are kept to tell a frame
 # that follows one from a gap or a duplicate; beyond, the longest silent are forgotten.
 ENDED_KEPT = 4096
@@ -711,6 +716,7 @@ class Worker(PeriodicTasks):
         self.stats = WorkerStats()
         self._streams: dict[tuple[str, str, str], _Stream] = {}
         self._prune_at = ENDED_KEPT * 5 // 4  # ``_forget_ended`` counts the streams past this many
+        self._ended_at: dict[tuple[str, str], int] = {}  # devices a stream of which ended: where it ended
         self._topics: dict[str, StreamKey] = {}  # raw topics already parsed (``_dispatch``)
         self._status: dict[tuple[str, str], DeviceStatus] = {}
         self._pending: list[TwitchEvent] = []
@@ -1448,6 +1454,24 @@ class Worker(PeriodicTasks):
         self._emit(st, st.detector.finish())
         st.detector = _Finished(st.detector.lanes, st.detector.settled)
         self._rest.end(st.key)
+        device = (st.user, st.device)
+        self._ended_at[device] = max(self._ended_at.get(device, 0), st.next_t_ns)
+
+    def _close_ended_devices(self) -> None:
+        """Once a device's last stream has ended, its open minutes are final: its watermark moves past the
+        last one, so they are written and let go (at the next flush). A minute closed only when the
+        device's own data moved past it, so a device that went offline kept its last minute open until
+        shutdown, and with it the floor below which vetoes are pruned — for every user: the gate's vetoes,
+        and the time each check of them took, grew for good. Should it come back within that minute, the
+        minute is reopened as any written minute is (``RateBook._closed``)."""
+        if not self._ended_at:
+            return
+        live = {(st.user, st.device) for st in self._streams.values() if not st.ended}
+        for device, end in self._ended_at.items():
+            past = end + MINUTE_NS + RATE_GRACE_NS
+            if device not in live and past > self._watermark_ns.get(device, 0):
+                self._watermark_ns[device] = past
+        self._ended_at.clear()
 
     def _forget_ended(self) -> None:
         """At most about ``ENDED_KEPT`` ended streams' records are kept (each tells a frame that follows it
@@ -1867,6 +1891,7 @@ class Worker(PeriodicTasks):
             due = loop.time() + self.flush_interval
             self._release_held()
             self._end_offline()
+            self.end_idle(SILENT_END_NS)
             await self._flush(final=False)
             self._prune_vetoes()
             async with self._flush_lock:
@@ -1891,6 +1916,7 @@ class Worker(PeriodicTasks):
         events and the running tallies of the minutes they were counted in, nothing else (finished minutes
         and the other tallies wait for the interval)."""
         self._forget_ended()
+        self._close_ended_devices()
         async with self._flush_lock:
             watermarks = None if final else self._watermark_ns
             deadline = time.monotonic() + self.shutdown_write_s

@@ -117,3 +117,63 @@ def test_a_stream_not_heard_of_after_the_connection_was_lost_is_left_to_another_
     rates = worker.store.rates(EventQuery(user=USER))
     assert {r.device for r in rates} == {"a"}
     assert sum(r.monitored_s for r in rates) == pytest.approx(1.2)
+
+
+async def test_a_device_gone_offline_closes_its_last_minute_and_lets_old_vetoes_go(tmp_path: Path) -> None:
+    """A minute closed only once its device's own data moved past it: a device gone offline kept its last
+    minute open until shutdown, and with it the floor below which the rest gate's vetoes are pruned — for
+    every device of every user. The vetoes of a device still streaming (a contraction every 6 s) grew by
+    ten a minute for good, and each check of them grew slower. Once a device's streams have ended, its
+    minutes are written, and the vetoes are pruned as if it had never been."""
+    worker = _worker(tmp_path)
+    worker.handle(*_frame("b", 0))
+    worker.handle(f"twitchwatch/{USER}/b/status", DeviceStatus("offline").to_json())
+    worker.offline_grace_s = 0.0
+    worker._end_offline()
+    rng = np.random.default_rng(3)
+    for seq in range(1, 10 * 60 * 10):  # 10 minutes of device a, contracting 1 s every 6 s
+        raw = rng.normal(0, 6, (100, 1))
+        if seq % 60 < 10:
+            raw += rng.normal(0, 200, (100, 1))
+        frame = Frame(
+            0,
+            seq,
+            T0 + seq * FRAME_NS,
+            1000.0,
+            0.5,
+            Unit.MICROVOLT,
+            SampleType.INT16,
+            np.round(raw / 0.5).astype(np.int16),
+        )
+        worker.handle(f"twitchwatch/{USER}/a/raw/emg", encode(frame))
+        if seq % 5 == 0:
+            await worker._flush(final=False)
+            worker._prune_vetoes()
+    held = sum(len(v) for v in worker._rest.gate._vetoes.values())
+    assert held < 40, f"{held} vetoes held after 10 minutes: pruning is pinned"
+    rows = worker.store.rates(EventQuery(user=USER))
+    assert [r.device for r in rows if r.device == "b"] == ["b"], "the offline device's minute is not written"
+    await worker._finish()
+
+
+async def test_the_writer_ends_a_stream_silent_without_an_offline_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On MQTT only an offline status (a collector's will) ended a device's streams: one that went silent
+    without it (a hand-rolled publisher, one frame under a made-up name) held its last minute open, and
+    the pruning of vetoes with it, until shutdown. The writer's round ends streams silent for
+    ``SILENT_END_NS`` of the ingest clock, as RabbitMQ's source does."""
+    from twitchwatch.processing import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "SILENT_END_NS", IDLE_NS)
+    worker = _worker(tmp_path)
+    worker.flush_interval = 0.1
+    writer = asyncio.create_task(worker._writer_loop())
+    worker.handle(*_frame("b", 0))
+    for seq in range(8):  # a goes on for 0.8 s, b says nothing
+        worker.handle(*_frame("a", seq))
+        await asyncio.sleep(0.1)
+    worker.stop()
+    await asyncio.wait_for(writer, 10)
+    assert _ended(worker, "b")
+    assert not _ended(worker, "a")
