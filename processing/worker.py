@@ -89,6 +89,9 @@ OFFLINE_GRACE_S = 10.0
 # rest gate's vetoes with it. A collector's will ends its streams sooner (``OFFLINE_GRACE_S``); RabbitMQ's
 # source ends them after ``amqp.IDLE_NS``.
 SILENT_END_NS = 60_000_000_000
+# A stream may change rate, channels or unit this often in a minute (a device reconfigured, a firmware
+# update); more is a source flapping, whose frames are refused.
+FORMAT_CHANGES = 3
 # Ended streams whose records (a few hundred bytes each, their detectors let go) are kept to tell a frame
 # that follows one from a gap or a duplicate; beyond, the longest silent are forgotten.
 ENDED_KEPT = 4096
@@ -230,6 +233,7 @@ class WorkerStats:
     felt_refused: int = 0  # felt marks the store refused (logged as errors; retrying would stall the rest)
     bad_felt: int = 0
     redelivered_frames: int = 0  # frames a broker delivered again (a partition taken over, a reconnect)
+    format_changes: int = 0  # a stream's rate, channels or unit changed: its detector started again
     # Streams a lost connection left to another worker (``Worker.detach_streams``): dropped, not finished.
     streams_handed_over: int = 0
     lag_ms: int = 0  # how long after its end the latest live frame was handled (wall clock − device time)
@@ -716,6 +720,7 @@ class Worker(PeriodicTasks):
         self.stats = WorkerStats()
         self._streams: dict[tuple[str, str, str], _Stream] = {}
         self._prune_at = ENDED_KEPT * 5 // 4  # ``_forget_ended`` counts the streams past this many
+        self._format_changes: dict[tuple[str, str, str], list[float]] = {}  # per stream: when (monotonic)
         self._ended_at: dict[tuple[str, str], int] = {}  # devices a stream of which ended: where it ended
         self._topics: dict[str, StreamKey] = {}  # raw topics already parsed (``_dispatch``)
         self._status: dict[tuple[str, str], DeviceStatus] = {}
@@ -1482,6 +1487,7 @@ class Worker(PeriodicTasks):
         ended = sorted((st.last_ingest_ns, k) for k, st in self._streams.items() if st.ended)
         for _, k in ended[: max(0, len(ended) - ENDED_KEPT)]:
             del self._streams[k]
+            self._format_changes.pop(k, None)
         self._prune_at = len(self._streams) + ENDED_KEPT // 4
 
     def _on_frame(
@@ -1581,6 +1587,12 @@ class Worker(PeriodicTasks):
         st = self._streams.get(key)
         if st is not None and st.detached:
             self._attach(user, device, stream)
+        if key in self._format_changes and self._flapping(key, frame):
+            if st is not None:
+                self._end_stream(st)  # it holds nothing back meanwhile
+            return None
+        if st is not None and not st.ended and not st.matches(frame):
+            self._note_change(st, frame)
         if st is not None and st.matches(frame):
             step = continuity(st.last_seq, st.next_t_ns, frame)
             if step.step == "duplicate":
@@ -1616,6 +1628,34 @@ class Worker(PeriodicTasks):
         warmup_ns = round(warmup_samples(st.detector) * 1e9 / st.rate)
         self._rest.start(st.key, kind, muscles, st.seg_t0_ns, warmup_ns)
         return st
+
+    def _note_change(self, st: _Stream, frame: Frame) -> None:
+        """A stream's frames changed rate, channels or unit: its detector starts again, and its muscles are
+        blind for the warm-up — counted and said (it was silent)."""
+        self._format_changes.setdefault(st.key, []).append(time.monotonic())
+        self.stats.format_changes += 1
+        was, then = (st.rate, st.channels, st.unit.name), (frame.sample_rate, frame.channels, frame.unit.name)
+        where = f"{st.user}/{st.device}/raw/{st.stream}"
+        self._rlog.warning("format", "%s changed format %s → %s: its detector starts again", where, was, then)
+
+    def _flapping(self, key: tuple[str, str, str], frame: Frame) -> bool:
+        """More than ``FORMAT_CHANGES`` in a minute is a source flapping between formats (two publishers
+        under one name, a broken one): each start vetoed its muscles for a warm-up anew, and another
+        sensor's twitches on them were lost. Its frames are refused until a minute has passed without
+        a change (a refused frame is none), so it costs its muscles a few warm-ups a minute at most."""
+        now = time.monotonic()
+        recent = [t for t in self._format_changes[key] if now - t < 60.0]
+        if not recent:
+            del self._format_changes[key]
+            return False
+        self._format_changes[key] = recent
+        if len(recent) < FORMAT_CHANGES:
+            return False
+        self.stats.bad_frames += 1
+        why = f"its format changed {len(recent)} times within a minute (now {frame.sample_rate:g} Hz, "
+        why += f"{frame.channels} channels): a flapping source, refused until it keeps one for a minute"
+        self._reject(RejectedError("frame.format_flapping", why), f"{key[0]}/{key[1]}/raw/{key[2]}")
+        return True
 
     @staticmethod
     def _detector(kind: StreamKind, rate: float, channels: int) -> StreamDetector:

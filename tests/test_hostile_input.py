@@ -331,3 +331,32 @@ async def test_made_up_devices_cost_a_record_each_and_only_so_many(
         await worker._finish()
         twitches = [e for e in store.events(EventQuery(user="u")) if e.kind is EventKind.FASCICULATION]
         assert sorted(round((e.start_ns - T0) / 1e9, 1) for e in twitches) == list(TWITCH_AT_S)
+
+
+async def test_a_second_sensor_flapping_its_rate_costs_the_muscle_a_few_warm_ups_not_its_twitches(
+    tmp_path: Path,
+) -> None:
+    """A second device on the same muscle whose frames flap 1000 ↔ 1001 Hz: every change started its
+    detector again, silently, and each warm-up vetoed the muscle — the good sensor's four twitches were all
+    "detector warming up". Changes are counted and said; past three in a minute the stream's frames are
+    refused (``frame.format_flapping``) until it keeps one format."""
+    from twitchwatch.collector.frames import decode
+    from twitchwatch.processing.store.sqlite import SQLiteStore
+
+    with SQLiteStore(tmp_path / "w.db") as store:
+        worker = Worker(MqttTarget("127.0.0.1", 1), store, user="u")
+        worker.handle(f"twitchwatch/u/{GOOD_DEVICE}/status", _good_status())
+        worker.handle("twitchwatch/u/second/status", _good_status())  # the same muscle
+        rng = np.random.default_rng(3)
+        for k, frame in enumerate(_good_frames()):
+            worker.handle(f"twitchwatch/u/{GOOD_DEVICE}/raw/emg", frame)
+            good = decode(frame)
+            raw = np.round(rng.normal(0, 3.0, (100, 1)) / 0.5).astype(np.int16)
+            rate = 1001.0 if k % 2 else 1000.0
+            flapping = Frame(0, k, good.t0_ns, rate, 0.5, Unit.MICROVOLT, SampleType.INT16, raw)
+            worker.handle("twitchwatch/u/second/raw/emg", encode(flapping))
+        await worker._finish()
+        assert worker.stats.format_changes == 3
+        assert worker.stats.rejected["frame.format_flapping"] > 100
+        twitches = [e for e in store.events(EventQuery(user="u")) if e.kind is EventKind.FASCICULATION]
+        assert sorted(round((e.start_ns - T0) / 1e9, 1) for e in twitches) == list(TWITCH_AT_S)
