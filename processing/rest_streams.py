@@ -29,6 +29,7 @@ question of their minute (``RateBook``). Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ from twitchwatch.processing.segments import segment_of
 StreamKey = tuple[str, str, str]  # (user, device, stream)
 SegmentMap = Callable[[str], str | None]  # device → its configured body segment
 WARMING_UP = "detector warming up"
+_SPAN_SAID = re.compile(r"\d s$")  # a detector's reason that already gives the duration
 _WHAT = {
     ("emg", EventKind.SUSTAINED): "sustained EMG activity",
     ("emg", EventKind.ARTIFACT): "EMG artifact",
@@ -57,6 +59,8 @@ def veto_reason(
     e.g. ``sustained EMG activity 2.3 s (myo1/emg ch3)``, or for activity still going on when a twitch
     was judged ``movement going on for 10.0 s (leg/acc)``."""
     what = why or _WHAT.get((kind, detected), detected.value)
+    if not ongoing and _SPAN_SAID.search(what):  # "activity 1.6 s", "movement 0.3–5 Hz 1.2 s": said once
+        return f"{what} ({where})"
     return f"{what} {'going on for ' if ongoing else ''}{seconds:.1f} s ({where})"
 
 

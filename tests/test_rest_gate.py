@@ -321,3 +321,19 @@ def test_a_provisional_twitch_is_rewritten_if_its_muscle_contracts_right_after_a
     assert [e.kind for e in later] == [EventKind.FASCICULATION]
     assert rs.counted() == later
     assert rs.held == 0
+
+
+def test_a_veto_reason_says_the_duration_once() -> None:
+    """The detector's reason already ends with the duration ("activity 1.6 s"): stored as "activity 1.6 s
+    1.6 s (good/emg)" before; a reason without one gets it, and activity going on says how long so far."""
+    from twitchwatch.processing.rest_streams import veto_reason
+
+    assert (
+        veto_reason("emg", EventKind.SUSTAINED, 1.6, "good/emg", "activity 1.6 s")
+        == "activity 1.6 s (good/emg)"
+    )
+    assert veto_reason("acc", EventKind.SUSTAINED, 1.2, "leg/acc") == "movement 1.2 s (leg/acc)"
+    moving = veto_reason("acc", EventKind.SUSTAINED, 10.0, "leg/acc", ongoing=True)
+    assert moving == "movement going on for 10.0 s (leg/acc)"
+    saturated = veto_reason("emg", EventKind.ARTIFACT, 0.2, "good/emg", "saturation")
+    assert saturated == "saturation 0.2 s (good/emg)"
