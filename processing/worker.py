@@ -325,6 +325,13 @@ class _Stream:
         return (self.user, self.device, self.stream)
 
 
+def _some(names: Iterable[str], shown: int = 5) -> str:
+    """The first few names and how many more: a log line about a thousand devices stays a line."""
+    names = list(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _write_split(
     write: Callable[[Sequence[TwitchEvent]], None] | Callable[[Sequence[MinuteRate]], None],
     rows: Sequence[Any],
@@ -1111,7 +1118,7 @@ class Worker(PeriodicTasks):
                 self._rlog.warning(
                     "unannounced",
                     "no status from %s within %.0f s: its channels are named after where they come from",
-                    ", ".join(f"{u}/{d}" for u, d in keys),
+                    _some(f"{u}/{d}" for u, d in keys),
                     self.status_wait_s,
                 )
             self._unannounced.update(k for k in keys if k not in self._status)
