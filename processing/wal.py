@@ -240,6 +240,17 @@ class IngestJournal:
             raise
         self.position += len(messages)
 
+    def abandon(self) -> None:
+        """Remove the snapshot and every journal file: a message could not be journaled, and the broker has
+        it acknowledged, so they no longer hold everything since the snapshot. Recovered, a snapshot older
+        than what was already stored would write its minute tallies over the stored ones (a muscle's minute
+        went from 59 s and 33 twitches to 27 s and 15); with nothing to recover, the next start begins
+        fresh and adds to the stored minutes what comes after them. Unlinking needs no free space; appends
+        go on into the open file, and the next checkpoint that succeeds starts a journal that holds again."""
+        for path in [self.directory / _SNAPSHOT, *self.directory.glob("journal-*.log")]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     def checkpoint(self, state: object) -> None:
         """The worker's state as of every record journaled so far; older journal files are removed."""
         self._roll()  # records after this point go to a file the snapshot does not cover

@@ -959,10 +959,13 @@ class Worker(PeriodicTasks):
             self._journal.append_many(messages)
         except OSError as exc:
             self.stats.journal_errors += len(messages)
+            # The messages are acknowledged all the same (the worker goes on): the snapshot and the journal
+            # no longer hold everything since, and are removed rather than recovered (``abandon``).
+            self._journal.abandon()
             self._rlog.warning(
                 "journal",
-                "cannot journal a message (%s): until this is fixed, a worker killed now loses what it has "
-                "not stored (%d messages so far)",
+                "cannot journal a message (%s): until this is fixed, a worker killed now starts afresh and "
+                "loses what it has not stored (%d messages so far)",
                 exc,
                 self.stats.journal_errors,
             )

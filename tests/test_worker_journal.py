@@ -391,6 +391,34 @@ def test_a_message_past_any_limit_is_not_journaled_and_cuts_off_nothing(tmp_path
     assert [(r.topic, r.payload) for r in records] == messages
 
 
+def test_a_message_not_journaled_leaves_nothing_older_to_recover(tmp_path: Path) -> None:
+    """A message the journal could not take is acknowledged all the same: from then on the snapshot and
+    the journal miss what the broker let go. Recovered after a kill, the snapshot's minute tallies (older
+    than the rows stored since) were written over them — a muscle's minute from 59 s and 33 twitches to 27 s
+    and 15 (a state directory filled, then a SIGKILL). So they are removed, and a start after that begins
+    fresh and adds to the stored minutes; once the disk takes writes again, a checkpoint starts anew."""
+    worker = _worker(tmp_path / "w.db", tmp_path / "state")
+    worker._recover()
+    journal = worker._journal
+    assert journal is not None
+    messages = _messages(3)
+    worker.receive_many(messages[:10])
+    journal.checkpoint(worker._state())
+    assert (journal.directory / "snapshot.pkl").exists()
+    assert journal._fd is not None
+    healthy = journal._fd
+    journal._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC, as on a full disk
+    worker.receive_many(messages[10:12])
+    assert worker.stats.journal_errors == 2
+    assert sorted(p.name for p in journal.directory.iterdir() if p.name != "lock") == []
+    os.close(journal._fd)
+    journal._fd = healthy  # the disk takes writes again
+    worker.receive_many(messages[12:])
+    journal.checkpoint(worker._state())
+    assert (journal.directory / "snapshot.pkl").exists()
+    journal.close()
+
+
 def test_a_journaled_message_that_fails_again_does_not_stop_the_start(tmp_path: Path) -> None:
     """The message that stopped a worker is in its journal: a restart must not stop on it again (a crash
     loop outliving the broker's retained message). A status whose stream id overflows an int stops the
