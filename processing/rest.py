@@ -15,8 +15,9 @@ A muscle is not assessable while any *veto* that applies to it holds. Vetoes liv
 - ``("segment", name)``: something on the same body segment moves (another device there, through the device
   map).
 
-Each veto is widened by a guard ahead of it: ``before_ns`` ahead of movement (a step builds up below the
-detector's threshold before its onset) and the longer ``before_activity_ns`` ahead of a muscle's own
+Each veto is widened by a guard ahead of it: ``before_movement_ns`` ahead of movement (a shift of weight, a
+jump's countermovement build up below the detector's thresholds before it is found) and
+``before_activity_ns`` ahead of a muscle's own
 activity (a contraction recruits its first motor units singly, at low rates, before its envelope rises: a
 twitch-shaped potential shortly before a contraction is usually its first motor unit); and a guard behind
 it: ``after_activity_ns`` behind a muscle's own activity (motor units go on firing for a second or more
@@ -31,8 +32,8 @@ its peers' events back forever).
 
 A *provisional* answer (``ready(..., provisional=True)``) needs every source settled only ``before_ns``
 past the end: the worker reports a twitch then (the latency target leaves no room for a second's wait)
-and, once the whole guard ahead is known, judges it again — a contraction that began within
-``before_activity_ns`` after it re-writes it as ``during_movement`` before its minute is final
+and, once the whole guard ahead is known, judges it again — a contraction or a movement that began
+within its guard after it re-writes it as ``during_movement`` before its minute is final
 (``processing/rest_streams.py``). Offline runs (``processing/gating.py``) judge once, finally.
 
 Pure: no I/O, no clock. Times are ns (device clock, like the events).
@@ -76,16 +77,29 @@ class GateParams:
     go on firing for a second or more after it (self-sustained firing), and a muscle is assessed for
     fasciculations once fully relaxed; the benchmark's rest spans begin as far behind activity.
     ``stale_ns`` 10 s: twice a typical 4–6-s BLE supervision timeout, a third of the 30 s after which a
-    device is called silent."""
+    device is called silent.
+    ``before_movement_ns`` 1 s, ahead of movement (a source watching a device or a segment): a movement
+    builds up below the movement detector's thresholds before it is found — a shift of weight, a jump's
+    countermovement, the postural adjustments that precede a voluntary movement — and a transient in that
+    build-up is the movement starting, not a twitch (on the everyday recordings: four "twitches" 0.15–0.4 s
+    before jumps, a jerk 0.8 s before a trunk movement, counted with 100 ms). Like the guard ahead of
+    activity it is judged finally once known; twitches are reported provisionally after ``before_ns``."""
 
     before_ns: int = 100_000_000
     after_ns: int = 2_000_000_000
     stale_ns: int = 10_000_000_000
     after_activity_ns: int = 2_000_000_000
     before_activity_ns: int = 1_000_000_000
+    before_movement_ns: int = 1_000_000_000
 
     def __post_init__(self) -> None:
-        guards = (self.before_ns, self.after_ns, self.after_activity_ns, self.before_activity_ns)
+        guards = (
+            self.before_ns,
+            self.after_ns,
+            self.after_activity_ns,
+            self.before_activity_ns,
+            self.before_movement_ns,
+        )
         if min(guards) < 0 or self.stale_ns <= 0:
             raise ValueError("guards must be ≥ 0 and stale_ns > 0")
 
@@ -279,10 +293,10 @@ class RestGate:
         return self.params.after_activity_ns if self._muscle_only(source) else self.params.after_ns
 
     def _before(self, source: SourceId) -> int:
-        """The guard ahead of a source's vetoes: a contraction's first units fire before it is seen."""
-        if self._muscle_only(source):
-            return max(self.params.before_ns, self.params.before_activity_ns)
-        return self.params.before_ns
+        """The guard ahead of a source's vetoes: a contraction's first units fire before it is seen, and a
+        movement builds up before it is found."""
+        p = self.params
+        return max(p.before_ns, p.before_activity_ns if self._muscle_only(source) else p.before_movement_ns)
 
     def _widen(self, start_ns: int, end_ns: int, reason: str, source: SourceId) -> Veto:
         if end_ns < start_ns:

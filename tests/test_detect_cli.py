@@ -213,7 +213,7 @@ def test_gyroscope_movement_vetoes_the_emg_and_accelerometer_of_the_file(tmp_pat
     assert 8.2 < turn["start"] < 8.6
     assert 10.5 < turn["end"] < 10.9
     gate = GateParams()
-    lo, hi = turn["start"] - gate.before_ns / 1e9, turn["end"] + gate.after_ns / 1e9
+    lo, hi = turn["start"] - gate.before_movement_ns / 1e9, turn["end"] + gate.after_ns / 1e9
     for t in twitch_s:
         e = nearest(events, "EMG biceps", t)
         assert abs(e["start"] - t) <= EMG_TOLERANCE_S

@@ -15,7 +15,7 @@ from twitchwatch.processing.rest import GateParams
 
 EMG_RATE, GYRO_RATE, SECONDS = 1000.0, 100.0, 40.0
 TWITCHES = (3.0, 6.0, 11.0, 14.5, 20.5, 26.0, 31.0, 36.0)  # s, on each EMG channel
-PARAMS = GateParams(before_ns=100_000_000, after_ns=1_000_000_000)
+PARAMS = GateParams(before_ns=100_000_000, after_ns=1_000_000_000, before_movement_ns=100_000_000)
 
 
 def emg(seed: int, channels: int = 2) -> np.ndarray:

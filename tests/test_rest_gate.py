@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -28,7 +30,12 @@ def twitch(start_s: float, end_s: float, kind: EventKind = EventKind.FASCICULATI
 
 def gate() -> RestGate:
     guards = GateParams(
-        before_ns=S // 2, after_ns=2 * S, stale_ns=10 * S, after_activity_ns=2 * S, before_activity_ns=S // 2
+        before_ns=S // 2,
+        after_ns=2 * S,
+        stale_ns=10 * S,
+        after_activity_ns=2 * S,
+        before_activity_ns=S // 2,
+        before_movement_ns=S // 2,
     )
     g = RestGate(guards)
     g.watch(EMG, [("me", "muscle", "calf_left")])
@@ -47,6 +54,22 @@ def test_a_twitch_inside_a_guarded_veto_is_marked_with_what_it_looked_like_and_w
     assert early.kind is EventKind.DURING_MOVEMENT
     assert g.judge(twitch(22.5, 22.51), CALF).kind is EventKind.FASCICULATION
     assert g.judge(twitch(9.0, 9.01), CALF).kind is EventKind.FASCICULATION
+
+
+def test_a_transient_in_the_second_before_a_movement_is_its_build_up() -> None:
+    """A movement builds up below the movement detector's thresholds before it is found (a jump's
+    countermovement, a shift of weight): a transient 0.15-0.4 s before it was counted as a twitch with the
+    100-ms guard (four in the jump recordings). Ahead of movement the guard is a second, judged finally once
+    known, as ahead of a muscle's own activity; twitches are still released provisionally after 100 ms."""
+    g = RestGate()
+    g.watch(ACC, [("me", "device", "dev1")])
+    g.settle(ACC, 10 * S)
+    assert g.ready(CALF, round(9.75 * S), provisional=True)  # 100 ms known past it: reported
+    assert not g.ready(CALF, round(9.75 * S))  # the second ahead of a movement is not known yet
+    g.veto(ACC, 10 * S, 12 * S, "movement 0.3–5 Hz 2.0 s")
+    g.settle(ACC, 13 * S)
+    assert g.judge(twitch(9.7, 9.75), CALF).kind is EventKind.DURING_MOVEMENT
+    assert g.judge(twitch(8.9, 8.95), CALF).kind is EventKind.FASCICULATION
 
 
 def test_vetoes_apply_only_to_their_scopes() -> None:
@@ -247,7 +270,10 @@ def test_blind_time_is_vetoed_exactly_without_guards() -> None:
 def test_an_emg_lane_vetoes_its_own_muscle_and_movement_streams_the_device_and_segment() -> None:
     """The worker's sources (processing/rest_streams.py): each EMG channel its muscle; an accelerometer its
     device and the segments of the device's muscles, learnt as the device's streams appear."""
-    rs = RestStreams(GateParams(before_ns=0, after_ns=0, after_activity_ns=0, before_activity_ns=0))
+    guards = GateParams(
+        before_ns=0, after_ns=0, after_activity_ns=0, before_activity_ns=0, before_movement_ns=0
+    )
+    rs = RestStreams(guards)
     rs.start(("me", "myo", "emg"), "emg", ["forearm_flexor_left", "forearm_extensor_left"], 0, S)
     rs.start(("me", "leg", "acc"), "acc", ["calf_left"], 0, 0)
     rs.start(("me", "band", "gyro"), "gyro", [None], 0, 0)  # a device with no muscle of its own yet
@@ -278,7 +304,8 @@ def test_held_events_are_judged_once_every_source_of_their_muscle_has_settled() 
 def test_a_twitch_shortly_before_its_muscles_own_activity_is_its_first_motor_unit() -> None:
     """The guard ahead of a muscle's own activity is longer than ahead of movement, and the answer that
     covers it is final; a provisional one knows only ``before_ns`` past the end."""
-    g = RestGate(GateParams(before_ns=S // 10, before_activity_ns=S, after_ns=2 * S, after_activity_ns=2 * S))
+    guards = GateParams(before_ns=S // 10, before_activity_ns=S, after_ns=2 * S, after_activity_ns=2 * S)
+    g = RestGate(dataclasses.replace(guards, before_movement_ns=S // 10))
     g.watch(EMG, [("me", "muscle", "calf_left")])
     g.watch(ACC, [("me", "device", "dev1")])
     g.settle(EMG, 10 * S + S // 5)
