@@ -37,6 +37,7 @@ from twitchwatch.processing.detector import StreamingDetector
 from twitchwatch.processing.events import EventKind
 from twitchwatch.processing.motion import MOTION_KINDS, MotionDetection, MotionDetector
 from twitchwatch.processing.rest import GateParams, RestGate, Scope, SourceId, scopes_of
+from twitchwatch.processing.rest_streams import WARMING_UP
 
 VETO_WHAT: dict[tuple[StreamKind, EventKind], str] = {
     ("emg", EventKind.SUSTAINED): "voluntary activity",
@@ -141,6 +142,16 @@ class _Lane:
     assessable_ns: int = 0
 
 
+def warmup_samples(detector: object) -> int:
+    """Samples a detector spends after a start learning what it needs (noise floor, gyro bias), during
+    which it detects nothing: blind time for the rest gate, vetoed as such."""
+    if isinstance(detector, StreamingDetector):
+        return detector.warmup_samples
+    if isinstance(detector, MotionDetector):
+        return round(detector.params.warmup_s * detector.rate)
+    return 0
+
+
 class GatedRun:
     """Detectors over known streams, their vetoes through a rest gate, twitches judged as they settle."""
 
@@ -228,6 +239,12 @@ class GatedRun:
                 device.append((u, "segment", s.segment))
             self.gate.watch(sources[0], device)
         self._sources.append(sources)
+        # Blind while it learns, as in the worker: the assessable time starts after the warm-up (it was
+        # counted from the stream's first sample — a 0.8-s file "assessable 0.8 s" with nothing detectable).
+        warm = warmup_samples(self.detectors[i])
+        if warm:
+            for sid in sources:
+                self.gate.veto(sid, self._ns(i, 0), self._ns(i, warm), WARMING_UP, guard=False)
         for lane, muscle in enumerate(s.muscles):
             self._lanes.append(_Lane(i, lane, scopes_of(u, muscle, s.device, s.segment)))
 

@@ -49,6 +49,7 @@ from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchE
 from twitchwatch.processing.felt import FeltError, felt_entry, with_arrival_time
 from twitchwatch.processing.flags import FlagSet
 from twitchwatch.processing.fusion import Fuser
+from twitchwatch.processing.gating import warmup_samples
 from twitchwatch.processing.journal import JournalEntry
 from twitchwatch.processing.motion import MotionDetector
 from twitchwatch.processing.periodic import FlagTask, PeriodicTasks
@@ -349,16 +350,6 @@ def _write_split(
         mid = len(rows) // 2
         return _write_split(write, rows[:mid]) + _write_split(write, rows[mid:])
     return []
-
-
-def warmup_samples(detector: StreamDetector) -> int:
-    """Samples the detector spends after a start learning what it needs (noise floor, gyro bias), during
-    which it detects nothing: blind time for the rest gate."""
-    if isinstance(detector, StreamingDetector):
-        return detector.warmup_samples
-    if isinstance(detector, MotionDetector):
-        return round(detector.params.warmup_s * detector.rate)
-    return 0
 
 
 class RestView(Protocol):
