@@ -661,6 +661,55 @@ def test_an_opensignals_text_file_reads_as_its_hdf5_twin(tmp_path: Path) -> None
     assert _magnitudes(tmp_path / "opensignals.txt") == pytest.approx(_magnitudes(PLUX), abs=1e-12)
 
 
+def test_opensignals_text_of_a_bitalino_and_of_two_devices_keeps_its_header(tmp_path: Path) -> None:
+    """Two layouts OpenSignals writes whose JSON header was dropped without a word (the file then "had no
+    sample rate"): BITalino's, whose ``resolution`` has one entry per column (nSeq, I1, I2, O1, O2, A1 …),
+    and two devices recorded together, their columns side by side and their names repeated."""
+    rng = np.random.default_rng(4)
+    bitalino = {
+        "device": "bitalino_rev",
+        "sampling rate": 1000,
+        "column": ["nSeq", "I1", "I2", "O1", "O2", "A1", "A2"],
+        "label": ["A1", "A2"],
+        "sensor": ["EMG", "ECG"],
+        "resolution": [4, 1, 1, 1, 1, 10, 10],
+    }
+    head = [
+        "# OpenSignals Text File Format",
+        f"# {json.dumps({'20:16:04:12:01:40': bitalino})}",
+        "# EndOfHeader",
+    ]
+    rows = [f"{i % 16}	0	0	1	1	{512 + int(rng.normal(0, 5))}	512" for i in range(3000)]
+    rec = _read(tmp_path / "bitalino.txt", head + rows)
+    (emg,) = rec.streams
+    assert (emg.rate, emg.channels[0].label, emg.channels[0].signal) == (1000.0, "EMG A1", "emg")
+    assert emg.channels[0].scale == pytest.approx(3.3 / 1009 * 1e6 / 2**10)
+    assert [c.note for c in rec.channels if c.label in ("I1", "O2")] == [
+        "the device's digital input or output"
+    ] * 2
+    plux = {
+        "device": "biosignalsplux",
+        "sampling rate": 500,
+        "column": ["nSeq", "DI", "CH1"],
+        "label": ["CH1"],
+        "sensor": ["EMG"],
+        "resolution": [16],
+    }
+    hub = {**plux, "column": ["nSeq", "DI", "CH1", "CH2", "CH3"], "label": ["CH1", "CH2", "CH3"]}
+    hub |= {"sensor": ["XYZ"] * 3, "resolution": [16] * 3}
+    devices = {"00:07:80:4D:2E:81": plux, "00:07:80:D8:AB:46": hub}
+    head = ["# OpenSignals Text File Format", f"# {json.dumps(devices)}", "# EndOfHeader"]
+    rows = [
+        f"{i % 16}	0	{32768 + int(rng.normal(0, 20))}	{i % 16}	0	30000	30000	33000"
+        for i in range(2000)
+    ]
+    two = _read(tmp_path / "two.txt", head + rows)
+    assert [(s.signal, s.rate, [c.label for c in s.channels]) for s in two.streams] == [
+        ("emg", 500.0, ["EMG CH1"]),
+        ("acc", 500.0, [f"ACC 00:07:80:D8:AB:46 {a}" for a in "XYZ"]),
+    ]
+
+
 def test_bitalino_emg_has_its_own_transfer_function() -> None:
     assert conversion("EMG", 10, "bitalino_rev") == Conversion(
         "emg",

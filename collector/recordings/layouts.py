@@ -55,21 +55,30 @@ def empatica_labels(path: Path, columns: int) -> list[tuple[str, str]]:
     return [(path.stem, "")] * columns
 
 
+# OpenSignals' digital columns: biosignalsplux's ``DI``, BITalino's inputs and outputs.
+_DIGITAL_IO = frozenset({"DI", "I1", "I2", "O1", "O2"})
+
+
 @dataclass(frozen=True)
 class OpenSignalsHeader:
-    """A PLUX OpenSignals text file's header (its ``# {…}`` JSON line), the first device's."""
+    """A PLUX OpenSignals text file's header (its ``# {…}`` JSON line): the columns of every device in it,
+    in order, and what each analog column is."""
 
-    device: str  # its MAC
-    model: str  # "biosignalsplux", "bitalino_rev" …
     rate: float
-    columns: tuple[str, ...]  # "nSeq", "DI", "CH1" …
+    columns: tuple[str, ...]  # "nSeq", "DI", "CH1" …; a second device's analog columns carry its MAC
     sensors: dict[str, tuple[str, int]]  # analog column → (sensor, bits)
+    devices: dict[str, tuple[str, str]]  # analog column → (its device's MAC, model: "biosignalsplux" …)
     date: str
     time: str
 
 
 def opensignals_header(comments: Sequence[str], columns: int) -> OpenSignalsHeader | None:
-    """The OpenSignals header among a file's comment lines, if its first device's columns are the file's."""
+    """The OpenSignals header among a file's comment lines, if its devices' columns are the file's.
+
+    One device, or several recorded together (OpenSignals writes their columns side by side, in the
+    header's order, at one rate): a later device's analog columns are named with its MAC (``CH1
+    00:07:80:D8:AB:46``), as their names repeat. ``resolution`` is per analog channel on biosignalsplux
+    and per column on BITalino (``nSeq``, the digital I/O, then the analog ones)."""
     for text in comments:
         if not text.startswith("{"):
             continue
@@ -79,39 +88,67 @@ def opensignals_header(comments: Sequence[str], columns: int) -> OpenSignalsHead
             return None
         if not isinstance(devices, dict) or not devices:
             return None
-        mac, info = next(iter(devices.items()))
         try:
-            names = tuple(str(c) for c in info["column"])
-            labels, sensors, bits = info["label"], info["sensor"], info["resolution"]
-            rate = float(info["sampling rate"])
-            analog = {str(lab): (str(sen), int(b)) for lab, sen, b in zip(labels, sensors, bits, strict=True)}
-        except (KeyError, TypeError, ValueError):
+            parts = [
+                _device_columns(str(mac), info, first=n == 0) for n, (mac, info) in enumerate(devices.items())
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError):
             return None
-        if len(names) != columns or not rate > 0 or info.get("convertedValues", 0):
-            return None  # another device's columns too, or values already converted: read as plain CSV
-        model = str(info.get("device", ""))
+        rates = {part[0] for part in parts}
+        names = tuple(name for part in parts for name in part[1])
+        if len(names) != columns or len(rates) != 1 or any(part[4] for part in parts):
+            return None  # not these columns, devices at several rates, or values already converted
+        first = next(iter(devices.values()))
+        sensors = {k: v for part in parts for k, v in part[2].items()}
+        owners = {k: v for part in parts for k, v in part[3].items()}
         return OpenSignalsHeader(
-            str(mac), model, rate, names, analog, str(info.get("date", "")), str(info.get("time", ""))
+            rates.pop(), names, sensors, owners, str(first.get("date", "")), str(first.get("time", ""))
         )
     return None
 
 
+def _device_columns(
+    mac: str, info: dict[str, object], first: bool
+) -> tuple[float, list[str], dict[str, tuple[str, int]], dict[str, tuple[str, str]], bool]:
+    """One device's rate, column names (qualified unless it is the first), its analog columns' sensors and
+    owners, and whether its values are converted already."""
+    names = [str(c) for c in info["column"]]  # type: ignore[attr-defined]
+    labels = [str(lab) for lab in info["label"]]  # type: ignore[attr-defined]
+    sensors = [str(sen) for sen in info["sensor"]]  # type: ignore[attr-defined]
+    bits = [int(b) for b in info["resolution"]]  # type: ignore[attr-defined]
+    if len(bits) == len(names) != len(labels):  # BITalino: one resolution per column
+        by_column = dict(zip(names, bits, strict=True))
+        bits = [by_column[lab] for lab in labels]
+    rate = float(info["sampling rate"])  # type: ignore[arg-type]
+    if not rate > 0:
+        raise ValueError("sampling rate")
+    qualify = (lambda n: n) if first else (lambda n: f"{n} {mac}")
+    model = str(info.get("device", ""))
+    analog = {qualify(lab): (sen, b) for lab, sen, b in zip(labels, sensors, bits, strict=True)}
+    columns = [qualify(n) if n in labels else n for n in names]
+    return rate, columns, analog, dict.fromkeys(analog, (mac, model)), bool(info.get("convertedValues", 0))
+
+
 def plux_channels(channels: list[Channel], plux: OpenSignalsHeader) -> list[Channel]:
     """The analog columns of an OpenSignals text file, in µV or g by PLUX's transfer functions (``plux``);
-    its accelerometer channels, three by three in column order, one sensor each."""
+    each device's accelerometer channels, three by three in column order, one sensor each."""
     out: list[Channel] = []
-    axes = 0
+    axes: dict[str, int] = {}  # per device
     for ch in channels:
         found = plux.sensors.get(ch.label)
+        if found is None and not ch.role and ch.label in _DIGITAL_IO:
+            out.append(replace(ch, signal=None, note="the device's digital input or output", role="label"))
+            continue
         if found is None or ch.role:
             out.append(ch)
             continue
-        how = conversion(*found, plux.model)
+        mac, model = plux.devices[ch.label]
+        how = conversion(*found, model)
         if isinstance(how, str):
             out.append(replace(ch, signal=None, note=how))
             continue
-        label = channel_label(how, ch.label, plux.device, axes)
-        axes += how.kind == "acc"
+        label = channel_label(how, ch.label, mac, axes.get(mac, 0))
+        axes[mac] = axes.get(mac, 0) + (how.kind == "acc")
         read = Channel(
             ch.index, label, "", ch.rate, how.kind, "", how.scale, note=how.note, offset=how.offset
         )
