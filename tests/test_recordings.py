@@ -184,6 +184,10 @@ def test_infer_channel(label: str, dimension: str, signal: str, scale: float, mu
         ("Force", "%MVC", "neither a voltage, an acceleration nor an angular rate"),
         ("EDF Annotations", "", "annotation"),
         ("channel1", "", "no physical dimension and no EMG/ACC/GYR/ORI"),
+        # The axes' magnitude beside the axes (phyphox, ActiGraph): one more one-axis "sensor" before
+        ("Absolute acceleration", "m/s^2", "a magnitude derived from the axes"),
+        ("Vector Magnitude", "g", "a magnitude derived from the axes"),
+        ("acc_norm", "", "a magnitude derived from the axes"),
     ],
 )
 def test_other_channels_are_skipped_with_a_reason(label: str, dimension: str, why: str) -> None:
@@ -263,6 +267,32 @@ def test_selection_muscle_and_signal_overrides() -> None:
 
 
 # ---- EDF+ / BDF+ from real recordings ---------------------------------------------------------------
+def test_numbered_accelerometer_signals_of_an_edf_are_one_sensor(tmp_path: Path) -> None:
+    """OpenBCI's BDF names its accelerometer ``Accel Channel 0``, ``… 1``, ``… 2``: three one-axis sensors
+    before (only the CSV reader grouped numbered labels), whose single axes counted twitches in a shake
+    that the sensor as a whole took for movement. Every format groups them now; numbered EMG stays apart."""
+    rng = np.random.default_rng(2)
+    acc = [rng.normal(0, 0.01, 1000) + (1.0 if axis == 2 else 0.0) for axis in range(3)]
+    path = write_edf(
+        tmp_path / "openbci.bdf",
+        [
+            Sig("EXG Channel 0", "uV", 1000, rng.normal(0, 5, 10_000)),
+            Sig("EXG Channel 1", "uV", 1000, rng.normal(0, 5, 10_000)),
+            Sig("EXG Channel 2", "uV", 1000, rng.normal(0, 5, 10_000)),
+            *(Sig(f"Accel Channel {k}", "g", 100, acc[k]) for k in range(3)),
+        ],
+        bdf=True,
+    )
+    with open_recording(path) as reader:
+        rec = reader.recording
+    shapes = [(g.signal, [c.label for c in g.channels]) for g in rec.streams]
+    assert shapes == [
+        ("emg", ["EXG Channel 0", "EXG Channel 1", "EXG Channel 2"]),
+        ("acc", ["Accel Channel 0", "Accel Channel 1", "Accel Channel 2"]),
+    ]
+    assert [c.axis for c in rec.streams[1].channels] == ["X", "Y", "Z"]
+
+
 def test_edf_plus_mixed_rates_round_trip(tmp_path: Path) -> None:
     emg = biosppy_emg_uv()[:20_000]
     acc_ms2 = biosppy_acc_g() * STANDARD_GRAVITY

@@ -22,7 +22,7 @@ any other dimension (temperature, force, EDF+ annotations, ...) are skipped with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
@@ -142,6 +142,8 @@ def infer_channel(
             note=f"the label says {other}: not a muscle's signal (--channels and --signal run it anyway)",
         )
     known = DIMENSIONS.get(dim)
+    if ((known is not None and known[0] != "emg") or word in ("acc", "gyro")) and _derived(label):
+        return replace(base, note="a magnitude derived from the axes, not an axis: the axes are read instead")
     if known is not None:
         signal, scale = known
         note = ""
@@ -168,6 +170,16 @@ def infer_channel(
         base,
         note="no physical dimension and no EMG/ACC/GYR/ORI in the label (name the type with --signal)",
     )
+
+
+# Words of a column that is the axes' magnitude (phyphox's "Absolute acceleration", ActiGraph's "Vector
+# Magnitude", a logger's "norm"): read as a one-axis sensor it was a lane of its own, whose every step
+# looked like a jolt beside the sensor that already holds it.
+_DERIVED_WORDS: Final = frozenset({"absolute", "magnitude", "resultant", "norm", "vm", "svm", "enmo"})
+
+
+def _derived(label: str) -> bool:
+    return any(w.lower() in _DERIVED_WORDS for w in label_words(label))
 
 
 # How gravity's 1 g reads in each unit a file may leave unsaid. An accelerometer's median magnitude over a
@@ -280,6 +292,32 @@ def sensor_axis(label: str, axes: str) -> tuple[str, str]:
         if (m := rule.match(sensor)) is not None and m.group(2).upper() in axes:
             return m.group(1), m.group(2).upper()
     return sensor, ""
+
+
+_NUMBERED: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]*\d+$")
+
+
+def numbered_triples(labels: Mapping[int, str]) -> dict[str, list[int]]:
+    """Three channels of one label, numbered and naming no axis (OpenBCI's ``Accel Channel 0``, ``… 1``,
+    ``… 2``): one sensor's X, Y, Z in channel order, keyed by the label's stem."""
+    by_stem: dict[str, list[int]] = {}
+    for i, label in sorted(labels.items()):
+        if not sensor_axis(label, "XYZ")[1] and (m := _NUMBERED.match(label)) is not None:
+            by_stem.setdefault(m.group(1), []).append(i)
+    return {stem: cols for stem, cols in by_stem.items() if len(cols) == 3}
+
+
+def motion_axes(channels: Sequence[tuple[str, str]]) -> dict[int, tuple[str, str]]:
+    """(sensor, axis) of numbered accelerometer and gyroscope channels (``numbered_triples``) among a file's
+    (label, physical dimension) pairs, for ``infer_channel``: every format groups them as the CSV reader
+    does (an OpenBCI BDF's three ``Accel Channel`` signals were three one-axis sensors)."""
+    motion = {
+        i: label
+        for i, (label, dim) in enumerate(channels)
+        if DIMENSIONS.get(dim.strip(), ("",))[0] in ("acc", "gyro") or _type_word(label) in ("acc", "gyro")
+    }
+    triples = numbered_triples(motion).items()
+    return {i: (stem, axis) for stem, cols in triples for i, axis in zip(cols, "XYZ", strict=True)}
 
 
 def label_words(label: str) -> list[str]:

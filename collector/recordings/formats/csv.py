@@ -62,6 +62,7 @@ from twitchwatch.collector.recordings.model import (
     gravity_unit,
     infer_channel,
     label_words,
+    numbered_triples,
     sanitise,
     sensor_axis,
     undimensioned,
@@ -94,7 +95,6 @@ _DIRECTIONS: Final = frozenset(
         "side",
     }
 )
-_NUMBERED: Final = re.compile(r"^(.*?[^\s_.-])[\s_.-]*\d+$")
 # Times since 1970 with no unit said, by size: ms (Android's currentTimeMillis), µs, ns (Sensor Logger).
 _EPOCH_SCALES: Final = ((Decimal("1e-3"), "ms"), (Decimal("1e-6"), "µs"), (Decimal("1e-9"), "ns"))
 # A file named for another sensor: its bare x, y, z are not an accelerometer's (Sensor Logger's Gyroscope).
@@ -695,11 +695,8 @@ class CsvReader(RecordingReader):
             if len(words) >= 2 and _DIRECTIONS.intersection(words[1:]):  # ankle_vert, not left_calf
                 by_word.setdefault(words[0], []).append(i)
         groups = {label_words(labels[cols[0]][0])[0]: cols for cols in by_word.values() if len(cols) == 3}
-        numbered: dict[str, list[int]] = {}  # "Accel Channel 0", "… 1", "… 2" (OpenBCI): one label, numbered
-        for i in unaxed:
-            if (m := _NUMBERED.match(labels[i][0])) is not None and not any(i in c for c in groups.values()):
-                numbered.setdefault(m.group(1), []).append(i)
-        groups |= {stem: cols for stem, cols in numbered.items() if len(cols) == 3}
+        grouped = {i for cols in groups.values() for i in cols}
+        groups |= numbered_triples({i: labels[i][0] for i in unaxed if i not in grouped})
         if not groups and len(unaxed) == 3 and all(re.fullmatch(r"ch\d+", labels[i][0]) for i in unaxed):
             groups = {"ch": unaxed}  # a header-less file's only three columns besides its time
         for name, cols in groups.items():

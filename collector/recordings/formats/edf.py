@@ -48,6 +48,7 @@ from twitchwatch.collector.recordings.model import (
     RecordingError,
     Series,
     infer_channel,
+    motion_axes,
     stepped_chunks,
 )
 from twitchwatch.collector.recordings.reader import RecordingReader
@@ -346,9 +347,11 @@ class EdfReader(RecordingReader):
         edf = self._edf
         kind = {0: "EDF", 1: "EDF+", 2: "BDF", 3: "BDF+"}.get(edf.filetype, "EDF")
         self._samples = [int(edf.samples_in_file(i)) for i in range(edf.signals_in_file)]
+        described = [(edf.getLabel(i), edf.getPhysicalDimension(i)) for i in range(edf.signals_in_file)]
+        axes = motion_axes(described)
         channels = tuple(
-            infer_channel(i, edf.getLabel(i), edf.getPhysicalDimension(i), float(edf.getSampleFrequency(i)))
-            for i in range(edf.signals_in_file)
+            infer_channel(i, label, dim, float(edf.getSampleFrequency(i)), sensor=axes.get(i, ("", "")))
+            for i, (label, dim) in enumerate(described)
         )
         notes = []
         hidden = len(header.labels) - len(channels)

@@ -38,6 +38,7 @@ from twitchwatch.collector.recordings.model import (
     RecordingError,
     Series,
     infer_channel,
+    motion_axes,
     stepped_chunks,
 )
 from twitchwatch.collector.recordings.reader import RecordingReader
@@ -218,9 +219,11 @@ class WfdbReader(RecordingReader):
         stated = _int(record[3], f"{self.path}: record line") if len(record) > 3 else None
         self._samples = self._check_files(stated, notes)
         self._check_first_values()
+        described = [(s.description or f"signal {i}", s.units) for i, s in enumerate(self._signals)]
+        axes = motion_axes(described)
         channels = [
-            infer_channel(i, s.description or f"signal {i}", s.units, self._rate)
-            for i, s in enumerate(self._signals)
+            infer_channel(i, label, units, self._rate, sensor=axes.get(i, ("", "")))
+            for i, (label, units) in enumerate(described)
         ]
         channels = [_own(ch, s) for ch, s in zip(channels, self._signals, strict=True)]
         start_ns = _start(record, notes)
