@@ -353,6 +353,27 @@ def test_csv_rate_and_start_from_its_time_column(tmp_path: Path) -> None:
         assert (r.recording.channels[1].rate, r.recording.start_ns) == (500.0, None)
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_csv_with_decimal_commas_reads_as_with_points(tmp_path: Path, delimiter: str) -> None:
+    """A spreadsheet in a European locale writes ``0,98849`` and separates fields with semicolons (or tabs):
+    refused as "no row of numbers" before; read as the same file with decimal points, and noted."""
+    rows = [f"{i / 100:.2f};{0.01 * np.sin(i):.5f};{-0.05:.5f};{0.99:.5f}" for i in range(500)]
+    points = tmp_path / "points.csv"
+    points.write_text("time [s];acc_x [g];acc_y [g];acc_z [g]\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    commas = tmp_path / "commas.csv"
+    text = points.read_text(encoding="utf-8").replace(".", ",").replace(";", delimiter)
+    commas.write_text(text, encoding="utf-8")
+    with open_recording(points) as a, open_recording(commas) as b:
+        assert [(c.label, c.rate, c.scale) for c in b.recording.channels] == [
+            (c.label, c.rate, c.scale) for c in a.recording.channels
+        ]
+        assert "decimal commas (0,98): read as decimal points" in b.recording.notes
+        groups = a.recording.streams
+        one = np.concatenate([ch.data for ch in a.chunks(groups)])
+        two = np.concatenate([ch.data for ch in b.chunks(groups)])
+    np.testing.assert_array_equal(one, two)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_csv_rate_from_jittered_times_is_the_rows_over_their_span(tmp_path: Path, seed: int) -> None:
     """Times stamped ±0.2 ms around a 1-kHz clock (a logger's or a phone's): every step but a gap counts,

@@ -347,6 +347,25 @@ def _is_row(line: str) -> bool:
     return any(numbers) and all(n or is_datetime(f) for n, f in zip(numbers, fields, strict=True))
 
 
+_COMMA_DECIMAL: Final = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
+_POINT_DECIMAL: Final = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
+
+
+def _decimal_comma(text: str) -> bool:
+    """Whether the rows write decimal commas (``0,98849``: a spreadsheet set to a European locale, which
+    then separates fields with semicolons or tabs): some field is such a number, and none has a point."""
+    seen = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or (";" not in line and "\t" not in line):
+            continue
+        fields = [f.strip().strip('"') for f in line.replace("\t", ";").split(";")]
+        if any(_POINT_DECIMAL.match(f) for f in fields):
+            return False
+        seen = seen or any(_COMMA_DECIMAL.match(f) for f in fields)
+    return seen
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -376,6 +395,8 @@ class CsvReader(RecordingReader):
             if exc.start < len(head) - 3:  # not a character cut at the end of the head
                 return False
             text = head[: exc.start].decode("utf-8")
+        if _decimal_comma(text):
+            text = text.replace(",", ".")
         lines = text.removeprefix("\ufeff").splitlines()
         if len(head) >= HEAD_BYTES and lines:
             lines.pop()  # possibly cut
@@ -387,7 +408,10 @@ class CsvReader(RecordingReader):
         self._line_no = 0
         self._comments: list[tuple[int, str]] | None = None  # comment lines, while the head is read
         self._rows: list[list[str]] | None = None  # the first data rows' fields, once read (``_first_rows``)
+        self._comma = False  # decimal commas, read as points (``_decimal_comma``)
         try:
+            self._comma = _decimal_comma(self._file.read(HEAD_BYTES).decode("utf-8", errors="ignore"))
+            self._file.seek(0)
             self._open(rate)
         except BaseException:
             self._file.close()
@@ -413,6 +437,8 @@ class CsvReader(RecordingReader):
                 where = f"{self.path}: line {self._line_no}, character {exc.start + 1}"
                 raise RecordingError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02X})") from None
             line = line.removeprefix("\ufeff").strip() if self._line_no == 1 else line.strip()
+            if self._comma:
+                line = line.replace(",", ".")
             if line.startswith("#") and self._comments is not None:
                 self._comments.append((self._line_no, line.lstrip("#").strip()))
             elif line and not line.startswith("#"):
@@ -452,6 +478,8 @@ class CsvReader(RecordingReader):
         notes: list[str] = []
         if block:
             notes.append(f"lines {block[0][1]}–{block[-1][1]}: the device's header block, not data")
+        if self._comma:
+            notes.append("decimal commas (0,98): read as decimal points")
         first = self._split(data)
         plux = opensignals_header(said, len(first))
         labels = [(name, "") for name in plux.columns] if plux and not fields else []
