@@ -33,6 +33,7 @@ from twitchwatch.collector.recordings import (
 from twitchwatch.collector.recordings.formats.csv import CsvReader
 from twitchwatch.collector.recordings.formats.edf import EdfReader, check_edf_header
 from twitchwatch.collector.recordings.formats.session import SessionReader
+from twitchwatch.collector.recordings.playback import open_source
 from twitchwatch.collector.topics import TopicError
 from twitchwatch.processing.recordings import DetectionRun, Plan, plan_detection
 
@@ -594,3 +595,7 @@ def test_readers_are_found_by_extension(tmp_path: Path, monkeypatch: pytest.Monk
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match=r"nope\.edf: no such file"):
         open_recording(tmp_path / "nope.edf")
+    with pytest.raises(RecordingError, match=r": a directory: give one recording file in it"):
+        open_recording(tmp_path)  # said "no such file"
+    with pytest.raises(RecordingError, match=r": a directory: give one recording file in it"):
+        open_source(tmp_path)

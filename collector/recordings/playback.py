@@ -160,8 +160,6 @@ def open_source(
     """The replay source for ``path``, whatever its format; ``devices`` as ``--device`` gives them,
     ``muscle_map`` as ``--muscle-map``, ``rate`` for a CSV file without a time column. Raises a
     ``ValueError`` (ReplayError, RecordingError and the format's own) naming what is wrong."""
-    if not path.is_file():
-        raise ReplayError(f"{path}: no such file")
     try:
         reader = open_recording(path, rate)
     except UnknownFormat as exc:

@@ -339,11 +339,17 @@ def _reader_class(path: Path) -> type[RecordingReader]:
         ) from None
 
 
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return "a directory: give one recording file in it (a WFDB record by its .hea)"
+    return "no such file"
+
+
 def open_recording(path: Path, rate: float | None = None) -> RecordingReader:
     """The reader for ``path`` (picked by content, then extension), open. ``rate`` (Hz) is for formats that
     do not carry one (CSV without a time column)."""
     if not path.is_file():
-        raise RecordingError(f"{path}: no such file")
+        raise RecordingError(f"{path}: {_not_a_file(path)}")
     cls = reader_class(path)
     if rate is not None and not (np.isfinite(rate) and rate > 0):
         raise RecordingError(f"{path}: sample rate must be a positive number of Hz, not {rate}")
