@@ -539,9 +539,13 @@ def test_csv_needs_a_rate_and_utf8(tmp_path: Path) -> None:
     path.write_text("EMG a\n1\n", encoding="utf-8")
     with pytest.raises(RecordingError, match=r"a\.csv: a CSV file has no sample rate: pass it \(--rate HZ\)"):
         open_recording(path)
-    path.write_bytes(b"EMG a\n1\n\xff\xfe\n")
-    with pytest.raises(RecordingError, match=r"line 3, character 1: not UTF-8 text \(byte 0xFF\)"):
+    path.write_bytes(b"EMG a\n1\n\x81\xfe\n")  # 0x81: not UTF-8, nor Windows-1252
+    with pytest.raises(RecordingError, match=r"line 3, character 1: not UTF-8 text \(byte 0x81\): save"):
         stream(path, rate=10)
+    path.write_bytes(b"EMG a [\xb5V]\n1\n2\n")  # Excel's Windows-1252: µ is 0xB5
+    with open_recording(path, rate=10) as r:
+        assert (r.recording.channels[0].label, r.recording.channels[0].scale) == ("EMG a", 1.0)
+        assert "line 1 is not UTF-8: read as Windows-1252 (Excel's µ is byte 0xB5)" in r.recording.notes
 
 
 def test_long_csv_streams_in_bounded_chunks(tmp_path: Path) -> None:

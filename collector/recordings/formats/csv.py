@@ -392,9 +392,13 @@ class CsvReader(RecordingReader):
         try:
             text = head.decode("utf-8")
         except UnicodeDecodeError as exc:
-            if exc.start < len(head) - 3:  # not a character cut at the end of the head
-                return False
-            text = head[: exc.start].decode("utf-8")
+            if exc.start < len(head) - 3:  # not a character cut at the end: Windows' code page, or binary
+                try:
+                    text = head.decode("cp1252")
+                except UnicodeDecodeError:
+                    return False
+            else:
+                text = head[: exc.start].decode("utf-8")
         if _decimal_comma(text):
             text = text.replace(",", ".")
         lines = text.removeprefix("\ufeff").splitlines()
@@ -409,6 +413,7 @@ class CsvReader(RecordingReader):
         self._comments: list[tuple[int, str]] | None = None  # comment lines, while the head is read
         self._rows: list[list[str]] | None = None  # the first data rows' fields, once read (``_first_rows``)
         self._comma = False  # decimal commas, read as points (``_decimal_comma``)
+        self._cp1252 = 0  # the first line that was not UTF-8, read as Windows-1252 (``_windows_text``)
         try:
             self._comma = _decimal_comma(self._file.read(HEAD_BYTES).decode("utf-8", errors="ignore"))
             self._file.seek(0)
@@ -434,8 +439,7 @@ class CsvReader(RecordingReader):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                where = f"{self.path}: line {self._line_no}, character {exc.start + 1}"
-                raise RecordingError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02X})") from None
+                line = self._windows_text(raw, exc)
             line = line.removeprefix("\ufeff").strip() if self._line_no == 1 else line.strip()
             if self._comma:
                 line = line.replace(",", ".")
@@ -444,6 +448,21 @@ class CsvReader(RecordingReader):
             elif line and not line.startswith("#"):
                 self._line_pos = pos
                 return line
+
+    def _windows_text(self, raw: bytes, exc: UnicodeDecodeError) -> str:
+        """A line that is not UTF-8, in the 8-bit code page Excel and Windows tools write (``µV`` as byte
+        0xB5): a header names its units so; data rows are ASCII either way. Refused before, naming the byte
+        but not what to do. A byte the code page leaves undefined is no text at all: refused as before."""
+        try:
+            line = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            where = f"{self.path}: line {self._line_no}, character {exc.start + 1}"
+            raise RecordingError(
+                f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02X}): save it as UTF-8"
+            ) from None
+        if not self._cp1252:
+            self._cp1252 = self._line_no
+        return line
 
     def _split(self, line: str) -> list[str]:
         return split_fields(line, self._delimiter)
@@ -480,6 +499,8 @@ class CsvReader(RecordingReader):
             notes.append(f"lines {block[0][1]}–{block[-1][1]}: the device's header block, not data")
         if self._comma:
             notes.append("decimal commas (0,98): read as decimal points")
+        if self._cp1252:
+            notes.append(f"line {self._cp1252} is not UTF-8: read as Windows-1252 (Excel's µ is byte 0xB5)")
         first = self._split(data)
         plux = opensignals_header(said, len(first))
         labels = [(name, "") for name in plux.columns] if plux and not fields else []
