@@ -100,3 +100,26 @@ def test_user_errors_stay_value_errors_where_they_were() -> None:
     for cls in (FrameError, RecordingError, ConfigError):
         assert issubclass(cls, UserError)
         assert issubclass(cls, ValueError)
+
+
+def test_a_twitchwatch_error_inside_a_task_group_is_said_as_itself(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An asyncio TaskGroup wraps what its task raised in an ExceptionGroup: the worker's "queue
+    twitchwatch.p00 does not exist: run 'twitchwatch broker setup' first" came out as a bug with a traceback.
+    One twitchwatch error in a group (nested too) is that error; a group holding a bug stays a bug."""
+    from twitchwatch.processing.amqp import AmqpError
+
+    def before_setup() -> int:
+        missing = AmqpError("queue twitchwatch.p00 does not exist: run 'twitchwatch broker setup' first")
+        raise ExceptionGroup("worker", [ExceptionGroup("tasks", [missing])])
+
+    assert run_command(before_setup) == 1
+    err = capsys.readouterr().err
+    assert err == "error: queue twitchwatch.p00 does not exist: run 'twitchwatch broker setup' first\n"
+
+    def two_failures() -> int:
+        raise ExceptionGroup("tasks", [UserError("bad"), ValueError("a bug")])
+
+    assert run_command(two_failures) == 1
+    assert "this is a bug in twitchwatch" in capsys.readouterr().err

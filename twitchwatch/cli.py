@@ -247,12 +247,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(lambda: handlers[args.command](args))
 
 
+def _unwrapped(command: Callable[[], int]) -> int:
+    """``command()``; an exception group of one twitchwatch error (an asyncio TaskGroup wraps what its
+    tasks raise: the worker's "queue twitchwatch.p00 does not exist: run 'twitchwatch broker setup' first"
+    came out as a bug with a traceback) is that error."""
+    try:
+        return command()
+    except BaseExceptionGroup as group:
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if isinstance(inner, TwitchwatchError):
+            raise inner from None
+        raise
+
+
 def run_command(command: Callable[[], int]) -> int:
     """A command's exit status: its own, 2 for a user error (bad input or configuration: the message
     says what to fix), 1 for another failure twitchwatch explains (the message) and 1 with the traceback
     for anything else — a bug, even when it is a ``ValueError`` from numpy, is not a usage error."""
     try:
-        return command()
+        return _unwrapped(command)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
