@@ -108,6 +108,20 @@ class SetupReport:
         return out
 
 
+async def _connect(url: str) -> aiormq.abc.AbstractConnection:
+    """A connection, or an ``AmqpError`` saying why not in words (an unknown vhost came out as "Expected
+    one of ['Connection.OpenOk'], got <Connection.Close …>", a bad port as a bug)."""
+    try:
+        return await aiormq.connect(url)
+    except aiormq.exceptions.ProbableAuthenticationError as exc:
+        raise AmqpError(f"the broker refused the user or password ({exc})") from None
+    except aiormq.exceptions.AMQPError as exc:
+        vhost = urlsplit(url).path.lstrip("/") or "/"
+        raise AmqpError(f"the broker refused the connection (does vhost {vhost!r} exist?): {exc}") from None
+    except ValueError as exc:
+        raise AmqpError(f"TWITCHWATCH_AMQP_URL: {exc}") from None
+
+
 async def _exists(connection: aiormq.abc.AbstractConnection, kind: str, name: str) -> bool:
     """A passive declare on a channel of its own (a missing name closes the channel)."""
     channel = await connection.channel()
@@ -139,6 +153,24 @@ async def _declare(connection: aiormq.abc.AbstractConnection, kind: str, name: s
     return existed
 
 
+async def layout_partitions(connection: aiormq.abc.AbstractConnection, partitions: int) -> None:
+    """Refuse a partition count other than the layout's on the broker. Declared with 8 and then with 16,
+    users were bound to a queue of each (every frame delivered twice), and workers counting 8 never
+    consumed twitchwatch.p08…p15: a wearer's twitches piled up unread, and nothing said so."""
+    if not await _exists(connection, "queue", queue_name(0)):
+        return  # no layout yet
+    more = partitions < MAX_PARTITIONS and await _exists(connection, "queue", queue_name(partitions))
+    fewer = not await _exists(connection, "queue", queue_name(partitions - 1))
+    if more or fewer:
+        side = "more" if more else "fewer"
+        raise AmqpError(
+            f"the broker's layout has {side} partition queues than {partitions} (twitchwatch.p00 … "
+            f"{'past ' + queue_name(partitions - 1) if more else 'short of ' + queue_name(partitions - 1)}): "
+            "set TWITCHWATCH_AMQP_PARTITIONS (or --partitions) to the layout's count; to change it, "
+            "delete the twitchwatch queues and exchanges once they are drained and run 'broker setup' again"
+        )
+
+
 async def setup_broker(url: str, partitions: int, users: Sequence[str]) -> SetupReport:
     """Declare the exchanges, the partition queues and the users' bindings; idempotent (declaring what
     exists with the same arguments changes nothing). Raises ``AmqpError`` naming what the broker refused."""
@@ -148,8 +180,9 @@ async def setup_broker(url: str, partitions: int, users: Sequence[str]) -> Setup
         check_segment(user, "user")
     done: dict[bool, list[str]] = {True: [], False: []}
     queue_args = {"x-queue-type": "quorum", "x-single-active-consumer": True}
-    connection = await aiormq.connect(url)
+    connection = await _connect(url)
     try:
+        await layout_partitions(connection, partitions)
         existed = await _declare(connection, "exchange", UNASSIGNED, exchange_type="topic")
         done[existed].append(f"exchange {UNASSIGNED}")
         existed = await _declare(
@@ -264,6 +297,7 @@ class AmqpSource:
         # A new channel: whatever this worker had not acknowledged on the one before went back to the
         # queues, and single-active-consumer may have given those queues to a standby meanwhile.
         worker.detach_streams()
+        await layout_partitions(connection, self.partitions)
         channel = await connection.channel()
         await channel.basic_qos(prefetch_count=self.prefetch)
         pending = _Outstanding()

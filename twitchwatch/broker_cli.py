@@ -70,7 +70,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     if url is None:
         print("error: TWITCHWATCH_AMQP_URL is not set (or TWITCHWATCH_AMQP_URL_FILE)", file=sys.stderr)
         return 2
-    partitions = args.partitions or settings.amqp_partitions
+    partitions = settings.amqp_partitions if args.partitions is None else args.partitions  # 0 is refused
     users = _users(args)
     try:
         import asyncio

@@ -496,6 +496,10 @@ class Settings(BaseModel):
             parts = urlsplit(v.get_secret_value())
             if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
                 raise ValueError("expected amqp://[user:password@]host[:port][/vhost] (amqps:// for TLS)")
+            try:
+                parts.port  # noqa: B018 - urllib checks the port only when it is read
+            except ValueError as exc:  # 99999, abc: it surfaced later, as a bug
+                raise ValueError(f"the port: {exc}") from None
         return v
 
     def amqp_url_value(self) -> str | None:

@@ -140,6 +140,14 @@ class RabbitServer:
         )
         return out.stdout
 
+    def vhost(self, name: str) -> str:
+        """A virtual host of its own on this node, for the harness's user: the AMQP URL to it. The node is
+        shared by the session's tests, and a layout of one partition count per vhost is all the broker
+        allows (``processing.amqp.layout_partitions``)."""
+        self._rabbitmqctl("add_vhost", name)
+        self._rabbitmqctl("set_permissions", "-p", name, self.username, ".*", ".*", ".*")
+        return self.amqp_url + quote(name, safe="")
+
     def ctl(self, *args: str) -> list[dict[str, object]]:
         """``rabbitmqctl <args> --formatter json`` against this node, parsed."""
         rows = json.loads(self._rabbitmqctl(*args, "--formatter", "json") or "[]")
