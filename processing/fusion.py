@@ -30,6 +30,7 @@ movement gating already acts within its own stream.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from twitchwatch.processing.core import SignalKind
@@ -126,9 +127,11 @@ class Fuser:
                 self._busy.discard(key)
         return out
 
-    def oldest_held_ns(self) -> int | None:
-        """The start of the oldest event still waiting for a partner."""
-        return min((h.event.start_ns for k in self._busy for h in self._muscles[k].held), default=None)
+    def held_events(self) -> Iterator[TwitchEvent]:
+        """Every event still waiting for a partner."""
+        for k in self._busy:
+            for h in self._muscles[k].held:
+                yield h.event
 
     def flush(self) -> list[TwitchEvent]:
         """Everything held (shutdown)."""

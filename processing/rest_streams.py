@@ -30,7 +30,7 @@ question of their minute (``RateBook``). Pure: no I/O, no clock.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from twitchwatch.collector.signals import StreamKind
@@ -298,3 +298,8 @@ class RestStreams:
 
     def oldest_held_ns(self) -> int | None:
         return min((e.start_ns for e, _ in (*self._held, *self._provisional)), default=None)
+
+    def held_events(self) -> Iterator[TwitchEvent]:
+        """Every event waiting for the gate, and every provisional twitch not judged finally."""
+        for e, _ in (*self._held, *self._provisional):
+            yield e

@@ -16,6 +16,7 @@ import asyncio
 import bisect
 import dataclasses
 import inspect
+import itertools
 import json
 import logging
 import pickle
@@ -1272,12 +1273,17 @@ class Worker(PeriodicTasks):
         next completed flush, frames ending before their stream's horizon are stored."""
         if self._rates.unresolved:
             return None
-        held = [self._fuser.oldest_held_ns(), self._rest.oldest_held_ns()]
-        held += [min((e.start_ns for e in q), default=None) for q in (self._pending, self._unsure)]
-        floor = min((t for t in held if t is not None), default=NEVER_NS)
+        # Per user: an event is derived from its own user's frames only. One floor for everyone let one
+        # wearer's twitch, held for a second of its slow device's time, hold back every user's acks.
+        floors: dict[str, int] = {}
+        held = (self._fuser.held_events(), self._rest.held_events(), self._pending, self._unsure)
+        for e in itertools.chain.from_iterable(held):
+            if e.start_ns < floors.get(e.user, NEVER_NS):
+                floors[e.user] = e.start_ns
         return {
             key: floor if st.ended else min(floor, st.time_of(st.detector.settled))
             for key, st in self._streams.items()
+            for floor in (floors.get(key[0], NEVER_NS),)
         }
 
     async def flush_stored(self) -> None:

@@ -360,3 +360,32 @@ async def test_a_second_sensor_flapping_its_rate_costs_the_muscle_a_few_warm_ups
         assert worker.stats.rejected["frame.format_flapping"] > 100
         twitches = [e for e in store.events(EventQuery(user="u")) if e.kind is EventKind.FASCICULATION]
         assert sorted(round((e.start_ns - T0) / 1e9, 1) for e in twitches) == list(TWITCH_AT_S)
+
+
+async def test_one_wearers_held_twitch_does_not_hold_back_another_wearers_acknowledgements(
+    tmp_path: Path,
+) -> None:
+    """The horizon up to which a stream's frames may be acknowledged was bounded by the oldest event held
+    anywhere: one wearer's twitch waiting a second of its slow device's time for the rest gate held back
+    every other wearer's acknowledgements (RabbitMQ's unacknowledged count grew to its prefetch, and a
+    queue stalled). An event comes from its own wearer's frames only: the bound is per wearer."""
+    from twitchwatch.processing.store.sqlite import SQLiteStore
+
+    with SQLiteStore(tmp_path / "w.db") as store:
+        worker = Worker(MqttTarget("127.0.0.1", 1), store)  # any user: as a RabbitMQ worker runs
+        frames = _good_frames()
+        for user in ("slow", "fast"):
+            worker.handle(f"twitchwatch/{user}/{GOOD_DEVICE}/status", _good_status())
+        for k, frame in enumerate(frames):
+            if k < 27:  # up to 2.7 s: its twitch at 2.5 s waits for the second ahead of its muscle's activity
+                worker.handle(f"twitchwatch/slow/{GOOD_DEVICE}/raw/emg", frame)
+            worker.handle(f"twitchwatch/fast/{GOOD_DEVICE}/raw/emg", frame)
+        worker._ask_priors()
+        await asyncio.gather(*worker._prior_reads)  # the stored minutes are read first
+        await worker._flush(final=False)  # what was released is stored
+        horizons = worker.ack_horizons()
+        assert horizons is not None
+        slow, fast = horizons[("slow", GOOD_DEVICE, "emg")], horizons[("fast", GOOD_DEVICE, "emg")]
+        assert slow <= T0 + 2_500_000_000  # its held twitch bounds it
+        assert fast > T0 + 12_000_000_000  # the other wearer's does not
+        await worker._finish()
