@@ -53,6 +53,11 @@ EXCHANGE = "twitchwatch.mqtt"  # where the MQTT plugin publishes (mqtt.exchange 
 UNASSIGNED = "twitchwatch.unassigned"  # the alternate exchange, and its queue
 DEFAULT_PARTITIONS = 16
 MAX_PARTITIONS = 1000
+# Deliveries waiting behind one that cannot be acknowledged yet, past which the rest are acknowledged one
+# by one (a multiple-ack covers everything before it). Only the broker's credit bounded it (half the
+# prefetch, 10,000 a queue): a frame stamped in 2099 in one wearer's stream held every queue's
+# acknowledgements, and a kill meanwhile had all of them delivered again.
+BLOCKED_BEHIND = 1000
 # A stream silent this long (wall time) is ended: its last events are stored and its frames acknowledged.
 IDLE_NS = 10_000_000_000
 # The three kinds of message a worker consumes, as topic-exchange patterns after the user word.
@@ -392,8 +397,9 @@ class AmqpSource:
         everything: bool = False,
     ) -> None:
         """Snapshot the horizons, let the writer store everything handed to it, then acknowledge what the
-        snapshot covered: the longest run from the front with one multiple-ack, the others one by one only
-        when the broker's credit runs low (a slow stream must not stall the whole partition)."""
+        snapshot covered: the longest run from the front with one multiple-ack, the others one by one once
+        ``BLOCKED_BEHIND`` wait behind a front that cannot go (a slow stream, or a frame stamped far ahead
+        whose stream has since gone on at the right time, must not hold every queue of the channel back)."""
         horizons = worker.ack_horizons()
         busy = worker.busy
         count = len(pending.items)
@@ -411,7 +417,7 @@ class AmqpSource:
             items.popleft()
         if last is not None:
             await channel.basic_ack(last, multiple=True)
-        if len(items) > self.prefetch // 2:
+        if len(items) > min(self.prefetch // 2, BLOCKED_BEHIND):
             covered = [items.popleft() for _ in range(min(count - run, len(items)))]
             ready = [pending.ackable(receipt, horizons, busy) for _, receipt in covered]
             items.extendleft(reversed([item for item, ok in zip(covered, ready, strict=True) if not ok]))
