@@ -51,7 +51,7 @@ from twitchwatch.processing.felt import FeltError, felt_entry, with_arrival_time
 from twitchwatch.processing.flags import FlagSet
 from twitchwatch.processing.fusion import Fuser
 from twitchwatch.processing.gating import warmup_samples
-from twitchwatch.processing.journal import JournalEntry
+from twitchwatch.processing.journal import Factor, JournalEntry
 from twitchwatch.processing.motion import MotionDetector
 from twitchwatch.processing.periodic import FlagTask, PeriodicTasks
 from twitchwatch.processing.quarantine import Entry, Quarantine, QuarantineError
@@ -91,6 +91,9 @@ OFFLINE_GRACE_S = 10.0
 # rest gate's vetoes with it. A collector's will ends its streams sooner (``OFFLINE_GRACE_S``); RabbitMQ's
 # source ends them after ``amqp.IDLE_NS``.
 SILENT_END_NS = 60_000_000_000
+# How long before its redelivery a felt mark without a time of its own may have been stored by a worker
+# that died before acknowledging it: its restart and the broker's redelivery take seconds to a minute.
+FELT_REDELIVERY_S = 300
 # A stream may change rate, channels or unit this often in a minute (a device reconfigured, a firmware
 # update); more is a source flapping, whose frames are refused.
 FORMAT_CHANGES = 3
@@ -1224,7 +1227,7 @@ class Worker(PeriodicTasks):
             self._reject(exc, f"{topic[:200]!r}")
             return None
         if felt_by is not None:
-            self._on_felt(felt_by, payload)
+            self._on_felt(felt_by, payload, redelivered)
             return None
         try:
             t = Topic.parse(topic)
@@ -1363,11 +1366,13 @@ class Worker(PeriodicTasks):
             self._ingest_ns += min(max(now_ns - self._last_tick_ns, 0), self.ingest_pause_ns)
         self._last_tick_ns = now_ns
 
-    def _on_felt(self, user: str, payload: bytes) -> None:
+    def _on_felt(self, user: str, payload: bytes, redelivered: bool = False) -> None:
         """A felt twitch marked from a phone or Home Assistant: a journal entry, stored off the event loop
-        and retried like every write (processing/felt.py)."""
+        and retried like every write (processing/felt.py). ``redelivered``: a worker that died may have
+        stored it already (``_store_felt``)."""
         try:
-            entry = felt_entry(user, payload, time.time_ns())
+            received_ns = time.time_ns()
+            entry = felt_entry(user, payload, received_ns)
         except FeltError as exc:
             self.stats.bad_felt += 1
             self._rlog.warning("felt", "ignoring a felt mark of %s: %s", user, exc)
@@ -1378,13 +1383,21 @@ class Worker(PeriodicTasks):
             self.store.add_journal_entry(entry)
             self.stats.felt_marks += 1
             return
-        task = loop.create_task(self._store_felt(entry), name="worker-felt")
+        once = redelivered and entry.time_ns == received_ns  # a mark of no time of its own, delivered again
+        task = loop.create_task(self._store_felt(entry, once), name="worker-felt")
         self._felt_writes.add(task)
         task.add_done_callback(self._felt_writes.discard)
 
-    async def _store_felt(self, entry: JournalEntry) -> None:
+    async def _store_felt(self, entry: JournalEntry, once: bool = False) -> None:
+        """``once``: a mark without a time of its own that the broker delivered again — a worker killed
+        after storing it and before acknowledging it. It gets the time it arrived here, hence a new id: it
+        was stored twice (RabbitMQ's path has no journal to keep its first arrival). A felt mark of the
+        same muscle stored in the ``FELT_REDELIVERY_S`` before is taken for it."""
         while True:
             try:
+                if once and await asyncio.to_thread(self._felt_stored_before, entry):
+                    self.stats.duplicates += 1
+                    return
                 await asyncio.to_thread(self.store.add_journal_entry, entry)
             except StoreRejected as exc:  # the same write fails again: retried, it would hold the rest up
                 self.stats.felt_refused += 1
@@ -1400,6 +1413,11 @@ class Worker(PeriodicTasks):
                 continue
             self.stats.felt_marks += 1
             return
+
+    def _felt_stored_before(self, entry: JournalEntry) -> bool:
+        since = entry.time_ns - FELT_REDELIVERY_S * 1_000_000_000
+        stored = self.store.journal_entries(since, entry.time_ns + 1, entry.user)
+        return any(e.factor is Factor.FELT and e.muscle == entry.muscle for e in stored)
 
     def _on_status(self, t: Topic, payload: bytes) -> None:
         if not payload:  # a cleared retained status

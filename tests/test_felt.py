@@ -209,3 +209,23 @@ async def test_felt_marks_published_on_mqtt_are_stored_by_the_worker(
     assert entries[1].muscle == ""
     assert sent_ns - S <= entries[1].time_ns <= time.time_ns()  # stamped when the worker got it
     assert store.journal_entries(user="bob") == []
+
+
+async def test_a_mark_delivered_again_after_a_worker_died_is_stored_once(store: EventStore) -> None:
+    """RabbitMQ hands a worker's unacknowledged messages to the next one, marked redelivered. A mark with
+    no time of its own gets the time it arrives, hence a new id, and one the dead worker had stored was
+    stored twice (a SIGKILL after the store write, before the acknowledgement). Redelivered, a mark of the
+    same muscle stored in the minutes before is taken for it; a fresh press is stored as ever."""
+    from twitchwatch.collector.mqtt import MqttTarget
+
+    worker = Worker(MqttTarget("127.0.0.1", 1), store, client_id="felt-redelivered")
+    press = json.dumps({"muscle": "calf_left"}).encode()
+    worker.handle(felt_topic("alice"), press)  # the first worker's: stored, then it died unacknowledged
+    await asyncio.gather(*worker._felt_writes)
+    worker.handle(felt_topic("alice"), press, redelivered=True)  # the same, to the next worker
+    await asyncio.gather(*worker._felt_writes)
+    assert len(store.journal_entries(user="alice")) == 1
+    worker.handle(felt_topic("alice"), json.dumps({"muscle": "calf_right"}).encode(), redelivered=True)
+    worker.handle(felt_topic("alice"), press)  # pressed again: a new mark
+    await asyncio.gather(*worker._felt_writes)
+    assert [e.muscle for e in store.journal_entries(user="alice")] == ["calf_left", "calf_right", "calf_left"]
