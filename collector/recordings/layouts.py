@@ -11,11 +11,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from twitchwatch.collector.recordings.csvhead import delimiter_of, in_epoch, split_fields
 from twitchwatch.collector.recordings.model import Channel, named
@@ -108,18 +108,18 @@ def opensignals_header(comments: Sequence[str], columns: int) -> OpenSignalsHead
 
 
 def _device_columns(
-    mac: str, info: dict[str, object], first: bool
+    mac: str, info: Mapping[str, Any], first: bool
 ) -> tuple[float, list[str], dict[str, tuple[str, int]], dict[str, tuple[str, str]], bool]:
     """One device's rate, column names (qualified unless it is the first), its analog columns' sensors and
     owners, and whether its values are converted already."""
-    names = [str(c) for c in info["column"]]  # type: ignore[attr-defined]
-    labels = [str(lab) for lab in info["label"]]  # type: ignore[attr-defined]
-    sensors = [str(sen) for sen in info["sensor"]]  # type: ignore[attr-defined]
-    bits = [int(b) for b in info["resolution"]]  # type: ignore[attr-defined]
+    names = [str(c) for c in info["column"]]
+    labels = [str(lab) for lab in info["label"]]
+    sensors = [str(sen) for sen in info["sensor"]]
+    bits = [int(b) for b in info["resolution"]]
     if len(bits) == len(names) != len(labels):  # BITalino: one resolution per column
         by_column = dict(zip(names, bits, strict=True))
         bits = [by_column[lab] for lab in labels]
-    rate = float(info["sampling rate"])  # type: ignore[arg-type]
+    rate = float(info["sampling rate"])
     if not rate > 0:
         raise ValueError("sampling rate")
     qualify = (lambda n: n) if first else (lambda n: f"{n} {mac}")
