@@ -36,12 +36,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from twitchwatch.collector.limits import is_finite_number
 from twitchwatch.collector.topics import ROOT, check_segment
 from twitchwatch.errors import UserError
 from twitchwatch.processing.events import MinuteRate, muscle_minutes
@@ -176,7 +176,7 @@ class Flag:
 def time_ns(value: object, key: str) -> int:
     """A stored time in ns since 1970: a whole number that fits 64 bits (a document written by hand or
     damaged may hold anything)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):  # an integer past a float's range too (math.isfinite overflowed)
         raise FlagError(f"must be a number of ns, got {value!r}"[:120], key)
     if value != int(value) or not 0 <= value < 2**63:
         raise FlagError(f"{value!r} is not a time in ns since 1970"[:120], key)

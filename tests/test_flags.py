@@ -384,6 +384,11 @@ def test_flag_set_json_round_trip_and_bad_documents_name_the_key() -> None:
         ('{"user": "a", "computed_at_ns": [1], "computed_by": "cli", "flags": []}', "computed_at_ns"),
         ('{"user": "a", "computed_at_ns": Infinity, "computed_by": "cli", "flags": []}', "computed_at_ns"),
         ('{"user": "a", "computed_at_ns": 1e30, "computed_by": "cli", "flags": []}', "computed_at_ns"),
+        # an integer no float holds: OverflowError, raised out of the document's parsing
+        (
+            '{"user": "a", "computed_at_ns": 1' + "0" * 400 + ', "computed_by": "cli", "flags": []}',
+            "computed_at_ns",
+        ),
         ('{"user": "a", "computed_at_ns": "x", "computed_by": "cli", "flags": []}', "computed_at_ns"),
     ],
 )
