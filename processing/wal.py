@@ -111,6 +111,7 @@ class IngestJournal:
         self._persistent_load = persistent_load
         self._fd: int | None = None
         self._lock_fd: int | None = None
+        self._abandoned = False  # since the last checkpoint (``abandon``)
         self.position = 0  # records journaled so far (across files): the next record's number
         self.checkpoints = 0
         self.snapshot_bytes = 0
@@ -246,7 +247,11 @@ class IngestJournal:
         than what was already stored would write its minute tallies over the stored ones (a muscle's minute
         went from 59 s and 33 twitches to 27 s and 15); with nothing to recover, the next start begins
         fresh and adds to the stored minutes what comes after them. Unlinking needs no free space; appends
-        go on into the open file, and the next checkpoint that succeeds starts a journal that holds again."""
+        go on into the open file, and the next checkpoint that succeeds starts a journal that holds again.
+        Once until then: a disk that stays full fails every batch's append."""
+        if self._abandoned:
+            return
+        self._abandoned = True
         for path in [self.directory / _SNAPSHOT, *self.directory.glob("journal-*.log")]:
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -275,6 +280,7 @@ class IngestJournal:
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
+        self._abandoned = False
         self.snapshot_bytes = len(data)
         self.checkpoints += 1
         for old in self.directory.glob("journal-*.log"):
