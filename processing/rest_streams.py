@@ -297,7 +297,7 @@ class RestStreams:
         return len(self._held) + len(self._provisional)
 
     def oldest_held_ns(self) -> int | None:
-        return min((e.start_ns for e, _ in (*self._held, *self._provisional)), default=None)
+        return min((e.start_ns for e in self.held_events()), default=None)
 
     def held_events(self) -> Iterator[TwitchEvent]:
         """Every event waiting for the gate, and every provisional twitch not judged finally."""
