@@ -59,7 +59,7 @@ from twitchwatch.processing.rest import GateParams
 from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
 from twitchwatch.processing.store import EventQuery, EventStore, StoreError, StoreRejected
 from twitchwatch.processing.timeunits import MINUTE_NS
-from twitchwatch.processing.wal import IngestJournal, JournalError, fingerprint, write_json_atomically
+from twitchwatch.processing.wal import IngestJournal, JournalError, Record, fingerprint, write_json_atomically
 
 if TYPE_CHECKING:
     from paho.mqtt.client import MQTTMessageInfo
@@ -421,6 +421,54 @@ class _MinuteTally:
 
 
 RateKey = tuple[str, str, str, Source]
+
+# A journal record that is no message: the store's answer to a prior lookup (``RateBook.resolve``). Replayed
+# after a kill, a key's first minute is resolved with the answer the dead run had, not asked again: the store
+# may by then hold a tally that run wrote from the very frames being replayed, and taken for a predecessor's
+# it was added to them (a minute's twitches and seconds counted twice). '$' starts no subscribed topic.
+PRIOR_TOPIC = "$twitchwatch/prior-rate"
+
+
+def _prior_record(key: RateKey, minute_ns: int, stored: MinuteRate | None) -> tuple[str, bytes]:
+    row = None if stored is None else [stored.twitches, stored.monitored_s, stored.rest_s]
+    return PRIOR_TOPIC, json.dumps({"key": list(key), "minute_ns": minute_ns, "stored": row}).encode()
+
+
+def _journaled_priors(records: Iterable[Record]) -> dict[tuple[RateKey, int], MinuteRate | None]:
+    """The prior lookups answered in a journal (``_prior_record``); a record that does not parse (the
+    journal is the worker's own, but a disk can damage it past its checksum's reach) is left out, and its
+    key asked again."""
+    out: dict[tuple[RateKey, int], MinuteRate | None] = {}
+    for r in records:
+        if r.topic != PRIOR_TOPIC:
+            continue
+        try:
+            doc = json.loads(r.payload)
+            user, muscle, device, source = (str(v) for v in doc["key"])
+            if source not in ("live", "replay"):
+                raise ValueError(f"source {source!r}")
+            key: RateKey = (user, muscle, device, "live" if source == "live" else "replay")
+            minute = int(doc["minute_ns"])
+            row = doc["stored"]
+            out[(key, minute)] = (
+                None
+                if row is None
+                else MinuteRate(
+                    user,
+                    muscle,
+                    device,
+                    key[3],
+                    minute,
+                    int(row[0]),
+                    float(row[1]),
+                    None if row[2] is None else float(row[2]),
+                )
+            )
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            log.warning("a journaled prior lookup does not parse (%s): asked again", exc)
+    return out
+
+
 # Twitches remembered as counted, so that a re-write as during movement takes its count back (re-writes
 # come about a second after the first write; this is hours of twitches at any plausible rate).
 COUNTED_KEYS_KEPT = 100_000
@@ -771,6 +819,9 @@ class Worker(PeriodicTasks):
         self._journal: IngestJournal | None = None
         self._last_checkpoint = 0.0
         self._checkpoint_every = CHECKPOINT_S
+        # Prior lookups answered before a kill, from the journal replayed (``_journaled_priors``): until the
+        # next checkpoint holds them.
+        self._priors_replayed: dict[tuple[RateKey, int], MinuteRate | None] = {}
         self._lag_seen = -float("inf")  # when ``stats.lag_ms`` was last set (monotonic)
         self._statuses_saved: dict[str, str] = {}
         # Within ``handle_many``: the streams holding queued frames, in the order they first got one.
@@ -987,7 +1038,8 @@ class Worker(PeriodicTasks):
             self._load_statuses()
         # In batches, as a worker behind takes its backlog: a long journal replays several times faster. A
         # message that fails (the one that killed the worker, say) is counted and skipped by ``handle``.
-        records = list(recovered.records)
+        self._priors_replayed = _journaled_priors(recovered.records)
+        records = [r for r in recovered.records if r.topic != PRIOR_TOPIC]
         for at in range(0, len(records), BATCH_MAX):
             self.handle_many([(r.topic, r.payload, False) for r in records[at : at + BATCH_MAX]])
         replayed = len(records)
@@ -1055,6 +1107,7 @@ class Worker(PeriodicTasks):
         self._last_checkpoint = now
         try:
             journal.checkpoint(self._state())
+            self._priors_replayed.clear()  # resolved in the state now; their records went with the journal
             self._checkpoint_every = checkpoint_interval(time.monotonic() - now)
             statuses = self._statuses_json()
             if statuses != self._statuses_saved:
@@ -1707,7 +1760,9 @@ class Worker(PeriodicTasks):
     def _ask_priors(self) -> None:
         """Look up the stored rate of each key's first minute off the event loop: frames keep flowing while
         a slow or unreachable store answers. Without a running loop (a synchronous caller) it is read now."""
-        lookups = self._rates.lookups()
+        lookups = [
+            (key, minute) for key, minute in self._rates.lookups() if not self._replay_prior(key, minute)
+        ]
         if not lookups:
             return
         try:
@@ -1719,7 +1774,7 @@ class Worker(PeriodicTasks):
                 except StoreError as exc:
                     self._rlog.warning("prior", "cannot read the stored rate of %s: %s", key, exc)
                     stored = None
-                self._rates.resolve(key, stored)
+                self._resolve_prior(key, minute, stored)
             return
         for key, minute in lookups:
             task = loop.create_task(self._read_prior(key, minute), name=f"worker-prior-{key[1]}")
@@ -1741,14 +1796,27 @@ class Worker(PeriodicTasks):
                         minute_ns,
                         exc,
                     )
-                    self._rates.resolve(key, None)
+                    self._resolve_prior(key, minute_ns, None)
                     return
                 self.stats.store_errors += 1
                 self._rlog.warning("prior", "cannot read the stored rate of %s, retrying: %s", key, exc)
                 await self._sleep_or_stop(1.0)
                 continue
-            self._rates.resolve(key, stored)
+            self._resolve_prior(key, minute_ns, stored)
             return
+
+    def _replay_prior(self, key: RateKey, minute_ns: int) -> bool:
+        """Resolve a lookup the run before a kill had answered (the journal holds it): whether it was."""
+        if (key, minute_ns) not in self._priors_replayed:
+            return False
+        self._rates.resolve(key, self._priors_replayed.pop((key, minute_ns)))
+        return True
+
+    def _resolve_prior(self, key: RateKey, minute_ns: int, stored: MinuteRate | None) -> None:
+        """The store's answer, journaled before the book takes it and any tally built on it is written: the
+        same answer then serves a replay after a kill (``PRIOR_TOPIC``)."""
+        self._journal_messages([_prior_record(key, minute_ns, stored)])
+        self._rates.resolve(key, stored)
 
     def _stored_rate(self, key: RateKey, minute_ns: int) -> MinuteRate | None:
         """The store's row for one key's minute (raises ``StoreError``)."""

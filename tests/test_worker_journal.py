@@ -23,7 +23,13 @@ from twitchwatch.processing.events import EventKind
 from twitchwatch.processing.store import EventQuery
 from twitchwatch.processing.store.sqlite import SQLiteStore
 from twitchwatch.processing.wal import IngestJournal, JournalError, Record
-from twitchwatch.processing.worker import CHECKPOINT_MAX_S, CHECKPOINT_S, Worker, checkpoint_interval
+from twitchwatch.processing.worker import (
+    CHECKPOINT_MAX_S,
+    CHECKPOINT_S,
+    PRIOR_TOPIC,
+    Worker,
+    checkpoint_interval,
+)
 
 T0 = 1_700_000_000_000_000_000
 USER = "u"
@@ -123,6 +129,43 @@ async def test_a_worker_that_dies_resumes_to_exactly_what_it_would_have_stored(
     assert {e[0] for e in twitches} == set(MUSCLES.values())
     assert len(twitches) >= 50
     assert sum(r[3] for r in rates) == len(twitches)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("checkpoint", ["none", "with the lookup in flight"])
+async def test_a_minute_written_before_the_kill_is_not_added_to_its_replay(
+    tmp_path: Path, checkpoint: str
+) -> None:
+    """The dead worker wrote its running minute tallies, then died before a checkpoint held their
+    lookups' answers. Its successor replays the frames those tallies came from: asked again, the store
+    answered with those very tallies, and — the stream starting 20 s into its minute, after what they
+    covered — they were taken for a predecessor's and added (4 minute rows off in the kill test). The
+    answer the dead run had is journaled and serves the replay."""
+    messages = _messages()
+    control = _worker(tmp_path / "control.db")
+    _feed(control, messages)
+    await control._finish()
+    assert T0 % 60_000_000_000 == 20_000_000_000  # the stream starts 20 s into its minute
+
+    state = tmp_path / "state"
+    dead = _worker(tmp_path / "resumed.db", state)
+    dead._recover()
+    cut = int(len(messages) * 0.6)
+    _feed(dead, messages[: cut // 2])  # the lookups are asked here, answered at the gather below
+    if checkpoint != "none":
+        dead._checkpoint(force=True)
+    await asyncio.gather(*dead._prior_reads)
+    await dead._flush(final=False)
+    assert dead.store.rates(EventQuery(user=USER))  # its running tallies are stored
+    _feed(dead, messages[cut // 2 : cut])
+    assert dead._journal is not None
+    dead._journal.close()  # killed
+
+    resumed = _worker(tmp_path / "resumed.db", state)
+    resumed._recover()
+    await asyncio.gather(*resumed._prior_reads)
+    _feed(resumed, messages[cut:])
+    await resumed._finish()
+    assert _stored(resumed) == _stored(control)
 
 
 @pytest.mark.parametrize("snapshot", ["kept", "of another version"])
@@ -368,7 +411,7 @@ def test_a_journal_on_a_full_disk_does_not_stop_the_worker(tmp_path: Path) -> No
     messages = _messages(3)
     worker.receive_many(messages[:5])  # journaled as one batch
     worker.receive_many(messages[5:])
-    assert worker.stats.journal_errors == len(messages)
+    assert worker.stats.journal_errors == len(messages) + 2  # and the two muscles' prior lookups
     assert worker.stats.frames == len(messages) - 2  # every frame handled all the same
     journal.close()
 
@@ -388,7 +431,7 @@ def test_a_message_past_any_limit_is_not_journaled_and_cuts_off_nothing(tmp_path
     assert worker._journal is not None
     worker._journal.close()
     records = _journal(worker._journal.directory, worker._journal.fingerprint).open().records
-    assert [(r.topic, r.payload) for r in records] == messages
+    assert [(r.topic, r.payload) for r in records if r.topic != PRIOR_TOPIC] == messages
 
 
 def test_a_message_not_journaled_leaves_nothing_older_to_recover(tmp_path: Path) -> None:
