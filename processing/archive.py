@@ -47,7 +47,7 @@ from twitchwatch.processing.store import EventQuery, EventStore, StoreError
 from twitchwatch.processing.timeunits import DAY_NS
 
 FORMAT = "twitchwatch-archive"
-FORMAT_VERSION = 2  # 1: stores before rest tracking (no reason, no rest_s, no felt marks)
+FORMAT_VERSION = 3  # 1: stores before rest tracking (no reason, no rest_s, no felt marks); 2: no end_s
 MANIFEST = "manifest.json"
 EVENTS, RATES, JOURNAL, FELT, FLAGS = "events.csv", "rates.csv", "journal.csv", "felt.csv", "flags.jsonl"
 DEVICE_MAP = "device-map.toml"
@@ -86,6 +86,7 @@ TYPES: Mapping[str, ColumnType] = {
     "twitches": "int",
     "monitored_s": "float",
     "rest_s": "float?",
+    "end_s": "float?",
     "entry_id": "text",
     "time_ns": "int",
     "time_utc": "utc",
@@ -120,8 +121,14 @@ _FELT = ("entry_id", "user", "time_ns", "time_utc", "muscle", "amount", "note")
 TABLES: Mapping[int, Mapping[str, tuple[str, ...]]] = {
     1: {EVENTS: _EVENTS_V1, RATES: _RATES_V1, JOURNAL: _JOURNAL},
     2: {EVENTS: (*_EVENTS_V1, "reason"), RATES: (*_RATES_V1, "rest_s"), JOURNAL: _JOURNAL, FELT: _FELT},
+    3: {
+        EVENTS: (*_EVENTS_V1, "reason"),
+        RATES: (*_RATES_V1, "rest_s", "end_s"),
+        JOURNAL: _JOURNAL,
+        FELT: _FELT,
+    },
 }
-JSONL_FILES: Mapping[int, tuple[str, ...]] = {1: (FLAGS,), 2: (FLAGS,)}
+JSONL_FILES: Mapping[int, tuple[str, ...]] = {1: (FLAGS,), 2: (FLAGS,), 3: (FLAGS,)}
 OPTIONAL_FILES = (DEVICE_MAP,)
 
 Row = dict[str, Any]
@@ -137,8 +144,13 @@ def _v1_to_v2(file: str, row: Row) -> Row:
     return row
 
 
+def _v2_to_v3(file: str, row: Row) -> Row:
+    """Where a v2 minute's monitored time ends is unknown (as the stores migrate their own rows)."""
+    return {**row, "end_s": None} if file == RATES else row
+
+
 # MIGRATIONS[v] turns a row of format v into one of format v + 1.
-MIGRATIONS: Mapping[int, Callable[[str, Row], Row]] = {1: _v1_to_v2}
+MIGRATIONS: Mapping[int, Callable[[str, Row], Row]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def upgrade(file: str, row: Row, version: int) -> Row:
@@ -279,6 +291,9 @@ def rate_value(row: Row) -> MinuteRate:
         raise ValueError(f"monitored_s: {monitored!r} is not within a minute (0..60 s)")
     if rest is not None and not (math.isfinite(rest) and 0 <= rest <= monitored + SECONDS_SLACK):
         raise ValueError(f"rest_s: {rest!r} is not within the {monitored!r} s monitored")
+    end = row["end_s"]
+    if end is not None and not (math.isfinite(end) and 0 <= end <= MINUTE_S + SECONDS_SLACK):
+        raise ValueError(f"end_s: {end!r} is not within a minute (0..60 s)")
     return MinuteRate(**_fields(row, "source"), source=_source(row["source"]))
 
 

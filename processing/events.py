@@ -103,7 +103,11 @@ class MinuteRate:
 
     ``rest_s`` None means unknown: a row stored by a worker from before rest tracking, whose ``twitches``
     counted every twitch-shaped event, during movement too. Such minutes are never counted
-    at rest (``RestTally``). Since rest tracking, ``twitches`` counts only the twitches at rest."""
+    at rest (``RestTally``). Since rest tracking, ``twitches`` counts only the twitches at rest.
+
+    ``end_s``: seconds into the minute where its monitored time ends (the last sample's time); a worker
+    started anew in the minute tells by it whether its data goes on from the row or is the row's own data
+    again. None: unknown (a row stored before it was kept), taken as ``monitored_s``."""
 
     user: str
     muscle: str
@@ -113,10 +117,13 @@ class MinuteRate:
     twitches: int
     monitored_s: float
     rest_s: float | None
+    end_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.rest_s is not None and not (math.isfinite(self.rest_s) and self.rest_s >= 0):
             raise ValueError(f"rest_s {self.rest_s} must be a finite number of seconds ≥ 0, or None")
+        if self.end_s is not None and not (math.isfinite(self.end_s) and self.end_s >= 0):
+            raise ValueError(f"end_s {self.end_s} must be a finite number of seconds ≥ 0, or None")
 
 
 def rerun_free_rates(rates: Sequence[MinuteRate]) -> list[MinuteRate]:

@@ -385,6 +385,7 @@ class _MinuteTally:
     # rest — None: unknown (that row was written before rest tracking), which makes the minute's unknown.
     carried_s: float = 0.0
     carried_rest_s: float | None = 0.0
+    carried_end_s: float | None = None  # where the carried row's monitored time ends, when it says
     dirty: bool = True  # changed since last written
     # Covered by redelivered frames of a partition taken over, before the stored tally was read: the dead
     # worker's stored tally counts these seconds already, unless there is none.
@@ -417,7 +418,11 @@ class _MinuteTally:
             user, muscle = key[0], key[1]
             at_rest = sum(b - a - rest.vetoed_ns(user, muscle, a, b) for a, b in self.spans)
             rest_s = round(min(max(self.carried_rest_s + at_rest / 1e9, 0.0), monitored), 6)
-        return MinuteRate(*key, minute_ns, self.twitches, monitored, rest_s)
+        ends = [self.carried_end_s] if self.carried_end_s is not None else []
+        if self.spans:
+            ends.append((self.spans[-1][1] - minute_ns) / 1e9)
+        end_s = round(min(max(ends), 60.0), 6) if ends else None
+        return MinuteRate(*key, minute_ns, self.twitches, monitored, rest_s, end_s)
 
 
 RateKey = tuple[str, str, str, Source]
@@ -430,7 +435,7 @@ PRIOR_TOPIC = "$twitchwatch/prior-rate"
 
 
 def _prior_record(key: RateKey, minute_ns: int, stored: MinuteRate | None) -> tuple[str, bytes]:
-    row = None if stored is None else [stored.twitches, stored.monitored_s, stored.rest_s]
+    row = None if stored is None else [stored.twitches, stored.monitored_s, stored.rest_s, stored.end_s]
     return PRIOR_TOPIC, json.dumps({"key": list(key), "minute_ns": minute_ns, "stored": row}).encode()
 
 
@@ -462,6 +467,7 @@ def _journaled_priors(records: Iterable[Record]) -> dict[tuple[RateKey, int], Mi
                     int(row[0]),
                     float(row[1]),
                     None if row[2] is None else float(row[2]),
+                    None if row[3] is None else float(row[3]),
                 )
             )
         except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -589,19 +595,22 @@ class RateBook:
                 for a, b in tally.redelivered:
                     tally.cover(a, b)
             tally.redelivered.clear()
-        # 1 s of slack for clock jitter between the end of the old run and the start of the new
-        if (
-            key not in self._resumed
-            and stored is not None
-            and (at_ns - minute) / 1e9 >= stored.monitored_s - 1.0
-        ):
-            self._carry(tally, stored)
+        # Data that starts where the stored row's ends, or after, goes on from it (1 s of slack for clock
+        # jitter between the end of the old run and the start of the new); data from before is the row's
+        # own again (``twitchwatch replay`` of the same file), which replaces it. A row that does not say
+        # where it ends is taken to run from the minute's start.
+        if key not in self._resumed and stored is not None:
+            stored_end = stored.monitored_s if stored.end_s is None else stored.end_s
+            if (at_ns - minute) / 1e9 >= stored_end - 1.0:
+                self._carry(tally, stored)
         tally.dirty = True
 
     @staticmethod
     def _carry(tally: _MinuteTally, row: MinuteRate) -> None:
         tally.twitches += row.twitches
         tally.carried_s += row.monitored_s
+        if row.end_s is not None:
+            tally.carried_end_s = max(tally.carried_end_s or 0.0, row.end_s)
         if row.rest_s is None:
             if row.monitored_s > 0:
                 tally.carried_rest_s = None

@@ -550,7 +550,7 @@ def test_cli_export_and_import_with_the_device_map(
     assert main([*argv, "--device-map-to", str(written_map)]) == 0
     out = capsys.readouterr().out
     assert "checked " in out
-    assert "format 2" in out
+    assert "format 3" in out
     assert "events " in out
     assert written_map.read_bytes() == device_map.read_bytes()
     with SQLiteStore(target) as restored:

@@ -135,7 +135,7 @@ def test_sqlite_store_from_before_dominant_hz_is_migrated_in_place(tmp_path: Pat
         assert old.dominant_hz is None
     with SQLiteStore(path) as reopened:  # migrating twice is a no-op
         assert reopened.events(EventQuery()) == [old, new]
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (4,)
 
 
 def test_events_round_trip_every_field(store: EventStore) -> None:
@@ -184,9 +184,9 @@ def test_events_round_trip_every_field(store: EventStore) -> None:
 
 def test_rates_round_trip(store: EventStore) -> None:
     rates = [
-        MinuteRate("alice", "calf_left", "polar1", "live", T0, 4, 59.25, 41.125),
-        MinuteRate("alice", "forearm", "myo1", "replay", T0, 0, 0.0, 0.0),
-        MinuteRate("alice", "neck", "myo1", "live", T0, 3, 60.0, None),  # rest unknown
+        MinuteRate("alice", "calf_left", "polar1", "live", T0, 4, 59.25, 41.125, 59.75),
+        MinuteRate("alice", "forearm", "myo1", "replay", T0, 0, 0.0, 0.0, 0.0),
+        MinuteRate("alice", "neck", "myo1", "live", T0, 3, 60.0, None),  # rest and end unknown
         MinuteRate("", "calf_left", "", "live", T0 + MINUTE, 2**40, 60.0, 60.0),
     ]
     store.write_rates(rates)

@@ -56,9 +56,9 @@ def test_old_minutes_read_back_with_rest_unknown_and_old_events_without_a_reason
     old_store: EventStore,
 ) -> None:
     rates = old_store.rates(EventQuery(user="alice"))
-    assert [(r.minute_ns, r.twitches, r.monitored_s, r.rest_s) for r in rates] == [
-        (T0, 1, 60.0, None),
-        (T0 + MINUTE, 1, 45.5, None),
+    assert [(r.minute_ns, r.twitches, r.monitored_s, r.rest_s, r.end_s) for r in rates] == [
+        (T0, 1, 60.0, None, None),
+        (T0 + MINUTE, 1, 45.5, None, None),
     ]
     events = old_store.events(EventQuery(user="alice"))
     assert [(e.kind, e.reason, e.dominant_hz) for e in events] == [
@@ -83,12 +83,16 @@ def test_the_old_sqlite_file_is_migrated_in_place_once(tmp_path: Path) -> None:
     with SQLiteStore(path) as store:
         assert [e.factor for e in store.journal_entries(user="alice")] == [Factor.CAFFEINE]
         store.write_rates(
-            [MinuteRate("alice", "calf_left", "polar1", "live", T0 + 2 * MINUTE, 0, 60.0, 59.5)]
+            [MinuteRate("alice", "calf_left", "polar1", "live", T0 + 2 * MINUTE, 0, 60.0, 59.5, 60.0)]
         )
     with SQLiteStore(path) as reopened:  # a second open changes nothing
-        assert [r.rest_s for r in reopened.rates(EventQuery())] == [None, None, 59.5]
+        assert [(r.rest_s, r.end_s) for r in reopened.rates(EventQuery())] == [
+            (None, None),
+            (None, None),
+            (59.5, 60.0),
+        ]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone() == (3,)
-    assert {row[1] for row in db.execute("PRAGMA table_info(rates)")} >= {"rest_s", "monitored_s"}
+    assert db.execute("PRAGMA user_version").fetchone() == (4,)
+    assert {row[1] for row in db.execute("PRAGMA table_info(rates)")} >= {"rest_s", "end_s", "monitored_s"}
     assert {row[1] for row in db.execute("PRAGMA table_info(events)")} >= {"reason", "dominant_hz"}
     db.close()

@@ -52,6 +52,6 @@ def test_processes_opening_one_store_at_once_all_get_it(tmp_path: Path, old: boo
         results = _open_at_once(path)
         assert results == ["ok"] * OPENERS, (trial, [r for r in results if r != "ok"])
         db = sqlite3.connect(path)
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         db.close()

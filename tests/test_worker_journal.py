@@ -131,6 +131,23 @@ async def test_a_worker_that_dies_resumes_to_exactly_what_it_would_have_stored(
     assert sum(r[3] for r in rates) == len(twitches)  # type: ignore[misc]
 
 
+async def test_the_same_stream_again_through_a_new_worker_replaces_its_minute(tmp_path: Path) -> None:
+    """A worker without a journal of it (a fresh start, ``twitchwatch replay`` of the same file again)
+    gets a stream it has stored before. The stream began 20 s into its minute, past the stored 20 s taken
+    from the minute's start: the row was added to (40 s worn, 30 twitches of 15 stored). It is replaced."""
+    messages = _messages(20)
+    control = _worker(tmp_path / "control.db")
+    _feed(control, messages)
+    await control._finish()
+    first = _worker(tmp_path / "twice.db")
+    _feed(first, messages)
+    await first._finish()
+    again = _worker(tmp_path / "twice.db")
+    _feed(again, messages)
+    await again._finish()
+    assert _stored(again) == _stored(control)
+
+
 @pytest.mark.parametrize("checkpoint", ["none", "with the lookup in flight"])
 async def test_a_minute_written_before_the_kill_is_not_added_to_its_replay(
     tmp_path: Path, checkpoint: str

@@ -68,6 +68,42 @@ def test_the_same_data_again_replaces_the_stored_minute() -> None:
     assert (rate.twitches, rate.monitored_s) == (0, 30.0)
 
 
+def test_a_stream_that_began_mid_minute_is_told_from_its_replay_by_where_the_row_ends() -> None:
+    """A stream began 40 s into its minute and a worker stored 15 s of it (40-55 s). The same data again
+    (``twitchwatch replay`` of the same file after a worker restart) starts at 40 s: past the row's 15 s
+    taken from the minute's start, it was added to the row (15 twitches of 20 s counted 30, 40 s worn in
+    the last 20 s of a minute). The row says where it ends now."""
+    stored = MinuteRate(*KEY, T0, 2, 15.0, 15.0, 55.0)
+    assert stored.end_s == 55.0
+    again = RateBook(ask_prior=True)
+    again.cover(KEY, T0 + 40 * 10**9, T0 + 60 * 10**9)
+    again.lookups()
+    again.resolve(KEY, stored)
+    [rate] = again.take(None)
+    assert (rate.twitches, rate.monitored_s, rate.end_s) == (0, 20.0, 60.0)  # replaced
+    later = RateBook(ask_prior=True)
+    later.cover(KEY, T0 + 56 * 10**9, T0 + 58 * 10**9)  # a worker restarted after the row's end
+    later.lookups()
+    later.resolve(KEY, stored)
+    [rate] = later.take(None)
+    assert (rate.twitches, rate.monitored_s, rate.end_s) == (2, 17.0, 58.0)  # carried
+
+
+def test_a_written_minute_says_where_its_monitored_time_ends() -> None:
+    book = RateBook(ask_prior=True)
+    book.cover(KEY, T0 + 40 * 10**9, T0 + 50 * 10**9)
+    book.lookups()
+    book.resolve(KEY, MinuteRate(*KEY, T0, 1, 5.0, 5.0, 35.0))  # a predecessor's row, ending before
+    [rate] = book.changed_open()
+    assert (rate.monitored_s, rate.end_s) == (15.0, 50.0)
+    book = RateBook(ask_prior=True)
+    book.cover(KEY, T0 + 20 * 10**9, T0 + 30 * 10**9)
+    book.lookups()
+    book.resolve(KEY, MinuteRate(*KEY, T0, 1, 5.0, 5.0, None))  # a row from before end_s: from 0 s
+    [rate] = book.changed_open()
+    assert (rate.twitches, rate.monitored_s, rate.end_s) == (1, 15.0, 30.0)
+
+
 class Vetoes:
     """The gate as a book sees it: fixed vetoed spans, ready from ``ready_from`` on."""
 

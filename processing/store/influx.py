@@ -75,7 +75,7 @@ _EVENT_FIELDS = (
     "dominant_hz",
     "reason",
 )
-_RATE_FIELDS = ("twitches", "monitored_s", "rest_s")
+_RATE_FIELDS = ("twitches", "monitored_s", "rest_s", "end_s")
 _SOURCES: dict[str, Source] = {s: s for s in SOURCES}
 _CREDENTIALS_HINT = (
     "check TWITCHWATCH_INFLUX_TOKEN (InfluxDB 2.x/3.x) or TWITCHWATCH_INFLUX_USERNAME/"
@@ -233,6 +233,8 @@ def rate_line(r: MinuteRate, dialect: Dialect) -> Line:
     # value; the worker writes a minute's rest either always or never (``processing/worker.py``).
     if r.rest_s is not None:
         fields["rest_s"] = format_float(r.rest_s, "rest_s")
+    if r.end_s is not None:
+        fields["end_s"] = format_float(r.end_s, "end_s")
     tags = _tags(r.user, r.muscle, r.device, r.source)
     return _line(RATES, tags, fields, _check_time(r.minute_ns, "minute_ns"), dialect)
 
@@ -414,6 +416,7 @@ def _rate(row: Row) -> MinuteRate:
             twitches=_int(row, "twitches"),
             monitored_s=_float(row, "monitored_s"),
             rest_s=None if row.get("rest_s") is None else _float(row, "rest_s"),
+            end_s=None if row.get("end_s") is None else _float(row, "end_s"),
         )
     except ValueError as exc:
         raise StoreError(f"a point in {RATES} is not a valid minute rate ({exc}): {dict(row)!r}") from exc

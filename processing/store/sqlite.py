@@ -47,12 +47,12 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_time ON events (start_ns);
 CREATE TABLE IF NOT EXISTS rates (
     user TEXT NOT NULL, muscle TEXT NOT NULL, device TEXT NOT NULL, source TEXT NOT NULL,
-    minute_ns INTEGER NOT NULL, twitches INTEGER NOT NULL, monitored_s REAL NOT NULL, rest_s REAL,
+    minute_ns INTEGER NOT NULL, twitches INTEGER NOT NULL, monitored_s REAL NOT NULL, rest_s REAL, end_s REAL,
     PRIMARY KEY (user, muscle, device, source, minute_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rates_by_time ON rates (minute_ns);
 """
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 # What a row itself causes (a number beyond INTEGER, text that is not UTF-8, a NULL in a NOT NULL column):
 # the same row fails again however often it is sent.
 _REFUSED = (OverflowError, UnicodeEncodeError, sqlite3.IntegrityError, sqlite3.DataError)
@@ -61,7 +61,7 @@ _EVENT_COLUMNS = (
     "user, muscle, device, stream, channel, kind, start_ns, end_ns, amplitude, unit, confidence, "
     "source, session_id, dominant_hz, reason"
 )
-_RATE_COLUMNS = "user, muscle, device, source, minute_ns, twitches, monitored_s, rest_s"
+_RATE_COLUMNS = "user, muscle, device, source, minute_ns, twitches, monitored_s, rest_s, end_s"
 
 
 # How long opening a store waits for other processes opening or writing it (SQLite's busy timeout too).
@@ -73,7 +73,8 @@ def _migrate(db: sqlite3.Connection) -> None:
 
     Version 1 had no ``dominant_hz``; its events keep NULL there (not measured) rather than a made-up 0.
     Version 2 had no rest tracking: its minute rates keep ``rest_s`` NULL (unknown, shown as "before rest
-    tracking", never as all-rest) and its events an empty ``reason``.
+    tracking", never as all-rest) and its events an empty ``reason``. Version 3 did not keep where a
+    minute's monitored time ends: ``end_s`` NULL (unknown).
     """
     # Looked at and changed in one write transaction: two processes opening the store at once (a worker
     # and the dashboard) would otherwise both see a column missing and both add it.
@@ -88,6 +89,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute("ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
         if "rest_s" not in rates:
             db.execute("ALTER TABLE rates ADD COLUMN rest_s REAL")
+        if "end_s" not in rates:
+            db.execute("ALTER TABLE rates ADD COLUMN end_s REAL")
         if version < _SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         db.execute("COMMIT")
@@ -188,9 +191,19 @@ class SQLiteStore(EventStore):
 
     def write_rates(self, rates: Sequence[MinuteRate]) -> None:
         self._write(
-            f"INSERT OR REPLACE INTO rates ({_RATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO rates ({_RATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
             [
-                (r.user, r.muscle, r.device, r.source, r.minute_ns, r.twitches, r.monitored_s, r.rest_s)
+                (
+                    r.user,
+                    r.muscle,
+                    r.device,
+                    r.source,
+                    r.minute_ns,
+                    r.twitches,
+                    r.monitored_s,
+                    r.rest_s,
+                    r.end_s,
+                )
                 for r in rates
             ],
         )
