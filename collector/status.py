@@ -133,7 +133,7 @@ def _stream(name: str, value: Any) -> StreamInfo:
     if missing is not None:
         raise StatusError("missing", f"{key}.{missing}")
     signal = value["signal"]
-    if signal not in SIGNALS:
+    if not isinstance(signal, str) or signal not in SIGNALS:  # a list is unhashable: checked first
         raise StatusError(
             f"{signal!r}"[:80] + f" is not one of {', '.join(sorted(SIGNALS))}", f"{key}.signal"
         )

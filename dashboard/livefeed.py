@@ -231,6 +231,16 @@ class LiveFeed:
         self._set_state("unreachable", f"disconnected: {reason}")
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        # On paho's network thread: an exception escaping here ends that thread, and the Live page froze
+        # with the feed still saying "connected". Whatever one message raises is logged, and the next comes.
+        try:
+            self._dispatch(message)
+        except Exception:
+            self._warn.exception(
+                "internal", "dashboard feed: a message on %.200r failed (a bug)", message.topic
+            )
+
+    def _dispatch(self, message: paho.MQTTMessage) -> None:
         try:
             topic = Topic.parse(message.topic)
         except TopicError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -83,6 +84,32 @@ def test_counts_gaps_and_undecodable_payloads(feed: LiveFeed, mosquitto: Mosquit
     snap = wait_for(feed, lambda s: bool(s.streams) and s.streams[0].bad == 1, "the bad payload")
     [view] = snap.streams
     assert (view.frames, view.missing, view.bad) == (3, 3, 1)
+
+
+def test_a_message_that_breaks_its_handler_does_not_freeze_the_feed(
+    feed: LiveFeed, mosquitto: MosquittoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status whose stream signal is a list raised TypeError on paho's network thread, which ended it:
+    the Live page froze with the feed still "connected". Now the status is refused (a typed error), and
+    should a handler raise anything else (a bug, made here by breaking the parser), the next message
+    still comes."""
+    wait_for(feed, lambda s: s.state == "connected", "the connection")
+    device = f"dev{uuid.uuid4().hex[:6]}"
+    stream = {"stream_id": 0, "signal": [], "sample_rate": 100, "channels": []}
+    bad = json.dumps({"state": "online", "streams": {"acc": stream}}).encode()
+    topic = f"twitchwatch/{USER}/{device}/raw/acc"
+    with MqttSender(mosquitto.url) as sender:
+        sender.send(f"twitchwatch/{USER}/{device}/status", bad)
+        sender.send(topic, one_second(0, T0))
+        wait_for(feed, lambda s: bool(s.streams) and s.streams[0].frames == 1, "a frame after the status")
+
+        def broken(payload: bytes | str) -> DeviceStatus:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(DeviceStatus, "from_json", broken)
+        sender.send(f"twitchwatch/{USER}/{device}/status", DeviceStatus("online").to_json())
+        sender.send(topic, one_second(1, T0 + NS))
+    wait_for(feed, lambda s: bool(s.streams) and s.streams[0].frames == 2, "a frame after the failure")
 
 
 def test_without_a_broker_it_says_why_and_keeps_trying() -> None:

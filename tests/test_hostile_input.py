@@ -275,6 +275,10 @@ def test_status_limits_name_the_kind_and_the_key() -> None:
         (_stream_status(sample_rate=10**400), "status.sample_rate", "sample_rate"),
         (_stream_status(channels=["a\nb"]), "status.name", "channels[0]"),
         (_stream_status(channels=["m"] * 255), "status.channels", "channels"),
+        # Unhashable: ``in SIGNALS`` raised TypeError, which ended `twitchwatch record` and the dashboard's
+        # live feed on a retained status (every restart again).
+        (_stream_status(signal=[]), "status.format", "signal"),
+        (_stream_status(signal={"emg": 1}), "status.format", "signal"),
     ]
     for payload, kind, key in cases:
         with pytest.raises(StatusError) as caught:
