@@ -890,6 +890,10 @@ def _device_map(files: _Files, entry: FileEntry) -> bytes:
         tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ArchiveError(f"not a TOML file: {exc}" + _checksum_note(entry, actual), entry.name) from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ArchiveError(
+            "not a TOML file: arrays or tables nested too deeply" + _checksum_note(entry, actual), entry.name
+        ) from None
     _check_end(entry, actual, 0)
     return data
 

@@ -319,7 +319,7 @@ def test_utc_text_is_exact_to_the_nanosecond() -> None:
 
 
 def _unpacked(tmp_path: Path) -> Path:
-    """A small, well-formed format-2 archive, unpacked to a folder the tests then damage."""
+    """A small, well-formed archive of the current format, unpacked to a folder the tests then damage."""
     history = rich_history()
     with SQLiteStore(tmp_path / "src.db") as src:
         write_history(src, replace(history, events=history.events[:30], rates=history.rates[:30]))
@@ -452,6 +452,20 @@ def test_an_impossible_minute_is_refused(
     line = _edit_line(folder, RATES, edit)
     _reseal(folder, RATES)
     _refused(folder, store, RATES, line, words)
+
+
+def test_a_device_map_nested_too_deeply_is_refused(tmp_path: Path, store: EventStore) -> None:
+    """tomllib parses nesting recursively: an archive's device map of 5,000 nested arrays raised
+    RecursionError out of the import ("a bug in twitchwatch")."""
+    folder = _unpacked(tmp_path)
+    data = ("x = " + "[" * 5000 + "]" * 5000 + "\n").encode()
+    (folder / "device-map.toml").write_bytes(data)
+    doc = _manifest(folder)
+    files = doc["files"]
+    assert isinstance(files, dict)
+    files["device-map.toml"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(doc), encoding="utf-8")
+    _refused(folder, store, "device-map.toml", None, "nested too deeply")
 
 
 def test_an_unknown_column_is_refused(tmp_path: Path, store: EventStore) -> None:

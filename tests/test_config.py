@@ -102,6 +102,8 @@ def test_device_file_maps_channels_to_muscles(tmp_path: Path) -> None:
         ("[devices.d1.streams.acc]\n", "devices.d1.streams.acc", "either 'muscle'"),
         ("user = = 1", "(syntax)", "line 1, column 8"),
         ("[devices.d1]\nsegment = 'lower_leg_lft'\n", "devices.d1.segment", "lower_leg_left"),
+        # tomllib parses nesting recursively: RecursionError came out as "a bug in twitchwatch"
+        ("user = " + "[" * 5000 + "]" * 5000, "(syntax)", "nested too deeply"),
     ],
 )
 def test_broken_files_name_the_key(tmp_path: Path, text: str, key: str, reason: str) -> None:

@@ -868,6 +868,9 @@ def test_polar_start_plan_and_factor_from_the_start_response() -> None:
         h10.decoders(["acc"], [b"\xf0\x02\x02\x08\x00"])
     with pytest.raises(ControlError, match="unusable FACTOR"):
         h10.decoders(["acc"], [POLAR_START_OK + bytes([5, 1]) + struct.pack("<f", math.inf)])
+    # Positive and finite, but its frames' scale is 0 as a float32: the worker refused every one.
+    with pytest.raises(ControlError, match="unusable FACTOR"):
+        h10.decoders(["acc"], [POLAR_START_OK + bytes([5, 1]) + struct.pack("<f", 1e-44)])
     with pytest.raises(ControlError, match="malformed"):
         h10.decoders(["acc"], [POLAR_START_OK + b"\x05\x01\x00"])
 

@@ -410,6 +410,8 @@ def load_device_file(path: str | Path) -> DeviceFile:
         raise ConfigError(str(p), [("(file)", f"not UTF-8 text at byte {exc.start}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(p), [("(syntax)", str(exc))]) from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(str(p), [("(syntax)", "arrays or tables nested too deeply")]) from None
     try:
         return DeviceFile.model_validate(raw)
     except ValidationError as exc:

@@ -88,6 +88,10 @@ def streamlit_auth_configured(cwd: Path, home: Path) -> bool:
             continue
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise DashboardExposed(f"cannot read Streamlit's secrets {path}: {exc}") from None
+        except RecursionError:  # tomllib parses nested arrays and tables recursively
+            raise DashboardExposed(
+                f"cannot read Streamlit's secrets {path}: arrays or tables nested too deeply"
+            ) from None
         if isinstance(secrets.get("auth"), dict):
             return True
     return False

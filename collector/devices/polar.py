@@ -77,6 +77,7 @@ PMD_CONTROL_POINT: Final = "fb005c81-02e7-f387-1cad-8acd2d8df0c8"  # read, write
 PMD_DATA: Final = "fb005c82-02e7-f387-1cad-8acd2d8df0c8"  # notify
 POLAR_EPOCH_NS: Final = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
 PMD_MTU: Final = 232  # the SDK negotiates this before starting a stream (status ERROR_INVALID_MTU otherwise)
+FACTOR_RANGE: Final = (1e-9, 1e9)  # a usable FACTOR from a start response (g or mV per count)
 
 RESPONSE_CODE: Final = 0xF0
 ONLINE_MEASUREMENT_STOPPED: Final = 0x01
@@ -638,8 +639,13 @@ def parse_start_response(data: bytes, measurement_type: int) -> StartResult:
             f"device refused to start measurement type {measurement_type}: {message.status_name}"
         )
     factor = settings.get(Setting.FACTOR, (1.0,))[0]
-    if not (isinstance(factor, float) and np.isfinite(factor) and factor > 0):
-        raise ControlError(f"start response carries an unusable FACTOR {factor!r}")
+    # Published factors are 1.0 and 2.44e-4 (g per count); one far outside made a frame scale that is 0
+    # (or inf) as the float32 on the wire, and the worker refused every frame of the stream.
+    if not (isinstance(factor, float) and FACTOR_RANGE[0] <= factor <= FACTOR_RANGE[1]):
+        raise ControlError(
+            f"start response carries an unusable FACTOR {factor!r} (expected {FACTOR_RANGE[0]:g} to "
+            f"{FACTOR_RANGE[1]:g})"
+        )
     return StartResult(measurement_type, factor)
 
 
