@@ -24,6 +24,7 @@ from twitchwatch.collector.recordings.formats.session import (
     FORMAT_VERSION,
     Session,
     SessionError,
+    SessionReader,
     SessionWriter,
 )
 from twitchwatch.collector.recordings.reader import hdf5_sound
@@ -228,6 +229,49 @@ def test_unclosed_session_is_readable_up_to_its_last_whole_chunks(tmp_path: Path
     with Session(path) as s:  # closed: everything
         assert s.complete is True
         assert s.streams[0].frames == 41
+
+
+def test_a_cut_session_with_a_gap_among_its_lost_frames_reads_up_to_them(tmp_path: Path) -> None:
+    """The gaps table is written at every flush, the frame table in whole chunks: a gap among frames that
+    never reached the file named a frame the cut file does not hold, and the whole recording was refused
+    ("gaps row 0: … invalid") by detect, export and replay."""
+    rng = np.random.default_rng(4)
+    path = tmp_path / "cut.h5"
+    w = SessionWriter(path)
+    for seq in [*range(35), *range(38, 41)]:  # three frames lost at the 36th
+        w.add_frame("d", "emg", _emg(seq, rng))
+    w.flush()
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(path.read_bytes())
+    w.close()
+    with Session(copy) as s:
+        (stream,) = s.streams
+        assert (s.complete, stream.frames, s.gaps(stream)) == (False, 20, [])
+    with SessionReader(copy) as reader:
+        assert reader.recording.duration_s == pytest.approx(1.0)
+    with Session(path) as s:  # closed: the gap is there
+        assert [g.missing_frames for g in s.gaps(s.streams[0])] == [3]
+
+
+def test_a_crash_loses_about_a_second_of_a_stream_of_long_frames(tmp_path: Path) -> None:
+    """A Polar H10's accelerometer at 25 Hz sends a 36-sample frame (1.44 s) a notification. The frame
+    table was written in chunks of 32 frames whatever their length: 45 s of 91 lost to a crash."""
+    path = tmp_path / "long.h5"
+    w = SessionWriter(path)
+    frame_ns = 1_440_000_000
+    for seq in range(63):
+        raw = np.zeros((36, 3), np.int16)
+        w.add_frame(
+            "polar", "acc", Frame(0, seq, T0 + seq * frame_ns, 25.0, 0.001, Unit.G, SampleType.INT16, raw)
+        )
+        w.flush()  # the recorder flushes every second: after each frame here
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(path.read_bytes())
+    w.close()
+    with Session(copy) as s:
+        (stream,) = s.streams
+        lost_s = (T0 + 63 * frame_ns - stream.end_ns) / 1e9
+    assert 0 <= lost_s <= 3.0
 
 
 # ---- export ----------------------------------------------------------------------------------------
