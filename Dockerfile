@@ -21,7 +21,8 @@ RUN pip install --constraint /tmp/constraints.txt /tmp/twitchwatch-*.whl && rm /
     && useradd --create-home --uid 10001 twitchwatch \
     && mkdir -p /var/lib/twitchwatch && chown twitchwatch /var/lib/twitchwatch
 USER twitchwatch
-# The worker's journal and checkpoints (docs/reliability.md): a volume in compose, owned by this user.
+# The worker's default state directory (journal, checkpoints, quarantine: docs/reliability.md) when run on
+# its own; compose sets TWITCHWATCH_STATE_DIR=/var/lib/twitchwatch, its worker-state volume.
 RUN mkdir -p /home/twitchwatch/.local/share/twitchwatch/state
 WORKDIR /home/twitchwatch
 # Checked from the wheel by `make test` (tests/check_wheel.py runs this CMD in a fresh venv).

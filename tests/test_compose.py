@@ -21,11 +21,47 @@ ROOT = Path(__file__).resolve().parents[1]
 SCALE = ("broker-setup", "worker-a", "worker-b")  # the profile `scale`'s twitchwatch services
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as Compose reads it: a key given twice in one mapping is an error there (PyYAML keeps the
+    last one silently — the worker had two ``volumes:``, and the top level ``worker-state`` twice)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+
+
+def test_the_strict_loader_refuses_a_key_given_twice() -> None:
+    assert _load("a: {b: 1}") == {"a": {"b": 1}}
+    with pytest.raises(yaml.constructor.ConstructorError, match="given twice"):
+        _load("a:\n  b: 1\n  b: 2\n")
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    data = _load((ROOT / "docker-compose.yml").read_text())
     assert isinstance(data, dict)
     return data
+
+
+def test_the_worker_s_state_lives_on_its_volume(compose: dict[str, Any]) -> None:
+    """Its journal, checkpoints and quarantine outlive the container (docs/reliability.md)."""
+    worker = compose["services"]["worker"]
+    state = worker["environment"]["TWITCHWATCH_STATE_DIR"]
+    assert f"worker-state:{state}" in worker["volumes"]
+    assert "worker-state" in compose["volumes"]
 
 
 def _twitchwatch_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
