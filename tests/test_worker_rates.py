@@ -169,6 +169,24 @@ def test_a_minute_handed_back_by_a_failed_write_keeps_its_rest() -> None:
     assert book.take(None) == done
 
 
+def test_a_minute_reopened_while_its_failed_write_was_in_flight_is_not_counted_twice() -> None:
+    """A device offline at 30 s: its minute is taken and written; the store hangs, and the device is back
+    at 40 s before the write fails. The data reopened the minute's tally, which holds the taken row
+    already: carried onto it again, 30 twitches in 40 s became 45 in 60."""
+    book = RateBook()
+    book.cover(KEY, T0, T0 + 30 * 10**9)
+    for s in range(20):
+        book.count(KEY, T0 + s * 10**9)
+    done = book.take({("u", "dev"): T0 + 2 * MINUTE_NS})  # the minute is final: its device went offline
+    book.cover(KEY, T0 + 40 * 10**9, T0 + 50 * 10**9)  # back, during the write
+    for s in range(10):
+        book.count(KEY, T0 + (40 + s) * 10**9)
+    book.requeue(done)  # the write failed
+    book.cover(KEY, T0 + 20 * 10**9, T0 + 30 * 10**9)  # and data it held already, delivered again
+    [rate] = book.take(None)
+    assert (rate.twitches, rate.monitored_s, rate.end_s) == (30, 40.0, 50.0)
+
+
 def test_data_for_a_minute_already_written_reopens_its_tally() -> None:
     """A frame stamped ahead moves its device's watermark past the open minute, which is written; the data
     that then comes for that minute (or after a device clock stepped back) adds to its tally. A fresh tally
