@@ -23,7 +23,7 @@ from twitchwatch.collector.mqtt import MqttTarget, parse_mqtt_url
 from twitchwatch.collector.status import DeviceStatus, StreamInfo
 from twitchwatch.processing.detector import StreamingDetector
 from twitchwatch.processing.events import EventKind, MinuteRate, TwitchEvent
-from twitchwatch.processing.quarantine import Quarantine, QuarantineError
+from twitchwatch.processing.quarantine import Entry, Quarantine, QuarantineError
 from twitchwatch.processing.store import EventQuery, EventStore
 from twitchwatch.processing.store.influx import InfluxStore
 from twitchwatch.processing.worker import Worker
@@ -240,6 +240,33 @@ async def test_shutdown_is_bounded_and_keeps_what_the_store_did_not_take(
     assert quarantine.entries() == []
     # the dropped database took the first five with it; the retry stored the quarantined seven
     assert [e.start_ns for e in influx_store.events(EventQuery(user="u"))] == [e.start_ns for e in late]
+
+
+def test_a_quarantined_running_minute_does_not_replace_the_minute_finished_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker stopped with the store down quarantines its open minute's running tally (25 s, 17
+    twitches); the worker after it finished that minute (60 s, 43). The retry the log asks for wrote the
+    partial row over the whole one. A fuller stored row is left as it is; a row the store lacks is written."""
+    from twitchwatch.processing.store.sqlite import SQLiteStore
+
+    minute = T0 - T0 % 60_000_000_000
+    partial = MinuteRate("u", "calf_left", "d1", "live", minute, 17, 25.0, 25.0, 25.0)
+    whole = MinuteRate("u", "calf_left", "d1", "live", minute, 43, 60.0, 59.0, 60.0)
+    missing = MinuteRate("u", "calf_left", "d1", "live", minute + 60_000_000_000, 2, 10.0, 10.0, 10.0)
+    quarantine = Quarantine(tmp_path / "state" / "quarantine.jsonl")
+    quarantine.add([Entry(T0, "sqlite", "the store was down at shutdown", r) for r in (partial, missing)])
+    with SQLiteStore(tmp_path / "w.db") as store:
+        store.write_rates([whole])
+    monkeypatch.setenv("TWITCHWATCH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("TWITCHWATCH_STORE_URL", f"sqlite:///{tmp_path / 'w.db'}")
+    assert main(["quarantine", "retry"]) == 0
+    out = capsys.readouterr().out
+    assert "stored 1 rows" in out, out
+    assert "1 minute rows left as stored" in out, out
+    assert quarantine.entries() == []
+    with SQLiteStore(tmp_path / "w.db") as store:
+        assert store.rates(EventQuery(user="u")) == [whole, missing]
 
 
 def test_the_10_mb_frame_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
