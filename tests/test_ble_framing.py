@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from twitchwatch.collector.ble.framing import CLOCK_TRUST_NS, Framer
+from twitchwatch.collector.ble.framing import CLOCK_TRUST_NS, SLEW, Framer
 from twitchwatch.collector.devices import Chunk, get_profile
 from twitchwatch.collector.devices.polar import POLAR_EPOCH_NS
 from twitchwatch.collector.frames import Frame, Unit, encode
@@ -67,17 +68,57 @@ def test_a_clock_that_was_never_set_is_anchored_to_arrival() -> None:
     assert abs(POLAR_EPOCH_NS + uptime - NOW) > CLOCK_TRUST_NS
 
 
-def test_chunks_without_timestamps_continue_seamlessly_and_reanchor_after_drift() -> None:
+def test_chunks_without_timestamps_continue_through_jitter_and_a_stall() -> None:
+    """A Myo's EMG carries no time: its samples are counted at the nominal rate from the first chunk's
+    arrival. A chunk 30 ms late is jitter; a 1.5-s stall then a burst of what the link held is latency — the
+    samples were taken on time. Snapped to arrival once 0.5 s off, the stall stepped the stream 1.5 s forward
+    and the burst back, unmarked."""
     framer = _framer("myo")
-    a = framer.frame(_plain_chunk(), NOW)
-    b = framer.frame(_plain_chunk(), NOW + 230_000_000)  # 30 ms late: jitter, continue
-    c = framer.frame(_plain_chunk(), NOW + 2_000_000_000)  # 1.5 s late: re-anchor
-    assert a is not None
-    assert b is not None
-    assert c is not None
-    assert b.t0_ns == a.t0_ns + a.duration_ns
-    assert c.t0_ns == NOW + 2_000_000_000 - c.duration_ns
-    assert [a.sequence, b.sequence, c.sequence] == [0, 1, 2]
+    frames = [framer.frame(_plain_chunk(), NOW), framer.frame(_plain_chunk(), NOW + 230_000_000)]
+    stall_end = NOW + 2_000_000_000
+    frames += [framer.frame(_plain_chunk(), stall_end + k * 1_000_000) for k in range(8)]  # the burst
+    frames += [framer.frame(_plain_chunk(), NOW + 2_000_000_000 + k * 200_000_000) for k in range(1, 20)]
+    assert all(f is not None for f in frames)
+    steps = [b.t0_ns - (a.t0_ns + a.duration_ns) for a, b in itertools.pairwise(frames) if a and b]
+    assert max(abs(s) for s in steps) <= SLEW * 200_000_000  # steered by at most SLEW of a chunk
+    assert [f.sequence for f in frames if f] == list(range(len(frames)))
+    assert framer.stats.reanchored == 0
+
+
+def test_a_second_of_chunks_all_arriving_late_is_anchored_again_with_a_gap() -> None:
+    """Samples the device dropped without saying (its queue overflowed): every chunk after them arrives
+    1.5 s after its place, at the normal pace. After a second of samples so, the stream is anchored to
+    arrival again, and the jump is marked."""
+    framer = _framer("myo")
+    frames = [framer.frame(_plain_chunk(), NOW + k * 200_000_000) for k in range(5)]
+    late = NOW + 1_000_000_000 + 1_500_000_000
+    frames += [framer.frame(_plain_chunk(), late + k * 200_000_000) for k in range(10)]
+    assert all(f is not None for f in frames)
+    jumps = [(a, b) for a, b in itertools.pairwise(frames) if a and b and b.sequence != a.sequence + 1]
+    [(before, after)] = jumps
+    assert after.t0_ns - (before.t0_ns + before.duration_ns) > 1_000_000_000
+    assert framer.stats.reanchored == 1
+
+
+def test_a_host_clocked_device_off_its_nominal_rate_is_followed_without_a_step() -> None:
+    """A MEMS accelerometer's oscillator is off by up to a percent or so: at 1 % the sample count runs
+    0.5 s behind arrival after 50 s. The timeline is steered a little at every chunk; before, it snapped to
+    arrival every 50 s, back 0.5 s (overlapping what was sent), unmarked."""
+    for true_rate in (0.99 * RATE, 1.01 * RATE):
+        framer = _framer("myo")
+        period = 1e9 / true_rate
+        frames, errors = [], []
+        for k in range(3000):  # 10 minutes of 0.2-s chunks
+            taken = NOW + round(k * N * period)
+            arrival = taken + round(N * period) + 10_000_000 + (k % 7) * 3_000_000  # latency 10-28 ms
+            frame = framer.frame(_plain_chunk(), arrival)
+            assert frame is not None
+            frames.append(frame)
+            errors.append(frame.t0_ns - taken)
+        steps = [b.t0_ns - (a.t0_ns + a.duration_ns) for a, b in itertools.pairwise(frames)]
+        assert max(abs(s) for s in steps) <= SLEW * 200_000_000
+        assert max(abs(e) for e in errors[-1000:]) < 60_000_000  # within the latency, not 0.5 s
+        assert framer.stats.reanchored == 0
 
 
 def test_reconnect_skips_sequence_numbers_for_the_silence() -> None:

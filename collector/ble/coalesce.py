@@ -8,8 +8,9 @@ frame. A chunk joins the run pending for its stream only when the worker could n
 
 - it marks no gap (``skip == 0``: no reconnect, device counter jump or lost samples before it);
 - it has the run's rate, scale, unit, sample type and channel count;
-- it starts where the run ends to within half a sample period (a re-anchored or jittered time stays a
-  frame boundary, so every frame still starts at the t0 the chunk had on its own);
+- it starts where the run's last chunk ends to within half a sample period (a re-anchored or jittered time
+  stays a frame boundary, so every frame still starts at the t0 the chunk had on its own; the framer's
+  steering of a host-clocked stream, a small fraction of each chunk, does not);
 - the run with it still spans at most ``span_ns`` of samples (``motion_span_ns`` for an accelerometer or a
   gyroscope: its samples are few and its frames were mostly header; only a veto waits on it).
 
@@ -93,9 +94,9 @@ class _Pending:
     samples: int
     deadline_ns: int
 
-    def ends_ns(self) -> int:
-        first = self.parts[0]
-        return first.t0_ns + round(self.samples * 1e9 / first.rate)
+    def _last_end_ns(self) -> int:
+        last = self.parts[-1]
+        return last.t0_ns + round(last.samples * 1e9 / last.rate)
 
     def span_with(self, samples: int) -> int:
         return round((self.samples + samples) * 1e9 / self.parts[0].rate)
@@ -106,7 +107,9 @@ class _Pending:
             chunk.skip == 0
             and chunk.shape() == first.shape()
             # Half a sample: the chunk's first sample is the run's next one, not a sample early or late.
-            and abs(chunk.t0_ns - self.ends_ns()) * first.rate < 0.5e9
+            # Measured from the run's last chunk: the framer steers a host-clocked stream's time a little
+            # at every chunk (collector/ble/framing.py), which the run's nominal end would add up.
+            and abs(chunk.t0_ns - self._last_end_ns()) * first.rate < 0.5e9
             and self.span_with(chunk.samples) <= span_ns
         )
 

@@ -10,8 +10,20 @@ the device's data reveal are marked the same way: a jump in the device's own fra
 Time: a device with an absolute clock (``DeviceProfile.DEVICE_EPOCH_NS``) is trusted when that clock is
 within ``CLOCK_TRUST_NS`` of the host's; otherwise (a clock never set, a device clock counting from
 boot) the first chunk of a connection anchors device time to its arrival, and device time then drives
-the samples' spacing. Chunks without device timestamps continue their stream's time seamlessly unless
-arrival drifts more than ``DRIFT_NS`` from it, which re-anchors.
+the samples' spacing.
+
+Chunks without device timestamps (Myo, Ganglion, MetaMotion, Thingy:52) are placed by counting samples at the
+nominal rate, from the first chunk's arrival. Arrival itself says little about one chunk: a stalled link
+delivers a second of notifications late and then in a burst, and a busy host stamps them late — a chunk never
+arrives *before* its samples were taken, though, so the earliest arrivals bound the timeline. Per second of
+samples the framer keeps how late the stream's chunks arrived against their place (the minimum), and steers
+the timeline, by at most ``SLEW`` of each chunk's duration, so that over the last ``SLEW_WINDOWS`` seconds
+the earliest chunk arrived just as it was placed: a device whose rate is off its nominal one (a MEMS
+accelerometer's oscillator, ±1 %) is followed without a step, and a stall moves nothing. Snapping to one
+chunk's arrival once 0.5 s off, a 1-% clock stepped the stream back 0.5 s every 50 s and a 0.8-s stall made
+it jump forward, then back, all unmarked. Only a second of samples that all arrived more than ``JUMP_NS``
+late (samples the device dropped without saying) or a timeline that ran ``JUMP_NS`` ahead of every arrival
+is anchored to arrival again, and that marks a gap.
 
 Two steps, so that chunks can be merged between them (``collector.ble.coalesce``): ``place`` gives a chunk its
 time and the gap before it, chunk by chunk as they arrive; ``number`` turns a run of placed chunks into one
@@ -22,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -32,7 +45,10 @@ from twitchwatch.collector.frames import MAX_SEQUENCE, Frame
 log = logging.getLogger(__name__)
 
 CLOCK_TRUST_NS: Final = 60_000_000_000
-DRIFT_NS: Final = 500_000_000
+# Host-clocked streams (no device timestamps): see the module's docstring.
+SLEW: Final = 0.05  # the most the timeline moves, as a share of a chunk's duration (a 5-% spacing error)
+SLEW_WINDOWS: Final = 10  # seconds of samples whose earliest arrival steers the timeline
+JUMP_NS: Final = 1_000_000_000  # lateness (or lead) that is no stall but a step: anchored again, a gap
 # Device time that puts a chunk's last sample further than this from its arrival has jumped: a counter
 # that wrapped (Movesense's u32 of ms, after 49.7 days), a clock reset, an absurd timestamp — or the
 # host's own clock was stepped. Device time is anchored to arrival again and every stream marks a gap.
@@ -53,6 +69,59 @@ class _Track:
     channels: int = 0
     after_gap: bool = False
     device_sequence: int | None = None  # the device's own frame counter, where it sends one
+    lateness: _Lateness | None = None  # host-clocked streams: how late chunks arrive against the timeline
+
+
+@dataclass
+class _Lateness:
+    """How late a host-clocked stream's chunks arrived against the places the framer gave them (ns;
+    negative: the timeline ran ahead of arrival): the earliest per second of samples, and the trend of
+    those minima — a rate off nominal makes them climb or fall steadily, which the earliest of ten seconds
+    alone would follow ten seconds behind."""
+
+    samples: float = 0.0  # in the current second
+    current: int | None = None  # the earliest arrival of the current second
+    first_arrival_ns: int = 0  # of the current second: did its samples arrive over time or in a burst?
+    minima: deque[int] = field(default_factory=lambda: deque(maxlen=SLEW_WINDOWS))
+    slope: float = 0.0  # ns a second of samples, Theil–Sen over ``minima`` (stalls are outliers above)
+
+    def add(self, lag_ns: int, samples: int, rate: float, received_ns: int) -> tuple[int, bool] | None:
+        """One chunk's lateness. Once a second of samples is complete: its earliest lateness, and whether
+        its samples arrived spread over at least half a second (not a stalled link's burst)."""
+        if self.current is None:
+            self.current, self.first_arrival_ns = lag_ns, received_ns
+        else:
+            self.current = min(self.current, lag_ns)
+        self.samples += samples
+        if self.samples < rate:
+            return None
+        done, spread = self.current, received_ns - self.first_arrival_ns >= 500_000_000
+        self.current, self.samples = None, 0.0
+        self.minima.append(done)
+        self.slope = _theil_sen(list(self.minima))
+        return done, spread
+
+    def floor(self, rate: float) -> float:
+        """The lateness of the earliest arrival now, from the last ``SLEW_WINDOWS`` seconds' minima carried
+        forward along their trend, and the second under way."""
+        n = len(self.minima)
+        now = n - 1 + self.samples / rate  # seconds of samples since the oldest minimum's second
+        carried = [m + self.slope * (now - k) for k, m in enumerate(self.minima)]
+        return min([*carried, *([] if self.current is None else [float(self.current)])])
+
+    def shift(self, by_ns: int) -> None:
+        """The timeline moved ``by_ns`` later: every arrival is that much less late."""
+        self.minima = deque((m - by_ns for m in self.minima), maxlen=SLEW_WINDOWS)
+        if self.current is not None:
+            self.current -= by_ns
+
+
+def _theil_sen(values: list[int]) -> float:
+    """The median of the slopes between every pair of values (one a step): robust to a few outliers."""
+    slopes = sorted(
+        (values[j] - values[i]) / (j - i) for i in range(len(values)) for j in range(i + 1, len(values))
+    )
+    return slopes[len(slopes) // 2] if slopes else 0.0
 
 
 @dataclass(frozen=True)
@@ -168,11 +237,32 @@ class Framer:
             elif abs(int(stamps[-1]) + self._offset_ns - received_ns) > REANCHOR_NS:
                 self._reanchor(int(stamps[-1]), received_ns)
             return int(stamps[0]) + self._offset_ns
-        arrived_t0 = received_ns - round(chunk.samples * 1e9 / rate)
-        if track.next_t_ns is None or track.after_gap:
+        duration = round(chunk.samples * 1e9 / rate)
+        arrived_t0 = received_ns - duration
+        if track.next_t_ns is None or track.after_gap or track.lateness is None:
+            track.lateness = _Lateness()
             return arrived_t0
         expected = track.next_t_ns + round(chunk.lost_samples * 1e9 / rate)  # lost samples took time too
-        return arrived_t0 if abs(arrived_t0 - expected) > DRIFT_NS else expected
+        lateness = track.lateness
+        second = lateness.add(arrived_t0 - expected, chunk.samples, rate, received_ns)
+        floor = lateness.floor(rate)
+        late = second is not None and second[1] and second[0] > JUMP_NS
+        if late or floor < -JUMP_NS:
+            log.info(
+                "%s/%s: its samples arrive %.1f s from where their count puts them; anchored to arrival "
+                "again (a gap is marked)",
+                self.profile.NAME,
+                chunk.stream,
+                (second[0] if second is not None and late else floor) / 1e9,
+            )
+            self.stats.reanchored += 1
+            track.after_gap = True
+            track.lateness = _Lateness()
+            return arrived_t0
+        step = max(-SLEW * duration, min(SLEW * duration, floor))
+        correction = round(step)
+        lateness.shift(correction)
+        return expected + correction
 
     def _reanchor(self, last_device_ns: int, received_ns: int) -> None:
         assert self._offset_ns is not None
