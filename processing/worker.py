@@ -390,6 +390,19 @@ class _MinuteTally:
     # Covered by redelivered frames of a partition taken over, before the stored tally was read: the dead
     # worker's stored tally counts these seconds already, unless there is none.
     redelivered: list[tuple[int, int]] = field(default_factory=list)
+    # The spans and their seconds at rest when the minute was last taken (``freeze``): reopened later (data
+    # that comes minutes late), the gate has pruned the vetoes of that time, so only spans added since are
+    # asked about. Asked again, the contraction vetoed before counted at rest (39 s at rest became 49).
+    frozen_spans: list[list[int]] = field(default_factory=list)
+    frozen_rest_ns: int = 0
+
+    def freeze(self, user: str, muscle: str, rest: RestView) -> None:
+        self.frozen_rest_ns = self._at_rest_ns(user, muscle, rest)
+        self.frozen_spans = [list(s) for s in self.spans]
+
+    def _at_rest_ns(self, user: str, muscle: str, rest: RestView) -> int:
+        new = _minus(self.spans, self.frozen_spans)
+        return self.frozen_rest_ns + sum(b - a - rest.vetoed_ns(user, muscle, a, b) for a, b in new)
 
     def cover(self, start_ns: int, end_ns: int) -> None:
         spans = self.spans
@@ -415,14 +428,29 @@ class _MinuteTally:
         monitored = round(min(self.monitored_s, 60.0), 6)
         rest_s: float | None = None
         if self.carried_rest_s is not None:
-            user, muscle = key[0], key[1]
-            at_rest = sum(b - a - rest.vetoed_ns(user, muscle, a, b) for a, b in self.spans)
+            at_rest = self._at_rest_ns(key[0], key[1], rest)
             rest_s = round(min(max(self.carried_rest_s + at_rest / 1e9, 0.0), monitored), 6)
         ends = [self.carried_end_s] if self.carried_end_s is not None else []
         if self.spans:
             ends.append((self.spans[-1][1] - minute_ns) / 1e9)
         end_s = round(min(max(ends), 60.0), 6) if ends else None
         return MinuteRate(*key, minute_ns, self.twitches, monitored, rest_s, end_s)
+
+
+def _minus(spans: list[list[int]], taken: list[list[int]]) -> list[tuple[int, int]]:
+    """The parts of sorted disjoint ``spans`` outside sorted disjoint ``taken`` (each inside one span)."""
+    out: list[tuple[int, int]] = []
+    j = 0
+    for a, b in spans:
+        t = a
+        while j < len(taken) and taken[j][1] <= b:
+            if taken[j][0] > t:
+                out.append((t, taken[j][0]))
+            t = max(t, taken[j][1])
+            j += 1
+        if t < b:
+            out.append((t, b))
+    return out
 
 
 RateKey = tuple[str, str, str, Source]
@@ -673,6 +701,7 @@ class RateBook:
         return out
 
     def _close(self, key: RateKey, minute: int, tally: _MinuteTally) -> None:
+        tally.freeze(key[0], key[1], self.rest)
         closed = self._closed[key]
         closed[minute] = tally
         while len(closed) > CLOSED_KEPT:

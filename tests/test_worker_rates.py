@@ -160,6 +160,22 @@ def test_a_stored_row_from_before_rest_tracking_makes_the_minute_s_rest_unknown(
     assert (rate.twitches, rate.monitored_s, rate.rest_s) == (2, 30.0, 22.5)
 
 
+def test_a_minute_reopened_after_its_vetoes_were_pruned_keeps_the_rest_it_had() -> None:
+    """A device's minute closed (it went offline) with a 10-s contraction in it; its buffered frames of that
+    minute come minutes later (the collector's outbox after Wi-Fi is back), once the gate has pruned the
+    contraction's veto. Its seconds at rest were asked again for every span: the contraction counted at
+    rest. Only the spans added since are asked about."""
+    gate = Vetoes([(T0 + 10 * 10**9, T0 + 20 * 10**9)], ready_from=T0 + MINUTE_NS)
+    book = RateBook(rest=gate)
+    book.cover(KEY, T0, T0 + 30 * 10**9)
+    [first] = book.take({("u", "dev"): T0 + 2 * MINUTE_NS})
+    assert (first.monitored_s, first.rest_s) == (30.0, 20.0)
+    gate.spans = []  # pruned
+    book.cover(KEY, T0 + 40 * 10**9, T0 + 50 * 10**9)  # the late frames
+    [again] = book.take(None)
+    assert (again.monitored_s, again.rest_s) == (40.0, 30.0)
+
+
 def test_a_minute_handed_back_by_a_failed_write_keeps_its_rest() -> None:
     book = RateBook(rest=Vetoes([(T0, T0 + 15 * 10**9)]))
     book.cover(KEY, T0, T0 + MINUTE_NS)
