@@ -845,6 +845,28 @@ def test_polar_a_frame_that_never_came_is_lost_samples_not_a_stretched_frame() -
     assert next_one.timestamps_ns[0] == t + 2 * span + 5_000_000  # consecutive: spread as before
 
 
+def test_polar_a_small_frame_lost_before_a_large_one_is_lost_samples() -> None:
+    """Compressed frames vary in size with the signal: a lost 12-sample frame before a 60-sample one made a
+    span of 72 samples, under the 1.5 frames of 60 the rule took for a loss — the 60 samples were spread
+    over 72 samples' time, their first 60 ms early, and no gap showed."""
+    decoder = polar.PmdAccDecoder(1.0, 200.0)
+    t = 800_000_000_000_000_000
+    period = 5_000_000
+    (first,), state = decoder.decode(pmd_frame(t, 0x01, _acc_samples(12)), polar.PmdState())
+    # the next 12-sample frame never came; then 60 samples
+    (after,), state = decoder.decode(pmd_frame(t + 72 * period, 0x01, _acc_samples(60)), state)
+    assert after.lost_samples == 12
+    assert after.timestamps_ns is not None
+    assert after.timestamps_ns[0] == t + 13 * period
+    # a frame a sample long or short of its span (a device clock a little off nominal) is no loss
+    (on_time,), _ = decoder.decode(pmd_frame(t + 133 * period, 0x01, _acc_samples(60)), state)
+    assert on_time.lost_samples == 0
+
+
+def _acc_samples(n: int) -> bytes:
+    return np.array([[0, 0, 1000]] * n, dtype=np.int16).tobytes()
+
+
 def test_polar_start_plan_and_factor_from_the_start_response() -> None:
     h10 = polar.PolarH10()
     plan = h10.plan(["acc"])

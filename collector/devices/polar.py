@@ -348,9 +348,13 @@ def gyro_deg_per_s(frame: GyroFrame, factor: float) -> tuple[npt.NDArray[Any], f
 # ----------------------------------------------------------------------------------------- timestamps
 
 
-# A frame whose previous frame's timestamp lies more than this many frames back follows frames that never
-# came (``_frame_stamps``); consecutive frames are one frame apart to the sample (the device's own clock).
-LOST_FRAME_RATIO = 1.5
+# A frame whose previous frame's timestamp lies more samples back than it holds, by more than this many
+# samples plus this share of its count, follows samples that never came (``_frame_stamps``): consecutive
+# frames are one frame apart to the sample by the device's own clock; the share allows a rate some % off
+# nominal. Compressed frames vary in size with the signal, so a ratio of spans (1.5 frames, before) missed a
+# lost 12-sample frame before a 60-sample one, and spread the 72 samples' time over 60.
+LOST_SLACK_SAMPLES = 2
+LOST_SLACK_SHARE = 0.05
 
 
 def _round_ratio(num: int, den: int, rounding: Rounding) -> int:
@@ -408,7 +412,7 @@ def _frame_stamps(
     previous, lost = state.previous_for(header), 0
     if previous and sample_rate > 0 and count:
         span_samples = (header.timestamp_ns - previous) * sample_rate / 1e9
-        if span_samples > LOST_FRAME_RATIO * count:
+        if span_samples - count > LOST_SLACK_SAMPLES + LOST_SLACK_SHARE * count:
             previous, lost = 0, round(span_samples) - count
     times = sample_times(header.timestamp_ns, previous, count, sample_rate, rounding)
     if times is None:
