@@ -852,7 +852,7 @@ def test_polar_a_small_frame_lost_before_a_large_one_is_lost_samples() -> None:
     decoder = polar.PmdAccDecoder(1.0, 200.0)
     t = 800_000_000_000_000_000
     period = 5_000_000
-    (first,), state = decoder.decode(pmd_frame(t, 0x01, _acc_samples(12)), polar.PmdState())
+    _, state = decoder.decode(pmd_frame(t, 0x01, _acc_samples(12)), polar.PmdState())
     # the next 12-sample frame never came; then 60 samples
     (after,), state = decoder.decode(pmd_frame(t + 72 * period, 0x01, _acc_samples(60)), state)
     assert after.lost_samples == 12
