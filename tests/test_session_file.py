@@ -7,6 +7,7 @@ sample, sequence number and timestamp in the file can be checked exactly.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import h5py
@@ -552,3 +553,31 @@ def test_a_file_whose_walk_misses_the_deadline_is_refused_and_nothing_waits_for_
     hdf5_sound(path, SessionError, deadline_s=0.001)  # walked once already: no child
     with Session(path) as s:
         assert s.user == "alice"
+
+
+def test_replay_reads_past_a_damaged_chunk_in_the_middle(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fifty bytes of one compressed chunk of samples overwritten, 30 s into a 60-s session (a disk's bad
+    sector, a copy gone wrong): ``frames`` — the replay's source — stopped there, and everything after it
+    was lost to the replay. The frames that read are given; the skipped ones show as lost (their sequence
+    numbers are missing), with a warning."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "damaged.h5"
+    with SessionWriter(path) as w:
+        for seq in range(1200):  # 60 s of 1-kHz EMG in 50-ms frames
+            w.add_frame("d", "emg", _emg(seq, rng))
+    with h5py.File(path, "r") as f:
+        info = f["devices/d/emg/samples"].id.get_chunk_info(30)  # rows 30720-31743
+    data = bytearray(path.read_bytes())
+    data[info.byte_offset + 10 : info.byte_offset + 60] = bytes(50)
+    path.write_bytes(bytes(data))
+    with Session(path) as s, caplog.at_level(logging.WARNING):
+        sequences = [f.sequence for f in s.frames(s.streams[0])]
+    missing = sorted(set(range(1200)) - set(sequences))
+    assert sequences == sorted(sequences)
+    assert 0 < len(missing) <= 22  # the frames with samples in the 1,024-row chunk
+    assert missing == list(range(missing[0], missing[-1] + 1))
+    assert missing[-1] >= 30720 // 50
+    assert missing[0] <= 31743 // 50
+    assert any("unreadable" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records)

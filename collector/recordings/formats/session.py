@@ -830,37 +830,83 @@ class Session:
         return ds
 
     def frames(self, stream: StreamRecord, start: int = 0, block: int = 2048) -> Iterator[Frame]:
-        """The part's frames from index ``start``, exactly as received; reads ``block`` frames at a time."""
+        """The part's frames from index ``start``, exactly as received; reads ``block`` frames at a time.
+
+        A block the file cannot give whole (a damaged chunk of its samples or of its frame table) is read
+        again frame by frame: the frames that read are given, the others skipped with a warning — their
+        sequence numbers are missing, so a worker sees the skip as frames lost. Failing at the first, one
+        damaged chunk 30 s into a session cost the replay everything after it."""
         i = start
         expected: int | None = None
         while i < stream.frames:
-            rows = self.frame_table(stream, i, min(i + block, stream.frames))
-            a = int(rows[0]["first_sample"])
-            b = int(rows[-1]["first_sample"]) + int(rows[-1]["samples"])
-            offsets = rows["first_sample"].astype(np.int64)
-            counts = rows["samples"].astype(np.int64)
-            bad = np.flatnonzero((counts <= 0) | (np.diff(offsets, append=b) != counts))
-            if (expected is not None and a != expected) or bad.size or b > stream.samples:
-                row = i + (int(bad[0]) if bad.size else 0)
-                raise self._fail(
-                    f"{stream.path}/frames row {row}",
-                    "first_sample/samples do not follow on from the row before",
-                )
-            raw = self.samples(stream, a, b)
-            for k, r in enumerate(rows):
-                lo = int(offsets[k]) - a
-                yield Frame(
-                    stream.stream_id,
-                    int(r["sequence"]),
-                    int(r["t0_ns"]),
-                    stream.sample_rate,
-                    stream.scale,
-                    stream.unit,
-                    stream.sample_type,
-                    raw[lo : lo + int(counts[k])],
-                )
-            expected = b
-            i += len(rows)
+            stop = min(i + block, stream.frames)
+            try:
+                frames = self._block(stream, i, stop, expected)
+            except SessionError as exc:
+                frames = list(self._salvaged(stream, i, stop, exc))
+                expected = None
+            else:
+                expected = frames[-1][0] + frames[-1][1].samples
+            yield from (f for _, f in frames)
+            i = stop
+
+    def _block(
+        self, stream: StreamRecord, i: int, stop: int, expected: int | None
+    ) -> list[tuple[int, Frame]]:
+        """Frames ``i`` to ``stop`` with their first sample index; raises ``SessionError``."""
+        rows = self.frame_table(stream, i, stop)
+        a = int(rows[0]["first_sample"])
+        b = int(rows[-1]["first_sample"]) + int(rows[-1]["samples"])
+        offsets = rows["first_sample"].astype(np.int64)
+        counts = rows["samples"].astype(np.int64)
+        bad = np.flatnonzero((counts <= 0) | (np.diff(offsets, append=b) != counts))
+        if (expected is not None and a != expected) or bad.size or b > stream.samples:
+            row = i + (int(bad[0]) if bad.size else 0)
+            raise self._fail(
+                f"{stream.path}/frames row {row}",
+                "first_sample/samples do not follow on from the row before",
+            )
+        raw = self.samples(stream, a, b)
+        return [
+            (
+                int(offsets[k]),
+                self._frame(stream, r, raw[int(offsets[k]) - a : int(offsets[k]) - a + int(counts[k])]),
+            )
+            for k, r in enumerate(rows)
+        ]
+
+    def _salvaged(
+        self, stream: StreamRecord, i: int, stop: int, cause: SessionError
+    ) -> Iterator[tuple[int, Frame]]:
+        skipped: list[int] = []
+        for k in range(i, stop):
+            try:
+                yield from self._block(stream, k, k + 1, None)
+            except SessionError:
+                skipped.append(k)
+        if skipped:
+            log.warning(
+                "%s: %d of frames %d–%d of %s unreadable (%s): skipped, the rest read",
+                self.path,
+                len(skipped),
+                skipped[0],
+                skipped[-1],
+                stream.label,
+                cause,
+            )
+
+    @staticmethod
+    def _frame(stream: StreamRecord, row: Any, raw: npt.NDArray[np.generic]) -> Frame:
+        return Frame(
+            stream.stream_id,
+            int(row["sequence"]),
+            int(row["t0_ns"]),
+            stream.sample_rate,
+            stream.scale,
+            stream.unit,
+            stream.sample_type,
+            raw,
+        )
 
     def timeline(
         self, start_ns: int | None = None, parts: Sequence[StreamRecord] | None = None
