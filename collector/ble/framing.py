@@ -237,6 +237,11 @@ class Framer:
             elif abs(int(stamps[-1]) + self._offset_ns - received_ns) > REANCHOR_NS:
                 self._reanchor(int(stamps[-1]), received_ns)
             return int(stamps[0]) + self._offset_ns
+        return self._host_clock_t0(chunk, track, rate, received_ns)
+
+    def _host_clock_t0(self, chunk: Chunk, track: _Track, rate: float, received_ns: int) -> int:
+        """A chunk without device timestamps: its place by the sample count, steered toward the earliest
+        arrivals (see the module's docstring)."""
         duration = round(chunk.samples * 1e9 / rate)
         arrived_t0 = received_ns - duration
         if track.next_t_ns is None or track.after_gap or track.lateness is None:
