@@ -107,6 +107,11 @@ class SessionError(RecordingError):
     """A session file cannot be written or read as asked; the message names the file and what is wrong."""
 
 
+class _Unreadable(SessionError):
+    """The HDF5 library cannot read a part of the file (a damaged chunk), as against a part that reads but
+    says something impossible."""
+
+
 # ---- values ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Gap:
@@ -755,9 +760,8 @@ class Session:
         try:
             return np.asarray(ds[sl])
         except HDF5_DAMAGE as exc:
-            raise self._fail(
-                f"{ds.name} rows {sl.start}–{sl.stop}", f"unreadable ({_h5_reason(exc)})"
-            ) from None
+            where, problem = f"{ds.name} rows {sl.start}–{sl.stop}", f"unreadable ({_h5_reason(exc)})"
+            raise _Unreadable(f"{self.path}: {where}: {problem}") from None
 
     def annotations(self) -> list[Annotation]:
         rows = self._read(self._annotations, slice(0, self._annotations.shape[0]))
@@ -842,7 +846,7 @@ class Session:
             stop = min(i + block, stream.frames)
             try:
                 frames = self._block(stream, i, stop, expected)
-            except SessionError as exc:
+            except _Unreadable as exc:
                 frames = list(self._salvaged(stream, i, stop, exc))
                 expected = None
             else:
@@ -882,7 +886,7 @@ class Session:
         for k in range(i, stop):
             try:
                 yield from self._block(stream, k, k + 1, None)
-            except SessionError:
+            except _Unreadable:
                 skipped.append(k)
         if skipped:
             log.warning(
