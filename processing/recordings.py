@@ -146,13 +146,17 @@ class LaneSummary:
     @property
     def per_assessable_minute(self) -> float | None:
         """Twitches per minute the lane could be assessed (at rest and still): the rate that means
-        something; None where it is not known (no gate, a gyroscope) or no time was assessable."""
-        if self.assessable_s is None or self.assessable_s <= 0:
+        something; None where it is not known (no gate, a gyroscope) or less than ``MIN_RATE_S`` was
+        assessable — two twitches in 5.5 s at rest read as 21.7 a minute."""
+        if self.assessable_s is None or self.assessable_s < MIN_RATE_S:
             return None
         return self.twitches * 60.0 / self.assessable_s
 
 
 DEVICE: Final = "recording"  # a recording's streams are one device
+# Assessable time below which a lane's rate at rest is not given: a handful of twitches in a few seconds is no
+# rate (at 20 a minute, 30 s holds about 10; their count's Poisson spread is then ±30 %).
+MIN_RATE_S: Final = 30.0
 
 
 class DetectionRun:

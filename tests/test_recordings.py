@@ -603,3 +603,18 @@ def test_missing_file(tmp_path: Path) -> None:
         open_recording(tmp_path)  # said "no such file"
     with pytest.raises(RecordingError, match=r": a directory: give one recording file in it"):
         open_source(tmp_path)
+
+
+def test_a_lane_s_rate_at_rest_needs_half_a_minute_assessable() -> None:
+    """Two twitches in 5.5 s assessable (a needle recording's start, taken mid-contraction) were printed as
+    21.66 a minute at rest."""
+    from collections import Counter
+
+    from twitchwatch.processing.events import EventKind
+    from twitchwatch.processing.recordings import MIN_RATE_S, LaneSummary
+
+    lane = plan_detection(_recording(infer_channel(0, "EMG calf", "uV", 1000))).groups[0].lanes[0]
+    short = LaneSummary(lane, 60_000, Counter({EventKind.FASCICULATION: 2}), assessable_s=5.5)
+    assert short.per_assessable_minute is None
+    enough = LaneSummary(lane, 60_000, Counter({EventKind.FASCICULATION: 10}), assessable_s=MIN_RATE_S)
+    assert enough.per_assessable_minute == 20.0

@@ -784,6 +784,8 @@ class _DetectOutput:
 
 
 def _print_detect_summary(plan: Plan, run: DetectionRun) -> None:
+    from twitchwatch.processing.recordings import MIN_RATE_S
+
     rec = plan.recording
     lanes = run.lane_summaries
     kinds = list(EventKind)
@@ -812,7 +814,8 @@ def _print_detect_summary(plan: Plan, run: DetectionRun) -> None:
     if run.gated:
         print(
             "  assessable: time at rest and still (no movement on the file's accelerometers or gyroscopes, "
-            "no activity on the channel's muscle); at_rest/min: twitches per assessable minute",
+            "no activity on the channel's muscle); at_rest/min: twitches per assessable minute, from "
+            f"{MIN_RATE_S:g} s assessable",
             file=err,
         )
     for c in plan.skipped:
