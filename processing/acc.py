@@ -47,6 +47,17 @@ def acc_params(sample_rate: float) -> DetectorParams:
         context_ms=300.0,
         context_factor=2.0,
         artifact_amplitude=1.0,  # g: a knock on the sensor, not a muscle
+        # A motor unit's twitch moves the skin by 5-50 milli-g; three times that without the limb moving
+        # is an impact on the sensor (a tap rings for a few ms: sampled, a flat spectrum up to Nyquist). A
+        # myoclonic jerk moves the limb: its acceleration lies at limb-movement frequencies, below ~12 Hz,
+        # or a good part of it in the 1-5 Hz band (docs/detection.md, "Impacts").
+        twitch_max_amplitude=0.15,
+        limb_motion_ratio=0.45,
+        limb_max_hz=12.0,
+        # Skin and muscle pass a twitch's mechanical transient below ~50 Hz (generated ones: 15-30 Hz); an
+        # event whose band-passed RMS frequency is higher (only from ~120 Hz sampling, where the band
+        # reaches past 50 Hz) is the sensor's own ring: an impact or a vibration.
+        muscle_max_hz=50.0,
         saturation_excursion=0.5,  # g
         movement_band_hz=(0.3, min(5.0, 0.12 * sample_rate)),  # 3 Hz at 25 Hz: clear of twitch ringing
         move_ctx_band_hz=(1.0, min(5.0, 0.12 * sample_rate)),
@@ -182,6 +193,14 @@ class AccEngine(LaneEngine):
             return Verdict(EventKind.SUSTAINED, 0.5, f"no still time before it: right after {after}")
         if around is not None and around > self._move_ctx_threshold():
             return Verdict(EventKind.SUSTAINED, 0.6, f"movement before it ({around:.3f} g)")
+        if (hz := c.dominant_hz(self.rate)) > prm.muscle_max_hz:  # the sensor's own ring
+            why = f"impact on the sensor ({hz:.0f} Hz, faster than a muscle)"
+            return Verdict(EventKind.ARTIFACT, 0.7, why)
+        if c.peak > prm.twitch_max_amplitude:  # beyond a twitch: a jerk only if the limb moved with it
+            if hz > prm.limb_max_hz and self.limb_motion(c) < prm.limb_motion_ratio * c.peak:
+                why = f"impact on the sensor ({c.peak:.2f} g, the limb still)"
+                return Verdict(EventKind.ARTIFACT, 0.7, why)
+            return Verdict(EventKind.MYOCLONIC_JERK, sure * 0.9)
         if c.slow_blocks or ms > prm.fasc_max_ms:
             return Verdict(EventKind.MYOCLONIC_JERK, sure * 0.9)
         return Verdict(EventKind.FASCICULATION, sure * 0.9)
@@ -224,6 +243,19 @@ class AccEngine(LaneEngine):
             return None
         v = self._ring_slow[np.arange(k0, k1) % self._ring_n, 0]
         return float(np.sqrt(np.mean(v * v)))
+
+    def limb_motion(self, c: Cluster) -> float:
+        """The largest block RMS of the 1–5 Hz band (g) from a transient's start to the end of its hold:
+        how far the limb moved with it. A myoclonic jerk swings the limb (most of its acceleration lies
+        below 10 Hz); a tap on the sensor or a twitch rings above the band and leaks into it only through
+        its own sampled spectrum. Within the blocks written by the cluster's decision block and still in
+        the ring (as ``movement_around``), whatever the chunking."""
+        blk = self.blk
+        k0 = max(c.start // blk, self.ring_from())
+        k1 = min(-(-(c.end + self.spans.hold) // blk), self.decision_block())
+        if k1 <= k0:
+            return 0.0
+        return float(np.max(self._ring_slow[np.arange(k0, k1) % self._ring_n, 0]))
 
     def _movement(self, moving_ms: float) -> str:
         lo, hi = self.params.movement_band_hz

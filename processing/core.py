@@ -180,6 +180,14 @@ class DetectorParams:
     slow_min: float = 8.0  # ... and this × the noise RMS
     lowpass_ms: float = 40.0  # EMG: the slow excursion is the raw signal's moving mean over this
     artifact_amplitude: float = float("inf")  # peaks above this (physical units) are artifacts
+    # acc: a muscle's twitch transient is at most this large (g); a larger brief event is a jerk if the limb
+    # moved with it — its 1–5 Hz movement band reached ``limb_motion_ratio`` × its peak, or its RMS
+    # frequency is at most ``limb_max_hz`` — else an impact on the sensor. And no muscle's mechanical
+    # transient is faster than ``muscle_max_hz`` (its RMS frequency).
+    twitch_max_amplitude: float = float("inf")
+    limb_motion_ratio: float = 0.0
+    limb_max_hz: float = 0.0
+    muscle_max_hz: float = float("inf")
     saturation_ms: float = 5.0  # flat run at the extreme at least this long (≥ 3 samples): saturation
     saturation_excursion: float = 50.0  # ... this far from the baseline (EMG: × noise RMS; acc: g)
     movement_band_hz: tuple[float, float] = (0.3, 5.0)  # acc: gross movement band

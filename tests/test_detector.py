@@ -562,6 +562,47 @@ def test_accelerometer_knock_is_an_artifact() -> None:
     assert [d.kind for d in _run("acc", x, fs)] == [EventKind.ARTIFACT]
 
 
+def _taps(fs: float, amp: float, seed: int) -> tuple[np.ndarray, list[int]]:
+    """Still noise (1 milli-g per axis) with a tap on the sensor every 4 s: a 4-ms ring at 0.4·fs in a random
+    direction, sampled as it is (no anti-aliasing)."""
+    rng = np.random.default_rng(seed)
+    n = round(60.0 * fs)
+    x = rng.normal(scale=1e-3, size=(n, 3)) + np.array([0.0, 0.0, 1.0])
+    u = np.arange(round(0.05 * fs)) / fs
+    ring = amp * np.exp(-u / 0.004) * np.cos(2 * np.pi * 0.4 * fs * u)
+    at = [round(t * fs) for t in np.arange(3.0, 58.0, 4.0)]
+    for i in at:
+        d = rng.normal(size=3)
+        x[i : i + u.size] += ring[:, None] * (d / np.linalg.norm(d))[None, :]
+    return x, at
+
+
+@pytest.mark.parametrize(("fs", "amp"), [(50.0, 0.3), (100.0, 0.3), (100.0, 0.9), (400.0, 0.1), (400.0, 0.9)])
+def test_a_tap_on_the_sensor_is_an_impact_not_a_twitch(fs: float, amp: float) -> None:
+    """A tap rings the sensor for a few ms: three times a twitch's largest transient (50 milli-g) or more
+    with the limb still, or (from ~120 Hz sampling) faster than any muscle's. They were fasciculations or
+    jerks up to the 1-g knock."""
+    x, at = _taps(fs, amp, seed=3)
+    dets = _run("acc", x, fs, _chunks(x.shape[0], 7))
+    assert not [d for d in dets if d.kind.is_twitch], dets
+    found = [d for d in dets if any(abs(d.start - i) < 0.1 * fs for i in at)]
+    assert len(found) == len(at)
+    assert all(d.kind is EventKind.ARTIFACT and d.reason.startswith("impact on the sensor") for d in found)
+
+
+@pytest.mark.parametrize("fs", [50.0, 100.0, 200.0])
+def test_large_jerks_stay_jerks_and_twitches_twitches(fs: float) -> None:
+    """What tells a tap apart leaves muscles alone: generated limb jerks far above a twitch's size (30 dB,
+    0.2-0.7 g) are jerks, the twitches between them fasciculations."""
+    phys = Physiology(fasciculation=10, myoclonic_jerk=10, sustained=0, artifact=0, snr_db=30)
+    x, truth = generate("acc", fs, 120, phys, seed=2)
+    dets = _run("acc", x, fs, _chunks(x.shape[0], 10))
+    assert not [d for d in dets if d.reason.startswith("impact")], dets
+    conf = _confusion(dets, truth, fs)
+    assert _rates(conf, "myoclonic_jerk")[0] >= 0.9, conf
+    assert _rates(conf, "fasciculation")[0] >= 0.9, conf
+
+
 def test_channels_are_independent_lanes() -> None:
     phys = Physiology(fasciculation=20, myoclonic_jerk=0, sustained=0, artifact=0)
     x1, t1 = generate("emg", 1000.0, 60, phys, seed=7)

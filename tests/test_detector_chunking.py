@@ -37,6 +37,8 @@ CASES: dict[str, tuple[synth.Signal, float, float, synth.Physiology, tuple[int, 
     "emg 200 Hz, 4 busy lanes": ("emg", 200.0, 30.0, BUSY, (1097, 1098, 1099, 1100)),
     "acc 50 Hz, moving": ("acc", 50.0, 60.0, MOVING, (3,)),
     "acc 100 Hz, moving": ("acc", 100.0, 60.0, MOVING, (4,)),
+    # Jerks far above a twitch's size: judged by the limb's motion through their hold (impacts, jerks).
+    "acc 100 Hz, loud": ("acc", 100.0, 60.0, LOUD, (5,)),
 }
 
 
