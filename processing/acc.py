@@ -17,6 +17,8 @@ from scipy import signal as sps
 
 from twitchwatch.processing.clusters import Cluster
 from twitchwatch.processing.core import (
+    BoolArray,
+    Detection,
     DetectorParams,
     Features,
     FloatArray,
@@ -58,6 +60,9 @@ def acc_params(sample_rate: float) -> DetectorParams:
         # event whose band-passed RMS frequency is higher (only from ~120 Hz sampling, where the band
         # reaches past 50 Hz) is the sensor's own ring: an impact or a vibration.
         muscle_max_hz=50.0,
+        # A tremor: the lane is not assessable while a 3-12 Hz peak in the spectrum makes a fifth of the
+        # band's background or more (docs/detection.md, "Tremor").
+        tremor_share=0.2,
         saturation_excursion=0.5,  # g
         movement_band_hz=(0.3, min(5.0, 0.12 * sample_rate)),  # 3 Hz at 25 Hz: clear of twitch ringing
         move_ctx_band_hz=(1.0, min(5.0, 0.12 * sample_rate)),
@@ -107,6 +112,21 @@ class AccEngine(LaneEngine):
         self._move_rest = -1.0  # the movement band's resting level (g), from the first epoch on
         self._move_rest_since = 0  # the block from which it holds (an epoch's end) ...
         self._move_rest_before = -1.0  # ... and what it was before
+        self._tremor = TremorWatch(sample_rate, self.blk, self.epoch, self._sos, params)
+        self._tremor_skips = 0  # epochs in a row whose window was mostly movement or events
+        self._moving = np.zeros(self._ring_n, dtype=bool)  # per block of the ring: movement (``movement_g``)
+        self._tremor_from: int | None = None  # while the lane is in a tremor: the start of its open piece ...
+        self._tremor_piece = max(1, round(params.noisy_piece_s * sample_rate))
+        self._tremor_seen = (0.0, 0.0)  # ... and its largest amplitude (g) and that one's frequency (Hz)
+        self._tremor_last = (0.0, 0.0)  # the latest measured
+        self._tremor_low: int | None = None  # in a tremor: where its share went below half the threshold
+        # A tremor is called once it has shown for ``tremor_min_s`` of epochs in a row (a run of jerks or a
+        # contraction shows for a few): from where the run began (``_tremor_since``), which nothing settles
+        # past meanwhile (``settled``), so that its first seconds are not counted.
+        self._tremor_need = max(1, math.ceil(params.tremor_min_s / epoch_s))
+        # From the stream's start: until its first spectra are in, nothing after the warm-up settles either.
+        self._tremor_since = max(self.warmup_samples - self.delay, 0) if self._tremor.on else None
+        self._tremor_run = 0
 
     def history_blocks(self) -> int:
         """Enough for ``movement_around`` of the latest-decided transient that can still be a twitch: the
@@ -116,7 +136,8 @@ class AccEngine(LaneEngine):
         p, sp = self.params, self.spans
         ms = p.move_ctx_ms + p.movement_min_ms + p.jerk_max_ms
         reach = ms * 1e-3 * self.rate + sp.slow_gap + sp.hold
-        return max(super().history_blocks(), math.ceil(reach / self.blk) + 1)
+        tremor = tremor_window(self.rate, self.blk, p) + 1  # its spectrum's window and the block before it
+        return max(super().history_blocks(), math.ceil(reach / self.blk) + 1, tremor)
 
     def start_filters(self, x0: FloatArray) -> None:
         self._lf_zi = np.ascontiguousarray(sps.sosfilt_zi(self._lf_sos)[None, :, :] * x0[:, None, None])
@@ -218,6 +239,105 @@ class AccEngine(LaneEngine):
         rate = self._move_fall if level < self._move_rest else self._move_rise
         # In the log domain: a jump or a fall (g, not milli-g) moves it by a few per cent, not for good.
         self._move_rest *= math.exp(rate * math.log(level / self._move_rest))
+        if self._tremor.on:
+            rows = self._block - self.epoch + np.arange(self.epoch)
+            self._moving[rows % self._ring_n] = slow[:, 0] > self.params.movement_g
+            self._watch_tremor()
+
+    def _watch_tremor(self) -> None:
+        """At an epoch's end: the tremor's spectrum over the last ``tremor_window_s`` of raw block means,
+        without the blocks around twitches, jerks and movement (``TremorWatch.differences``). A lane in a
+        tremor is open activity while it lasts, reported in pieces of at most ``noisy_piece_s`` as artifacts
+        that veto exactly their span (as a noisy background): a tremor is the muscles' rhythmic activity, not
+        a muscle at rest, and its swings pass the twitch thresholds, which are set for a background of
+        noise."""
+        now, tw = self._block, self._tremor
+        start = now - tw.n - 1
+        if start < 0:
+            return
+        rows = np.arange(start, now) % self._ring_n
+        window = tw.differences(self._ring_bx[rows], self._moving[rows])
+        samples = now * self.blk
+        if window is not None:
+            self._tremor_skips = 0
+            tremor = tw.update(*window)
+            if tremor is not None:
+                self._tremor_last = tremor[1:]
+        else:  # mostly movement or events: nothing to learn the background from
+            self._tremor_skips += 1
+            if self._tremor_skips >= tw.keep:  # for as long as the spectra reach back: start anew
+                tw.forget()
+                self._tremor_since, self._tremor_run = None, 0
+                if self._tremor_from is not None:  # a walk or a gesture ends it (and vetoes by itself)
+                    self._end_tremor(samples)
+                return
+            if self._tremor_from is None:  # a run towards a tremor waits (``settled`` held back)
+                return
+            tremor = (self.params.tremor_share, *self._tremor_last)  # goes on: only its pieces are cut
+        share = 0.0 if tremor is None else tremor[0]
+        if self._tremor_from is None:
+            if tw.count < tw.keep:  # too few spectra yet to say (the stream's start: held from its warm-up)
+                return
+            if share < self.params.tremor_share:
+                self._tremor_since, self._tremor_run = None, 0
+                return
+            if self._tremor_since is None:  # nothing settled past here yet (``settled`` ≤ its end − delay)
+                self._tremor_since = max(samples - self.delay, 0)
+            self._tremor_run += 1
+            if self._tremor_run < self._tremor_need:
+                return
+            self._tremor_from, self._tremor_since, self._tremor_run = self._tremor_since, None, 0
+            self._tremor_seen = self._tremor_last
+        assert self._tremor_from is not None
+        low = share < 0.5 * self.params.tremor_share
+        if low and self._tremor_low is not None:  # low for a second epoch in a row: over, from the first
+            self._end_tremor(self._tremor_low)
+            return
+        self._tremor_low = samples if low else None
+        if not low and self._tremor_last[0] > self._tremor_seen[0]:
+            self._tremor_seen = self._tremor_last
+        while samples + self.epoch * self.blk - self._tremor_from > self._tremor_piece:  # the next: too long
+            cut = min(self._tremor_from + self._tremor_piece, samples)
+            self._report_tremor(self._tremor_from, cut)
+            self._tremor_from, self._tremor_seen = cut, self._tremor_last
+
+    def _end_tremor(self, end: int) -> None:
+        """The tremor is over at sample ``end``: its last piece, unless empty."""
+        assert self._tremor_from is not None
+        if end > self._tremor_from:
+            self._report_tremor(self._tremor_from, end)
+        self._tremor_from = self._tremor_low = None
+
+    def _report_tremor(self, start: int, end: int) -> None:
+        """A piece of tremor, [start, end) in samples of the raw signal (its spectrum is of the raw block
+        means: no band-pass delay): an artifact that vetoes exactly its span."""
+        rms, hz = self._tremor_seen
+        why = f"tremor at {hz:.1f} Hz ({rms * 1e3:.0f} milli-g): rhythmic muscle activity, not at rest"
+        span = (start, max(end, start + 1))
+        det = Detection(0, *span, rms, EventKind.ARTIFACT, 0.9, round(hz, 1), why, True, span)
+        self._epoch_reports.append(det)
+
+    def open_activity(self) -> list[tuple[int, int, int]]:
+        out = super().open_activity()
+        if self._tremor_from is not None:  # a tremor, while it lasts
+            out.append((0, self._tremor_from, max(self._block * self.blk, self._tremor_from + 1)))
+        return out
+
+    def settled(self) -> int:
+        """Not past a tremor going on, nor past where one may have begun (``_tremor_since``)."""
+        done = super().settled()
+        for start in (self._tremor_from, self._tremor_since):
+            if start is not None:
+                done = min(done, start)
+        return done
+
+    def finish(self) -> list[Detection]:
+        out = super().finish()
+        if self._tremor_from is not None:
+            self._end_tremor(self._block * self.blk if self._tremor_low is None else self._tremor_low)
+            out += self._epoch_reports
+            self._epoch_reports = []
+        return out
 
     def _move_ctx_threshold(self) -> float:
         """Against the resting level as it was at the decision block of the cluster being decided (it is
@@ -260,3 +380,106 @@ class AccEngine(LaneEngine):
     def _movement(self, moving_ms: float) -> str:
         lo, hi = self.params.movement_band_hz
         return f"movement {lo:g}–{hi:g} Hz {moving_ms / 1000.0:.1f} s"
+
+
+_GUARD = 2  # blocks each side of a loud block left out of the tremor's spectrum
+_OUTLIER = 3.0  # a difference of block means this many times the window's median is an event's, left out
+_any = np.logical_or.reduce  # without ndarray.any()'s Python-level wrapper (``processing.core``)
+
+
+def _middle(a: FloatArray) -> float:
+    """The median of a 1-D array (its upper middle value for an even length), by partition: ``np.median``
+    costs several times more on a few dozen values."""
+    k = a.size // 2
+    return float(np.partition(a, k)[k])
+
+
+def tremor_window(rate: float, blk: int, params: DetectorParams) -> int:
+    """Blocks in the tremor's spectral window (``tremor_window_s``; at least 16)."""
+    return max(16, round(params.tremor_window_s * rate / blk))
+
+
+class TremorWatch:
+    """A lane's tremor, from its raw block means (docs/detection.md, "Tremor"): each epoch the periodogram
+    of the last ``tremor_window_s`` of them (first differences, so gravity and slow posture drop out; Hann
+    window; the three axes' powers summed; corrected for the difference's gain, so white noise is flat),
+    and per frequency the median of the last ``tremor_tau_s`` of periodograms: a tremor goes on through all
+    of them, a jerk's or a gesture's swing is in two or three. The flat background's density is the median
+    over ``tremor_band_hz``'s low edge to 0.45 × the block rate (the block means of white noise are white: the
+    same density as the samples'); the tremor is the excess over it in ``tremor_band_hz`` where its peak is at
+    least ``tremor_peak_ratio`` × the flat density, and its share is what the detection band passes of that
+    excess, over that plus what it passes of the flat background (the flat density over its whole band).
+    Picklable: arrays and numbers."""
+
+    def __init__(self, rate: float, blk: int, epoch: int, sos: FloatArray, params: DetectorParams) -> None:
+        self.on = params.tremor_share > 0
+        self.n = n = tremor_window(rate, blk, params)
+        fb = rate / blk
+        self._win = np.hanning(n)
+        f = np.fft.rfftfreq(n, 1.0 / fb)
+        diff_gain = 4.0 * np.sin(np.pi * f / fb) ** 2  # |1 - e^{-jω}|²: what differencing did to the power
+        self._density = np.zeros_like(f)  # × |FFT|² / Σ weights²: one-sided density, g²/Hz
+        self._density[1:] = 2.0 / fb / diff_gain[1:]
+        self._guard = np.ones(2 * _GUARD + 1)
+        self._energy = float(np.sum(self._win**2))
+        lo, hi = params.tremor_band_hz
+        top = 0.45 * fb
+        self._f = f
+        self._peak_bins = ((f >= lo) & (f <= min(hi, top))).nonzero()[0]
+        self._flat_bins = ((f >= lo) & (f <= top)).nonzero()[0]
+        self._df = float(f[1])
+        _, h = sps.sosfreqz(sos, worN=f, fs=rate)
+        self._band = np.abs(h) ** 2  # what the detection band passes, per bin
+        grid, hh = sps.sosfreqz(sos, worN=2048, fs=rate)
+        self._flat_band = float(np.sum(np.abs(hh) ** 2) * (grid[1] - grid[0]))  # ∫|H|² df: a flat density's
+        self._ratio = params.tremor_peak_ratio
+        # Periodograms kept (one an epoch): tremor_tau_s of them, at least five.
+        self.keep = max(5, round(params.tremor_tau_s * rate / (epoch * blk)))
+        self._spectra = np.zeros((self.keep, f.size))
+        self.count = 0  # periodograms since the start, or since the spectra were last forgotten
+
+    def forget(self) -> None:
+        """A walk or a gesture outlasted the spectra: they start anew once there is background again."""
+        self.count = 0
+
+    def differences(self, bx: FloatArray, moving: BoolArray) -> tuple[FloatArray, float] | None:
+        """The window's weighted differences of block means (n × 3), from its blocks' means (n + 1 × 3 axes,
+        raw) and movement flags (n + 1): the Hann window, zero within ``_GUARD`` blocks of movement or of a
+        difference over ``_OUTLIER`` × the window's median — a walk, a twitch or a jerk is no part of the
+        background, and a tremor's own swings stay within a few times their median; None when that leaves
+        less than half of the window. With the weights' energy (Σ w²), which scales the periodogram."""
+        d = bx[1:] - bx[:-1]
+        size = np.sqrt(np.sum(d * d, axis=1))
+        loud = np.zeros(bx.shape[0], dtype=bool)
+        loud[1:] = size > _OUTLIER * _middle(size)
+        loud |= moving
+        if not _any(loud):
+            return d * self._win[:, None], self._energy
+        near = np.convolve(loud, self._guard, mode="same") > 0
+        keep = ~(near[1:] | near[:-1])
+        if 2 * int(np.count_nonzero(keep)) < keep.size:
+            return None
+        w = self._win * keep
+        return d * w[:, None], float(np.sum(w * w))
+
+    def update(self, d: FloatArray, energy: float) -> tuple[float, float, float] | None:
+        """The window's weighted differences (``differences``): the tremor's share of the detection band's
+        background, its amplitude (g RMS, the excess) and frequency (Hz, the excess's centroid); None while
+        fewer than ``keep`` periodograms are there, or without a peak."""
+        spec = np.fft.rfft(d, axis=0)
+        power = np.sum(spec.real**2 + spec.imag**2, axis=1) * self._density
+        self._spectra[self.count % self.keep] = power / energy
+        self.count += 1
+        if self.count < self.keep:
+            return None
+        psd = np.partition(self._spectra, self.keep // 2, axis=0)[self.keep // 2]  # per bin, the middle
+        flat = _middle(psd[self._flat_bins])
+        peak = psd[self._peak_bins]
+        if flat <= 0.0 or float(np.max(peak)) < self._ratio * flat:
+            return None
+        excess = np.maximum(peak - flat, 0.0)
+        total = float(np.sum(excess))
+        passed = float(np.sum(excess * self._band[self._peak_bins])) * self._df
+        share = passed / (passed + flat * self._flat_band)
+        hz = float(np.sum(excess * self._f[self._peak_bins])) / total
+        return share, math.sqrt(total * self._df), hz

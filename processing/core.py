@@ -180,6 +180,17 @@ class DetectorParams:
     slow_min: float = 8.0  # ... and this × the noise RMS
     lowpass_ms: float = 40.0  # EMG: the slow excursion is the raw signal's moving mean over this
     artifact_amplitude: float = float("inf")  # peaks above this (physical units) are artifacts
+    # acc: a tremor (``AccEngine``, docs/detection.md "Tremor"): a peak in ``tremor_band_hz`` of the raw
+    # block means' spectrum (``tremor_window_s`` windows each epoch, per frequency the median over
+    # ``tremor_tau_s``) at least ``tremor_peak_ratio`` × the flat background's density, whose excess passed by
+    # the detection band is at least ``tremor_share`` of the band's background for ``tremor_min_s`` (over
+    # below half that), makes the lane not assessable.
+    tremor_share: float = 0.0  # 0: off
+    tremor_band_hz: tuple[float, float] = (3.0, 12.0)
+    tremor_peak_ratio: float = 3.0
+    tremor_window_s: float = 1.28
+    tremor_tau_s: float = 4.0
+    tremor_min_s: float = 5.0
     # acc: a muscle's twitch transient is at most this large (g); a larger brief event is a jerk if the limb
     # moved with it — its 1–5 Hz movement band reached ``limb_motion_ratio`` × its peak, or its RMS
     # frequency is at most ``limb_max_hz`` — else an impact on the sensor. And no muscle's mechanical
@@ -545,6 +556,9 @@ class LaneEngine:
         self._horizon = 0  # the decision block of the cluster being decided (``decision_block``)
         self._reach = -1  # samples after a cluster's end its decision reads: hold, ``decision_reach``
         self._out: list[Detection] = []
+        # Reports made at an epoch's end (``epoch_end``), out after the decisions of the segment ending there:
+        # a cluster decided in that segment comes out before them whether or not a chunk ended earlier in it.
+        self._epoch_reports: list[Detection] = []
 
     def __getstate__(self) -> dict[str, object]:
         # A checkpoint pickles every stream's detector: its scratch buffers are not state.
@@ -811,6 +825,9 @@ class LaneEngine:
         self.clusters.release_due(self._block)
         if self._pending:
             self._decide_due()
+        if self._epoch_reports:
+            self._out += self._epoch_reports
+            self._epoch_reports = []
 
     def _update_floor(self) -> None:
         self.epoch_end(self._epoch_slow)

@@ -31,7 +31,7 @@ from twitchwatch.processing.core import DetectorParams, _public_sosfilt, same_sh
 from twitchwatch.processing.detector import Detection, StreamingDetector, default_params
 from twitchwatch.processing.emg import on_factor
 from twitchwatch.processing.events import EventKind
-from twitchwatch.processing.gating import GatedRun, GateStream
+from twitchwatch.processing.gating import GatedRun, GateStream, Judged
 
 # A detection matches a true event when they overlap, either widened by this much.
 SLACK_S = 0.05
@@ -1005,3 +1005,111 @@ def test_a_background_grown_noisy_is_not_assessable_and_recovers() -> None:
     assert sum(1 for j in counted if j.start_s > 362.0) >= 0.9 * after
     # Assessable: the quiet minutes (less the warm-up), not the noisy five.
     assert 170.0 < run.assessable_s(0, 0) < 185.0
+
+
+# ---- a tremor -------------------------------------------------------------------------------------------
+def _tremor(rng: np.random.Generator, n: int, fs: float, band: tuple[float, float], rms: float) -> np.ndarray:
+    """A tremor in one direction of the three axes: Gaussian noise through a 4th-order band-pass (``band``,
+    Hz; at most 0.45·fs), ``rms`` g."""
+    sos = sps.butter(4, (band[0], min(band[1], 0.45 * fs)), "bandpass", fs=fs, output="sos")
+    skip = round(5.0 * fs)  # past the filter's start
+    y = sps.sosfilt(sos, rng.standard_normal(n + skip))[skip:]
+    d = np.array([0.8, 0.5, 0.33])
+    return np.asarray((y * rms / y.std())[:, None] * (d / np.linalg.norm(d))[None, :])
+
+
+def _acc_twitch_train(
+    rng: np.random.Generator, x: np.ndarray, fs: float, times: np.ndarray, amp: float
+) -> None:
+    """Mechanical twitch transients of ``amp`` g at ``times`` (s), in place: 40–90 ms, sin²-windowed, at
+    15–30 Hz (what the rate can carry), in random directions (as ``collector.synth`` draws them)."""
+    hi = min(30.0, 0.35 * fs)
+    for t in times:
+        span, freq = rng.uniform(0.04, 0.09), rng.uniform(min(15.0, 0.6 * hi), hi)
+        u = np.arange(max(3, round(span * fs))) / max(3, round(span * fs))
+        w = np.sin(np.pi * u) ** 2 * np.sin(2 * np.pi * freq * span * u)
+        d = rng.normal(size=3)
+        i = round(t * fs)
+        x[i : i + u.size] += (amp * w / np.abs(w).max())[:, None] * (d / np.linalg.norm(d))[None, :]
+
+
+def _gated_acc(x: np.ndarray, fs: float) -> tuple[list[Judged], float]:
+    """An accelerometer through detector and rest gate, in 50-ms frames: its events and assessable seconds."""
+    run = GatedRun([GateStream("acc", "acc", fs, 3, "dev", ("calf",))])
+    out: list[Judged] = []
+    step = max(1, round(0.05 * fs))
+    for i in range(0, x.shape[0], step):
+        out += run.feed(0, x[i : i + step])
+    out += run.finish()
+    return out, run.assessable_s(0, 0)
+
+
+@pytest.mark.parametrize("fs", [25.0, 50.0, 100.0, 400.0])
+@pytest.mark.parametrize("band", [(4.0, 6.0), (8.0, 12.0)])
+def test_a_tremor_is_not_a_muscle_at_rest(fs: float, band: tuple[float, float]) -> None:
+    """A constant tremor — parkinsonian at rest (4–6 Hz) or physiological (8–12 Hz), 5 milli-g over 1 milli-g
+    of noise per axis — swings past the thresholds, which are set for a background of noise: 15 false
+    twitches a minute were counted, and twitches lost in it. It is the muscles' rhythmic activity, not a
+    muscle at rest: the lane is not assessable while it lasts, and says why."""
+    rng = np.random.default_rng(21)
+    n = round(240.0 * fs)
+    x = rng.normal(scale=1e-3, size=(n, 3)) + np.array([0.0, 0.0, 1.0]) + _tremor(rng, n, fs, band, 5e-3)
+    out, assessable = _gated_acc(x, fs)
+    tremor = [j for j in out if j.detection.reason.startswith("tremor at")]
+    assert tremor, out
+    assert all(j.detection.kind is EventKind.ARTIFACT and j.detection.vetoes for j in tremor)
+    assert all(j.end_s - j.start_s <= 10.0 + 1e-6 for j in tremor)
+    assert all(band[0] - 1.0 < j.detection.dominant_hz < band[1] + 1.0 for j in tremor), tremor
+    assert tremor[0].start_s < 12.0  # called after 5 s of it; its first seconds held back meanwhile
+    assert tremor[-1].end_s > 239.0
+    assert len([j for j in out if j.kind.is_twitch]) <= 3
+    assert assessable < 12.0
+
+
+def test_twitches_before_and_after_a_tremor_count_and_none_in_it() -> None:
+    """A 2-minute parkinsonian tremor (5 milli-g at 4–6 Hz) between two minutes of rest, with 20-milli-g
+    twitches throughout: those at rest are counted, those in the tremor are not, and the assessable time is
+    the rest's."""
+    fs, rng = 100.0, np.random.default_rng(8)
+    n = round(240.0 * fs)
+    x = rng.normal(scale=1e-3, size=(n, 3)) + np.array([0.0, 0.0, 1.0])
+    a, b = round(60.0 * fs), round(180.0 * fs)
+    x[a:b] += _tremor(rng, b - a, fs, (4.0, 6.0), 5e-3)
+    times = np.arange(3.0, 238.0, 3.7)
+    _acc_twitch_train(rng, x, fs, times, 0.02)
+    out, assessable = _gated_acc(x, fs)
+    tremor = [j for j in out if j.detection.reason.startswith("tremor at")]
+    assert 60.0 < tremor[0].start_s < 68.0
+    assert 180.0 < tremor[-1].end_s < 186.0
+    assert all(p.end_s == pytest.approx(q.start_s) for p, q in itertools.pairwise(tremor))  # one stretch
+    counted = [j for j in out if j.kind.is_twitch]
+    assert not [j for j in counted if tremor[0].start_s <= j.start_s < tremor[-1].end_s]
+    for lo, hi in ((2.0, 59.0), (188.0, 239.0)):
+        expected = sum(1 for t in times if lo < t < hi)
+        assert sum(1 for j in counted if lo < j.start_s < hi) >= 0.9 * expected, (lo, hi)
+    assert 105.0 < assessable < 125.0
+
+
+@pytest.mark.parametrize("fs", [25.0, 50.0, 100.0, 416.0])
+def test_noise_and_busy_physiology_are_no_tremor(fs: float) -> None:
+    """Noise has no tremor; nor have twitches, jerks, contractions, walks and posture changes at their
+    generated rates (a run of jerks shows a rhythm for a few seconds, not five in a row) — from 50 Hz: at
+    25 Hz a contraction's mechanomyogram fills the 5–11 Hz band as a tremor does (docs/detection.md)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(scale=2e-3, size=(round(1200.0 * fs), 3)) + np.array([0.0, 0.0, 1.0])
+    dets = _run("acc", x, fs, _chunks(x.shape[0], round(fs)))
+    assert not [d for d in dets if d.reason.startswith("tremor")]
+    if fs < 50.0:
+        return
+    phys = Physiology(
+        fasciculation=30,
+        myoclonic_jerk=6,
+        sustained=2,
+        artifact=1,
+        snr_db=10,
+        posture_changes=0.5,
+        walking=0.5,
+    )
+    for seed in range(3):
+        x, _ = generate("acc", fs, 300, phys, seed=seed)
+        assert not [d for d in _run("acc", x, fs) if d.reason.startswith("tremor")], seed

@@ -18,12 +18,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from scipy import signal as sps
 
 from twitchwatch.collector import synth
 from twitchwatch.processing.detector import Detection, StreamingDetector
 
 LOUD = synth.Physiology(fasciculation=30, myoclonic_jerk=4, sustained=2, artifact=4, snr_db=30)
 BUSY = synth.Physiology(fasciculation=60, myoclonic_jerk=8, sustained=3, artifact=3, snr_db=22)
+TWITCHING = synth.Physiology(fasciculation=30, myoclonic_jerk=3, sustained=0, artifact=2, snr_db=22)
 MOVING = synth.Physiology(
     fasciculation=40, myoclonic_jerk=6, sustained=2, artifact=3, snr_db=20, posture_changes=3.0, walking=1.0
 )
@@ -39,12 +41,21 @@ CASES: dict[str, tuple[synth.Signal, float, float, synth.Physiology, tuple[int, 
     "acc 100 Hz, moving": ("acc", 100.0, 60.0, MOVING, (4,)),
     # Jerks far above a twitch's size: judged by the limb's motion through their hold (impacts, jerks).
     "acc 100 Hz, loud": ("acc", 100.0, 60.0, LOUD, (5,)),
+    # A tremor from 20 to 45 s (``_signal``): spectra at epochs' ends, reports after the segment's decisions.
+    "acc 25 Hz, tremor": ("acc", 25.0, 60.0, TWITCHING, (6,)),
+    "acc 100 Hz, tremor": ("acc", 100.0, 60.0, TWITCHING, (7,)),
 }
 
 
 def _signal(case: str) -> np.ndarray:
     signal, rate, seconds, phys, seeds = CASES[case]
-    return np.hstack([synth.generate(signal, rate, seconds, phys, seed)[0] for seed in seeds])
+    x = np.hstack([synth.generate(signal, rate, seconds, phys, seed)[0] for seed in seeds])
+    if "tremor" in case:  # 5 milli-g at 4-6 Hz in one direction, from 20 to 45 s
+        a, b = round(20.0 * rate), round(45.0 * rate)
+        sos = sps.butter(4, (4.0, 6.0), "bandpass", fs=rate, output="sos")
+        y = sps.sosfilt(sos, np.random.default_rng(seeds[0]).standard_normal(b - a + 500))[500:]
+        x[a:b] += (0.005 * y / y.std())[:, None] * np.array([0.8, 0.5, 0.33])[None, :]
+    return x
 
 
 def _run(case: str, x: np.ndarray, cuts: Sequence[int]) -> list[Detection]:
