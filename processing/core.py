@@ -152,8 +152,22 @@ class DetectorParams:
     on_factor: float  # piece onset: moving mean of the power > on_factor × floor
     off_factor: float  # piece offset: moving mean of the power < off_factor × floor
     report_margin: float = 1.0  # a brief event is reported only if its peak power reaches this × onset
-    notch_hz: float | None = None  # optional mains notch (50 or 60 Hz)
+    notch_hz: float | None = None  # optional fixed mains notch (50 or 60 Hz; the fundamental only)
     notch_q: float = 5.0  # its quality factor: 10-Hz wide, so it rings for ~30 ms, not ~200 ms (Q = 30)
+    # Mains interference found and subtracted per lane (``processing.mains``; EMG): the nominal mains
+    # frequencies looked for (empty: off), how far off them the mains may be, the weakest line followed
+    # (its power over the noise's at its frequency, dB), the window lines are found in, how often a lane
+    # with lines is looked at again, and the time constant the lines' amplitude and phase follow.
+    mains_hz: tuple[float, ...] = ()
+    mains_tolerance_hz: float = 0.5
+    mains_line_db: float = -6.0
+    mains_window_s: float = 1.0
+    mains_check_s: float = 30.0
+    mains_tau_s: float = 0.2
+    # A would-be twitch (or brief activity) around which at least this share of the energy repeats with the
+    # mains period (over at least ``mains_event_ms``) is a burst of hum, not a potential (0: no such test).
+    mains_share: float = 0.0
+    mains_event_ms: float = 100.0
     block_ms: float = 20.0  # granularity of block statistics and of event release
     epoch_blocks: int = 5  # thresholds constant over an epoch; the floor updates at its end
     warmup_s: float = 1.0  # learn the floor before detecting
@@ -256,6 +270,12 @@ class DetectorParams:
             raise ValueError("need on_factor > off_factor > 0")
         if self.epoch_blocks < 1 or self.block_ms <= 0 or self.smooth_ms <= 0:
             raise ValueError("block_ms, smooth_ms and epoch_blocks must be positive")
+        if any(not f > 0 for f in self.mains_hz) or self.mains_tolerance_hz < 0:
+            raise ValueError("mains_hz must be positive frequencies, mains_tolerance_hz ≥ 0")
+        if self.mains_hz and not (
+            self.mains_tau_s > 0 and self.mains_check_s > 0 and self.mains_window_s > 0
+        ):
+            raise ValueError("mains_tau_s, mains_check_s and mains_window_s must be positive")
 
     def spans(self, sample_rate: float) -> Spans:
         """What cluster assembly measures with at ``sample_rate`` (``processing.clusters.Spans``)."""
@@ -313,6 +333,7 @@ class Verdict:
     vetoes: bool | None = None  # None: every event that is not a twitch vetoes (``Detection.vetoes``)
     span: tuple[int, int] | None = None  # what it reports [start, end) if not the cluster's own
     guarded: bool = True  # False: it vetoes only its context window and hold (``Detection.veto_span``)
+    exact: bool = False  # True: it vetoes exactly its own span (interference over it, nothing around it)
 
 
 def format_span(ms: float) -> str:
@@ -549,6 +570,8 @@ class LaneEngine:
         self._noisy_from: list[int | None] = [None] * lanes
         self._noisy_lanes = 0  # lanes noisy now: most epochs of most streams have none, and pay nothing more
         self._noisy_ratio = [1.0] * lanes  # the largest floor / quiet level of the piece
+        # ... and the largest interference not taken out over the noise (``interference``; 0: none)
+        self._noisy_hum = [0.0] * lanes
         self._noisy_piece = max(1, round(p.noisy_piece_s * sample_rate))
         # Clusters complete but not decided yet: (decision block, lane, start, cluster), decided once the
         # blocks up to their decision block are written (``release_cluster``).
@@ -630,6 +653,22 @@ class LaneEngine:
 
     def classify(self, f: Features) -> Verdict:
         raise NotImplementedError
+
+    def clean(self, x: FloatArray, y: FloatArray, base: int) -> FloatArray:
+        """Interference taken out of a run of whole blocks starting at absolute sample ``base``: the
+        band-passed ``y`` (samples × channels) in place; returns the raw samples as the history and the slow
+        statistic should see them (``x`` itself, or a cleaned copy). The raw ``x`` still goes to the
+        saturation test (a rail minus a sinusoid is not flat)."""
+        return x
+
+    def mains_levels(self) -> list[tuple[float, float] | None]:
+        """Per lane, the mains interference ``clean`` takes out: (frequency, RMS), or None."""
+        return [None] * self.lanes
+
+    def warm_powers(self, bm: FloatArray) -> FloatArray:
+        """The warm-up's block power sums (blocks × lanes) the floor is learnt from: ``bm`` itself, or a
+        copy with the interference ``clean`` found late in the warm-up taken out of its earlier blocks."""
+        return bm
 
     def start_filters(self, x0: FloatArray) -> None:
         """First sample seen: start any extra filter in steady state for it."""
@@ -724,6 +763,7 @@ class LaneEngine:
         sosfilt_inplace(self._sos, wk.yt, self._zi)
         y = wk.y
         np.copyto(y, wk.yt.T)  # samples × channels, like everything else
+        xc = self.clean(x, y, self._block * blk)  # mains interference out (EMG): y in place, raw copied
         pext = wk.pext  # the power with the previous w-1 samples in front, for the moving sum
         pext[: w - 1] = self._ptail
         p = pext[w - 1 :]
@@ -733,8 +773,8 @@ class LaneEngine:
         nb = n // blk
         bm = _sum(p.reshape(nb, blk, nl), axis=1)
         bmax = _max(env.reshape(nb, blk, nl), axis=1)
-        bx = _sum(x.reshape(nb, blk, self.channels), axis=1) / blk
-        slow = self.slow_stat(x, bx)
+        bx = _sum(xc.reshape(nb, blk, self.channels), axis=1) / blk
+        slow = self.slow_stat(xc, bx)
         aux = self.context_stat(slow)
         b = 0
         while b < nb:
@@ -744,7 +784,7 @@ class LaneEngine:
                 self._warm(bm[b:stop], slow[b:stop], bx[b:stop], aux[b:stop])
             else:
                 stop = min(nb, b + self.epoch - k % self.epoch)  # segments never cross an epoch boundary
-                self._segment(b, stop, x, y, p, env, bm, bmax, bx, slow, aux)
+                self._segment(b, stop, x, xc, y, p, env, bm, bmax, bx, slow, aux)
             b = stop
 
     def _write_ring(self, bm: FloatArray, bx: FloatArray, slow: FloatArray, quiet: BoolArray | None) -> None:
@@ -776,7 +816,13 @@ class LaneEngine:
         self._warm_slow.append(slow)
         self._block += bm.shape[0]
         if self._block >= self._warm_blocks:
-            self.noise.learn(np.concatenate(self._warm_bm), np.concatenate(self._warm_slow))
+            cat = np.concatenate(self._warm_bm)
+            warm_bm = self.warm_powers(cat)
+            if warm_bm is not cat:  # interference found in the warm-up: its blocks without it
+                k = np.arange(self._block - warm_bm.shape[0], self._block)
+                keep = k >= self._block - self._ring_n
+                self._ring_bm[k[keep] % self._ring_n] = warm_bm[keep]
+            self.noise.learn(warm_bm, np.concatenate(self._warm_slow))
             self._set_onsets()
             self._slow_thr = self.slow_threshold()
             self._warm_bm, self._warm_slow = [], []
@@ -791,6 +837,7 @@ class LaneEngine:
         b0: int,
         b1: int,
         x: FloatArray,
+        xc: FloatArray,
         y: FloatArray,
         p: FloatArray,
         env: FloatArray,
@@ -812,7 +859,7 @@ class LaneEngine:
             self._ring_steady[rows] = ~slow_on
         quiet &= ~slow_on
         self._write_ring(bm[b0:b1], bx[b0:b1], aux[b0:b1], quiet)  # before pieces clear ``quiet``
-        self.segment_raw(x[b0 * blk : b1 * blk], y[b0 * blk : b1 * blk], k0 * blk)
+        self.segment_raw(xc[b0 * blk : b1 * blk], y[b0 * blk : b1 * blk], k0 * blk)
         lanes = self.clusters.candidates(quiet)
         if lanes:
             seg = Segment(k0 * blk, b0 * blk, (b1 - b0) * blk, x, y, p, env, slow_on, quiet, self._on_w)
@@ -842,6 +889,8 @@ class LaneEngine:
         self._slow_thr = self.slow_threshold()
         if self.params.noisy_factor > 0:
             self._check_background()
+        else:
+            self.interference(self._block // self.epoch - 1)  # asked once an epoch whatever it is used for
 
     def _check_background(self) -> None:
         """At an epoch's end, after the floors moved: a lane whose floor is ``noisy_factor`` times its quiet
@@ -849,24 +898,33 @@ class LaneEngine:
         vehicle's vibration. The detector's thresholds follow its floor, so twitches the size it found
         before are now missed; time counted as assessable would make the rate fall while the person's
         twitching did not. Each piece of at most ``noisy_piece_s`` is reported as an artifact that vetoes
-        exactly its span (while it lasts it is open activity: ``open_activity``)."""
+        exactly its span (while it lasts it is open activity: ``open_activity``).
+
+        A lane is noisy too while interference that should have been taken out is not (``interference``:
+        EMG mains hum swinging faster than the canceller follows): its quiet level cannot tell, it may have
+        been there from the start."""
         floor, ref = self.noise.floor, self._quiet_ref
+        hum = self.interference(self._block // self.epoch - 1)
         if self.lanes == 1:  # a stream's one lane (most streams): plain floats cost a tenth of numpy's calls
             f, r = float(floor[0]), float(ref[0]) * self._quiet_rise
             ref[0] = r = min(f, r)
-            if not self._noisy_lanes and not f > self.params.noisy_factor * r:
+            if not self._noisy_lanes and not f > self.params.noisy_factor * r and hum is None:
                 return
         else:
             ref *= self._quiet_rise
             np.minimum(floor, ref, out=ref)
-            if not self._noisy_lanes and not _max(floor - self.params.noisy_factor * ref) > 0:
+            if not self._noisy_lanes and not _max(floor - self.params.noisy_factor * ref) > 0 and hum is None:
                 return
         ratio = floor / np.maximum(ref, 1e-300)
         noisy = ratio > self.params.noisy_factor
+        if hum is not None:
+            noisy |= hum > 0
         now = self._block * self.blk
         for lane, start in enumerate(self._noisy_from):
             if noisy[lane]:
                 self._noisy_ratio[lane] = max(self._noisy_ratio[lane], float(ratio[lane]))
+                if hum is not None:
+                    self._noisy_hum[lane] = max(self._noisy_hum[lane], float(hum[lane]))
                 if start is None:
                     self._noisy_from[lane] = now - self.epoch * self.blk  # from this epoch on
                     self._noisy_lanes += 1
@@ -874,15 +932,26 @@ class LaneEngine:
                     self._report_noisy(lane, start, now)
                     self._noisy_from[lane] = now
                     self._noisy_ratio[lane] = float(ratio[lane])
+                    self._noisy_hum[lane] = float(hum[lane]) if hum is not None else 0.0
             elif start is not None:
                 self._report_noisy(lane, start, now)
                 self._noisy_from[lane] = None
                 self._noisy_lanes -= 1
 
+    def interference(self, epoch: int) -> FloatArray | None:
+        """Per lane, the interference not taken out in ``epoch`` over the noise (power; 0 where there is
+        none worth saying), or None on every lane (EMG: ``MainsCanceller.untracked``)."""
+        return None
+
     def _report_noisy(self, lane: int, start: int, end: int) -> None:
         db = 10.0 * math.log10(max(self._noisy_ratio[lane], 1.0))
         self._noisy_ratio[lane] = 1.0
+        hum, self._noisy_hum[lane] = self._noisy_hum[lane], 0.0
         why = f"noisy background, {db:.0f} dB above its quiet level: twitches would be missed"
+        if hum > 0:
+            db = 10.0 * math.log10(1.0 + hum)
+            why = "noisy background: mains interference that cannot be taken out, "
+            why += f"{db:.0f} dB over the noise: twitches would be missed"
         d, rms = self.delay, math.sqrt(max(float(self.noise.floor[lane]), 0.0))
         span = (max(start - d, 0), max(end - d, 1))
         self._out.append(Detection(lane, *span, rms, EventKind.ARTIFACT, 0.9, 0.0, why, True, span))
@@ -1180,7 +1249,9 @@ class LaneEngine:
         start, end = max(first - d, 0), max(last - d, 1)
         vetoes = not kind.is_twitch if verdict.vetoes is None else verdict.vetoes
         where = None
-        if vetoes and not verdict.guarded:  # the context before it and the hold after it
+        if vetoes and verdict.exact:
+            where = (start, end)
+        elif vetoes and not verdict.guarded:  # the context before it and the hold after it
             where = (max(start - self._busy_window, 0), end + self.spans.hold)
         self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes, where))
 

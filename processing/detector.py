@@ -71,6 +71,12 @@ class StreamingDetector:
         return self._engine.floor.copy()
 
     @property
+    def mains(self) -> list[tuple[float, float] | None]:
+        """Per lane, the mains interference being taken out (EMG, ``processing.mains``): the mains frequency
+        followed (Hz) and the RMS of the hum removed (µV, band-passed); None where no hum was found."""
+        return self._engine.mains_levels()
+
+    @property
     def max_latency_s(self) -> float:
         """Longest signal time from a twitch's end (as the band-pass delivers it) to its release: hold +
         one block. The reported times are earlier by the band-pass's group delay (``delay_s``)."""

@@ -33,6 +33,7 @@ from twitchwatch.processing.core import (
     sosfilt_inplace,
 )
 from twitchwatch.processing.events import EventKind
+from twitchwatch.processing.mains import MainsCanceller
 
 
 def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorParams:
@@ -75,8 +76,16 @@ def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorPar
         # threshold 1.9 x with Gaussian noise's 10 % / 2 % levels, 1.01 x with 30 % / 10 %; at 1 kHz the
         # deeper levels read BioSPPy emg's tail too light: 6 own events a minute instead of 2.7).
         tail_probs=(0.1, 0.02) if matched else (0.3, 0.1),
+        # Mains interference (``processing.mains``): 50 or 60 Hz and their harmonics found per lane and
+        # subtracted; a would-be twitch with most of its energy on them is a burst of hum.
+        mains_hz=(50.0, 60.0),
+        mains_share=MAINS_SHARE,
     )
 
+
+# A would-be twitch around which at least half of the band-passed energy repeats with the mains period is a
+# burst of hum (``EmgEngine.mains_share``: hum ≈ 1, even a 0.1-s burst; a potential or noise ≈ −0.5).
+MAINS_SHARE = 0.5
 
 MATCHED_MIN_HZ = 1000.0  # below, a 5-ms potential has too few samples for a shape: energy alone
 # Devices are sold at round rates (500 Hz, 1 kHz) and run a little off them: a crystal by up to 0.01 %, a
@@ -228,6 +237,26 @@ class EmgEngine(LaneEngine):
         self._noise_span = round(params.matched_noise_ms * 1e-3 * sample_rate)
         self._half_wave = round(0.005 * sample_rate) if reaches(sample_rate, 500.0) else 0
         self._wave_pre = round(0.04 * sample_rate)  # filter lead-in before the cluster
+        self.mains: MainsCanceller | None = None
+        if params.mains_hz:
+            epoch = self.epoch * self.blk
+            self.mains = MainsCanceller(
+                sample_rate,
+                channels,
+                self._sos,
+                epoch,
+                self.blk,
+                # First looked for at a frame's end at least an epoch before the warm-up ends, so that the
+                # floor is learnt without the hum.
+                self.warmup_samples - epoch,
+                params.mains_hz,
+                params.mains_tolerance_hz,
+                params.mains_line_db,
+                params.mains_window_s,
+                params.mains_check_s,
+                params.mains_tau_s,
+            )
+        self._mains_span = round(params.mains_event_ms * 1e-3 * sample_rate)
 
     def lane_power(self, y: FloatArray, out: FloatArray) -> None:
         np.multiply(y, y, out=out)
@@ -249,17 +278,34 @@ class EmgEngine(LaneEngine):
     def lanes_channels(self, lanes: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
         return lanes
 
+    def clean(self, x: FloatArray, y: FloatArray, base: int) -> FloatArray:
+        if self.mains is None:
+            return x
+        return self.mains.clean(x, y, base)
+
+    def interference(self, epoch: int) -> FloatArray | None:
+        return self.mains.untracked(epoch) if self.mains is not None else None
+
+    def mains_levels(self) -> list[tuple[float, float] | None]:
+        return self.mains.levels() if self.mains is not None else [None] * self.lanes
+
+    def warm_powers(self, bm: FloatArray) -> FloatArray:
+        if self.mains is None:
+            return bm
+        return self.mains.warm_powers(self._block - bm.shape[0], bm)
+
     def segment_raw(self, x: FloatArray, y: FloatArray, base: int) -> None:
         n, size = x.shape[0], self._ring.shape[0]
         k = base % size
+        keep_y = self._bank is not None or self.params.mains_share > 0
         if k + n <= size:
             self._ring[k : k + n] = x
-            if self._bank is not None:
+            if keep_y:
                 self._yring[k : k + n] = y
         else:
             rows = (k + np.arange(n)) % size
             self._ring[rows] = x
-            if self._bank is not None:
+            if keep_y:
                 self._yring[rows] = y
         self._ring_end = base + n
 
@@ -306,6 +352,46 @@ class EmgEngine(LaneEngine):
         if k < score.shape[0] and float(_max(score[k:])) > SPIKE_RATIO * best:
             return 0.0  # a pulse shorter than any potential's main phase explains it: a spike
         return best / max(c.floor, 1e-300)
+
+    def mains_share(self, lane: int, c: Cluster) -> tuple[float, float]:
+        """How much of the band-passed signal around a cluster repeats with the mains period, and that
+        frequency: 1 − Σ e² / Σ y², e(t) = y(t) − ½ (y(t − T) + y(t + T)) with T one period (linearly
+        interpolated), over at least ``mains_event_ms`` ending where its decision reads to (the slow
+        excursion's 40 ms after its end: more than a period) — the larger over the nominal frequencies
+        (0.5 Hz off one, its period is 1 % off: 0.06 rad at the fundamental, a few per cent of the energy;
+        not the canceller's, which runs ahead of the decisions by as much as a chunk). Hum, even a burst
+        whose amplitude swells and fades over a tenth of a second, is nearly periodic (≈ 1); a motor-unit
+        potential or noise is not (−0.5: e carries it at t and half of it at t ± T). 0 where the history
+        is gone."""
+        size = self._yring.shape[0]
+        hi = min(c.end + self.decision_reach(), self._ring_end)
+        best = (0.0, 0.0)
+        for f0 in self.params.mains_hz:
+            period = self.rate / f0
+            lag = math.ceil(period)
+            lo = max(0, min(c.start, hi - self._mains_span) - lag - 1)
+            if self._history_end() - lo > size or hi - lo < 2 * lag + 8:
+                continue
+            a, b = lo % size, hi % size
+            ring = self._yring
+            v = ring[a:b, lane] if a < b else np.concatenate([ring[a:, lane], ring[:b, lane]])
+            n, whole, frac = v.shape[0], int(period), period - int(period)
+            mid = v[lag : n - lag]  # y(t), and y(t ∓ T) interpolated between the samples around them
+            back = v[lag - whole : n - lag - whole]
+            ahead = v[lag + whole : n - lag + whole]
+            if frac:
+                back = back + frac * (v[lag - whole - 1 : n - lag - whole - 1] - back)
+                ahead = ahead + frac * (v[lag + whole + 1 : n - lag + whole + 1] - ahead)
+            e = mid - 0.5 * (back + ahead)
+            energy = float(np.dot(mid, mid))
+            if energy <= 0:
+                continue
+            share = 1.0 - float(np.dot(e, e)) / energy
+            if share > best[0]:
+                best = (share, f0)
+            if share >= self.params.mains_share:
+                break
+        return best
 
     def decision_reach(self) -> int:
         """Past a cluster's end its decision reads a template's length (``match_score``), half a waveform
@@ -386,6 +472,21 @@ class EmgEngine(LaneEngine):
         return self.params.saturation_excursion * math.sqrt(floor)
 
     def classify(self, f: Features) -> Verdict:
+        verdict = self._classify(f)
+        judged = verdict.kind.is_twitch or (verdict.kind is EventKind.SUSTAINED and verdict.vetoes is None)
+        if judged and self.params.mains_share > 0:
+            # A burst of hum (a hand near a lead, a cable swaying by a mains cable): its energy sits on the
+            # mains' harmonics. Not a twitch, nor activity with a contraction's onset and end around it: the
+            # muscle cannot be assessed under it, so it vetoes exactly its span.
+            share, f0 = self.mains_share(f.lane, f.cluster)
+            if share >= self.params.mains_share:
+                why = (
+                    f"mains interference: {share:.0%} of its energy repeats with the mains period ({f0:g} Hz)"
+                )
+                return Verdict(EventKind.ARTIFACT, round(min(share, 0.95), 3), why, exact=True)
+        return verdict
+
+    def _classify(self, f: Features) -> Verdict:
         c, prm = f.cluster, self.params
         ms = c.core_ms(self.rate)
         margin = c.peak_env / max(prm.on_factor * self.w * c.floor, 1e-300)

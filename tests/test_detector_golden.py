@@ -10,7 +10,11 @@ of ``processing/core.py`` (main at 5647b5e), with the digest of each generated i
 rewritten when clusters came to be decided at their decision block (the same events, 14 of them in another
 place of the emission order: by decision block, lane and start), and when a heartbeat's rhythm came to be
 recognised (8 of the busy case's fasciculations became heartbeats: at 60 a minute the generator's events,
-kept 0.6 s apart, fire almost regularly). When
+kept 0.6 s apart, fire almost regularly), and when EMG lanes came to lose their mains interference
+(``processing.mains``: the generator's own 50-Hz hum, half the noise's amplitude, is taken out on the lanes
+where it stands out — one of the busy case, two of the 1-kHz loud case, one of the 2-kHz one — and their
+events moved by a sample or a few per cent; with the floor 0.5 dB lower a contraction there ends 0.24 s later,
+and a jerk and a potential 0.8 s after it became one event, 254 ms of activity). When
 an intended change of the detector (or a numpy/scipy upgrade that moves results in their last bits) makes
 this fail, check that the differences are the ones meant, then rewrite the file:
 ``.venv/bin/python -m tests.test_detector_golden --write``.
