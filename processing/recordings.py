@@ -31,7 +31,7 @@ from twitchwatch.collector.recordings import (
     group_channels,
 )
 from twitchwatch.collector.topics import check_segment
-from twitchwatch.processing.detector import SignalKind
+from twitchwatch.processing.detector import SignalKind, StreamingDetector
 from twitchwatch.processing.events import EventKind
 from twitchwatch.processing.gating import Detector, GatedRun, GateStream, Judged, make_detector
 
@@ -130,6 +130,9 @@ class LaneSummary:
     samples: int = 0
     counts: Counter[EventKind] = field(default_factory=Counter)
     assessable_s: float | None = None  # after finish(), for twitch lanes when the gate ran
+    # After finish(): the mains interference its detector was taking out at the end (EMG): the mains
+    # frequency followed (Hz) and the hum's RMS (the signal's unit, band-passed); None where none was.
+    mains: tuple[float, float] | None = None
 
     @property
     def seconds(self) -> float:
@@ -178,6 +181,7 @@ class DetectionRun:
                 ) from None
         streams = [_gate_stream(gi, g) for gi, g in enumerate(plan.groups)]
         clocks = [partial(plan.recording.seconds, g) for g in plan.groups]
+        self._detectors = detectors
         self._run = GatedRun(streams, clocks=clocks, detectors=detectors, judge=gate)
         self.summaries = [[LaneSummary(lane) for lane in g.lanes] for g in plan.groups]
 
@@ -188,6 +192,10 @@ class DetectionRun:
 
     def finish(self) -> list[RecordingEvent]:
         out = self._events(self._run.finish())
+        for det, group in zip(self._detectors, self.summaries, strict=True):
+            if isinstance(det, StreamingDetector):
+                for s, level in zip(group, det.mains, strict=True):
+                    s.mains = level
         if self.gated:
             for gi, group in enumerate(self.summaries):
                 for lane, s in enumerate(group):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -387,3 +388,26 @@ def test_bad_input_exits_2_with_the_place_named(bad_files: dict[str, Path], mixe
         assert message in stderr, (args, stderr)
         assert "Traceback" not in stderr
         assert stdout == ""
+
+
+def test_the_summary_says_what_mains_interference_was_taken_out(tmp_path: Path) -> None:
+    """A channel with 30 µV of 50-Hz hum and one without: the first gets a note with the mains frequency
+    followed and the hum's RMS, the second none."""
+    from twitchwatch.collector.synth import Physiology, generate
+
+    rest_only = Physiology(fasciculation=10, myoclonic_jerk=0, sustained=0, artifact=0, hum=0.0)
+    quiet = generate("emg", 1000.0, 20.0, rest_only, seed=3)[0][:, 0]
+    hummed = generate("emg", 1000.0, 20.0, rest_only, seed=4)[0][:, 0]
+    hummed = hummed + 30.0 * np.sin(2 * np.pi * 50.0 * np.arange(hummed.size) / 1000.0)
+    path = write_edf(
+        tmp_path / "hum.edf", [Sig("EMG quiet", "uV", 1000, quiet), Sig("EMG hummed", "uV", 1000, hummed)]
+    )
+    run = detect(path, "--no-gate")
+    assert run.returncode == 0, run.stderr
+    notes = [ln for ln in run.stderr.splitlines() if "mains interference taken out" in ln]
+    assert len(notes) == 1, run.stderr
+    found = re.findall(r": ([\d.]+) Hz and its harmonics, ([\d.]+) µV RMS$", notes[0])
+    hz, rms = (float(v) for v in found[0])
+    assert notes[0].startswith("  note EMG hummed: mains interference taken out:")
+    assert hz == pytest.approx(50.0, abs=0.01)
+    assert rms == pytest.approx(30.0 / np.sqrt(2), rel=0.03)

@@ -818,6 +818,14 @@ def _print_detect_summary(plan: Plan, run: DetectionRun) -> None:
             f"{MIN_RATE_S:g} s assessable",
             file=err,
         )
+    for s in lanes:
+        if s.mains is not None:
+            hz, rms = s.mains
+            print(
+                f"  note {s.lane.label}: mains interference taken out: {hz:.2f} Hz and its harmonics, "
+                f"{rms:.3g} {s.lane.unit} RMS",
+                file=err,
+            )
     for c in plan.skipped:
         print(f"  skipped {c.display}: {c.note}", file=err)
     for g in plan.groups:
