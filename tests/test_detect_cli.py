@@ -234,9 +234,10 @@ def test_gyroscope_movement_vetoes_the_emg_and_accelerometer_of_the_file(tmp_pat
     assert rows["ACC arm"][-8] == rows["EMG biceps"][-8]  # one device: the same vetoes
     gyr = rows["GYR arm"]
     assert (gyr[4], gyr[-8], gyr[-5], gyr[-2], gyr[-1]) == ("gyro", "-", "1", "-", "-")  # 1 sustained
+    # Under 30 s assessable (processing.recordings.MIN_RATE_S): the count and the time, no rate at rest.
     counted = sum(e["kind"] == "fasciculation" for e in events if e["channel"] == "EMG biceps")
-    at_rest = counted * 60 / (20.0 - (hi - lo) - warmup)
-    assert float(rows["EMG biceps"][-1]) == pytest.approx(at_rest, abs=0.02)
+    assert counted >= 1
+    assert rows["EMG biceps"][-1] == "-"
 
 
 def test_channel_selection_muscle_and_table(mixed_edf: Path) -> None:
