@@ -36,6 +36,10 @@ and, once the whole guard ahead is known, judges it again — a contraction or a
 within its guard after it re-writes it as ``during_movement`` before its minute is final
 (``processing/rest_streams.py``). Offline runs (``processing/gating.py``) judge once, finally.
 
+A source may report a veto that starts before where it has settled, by at most the ``reach_back_ns`` it was
+watched with (activity recognised only some time after it began); a final answer waits until it has settled
+that far past the interval too.
+
 Pure: no I/O, no clock. Times are ns (device clock, like the events).
 """
 
@@ -146,6 +150,7 @@ class _Source:
     settled_ns: int = _PAST
     open: list[Veto] = field(default_factory=list)  # vetoes still growing, replaced on every report
     heard_ns: int = _PAST  # when it last settled, by the gate's clock (live only)
+    reach_back_ns: int = 0  # how far behind where it settled a veto of it may still start
 
 
 class RestGate:
@@ -167,9 +172,15 @@ class RestGate:
         self._latest: dict[str, int] = {}  # per user: the furthest any of its sources has settled
 
     # ---- what sources report -----------------------------------------------------------------------
-    def watch(self, source: SourceId, scopes: Iterable[Scope]) -> None:
-        """``source`` reports vetoes for ``scopes`` (idempotent; scopes add up)."""
+    def watch(self, source: SourceId, scopes: Iterable[Scope], reach_back_ns: int = 0) -> None:
+        """``source`` reports vetoes for ``scopes`` (idempotent; scopes add up). ``reach_back_ns``: a veto
+        it reports (guards included) may start this far before where it has settled — activity recognised
+        only some time after it began: a question is answered finally only once the source has settled that
+        far past the interval too."""
+        if reach_back_ns < 0:
+            raise ValueError("reach_back_ns must be ≥ 0")
         s = self._sources.setdefault(source, _Source())
+        s.reach_back_ns = max(s.reach_back_ns, reach_back_ns)
         for scope in scopes:
             s.scopes.add(scope)
             self._by_scope.setdefault(scope, set()).add(source)
@@ -292,16 +303,21 @@ class RestGate:
         """The guard behind a source's vetoes: a muscle's own activity ends sooner than a movement settles."""
         return self.params.after_activity_ns if self._muscle_only(source) else self.params.after_ns
 
-    def _before(self, source: SourceId) -> int:
+    def _ahead(self, source: SourceId) -> int:
         """The guard ahead of a source's vetoes: a contraction's first units fire before it is seen, and a
         movement builds up before it is found."""
         p = self.params
         return max(p.before_ns, p.before_activity_ns if self._muscle_only(source) else p.before_movement_ns)
 
+    def _before(self, source: SourceId) -> int:
+        """How far past an interval a source must have settled for a final answer: the guard ahead of its
+        vetoes, or how far behind its settled point it may still report one (``watch``), the longer."""
+        return max(self._ahead(source), self._sources[source].reach_back_ns)
+
     def _widen(self, start_ns: int, end_ns: int, reason: str, source: SourceId) -> Veto:
         if end_ns < start_ns:
             raise ValueError(f"veto ends ({end_ns}) before it starts ({start_ns})")
-        return Veto(start_ns - self._before(source), end_ns + self._after(source), reason, start_ns)
+        return Veto(start_ns - self._ahead(source), end_ns + self._after(source), reason, start_ns)
 
     @staticmethod
     def _exact(start_ns: int, end_ns: int, reason: str) -> Veto:

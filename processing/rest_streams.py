@@ -110,9 +110,11 @@ class RestStreams:
         muscles: list[str | None],
         t0_ns: int,
         warmup_ns: int,
+        reach_back_ns: int = 0,
     ) -> None:
         """A stream (re)starts at ``t0_ns`` with one muscle per lane (None for a movement stream); its
-        detector is blind for ``warmup_ns``."""
+        detector is blind for ``warmup_ns``, and may report a veto up to ``reach_back_ns`` before where it
+        has settled (``RestGate.watch``)."""
         self.end(key)
         user, device, stream = key
         lanes = _Lanes(kind, [(user, device, f"{stream}#{lane}") for lane in range(len(muscles))], muscles)
@@ -121,7 +123,7 @@ class RestStreams:
             if muscle is not None:
                 self._add_muscle(user, device, muscle)
         for lane, source in enumerate(lanes.sources):
-            self.gate.watch(source, self._lane_scopes(user, device, kind, muscles[lane]))
+            self.gate.watch(source, self._lane_scopes(user, device, kind, muscles[lane]), reach_back_ns)
             self.gate.settle(source, t0_ns)  # from its start on: not stale before its first report
             if warmup_ns > 0:
                 self.gate.veto(source, t0_ns, t0_ns + warmup_ns, WARMING_UP, guard=False)

@@ -350,6 +350,56 @@ def test_a_provisional_twitch_is_rewritten_if_its_muscle_contracts_right_after_a
     assert rs.held == 0
 
 
+def test_a_source_that_reaches_back_is_waited_for_that_long_before_a_final_answer() -> None:
+    """Rhythmic bursting is known a few bursts after it began, and then vetoes back to its first burst:
+    such a source says how far behind its settled point a veto of it may still start, and a final answer
+    waits that long (a provisional one does not); the guards of its other vetoes stay as they were."""
+    guards = GateParams(before_ns=S // 10, before_activity_ns=S, after_ns=2 * S, after_activity_ns=2 * S)
+    g = RestGate(guards)
+    g.watch(EMG, [("me", "muscle", "calf_left")], reach_back_ns=5 * S)
+    g.settle(EMG, 12 * S)
+    assert g.ready(CALF, 10 * S, provisional=True)
+    assert not g.ready(CALF, 10 * S)  # 2 s past it: a veto reported now may still start 3 s before it
+    assert g.horizon(CALF) == 7 * S - 1
+    why = "rhythmic bursting at 5.0 Hz (tremor or voluntary activity) for 5.0 s"
+    g.veto(EMG, 8 * S, 13 * S, why, guard=False)
+    g.settle(EMG, 15 * S + 1)
+    assert g.ready(CALF, 10 * S)
+    tremor = g.judge(twitch(9.99, 10.0), CALF)
+    assert tremor.kind is EventKind.DURING_MOVEMENT
+    assert tremor.reason == f"fasciculation: {why}"
+    g.veto(EMG, 20 * S, 21 * S, "voluntary activity on calf")  # guarded as before: 1 s ahead, 2 s behind
+    assert g.vetoed_ns(CALF, 17 * S, 25 * S) == 4 * S  # 19-23 s
+    with pytest.raises(ValueError, match="reach_back_ns"):
+        g.watch(ACC, [("me", "device", "dev1")], reach_back_ns=-1)
+
+
+def test_a_provisional_twitch_in_rhythmic_bursting_found_later_is_taken_back() -> None:
+    """The worker's path: a twitch is written after ``before_ns``; the bursting it belonged to is seen
+    seconds later and vetoes back over it; the final judgement re-writes it and the minute never counts it.
+    A stream started without reach back would have counted it."""
+    guards = GateParams(before_ns=S // 10, before_activity_ns=S, after_ns=2 * S, after_activity_ns=2 * S)
+    key = ("me", "dev1", "emg")
+    for reach, counted in ((5 * S, False), (0, True)):
+        rs = RestStreams(guards)
+        rs.start(key, "emg", ["calf_left"], 0, 0, reach)
+        rs.hold([twitch(5.0, 5.05)])
+        rs.progress(key, round(5.2 * S), [])
+        assert [e.kind for e in rs.release()] == [EventKind.FASCICULATION]  # as soon as before
+        rs.progress(key, round(6.5 * S), [])
+        assert rs.release() == []
+        rs.veto(key, 0, round(4.8 * S), round(7.2 * S), "rhythmic bursting", guard=False)
+        rs.progress(key, 11 * S, [])
+        out = rs.release()
+        if counted:  # judged at 6.5 s already (its 1-s guard known): the bursting came too late
+            assert (out, [e.kind for e in rs.counted()]) == ([], [EventKind.FASCICULATION])
+        else:
+            assert [(e.kind, e.reason) for e in out] == [
+                (EventKind.DURING_MOVEMENT, "fasciculation: rhythmic bursting")
+            ]
+            assert (rs.counted(), rs.retracted, rs.held) == ([], 1, 0)
+
+
 def test_a_veto_reason_says_the_duration_once() -> None:
     """The detector's reason already ends with the duration ("activity 1.6 s"): stored as "activity 1.6 s
     1.6 s (good/emg)" before; a reason without one gets it, and activity going on says how long so far."""
