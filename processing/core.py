@@ -51,6 +51,7 @@ from scipy import ndimage
 from scipy import signal as sps
 
 from twitchwatch.collector.signals import TwitchSignal
+from twitchwatch.processing.bursts import BurstWatch
 from twitchwatch.processing.clusters import Cluster, ClusterAssembly, Segment, Spans
 from twitchwatch.processing.events import EventKind
 
@@ -254,6 +255,18 @@ class DetectorParams:
     heart_bpm: tuple[float, float] = (30.0, 200.0)
     heart_tolerance: float = 0.10
     heart_peak_ratio: float = 1.5
+    # Rhythmic or dense bursting (``processing.bursts``; 0 s: off): an event that ends a run of
+    # ``burst_rhythm_intervals`` intervals at a 3–12-Hz period (``burst_hz``) varying by at most
+    # ``burst_rhythm_cv``, or ``burst_short_count`` intervals shorter than ``burst_short_s`` in a bout (no
+    # ``burst_pause_s`` without an event) within the last ``burst_window_s``, is tremor or voluntary
+    # activity: a brief one vetoes the run's time exactly, back to its first burst.
+    burst_window_s: float = 0.0
+    burst_hz: tuple[float, float] = (3.0, 12.0)
+    burst_rhythm_intervals: int = 6
+    burst_rhythm_cv: float = 0.3
+    burst_short_s: float = 0.4
+    burst_short_count: int = 12
+    burst_pause_s: float = 1.0
     # A noisy background (``LaneEngine._check_background``): a lane whose floor has risen this many times
     # (power) above its quiet level — the lowest it has been, which follows a louder background only over
     # ``quiet_rise_s`` — cannot show the twitches it showed before (10: 10 dB, a 20-dB twitch at 10 dB is
@@ -563,6 +576,20 @@ class LaneEngine:
         # intervals' worth, and never more than _BEATS_KEPT (a lane busy with brief events for hours).
         self._beats: list[deque[tuple[int, float]]] = [deque(maxlen=_BEATS_KEPT) for _ in range(lanes)]
         self._beat_span = (sample_rate * 60.0 / p.heart_bpm[1], sample_rate * 60.0 / p.heart_bpm[0])
+        # Rhythmic or dense bursting (``processing.bursts``): brief events looked at together.
+        self._bursts: BurstWatch | None = None
+        if p.burst_window_s > 0:
+            self._bursts = BurstWatch(
+                lanes,
+                sample_rate,
+                p.burst_window_s,
+                p.burst_hz,
+                p.burst_rhythm_intervals,
+                p.burst_rhythm_cv,
+                p.burst_short_s,
+                p.burst_short_count,
+                p.burst_pause_s,
+            )
         # The background's quiet level per lane (from the warm-up on) and, while the lane is noisy, the start
         # of the piece not reported yet (samples).
         self._quiet_ref = np.zeros(lanes)
@@ -708,6 +735,14 @@ class LaneEngine:
     @property
     def warmup_samples(self) -> int:
         return self._warm_blocks * self.blk
+
+    @property
+    def reach_back(self) -> int:
+        """Samples before ``settled`` that a veto reported from now on may still start at (0: none): a
+        burst veto (``processing.bursts``) starts at most its window before the onset of the event being
+        decided, which lies at or after where the detector had settled before; one epoch more for the
+        rounding of cluster starts to blocks."""
+        return 0 if self._bursts is None else self._bursts.reach_back + self.epoch * self.blk
 
     def settled(self) -> int:
         """Every detection that will cover a sample before this index (reported time, band-pass delay taken
@@ -1253,7 +1288,19 @@ class LaneEngine:
             where = (start, end)
         elif vetoes and not verdict.guarded:  # the context before it and the hold after it
             where = (max(start - self._busy_window, 0), end + self.spans.hold)
-        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, verdict.reason, vetoes, where))
+        reason = verdict.reason
+        # Any event but an artifact that shows itself (a saturation, a swing) is one of the lane's events,
+        # which together may burst (``processing.bursts``); a brief one found bursting is activity.
+        if self._bursts is not None and (kind is not EventKind.ARTIFACT or not vetoes):
+            burst = self._bursts.add(lane, c.start, c.end, brief)
+            if burst is not None:
+                conf = 0.8 if burst.rhythmic else 0.7
+                kind, reason, vetoes = EventKind.SUSTAINED, burst.reason, True
+                span = (max(burst.start - d, 0), max(burst.end - d, 1))
+                if where is not None:  # its own windows too (both hold the event: one span)
+                    span = (min(span[0], where[0]), max(span[1], where[1]))
+                where = span
+        self._out.append(Detection(lane, start, end, c.peak, kind, conf, hz, reason, vetoes, where))
 
 
 class _Work:

@@ -100,6 +100,13 @@ class StreamingDetector:
         return self._engine.warmup_samples
 
     @property
+    def reach_back_samples(self) -> int:
+        """How far before ``settled`` a veto it reports later may still start (``LaneEngine.reach_back``:
+        a run of rhythmic bursts is activity from its first burst on, known only a few bursts later). The
+        rest gate judges a twitch finally only once its source has settled this far past it."""
+        return self._engine.reach_back
+
+    @property
     def settled(self) -> int:
         """Sample index before which every detection has been returned (``LaneEngine.settled``)."""
         return self._engine.settled()

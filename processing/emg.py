@@ -80,6 +80,10 @@ def emg_params(sample_rate: float, notch_hz: float | None = None) -> DetectorPar
         # subtracted; a would-be twitch with most of its energy on them is a burst of hum.
         mains_hz=(50.0, 60.0),
         mains_share=MAINS_SHARE,
+        # Fasciculations fire irregularly, at most about one a second even in ALS: a lane whose brief events
+        # burst periodically at 3-12 Hz (tremor) or several a second for most of 5 s (a hand at work) is
+        # active, and so is its time (``processing.bursts``, docs/detection.md "Rhythmic or dense bursting").
+        burst_window_s=5.0,
     )
 
 

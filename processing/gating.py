@@ -24,6 +24,7 @@ streams are all there, only interleaved in chunks.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -152,6 +153,12 @@ def warmup_samples(detector: object) -> int:
     return 0
 
 
+def reach_back_samples(detector: object) -> int:
+    """Samples before its settled point that a detector may still report a veto at (``StreamingDetector.
+    reach_back_samples``: rhythmic bursting is known a few bursts after it began); 0 for the others."""
+    return detector.reach_back_samples if isinstance(detector, StreamingDetector) else 0
+
+
 class GatedRun:
     """Detectors over known streams, their vetoes through a rest gate, twitches judged as they settle."""
 
@@ -228,16 +235,20 @@ class GatedRun:
     # ---- internals ---------------------------------------------------------------------------------
     def _watch(self, i: int, s: GateStream) -> None:
         u = self.user
+        # A veto reported up to this long behind the stream's settled point (twice the nominal time:
+        # a recording's clock may run slower than its rate says, and offline waiting costs nothing).
+        reach = reach_back_samples(self.detectors[i])
+        reach_ns = 2 * math.ceil(reach * 1e9 / s.rate) if reach else 0
         if s.kind == "emg":
             sources = [(u, s.device, f"{s.label}#{k}") for k in range(s.channels)]
             for sid, muscle in zip(sources, s.muscles, strict=True):
-                self.gate.watch(sid, [(u, "muscle", muscle)])
+                self.gate.watch(sid, [(u, "muscle", muscle)], reach_ns)
         else:
             sources = [(u, s.device, s.label)]
             device: list[Scope] = [(u, "device", s.device)]
             if s.segment:
                 device.append((u, "segment", s.segment))
-            self.gate.watch(sources[0], device)
+            self.gate.watch(sources[0], device, reach_ns)
         self._sources.append(sources)
         # Blind while it learns, as in the worker: the assessable time starts after the warm-up (it was
         # counted from the stream's first sample — a 0.8-s file "assessable 0.8 s" with nothing detectable).

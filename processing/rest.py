@@ -37,8 +37,8 @@ within its guard after it re-writes it as ``during_movement`` before its minute 
 (``processing/rest_streams.py``). Offline runs (``processing/gating.py``) judge once, finally.
 
 A source may report a veto that starts before where it has settled, by at most the ``reach_back_ns`` it was
-watched with (activity recognised only some time after it began); a final answer waits until it has settled
-that far past the interval too.
+watched with (an EMG lane's rhythmic bursting is known a few bursts after it began: ``processing.bursts``);
+a final answer waits until it has settled that far past the interval too.
 
 Pure: no I/O, no clock. Times are ns (device clock, like the events).
 """
@@ -175,8 +175,8 @@ class RestGate:
     def watch(self, source: SourceId, scopes: Iterable[Scope], reach_back_ns: int = 0) -> None:
         """``source`` reports vetoes for ``scopes`` (idempotent; scopes add up). ``reach_back_ns``: a veto
         it reports (guards included) may start this far before where it has settled — activity recognised
-        only some time after it began: a question is answered finally only once the source has settled that
-        far past the interval too."""
+        only some time after it began, such as rhythmic bursting (``processing.bursts``): a question is
+        answered finally only once the source has settled that far past the interval too."""
         if reach_back_ns < 0:
             raise ValueError("reach_back_ns must be ≥ 0")
         s = self._sources.setdefault(source, _Source())

@@ -19,6 +19,7 @@ import inspect
 import itertools
 import json
 import logging
+import math
 import pickle
 import time
 from collections import defaultdict
@@ -50,7 +51,7 @@ from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchE
 from twitchwatch.processing.felt import FeltError, felt_entry, with_arrival_time
 from twitchwatch.processing.flags import FlagSet
 from twitchwatch.processing.fusion import Fuser
-from twitchwatch.processing.gating import warmup_samples
+from twitchwatch.processing.gating import reach_back_samples, warmup_samples
 from twitchwatch.processing.journal import Factor, JournalEntry
 from twitchwatch.processing.motion import MotionDetector
 from twitchwatch.processing.periodic import FlagTask, PeriodicTasks
@@ -1752,7 +1753,8 @@ class Worker(PeriodicTasks):
             None if kind in MOTION_SIGNALS else self.muscle(st, lane) for lane in range(st.detector.lanes)
         ]
         warmup_ns = round(warmup_samples(st.detector) * 1e9 / st.rate)
-        self._rest.start(st.key, kind, muscles, st.seg_t0_ns, warmup_ns)
+        reach_ns = math.ceil(reach_back_samples(st.detector) * 1e9 / st.rate)  # ``time_of`` is linear
+        self._rest.start(st.key, kind, muscles, st.seg_t0_ns, warmup_ns, reach_ns)
         return st
 
     def _note_change(self, st: _Stream, frame: Frame) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.harness.mosquitto import MosquittoServer
+from tests.test_bursts import tremor
 from tests.test_recordings import add_potential
 from twitchwatch.collector import synth
 from twitchwatch.collector.frames import Frame, SampleType, Unit, encode
@@ -316,3 +317,37 @@ async def test_a_twitch_right_before_its_muscles_contraction_is_rewritten_and_ne
     assert worker.stats.twitches_retracted >= 1
     rates = store.rates(EventQuery(user=USER, muscle="biceps_left"))
     assert sum(r.twitches for r in rates) == sum(1 for e in events if e.kind.is_twitch)
+
+
+async def test_a_rest_tremor_is_not_counted_and_its_first_bursts_are_taken_back(
+    mosquitto: MosquittoServer, store: EventStore
+) -> None:
+    """An 8-s parkinsonian rest tremor (bursts at 5 Hz) on a resting forearm: its first bursts are written
+    as twitches within the latency target, before the rhythm shows, and re-written once it does; none of
+    them is counted, and the tremor's time is not rest. The fasciculations around it still count."""
+    emg = stream("hand", "emg", "emg", REST_ONLY, SEED)
+    episode = (60.0, 68.0)
+    onsets = tremor(emg.x[:, 0], np.random.default_rng(5), episode, 5.0)
+    worker = await run_worker(
+        parse_mqtt_url(mosquitto.url),
+        store,
+        {"hand": ([emg], {"emg": "forearm_flexor_left"})},
+        "rest-tremor",
+        live=(episode[0] - 1.0, episode[1] + 6.0),
+    )
+    kinds = (*TWITCH_KINDS, EventKind.DURING_MOVEMENT)
+    events = store.events(EventQuery(user=USER, muscle="forearm_flexor_left", kinds=kinds))
+    at = [(e, (e.start_ns - T0) / S) for e in events]
+    during = [(e, t) for e, t in at if episode[0] - 0.1 <= t <= episode[1] + 0.1]
+    assert during
+    assert not [e for e, _ in during if e.kind.is_twitch]
+    assert all("bursting" in e.reason for e, _ in during), during[:3]
+    assert [e for e, t in during if t < onsets[6]]  # the first bursts, written before the rhythm showed
+    assert worker.stats.twitches_retracted >= 1
+    counted = [t for e, t in at if e.kind.is_twitch]
+    outside = [t for t in emg.twitches() if not inside(t, [(0.0, WARMUP_S), episode], 0.0, 0.5)]
+    assert len(outside) - 3 <= len(counted) <= len(outside) + 1, (len(counted), len(outside))
+    rates = store.rates(EventQuery(user=USER, muscle="forearm_flexor_left"))
+    assert sum(r.twitches for r in rates) == len(counted)
+    not_rest = sum(r.monitored_s - (r.rest_s or 0.0) for r in rates)
+    assert episode[1] - episode[0] - 0.5 <= not_rest - WARMUP_S <= episode[1] - episode[0] + 1.5
