@@ -58,7 +58,7 @@ from twitchwatch.processing.periodic import FlagTask, PeriodicTasks
 from twitchwatch.processing.quarantine import Entry, Quarantine, QuarantineError
 from twitchwatch.processing.rest import GateParams
 from twitchwatch.processing.rest_streams import RestStreams, SegmentMap, is_veto, veto_reason
-from twitchwatch.processing.store import EventQuery, EventStore, StoreError, StoreRejected
+from twitchwatch.processing.store import EventQuery, EventStore, StoreError, StoreRejected, stored_minute
 from twitchwatch.processing.timeunits import MINUTE_NS
 from twitchwatch.processing.wal import IngestJournal, JournalError, Record, fingerprint, write_json_atomically
 
@@ -1870,9 +1870,7 @@ class Worker(PeriodicTasks):
 
     def _stored_rate(self, key: RateKey, minute_ns: int) -> MinuteRate | None:
         """The store's row for one key's minute (raises ``StoreError``)."""
-        user, muscle, device, source = key
-        rows = self.store.rates(EventQuery(minute_ns, minute_ns + MINUTE_NS, user, muscle, source))
-        return next((r for r in rows if r.device == device and r.minute_ns == minute_ns), None)
+        return stored_minute(self.store, *key, minute_ns)
 
     def _cover(self, st: _Stream, start_ns: int, end_ns: int) -> None:
         resumed = start_ns < self._redelivered_until.get((st.user, st.device), 0)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from twitchwatch.processing.events import MinuteRate, TwitchEvent
 from twitchwatch.processing.quarantine import FILE_NAME, Entry, Quarantine, QuarantineError
-from twitchwatch.processing.timeunits import MINUTE_NS
 
 if TYPE_CHECKING:  # the settings model (pydantic) and the stores are imported when the command runs
     from twitchwatch.config import Settings
@@ -108,11 +107,10 @@ def _write(store: EventStore, e: Entry) -> bool:
     if isinstance(e.row, TwitchEvent):
         store.write_events([e.row])
         return True
-    from twitchwatch.processing.store import EventQuery
+    from twitchwatch.processing.store import stored_minute
 
     r = e.row
-    rows = store.rates(EventQuery(r.minute_ns, r.minute_ns + MINUTE_NS, r.user, r.muscle, r.source))
-    stored = next((s for s in rows if s.device == r.device and s.minute_ns == r.minute_ns), None)
+    stored = stored_minute(store, r.user, r.muscle, r.device, r.source, r.minute_ns)
     if stored is not None and _covers_more(stored, r):
         return False
     store.write_rates([r])

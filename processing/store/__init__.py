@@ -13,6 +13,7 @@ from twitchwatch.processing.store.base import (
     QueryError,
     StoreError,
     StoreRejected,
+    stored_minute,
 )
 from twitchwatch.processing.store.spec import (
     InfluxAuth,
@@ -35,6 +36,7 @@ __all__ = [
     "StoreUrlError",
     "open_store",
     "parse_store_url",
+    "stored_minute",
 ]
 
 

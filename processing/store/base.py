@@ -11,7 +11,7 @@ from twitchwatch.errors import TwitchwatchError, UserError
 from twitchwatch.processing.events import EventKind, MinuteRate, Source, TwitchEvent
 from twitchwatch.processing.flags import FlagSet
 from twitchwatch.processing.journal import JournalEntry
-from twitchwatch.processing.timeunits import HOUR_NS
+from twitchwatch.processing.timeunits import HOUR_NS, MINUTE_NS
 
 
 class StoreError(TwitchwatchError, RuntimeError):
@@ -52,6 +52,14 @@ class EventQuery:
             raise QueryError("must be positive", "limit")
         if self.kinds is not None and not self.kinds:
             raise QueryError("must name at least one kind, or be None for all", "kinds")
+
+
+def stored_minute(
+    store: EventStore, user: str, muscle: str, device: str, source: Source, minute_ns: int
+) -> MinuteRate | None:
+    """The store's row for one muscle's minute from one device (raises ``StoreError``)."""
+    rows = store.rates(EventQuery(minute_ns, minute_ns + MINUTE_NS, user, muscle, source))
+    return next((r for r in rows if r.device == device and r.minute_ns == minute_ns), None)
 
 
 def check_range(since_ns: int, until_ns: int | None) -> None:
